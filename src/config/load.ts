@@ -1,0 +1,138 @@
+import { readFileSync } from 'node:fs';
+import { configSchema, effectiveConfig, type Config } from './schema.js';
+
+/** Thrown for any unusable setting; `message` is one line naming the setting. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Kind = 'string' | 'int' | 'bool' | 'list' | 'hostports' | 'fhirServers' | 'words';
+
+/** Environment variable → config path. Environment wins over the JSON file. */
+export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
+  ['AUTHZ_MODE', 'mode', 'string'],
+  ['AUTHZ_ISSUER', 'issuer', 'string'],
+  ['AUTHZ_HOST', 'host', 'string'],
+  ['PORT', 'port', 'int'],
+  ['AUTHZ_PORT', 'port', 'int'],
+  ['AUTHZ_PROXY', 'proxy', 'bool'],
+  ['AUTHZ_TLS_CERT', 'tls.certFile', 'string'],
+  ['AUTHZ_TLS_KEY', 'tls.keyFile', 'string'],
+  ['REDIS_URL', 'redis.url', 'string'],
+  ['AUTHZ_REDIS_URL', 'redis.url', 'string'],
+  ['AUTHZ_REDIS_SENTINELS', 'redis.sentinels', 'hostports'],
+  ['AUTHZ_REDIS_SENTINEL_NAME', 'redis.sentinelName', 'string'],
+  ['AUTHZ_REDIS_CLUSTER_NODES', 'redis.clusterNodes', 'hostports'],
+  ['AUTHZ_REDIS_USERNAME', 'redis.username', 'string'],
+  ['AUTHZ_REDIS_PASSWORD', 'redis.password', 'string'],
+  ['AUTHZ_REDIS_PREFIX', 'redis.prefix', 'string'],
+  ['AUTHZ_DEV_REDIS', 'devRedis', 'bool'],
+  ['AUTHZ_DATA_DIR', 'dataDir', 'string'],
+  ['AUTHZ_FHIR_SERVERS', 'fhirServers', 'fhirServers'],
+  ['AUTHZ_TTL_ACCESS_TOKEN', 'ttl.accessToken', 'int'],
+  ['AUTHZ_TTL_BACKEND_ACCESS_TOKEN', 'ttl.backendAccessToken', 'int'],
+  ['AUTHZ_TTL_AUTHORIZATION_CODE', 'ttl.authorizationCode', 'int'],
+  ['AUTHZ_TTL_REFRESH_TOKEN', 'ttl.refreshToken', 'int'],
+  ['AUTHZ_TTL_ID_TOKEN', 'ttl.idToken', 'int'],
+  ['AUTHZ_TTL_SESSION', 'ttl.session', 'int'],
+  ['AUTHZ_TTL_INTERACTION', 'ttl.interaction', 'int'],
+  ['AUTHZ_TTL_GRANT', 'ttl.grant', 'int'],
+  ['AUTHZ_COOKIE_KEYS', 'cookieKeys', 'list'],
+  ['AUTHZ_KEY_ENCRYPTION_SECRET', 'keyEncryptionSecret', 'string'],
+  ['AUTHZ_CLIENTS_FILE', 'clientsFile', 'string'],
+  ['AUTHZ_CLIENT_AUTH_ALGS', 'clientAuthSigningAlgs', 'list'],
+  ['AUTHZ_REGISTRATION', 'registration.enabled', 'bool'],
+  ['AUTHZ_BODY_LIMIT', 'http.bodyLimit', 'string'],
+  ['AUTHZ_FRAME_ANCESTORS', 'http.frameAncestors', 'words'],
+  ['AUTHZ_SHUTDOWN_GRACE_MS', 'http.shutdownGraceMs', 'int'],
+  ['AUTHZ_LOG_LEVEL', 'log.level', 'string'],
+  ['AUTHZ_DEMO_DATA', 'demoData', 'bool'],
+];
+
+function convert(name: string, kind: Kind, raw: string): unknown {
+  const value = raw.trim();
+  switch (kind) {
+    case 'string':
+      return value;
+    case 'int':
+      if (!/^-?\d+$/.test(value)) throw new ConfigError(`config error: ${name} must be a whole number, got "${value}"`);
+      return Number(value);
+    case 'bool':
+      if (/^(1|true|yes|on)$/i.test(value)) return true;
+      if (/^(0|false|no|off)$/i.test(value)) return false;
+      throw new ConfigError(`config error: ${name} must be true or false, got "${value}"`);
+    case 'list':
+      return value.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'words':
+      return value.split(/\s+/).filter(Boolean);
+    case 'hostports':
+      return value.split(',').map((hp) => {
+        const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(hp.trim());
+        if (!m) throw new ConfigError(`config error: ${name} must be a comma-separated list of host:port, got "${hp.trim()}"`);
+        return { host: m[1], port: Number(m[2]) };
+      });
+    case 'fhirServers':
+      // `https://fhir.example/r4` or `tenantA=https://fhir.example/a`, comma separated.
+      return value.split(',').map((entry) => {
+        const trimmed = entry.trim();
+        const eq = trimmed.indexOf('=');
+        const looksTenant = eq > 0 && !trimmed.slice(0, eq).includes(':');
+        return looksTenant ? { tenant: trimmed.slice(0, eq), base: trimmed.slice(eq + 1) } : { base: trimmed };
+      });
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[part] = {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts[parts.length - 1]!] = value;
+}
+
+function readFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config error: AUTHZ_CONFIG file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+    return parsed as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`config error: AUTHZ_CONFIG file ${path} is not a JSON object (${(err as Error).message})`);
+  }
+}
+
+function envNameFor(path: string): string | undefined {
+  return ENV_VARS.find(([, p]) => path === p || path.startsWith(`${p}.`))?.[0];
+}
+
+/**
+ * Builds the configuration from an optional JSON file (AUTHZ_CONFIG) and the environment, then
+ * validates it. Any problem becomes one `ConfigError` line naming the setting.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const raw: Record<string, unknown> = env.AUTHZ_CONFIG ? readFile(env.AUTHZ_CONFIG) : {};
+  if (!env.AUTHZ_MODE && env.NODE_ENV === 'production' && raw.mode === undefined) raw.mode = 'production';
+  for (const [name, path, kind] of ENV_VARS) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    setPath(raw, path, convert(name, kind, value));
+  }
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const path = issue.path.map(String).join('.');
+    const env = envNameFor(issue.path.filter((p) => typeof p === 'string').join('.'));
+    const where = env ? `${env} (${path || 'config'})` : path || 'config';
+    const more = result.error.issues.length > 1 ? ` (+${result.error.issues.length - 1} more)` : '';
+    throw new ConfigError(`config error: ${where} ${issue.message}${more}`);
+  }
+  return effectiveConfig(result.data);
+}

@@ -1,0 +1,154 @@
+import { z } from 'zod';
+
+/**
+ * The whole runtime configuration. Every setting has a default that is right for a developer's
+ * laptop; production mode adds the rules in `productionRules` on top.
+ */
+
+const absoluteHttpUrl = z
+  .string()
+  .trim()
+  .refine((v) => URL.canParse(v), 'must be an absolute URL')
+  .refine((v) => ['http:', 'https:'].includes(new URL(v).protocol), 'must use http: or https:')
+  .refine((v) => !new URL(v).search && !new URL(v).hash, 'must not have a query or fragment');
+
+/** Trailing slashes are dropped so `aud` comparison and URL joining have one spelling. */
+const baseUrl = absoluteHttpUrl.transform((v) => v.replace(/\/+$/, ''));
+
+const hostPort = z.object({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+});
+
+export const redisSchema = z
+  .object({
+    url: z
+      .string()
+      .refine((v) => /^rediss?:\/\//.test(v), 'must start with redis:// or rediss://')
+      .optional(),
+    sentinels: z.array(hostPort).min(1).optional(),
+    sentinelName: z.string().min(1).optional(),
+    clusterNodes: z.array(hostPort).min(1).optional(),
+    username: z.string().optional(),
+    password: z.string().optional(),
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]*:?$/, 'letters, digits, _ . - and an optional trailing colon')
+      .default('authz:'),
+  })
+  .refine((r) => [r.url, r.sentinels, r.clusterNodes].filter(Boolean).length <= 1, {
+    message: 'set only one of url, sentinels or clusterNodes',
+  });
+
+export const fhirServerSchema = z.object({
+  /** FHIR base URL; tokens for this server carry it as `aud`. */
+  base: baseUrl,
+  /** Optional tenant name, echoed as `tenant` in token responses. */
+  tenant: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and -, at most 64')
+    .optional(),
+  name: z.string().max(200).optional(),
+  /** Access-token format resource servers of this base expect. */
+  accessTokenFormat: z.enum(['opaque', 'jwt']).default('opaque'),
+});
+
+const seconds = z.number().int().positive();
+
+export const ttlSchema = z.object({
+  accessToken: seconds.default(3600),
+  backendAccessToken: seconds.max(3600).default(300),
+  authorizationCode: seconds.max(600).default(60),
+  refreshToken: seconds.default(90 * 24 * 3600),
+  idToken: seconds.default(3600),
+  session: seconds.default(8 * 3600),
+  interaction: seconds.default(3600),
+  grant: seconds.default(365 * 24 * 3600),
+});
+
+const signingAlg = z.enum(['RS384', 'ES384', 'RS256', 'ES256', 'PS256']);
+
+export const configSchema = z
+  .object({
+    mode: z.enum(['development', 'production']).default('development'),
+    issuer: baseUrl.default('http://localhost:3000'),
+    host: z.string().min(1).default('0.0.0.0'),
+    port: z.number().int().min(0).max(65535).default(3000),
+    /** Trust X-Forwarded-* from a TLS-terminating proxy. */
+    proxy: z.boolean().default(false),
+    tls: z
+      .object({
+        certFile: z.string().min(1),
+        keyFile: z.string().min(1),
+      })
+      .optional(),
+    redis: redisSchema.default({ prefix: 'authz:' }),
+    /** Start a private redis-server in dev mode when none answers (never in production). */
+    devRedis: z.boolean().default(true),
+    dataDir: z.string().min(1).default('var'),
+    fhirServers: z.array(fhirServerSchema).min(1).default([{ base: 'http://localhost:8080/fhir', accessTokenFormat: 'opaque' }]),
+    ttl: ttlSchema.default(ttlSchema.parse({})),
+    /** Keys that sign cookies; the first signs, all verify (rotate by prepending). */
+    cookieKeys: z.array(z.string().min(32, 'each cookie key needs at least 32 characters')).min(1).optional(),
+    /** Encrypts private signing keys at rest in Redis when set. */
+    keyEncryptionSecret: z.string().min(32, 'needs at least 32 characters').optional(),
+    clientsFile: z.string().min(1).optional(),
+    clientAuthSigningAlgs: z
+      .array(signingAlg)
+      .min(1)
+      .default(['RS384', 'ES384'])
+      .refine((a) => a.includes('RS384') || a.includes('ES384'), 'must include RS384 or ES384 (SMART)'),
+    registration: z
+      .object({
+        /** RFC 7591 dynamic registration; always requires an initial access token. */
+        enabled: z.boolean().default(true),
+      })
+      .default({ enabled: true }),
+    http: z
+      .object({
+        bodyLimit: z.string().regex(/^\d+(kb|mb)$/i, 'like 100kb or 1mb').default('100kb'),
+        /** CSP frame-ancestors sources; `'none'` forbids framing entirely. */
+        frameAncestors: z.array(z.string().min(1)).min(1).default(["'none'"]),
+        shutdownGraceMs: z.number().int().min(0).default(10_000),
+      })
+      .default({ bodyLimit: '100kb', frameAncestors: ["'none'"], shutdownGraceMs: 10_000 }),
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .default({ level: 'info' }),
+    /** Seed demo clients (and later users) in development mode. */
+    demoData: z.boolean().default(true),
+  })
+  .superRefine((c, ctx) => {
+    const bases = new Set<string>();
+    const tenants = new Set<string>();
+    c.fhirServers.forEach((s, i) => {
+      if (bases.has(s.base)) ctx.addIssue({ code: 'custom', path: ['fhirServers', i, 'base'], message: 'is listed twice' });
+      bases.add(s.base);
+      if (s.tenant) {
+        if (tenants.has(s.tenant)) ctx.addIssue({ code: 'custom', path: ['fhirServers', i, 'tenant'], message: 'is listed twice' });
+        tenants.add(s.tenant);
+      }
+    });
+    if (c.mode !== 'production') return;
+    const issuer = new URL(c.issuer);
+    if (issuer.protocol === 'http:' && !c.proxy) {
+      ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'must be https in production unless behind a declared proxy (proxy=true)' });
+    }
+    if (issuer.protocol === 'https:' && !c.proxy && !c.tls) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'an https issuer needs a TLS certificate and key, or proxy=true behind a TLS-terminating proxy' });
+    }
+    if (!c.cookieKeys) {
+      ctx.addIssue({ code: 'custom', path: ['cookieKeys'], message: 'is required in production' });
+    }
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type RedisSettings = z.infer<typeof redisSchema>;
+export type FhirServer = z.infer<typeof fhirServerSchema>;
+export type TtlSettings = z.infer<typeof ttlSchema>;
+
+/** Production never seeds demo data or starts a private Redis, whatever the file says. */
+export function effectiveConfig(c: Config): Config {
+  if (c.mode === 'production') return { ...c, demoData: false, devRedis: false };
+  return c;
+}

@@ -1,0 +1,60 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { RedisSettings } from '../config/schema.js';
+
+export type RedisClient = Redis | Cluster;
+
+/**
+ * Commands fail fast instead of queueing while Redis is unreachable: a request must get a 503,
+ * not hang until the connection comes back. Reconnects back off up to two seconds.
+ */
+const commonOptions: RedisOptions = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 1,
+  commandTimeout: 2_000,
+  connectTimeout: 5_000,
+  enableAutoPipelining: true,
+  retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
+};
+
+export function createRedis(settings: RedisSettings, options: RedisOptions = {}): RedisClient {
+  const opts = { ...commonOptions, ...options, lazyConnect: true };
+  if (settings.clusterNodes?.length) {
+    return new Cluster(settings.clusterNodes, {
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      clusterRetryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
+      redisOptions: { ...opts, password: settings.password, username: settings.username },
+      lazyConnect: true,
+    });
+  }
+  if (settings.sentinels?.length) {
+    return new Redis({
+      ...opts,
+      sentinels: settings.sentinels,
+      name: settings.sentinelName ?? 'mymaster',
+      password: settings.password,
+      username: settings.username,
+    });
+  }
+  return new Redis(settings.url ?? 'redis://127.0.0.1:6379', opts);
+}
+
+/** Connects, waiting for the first successful connection up to `timeoutMs`. */
+export async function connectRedis(client: RedisClient, timeoutMs = 10_000): Promise<void> {
+  if (client.status === 'ready') return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.status === 'wait' ? client.connect() : new Promise<void>((resolve) => client.once('ready', () => resolve())),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer from Redis within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function isRedisReady(client: RedisClient): boolean {
+  return client.status === 'ready';
+}

@@ -1,0 +1,78 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface RedisServerHandle {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+  /** Start again on the same port and data dir (for outage/recovery tests). */
+  restart(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPing(port: number, deadlineMs = 10_000): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const started = Date.now();
+  for (;;) {
+    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    client.on('error', () => {});
+    try {
+      await client.connect();
+      await client.ping();
+      client.disconnect();
+      return;
+    } catch {
+      client.disconnect();
+      if (Date.now() - started > deadlineMs) throw new Error(`redis-server on ${port} did not answer`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+/** Starts a private redis-server on a free loopback port with its data in a temp dir. */
+export async function startRedisServer(): Promise<RedisServerHandle> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'smart-authz-redis-'));
+  let proc: ChildProcess | undefined;
+  const launch = async () => {
+    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
+    await waitForPing(port);
+  };
+  await launch();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      const p = proc;
+      if (!p || p.exitCode !== null) return;
+      await new Promise<void>((resolve) => {
+        p.once('exit', () => resolve());
+        p.kill('SIGKILL');
+      });
+    },
+    async restart() {
+      await launch();
+    },
+  };
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
