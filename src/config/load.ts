@@ -109,8 +109,10 @@ function readFile(path: string): Record<string, unknown> {
   }
 }
 
-function envNameFor(path: string): string | undefined {
-  return ENV_VARS.find(([, p]) => path === p || path.startsWith(`${p}.`))?.[0];
+/** The variable to blame: one the operator actually set if any, else the documented one. */
+function envNameFor(path: string, env: NodeJS.ProcessEnv): string | undefined {
+  const candidates = ENV_VARS.filter(([, p]) => path === p || path.startsWith(`${p}.`) || (path !== '' && p.startsWith(`${path}.`)));
+  return (candidates.find(([name]) => env[name]) ?? candidates[0])?.[0];
 }
 
 /**
@@ -129,8 +131,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const path = issue.path.map(String).join('.');
-    const env = envNameFor(issue.path.filter((p) => typeof p === 'string').join('.'));
-    const where = env ? `${env} (${path || 'config'})` : path || 'config';
+    const name = envNameFor(issue.path.filter((p) => typeof p === 'string').join('.'), env);
+    const where = name ? `${name} (${path || 'config'})` : path || 'config';
     const more = result.error.issues.length > 1 ? ` (+${result.error.issues.length - 1} more)` : '';
     throw new ConfigError(`config error: ${where} ${issue.message}${more}`);
   }

@@ -5,12 +5,14 @@ import { z } from 'zod';
  * laptop; production mode adds the rules in `productionRules` on top.
  */
 
+const parsed = (v: string) => URL.parse(v);
+
 const absoluteHttpUrl = z
   .string()
   .trim()
-  .refine((v) => URL.canParse(v), 'must be an absolute URL')
-  .refine((v) => ['http:', 'https:'].includes(new URL(v).protocol), 'must use http: or https:')
-  .refine((v) => !new URL(v).search && !new URL(v).hash, 'must not have a query or fragment');
+  .refine((v) => parsed(v) !== null, { message: 'must be an absolute URL', abort: true })
+  .refine((v) => ['http:', 'https:'].includes(parsed(v)!.protocol), { message: 'must use http: or https:', abort: true })
+  .refine((v) => !parsed(v)!.search && !parsed(v)!.hash, 'must not have a query or fragment');
 
 /** Trailing slashes are dropped so `aud` comparison and URL joining have one spelling. */
 const baseUrl = absoluteHttpUrl.transform((v) => v.replace(/\/+$/, ''));
@@ -71,7 +73,11 @@ const signingAlg = z.enum(['RS384', 'ES384', 'RS256', 'ES256', 'PS256']);
 export const configSchema = z
   .object({
     mode: z.enum(['development', 'production']).default('development'),
-    issuer: baseUrl.default('http://localhost:3000'),
+    // Served at the root of its origin: oidc-provider derives every route from the issuer path,
+    // so a path prefix belongs to the reverse proxy, not here.
+    issuer: baseUrl
+      .refine((v) => new URL(v).pathname === '/', 'must not have a path (serve at the root of its origin)')
+      .default('http://localhost:3000'),
     host: z.string().min(1).default('0.0.0.0'),
     port: z.number().int().min(0).max(65535).default(3000),
     /** Trust X-Forwarded-* from a TLS-terminating proxy. */
