@@ -1,0 +1,197 @@
+/**
+ * oidc-provider storage in Redis, one adapter instance per model name.
+ *
+ * Key layout (P = Keyspace prefix, e.g. `authz:`):
+ *
+ *   P oidc:<Model>:{<id>}               hash  payload = JSON, consumed = JSON (epoch seconds);
+ *                                             PX = expiresIn, no TTL when the model gives none
+ *   P oidc:grant:{<grantId>}            zset  member = full entry key of a grant-bound token,
+ *                                             score = its expiry in ms (+inf = none); TTL >= the
+ *                                             longest member's, none if a member has none
+ *   P oidc:grantRevoked:{<grantId>}     "1"   for an hour after the Grant was destroyed; refuses
+ *                                             token writes for it that were already in flight
+ *   P oidc:sessionUid:{<uid>}           id of the Session with that uid; same TTL as the Session
+ *   P oidc:userCode:{<userCode>}        id of the DeviceCode with that user code; same TTL
+ *   P clients                           set of every Client id
+ *   P once:<namespace>:{<sha256(id)>}   "1" with EX = ttl (claimOnce, e.g. assertion jti)
+ *
+ * `oidc:Grant:{g}`, `oidc:grant:{g}` and `oidc:grantRevoked:{g}` share the hash tag `{g}`, which
+ * is what lets one script revoke a grant in Redis Cluster; nothing else spans keys.
+ *
+ * Round trips: `find` 1 (HGETALL); `upsert` 1 for everything not bound to a grant (the writes are
+ * issued together and auto-pipelined), 3 sequential ones for grant-bound tokens (index, write,
+ * check — see grant-index.ts for why each is needed).
+ */
+import { errors } from 'oidc-provider';
+import type { Adapter, AdapterFactory, AdapterPayload } from 'oidc-provider';
+import type { RedisClient } from '../redis/connection.js';
+import type { Keyspace } from '../redis/keyspace.js';
+import { adapterScripts, type AdapterScripts } from './adapter-scripts.js';
+import { alreadyConsumed, consumedEntryMissing } from './consume-errors.js';
+import { GrantIndex } from './grant-index.js';
+
+export { claimOnce } from './claim-once.js';
+
+/** Models whose entries `revokeByGrantId` must find (the same list as oidc-provider's memory adapter). */
+const GRANT_BOUND = new Set([
+  'AccessToken',
+  'AuthorizationCode',
+  'RefreshToken',
+  'DeviceCode',
+  'BackchannelAuthenticationRequest',
+  'PreAuthorizedCode',
+]);
+
+function ttlMillis(expiresIn: number | undefined): number | undefined {
+  if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn)) return undefined;
+  // ReplayDetection can pass a lifetime that already ran out; PX needs a positive integer.
+  return Math.max(1, Math.ceil(expiresIn * 1000));
+}
+
+function epochSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+function parseEntry(hash: Record<string, string>): AdapterPayload | undefined {
+  if (hash.payload === undefined) return undefined;
+  const payload = JSON.parse(hash.payload) as AdapterPayload;
+  if (hash.consumed !== undefined) payload.consumed = JSON.parse(hash.consumed);
+  return payload;
+}
+
+function grantIdOf(payloadJson: string): string | undefined {
+  const { grantId } = JSON.parse(payloadJson) as AdapterPayload;
+  return typeof grantId === 'string' && grantId ? grantId : undefined;
+}
+
+export class RedisAdapter implements Adapter {
+  private readonly redis: RedisClient & AdapterScripts;
+  private readonly grants: GrantIndex;
+
+  constructor(
+    readonly name: string,
+    redis: RedisClient,
+    private readonly keyspace: Keyspace,
+    grants?: GrantIndex,
+  ) {
+    this.redis = adapterScripts(redis);
+    this.grants = grants ?? new GrantIndex(redis, keyspace);
+  }
+
+  private key(id: string): string {
+    return this.keyspace.model(this.name, id);
+  }
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    const key = this.key(id);
+    const ttlMs = ttlMillis(expiresIn);
+    const grantId = GRANT_BOUND.has(this.name) && typeof payload.grantId === 'string' ? payload.grantId : undefined;
+
+    if (grantId !== undefined && !(await this.grants.add(grantId, key, ttlMs))) {
+      throw new errors.InvalidGrant('grant has been revoked');
+    }
+
+    await Promise.all(this.writes(id, key, payload, ttlMs));
+
+    if (grantId !== undefined && !(await this.grants.contains(grantId, key))) {
+      // A revocation emptied the index between our index add and our write; its DEL of our key
+      // may have come before the write, so the entry would otherwise outlive the revocation.
+      await this.redis.del(key);
+      throw new errors.InvalidGrant('grant has been revoked');
+    }
+  }
+
+  private writes(id: string, key: string, payload: AdapterPayload, ttlMs: number | undefined): Promise<unknown>[] {
+    const consumed = payload.consumed ? JSON.stringify(payload.consumed) : '';
+    const writes: Promise<unknown>[] = [
+      this.redis.oidcWriteEntry(key, JSON.stringify(payload), ttlMs === undefined ? '' : String(ttlMs), consumed),
+    ];
+    if (this.name === 'Session' && typeof payload.uid === 'string') {
+      writes.push(this.setPointer(this.keyspace.sessionUid(payload.uid), id, ttlMs));
+    }
+    if (this.name === 'DeviceCode' && typeof payload.userCode === 'string') {
+      writes.push(this.setPointer(this.keyspace.userCode(payload.userCode), id, ttlMs));
+    }
+    if (this.name === 'Client') {
+      writes.push(this.redis.sadd(this.keyspace.clientIndex(), id));
+    }
+    return writes;
+  }
+
+  private setPointer(key: string, id: string, ttlMs: number | undefined): Promise<unknown> {
+    return ttlMs === undefined ? this.redis.set(key, id) : this.redis.set(key, id, 'PX', ttlMs);
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    return parseEntry(await this.redis.hgetall(this.key(id)));
+  }
+
+  /** Pointers are not removed with their entry, so the entry must still carry the value looked up. */
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    const id = await this.redis.get(this.keyspace.sessionUid(uid));
+    if (id === null) return undefined;
+    const payload = await this.find(id);
+    return payload?.uid === uid ? payload : undefined;
+  }
+
+  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+    const id = await this.redis.get(this.keyspace.userCode(userCode));
+    if (id === null) return undefined;
+    const payload = await this.find(id);
+    return payload?.userCode === userCode ? payload : undefined;
+  }
+
+  /**
+   * oidc-provider checks `consumed` after `find` and only then calls `consume`, so two concurrent
+   * redemptions of one code both pass its check. Here only the first `consume` succeeds; the other
+   * is treated as the reuse oidc-provider would have detected had the requests been sequential:
+   * the whole grant is revoked (Grant included, as its default revokeGrantPolicy does on the
+   * token endpoint) and the request fails with invalid_grant.
+   */
+  async consume(id: string): Promise<void> {
+    const result = await this.redis.oidcConsumeEntry(this.key(id), String(epochSeconds()));
+    if (result === 1) return;
+    if (typeof result !== 'string') throw consumedEntryMissing(this.name);
+
+    const grantId = grantIdOf(result);
+    if (grantId !== undefined) await this.grants.revoke(grantId, { dead: true });
+    throw alreadyConsumed(this.name);
+  }
+
+  /**
+   * The sessionUid / userCode pointers are left to expire: removing them would cost a read of the
+   * payload first, and the lookups ignore a pointer whose entry is gone.
+   *
+   * Destroying a Grant revokes its tokens and marks it dead. oidc-provider destroys a Grant only
+   * while revoking it (helpers/revoke.js), and without the Grant none of its tokens is honoured.
+   */
+  async destroy(id: string): Promise<void> {
+    if (this.name === 'Grant') {
+      await this.grants.revoke(id, { dead: true });
+      return;
+    }
+    const key = this.key(id);
+    if (this.name === 'Client') {
+      await Promise.all([this.redis.del(key), this.redis.srem(this.keyspace.clientIndex(), id)]);
+      return;
+    }
+    await this.redis.del(key);
+  }
+
+  /**
+   * The grant stays usable (oidc-provider keeps it when an access token is revoked), so later
+   * tokens for it are accepted; only writes that overlapped this revocation are undone.
+   */
+  async revokeByGrantId(grantId: string): Promise<void> {
+    await this.grants.revoke(grantId, { dead: false });
+  }
+}
+
+/**
+ * The value for oidc-provider's `adapter` option. It is an arrow function on purpose: oidc-provider
+ * calls anything with a prototype with `new`.
+ */
+export function redisAdapterFactory(redis: RedisClient, keyspace: Keyspace): AdapterFactory {
+  const grants = new GrantIndex(redis, keyspace);
+  return (name: string) => new RedisAdapter(name, redis, keyspace, grants);
+}
