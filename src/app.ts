@@ -1,0 +1,77 @@
+import Provider, { type Adapter, type JWKS } from 'oidc-provider';
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import type { RedisClient } from './redis/connection.js';
+import type { Keyspace } from './redis/keyspace.js';
+import type { Metrics } from './ops/metrics.js';
+import { providerConfiguration } from './provider/configuration.js';
+import { redisAdapterFactory } from './storage/redis-adapter.js';
+import { wrapClientAdapter } from './clients/client-adapter.js';
+import { verifyClientSecret } from './clients/secrets.js';
+import { requestContext } from './http/request-context.js';
+import { securityHeaders } from './http/security-headers.js';
+import { errorBoundary, requireRedis } from './http/errors.js';
+import { bodyLimit } from './http/body-limit.js';
+import { opsRoutes } from './ops/health.js';
+import { smartConfigurationRoutes } from './discovery/smart-configuration.js';
+import { interactionRoutes } from './interaction/routes.js';
+
+export interface AppDeps {
+  config: Config;
+  logger: Logger;
+  redis: RedisClient;
+  keyspace: Keyspace;
+  metrics: Metrics;
+  jwks: JWKS;
+  cookieKeys: string[];
+  isShuttingDown?: () => boolean;
+}
+
+/** The Redis adapter for every model, with client secrets hashed before they are stored. */
+export function modelAdapter(redis: RedisClient, keyspace: Keyspace): (name: string) => Adapter {
+  const base = redisAdapterFactory(redis, keyspace);
+  return (name: string) => (name === 'Client' ? wrapClientAdapter(base(name)) : base(name));
+}
+
+/**
+ * Assembles the whole HTTP surface. oidc-provider is itself the Koa application; our middleware
+ * runs before its router (provider.use inserts ahead of it), in the order listed here.
+ */
+export function buildApp(deps: AppDeps): Provider {
+  const { config, logger, redis, keyspace, metrics } = deps;
+  const redisReady = () => redis.status === 'ready';
+  const provider = new Provider(
+    config.issuer,
+    providerConfiguration({ config, jwks: deps.jwks, adapter: modelAdapter(redis, keyspace), cookieKeys: deps.cookieKeys }),
+  );
+  provider.proxy = config.proxy;
+
+  // Stored secrets are SHA-256 hashes (see clients/secrets.ts); compare against those.
+  provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
+    return Promise.resolve(typeof this.clientSecret === 'string' && verifyClientSecret(this.clientSecret, actual));
+  };
+
+  provider.on('grant.success', (ctx) => {
+    metrics.tokensIssued.inc({ grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown') });
+  });
+  provider.on('authorization.error', (_ctx, err) => {
+    metrics.oauthErrors.inc({ route: 'authorization', error: (err as { error?: string }).error ?? 'server_error' });
+  });
+  provider.on('server_error', (ctx, err) => {
+    logger.error({ err, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'oidc-provider server error');
+  });
+
+  const ops = opsRoutes(redis, metrics, deps.isShuttingDown ?? (() => false));
+  const discovery = smartConfigurationRoutes(config);
+  const interactions = interactionRoutes(provider);
+
+  provider.use(requestContext(logger, metrics));
+  provider.use(securityHeaders({ frameAncestors: config.http.frameAncestors }));
+  provider.use(errorBoundary(logger, redisReady));
+  provider.use(ops.routes());
+  provider.use(requireRedis(redisReady, /^\/(healthz|readyz|metrics|static\/)/));
+  provider.use(bodyLimit(config.http.bodyLimit));
+  provider.use(discovery.routes());
+  provider.use(interactions.routes());
+  return provider;
+}

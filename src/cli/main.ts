@@ -1,0 +1,195 @@
+import { parseArgs } from 'node:util';
+import { randomUUID } from 'node:crypto';
+import { SignJWT, importJWK } from 'jose';
+import { loadConfig, ConfigError } from '../config/load.js';
+import { createLogger } from '../ops/logger.js';
+import { Metrics } from '../ops/metrics.js';
+import { openRuntime, StartupError, type Runtime } from '../runtime.js';
+import { buildApp } from '../app.js';
+import { clientRegistryFor } from '../clients/wiring.js';
+import { ClientRegistryError } from '../clients/registry.js';
+import { KeyStoreError } from '../keys/errors.js';
+import { SMART_REGISTRATION_POLICY, ROUTES } from '../provider/configuration.js';
+import { DEMO, demoBackendKey } from '../seed/demo.js';
+import {
+  CLIENTS_USAGE,
+  CliUsageError,
+  addClient,
+  listClients,
+  removeClient,
+  rotateClientSecret,
+  setClientJwks,
+  showClient,
+  updateClient,
+  type Out,
+} from './clients.js';
+
+const USAGE = `Usage: smart-authz <group> <command> [options]
+
+  clients  add|list|show|update|remove|rotate-secret|set-jwks   manage registered clients
+  keys     list|introduce|promote|remove|encrypt                 manage signing keys
+  registration token [--expires-in SECONDS]                      issue an RFC 7591 initial access token
+  demo     assertion [--aud URL]                                 (development) sign a client assertion for demo-backend
+  config   check                                                 validate the configuration and print a summary
+
+The CLI reads the same environment variables and AUTHZ_CONFIG file as the server.
+Run "smart-authz clients help" or "smart-authz keys help" for details.`;
+
+const KEYS_USAGE = `Usage: smart-authz keys <command>
+  list                      show every key with its status (next, current, retired)
+  introduce RSA|EC          add a next key: published, not yet signing
+  promote KID               make a next key current; the previous current key is retired
+  remove KID [--force]      delete a retired key (refused until the longest token lifetime has passed)
+  encrypt                   (re-)encrypt stored keys with AUTHZ_KEY_ENCRYPTION_SECRET;
+                            the old secret, if any, comes from AUTHZ_OLD_KEY_ENCRYPTION_SECRET
+
+Rotation: introduce, wait for every instance to reload (30 s), promote, wait for the longest
+token lifetime, remove.`;
+
+async function withRuntime<T>(fn: (rt: Runtime) => Promise<T>, opts: { keySecret?: string | undefined } = {}): Promise<T> {
+  const config = { ...loadConfig(), devRedis: false };
+  const rt = await openRuntime(opts.keySecret === undefined ? config : { ...config, keyEncryptionSecret: opts.keySecret }, createLogger('silent'));
+  try {
+    return await fn(rt);
+  } finally {
+    await rt.close();
+  }
+}
+
+async function providerFor(rt: Runtime) {
+  const jwks = await rt.keystore.providerJwks();
+  return buildApp({ ...rt, metrics: new Metrics({ defaultMetrics: false }), jwks, cookieKeys: ['cli-does-not-set-cookies-0000000000'] });
+}
+
+async function clients(args: string[], out: Out): Promise<void> {
+  const [command, ...rest] = args;
+  const commands = { add: addClient, list: listClients, show: showClient, update: updateClient, remove: removeClient, 'rotate-secret': rotateClientSecret, 'set-jwks': setClientJwks };
+  const run = commands[command as keyof typeof commands];
+  if (!run) {
+    out(CLIENTS_USAGE);
+    if (command && command !== 'help') process.exitCode = 2;
+    return;
+  }
+  await withRuntime(async (rt) => run(clientRegistryFor(await providerFor(rt), rt.redis, rt.keyspace), rest, out));
+}
+
+function longestSignedLifetime(rt: Runtime): number {
+  const t = rt.config.ttl;
+  return Math.max(t.idToken, t.accessToken, t.backendAccessToken) + 60;
+}
+
+async function keys(args: string[], out: Out): Promise<void> {
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { force: { type: 'boolean' } } });
+  const [command, arg] = positionals;
+  switch (command) {
+    case 'list':
+      return withRuntime(async (rt) => {
+        const { version, keys } = await rt.keystore.list();
+        out(`key set version ${version}`);
+        for (const k of keys) out(`${k.kid}  ${k.kty.padEnd(3)}  ${k.status.padEnd(7)}  created ${k.createdAt}${k.retiredAt ? `  retired ${k.retiredAt}` : ''}${k.encrypted ? '  encrypted' : ''}`);
+      });
+    case 'introduce': {
+      if (arg !== 'RSA' && arg !== 'EC') throw new CliUsageError('keys introduce needs RSA or EC');
+      return withRuntime(async (rt) => {
+        const k = await rt.keystore.introduce(arg);
+        out(`introduced ${k.kid} (${k.kty}, next): published now, signs after "keys promote ${k.kid}"`);
+      });
+    }
+    case 'promote':
+      if (!arg) throw new CliUsageError('keys promote needs a kid');
+      return withRuntime(async (rt) => {
+        const { promoted, retired } = await rt.keystore.promote(arg);
+        out(`${promoted.kid} is current; retired: ${retired.map((k) => k.kid).join(', ') || 'none'}`);
+      });
+    case 'remove':
+      if (!arg) throw new CliUsageError('keys remove needs a kid');
+      return withRuntime(async (rt) => {
+        const { keys } = await rt.keystore.list();
+        const key = keys.find((k) => k.kid === arg);
+        const wait = longestSignedLifetime(rt);
+        if (key?.retiredAt && !values.force && Date.now() - Date.parse(key.retiredAt) < wait * 1000) {
+          throw new CliUsageError(`${arg} was retired less than ${wait} s ago; tokens it signed may still be in use (use --force to remove anyway)`);
+        }
+        const removed = await rt.keystore.remove(arg);
+        out(`removed ${removed.kid}`);
+      });
+    case 'encrypt': {
+      const target = process.env.AUTHZ_KEY_ENCRYPTION_SECRET;
+      if (!target) throw new CliUsageError('set AUTHZ_KEY_ENCRYPTION_SECRET to the new secret');
+      return withRuntime(
+        async (rt) => {
+          const n = await rt.keystore.reencrypt(target);
+          out(`${n} keys now encrypted with the configured secret; restart instances with AUTHZ_KEY_ENCRYPTION_SECRET set`);
+        },
+        { keySecret: process.env.AUTHZ_OLD_KEY_ENCRYPTION_SECRET ?? '' },
+      );
+    }
+    default:
+      out(KEYS_USAGE);
+      if (command && command !== 'help') process.exitCode = 2;
+  }
+}
+
+async function registration(args: string[], out: Out): Promise<void> {
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { 'expires-in': { type: 'string', default: '86400' } } });
+  if (positionals[0] !== 'token') throw new CliUsageError('usage: registration token [--expires-in SECONDS]');
+  const expiresIn = Number(values['expires-in']);
+  if (!Number.isInteger(expiresIn) || expiresIn <= 0) throw new CliUsageError('--expires-in must be a positive number of seconds');
+  await withRuntime(async (rt) => {
+    const provider = await providerFor(rt);
+    const token = await new provider.InitialAccessToken({ expiresIn, policies: [SMART_REGISTRATION_POLICY] }).save();
+    out(token);
+    out(`(initial access token for ${rt.config.issuer}${ROUTES.registration}, valid ${expiresIn} s; send it as "Authorization: Bearer <token>")`);
+  });
+}
+
+async function demo(args: string[], out: Out): Promise<void> {
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { aud: { type: 'string' } } });
+  if (positionals[0] !== 'assertion') throw new CliUsageError('usage: demo assertion [--aud URL]');
+  await withRuntime(async (rt) => {
+    if (rt.config.mode !== 'development') throw new CliUsageError('demo commands exist only in development mode');
+    const jwk = await demoBackendKey(rt.redis, rt.keyspace);
+    const key = await importJWK(jwk, 'ES384');
+    const assertion = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES384', typ: 'JWT' })
+      .setIssuer(DEMO.backendClientId)
+      .setSubject(DEMO.backendClientId)
+      .setAudience(values.aud ?? `${rt.config.issuer}${ROUTES.token}`)
+      .setJti(randomUUID())
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(key);
+    out(assertion);
+  });
+}
+
+async function config(args: string[], out: Out): Promise<void> {
+  if (args[0] !== 'check') throw new CliUsageError('usage: config check');
+  const c = loadConfig();
+  out(`mode ${c.mode}; issuer ${c.issuer}; port ${c.port}; proxy ${c.proxy}; tls ${c.tls ? 'on' : 'off'}`);
+  out(`FHIR servers: ${c.fhirServers.map((s) => (s.tenant ? `${s.tenant}=${s.base}` : s.base)).join(', ')}`);
+  out(`cookie keys: ${c.cookieKeys ? `${c.cookieKeys.length} configured` : 'generated (development)'}; key encryption: ${c.keyEncryptionSecret ? 'on' : 'off'}`);
+  out('configuration is valid');
+}
+
+export async function runCli(argv: string[], out: Out = (line) => console.log(line)): Promise<void> {
+  const [group, ...rest] = argv;
+  const groups: Record<string, (a: string[], o: Out) => Promise<void>> = { clients, keys, registration, demo, config };
+  const run = group ? groups[group] : undefined;
+  if (!run) {
+    out(USAGE);
+    if (group && group !== 'help' && group !== '--help') process.exitCode = 2;
+    return;
+  }
+  await run(rest, out);
+}
+
+/** Entry point for bin/smart-authz.js: one clear line on stderr for anything an operator can fix. */
+export function cliMain(argv: string[]): void {
+  runCli(argv).catch((err: unknown) => {
+    const known = [ConfigError, StartupError, KeyStoreError, ClientRegistryError, CliUsageError].some((E) => err instanceof E);
+    const e = err as { error_description?: string; message?: string };
+    console.error(known ? e.message : `error: ${e.error_description ?? e.message ?? String(err)}`);
+    process.exit(err instanceof CliUsageError ? 2 : 1);
+  });
+}

@@ -1,0 +1,85 @@
+import { loadConfig, ConfigError } from './config/load.js';
+import { createLogger } from './ops/logger.js';
+import { Metrics } from './ops/metrics.js';
+import { openRuntime, StartupError } from './runtime.js';
+import { resolveCookieKeys } from './config/cookie-keys.js';
+import { buildApp } from './app.js';
+import { listen } from './server.js';
+import { startKeyWatcher } from './keys/keystore.js';
+import { KeyStoreError } from './keys/errors.js';
+import { clientRegistryFor } from './clients/wiring.js';
+import { loadClientsFile } from './clients/file-loader.js';
+import { seedDemoData } from './seed/demo.js';
+
+const KEY_RELOAD_INTERVAL_MS = 30_000;
+
+/** Problems an operator can fix get one line on stderr and exit code 1, never a stack trace. */
+function fail(message: string): never {
+  console.error(message);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+  const logger = createLogger(config.log.level);
+  const runtime = await openRuntime(config, logger);
+  const { redis, keyspace, keystore } = runtime;
+  const metrics = new Metrics();
+  let shuttingDown = false;
+
+  const keys = await keystore.ensureKeys();
+  const cookieKeys = await resolveCookieKeys(config, redis, keyspace);
+  const build = (jwks: Awaited<ReturnType<typeof keystore.providerJwks>>) =>
+    buildApp({ config, logger, redis, keyspace, metrics, jwks, cookieKeys, isShuttingDown: () => shuttingDown });
+
+  let app = build(keys.jwks);
+  const registry = clientRegistryFor(app, redis, keyspace);
+  if (config.clientsFile) {
+    const result = await loadClientsFile(config.clientsFile, registry);
+    logger.info({ file: config.clientsFile, created: result.created.length, updated: result.updated.length, unchanged: result.unchanged.length }, 'clients file loaded');
+  }
+  if (config.demoData) await seedDemoData({ config, registry, redis, keyspace, logger });
+
+  const http = await listen(config, app.callback(), logger);
+
+  // Rotation needs no restart: every instance notices the key-set version change and swaps in a
+  // provider built with the new keys; in-flight requests finish on the old one.
+  const stopWatching = startKeyWatcher(
+    keystore,
+    KEY_RELOAD_INTERVAL_MS,
+    (jwks) => {
+      app = build(jwks);
+      http.setHandler(app.callback());
+      logger.info({ kids: jwks.keys.map((k) => k.kid) }, 'signing keys reloaded');
+    },
+    { since: keys.version, onError: (err) => logger.error({ err: { message: (err as Error).message } }, 'signing key reload failed') },
+  );
+
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info({ signal }, 'shutting down');
+    stopWatching();
+    await http.close(config.http.shutdownGraceMs);
+    await runtime.close();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError || err instanceof StartupError || err instanceof KeyStoreError) fail(err.message);
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') fail(`cannot listen: the port is already in use (${(err as Error).message})`);
+  if (err instanceof Error && err.name === 'ClientRegistryError') fail(err.message);
+  console.error('fatal start-up error:', err instanceof Error ? err.message : String(err));
+  process.exit(1);
+});

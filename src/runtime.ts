@@ -1,0 +1,52 @@
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import { connectRedis, createRedis, type RedisClient } from './redis/connection.js';
+import { Keyspace } from './redis/keyspace.js';
+import { ensureDevRedis, type DevRedis } from './redis/dev-redis.js';
+import { KeyStore } from './keys/keystore.js';
+
+/** What the server and the admin CLI both need: a connected Redis, the keyspace and the keys. */
+export interface Runtime {
+  config: Config;
+  logger: Logger;
+  redis: RedisClient;
+  keyspace: Keyspace;
+  keystore: KeyStore;
+  close(): Promise<void>;
+}
+
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+export async function openRuntime(config: Config, logger: Logger): Promise<Runtime> {
+  let redisSettings = config.redis;
+  let devRedis: DevRedis | undefined;
+  const singleUrl = !config.redis.sentinels && !config.redis.clusterNodes;
+  if (config.mode === 'development' && config.devRedis && singleUrl) {
+    devRedis = await ensureDevRedis({ url: config.redis.url ?? 'redis://127.0.0.1:6379', dataDir: config.dataDir, logger });
+    if (devRedis) redisSettings = { ...config.redis, url: devRedis.url };
+  }
+  const redis = createRedis(redisSettings);
+  redis.on('error', (err: Error) => logger.warn({ err: { message: err.message } }, 'redis connection problem'));
+  try {
+    await connectRedis(redis);
+  } catch (err) {
+    redis.disconnect();
+    await devRedis?.stop();
+    throw new StartupError(`cannot connect to Redis: ${(err as Error).message}`);
+  }
+  const keyspace = new Keyspace(config.redis.prefix);
+  const keystore = new KeyStore(redis, keyspace, { encryptionSecret: config.keyEncryptionSecret });
+  return {
+    config,
+    logger,
+    redis,
+    keyspace,
+    keystore,
+    async close() {
+      await redis.quit().catch(() => redis.disconnect());
+      await devRedis?.stop();
+    },
+  };
+}
