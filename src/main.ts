@@ -3,13 +3,9 @@ import { createLogger } from './ops/logger.js';
 import { Metrics } from './ops/metrics.js';
 import { openRuntime, StartupError } from './runtime.js';
 import { resolveCookieKeys } from './config/cookie-keys.js';
-import { buildApp } from './app.js';
 import { listen } from './server.js';
 import { startKeyWatcher } from './keys/keystore.js';
 import { KeyStoreError } from './keys/errors.js';
-import { clientRegistryFor } from './clients/wiring.js';
-import { loadClientsFile } from './clients/file-loader.js';
-import { seedDemoData } from './seed/demo.js';
 
 const KEY_RELOAD_INTERVAL_MS = 30_000;
 
@@ -29,6 +25,12 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.log.level);
   const runtime = await openRuntime(config, logger);
+  // oidc-provider is imported only once configuration and Redis are known to be good, so an
+  // operator error prints exactly one line (its import prints a runtime notice on Node 20).
+  const { buildApp } = await import('./app.js');
+  const { clientRegistryFor } = await import('./clients/wiring.js');
+  const { loadClientsFile } = await import('./clients/file-loader.js');
+  const { seedDemoData } = await import('./seed/demo.js');
   const { redis, keyspace, keystore } = runtime;
   const metrics = new Metrics();
   let shuttingDown = false;
@@ -77,9 +79,11 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   if (err instanceof ConfigError || err instanceof StartupError || err instanceof KeyStoreError) fail(err.message);
+  // Client definition errors (clients file) are operator errors too; matched by name because the
+  // registry module loads oidc-provider, which main only imports after the config is valid.
+  if (err instanceof Error && err.name === 'ClientRegistryError') fail(err.message);
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE') fail(`cannot listen: the port is already in use (${(err as Error).message})`);
-  if (err instanceof Error && err.name === 'ClientRegistryError') fail(err.message);
   console.error('fatal start-up error:', err instanceof Error ? err.message : String(err));
   process.exit(1);
 });

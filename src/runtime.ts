@@ -15,6 +15,16 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
+/** Where we tried to connect, without credentials. */
+function describeRedis(settings: Config['redis']): string {
+  if (settings.clusterNodes) return `cluster ${settings.clusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}`;
+  if (settings.sentinels) return `sentinels ${settings.sentinels.map((n) => `${n.host}:${n.port}`).join(',')}`;
+  const url = new URL(settings.url ?? 'redis://127.0.0.1:6379');
+  url.username = '';
+  url.password = '';
+  return url.toString();
+}
+
 export class StartupError extends Error {
   override name = 'StartupError';
 }
@@ -28,13 +38,17 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
     if (devRedis) redisSettings = { ...config.redis, url: devRedis.url };
   }
   const redis = createRedis(redisSettings);
-  redis.on('error', (err: Error) => logger.warn({ err: { message: err.message } }, 'redis connection problem'));
+  let lastError: Error | undefined;
+  redis.on('error', (err: Error) => {
+    lastError = err;
+    logger.warn({ err: { message: err.message } }, 'redis connection problem');
+  });
   try {
     await connectRedis(redis);
   } catch (err) {
     redis.disconnect();
     await devRedis?.stop();
-    throw new StartupError(`cannot connect to Redis: ${(err as Error).message}`);
+    throw new StartupError(`cannot connect to Redis at ${describeRedis(redisSettings)}: ${(lastError ?? (err as Error)).message}`);
   }
   const keyspace = new Keyspace(config.redis.prefix);
   const keystore = new KeyStore(redis, keyspace, { encryptionSecret: config.keyEncryptionSecret });

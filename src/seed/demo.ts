@@ -1,4 +1,4 @@
-import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { ClientRegistry } from '../clients/registry.js';
@@ -24,7 +24,8 @@ export async function demoBackendKey(redis: RedisClient, keyspace: Keyspace): Pr
   const existing = await redis.get(slot);
   if (existing) return JSON.parse(existing) as JWK;
   const { privateKey } = await generateKeyPair('ES384', { extractable: true });
-  const jwk = { ...(await exportJWK(privateKey)), alg: 'ES384', use: 'sig' };
+  const exported = await exportJWK(privateKey);
+  const jwk = { ...exported, kid: await calculateJwkThumbprint(exported), alg: 'ES384', use: 'sig' };
   await redis.set(slot, JSON.stringify(jwk), 'NX');
   return JSON.parse((await redis.get(slot))!) as JWK;
 }

@@ -1,0 +1,78 @@
+import { randomUUID } from 'node:crypto';
+import { request as httpRequest, Agent } from 'node:http';
+import { startServerProcess } from '../support/server-process.js';
+
+const base = () => ({ REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: `p-${randomUUID().slice(0, 8)}:`, AUTHZ_LOG_LEVEL: 'info' });
+
+describe('the server process', () => {
+  test.each([
+    [{ PORT: 'eighty' }, /^config error: PORT must be a whole number, got "eighty"$/],
+    [{ AUTHZ_MODE: 'production', AUTHZ_ISSUER: 'https://auth.example.org' }, /^config error: AUTHZ_TLS_CERT \(tls\) an https issuer needs a TLS certificate/],
+    [{ AUTHZ_FHIR_SERVERS: 'nope' }, /^config error: AUTHZ_FHIR_SERVERS \(fhirServers\.0\.base\) must be an absolute URL$/],
+  ])('a bad setting %j stops start-up with one line and no stack trace', async (env, pattern) => {
+    const server = await startServerProcess({ ...base(), ...env }, { waitReady: false });
+    expect(await server.exited).toBe(1);
+    const lines = server.stderr().trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(pattern);
+    expect(server.stdout()).toBe('');
+  });
+
+  test('an unreachable Redis in production is one clear line', async () => {
+    const server = await startServerProcess(
+      { ...base(), AUTHZ_MODE: 'production', AUTHZ_PROXY: 'true', AUTHZ_ISSUER: 'https://auth.example.org', AUTHZ_COOKIE_KEYS: 'c'.repeat(40), REDIS_URL: 'redis://127.0.0.1:1' },
+      { waitReady: false },
+    );
+    expect(await server.exited).toBe(1);
+    expect(server.stderr().trim().split('\n')).toEqual([expect.stringMatching(/^cannot connect to Redis at redis:\/\/127.0.0.1:1\/?: connect ECONNREFUSED/)]);
+  });
+
+  test('keys persist across a restart and SIGTERM shuts down gracefully', async () => {
+    const env = base();
+    const first = await startServerProcess(env);
+    const kids1 = ((await (await fetch(`${first.url}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
+    expect(kids1).toHaveLength(2);
+
+    // A keep-alive connection that stays open must not hold shutdown hostage.
+    const agent = new Agent({ keepAlive: true });
+    await new Promise<void>((resolve, reject) => {
+      httpRequest(`${first.url}/healthz`, { agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve());
+      })
+        .on('error', reject)
+        .end();
+    });
+
+    const stoppedAt = Date.now();
+    first.proc.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+    expect(Date.now() - stoppedAt).toBeLessThan(5000);
+    expect(first.stdout()).toMatch(/"msg":"shutting down"/);
+    expect(first.stdout()).toMatch(/"msg":"stopped"/);
+    await expect(fetch(`${first.url}/healthz`)).rejects.toThrow();
+    agent.destroy();
+
+    const second = await startServerProcess(env);
+    const kids2 = ((await (await fetch(`${second.url}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
+    expect(kids2.sort()).toEqual(kids1.sort());
+    second.proc.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+  });
+
+  test('logs carry request ids and never the query string, tokens or secrets', async () => {
+    const server = await startServerProcess(base());
+    await fetch(`${server.url}/authorize?client_id=demo-app&code_verifier=SECRETVERIFIER&state=STATEVALUE`);
+    await fetch(`${server.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('demo-fhir-server:WRONGSECRET').toString('base64')}` },
+      body: 'grant_type=client_credentials&client_secret=PLAINSECRET',
+    });
+    server.proc.kill('SIGTERM');
+    await server.exited;
+    const log = server.stdout();
+    expect(log).toMatch(/"requestId":"[0-9a-f-]{36}"/);
+    expect(log).toMatch(/"path":"\/authorize"/);
+    for (const secret of ['SECRETVERIFIER', 'STATEVALUE', 'WRONGSECRET', 'PLAINSECRET', 'demo-fhir-server-secret', 'Basic ']) expect(log).not.toContain(secret);
+  });
+});
