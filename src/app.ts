@@ -15,6 +15,7 @@ import { bodyLimit } from './http/body-limit.js';
 import { opsRoutes } from './ops/health.js';
 import { smartConfigurationRoutes } from './discovery/smart-configuration.js';
 import { interactionRoutes } from './interaction/routes.js';
+import { registrationSecretHandling } from './clients/registration-http.js';
 
 export interface AppDeps {
   config: Config;
@@ -72,6 +73,8 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(requireRedis(redisReady, /^\/(healthz|readyz|metrics|static\/)/));
   provider.use(bodyLimit(config.http.bodyLimit));
   provider.use(discovery.routes());
+  const clientAdapter = (provider.Client as unknown as { adapter: Adapter }).adapter;
+  provider.use(registrationSecretHandling(config.http.bodyLimit, async (id) => (await clientAdapter.find(id)) as Record<string, unknown> | undefined));
   provider.use(interactions.routes());
   return provider;
 }

@@ -1,7 +1,8 @@
 import type { Configuration, KoaContextWithOIDC, JWKS } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Config } from '../config/schema.js';
-import { SMART_CLIENT_PROPERTIES, applyKindDefaults, createClientMetadataValidator } from '../clients/smart-metadata.js';
+import { SMART_CLIENT_PROPERTIES, createClientMetadataValidator } from '../clients/smart-metadata.js';
+import { smartRegistrationPolicy } from '../clients/registration-http.js';
 import { renderView } from '../http/views.js';
 import { isApiRequest } from '../http/errors.js';
 import { findFhirServer, normaliseBase } from './fhir-servers.js';
@@ -107,9 +108,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, findA
         // Initial access tokens carry this policy; it fills OAuth metadata from the SMART client
         // kind before oidc-provider validates, exactly as the CLI and the clients file do.
         policies: {
-          [SMART_REGISTRATION_POLICY]: (_ctx, properties) => {
-            Object.assign(properties, applyKindDefaults(properties));
-          },
+          [SMART_REGISTRATION_POLICY]: (ctx, properties) => smartRegistrationPolicy(ctx, properties as Record<string, unknown>),
         },
       },
       registrationManagement: { enabled: config.registration.enabled, rotateRegistrationAccessToken: true },
