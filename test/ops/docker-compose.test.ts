@@ -1,0 +1,90 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+
+// Docker is usually absent where the suite runs, so the files are checked structurally; when a
+// docker CLI with the compose plugin exists, compose itself validates the file as well.
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+interface Healthcheck {
+  test?: string[] | string;
+}
+interface Service {
+  image?: string;
+  build?: unknown;
+  command?: string[] | string;
+  volumes?: string[];
+  environment?: Record<string, string>;
+  depends_on?: Record<string, { condition?: string }>;
+  ports?: string[];
+  healthcheck?: Healthcheck;
+}
+interface ComposeFile {
+  services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
+}
+
+const compose = parse(readFileSync(`${root}docker-compose.yml`, 'utf8')) as ComposeFile;
+const dockerfile = readFileSync(`${root}Dockerfile`, 'utf8');
+const words = (v: string[] | string | undefined) => (Array.isArray(v) ? v : (v ?? '').split(/\s+/));
+
+describe('docker-compose.yml', () => {
+  test('defines redis and authz', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['authz', 'redis']);
+  });
+
+  test('redis persists with AOF on a named volume and has a ping healthcheck', () => {
+    const redis = compose.services.redis!;
+    expect(redis.image).toMatch(/^redis:7/);
+    const command = words(redis.command);
+    expect(command[command.indexOf('--appendonly') + 1]).toBe('yes');
+    const volume = redis.volumes?.find((v) => v.endsWith(':/data'));
+    expect(volume).toBeDefined();
+    expect(compose.volumes).toHaveProperty(volume!.split(':')[0]!);
+    expect(words(redis.healthcheck?.test)).toEqual(expect.arrayContaining(['redis-cli', 'ping']));
+  });
+
+  test('authz is built here, waits for a healthy redis and checks /healthz', () => {
+    const authz = compose.services.authz!;
+    expect(authz.build).toBe('.');
+    expect(authz.depends_on?.redis?.condition).toBe('service_healthy');
+    expect(authz.environment).toMatchObject({ REDIS_URL: 'redis://redis:6379', AUTHZ_DEV_REDIS: 'false' });
+    expect(authz.environment?.AUTHZ_MODE).toBe('${AUTHZ_MODE:-development}');
+    expect(authz.environment?.AUTHZ_ISSUER).toBe('${AUTHZ_ISSUER:-http://localhost:3000}');
+    expect(authz.ports).toContain('3000:3000');
+    expect(words(authz.healthcheck?.test).join(' ')).toContain('/healthz');
+  });
+
+  test('compose accepts the file when docker compose is installed', () => {
+    const probe = spawnSync('docker', ['compose', 'version'], { stdio: 'ignore' });
+    if (probe.status !== 0) return; // no docker CLI or no compose plugin here
+    const check = spawnSync('docker', ['compose', '-f', `${root}docker-compose.yml`, 'config', '-q'], { encoding: 'utf8' });
+    expect(check.stderr).toBe('');
+    expect(check.status).toBe(0);
+  });
+});
+
+describe('Dockerfile', () => {
+  test('runs on Node 22 as the unprivileged node user with a /healthz healthcheck', () => {
+    expect(dockerfile).toMatch(/^FROM node:22[-.\w]*\s*$/m);
+    expect(dockerfile).toMatch(/^RUN npm ci --omit=dev\b/m);
+    expect(dockerfile).toMatch(/^USER node\s*$/m);
+    expect(dockerfile).toMatch(/^EXPOSE 3000\s*$/m);
+    expect(dockerfile).toMatch(/^HEALTHCHECK [\s\S]*\/healthz/m);
+    expect(dockerfile).toMatch(/^CMD \["node", "--import", "tsx", "src\/main\.ts"\]\s*$/m);
+  });
+
+  test('the start command matches npm start', () => {
+    const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { scripts: Record<string, string>; dependencies: Record<string, string> };
+    expect(pkg.scripts.start).toBe('node --import tsx src/main.ts');
+    // --omit=dev drops devDependencies, so tsx must be a runtime dependency.
+    expect(pkg.dependencies).toHaveProperty('tsx');
+  });
+
+  test('.dockerignore keeps local state and secrets out of the image', () => {
+    const ignored = readFileSync(`${root}.dockerignore`, 'utf8').split('\n').map((l) => l.trim());
+    expect(ignored).toEqual(expect.arrayContaining(['node_modules', 'var', '.git', '.env', 'coverage', 'artifacts']));
+  });
+});
