@@ -16,6 +16,8 @@ import { opsRoutes } from './ops/health.js';
 import { smartConfigurationRoutes } from './discovery/smart-configuration.js';
 import { interactionRoutes } from './interaction/routes.js';
 import { registrationSecretHandling } from './clients/registration-http.js';
+import { assertionAudiences } from './backend/client-assertion-hook.js';
+import { exposeClientAuthProblems } from './backend/client-auth-errors.js';
 
 export interface AppDeps {
   config: Config;
@@ -43,9 +45,16 @@ export function buildApp(deps: AppDeps): Provider {
   const redisReady = () => redis.status === 'ready';
   const provider = new Provider(
     config.issuer,
-    providerConfiguration({ config, jwks: deps.jwks, adapter: modelAdapter(redis, keyspace), cookieKeys: deps.cookieKeys }),
+    providerConfiguration({ config, jwks: deps.jwks, adapter: modelAdapter(redis, keyspace), cookieKeys: deps.cookieKeys, redis, keyspace }),
   );
   provider.proxy = config.proxy;
+
+  // Client assertions must name this server's configured endpoint URLs, whatever Host header
+  // the request arrived with (oidc-provider would also accept the issuer and Host-derived URLs).
+  const oidcContext = (provider as unknown as { OIDCContext: { prototype: { route?: string; clientJwtAuthExpectedAudience(): Set<string> } } }).OIDCContext.prototype;
+  oidcContext.clientJwtAuthExpectedAudience = function expectedAudience(this: { route?: string }) {
+    return new Set(assertionAudiences(config.issuer, this.route));
+  };
 
   // Stored secrets are SHA-256 hashes (see clients/secrets.ts); compare against those.
   provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
@@ -67,6 +76,7 @@ export function buildApp(deps: AppDeps): Provider {
   const interactions = interactionRoutes(provider);
 
   provider.use(requestContext(logger, metrics));
+  provider.use(exposeClientAuthProblems(provider, config.clientAuthSigningAlgs));
   provider.use(securityHeaders({ frameAncestors: config.http.frameAncestors }));
   provider.use(errorBoundary(logger, redisReady));
   provider.use(ops.routes());

@@ -6,6 +6,9 @@ import { smartRegistrationPolicy } from '../clients/registration-http.js';
 import { renderView } from '../http/views.js';
 import { isApiRequest } from '../http/errors.js';
 import { findFhirServer, normaliseBase } from './fhir-servers.js';
+import { CLOCK_TOLERANCE_SECONDS, clientAssertionHook } from '../backend/client-assertion-hook.js';
+import type { RedisClient } from '../redis/connection.js';
+import type { Keyspace } from '../redis/keyspace.js';
 
 /** Public paths. SMART clients and resource servers hard-code these, so they are kept stable. */
 export const ROUTES = {
@@ -30,12 +33,15 @@ export interface ProviderDeps {
   jwks: JWKS;
   adapter: NonNullable<Configuration['adapter']>;
   cookieKeys: string[];
+  redis: RedisClient;
+  keyspace: Keyspace;
   findAccount?: Configuration['findAccount'];
+  fetch?: Configuration['fetch'];
 }
 
 type ClientWithSmart = { smart_scopes?: string[]; fhir_servers?: string[] };
 
-export function providerConfiguration({ config, jwks, adapter, cookieKeys, findAccount }: ProviderDeps): Configuration {
+export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch }: ProviderDeps): Configuration {
   const secureCookies = new URL(config.issuer).protocol === 'https:';
   return {
     adapter,
@@ -44,6 +50,9 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, findA
     routes: ROUTES,
     responseTypes: ['code'],
     pkce: { required: () => true },
+    clockTolerance: CLOCK_TOLERANCE_SECONDS,
+    assertJwtClientAuthClaimsAndHeader: clientAssertionHook(config.issuer, redis, keyspace) as unknown as Configuration['assertJwtClientAuthClaimsAndHeader'],
+    ...(fetch ? { fetch } : {}),
     clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'],
     enabledJWA: {
       clientAuthSigningAlgValues: config.clientAuthSigningAlgs,

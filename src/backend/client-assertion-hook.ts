@@ -1,0 +1,43 @@
+import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import type { RedisClient } from '../redis/connection.js';
+import type { Keyspace } from '../redis/keyspace.js';
+import { claimOnce } from '../storage/claim-once.js';
+import { assertionProblem, jtiMemorySeconds } from './assertion-rules.js';
+import { ROUTES } from '../provider/configuration.js';
+
+export const CLOCK_TOLERANCE_SECONDS = 15;
+
+/** Absolute URLs a client assertion may name as `aud` when sent to `route`. */
+export function assertionAudiences(issuer: string, route: string | undefined): string[] {
+  const token = `${issuer}${ROUTES.token}`;
+  const here = route === 'introspection' ? `${issuer}${ROUTES.introspection}` : route === 'revocation' ? `${issuer}${ROUTES.revocation}` : undefined;
+  return here ? [token, here] : [token];
+}
+
+/**
+ * oidc-provider's `assertJwtClientAuthClaimsAndHeader`: runs after it verified the signature.
+ * The `jti` is claimed atomically here (SET NX), so two concurrent requests carrying the same
+ * assertion cannot both pass, on one instance or many; oidc-provider's own replay check that
+ * follows is find-then-save and would let both through.
+ */
+export function clientAssertionHook(issuer: string, redis: RedisClient, keyspace: Keyspace) {
+  return async function assertJwtClientAuthClaimsAndHeader(
+    ctx: KoaContextWithOIDC,
+    claims: Record<string, unknown>,
+    header: Record<string, unknown>,
+    client: { clientId: string; jwksUri?: string; jku_allowlist?: string[] },
+  ): Promise<void> {
+    const now = Math.floor(Date.now() / 1000);
+    const problem = assertionProblem({
+      claims,
+      header,
+      client: { clientId: client.clientId, jwksUri: client.jwksUri, jkuAllowlist: client.jku_allowlist },
+      audiences: assertionAudiences(issuer, ctx.oidc.route),
+      now,
+      clockTolerance: CLOCK_TOLERANCE_SECONDS,
+    });
+    if (problem) throw new errors.InvalidClientAuth(problem);
+    const first = await claimOnce(redis, keyspace, 'client-assertion', `${client.clientId}\n${claims.jti as string}`, jtiMemorySeconds(claims.exp as number, now, CLOCK_TOLERANCE_SECONDS));
+    if (!first) throw new errors.InvalidClientAuth('jti has already been used (client assertions are single-use)');
+  };
+}
