@@ -6,6 +6,7 @@ import { smartRegistrationPolicy } from '../clients/registration-http.js';
 import { renderView } from '../http/views.js';
 import { isApiRequest } from '../http/errors.js';
 import { findFhirServer, normaliseBase } from './fhir-servers.js';
+import { downscope } from '../smart/scopes.js';
 import { CLOCK_TOLERANCE_SECONDS, clientAssertionHook } from '../backend/client-assertion-hook.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
@@ -39,7 +40,27 @@ export interface ProviderDeps {
   fetch?: Configuration['fetch'];
 }
 
-type ClientWithSmart = { smart_scopes?: string[]; fhir_servers?: string[] };
+type ClientWithSmart = { smart_scopes?: string[]; fhir_servers?: string[]; smart_client_kind?: string };
+
+/**
+ * Backend tokens carry only what was asked for *and* what the client may have (SMART Backend
+ * Services "downscoping"): `system/*.cruds` allowed and `system/Patient.cruds` asked gives
+ * `system/Patient.cruds`; asking for nothing the client may have is `invalid_scope`. The request
+ * parameter is rewritten to the granted set because oidc-provider intersects the two by string.
+ */
+function downscopeClientCredentials(ctx: KoaContextWithOIDC, client: ClientWithSmart): string {
+  const params = ctx.oidc.params as { scope?: string };
+  const requested = (params.scope ?? '').split(' ').filter(Boolean);
+  if (!requested.length) throw new errors.InvalidScope('scope is required (for example system/*.rs)', '');
+  const contexts = client.smart_client_kind === 'backend_service' ? (['system'] as const) : ([] as const);
+  const { granted, refused } = downscope(requested, client.smart_scopes ?? [], { contexts: [...contexts] });
+  if (!granted.length) {
+    const why = refused.map((r) => `${r.scope}: ${r.reason}`).join('; ');
+    throw new errors.InvalidScope(`none of the requested scopes may be granted to this client (${why})`, requested.join(' '));
+  }
+  params.scope = granted.join(' ');
+  return params.scope;
+}
 
 export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch }: ProviderDeps): Configuration {
   const secureCookies = new URL(config.issuer).protocol === 'https:';
@@ -137,9 +158,15 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
           if (!server || (allowed && !allowed.includes(server.base))) {
             throw new errors.InvalidTarget(`${normaliseBase(resourceIndicator)} is not a FHIR server this client may use`);
           }
-          const scopes = new Set([...CONTEXT_SCOPES, ...((client as unknown as ClientWithSmart).smart_scopes ?? [])]);
+          const smartClient = client as unknown as ClientWithSmart;
+          let scope: string;
+          if (ctx.oidc.params?.grant_type === 'client_credentials') {
+            scope = downscopeClientCredentials(ctx, smartClient);
+          } else {
+            scope = [...new Set([...CONTEXT_SCOPES, ...(smartClient.smart_scopes ?? [])])].join(' ');
+          }
           return {
-            scope: [...scopes].join(' '),
+            scope,
             audience: server.base,
             accessTokenFormat: server.accessTokenFormat,
             accessTokenTTL: ctx.oidc.params?.grant_type === 'client_credentials' ? config.ttl.backendAccessToken : config.ttl.accessToken,

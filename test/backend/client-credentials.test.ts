@@ -124,3 +124,30 @@ describe('SMART Backend Services: client_credentials with private_key_jwt', () =
     expect(res.status).toBe(200);
   });
 });
+
+describe('backend scope downscoping', () => {
+  let key: BackendKey;
+  beforeAll(async () => {
+    key = await backendKey('ES384');
+    await registerBackend(t, 'bulk-narrow', [key], { smart_scopes: ['system/Observation.rs', 'system/Patient.r'] });
+  });
+
+  test.each([
+    ['system/Observation.rs', 'system/Observation.rs'],
+    ['system/Observation.cruds', 'system/Observation.rs'],
+    ['system/*.read', 'system/Observation.read system/Patient.r'],
+    ['system/Observation.read system/Encounter.read', 'system/Observation.read'],
+    ['system/Observation.rs?category=laboratory', 'system/Observation.rs?category=laboratory'],
+    ['patient/Observation.rs system/Patient.rs', 'system/Patient.r'],
+  ])('asking %s grants %s', async (requested, granted) => {
+    const res = await tokenRequest(t, await signAssertion(key, 'bulk-narrow', TOKEN_URL), { scope: requested });
+    expect(res.status).toBe(200);
+    expect(res.body.scope).toBe(granted);
+  });
+
+  test.each([['system/Encounter.rs'], ['patient/*.rs'], ['openid'], ['']])('asking only %j is invalid_scope', async (requested) => {
+    const res = await tokenRequest(t, await signAssertion(key, 'bulk-narrow', TOKEN_URL), { scope: requested });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('invalid_scope');
+  });
+});
