@@ -18,6 +18,10 @@ import { interactionRoutes } from './interaction/routes.js';
 import { registrationSecretHandling } from './clients/registration-http.js';
 import { assertionAudiences } from './backend/client-assertion-hook.js';
 import { exposeClientAuthProblems } from './backend/client-auth-errors.js';
+import { JwksFetcher, createProviderFetch } from './backend/jwks-fetch.js';
+import { introspectionRoutes } from './introspection/routes.js';
+import { TokenLookup, JWT_MARKER_MODEL } from './introspection/token-lookup.js';
+import { CallerAuthenticator } from './introspection/caller-auth.js';
 
 export interface AppDeps {
   config: Config;
@@ -28,6 +32,19 @@ export interface AppDeps {
   jwks: JWKS;
   cookieKeys: string[];
   isShuttingDown?: () => boolean;
+  /** Shared across provider rebuilds so its cache survives key rotation. */
+  jwksFetcher?: JwksFetcher;
+}
+
+export function createJwksFetcher(config: Config, logger: Logger): JwksFetcher {
+  return new JwksFetcher({
+    production: config.mode === 'production',
+    allowPrivateNetworks: config.jwksFetch.allowPrivateNetworks ?? config.mode !== 'production',
+    timeoutMs: config.jwksFetch.timeoutMs,
+    onEvent: (event) => {
+      if (event.type !== 'fetched') logger.warn(event, 'client jwks_uri problem');
+    },
+  });
 }
 
 /** The Redis adapter for every model, with client secrets hashed before they are stored. */
@@ -43,9 +60,26 @@ export function modelAdapter(redis: RedisClient, keyspace: Keyspace): (name: str
 export function buildApp(deps: AppDeps): Provider {
   const { config, logger, redis, keyspace, metrics } = deps;
   const redisReady = () => redis.status === 'ready';
+  const adapters = modelAdapter(redis, keyspace);
+  const fetcher = deps.jwksFetcher ?? createJwksFetcher(config, logger);
+  const markers = adapters(JWT_MARKER_MODEL);
   const provider = new Provider(
     config.issuer,
-    providerConfiguration({ config, jwks: deps.jwks, adapter: modelAdapter(redis, keyspace), cookieKeys: deps.cookieKeys, redis, keyspace }),
+    providerConfiguration({
+      config,
+      jwks: deps.jwks,
+      adapter: adapters,
+      cookieKeys: deps.cookieKeys,
+      redis,
+      keyspace,
+      fetch: createProviderFetch(fetcher) as never,
+      // JWT access tokens are self-contained, so revocation needs server-side state: a marker
+      // per jti, in the grant index like any token, that introspection and revocation consult.
+      onJwtAccessToken: async (token, payload) => {
+        const expiresIn = Math.max(1, token.expiration);
+        await markers.upsert(String(payload.jti), { jti: String(payload.jti), kind: token.kind, grantId: token.grantId, clientId: String(payload.client_id), exp: Number(payload.exp) }, expiresIn);
+      },
+    }),
   );
   provider.proxy = config.proxy;
 
@@ -74,6 +108,15 @@ export function buildApp(deps: AppDeps): Provider {
   const ops = opsRoutes(redis, metrics, deps.isShuttingDown ?? (() => false));
   const discovery = smartConfigurationRoutes(config);
   const interactions = interactionRoutes(provider);
+  const clientAdapter = (provider.Client as unknown as { adapter: Adapter }).adapter;
+  const introspection = introspectionRoutes({
+    config,
+    provider,
+    adapters,
+    jwks: deps.jwks,
+    lookup: new TokenLookup(adapters, deps.jwks, config.issuer),
+    auth: new CallerAuthenticator({ clientAdapter, redis, keyspace, fetcher, issuer: config.issuer, algorithms: config.clientAuthSigningAlgs }),
+  });
 
   provider.use(requestContext(logger, metrics));
   provider.use(exposeClientAuthProblems(provider, config.clientAuthSigningAlgs));
@@ -83,7 +126,7 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(requireRedis(redisReady, /^\/(healthz|readyz|metrics|static\/)/));
   provider.use(bodyLimit(config.http.bodyLimit));
   provider.use(discovery.routes());
-  const clientAdapter = (provider.Client as unknown as { adapter: Adapter }).adapter;
+  provider.use(introspection.routes());
   provider.use(registrationSecretHandling(config.http.bodyLimit, async (id) => (await clientAdapter.find(id)) as Record<string, unknown> | undefined));
   provider.use(interactions.routes());
   return provider;

@@ -42,6 +42,8 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_CLIENTS_FILE', 'clientsFile', 'string'],
   ['AUTHZ_CLIENT_AUTH_ALGS', 'clientAuthSigningAlgs', 'list'],
   ['AUTHZ_REGISTRATION', 'registration.enabled', 'bool'],
+  ['AUTHZ_JWKS_ALLOW_PRIVATE_NETWORKS', 'jwksFetch.allowPrivateNetworks', 'bool'],
+  ['AUTHZ_JWKS_FETCH_TIMEOUT_MS', 'jwksFetch.timeoutMs', 'int'],
   ['AUTHZ_BODY_LIMIT', 'http.bodyLimit', 'string'],
   ['AUTHZ_FRAME_ANCESTORS', 'http.frameAncestors', 'words'],
   ['AUTHZ_SHUTDOWN_GRACE_MS', 'http.shutdownGraceMs', 'int'],

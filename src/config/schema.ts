@@ -104,6 +104,13 @@ export const configSchema = z
       .min(1)
       .default(['RS384', 'ES384'])
       .refine((a) => a.includes('RS384') || a.includes('ES384'), 'must include RS384 or ES384 (SMART)'),
+    jwksFetch: z
+      .object({
+        /** Let client jwks_uri hosts resolve to private/loopback addresses; default: dev yes, production no. */
+        allowPrivateNetworks: z.boolean().optional(),
+        timeoutMs: z.number().int().min(100).max(30_000).default(3000),
+      })
+      .default({ timeoutMs: 3000 }),
     registration: z
       .object({
         /** RFC 7591 dynamic registration; always requires an initial access token. */

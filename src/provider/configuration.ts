@@ -38,6 +38,8 @@ export interface ProviderDeps {
   keyspace: Keyspace;
   findAccount?: Configuration['findAccount'];
   fetch?: Configuration['fetch'];
+  /** Awaited while a JWT access token is issued: records its revocable marker. */
+  onJwtAccessToken?: (token: { jti: string; grantId?: string; kind: string; expiration: number }, payload: Record<string, unknown>) => Promise<void>;
 }
 
 type ClientWithSmart = { smart_scopes?: string[]; fhir_servers?: string[]; smart_client_kind?: string };
@@ -62,7 +64,7 @@ function downscopeClientCredentials(ctx: KoaContextWithOIDC, client: ClientWithS
   return params.scope;
 }
 
-export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch }: ProviderDeps): Configuration {
+export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, onJwtAccessToken }: ProviderDeps): Configuration {
   const secureCookies = new URL(config.issuer).protocol === 'https:';
   return {
     adapter,
@@ -74,6 +76,13 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
     assertJwtClientAuthClaimsAndHeader: clientAssertionHook(config.issuer, redis, keyspace) as unknown as Configuration['assertJwtClientAuthClaimsAndHeader'],
     ...(fetch ? { fetch } : {}),
+    formats: {
+      customizers: {
+        jwt: async (_ctx, token, jwt) => {
+          await onJwtAccessToken?.(token as unknown as Parameters<NonNullable<typeof onJwtAccessToken>>[0], jwt.payload as Record<string, unknown>);
+        },
+      },
+    },
     clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'],
     enabledJWA: {
       clientAuthSigningAlgValues: config.clientAuthSigningAlgs,

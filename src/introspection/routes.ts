@@ -1,0 +1,203 @@
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import { SignJWT, importJWK, type JWK } from 'jose';
+import type Provider from 'oidc-provider';
+import type { Adapter, JWKS } from 'oidc-provider';
+import type { Config } from '../config/schema.js';
+import { ROUTES } from '../provider/configuration.js';
+import { normaliseBase } from '../provider/fhir-servers.js';
+import { CallerAuthError, type CallerAuthenticator, type ClientRecord } from './caller-auth.js';
+import { JWT_MARKER_MODEL, type FoundToken, type TokenLookup } from './token-lookup.js';
+
+const FORM_LIMIT = 16 * 1024;
+const JWT_RESPONSE = 'application/token-introspection+jwt';
+
+async function readForm(ctx: Context): Promise<URLSearchParams> {
+  if (!ctx.is('application/x-www-form-urlencoded')) {
+    throw new OAuthError(400, 'invalid_request', 'the body must be application/x-www-form-urlencoded');
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of ctx.req) {
+    size += (chunk as Buffer).length;
+    if (size > FORM_LIMIT) throw new OAuthError(413, 'invalid_request', 'the request body is too large');
+    chunks.push(chunk as Buffer);
+  }
+  const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  for (const name of new Set(form.keys())) {
+    if (form.getAll(name).length > 1) throw new OAuthError(400, 'invalid_request', `parameter ${name} must not be repeated`);
+  }
+  return form;
+}
+
+class OAuthError extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    readonly description: string,
+  ) {
+    super(description);
+  }
+}
+
+function respondError(ctx: Context, err: OAuthError): void {
+  ctx.status = err.status;
+  if (err.status === 401) ctx.set('WWW-Authenticate', 'Basic realm="introspection", error="invalid_client"');
+  ctx.body = { error: err.error, error_description: err.description };
+}
+
+function audiences(aud: FoundToken['aud']): string[] {
+  if (!aud) return [];
+  return (Array.isArray(aud) ? aud : [aud]).map(normaliseBase);
+}
+
+export interface IntrospectionDeps {
+  config: Config;
+  provider: Provider;
+  auth: CallerAuthenticator;
+  lookup: TokenLookup;
+  adapters: (model: string) => Adapter;
+  jwks: JWKS;
+}
+
+/**
+ * RFC 7662 introspection and RFC 7009 revocation, served by us rather than by oidc-provider:
+ * introspection is the product's hottest path (one pipelined Redis round trip, no password
+ * hashing), and oidc-provider cannot introspect or revoke its own JWT access tokens.
+ */
+export function introspectionRoutes(deps: IntrospectionDeps): Router {
+  const { config } = deps;
+  const router = new Router();
+  const allBases = config.fhirServers.map((s) => s.base);
+  const introspectUrl = `${config.issuer}${ROUTES.introspection}`;
+  const revokeUrl = `${config.issuer}${ROUTES.revocation}`;
+  let signer: Promise<{ key: Awaited<ReturnType<typeof importJWK>>; kid: string | undefined }> | undefined;
+
+  const signingKey = () => {
+    signer ??= (async () => {
+      // The first RSA key that may sign (next/retired keys are marked verify-only).
+      const jwk = deps.jwks.keys.find((k) => k.kty === 'RSA' && !(k as { key_ops?: string[] }).key_ops?.every((op) => op === 'verify')) as JWK | undefined;
+      if (!jwk) throw new Error('no RSA signing key');
+      return { key: await importJWK(jwk, 'RS256'), kid: jwk.kid };
+    })();
+    return signer;
+  };
+
+  async function stillBound(token: FoundToken): Promise<boolean> {
+    if (!token.expiresWithSession || !token.sessionUid) return true;
+    return Boolean(await deps.adapters('Session').findByUid(token.sessionUid));
+  }
+
+  function mayIntrospect(caller: ClientRecord, token: FoundToken): boolean {
+    const served = ((caller.fhir_servers as string[] | undefined) ?? allBases).map(normaliseBase);
+    return audiences(token.aud).some((a) => served.includes(a));
+  }
+
+  function describe(token: FoundToken): Record<string, unknown> {
+    return {
+      ...token.extra,
+      active: true,
+      scope: token.scope,
+      client_id: token.clientId,
+      exp: token.exp,
+      iat: token.iat,
+      iss: config.issuer,
+      sub: token.accountId ?? token.clientId,
+      aud: token.aud,
+      token_type: token.kind === 'RefreshToken' ? 'refresh_token' : 'Bearer',
+    };
+  }
+
+  router.post(ROUTES.introspection, async (ctx) => {
+    ctx.state.routeLabel = 'introspection';
+    ctx.set('Cache-Control', 'no-store');
+    ctx.set('Pragma', 'no-cache');
+    try {
+      const form = await readForm(ctx);
+      let caller: ClientRecord;
+      try {
+        caller = await deps.auth.authenticate(ctx.get('Authorization') || undefined, form, introspectUrl);
+      } catch (err) {
+        if (err instanceof CallerAuthError) throw new OAuthError(401, 'invalid_client', `client authentication failed: ${err.problem}`);
+        throw err;
+      }
+      if (caller.smart_client_kind !== 'resource_server') {
+        throw new OAuthError(403, 'unauthorized_client', 'only resource-server clients may introspect tokens');
+      }
+      const value = form.get('token');
+      if (!value) throw new OAuthError(400, 'invalid_request', 'token is required');
+
+      const token = await deps.lookup.find(value, form.get('token_type_hint'));
+      const active = token && mayIntrospect(caller, token) && (await stillBound(token));
+      const body = active ? describe(token) : { active: false };
+
+      if (ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE) {
+        const { key, kid } = await signingKey();
+        ctx.type = JWT_RESPONSE;
+        ctx.body = await new SignJWT({ token_introspection: body })
+          .setProtectedHeader({ alg: 'RS256', typ: 'token-introspection+jwt', ...(kid ? { kid } : {}) })
+          .setIssuer(config.issuer)
+          .setAudience(caller.client_id)
+          .setIssuedAt()
+          .sign(key);
+        return;
+      }
+      ctx.body = body;
+    } catch (err) {
+      if (err instanceof OAuthError) return respondError(ctx, err);
+      throw err;
+    }
+  });
+
+  router.post(ROUTES.revocation, async (ctx) => {
+    ctx.state.routeLabel = 'revocation';
+    ctx.set('Cache-Control', 'no-store');
+    try {
+      const form = await readForm(ctx);
+      let caller: ClientRecord;
+      try {
+        caller = await authenticateAnyClient(deps.auth, ctx.get('Authorization') || undefined, form, revokeUrl);
+      } catch (err) {
+        if (err instanceof CallerAuthError) throw new OAuthError(401, 'invalid_client', `client authentication failed: ${err.problem}`);
+        throw err;
+      }
+      const value = form.get('token');
+      if (!value) throw new OAuthError(400, 'invalid_request', 'token is required');
+      // token_type_hint only orders the lookup; the token is found whatever it says.
+      const token = await deps.lookup.find(value, form.get('token_type_hint'));
+      if (!token) {
+        ctx.status = 200;
+        ctx.body = '';
+        return;
+      }
+      if (token.clientId !== caller.client_id) throw new OAuthError(400, 'invalid_request', 'this token was not issued to the authenticated client');
+
+      const model = token.format === 'jwt' ? JWT_MARKER_MODEL : token.kind;
+      await deps.adapters(model).destroy(token.id);
+      if (token.kind === 'RefreshToken' && token.grantId) {
+        // A refresh token stands for the whole grant (RFC 7009 §2.1): every token of it goes.
+        await Promise.all([deps.adapters('AccessToken').revokeByGrantId(token.grantId), deps.adapters('Grant').destroy(token.grantId)]);
+        deps.provider.emit('grant.revoked', ctx, token.grantId);
+      }
+      ctx.status = 200;
+      ctx.body = '';
+    } catch (err) {
+      if (err instanceof OAuthError) return respondError(ctx, err);
+      throw err;
+    }
+  });
+
+  return router;
+}
+
+/** Revocation is open to every client kind; public clients identify themselves with client_id. */
+async function authenticateAnyClient(auth: CallerAuthenticator, authorization: string | undefined, form: URLSearchParams, url: string): Promise<ClientRecord> {
+  const hasCredentials = Boolean(authorization) || form.has('client_assertion') || form.has('client_secret');
+  if (!hasCredentials) {
+    const id = form.get('client_id');
+    const client = id ? await auth.client(id) : undefined;
+    if (!client || client.token_endpoint_auth_method !== 'none') throw new CallerAuthError('client authentication is required');
+    return client;
+  }
+  return auth.authenticate(authorization, form, url);
+}

@@ -1,0 +1,118 @@
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import type { Adapter, AdapterPayload, JWKS } from 'oidc-provider';
+
+/** Where a JWT access token's revocable state lives: a marker per `jti`, indexed by grant. */
+export const JWT_MARKER_MODEL = 'JwtAccessToken';
+
+export type TokenKind = 'AccessToken' | 'ClientCredentials' | 'RefreshToken';
+
+export interface FoundToken {
+  kind: TokenKind;
+  format: 'opaque' | 'jwt';
+  /** The token's id: the opaque value, or the JWT's jti. */
+  id: string;
+  clientId: string;
+  accountId?: string;
+  grantId?: string;
+  scope?: string;
+  aud?: string | string[];
+  iat?: number;
+  exp: number;
+  /** Launch context and other claims oidc-provider keeps in `extra`. */
+  extra: Record<string, unknown>;
+  sessionUid?: string;
+  expiresWithSession?: boolean;
+}
+
+const OPAQUE = /^[A-Za-z0-9_-]{20,256}$/;
+const JWT_SHAPE = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+function fromPayload(kind: TokenKind, format: 'opaque' | 'jwt', id: string, p: AdapterPayload): FoundToken {
+  return {
+    kind,
+    format,
+    id,
+    clientId: String(p.clientId),
+    accountId: p.accountId as string | undefined,
+    grantId: p.grantId as string | undefined,
+    scope: p.scope as string | undefined,
+    aud: (p.aud ?? (kind === 'RefreshToken' ? p.resource : undefined)) as string | string[] | undefined,
+    iat: p.iat as number | undefined,
+    exp: Number(p.exp),
+    extra: (p.extra as Record<string, unknown> | undefined) ?? {},
+    sessionUid: p.sessionUid as string | undefined,
+    expiresWithSession: p.expiresWithSession as boolean | undefined,
+  };
+}
+
+/**
+ * Finds a token by its value and decides whether it is still good. Opaque tokens: the three
+ * token models are read in one pipelined round trip (the hint only breaks ties). This server's
+ * JWT access tokens: the signature is checked against our own keys in-process, then one read of
+ * the revocation marker. Expired, consumed (rotated refresh tokens) or unknown → undefined.
+ */
+export class TokenLookup {
+  private jwks: JWTVerifyGetKey;
+
+  constructor(
+    private readonly adapters: (model: string) => Adapter,
+    jwks: JWKS,
+    private readonly issuer: string,
+  ) {
+    this.jwks = TokenLookup.publicKeySet(jwks);
+  }
+
+  static publicKeySet(jwks: JWKS): JWTVerifyGetKey {
+    const keys = jwks.keys.map((k) => {
+      const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = k as unknown as Record<string, unknown>;
+      return pub;
+    });
+    return createLocalJWKSet({ keys } as JSONWebKeySet);
+  }
+
+  async find(value: string, hint?: string | null): Promise<FoundToken | undefined> {
+    if (JWT_SHAPE.test(value)) return this.findJwt(value);
+    if (!OPAQUE.test(value)) return undefined;
+    const [at, cc, rt] = await Promise.all([
+      this.adapters('AccessToken').find(value),
+      this.adapters('ClientCredentials').find(value),
+      this.adapters('RefreshToken').find(value),
+    ]);
+    const ordered: Array<[TokenKind, AdapterPayload | undefined | void]> =
+      hint === 'refresh_token'
+        ? [['RefreshToken', rt], ['AccessToken', at], ['ClientCredentials', cc]]
+        : [['AccessToken', at], ['ClientCredentials', cc], ['RefreshToken', rt]];
+    const hit = ordered.find(([, p]) => p);
+    if (!hit) return undefined;
+    const [kind, payload] = hit as [TokenKind, AdapterPayload];
+    if (payload.consumed) return undefined;
+    const token = fromPayload(kind, 'opaque', value, payload);
+    return token.exp > Math.floor(Date.now() / 1000) ? token : undefined;
+  }
+
+  private async findJwt(value: string): Promise<FoundToken | undefined> {
+    let claims: Record<string, unknown>;
+    try {
+      ({ payload: claims } = await jwtVerify(value, this.jwks, { issuer: this.issuer, typ: 'at+jwt' }));
+    } catch {
+      return undefined;
+    }
+    if (typeof claims.jti !== 'string') return undefined;
+    const marker = await this.adapters(JWT_MARKER_MODEL).find(claims.jti);
+    if (!marker) return undefined;
+    const { iss: _iss, sub, aud, exp, iat, jti, client_id, scope, ...extra } = claims;
+    return {
+      kind: marker.kind === 'ClientCredentials' ? 'ClientCredentials' : 'AccessToken',
+      format: 'jwt',
+      id: jti,
+      clientId: String(client_id),
+      accountId: marker.kind === 'ClientCredentials' ? undefined : (sub as string | undefined),
+      grantId: marker.grantId as string | undefined,
+      scope: scope as string | undefined,
+      aud: aud as string | string[] | undefined,
+      iat: iat as number | undefined,
+      exp: exp as number,
+      extra,
+    };
+  }
+}
