@@ -111,6 +111,30 @@ export const configSchema = z
         timeoutMs: z.number().int().min(100).max(30_000).default(3000),
       })
       .default({ timeoutMs: 3000 }),
+    /** argon2id parameters for user passwords; defaults are OWASP's minimum (19 MiB, t=2, p=1). */
+    passwords: z
+      .object({
+        memoryKiB: z.number().int().min(19_456, 'must be at least 19456 (OWASP minimum)').default(19_456),
+        timeCost: z.number().int().min(2, 'must be at least 2 (OWASP minimum)').default(2),
+        parallelism: z.number().int().min(1).max(16).default(1),
+      })
+      .default({ memoryKiB: 19_456, timeCost: 2, parallelism: 1 }),
+    login: z
+      .object({
+        /** Consecutive failures that lock an account until an administrator or the timer clears it. */
+        maxFailuresPerAccount: z.number().int().min(1).default(5),
+        lockoutSeconds: z.number().int().min(1).default(900),
+        /** Attempts per IP address per minute, whatever the account. */
+        maxAttemptsPerIpPerMinute: z.number().int().min(1).default(30),
+      })
+      .default({ maxFailuresPerAccount: 5, lockoutSeconds: 900, maxAttemptsPerIpPerMinute: 30 }),
+    scim: z
+      .object({
+        /** Most users a non-indexed filter may examine before it is refused as too broad. */
+        maxFilterScan: z.number().int().min(100).default(10_000),
+        maxPageSize: z.number().int().min(1).max(1000).default(200),
+      })
+      .default({ maxFilterScan: 10_000, maxPageSize: 200 }),
     registration: z
       .object({
         /** RFC 7591 dynamic registration; always requires an initial access token. */
