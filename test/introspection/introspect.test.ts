@@ -47,7 +47,7 @@ async function introspectJwtAuth(app: TestApp, token: string) {
 
 /** User tokens as the code exchange would mint them (the login flows arrive with the users issue). */
 async function userTokens(app: TestApp, clientId: string) {
-  const client = await app.app.Client.find(clientId);
+  const client = (await app.app.Client.find(clientId))!;
   const grant = new app.app.Grant({ accountId: 'user-1', clientId });
   grant.addOIDCScope('openid fhirUser launch offline_access');
   grant.addResourceScope(OPAQUE_BASE, 'patient/*.rs');
