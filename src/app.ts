@@ -73,6 +73,7 @@ export function buildApp(deps: AppDeps): Provider {
       redis,
       keyspace,
       fetch: createProviderFetch(fetcher) as never,
+      jwksFetcher: fetcher,
       // JWT access tokens are self-contained, so revocation needs server-side state: a marker
       // per jti, in the grant index like any token, that introspection and revocation consult.
       onJwtAccessToken: async (token, payload) => {

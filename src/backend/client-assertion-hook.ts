@@ -4,6 +4,7 @@ import type { Keyspace } from '../redis/keyspace.js';
 import { claimOnce } from '../storage/claim-once.js';
 import { assertionProblem, jtiMemorySeconds } from './assertion-rules.js';
 import { ROUTES } from '../provider/configuration.js';
+import type { JwksFetcher } from './jwks-fetch.js';
 
 export const CLOCK_TOLERANCE_SECONDS = 15;
 
@@ -20,7 +21,7 @@ export function assertionAudiences(issuer: string, route: string | undefined): s
  * assertion cannot both pass, on one instance or many; oidc-provider's own replay check that
  * follows is find-then-save and would let both through.
  */
-export function clientAssertionHook(issuer: string, redis: RedisClient, keyspace: Keyspace) {
+export function clientAssertionHook(issuer: string, redis: RedisClient, keyspace: Keyspace, fetcher?: Pick<JwksFetcher, 'findKey'>) {
   return async function assertJwtClientAuthClaimsAndHeader(
     ctx: KoaContextWithOIDC,
     claims: Record<string, unknown>,
@@ -37,6 +38,11 @@ export function clientAssertionHook(issuer: string, redis: RedisClient, keyspace
       clockTolerance: CLOCK_TOLERANCE_SECONDS,
     });
     if (problem) throw new errors.InvalidClientAuth(problem);
+    // oidc-provider keeps verifying with keys it once fetched for as long as they work; asking our
+    // cache makes a key the client removed from its jwks_uri stop working when the cache expires.
+    if (client.jwksUri && fetcher && !(await fetcher.findKey(client.jwksUri, header.kid as string))) {
+      throw new errors.InvalidClientAuth("the assertion's kid is no longer in the client's jwks_uri key set");
+    }
     const first = await claimOnce(redis, keyspace, 'client-assertion', `${client.clientId}\n${claims.jti as string}`, jtiMemorySeconds(claims.exp as number, now, CLOCK_TOLERANCE_SECONDS));
     if (!first) throw new errors.InvalidClientAuth('jti has already been used (client assertions are single-use)');
   };

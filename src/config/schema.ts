@@ -108,9 +108,9 @@ export const configSchema = z
       .object({
         /** Let client jwks_uri hosts resolve to private/loopback addresses; default: dev yes, production no. */
         allowPrivateNetworks: z.boolean().optional(),
-        timeoutMs: z.number().int().min(100).max(30_000).default(3000),
+        timeoutMs: z.number().int().min(100).max(30_000).default(2500),
       })
-      .default({ timeoutMs: 3000 }),
+      .default({ timeoutMs: 2500 }),
     /** argon2id parameters for user passwords; defaults are OWASP's minimum (19 MiB, t=2, p=1). */
     passwords: z
       .object({

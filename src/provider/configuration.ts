@@ -10,6 +10,7 @@ import { downscope } from '../smart/scopes.js';
 import { CLOCK_TOLERANCE_SECONDS, clientAssertionHook } from '../backend/client-assertion-hook.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
+import type { JwksFetcher } from '../backend/jwks-fetch.js';
 
 /** Public paths. SMART clients and resource servers hard-code these, so they are kept stable. */
 export const ROUTES = {
@@ -38,6 +39,7 @@ export interface ProviderDeps {
   keyspace: Keyspace;
   findAccount?: Configuration['findAccount'];
   fetch?: Configuration['fetch'];
+  jwksFetcher?: Pick<JwksFetcher, 'findKey'>;
   /** Awaited while a JWT access token is issued: records its revocable marker. */
   onJwtAccessToken?: (token: { jti: string; grantId?: string; kind: string; expiration: number }, payload: Record<string, unknown>) => Promise<void>;
 }
@@ -64,7 +66,7 @@ function downscopeClientCredentials(ctx: KoaContextWithOIDC, client: ClientWithS
   return params.scope;
 }
 
-export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, onJwtAccessToken }: ProviderDeps): Configuration {
+export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, jwksFetcher, onJwtAccessToken }: ProviderDeps): Configuration {
   const secureCookies = new URL(config.issuer).protocol === 'https:';
   return {
     adapter,
@@ -74,7 +76,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
     responseTypes: ['code'],
     pkce: { required: () => true },
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
-    assertJwtClientAuthClaimsAndHeader: clientAssertionHook(config.issuer, redis, keyspace) as unknown as Configuration['assertJwtClientAuthClaimsAndHeader'],
+    assertJwtClientAuthClaimsAndHeader: clientAssertionHook(config.issuer, redis, keyspace, jwksFetcher) as unknown as Configuration['assertJwtClientAuthClaimsAndHeader'],
     ...(fetch ? { fetch } : {}),
     formats: {
       customizers: {

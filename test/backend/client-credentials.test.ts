@@ -151,3 +151,43 @@ describe('backend scope downscoping', () => {
     expect(res.body.error).toBe('invalid_scope');
   });
 });
+
+describe('backend services with a jwks_uri', () => {
+  let server: import('node:http').Server;
+  let jwksUrl: string;
+  let served: BackendKey[];
+  let hits = 0;
+
+  beforeAll(async () => {
+    const { createServer } = await import('node:http');
+    served = [await backendKey('RS384'), await backendKey('ES384')];
+    server = createServer((_req, res) => {
+      hits += 1;
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600' });
+      res.end(JSON.stringify({ keys: served.map((k) => k.publicJwk) }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as import('node:net').AddressInfo;
+    jwksUrl = `http://127.0.0.1:${port}/jwks.json`;
+    await t.registry.upsert({ client_id: 'bulk-uri', smart_client_kind: 'backend_service', jwks_uri: jwksUrl, smart_scopes: ['system/*.rs'] });
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  test.each([0, 1])('key %i (RS384, ES384) from the jwks_uri authenticates', async (i) => {
+    const res = await tokenRequest(t, await signAssertion(served[i]!, 'bulk-uri', TOKEN_URL));
+    expect(res.status).toBe(200);
+    expect(res.body.scope).toBe('system/*.rs');
+  });
+
+  test('the key set is fetched once and then served from cache', async () => {
+    const before = hits;
+    for (let i = 0; i < 3; i += 1) expect((await tokenRequest(t, await signAssertion(served[0]!, 'bulk-uri', TOKEN_URL))).status).toBe(200);
+    expect(hits - before).toBe(0);
+  });
+
+  test('a kid that is not in the served set is refused', async () => {
+    const res = await tokenRequest(t, await signAssertion(await backendKey('ES384'), 'bulk-uri', TOKEN_URL));
+    expect(res.status).toBe(401);
+    expect(res.body.error).toBe('invalid_client');
+  });
+});
