@@ -1,3 +1,5 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { SignJWT, base64url } from 'jose';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
@@ -153,13 +155,12 @@ describe('backend scope downscoping', () => {
 });
 
 describe('backend services with a jwks_uri', () => {
-  let server: import('node:http').Server;
+  let server: Server;
   let jwksUrl: string;
   let served: BackendKey[];
   let hits = 0;
 
   beforeAll(async () => {
-    const { createServer } = await import('node:http');
     served = [await backendKey('RS384'), await backendKey('ES384')];
     server = createServer((_req, res) => {
       hits += 1;
@@ -167,7 +168,7 @@ describe('backend services with a jwks_uri', () => {
       res.end(JSON.stringify({ keys: served.map((k) => k.publicJwk) }));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as import('node:net').AddressInfo;
+    const { port } = server.address() as AddressInfo;
     jwksUrl = `http://127.0.0.1:${port}/jwks.json`;
     await t.registry.upsert({ client_id: 'bulk-uri', smart_client_kind: 'backend_service', jwks_uri: jwksUrl, smart_scopes: ['system/*.rs'] });
   });
