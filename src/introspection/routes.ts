@@ -12,20 +12,37 @@ import { JWT_MARKER_MODEL, type FoundToken, type TokenLookup } from './token-loo
 const FORM_LIMIT = 16 * 1024;
 const JWT_RESPONSE = 'application/token-introspection+jwt';
 
+/** Reads a small form body. Event listeners rather than an async iterator: this is the hot path. */
+function readBody(req: Context['req'], limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.resume();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
+}
+
 async function readForm(ctx: Context): Promise<URLSearchParams> {
   if (!ctx.is('application/x-www-form-urlencoded')) {
     throw new OAuthError(400, 'invalid_request', 'the body must be application/x-www-form-urlencoded');
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req) {
-    size += (chunk as Buffer).length;
-    if (size > FORM_LIMIT) throw new OAuthError(413, 'invalid_request', 'the request body is too large');
-    chunks.push(chunk as Buffer);
-  }
-  const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
-  for (const name of new Set(form.keys())) {
-    if (form.getAll(name).length > 1) throw new OAuthError(400, 'invalid_request', `parameter ${name} must not be repeated`);
+  const body = await readBody(ctx.req, FORM_LIMIT);
+  if (!body) throw new OAuthError(413, 'invalid_request', 'the request body is too large');
+  const form = new URLSearchParams(body.toString('utf8'));
+  const seen = new Set<string>();
+  for (const name of form.keys()) {
+    if (seen.has(name)) throw new OAuthError(400, 'invalid_request', `parameter ${name} must not be repeated`);
+    seen.add(name);
   }
   return form;
 }

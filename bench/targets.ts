@@ -1,0 +1,55 @@
+// Benchmark targets, run as a child process so the load generator does not share its event loop:
+// a bare Koa endpoint doing one Redis GET (the baseline) and the real app's /introspect.
+import Koa from 'koa';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { loadConfig } from '../src/config/load.js';
+import { createLogger } from '../src/ops/logger.js';
+import { Metrics } from '../src/ops/metrics.js';
+import { connectRedis, createRedis } from '../src/redis/connection.js';
+import { Keyspace } from '../src/redis/keyspace.js';
+import { KeyStore } from '../src/keys/keystore.js';
+import { buildApp } from '../src/app.js';
+import { clientRegistryFor } from '../src/clients/wiring.js';
+
+const config = loadConfig({ REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', AUTHZ_REDIS_PREFIX: `bench-${randomUUID().slice(0, 8)}:`, AUTHZ_LOG_LEVEL: 'silent' });
+const redis = createRedis(config.redis);
+await connectRedis(redis);
+const keyspace = new Keyspace(config.redis.prefix);
+const keystore = new KeyStore(redis, keyspace);
+const { jwks } = await keystore.ensureKeys();
+const app = buildApp({ config, logger: createLogger('silent'), redis, keyspace, metrics: new Metrics({ defaultMetrics: false }), jwks, cookieKeys: ['bench-cookie-key-000000000000000000000000'] });
+const registry = clientRegistryFor(app, redis, keyspace);
+await registry.upsert({ client_id: 'bench-rs', smart_client_kind: 'resource_server', client_secret: 'bench-rs-secret' });
+await registry.upsert({ client_id: 'bench-ehr', smart_client_kind: 'ehr_launcher', client_secret: 'bench-ehr-secret', smart_scopes: ['launch'] });
+
+await redis.set(keyspace.key('bench', 'baseline'), JSON.stringify({ active: true, scope: 'launch' }));
+const baseline = new Koa();
+// Same HTTP shape as introspection (a form POST whose body is read), then one Redis GET.
+baseline.use(async (ctx) => {
+  await new Promise<void>((resolve) => {
+    ctx.req.on('data', () => {});
+    ctx.req.once('end', () => resolve());
+  });
+  ctx.body = await redis.get(keyspace.key('bench', 'baseline'));
+  ctx.type = 'json';
+});
+
+const listen = (handler: Parameters<typeof createServer>[1]) =>
+  new Promise<number>((resolve) => {
+    const server = createServer(handler);
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
+  });
+
+const appPort = await listen(app.callback());
+const basePort = await listen(baseline.callback());
+
+const tokenRes = await fetch(`http://127.0.0.1:${appPort}/token`, {
+  method: 'POST',
+  headers: { authorization: `Basic ${Buffer.from('bench-ehr:bench-ehr-secret').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+  body: 'grant_type=client_credentials&scope=launch',
+});
+const { access_token: token } = (await tokenRes.json()) as { access_token: string };
+process.send?.({ appPort, basePort, token });
+process.on('SIGTERM', () => process.exit(0));
