@@ -40,6 +40,9 @@ const GRANT_BOUND = new Set([
   'DeviceCode',
   'BackchannelAuthenticationRequest',
   'PreAuthorizedCode',
+  // Our revocation marker for JWT access tokens (introspection/token-lookup.ts): grant
+  // revocation must reach self-contained tokens too.
+  'JwtAccessToken',
 ]);
 
 function ttlMillis(expiresIn: number | undefined): number | undefined {

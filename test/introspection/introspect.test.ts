@@ -267,3 +267,16 @@ describe('revocation (RFC 7009)', () => {
     expect(res.status).toBe(401);
   });
 });
+
+describe('JWT access token markers', () => {
+  test('revoking a grant removes the markers of its JWT access tokens', async () => {
+    const { redisAdapterFactory } = await import('../../src/storage/redis-adapter.js');
+    const adapters = redisAdapterFactory(t.redis, t.keyspace);
+    const markers = adapters('JwtAccessToken');
+    await markers.upsert('jti-in-grant', { jti: 'jti-in-grant', grantId: 'grant-x', kind: 'AccessToken', clientId: 'app' }, 300);
+    await markers.upsert('jti-elsewhere', { jti: 'jti-elsewhere', grantId: 'grant-y', kind: 'AccessToken', clientId: 'app' }, 300);
+    await adapters('AccessToken').revokeByGrantId('grant-x');
+    expect(await markers.find('jti-in-grant')).toBeUndefined();
+    expect(await markers.find('jti-elsewhere')).toBeDefined();
+  });
+});
