@@ -11,12 +11,20 @@ export const NON_RESOURCE_SCOPES = CONTEXT_SCOPES;
 
 export type { ScopeContext };
 
+/**
+ * Scopes for this server's own administration APIs rather than for FHIR data: `scim` lets a
+ * backend_service client manage the user directory at /scim/v2. Granted on exact match only.
+ */
+export const ADMIN_SCOPES = ['scim'] as const;
+
 export type ParsedScopePattern =
   | { kind: 'non-resource'; scope: string }
+  | { kind: 'admin'; scope: string }
   | { kind: 'resource'; context: ScopeContext; resourceType: string; permissions: string; query?: string };
 
 /** Returns the parsed pattern, or a sentence saying what is wrong with it. */
 export function parseScopePattern(scope: string): ParsedScopePattern | { problem: string } {
+  if ((ADMIN_SCOPES as readonly string[]).includes(scope)) return { kind: 'admin', scope };
   const parsed = parseScope(scope);
   switch (parsed.kind) {
     case 'invalid':

@@ -155,6 +155,10 @@ function checkScopes(kind: SmartClientKind, value: unknown, m: Record<string, un
     const field = `smart_scopes[${i}] ${quote(scope)}`;
     const parsed = parseScopePattern(scope);
     if ('problem' in parsed) fail(`${field} ${parsed.problem}`);
+    if (parsed.kind === 'admin') {
+      if (kind !== 'backend_service') fail(`${field} is not allowed: only backend_service clients may have administration scopes`);
+      return;
+    }
     if (kind === 'backend_service' && (parsed.kind !== 'resource' || parsed.context !== 'system')) {
       fail(`${field} is not allowed: backend_service clients may only have system/ scopes`);
     }

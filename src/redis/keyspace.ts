@@ -53,6 +53,75 @@ export class Keyspace {
     return `${this.prefix}once:${namespace}:{${digest}}`;
   }
 
+  /**
+   * Key prefix of one rate-limiter-flexible limiter, e.g. `authz:ratelimit:login-ip`; the library
+   * appends `:<subject>` (an IP prefix, a user id). Each limiter command touches one key only.
+   */
+  rateLimit(limiter: string): string {
+    return `${this.prefix}ratelimit:${limiter}`;
+  }
+
+  /*
+   * The SCIM user directory. Every user and group key shares the `{scim}` hash tag: one script
+   * then writes a record, its unique userName index, its lookup indexes and group memberships
+   * atomically, Cluster-safe. The price is that the whole directory lives in one slot.
+   */
+
+  /** Hash of one user: `json` (SCIM resource), `v` (version counter), `lm` (lastModified), `pw` (argon2id hash). */
+  scimUser(id: string): string {
+    return `${this.prefix}{scim}:user:${id}`;
+  }
+
+  /** String: the id of the user whose lower-cased userName this is (the uniqueness guard). */
+  scimUserName(lowerUserName: string): string {
+    return `${this.prefix}{scim}:userName:${lowerUserName}`;
+  }
+
+  /** Set of user ids with this externalId (case-exact). */
+  scimUserExternalId(externalId: string): string {
+    return `${this.prefix}{scim}:userExternalId:${externalId}`;
+  }
+
+  /** Set of user ids with this lower-cased emails.value. */
+  scimUserEmail(lowerEmail: string): string {
+    return `${this.prefix}{scim}:userEmail:${lowerEmail}`;
+  }
+
+  /** Sorted set of every user id, scored by creation time (paging and bounded scans). */
+  scimUsers(): string {
+    return `${this.prefix}{scim}:users`;
+  }
+
+  /** Set of the ids of the groups a user is a member of (reverse of `scimGroupMembers`). */
+  scimUserGroups(userId: string): string {
+    return `${this.prefix}{scim}:userGroups:${userId}`;
+  }
+
+  /** Hash of one group: `json`, `v`, `lm` (membership changes bump `v` too). */
+  scimGroup(id: string): string {
+    return `${this.prefix}{scim}:group:${id}`;
+  }
+
+  /** Set of the user ids in a group. */
+  scimGroupMembers(groupId: string): string {
+    return `${this.prefix}{scim}:groupMembers:${groupId}`;
+  }
+
+  /** Set of group ids with this lower-cased displayName. */
+  scimGroupName(lowerDisplayName: string): string {
+    return `${this.prefix}{scim}:groupName:${lowerDisplayName}`;
+  }
+
+  /** Set of group ids with this externalId (case-exact). */
+  scimGroupExternalId(externalId: string): string {
+    return `${this.prefix}{scim}:groupExternalId:${externalId}`;
+  }
+
+  /** Sorted set of every group id, scored by creation time. */
+  scimGroups(): string {
+    return `${this.prefix}{scim}:groups`;
+  }
+
   key(...parts: string[]): string {
     return `${this.prefix}${parts.join(':')}`;
   }
