@@ -14,7 +14,15 @@ import { errorBoundary, requireRedis } from './http/errors.js';
 import { bodyLimit } from './http/body-limit.js';
 import { opsRoutes } from './ops/health.js';
 import { smartConfigurationRoutes } from './discovery/smart-configuration.js';
-import { interactionRoutes } from './interaction/routes.js';
+import { interactionRoutes } from './login/routes.js';
+import { InteractionCsrf } from './login/csrf.js';
+import { IpRateLimiter } from './login/ip-limiter.js';
+import { PasswordLogin } from './login/password-login.js';
+import { LoginLockout } from './users/lockout.js';
+import { createUserStore } from './users/user-store.js';
+import { findAccount } from './users/accounts.js';
+import { createGroupStore } from './users/group-store.js';
+import { scimRoutes } from './scim/routes.js';
 import { registrationSecretHandling } from './clients/registration-http.js';
 import { assertionAudiences } from './backend/client-assertion-hook.js';
 import { exposeClientAuthProblems } from './backend/client-auth-errors.js';
@@ -63,6 +71,8 @@ export function buildApp(deps: AppDeps): Provider {
   const adapters = modelAdapter(redis, keyspace);
   const fetcher = deps.jwksFetcher ?? createJwksFetcher(config, logger);
   const markers = adapters(JWT_MARKER_MODEL);
+  const lockout = new LoginLockout(redis, keyspace, config.login);
+  const users = createUserStore(config, redis, keyspace, lockout);
   const provider = new Provider(
     config.issuer,
     providerConfiguration({
@@ -74,6 +84,7 @@ export function buildApp(deps: AppDeps): Provider {
       keyspace,
       fetch: createProviderFetch(fetcher) as never,
       jwksFetcher: fetcher,
+      findAccount: findAccount(users, { fhirBase: config.fhirServers[0]!.base }),
       // JWT access tokens are self-contained, so revocation needs server-side state: a marker
       // per jti, in the grant index like any token, that introspection and revocation consult.
       onJwtAccessToken: async (token, payload) => {
@@ -108,16 +119,23 @@ export function buildApp(deps: AppDeps): Provider {
 
   const ops = opsRoutes(redis, metrics, deps.isShuttingDown ?? (() => false));
   const discovery = smartConfigurationRoutes(config);
-  const interactions = interactionRoutes(provider);
+  const interactions = interactionRoutes({
+    provider,
+    csrf: new InteractionCsrf(deps.cookieKeys),
+    login: new PasswordLogin({ users, lockout, ipLimiter: new IpRateLimiter(redis, keyspace, config.login.maxAttemptsPerIpPerMinute), passwords: config.passwords, logger }),
+  });
   const clientAdapter = (provider.Client as unknown as { adapter: Adapter }).adapter;
+  const lookup = new TokenLookup(adapters, deps.jwks, config.issuer);
   const introspection = introspectionRoutes({
     config,
     provider,
     adapters,
     jwks: deps.jwks,
-    lookup: new TokenLookup(adapters, deps.jwks, config.issuer),
+    lookup,
     auth: new CallerAuthenticator({ clientAdapter, redis, keyspace, fetcher, issuer: config.issuer, algorithms: config.clientAuthSigningAlgs }),
   });
+
+  const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup, config, logger });
 
   provider.use(requestContext(logger, metrics));
   provider.use(exposeClientAuthProblems(provider, config.clientAuthSigningAlgs));
@@ -128,6 +146,7 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(bodyLimit(config.http.bodyLimit));
   provider.use(discovery.routes());
   provider.use(introspection.routes());
+  provider.use(scim.routes());
   provider.use(registrationSecretHandling(config.http.bodyLimit, async (id) => (await clientAdapter.find(id)) as Record<string, unknown> | undefined));
   provider.use(interactions.routes());
   return provider;

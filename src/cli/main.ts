@@ -23,17 +23,22 @@ import {
   updateClient,
   type Out,
 } from './clients.js';
+import { USERS_USAGE, USER_COMMANDS } from './users.js';
+import { LoginLockout } from '../users/lockout.js';
+import { createUserStore } from '../users/user-store.js';
+import { ScimError } from '../scim/errors.js';
 
 const USAGE = `Usage: smart-authz <group> <command> [options]
 
   clients  add|list|show|update|remove|rotate-secret|set-jwks   manage registered clients
+  users    add|set-password|list|disable|enable|unlock         manage user accounts
   keys     list|introduce|promote|remove|encrypt                 manage signing keys
   registration token [--expires-in SECONDS]                      issue an RFC 7591 initial access token
   demo     assertion [--aud URL]                                 (development) sign a client assertion for demo-backend
   config   check                                                 validate the configuration and print a summary
 
 The CLI reads the same environment variables and AUTHZ_CONFIG file as the server.
-Run "smart-authz clients help" or "smart-authz keys help" for details.`;
+Run "smart-authz clients help", "smart-authz users help" or "smart-authz keys help" for details.`;
 
 const KEYS_USAGE = `Usage: smart-authz keys <command>
   list                      show every key with its status (next, current, retired)
@@ -71,6 +76,26 @@ async function clients(args: string[], out: Out): Promise<void> {
     return;
   }
   await withRuntime(async (rt) => run(clientRegistryFor(await providerFor(rt), rt.redis, rt.keyspace), rest, out));
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function users(args: string[], out: Out): Promise<void> {
+  const [command, ...rest] = args;
+  const run = command ? USER_COMMANDS[command] : undefined;
+  if (!run) {
+    out(USERS_USAGE);
+    if (command && command !== 'help') process.exitCode = 2;
+    return;
+  }
+  await withRuntime(async (rt) => {
+    const lockout = new LoginLockout(rt.redis, rt.keyspace, rt.config.login);
+    await run({ users: createUserStore(rt.config, rt.redis, rt.keyspace, lockout), lockout, readStdin }, rest, out);
+  });
 }
 
 function longestSignedLifetime(rt: Runtime): number {
@@ -151,7 +176,7 @@ async function demo(args: string[], out: Out): Promise<void> {
     const jwk = await demoBackendKey(rt.redis, rt.keyspace);
     const key = await importJWK(jwk, 'ES384');
     const assertion = await new SignJWT({})
-      .setProtectedHeader({ alg: 'ES384', typ: 'JWT' })
+      .setProtectedHeader({ alg: 'ES384', typ: 'JWT', kid: jwk.kid! })
       .setIssuer(DEMO.backendClientId)
       .setSubject(DEMO.backendClientId)
       .setAudience(values.aud ?? `${rt.config.issuer}${ROUTES.token}`)
@@ -174,7 +199,7 @@ async function config(args: string[], out: Out): Promise<void> {
 
 export async function runCli(argv: string[], out: Out = (line) => console.log(line)): Promise<void> {
   const [group, ...rest] = argv;
-  const groups: Record<string, (a: string[], o: Out) => Promise<void>> = { clients, keys, registration, demo, config };
+  const groups: Record<string, (a: string[], o: Out) => Promise<void>> = { clients, users, keys, registration, demo, config };
   const run = group ? groups[group] : undefined;
   if (!run) {
     out(USAGE);
@@ -187,7 +212,7 @@ export async function runCli(argv: string[], out: Out = (line) => console.log(li
 /** Entry point for bin/smart-authz.js: one clear line on stderr for anything an operator can fix. */
 export function cliMain(argv: string[]): void {
   runCli(argv).catch((err: unknown) => {
-    const known = [ConfigError, StartupError, KeyStoreError, ClientRegistryError, CliUsageError].some((E) => err instanceof E);
+    const known = [ConfigError, StartupError, KeyStoreError, ClientRegistryError, CliUsageError, ScimError].some((E) => err instanceof E);
     const e = err as { error_description?: string; message?: string };
     console.error(known ? e.message : `error: ${e.error_description ?? e.message ?? String(err)}`);
     process.exit(err instanceof CliUsageError ? 2 : 1);

@@ -11,6 +11,7 @@ import { CLOCK_TOLERANCE_SECONDS, clientAssertionHook } from '../backend/client-
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import type { JwksFetcher } from '../backend/jwks-fetch.js';
+import { interactionPolicyWithAccountCheck } from '../login/interaction-policy.js';
 
 /** Public paths. SMART clients and resource servers hard-code these, so they are kept stable. */
 export const ROUTES = {
@@ -102,7 +103,8 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
       fhirUser: ['fhirUser'],
       profile: ['name', 'family_name', 'given_name', 'preferred_username', 'updated_at'],
     },
-    // Until user accounts exist no subject can be resolved, so interactive grants cannot finish.
+    // The app passes the user directory's lookup (users/accounts.ts); without one no subject
+    // resolves and interactive grants cannot finish.
     findAccount: findAccount ?? (async () => undefined),
     cookies: {
       keys: cookieKeys,
@@ -131,6 +133,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
       }),
     },
     interactions: {
+      policy: interactionPolicyWithAccountCheck(),
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
     },
     features: {

@@ -4,6 +4,9 @@ import type { Config } from '../config/schema.js';
 import type { ClientRegistry } from '../clients/registry.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
+import { CORE_USER_SCHEMA, SMART_USER_SCHEMA } from '../users/model.js';
+import { createUserStore, type UserStore } from '../users/user-store.js';
+import { ScimError } from '../scim/errors.js';
 
 /**
  * Development-only demo data, documented in the README's quick start. The demo secrets are
@@ -16,7 +19,74 @@ export const DEMO = {
   ehrLauncherId: 'demo-ehr',
   ehrLauncherSecret: 'demo-ehr-secret',
   appClientId: 'demo-app',
+  /** Demo sign-ins: user name → password. */
+  users: {
+    'dr.smith': 'demo-dr-smith-2026',
+    'pat.jones': 'demo-pat-jones-2026',
+    'care.jones': 'demo-care-jones-2026',
+  },
 } as const;
+
+const SNOMED = 'http://snomed.info/sct';
+const ROLE_CLASS = 'http://terminology.hl7.org/CodeSystem/v3-RoleClass';
+const ROLE_CODE = 'http://terminology.hl7.org/CodeSystem/v3-RoleCode';
+
+/** A clinician, a patient and a caregiver acting for that patient and a child. */
+export const DEMO_USERS = [
+  {
+    userName: 'dr.smith',
+    name: { givenName: 'Jane', familyName: 'Smith', formatted: 'Dr Jane Smith' },
+    emails: [{ value: 'dr.smith@example.org', primary: true }],
+    [SMART_USER_SCHEMA]: {
+      fhirUser: 'Practitioner/dr-smith',
+      roles: [
+        { system: SNOMED, code: '309343006', display: 'Physician' },
+        { system: ROLE_CLASS, code: 'PROV', display: 'healthcare provider' },
+      ],
+      purposesOfUse: ['TREAT'],
+    },
+  },
+  {
+    userName: 'pat.jones',
+    name: { givenName: 'Pat', familyName: 'Jones' },
+    [SMART_USER_SCHEMA]: {
+      fhirUser: 'Patient/pat-jones',
+      roles: [{ system: ROLE_CLASS, code: 'PAT', display: 'patient' }],
+    },
+  },
+  {
+    userName: 'care.jones',
+    name: { givenName: 'Chris', familyName: 'Jones' },
+    [SMART_USER_SCHEMA]: {
+      fhirUser: 'RelatedPerson/care-jones',
+      roles: [{ system: ROLE_CODE, code: 'GUARD', display: 'guardian' }],
+      proxyPatients: [
+        { value: 'Patient/pat-jones', display: 'Pat Jones' },
+        { value: 'Patient/sam-jones', display: 'Sam Jones' },
+      ],
+    },
+  },
+] as const;
+
+/** Creates the demo users that do not exist yet; existing ones (and their passwords) are left alone. */
+export async function seedDemoUsers(users: UserStore): Promise<string[]> {
+  const results: string[] = [];
+  for (const definition of DEMO_USERS) {
+    if (await users.findByUserName(definition.userName)) {
+      results.push(`${definition.userName}:unchanged`);
+      continue;
+    }
+    try {
+      await users.create({ schemas: [CORE_USER_SCHEMA, SMART_USER_SCHEMA], ...structuredClone(definition), password: DEMO.users[definition.userName] });
+      results.push(`${definition.userName}:created`);
+    } catch (err) {
+      // Another instance seeding at the same moment created it first.
+      if (!(err instanceof ScimError && err.status === 409)) throw err;
+      results.push(`${definition.userName}:unchanged`);
+    }
+  }
+  return results;
+}
 
 /** The demo backend's private key lives in Redis (dev only) so the CLI can sign assertions for curl. */
 export async function demoBackendKey(redis: RedisClient, keyspace: Keyspace): Promise<JWK> {
@@ -35,7 +105,7 @@ function publicPart(jwk: JWK): JWK {
   return pub;
 }
 
-export async function seedDemoData(deps: { config: Config; registry: ClientRegistry; redis: RedisClient; keyspace: Keyspace; logger: Logger }): Promise<void> {
+export async function seedDemoData(deps: { config: Config; registry: ClientRegistry; redis: RedisClient; keyspace: Keyspace; logger: Logger; users?: UserStore }): Promise<void> {
   const { config, registry, logger } = deps;
   const backendKey = await demoBackendKey(deps.redis, deps.keyspace);
   const fhirBase = config.fhirServers[0]!.base;
@@ -73,5 +143,6 @@ export async function seedDemoData(deps: { config: Config; registry: ClientRegis
   ];
   const results = [];
   for (const definition of definitions) results.push(await registry.upsert(definition, { generateSecret: false }));
-  logger.info({ clients: results.map((r) => `${r.client.client_id as string}:${r.status}`) }, 'demo data seeded (development mode)');
+  const users = await seedDemoUsers(deps.users ?? createUserStore(config, deps.redis, deps.keyspace));
+  logger.info({ clients: results.map((r) => `${r.client.client_id as string}:${r.status}`), users }, 'demo data seeded (development mode)');
 }

@@ -3,7 +3,7 @@ import supertest from 'supertest';
 import type Provider from 'oidc-provider';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import { createLogger } from '../../src/ops/logger.js';
+import { createLogger, type Logger } from '../../src/ops/logger.js';
 import { Metrics } from '../../src/ops/metrics.js';
 import { connectRedis, createRedis, type RedisClient } from '../../src/redis/connection.js';
 import { Keyspace } from '../../src/redis/keyspace.js';
@@ -27,9 +27,9 @@ export interface TestApp {
 
 /**
  * A fully assembled app on the suite's real Redis, isolated by its own key prefix. Pass `prefix`
- * to build a second "instance" sharing the first one's data.
+ * to build a second "instance" sharing the first one's data, `logger` to capture its log lines.
  */
-export async function createTestApp(env: Record<string, string> = {}, opts: { prefix?: string; redisUrl?: string } = {}): Promise<TestApp> {
+export async function createTestApp(env: Record<string, string> = {}, opts: { prefix?: string; redisUrl?: string; logger?: Logger } = {}): Promise<TestApp> {
   const prefix = opts.prefix ?? `t-${randomUUID().slice(0, 8)}:`;
   const config = loadConfig({
     REDIS_URL: opts.redisUrl ?? process.env.REDIS_URL!,
@@ -38,7 +38,7 @@ export async function createTestApp(env: Record<string, string> = {}, opts: { pr
     AUTHZ_FHIR_SERVERS: 'http://localhost:8080/fhir',
     ...env,
   });
-  const logger = createLogger(config.log.level);
+  const logger = opts.logger ?? createLogger(config.log.level);
   const redis = createRedis(config.redis);
   redis.on('error', () => {});
   await connectRedis(redis);
