@@ -116,7 +116,7 @@ export async function seedDemoData(deps: { config: Config; registry: ClientRegis
       smart_client_kind: 'backend_service',
       jwks: { keys: [publicPart(backendKey)] },
       token_endpoint_auth_signing_alg: 'ES384',
-      smart_scopes: ['system/*.rs'],
+      smart_scopes: ['system/*.rs', 'scim'],
     },
     {
       client_id: DEMO.resourceServerId,
