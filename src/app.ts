@@ -58,7 +58,16 @@ export function createJwksFetcher(config: Config, logger: Logger): JwksFetcher {
 /** The Redis adapter for every model, with client secrets hashed before they are stored. */
 export function modelAdapter(redis: RedisClient, keyspace: Keyspace): (name: string) => Adapter {
   const base = redisAdapterFactory(redis, keyspace);
-  return (name: string) => (name === 'Client' ? wrapClientAdapter(base(name)) : base(name));
+  // One instance per model: introspection asks for adapters on every request.
+  const instances = new Map<string, Adapter>();
+  return (name: string) => {
+    let adapter = instances.get(name);
+    if (!adapter) {
+      adapter = name === 'Client' ? wrapClientAdapter(base(name)) : base(name);
+      instances.set(name, adapter);
+    }
+    return adapter;
+  };
 }
 
 /**

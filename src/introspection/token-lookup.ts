@@ -24,6 +24,7 @@ export interface FoundToken {
   expiresWithSession?: boolean;
 }
 
+const ACCESS_KINDS: readonly TokenKind[] = ['AccessToken', 'ClientCredentials'];
 const OPAQUE = /^[A-Za-z0-9_-]{20,256}$/;
 const JWT_SHAPE = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
@@ -73,21 +74,21 @@ export class TokenLookup {
   async find(value: string, hint?: string | null): Promise<FoundToken | undefined> {
     if (JWT_SHAPE.test(value)) return this.findJwt(value);
     if (!OPAQUE.test(value)) return undefined;
-    const [at, cc, rt] = await Promise.all([
-      this.adapters('AccessToken').find(value),
-      this.adapters('ClientCredentials').find(value),
-      this.adapters('RefreshToken').find(value),
-    ]);
-    const ordered: Array<[TokenKind, AdapterPayload | undefined | void]> =
-      hint === 'refresh_token'
-        ? [['RefreshToken', rt], ['AccessToken', at], ['ClientCredentials', cc]]
-        : [['AccessToken', at], ['ClientCredentials', cc], ['RefreshToken', rt]];
-    const hit = ordered.find(([, p]) => p);
+    // Resource servers introspect access tokens; refresh tokens come from their own clients. So
+    // the two access-token models are read together (one round trip) and refresh tokens only on
+    // a miss, or first when the caller hints so. Every token is still found whatever the hint.
+    const hit = hint === 'refresh_token' ? (await this.read(['RefreshToken'], value)) ?? (await this.read(ACCESS_KINDS, value)) : (await this.read(ACCESS_KINDS, value)) ?? (await this.read(['RefreshToken'], value));
     if (!hit) return undefined;
-    const [kind, payload] = hit as [TokenKind, AdapterPayload];
+    const [kind, payload] = hit;
     if (payload.consumed) return undefined;
     const token = fromPayload(kind, 'opaque', value, payload);
     return token.exp > Math.floor(Date.now() / 1000) ? token : undefined;
+  }
+
+  private async read(kinds: readonly TokenKind[], value: string): Promise<[TokenKind, AdapterPayload] | undefined> {
+    const found = await Promise.all(kinds.map((kind) => this.adapters(kind).find(value)));
+    const index = found.findIndex(Boolean);
+    return index < 0 ? undefined : [kinds[index]!, found[index] as AdapterPayload];
   }
 
   private async findJwt(value: string): Promise<FoundToken | undefined> {
