@@ -13,9 +13,11 @@ export type { ScopeContext };
 
 /**
  * Scopes for this server's own administration APIs rather than for FHIR data: `scim` lets a
- * backend_service client manage the user directory at /scim/v2. Granted on exact match only.
+ * backend_service client manage the user directory at /scim/v2; `introspect` lets it call
+ * /introspect with its bearer token (for gateways that hold a token rather than a client
+ * credential). Granted on exact match only.
  */
-export const ADMIN_SCOPES = ['scim'] as const;
+export const ADMIN_SCOPES = ['scim', 'introspect'] as const;
 
 export type ParsedScopePattern =
   | { kind: 'non-resource'; scope: string }

@@ -59,7 +59,8 @@ class OAuthError extends Error {
 
 function respondError(ctx: Context, err: OAuthError): void {
   ctx.status = err.status;
-  if (err.status === 401) ctx.set('WWW-Authenticate', 'Basic realm="introspection", error="invalid_client"');
+  if (err.status === 401 && err.error === 'invalid_token') ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
+  else if (err.status === 401) ctx.set('WWW-Authenticate', 'Basic realm="introspection", error="invalid_client"');
   ctx.body = { error: err.error, error_description: err.description };
 }
 
@@ -125,21 +126,43 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
     };
   }
 
+  /**
+   * A caller may instead present a client-credentials token carrying the `introspect` scope; it
+   * then acts with its client's FHIR servers, like a resource server.
+   */
+  async function bearerCaller(value: string): Promise<ClientRecord> {
+    const token = await deps.lookup.find(value, 'access_token');
+    if (!token || token.kind !== 'ClientCredentials') {
+      throw new OAuthError(401, 'invalid_token', 'the bearer token is not an active client-credentials token');
+    }
+    if (!(token.scope ?? '').split(' ').includes('introspect')) {
+      throw new OAuthError(403, 'insufficient_scope', 'the bearer token does not carry the introspect scope');
+    }
+    const client = await deps.auth.client(token.clientId);
+    if (!client) throw new OAuthError(401, 'invalid_token', 'the client of the bearer token no longer exists');
+    return client;
+  }
+
   router.post(ROUTES.introspection, async (ctx) => {
     ctx.state.routeLabel = 'introspection';
     ctx.set('Cache-Control', 'no-store');
     ctx.set('Pragma', 'no-cache');
     try {
       const form = await readForm(ctx);
+      const authorization = ctx.get('Authorization') || undefined;
       let caller: ClientRecord;
-      try {
-        caller = await deps.auth.authenticate(ctx.get('Authorization') || undefined, form, introspectUrl);
-      } catch (err) {
-        if (err instanceof CallerAuthError) throw new OAuthError(401, 'invalid_client', `client authentication failed: ${err.problem}`);
-        throw err;
-      }
-      if (caller.smart_client_kind !== 'resource_server') {
-        throw new OAuthError(403, 'unauthorized_client', 'only resource-server clients may introspect tokens');
+      if (authorization && /^Bearer\s/i.test(authorization)) {
+        caller = await bearerCaller(authorization.replace(/^Bearer\s+/i, ''));
+      } else {
+        try {
+          caller = await deps.auth.authenticate(authorization, form, introspectUrl);
+        } catch (err) {
+          if (err instanceof CallerAuthError) throw new OAuthError(401, 'invalid_client', `client authentication failed: ${err.problem}`);
+          throw err;
+        }
+        if (caller.smart_client_kind !== 'resource_server') {
+          throw new OAuthError(403, 'unauthorized_client', 'only resource-server clients may introspect tokens');
+        }
       }
       const value = form.get('token');
       if (!value) throw new OAuthError(400, 'invalid_request', 'token is required');

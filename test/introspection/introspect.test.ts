@@ -280,3 +280,38 @@ describe('JWT access token markers', () => {
     expect(await markers.find('jti-elsewhere')).toBeDefined();
   });
 });
+
+describe('introspection with a bearer token carrying the introspect permission', () => {
+  let gatewayKey: BackendKey;
+  beforeAll(async () => {
+    gatewayKey = await backendKey('ES384');
+    await t.registry.upsert({ client_id: 'gateway', smart_client_kind: 'backend_service', jwks: { keys: [gatewayKey.publicJwk] }, smart_scopes: ['introspect', 'system/*.rs'], fhir_servers: [OPAQUE_BASE] });
+  });
+
+  async function gatewayToken(scope: string): Promise<string> {
+    const res = await tokenRequest(t, await signAssertion(gatewayKey, 'gateway', TOKEN_URL), { scope });
+    expect(res.status).toBe(200);
+    return res.body.access_token as string;
+  }
+
+  test('a token with the introspect scope may introspect tokens for its FHIR servers', async () => {
+    const bearer = await gatewayToken('introspect');
+    const token = await backendToken(OPAQUE_BASE);
+    const res = await t.request.post('/introspect').set('Authorization', `Bearer ${bearer}`).type('form').send({ token });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ active: true, client_id: 'bulk' });
+    const foreign = await backendToken(JWT_BASE);
+    expect((await t.request.post('/introspect').set('Authorization', `Bearer ${bearer}`).type('form').send({ token: foreign })).body).toEqual({ active: false });
+  });
+
+  test('without the scope → 403; an unknown bearer → 401', async () => {
+    const bearer = await gatewayToken('system/*.rs');
+    const token = await backendToken(OPAQUE_BASE);
+    const res = await t.request.post('/introspect').set('Authorization', `Bearer ${bearer}`).type('form').send({ token });
+    expect(res.status).toBe(403);
+    expect(res.body.error).toBe('insufficient_scope');
+    const unknown = await t.request.post('/introspect').set('Authorization', `Bearer ${'Z'.repeat(43)}`).type('form').send({ token });
+    expect(unknown.status).toBe(401);
+    expect(unknown.headers['www-authenticate']).toMatch(/^Bearer/);
+  });
+});
