@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { describeJwks } from '../clients/client-keys.js';
 import { ClientRegistryError, type ClientKeys, type ClientMetadata, type ClientRegistry, type UpsertResult } from '../clients/registry.js';
+import { CliUsageError } from './errors.js';
+import { parseCommandArgs, requirePositional } from './args.js';
 
 /**
  * `clients …` admin commands. Each takes the registry, the arguments after the command name and a
@@ -12,9 +14,7 @@ import { ClientRegistryError, type ClientKeys, type ClientMetadata, type ClientR
 
 export type Out = (line: string) => void;
 
-export class CliUsageError extends Error {
-  override name = 'CliUsageError';
-}
+export { CliUsageError };
 
 export const CLIENTS_USAGE = `Usage: smart-authz clients <command> [options]
 
@@ -64,21 +64,8 @@ const DEFINITION_OPTIONS = {
 
 type DefinitionValues = { [K in keyof typeof DEFINITION_OPTIONS]?: (typeof DEFINITION_OPTIONS)[K] extends { multiple: true } ? string[] : string };
 
-function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, positionals: number) {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true });
-  } catch (err) {
-    throw new CliUsageError((err as Error).message);
-  }
-  if (parsed.positionals.length > positionals) throw new CliUsageError(`unexpected argument "${parsed.positionals[positionals]}"`);
-  return parsed;
-}
-
 function requireId(positionals: string[], command: string): string {
-  const id = positionals[0];
-  if (!id) throw new CliUsageError(`clients ${command} needs a client id`);
-  return id;
+  return requirePositional(positionals, `clients ${command}`, 'a client id');
 }
 
 async function readJson(path: string, what: string): Promise<unknown> {
@@ -144,7 +131,7 @@ function list(value: unknown): string {
 }
 
 export async function addClient(registry: ClientRegistry, args: string[], out: Out): Promise<void> {
-  const { values } = parse(args, { ...DEFINITION_OPTIONS, id: { type: 'string' } }, 0);
+  const { values } = parseCommandArgs(args, { ...DEFINITION_OPTIONS, id: { type: 'string' } }, 0);
   const definition = await definitionFrom(values);
   if (values.id) definition.client_id = values.id;
   definition.client_id ??= randomUUID();
@@ -155,7 +142,7 @@ export async function addClient(registry: ClientRegistry, args: string[], out: O
 }
 
 export async function listClients(registry: ClientRegistry, args: string[], out: Out): Promise<void> {
-  const { values } = parse(args, { json: { type: 'boolean' } }, 0);
+  const { values } = parseCommandArgs(args, { json: { type: 'boolean' } }, 0);
   const clients = await registry.list();
   if (values.json) {
     out(JSON.stringify(clients, null, 2));
@@ -171,7 +158,7 @@ export async function listClients(registry: ClientRegistry, args: string[], out:
 }
 
 export async function showClient(registry: ClientRegistry, args: string[], out: Out): Promise<void> {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean' } }, 1);
   const id = requireId(positionals, 'show');
   const client = await registry.get(id);
   if (!client) throw new ClientRegistryError(`client "${id}" does not exist`);
@@ -201,7 +188,7 @@ export async function showClient(registry: ClientRegistry, args: string[], out: 
 }
 
 export async function updateClient(registry: ClientRegistry, args: string[], out: Out): Promise<void> {
-  const { values, positionals } = parse(args, DEFINITION_OPTIONS, 1);
+  const { values, positionals } = parseCommandArgs(args, DEFINITION_OPTIONS, 1);
   const id = requireId(positionals, 'update');
   const patch = await definitionFrom(values);
   // A new key source replaces the other one.
@@ -213,14 +200,14 @@ export async function updateClient(registry: ClientRegistry, args: string[], out
 }
 
 export async function removeClient(registry: ClientRegistry, args: string[], out: Out): Promise<void> {
-  const { positionals } = parse(args, {}, 1);
+  const { positionals } = parseCommandArgs(args, {}, 1);
   const id = requireId(positionals, 'remove');
   if (!(await registry.remove(id))) throw new ClientRegistryError(`client "${id}" does not exist`);
   out(`removed client "${id}"`);
 }
 
 export async function rotateClientSecret(registry: ClientRegistry, args: string[], out: Out): Promise<void> {
-  const { positionals } = parse(args, {}, 1);
+  const { positionals } = parseCommandArgs(args, {}, 1);
   const id = requireId(positionals, 'rotate-secret');
   const secret = await registry.rotateSecret(id);
   out(`rotated the secret of client "${id}"; the previous secret no longer works`);
@@ -228,7 +215,7 @@ export async function rotateClientSecret(registry: ClientRegistry, args: string[
 }
 
 export async function setClientJwks(registry: ClientRegistry, args: string[], out: Out): Promise<void> {
-  const { values, positionals } = parse(args, { 'jwks-file': { type: 'string' }, 'jwks-uri': { type: 'string' } }, 1);
+  const { values, positionals } = parseCommandArgs(args, { 'jwks-file': { type: 'string' }, 'jwks-uri': { type: 'string' } }, 1);
   const id = requireId(positionals, 'set-jwks');
   const file = values['jwks-file'];
   const uri = values['jwks-uri'];

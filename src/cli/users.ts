@@ -1,8 +1,8 @@
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CORE_USER_SCHEMA, SMART_USER_SCHEMA, type ScimUser } from '../users/model.js';
 import type { UserStore } from '../users/user-store.js';
 import type { LockState } from '../users/lockout.js';
 import { CliUsageError, type Out } from './clients.js';
+import { parseCommandArgs, requirePositional } from './args.js';
 
 /**
  * `users …` admin commands. They go through the same user store as SCIM, so the same validation
@@ -41,21 +41,8 @@ Options of add:
 Without a password the user exists but cannot sign in until "users set-password".
 `;
 
-function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, positionals: number) {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true });
-  } catch (err) {
-    throw new CliUsageError((err as Error).message);
-  }
-  if (parsed.positionals.length > positionals) throw new CliUsageError(`unexpected argument "${parsed.positionals[positionals]}"`);
-  return parsed;
-}
-
 function requireName(positionals: string[], command: string): string {
-  const name = positionals[0];
-  if (!name) throw new CliUsageError(`users ${command} needs a user name`);
-  return name;
+  return requirePositional(positionals, `users ${command}`, 'a user name');
 }
 
 async function existing(users: UserStore, userName: string): Promise<ScimUser> {
@@ -81,7 +68,7 @@ function parseRole(value: string): { system: string; code: string; display?: str
 }
 
 export async function addUser(deps: UsersCliDeps, args: string[], out: Out): Promise<void> {
-  const { values } = parse(
+  const { values } = parseCommandArgs(
     args,
     {
       username: { type: 'string' },
@@ -115,7 +102,7 @@ export async function addUser(deps: UsersCliDeps, args: string[], out: Out): Pro
 }
 
 export async function setUserPassword(deps: UsersCliDeps, args: string[], out: Out): Promise<void> {
-  const { values, positionals } = parse(args, { password: { type: 'string' }, 'password-stdin': { type: 'boolean' } }, 1);
+  const { values, positionals } = parseCommandArgs(args, { password: { type: 'string' }, 'password-stdin': { type: 'boolean' } }, 1);
   const user = await existing(deps.users, requireName(positionals, 'set-password'));
   const password = (await passwordFrom(values, deps, true))!;
   await deps.users.setPassword(user.id, password);
@@ -123,7 +110,7 @@ export async function setUserPassword(deps: UsersCliDeps, args: string[], out: O
 }
 
 export async function listUsers(deps: UsersCliDeps, args: string[], out: Out): Promise<void> {
-  const { values } = parse(args, { json: { type: 'boolean' } }, 0);
+  const { values } = parseCommandArgs(args, { json: { type: 'boolean' } }, 0);
   const all: ScimUser[] = [];
   for (let startIndex = 1; ; ) {
     const page = await deps.users.search({ startIndex });
@@ -156,7 +143,7 @@ export async function listUsers(deps: UsersCliDeps, args: string[], out: Out): P
 function activation(active: boolean): UsersCommand {
   const command = active ? 'enable' : 'disable';
   return async (deps, args, out) => {
-    const { positionals } = parse(args, {}, 1);
+    const { positionals } = parseCommandArgs(args, {}, 1);
     const user = await existing(deps.users, requireName(positionals, command));
     if (user.active === active) {
       out(`user "${user.userName}" is already ${active ? 'active' : 'disabled'}`);
@@ -171,7 +158,7 @@ export const enableUser = activation(true);
 export const disableUser = activation(false);
 
 export async function unlockUser(deps: UsersCliDeps, args: string[], out: Out): Promise<void> {
-  const { positionals } = parse(args, {}, 1);
+  const { positionals } = parseCommandArgs(args, {}, 1);
   const user = await existing(deps.users, requireName(positionals, 'unlock'));
   const wasLocked = await deps.lockout.isLocked(user.id);
   await deps.lockout.clear(user.id);
