@@ -12,11 +12,10 @@ import type { RedisClient } from '../redis/connection.js';
  */
 
 /**
- * Creates (ARGV[2] = '') or updates a user. KEYS: record, users zset, new userName index, old
- * userName index, then ARGV[7] index sets to leave, then the index sets to join. ARGV: id,
- * expected version, json, lastModified, creation score, password hash or '', count to leave.
+ * Shared opening of the write scripts: ARGV[1] id, ARGV[2] expected version ('' = create). Sets
+ * `v` to the current version, or answers 'exists' / 'gone' / 'version' without writing.
  */
-const USER_WRITE = `
+const CREATE_OR_CHECK_VERSION = `
 local id = ARGV[1]
 local v = 0
 if ARGV[2] == '' then
@@ -27,7 +26,15 @@ else
   if current ~= ARGV[2] then return {'version', current} end
   v = tonumber(current)
 end
-local owner = redis.call('GET', KEYS[3])
+`;
+
+/**
+ * Creates (ARGV[2] = '') or updates a user. KEYS: record, users zset, new userName index, old
+ * userName index, then ARGV[7] index sets to leave, then the index sets to join. ARGV: id,
+ * expected version, json, lastModified, creation score, password hash or '', count to leave.
+ */
+const USER_WRITE = `
+${CREATE_OR_CHECK_VERSION}local owner = redis.call('GET', KEYS[3])
 if owner and owner ~= id then return {'taken'} end
 if KEYS[4] ~= KEYS[3] and redis.call('GET', KEYS[4]) == id then redis.call('DEL', KEYS[4]) end
 redis.call('SET', KEYS[3], id)
@@ -88,17 +95,7 @@ return 0
  * lastModified, creation score, counts (leave, join, added, removed), added ids, removed ids.
  */
 const GROUP_WRITE = `
-local id = ARGV[1]
-local v = 0
-if ARGV[2] == '' then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
-else
-  local current = redis.call('HGET', KEYS[1], 'v')
-  if not current then return {'gone'} end
-  if current ~= ARGV[2] then return {'version', current} end
-  v = tonumber(current)
-end
-local leave, join, nAdd, nRemove = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+${CREATE_OR_CHECK_VERSION}local leave, join, nAdd, nRemove = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local base = 3 + leave + join
 for m = 1, nAdd do
   if redis.call('EXISTS', KEYS[base + 2 * m - 1]) == 0 then return {'nouser', ARGV[9 + m]} end
