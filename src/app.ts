@@ -4,7 +4,7 @@ import type { Config } from './config/schema.js';
 import type { RedisClient } from './redis/connection.js';
 import type { Keyspace } from './redis/keyspace.js';
 import type { Metrics } from './ops/metrics.js';
-import { providerConfiguration } from './provider/configuration.js';
+import { ROUTES, providerConfiguration } from './provider/configuration.js';
 import { redisAdapterFactory } from './storage/redis-adapter.js';
 import { wrapClientAdapter } from './clients/client-adapter.js';
 import { verifyClientSecret } from './clients/secrets.js';
@@ -23,6 +23,8 @@ import { createUserStore } from './users/user-store.js';
 import { findAccount } from './users/accounts.js';
 import { createGroupStore } from './users/group-store.js';
 import { scimRoutes } from './scim/routes.js';
+import { consentRoutes } from './consent/routes.js';
+import { createConsentService } from './consent/wiring.js';
 import { registrationSecretHandling } from './clients/registration-http.js';
 import { assertionAudiences } from './backend/client-assertion-hook.js';
 import { exposeClientAuthProblems } from './backend/client-auth-errors.js';
@@ -30,6 +32,17 @@ import { JwksFetcher, createProviderFetch } from './backend/jwks-fetch.js';
 import { introspectionRoutes } from './introspection/routes.js';
 import { TokenLookup, JWT_MARKER_MODEL } from './introspection/token-lookup.js';
 import { CallerAuthenticator } from './introspection/caller-auth.js';
+import { LaunchStore } from './smart/launch/launch-store.js';
+import { GrantContextStore } from './smart/launch/grant-context.js';
+import { launchRoutes } from './smart/launch/launch-routes.js';
+import { authorizationRequestRewrites } from './smart/launch/authorize-request.js';
+import { tokenResponseContext } from './smart/launch/token-context.js';
+import { includeGrantedNarrowings } from './smart/launch/code-scope.js';
+import { ContextRecorder } from './smart/interactions/context-recorder.js';
+import { smartInteractionPages } from './smart/interactions/routes.js';
+import { FhirDirectory } from './smart/interactions/fhir-directory.js';
+import { ServiceCredential, ensurePatientSearchClient } from './smart/interactions/service-credential.js';
+import { clientRegistryFor } from './clients/wiring.js';
 
 export interface AppDeps {
   config: Config;
@@ -82,6 +95,12 @@ export function buildApp(deps: AppDeps): Provider {
   const markers = adapters(JWT_MARKER_MODEL);
   const lockout = new LoginLockout(redis, keyspace, config.login);
   const users = createUserStore(config, redis, keyspace, lockout);
+  const launches = new LaunchStore(redis, keyspace, config.ttl.launch);
+  const grantContexts = new GrantContextStore(redis, keyspace);
+  // Made before the provider so its configuration can consult consents on the token path.
+  const consents = createConsentService({ config, redis, keyspace, adapters, grantContexts, provider: () => provider, logger });
+  const fhirUserBase = config.fhirServers[0]!.base;
+  const recorder = new ContextRecorder({ launches, contexts: grantContexts, grantTtlSeconds: config.ttl.grant });
   const provider = new Provider(
     config.issuer,
     providerConfiguration({
@@ -94,6 +113,9 @@ export function buildApp(deps: AppDeps): Provider {
       fetch: createProviderFetch(fetcher) as never,
       jwksFetcher: fetcher,
       findAccount: findAccount(users, { fhirBase: config.fhirServers[0]!.base }),
+      launches,
+      grantContexts,
+      smartPrompts: { launches, recorder, users, fhirServers: config.fhirServers, fhirUserBase },
       // JWT access tokens are self-contained, so revocation needs server-side state: a marker
       // per jti, in the grant index like any token, that introspection and revocation consult.
       onJwtAccessToken: async (token, payload) => {
@@ -122,29 +144,42 @@ export function buildApp(deps: AppDeps): Provider {
   provider.on('authorization.error', (_ctx, err) => {
     metrics.oauthErrors.inc({ route: 'authorization', error: (err as { error?: string }).error ?? 'server_error' });
   });
+  // The launch context lives beside the grant, so it goes with it (revocation, code or refresh
+  // token reuse, logout). Listeners are not awaited: failures are logged, the TTL cleans up.
+  provider.on('grant.revoked', (_ctx, grantId: string) => {
+    grantContexts.delete(grantId).catch((err: unknown) => logger.warn({ err, grantId }, 'could not delete the launch context of a revoked grant'));
+  });
+  // Emitted synchronously right before the authorization code is made from the grant.
+  provider.on('authorization.accepted', (ctx) => includeGrantedNarrowings(ctx));
   provider.on('server_error', (ctx, err) => {
     logger.error({ err, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'oidc-provider server error');
   });
 
   const ops = opsRoutes(redis, metrics, deps.isShuttingDown ?? (() => false));
   const discovery = smartConfigurationRoutes(config);
+  const csrf = new InteractionCsrf(deps.cookieKeys);
+  // The pickers search the FHIR server with a token this server mints for its own internal client
+  // (registered at start-up by main.ts, or here on first use on a fresh store).
+  const registry = clientRegistryFor(provider, redis, keyspace);
+  const credential = new ServiceCredential({
+    provider,
+    ensureClient: () => ensurePatientSearchClient(registry, config.clientAuthSigningAlgs),
+    ttlSeconds: config.ttl.backendAccessToken,
+  });
   const interactions = interactionRoutes({
     provider,
-    csrf: new InteractionCsrf(deps.cookieKeys),
+    csrf,
     login: new PasswordLogin({ users, lockout, ipLimiter: new IpRateLimiter(redis, keyspace, config.login.maxAttemptsPerIpPerMinute), passwords: config.passwords, logger }),
+    pages: smartInteractionPages({ provider, csrf, users, recorder, directory: new FhirDirectory({ credential, logger }), fhirServers: config.fhirServers, fhirUserBase, logger }),
   });
   const clientAdapter = (provider.Client as unknown as { adapter: Adapter }).adapter;
   const lookup = new TokenLookup(adapters, deps.jwks, config.issuer);
-  const introspection = introspectionRoutes({
-    config,
-    provider,
-    adapters,
-    jwks: deps.jwks,
-    lookup,
-    auth: new CallerAuthenticator({ clientAdapter, redis, keyspace, fetcher, issuer: config.issuer, algorithms: config.clientAuthSigningAlgs }),
-  });
+  const callerAuth = new CallerAuthenticator({ clientAdapter, redis, keyspace, fetcher, issuer: config.issuer, algorithms: config.clientAuthSigningAlgs });
+  const introspection = introspectionRoutes({ config, provider, adapters, jwks: deps.jwks, lookup, auth: callerAuth });
+  const launchApi = launchRoutes({ config, auth: callerAuth, launches, users });
 
   const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup, config, logger });
+  const consentApi = consentRoutes({ consents, lookup, config, logger });
 
   provider.use(requestContext(logger, metrics));
   provider.use(exposeClientAuthProblems(provider, config.clientAuthSigningAlgs));
@@ -153,9 +188,13 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(ops.routes());
   provider.use(requireRedis(redisReady, /^\/(healthz|readyz|metrics|static\/)/));
   provider.use(bodyLimit(config.http.bodyLimit));
+  provider.use(authorizationRequestRewrites(ROUTES.authorization));
+  provider.use(tokenResponseContext({ tokenPath: ROUTES.token, grantContexts, fhirServers: config.fhirServers }));
   provider.use(discovery.routes());
   provider.use(introspection.routes());
+  provider.use(launchApi.routes());
   provider.use(scim.routes());
+  provider.use(consentApi.routes());
   provider.use(registrationSecretHandling(config.http.bodyLimit, async (id) => (await clientAdapter.find(id)) as Record<string, unknown> | undefined));
   provider.use(interactions.routes());
   return provider;

@@ -31,6 +31,7 @@ async function main(): Promise<void> {
   const { clientRegistryFor } = await import('./clients/wiring.js');
   const { loadClientsFile } = await import('./clients/file-loader.js');
   const { seedDemoData } = await import('./seed/demo.js');
+  const { ensurePatientSearchClient } = await import('./smart/interactions/service-credential.js');
   const { redis, keyspace, keystore } = runtime;
   const metrics = new Metrics();
   let shuttingDown = false;
@@ -47,8 +48,22 @@ async function main(): Promise<void> {
     logger.info({ file: config.clientsFile, created: result.created.length, updated: result.updated.length, unchanged: result.unchanged.length }, 'clients file loaded');
   }
   if (config.demoData) await seedDemoData({ config, registry, redis, keyspace, logger });
+  await ensurePatientSearchClient(registry, config.clientAuthSigningAlgs);
 
   const http = await listen(config, app.callback(), logger);
+
+  // Consents also go to a FHIR server when one is configured; the outbox in Redis holds them
+  // until it answers, so the worker starts only once this instance serves.
+  const { startConsentOutbox } = await import('./consent/outbox.js');
+  const { ConsentStore } = await import('./consent/consent-store.js');
+  const consentOutbox = startConsentOutbox({
+    redis,
+    keyspace,
+    store: new ConsentStore(redis, keyspace),
+    fhirServer: config.consents.fhirServer,
+    token: config.consents.fhirServerToken,
+    logger,
+  });
 
   // Rotation needs no restart: every instance notices the key-set version change and swaps in a
   // provider built with the new keys; in-flight requests finish on the old one.
@@ -69,6 +84,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'shutting down');
     stopWatching();
     await http.close(config.http.shutdownGraceMs);
+    await consentOutbox?.stop();
     await runtime.close();
     logger.info('stopped');
     process.exit(0);

@@ -37,6 +37,7 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_TTL_SESSION', 'ttl.session', 'int'],
   ['AUTHZ_TTL_INTERACTION', 'ttl.interaction', 'int'],
   ['AUTHZ_TTL_GRANT', 'ttl.grant', 'int'],
+  ['AUTHZ_TTL_LAUNCH', 'ttl.launch', 'int'],
   ['AUTHZ_COOKIE_KEYS', 'cookieKeys', 'list'],
   ['AUTHZ_KEY_ENCRYPTION_SECRET', 'keyEncryptionSecret', 'string'],
   ['AUTHZ_CLIENTS_FILE', 'clientsFile', 'string'],
@@ -57,6 +58,8 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_SHUTDOWN_GRACE_MS', 'http.shutdownGraceMs', 'int'],
   ['AUTHZ_LOG_LEVEL', 'log.level', 'string'],
   ['AUTHZ_DEMO_DATA', 'demoData', 'bool'],
+  ['AUTHZ_CONSENT_FHIR_SERVER', 'consents.fhirServer', 'string'],
+  ['AUTHZ_CONSENT_FHIR_TOKEN', 'consents.fhirServerToken', 'string'],
 ];
 
 function convert(name: string, kind: Kind, raw: string): unknown {

@@ -66,6 +66,8 @@ export const ttlSchema = z.object({
   session: seconds.default(8 * 3600),
   interaction: seconds.default(3600),
   grant: seconds.default(365 * 24 * 3600),
+  /** How long an EHR launch value stays usable before the app's authorization starts (SMART EHR-02). */
+  launch: seconds.max(3600).default(300),
 });
 
 const signingAlg = z.enum(['RS384', 'ES384', 'RS256', 'ES256', 'PS256']);
@@ -152,6 +154,14 @@ export const configSchema = z
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .default({ level: 'info' }),
+    consents: z
+      .object({
+        /** A FHIR base URL every Consent is also written to (PUT Consent/<id>) through a durable outbox. */
+        fhirServer: baseUrl.optional(),
+        /** Bearer token for that FHIR server. */
+        fhirServerToken: z.string().min(1).optional(),
+      })
+      .default({}),
     /** Seed demo clients (and later users) in development mode. */
     demoData: z.boolean().default(true),
   })
@@ -173,6 +183,9 @@ export const configSchema = z
     }
     if (issuer.protocol === 'https:' && !c.proxy && !c.tls) {
       ctx.addIssue({ code: 'custom', path: ['tls'], message: 'an https issuer needs a TLS certificate and key, or proxy=true behind a TLS-terminating proxy' });
+    }
+    if (c.consents.fhirServerToken && c.consents.fhirServer?.startsWith('http:')) {
+      ctx.addIssue({ code: 'custom', path: ['consents', 'fhirServer'], message: 'must be https in production when a token is sent to it' });
     }
     if (!c.cookieKeys) {
       ctx.addIssue({ code: 'custom', path: ['cookieKeys'], message: 'is required in production' });

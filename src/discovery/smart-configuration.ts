@@ -8,10 +8,48 @@ import { ROUTES } from '../provider/configuration.js';
  * App Launch 2.2 "Capabilities"), so one is added only together with the code that keeps it.
  */
 export const SMART_CAPABILITIES: readonly string[] = [
+  'launch-ehr',
+  'launch-standalone',
+  'authorize-post',
+  'client-public',
   'client-confidential-symmetric',
   'client-confidential-asymmetric',
+  'sso-openid-connect',
+  'context-banner',
+  'context-style',
+  'context-ehr-patient',
+  'context-ehr-encounter',
+  // The patient and encounter pickers (smart/interactions).
+  'context-standalone-patient',
+  'context-standalone-encounter',
+  'permission-offline',
+  'permission-online',
+  'permission-patient',
+  'permission-user',
   'permission-v1',
   'permission-v2',
+];
+
+/**
+ * Scopes any client may be registered for and granted (SMART: the server SHALL support every one
+ * listed). Resource scopes are shown as their widest v2 and v1 read forms; narrower ones, other
+ * permissions and granular `?param=value` constraints work too.
+ */
+export const SCOPES_SUPPORTED: readonly string[] = [
+  'openid',
+  'fhirUser',
+  'profile',
+  'launch',
+  'launch/patient',
+  'launch/encounter',
+  'offline_access',
+  'online_access',
+  'patient/*.rs',
+  'user/*.rs',
+  'system/*.rs',
+  'patient/*.read',
+  'user/*.read',
+  'system/*.read',
 ];
 
 export function smartConfiguration(config: Config, server?: FhirServer): Record<string, unknown> {
@@ -24,12 +62,12 @@ export function smartConfiguration(config: Config, server?: FhirServer): Record<
     introspection_endpoint: url(ROUTES.introspection),
     revocation_endpoint: url(ROUTES.revocation),
     ...(config.registration.enabled ? { registration_endpoint: url(ROUTES.registration) } : {}),
-    grant_types_supported: ['client_credentials'],
+    grant_types_supported: ['authorization_code', 'refresh_token', 'client_credentials'],
     response_types_supported: ['code'],
     code_challenge_methods_supported: ['S256'],
-    token_endpoint_auth_methods_supported: ['client_secret_basic', 'private_key_jwt'],
+    token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
     token_endpoint_auth_signing_alg_values_supported: config.clientAuthSigningAlgs,
-    scopes_supported: ['system/*.rs', 'system/*.read'],
+    scopes_supported: [...SCOPES_SUPPORTED],
     capabilities: [...SMART_CAPABILITIES],
     ...(server?.tenant ? { tenant: server.tenant } : {}),
   };

@@ -7,7 +7,7 @@ const FORM_LIMIT = 16 * 1024;
 /** Reads an HTML form post (application/x-www-form-urlencoded), bounded in size. */
 export async function readForm(ctx: Context): Promise<URLSearchParams> {
   if (!ctx.is('application/x-www-form-urlencoded')) {
-    throw new HttpError(400, 'invalid_request', 'This page accepts only the sign-in form. Go back and submit the form again.');
+    throw new HttpError(400, 'invalid_request', 'This page accepts only its own form. Go back and submit the form again.');
   }
   const chunks: Buffer[] = [];
   let size = 0;

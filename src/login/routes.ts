@@ -6,52 +6,26 @@ import { HttpError } from '../http/errors.js';
 import { renderView } from '../http/views.js';
 import type { InteractionCsrf } from './csrf.js';
 import { readForm } from './form.js';
+import { checkCsrf, clientLabel, finish, interactionFor, refuseCrossSite, type Interaction } from './interaction-http.js';
 import { GENERIC_FAILURE, type PasswordLogin } from './password-login.js';
 
-type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
+/**
+ * The pages of prompts other than login (smart/interactions/routes.ts): `show` renders the page
+ * for its prompt; `register` adds the routes its forms post to.
+ */
+export interface PromptPages {
+  show: Readonly<Record<string, (ctx: Context, interaction: Interaction) => Promise<void>>>;
+  register(router: Router): void;
+}
 
 export interface InteractionRouteDeps {
   provider: Provider;
   login: PasswordLogin;
   csrf: InteractionCsrf;
+  pages?: PromptPages;
 }
 
-const EXPIRED = 'This sign-in link has expired or was already used. Start again from the app.';
 const CANCELLED: InteractionResults = { error: 'access_denied', error_description: 'The user cancelled the sign-in.' };
-
-/**
- * The interaction looked up from its cookie, checked against the uid in the path: the cookie is
- * what oidc-provider trusts, so a page for one interaction never acts on another.
- */
-async function interactionFor(provider: Provider, ctx: Context): Promise<Interaction> {
-  let interaction: Interaction;
-  try {
-    interaction = await provider.interactionDetails(ctx.req, ctx.res);
-  } catch (err) {
-    if ((err as { name?: string }).name === 'SessionNotFound') throw new HttpError(400, 'invalid_request', EXPIRED);
-    throw err;
-  }
-  if (interaction.uid !== ctx.params.uid) throw new HttpError(400, 'invalid_request', EXPIRED);
-  return interaction;
-}
-
-/** Browsers say where a form post came from; a cross-site post is refused before anything else. */
-function refuseCrossSite(ctx: Context): void {
-  if (ctx.get('Sec-Fetch-Site') === 'cross-site') throw new HttpError(403, 'invalid_request', 'This form can only be submitted from this site.');
-}
-
-function checkCsrf(deps: InteractionRouteDeps, uid: string, form: URLSearchParams): void {
-  if (!deps.csrf.verify(uid, form.get('csrf'))) {
-    throw new HttpError(403, 'invalid_csrf', 'The form could not be verified: it may be out of date. Go back, reload the sign-in page and try again.');
-  }
-}
-
-async function clientLabel(provider: Provider, interaction: Interaction): Promise<{ clientName?: string; clientId?: string }> {
-  const clientId = typeof interaction.params.client_id === 'string' ? interaction.params.client_id : undefined;
-  if (!clientId) return {};
-  const client = await provider.Client.find(clientId);
-  return { clientId, clientName: client?.clientName };
-}
 
 async function renderLogin(
   ctx: Context,
@@ -72,23 +46,10 @@ async function renderLogin(
   });
 }
 
-/** oidc-provider's answer is a 303 back to the authorization endpoint, sent through Koa. */
-async function finish(ctx: Context, provider: Provider, result: InteractionResults): Promise<void> {
-  let returnTo: string;
-  try {
-    returnTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
-  } catch (err) {
-    if ((err as { name?: string }).name === 'SessionNotFound') throw new HttpError(400, 'invalid_request', EXPIRED);
-    throw err;
-  }
-  ctx.status = 303;
-  ctx.redirect(returnTo);
-}
-
 /**
- * The pages oidc-provider sends the browser to while it needs the user: the sign-in form for the
- * `login` prompt and a way to cancel. Prompts this build cannot serve yet (consent) end on a page
- * that says so rather than a form that cannot work.
+ * The pages oidc-provider sends the browser to while it needs the user: GET /interaction/:uid
+ * shows the page of the prompt the interaction waits for (the sign-in form here, the others from
+ * `pages`); every step can be cancelled. A prompt without a page ends on a page saying so.
  */
 export function interactionRoutes(deps: InteractionRouteDeps): Router {
   const { provider, login } = deps;
@@ -106,7 +67,12 @@ export function interactionRoutes(deps: InteractionRouteDeps): Router {
       await renderLogin(ctx, deps, interaction, { status: 200, ...(typeof hint === 'string' ? { username: hint.slice(0, 256) } : {}) });
       return;
     }
-    throw new HttpError(503, 'interaction_unavailable', 'You are signed in, but approving what the app may access is not available on this server yet.');
+    const show = deps.pages?.show[interaction.prompt.name];
+    if (show) {
+      await show(ctx, interaction);
+      return;
+    }
+    throw new HttpError(503, 'interaction_unavailable', 'You are signed in, but this step of the request is not available on this server.');
   });
 
   router.post('/interaction/:uid/login', async (ctx) => {
@@ -114,11 +80,11 @@ export function interactionRoutes(deps: InteractionRouteDeps): Router {
     const interaction = await interactionFor(provider, ctx);
     if (interaction.prompt.name !== 'login') throw new HttpError(400, 'invalid_request', 'You are already signed in for this request. Return to the app and start again.');
     const form = await readForm(ctx);
-    checkCsrf(deps, interaction.uid, form);
+    checkCsrf(deps.csrf, interaction.uid, form);
     const username = form.get('username') ?? '';
     const outcome = await login.attempt({ username, password: form.get('password') ?? '', ip: ctx.ip, requestId: ctx.state.requestId as string | undefined });
     if (outcome.ok) {
-      await finish(ctx, provider, { login: { accountId: outcome.user.id, amr: ['pwd'], remember: false } });
+      await finish(ctx, provider, { login: { accountId: outcome.user.id, amr: ['pwd'], remember: false } }, { merge: false });
       return;
     }
     if (outcome.reason === 'rate_limited') {
@@ -137,9 +103,10 @@ export function interactionRoutes(deps: InteractionRouteDeps): Router {
   router.post('/interaction/:uid/abort', async (ctx) => {
     refuseCrossSite(ctx);
     const interaction = await interactionFor(provider, ctx);
-    checkCsrf(deps, interaction.uid, await readForm(ctx));
-    await finish(ctx, provider, CANCELLED);
+    checkCsrf(deps.csrf, interaction.uid, await readForm(ctx));
+    await finish(ctx, provider, CANCELLED, { merge: false });
   });
 
+  deps.pages?.register(router);
   return router;
 }

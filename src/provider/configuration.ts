@@ -12,6 +12,11 @@ import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import type { JwksFetcher } from '../backend/jwks-fetch.js';
 import { interactionPolicyWithAccountCheck } from '../login/interaction-policy.js';
+import type { SmartPromptDeps } from '../smart/interactions/prompts.js';
+import type { LaunchStore } from '../smart/launch/launch-store.js';
+import type { GrantContextStore } from '../smart/launch/grant-context.js';
+import { audAsResource, smartAuthorizationParams } from '../smart/launch/authorize-rules.js';
+import { launchContextClaims } from '../smart/launch/token-context.js';
 
 /** Public paths. SMART clients and resource servers hard-code these, so they are kept stable. */
 export const ROUTES = {
@@ -41,11 +46,43 @@ export interface ProviderDeps {
   findAccount?: Configuration['findAccount'];
   fetch?: Configuration['fetch'];
   jwksFetcher?: Pick<JwksFetcher, 'findKey'>;
+  /** EHR launch contexts, checked when an authorization request names a `launch`. */
+  launches: Pick<LaunchStore, 'get'>;
+  /** Launch context per grant, put into access tokens for introspection. */
+  grantContexts: Pick<GrantContextStore, 'get'>;
+  /** The SMART steps between login and consent (patient/encounter pickers, context recording). */
+  smartPrompts?: SmartPromptDeps;
   /** Awaited while a JWT access token is issued: records its revocable marker. */
   onJwtAccessToken?: (token: { jti: string; grantId?: string; kind: string; expiration: number }, payload: Record<string, unknown>) => Promise<void>;
 }
 
 type ClientWithSmart = { smart_scopes?: string[]; fhir_servers?: string[]; smart_client_kind?: string };
+
+/** Refresh tokens are what these scopes ask for (SMART permission-offline / permission-online). */
+const REFRESH_SCOPES = ['offline_access', 'online_access'];
+
+/**
+ * The scope set a FHIR server's resource-server entry must offer for an app's request: oidc-provider
+ * intersects requested (or code/refresh-token) scopes with it by string at every step, and the grant
+ * decides what is actually issued. So it holds the context scopes, the client's registered patterns,
+ * whatever the grant already has for this resource (the narrowed or v1 spellings consent produced)
+ * and, at the authorization endpoint, each requested resource scope the client may at least partly
+ * have, with the parts it may have, so consent is asked for all of them.
+ */
+function appResourceScopes(ctx: KoaContextWithOIDC, resourceIndicator: string, client: ClientWithSmart): string {
+  const patterns = client.smart_scopes ?? [];
+  const scopes = new Set([...CONTEXT_SCOPES, ...patterns]);
+  const granted = ctx.oidc.entities.Grant?.getResourceScope(resourceIndicator);
+  for (const s of granted?.split(' ') ?? []) if (s) scopes.add(s);
+  if (ctx.oidc.route === 'authorization' || ctx.oidc.route === 'resume') {
+    const requested = ((ctx.oidc.params as { scope?: unknown }).scope as string | undefined)?.split(' ').filter(Boolean) ?? [];
+    for (const raw of requested) {
+      const { granted: parts } = downscope([raw], patterns, { contexts: ['patient', 'user'] });
+      if (parts.length) for (const s of [raw, ...parts]) scopes.add(s);
+    }
+  }
+  return [...scopes].join(' ');
+}
 
 /**
  * Backend tokens carry only what was asked for *and* what the client may have (SMART Backend
@@ -67,7 +104,7 @@ function downscopeClientCredentials(ctx: KoaContextWithOIDC, client: ClientWithS
   return params.scope;
 }
 
-export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, jwksFetcher, onJwtAccessToken }: ProviderDeps): Configuration {
+export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, jwksFetcher, launches, grantContexts, smartPrompts, onJwtAccessToken }: ProviderDeps): Configuration {
   const secureCookies = new URL(config.issuer).protocol === 'https:';
   return {
     adapter,
@@ -98,6 +135,13 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
       token_endpoint_auth_method: 'client_secret_basic',
     },
     scopes: CONTEXT_SCOPES,
+    // SMART `aud` and `launch` (authorize-rules.ts); validated after oidc-provider's own checks.
+    extraParams: smartAuthorizationParams({ fhirServers: config.fhirServers, launches }),
+    extraTokenClaims: launchContextClaims({ grantContexts, fhirServers: config.fhirServers }) as unknown as Configuration['extraTokenClaims'],
+    // offline_access outlives the browser session; online_access (and no refresh scope at all)
+    // ends with it: logout or session expiry revokes the grant's tokens.
+    expiresWithSession: (_ctx, source) => !source.scopes.has('offline_access'),
+    issueRefreshToken: (_ctx, client, source) => client.grantTypeAllowed('refresh_token') && REFRESH_SCOPES.some((s) => source.scopes.has(s)),
     claims: {
       openid: ['sub'],
       fhirUser: ['fhirUser'],
@@ -133,7 +177,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
       }),
     },
     interactions: {
-      policy: interactionPolicyWithAccountCheck(),
+      policy: interactionPolicyWithAccountCheck(smartPrompts),
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
     },
     features: {
@@ -160,9 +204,9 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
         enabled: true,
         // SMART apps name the FHIR server with `aud`; backend services often name nothing. A client
         // bound to exactly one FHIR server gets that one.
-        defaultResource: (ctx) => {
-          const client = ctx.oidc.client as unknown as ClientWithSmart | undefined;
-          const bases = client?.fhir_servers ?? [];
+        defaultResource: (ctx, client, oneOf) => {
+          if (ctx.oidc.route === 'authorization' && !oneOf) return audAsResource(config.fhirServers)(ctx, client);
+          const bases = (client as unknown as ClientWithSmart | undefined)?.fhir_servers ?? [];
           return bases.length === 1 ? bases[0]! : undefined!;
         },
         useGrantedResource: () => true,
@@ -177,7 +221,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
           if (ctx.oidc.params?.grant_type === 'client_credentials') {
             scope = downscopeClientCredentials(ctx, smartClient);
           } else {
-            scope = [...new Set([...CONTEXT_SCOPES, ...(smartClient.smart_scopes ?? [])])].join(' ');
+            scope = appResourceScopes(ctx, resourceIndicator, smartClient);
           }
           return {
             scope,

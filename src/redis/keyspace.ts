@@ -48,6 +48,22 @@ export class Keyspace {
     return `${this.prefix}oidc:grantRevoked:{${grantId}}`;
   }
 
+  /**
+   * An EHR launch context (smart/launch/launch-store.ts), keyed by a digest of the opaque launch
+   * value so keys listed from Redis are not usable launch values. One key per command.
+   */
+  launch(digest: string): string {
+    return `${this.prefix}launch:{${digest}}`;
+  }
+
+  /**
+   * The launch context kept with a grant (smart/launch/grant-context.ts). Shares the grant's hash
+   * tag so a script revoking the grant may delete it in the same slot.
+   */
+  grantContext(grantId: string): string {
+    return `${this.prefix}oidc:grantContext:{${grantId}}`;
+  }
+
   /** A one-time claim (`claimOnce`), e.g. a client-assertion `jti`; `digest` is a hash of the id. */
   once(namespace: string, digest: string): string {
     return `${this.prefix}once:${namespace}:{${digest}}`;
@@ -120,6 +136,62 @@ export class Keyspace {
   /** Sorted set of every group id, scored by creation time. */
   scimGroups(): string {
     return `${this.prefix}{scim}:groups`;
+  }
+
+  /*
+   * Consent records (consent/consent-store.ts). Every consent key shares the `{consents}` hash
+   * tag: one script stores a Consent, its Provenance, its search indexes and its outbox entry
+   * together (Cluster-safe, all or nothing), and withdrawal updates them in one step too.
+   */
+
+  /** Hash of one Consent: `json` (the R4 resource), `v`, `status`, `patient`, `client`, `performer`, `scopes`, `end`, `date`, `rk`. */
+  consent(id: string): string {
+    return `${this.prefix}{consents}:consent:${id}`;
+  }
+
+  /** List of the Provenance resources (JSON) of one Consent, oldest first. */
+  consentProvenance(consentId: string): string {
+    return `${this.prefix}{consents}:provenance:${consentId}`;
+  }
+
+  /** Sorted set of a patient's Consent ids, scored by Consent.dateTime (ms). */
+  consentsByPatient(patientId: string): string {
+    return `${this.prefix}{consents}:byPatient:${patientId}`;
+  }
+
+  /** Sorted set of the Consent ids naming a client as actor, scored by Consent.dateTime (ms). */
+  consentsByClient(clientId: string): string {
+    return `${this.prefix}{consents}:byClient:${clientId}`;
+  }
+
+  /** Sorted set of every Consent id, scored by Consent.dateTime (ms). */
+  consentsAll(): string {
+    return `${this.prefix}{consents}:all`;
+  }
+
+  /** Sorted set of the active permits of one (performer, client, patient); `digest` hashes the three. */
+  consentsRemembered(digest: string): string {
+    return `${this.prefix}{consents}:remembered:${digest}`;
+  }
+
+  /** Set of the grant ids tied to one Consent. */
+  consentGrants(consentId: string): string {
+    return `${this.prefix}{consents}:grants:${consentId}`;
+  }
+
+  /** The id of the Consent a grant is tied to. */
+  grantConsent(grantId: string): string {
+    return `${this.prefix}{consents}:grant:${grantId}`;
+  }
+
+  /** Stream of Consent ids still to be written to the configured FHIR server (consumer group). */
+  consentOutbox(): string {
+    return `${this.prefix}{consents}:outbox`;
+  }
+
+  /** Stream of outbox entries the FHIR server refused for good, kept for an operator to look at. */
+  consentOutboxDead(): string {
+    return `${this.prefix}{consents}:outboxDead`;
   }
 
   key(...parts: string[]): string {

@@ -34,14 +34,39 @@ describe('SMART discovery', () => {
     expect(doc.introspection_endpoint).toBe('http://localhost:3000/introspect');
     expect(doc.revocation_endpoint).toBe('http://localhost:3000/revoke');
     expect(doc.jwks_uri).toBe('http://localhost:3000/.well-known/jwks.json');
-    expect(doc.grant_types_supported).toContain('client_credentials');
-    expect(doc.token_endpoint_auth_methods_supported).toContain('private_key_jwt');
+    expect(doc.grant_types_supported).toEqual(['authorization_code', 'refresh_token', 'client_credentials']);
+    expect(doc.response_types_supported).toEqual(['code']);
+    expect(doc.token_endpoint_auth_methods_supported).toEqual(['client_secret_basic', 'client_secret_post', 'private_key_jwt']);
     expect(doc.token_endpoint_auth_signing_alg_values_supported).toEqual(['RS384', 'ES384']);
     expect(Array.isArray(doc.capabilities)).toBe(true);
     expect((doc.capabilities as unknown[]).every((c) => typeof c === 'string')).toBe(true);
-    // Nothing may be promised before the interactive flows exist.
-    expect(doc.capabilities).not.toContain('launch-ehr');
-    expect(doc.capabilities).not.toContain('launch-standalone');
+    // Each one is backed by the tests of its feature (test/launch, test/smart-interactions).
+    expect(doc.capabilities).toEqual([
+      'launch-ehr',
+      'launch-standalone',
+      'authorize-post',
+      'client-public',
+      'client-confidential-symmetric',
+      'client-confidential-asymmetric',
+      'sso-openid-connect',
+      'context-banner',
+      'context-style',
+      'context-ehr-patient',
+      'context-ehr-encounter',
+      'context-standalone-patient',
+      'context-standalone-encounter',
+      'permission-offline',
+      'permission-online',
+      'permission-patient',
+      'permission-user',
+      'permission-v1',
+      'permission-v2',
+    ]);
+    expect(doc.capabilities).not.toContain('smart-app-state');
+    expect(doc.management_endpoint).toBeUndefined();
+    expect(doc.scopes_supported).toEqual(expect.arrayContaining(['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'online_access', 'patient/*.rs', 'user/*.rs', 'system/*.rs', 'patient/*.read']));
+    // sso-openid-connect needs the issuer and its keys
+    expect(doc.issuer).toBe('http://localhost:3000');
   });
 
   test('tenant documents name their tenant', async () => {

@@ -58,14 +58,14 @@ describe('the sign-in page', () => {
     expect(resumed.status).toBe(303);
     const cookies = ([] as string[]).concat(resumed.headers['set-cookie'] ?? []);
     expect(cookies.some((c) => /^_session=[^;]+;/.test(c))).toBe(true);
-    // The next prompt is consent, which this build does not have: the boundary of this feature.
+    // The next prompt is consent, a new interaction (its page is tested in test/interactions).
     const next = /^\/interaction\/([^/]+)$/.exec(resumed.headers.location!);
     expect(next?.[1]).toBeDefined();
     expect(next![1]).not.toBe(uid);
     const consent = await agent.get(resumed.headers.location!).set('Accept', 'text/html');
-    expect(consent.status).toBe(503);
-    expect(consent.text).toContain('interaction_unavailable');
+    expect(consent.status).toBe(200);
     expect(consent.text).toMatch(/^<!doctype html>/);
+    expect(consent.text).toContain(`action="/interaction/${next![1]}/consent"`);
   });
 
   test('a user disabled before the authorization resumes is asked to sign in again', async () => {
@@ -92,6 +92,7 @@ describe('the sign-in page', () => {
       code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
       code_challenge_method: 'S256',
       login_hint: 'alex"><b>',
+      aud: 'http://localhost:8080/fhir',
     });
     const page = await agent.get(res.headers.location!).set('Accept', 'text/html');
     expect(page.text).toContain('id="username" name="username" type="text" value="alex&#34;&gt;&lt;b&gt;"');

@@ -1,0 +1,96 @@
+import type { FoundToken } from '../introspection/token-lookup.js';
+import { parseScope, type Permission } from '../smart/scopes.js';
+import type { Reference } from './fhir-types.js';
+import { FhirError } from './fhir-http.js';
+import { clientReference, patientIdOf, relativeReference } from './references.js';
+
+/**
+ * Who may use the Consent API, from the bearer token:
+ *  - an administrator: a client-credentials token with `system/Consent.<perms>`, for every Consent;
+ *  - a patient (or whoever acts for one): a user token with `patient/Consent.<perms>`, for the
+ *    Consents of the token's `patient` only.
+ * Read needs `r`, search `s`, withdrawal `u` or `d`. Only scopes naming `Consent` count: a
+ * `patient/*.rs` data scope must not tell an app which other apps the patient uses, nor a bulk
+ * client's `system/*.rs` make it a consent administrator. Scopes with a query constraint do not
+ * count either (the API does not evaluate them).
+ */
+
+export type ConsentAction = 'read' | 'search' | 'withdraw';
+
+export interface ConsentCaller {
+  kind: 'admin' | 'patient';
+  clientId: string;
+  /** Set for a patient caller: the only patient whose Consents it may see or withdraw. */
+  patientId?: string;
+  /** Who to name in the Provenance of a withdrawal. */
+  who: Reference;
+  may: ReadonlySet<ConsentAction>;
+}
+
+export interface TokenFinder {
+  find(value: string): Promise<FoundToken | undefined>;
+}
+
+const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
+const REALM = 'Bearer realm="consent"';
+/** R4 Provenance.agent.who target types. */
+const AGENT_TYPES = new Set(['Practitioner', 'PractitionerRole', 'RelatedPerson', 'Patient', 'Device', 'Organization']);
+
+function permissionsFor(scopes: string[], context: 'patient' | 'system'): Set<Permission> {
+  const permissions = new Set<Permission>();
+  for (const s of scopes) {
+    const p = parseScope(s);
+    if (p.kind !== 'resource' || p.context !== context || p.resourceType !== 'Consent' || p.query) continue;
+    for (const letter of p.permissions) permissions.add(letter);
+  }
+  return permissions;
+}
+
+function actionsOf(permissions: ReadonlySet<Permission>): Set<ConsentAction> {
+  const may = new Set<ConsentAction>();
+  if (permissions.has('r')) may.add('read');
+  if (permissions.has('s')) may.add('search');
+  if (permissions.has('u') || permissions.has('d')) may.add('withdraw');
+  return may;
+}
+
+function forbidden(description: string): FhirError {
+  return new FhirError(403, 'forbidden', description, { 'WWW-Authenticate': `${REALM}, error="insufficient_scope"` });
+}
+
+function patientAgent(token: FoundToken, patientId: string): Reference {
+  const fhirUser = typeof token.extra.fhirUser === 'string' ? relativeReference(token.extra.fhirUser) : undefined;
+  return fhirUser && AGENT_TYPES.has(fhirUser.type) ? { reference: fhirUser.reference } : { reference: `Patient/${patientId}` };
+}
+
+export async function authenticateConsentCaller(authorization: string, lookup: TokenFinder, issuer: string): Promise<ConsentCaller> {
+  const m = BEARER.exec(authorization);
+  if (!m) throw new FhirError(401, 'login', 'an access token is required (Authorization: Bearer …)', { 'WWW-Authenticate': REALM });
+  const token = await lookup.find(m[1]!);
+  if (!token || token.kind === 'RefreshToken') {
+    throw new FhirError(401, 'login', 'the access token is not valid (unknown, expired or revoked)', { 'WWW-Authenticate': `${REALM}, error="invalid_token"` });
+  }
+  const scopes = (token.scope ?? '').split(' ').filter(Boolean);
+  if (token.kind === 'ClientCredentials') {
+    const may = actionsOf(permissionsFor(scopes, 'system'));
+    if (!may.size) throw forbidden('the token carries no system/Consent scope');
+    return { kind: 'admin', clientId: token.clientId, who: clientReference(issuer, token.clientId), may };
+  }
+  const may = actionsOf(permissionsFor(scopes, 'patient'));
+  if (!may.size) throw forbidden('the token carries no patient/Consent scope');
+  const patientId = typeof token.extra.patient === 'string' ? patientIdOf(token.extra.patient) : undefined;
+  if (!patientId) throw forbidden('the token has no patient context');
+  return { kind: 'patient', clientId: token.clientId, patientId, who: patientAgent(token, patientId), may };
+}
+
+export function requireAction(caller: ConsentCaller, action: ConsentAction): void {
+  if (!caller.may.has(action)) {
+    const letters = action === 'read' ? 'r' : action === 'search' ? 's' : 'u or d';
+    throw forbidden(`the token's Consent scope does not permit ${action} (needs ${letters})`);
+  }
+}
+
+/** A patient caller may only act on its own patient's Consents. */
+export function requirePatient(caller: ConsentCaller, patientId: string): void {
+  if (caller.kind === 'patient' && caller.patientId !== patientId) throw forbidden("the Consent is not the token's patient's");
+}

@@ -1,0 +1,153 @@
+import Router from '@koa/router';
+import type { Context, Next } from 'koa';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { parseSize } from '../http/body-limit.js';
+import { authenticateConsentCaller, requireAction, requirePatient, type ConsentCaller, type TokenFinder } from './api-auth.js';
+import type { ConsentService } from './consent-service.js';
+import { ConsentSearchTooBroadError, type StoredConsent, type StoredResource } from './consent-store.js';
+import { ConsentNotFoundError, ConsentStateError } from './errors.js';
+import { FHIR_JSON, FhirError, JSON_PATCH, operationOutcome, readJsonBody, sendFhir } from './fhir-http.js';
+import { pageQuery, parseConsentSearch } from './search-params.js';
+import { checkPatch, checkPutBody } from './withdrawal-input.js';
+
+/**
+ * The Consent API, FHIR REST style at /fhir/Consent: read, search, and withdrawal (PUT or PATCH
+ * to status `inactive`, or DELETE). Consents are created by the authorization flow only.
+ * Every answer is application/fhir+json (errors are OperationOutcomes) and never cached.
+ */
+
+export const CONSENT_PATH = '/fhir/Consent';
+
+export interface ConsentRoutesDeps {
+  consents: ConsentService;
+  lookup: TokenFinder;
+  config: Config;
+  logger: Logger;
+}
+
+type Query = Record<string, string | string[] | undefined>;
+
+function etag(version: number): string {
+  return `W/"${version}"`;
+}
+
+function fhirErrors(logger: Logger) {
+  return async function renderOperationOutcome(ctx: Context, next: Next): Promise<void> {
+    try {
+      await next();
+    } catch (err) {
+      let problem: FhirError;
+      if (err instanceof FhirError) problem = err;
+      else if (err instanceof ConsentNotFoundError) problem = new FhirError(404, 'not-found', err.message);
+      else if (err instanceof ConsentStateError) problem = new FhirError(422, 'business-rule', err.message);
+      else if (err instanceof ConsentSearchTooBroadError) problem = new FhirError(400, 'too-costly', err.message);
+      else if ((err as { status?: number; expose?: boolean }).expose && ((err as { status: number }).status ?? 500) < 500) {
+        problem = new FhirError((err as { status: number }).status, 'invalid', (err as Error).message);
+      } else {
+        logger.error({ err, requestId: ctx.state.requestId }, 'Consent API request failed');
+        problem = new FhirError(500, 'exception', 'an unexpected error occurred');
+      }
+      for (const [name, value] of Object.entries(problem.headers)) ctx.set(name, value);
+      sendFhir(ctx, problem.status, operationOutcome(problem.code, problem.diagnostics));
+    }
+  };
+}
+
+export function consentRoutes(deps: ConsentRoutesDeps): Router {
+  const { consents, config } = deps;
+  const store = consents.store;
+  const base = `${config.issuer}${CONSENT_PATH}`;
+  const bodyLimit = parseSize(config.http.bodyLimit);
+  const router = new Router();
+
+  const caller = (ctx: Context): ConsentCaller => ctx.state.consentCaller as ConsentCaller;
+
+  const found = async (ctx: Context): Promise<StoredConsent> => {
+    const stored = await store.get(String(ctx.params.id));
+    if (!stored) throw new ConsentNotFoundError(String(ctx.params.id));
+    requirePatient(caller(ctx), stored.patientId);
+    return stored;
+  };
+
+  const checkIfMatch = (ctx: Context, stored: StoredConsent) => {
+    const expected = ctx.get('If-Match');
+    if (expected && expected !== etag(stored.version) && expected !== `"${stored.version}"`) {
+      throw new FhirError(412, 'conflict', `If-Match does not match the current version (${etag(stored.version)})`);
+    }
+  };
+
+  const sendResource = (ctx: Context, status: number, resource: StoredResource) => {
+    ctx.set('ETag', etag(Number(resource.meta.versionId)));
+    ctx.set('Last-Modified', new Date(resource.meta.lastUpdated).toUTCString());
+    sendFhir(ctx, status, resource);
+  };
+
+  const withdraw = async (ctx: Context, stored: StoredConsent) => consents.withdraw(stored.resource.id, caller(ctx).who);
+
+  router.use(fhirErrors(deps.logger));
+  router.use(async (ctx, next) => {
+    ctx.state.routeLabel = 'consent';
+    ctx.state.consentCaller = await authenticateConsentCaller(ctx.get('Authorization'), deps.lookup, config.issuer);
+    await next();
+  });
+
+  router.get(CONSENT_PATH, async (ctx) => {
+    const who = caller(ctx);
+    requireAction(who, 'search');
+    const query = ctx.query as Query;
+    const search = parseConsentSearch(query);
+    if (who.kind === 'patient') {
+      if (search.patient !== undefined) requirePatient(who, search.patient);
+      search.patient = who.patientId;
+    }
+    const page = await store.search(search);
+    const links = [{ relation: 'self', url: `${base}?${pageQuery(query, search.count, search.offset)}` }];
+    if (search.count > 0 && search.offset + search.count < page.total) {
+      links.push({ relation: 'next', url: `${base}?${pageQuery(query, search.count, search.offset + search.count)}` });
+    }
+    if (search.offset > 0) links.push({ relation: 'previous', url: `${base}?${pageQuery(query, search.count, Math.max(0, search.offset - search.count))}` });
+    sendFhir(ctx, 200, {
+      resourceType: 'Bundle',
+      type: 'searchset',
+      total: page.total,
+      link: links,
+      entry: page.consents.map((c) => ({ fullUrl: `${base}/${c.resource.id}`, resource: c.resource, search: { mode: 'match' } })),
+    });
+  });
+
+  router.get(`${CONSENT_PATH}/:id`, async (ctx) => {
+    requireAction(caller(ctx), 'read');
+    sendResource(ctx, 200, (await found(ctx)).resource);
+  });
+
+  router.put(`${CONSENT_PATH}/:id`, async (ctx) => {
+    requireAction(caller(ctx), 'withdraw');
+    const stored = await found(ctx);
+    checkIfMatch(ctx, stored);
+    checkPutBody(await readJsonBody(ctx, [FHIR_JSON, 'application/json'], bodyLimit), stored.resource.id, stored.resource);
+    sendResource(ctx, 200, await withdraw(ctx, stored));
+  });
+
+  router.patch(`${CONSENT_PATH}/:id`, async (ctx) => {
+    requireAction(caller(ctx), 'withdraw');
+    const stored = await found(ctx);
+    checkIfMatch(ctx, stored);
+    checkPatch(await readJsonBody(ctx, [JSON_PATCH], bodyLimit), stored.resource);
+    sendResource(ctx, 200, await withdraw(ctx, stored));
+  });
+
+  router.delete(`${CONSENT_PATH}/:id`, async (ctx) => {
+    requireAction(caller(ctx), 'withdraw');
+    const stored = await found(ctx);
+    checkIfMatch(ctx, stored);
+    await withdraw(ctx, stored);
+    sendFhir(ctx, 204);
+  });
+
+  router.post(CONSENT_PATH, () => {
+    throw new FhirError(405, 'not-supported', 'Consents are recorded by the authorization flow; the API can read, search and withdraw them');
+  });
+
+  return router;
+}

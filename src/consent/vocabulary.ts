@@ -1,0 +1,69 @@
+import type { Coding } from './fhir-types.js';
+import { CLEARANCE_LEVELS, type Clearance } from '../users/model.js';
+
+/** Code systems of the Consent and Provenance this server writes (HL7 THO / FHIR R4 URLs). */
+export const SYSTEMS = {
+  consentScope: 'http://terminology.hl7.org/CodeSystem/consentscope',
+  loinc: 'http://loinc.org',
+  actCode: 'http://terminology.hl7.org/CodeSystem/v3-ActCode',
+  actReason: 'http://terminology.hl7.org/CodeSystem/v3-ActReason',
+  participationType: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType',
+  consentAction: 'http://terminology.hl7.org/CodeSystem/consentaction',
+  resourceTypes: 'http://hl7.org/fhir/resource-types',
+  confidentiality: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality',
+  dataOperation: 'http://terminology.hl7.org/CodeSystem/v3-DataOperation',
+  provenanceParticipant: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type',
+} as const;
+
+export const PATIENT_PRIVACY: Coding = { system: SYSTEMS.consentScope, code: 'patient-privacy', display: 'Privacy Consent' };
+export const PATIENT_CONSENT: Coding = { system: SYSTEMS.loinc, code: '59284-0', display: 'Patient Consent' };
+export const INFORMATION_DISCLOSURE: Coding = { system: SYSTEMS.actCode, code: 'IDSCL', display: 'information disclosure' };
+export const OPT_IN: Coding = { system: SYSTEMS.actCode, code: 'OPTIN', display: 'opt-in' };
+export const OPT_OUT: Coding = { system: SYSTEMS.actCode, code: 'OPTOUT', display: 'opt-out' };
+export const INFORMATION_RECIPIENT: Coding = { system: SYSTEMS.participationType, code: 'IRCP', display: 'information recipient' };
+export const ACCESS: Coding = { system: SYSTEMS.consentAction, code: 'access', display: 'Access' };
+export const CORRECT: Coding = { system: SYSTEMS.consentAction, code: 'correct', display: 'Access and Correct' };
+export const AUTHOR: Coding = { system: SYSTEMS.provenanceParticipant, code: 'author', display: 'Author' };
+
+export const DATA_OPERATIONS = {
+  CREATE: { system: SYSTEMS.dataOperation, code: 'CREATE', display: 'create' },
+  UPDATE: { system: SYSTEMS.dataOperation, code: 'UPDATE', display: 'revise' },
+} as const satisfies Record<string, Coding>;
+
+const CONFIDENTIALITY_DISPLAY: Record<Clearance, string> = {
+  U: 'unrestricted',
+  L: 'low',
+  M: 'moderate',
+  N: 'normal',
+  R: 'restricted',
+  V: 'very restricted',
+};
+
+/** Displays of the v3-PurposeOfUse codes a consent is likely to carry; others go without one. */
+const PURPOSE_DISPLAY: Readonly<Record<string, string>> = {
+  PATRQT: 'patient requested',
+  FAMRQT: 'family requested',
+  PWATRNY: 'power of attorney',
+  SUPNWK: 'support network',
+  TREAT: 'treatment',
+  ETREAT: 'Emergency Treatment',
+  COC: 'coordination of care',
+  HPAYMT: 'healthcare payment',
+  HOPERAT: 'healthcare operations',
+  HRESCH: 'healthcare research',
+  PUBHLTH: 'public health',
+  COVERAGE: 'coverage under policy or program',
+  HMARKT: 'healthcare marketing',
+};
+
+export const PURPOSE_CODE = /^[A-Z][A-Z0-9]{1,19}$/;
+
+export function purposeCoding(code: string): Coding {
+  const display = PURPOSE_DISPLAY[code];
+  return display ? { system: SYSTEMS.actReason, code, display } : { system: SYSTEMS.actReason, code };
+}
+
+/** The confidentiality labels above a clearance (N → R, V), as Codings. */
+export function labelsAbove(clearance: Clearance): Coding[] {
+  return CLEARANCE_LEVELS.slice(CLEARANCE_LEVELS.indexOf(clearance) + 1).map((code) => ({ system: SYSTEMS.confidentiality, code, display: CONFIDENTIALITY_DISPLAY[code] }));
+}

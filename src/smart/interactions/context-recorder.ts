@@ -1,0 +1,166 @@
+import type Provider from 'oidc-provider';
+import { normaliseBase } from '../../provider/fhir-servers.js';
+import { parseScope } from '../scopes.js';
+import type { GrantContext, GrantContextStore } from '../launch/grant-context.js';
+import type { LaunchContext, LaunchStore } from '../launch/launch-store.js';
+import { grantableScopes } from '../launch/user-scopes.js';
+import type { AuthorizationFacts } from './authorization-facts.js';
+import { fhirReferenceOf, patientIdOf } from './fhir-user.js';
+import { buildGrant } from './grant-builder.js';
+import { allowedPatientsOf } from './user-context.js';
+
+/**
+ * The end of every SMART authorization: what may be granted (the user side of downscoping), then
+ * one new grant holding the approved scopes and, beside it, the launch context its tokens carry.
+ * A new grant each time, never an old one updated: context is fixed for the life of a grant, so
+ * two launches of one app by one user (two patients in two windows) never share one.
+ */
+
+export type RecordErrorCode = 'invalid_request' | 'invalid_scope' | 'access_denied';
+
+/** Why an authorization cannot be completed; goes back to the app as an OAuth error. */
+export class RecordError extends Error {
+  constructor(
+    readonly error: RecordErrorCode,
+    readonly description: string,
+  ) {
+    super(description);
+  }
+}
+
+export const LAUNCH_GONE = 'The launch has expired or was already used. Start the app again from the EHR.';
+
+/** What this authorization can have, before the user decides. */
+export interface AuthorizationPlan {
+  /** The EHR launch in use (read, not yet used up). */
+  launch: LaunchContext | undefined;
+  patient: string | undefined;
+  encounter: string | undefined;
+  /** Grantable scopes in request order, each as it was asked for. */
+  grantable: string[];
+  refused: Array<{ scope: string; reason: string }>;
+}
+
+export interface RecordedGrant {
+  grantId: string;
+  approved: string[];
+  context: GrantContext;
+}
+
+export interface ContextRecorderDeps {
+  launches: Pick<LaunchStore, 'get' | 'consume'>;
+  contexts: Pick<GrantContextStore, 'save' | 'get'>;
+  /** Lifetime of grants (ttl.Grant): the context lives exactly as long. */
+  grantTtlSeconds: number;
+}
+
+function encounterIdOf(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  const ref = fhirReferenceOf(value);
+  if (ref) return ref.resourceType === 'Encounter' ? ref.id : undefined;
+  return /^[A-Za-z0-9.-]{1,64}$/.test(value) ? value : undefined;
+}
+
+/**
+ * Usable means: something was granted and, when the app asked for FHIR data, some of it (SMART
+ * GR-03: invalid_scope only when nothing usable remains of a request for resource scopes).
+ */
+export function usableGrant(requested: readonly string[], approved: readonly string[]): boolean {
+  if (!approved.length) return false;
+  const isResource = (s: string) => parseScope(s).kind === 'resource';
+  return !requested.some(isResource) || approved.some(isResource);
+}
+
+export class ContextRecorder {
+  constructor(private readonly deps: ContextRecorderDeps) {}
+
+  /** The launch context the request uses, checked against this app, server and user. */
+  async launchFor(facts: AuthorizationFacts): Promise<LaunchContext | undefined> {
+    if (!facts.launch) return undefined;
+    const launch = await this.deps.launches.get(facts.launch);
+    if (!launch) throw new RecordError('invalid_request', LAUNCH_GONE);
+    checkLaunch(launch, facts);
+    return launch;
+  }
+
+  async plan(facts: AuthorizationFacts): Promise<AuthorizationPlan> {
+    const launch = await this.launchFor(facts);
+    const patient = patientIdOf(launch?.patient) ?? facts.picks.patient ?? facts.user.ownPatient;
+    const allowed = allowedPatientsOf(facts.user);
+    if (patient && allowed && !allowed.includes(patient)) {
+      throw new RecordError('access_denied', 'You may not open this patient record.');
+    }
+    const encounter = encounterIdOf(launch?.encounter) ?? facts.picks.encounter;
+    const { granted, refused } = grantableScopes({
+      requested: facts.requested,
+      clientAllowed: facts.clientAllowed,
+      userKind: facts.user.kind,
+      hasPatient: patient !== undefined,
+    });
+    return { launch, patient, encounter, grantable: granted, refused };
+  }
+
+  /**
+   * Saves the grant of `approved` (limited to what the plan allows) and its context, using up the
+   * EHR launch. The launch is consumed last but before anything is saved: of two authorizations
+   * racing on one launch, exactly one gets a grant.
+   */
+  async record(provider: Provider, facts: AuthorizationFacts, plan: AuthorizationPlan, approved: readonly string[]): Promise<RecordedGrant> {
+    const wanted = new Set(approved);
+    const scopes = plan.grantable.filter((s) => wanted.has(s));
+    if (!usableGrant(facts.requested, scopes)) {
+      throw new RecordError('invalid_scope', 'None of the requested scopes could be granted.');
+    }
+    if (facts.launch && !(await this.deps.launches.consume(facts.launch))) {
+      throw new RecordError('invalid_request', LAUNCH_GONE);
+    }
+    const context = contextOf(facts, plan, scopes);
+    const grant = buildGrant(provider, { accountId: facts.accountId, clientId: facts.clientId, audience: facts.audience, requested: facts.requested, approved: scopes });
+    const grantId = await grant.save();
+    await this.deps.contexts.save(grantId, context, this.deps.grantTtlSeconds);
+    return { grantId, approved: scopes, context };
+  }
+
+  async savedContext(grantId: string): Promise<GrantContext | undefined> {
+    return this.deps.contexts.get(grantId);
+  }
+}
+
+function checkLaunch(launch: LaunchContext, facts: AuthorizationFacts): void {
+  if (launch.clientId !== undefined && launch.clientId !== facts.clientId) {
+    throw new RecordError('invalid_request', 'The launch was made for a different app.');
+  }
+  if (launch.aud !== undefined && facts.fhirServer && normaliseBase(launch.aud) !== facts.fhirServer.base) {
+    throw new RecordError('invalid_request', 'The launch was made for a different FHIR server.');
+  }
+  if (launch.user !== undefined && launch.user !== facts.accountId) {
+    throw new RecordError('access_denied', 'The launch was started for a different user. Sign out and start the app again from the EHR.');
+  }
+}
+
+/**
+ * The context the grant's tokens carry. Patient and encounter only when the grant is about them
+ * (the EHR launch, their launch/ scope, or patient/ scopes, which need a patient); the banner,
+ * style, intent and fhirContext only come from an EHR launch (SMART: they are EHR-launch context).
+ */
+export function contextOf(facts: AuthorizationFacts, plan: AuthorizationPlan, approved: readonly string[]): GrantContext {
+  const has = new Set(approved);
+  const launch = plan.launch && has.has('launch') ? plan.launch : undefined;
+  const patientScopes = approved.some((s) => {
+    const p = parseScope(s);
+    return p.kind === 'resource' && p.context === 'patient';
+  });
+  const context: GrantContext = {};
+  if (plan.patient && (launch || has.has('launch/patient') || patientScopes)) context.patient = plan.patient;
+  if (plan.encounter && (launch || has.has('launch/encounter'))) context.encounter = plan.encounter;
+  if (launch) {
+    if (launch.fhirContext?.length) context.fhirContext = launch.fhirContext;
+    if (launch.need_patient_banner !== undefined) context.need_patient_banner = launch.need_patient_banner;
+    if (launch.smart_style_url) context.smart_style_url = launch.smart_style_url;
+    if (launch.intent) context.intent = launch.intent;
+    if (launch.tenant) context.tenant = launch.tenant;
+  }
+  if (facts.user.fhirUser) context.fhirUser = facts.user.fhirUser;
+  if (has.has('online_access') && !has.has('offline_access')) context.onlineAccess = true;
+  return context;
+}

@@ -1,0 +1,57 @@
+import { absoluteFhirUser } from '../../users/accounts.js';
+import { SMART_USER_SCHEMA, type ScimUser } from '../../users/model.js';
+import { userKindOf } from '../launch/user-scopes.js';
+import { ownPatientOf, patientIdOf, type ProxyPatient, type UserContext } from './fhir-user.js';
+
+export type { UserContext } from './fhir-user.js';
+
+function nameOf(user: ScimUser): string | undefined {
+  const n = user.name;
+  return n?.formatted || [n?.givenName, n?.familyName].filter(Boolean).join(' ') || user.displayName || undefined;
+}
+
+/**
+ * The user's FHIR identity and patient relationships. `fhirBase` makes a relative fhirUser
+ * absolute the same way the account claims do (users/accounts.ts), so tokens and pages agree.
+ */
+export function userContextOf(user: ScimUser | undefined, fhirBase: string): UserContext {
+  if (!user) return { kind: 'other', proxies: [] };
+  const smart = user[SMART_USER_SCHEMA];
+  const fhirUser = absoluteFhirUser(smart?.fhirUser, fhirBase);
+  const kind = userKindOf(fhirUser);
+  const context: UserContext = { kind, proxies: [] };
+  if (fhirUser) context.fhirUser = fhirUser;
+  const displayName = nameOf(user);
+  if (displayName) context.displayName = displayName;
+  if (kind === 'patient') {
+    const own = ownPatientOf(fhirUser);
+    if (own) context.ownPatient = own;
+  }
+  if (kind === 'caregiver') {
+    const seen = new Set<string>();
+    for (const entry of smart?.proxyPatients ?? []) {
+      const id = patientIdOf(entry.value);
+      if (!id || seen.has(id)) continue;
+      seen.add(id);
+      const proxy: ProxyPatient = { id, display: entry.display?.trim() || `Patient ${id}` };
+      context.proxies.push(proxy);
+    }
+  }
+  return context;
+}
+
+/**
+ * The patients this user may have in context, or undefined when the server does not limit it
+ * (practitioners, and users whose EHR launch names the patient). A patient only ever gets their
+ * own record and a caregiver only the patients they act for, whoever asks.
+ */
+export function allowedPatientsOf(user: UserContext): string[] | undefined {
+  switch (user.kind) {
+    case 'patient':
+      return user.ownPatient ? [user.ownPatient] : [];
+    case 'caregiver':
+      return user.proxies.map((p) => p.id);
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,67 @@
+import type { Context, Next } from 'koa';
+import { HttpError } from '../../http/errors.js';
+import { readBodyWithin } from '../../http/read-body.js';
+
+/**
+ * Two rewrites of authorization requests before oidc-provider sees them:
+ *
+ * - `POST /authorize` (SMART authorize-post) becomes a 303 to `GET /authorize` with the same
+ *   parameters. oidc-provider's own POST support would force SameSite=None cookies, which
+ *   browsers refuse on http://localhost; a same-site GET keeps SameSite=Lax working.
+ * - A request for `offline_access` or `online_access` gets `prompt=consent`: oidc-provider drops
+ *   offline_access without it (OIDC Core §11), and a refresh token is something the user approves.
+ *   `prompt=none` is left alone (consent cannot be asked silently; offline_access is then dropped).
+ */
+
+/** The parameters end up in a URL: keep them well inside common request-line limits. */
+const FORM_LIMIT = 8 * 1024;
+const REFRESH_SCOPES = new Set(['offline_access', 'online_access']);
+
+async function readAuthorizationForm(ctx: Context): Promise<URLSearchParams> {
+  if (!ctx.is('application/x-www-form-urlencoded')) {
+    throw new HttpError(400, 'invalid_request', 'An authorization request sent with POST must be an HTML form (application/x-www-form-urlencoded).');
+  }
+  const raw = await readBodyWithin(ctx.req, FORM_LIMIT);
+  if (!raw) throw new HttpError(413, 'request_too_large', 'The authorization request is too large.');
+  const form = new URLSearchParams(raw.toString('utf8'));
+  const seen = new Set<string>();
+  for (const name of form.keys()) {
+    if (seen.has(name)) throw new HttpError(400, 'invalid_request', `The authorization request repeats the parameter "${name.slice(0, 64)}".`);
+    seen.add(name);
+  }
+  return form;
+}
+
+/** The query with `prompt=consent` added when refresh scopes are asked for, or undefined if unchanged. */
+export function withConsentForRefresh(querystring: string): string | undefined {
+  const params = new URLSearchParams(querystring);
+  const scopes = params.getAll('scope');
+  const prompts = params.getAll('prompt');
+  // Repeated parameters are oidc-provider's to refuse; leave them as they are.
+  if (scopes.length !== 1 || prompts.length > 1) return undefined;
+  if (!scopes[0]!.split(' ').some((s) => REFRESH_SCOPES.has(s))) return undefined;
+  const prompt = new Set((prompts[0] ?? '').split(' ').filter(Boolean));
+  if (prompt.has('none') || prompt.has('consent')) return undefined;
+  prompt.add('consent');
+  // Only the prompt parameter is re-encoded; every other one stays byte for byte as sent.
+  const others = querystring.split('&').filter((part) => part && !/^prompt(=|$)/.test(part));
+  return [...others, `prompt=${encodeURIComponent([...prompt].join(' '))}`].join('&');
+}
+
+export function authorizationRequestRewrites(authorizationPath: string) {
+  return async function rewriteAuthorizationRequest(ctx: Context, next: Next): Promise<void> {
+    if (ctx.path !== authorizationPath) return next();
+    if (ctx.method === 'POST') {
+      const form = await readAuthorizationForm(ctx);
+      ctx.set('Cache-Control', 'no-store');
+      ctx.status = 303;
+      ctx.redirect(`${authorizationPath}?${form.toString()}`);
+      return;
+    }
+    if (ctx.method === 'GET') {
+      const rewritten = withConsentForRefresh(ctx.querystring);
+      if (rewritten !== undefined) ctx.querystring = rewritten;
+    }
+    return next();
+  };
+}

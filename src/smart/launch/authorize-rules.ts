@@ -1,0 +1,90 @@
+import type { Client, KoaContextWithOIDC } from 'oidc-provider';
+import { errors } from 'oidc-provider';
+import type { FhirServer } from '../../config/schema.js';
+import { findFhirServer, normaliseBase } from '../../provider/fhir-servers.js';
+import type { LaunchStore } from './launch-store.js';
+
+/**
+ * SMART rules on the authorization request, run by oidc-provider after its own checks (client,
+ * redirect_uri, PKCE, scope), so a failure redirects back to the app with `error` and never with
+ * a code:
+ *
+ * - `aud` names a configured FHIR base the client may use (one trailing slash tolerated) and
+ *   becomes the resource indicator; `resource` is accepted as a synonym; one of them is required.
+ * - `launch` is a live launch value made for this app and this `aud`; the `launch` scope and the
+ *   `launch` parameter come together or not at all.
+ */
+
+type SmartClient = Client & { fhir_servers?: string[] };
+
+const MAX_ECHO = 200;
+
+function shown(value: string): string {
+  return value.length > MAX_ECHO ? `${value.slice(0, MAX_ECHO)}…` : value;
+}
+
+/** The configured FHIR server `aud` names, if this client may use it; else the reason it may not. */
+function serverFor(servers: readonly FhirServer[], client: Client | undefined, aud: string): FhirServer {
+  const server = findFhirServer(servers, aud);
+  const allowed = (client as SmartClient | undefined)?.fhir_servers;
+  if (!server || (allowed && !allowed.includes(server.base))) {
+    throw new errors.InvalidRequest(`aud ${shown(aud)} is not a FHIR server this app may use`);
+  }
+  return server;
+}
+
+/**
+ * oidc-provider's `defaultResource` at the authorization endpoint: the resource indicator is the
+ * FHIR server `aud` names, so the grant, the code and the token all carry its canonical base.
+ * Called only when `resource` is absent.
+ */
+export function audAsResource(servers: readonly FhirServer[]) {
+  return (ctx: KoaContextWithOIDC, client: Client | undefined): string => {
+    const aud = (ctx.oidc.params as { aud?: unknown }).aud;
+    if (typeof aud !== 'string' || !aud) {
+      throw new errors.InvalidRequest('aud is required: the base URL of the FHIR server the app wants to use');
+    }
+    return serverFor(servers, client, aud).base;
+  };
+}
+
+export interface AuthorizeRuleDeps {
+  fhirServers: readonly FhirServer[];
+  launches: Pick<LaunchStore, 'get'>;
+}
+
+/** oidc-provider `extraParams`: validators run for every authorization request, present or not. */
+export function smartAuthorizationParams(deps: AuthorizeRuleDeps) {
+  return {
+    async aud(ctx: KoaContextWithOIDC, value: string | undefined, client: Client): Promise<void> {
+      const resource = (ctx.oidc.params as { resource?: unknown }).resource;
+      if (value === undefined || value === '') {
+        if (resource === undefined) throw new errors.InvalidRequest('aud is required: the base URL of the FHIR server the app wants to use');
+        return;
+      }
+      const server = serverFor(deps.fhirServers, client, value);
+      if (typeof resource !== 'string' || normaliseBase(resource) !== server.base) {
+        throw new errors.InvalidRequest('aud and resource must name the same FHIR server');
+      }
+    },
+
+    async launch(ctx: KoaContextWithOIDC, value: string | undefined, client: Client): Promise<void> {
+      const scopes = ctx.oidc.requestParamScopes;
+      if (value === undefined || value === '') {
+        if (scopes.has('launch')) throw new errors.InvalidRequest('the launch scope needs the launch parameter the EHR gave the app');
+        return;
+      }
+      if (!scopes.has('launch')) throw new errors.InvalidRequest('a launch parameter needs the launch scope');
+      const launch = await deps.launches.get(value);
+      if (!launch) throw new errors.InvalidRequest('launch is unknown, expired or already used');
+      if (launch.clientId !== undefined && launch.clientId !== client.clientId) {
+        throw new errors.InvalidRequest('launch was made for a different app');
+      }
+      const params = ctx.oidc.params as { aud?: unknown; resource?: unknown };
+      const target = typeof params.aud === 'string' && params.aud ? params.aud : params.resource;
+      if (launch.aud !== undefined && (typeof target !== 'string' || normaliseBase(target) !== launch.aud)) {
+        throw new errors.InvalidRequest('launch was made for a different FHIR server than aud');
+      }
+    },
+  };
+}

@@ -1,0 +1,44 @@
+import type { RedisClient } from '../../redis/connection.js';
+import type { Keyspace } from '../../redis/keyspace.js';
+import type { FhirContextItem } from './launch-store.js';
+
+/**
+ * The launch context of one grant. oidc-provider's Grant keeps a fixed set of fields, so the
+ * context lives beside it, keyed by grant id: every token exchange and refresh of that grant
+ * answers with the same context (SMART: context is fixed for the life of the grant).
+ */
+export interface GrantContext {
+  patient?: string;
+  encounter?: string;
+  fhirContext?: FhirContextItem[];
+  need_patient_banner?: boolean;
+  smart_style_url?: string;
+  intent?: string;
+  tenant?: string;
+  /** Absolute FHIR URL of the user, as in the id_token. */
+  fhirUser?: string;
+  /** The grant's refresh token ends with the user's session. */
+  onlineAccess?: boolean;
+}
+
+export class GrantContextStore {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keyspace: Keyspace,
+  ) {}
+
+  async save(grantId: string, ctx: GrantContext, ttlSeconds: number): Promise<void> {
+    await this.redis.set(this.keyspace.grantContext(grantId), JSON.stringify(ctx), 'EX', Math.max(1, Math.ceil(ttlSeconds)));
+  }
+
+  async get(grantId: string): Promise<GrantContext | undefined> {
+    const raw = await this.redis.get(this.keyspace.grantContext(grantId));
+    if (raw === null) return undefined;
+    const parsed = JSON.parse(raw) as unknown;
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as GrantContext) : undefined;
+  }
+
+  async delete(grantId: string): Promise<void> {
+    await this.redis.del(this.keyspace.grantContext(grantId));
+  }
+}

@@ -1,0 +1,70 @@
+import type { Context, Next } from 'koa';
+import type { KoaContextWithOIDC } from 'oidc-provider';
+import type { FhirServer } from '../../config/schema.js';
+import { findFhirServer } from '../../provider/fhir-servers.js';
+import type { GrantContext, GrantContextStore } from './grant-context.js';
+
+/**
+ * The grant's launch context where SMART wants it: in the token response of the code exchange and
+ * of every refresh (the same values each time), and in access tokens so introspection returns
+ * them (SMART "token introspection": every launch context parameter of the token response).
+ */
+
+/** Token-response members SMART defines for launch context (App Launch 2.2 §"launch context"). */
+const RESPONSE_FIELDS = ['patient', 'encounter', 'fhirContext', 'need_patient_banner', 'smart_style_url', 'intent', 'tenant'] as const;
+
+type ContextFields = Partial<Pick<GrantContext, (typeof RESPONSE_FIELDS)[number]>>;
+
+/**
+ * The context fields of a grant. `tenant` falls back to the tenant configured for the FHIR server
+ * the token is for, so standalone launches name their tenant too.
+ */
+export function launchContextFields(context: GrantContext | undefined, audience: unknown, servers: readonly FhirServer[]): ContextFields {
+  const fields: Record<string, unknown> = {};
+  for (const name of RESPONSE_FIELDS) {
+    const value = context?.[name];
+    if (value !== undefined && value !== null) fields[name] = value;
+  }
+  if (fields.tenant === undefined && typeof audience === 'string') {
+    const tenant = findFhirServer(servers, audience)?.tenant;
+    if (tenant) fields.tenant = tenant;
+  }
+  return fields as ContextFields;
+}
+
+type TokenCtx = Context & Partial<Pick<KoaContextWithOIDC, 'oidc'>>;
+
+/**
+ * Post-middleware of the token endpoint. `Pragma: no-cache` goes on every token response,
+ * errors included (SMART: Cache-Control: no-store, which oidc-provider sets, and Pragma).
+ */
+export function tokenResponseContext(deps: { tokenPath: string; grantContexts: Pick<GrantContextStore, 'get'>; fhirServers: readonly FhirServer[] }) {
+  return async function addLaunchContext(ctx: TokenCtx, next: Next): Promise<void> {
+    if (ctx.path !== deps.tokenPath) return next();
+    ctx.set('Pragma', 'no-cache');
+    await next();
+    const oidc = ctx.oidc;
+    if (oidc?.route !== 'token' || ctx.status !== 200) return;
+    const grantType = (oidc.params as { grant_type?: unknown } | undefined)?.grant_type;
+    if (grantType !== 'authorization_code' && grantType !== 'refresh_token') return;
+    const grantId = oidc.entities.AuthorizationCode?.grantId ?? oidc.entities.RefreshToken?.grantId;
+    const body = ctx.body as Record<string, unknown> | undefined;
+    if (!grantId || typeof body !== 'object' || body === null) return;
+    const fields = launchContextFields(await deps.grantContexts.get(grantId), oidc.entities.AccessToken?.aud, deps.fhirServers);
+    ctx.body = { ...body, ...fields };
+  };
+}
+
+/**
+ * oidc-provider `extraTokenClaims`: user access tokens carry their grant's launch context and
+ * `fhirUser`, stored with opaque tokens (introspection spreads them) and inside JWT ones.
+ */
+export function launchContextClaims(deps: { grantContexts: Pick<GrantContextStore, 'get'>; fhirServers: readonly FhirServer[] }) {
+  return async (_ctx: unknown, token: { kind: string; grantId?: string; aud?: unknown; resourceServer?: { audience?: unknown } }): Promise<Record<string, unknown> | undefined> => {
+    if (token.kind !== 'AccessToken' || !token.grantId) return undefined;
+    const context = await deps.grantContexts.get(token.grantId);
+    const claims: Record<string, unknown> = { ...launchContextFields(context, token.resourceServer?.audience ?? token.aud, deps.fhirServers) };
+    if (context?.fhirUser) claims.fhirUser = context.fhirUser;
+    return Object.keys(claims).length ? claims : undefined;
+  };
+}

@@ -1,0 +1,112 @@
+import { grantableScopes, userKindOf } from '../../src/smart/launch/user-scopes.js';
+import { scopeWithGrantedNarrowings } from '../../src/smart/launch/code-scope.js';
+import { withConsentForRefresh } from '../../src/smart/launch/authorize-request.js';
+
+const APP = ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs', 'user/*.rs'];
+
+describe('grantableScopes', () => {
+  test('a practitioner may grant patient/ and user/ scopes the client may have, in the syntax asked', () => {
+    const r = grantableScopes({
+      requested: ['openid', 'fhirUser', 'launch', 'patient/Observation.read', 'user/Patient.rs', 'patient/Observation.rs?category=laboratory'],
+      clientAllowed: APP,
+      userKind: 'practitioner',
+      hasPatient: true,
+    });
+    expect(r.granted).toEqual(['openid', 'fhirUser', 'launch', 'patient/Observation.read', 'user/Patient.rs', 'patient/Observation.rs?category=laboratory']);
+    expect(r.refused).toEqual([]);
+  });
+
+  test.each(['patient', 'caregiver'] as const)('a %s user grants patient/ scopes only', (userKind) => {
+    const r = grantableScopes({ requested: ['patient/*.rs', 'user/*.rs', 'system/*.rs'], clientAllowed: [...APP, 'system/*.rs'], userKind, hasPatient: true });
+    expect(r.granted).toEqual(['patient/*.rs']);
+    expect(r.refused.map((x) => x.scope)).toEqual(['user/*.rs', 'system/*.rs']);
+    expect(r.refused[0]!.reason).toContain(`a ${userKind} user may only grant patient/ scopes`);
+  });
+
+  test('nobody grants system/ scopes interactively', () => {
+    for (const userKind of ['practitioner', 'other'] as const) {
+      const r = grantableScopes({ requested: ['system/*.rs'], clientAllowed: ['system/*.rs'], userKind, hasPatient: true });
+      expect(r.granted).toEqual([]);
+      expect(r.refused[0]!.scope).toBe('system/*.rs');
+    }
+  });
+
+  test('without a patient in context, patient/ scopes and launch/patient are refused', () => {
+    const r = grantableScopes({ requested: ['launch/patient', 'patient/*.rs', 'user/*.rs', 'openid'], clientAllowed: APP, userKind: 'practitioner', hasPatient: false });
+    expect(r.granted).toEqual(['user/*.rs', 'openid']);
+    expect(r.refused).toEqual([
+      { scope: 'launch/patient', reason: 'no patient in context' },
+      { scope: 'patient/*.rs', reason: 'no patient in context' },
+    ]);
+  });
+
+  test('context scopes need the client to be allowed them exactly', () => {
+    const r = grantableScopes({ requested: ['openid', 'online_access', 'launch/encounter', 'profile'], clientAllowed: APP, userKind: 'patient', hasPatient: true });
+    expect(r.granted).toEqual(['openid']);
+    expect(r.refused.map((x) => x.scope)).toEqual(['online_access', 'launch/encounter', 'profile']);
+  });
+
+  test('fhirUser is dropped without openid', () => {
+    const r = grantableScopes({ requested: ['fhirUser', 'patient/*.rs'], clientAllowed: APP, userKind: 'patient', hasPatient: true });
+    expect(r.granted).toEqual(['patient/*.rs']);
+    expect(r.refused).toEqual([{ scope: 'fhirUser', reason: 'is only granted together with openid' }]);
+  });
+
+  test('requests are narrowed to what the client may have and unknown or malformed scopes dropped', () => {
+    const r = grantableScopes({
+      requested: ['patient/*.cruds', 'patient/Observation.dus', 'Observation.rs', '__dark_mode', 'patient/Observation.rs'],
+      clientAllowed: ['patient/Observation.rs', 'patient/Patient.r'],
+      userKind: 'patient',
+      hasPatient: true,
+    });
+    expect(r.granted).toEqual(['patient/Observation.rs', 'patient/Patient.r']);
+    expect(r.refused.map((x) => x.scope)).toEqual(['patient/Observation.dus', 'Observation.rs', '__dark_mode']);
+  });
+
+  test('a v1 request stays v1 when the grant can say it in v1', () => {
+    const r = grantableScopes({ requested: ['patient/*.read'], clientAllowed: ['patient/Observation.rs'], userKind: 'patient', hasPatient: true });
+    expect(r.granted).toEqual(['patient/Observation.read']);
+  });
+});
+
+describe('userKindOf', () => {
+  test.each([
+    ['Patient/p1', 'patient'],
+    ['https://fhir.example.org/r4/Patient/p1', 'patient'],
+    ['RelatedPerson/rp', 'caregiver'],
+    ['Practitioner/dr', 'practitioner'],
+    ['PractitionerRole/r', 'practitioner'],
+    ['Person/x', 'other'],
+    [undefined, 'other'],
+  ])('%s is a %s', (fhirUser, kind) => {
+    expect(userKindOf(fhirUser)).toBe(kind);
+  });
+});
+
+describe('scopeWithGrantedNarrowings', () => {
+  test('adds granted spellings a requested scope covers, nothing else', () => {
+    expect(
+      scopeWithGrantedNarrowings(
+        ['openid', 'patient/*.rs', 'patient/*.read'],
+        ['openid', 'patient/Observation.rs', 'patient/Observation.read', 'user/Patient.rs', 'patient/Condition.cruds', 'patient/Observation.rs?category=laboratory'],
+      ),
+    ).toEqual(['openid', 'patient/*.rs', 'patient/*.read', 'patient/Observation.rs', 'patient/Observation.read', 'patient/Observation.rs?category=laboratory']);
+  });
+
+  test('a constrained request does not cover an unconstrained grant', () => {
+    expect(scopeWithGrantedNarrowings(['patient/Observation.rs?category=laboratory'], ['patient/Observation.rs'])).toEqual(['patient/Observation.rs?category=laboratory']);
+  });
+});
+
+describe('withConsentForRefresh', () => {
+  test.each([
+    ['scope=openid%20offline_access&client_id=a', 'scope=openid%20offline_access&client_id=a&prompt=consent'],
+    ['scope=online_access+launch&prompt=login', 'scope=online_access+launch&prompt=login%20consent'],
+  ])('%s gets prompt=consent', (q, expected) => {
+    expect(withConsentForRefresh(q)).toBe(expected);
+  });
+
+  test.each(['scope=openid', 'scope=offline_access&prompt=consent', 'scope=offline_access&prompt=none', 'scope=offline_access&scope=x', 'client_id=a'])('%s is left alone', (q) => {
+    expect(withConsentForRefresh(q)).toBeUndefined();
+  });
+});
