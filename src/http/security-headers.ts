@@ -4,17 +4,36 @@ import type { Context, Next } from 'koa';
  * Strict defaults on every response. Pages are server-rendered without JavaScript, so the CSP
  * allows no script at all; forms may only post back to this origin.
  */
-export function securityHeaders(opts: { frameAncestors: string[] }) {
-  const csp = [
+export function contentSecurityPolicy(opts: { frameAncestors: string[]; formTargets?: string[] }): string {
+  return [
     "default-src 'none'",
     "style-src 'self'",
     "img-src 'self' https: data:",
-    "form-action 'self'",
+    `form-action 'self'${opts.formTargets?.length ? ` ${opts.formTargets.join(' ')}` : ''}`,
     "base-uri 'none'",
     `frame-ancestors ${opts.frameAncestors.join(' ')}`,
   ].join('; ');
+}
+
+/**
+ * Browsers apply `form-action` to every redirect that follows a form post, and a sign-in or
+ * consent form ends in a redirect to the app's redirect_uri. Interaction pages therefore allow
+ * exactly that one target (its origin, or its scheme for a native app), nothing more.
+ */
+export function allowFormRedirectTo(ctx: Context, redirectUri: unknown): void {
+  const parsed = typeof redirectUri === 'string' ? URL.parse(redirectUri) : null;
+  const options = ctx.state.cspOptions as { frameAncestors: string[] } | undefined;
+  if (!parsed || !options) return;
+  const target = parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.origin : parsed.protocol;
+  if (!/^[A-Za-z0-9+.:/\[\]-]+$/.test(target)) return;
+  ctx.set('Content-Security-Policy', contentSecurityPolicy({ ...options, formTargets: [target] }));
+}
+
+export function securityHeaders(opts: { frameAncestors: string[] }) {
+  const csp = contentSecurityPolicy(opts);
   const denyFraming = opts.frameAncestors.length === 1 && opts.frameAncestors[0] === "'none'";
   return async function headers(ctx: Context, next: Next): Promise<void> {
+    ctx.state.cspOptions = opts;
     ctx.set('Content-Security-Policy', csp);
     ctx.set('X-Content-Type-Options', 'nosniff');
     ctx.set('Referrer-Policy', 'no-referrer');

@@ -2,6 +2,7 @@ import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import type { InteractionResults } from 'oidc-provider';
 import { HttpError } from '../http/errors.js';
+import { allowFormRedirectTo } from '../http/security-headers.js';
 import type { InteractionCsrf } from './csrf.js';
 
 /**
@@ -27,6 +28,7 @@ export async function interactionFor(provider: Provider, ctx: Context): Promise<
     throw err;
   }
   if (interaction.uid !== ctx.params.uid) throw new HttpError(400, 'invalid_request', EXPIRED);
+  allowFormRedirectTo(ctx, interaction.params.redirect_uri);
   return interaction;
 }
 
