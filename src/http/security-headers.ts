@@ -25,7 +25,7 @@ export function allowFormRedirectTo(ctx: Context, redirectUri: unknown): void {
   const options = ctx.state.cspOptions as { frameAncestors: string[] } | undefined;
   if (!parsed || !options) return;
   const target = parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.origin : parsed.protocol;
-  if (!/^[A-Za-z0-9+.:/\[\]-]+$/.test(target)) return;
+  if (!/^[A-Za-z0-9+.:/[\]-]+$/.test(target)) return;
   ctx.set('Content-Security-Policy', contentSecurityPolicy({ ...options, formTargets: [target] }));
 }
 
