@@ -43,6 +43,9 @@ import { smartInteractionPages } from './smart/interactions/routes.js';
 import { FhirDirectory } from './smart/interactions/fhir-directory.js';
 import { ServiceCredential, ensurePatientSearchClient } from './smart/interactions/service-credential.js';
 import { clientRegistryFor } from './clients/wiring.js';
+import { GrantUsage, grantUsageTracking } from './smart/launch/grant-usage.js';
+import { manageRoutes } from './manage/routes.js';
+import { ensureManageClient } from './manage/manage-client.js';
 
 export interface AppDeps {
   config: Config;
@@ -101,6 +104,8 @@ export function buildApp(deps: AppDeps): Provider {
   const consents = createConsentService({ config, redis, keyspace, adapters, grantContexts, provider: () => provider, logger });
   const fhirUserBase = config.fhirServers[0]!.base;
   const recorder = new ContextRecorder({ launches, contexts: grantContexts, grantTtlSeconds: config.ttl.grant });
+  const usage = new GrantUsage(redis, keyspace, config.ttl.grant);
+  const consentLifetimes = { refreshToken: config.ttl.refreshToken, session: config.ttl.session };
   const provider = new Provider(
     config.issuer,
     providerConfiguration({
@@ -115,7 +120,8 @@ export function buildApp(deps: AppDeps): Provider {
       findAccount: findAccount(users, { fhirBase: config.fhirServers[0]!.base }),
       launches,
       grantContexts,
-      smartPrompts: { launches, recorder, users, fhirServers: config.fhirServers, fhirUserBase },
+      consents,
+      smartPrompts: { launches, recorder, users, fhirServers: config.fhirServers, fhirUserBase, consents },
       // JWT access tokens are self-contained, so revocation needs server-side state: a marker
       // per jti, in the grant index like any token, that introspection and revocation consult.
       onJwtAccessToken: async (token, payload) => {
@@ -170,7 +176,19 @@ export function buildApp(deps: AppDeps): Provider {
     provider,
     csrf,
     login: new PasswordLogin({ users, lockout, ipLimiter: new IpRateLimiter(redis, keyspace, config.login.maxAttemptsPerIpPerMinute), passwords: config.passwords, logger }),
-    pages: smartInteractionPages({ provider, csrf, users, recorder, directory: new FhirDirectory({ credential, logger }), fhirServers: config.fhirServers, fhirUserBase, logger }),
+    pages: smartInteractionPages({
+      provider,
+      csrf,
+      users,
+      recorder,
+      directory: new FhirDirectory({ credential, logger }),
+      fhirServers: config.fhirServers,
+      fhirUserBase,
+      consents,
+      consentLifetimes,
+      issuer: config.issuer,
+      logger,
+    }),
   });
   const clientAdapter = (provider.Client as unknown as { adapter: Adapter }).adapter;
   const lookup = new TokenLookup(adapters, deps.jwks, config.issuer);
@@ -180,6 +198,18 @@ export function buildApp(deps: AppDeps): Provider {
 
   const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup, config, logger });
   const consentApi = consentRoutes({ consents, lookup, config, logger });
+  const manage = manageRoutes({
+    config,
+    provider,
+    consents,
+    users,
+    usage,
+    jwks: deps.jwks,
+    cookieKeys: deps.cookieKeys,
+    // Registered at start-up by main.ts, or here on first use on a fresh store.
+    ensureClient: () => ensureManageClient(registry, config.issuer),
+    logger,
+  });
 
   provider.use(requestContext(logger, metrics));
   provider.use(exposeClientAuthProblems(provider, config.clientAuthSigningAlgs));
@@ -190,11 +220,13 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(bodyLimit(config.http.bodyLimit));
   provider.use(authorizationRequestRewrites(ROUTES.authorization));
   provider.use(tokenResponseContext({ tokenPath: ROUTES.token, grantContexts, fhirServers: config.fhirServers }));
+  provider.use(grantUsageTracking({ tokenPath: ROUTES.token, usage, logger }));
   provider.use(discovery.routes());
   provider.use(introspection.routes());
   provider.use(launchApi.routes());
   provider.use(scim.routes());
   provider.use(consentApi.routes());
+  provider.use(manage.routes());
   provider.use(registrationSecretHandling(config.http.bodyLimit, async (id) => (await clientAdapter.find(id)) as Record<string, unknown> | undefined));
   provider.use(interactions.routes());
   return provider;

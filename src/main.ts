@@ -49,6 +49,11 @@ async function main(): Promise<void> {
   }
   if (config.demoData) await seedDemoData({ config, registry, redis, keyspace, logger });
   await ensurePatientSearchClient(registry, config.clientAuthSigningAlgs);
+  const { ensureManageClient } = await import('./manage/manage-client.js');
+  // The management page can also register it on first use; a failure here only delays that.
+  await ensureManageClient(registry, config.issuer).catch((err: unknown) =>
+    logger.error({ err: { message: (err as Error).message } }, 'could not register the management page client'),
+  );
 
   const http = await listen(config, app.callback(), logger);
 

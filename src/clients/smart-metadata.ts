@@ -16,7 +16,7 @@ export { applyKindDefaults, SMART_CLIENT_KINDS, type SmartClientKind } from './c
  * spans several properties (kind vs auth method and grants, keys, redirect URIs), so they run once
  * for every client whatever else is present.
  */
-export const SMART_CLIENT_PROPERTIES = ['smart_client_kind', 'smart_scopes', 'fhir_servers', 'launch_url', 'purposes_of_use', 'jku_allowlist'] as const;
+export const SMART_CLIENT_PROPERTIES = ['smart_client_kind', 'smart_scopes', 'fhir_servers', 'launch_url', 'purposes_of_use', 'jku_allowlist', 'smart_remember_consent'] as const;
 
 export interface ClientMetadataPolicy {
   production: boolean;
@@ -214,6 +214,11 @@ export function createClientMetadataValidator(policy: ClientMetadataPolicy): Cli
         stringArray('purposes_of_use', value).forEach((code, i) => {
           if (!PURPOSE_CODE.test(code)) fail(`purposes_of_use[${i}] ${quote(code)} must be a code like TREAT or HPAYMT (upper-case letters, digits, _ and -)`);
         });
+        return;
+      case 'smart_remember_consent':
+        // Absent means true: a patient's active consent spares them the page for the same app and
+        // patient (smart/interactions/consent-gate.ts); false asks every time.
+        if (value !== undefined && typeof value !== 'boolean') fail('smart_remember_consent must be true or false');
         return;
       case 'jku_allowlist':
         if (value === undefined) return;

@@ -8,9 +8,9 @@ import type { RedisClient } from '../redis/connection.js';
 
 /**
  * Stores a new Consent. KEYS: record, provenance list, by-patient, by-client, all, remembered,
- * outbox. ARGV: id, json, status, patient, client, performer, scopes JSON, end ms or '', date ms,
- * remembered key name, provenance JSON, remember '1'/'0', enqueue '1'/'0'. Returns 0 when the
- * id is taken (nothing written), else 1.
+ * outbox, by-performer. ARGV: id, json, status, patient, client, performer, scopes JSON, end ms or
+ * '', date ms, remembered key name, provenance JSON, remember '1'/'0', enqueue '1'/'0'. Returns 0
+ * when the id is taken (nothing written), else 1.
  */
 const CREATE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -19,6 +19,7 @@ redis.call('RPUSH', KEYS[2], ARGV[11])
 redis.call('ZADD', KEYS[3], ARGV[9], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[9], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[9], ARGV[1])
+redis.call('ZADD', KEYS[8], ARGV[9], ARGV[1])
 if ARGV[12] == '1' then redis.call('ZADD', KEYS[6], ARGV[9], ARGV[1]) end
 if ARGV[13] == '1' then redis.call('XADD', KEYS[7], '*', 'consent', ARGV[1], 'version', '1') end
 return 1
@@ -85,7 +86,7 @@ const defined = new WeakSet<RedisClient>();
 /** Registers the scripts on a client once (ioredis sends EVALSHA and falls back to EVAL itself). */
 export function consentScripts(redis: RedisClient): RedisClient & ConsentScripts {
   if (!defined.has(redis)) {
-    redis.defineCommand('consentCreate', { numberOfKeys: 7, lua: CREATE });
+    redis.defineCommand('consentCreate', { numberOfKeys: 8, lua: CREATE });
     redis.defineCommand('consentWithdraw', { numberOfKeys: 5, lua: WITHDRAW });
     redis.defineCommand('consentLinkGrant', { numberOfKeys: 3, lua: LINK_GRANT });
     redis.defineCommand('consentSettleOutbox', { numberOfKeys: 2, lua: SETTLE_OUTBOX });

@@ -146,6 +146,7 @@ export class ConsentStore {
       this.keyspace.consentsAll(),
       remembered,
       this.keyspace.consentOutbox(),
+      this.keyspace.consentsByPerformer(performerKey(performer)),
       id,
       JSON.stringify(resource),
       resource.status,
@@ -276,6 +277,16 @@ export class ConsentStore {
   private async load(ids: string[]): Promise<StoredConsent[]> {
     const found = await Promise.all(ids.map((id) => this.get(id)));
     return found.filter((c): c is StoredConsent => c !== undefined);
+  }
+
+  /**
+   * The Consents one person decided (`Patient/1`, `Practitioner/2`; an absolute URL is fine), newest
+   * first, at most `limit` of them, whatever their status.
+   */
+  async decidedBy(performerRef: string, limit: number): Promise<StoredConsent[]> {
+    if (limit <= 0) return [];
+    const ids = await this.redis.zrevrange(this.keyspace.consentsByPerformer(performerKey(performerRef)), 0, limit - 1);
+    return this.load(ids);
   }
 
   /** The active, unexpired permits of this person for this app and patient, newest first. */

@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import type { Config, FhirServer } from '../config/schema.js';
 import { ROUTES } from '../provider/configuration.js';
+import { MANAGE_PATHS } from '../manage/manage-client.js';
 
 /**
  * SMART capabilities this build really implements. Each string is a promise to clients (SMART
@@ -61,6 +62,8 @@ export function smartConfiguration(config: Config, server?: FhirServer): Record<
     token_endpoint: url(ROUTES.token),
     introspection_endpoint: url(ROUTES.introspection),
     revocation_endpoint: url(ROUTES.revocation),
+    // Where a person sees the apps with access to their records and withdraws them (manage/).
+    management_endpoint: url(MANAGE_PATHS.page),
     ...(config.registration.enabled ? { registration_endpoint: url(ROUTES.registration) } : {}),
     grant_types_supported: ['authorization_code', 'refresh_token', 'client_credentials'],
     response_types_supported: ['code'],

@@ -17,6 +17,8 @@ import type { LaunchStore } from '../smart/launch/launch-store.js';
 import type { GrantContextStore } from '../smart/launch/grant-context.js';
 import { audAsResource, smartAuthorizationParams } from '../smart/launch/authorize-rules.js';
 import { launchContextClaims } from '../smart/launch/token-context.js';
+import type { ConsentService } from '../consent/consent-service.js';
+import { isManageClient } from '../manage/manage-client.js';
 
 /** Public paths. SMART clients and resource servers hard-code these, so they are kept stable. */
 export const ROUTES = {
@@ -50,6 +52,8 @@ export interface ProviderDeps {
   launches: Pick<LaunchStore, 'get'>;
   /** Launch context per grant, put into access tokens for introspection. */
   grantContexts: Pick<GrantContextStore, 'get'>;
+  /** Patient consents: a token with patient/ scopes is issued only under an active one. */
+  consents?: Pick<ConsentService, 'assertActiveForGrant'>;
   /** The SMART steps between login and consent (patient/encounter pickers, context recording). */
   smartPrompts?: SmartPromptDeps;
   /** Awaited while a JWT access token is issued: records its revocable marker. */
@@ -104,7 +108,7 @@ function downscopeClientCredentials(ctx: KoaContextWithOIDC, client: ClientWithS
   return params.scope;
 }
 
-export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, jwksFetcher, launches, grantContexts, smartPrompts, onJwtAccessToken }: ProviderDeps): Configuration {
+export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, jwksFetcher, launches, grantContexts, consents, smartPrompts, onJwtAccessToken }: ProviderDeps): Configuration {
   const secureCookies = new URL(config.issuer).protocol === 'https:';
   return {
     adapter,
@@ -137,7 +141,9 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
     scopes: CONTEXT_SCOPES,
     // SMART `aud` and `launch` (authorize-rules.ts); validated after oidc-provider's own checks.
     extraParams: smartAuthorizationParams({ fhirServers: config.fhirServers, launches }),
-    extraTokenClaims: launchContextClaims({ grantContexts, fhirServers: config.fhirServers }) as unknown as Configuration['extraTokenClaims'],
+    // Also where a token with patient/ scopes meets its Consent: at the code exchange and at every
+    // refresh a withdrawn or expired Consent ends the grant (invalid_grant).
+    extraTokenClaims: launchContextClaims({ grantContexts, fhirServers: config.fhirServers, ...(consents ? { consents } : {}) }) as unknown as Configuration['extraTokenClaims'],
     // offline_access outlives the browser session; online_access (and no refresh scope at all)
     // ends with it: logout or session expiry revokes the grant's tokens.
     expiresWithSession: (_ctx, source) => !source.scopes.has('offline_access'),
@@ -205,6 +211,8 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
         // SMART apps name the FHIR server with `aud`; backend services often name nothing. A client
         // bound to exactly one FHIR server gets that one.
         defaultResource: (ctx, client, oneOf) => {
+          // The management page's own sign-in is plain OpenID Connect: no FHIR server, ever.
+          if (isManageClient(client?.clientId)) return undefined!;
           if (ctx.oidc.route === 'authorization' && !oneOf) return audAsResource(config.fhirServers)(ctx, client);
           const bases = (client as unknown as ClientWithSmart | undefined)?.fhir_servers ?? [];
           return bases.length === 1 ? bases[0]! : undefined!;

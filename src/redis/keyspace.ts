@@ -64,6 +64,14 @@ export class Keyspace {
     return `${this.prefix}oidc:grantContext:{${grantId}}`;
   }
 
+  /**
+   * When a grant last had a token issued (epoch ms), for the management page's "last used". Shares
+   * the grant's hash tag; written with its own SET ... EX, never inside a script.
+   */
+  grantLastUsed(grantId: string): string {
+    return `${this.prefix}oidc:grantLastUsed:{${grantId}}`;
+  }
+
   /** A one-time claim (`claimOnce`), e.g. a client-assertion `jti`; `digest` is a hash of the id. */
   once(namespace: string, digest: string): string {
     return `${this.prefix}once:${namespace}:{${digest}}`;
@@ -162,6 +170,11 @@ export class Keyspace {
   /** Sorted set of the Consent ids naming a client as actor, scored by Consent.dateTime (ms). */
   consentsByClient(clientId: string): string {
     return `${this.prefix}{consents}:byClient:${clientId}`;
+  }
+
+  /** Sorted set of the Consent ids one person decided (`Type/id` of the performer), scored by Consent.dateTime (ms). */
+  consentsByPerformer(performer: string): string {
+    return `${this.prefix}{consents}:byPerformer:${performer}`;
   }
 
   /** Sorted set of every Consent id, scored by Consent.dateTime (ms). */

@@ -76,7 +76,8 @@ describe('EHR launch', () => {
 
   test('launch/patient next to an EHR launch with a patient is only a hint: no picker', async () => {
     const flow = await authorizeThroughPages(t, params('launch launch/patient launch/encounter patient/*.rs', { launch: await launch(FULL_CONTEXT) }), doctor);
-    expect(flow.pages).toEqual(['login', 'consent']);
+    // The consent page itself may be skipped: this doctor's Consent for pat-1 is remembered.
+    expect(flow.pages).not.toContain('select_patient');
     const token = await exchangeCode(t, flow, params(''));
     expect(token.body).toMatchObject({ patient: 'pat-1', encounter: 'enc-9' });
   });
@@ -98,13 +99,14 @@ describe('EHR launch', () => {
     const firstToken = await exchangeCode(t, first, params(''));
     expect(firstToken.body.patient).toBe('pat-1');
 
-    const second = await launch({ patient: 'sam-1', need_patient_banner: true });
+    // Same patient (the doctor's Consent for pat-1 covers it), different launch context.
+    const second = await launch({ patient: 'pat-1', need_patient_banner: true });
     const { first: res, verifier } = await startAuthorizationIn(first.agent, params('launch openid patient/*.rs', { launch: second, prompt: 'none', state: 'silent' }));
     const back = await browse(first.agent, res);
     if (back.kind !== 'app' || !back.code) throw new Error(`expected a code without interaction, got ${back.kind} ${back.kind === 'app' ? back.location.search : back.res.status}`);
     expect(back.location.searchParams.get('state')).toBe('silent');
     const token = await exchange(t, back.code, verifier, params(''));
-    expect(token.body).toMatchObject({ patient: 'sam-1', need_patient_banner: true });
+    expect(token.body).toMatchObject({ patient: 'pat-1', need_patient_banner: true });
     expect(token.body).not.toHaveProperty('encounter');
     expect(token.body).not.toHaveProperty('intent');
     expect(await launchStoreOf(t).get(second)).toBeUndefined();
@@ -114,6 +116,17 @@ describe('EHR launch', () => {
     const refused = await browse(first.agent, reused);
     expect(refused.kind === 'app' && refused.error).toBe('invalid_request');
     expect(refused.kind === 'app' && refused.code).toBeFalsy();
+  });
+
+  test('a silent re-launch for a patient nobody consented for gives consent_required, and uses nothing up', async () => {
+    const first = await authorizeThroughPages(t, params('launch openid patient/*.rs', { launch: await launch({ patient: 'pat-1' }) }), doctor);
+    expect(first.code).toBeDefined();
+    const other = await launch({ patient: 'silent-2' });
+    const { first: res } = await startAuthorizationIn(first.agent, params('launch openid patient/*.rs', { launch: other, prompt: 'none' }));
+    const back = await browse(first.agent, res);
+    expect(back.kind === 'app' && back.error).toBe('consent_required');
+    expect(back.kind === 'app' && back.code).toBeFalsy();
+    expect(await launchStoreOf(t).get(other)).toBeDefined();
   });
 
   test('prompt=none cannot ask for consent: scopes not yet approved give consent_required', async () => {
@@ -141,7 +154,7 @@ describe('EHR launch', () => {
   });
 
   test('a launch used up while the user was on the consent page gives no code', async () => {
-    const value = await launch({ patient: 'pat-1' });
+    const value = await launch({ patient: 'used-1' });
     const { agent, first } = await startAuthorization(t, params('launch patient/*.rs', { launch: value }));
     const login = await browse(agent, first);
     if (login.kind !== 'page') throw new Error('no login page');

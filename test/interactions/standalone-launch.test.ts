@@ -111,7 +111,8 @@ describe('a patient', () => {
   });
 
   test('asking for user/ scopes gets none of them: they are shown as not available and not granted', async () => {
-    const { agent, verifier, stop } = await signedIn(params('openid fhirUser launch/patient patient/Observation.rs user/Observation.rs'), patient);
+    // Another patient: pat-1's Consent for patient/Observation.rs would skip the page.
+    const { agent, verifier, stop } = await signedIn(params('openid fhirUser launch/patient patient/Observation.rs user/Observation.rs'), await user('pat.u', { fhirUser: 'Patient/pat-u' }));
     const consent = page(stop);
     expect(consent.prompt).toBe('consent');
     expect(inputValues(consent.res.text, 'checkbox', 'scope')).toEqual(['patient/Observation.rs']);
@@ -351,7 +352,7 @@ describe('consent', () => {
   test('describes each scope, fixes the required ones and lets the user untick the rest', async () => {
     const { agent, verifier, stop } = await signedIn(
       params('openid fhirUser launch/patient patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.read offline_access'),
-      patient,
+      await user('pat.d', { fhirUser: 'Patient/pat-d' }),
     );
     const consent = page(stop);
     const html = consent.res.text;
@@ -389,16 +390,16 @@ describe('consent', () => {
     expect(typeof token.body.refresh_token).toBe('string');
   });
 
-  test('offline_access asks for consent (prompt=consent), yet a grant that covers the request skips the page', async () => {
-    const first = await authorizeThroughPages(t, params('launch/patient patient/Observation.rs offline_access'), caregiver);
+  test('offline_access asks for consent (prompt=consent), yet a Consent that covers the request skips the page', async () => {
+    const first = await authorizeThroughPages(t, params('launch/patient patient/Observation.rs offline_access'), { ...caregiver, patient: 'pat-1' });
     expect(first.pages).toEqual(['login', 'select_patient', 'consent']);
     const { first: res, verifier } = await startAuthorizationIn(first.agent, params('launch/patient patient/Observation.rs offline_access', { state: 's4' }));
     const picker = page(await browse(first.agent, res));
     expect(picker.prompt).toBe('select_patient');
-    const back = await browse(first.agent, await postForm(first.agent, picker.uid, 'patient', picker.res, { patient: 'sam-1' }));
+    const back = await browse(first.agent, await postForm(first.agent, picker.uid, 'patient', picker.res, { patient: 'pat-1' }));
     if (back.kind !== 'app' || !back.code) throw new Error(`expected a code after the picker, got ${back.kind}`);
     const token = await exchange(t, back.code, verifier, params(''));
-    expect(token.body.patient).toBe('sam-1');
+    expect(token.body.patient).toBe('pat-1');
     expect(token.body.scope.split(' ')).toContain('offline_access');
     expect(typeof token.body.refresh_token).toBe('string');
   });
@@ -415,13 +416,13 @@ describe('consent', () => {
   });
 
   test('is skipped when the user’s grant already covers the request', async () => {
-    const first = await authorizeThroughPages(t, params('openid launch/patient patient/Observation.rs'), patient);
+    const first = await authorizeThroughPages(t, params('openid launch/patient patient/Observation.rs'), await user('pat.s', { fhirUser: 'Patient/pat-s' }));
     expect(first.pages).toEqual(['login', 'consent']);
     const { first: res, verifier } = await startAuthorizationIn(first.agent, params('openid launch/patient patient/Observation.rs', { state: 's3' }));
     const back = await browse(first.agent, res);
     if (back.kind !== 'app' || !back.code) throw new Error('expected a code without any page');
     const token = await exchange(t, back.code, verifier, params(''));
-    expect(token.body).toMatchObject({ patient: 'pat-1' });
+    expect(token.body).toMatchObject({ patient: 'pat-s' });
     expect(token.body.scope.split(' ').sort()).toEqual(['launch/patient', 'openid', 'patient/Observation.rs']);
   });
 });

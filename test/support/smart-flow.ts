@@ -13,6 +13,9 @@ import { LaunchStore, type LaunchContext } from '../../src/smart/launch/launch-s
 import { GrantContextStore, type GrantContext } from '../../src/smart/launch/grant-context.js';
 import { grantableScopes, userKindOf } from '../../src/smart/launch/user-scopes.js';
 import { CONTEXT_SCOPES } from '../../src/smart/scope-syntax.js';
+import { modelAdapter } from '../../src/app.js';
+import { createConsentService } from '../../src/consent/wiring.js';
+import type { ConsentService } from '../../src/consent/consent-service.js';
 
 export type Agent = ReturnType<typeof supertest.agent>;
 
@@ -133,8 +136,26 @@ async function grantConsent(t: TestApp, interaction: StoredInteraction, accountI
   const fhirUser = absoluteFhirUser(user?.[SMART_USER_SCHEMA]?.fhirUser, t.config.fhirServers[0]!.base);
   if (fhirUser) context.fhirUser = fhirUser;
   if (approved.includes('online_access') && !approved.includes('offline_access')) context.onlineAccess = true;
+  // Patient/ scopes stand on the patient's Consent, as the consent page records it (consent-gate.ts).
+  if (patient && fhirUser && approved.some((s) => s.startsWith('patient/'))) {
+    const consent = await consentServiceOf(t).recordDecision({
+      kind: 'permit',
+      patientId: patient,
+      performer: { reference: fhirUser },
+      clientId,
+      scopes: approved,
+      periodSeconds: approved.includes('offline_access') ? t.config.ttl.refreshToken : t.config.ttl.session,
+      grantId,
+    });
+    context.consentId = consent.id;
+  }
   await grantContextsOf(t).save(grantId, context, t.config.ttl.grant);
   return grantId;
+}
+
+/** The consent service over the test app's Redis, as the app builds it. */
+export function consentServiceOf(t: TestApp): ConsentService {
+  return createConsentService({ config: t.config, redis: t.redis, keyspace: t.keyspace, adapters: modelAdapter(t.redis, t.keyspace), grantContexts: grantContextsOf(t), provider: () => t.app });
 }
 
 /**

@@ -2,6 +2,7 @@ import type { FhirServer } from '../../config/schema.js';
 import { findFhirServer } from '../../provider/fhir-servers.js';
 import type { LaunchPicks } from './picks.js';
 import type { UserContext } from './user-context.js';
+import { PURPOSE_CODE } from '../../consent/vocabulary.js';
 
 /**
  * Everything the SMART steps of one authorization decide on, gathered once from wherever the
@@ -23,12 +24,16 @@ export interface AuthorizationFacts {
   clientAllowed: string[];
   user: UserContext;
   picks: LaunchPicks;
+  /** The request's `purpose_of_use` codes (checked at the authorization endpoint), in order. */
+  purposes: string[];
+  /** A covering active Consent may spare the user the consent page (client `smart_remember_consent`, default true). */
+  rememberConsent: boolean;
 }
 
 export interface FactSources {
   accountId: string;
   params: Record<string, unknown>;
-  client: { clientId: string; smart_scopes?: unknown } | undefined;
+  client: { clientId: string; smart_scopes?: unknown; smart_remember_consent?: unknown } | undefined;
   user: UserContext;
   picks: LaunchPicks;
   fhirServers: readonly FhirServer[];
@@ -63,7 +68,14 @@ export function authorizationFacts(s: FactSources): AuthorizationFacts {
     clientAllowed: Array.isArray(allowed) ? allowed.filter((v): v is string => typeof v === 'string') : [],
     user: s.user,
     picks: s.picks,
+    purposes: purposesOf(s.params.purpose_of_use),
+    rememberConsent: s.client?.smart_remember_consent !== false,
   };
+}
+
+/** Well-formed codes only: the parameter was validated when the request came in, this is a second fence. */
+function purposesOf(value: unknown): string[] {
+  return [...new Set((text(value) ?? '').split(' ').filter((c) => PURPOSE_CODE.test(c)))];
 }
 
 /** The client may be granted this exact context scope (e.g. launch/patient). */

@@ -2,20 +2,39 @@ import type { Context } from 'koa';
 import type Router from '@koa/router';
 import { readForm } from '../../login/form.js';
 import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction } from '../../login/interaction-http.js';
-import type { AuthorizationPlan } from './context-recorder.js';
+import { isManageClient, manageRedirectUri } from '../../manage/manage-client.js';
+import { longDate, safeClientUri, safeLogoUri } from './client-display.js';
+import { RecordError, type AuthorizationPlan, type ConsentStep } from './context-recorder.js';
+import {
+  NO_PERFORMER,
+  choicesOf,
+  consentPerformer,
+  decisionOf,
+  existingConsentStep,
+  needsConsent,
+  newConsentStep,
+  rememberedConsent,
+  type Remembered,
+} from './consent-gate.js';
 import { approvedScopesOf, grantDecidesAll } from './grant-builder.js';
 import { failToApp, factsFor, orFailToApp, renderPage, type PageFacts, type SmartPageDeps } from './page-context.js';
-import { describeScope, isRequiredScope, type ScopeReader } from './scope-descriptions.js';
+import { describePurpose, describeScope, isRequiredScope, type ScopeReader } from './scope-descriptions.js';
 
 /**
- * The `consent` step: the app, the patient, and each scope the app may get as a sentence; the
- * scopes the launch needs (identity and context) are listed, the rest are choices, ticked to start
- * with. Allow records a new grant of what is needed plus what stayed ticked, limited by what this
- * user and client may have; Deny returns access_denied to the app.
+ * The `consent` step: which app asks (name, https logo, home page), on whose record, each scope
+ * as a sentence, why (the request's purpose_of_use) and for how long. The scopes the launch needs
+ * (identity and context) are listed, the rest are choices, ticked to start with.
  *
- * oidc-provider also asks for consent when the request says prompt=consent (added for
- * offline_access/online_access requests). When that is the only reason and the user's previous
- * grant for this app already decided every requested scope, the page is skipped and the previous
+ * Allow: when patient/ scopes are granted, the patient's Consent is recorded first, then the grant
+ * of what is needed plus what stayed ticked (limited by what this user and client may have) is
+ * saved and tied to it. Deny: the refusal is recorded as a Consent too, and the app gets
+ * access_denied.
+ *
+ * The page is skipped when an active Consent of this person for this app and patient already
+ * covers every choice (remembered consent, consent-gate.ts); when some are covered, only the rest
+ * are asked. For grants without patient/ scopes, oidc-provider may still ask because of
+ * prompt=consent (added for offline_access/online_access requests); when that is the only reason
+ * and the user's previous grant for this app already decided every requested scope, the previous
  * approvals are carried over, exactly as a silent re-launch would.
  */
 
@@ -26,6 +45,8 @@ interface Described {
   scope: string;
   text: string;
 }
+
+type AccessPeriod = { kind: 'online' } | { kind: 'offline' | 'offline-choice'; untilIso: string; untilText: string };
 
 async function patientLabel(deps: SmartPageDeps, facts: PageFacts, plan: AuthorizationPlan): Promise<{ name?: string; self: boolean }> {
   const id = plan.patient;
@@ -43,6 +64,17 @@ function describe(scopes: readonly string[], reader: ScopeReader): Described[] {
   return scopes.map((scope) => ({ scope, text: describeScope(scope, reader) }));
 }
 
+/**
+ * How long what is allowed lasts: with offline_access as long as the refresh token (and the
+ * Consent) does, else only while the user stays signed in.
+ */
+function accessPeriod(deps: SmartPageDeps, plan: AuthorizationPlan, remembered: Remembered, now: number): AccessPeriod {
+  if (!plan.grantable.includes('offline_access')) return { kind: 'online' };
+  const until = now + deps.consentLifetimes.refreshToken * 1000;
+  const kind = remembered.missing.includes('offline_access') ? 'offline-choice' : 'offline';
+  return { kind, untilIso: new Date(until).toISOString(), untilText: longDate(until) };
+}
+
 /** The previous grant's approvals, when they decide this whole request and only prompt=consent asked. */
 async function carriedApprovals(deps: SmartPageDeps, interaction: Interaction, facts: PageFacts): Promise<string[] | undefined> {
   const onlyPromptParam = interaction.prompt.reasons.every((r) => r === 'consent_prompt');
@@ -52,9 +84,36 @@ async function carriedApprovals(deps: SmartPageDeps, interaction: Interaction, f
   return grantDecidesAll(grant, facts.audience, facts.requested) ? approvedScopesOf(grant, facts.audience) : undefined;
 }
 
-async function approve(ctx: Context, deps: SmartPageDeps, facts: PageFacts, plan: AuthorizationPlan, approved: readonly string[]): Promise<void> {
-  const recorded = await deps.recorder.record(deps.provider, facts, plan, approved);
+/** This server's own management page signing in: nothing to ask, it only learns who the user is. */
+function ownManageClient(deps: SmartPageDeps, facts: PageFacts): boolean {
+  return isManageClient(facts.clientId) && facts.redirectUris.length === 1 && facts.redirectUris[0] === manageRedirectUri(deps.issuer);
+}
+
+async function approve(ctx: Context, deps: SmartPageDeps, facts: PageFacts, plan: AuthorizationPlan, approved: readonly string[], consent?: ConsentStep): Promise<void> {
+  const recorded = await deps.recorder.record(deps.provider, facts, plan, approved, consent);
   await finish(ctx, deps.provider, { consent: { grantId: recorded.grantId } }, { merge: true });
+}
+
+async function render(ctx: Context, deps: SmartPageDeps, interaction: Interaction, facts: PageFacts, plan: AuthorizationPlan, remembered: Remembered): Promise<void> {
+  const patient = await patientLabel(deps, facts, plan);
+  const reader: ScopeReader = { self: patient.self, ...(patient.name && !patient.self ? { patientName: patient.name } : {}) };
+  await renderPage(ctx, 'consent', 200, {
+    title: TITLE,
+    uid: interaction.uid,
+    csrf: deps.csrf.token(interaction.uid),
+    clientName: facts.clientName,
+    clientId: facts.clientId,
+    logoUri: safeLogoUri(facts.logoUri) ?? '',
+    clientUri: safeClientUri(facts.clientUri) ?? '',
+    patientName: patient.name ?? '',
+    purposes: facts.purposes.map(describePurpose),
+    period: accessPeriod(deps, plan, remembered, Date.now()),
+    required: describe(plan.grantable.filter(isRequiredScope), reader),
+    allowed: describe(remembered.covered, reader),
+    optional: describe(remembered.missing, reader),
+    refused: describe(plan.refused.map((r) => r.scope), reader),
+    error: '',
+  });
 }
 
 async function show(ctx: Context, deps: SmartPageDeps, interaction: Interaction): Promise<void> {
@@ -65,26 +124,41 @@ async function show(ctx: Context, deps: SmartPageDeps, interaction: Interaction)
       await failToApp(ctx, deps.provider, 'invalid_scope', 'None of the requested scopes can be granted to this app for this user.');
       return;
     }
+    if (ownManageClient(deps, facts)) {
+      await approve(ctx, deps, facts, plan, plan.grantable);
+      return;
+    }
+    if (needsConsent(plan.patient, plan.grantable)) {
+      if (!consentPerformer(facts.user)) throw new RecordError('access_denied', NO_PERFORMER);
+      const remembered = await rememberedConsent(deps.consents, facts, plan.patient, plan.grantable);
+      if (remembered.covering) {
+        await approve(ctx, deps, facts, plan, plan.grantable, existingConsentStep(deps.consents, remembered.covering.resource.id));
+        return;
+      }
+      await render(ctx, deps, interaction, facts, plan, remembered);
+      return;
+    }
     const carried = await carriedApprovals(deps, interaction, facts);
     if (carried) {
       await approve(ctx, deps, facts, plan, carried);
       return;
     }
-    const patient = await patientLabel(deps, facts, plan);
-    const reader: ScopeReader = { self: patient.self, ...(patient.name && !patient.self ? { patientName: patient.name } : {}) };
-    await renderPage(ctx, 'consent', 200, {
-      title: TITLE,
-      uid: interaction.uid,
-      csrf: deps.csrf.token(interaction.uid),
-      clientName: facts.clientName,
-      clientId: facts.clientId,
-      patientName: patient.name ?? '',
-      required: describe(plan.grantable.filter(isRequiredScope), reader),
-      optional: describe(plan.grantable.filter((s) => !isRequiredScope(s)), reader),
-      refused: describe(plan.refused.map((r) => r.scope), reader),
-      error: '',
-    });
+    await render(ctx, deps, interaction, facts, plan, { missing: choicesOf(plan.grantable), covered: [] });
   });
+}
+
+/** Records a Deny of patient/ scopes as a rejected Consent; the app gets access_denied whatever happens here. */
+async function recordRefusal(deps: SmartPageDeps, facts: PageFacts): Promise<void> {
+  let plan: AuthorizationPlan;
+  try {
+    plan = await deps.recorder.plan(facts);
+  } catch (err) {
+    if (err instanceof RecordError) return;
+    throw err;
+  }
+  if (!needsConsent(plan.patient, facts.requested) || !consentPerformer(facts.user)) return;
+  const lifetimes = deps.consentLifetimes;
+  await deps.consents.recordDecision(decisionOf('deny', { facts, patient: plan.patient, lifetimes }, facts.requested));
 }
 
 async function decide(ctx: Context, deps: SmartPageDeps): Promise<void> {
@@ -93,16 +167,25 @@ async function decide(ctx: Context, deps: SmartPageDeps): Promise<void> {
   requirePrompt(interaction, 'consent');
   const form = await readForm(ctx);
   checkCsrf(deps.csrf, interaction.uid, form);
+  const facts = await factsFor(deps, interaction);
   if (form.get('decision') !== 'allow') {
+    await recordRefusal(deps, facts).catch((err: unknown) => deps.logger?.error({ err, clientId: facts.clientId }, 'could not record a refusal as a Consent'));
     await failToApp(ctx, deps.provider, 'access_denied', DENIED);
     return;
   }
-  const facts = await factsFor(deps, interaction);
   const ticked = new Set(form.getAll('scope'));
   await orFailToApp(ctx, deps.provider, async () => {
     const plan = await deps.recorder.plan(facts);
-    const approved = plan.grantable.filter((s) => isRequiredScope(s) || ticked.has(s));
-    await approve(ctx, deps, facts, plan, approved);
+    let covered = new Set<string>();
+    let consent: ConsentStep | undefined;
+    if (needsConsent(plan.patient, plan.grantable)) {
+      if (!consentPerformer(facts.user)) throw new RecordError('access_denied', NO_PERFORMER);
+      // Choices an active Consent already covers were listed as allowed, not offered: they stay.
+      covered = new Set((await rememberedConsent(deps.consents, facts, plan.patient, plan.grantable)).covered);
+      consent = newConsentStep(deps.consents, { facts, patient: plan.patient, lifetimes: deps.consentLifetimes });
+    }
+    const approved = plan.grantable.filter((s) => isRequiredScope(s) || covered.has(s) || ticked.has(s));
+    await approve(ctx, deps, facts, plan, approved, consent);
   });
 }
 

@@ -47,9 +47,19 @@ export interface RecordedGrant {
   context: GrantContext;
 }
 
+/**
+ * How a grant comes to stand on a patient's Consent (consent-gate.ts): `decide` runs after the
+ * launch is used up and before the grant is saved, answering the Consent id (or undefined when the
+ * grant needs none); `link` ties the saved grant to it. When linking fails the grant is discarded.
+ */
+export interface ConsentStep {
+  decide(scopes: string[]): Promise<string | undefined>;
+  link(consentId: string, grantId: string): Promise<void>;
+}
+
 export interface ContextRecorderDeps {
   launches: Pick<LaunchStore, 'get' | 'consume'>;
-  contexts: Pick<GrantContextStore, 'save' | 'get'>;
+  contexts: Pick<GrantContextStore, 'save' | 'get' | 'delete'>;
   /** Lifetime of grants (ttl.Grant): the context lives exactly as long. */
   grantTtlSeconds: number;
 }
@@ -105,7 +115,7 @@ export class ContextRecorder {
    * EHR launch. The launch is consumed last but before anything is saved: of two authorizations
    * racing on one launch, exactly one gets a grant.
    */
-  async record(provider: Provider, facts: AuthorizationFacts, plan: AuthorizationPlan, approved: readonly string[]): Promise<RecordedGrant> {
+  async record(provider: Provider, facts: AuthorizationFacts, plan: AuthorizationPlan, approved: readonly string[], consent?: ConsentStep): Promise<RecordedGrant> {
     const wanted = new Set(approved);
     const scopes = plan.grantable.filter((s) => wanted.has(s));
     if (!usableGrant(facts.requested, scopes)) {
@@ -114,11 +124,28 @@ export class ContextRecorder {
     if (facts.launch && !(await this.deps.launches.consume(facts.launch))) {
       throw new RecordError('invalid_request', LAUNCH_GONE);
     }
+    // The patient's decision is on record before anything can be issued from the grant.
+    const consentId = await consent?.decide(scopes);
     const context = contextOf(facts, plan, scopes);
+    if (consentId) context.consentId = consentId;
     const grant = buildGrant(provider, { accountId: facts.accountId, clientId: facts.clientId, audience: facts.audience, requested: facts.requested, approved: scopes });
     const grantId = await grant.save();
     await this.deps.contexts.save(grantId, context, this.deps.grantTtlSeconds);
+    if (consentId && consent) {
+      try {
+        await consent.link(consentId, grantId);
+      } catch (err) {
+        await this.discard(provider, grantId).catch(() => undefined);
+        throw err;
+      }
+    }
     return { grantId, approved: scopes, context };
+  }
+
+  /** Removes a grant no token was issued from yet, with its context. */
+  private async discard(provider: Provider, grantId: string): Promise<void> {
+    await (await provider.Grant.find(grantId))?.destroy();
+    await this.deps.contexts.delete(grantId);
   }
 
   async savedContext(grantId: string): Promise<GrantContext | undefined> {

@@ -4,6 +4,7 @@
  */
 
 import type { UserKind } from '../launch/user-scopes.js';
+import type { Clearance } from '../../users/model.js';
 
 export type { UserKind };
 
@@ -60,4 +61,6 @@ export interface UserContext {
   /** The patients a caregiver may act for (empty for everyone else). */
   proxies: ProxyPatient[];
   displayName?: string;
+  /** The user's confidentiality clearance: data labelled above it stays out of their consents. */
+  clearance?: Clearance;
 }

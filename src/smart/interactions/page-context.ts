@@ -10,6 +10,7 @@ import type { UserStore } from '../../users/user-store.js';
 import { authorizationFacts, type AuthorizationFacts } from './authorization-facts.js';
 import { RecordError, type ContextRecorder } from './context-recorder.js';
 import type { FhirDirectory } from './fhir-directory.js';
+import type { ConsentGateDeps, ConsentLifetimes } from './consent-gate.js';
 import { picksOf } from './picks.js';
 import { userContextOf } from './user-context.js';
 
@@ -23,11 +24,20 @@ export interface SmartPageDeps {
   fhirServers: readonly FhirServer[];
   /** Relative fhirUser values are made absolute on this base, as the account claims do. */
   fhirUserBase: string;
+  /** Patient consents: Allow and Deny are recorded, a covering one spares the page (consent-gate.ts). */
+  consents: ConsentGateDeps;
+  consentLifetimes: ConsentLifetimes;
+  /** This server's issuer: its own management client redirects here and nowhere else. */
+  issuer: string;
   logger?: Logger;
 }
 
 export interface PageFacts extends AuthorizationFacts {
   clientName: string;
+  /** Client metadata as registered; the consent page decides what is safe to show. */
+  logoUri?: string;
+  clientUri?: string;
+  redirectUris: string[];
 }
 
 /** The facts of the authorization an interaction belongs to, as the prompt checks saw them. */
@@ -41,12 +51,18 @@ export async function factsFor(deps: SmartPageDeps, interaction: Interaction): P
   const facts = authorizationFacts({
     accountId,
     params: interaction.params,
-    client: client as unknown as { clientId: string; smart_scopes?: unknown },
+    client: client as unknown as { clientId: string; smart_scopes?: unknown; smart_remember_consent?: unknown },
     user,
     picks: picksOf(interaction.lastSubmission),
     fhirServers: deps.fhirServers,
   });
-  return { ...facts, clientName: client.clientName ?? clientId };
+  return {
+    ...facts,
+    clientName: client.clientName ?? clientId,
+    ...(typeof client.logoUri === 'string' ? { logoUri: client.logoUri } : {}),
+    ...(typeof client.clientUri === 'string' ? { clientUri: client.clientUri } : {}),
+    redirectUris: [...(client.redirectUris ?? [])],
+  };
 }
 
 export async function renderPage(ctx: Context, view: string, status: number, data: Record<string, unknown>): Promise<void> {

@@ -3,11 +3,13 @@ import type { FhirServer } from '../../config/schema.js';
 import type { UserStore } from '../../users/user-store.js';
 import type { LaunchStore } from '../launch/launch-store.js';
 import { authorizationFacts, clientMayHave, type AuthorizationFacts } from './authorization-facts.js';
-import { contextOf, RecordError, type ContextRecorder } from './context-recorder.js';
+import { contextOf, RecordError, type ConsentStep, type ContextRecorder } from './context-recorder.js';
 import { patientIdOf } from './fhir-user.js';
 import { approvedScopesOf, grantDecidesAll } from './grant-builder.js';
 import { picksOf } from './picks.js';
 import { userContextOf } from './user-context.js';
+import { consentPerformer, existingConsentStep, needsConsent, rememberedConsent, type ConsentGateDeps } from './consent-gate.js';
+import { isManageClient } from '../../manage/manage-client.js';
 
 const { Check, Prompt } = interactionPolicy;
 
@@ -20,12 +22,16 @@ const { Check, Prompt } = interactionPolicy;
  *   (none from the EHR launch, none picked in this authorization, and the user is not a patient,
  *   whose own record is the answer).
  * - select_encounter: launch/encounter in a standalone launch, with a patient, not yet decided.
- * - consent gains one check: every requested resource scope must already be decided by the grant
- *   (oidc-provider's own check compares by string with the server's scope list, which holds patterns).
+ * - consent gains two checks: every requested resource scope must already be decided by the grant
+ *   (oidc-provider's own check compares by string with the server's scope list, which holds patterns);
+ *   and when the grant would carry patient/ scopes, an active Consent of this user for this app and
+ *   patient must cover them (remembered consent, consent-gate.ts), else the page asks (or
+ *   prompt=none gets consent_required).
  * - record_context never shows a page. It runs only when nothing else needs the user, and records
  *   this authorization's own grant and launch context when consent was not asked (an SSO re-launch,
  *   prompt=none from the EHR): the approvals of the user's previous grant are carried over, limited
- *   to what this authorization may have. Errors (a used-up launch) go back to the app.
+ *   to what this authorization may have, and tied to the Consent that covers them. Errors (a
+ *   used-up launch) go back to the app.
  */
 
 export const SELECT_PATIENT = 'select_patient';
@@ -39,9 +45,11 @@ export interface SmartPromptDeps {
   fhirServers: readonly FhirServer[];
   /** Relative fhirUser values are made absolute on this base, as the account claims do. */
   fhirUserBase: string;
+  /** Patient consents; without them no Consent is looked for (grants are not tied to any). */
+  consents?: ConsentGateDeps;
 }
 
-type OidcClient = { clientId: string; smart_scopes?: unknown };
+type OidcClient = { clientId: string; smart_scopes?: unknown; smart_remember_consent?: unknown };
 
 /** Facts per request: every check of one pass through the policy sees (and loads) them once. */
 const factsCache = new WeakMap<KoaContextWithOIDC, Promise<AuthorizationFacts | undefined>>();
@@ -123,6 +131,59 @@ function resourceScopesDecidedCheck(deps: SmartPromptDeps) {
   });
 }
 
+/** What recording this authorization silently would grant: the previous approvals it may still have. */
+interface SilentPlan {
+  facts: AuthorizationFacts;
+  previous: Grant;
+  plan: Awaited<ReturnType<ContextRecorder['plan']>>;
+  carried: string[];
+  approved: string[];
+}
+
+type Grant = NonNullable<KoaContextWithOIDC['oidc']['entities']['Grant']>;
+
+const silentPlans = new WeakMap<KoaContextWithOIDC, Promise<SilentPlan | undefined>>();
+
+function silentPlanOf(ctx: KoaContextWithOIDC, deps: SmartPromptDeps): Promise<SilentPlan | undefined> {
+  let found = silentPlans.get(ctx);
+  if (!found) {
+    found = (async () => {
+      const facts = await factsOf(ctx, deps);
+      const previous = ctx.oidc.entities.Grant;
+      if (!facts || !previous) return undefined;
+      const plan = await deps.recorder.plan(facts);
+      const carried = approvedScopesOf(previous, facts.audience);
+      const allowed = new Set(plan.grantable);
+      return { facts, previous, plan, carried, approved: carried.filter((s) => allowed.has(s)) };
+    })();
+    silentPlans.set(ctx, found);
+  }
+  return found;
+}
+
+/** The Consent a silent authorization stands on, found by the consent check, per request. */
+const coveringConsents = new WeakMap<KoaContextWithOIDC, string>();
+
+function patientConsentCheck(deps: SmartPromptDeps) {
+  return new Check('smart_patient_consent_missing', 'no active patient consent covers the requested scopes', 'consent_required', async (ctx) => {
+    if (decided(ctx) || !deps.consents) return Check.NO_NEED_TO_PROMPT;
+    let silent: SilentPlan | undefined;
+    try {
+      silent = await silentPlanOf(ctx, deps);
+    } catch (err) {
+      // A used-up launch and the like: record_context reports it to the app.
+      if (err instanceof RecordError) return Check.NO_NEED_TO_PROMPT;
+      throw err;
+    }
+    if (!silent || isManageClient(silent.facts.clientId) || !needsConsent(silent.plan.patient, silent.approved)) return Check.NO_NEED_TO_PROMPT;
+    if (!consentPerformer(silent.facts.user)) return Check.REQUEST_PROMPT;
+    const remembered = await rememberedConsent(deps.consents, silent.facts, silent.plan.patient, silent.approved);
+    if (!remembered.covering) return Check.REQUEST_PROMPT;
+    coveringConsents.set(ctx, remembered.covering.resource.id);
+    return Check.NO_NEED_TO_PROMPT;
+  });
+}
+
 function oauthError(err: RecordError): Error {
   switch (err.error) {
     case 'invalid_scope':
@@ -145,19 +206,24 @@ function sameContext(a: unknown, b: unknown): boolean {
  * authorization may have, which becomes the session's grant for this client.
  */
 async function recordSilently(ctx: KoaContextWithOIDC, deps: SmartPromptDeps): Promise<void> {
-  const facts = await factsOf(ctx, deps);
-  const previous = ctx.oidc.entities.Grant;
-  if (!facts || !previous) return;
-  const plan = await deps.recorder.plan(facts);
-  const carried = approvedScopesOf(previous, facts.audience);
+  const silent = await silentPlanOf(ctx, deps);
+  if (!silent) return;
+  const { facts, previous, plan, carried, approved } = silent;
+  let consent: ConsentStep | undefined;
+  let consentId: string | undefined;
+  if (deps.consents && !isManageClient(facts.clientId) && needsConsent(plan.patient, approved)) {
+    consentId = coveringConsents.get(ctx) ?? (await rememberedConsent(deps.consents, facts, plan.patient, approved)).covering?.resource.id;
+    if (!consentId) throw new errors.ConsentRequired('no active patient consent covers the requested scopes');
+    consent = existingConsentStep(deps.consents, consentId);
+  }
   const allowed = new Set(plan.grantable);
-  const approved = carried.filter((s) => allowed.has(s));
   const requested = new Set(facts.requested);
   const stillGrantable = carried.filter((s) => requested.has(s)).every((s) => allowed.has(s));
   if (!facts.launch && previous.jti && stillGrantable) {
-    if (sameContext(contextOf(facts, plan, approved), await deps.recorder.savedContext(previous.jti))) return;
+    const expected = { ...contextOf(facts, plan, approved), ...(consentId ? { consentId } : {}) };
+    if (sameContext(expected, await deps.recorder.savedContext(previous.jti))) return;
   }
-  const recorded = await deps.recorder.record(ctx.oidc.provider, facts, plan, approved);
+  const recorded = await deps.recorder.record(ctx.oidc.provider, facts, plan, approved, consent);
   const grant = await ctx.oidc.provider.Grant.find(recorded.grantId);
   if (!grant) throw new errors.InvalidRequest('the authorization could not be recorded');
   ctx.oidc.entity('Grant', grant);
@@ -187,5 +253,6 @@ export function addSmartPrompts(policy: interactionPolicy.DefaultPolicy, deps: S
   policy.add(selectEncounterPrompt(deps), consentAt);
   policy.add(selectPatientPrompt(deps), consentAt);
   policy.get('consent')!.checks.add(resourceScopesDecidedCheck(deps));
+  policy.get('consent')!.checks.add(patientConsentCheck(deps));
   policy.add(recordContextPrompt(deps));
 }

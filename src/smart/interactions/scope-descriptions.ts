@@ -128,3 +128,27 @@ export function describeScope(raw: string, reader: ScopeReader): string {
       return `Use the permission “${raw}”`;
   }
 }
+
+/** v3-PurposeOfUse codes as the end of "The app asks for access …". */
+const PURPOSES: Readonly<Record<string, string>> = {
+  PATRQT: 'at the patient’s own request',
+  FAMRQT: 'at the request of a family member',
+  PWATRNY: 'under a power of attorney',
+  SUPNWK: 'for the patient’s support network',
+  TREAT: 'for treatment',
+  ETREAT: 'for emergency treatment',
+  COC: 'to coordinate care',
+  CAREMGT: 'for care management',
+  HPAYMT: 'to pay for health care',
+  CLMATTCH: 'to support an insurance claim',
+  COVERAGE: 'to check insurance coverage',
+  HOPERAT: 'for the running of health services',
+  HRESCH: 'for health research',
+  PUBHLTH: 'for public health',
+  HMARKT: 'for health care marketing',
+};
+
+/** A purpose of use in plain words; unknown codes are named as they are. */
+export function describePurpose(code: string): string {
+  return PURPOSES[code] ?? `for the purpose coded “${code}”`;
+}

@@ -23,6 +23,7 @@ export function userContextOf(user: ScimUser | undefined, fhirBase: string): Use
   if (fhirUser) context.fhirUser = fhirUser;
   const displayName = nameOf(user);
   if (displayName) context.displayName = displayName;
+  if (smart?.clearance) context.clearance = smart.clearance;
   if (kind === 'patient') {
     const own = ownPatientOf(fhirUser);
     if (own) context.ownPatient = own;

@@ -3,6 +3,8 @@ import { errors } from 'oidc-provider';
 import type { FhirServer } from '../../config/schema.js';
 import { findFhirServer, normaliseBase } from '../../provider/fhir-servers.js';
 import type { LaunchStore } from './launch-store.js';
+import { isManageClient } from '../../manage/manage-client.js';
+import { PURPOSE_CODE } from '../../consent/vocabulary.js';
 
 /**
  * SMART rules on the authorization request, run by oidc-provider after its own checks (client,
@@ -13,9 +15,31 @@ import type { LaunchStore } from './launch-store.js';
  *   becomes the resource indicator; `resource` is accepted as a synonym; one of them is required.
  * - `launch` is a live launch value made for this app and this `aud`; the `launch` scope and the
  *   `launch` parameter come together or not at all.
+ * - `purpose_of_use`, when sent, is a space-separated list of v3-PurposeOfUse codes (TREAT,
+ *   PATRQT, …), each one registered for the client when it lists `purposes_of_use`. The consent
+ *   page shows it and the patient's Consent records it.
+ *
+ * The internal management client (manage/) names no FHIR server: `aud` does not apply to it.
  */
 
-type SmartClient = Client & { fhir_servers?: string[] };
+type SmartClient = Client & { fhir_servers?: string[]; purposes_of_use?: string[] };
+
+/** Most purposes one request may name; a handful is already unusual. */
+const MAX_PURPOSES = 8;
+
+/**
+ * The codes of a `purpose_of_use` parameter, checked: well-formed, at most a few, and among the
+ * client's registered `purposes_of_use` when it has any.
+ */
+export function purposesOfUse(value: string, registered?: readonly string[]): string[] {
+  const codes = [...new Set(value.split(' ').filter(Boolean))];
+  if (!codes.length || codes.length > MAX_PURPOSES || codes.some((c) => !PURPOSE_CODE.test(c))) {
+    throw new errors.InvalidRequest(`purpose_of_use must be one to ${MAX_PURPOSES} space-separated v3-PurposeOfUse codes such as TREAT`);
+  }
+  const unregistered = registered ? codes.filter((c) => !registered.includes(c)) : [];
+  if (unregistered.length) throw new errors.InvalidRequest(`purpose_of_use ${shown(unregistered.join(' '))} is not registered for this app`);
+  return codes;
+}
 
 const MAX_ECHO = 200;
 
@@ -57,6 +81,7 @@ export interface AuthorizeRuleDeps {
 export function smartAuthorizationParams(deps: AuthorizeRuleDeps) {
   return {
     async aud(ctx: KoaContextWithOIDC, value: string | undefined, client: Client): Promise<void> {
+      if (isManageClient(client.clientId)) return;
       const resource = (ctx.oidc.params as { resource?: unknown }).resource;
       if (value === undefined || value === '') {
         if (resource === undefined) throw new errors.InvalidRequest('aud is required: the base URL of the FHIR server the app wants to use');
@@ -66,6 +91,11 @@ export function smartAuthorizationParams(deps: AuthorizeRuleDeps) {
       if (typeof resource !== 'string' || normaliseBase(resource) !== server.base) {
         throw new errors.InvalidRequest('aud and resource must name the same FHIR server');
       }
+    },
+
+    async purpose_of_use(_ctx: KoaContextWithOIDC, value: string | undefined, client: Client): Promise<void> {
+      if (value === undefined || value === '') return;
+      purposesOfUse(value, (client as SmartClient).purposes_of_use);
     },
 
     async launch(ctx: KoaContextWithOIDC, value: string | undefined, client: Client): Promise<void> {

@@ -19,6 +19,11 @@ export interface GrantContext {
   fhirUser?: string;
   /** The grant's refresh token ends with the user's session. */
   onlineAccess?: boolean;
+  /**
+   * The id of the patient's Consent that authorizes the grant's patient/ scopes (consent/). Not a
+   * token-response field; access tokens name it as `consent` (token-context.ts).
+   */
+  consentId?: string;
 }
 
 export class GrantContextStore {

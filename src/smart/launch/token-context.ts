@@ -3,6 +3,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { FhirServer } from '../../config/schema.js';
 import { findFhirServer } from '../../provider/fhir-servers.js';
 import type { GrantContext, GrantContextStore } from './grant-context.js';
+import { patientScopes } from '../../consent/scope-coverage.js';
 
 /**
  * The grant's launch context where SMART wants it: in the token response of the code exchange and
@@ -55,16 +56,40 @@ export function tokenResponseContext(deps: { tokenPath: string; grantContexts: P
   };
 }
 
+/** The part of the consent service the token path needs (consent/consent-service.ts). */
+export interface TokenConsentCheck {
+  assertActiveForGrant(grantId: string, scopes: string): Promise<{ resource: { id: string } }>;
+}
+
+function atTokenEndpoint(ctx: unknown): boolean {
+  return (ctx as { oidc?: { route?: unknown } } | undefined)?.oidc?.route === 'token';
+}
+
 /**
  * oidc-provider `extraTokenClaims`: user access tokens carry their grant's launch context and
  * `fhirUser`, stored with opaque tokens (introspection spreads them) and inside JWT ones.
+ *
+ * With `consents`, an access token with patient/ scopes issued by the token endpoint (code
+ * exchange, refresh) needs its grant's Consent to be active and to cover those scopes; otherwise
+ * the request fails with invalid_grant (a withdrawn or expired Consent also ends the grant). Such
+ * tokens name the Consent as `consent: "Consent/<id>"`, a reference into this server's
+ * /fhir/Consent API. Tokens minted in-process (no token request) are not checked.
  */
-export function launchContextClaims(deps: { grantContexts: Pick<GrantContextStore, 'get'>; fhirServers: readonly FhirServer[] }) {
-  return async (_ctx: unknown, token: { kind: string; grantId?: string; aud?: unknown; resourceServer?: { audience?: unknown } }): Promise<Record<string, unknown> | undefined> => {
+export function launchContextClaims(deps: { grantContexts: Pick<GrantContextStore, 'get'>; fhirServers: readonly FhirServer[]; consents?: TokenConsentCheck }) {
+  return async (
+    ctx: unknown,
+    token: { kind: string; grantId?: string; scope?: string; aud?: unknown; resourceServer?: { audience?: unknown } },
+  ): Promise<Record<string, unknown> | undefined> => {
     if (token.kind !== 'AccessToken' || !token.grantId) return undefined;
     const context = await deps.grantContexts.get(token.grantId);
     const claims: Record<string, unknown> = { ...launchContextFields(context, token.resourceServer?.audience ?? token.aud, deps.fhirServers) };
     if (context?.fhirUser) claims.fhirUser = context.fhirUser;
+    let consentId = context?.consentId;
+    const scope = token.scope ?? '';
+    if (deps.consents && atTokenEndpoint(ctx) && patientScopes(scope.split(' ').filter(Boolean)).length) {
+      consentId = (await deps.consents.assertActiveForGrant(token.grantId, scope)).resource.id;
+    }
+    if (consentId) claims.consent = `Consent/${consentId}`;
     return Object.keys(claims).length ? claims : undefined;
   };
 }

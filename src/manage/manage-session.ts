@@ -1,0 +1,121 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Context } from 'koa';
+import type Provider from 'oidc-provider';
+import type { PendingSignIn } from './sign-in.js';
+
+/**
+ * The management page's own session: a signed, httpOnly, SameSite=Lax cookie scoped to /manage
+ * naming the signed-in account. It ends with the sign-in it came from: every request checks that
+ * this server's sign-in session is still there for the same account (sign-out, expiry or another
+ * user in the same browser end it at once), and the cookie itself lasts no longer than a sign-in
+ * session may (ttl.session).
+ *
+ * Form tokens are an HMAC of the session id under the cookie keys, like the interaction forms'.
+ */
+
+export interface ManageSession {
+  /** Random id of this management session (binds the form tokens). */
+  sid: string;
+  /** Account id. */
+  sub: string;
+  /** Epoch seconds. */
+  exp: number;
+}
+
+export const SESSION_COOKIE = 'manage_session';
+export const PENDING_COOKIE = 'manage_signin';
+const COOKIE_PATH = '/manage';
+
+function encode(value: unknown): string {
+  return Buffer.from(JSON.stringify(value)).toString('base64url');
+}
+
+function decode(raw: string | undefined): Record<string, unknown> | undefined {
+  if (!raw) return undefined;
+  try {
+    const parsed = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as unknown;
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+export interface ManageSessionOptions {
+  provider: Provider;
+  /** The app's cookie keys (the provider's `keys`): the first signs, all verify. */
+  keys: readonly string[];
+  secure: boolean;
+  /** ttl.session: no management session outlives a sign-in session. */
+  sessionSeconds: number;
+}
+
+export class ManageSessions {
+  constructor(private readonly opts: ManageSessionOptions) {
+    if (!opts.keys.length) throw new Error('ManageSessions needs at least one key');
+  }
+
+  private cookieOptions(maxAgeSeconds: number) {
+    return { signed: true, httpOnly: true, sameSite: 'lax' as const, secure: this.opts.secure, path: COOKIE_PATH, maxAge: Math.max(0, maxAgeSeconds) * 1000, overwrite: true };
+  }
+
+  savePending(ctx: Context, pending: PendingSignIn): void {
+    ctx.cookies.set(PENDING_COOKIE, encode(pending), this.cookieOptions(pending.exp - nowSeconds()));
+  }
+
+  /** The pending sign-in, used up: a callback URL works once. */
+  takePending(ctx: Context): PendingSignIn | undefined {
+    const value = decode(ctx.cookies.get(PENDING_COOKIE, { signed: true }));
+    ctx.cookies.set(PENDING_COOKIE, '', this.cookieOptions(0));
+    if (!value) return undefined;
+    const { state, nonce, verifier, exp } = value;
+    if (typeof state !== 'string' || typeof nonce !== 'string' || typeof verifier !== 'string' || typeof exp !== 'number' || exp <= nowSeconds()) return undefined;
+    return { state, nonce, verifier, exp };
+  }
+
+  start(ctx: Context, sub: string): ManageSession {
+    const session: ManageSession = { sid: randomBytes(16).toString('base64url'), sub, exp: nowSeconds() + this.opts.sessionSeconds };
+    ctx.cookies.set(SESSION_COOKIE, encode(session), this.cookieOptions(session.exp - nowSeconds()));
+    return session;
+  }
+
+  /** The current session, or undefined (and the cookie cleared) when it is over. */
+  async current(ctx: Context): Promise<ManageSession | undefined> {
+    const value = decode(ctx.cookies.get(SESSION_COOKIE, { signed: true }));
+    if (!value) return undefined;
+    const { sid, sub, exp } = value;
+    if (typeof sid !== 'string' || typeof sub !== 'string' || typeof exp !== 'number' || exp <= nowSeconds() || !(await this.signedInAs(ctx, sub))) {
+      this.end(ctx);
+      return undefined;
+    }
+    return { sid, sub, exp };
+  }
+
+  end(ctx: Context): void {
+    ctx.cookies.set(SESSION_COOKIE, '', this.cookieOptions(0));
+  }
+
+  /** This server's sign-in session (oidc-provider's) is still there, for the same account. */
+  private async signedInAs(ctx: Context, sub: string): Promise<boolean> {
+    const session = await this.opts.provider.Session.get(ctx as never);
+    return session.accountId === sub;
+  }
+
+  csrfToken(session: ManageSession): string {
+    return ManageSessions.mac(this.opts.keys[0]!, session.sid);
+  }
+
+  verifyCsrf(session: ManageSession, presented: unknown): boolean {
+    if (typeof presented !== 'string' || !presented) return false;
+    const given = Buffer.from(presented);
+    return this.opts.keys.some((key) => {
+      const expected = Buffer.from(ManageSessions.mac(key, session.sid));
+      return expected.length === given.length && timingSafeEqual(expected, given);
+    });
+  }
+
+  private static mac(key: string, sid: string): string {
+    return createHmac('sha256', key).update(`smart-authz/manage-form\0${sid}`).digest('base64url');
+  }
+}
