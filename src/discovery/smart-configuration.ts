@@ -3,6 +3,7 @@ import type { Context, Next } from 'koa';
 import type { Config, FhirServer } from '../config/schema.js';
 import { ROUTES } from '../provider/configuration.js';
 import { MANAGE_PATHS } from '../manage/manage-client.js';
+import { CONTEXT_SCOPES } from '../smart/scope-syntax.js';
 
 /**
  * SMART capabilities this build really implements. Each string is a promise to clients (SMART
@@ -37,14 +38,7 @@ export const SMART_CAPABILITIES: readonly string[] = [
  * permissions and granular `?param=value` constraints work too.
  */
 export const SCOPES_SUPPORTED: readonly string[] = [
-  'openid',
-  'fhirUser',
-  'profile',
-  'launch',
-  'launch/patient',
-  'launch/encounter',
-  'offline_access',
-  'online_access',
+  ...CONTEXT_SCOPES,
   'patient/*.rs',
   'user/*.rs',
   'system/*.rs',

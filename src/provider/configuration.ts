@@ -19,6 +19,7 @@ import { audAsResource, smartAuthorizationParams } from '../smart/launch/authori
 import { launchContextClaims } from '../smart/launch/token-context.js';
 import type { ConsentService } from '../consent/consent-service.js';
 import { isManageClient } from '../manage/manage-client.js';
+import { CONTEXT_SCOPES } from '../smart/scope-syntax.js';
 
 /** Public paths. SMART clients and resource servers hard-code these, so they are kept stable. */
 export const ROUTES = {
@@ -36,7 +37,7 @@ export const ROUTES = {
 export const SMART_REGISTRATION_POLICY = 'smart-client';
 
 /** Non-resource scopes this server understands. Resource scopes are SMART patterns. */
-export const CONTEXT_SCOPES = ['openid', 'fhirUser', 'profile', 'offline_access', 'online_access', 'launch', 'launch/patient', 'launch/encounter'];
+export { CONTEXT_SCOPES };
 
 export interface ProviderDeps {
   config: Config;
@@ -138,7 +139,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
     },
-    scopes: CONTEXT_SCOPES,
+    scopes: [...CONTEXT_SCOPES],
     // SMART `aud` and `launch` (authorize-rules.ts); validated after oidc-provider's own checks.
     extraParams: smartAuthorizationParams({ fhirServers: config.fhirServers, launches }),
     // Also where a token with patient/ scopes meets its Consent: at the code exchange and at every
