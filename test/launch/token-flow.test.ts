@@ -1,4 +1,4 @@
-import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import {
   authorizeAndExchange,
@@ -103,10 +103,11 @@ describe('EHR launch token response', () => {
     expect(await launchStoreOf(t).get(result.launch)).toBeUndefined();
   });
 
-  test('the id_token is RS256 and names the user with an absolute fhirUser', () => {
+  test('the id_token is RS256, verifies against the published JWKS and names the user with an absolute fhirUser', async () => {
     const idToken = result.token.body.id_token as string;
     expect(decodeProtectedHeader(idToken).alg).toBe('RS256');
-    const claims = decodeJwt(idToken);
+    const jwks = (await t.request.get('/.well-known/jwks.json')).body;
+    const { payload: claims } = await jwtVerify(idToken, createLocalJWKSet(jwks), { issuer: 'http://localhost:3000', audience: 'chart', algorithms: ['RS256'] });
     expect(claims.aud).toBe('chart');
     expect(claims.sub).toBe(drId);
     expect(claims.fhirUser).toBe(`${FHIR}/Practitioner/dr-1`);
