@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { freePort } from './redis-server.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -12,24 +11,35 @@ export interface ServerProcess {
   exited: Promise<number | null>;
 }
 
-/** Runs the real entry point (`npm start` minus npm) as a child process. */
+/**
+ * Runs the real entry point (`npm start` minus npm) as a child process. It listens on a port the
+ * OS picks (PORT=0) and the test reads it from the "listening" log line: a port probed free
+ * beforehand could be taken by another test's server in the meantime, and a readiness check would
+ * then be answered by the wrong process.
+ */
 export async function startServerProcess(env: Record<string, string>, opts: { waitReady?: boolean } = {}): Promise<ServerProcess> {
-  const port = env.PORT ? Number(env.PORT) : await freePort();
   let out = '';
   let err = '';
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, AUTHZ_ISSUER: `http://localhost:${port}`, PORT: String(port), AUTHZ_HOST: '127.0.0.1', ...env },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, AUTHZ_ISSUER: 'http://localhost:3000', PORT: '0', AUTHZ_HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const url = `http://127.0.0.1:${port}`;
+  let url = 'http://127.0.0.1:0';
   if (opts.waitReady !== false) {
     const deadline = Date.now() + 20_000;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`server exited early (${proc.exitCode}): ${err}`);
+      const port = /"port":(\d+)[^\n]*"msg":"listening"/.exec(out)?.[1];
+      if (!port) {
+        if (Date.now() > deadline) throw new Error(`server did not start listening: ${err}`);
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      url = `http://127.0.0.1:${port}`;
       try {
         const res = await fetch(`${url}/readyz`);
         if (res.status === 200) break;
