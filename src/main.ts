@@ -3,7 +3,7 @@ import { createLogger } from './ops/logger.js';
 import { Metrics } from './ops/metrics.js';
 import { openRuntime, StartupError } from './runtime.js';
 import { resolveCookieKeys } from './config/cookie-keys.js';
-import { listen } from './server.js';
+import { listen, readTls } from './server.js';
 import { startKeyWatcher } from './keys/keystore.js';
 import { KeyStoreError } from './keys/errors.js';
 
@@ -19,6 +19,7 @@ async function main(): Promise<void> {
   let config;
   try {
     config = loadConfig();
+    readTls(config); // unreadable TLS files are configuration errors too, reported before anything starts
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;

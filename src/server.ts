@@ -17,7 +17,8 @@ export interface HttpServer {
   close(graceMs: number): Promise<void>;
 }
 
-function readTls(config: Config): { cert: Buffer; key: Buffer } | undefined {
+/** Reads the certificate and key; a file that cannot be read is a ConfigError naming its setting. */
+export function readTls(config: Config): { cert: Buffer; key: Buffer } | undefined {
   if (!config.tls) return undefined;
   const read = (file: string, env: string) => {
     try {

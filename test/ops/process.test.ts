@@ -1,6 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { request as httpRequest, Agent } from 'node:http';
-import { startServerProcess } from '../support/server-process.js';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { getStatus, startServerProcess } from '../support/server-process.js';
 
 const base = () => ({ REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: `p-${randomUUID().slice(0, 8)}:`, AUTHZ_LOG_LEVEL: 'info' });
 
@@ -74,5 +78,28 @@ describe('the server process', () => {
     expect(log).toMatch(/"requestId":"[0-9a-f-]{36}"/);
     expect(log).toMatch(/"path":"\/authorize"/);
     for (const secret of ['SECRETVERIFIER', 'STATEVALUE', 'WRONGSECRET', 'PLAINSECRET', 'demo-fhir-server-secret', 'Basic ']) expect(log).not.toContain(secret);
+  });
+
+  test('serves HTTPS itself with a certificate, TLS 1.2 at least', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tls-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+    const server = await startServerProcess({ ...base(), AUTHZ_TLS_CERT: cert, AUTHZ_TLS_KEY: key, AUTHZ_ISSUER: 'https://localhost:3443' }, { https: true });
+    try {
+      expect(await getStatus(`${server.url}/healthz`)).toBe(200);
+      expect(server.stdout()).toMatch(/"tls":true/);
+      await expect(getStatus(`${server.url}/healthz`, { maxVersion: 'TLSv1.1' })).rejects.toThrow();
+    } finally {
+      server.proc.kill('SIGTERM');
+      await server.exited;
+    }
+  });
+
+  test('a TLS file that cannot be read is one clear line', async () => {
+    const server = await startServerProcess({ ...base(), AUTHZ_TLS_CERT: '/nonexistent/cert.pem', AUTHZ_TLS_KEY: '/nonexistent/key.pem' }, { waitReady: false });
+    expect(await server.exited).toBe(1);
+    expect(server.stderr().trim().split('\n')).toHaveLength(1);
+    expect(server.stderr().trim()).toMatch(/^config error: AUTHZ_TLS_CERT file \/nonexistent\/cert.pem cannot be read \(ENOENT\)$/);
   });
 });

@@ -1,7 +1,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** GET and return the status; self-signed certificates are accepted (test servers only). */
+export function getStatus(url: string, tls: { maxVersion?: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' } = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = (url.startsWith('https:') ? httpsGet : httpGet)(url, { rejectUnauthorized: false, ...tls }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+  });
+}
 
 export interface ServerProcess {
   proc: ChildProcess;
@@ -17,7 +30,7 @@ export interface ServerProcess {
  * beforehand could be taken by another test's server in the meantime, and a readiness check would
  * then be answered by the wrong process.
  */
-export async function startServerProcess(env: Record<string, string>, opts: { waitReady?: boolean } = {}): Promise<ServerProcess> {
+export async function startServerProcess(env: Record<string, string>, opts: { waitReady?: boolean; https?: boolean } = {}): Promise<ServerProcess> {
   let out = '';
   let err = '';
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
@@ -39,10 +52,9 @@ export async function startServerProcess(env: Record<string, string>, opts: { wa
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
-      url = `http://127.0.0.1:${port}`;
+      url = `${opts.https ? 'https' : 'http'}://127.0.0.1:${port}`;
       try {
-        const res = await fetch(`${url}/readyz`);
-        if (res.status === 200) break;
+        if ((await getStatus(`${url}/readyz`)) === 200) break;
       } catch {
         /* not listening yet */
       }
