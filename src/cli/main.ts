@@ -104,7 +104,9 @@ function longestSignedLifetime(rt: Runtime): number {
 }
 
 async function keys(args: string[], out: Out): Promise<void> {
-  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { force: { type: 'boolean' } } });
+  // Key ids are base64url thumbprints and may start with "-", so only the known flag is an option.
+  const values = { force: args.includes('--force') };
+  const positionals = args.filter((a) => a !== '--force' && a !== '--');
   const [command, arg] = positionals;
   switch (command) {
     case 'list':

@@ -63,3 +63,9 @@ describe('admin CLI', () => {
     expect((await cli('help')).join('\n')).toMatch(/Usage: smart-authz/);
   });
 });
+
+describe('admin CLI: key ids that look like options', () => {
+  test('a kid starting with "-" is taken as a key id, not an option', async () => {
+    await expect(cli('keys', 'promote', '-notAKidButLooksLikeOne')).rejects.toThrow(/-notAKidButLooksLikeOne/);
+  });
+});
