@@ -1,3 +1,4 @@
+import { jest } from '@jest/globals';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import {
@@ -276,5 +277,20 @@ describe('scopes_supported', () => {
     expect(scopeSet(token.body.scope)).toEqual(scopeSet(appScopes.join(' ')));
     expect(token.body).toMatchObject({ patient: 'pat-1', encounter: 'enc-1' });
     expect(typeof token.body.refresh_token).toBe('string');
+  });
+});
+
+describe('one grant-context read per token request', () => {
+  test('a refresh reads the launch context once for both the token and the response', async () => {
+    const { GrantContextStore } = await import('../../src/smart/launch/grant-context.js');
+    const flow = await authorizeAndExchange(t, { client_id: 'chart', redirect_uri: CB, scope: 'openid fhirUser offline_access user/*.rs', aud: FHIR }, drId);
+    const spy = jest.spyOn(GrantContextStore.prototype, 'get');
+    try {
+      const res = await refresh('chart', flow.token.body.refresh_token);
+      expect(res.status).toBe(200);
+      expect(spy).toHaveBeenCalledTimes(1);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });

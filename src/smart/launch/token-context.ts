@@ -39,6 +39,28 @@ type TokenCtx = Context & Partial<Pick<KoaContextWithOIDC, 'oidc'>>;
  * Post-middleware of the token endpoint. `Pragma: no-cache` goes on every token response,
  * errors included (SMART: Cache-Control: no-store, which oidc-provider sets, and Pragma).
  */
+/**
+ * A token request reads its grant's context twice: while the access token is minted
+ * (extraTokenClaims) and when the response is written. One Redis read serves both: the promise is
+ * kept on the request's Koa context (the same object in both places) for that request only.
+ */
+const perRequest = new WeakMap<object, Map<string, Promise<GrantContext | undefined>>>();
+
+function grantContextOf(store: Pick<GrantContextStore, 'get'>, ctx: unknown, grantId: string): Promise<GrantContext | undefined> {
+  if (typeof ctx !== 'object' || ctx === null) return store.get(grantId);
+  let reads = perRequest.get(ctx);
+  if (!reads) {
+    reads = new Map();
+    perRequest.set(ctx, reads);
+  }
+  let read = reads.get(grantId);
+  if (!read) {
+    read = store.get(grantId);
+    reads.set(grantId, read);
+  }
+  return read;
+}
+
 export function tokenResponseContext(deps: { tokenPath: string; grantContexts: Pick<GrantContextStore, 'get'>; fhirServers: readonly FhirServer[] }) {
   return async function addLaunchContext(ctx: TokenCtx, next: Next): Promise<void> {
     if (ctx.path !== deps.tokenPath) return next();
@@ -51,7 +73,7 @@ export function tokenResponseContext(deps: { tokenPath: string; grantContexts: P
     const grantId = oidc.entities.AuthorizationCode?.grantId ?? oidc.entities.RefreshToken?.grantId;
     const body = ctx.body as Record<string, unknown> | undefined;
     if (!grantId || typeof body !== 'object' || body === null) return;
-    const fields = launchContextFields(await deps.grantContexts.get(grantId), oidc.entities.AccessToken?.aud, deps.fhirServers);
+    const fields = launchContextFields(await grantContextOf(deps.grantContexts, ctx, grantId), oidc.entities.AccessToken?.aud, deps.fhirServers);
     ctx.body = { ...body, ...fields };
   };
 }
@@ -81,7 +103,7 @@ export function launchContextClaims(deps: { grantContexts: Pick<GrantContextStor
     token: { kind: string; grantId?: string; scope?: string; aud?: unknown; resourceServer?: { audience?: unknown } },
   ): Promise<Record<string, unknown> | undefined> => {
     if (token.kind !== 'AccessToken' || !token.grantId) return undefined;
-    const context = await deps.grantContexts.get(token.grantId);
+    const context = await grantContextOf(deps.grantContexts, ctx, token.grantId);
     const claims: Record<string, unknown> = { ...launchContextFields(context, token.resourceServer?.audience ?? token.aud, deps.fhirServers) };
     if (context?.fhirUser) claims.fhirUser = context.fhirUser;
     let consentId = context?.consentId;
