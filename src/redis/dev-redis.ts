@@ -201,7 +201,8 @@ function isExecutableFile(path: string): boolean {
   }
 }
 
-function freeLoopbackPort(): Promise<number> {
+/** A port nothing listens on right now (loopback); the caller should bind it soon. */
+export function freeLoopbackPort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const srv = createServer();
     srv.unref();
