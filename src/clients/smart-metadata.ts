@@ -2,6 +2,8 @@ import { errors } from 'oidc-provider';
 import { clientJwksProblem } from './client-keys.js';
 import { KIND_RULES, SMART_CLIENT_KINDS, isSmartClientKind, type SmartClientKind } from './client-kinds.js';
 import { parseScopePattern } from './scope-patterns.js';
+import { isEmergencyPurpose, isPurpose } from '../hcs/vocabulary.js';
+import { listPermits } from '../hcs/policy.js';
 
 export { applyKindDefaults, SMART_CLIENT_KINDS, type SmartClientKind } from './client-kinds.js';
 
@@ -16,7 +18,17 @@ export { applyKindDefaults, SMART_CLIENT_KINDS, type SmartClientKind } from './c
  * spans several properties (kind vs auth method and grants, keys, redirect URIs), so they run once
  * for every client whatever else is present.
  */
-export const SMART_CLIENT_PROPERTIES = ['smart_client_kind', 'smart_scopes', 'fhir_servers', 'launch_url', 'purposes_of_use', 'jku_allowlist', 'smart_remember_consent'] as const;
+export const SMART_CLIENT_PROPERTIES = [
+  'smart_client_kind',
+  'smart_scopes',
+  'fhir_servers',
+  'launch_url',
+  'purposes_of_use',
+  'default_purposes_of_use',
+  'test_account',
+  'jku_allowlist',
+  'smart_remember_consent',
+] as const;
 
 export interface ClientMetadataPolicy {
   production: boolean;
@@ -27,7 +39,6 @@ export interface ClientMetadataPolicy {
 export type ClientMetadataValidator = (ctx: unknown, key: string, value: unknown, metadata: Record<string, unknown>) => void;
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
-const PURPOSE_CODE = /^[A-Z][A-Z0-9_-]*$/;
 
 function fail(description: string): never {
   throw new errors.InvalidClientMetadata(description);
@@ -212,8 +223,23 @@ export function createClientMetadataValidator(policy: ClientMetadataPolicy): Cli
       case 'purposes_of_use':
         if (value === undefined) return;
         stringArray('purposes_of_use', value).forEach((code, i) => {
-          if (!PURPOSE_CODE.test(code)) fail(`purposes_of_use[${i}] ${quote(code)} must be a code like TREAT or HPAYMT (upper-case letters, digits, _ and -)`);
+          if (!isPurpose(code)) fail(`purposes_of_use[${i}] ${quote(code)} must be a v3-PurposeOfUse code like TREAT or HPAYMT`);
         });
+        return;
+      case 'default_purposes_of_use': {
+        // What tokens assert when a request names no purpose: never an emergency (that needs a
+        // person and a reason), and within purposes_of_use when the client registers those.
+        if (value === undefined) return;
+        const registered = Array.isArray(metadata.purposes_of_use) ? (metadata.purposes_of_use as string[]) : undefined;
+        stringArray('default_purposes_of_use', value).forEach((code, i) => {
+          if (!isPurpose(code)) fail(`default_purposes_of_use[${i}] ${quote(code)} must be a v3-PurposeOfUse code like TREAT or HPAYMT`);
+          if (isEmergencyPurpose(code)) fail(`default_purposes_of_use[${i}] ${quote(code)} is an emergency purpose: break the glass is asserted per request, never by default`);
+          if (registered && !listPermits(registered, code, true)) fail(`default_purposes_of_use[${i}] ${quote(code)} is not among purposes_of_use`);
+        });
+        return;
+      }
+      case 'test_account':
+        if (value !== undefined && typeof value !== 'boolean') fail('test_account must be true or false');
         return;
       case 'smart_remember_consent':
         // Absent means true: a patient's active consent spares them the page for the same app and

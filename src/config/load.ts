@@ -6,7 +6,7 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-type Kind = 'string' | 'int' | 'bool' | 'list' | 'hostports' | 'fhirServers' | 'words';
+type Kind = 'string' | 'int' | 'bool' | 'list' | 'hostports' | 'fhirServers' | 'words' | 'jsonFile';
 
 /** Environment variable → config path. Environment wins over the JSON file. */
 export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
@@ -60,6 +60,14 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_DEMO_DATA', 'demoData', 'bool'],
   ['AUTHZ_CONSENT_FHIR_SERVER', 'consents.fhirServer', 'string'],
   ['AUTHZ_CONSENT_FHIR_TOKEN', 'consents.fhirServerToken', 'string'],
+  ['AUTHZ_HCS_POLICY', 'hcs', 'jsonFile'],
+  ['AUTHZ_HCS_DEFAULT_CEILING', 'hcs.defaultCeiling', 'string'],
+  ['AUTHZ_HCS_CHECK_CLIENT_PURPOSES', 'hcs.checks.clientPurposes', 'string'],
+  ['AUTHZ_HCS_CHECK_USER_PURPOSES', 'hcs.checks.userPurposes', 'string'],
+  ['AUTHZ_HCS_CHECK_BREAK_THE_GLASS', 'hcs.checks.breakTheGlass', 'string'],
+  ['AUTHZ_BTG_ACCESS_TOKEN_TTL', 'hcs.breakTheGlass.accessTokenTtl', 'int'],
+  ['AUTHZ_BTG_WEBHOOK_URL', 'hcs.breakTheGlass.webhookUrl', 'string'],
+  ['AUTHZ_BTG_WEBHOOK_SECRET', 'hcs.breakTheGlass.webhookSecret', 'string'],
 ];
 
 function convert(name: string, kind: Kind, raw: string): unknown {
@@ -84,6 +92,8 @@ function convert(name: string, kind: Kind, raw: string): unknown {
         if (!m) throw new ConfigError(`config error: ${name} must be a comma-separated list of host:port, got "${hp.trim()}"`);
         return { host: m[1], port: Number(m[2]) };
       });
+    case 'jsonFile':
+      return readFile(value, name);
     case 'fhirServers':
       // `https://fhir.example/r4` or `tenantA=https://fhir.example/a`, comma separated.
       return value.split(',').map((entry) => {
@@ -106,19 +116,19 @@ function setPath(target: Record<string, unknown>, path: string, value: unknown):
   node[parts[parts.length - 1]!] = value;
 }
 
-function readFile(path: string): Record<string, unknown> {
+function readFile(path: string, name = 'AUTHZ_CONFIG'): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(`config error: AUTHZ_CONFIG file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new ConfigError(`config error: ${name} file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   try {
     const parsed: unknown = JSON.parse(text);
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
     return parsed as Record<string, unknown>;
   } catch (err) {
-    throw new ConfigError(`config error: AUTHZ_CONFIG file ${path} is not a JSON object (${(err as Error).message})`);
+    throw new ConfigError(`config error: ${name} file ${path} is not a JSON object (${(err as Error).message})`);
   }
 }
 

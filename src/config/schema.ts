@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { hcsPolicySchema } from '../hcs/policy.js';
 
 /**
  * The whole runtime configuration. Every setting has a default that is right for a developer's
@@ -162,6 +163,8 @@ export const configSchema = z
         fhirServerToken: z.string().min(1).optional(),
       })
       .default({}),
+    /** HL7 HCS policy: purposes of use, obligations, ceilings, break the glass (hcs/policy.ts). */
+    hcs: hcsPolicySchema.prefault({}),
     /** Seed demo clients (and later users) in development mode. */
     demoData: z.boolean().default(true),
   })

@@ -222,6 +222,10 @@ export const SMART_USER_SCHEMA_DEF: SchemaDef = {
       canonicalValues: CLEARANCE_LEVELS,
       restrictValues: true,
     }),
+    str('npi', 'National Provider Identifier (10 digits with a valid check digit), sent to resource servers in tokens.', { caseExact: true }),
+    attr('organizationId', 'reference', "The user's organization as a URI such as urn:oid:1.2.3 (its name is the enterprise extension's organization).", { caseExact: true, referenceTypes: ['uri'] }),
+    attr('breakTheGlass', 'boolean', 'May assert an emergency purpose of use (ETREAT, BTG) with a stated reason; every use is flagged for review.'),
+    attr('testAccount', 'boolean', 'A test account: its tokens carry purpose of use HTEST only, so resource servers serve it test data.'),
     attr('locked', 'boolean', 'True while sign-in is locked after repeated failures; write false to unlock. Other writes are refused.'),
   ],
 };

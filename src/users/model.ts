@@ -67,6 +67,14 @@ export interface SmartUserExtension {
   purposesOfUse?: string[];
   /** The highest confidentiality label the user may see. */
   clearance?: Clearance;
+  /** National Provider Identifier (10 digits), put in tokens as IUA `national_provider_identifier`. */
+  npi?: string;
+  /** The user's organization as a URI (e.g. `urn:oid:…`), IUA `subject_organization_id`; its name is the enterprise `organization`. */
+  organizationId?: string;
+  /** May break the glass (assert ETREAT/BTG) in an emergency; roles listed in the HCS policy may too. */
+  breakTheGlass?: boolean;
+  /** A test account: its tokens carry purpose of use HTEST only, so resource servers serve it test data. */
+  testAccount?: boolean;
   /** True while sign-in is locked after too many failures; only `false` may be written (unlocks). */
   locked?: boolean;
 }

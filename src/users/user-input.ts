@@ -2,6 +2,8 @@ import { invalidValue, mutability } from '../scim/errors.js';
 import { readResource } from '../scim/resource-input.js';
 import { USER_RESOURCE } from '../scim/schema-definitions.js';
 import { SMART_USER_SCHEMA, type SmartUserExtension } from './model.js';
+import { isPurpose } from '../hcs/vocabulary.js';
+import { isValidNpi } from '../hcs/npi.js';
 
 /**
  * A User as a client sent it (POST, PUT, or a PATCH result), checked against the schemas and the
@@ -17,7 +19,6 @@ const FHIR_ID = '[A-Za-z0-9\\-.]{1,64}';
 const RELATIVE_FHIR_USER = new RegExp(`^${FHIR_TYPES}/${FHIR_ID}$`);
 const ABSOLUTE_FHIR_USER_PATH = new RegExp(`/${FHIR_TYPES}/${FHIR_ID}$`);
 const PATIENT_REFERENCE = new RegExp(`^(Patient/)?${FHIR_ID}$`);
-const PURPOSE_CODE = /^[A-Z][A-Z0-9]*$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
@@ -56,9 +57,13 @@ function checkSmartExtension(ext: SmartUserExtension): void {
     if (!URL.canParse(r.system)) throw invalidValue(`${label}:roles[${i}].system must be an absolute URI naming the code system`);
   });
   ext.purposesOfUse?.forEach((code, i) => {
-    if (!PURPOSE_CODE.test(code)) throw invalidValue(`${label}:purposesOfUse[${i}] must be a v3-ActReason code such as TREAT (upper-case letters and digits)`);
+    if (!isPurpose(code)) throw invalidValue(`${label}:purposesOfUse[${i}] must be a v3-PurposeOfUse code such as TREAT, HPAYMT or HRESCH`);
   });
   if (ext.purposesOfUse) ext.purposesOfUse = [...new Set(ext.purposesOfUse)];
+  if (ext.npi !== undefined && !isValidNpi(ext.npi)) throw invalidValue(`${label}:npi must be a National Provider Identifier: 10 digits with a valid check digit`);
+  if (ext.organizationId !== undefined && (!URL.canParse(ext.organizationId) || CONTROL.test(ext.organizationId))) {
+    throw invalidValue(`${label}:organizationId must be an absolute URI such as urn:oid:2.16.840.1.113883.19`);
+  }
 }
 
 export function parseUserInput(input: unknown, current: { locked: boolean } = { locked: false }): ParsedUser {

@@ -118,7 +118,7 @@ describe('rejected metadata names the field and the problem', () => {
     ['scopes on a resource server', () => client('resource_server', { smart_scopes: ['system/*.rs'] }), /^smart_scopes must be empty for resource_server clients/],
     ['launch_url on a backend service', () => client('backend_service', { launch_url: 'https://bulk.example.org/launch' }), /^launch_url is only for apps launched from the EHR, not backend_service clients$/],
     ['http launch_url on a public host', () => client('public_app', { launch_url: 'http://app.example.org/launch' }), /^launch_url must use https/],
-    ['bad purpose of use', () => client('public_app', { purposes_of_use: ['TREAT', 'treatment'] }), /^purposes_of_use\[1\] "treatment" must be a code like TREAT/],
+    ['bad purpose of use', () => client('public_app', { purposes_of_use: ['TREAT', 'treatment'] }), /^purposes_of_use\[1\] "treatment" must be a v3-PurposeOfUse code like TREAT/],
     ['http jku', () => client('backend_service', { jku_allowlist: ['http://localhost/jwks'] }), /^jku_allowlist\[0\] must use https$/],
     ['redirect URI with a fragment', () => client('public_app', { redirect_uris: ['https://app.example.org/cb#x'] }), /^redirect_uris\[0\] must not contain a fragment$/],
   ];
