@@ -46,6 +46,7 @@ import { clientRegistryFor } from './clients/wiring.js';
 import { GrantUsage, grantUsageTracking } from './smart/launch/grant-usage.js';
 import { manageRoutes } from './manage/routes.js';
 import { ensureManageClient } from './manage/manage-client.js';
+import { BreakTheGlassAlerts } from './hcs/break-the-glass.js';
 
 export interface AppDeps {
   config: Config;
@@ -103,7 +104,14 @@ export function buildApp(deps: AppDeps): Provider {
   // Made before the provider so its configuration can consult consents on the token path.
   const consents = createConsentService({ config, redis, keyspace, adapters, grantContexts, provider: () => provider, logger });
   const fhirUserBase = config.fhirServers[0]!.base;
-  const recorder = new ContextRecorder({ launches, contexts: grantContexts, grantTtlSeconds: config.ttl.grant });
+  const recorder = new ContextRecorder({
+    launches,
+    contexts: grantContexts,
+    grantTtlSeconds: config.ttl.grant,
+    hcs: config.hcs,
+    alerts: new BreakTheGlassAlerts(config.hcs.breakTheGlass, logger),
+    logger,
+  });
   const usage = new GrantUsage(redis, keyspace, config.ttl.grant);
   const consentLifetimes = { refreshToken: config.ttl.refreshToken, session: config.ttl.session };
   const provider = new Provider(
@@ -115,6 +123,7 @@ export function buildApp(deps: AppDeps): Provider {
       cookieKeys: deps.cookieKeys,
       redis,
       keyspace,
+      logger,
       fetch: createProviderFetch(fetcher) as never,
       jwksFetcher: fetcher,
       findAccount: findAccount(users, { fhirBase: config.fhirServers[0]!.base }),

@@ -5,6 +5,7 @@ import { claimOnce } from '../storage/claim-once.js';
 import { assertionProblem, jtiMemorySeconds } from './assertion-rules.js';
 import { ROUTES } from '../provider/configuration.js';
 import type { JwksFetcher } from './jwks-fetch.js';
+import { rememberB2bAssertion } from '../hcs/backend-claims.js';
 
 export const CLOCK_TOLERANCE_SECONDS = 15;
 
@@ -45,5 +46,7 @@ export function clientAssertionHook(issuer: string, redis: RedisClient, keyspace
     }
     const first = await claimOnce(redis, keyspace, 'client-assertion', `${client.clientId}\n${claims.jti as string}`, jtiMemorySeconds(claims.exp as number, now, CLOCK_TOLERANCE_SECONDS));
     if (!first) throw new errors.InvalidClientAuth('jti has already been used (client assertions are single-use)');
+    // The UDAP hl7-b2b context (purpose of use, subject) rides in the assertion; the token's claims use it.
+    rememberB2bAssertion(ctx, claims);
   };
 }

@@ -16,7 +16,9 @@ import type { SmartPromptDeps } from '../smart/interactions/prompts.js';
 import type { LaunchStore } from '../smart/launch/launch-store.js';
 import type { GrantContextStore } from '../smart/launch/grant-context.js';
 import { audAsResource, smartAuthorizationParams } from '../smart/launch/authorize-rules.js';
-import { launchContextClaims } from '../smart/launch/token-context.js';
+import { grantContextOf, launchContextClaims } from '../smart/launch/token-context.js';
+import { backendHcsClaims } from '../hcs/backend-claims.js';
+import type { Logger } from 'pino';
 import type { ConsentService } from '../consent/consent-service.js';
 import { isManageClient } from '../manage/manage-client.js';
 import { CONTEXT_SCOPES } from '../smart/scope-syntax.js';
@@ -57,6 +59,7 @@ export interface ProviderDeps {
   consents?: Pick<ConsentService, 'assertActiveForGrant'>;
   /** The SMART steps between login and consent (patient/encounter pickers, context recording). */
   smartPrompts?: SmartPromptDeps;
+  logger?: Logger;
   /** Awaited while a JWT access token is issued: records its revocable marker. */
   onJwtAccessToken?: (token: { jti: string; grantId?: string; kind: string; expiration: number }, payload: Record<string, unknown>) => Promise<void>;
 }
@@ -109,8 +112,20 @@ function downscopeClientCredentials(ctx: KoaContextWithOIDC, client: ClientWithS
   return params.scope;
 }
 
-export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, jwksFetcher, launches, grantContexts, consents, smartPrompts, onJwtAccessToken }: ProviderDeps): Configuration {
+/** The grant a token request draws on (code exchange or refresh), if any. */
+function requestGrantId(ctx: KoaContextWithOIDC): string | undefined {
+  return ctx.oidc.entities.AuthorizationCode?.grantId ?? ctx.oidc.entities.RefreshToken?.grantId;
+}
+
+export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, jwksFetcher, launches, grantContexts, consents, smartPrompts, onJwtAccessToken, logger }: ProviderDeps): Configuration {
   const secureCookies = new URL(config.issuer).protocol === 'https:';
+  const userTokenClaims = launchContextClaims({ grantContexts, fhirServers: config.fhirServers, ...(consents ? { consents } : {}) });
+  const backendTokenClaims = backendHcsClaims(config.hcs, logger);
+  /** Emergency (break-the-glass) grants: short-lived access tokens and no refresh token. */
+  const isEmergencyGrant = async (ctx: KoaContextWithOIDC): Promise<boolean> => {
+    const grantId = requestGrantId(ctx);
+    return Boolean(grantId && (await grantContextOf(grantContexts, ctx, grantId))?.hcs?.breakTheGlass);
+  };
   return {
     adapter,
     jwks,
@@ -141,14 +156,17 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
     },
     scopes: [...CONTEXT_SCOPES],
     // SMART `aud` and `launch` (authorize-rules.ts); validated after oidc-provider's own checks.
-    extraParams: smartAuthorizationParams({ fhirServers: config.fhirServers, launches }),
+    extraParams: smartAuthorizationParams({ fhirServers: config.fhirServers, launches, hcs: config.hcs, ...(logger ? { logger } : {}) }),
     // Also where a token with patient/ scopes meets its Consent: at the code exchange and at every
     // refresh a withdrawn or expired Consent ends the grant (invalid_grant).
-    extraTokenClaims: launchContextClaims({ grantContexts, fhirServers: config.fhirServers, ...(consents ? { consents } : {}) }) as unknown as Configuration['extraTokenClaims'],
+    // Purpose of use, subject and handling rules (hcs/) ride along as `extensions` in both kinds.
+    extraTokenClaims: (async (ctx: unknown, token: { kind: string }) =>
+      token.kind === 'ClientCredentials' ? backendTokenClaims(ctx) : userTokenClaims(ctx, token as Parameters<typeof userTokenClaims>[1])) as unknown as Configuration['extraTokenClaims'],
     // offline_access outlives the browser session; online_access (and no refresh scope at all)
     // ends with it: logout or session expiry revokes the grant's tokens.
     expiresWithSession: (_ctx, source) => !source.scopes.has('offline_access'),
-    issueRefreshToken: (_ctx, client, source) => client.grantTypeAllowed('refresh_token') && REFRESH_SCOPES.some((s) => source.scopes.has(s)),
+    issueRefreshToken: async (ctx, client, source) =>
+      client.grantTypeAllowed('refresh_token') && REFRESH_SCOPES.some((s) => source.scopes.has(s)) && !(await isEmergencyGrant(ctx)),
     claims: {
       openid: ['sub'],
       fhirUser: ['fhirUser'],
@@ -219,7 +237,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
           return bases.length === 1 ? bases[0]! : undefined!;
         },
         useGrantedResource: () => true,
-        getResourceServerInfo: (ctx, resourceIndicator, client) => {
+        getResourceServerInfo: async (ctx, resourceIndicator, client) => {
           const server = findFhirServer(config.fhirServers, resourceIndicator);
           const allowed = (client as unknown as ClientWithSmart).fhir_servers;
           if (!server || (allowed && !allowed.includes(server.base))) {
@@ -232,11 +250,13 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
           } else {
             scope = appResourceScopes(ctx, resourceIndicator, smartClient);
           }
+          let accessTokenTTL = ctx.oidc.params?.grant_type === 'client_credentials' ? config.ttl.backendAccessToken : config.ttl.accessToken;
+          if (ctx.oidc.route === 'token' && (await isEmergencyGrant(ctx))) accessTokenTTL = Math.min(accessTokenTTL, config.hcs.breakTheGlass.accessTokenTtl);
           return {
             scope,
             audience: server.base,
             accessTokenFormat: server.accessTokenFormat,
-            accessTokenTTL: ctx.oidc.params?.grant_type === 'client_credentials' ? config.ttl.backendAccessToken : config.ttl.accessToken,
+            accessTokenTTL,
             ...(server.accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
           };
         },

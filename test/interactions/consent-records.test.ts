@@ -119,11 +119,11 @@ afterAll(async () => {
 describe('the consent page', () => {
   test('shows the app (https logo, home page), the patient, why and for how long', async () => {
     const who = await newPatient();
-    const { html } = await consentPage(params('openid launch/patient patient/Observation.rs offline_access', { purpose_of_use: 'TREAT' }), who);
+    const { html } = await consentPage(params('openid launch/patient patient/Observation.rs offline_access', { purpose_of_use: 'PATRQT' }), who);
     expect(html).toContain('<img src="https://cdn.example.org/growth/logo.png" alt="" width="48" height="48" class="app-logo">');
     expect(html).toContain('<a href="https://growth.example.org/about" rel="noopener noreferrer">About this app</a>');
     expect(html).toContain('<strong>Growth Tracker</strong> is asking for access to <strong>your own record</strong>');
-    expect(html).toContain('<strong>Why:</strong> for treatment.');
+    expect(html).toContain('<strong>Why:</strong> at the patient’s own request.');
     const until = /<time datetime="([^"]+)">([^<]+)<\/time> if you let it keep access while you are away; otherwise only while you are signed in/.exec(html);
     expect(until).not.toBeNull();
     const expected = Date.now() + t.config.ttl.refreshToken * 1000;
@@ -150,7 +150,8 @@ describe('the consent page', () => {
     expect(html).toContain('>Create, read, update, delete and search your MedicationRequest records (prescriptions)</label>');
     expect(html).toContain('>Read and search your Observation records (lab results, vital signs and other measurements), only those in the category “vital signs”</label>');
     expect(html).toContain('<strong>For how long:</strong>\n    only while you are signed in.');
-    expect(html).not.toContain('id="purpose"');
+    // No purpose_of_use: a patient acting for themselves asserts PATRQT (hcs/decision.ts).
+    expect(html).toContain('<strong>Why:</strong> at the patient’s own request.');
   });
 
   test('purpose_of_use must be well-formed and registered for the app', async () => {
@@ -222,10 +223,11 @@ describe('Allow and Deny become R4 Consents', () => {
   });
 
   test('Deny records a rejected Consent of what was asked, and the app gets access_denied', async () => {
-    const who = await newPatient();
+    const who = await newUser({ fhirUser: `Patient/p-${randomUUID().slice(0, 8)}`, purposesOfUse: ['PATRQT', 'HRESCH'] });
+    const patientId = (await directoryOf(t).users.findByUserName(who.username))![SMART_USER_SCHEMA]!.fhirUser!.split('/')[1]!;
     const flow = await authorizeThroughPages(t, params('openid launch/patient patient/*.rs', { purpose_of_use: 'HRESCH' }), { ...who, consent: 'deny' });
     expect(flow.error).toBe('access_denied');
-    const [consent, ...others] = await consentsOf(who.patientId);
+    const [consent, ...others] = await consentsOf(patientId);
     expect(others).toEqual([]);
     expect(consentProblems(consent!.resource as unknown as Record<string, unknown>)).toEqual([]);
     expect(consent!).toMatchObject({ status: 'rejected', scopes: ['openid', 'launch/patient', 'patient/*.rs'] });
@@ -249,7 +251,7 @@ describe('Allow and Deny become R4 Consents', () => {
 
   test('a clinician in an EHR launch consents as a Practitioner, with the requested purpose and their clearance', async () => {
     const drId = `dr-${randomUUID().slice(0, 8)}`;
-    const who = await newUser({ fhirUser: `Practitioner/${drId}`, clearance: 'N' });
+    const who = await newUser({ fhirUser: `Practitioner/${drId}`, clearance: 'N', purposesOfUse: ['TREAT'] });
     const patientId = `ehr-${randomUUID().slice(0, 8)}`;
     const launch = await launchStoreOf(t).create({ patient: patientId, clientId: APP, createdBy: 'ehr' });
     const flow = await authorizeThroughPages(t, params('launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'TREAT' }), who);

@@ -2,7 +2,9 @@ import type { FhirServer } from '../../config/schema.js';
 import { findFhirServer } from '../../provider/fhir-servers.js';
 import type { LaunchPicks } from './picks.js';
 import type { UserContext } from './user-context.js';
-import { PURPOSE_CODE } from '../../consent/vocabulary.js';
+import { purposeParameter } from '../../hcs/purpose-input.js';
+import { clientHcsFacts, type ClientHcsMetadata } from '../../hcs/client-facts.js';
+import type { ClientHcsFacts } from '../../hcs/decision.js';
 
 /**
  * Everything the SMART steps of one authorization decide on, gathered once from wherever the
@@ -26,6 +28,8 @@ export interface AuthorizationFacts {
   picks: LaunchPicks;
   /** The request's `purpose_of_use` codes (checked at the authorization endpoint), in order. */
   purposes: string[];
+  /** What the client registered about purposes of use (hcs/). */
+  clientHcs: ClientHcsFacts;
   /** A covering active Consent may spare the user the consent page (client `smart_remember_consent`, default true). */
   rememberConsent: boolean;
 }
@@ -33,7 +37,7 @@ export interface AuthorizationFacts {
 export interface FactSources {
   accountId: string;
   params: Record<string, unknown>;
-  client: { clientId: string; smart_scopes?: unknown; smart_remember_consent?: unknown } | undefined;
+  client: (ClientHcsMetadata & { smart_scopes?: unknown; smart_remember_consent?: unknown }) | undefined;
   user: UserContext;
   picks: LaunchPicks;
   fhirServers: readonly FhirServer[];
@@ -69,13 +73,20 @@ export function authorizationFacts(s: FactSources): AuthorizationFacts {
     user: s.user,
     picks: s.picks,
     purposes: purposesOf(s.params.purpose_of_use),
+    clientHcs: clientHcsFacts(s.client ?? { clientId: String(s.params.client_id ?? '') }),
     rememberConsent: s.client?.smart_remember_consent !== false,
   };
 }
 
-/** Well-formed codes only: the parameter was validated when the request came in, this is a second fence. */
+/** The parameter was validated when the request came in; anything unparseable here asserts nothing. */
 function purposesOf(value: unknown): string[] {
-  return [...new Set((text(value) ?? '').split(' ').filter((c) => PURPOSE_CODE.test(c)))];
+  const raw = text(value);
+  if (!raw) return [];
+  try {
+    return purposeParameter(raw);
+  } catch {
+    return [];
+  }
 }
 
 /** The client may be granted this exact context scope (e.g. launch/patient). */

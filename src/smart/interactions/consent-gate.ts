@@ -80,6 +80,8 @@ export interface PermitFacts {
   facts: AuthorizationFacts & { clientName?: string };
   patient: string;
   lifetimes: ConsentLifetimes;
+  /** The purposes the grant asserts (the HCS decision); the request's when absent. */
+  purposes?: readonly string[];
 }
 
 /** The ConsentDecision of an Allow (permit) or a Deny for this authorization. */
@@ -93,7 +95,7 @@ export function decisionOf(kind: 'permit' | 'deny', p: PermitFacts, scopes: read
     clientId: p.facts.clientId,
     ...(p.facts.clientName ? { clientName: p.facts.clientName } : {}),
     scopes: [...scopes],
-    ...(p.facts.purposes.length ? { purposes: p.facts.purposes } : {}),
+    ...((p.purposes ?? p.facts.purposes).length ? { purposes: [...(p.purposes ?? p.facts.purposes)] } : {}),
     periodSeconds: consentSeconds(scopes, p.lifetimes),
     ...(p.facts.user.clearance ? { clearance: p.facts.user.clearance } : {}),
   };

@@ -19,6 +19,8 @@ import {
 import { approvedScopesOf, grantDecidesAll } from './grant-builder.js';
 import { failToApp, factsFor, orFailToApp, renderPage, type PageFacts, type SmartPageDeps } from './page-context.js';
 import { describePurpose, describeScope, isRequiredScope, type ScopeReader } from './scope-descriptions.js';
+import { ReasonError, breakTheGlassReason } from '../../hcs/break-the-glass.js';
+import type { RecordOptions } from './context-recorder.js';
 
 /**
  * The `consent` step: which app asks (name, https logo, home page), on whose record, each scope
@@ -89,15 +91,26 @@ function ownManageClient(deps: SmartPageDeps, facts: PageFacts): boolean {
   return isManageClient(facts.clientId) && facts.redirectUris.length === 1 && facts.redirectUris[0] === manageRedirectUri(deps.issuer);
 }
 
-async function approve(ctx: Context, deps: SmartPageDeps, facts: PageFacts, plan: AuthorizationPlan, approved: readonly string[], consent?: ConsentStep): Promise<void> {
-  const recorded = await deps.recorder.record(deps.provider, facts, plan, approved, consent);
+async function approve(ctx: Context, deps: SmartPageDeps, facts: PageFacts, plan: AuthorizationPlan, approved: readonly string[], consent?: ConsentStep, options?: RecordOptions): Promise<void> {
+  const recorded = await deps.recorder.record(deps.provider, facts, plan, approved, consent, options);
   await finish(ctx, deps.provider, { consent: { grantId: recorded.grantId } }, { merge: true });
 }
 
-async function render(ctx: Context, deps: SmartPageDeps, interaction: Interaction, facts: PageFacts, plan: AuthorizationPlan, remembered: Remembered): Promise<void> {
+/** Emergency access: the page is always shown, a reason is required, and the grant is flagged. */
+function isEmergency(plan: AuthorizationPlan): boolean {
+  return plan.hcs?.grant.breakTheGlass === true;
+}
+
+interface Retry {
+  status: number;
+  error: string;
+  reason: string;
+}
+
+async function render(ctx: Context, deps: SmartPageDeps, interaction: Interaction, facts: PageFacts, plan: AuthorizationPlan, remembered: Remembered, retry?: Retry): Promise<void> {
   const patient = await patientLabel(deps, facts, plan);
   const reader: ScopeReader = { self: patient.self, ...(patient.name && !patient.self ? { patientName: patient.name } : {}) };
-  await renderPage(ctx, 'consent', 200, {
+  await renderPage(ctx, 'consent', retry?.status ?? 200, {
     title: TITLE,
     uid: interaction.uid,
     csrf: deps.csrf.token(interaction.uid),
@@ -106,13 +119,15 @@ async function render(ctx: Context, deps: SmartPageDeps, interaction: Interactio
     logoUri: safeLogoUri(facts.logoUri) ?? '',
     clientUri: safeClientUri(facts.clientUri) ?? '',
     patientName: patient.name ?? '',
-    purposes: facts.purposes.map(describePurpose),
+    purposes: (plan.hcs?.grant.purposes ?? facts.purposes).map(describePurpose),
+    emergency: isEmergency(plan) ? { minLength: deps.recorder.reasonMinLength, reason: retry?.reason ?? '' } : null,
+    testData: plan.hcs?.grant.testData === true,
     period: accessPeriod(deps, plan, remembered, Date.now()),
     required: describe(plan.grantable.filter(isRequiredScope), reader),
     allowed: describe(remembered.covered, reader),
     optional: describe(remembered.missing, reader),
     refused: describe(plan.refused.map((r) => r.scope), reader),
-    error: '',
+    error: retry?.error ?? '',
   });
 }
 
@@ -124,21 +139,22 @@ async function show(ctx: Context, deps: SmartPageDeps, interaction: Interaction)
       await failToApp(ctx, deps.provider, 'invalid_scope', 'None of the requested scopes can be granted to this app for this user.');
       return;
     }
-    if (ownManageClient(deps, facts)) {
+    const emergency = isEmergency(plan);
+    if (ownManageClient(deps, facts) && !emergency) {
       await approve(ctx, deps, facts, plan, plan.grantable);
       return;
     }
     if (needsConsent(plan.patient, plan.grantable)) {
       if (!consentPerformer(facts.user)) throw new RecordError('access_denied', NO_PERFORMER);
       const remembered = await rememberedConsent(deps.consents, facts, plan.patient, plan.grantable);
-      if (remembered.covering) {
+      if (remembered.covering && !emergency) {
         await approve(ctx, deps, facts, plan, plan.grantable, existingConsentStep(deps.consents, remembered.covering.resource.id));
         return;
       }
       await render(ctx, deps, interaction, facts, plan, remembered);
       return;
     }
-    const carried = await carriedApprovals(deps, interaction, facts);
+    const carried = emergency ? undefined : await carriedApprovals(deps, interaction, facts);
     if (carried) {
       await approve(ctx, deps, facts, plan, carried);
       return;
@@ -176,16 +192,29 @@ async function decide(ctx: Context, deps: SmartPageDeps): Promise<void> {
   const ticked = new Set(form.getAll('scope'));
   await orFailToApp(ctx, deps.provider, async () => {
     const plan = await deps.recorder.plan(facts);
-    let covered = new Set<string>();
+    let remembered: Remembered = { missing: choicesOf(plan.grantable), covered: [] };
     let consent: ConsentStep | undefined;
     if (needsConsent(plan.patient, plan.grantable)) {
       if (!consentPerformer(facts.user)) throw new RecordError('access_denied', NO_PERFORMER);
       // Choices an active Consent already covers were listed as allowed, not offered: they stay.
-      covered = new Set((await rememberedConsent(deps.consents, facts, plan.patient, plan.grantable)).covered);
-      consent = newConsentStep(deps.consents, { facts, patient: plan.patient, lifetimes: deps.consentLifetimes });
+      remembered = await rememberedConsent(deps.consents, facts, plan.patient, plan.grantable);
+      consent = newConsentStep(deps.consents, { facts, patient: plan.patient, lifetimes: deps.consentLifetimes, ...(plan.hcs ? { purposes: plan.hcs.grant.purposes } : {}) });
     }
+    let options: RecordOptions = {};
+    if (isEmergency(plan)) {
+      const typed = form.get('reason') ?? '';
+      try {
+        options = { breakTheGlassReason: breakTheGlassReason(typed, deps.recorder.reasonMinLength) };
+      } catch (err) {
+        if (!(err instanceof ReasonError)) throw err;
+        // The same page again, with what was typed and why it is not enough.
+        await render(ctx, deps, interaction, facts, plan, remembered, { status: 400, error: err.message, reason: typed.slice(0, 500) });
+        return;
+      }
+    }
+    const covered = new Set(remembered.covered);
     const approved = plan.grantable.filter((s) => isRequiredScope(s) || covered.has(s) || ticked.has(s));
-    await approve(ctx, deps, facts, plan, approved, consent);
+    await approve(ctx, deps, facts, plan, approved, consent, options);
   });
 }
 

@@ -8,6 +8,10 @@ import type { AuthorizationFacts } from './authorization-facts.js';
 import { fhirReferenceOf, patientIdOf } from './fhir-user.js';
 import { buildGrant } from './grant-builder.js';
 import { allowedPatientsOf } from './user-context.js';
+import type { Logger } from 'pino';
+import { HcsRefusal, decideForUser, type HcsDecision } from '../../hcs/decision.js';
+import { hcsPolicySchema, type HcsPolicy } from '../../hcs/policy.js';
+import type { BreakTheGlassAlerts } from '../../hcs/break-the-glass.js';
 
 /**
  * The end of every SMART authorization: what may be granted (the user side of downscoping), then
@@ -39,7 +43,13 @@ export interface AuthorizationPlan {
   /** Grantable scopes in request order, each as it was asked for. */
   grantable: string[];
   refused: Array<{ scope: string; reason: string }>;
+  /** Purposes of use, subject, ceiling and obligations of the grant (hcs/). */
+  hcs?: HcsDecision;
 }
+
+/** Emergency access never outlives the emergency: no refresh token (SMART permission-offline/online). */
+const REFRESH_SCOPES = new Set(['offline_access', 'online_access']);
+const NO_REFRESH_IN_EMERGENCY = 'not available with emergency access';
 
 export interface RecordedGrant {
   grantId: string;
@@ -62,6 +72,17 @@ export interface ContextRecorderDeps {
   contexts: Pick<GrantContextStore, 'save' | 'get' | 'delete'>;
   /** Lifetime of grants (ttl.Grant): the context lives exactly as long. */
   grantTtlSeconds: number;
+  /** The HCS policy; the shipped defaults when absent. */
+  hcs?: HcsPolicy;
+  /** Break-the-glass alerting (log line, webhook). */
+  alerts?: Pick<BreakTheGlassAlerts, 'raise'>;
+  logger?: Logger;
+}
+
+/** Options of one recording. */
+export interface RecordOptions {
+  /** The reason typed on the consent page; required when the plan is emergency access. */
+  breakTheGlassReason?: string;
 }
 
 function encounterIdOf(value: string | undefined): string | undefined {
@@ -82,7 +103,45 @@ export function usableGrant(requested: readonly string[], approved: readonly str
 }
 
 export class ContextRecorder {
-  constructor(private readonly deps: ContextRecorderDeps) {}
+  private readonly policy: HcsPolicy;
+
+  constructor(private readonly deps: ContextRecorderDeps) {
+    this.policy = deps.hcs ?? hcsPolicySchema.parse({});
+  }
+
+  /** The HCS decision for this user, client and request; a purpose they may not assert is refused. */
+  hcsDecision(facts: AuthorizationFacts): HcsDecision {
+    const security = facts.user.security ?? { roles: [], breakTheGlass: false, testAccount: false };
+    try {
+      return decideForUser(this.policy, {
+        requested: facts.purposes,
+        client: facts.clientHcs,
+        user: {
+          kind: facts.user.kind,
+          ...(security.purposes ? { purposes: security.purposes } : {}),
+          roles: security.roles,
+          breakTheGlass: security.breakTheGlass,
+          testAccount: security.testAccount,
+          ...(facts.user.clearance ? { clearance: facts.user.clearance } : {}),
+          subject: {
+            ...(facts.user.displayName ? { name: facts.user.displayName } : {}),
+            ...(security.organization ? { organization: security.organization } : {}),
+            ...(security.organizationId ? { organizationId: security.organizationId } : {}),
+            roles: security.roles,
+            ...(security.npi ? { npi: security.npi } : {}),
+          },
+        },
+      });
+    } catch (err) {
+      if (err instanceof HcsRefusal) throw new RecordError('invalid_request', err.message);
+      throw err;
+    }
+  }
+
+  /** Minimum length of a break-the-glass reason (the consent page's form). */
+  get reasonMinLength(): number {
+    return this.policy.breakTheGlass.reasonMinLength;
+  }
 
   /** The launch context the request uses, checked against this app, server and user. */
   async launchFor(facts: AuthorizationFacts): Promise<LaunchContext | undefined> {
@@ -101,13 +160,18 @@ export class ContextRecorder {
       throw new RecordError('access_denied', 'You may not open this patient record.');
     }
     const encounter = encounterIdOf(launch?.encounter) ?? facts.picks.encounter;
-    const { granted, refused } = grantableScopes({
+    const hcs = this.hcsDecision(facts);
+    let { granted, refused } = grantableScopes({
       requested: facts.requested,
       clientAllowed: facts.clientAllowed,
       userKind: facts.user.kind,
       hasPatient: patient !== undefined,
     });
-    return { launch, patient, encounter, grantable: granted, refused };
+    if (hcs.grant.breakTheGlass) {
+      refused = [...refused, ...granted.filter((s) => REFRESH_SCOPES.has(s)).map((scope) => ({ scope, reason: NO_REFRESH_IN_EMERGENCY }))];
+      granted = granted.filter((s) => !REFRESH_SCOPES.has(s));
+    }
+    return { launch, patient, encounter, grantable: granted, refused, hcs };
   }
 
   /**
@@ -115,12 +179,15 @@ export class ContextRecorder {
    * EHR launch. The launch is consumed last but before anything is saved: of two authorizations
    * racing on one launch, exactly one gets a grant.
    */
-  async record(provider: Provider, facts: AuthorizationFacts, plan: AuthorizationPlan, approved: readonly string[], consent?: ConsentStep): Promise<RecordedGrant> {
+  async record(provider: Provider, facts: AuthorizationFacts, plan: AuthorizationPlan, approved: readonly string[], consent?: ConsentStep, options: RecordOptions = {}): Promise<RecordedGrant> {
     const wanted = new Set(approved);
     const scopes = plan.grantable.filter((s) => wanted.has(s));
     if (!usableGrant(facts.requested, scopes)) {
       throw new RecordError('invalid_scope', 'None of the requested scopes could be granted.');
     }
+    const emergency = plan.hcs?.grant.breakTheGlass === true;
+    // Emergency access is only ever granted on the consent page, where the reason is typed.
+    if (emergency && !options.breakTheGlassReason) throw new RecordError('invalid_request', 'Emergency access needs a reason stated on the consent page.');
     if (facts.launch && !(await this.deps.launches.consume(facts.launch))) {
       throw new RecordError('invalid_request', LAUNCH_GONE);
     }
@@ -128,6 +195,8 @@ export class ContextRecorder {
     const consentId = await consent?.decide(scopes);
     const context = contextOf(facts, plan, scopes);
     if (consentId) context.consentId = consentId;
+    const at = new Date().toISOString();
+    if (emergency) context.breakTheGlass = { reason: options.breakTheGlassReason!, at };
     const grant = buildGrant(provider, { accountId: facts.accountId, clientId: facts.clientId, audience: facts.audience, requested: facts.requested, approved: scopes });
     const grantId = await grant.save();
     await this.deps.contexts.save(grantId, context, this.deps.grantTtlSeconds);
@@ -138,6 +207,21 @@ export class ContextRecorder {
         await this.discard(provider, grantId).catch(() => undefined);
         throw err;
       }
+    }
+    if (plan.hcs?.findings.length) this.deps.logger?.warn({ clientId: facts.clientId, accountId: facts.accountId, grantId, findings: plan.hcs.findings }, 'HCS policy findings (audit-only)');
+    if (emergency) {
+      this.deps.alerts
+        ?.raise({
+          grantId,
+          clientId: facts.clientId,
+          accountId: facts.accountId,
+          ...(facts.user.fhirUser ? { fhirUser: facts.user.fhirUser } : {}),
+          ...(context.patient ? { patient: context.patient } : {}),
+          purposes: plan.hcs!.grant.purposes,
+          reason: options.breakTheGlassReason!,
+          at,
+        })
+        ?.catch((err: unknown) => this.deps.logger?.error({ err, grantId }, 'break-the-glass alert failed'));
     }
     return { grantId, approved: scopes, context };
   }
@@ -188,6 +272,7 @@ export function contextOf(facts: AuthorizationFacts, plan: AuthorizationPlan, ap
     if (launch.tenant) context.tenant = launch.tenant;
   }
   if (facts.user.fhirUser) context.fhirUser = facts.user.fhirUser;
+  if (plan.hcs) context.hcs = plan.hcs.grant;
   if (has.has('online_access') && !has.has('offline_access')) context.onlineAccess = true;
   return context;
 }

@@ -4,7 +4,7 @@
  */
 
 import type { UserKind } from '../launch/user-scopes.js';
-import type { Clearance } from '../../users/model.js';
+import type { Clearance, Coding } from '../../users/model.js';
 
 export type { UserKind };
 
@@ -63,4 +63,19 @@ export interface UserContext {
   displayName?: string;
   /** The user's confidentiality clearance: data labelled above it stays out of their consents. */
   clearance?: Clearance;
+  /** What the HCS decision needs (hcs/decision.ts); absent for unknown users. */
+  security?: UserSecurity;
+}
+
+/** The user's healthcare-security attributes from the directory (SCIM). */
+export interface UserSecurity {
+  /** SCIM `purposesOfUse`, when the record lists them. */
+  purposes?: string[];
+  /** Own roles and those inherited from groups. */
+  roles: Coding[];
+  breakTheGlass: boolean;
+  testAccount: boolean;
+  organization?: string;
+  organizationId?: string;
+  npi?: string;
 }

@@ -18,7 +18,7 @@ import { userContextOf } from './user-context.js';
 export interface SmartPageDeps {
   provider: Provider;
   csrf: InteractionCsrf;
-  users: Pick<UserStore, 'get'>;
+  users: Pick<UserStore, 'get' | 'effectiveRoles'>;
   recorder: ContextRecorder;
   directory: Pick<FhirDirectory, 'searchPatients' | 'patientsAt' | 'readPatient' | 'encountersOf' | 'readEncounter'>;
   fhirServers: readonly FhirServer[];
@@ -47,7 +47,8 @@ export async function factsFor(deps: SmartPageDeps, interaction: Interaction): P
   if (!accountId || !clientId) throw new HttpError(400, 'invalid_request', EXPIRED);
   const client = await deps.provider.Client.find(clientId);
   if (!client) throw new HttpError(400, 'invalid_request', EXPIRED);
-  const user = userContextOf(await deps.users.get(accountId), deps.fhirUserBase);
+  const [record, roles] = await Promise.all([deps.users.get(accountId), deps.users.effectiveRoles(accountId)]);
+  const user = userContextOf(record, deps.fhirUserBase, roles);
   const facts = authorizationFacts({
     accountId,
     params: interaction.params,

@@ -10,6 +10,7 @@ import { picksOf } from './picks.js';
 import { userContextOf } from './user-context.js';
 import { consentPerformer, existingConsentStep, needsConsent, rememberedConsent, type ConsentGateDeps } from './consent-gate.js';
 import { isManageClient } from '../../manage/manage-client.js';
+import { isEmergencyPurpose } from '../../hcs/vocabulary.js';
 
 const { Check, Prompt } = interactionPolicy;
 
@@ -41,7 +42,7 @@ export const RECORD_CONTEXT = 'record_context';
 export interface SmartPromptDeps {
   launches: Pick<LaunchStore, 'get'>;
   recorder: ContextRecorder;
-  users: Pick<UserStore, 'get'>;
+  users: Pick<UserStore, 'get' | 'effectiveRoles'>;
   fhirServers: readonly FhirServer[];
   /** Relative fhirUser values are made absolute on this base, as the account claims do. */
   fhirUserBase: string;
@@ -66,7 +67,8 @@ function factsOf(ctx: KoaContextWithOIDC, deps: SmartPromptDeps): Promise<Author
 async function loadFacts(ctx: KoaContextWithOIDC, deps: SmartPromptDeps): Promise<AuthorizationFacts | undefined> {
   const accountId = ctx.oidc.session?.accountId;
   if (!accountId || !ctx.oidc.account) return undefined;
-  const user = userContextOf(await deps.users.get(accountId), deps.fhirUserBase);
+  const [record, roles] = await Promise.all([deps.users.get(accountId), deps.users.effectiveRoles(accountId)]);
+  const user = userContextOf(record, deps.fhirUserBase, roles);
   return authorizationFacts({
     accountId,
     params: ctx.oidc.params as Record<string, unknown>,
@@ -128,6 +130,15 @@ function resourceScopesDecidedCheck(deps: SmartPromptDeps) {
     const grant = ctx.oidc.entities.Grant;
     if (!facts || !grant) return Check.NO_NEED_TO_PROMPT;
     return grantDecidesAll(grant, facts.audience, facts.requested) ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT;
+  });
+}
+
+/** Emergency access is never granted silently: the consent page asks for the reason every time. */
+function emergencyAccessCheck(deps: SmartPromptDeps) {
+  return new Check('smart_emergency_access', 'emergency access needs a stated reason', 'consent_required', async (ctx) => {
+    if (decided(ctx)) return Check.NO_NEED_TO_PROMPT;
+    const facts = await factsOf(ctx, deps);
+    return facts?.purposes.some(isEmergencyPurpose) ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
   });
 }
 
@@ -253,6 +264,7 @@ export function addSmartPrompts(policy: interactionPolicy.DefaultPolicy, deps: S
   policy.add(selectEncounterPrompt(deps), consentAt);
   policy.add(selectPatientPrompt(deps), consentAt);
   policy.get('consent')!.checks.add(resourceScopesDecidedCheck(deps));
+  policy.get('consent')!.checks.add(emergencyAccessCheck(deps));
   policy.get('consent')!.checks.add(patientConsentCheck(deps));
   policy.add(recordContextPrompt(deps));
 }

@@ -1,3 +1,4 @@
+import { purposeCoding } from '../../hcs/vocabulary.js';
 import { parseScope, type Permission, type ResourceScope } from '../scopes.js';
 
 /**
@@ -146,9 +147,15 @@ const PURPOSES: Readonly<Record<string, string>> = {
   HRESCH: 'for health research',
   PUBHLTH: 'for public health',
   HMARKT: 'for health care marketing',
+  BTG: 'for emergency access (“break the glass”)',
+  ERTREAT: 'for emergency room treatment',
+  HTEST: 'with test data only',
 };
 
-/** A purpose of use in plain words; unknown codes are named as they are. */
+/** A purpose of use in plain words; other codes by their HL7 name. */
 export function describePurpose(code: string): string {
-  return PURPOSES[code] ?? `for the purpose coded “${code}”`;
+  const known = PURPOSES[code];
+  if (known) return known;
+  const display = purposeCoding(code).display;
+  return display ? `for ${display} (${code})` : `for the purpose coded “${code}”`;
 }

@@ -1,5 +1,5 @@
 import { absoluteFhirUser } from '../../users/accounts.js';
-import { SMART_USER_SCHEMA, type ScimUser } from '../../users/model.js';
+import { ENTERPRISE_USER_SCHEMA, SMART_USER_SCHEMA, type Coding, type ScimUser } from '../../users/model.js';
 import { userKindOf } from '../launch/user-scopes.js';
 import { ownPatientOf, patientIdOf, type ProxyPatient, type UserContext } from './fhir-user.js';
 
@@ -14,9 +14,10 @@ function nameOf(user: ScimUser): string | undefined {
  * The user's FHIR identity and patient relationships. `fhirBase` makes a relative fhirUser
  * absolute the same way the account claims do (users/accounts.ts), so tokens and pages agree.
  */
-export function userContextOf(user: ScimUser | undefined, fhirBase: string): UserContext {
+export function userContextOf(user: ScimUser | undefined, fhirBase: string, effectiveRoles?: Coding[]): UserContext {
   if (!user) return { kind: 'other', proxies: [] };
   const smart = user[SMART_USER_SCHEMA];
+  const organization = user[ENTERPRISE_USER_SCHEMA]?.organization;
   const fhirUser = absoluteFhirUser(smart?.fhirUser, fhirBase);
   const kind = userKindOf(fhirUser);
   const context: UserContext = { kind, proxies: [] };
@@ -24,6 +25,15 @@ export function userContextOf(user: ScimUser | undefined, fhirBase: string): Use
   const displayName = nameOf(user);
   if (displayName) context.displayName = displayName;
   if (smart?.clearance) context.clearance = smart.clearance;
+  context.security = {
+    ...(smart?.purposesOfUse ? { purposes: [...smart.purposesOfUse] } : {}),
+    roles: effectiveRoles ?? [...(smart?.roles ?? [])],
+    breakTheGlass: smart?.breakTheGlass === true,
+    testAccount: smart?.testAccount === true,
+    ...(organization ? { organization } : {}),
+    ...(smart?.organizationId ? { organizationId: smart.organizationId } : {}),
+    ...(smart?.npi ? { npi: smart.npi } : {}),
+  };
   if (kind === 'patient') {
     const own = ownPatientOf(fhirUser);
     if (own) context.ownPatient = own;

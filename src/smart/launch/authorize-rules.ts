@@ -4,7 +4,10 @@ import type { FhirServer } from '../../config/schema.js';
 import { findFhirServer, normaliseBase } from '../../provider/fhir-servers.js';
 import type { LaunchStore } from './launch-store.js';
 import { isManageClient } from '../../manage/manage-client.js';
-import { PURPOSE_CODE } from '../../consent/vocabulary.js';
+import type { Logger } from 'pino';
+import { PurposeInputError, purposeParameter } from '../../hcs/purpose-input.js';
+import { listPermits, type HcsPolicy } from '../../hcs/policy.js';
+import { clientHcsFacts, type ClientHcsMetadata } from '../../hcs/client-facts.js';
 
 /**
  * SMART rules on the authorization request, run by oidc-provider after its own checks (client,
@@ -15,29 +18,37 @@ import { PURPOSE_CODE } from '../../consent/vocabulary.js';
  *   becomes the resource indicator; `resource` is accepted as a synonym; one of them is required.
  * - `launch` is a live launch value made for this app and this `aud`; the `launch` scope and the
  *   `launch` parameter come together or not at all.
- * - `purpose_of_use`, when sent, is a space-separated list of v3-PurposeOfUse codes (TREAT,
- *   PATRQT, …), each one registered for the client when it lists `purposes_of_use`. The consent
- *   page shows it and the patient's Consent records it.
+ * - `purpose_of_use`, when sent, is a space-separated list of v3-PurposeOfUse codes, bare (TREAT)
+ *   or system-qualified (urn:oid:2.16.840.1.113883.5.8#TREAT), each one registered for the client
+ *   when it lists `purposes_of_use` (the HCS policy's clientPurposes check and its mode). The user's
+ *   own permission is checked once they have signed in (hcs/decision.ts); the consent page shows the
+ *   purpose, the Consent records it and the tokens carry it.
  *
  * The internal management client (manage/) names no FHIR server: `aud` does not apply to it.
  */
 
-type SmartClient = Client & { fhir_servers?: string[]; purposes_of_use?: string[] };
-
-/** Most purposes one request may name; a handful is already unusual. */
-const MAX_PURPOSES = 8;
+type SmartClient = Client & { fhir_servers?: string[] };
 
 /**
- * The codes of a `purpose_of_use` parameter, checked: well-formed, at most a few, and among the
- * client's registered `purposes_of_use` when it has any.
+ * The codes of a `purpose_of_use` parameter, checked: known v3-PurposeOfUse codes, at most a few,
+ * and among the client's registered `purposes_of_use` when it has any (per the policy's mode).
  */
-export function purposesOfUse(value: string, registered?: readonly string[]): string[] {
-  const codes = [...new Set(value.split(' ').filter(Boolean))];
-  if (!codes.length || codes.length > MAX_PURPOSES || codes.some((c) => !PURPOSE_CODE.test(c))) {
-    throw new errors.InvalidRequest(`purpose_of_use must be one to ${MAX_PURPOSES} space-separated v3-PurposeOfUse codes such as TREAT`);
+export function purposesOfUse(value: string, client: ClientHcsMetadata, policy: HcsPolicy, logger?: Logger): string[] {
+  let codes: string[];
+  try {
+    codes = purposeParameter(value);
+  } catch (err) {
+    if (err instanceof PurposeInputError) throw new errors.InvalidRequest(`purpose_of_use: ${err.message}`);
+    throw err;
   }
-  const unregistered = registered ? codes.filter((c) => !registered.includes(c)) : [];
-  if (unregistered.length) throw new errors.InvalidRequest(`purpose_of_use ${shown(unregistered.join(' '))} is not registered for this app`);
+  const mode = policy.checks.clientPurposes;
+  const registered = clientHcsFacts(client).purposes;
+  const unregistered = registered && mode !== 'disabled' ? codes.filter((c) => !listPermits(registered, c, policy.permitDescendants)) : [];
+  if (unregistered.length) {
+    const detail = `purpose_of_use ${shown(unregistered.join(' '))} is not registered for this app`;
+    if (mode === 'enforce') throw new errors.InvalidRequest(detail);
+    logger?.warn({ clientId: client.clientId, findings: [{ check: 'clientPurposes', detail }] }, 'HCS policy findings (audit-only)');
+  }
   return codes;
 }
 
@@ -75,6 +86,8 @@ export function audAsResource(servers: readonly FhirServer[]) {
 export interface AuthorizeRuleDeps {
   fhirServers: readonly FhirServer[];
   launches: Pick<LaunchStore, 'get'>;
+  hcs: HcsPolicy;
+  logger?: Logger;
 }
 
 /** oidc-provider `extraParams`: validators run for every authorization request, present or not. */
@@ -95,7 +108,7 @@ export function smartAuthorizationParams(deps: AuthorizeRuleDeps) {
 
     async purpose_of_use(_ctx: KoaContextWithOIDC, value: string | undefined, client: Client): Promise<void> {
       if (value === undefined || value === '') return;
-      purposesOfUse(value, (client as SmartClient).purposes_of_use);
+      purposesOfUse(value, client as unknown as ClientHcsMetadata, deps.hcs, deps.logger);
     },
 
     async launch(ctx: KoaContextWithOIDC, value: string | undefined, client: Client): Promise<void> {

@@ -1,6 +1,7 @@
 import type { RedisClient } from '../../redis/connection.js';
 import type { Keyspace } from '../../redis/keyspace.js';
 import type { FhirContextItem } from './launch-store.js';
+import type { HcsGrant } from '../../hcs/decision.js';
 
 /**
  * The launch context of one grant. oidc-provider's Grant keeps a fixed set of fields, so the
@@ -24,6 +25,13 @@ export interface GrantContext {
    * token-response field; access tokens name it as `consent` (token-context.ts).
    */
   consentId?: string;
+  /**
+   * The HCS decision (purposes of use, subject, ceiling, obligations) its access tokens carry as
+   * `extensions` (hcs/claims.ts). Fixed for the grant's life, like the launch context.
+   */
+  hcs?: HcsGrant;
+  /** Emergency access: the reason the clinician typed and when. Never put into tokens. */
+  breakTheGlass?: { reason: string; at: string };
 }
 
 export class GrantContextStore {

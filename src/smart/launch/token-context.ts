@@ -4,6 +4,7 @@ import type { FhirServer } from '../../config/schema.js';
 import { findFhirServer } from '../../provider/fhir-servers.js';
 import type { GrantContext, GrantContextStore } from './grant-context.js';
 import { patientScopes } from '../../consent/scope-coverage.js';
+import { tokenExtensions } from '../../hcs/claims.js';
 
 /**
  * The grant's launch context where SMART wants it: in the token response of the code exchange and
@@ -46,7 +47,7 @@ type TokenCtx = Context & Partial<Pick<KoaContextWithOIDC, 'oidc'>>;
  */
 const perRequest = new WeakMap<object, Map<string, Promise<GrantContext | undefined>>>();
 
-function grantContextOf(store: Pick<GrantContextStore, 'get'>, ctx: unknown, grantId: string): Promise<GrantContext | undefined> {
+export function grantContextOf(store: Pick<GrantContextStore, 'get'>, ctx: unknown, grantId: string): Promise<GrantContext | undefined> {
   if (typeof ctx !== 'object' || ctx === null) return store.get(grantId);
   let reads = perRequest.get(ctx);
   if (!reads) {
@@ -106,6 +107,7 @@ export function launchContextClaims(deps: { grantContexts: Pick<GrantContextStor
     const context = await grantContextOf(deps.grantContexts, ctx, token.grantId);
     const claims: Record<string, unknown> = { ...launchContextFields(context, token.resourceServer?.audience ?? token.aud, deps.fhirServers) };
     if (context?.fhirUser) claims.fhirUser = context.fhirUser;
+    if (context?.hcs) claims.extensions = tokenExtensions(context.hcs);
     let consentId = context?.consentId;
     const scope = token.scope ?? '';
     if (deps.consents && atTokenEndpoint(ctx) && patientScopes(scope.split(' ').filter(Boolean)).length) {
