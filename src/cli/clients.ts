@@ -38,6 +38,8 @@ Definition options:
   --fhir-server URL        FHIR base it may target (repeatable; default: all configured servers)
   --launch-url URL         EHR launch URL of the app
   --purpose CODE           allowed purpose of use, e.g. TREAT (repeatable)
+  --default-purpose CODE   purpose of use when a request asserts none (repeatable)
+  --test-account           a test client: its tokens carry purpose of use HTEST only
   --jwks-file FILE         public JWKS (or one public JWK) for private_key_jwt
   --jwks-uri URL           JWKS URL for private_key_jwt
   --jku URL                allowed jku header value (repeatable)
@@ -54,6 +56,8 @@ const DEFINITION_OPTIONS = {
   'fhir-server': { type: 'string', multiple: true },
   'launch-url': { type: 'string' },
   purpose: { type: 'string', multiple: true },
+  'default-purpose': { type: 'string', multiple: true },
+  'test-account': { type: 'boolean' },
   'jwks-file': { type: 'string' },
   'jwks-uri': { type: 'string' },
   jku: { type: 'string', multiple: true },
@@ -62,7 +66,9 @@ const DEFINITION_OPTIONS = {
   json: { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
-type DefinitionValues = { [K in keyof typeof DEFINITION_OPTIONS]?: (typeof DEFINITION_OPTIONS)[K] extends { multiple: true } ? string[] : string };
+type DefinitionValues = {
+  [K in keyof typeof DEFINITION_OPTIONS]?: (typeof DEFINITION_OPTIONS)[K] extends { multiple: true } ? string[] : (typeof DEFINITION_OPTIONS)[K] extends { type: 'boolean' } ? boolean : string;
+};
 
 function requireId(positionals: string[], command: string): string {
   return requirePositional(positionals, `clients ${command}`, 'a client id');
@@ -108,6 +114,8 @@ async function definitionFrom(values: DefinitionValues): Promise<ClientMetadata>
   set('fhir_servers', values['fhir-server']);
   set('launch_url', values['launch-url']);
   set('purposes_of_use', values.purpose);
+  set('default_purposes_of_use', values['default-purpose']);
+  set('test_account', values['test-account']);
   set('jku_allowlist', values.jku);
   set('token_endpoint_auth_method', values['auth-method']);
   set('application_type', values['application-type']);

@@ -156,7 +156,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
     },
     scopes: [...CONTEXT_SCOPES],
     // SMART `aud` and `launch` (authorize-rules.ts); validated after oidc-provider's own checks.
-    extraParams: smartAuthorizationParams({ fhirServers: config.fhirServers, launches, hcs: config.hcs, ...(logger ? { logger } : {}) }),
+    extraParams: smartAuthorizationParams({ fhirServers: config.fhirServers, launches, hcs: config.hcs }),
     // Also where a token with patient/ scopes meets its Consent: at the code exchange and at every
     // refresh a withdrawn or expired Consent ends the grant (invalid_grant).
     // Purpose of use, subject and handling rules (hcs/) ride along as `extensions` in both kinds.

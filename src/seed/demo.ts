@@ -4,7 +4,7 @@ import type { Config } from '../config/schema.js';
 import type { ClientRegistry } from '../clients/registry.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
-import { CORE_USER_SCHEMA, SMART_USER_SCHEMA } from '../users/model.js';
+import { CORE_USER_SCHEMA, ENTERPRISE_USER_SCHEMA, SMART_USER_SCHEMA } from '../users/model.js';
 import { createUserStore, type UserStore } from '../users/user-store.js';
 import { ScimError } from '../scim/errors.js';
 
@@ -44,7 +44,12 @@ export const DEMO_USERS = [
         { system: ROLE_CLASS, code: 'PROV', display: 'healthcare provider' },
       ],
       purposesOfUse: ['TREAT'],
+      // A valid-looking NPI (check digit correct) and an example OID: demo values, not real ones.
+      npi: '1234567893',
+      organizationId: 'urn:oid:2.16.840.1.113883.19.5',
+      breakTheGlass: true,
     },
+    [ENTERPRISE_USER_SCHEMA]: { organization: 'Demo General Hospital' },
   },
   {
     userName: 'pat.jones',
@@ -77,7 +82,8 @@ export async function seedDemoUsers(users: UserStore): Promise<string[]> {
       continue;
     }
     try {
-      await users.create({ schemas: [CORE_USER_SCHEMA, SMART_USER_SCHEMA], ...structuredClone(definition), password: DEMO.users[definition.userName] });
+      const schemas = [CORE_USER_SCHEMA, SMART_USER_SCHEMA, ...(ENTERPRISE_USER_SCHEMA in definition ? [ENTERPRISE_USER_SCHEMA] : [])];
+      await users.create({ schemas, ...structuredClone(definition), password: DEMO.users[definition.userName] });
       results.push(`${definition.userName}:created`);
     } catch (err) {
       // Another instance seeding at the same moment created it first.
@@ -117,6 +123,8 @@ export async function seedDemoData(deps: { config: Config; registry: ClientRegis
       jwks: { keys: [publicPart(backendKey)] },
       token_endpoint_auth_signing_alg: 'ES384',
       smart_scopes: ['system/*.rs', 'scim'],
+      purposes_of_use: ['TREAT', 'HOPERAT'],
+      default_purposes_of_use: ['HOPERAT'],
     },
     {
       client_id: DEMO.resourceServerId,

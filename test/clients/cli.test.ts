@@ -70,7 +70,7 @@ test('add a backend service from flags and a JWKS file', async () => {
 test('add a symmetric app prints the generated secret once, with a warning, and stores its hash', async () => {
   await addClient(
     h.registry,
-    ['--kind', 'confidential_symmetric', '--id', 'clinic', '--redirect-uri', 'https://clinic.example.org/cb', '--redirect-uri', 'https://clinic.example.org/cb2', '--scopes', 'openid', '--scopes', 'user/*.rs', '--fhir-server', FHIR_BASE, '--launch-url', 'https://clinic.example.org/launch', '--purpose', 'TREAT'],
+    ['--kind', 'confidential_symmetric', '--id', 'clinic', '--redirect-uri', 'https://clinic.example.org/cb', '--redirect-uri', 'https://clinic.example.org/cb2', '--scopes', 'openid', '--scopes', 'user/*.rs', '--fhir-server', FHIR_BASE, '--launch-url', 'https://clinic.example.org/launch', '--purpose', 'TREAT', '--default-purpose', 'COC', '--test-account'],
     out,
   );
   expect(lines[0]).toBe('created client "clinic" (confidential_symmetric, client_secret_basic)');
@@ -84,6 +84,8 @@ test('add a symmetric app prints the generated secret once, with a warning, and 
     fhir_servers: [FHIR_BASE],
     launch_url: 'https://clinic.example.org/launch',
     purposes_of_use: ['TREAT'],
+    default_purposes_of_use: ['COC'],
+    test_account: true,
   });
 });
 

@@ -2,7 +2,7 @@ import { createTestApp, type TestApp } from '../support/test-app.js';
 import { createLogger } from '../../src/ops/logger.js';
 import { DEMO, seedDemoData } from '../../src/seed/demo.js';
 import { verifyPassword } from '../../src/users/passwords.js';
-import { SMART_USER_SCHEMA } from '../../src/users/model.js';
+import { ENTERPRISE_USER_SCHEMA, SMART_USER_SCHEMA } from '../../src/users/model.js';
 import { directoryOf } from './support.js';
 
 let t: TestApp;
@@ -28,6 +28,9 @@ test('demo users are seeded once, with their documented passwords, and never reh
   const smith = (await users.findByUserName('dr.smith'))![SMART_USER_SCHEMA]!;
   expect(smith.fhirUser).toMatch(/^Practitioner\//);
   expect(smith.roles?.length).toBeGreaterThan(0);
+  // What the HCS claims of the demo clinician's tokens are made of (hcs/).
+  expect(smith).toMatchObject({ purposesOfUse: ['TREAT'], npi: '1234567893', breakTheGlass: true });
+  expect((await users.findByUserName('dr.smith'))![ENTERPRISE_USER_SCHEMA]).toEqual({ organization: 'Demo General Hospital' });
   expect((await users.findByUserName('pat.jones'))![SMART_USER_SCHEMA]!.fhirUser).toMatch(/^Patient\//);
   const carer = (await users.findByUserName('care.jones'))![SMART_USER_SCHEMA]!;
   expect(carer.fhirUser).toMatch(/^RelatedPerson\//);

@@ -4,7 +4,6 @@ import type { FhirServer } from '../../config/schema.js';
 import { findFhirServer, normaliseBase } from '../../provider/fhir-servers.js';
 import type { LaunchStore } from './launch-store.js';
 import { isManageClient } from '../../manage/manage-client.js';
-import type { Logger } from 'pino';
 import { PurposeInputError, purposeParameter } from '../../hcs/purpose-input.js';
 import { listPermits, type HcsPolicy } from '../../hcs/policy.js';
 import { clientHcsFacts, type ClientHcsMetadata } from '../../hcs/client-facts.js';
@@ -33,7 +32,7 @@ type SmartClient = Client & { fhir_servers?: string[] };
  * The codes of a `purpose_of_use` parameter, checked: known v3-PurposeOfUse codes, at most a few,
  * and among the client's registered `purposes_of_use` when it has any (per the policy's mode).
  */
-export function purposesOfUse(value: string, client: ClientHcsMetadata, policy: HcsPolicy, logger?: Logger): string[] {
+export function purposesOfUse(value: string, client: ClientHcsMetadata, policy: HcsPolicy): string[] {
   let codes: string[];
   try {
     codes = purposeParameter(value);
@@ -44,11 +43,9 @@ export function purposesOfUse(value: string, client: ClientHcsMetadata, policy: 
   const mode = policy.checks.clientPurposes;
   const registered = clientHcsFacts(client).purposes;
   const unregistered = registered && mode !== 'disabled' ? codes.filter((c) => !listPermits(registered, c, policy.permitDescendants)) : [];
-  if (unregistered.length) {
-    const detail = `purpose_of_use ${shown(unregistered.join(' '))} is not registered for this app`;
-    if (mode === 'enforce') throw new errors.InvalidRequest(detail);
-    logger?.warn({ clientId: client.clientId, findings: [{ check: 'clientPurposes', detail }] }, 'HCS policy findings (audit-only)');
-  }
+  // Enforced here, before anyone signs in; an audit-only finding is logged once, with the grant
+  // it ends up in (hcs/decision.ts runs the same check then).
+  if (unregistered.length && mode === 'enforce') throw new errors.InvalidRequest(`purpose_of_use ${shown(unregistered.join(' '))} is not registered for this app`);
   return codes;
 }
 
@@ -87,7 +84,6 @@ export interface AuthorizeRuleDeps {
   fhirServers: readonly FhirServer[];
   launches: Pick<LaunchStore, 'get'>;
   hcs: HcsPolicy;
-  logger?: Logger;
 }
 
 /** oidc-provider `extraParams`: validators run for every authorization request, present or not. */
@@ -108,7 +104,7 @@ export function smartAuthorizationParams(deps: AuthorizeRuleDeps) {
 
     async purpose_of_use(_ctx: KoaContextWithOIDC, value: string | undefined, client: Client): Promise<void> {
       if (value === undefined || value === '') return;
-      purposesOfUse(value, client as unknown as ClientHcsMetadata, deps.hcs, deps.logger);
+      purposesOfUse(value, client as unknown as ClientHcsMetadata, deps.hcs);
     },
 
     async launch(ctx: KoaContextWithOIDC, value: string | undefined, client: Client): Promise<void> {
