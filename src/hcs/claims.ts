@@ -32,7 +32,8 @@ export interface HcsClaims {
   test_data?: true;
 }
 
-export function tokenExtensions(grant: HcsGrant): { ihe_iua: IuaClaims; [HCS_CLAIM]: HcsClaims } {
+/** `ihe_iua` only when there is something to say (a backend with no subject and no purpose has nothing). */
+export function tokenExtensions(grant: HcsGrant): { ihe_iua?: IuaClaims; [HCS_CLAIM]: HcsClaims } {
   const s = grant.subject;
   const iua: IuaClaims = {};
   if (s?.name) iua.subject_name = s.name;
@@ -47,5 +48,5 @@ export function tokenExtensions(grant: HcsGrant): { ihe_iua: IuaClaims; [HCS_CLA
   };
   if (grant.breakTheGlass) hcs.break_the_glass = true;
   if (grant.testData) hcs.test_data = true;
-  return { ihe_iua: iua, [HCS_CLAIM]: hcs };
+  return Object.keys(iua).length ? { ihe_iua: iua, [HCS_CLAIM]: hcs } : { [HCS_CLAIM]: hcs };
 }

@@ -1,7 +1,7 @@
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, ConfigError } from '../../src/config/load.js';
+import { ENV_VARS, loadConfig, ConfigError } from '../../src/config/load.js';
 
 const key = 'k'.repeat(40);
 
@@ -122,4 +122,10 @@ describe('configuration', () => {
       expect(errorOf(rest)).toMatch(/AUTHZ_COOKIE_KEYS \(cookieKeys\) is required in production/);
     });
   });
+});
+
+test('the README configuration table names every environment variable', () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const missing = ENV_VARS.map(([name]) => name).filter((name) => !readme.includes(`\`${name}\``));
+  expect(missing).toEqual([]);
 });

@@ -135,6 +135,8 @@ describe('introspection of each token kind', () => {
       token_type: 'Bearer',
       exp: expect.any(Number),
       iat: expect.any(Number),
+      // No purpose or subject asserted: only the ceiling a resource server must enforce (hcs/).
+      extensions: { smart_authz_hcs: { confidentiality: { system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'N', display: 'normal' }, obligations: [] } },
     });
     expect(res.body.exp - res.body.iat).toBeLessThanOrEqual(300);
   });
