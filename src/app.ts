@@ -111,6 +111,7 @@ export function buildApp(deps: AppDeps): Provider {
     hcs: config.hcs,
     alerts: new BreakTheGlassAlerts(config.hcs.breakTheGlass, logger),
     logger,
+    metrics,
   });
   const usage = new GrantUsage(redis, keyspace, config.ttl.grant);
   const consentLifetimes = { refreshToken: config.ttl.refreshToken, session: config.ttl.session };
@@ -124,6 +125,7 @@ export function buildApp(deps: AppDeps): Provider {
       redis,
       keyspace,
       logger,
+      metrics,
       fetch: createProviderFetch(fetcher) as never,
       jwksFetcher: fetcher,
       findAccount: findAccount(users, { fhirBase: config.fhirServers[0]!.base }),

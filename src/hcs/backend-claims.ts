@@ -5,6 +5,7 @@ import { tokenExtensions } from './claims.js';
 import { clientHcsFacts, type ClientHcsMetadata } from './client-facts.js';
 import { HcsRefusal, decideForBackend, type B2bAssertion } from './decision.js';
 import type { HcsPolicy } from './policy.js';
+import type { Metrics } from '../ops/metrics.js';
 
 /**
  * Backend services assert their context in the client assertion (UDAP `hl7-b2b`); oidc-provider
@@ -36,7 +37,7 @@ export function rememberB2bAssertion(ctx: Ctx, claims: Record<string, unknown>):
  * `extraTokenClaims` for client-credentials tokens issued by the token endpoint: the HCS decision
  * as `extensions`. A purpose the client may not assert refuses the request (invalid_request).
  */
-export function backendHcsClaims(policy: HcsPolicy, logger?: Logger) {
+export function backendHcsClaims(policy: HcsPolicy, logger?: Logger, metrics?: Pick<Metrics, 'hcsFindings'>) {
   return (ctx: unknown): Record<string, unknown> | undefined => {
     const c = ctx as Ctx | undefined;
     const client = c?.oidc?.client as ClientHcsMetadata | undefined;
@@ -45,7 +46,10 @@ export function backendHcsClaims(policy: HcsPolicy, logger?: Logger) {
     const b2b = asserted.get(c);
     try {
       const decision = decideForBackend(policy, { client: clientHcsFacts(client), ...(b2b ? { b2b } : {}) });
-      if (decision.findings.length) logger?.warn({ clientId: client.clientId, findings: decision.findings }, 'HCS policy findings (audit-only)');
+      if (decision.findings.length) {
+        logger?.warn({ clientId: client.clientId, findings: decision.findings }, 'HCS policy findings (audit-only)');
+        for (const f of decision.findings) metrics?.hcsFindings.inc({ check: f.check });
+      }
       return { extensions: tokenExtensions(decision.grant) };
     } catch (err) {
       if (err instanceof HcsRefusal) throw new errors.InvalidRequest(err.message);

@@ -33,6 +33,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Emergency access grants; alert on any increase (the log line and webhook carry the details). */
+  readonly breakTheGlass = new Counter({
+    name: 'hcs_break_the_glass_total',
+    help: 'Break-the-glass (emergency access) grants',
+    registers: [this.registry],
+  });
+
+  /** Audit-only HCS policy findings by check (a rule being rolled out shows up here first). */
+  readonly hcsFindings = new Counter({
+    name: 'hcs_policy_findings_total',
+    help: 'HCS policy checks and rules that would have refused or applied in audit-only mode',
+    labelNames: ['check'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }

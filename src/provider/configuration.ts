@@ -19,6 +19,7 @@ import { audAsResource, smartAuthorizationParams } from '../smart/launch/authori
 import { grantContextOf, launchContextClaims } from '../smart/launch/token-context.js';
 import { backendHcsClaims } from '../hcs/backend-claims.js';
 import type { Logger } from 'pino';
+import type { Metrics } from '../ops/metrics.js';
 import type { ConsentService } from '../consent/consent-service.js';
 import { isManageClient } from '../manage/manage-client.js';
 import { CONTEXT_SCOPES } from '../smart/scope-syntax.js';
@@ -60,6 +61,7 @@ export interface ProviderDeps {
   /** The SMART steps between login and consent (patient/encounter pickers, context recording). */
   smartPrompts?: SmartPromptDeps;
   logger?: Logger;
+  metrics?: Pick<Metrics, 'hcsFindings'>;
   /** Awaited while a JWT access token is issued: records its revocable marker. */
   onJwtAccessToken?: (token: { jti: string; grantId?: string; kind: string; expiration: number }, payload: Record<string, unknown>) => Promise<void>;
 }
@@ -117,10 +119,10 @@ function requestGrantId(ctx: KoaContextWithOIDC): string | undefined {
   return ctx.oidc.entities.AuthorizationCode?.grantId ?? ctx.oidc.entities.RefreshToken?.grantId;
 }
 
-export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, jwksFetcher, launches, grantContexts, consents, smartPrompts, onJwtAccessToken, logger }: ProviderDeps): Configuration {
+export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, jwksFetcher, launches, grantContexts, consents, smartPrompts, onJwtAccessToken, logger, metrics }: ProviderDeps): Configuration {
   const secureCookies = new URL(config.issuer).protocol === 'https:';
   const userTokenClaims = launchContextClaims({ grantContexts, fhirServers: config.fhirServers, ...(consents ? { consents } : {}) });
-  const backendTokenClaims = backendHcsClaims(config.hcs, logger);
+  const backendTokenClaims = backendHcsClaims(config.hcs, logger, metrics);
   /** Emergency (break-the-glass) grants: short-lived access tokens and no refresh token. */
   const isEmergencyGrant = async (ctx: KoaContextWithOIDC): Promise<boolean> => {
     const grantId = requestGrantId(ctx);

@@ -113,6 +113,8 @@ test('a permitted clinician: reason required, short-lived token, no refresh, fla
   const line = h.logs.find((l) => (l.breakTheGlass as { grantId?: string } | undefined)?.grantId === grantId);
   expect(line).toMatchObject({ level: 40, msg: 'break the glass: emergency access granted, flagged for review', breakTheGlass: { clientId: APP, patient, reason, purposes: ['BTG'] } });
 
+  expect(await t.metrics.registry.getSingleMetricAsString('hcs_break_the_glass_total')).toMatch(/^hcs_break_the_glass_total [1-9]/m);
+
   const alert = await waitFor(() => received.find((r) => r.body.includes(grantId)));
   expect(JSON.parse(alert.body)).toMatchObject({ type: 'break-the-glass', grantId, clientId: APP, patient, reason, purposes: ['BTG'] });
   expect(alert.signature).toBe(`sha256=${createHmac('sha256', SECRET).update(alert.body).digest('hex')}`);

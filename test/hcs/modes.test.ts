@@ -46,6 +46,7 @@ describe('the user purpose check', () => {
     const flow = await userFlow(h, { purposesOfUse: ['TREAT'] }, 'HRESCH');
     expect(await purposesOf(h, flow)).toEqual(['HRESCH']);
     expect(findings(h)).toEqual([{ check: 'userPurposes', detail: 'you are not permitted to assert purpose of use HRESCH' }]);
+    expect(await h.t.metrics.registry.getSingleMetricAsString('hcs_policy_findings_total')).toContain('hcs_policy_findings_total{check="userPurposes"} 1');
   });
 
   test('disabled: granted, nothing logged', async () => {

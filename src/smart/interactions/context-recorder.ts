@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { HcsRefusal, decideForUser, type HcsDecision } from '../../hcs/decision.js';
 import { hcsPolicySchema, type HcsPolicy } from '../../hcs/policy.js';
 import type { BreakTheGlassAlerts } from '../../hcs/break-the-glass.js';
+import type { Metrics } from '../../ops/metrics.js';
 
 /**
  * The end of every SMART authorization: what may be granted (the user side of downscoping), then
@@ -77,6 +78,7 @@ export interface ContextRecorderDeps {
   /** Break-the-glass alerting (log line, webhook). */
   alerts?: Pick<BreakTheGlassAlerts, 'raise'>;
   logger?: Logger;
+  metrics?: Pick<Metrics, 'breakTheGlass' | 'hcsFindings'>;
 }
 
 /** Options of one recording. */
@@ -208,8 +210,12 @@ export class ContextRecorder {
         throw err;
       }
     }
-    if (plan.hcs?.findings.length) this.deps.logger?.warn({ clientId: facts.clientId, accountId: facts.accountId, grantId, findings: plan.hcs.findings }, 'HCS policy findings (audit-only)');
+    if (plan.hcs?.findings.length) {
+      this.deps.logger?.warn({ clientId: facts.clientId, accountId: facts.accountId, grantId, findings: plan.hcs.findings }, 'HCS policy findings (audit-only)');
+      for (const f of plan.hcs.findings) this.deps.metrics?.hcsFindings.inc({ check: f.check });
+    }
     if (emergency) {
+      this.deps.metrics?.breakTheGlass.inc();
       this.deps.alerts
         ?.raise({
           grantId,
