@@ -16,7 +16,7 @@ import {
   OPT_OUT,
   PATIENT_CONSENT,
   PATIENT_PRIVACY,
-  PURPOSE_CODE,
+  isPurpose,
   SYSTEMS,
   labelsAbove,
   purposeCoding,
@@ -78,7 +78,7 @@ function performerOf(decision: ConsentDecision): Reference & { reference: string
 function purposesOf(decision: ConsentDecision, performerType: string): Coding[] {
   const codes = decision.purposes?.length ? decision.purposes : PERSONAL_TYPES.has(performerType) ? ['PATRQT'] : [];
   for (const code of codes) {
-    if (!PURPOSE_CODE.test(code)) throw new ConsentInputError(`purpose ${JSON.stringify(code)} is not a v3-ActReason code`);
+    if (!isPurpose(code)) throw new ConsentInputError(`purpose ${JSON.stringify(code)} is not a v3-PurposeOfUse code`);
   }
   return [...new Set(codes)].map(purposeCoding);
 }

@@ -1,5 +1,6 @@
 import type { Coding } from './fhir-types.js';
 import { CLEARANCE_LEVELS, type Clearance } from '../users/model.js';
+import { confidentialityCoding } from '../hcs/vocabulary.js';
 
 /** Code systems of the Consent and Provenance this server writes (HL7 THO / FHIR R4 URLs). */
 export const SYSTEMS = {
@@ -30,40 +31,10 @@ export const DATA_OPERATIONS = {
   UPDATE: { system: SYSTEMS.dataOperation, code: 'UPDATE', display: 'revise' },
 } as const satisfies Record<string, Coding>;
 
-const CONFIDENTIALITY_DISPLAY: Record<Clearance, string> = {
-  U: 'unrestricted',
-  L: 'low',
-  M: 'moderate',
-  N: 'normal',
-  R: 'restricted',
-  V: 'very restricted',
-};
-
-/** Displays of the v3-PurposeOfUse codes a consent is likely to carry; others go without one. */
-const PURPOSE_DISPLAY: Readonly<Record<string, string>> = {
-  PATRQT: 'patient requested',
-  FAMRQT: 'family requested',
-  PWATRNY: 'power of attorney',
-  SUPNWK: 'support network',
-  TREAT: 'treatment',
-  ETREAT: 'Emergency Treatment',
-  COC: 'coordination of care',
-  HPAYMT: 'healthcare payment',
-  HOPERAT: 'healthcare operations',
-  HRESCH: 'healthcare research',
-  PUBHLTH: 'public health',
-  COVERAGE: 'coverage under policy or program',
-  HMARKT: 'healthcare marketing',
-};
-
-export const PURPOSE_CODE = /^[A-Z][A-Z0-9]{1,19}$/;
-
-export function purposeCoding(code: string): Coding {
-  const display = PURPOSE_DISPLAY[code];
-  return display ? { system: SYSTEMS.actReason, code, display } : { system: SYSTEMS.actReason, code };
-}
+/** Purposes and confidentiality come from the one HCS vocabulary (hcs/vocabulary.ts). */
+export { purposeCoding, isPurpose } from '../hcs/vocabulary.js';
 
 /** The confidentiality labels above a clearance (N → R, V), as Codings. */
 export function labelsAbove(clearance: Clearance): Coding[] {
-  return CLEARANCE_LEVELS.slice(CLEARANCE_LEVELS.indexOf(clearance) + 1).map((code) => ({ system: SYSTEMS.confidentiality, code, display: CONFIDENTIALITY_DISPLAY[code] }));
+  return CLEARANCE_LEVELS.slice(CLEARANCE_LEVELS.indexOf(clearance) + 1).map(confidentialityCoding);
 }

@@ -5,11 +5,9 @@
  * outside these tables is refused, never passed through unchecked.
  */
 
-export interface Coding {
-  system: string;
-  code: string;
-  display?: string;
-}
+import { CLEARANCE_LEVELS, type Clearance, type Coding } from '../users/model.js';
+
+export type { Coding };
 
 export const SYSTEMS = {
   actReason: 'http://terminology.hl7.org/CodeSystem/v3-ActReason',
@@ -130,9 +128,9 @@ export function purposeCoding(code: string): Coding {
   return entry ? { system: SYSTEMS.actReason, code, display: entry[0] } : { system: SYSTEMS.actReason, code };
 }
 
-/** HL7 v3-Confidentiality, lowest first: U < L < M < N < R < V. */
-export const CONFIDENTIALITY = ['U', 'L', 'M', 'N', 'R', 'V'] as const;
-export type Confidentiality = (typeof CONFIDENTIALITY)[number];
+/** HL7 v3-Confidentiality, lowest first: U < L < M < N < R < V (users' clearances use the same). */
+export const CONFIDENTIALITY = CLEARANCE_LEVELS;
+export type Confidentiality = Clearance;
 
 const CONFIDENTIALITY_DISPLAY: Record<Confidentiality, string> = {
   U: 'unrestricted',
