@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'coverage/', 'var/', 'dist/', '.jest-results.json'] },
+  { ignores: ['node_modules/', 'coverage/', 'var/', 'dist/', 'test-results/', '.jest-results.json'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -14,6 +14,8 @@ export default tseslint.config(
       'no-console': ['error', { allow: ['error'] }],
     },
   },
-  { files: ['test/**', 'bench/**', 'bin/**', 'src/cli/**', '**/*.cjs', '**/*.js'], rules: { 'no-console': 'off' } },
+  { files: ['test/**', 'bench/**', 'bin/**', 'src/cli/**', 'examples/**', '**/*.cjs', '**/*.js'], rules: { 'no-console': 'off' } },
+  // The example SMART app's pages run in the browser with fhirclient's global `FHIR`.
+  { files: ['examples/smart-app/public/**/*.js'], languageOptions: { sourceType: 'script', globals: { ...globals.browser, FHIR: 'readonly' } } },
   { files: ['**/*.cjs'], languageOptions: { sourceType: 'commonjs', globals: { ...globals.node } }, rules: { '@typescript-eslint/no-require-imports': 'off' } },
 );
