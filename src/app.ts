@@ -47,6 +47,7 @@ import { GrantUsage, grantUsageTracking } from './smart/launch/grant-usage.js';
 import { manageRoutes } from './manage/routes.js';
 import { ensureManageClient } from './manage/manage-client.js';
 import { BreakTheGlassAlerts } from './hcs/break-the-glass.js';
+import { userinfoRoutes } from './userinfo/routes.js';
 
 export interface AppDeps {
   config: Config;
@@ -114,6 +115,7 @@ export function buildApp(deps: AppDeps): Provider {
     metrics,
   });
   const usage = new GrantUsage(redis, keyspace, config.ttl.grant);
+  const accounts = findAccount(users, { fhirBase: config.fhirServers[0]!.base });
   const consentLifetimes = { refreshToken: config.ttl.refreshToken, session: config.ttl.session };
   const provider = new Provider(
     config.issuer,
@@ -128,7 +130,7 @@ export function buildApp(deps: AppDeps): Provider {
       metrics,
       fetch: createProviderFetch(fetcher) as never,
       jwksFetcher: fetcher,
-      findAccount: findAccount(users, { fhirBase: config.fhirServers[0]!.base }),
+      findAccount: accounts,
       launches,
       grantContexts,
       consents,
@@ -205,6 +207,7 @@ export function buildApp(deps: AppDeps): Provider {
   const lookup = new TokenLookup(adapters, deps.jwks, config.issuer);
   const callerAuth = new CallerAuthenticator({ clientAdapter, redis, keyspace, fetcher, issuer: config.issuer, algorithms: config.clientAuthSigningAlgs });
   const introspection = introspectionRoutes({ config, provider, adapters, jwks: deps.jwks, lookup, auth: callerAuth });
+  const userinfo = userinfoRoutes({ lookup, adapters, findAccount: accounts });
   const launchApi = launchRoutes({ config, auth: callerAuth, launches, users });
 
   const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup, config, logger });
@@ -234,6 +237,7 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(grantUsageTracking({ tokenPath: ROUTES.token, usage, logger }));
   provider.use(discovery.routes());
   provider.use(introspection.routes());
+  provider.use(userinfo.routes());
   provider.use(launchApi.routes());
   provider.use(scim.routes());
   provider.use(consentApi.routes());

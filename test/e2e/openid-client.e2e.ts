@@ -106,17 +106,10 @@ describe('openid-client: authorization code flow with PKCE', () => {
       const verified = await jwtVerify(tokens.id_token!, createRemoteJWKSet(new URL(config.serverMetadata().jwks_uri!)), { issuer: stack.issuer, audience: RP_ID });
       expect(verified.payload.sub).toBe(claims.sub);
 
-      // Userinfo with the SMART access token. KNOWN GAP (reported, needs a design decision): the
-      // server advertises userinfo_endpoint, but every authorization here is bound to a FHIR
-      // server (aud → resource indicator), and oidc-provider's userinfo refuses any access token
-      // with an audience, so no SMART client can use it (OIDC Core 5.3 expects it to). This pins
-      // today's answer — a Bearer challenge with invalid_token — so a fix shows up here; the same
-      // claims reach the app in the id_token (checked above).
-      const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub).then(
-        (body) => ({ ok: true as const, body }),
-        (err: unknown) => ({ ok: false as const, challenges: (err as { cause?: { scheme: string; parameters: Record<string, string> }[] }).cause }),
-      );
-      expect(userinfo).toEqual({ ok: false, challenges: [{ scheme: 'bearer', parameters: expect.objectContaining({ error: 'invalid_token' }) }] });
+      // Userinfo with the SMART access token (bound to the FHIR server): openid-client checks the
+      // answer's sub against the id_token's.
+      const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
+      expect(userinfo).toEqual({ sub: claims.sub, fhirUser: `${stack.rs.base}/Patient/pat-jones` });
 
       expect(await fhirRead(tokens.access_token, 'Patient/pat-jones')).toBe(200);
 
