@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { authorizeThroughPages, exchangeCode, launchStoreOf, startAuthorization, browse } from '../support/smart-flow.js';
+import { authorizeThroughPages, browse, consentServiceOf, exchangeCode, inputValues, launchStoreOf, postForm, startAuthorization } from '../support/smart-flow.js';
 import type { TestApp } from '../support/test-app.js';
 import { ACT_CODE, ACT_REASON, APP, CONFIDENTIALITY, JWT_BASE, REDIRECT, createHcsApp, introspect, jwtClaims, newUser, params, registerApp, type HcsApp } from './support.js';
 
@@ -185,16 +185,20 @@ describe('test accounts get HTEST', () => {
 });
 
 describe('the consent page shows the purpose', () => {
-  test('and the Consent records it', async () => {
+  test('and the Consent records the decided purpose', async () => {
     const who = await clinician({ purposesOfUse: ['TREAT', 'HRESCH'] });
     const patient = `pat-${randomUUID().slice(0, 6)}`;
     const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr' });
     const { agent, first } = await startAuthorization(t, params(APP, 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'HRESCH' }));
     const login = await browse(agent, first);
     if (login.kind !== 'page') throw new Error('expected the login page');
-    const { postForm } = await import('../support/smart-flow.js');
     const consent = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }));
     if (consent.kind !== 'page') throw new Error('expected the consent page');
     expect(consent.res.text).toContain('<strong>Why:</strong> for health research.');
+    const scopes = inputValues(consent.res.text, 'checkbox', 'scope');
+    const done = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: scopes }));
+    expect(done.kind === 'app' && done.code).toBeTruthy();
+    const [recorded] = (await consentServiceOf(t).store.search({ patient: patient, count: 10, offset: 0 })).consents;
+    expect(recorded!.resource.provision?.purpose).toEqual([{ system: ACT_REASON, code: 'HRESCH', display: 'healthcare research' }]);
   });
 });
