@@ -60,6 +60,13 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_DEMO_DATA', 'demoData', 'bool'],
   ['AUTHZ_CONSENT_FHIR_SERVER', 'consents.fhirServer', 'string'],
   ['AUTHZ_CONSENT_FHIR_TOKEN', 'consents.fhirServerToken', 'string'],
+  ['AUTHZ_AUDIT_CHECKPOINT_EVERY', 'audit.checkpointEvery', 'int'],
+  ['AUTHZ_AUDIT_CHECKPOINT_INTERVAL_SECONDS', 'audit.checkpointIntervalSeconds', 'int'],
+  ['AUTHZ_AUDIT_RETENTION_DAYS', 'audit.retentionDays', 'int'],
+  ['AUTHZ_AUDIT_DISCLOSURE_RETENTION_DAYS', 'audit.disclosureRetentionDays', 'int'],
+  ['AUTHZ_AUDIT_DISCLOSURE_SHOW_STAFF_NAMES', 'audit.disclosureShowStaffNames', 'bool'],
+  ['AUTHZ_AUDIT_INTROSPECTION', 'audit.introspection', 'bool'],
+  ['AUTHZ_AUDIT_MAX_BATCH', 'audit.maxBatch', 'int'],
 ];
 
 function convert(name: string, kind: Kind, raw: string): unknown {
