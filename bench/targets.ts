@@ -1,5 +1,6 @@
 // Benchmark targets, run as a child process so the load generator does not share its event loop:
-// a bare Koa endpoint doing one Redis GET (the baseline) and the real app's /introspect.
+// a bare Koa endpoint doing one Redis GET (the baseline) and the real app's /introspect, with and
+// without introspection auditing.
 import Koa from 'koa';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,7 +20,11 @@ await connectRedis(redis);
 const keyspace = new Keyspace(config.redis.prefix);
 const keystore = new KeyStore(redis, keyspace);
 const { jwks } = await keystore.ensureKeys();
-const app = buildApp({ config, logger: createLogger('silent'), redis, keyspace, metrics: new Metrics({ defaultMetrics: false }), jwks, cookieKeys: ['bench-cookie-key-000000000000000000000000'] });
+const build = (c: typeof config) => buildApp({ config: c, logger: createLogger('silent'), redis, keyspace, metrics: new Metrics({ defaultMetrics: false }), jwks, cookieKeys: ['bench-cookie-key-000000000000000000000000'] });
+const app = build(config);
+// The same app with introspection auditing switched off (AUTHZ_AUDIT_INTROSPECTION=false), so
+// the benchmark can measure what auditing costs in the same run, on the same Redis.
+const unaudited = build({ ...config, audit: { ...config.audit, introspection: false } });
 const registry = clientRegistryFor(app, redis, keyspace);
 await registry.upsert({ client_id: 'bench-rs', smart_client_kind: 'resource_server', client_secret: 'bench-rs-secret' });
 await registry.upsert({ client_id: 'bench-ehr', smart_client_kind: 'ehr_launcher', client_secret: 'bench-ehr-secret', smart_scopes: ['launch'] });
@@ -43,6 +48,7 @@ const listen = (handler: Parameters<typeof createServer>[1]) =>
   });
 
 const appPort = await listen(app.callback());
+const unauditedPort = await listen(unaudited.callback());
 const basePort = await listen(baseline.callback());
 
 const tokenRes = await fetch(`http://127.0.0.1:${appPort}/token`, {
@@ -51,5 +57,5 @@ const tokenRes = await fetch(`http://127.0.0.1:${appPort}/token`, {
   body: 'grant_type=client_credentials&scope=launch',
 });
 const { access_token: token } = (await tokenRes.json()) as { access_token: string };
-process.send?.({ appPort, basePort, token });
+process.send?.({ appPort, unauditedPort, basePort, token });
 process.on('SIGTERM', () => process.exit(0));

@@ -48,6 +48,10 @@ import { manageRoutes } from './manage/routes.js';
 import { ensureManageClient } from './manage/manage-client.js';
 import { BreakTheGlassAlerts } from './hcs/break-the-glass.js';
 import { userinfoRoutes } from './userinfo/routes.js';
+import { createAuditTrail, type AuditTrail } from './audit/trail.js';
+import { AuditStore } from './audit/store.js';
+import { auditRoutes } from './audit/routes.js';
+import { noteProviderOutcomes, providerAudit } from './audit/hooks/provider-audit.js';
 
 export interface AppDeps {
   config: Config;
@@ -60,6 +64,8 @@ export interface AppDeps {
   isShuttingDown?: () => boolean;
   /** Shared across provider rebuilds so its cache survives key rotation. */
   jwksFetcher?: JwksFetcher;
+  /** The audit trail; main.ts passes one shared across provider rebuilds. */
+  audit?: AuditTrail;
 }
 
 export function createJwksFetcher(config: Config, logger: Logger): JwksFetcher {
@@ -95,6 +101,7 @@ export function modelAdapter(redis: RedisClient, keyspace: Keyspace): (name: str
 export function buildApp(deps: AppDeps): Provider {
   const { config, logger, redis, keyspace, metrics } = deps;
   const redisReady = () => redis.status === 'ready';
+  const audit = deps.audit ?? createAuditTrail({ config, redis, keyspace, logger, metrics });
   const adapters = modelAdapter(redis, keyspace);
   const fetcher = deps.jwksFetcher ?? createJwksFetcher(config, logger);
   const markers = adapters(JWT_MARKER_MODEL);
@@ -103,7 +110,7 @@ export function buildApp(deps: AppDeps): Provider {
   const launches = new LaunchStore(redis, keyspace, config.ttl.launch);
   const grantContexts = new GrantContextStore(redis, keyspace);
   // Made before the provider so its configuration can consult consents on the token path.
-  const consents = createConsentService({ config, redis, keyspace, adapters, grantContexts, provider: () => provider, logger });
+  const consents = createConsentService({ config, redis, keyspace, adapters, grantContexts, provider: () => provider, logger, audit });
   const fhirUserBase = config.fhirServers[0]!.base;
   const recorder = new ContextRecorder({
     launches,
@@ -144,6 +151,7 @@ export function buildApp(deps: AppDeps): Provider {
     }),
   );
   provider.proxy = config.proxy;
+  noteProviderOutcomes(provider);
 
   // Client assertions must name this server's configured endpoint URLs, whatever Host header
   // the request arrived with (oidc-provider would also accept the issuer and Host-derived URLs).
@@ -188,6 +196,8 @@ export function buildApp(deps: AppDeps): Provider {
   const interactions = interactionRoutes({
     provider,
     csrf,
+    audit,
+    issuer: config.issuer,
     login: new PasswordLogin({ users, lockout, ipLimiter: new IpRateLimiter(redis, keyspace, config.login.maxAttemptsPerIpPerMinute), passwords: config.passwords, logger }),
     pages: smartInteractionPages({
       provider,
@@ -206,12 +216,14 @@ export function buildApp(deps: AppDeps): Provider {
   const clientAdapter = (provider.Client as unknown as { adapter: Adapter }).adapter;
   const lookup = new TokenLookup(adapters, deps.jwks, config.issuer);
   const callerAuth = new CallerAuthenticator({ clientAdapter, redis, keyspace, fetcher, issuer: config.issuer, algorithms: config.clientAuthSigningAlgs });
-  const introspection = introspectionRoutes({ config, provider, adapters, jwks: deps.jwks, lookup, auth: callerAuth });
+  const introspection = introspectionRoutes({ config, provider, adapters, jwks: deps.jwks, lookup, auth: callerAuth, audit });
   const userinfo = userinfoRoutes({ lookup, adapters, findAccount: accounts });
-  const launchApi = launchRoutes({ config, auth: callerAuth, launches, users });
+  const launchApi = launchRoutes({ config, auth: callerAuth, launches, users, audit });
 
-  const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup, config, logger });
+  const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup, config, logger, audit });
   const consentApi = consentRoutes({ consents, lookup, config, logger });
+  const auditStore = new AuditStore(redis, keyspace);
+  const auditApi = auditRoutes({ config, store: auditStore, trail: audit, lookup, logger });
   const manage = manageRoutes({
     config,
     provider,
@@ -223,6 +235,7 @@ export function buildApp(deps: AppDeps): Provider {
     // Registered at start-up by main.ts, or here on first use on a fresh store.
     ensureClient: () => ensureManageClient(registry, config.issuer),
     logger,
+    auditStore,
   });
 
   provider.use(requestContext(logger, metrics));
@@ -232,6 +245,8 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(ops.routes());
   provider.use(requireRedis(redisReady, /^\/(healthz|readyz|metrics|static\/)/));
   provider.use(bodyLimit(config.http.bodyLimit));
+  // Awaits the AuditEvent of token, authorization, logout and registration requests before they are answered.
+  provider.use(providerAudit({ audit, issuer: config.issuer, grantContext: (grantId) => grantContexts.get(grantId) }));
   provider.use(authorizationRequestRewrites(ROUTES.authorization));
   provider.use(tokenResponseContext({ tokenPath: ROUTES.token, grantContexts, fhirServers: config.fhirServers }));
   provider.use(grantUsageTracking({ tokenPath: ROUTES.token, usage, logger }));
@@ -241,6 +256,7 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(launchApi.routes());
   provider.use(scim.routes());
   provider.use(consentApi.routes());
+  provider.use(auditApi.routes());
   provider.use(manage.routes());
   provider.use(registrationSecretHandling(config.http.bodyLimit, async (id) => (await clientAdapter.find(id)) as Record<string, unknown> | undefined));
   provider.use(interactions.routes());

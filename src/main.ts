@@ -39,8 +39,11 @@ async function main(): Promise<void> {
 
   const keys = await keystore.ensureKeys();
   const cookieKeys = await resolveCookieKeys(config, redis, keyspace);
+  // One audit trail for the process: provider rebuilds (key rotation) keep appending through it.
+  const { createAuditTrail } = await import('./audit/trail.js');
+  const audit = createAuditTrail({ config, redis, keyspace, logger, metrics });
   const build = (jwks: Awaited<ReturnType<typeof keystore.providerJwks>>) =>
-    buildApp({ config, logger, redis, keyspace, metrics, jwks, cookieKeys, isShuttingDown: () => shuttingDown });
+    buildApp({ config, logger, redis, keyspace, metrics, jwks, cookieKeys, isShuttingDown: () => shuttingDown, audit });
 
   let app = build(keys.jwks);
   const registry = clientRegistryFor(app, redis, keyspace);
@@ -91,6 +94,8 @@ async function main(): Promise<void> {
     stopWatching();
     await http.close(config.http.shutdownGraceMs);
     await consentOutbox?.stop();
+    // Events of requests that finished during the grace period are appended before Redis closes.
+    await audit.close();
     await runtime.close();
     logger.info('stopped');
     process.exit(0);

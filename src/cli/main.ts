@@ -27,6 +27,9 @@ import { USERS_USAGE, USER_COMMANDS } from './users.js';
 import { LoginLockout } from '../users/lockout.js';
 import { createUserStore } from '../users/user-store.js';
 import { ScimError } from '../scim/errors.js';
+import { audit } from './audit.js';
+import { createAuditTrail } from '../audit/trail.js';
+import { auditedLockState, auditedRegistry, auditedUserStore, cliOperator, recordKeyChange, type CliAudit } from '../audit/hooks/cli-audit.js';
 
 const USAGE = `Usage: smart-authz <group> <command> [options]
 
@@ -36,6 +39,7 @@ const USAGE = `Usage: smart-authz <group> <command> [options]
   registration token [--expires-in SECONDS]                      issue an RFC 7591 initial access token
   demo     assertion [--aud URL]                                 (development) sign a client assertion for demo-backend
   config   check                                                 validate the configuration and print a summary
+  audit    verify|export|purge|checkpoint                        the audit trail (hash chain, retention, export)
 
 The CLI reads the same environment variables and AUTHZ_CONFIG file as the server.
 Run "smart-authz clients help", "smart-authz users help" or "smart-authz keys help" for details.`;
@@ -51,19 +55,24 @@ const KEYS_USAGE = `Usage: smart-authz keys <command>
 Rotation: introduce, wait for every instance to reload (30 s), promote, wait for the longest
 token lifetime, remove.`;
 
-async function withRuntime<T>(fn: (rt: Runtime) => Promise<T>, opts: { keySecret?: string | undefined } = {}): Promise<T> {
+type AuditedRuntime = Runtime & { cliAudit: CliAudit };
+
+/** The runtime of one command, with an audit trail: changes made here are recorded like the server's. */
+async function withRuntime<T>(fn: (rt: AuditedRuntime) => Promise<T>, opts: { keySecret?: string | undefined } = {}): Promise<T> {
   const config = { ...loadConfig(), devRedis: false };
   const rt = await openRuntime(opts.keySecret === undefined ? config : { ...config, keyEncryptionSecret: opts.keySecret }, createLogger('silent'));
+  const trail = createAuditTrail({ config: rt.config, redis: rt.redis, keyspace: rt.keyspace, logger: rt.logger });
   try {
-    return await fn(rt);
+    return await fn({ ...rt, cliAudit: { audit: trail, issuer: rt.config.issuer, operator: cliOperator() } });
   } finally {
+    await trail.close();
     await rt.close();
   }
 }
 
-async function providerFor(rt: Runtime) {
+async function providerFor(rt: AuditedRuntime) {
   const jwks = await rt.keystore.providerJwks();
-  return buildApp({ ...rt, metrics: new Metrics({ defaultMetrics: false }), jwks, cookieKeys: ['cli-does-not-set-cookies-0000000000'] });
+  return buildApp({ ...rt, metrics: new Metrics({ defaultMetrics: false }), jwks, cookieKeys: ['cli-does-not-set-cookies-0000000000'], audit: rt.cliAudit.audit });
 }
 
 async function clients(args: string[], out: Out): Promise<void> {
@@ -75,7 +84,7 @@ async function clients(args: string[], out: Out): Promise<void> {
     if (command && command !== 'help') process.exitCode = 2;
     return;
   }
-  await withRuntime(async (rt) => run(clientRegistryFor(await providerFor(rt), rt.redis, rt.keyspace), rest, out));
+  await withRuntime(async (rt) => run(auditedRegistry(clientRegistryFor(await providerFor(rt), rt.redis, rt.keyspace), rt.cliAudit), rest, out));
 }
 
 async function readStdin(): Promise<string> {
@@ -94,7 +103,8 @@ async function users(args: string[], out: Out): Promise<void> {
   }
   await withRuntime(async (rt) => {
     const lockout = new LoginLockout(rt.redis, rt.keyspace, rt.config.login);
-    await run({ users: createUserStore(rt.config, rt.redis, rt.keyspace, lockout), lockout, readStdin }, rest, out);
+    const store = auditedUserStore(createUserStore(rt.config, rt.redis, rt.keyspace, lockout), rt.cliAudit);
+    await run({ users: store, lockout: auditedLockState(lockout, rt.cliAudit), readStdin }, rest, out);
   });
 }
 
@@ -119,6 +129,7 @@ async function keys(args: string[], out: Out): Promise<void> {
       if (arg !== 'RSA' && arg !== 'EC') throw new CliUsageError('keys introduce needs RSA or EC');
       return withRuntime(async (rt) => {
         const k = await rt.keystore.introduce(arg);
+        await recordKeyChange(rt.cliAudit, 'introduced', { kid: k.kid, kty: k.kty });
         out(`introduced ${k.kid} (${k.kty}, next): published now, signs after "keys promote ${k.kid}"`);
       });
     }
@@ -126,6 +137,7 @@ async function keys(args: string[], out: Out): Promise<void> {
       if (!arg) throw new CliUsageError('keys promote needs a kid');
       return withRuntime(async (rt) => {
         const { promoted, retired } = await rt.keystore.promote(arg);
+        await recordKeyChange(rt.cliAudit, 'promoted', { kid: promoted.kid, kty: promoted.kty, retired: retired.map((k) => k.kid) });
         out(`${promoted.kid} is current; retired: ${retired.map((k) => k.kid).join(', ') || 'none'}`);
       });
     case 'remove':
@@ -138,6 +150,7 @@ async function keys(args: string[], out: Out): Promise<void> {
           throw new CliUsageError(`${arg} was retired less than ${wait} s ago; tokens it signed may still be in use (use --force to remove anyway)`);
         }
         const removed = await rt.keystore.remove(arg);
+        await recordKeyChange(rt.cliAudit, 'removed', { kid: removed.kid, kty: removed.kty });
         out(`removed ${removed.kid}`);
       });
     case 'encrypt': {
@@ -146,6 +159,7 @@ async function keys(args: string[], out: Out): Promise<void> {
       return withRuntime(
         async (rt) => {
           const n = await rt.keystore.reencrypt(target);
+          await recordKeyChange(rt.cliAudit, 'reencrypted', { count: n });
           out(`${n} keys now encrypted with the configured secret; restart instances with AUTHZ_KEY_ENCRYPTION_SECRET set`);
         },
         { keySecret: process.env.AUTHZ_OLD_KEY_ENCRYPTION_SECRET ?? '' },
@@ -201,7 +215,7 @@ async function config(args: string[], out: Out): Promise<void> {
 
 export async function runCli(argv: string[], out: Out = (line) => console.log(line)): Promise<void> {
   const [group, ...rest] = argv;
-  const groups: Record<string, (a: string[], o: Out) => Promise<void>> = { clients, users, keys, registration, demo, config };
+  const groups: Record<string, (a: string[], o: Out) => Promise<void>> = { clients, users, keys, registration, demo, config, audit };
   const run = group ? groups[group] : undefined;
   if (!run) {
     out(USAGE);

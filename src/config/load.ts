@@ -68,6 +68,13 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_BTG_ACCESS_TOKEN_TTL', 'hcs.breakTheGlass.accessTokenTtl', 'int'],
   ['AUTHZ_BTG_WEBHOOK_URL', 'hcs.breakTheGlass.webhookUrl', 'string'],
   ['AUTHZ_BTG_WEBHOOK_SECRET', 'hcs.breakTheGlass.webhookSecret', 'string'],
+  ['AUTHZ_AUDIT_CHECKPOINT_EVERY', 'audit.checkpointEvery', 'int'],
+  ['AUTHZ_AUDIT_CHECKPOINT_INTERVAL_SECONDS', 'audit.checkpointIntervalSeconds', 'int'],
+  ['AUTHZ_AUDIT_RETENTION_DAYS', 'audit.retentionDays', 'int'],
+  ['AUTHZ_AUDIT_DISCLOSURE_RETENTION_DAYS', 'audit.disclosureRetentionDays', 'int'],
+  ['AUTHZ_AUDIT_DISCLOSURE_SHOW_STAFF_NAMES', 'audit.disclosureShowStaffNames', 'bool'],
+  ['AUTHZ_AUDIT_INTROSPECTION', 'audit.introspection', 'bool'],
+  ['AUTHZ_AUDIT_MAX_BATCH', 'audit.maxBatch', 'int'],
 ];
 
 function convert(name: string, kind: Kind, raw: string): unknown {

@@ -165,6 +165,36 @@ export const configSchema = z
       .default({}),
     /** HL7 HCS policy: purposes of use, obligations, ceilings, break the glass (hcs/policy.ts). */
     hcs: hcsPolicySchema.prefault({}),
+    audit: z
+      .object({
+        /** A signed checkpoint is written after this many appended events... */
+        checkpointEvery: z.number().int().min(1).default(1000),
+        /** ...or after this many seconds with new events, whichever comes first. */
+        checkpointIntervalSeconds: z.number().int().min(1).default(300),
+        /** Events older than this are removed by `audit purge` (except disclosures, below). */
+        retentionDays: z.number().int().min(1).default(365),
+        /**
+         * Events that record a disclosure of a patient's data are kept this long: HIPAA
+         * §164.528 gives patients an accounting of disclosures for the six years before the
+         * request, so the default is six years (2192 days: six years including leap days).
+         */
+        disclosureRetentionDays: z.number().int().min(1).default(2192),
+        /** The patient's disclosure report names staff members; when false, only role and organisation. */
+        disclosureShowStaffNames: z.boolean().default(false),
+        /** Record an AuditEvent for every token introspection (BALP); off trades the trail for throughput. */
+        introspection: z.boolean().default(true),
+        /** Most events one append script writes (group commit); at most 2000, as Lua unpacks a batch onto its stack (limit 8000). */
+        maxBatch: z.number().int().min(1).max(2000).default(500),
+      })
+      .default({
+        checkpointEvery: 1000,
+        checkpointIntervalSeconds: 300,
+        retentionDays: 365,
+        disclosureRetentionDays: 2192,
+        disclosureShowStaffNames: false,
+        introspection: true,
+        maxBatch: 500,
+      }),
     /** Seed demo clients (and later users) in development mode. */
     demoData: z.boolean().default(true),
   })
@@ -179,6 +209,9 @@ export const configSchema = z
         tenants.add(s.tenant);
       }
     });
+    if (c.audit.disclosureRetentionDays < c.audit.retentionDays) {
+      ctx.addIssue({ code: 'custom', path: ['audit', 'disclosureRetentionDays'], message: 'must be at least audit.retentionDays (disclosures are kept at least as long as other events)' });
+    }
     if (c.mode !== 'production') return;
     const issuer = new URL(c.issuer);
     if (issuer.protocol === 'http:' && !c.proxy) {

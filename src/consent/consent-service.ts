@@ -4,6 +4,8 @@ import type { ConsentStore, RememberedQuery, StoredConsent, StoredResource } fro
 import { ConsentRequiredError } from './errors.js';
 import type { Reference } from './fhir-types.js';
 import { coversAll, patientScopes } from './scope-coverage.js';
+import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
+import { consentRecorded, consentWithdrawn } from '../audit/events/consent-events.js';
 
 export interface ConsentServiceDeps {
   store: ConsentStore;
@@ -11,6 +13,8 @@ export interface ConsentServiceDeps {
   /** Ends a grant and everything issued from it (tokens, codes, launch context). */
   revokeGrant(grantId: string): Promise<void>;
   logger?: Logger;
+  /** Decisions and withdrawals are recorded before the caller answers anyone. */
+  audit?: AuditRecorder;
 }
 
 /**
@@ -32,6 +36,12 @@ export class ConsentService {
   async recordDecision(decision: ConsentDecision, now: Date = new Date()): Promise<StoredResource> {
     const stored = await this.store.create(buildConsent(decision, now, { issuer: this.deps.issuer }), { scopes: decision.scopes, now });
     if (decision.grantId && decision.kind === 'permit') await this.store.linkGrant(stored.resource.id, decision.grantId);
+    await this.deps.audit?.record(
+      consentRecorded(
+        { issuer: this.deps.issuer, now },
+        { consentId: stored.resource.id, patient: decision.patientId, performer: decision.performer.reference, client: { clientId: decision.clientId, ...(decision.clientName ? { name: decision.clientName } : {}) }, decision: decision.kind, scopes: decision.scopes },
+      ),
+    );
     return stored.resource;
   }
 
@@ -45,6 +55,12 @@ export class ConsentService {
    */
   async withdraw(id: string, by: Reference, now: Date = new Date()): Promise<StoredResource> {
     const result = await this.store.withdraw(id, by, now);
+    if (result.changed) {
+      const c = result.consent;
+      await this.deps.audit?.record(
+        consentWithdrawn({ issuer: this.deps.issuer, now }, { consentId: id, patient: c.patientId, ...(by.reference ? { performer: by.reference } : {}), client: { clientId: c.clientId }, grantsRevoked: result.grantIds.length }),
+      );
+    }
     await this.revokeAll(result.grantIds, id);
     return result.consent.resource;
   }

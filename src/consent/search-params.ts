@@ -56,7 +56,8 @@ export function dateRange(value: string): [number, number] {
   return [start, start + width - 1];
 }
 
-function applyDate(q: { dateFrom?: number; dateTo?: number }, raw: string): void {
+/** Narrows `q` by one `date` parameter value (prefixes eq ge gt le lt); shared with the AuditEvent search. */
+export function applyDate(q: { dateFrom?: number; dateTo?: number }, raw: string): void {
   const m = /^(eq|ne|gt|lt|ge|le|sa|eb|ap)?(.*)$/.exec(raw)!;
   const prefix = m[1] ?? 'eq';
   const [lo, hi] = dateRange(m[2]!);

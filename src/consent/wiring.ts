@@ -6,6 +6,7 @@ import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import { ConsentService } from './consent-service.js';
 import { ConsentStore } from './consent-store.js';
+import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
 
 export interface ConsentWiringDeps {
   config: Config;
@@ -21,6 +22,7 @@ export interface ConsentWiringDeps {
    */
   provider?: () => Provider | undefined;
   logger?: Logger;
+  audit?: AuditRecorder;
 }
 
 /** The ConsentService of one app: Redis store (outbox on when a FHIR server is configured) and grant revocation. */
@@ -31,6 +33,7 @@ export function createConsentService(deps: ConsentWiringDeps): ConsentService {
     store,
     issuer: deps.config.issuer,
     logger: deps.logger,
+    ...(deps.audit ? { audit: deps.audit } : {}),
     async revokeGrant(grantId) {
       // Destroying the Grant empties its token index first (access, refresh, codes, JWT markers:
       // the same teardown revokeByGrantId does) and then marks the grant dead, so writes already

@@ -8,6 +8,8 @@ import { ROUTES } from '../provider/configuration.js';
 import { normaliseBase } from '../provider/fhir-servers.js';
 import { CallerAuthError, type CallerAuthenticator, type ClientRecord } from './caller-auth.js';
 import { JWT_MARKER_MODEL, type FoundToken, type TokenLookup } from './token-lookup.js';
+import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
+import { introspectionEvent, revocationEvent } from '../audit/hooks/introspection-audit.js';
 
 const FORM_LIMIT = 16 * 1024;
 const JWT_RESPONSE = 'application/token-introspection+jwt';
@@ -76,6 +78,8 @@ export interface IntrospectionDeps {
   lookup: TokenLookup;
   adapters: (model: string) => Adapter;
   jwks: JWKS;
+  /** Answers are recorded before they are sent. */
+  audit: AuditRecorder;
 }
 
 /**
@@ -170,6 +174,7 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
       const token = await deps.lookup.find(value, form.get('token_type_hint'));
       const active = token && mayIntrospect(caller, token) && (await stillBound(token));
       const body = active ? describe(token) : { active: false };
+      if (config.audit.introspection) await deps.audit.record(introspectionEvent(config.issuer, { callerId: caller.client_id, ip: ctx.ip, token, active: Boolean(active), value }));
 
       if (ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE) {
         const { key, kid } = await signingKey();
@@ -206,11 +211,16 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
       // token_type_hint only orders the lookup; the token is found whatever it says.
       const token = await deps.lookup.find(value, form.get('token_type_hint'));
       if (!token) {
+        await deps.audit.record(revocationEvent(config.issuer, { callerId: caller.client_id, ip: ctx.ip, value }));
         ctx.status = 200;
         ctx.body = '';
         return;
       }
-      if (token.clientId !== caller.client_id) throw new OAuthError(400, 'invalid_request', 'this token was not issued to the authenticated client');
+      if (token.clientId !== caller.client_id) {
+        const refusal = new OAuthError(400, 'invalid_request', 'this token was not issued to the authenticated client');
+        await deps.audit.record(revocationEvent(config.issuer, { callerId: caller.client_id, ip: ctx.ip, value, error: { error: refusal.error, description: refusal.description, status: refusal.status } }));
+        throw refusal;
+      }
 
       const model = token.format === 'jwt' ? JWT_MARKER_MODEL : token.kind;
       await deps.adapters(model).destroy(token.id);
@@ -219,6 +229,7 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
         await Promise.all([deps.adapters('AccessToken').revokeByGrantId(token.grantId), deps.adapters('Grant').destroy(token.grantId)]);
         deps.provider.emit('grant.revoked', ctx, token.grantId);
       }
+      await deps.audit.record(revocationEvent(config.issuer, { callerId: caller.client_id, ip: ctx.ip, token, grantRevoked: token.kind === 'RefreshToken' && Boolean(token.grantId) }));
       ctx.status = 200;
       ctx.body = '';
     } catch (err) {

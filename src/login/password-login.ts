@@ -14,7 +14,11 @@ const MAX_PASSWORD = 1024;
 
 export type LoginOutcome =
   | { ok: true; user: ScimUser }
-  | { ok: false; reason: 'refused' }
+  /**
+   * `account`/`lockedNow` are for the audit trail only, never for the page: the account the typed
+   * name belongs to (when it does) and whether this failure locked it.
+   */
+  | { ok: false; reason: 'refused'; account?: { id: string; fhirUser?: string }; lockedNow?: boolean }
   | { ok: false; reason: 'rate_limited'; retryAfterSeconds: number };
 
 export interface PasswordLoginDeps {
@@ -60,14 +64,14 @@ export class PasswordLogin {
     const userLog = { ...log, userId: user.id };
     if (user[SMART_USER_SCHEMA]?.locked === true || (await lockout.isLocked(user.id))) {
       await burnPasswordCheck(input.password, passwords);
-      return this.refuse('locked', userLog);
+      return this.refuse('locked', userLog, user);
     }
     if (!(await verifyPassword(passwordHash, input.password))) {
       const lockedNow = await lockout.recordFailure(user.id);
       if (lockedNow) this.deps.logger.warn({ ...userLog, event: 'login.account_locked' }, 'account locked after repeated wrong passwords');
-      return this.refuse('wrong_password', userLog);
+      return this.refuse('wrong_password', userLog, user, lockedNow);
     }
-    if (!user.active) return this.refuse('inactive', userLog);
+    if (!user.active) return this.refuse('inactive', userLog, user);
 
     await lockout.recordSuccess(user.id);
     await this.rehashIfNeeded(user.id, passwordHash, input.password);
@@ -86,9 +90,11 @@ export class PasswordLogin {
     }
   }
 
-  private refuse(reason: Refusal, log: Record<string, unknown>): LoginOutcome {
+  private refuse(reason: Refusal, log: Record<string, unknown>, user?: ScimUser, lockedNow = false): LoginOutcome {
     // Attempted usernames are not logged: people type passwords into the username field.
     this.deps.logger.info({ ...log, event: 'login.failure', reason }, 'sign-in refused');
-    return { ok: false, reason: 'refused' };
+    if (!user) return { ok: false, reason: 'refused' };
+    const fhirUser = user[SMART_USER_SCHEMA]?.fhirUser;
+    return { ok: false, reason: 'refused', account: { id: user.id, ...(fhirUser ? { fhirUser } : {}) }, ...(lockedNow ? { lockedNow } : {}) };
   }
 }

@@ -8,6 +8,8 @@ import type { InteractionCsrf } from './csrf.js';
 import { readForm } from './form.js';
 import { checkCsrf, clientLabel, finish, interactionFor, refuseCrossSite, type Interaction } from './interaction-http.js';
 import { GENERIC_FAILURE, type PasswordLogin } from './password-login.js';
+import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
+import { loginAttemptEvents } from '../audit/hooks/login-audit.js';
 
 /**
  * The pages of prompts other than login (smart/interactions/routes.ts): `show` renders the page
@@ -23,6 +25,9 @@ export interface InteractionRouteDeps {
   login: PasswordLogin;
   csrf: InteractionCsrf;
   pages?: PromptPages;
+  /** Every sign-in attempt is recorded before its page or redirect is sent. */
+  audit: AuditRecorder;
+  issuer: string;
 }
 
 const CANCELLED: InteractionResults = { error: 'access_denied', error_description: 'The user cancelled the sign-in.' };
@@ -83,6 +88,7 @@ export function interactionRoutes(deps: InteractionRouteDeps): Router {
     checkCsrf(deps.csrf, interaction.uid, form);
     const username = form.get('username') ?? '';
     const outcome = await login.attempt({ username, password: form.get('password') ?? '', ip: ctx.ip, requestId: ctx.state.requestId as string | undefined });
+    for (const event of loginAttemptEvents(deps.issuer, outcome, { ip: ctx.ip, clientId: interaction.params.client_id })) await deps.audit.record(event);
     if (outcome.ok) {
       await finish(ctx, provider, { login: { accountId: outcome.user.id, amr: ['pwd'], remember: false } }, { merge: false });
       return;

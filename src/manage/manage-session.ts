@@ -69,9 +69,9 @@ export class ManageSessions {
     const value = decode(ctx.cookies.get(PENDING_COOKIE, { signed: true }));
     ctx.cookies.set(PENDING_COOKIE, '', this.cookieOptions(0));
     if (!value) return undefined;
-    const { state, nonce, verifier, exp } = value;
+    const { state, nonce, verifier, exp, returnTo } = value;
     if (typeof state !== 'string' || typeof nonce !== 'string' || typeof verifier !== 'string' || typeof exp !== 'number' || exp <= nowSeconds()) return undefined;
-    return { state, nonce, verifier, exp };
+    return { state, nonce, verifier, exp, ...(typeof returnTo === 'string' ? { returnTo } : {}) };
   }
 
   start(ctx: Context, sub: string): ManageSession {

@@ -23,6 +23,8 @@ import { inProcessClient } from './in-process-http.js';
 import { MANAGE_CLIENT_ID, MANAGE_PATHS } from './manage-client.js';
 import { ManageSessions, type ManageSession } from './manage-session.js';
 import { SignInError, beginSignIn, completeSignIn } from './sign-in.js';
+import type { AuditStore } from '../audit/store.js';
+import { disclosureBundle, disclosureCsv, disclosureEvents, disclosureRows } from '../audit/disclosure-report.js';
 
 /**
  * The management page (`management_endpoint`): a signed-in person sees every app with access to
@@ -48,9 +50,12 @@ export interface ManageRouteDeps {
   /** Registers the internal client when it is missing (first use on a fresh store). */
   ensureClient: () => Promise<void>;
   logger?: Logger;
+  /** The audit trail's reader, for "Who accessed my record" (/manage/disclosures). */
+  auditStore?: AuditStore;
 }
 
 const TITLE = 'Apps with access to health records';
+const DISCLOSURES_PATH = `${MANAGE_PATHS.page}/disclosures`;
 const SESSION_ENDED = 'Your session on this page has ended. Open the page again to sign in.';
 
 interface Row {
@@ -132,10 +137,10 @@ export function manageRoutes(deps: ManageRouteDeps): Router {
     return userContextOf(user, config.fhirServers[0]!.base);
   }
 
-  async function signIn(ctx: Context): Promise<void> {
+  async function signIn(ctx: Context, returnTo: string = MANAGE_PATHS.page): Promise<void> {
     await ensureClient();
     const { pending, authorizePath } = beginSignIn(config.issuer);
-    sessions.savePending(ctx, pending);
+    sessions.savePending(ctx, { ...pending, returnTo });
     ctx.status = 303;
     ctx.redirect(authorizePath);
   }
@@ -190,7 +195,8 @@ export function manageRoutes(deps: ManageRouteDeps): Router {
     }
     sessions.start(ctx, signedIn.sub);
     ctx.status = 303;
-    ctx.redirect(MANAGE_PATHS.page);
+    // Only a page of this app, never a URL from the request (no open redirect).
+    ctx.redirect(pending.returnTo === DISCLOSURES_PATH ? DISCLOSURES_PATH : MANAGE_PATHS.page);
   });
 
   router.post(`${MANAGE_PATHS.page}/consents/:id/withdraw`, async (ctx) => {
@@ -228,6 +234,71 @@ export function manageRoutes(deps: ManageRouteDeps): Router {
     ctx.status = 303;
     ctx.redirect(`${ROUTES.end_session}?${query.toString()}`);
   });
+
+  /*
+   * "Who accessed my record": the accounting of disclosures of the records the signed-in person
+   * looks after (their own, and those of the patients they act for), as a page, a CSV and a FHIR
+   * Bundle. The `patient` query picks one of those records; any other id is refused like a
+   * record that does not exist.
+   */
+  const auditStore = deps.auditStore;
+  if (auditStore) {
+    const policy = { showStaffNames: config.audit.disclosureShowStaffNames };
+    const reportFor = async (ctx: Context) => {
+      const session = await sessions.current(ctx);
+      const user = session && (await userOf(session));
+      if (!session || !user) {
+        if (session) sessions.end(ctx);
+        return undefined;
+      }
+      const manager = managerOf(user);
+      const asked = typeof ctx.query.patient === 'string' ? ctx.query.patient : undefined;
+      if (asked !== undefined && !manager.patients.includes(asked)) throw new HttpError(404, 'not_found', 'There is no such record among those you look after.');
+      const patientId = asked ?? manager.patients[0];
+      const report = patientId ? await disclosureEvents(auditStore, `Patient/${patientId}`) : { events: [], total: 0 };
+      return { user, manager, patientId, ...report };
+    };
+
+    router.get(DISCLOSURES_PATH, async (ctx) => {
+      const report = await reportFor(ctx);
+      if (!report) return signIn(ctx, DISCLOSURES_PATH);
+      const { user, manager, patientId, events, total } = report;
+      const rows = patientId ? disclosureRows(events, `Patient/${patientId}`, policy).map((r) => ({ ...r, when: longDate(Date.parse(r.last)) })) : [];
+      const records = manager.patients.map((id) => ({ id, name: patientName(user, id).name, current: id === patientId }));
+      const title = 'Who accessed my record';
+      ctx.status = 200;
+      ctx.type = 'html';
+      ctx.body = await renderView('disclosures', {
+        title,
+        userName: user.displayName ?? '',
+        patientId: patientId ?? '',
+        recordName: patientId ? patientName(user, patientId).name : 'your record',
+        records,
+        rows,
+        total,
+        shown: events.length,
+        truncated: total > events.length,
+      });
+    });
+
+    router.get(`${MANAGE_PATHS.page}/disclosures.csv`, async (ctx) => {
+      const report = await reportFor(ctx);
+      if (!report) throw new HttpError(401, 'login_required', SESSION_ENDED);
+      if (!report.patientId) throw new HttpError(404, 'not_found', 'No patient record is linked to your account.');
+      ctx.type = 'text/csv; charset=utf-8';
+      ctx.set('Content-Disposition', `attachment; filename="disclosures-${report.patientId}.csv"`);
+      ctx.body = disclosureCsv(disclosureRows(report.events, `Patient/${report.patientId}`, policy));
+    });
+
+    router.get(`${MANAGE_PATHS.page}/disclosures.json`, async (ctx) => {
+      const report = await reportFor(ctx);
+      if (!report) throw new HttpError(401, 'login_required', SESSION_ENDED);
+      if (!report.patientId) throw new HttpError(404, 'not_found', 'No patient record is linked to your account.');
+      ctx.type = 'application/fhir+json; charset=utf-8';
+      ctx.set('Content-Disposition', `attachment; filename="disclosures-${report.patientId}.json"`);
+      ctx.body = JSON.stringify(disclosureBundle(report.events, `Patient/${report.patientId}`, policy, config.issuer));
+    });
+  }
 
   router.get(MANAGE_PATHS.signedOut, async (ctx) => {
     sessions.end(ctx);

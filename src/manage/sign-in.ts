@@ -19,6 +19,8 @@ export interface PendingSignIn {
   verifier: string;
   /** Epoch seconds. */
   exp: number;
+  /** The page to return to after signing in (one of the management pages; see MANAGE_RETURN_PAGES). */
+  returnTo?: string;
 }
 
 export interface SignedInUser {

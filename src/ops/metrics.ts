@@ -48,6 +48,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly auditEvents = new Counter({
+    name: 'audit_events_total',
+    help: 'AuditEvents appended to the trail (result ok) or refused/lost (result error)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly auditBatchSize = new Histogram({
+    name: 'audit_append_batch_size',
+    help: 'Events per append script (group commit)',
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }

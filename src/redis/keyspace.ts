@@ -207,6 +207,50 @@ export class Keyspace {
     return `${this.prefix}{consents}:outboxDead`;
   }
 
+  /*
+   * The audit trail (src/audit). Every audit key shares the `{audit}` hash tag: one script checks
+   * the chain head, appends a batch of entries and writes their search indexes atomically, which
+   * is what makes the hash chain one sequence even with several instances (Cluster-safe; the price
+   * is that the trail lives in one slot). `chain` is `main` (every event) or `archive` (disclosure
+   * events kept past the general retention, with their own chain; see audit/retention.ts).
+   */
+
+  /** Stream of chain entries: `seq`, `prev`, `hash`, `id`, `event` (canonical JSON). */
+  auditStream(chain: 'main' | 'archive'): string {
+    return `${this.prefix}{audit}:${chain}:stream`;
+  }
+
+  /** Hash holding the chain head: `seq`, `hash`, `sid` (stream id of the last entry). */
+  auditHead(chain: 'main' | 'archive'): string {
+    return `${this.prefix}{audit}:${chain}:head`;
+  }
+
+  /** Sorted set of signed checkpoints (compact JWS), scored by the seq they anchor. */
+  auditCheckpoints(chain: 'main' | 'archive'): string {
+    return `${this.prefix}{audit}:${chain}:checkpoints`;
+  }
+
+  /** Hash: AuditEvent id → `<chain> <stream id>` of the entries in this chain (read by id, search results). */
+  auditLocation(chain: 'main' | 'archive'): string {
+    return `${this.prefix}{audit}:${chain}:location`;
+  }
+
+  /** Sorted set of AuditEvent ids with this search value, scored by `recorded` (ms); `param` is `all` for every event. */
+  auditIndex(param: string, value: string): string {
+    return `${this.prefix}{audit}:idx:${param}:${value}`;
+  }
+
+
+  /** Scratch sorted set of one search (unions and intersections of index sets), deleted by the same script. */
+  auditScratch(searchId: string, n: number): string {
+    return `${this.prefix}{audit}:scratch:${searchId}:${n}`;
+  }
+
+  /** Short-lived lock held by a purge, so two purges never interleave. */
+  auditPurgeLock(): string {
+    return `${this.prefix}{audit}:purgeLock`;
+  }
+
   key(...parts: string[]): string {
     return `${this.prefix}${parts.join(':')}`;
   }

@@ -15,6 +15,8 @@ import { parseAttributeList, project, type Projection } from './projection.js';
 import type { QueryPage, ResourceQuery } from './query.js';
 import { isPlainObject } from './resource-input.js';
 import { ALL_SCHEMAS, GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE } from './schema-definitions.js';
+import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
+import { scimChangeEvents } from '../audit/hooks/scim-audit.js';
 
 /**
  * SCIM 2.0 (RFC 7644) at /scim/v2: Users, Groups, searches, and the discovery endpoints, for an
@@ -32,6 +34,8 @@ export interface ScimDeps {
   lookup: TokenFinder;
   config: Config;
   logger: Logger;
+  /** Every change is recorded before it is answered. */
+  audit: AuditRecorder;
 }
 
 interface ListRequest extends ResourceQuery, Projection {}
@@ -130,7 +134,13 @@ export function scimRoutes(deps: ScimDeps): Router {
   const router = new Router({ prefix: SCIM_PREFIX });
   const base = `${config.issuer}${SCIM_PREFIX}`;
   const bodyLimit = parseSize(config.http.bodyLimit);
-  const audit = (ctx: Context, event: string, id: string) => logger.info({ event, id, client: ctx.state.scimClient, requestId: ctx.state.requestId }, 'SCIM change');
+  const audit = async (ctx: Context, event: string, id: string, facts: { name?: string; body?: unknown } = {}) => {
+    logger.info({ event, id, client: ctx.state.scimClient, requestId: ctx.state.requestId }, 'SCIM change');
+    const [, resource, change] = /^scim\.(user|group)\.(created|replaced|patched|deleted)$/.exec(event)!;
+    const kinds = { created: 'create', replaced: 'update', patched: 'patch', deleted: 'delete' } as const;
+    const actor = { client: { clientId: String(ctx.state.scimClient), ip: ctx.ip } };
+    for (const e of scimChangeEvents(config.issuer, actor, { resource: resource === 'user' ? 'User' : 'Group', change: kinds[change as keyof typeof kinds], id, ...facts })) await deps.audit.record(e);
+  };
 
   router.use(scimErrors(logger));
   router.use(requireScimToken(deps.lookup));
@@ -168,8 +178,9 @@ export function scimRoutes(deps: ScimDeps): Router {
   router.get('/Users', (ctx) => listUsers(ctx, listRequest(ctx.query as Record<string, unknown>)));
   router.post('/Users/.search', async (ctx) => listUsers(ctx, searchBody(await readScimJson(ctx, bodyLimit))));
   router.post('/Users', async (ctx) => {
-    const user = await store.create(await readScimJson(ctx, bodyLimit));
-    audit(ctx, 'scim.user.created', user.id);
+    const body = await readScimJson(ctx, bodyLimit);
+    const user = await store.create(body);
+    await audit(ctx, 'scim.user.created', user.id, { name: user.userName, body });
     sendResource(ctx, 201, user, project(user as unknown as Record<string, unknown>, USER_RESOURCE, projectionOf(ctx)));
   });
   router.get('/Users/:id', async (ctx) => {
@@ -185,18 +196,18 @@ export function scimRoutes(deps: ScimDeps): Router {
   router.put('/Users/:id', async (ctx) => {
     const body = await readScimJson(ctx, bodyLimit);
     const user = await store.replace(ctx.params.id!, body, ifMatch(ctx));
-    audit(ctx, 'scim.user.replaced', user.id);
+    await audit(ctx, 'scim.user.replaced', user.id, { name: user.userName, body });
     sendResource(ctx, 200, user, project(user as unknown as Record<string, unknown>, USER_RESOURCE, projectionOf(ctx)));
   });
   router.patch('/Users/:id', async (ctx) => {
     const body = await readScimJson(ctx, bodyLimit);
     const user = await store.update(ctx.params.id!, (current) => applyPatch(current as unknown as Record<string, unknown>, body, USER_RESOURCE), ifMatch(ctx));
-    audit(ctx, 'scim.user.patched', user.id);
+    await audit(ctx, 'scim.user.patched', user.id, { name: user.userName, body });
     sendResource(ctx, 200, user, project(user as unknown as Record<string, unknown>, USER_RESOURCE, projectionOf(ctx)));
   });
   router.delete('/Users/:id', async (ctx) => {
     if (!(await store.delete(ctx.params.id!, ifMatch(ctx)))) throw notFound('User', ctx.params.id!);
-    audit(ctx, 'scim.user.deleted', ctx.params.id!);
+    await audit(ctx, 'scim.user.deleted', ctx.params.id!);
     sendScim(ctx, 204);
   });
 
@@ -215,7 +226,7 @@ export function scimRoutes(deps: ScimDeps): Router {
   router.post('/Groups/.search', async (ctx) => listGroups(ctx, searchBody(await readScimJson(ctx, bodyLimit))));
   router.post('/Groups', async (ctx) => {
     const group = await groups.create(await readScimJson(ctx, bodyLimit));
-    audit(ctx, 'scim.group.created', group.id);
+    await audit(ctx, 'scim.group.created', group.id, { name: group.displayName });
     sendGroup(ctx, 201, group);
   });
   router.get('/Groups/:id', async (ctx) => {
@@ -226,18 +237,18 @@ export function scimRoutes(deps: ScimDeps): Router {
   router.put('/Groups/:id', async (ctx) => {
     const body = await readScimJson(ctx, bodyLimit);
     const group = await groups.replace(ctx.params.id!, body, ifMatch(ctx));
-    audit(ctx, 'scim.group.replaced', group.id);
+    await audit(ctx, 'scim.group.replaced', group.id, { name: group.displayName });
     sendGroup(ctx, 200, group);
   });
   router.patch('/Groups/:id', async (ctx) => {
     const body = await readScimJson(ctx, bodyLimit);
     const group = await groups.update(ctx.params.id!, (current) => applyPatch(current as unknown as Record<string, unknown>, body, GROUP_RESOURCE), ifMatch(ctx));
-    audit(ctx, 'scim.group.patched', group.id);
+    await audit(ctx, 'scim.group.patched', group.id, { name: group.displayName });
     sendGroup(ctx, 200, group);
   });
   router.delete('/Groups/:id', async (ctx) => {
     if (!(await groups.delete(ctx.params.id!, ifMatch(ctx)))) throw notFound('Group', ctx.params.id!);
-    audit(ctx, 'scim.group.deleted', ctx.params.id!);
+    await audit(ctx, 'scim.group.deleted', ctx.params.id!);
     sendScim(ctx, 204);
   });
 

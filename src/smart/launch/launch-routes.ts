@@ -6,6 +6,8 @@ import type { UserStore } from '../../users/user-store.js';
 import { readBodyWithin } from '../../http/read-body.js';
 import { LaunchRequestError, parseLaunchRequest } from './launch-request.js';
 import type { LaunchStore } from './launch-store.js';
+import type { AuditRecorder } from '../../audit/hooks/provider-audit.js';
+import { launchCreated } from '../../audit/events/admin-events.js';
 
 export const LAUNCH_PATH = '/api/launch';
 
@@ -18,6 +20,7 @@ export interface LaunchRouteDeps {
   auth: CallerAuthenticator;
   launches: LaunchStore;
   users: Pick<UserStore, 'get' | 'findByUserName'>;
+  audit: AuditRecorder;
 }
 
 class ApiError extends Error {
@@ -87,8 +90,24 @@ export function launchRoutes(deps: LaunchRouteDeps): Router {
         if (err instanceof LaunchRequestError) throw new ApiError(400, 'invalid_request', err.message);
         throw err;
       }
+      const value = await deps.launches.create(launch);
+      await deps.audit.record(
+        launchCreated(
+          { issuer: deps.config.issuer },
+          {
+            launcher: { clientId: caller.client_id, ip: ctx.ip },
+            launch: value,
+            expiresIn: deps.launches.ttlSeconds,
+            ...(launch.clientId ? { appClientId: launch.clientId } : {}),
+            ...(launch.patient ? { patient: launch.patient } : {}),
+            ...(launch.encounter ? { encounter: launch.encounter } : {}),
+            ...(launch.user ? { accountId: launch.user } : {}),
+            ...(launch.aud ? { aud: launch.aud } : {}),
+          },
+        ),
+      );
       ctx.status = 201;
-      ctx.body = { launch: await deps.launches.create(launch), expires_in: deps.launches.ttlSeconds };
+      ctx.body = { launch: value, expires_in: deps.launches.ttlSeconds };
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
       ctx.status = err.status;

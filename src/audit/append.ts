@@ -1,0 +1,180 @@
+import type { RedisClient } from '../redis/connection.js';
+import type { Keyspace } from '../redis/keyspace.js';
+import { GENESIS_HASH, entryHash, type ChainName } from './chain.js';
+
+/**
+ * Appends batches of events to one hash chain (a Redis stream plus its head). The hashes are
+ * computed here, in Node, from the head this process last saw; the script then appends the batch
+ * only if the head in Redis is still that one (compare-and-set on seq and hash) and moves the head
+ * in the same step. Another instance that appended meanwhile makes the script answer `conflict`
+ * with the current head: the batch is re-hashed on top of it and sent again. Redis runs a script
+ * atomically, so however many instances share the trail they produce one unbroken chain.
+ *
+ * The script also writes every entry's search index members and its id → location mapping, so
+ * an event is findable exactly when it is in the chain.
+ */
+
+const APPEND_SCRIPT = `
+local head = redis.call('HMGET', KEYS[1], 'seq', 'hash')
+local seq = head[1] or '0'
+local hash = head[2] or ARGV[5]
+if seq ~= ARGV[1] or hash ~= ARGV[2] then
+  return {'conflict', seq, hash}
+end
+local n = tonumber(ARGV[4])
+local ids = {}
+for e = 1, n do ids[e] = ARGV[6 + (e - 1) * 5 + 3] end
+local known = redis.call('HMGET', KEYS[3], unpack(ids))
+local dups = {'duplicate'}
+for e = 1, n do
+  if known[e] then dups[#dups + 1] = ids[e] end
+end
+if #dups > 1 then return dups end
+local out = {'ok'}
+local locations = {}
+local lastSid
+for e = 1, n do
+  local i = 6 + (e - 1) * 5
+  local sid = redis.call('XADD', KEYS[2], '*', 'seq', ARGV[i], 'prev', ARGV[i + 1], 'hash', ARGV[i + 2], 'id', ARGV[i + 3], 'event', ARGV[i + 4])
+  locations[#locations + 1] = ARGV[i + 3]
+  locations[#locations + 1] = ARGV[3] .. ' ' .. sid
+  out[#out + 1] = sid
+  lastSid = sid
+end
+redis.call('HSET', KEYS[3], unpack(locations))
+-- Index members, grouped by key: one ZADD per key for the whole batch.
+local i = 6 + n * 5
+local nk = tonumber(ARGV[i])
+i = i + 1
+for k = 1, nk do
+  local key = KEYS[tonumber(ARGV[i])]
+  local m = tonumber(ARGV[i + 1])
+  redis.call('ZADD', key, unpack(ARGV, i + 2, i + 1 + 2 * m))
+  i = i + 2 + 2 * m
+end
+local last = 6 + (n - 1) * 5
+redis.call('HSET', KEYS[1], 'seq', ARGV[last], 'hash', ARGV[last + 2], 'sid', lastSid)
+return out
+`;
+
+export interface PreparedEvent {
+  id: string;
+  /** Canonical JSON. */
+  json: string;
+  /** Sort score: `recorded` in epoch ms. */
+  score: number;
+  /** Full index key names this event is a member of. */
+  indexKeys: string[];
+}
+
+export interface Head {
+  seq: number;
+  hash: string;
+  sid?: string | undefined;
+}
+
+export interface AppendResult {
+  /** Stream ids of the appended events, in batch order (absent for duplicates). */
+  appended: Array<{ id: string; seq: number; hash: string; sid: string }>;
+  /** Ids already in the trail (an earlier attempt of the same event got through): not appended again. */
+  duplicates: string[];
+  head: Head;
+}
+
+export class ChainConflictError extends Error {
+  override name = 'ChainConflictError';
+}
+
+type Reply = [string, ...string[]];
+
+interface AuditScripts {
+  auditAppend(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<Reply>;
+}
+
+const defined = new WeakSet<RedisClient>();
+
+/** Registers the script once per client (ioredis sends EVALSHA and falls back to EVAL itself). */
+function scripts(redis: RedisClient): RedisClient & AuditScripts {
+  if (!defined.has(redis)) {
+    redis.defineCommand('auditAppend', { lua: APPEND_SCRIPT });
+    defined.add(redis);
+  }
+  return redis as RedisClient & AuditScripts;
+}
+
+const MAX_ATTEMPTS = 50;
+
+export class ChainAppender {
+  private head: Head | undefined;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keyspace: Keyspace,
+    readonly chain: ChainName,
+  ) {}
+
+  async readHead(): Promise<Head> {
+    const [seq, hash, sid] = await this.redis.hmget(this.keyspace.auditHead(this.chain), 'seq', 'hash', 'sid');
+    return { seq: seq ? Number(seq) : 0, hash: hash ?? GENESIS_HASH, sid: sid ?? undefined };
+  }
+
+  /** Appends `events` in order (as one atomic step per attempt). */
+  async append(events: PreparedEvent[]): Promise<AppendResult> {
+    let batch = events;
+    const duplicates: string[] = [];
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      if (!batch.length) return { appended: [], duplicates, head: this.head ?? (await this.readHead()) };
+      const head = this.head ?? (await this.readHead());
+      this.head = head;
+      const keys = [this.keyspace.auditHead(this.chain), this.keyspace.auditStream(this.chain), this.keyspace.auditLocation(this.chain)];
+      const argv: Array<string | number> = [head.seq, head.hash, this.chain, batch.length, GENESIS_HASH];
+      const members = new Map<string, Array<string | number>>();
+      let prev = head.hash;
+      const planned: Array<{ id: string; seq: number; hash: string }> = [];
+      batch.forEach((ev, n) => {
+        const seq = head.seq + n + 1;
+        const hash = entryHash(seq, prev, ev.json);
+        argv.push(seq, prev, hash, ev.id, ev.json);
+        for (const key of ev.indexKeys) {
+          const list = members.get(key);
+          if (list) list.push(ev.score, ev.id);
+          else members.set(key, [ev.score, ev.id]);
+        }
+        planned.push({ id: ev.id, seq, hash });
+        prev = hash;
+      });
+      argv.push(members.size);
+      for (const [key, list] of members) {
+        keys.push(key);
+        argv.push(keys.length, list.length / 2, ...list);
+      }
+      let reply: Reply;
+      try {
+        reply = await scripts(this.redis).auditAppend(keys.length, ...keys, ...argv);
+      } catch (err) {
+        // The outcome is unknown (a timeout may still have appended): forget the cached head so
+        // the next attempt starts from what Redis holds.
+        this.head = undefined;
+        throw err;
+      }
+      if (reply[0] === 'ok') {
+        const sids = reply.slice(1);
+        const last = planned[planned.length - 1]!;
+        this.head = { seq: last.seq, hash: last.hash, sid: sids[sids.length - 1] };
+        return { appended: planned.map((p, n) => ({ ...p, sid: sids[n]! })), duplicates, head: this.head };
+      }
+      if (reply[0] === 'conflict') {
+        this.head = { seq: Number(reply[1]), hash: reply[2]! };
+        continue;
+      }
+      if (reply[0] === 'duplicate') {
+        const dup = new Set(reply.slice(1));
+        duplicates.push(...dup);
+        batch = batch.filter((e) => !dup.has(e.id));
+        continue;
+      }
+      throw new Error(`unexpected reply from the audit append script: ${String(reply[0])}`);
+    }
+    throw new ChainConflictError(`the audit chain head kept moving; gave up after ${MAX_ATTEMPTS} attempts`);
+  }
+}

@@ -1,0 +1,157 @@
+import { CompactSign, compactVerify, importJWK, decodeProtectedHeader, type JWK } from 'jose';
+import type { RedisClient } from '../redis/connection.js';
+import type { Keyspace } from '../redis/keyspace.js';
+import { KeyStore } from '../keys/keystore.js';
+import type { ChainName } from './chain.js';
+import type { Head } from './append.js';
+
+/**
+ * Signed checkpoints: a JWS (compact, ES384 with the server's current EC key, RS256 if there is
+ * none) over {chain, seq, hash, sid, iat}, stored in a sorted set scored by seq. The hash chain
+ * alone only proves the entries are consistent with each other: someone with write access to
+ * Redis could rewrite the whole chain and every hash. A checkpoint signed with a key that lives
+ * in the key store (encrypted at rest when a key-encryption secret is set) pins the chain head at
+ * a point in time, so a rewrite of anything up to a checkpoint is detected, and `verify` can start
+ * from a checkpoint after older entries were purged.
+ *
+ * Verification uses every published key (current, next and retired: the same set /jwks serves),
+ * so checkpoints stay valid across key rotation until a key is removed from the store.
+ */
+
+export const CHECKPOINT_TYP = 'audit-checkpoint+jwt';
+
+export interface CheckpointPayload {
+  iss: string;
+  chain: ChainName;
+  seq: number;
+  hash: string;
+  /** Stream id of the entry with `seq` (absent for an empty chain). */
+  sid?: string;
+  iat: number;
+  /** Why it was written: `periodic`, `manual`, `purge-before`, `purge-after`. */
+  reason: string;
+}
+
+export interface CheckpointKeys {
+  /** A private JWK that may sign, with its alg. */
+  signingKey(): Promise<{ jwk: JWK; alg: 'ES384' | 'RS256' }>;
+  /** Every public key that may have signed a checkpoint, by kid. */
+  verificationKeys(): Promise<JWK[]>;
+}
+
+function publicPart(jwk: JWK): JWK {
+  const { kty, crv, x, y, n, e, kid } = jwk;
+  return Object.fromEntries(Object.entries({ kty, crv, x, y, n, e, kid }).filter(([, v]) => v !== undefined)) as JWK;
+}
+
+/** Keys from the key store, reloaded only when its version counter moves (one GET per use). */
+export function keyStoreCheckpointKeys(redis: RedisClient, keyspace: Keyspace, encryptionSecret: string | undefined): CheckpointKeys {
+  const store = new KeyStore(redis, keyspace, { encryptionSecret });
+  let cached: { version: number; keys: JWK[] } | undefined;
+  const load = async (): Promise<JWK[]> => {
+    const version = await store.version();
+    if (!cached || cached.version !== version) {
+      const loaded = await store.load();
+      cached = { version: loaded.version, keys: loaded.jwks.keys };
+    }
+    return cached.keys;
+  };
+  return {
+    async signingKey() {
+      const keys = await load();
+      // Keys without key_ops are the current (signing) ones; see keys/provider-jwks.ts.
+      const current = keys.filter((k) => !k.key_ops);
+      const ec = current.find((k) => k.kty === 'EC');
+      if (ec) return { jwk: ec, alg: 'ES384' };
+      const rsa = current.find((k) => k.kty === 'RSA');
+      if (rsa) return { jwk: rsa, alg: 'RS256' };
+      throw new Error('no current signing key to sign an audit checkpoint with (run `smart-authz keys` to create one)');
+    },
+    async verificationKeys() {
+      return (await load()).map(publicPart);
+    },
+  };
+}
+
+export async function signCheckpoint(keys: CheckpointKeys, payload: CheckpointPayload): Promise<string> {
+  const { jwk, alg } = await keys.signingKey();
+  const key = await importJWK(jwk, alg);
+  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg, kid: jwk.kid, typ: CHECKPOINT_TYP }).sign(key);
+}
+
+export class CheckpointError extends Error {
+  override name = 'CheckpointError';
+}
+
+/** Verifies a checkpoint's signature and shape; throws CheckpointError saying what is wrong. */
+export async function verifyCheckpoint(jws: string, keys: JWK[]): Promise<CheckpointPayload> {
+  let header;
+  try {
+    header = decodeProtectedHeader(jws);
+  } catch {
+    throw new CheckpointError('is not a JWS');
+  }
+  if (header.typ !== CHECKPOINT_TYP) throw new CheckpointError(`has typ ${String(header.typ)}, not ${CHECKPOINT_TYP}`);
+  if (header.alg !== 'ES384' && header.alg !== 'RS256') throw new CheckpointError(`uses alg ${String(header.alg)}`);
+  const jwk = keys.find((k) => k.kid === header.kid);
+  if (!jwk) throw new CheckpointError(`was signed by key ${String(header.kid)}, which is not in the key set`);
+  let payload: unknown;
+  try {
+    const result = await compactVerify(jws, await importJWK(jwk, header.alg), { algorithms: [header.alg] });
+    payload = JSON.parse(new TextDecoder().decode(result.payload));
+  } catch {
+    throw new CheckpointError('has an invalid signature');
+  }
+  const p = payload as Partial<CheckpointPayload>;
+  if (typeof p.seq !== 'number' || typeof p.hash !== 'string' || (p.chain !== 'main' && p.chain !== 'archive')) throw new CheckpointError('has an unexpected payload');
+  return p as CheckpointPayload;
+}
+
+export interface StoredCheckpoint {
+  jws: string;
+  seq: number;
+}
+
+export class CheckpointStore {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keyspace: Keyspace,
+    private readonly keys: CheckpointKeys,
+    private readonly issuer: string,
+  ) {}
+
+  /** Signs the chain's current head and stores it. */
+  async write(chain: ChainName, reason: string): Promise<CheckpointPayload & { jws: string }> {
+    const [seq, hash, sid] = await this.redis.hmget(this.keyspace.auditHead(chain), 'seq', 'hash', 'sid');
+    const head: Head = { seq: seq ? Number(seq) : 0, hash: hash ?? '0'.repeat(64), sid: sid ?? undefined };
+    return this.writeAt(chain, head, reason);
+  }
+
+  async writeAt(chain: ChainName, head: Head, reason: string): Promise<CheckpointPayload & { jws: string }> {
+    const payload: CheckpointPayload = {
+      iss: this.issuer,
+      chain,
+      seq: head.seq,
+      hash: head.hash,
+      ...(head.sid ? { sid: head.sid } : {}),
+      iat: Math.floor(Date.now() / 1000),
+      reason,
+    };
+    const jws = await signCheckpoint(this.keys, payload);
+    await this.redis.zadd(this.keyspace.auditCheckpoints(chain), head.seq, jws);
+    return { ...payload, jws };
+  }
+
+  /** Checkpoints of a chain, oldest first. */
+  async list(chain: ChainName): Promise<StoredCheckpoint[]> {
+    const raw = await this.redis.zrange(this.keyspace.auditCheckpoints(chain), '0', '-1', 'WITHSCORES');
+    const out: StoredCheckpoint[] = [];
+    for (let i = 0; i + 1 < raw.length; i += 2) out.push({ jws: raw[i]!, seq: Number(raw[i + 1]) });
+    return out;
+  }
+
+  async latestSeq(chain: ChainName): Promise<number> {
+    const raw = await this.redis.zrange(this.keyspace.auditCheckpoints(chain), '-1', '-1', 'WITHSCORES');
+    return raw.length ? Number(raw[1]) : 0;
+  }
+}

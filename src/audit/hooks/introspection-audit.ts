@@ -1,0 +1,69 @@
+import type { AuditEvent } from '../audit-event.js';
+import type { TokenName } from '../events/agents.js';
+import { tokenIntrospected, tokenRevoked } from '../events/token-events.js';
+import type { FoundToken } from '../../introspection/token-lookup.js';
+
+/**
+ * Introspection and revocation events, built only from what the handler already holds (the caller,
+ * the token it found): introspection is the hot path, so no extra reads. Tokens are named by jti
+ * (JWT) or by a SHA-256 of the value (opaque: the value is the id).
+ */
+
+function nameOf(token: FoundToken): TokenName {
+  return token.format === 'jwt' ? { jti: token.id } : { opaqueValue: token.id };
+}
+
+function presentedName(value: string | null | undefined): TokenName | undefined {
+  return value ? { opaqueValue: value } : undefined;
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === 'string' && value ? value : undefined;
+}
+
+export function introspectionEvent(issuer: string, input: { callerId: string; ip: string; token: FoundToken | undefined; active: boolean; value: string }): AuditEvent {
+  const t = input.token;
+  const patient = text(t?.extra.patient);
+  const fhirUser = text(t?.extra.fhirUser);
+  const presented = t ? undefined : presentedName(input.value);
+  return tokenIntrospected(
+    { issuer },
+    {
+      caller: { clientId: input.callerId, ip: input.ip },
+      active: input.active,
+      ...(t
+        ? {
+            token: {
+              name: nameOf(t),
+              kind: t.kind,
+              clientId: t.clientId,
+              ...(t.accountId ? { accountId: t.accountId } : {}),
+              ...(fhirUser ? { fhirUser } : {}),
+              ...(patient ? { patient } : {}),
+              ...(t.scope ? { scope: t.scope } : {}),
+              ...(t.grantId ? { grantId: t.grantId } : {}),
+            },
+          }
+        : {}),
+      ...(presented ? { presented } : {}),
+    },
+  );
+}
+
+export function revocationEvent(
+  issuer: string,
+  input: { callerId?: string; ip: string; token?: FoundToken; value?: string | null; grantRevoked?: boolean; error?: { error: string; description?: string; status: number } },
+): AuditEvent {
+  const t = input.token;
+  const presented = t ? undefined : presentedName(input.value);
+  return tokenRevoked(
+    { issuer },
+    {
+      ...(input.callerId ? { caller: { clientId: input.callerId, ip: input.ip } } : { ip: input.ip }),
+      ...(t ? { token: { name: nameOf(t), kind: t.kind, clientId: t.clientId, ...(t.grantId ? { grantId: t.grantId } : {}), ...(t.accountId ? { accountId: t.accountId } : {}) } } : {}),
+      ...(presented ? { presented } : {}),
+      ...(input.grantRevoked ? { grantRevoked: true } : {}),
+      ...(input.error ? { error: input.error } : {}),
+    },
+  );
+}

@@ -1,0 +1,87 @@
+import type { AuditEvent, Coding } from './audit-event.js';
+
+/**
+ * What an event is found by: the search parameters of GET /fhir/AuditEvent, as (param, value)
+ * pairs. Each pair is one sorted set (Keyspace.auditIndex) scored by `recorded`. Values are
+ * normalised here once, so search only has to normalise the query the same way:
+ *  - patient: `Patient/<id>` from agent.who and entity.what references (absolute URLs reduced to
+ *    their last two segments, as FHIR reference search matches them);
+ *  - agent: the agent's who.reference (`Type/id`) and who.identifier value (a client id, an
+ *    account id), and altId (the parameter `altid`). This server's own agent (BALP
+ *    AuthzOauthService) is on every event, so it is not indexed: that set would be the whole
+ *    trail again, written once more per event, for a query that is the same as no filter;
+ *  - type, subtype: `system|code` and bare `code`;
+ *  - outcome, action: the code.
+ */
+
+export type IndexParam = 'all' | 'disclosure' | 'patient' | 'agent' | 'altid' | 'type' | 'subtype' | 'outcome' | 'action';
+
+/** BALP agent type of this authorization server itself. */
+const AUTH_SERVER_AGENT = 'AuthzOauthService';
+
+const PATIENT_REF = /(?:^|\/)Patient\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/;
+const TYPED_REF = /(?:^|\/)([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/;
+
+/** `Patient/<id>` of a reference to a Patient, else undefined. */
+export function patientOfReference(reference: string | undefined): string | undefined {
+  if (!reference) return undefined;
+  const m = PATIENT_REF.exec(reference);
+  return m ? `Patient/${m[1]}` : undefined;
+}
+
+/** `Type/id` of a relative or absolute literal reference (the form search values take). */
+export function relativeOf(reference: string): string {
+  const m = TYPED_REF.exec(reference);
+  return m ? `${m[1]}/${m[2]}` : reference;
+}
+
+function tokenValues(codings: Array<Coding | undefined>): string[] {
+  const out: string[] = [];
+  for (const c of codings) {
+    if (!c?.code) continue;
+    out.push(c.code);
+    if (c.system) out.push(`${c.system}|${c.code}`);
+  }
+  return out;
+}
+
+/** Every patient the event is about, as `Patient/<id>`. */
+export function patientsOf(event: AuditEvent): string[] {
+  const found = new Set<string>();
+  for (const a of event.agent) {
+    const p = patientOfReference(a.who?.reference);
+    if (p) found.add(p);
+  }
+  for (const e of event.entity ?? []) {
+    const p = patientOfReference(e.what?.reference);
+    if (p) found.add(p);
+  }
+  return [...found];
+}
+
+export function indexEntries(event: AuditEvent): Array<[IndexParam, string]> {
+  const pairs = new Map<string, [IndexParam, string]>();
+  const add = (param: IndexParam, value: string | undefined) => {
+    // Values become part of a key name: bounded, and never empty.
+    if (!value || value.length > 512) return;
+    pairs.set(`${param}\u0000${value}`, [param, value]);
+  };
+  add('all', '*');
+  for (const p of patientsOf(event)) add('patient', p);
+  for (const a of event.agent) {
+    if (a.type?.coding?.some((c) => c.code === AUTH_SERVER_AGENT)) continue;
+    if (a.who?.reference) add('agent', relativeOf(a.who.reference));
+    add('agent', a.who?.identifier?.value);
+    add('altid', a.altId);
+  }
+  for (const v of tokenValues([event.type])) add('type', v);
+  for (const v of tokenValues(event.subtype ?? [])) add('subtype', v);
+  add('outcome', event.outcome);
+  add('action', event.action);
+  return [...pairs.values()];
+}
+
+/** Index pairs of an event including `disclosure` (the patients whose data it disclosed). */
+export function allIndexEntries(event: AuditEvent, disclosed: string[]): Array<[IndexParam, string]> {
+  return [...indexEntries(event), ...disclosed.map((p): [IndexParam, string] => ['disclosure', p])];
+}

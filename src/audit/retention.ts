@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config/schema.js';
+import type { AuditEvent } from './audit-event.js';
+import { ChainAppender } from './append.js';
+import { parseEvent, type ChainEntry, type ChainName } from './chain.js';
+import type { CheckpointStore, CheckpointKeys } from './checkpoints.js';
+import { disclosedPatients } from './disclosure.js';
+import { allIndexEntries } from './indexes.js';
+import type { AuditStore } from './store.js';
+import type { AuditTrail } from './trail.js';
+import { prepareEvent } from './trail.js';
+import { trailPurged, type PurgeFacts, type TrailActor } from './trail-events.js';
+import { verifyChain, type VerifyReport } from './verify.js';
+
+/**
+ * Retention. A hash chain cannot lose entries in the middle and stay verifiable, so a purge only
+ * ever removes a *prefix* of a chain, and signs a checkpoint at the cut first: `verify` then
+ * starts from that checkpoint (the oldest one left) instead of the genesis.
+ *
+ * Disclosure events must outlive the general retention (audit.disclosureRetentionDays, for the
+ * patient's accounting of disclosures). Keeping them in place would pin the whole prefix behind
+ * them, so before the prefix goes they are copied, in order, into a second chain, the disclosure
+ * archive, which has its own hashes, head and signed checkpoints and is verified the same way.
+ * Its own prefix is purged once disclosures pass their retention. Search and read look in both
+ * chains (the event id → location hashes), so an archived disclosure stays findable.
+ *
+ * Steps (each batch of at most BATCH entries): verify both chains (a purge must not destroy the
+ * evidence of tampering), checkpoint the head (`purge-before`), copy kept disclosures to the
+ * archive (idempotent: ids already archived are skipped, so a purge interrupted anywhere can simply
+ * run again), checkpoint the cut, drop index members and locations of the removed entries, XTRIM
+ * the prefix, drop checkpoints before the cut; then the same for the archive; finally an
+ * AuditEvent records the purge and a `purge-after` checkpoint anchors it.
+ */
+
+const DAY_MS = 86_400_000;
+const BATCH = 1000;
+const LOCK_SECONDS = 3600;
+
+export interface PurgeDeps {
+  config: Config;
+  store: AuditStore;
+  checkpoints: CheckpointStore;
+  keys: CheckpointKeys;
+  trail: AuditTrail & { checkpoint?(reason: string): Promise<unknown> };
+  actor: TrailActor;
+  now?: Date;
+}
+
+export class PurgeRefusedError extends Error {
+  override name = 'PurgeRefusedError';
+  constructor(
+    message: string,
+    readonly report?: VerifyReport,
+  ) {
+    super(message);
+  }
+}
+
+export interface PurgeResult extends PurgeFacts {
+  event: AuditEvent;
+}
+
+export async function purge(deps: PurgeDeps): Promise<PurgeResult> {
+  const { config, store, checkpoints } = deps;
+  const { redis, keyspace } = store;
+  const now = (deps.now ?? new Date()).getTime();
+  const cutoff = now - config.audit.retentionDays * DAY_MS;
+  const disclosureCutoff = now - config.audit.disclosureRetentionDays * DAY_MS;
+  const lockToken = randomUUID();
+  const locked = await redis.set(keyspace.auditPurgeLock(), lockToken, 'EX', LOCK_SECONDS, 'NX');
+  if (locked !== 'OK') throw new PurgeRefusedError('another purge is running (or was interrupted less than an hour ago)');
+  try {
+    for (const chain of ['main', 'archive'] as const) {
+      const report = await verifyChain(store, deps.keys, chain);
+      if (!report.ok) throw new PurgeRefusedError(`the ${chain} chain does not verify; nothing was purged: ${report.problem!.message}`, report);
+    }
+    await checkpoints.write('main', 'purge-before');
+    const archiver = new ChainAppender(redis, keyspace, 'archive');
+    let removed = 0;
+    let archived = 0;
+    let cutSeq = 0;
+
+    // Main chain: the prefix of entries recorded before the cutoff.
+    for (;;) {
+      const batch = await store.entries('main', undefined, BATCH);
+      const prefix = takePrefix(batch, cutoff);
+      if (!prefix.length) break;
+      const keep = prefix.filter(({ event }) => Date.parse(event.recorded) >= disclosureCutoff && disclosedPatients(event).length > 0);
+      if (keep.length) {
+        await archiver.append(keep.map(({ event }) => prepareEvent(keyspace, event)));
+        archived += keep.length;
+      }
+      const last = prefix[prefix.length - 1]!.entry;
+      await checkpoints.writeAt('main', { seq: last.seq, hash: last.hash, sid: last.sid }, 'purge-cut');
+      const kept = new Set(keep.map(({ event }) => event.id));
+      await dropEntries(store, 'main', prefix, kept);
+      cutSeq = last.seq;
+      removed += prefix.length - keep.length;
+      if (prefix.length < batch.length) break;
+    }
+    if (archived) await checkpoints.write('archive', 'archive');
+
+    // Archive: disclosures past their own retention.
+    let archiveRemoved = 0;
+    for (;;) {
+      const batch = await store.entries('archive', undefined, BATCH);
+      const prefix = takePrefix(batch, disclosureCutoff);
+      if (!prefix.length) break;
+      const last = prefix[prefix.length - 1]!.entry;
+      await checkpoints.writeAt('archive', { seq: last.seq, hash: last.hash, sid: last.sid }, 'purge-cut');
+      await dropEntries(store, 'archive', prefix, new Set());
+      archiveRemoved += prefix.length;
+      if (prefix.length < batch.length) break;
+    }
+
+    const facts: PurgeFacts = { removed, archived, archiveRemoved, cutSeq, cutoff: new Date(cutoff).toISOString(), disclosureCutoff: new Date(disclosureCutoff).toISOString() };
+    const event = trailPurged(config.issuer, { actor: deps.actor, facts });
+    await deps.trail.record(event);
+    await checkpoints.write('main', 'purge-after');
+    return { ...facts, event };
+  } finally {
+    // Release only our own lock.
+    await redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, keyspace.auditPurgeLock(), lockToken);
+  }
+}
+
+interface Parsed {
+  entry: ChainEntry;
+  event: AuditEvent;
+}
+
+/** The leading entries recorded before `cutoff` (stream order; stops at the first newer one). */
+function takePrefix(batch: ChainEntry[], cutoff: number): Parsed[] {
+  const out: Parsed[] = [];
+  for (const entry of batch) {
+    const event = parseEvent(entry);
+    if (!(Date.parse(event.recorded) < cutoff)) break;
+    out.push({ entry, event });
+  }
+  return out;
+}
+
+/**
+ * Removes a prefix from a chain: index members (except of events kept in the archive, whose
+ * index members stay and now resolve there), locations, the stream entries, and the
+ * checkpoints before the cut (the cut's own checkpoint stays: it is where `verify` starts).
+ */
+async function dropEntries(store: AuditStore, chain: ChainName, prefix: Parsed[], kept: Set<string | undefined>): Promise<void> {
+  const { redis, keyspace } = store;
+  const last = prefix[prefix.length - 1]!.entry;
+  const multi = redis.multi();
+  for (const { event } of prefix) {
+    if (!kept.has(event.id)) {
+      for (const [param, value] of allIndexEntries(event, disclosedPatients(event))) multi.zrem(keyspace.auditIndex(param, value), event.id!);
+    }
+    multi.hdel(keyspace.auditLocation(chain), event.id!);
+  }
+  multi.xtrim(keyspace.auditStream(chain), 'MINID', nextStreamId(last.sid));
+  multi.zremrangebyscore(keyspace.auditCheckpoints(chain), '-inf', `(${last.seq}`);
+  await multi.exec();
+}
+
+/** The smallest stream id greater than `sid` (XTRIM MINID keeps ids >= its argument). */
+function nextStreamId(sid: string): string {
+  const [ms, n] = sid.split('-');
+  return `${ms}-${BigInt(n ?? '0') + 1n}`;
+}

@@ -1,0 +1,172 @@
+import { Readable } from 'node:stream';
+import Router from '@koa/router';
+import type { Context, Next } from 'koa';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { TokenFinder } from '../consent/api-auth.js';
+import { FhirError, operationOutcome, sendFhir } from '../consent/fhir-http.js';
+import type { AuditEvent } from './audit-event.js';
+import { authenticateAuditCaller, forbidden, requireAuditAction, type AuditCaller } from './api-auth.js';
+import { disclosedPatients } from './disclosure.js';
+import { disclosureView, type DisclosurePolicy } from './disclosure-report.js';
+import { fhirIdPattern } from './audit-event.js';
+import { pageQuery, parseAuditSearch, type Query } from './search-params.js';
+import { search, searchIds } from './search.js';
+import type { AuditStore } from './store.js';
+import type { AuditTrail } from './trail.js';
+import { trailExported } from './trail-events.js';
+
+/**
+ * The audit trail as FHIR, at /fhir/AuditEvent:
+ *
+ *   GET /fhir/AuditEvent?patient=&agent=&altid=&type=&subtype=&outcome=&action=&date=&_count=&_sort=
+ *       searchset Bundle with total and self/next/previous links (see search-params.ts)
+ *   GET /fhir/AuditEvent/<id>                  one event
+ *   GET /fhir/AuditEvent/$export?<same filters>  every match as NDJSON (application/fhir+ndjson),
+ *       oldest first unless _sort=-date, streamed page by page; synchronous (this is not the Bulk
+ *       Data async kick-off: a SIEM reads the response as it comes). The export is itself audited.
+ *
+ * A security officer (system/AuditEvent scope) sees everything. A patient (patient/AuditEvent
+ * scope with a patient in context) sees only the disclosure view of their own record: disclosure
+ * events about their patient, redacted per the staff-name policy, filtered by date only.
+ */
+
+export const AUDIT_PATH = '/fhir/AuditEvent';
+const NDJSON = 'application/fhir+ndjson';
+const EXPORT_PAGE = 500;
+/** Patients' searches: the disclosure view has no other filters to offer. */
+const PATIENT_PARAMS = new Set(['patient', 'date', '_count', '_sort', '_cursor', '_format']);
+
+export interface AuditRoutesDeps {
+  config: Config;
+  store: AuditStore;
+  trail: AuditTrail;
+  lookup: TokenFinder;
+  logger: Logger;
+}
+
+function auditErrors(logger: Logger) {
+  return async function renderOperationOutcome(ctx: Context, next: Next): Promise<void> {
+    try {
+      await next();
+    } catch (err) {
+      let problem: FhirError;
+      if (err instanceof FhirError) problem = err;
+      else if ((err as { expose?: boolean; status?: number }).expose && ((err as { status: number }).status ?? 500) < 500) {
+        problem = new FhirError((err as { status: number }).status, 'invalid', (err as Error).message);
+      } else {
+        logger.error({ err, requestId: ctx.state.requestId }, 'AuditEvent API request failed');
+        problem = new FhirError(500, 'exception', 'an unexpected error occurred');
+      }
+      for (const [name, value] of Object.entries(problem.headers)) ctx.set(name, value);
+      sendFhir(ctx, problem.status, operationOutcome(problem.code, problem.diagnostics));
+    }
+  };
+}
+
+function lenient(ctx: Context): boolean {
+  return /(^|[\s;,])handling=lenient\b/.test(ctx.get('Prefer'));
+}
+
+export function auditRoutes(deps: AuditRoutesDeps): Router {
+  const { config, store } = deps;
+  const base = `${config.issuer}${AUDIT_PATH}`;
+  const policy: DisclosurePolicy = { showStaffNames: config.audit.disclosureShowStaffNames };
+  const router = new Router();
+  const caller = (ctx: Context) => ctx.state.auditCaller as AuditCaller;
+
+  router.use(AUDIT_PATH, auditErrors(deps.logger));
+  router.use(AUDIT_PATH, async (ctx, next) => {
+    ctx.state.routeLabel = 'audit';
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new FhirError(405, 'not-supported', 'the audit trail is read-only');
+    ctx.state.auditCaller = await authenticateAuditCaller(ctx.get('Authorization'), deps.lookup);
+    await next();
+  });
+
+  /** The patient's own view of one event, or the event itself for an officer. */
+  const shown = (who: AuditCaller, event: AuditEvent): AuditEvent => (who.kind === 'patient' ? disclosureView(event, who.patient, policy) : event);
+
+  router.get(AUDIT_PATH, async (ctx) => {
+    const who = caller(ctx);
+    requireAuditAction(who, 'search');
+    const query = ctx.query as Query;
+    const q = parseAuditSearch(query, { lenient: lenient(ctx) });
+    if (who.kind === 'patient') {
+      const other = Object.keys(query).find((name) => !PATIENT_PARAMS.has(name) && !q.ignored.includes(name));
+      if (other) throw forbidden(`a patient's token may search its own disclosures by date only (${other} is for security officers)`);
+      for (const clause of q.clauses) if (clause.values.some((v) => v !== who.patient)) throw forbidden("the token's patient may see only its own record");
+      q.clauses = [{ param: 'disclosure', values: [who.patient] }];
+    }
+    const page = await search(store, q);
+    const links = [{ relation: 'self', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: q.offset ?? 0, asOf: page.asOf })}` }];
+    const offset = q.offset ?? 0;
+    if (q.count > 0 && offset + q.count < page.total) links.push({ relation: 'next', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: offset + q.count, asOf: page.asOf })}` });
+    if (offset > 0) links.push({ relation: 'previous', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: Math.max(0, offset - q.count), asOf: page.asOf })}` });
+    const entry: unknown[] = page.events.map((e) => ({ fullUrl: `${base}/${e.id}`, resource: shown(who, e), search: { mode: 'match' } }));
+    if (q.ignored.length) {
+      entry.push({ resource: { ...operationOutcome('not-supported', `ignored: ${q.ignored.join(', ')}`), issue: [{ severity: 'warning', code: 'not-supported', diagnostics: `search parameters ignored (handling=lenient): ${q.ignored.join(', ')}` }] }, search: { mode: 'outcome' } });
+    }
+    sendFhir(ctx, 200, { resourceType: 'Bundle', type: 'searchset', total: page.total, link: links, entry });
+  });
+
+  router.get(`${AUDIT_PATH}/$export`, async (ctx) => {
+    const who = caller(ctx);
+    if (who.kind !== 'officer') throw forbidden('only a security officer (system/AuditEvent scope) may export the trail');
+    requireAuditAction(who, 'search');
+    if (/respond-async/.test(ctx.get('Prefer'))) throw new FhirError(400, 'not-supported', 'this export is synchronous: drop Prefer: respond-async and read the NDJSON response as it streams');
+    const query = ctx.query as Query;
+    const q = parseAuditSearch({ ...query, _sort: query._sort ?? 'date' }, { lenient: lenient(ctx) });
+    if (query._count !== undefined || query._cursor !== undefined) throw new FhirError(400, 'not-supported', 'an export has no pages: leave out _count and _cursor');
+    const description = new URLSearchParams(Object.entries(query).flatMap(([k, v]) => (Array.isArray(v) ? v : v === undefined ? [] : [v]).map((x): [string, string] => [k, x]))).toString();
+    const asOf = Date.now() + 1;
+    const actor = { client: { clientId: who.clientId, ...(ctx.ip ? { ip: ctx.ip } : {}) } };
+    const trail = deps.trail;
+    const logger = deps.logger;
+    async function* lines(): AsyncGenerator<string> {
+      let count = 0;
+      let complete = false;
+      try {
+        for (let offset = 0; ; offset += EXPORT_PAGE) {
+          const { ids } = await searchIds(store, { ...q, count: EXPORT_PAGE, offset, asOf });
+          const events = await store.events(ids);
+          if (events.length) yield events.map((e) => `${JSON.stringify(e)}\n`).join('');
+          count += events.length;
+          if (ids.length < EXPORT_PAGE) break;
+        }
+        // Recorded before the last byte goes out, so a completed export is always in the trail.
+        await trail.record(trailExported(config.issuer, { actor, query: description, count }));
+        complete = true;
+      } finally {
+        if (!complete) {
+          trail.record(trailExported(config.issuer, { actor, query: description, count, outcome: '4' })).catch((err: unknown) => logger.error({ err }, 'could not audit an interrupted export'));
+        }
+      }
+    }
+    ctx.status = 200;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.type = NDJSON;
+    ctx.body = Readable.from(lines());
+  });
+
+  router.get(`${AUDIT_PATH}/:id`, async (ctx) => {
+    const who = caller(ctx);
+    requireAuditAction(who, 'read');
+    const id = String(ctx.params.id);
+    const event = fhirIdPattern.test(id) ? await store.event(id) : undefined;
+    // Someone else's event looks exactly like one that does not exist.
+    if (!event || (who.kind === 'patient' && !disclosedPatients(event).includes(who.patient))) {
+      throw new FhirError(404, 'not-found', `AuditEvent/${id} is not known`);
+    }
+    sendFhir(ctx, 200, shown(who, event));
+  });
+
+  // Writes are refused by the method check above; these routes make the router match them at all.
+  for (const path of [AUDIT_PATH, `${AUDIT_PATH}/:id`]) {
+    router.post(path, () => undefined);
+    router.put(path, () => undefined);
+    router.patch(path, () => undefined);
+    router.delete(path, () => undefined);
+  }
+
+  return router;
+}

@@ -1,0 +1,67 @@
+import type { RedisClient } from '../redis/connection.js';
+import type { Keyspace } from '../redis/keyspace.js';
+import type { AuditEvent } from './audit-event.js';
+import { parseStreamEntry, type ChainEntry, type ChainName } from './chain.js';
+
+/** Reads entries and events out of the chains (both the main chain and the disclosure archive). */
+export class AuditStore {
+  constructor(
+    readonly redis: RedisClient,
+    readonly keyspace: Keyspace,
+  ) {}
+
+  /** Up to `count` entries of a chain in stream order, starting after `afterSid` (exclusive), or from the start. */
+  async entries(chain: ChainName, afterSid: string | undefined, count: number): Promise<ChainEntry[]> {
+    const start = afterSid ? `(${afterSid}` : '-';
+    const raw = (await this.redis.xrange(this.keyspace.auditStream(chain), start, '+', 'COUNT', count)) as Array<[string, string[]]>;
+    return raw.map(([sid, fields]) => parseStreamEntry(sid, fields));
+  }
+
+  /** Every entry of a chain in stream order, in pages (the caller may stop early). */
+  async *walk(chain: ChainName, page = 1000, afterSid?: string): AsyncGenerator<ChainEntry> {
+    let after = afterSid;
+    for (;;) {
+      const batch = await this.entries(chain, after, page);
+      for (const e of batch) yield e;
+      if (batch.length < page) return;
+      after = batch[batch.length - 1]!.sid;
+    }
+  }
+
+  /** The events with these ids, in the given order (unknown ids are skipped). */
+  async events(ids: string[]): Promise<AuditEvent[]> {
+    if (!ids.length) return [];
+    const [main, archive] = await Promise.all([
+      this.redis.hmget(this.keyspace.auditLocation('main'), ...ids),
+      this.redis.hmget(this.keyspace.auditLocation('archive'), ...ids),
+    ]);
+    const pipeline = this.redis.pipeline();
+    const asked: boolean[] = [];
+    ids.forEach((_, i) => {
+      const where = archive[i] ?? main[i];
+      if (!where) {
+        asked.push(false);
+        return;
+      }
+      const [chain, sid] = where.split(' ') as [ChainName, string];
+      pipeline.xrange(this.keyspace.auditStream(chain), sid, sid);
+      asked.push(true);
+    });
+    const replies = (await pipeline.exec()) ?? [];
+    const out: AuditEvent[] = [];
+    let r = 0;
+    for (const wasAsked of asked) {
+      if (!wasAsked) continue;
+      const [err, value] = replies[r++]!;
+      if (err) throw err;
+      const rows = value as Array<[string, string[]]>;
+      if (!rows.length) continue; // purged between the lookup and the read
+      out.push(JSON.parse(parseStreamEntry(rows[0]![0], rows[0]![1]).event) as AuditEvent);
+    }
+    return out;
+  }
+
+  async event(id: string): Promise<AuditEvent | undefined> {
+    return (await this.events([id]))[0];
+  }
+}

@@ -1,0 +1,170 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { RedisClient } from '../redis/connection.js';
+import type { Keyspace } from '../redis/keyspace.js';
+import type { Metrics } from '../ops/metrics.js';
+import { auditEventProblems, type AuditEvent } from './audit-event.js';
+import { canonicalJson } from './chain.js';
+import { ChainAppender, type PreparedEvent } from './append.js';
+import { allIndexEntries } from './indexes.js';
+import { disclosedPatients } from './disclosure.js';
+import { CheckpointStore, keyStoreCheckpointKeys, type CheckpointKeys } from './checkpoints.js';
+
+export type { AuditEvent } from './audit-event.js';
+
+export interface AuditTrail {
+  /** Resolves once the event is durably appended to the hash-chained Redis stream; rejects if it could not be. */
+  record(event: AuditEvent): Promise<void>;
+}
+
+export interface AuditTrailDeps {
+  config: Config;
+  redis: RedisClient;
+  keyspace: Keyspace;
+  logger: Logger;
+  metrics?: Metrics;
+  /** Keys for checkpoints; default: the server's key store in the same Redis. */
+  checkpointKeys?: CheckpointKeys;
+}
+
+export class InvalidAuditEventError extends Error {
+  override name = 'InvalidAuditEventError';
+}
+
+interface Pending {
+  event: PreparedEvent;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** Turns an event into what the append script writes: id and recorded filled in, canonical JSON, index keys. */
+export function prepareEvent(keyspace: Keyspace, input: AuditEvent): PreparedEvent {
+  const event: AuditEvent = { ...input, id: input.id ?? randomUUID(), recorded: input.recorded ?? new Date().toISOString() };
+  const problems = auditEventProblems(event);
+  if (problems.length) throw new InvalidAuditEventError(`not a valid R4 AuditEvent: ${problems.slice(0, 5).join('; ')}`);
+  const score = Date.parse(event.recorded);
+  return {
+    id: event.id!,
+    json: canonicalJson(event),
+    score,
+    indexKeys: allIndexEntries(event, disclosedPatients(event)).map(([param, value]) => keyspace.auditIndex(param, value)),
+  };
+}
+
+/**
+ * Group commit: `record` only queues the event; everything queued in the same tick, and
+ * everything queued while an append is on its way to Redis, goes into the next single script
+ * call. Under load one round trip carries many events (the introspection endpoint's cost), with
+ * no timer-induced latency when idle. Each caller's promise settles with its batch, after Redis
+ * has executed the script, so "resolved" means "in the chain".
+ *
+ * Durability is Redis's: with `appendonly yes` and `appendfsync always` an acknowledged append
+ * survives a Redis crash; with `everysec` up to a second may be lost (README "Audit trail").
+ */
+class RedisAuditTrail implements AuditTrail {
+  private queue: Pending[] = [];
+  private running = false;
+  private scheduled = false;
+  private closed = false;
+  private lastCheckpointSeq: number | undefined;
+  private lastSeq = 0;
+  private checkpointing: Promise<unknown> | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private readonly appender: ChainAppender;
+  readonly checkpoints: CheckpointStore;
+
+  constructor(private readonly deps: AuditTrailDeps) {
+    this.appender = new ChainAppender(deps.redis, deps.keyspace, 'main');
+    const keys = deps.checkpointKeys ?? keyStoreCheckpointKeys(deps.redis, deps.keyspace, deps.config.keyEncryptionSecret);
+    this.checkpoints = new CheckpointStore(deps.redis, deps.keyspace, keys, deps.config.issuer);
+    this.timer = setInterval(() => this.periodicCheckpoint(), deps.config.audit.checkpointIntervalSeconds * 1000);
+    this.timer.unref();
+  }
+
+  record(event: AuditEvent): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('the audit trail is closed'));
+    let prepared: PreparedEvent;
+    try {
+      prepared = prepareEvent(this.deps.keyspace, event);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ event: prepared, resolve, reject });
+      if (!this.running && !this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.drain());
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.scheduled = false;
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (this.queue.length) {
+        const batch = this.queue.splice(0, this.deps.config.audit.maxBatch);
+        try {
+          const result = await this.appender.append(batch.map((p) => p.event));
+          this.lastSeq = result.head.seq;
+          this.deps.metrics?.auditBatchSize.observe(batch.length);
+          this.deps.metrics?.auditEvents.inc({ result: 'ok' }, batch.length);
+          for (const p of batch) p.resolve();
+        } catch (err) {
+          this.deps.logger.error({ err: { message: (err as Error).message }, events: batch.length }, 'audit events could not be appended');
+          this.deps.metrics?.auditEvents.inc({ result: 'error' }, batch.length);
+          for (const p of batch) p.reject(err);
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+    void this.maybeCheckpoint();
+  }
+
+  private async maybeCheckpoint(): Promise<void> {
+    if (this.checkpointing) return;
+    if (this.lastCheckpointSeq === undefined) {
+      this.lastCheckpointSeq = await this.checkpoints.latestSeq('main').catch(() => undefined);
+      if (this.lastCheckpointSeq === undefined) return;
+    }
+    if (this.lastSeq - this.lastCheckpointSeq < this.deps.config.audit.checkpointEvery) return;
+    await this.checkpoint('periodic');
+  }
+
+  private periodicCheckpoint(): void {
+    if (this.lastCheckpointSeq !== undefined && this.lastSeq > this.lastCheckpointSeq) void this.checkpoint('periodic');
+  }
+
+  /** Signs the current head; failures are logged (the chain is still intact, only less anchored). */
+  checkpoint(reason: string): Promise<unknown> {
+    if (this.checkpointing) return this.checkpointing;
+    this.checkpointing = this.checkpoints
+      .write('main', reason)
+      .then((cp) => {
+        this.lastCheckpointSeq = Math.max(this.lastCheckpointSeq ?? 0, cp.seq);
+      })
+      .catch((err: unknown) => this.deps.logger.error({ err: { message: (err as Error).message } }, 'audit checkpoint could not be written'))
+      .finally(() => {
+        this.checkpointing = undefined;
+      });
+    return this.checkpointing;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    // Let queued events finish; nothing new is accepted.
+    this.closed = true;
+    while (this.running || this.scheduled || this.queue.length) {
+      if (!this.running && !this.scheduled) await this.drain();
+      else await new Promise((r) => setTimeout(r, 5));
+    }
+    await this.checkpointing;
+  }
+}
+
+export function createAuditTrail(deps: AuditTrailDeps): AuditTrail & { close(): Promise<void> } {
+  return new RedisAuditTrail(deps);
+}

@@ -1,0 +1,118 @@
+import { loadConfig } from '../config/load.js';
+import { createLogger } from '../ops/logger.js';
+import { openRuntime, type Runtime } from '../runtime.js';
+import { createAuditTrail } from '../audit/trail.js';
+import { AuditStore } from '../audit/store.js';
+import { CheckpointStore, keyStoreCheckpointKeys } from '../audit/checkpoints.js';
+import { verifyChain } from '../audit/verify.js';
+import { purge, PurgeRefusedError } from '../audit/retention.js';
+import { parseAuditSearch } from '../audit/search-params.js';
+import { searchIds } from '../audit/search.js';
+import { trailExported } from '../audit/trail-events.js';
+import { cliOperator } from '../audit/hooks/cli-audit.js';
+import { FhirError } from '../consent/fhir-http.js';
+import { parseCommandArgs } from './args.js';
+import { CliUsageError } from './errors.js';
+import type { Out } from './clients.js';
+
+export const AUDIT_USAGE = `Usage: smart-authz audit <command>
+  verify [--chain main|archive]       check the hash chains and signed checkpoints; exit code 1 and the
+                                      first altered, removed or reordered entry when they do not verify
+  export [--since DATE] [--until DATE] [--patient ID]
+                                      every event (oldest first) as NDJSON on stdout; the export is audited
+  purge                               remove events past the retention (AUTHZ_AUDIT_RETENTION_DAYS); keep
+                                      disclosures (AUTHZ_AUDIT_DISCLOSURE_RETENTION_DAYS) in the archive chain
+  checkpoint                          sign the current chain heads now`;
+
+const EXPORT_PAGE = 500;
+
+async function withAudit<T>(fn: (rt: Runtime, parts: { store: AuditStore; checkpoints: CheckpointStore; keys: ReturnType<typeof keyStoreCheckpointKeys>; trail: ReturnType<typeof createAuditTrail> }) => Promise<T>): Promise<T> {
+  const config = { ...loadConfig(), devRedis: false };
+  const rt = await openRuntime(config, createLogger('silent'));
+  const keys = keyStoreCheckpointKeys(rt.redis, rt.keyspace, config.keyEncryptionSecret);
+  const trail = createAuditTrail({ config, redis: rt.redis, keyspace: rt.keyspace, logger: rt.logger, checkpointKeys: keys });
+  try {
+    return await fn(rt, { store: new AuditStore(rt.redis, rt.keyspace), checkpoints: new CheckpointStore(rt.redis, rt.keyspace, keys, config.issuer), keys, trail });
+  } finally {
+    await trail.close();
+    await rt.close();
+  }
+}
+
+export async function audit(args: string[], out: Out): Promise<void> {
+  const [command, ...rest] = args;
+  switch (command) {
+    case 'verify': {
+      const { values } = parseCommandArgs(rest, { chain: { type: 'string' } }, 0);
+      if (values.chain !== undefined && values.chain !== 'main' && values.chain !== 'archive') throw new CliUsageError('--chain must be main or archive');
+      const chains = values.chain ? [values.chain as 'main' | 'archive'] : (['main', 'archive'] as const);
+      return withAudit(async (_rt, { store, keys }) => {
+        let failed = false;
+        for (const chain of chains) {
+          const r = await verifyChain(store, keys, chain);
+          if (r.ok) {
+            out(`${chain}: OK, ${r.entries} entries (seq ${r.anchorSeq + 1}–${r.lastSeq}${r.anchorSeq ? `, from the signed cut at seq ${r.anchorSeq}` : ', from the genesis'}), ${r.checkpoints} signed checkpoints`);
+          } else {
+            failed = true;
+            const p = r.problem!;
+            out(`${chain}: FAILED: ${p.kind} entry at seq ${p.seq}${p.sid ? ` (stream id ${p.sid})` : ''}: ${p.message}`);
+          }
+        }
+        if (failed) process.exitCode = 1;
+      });
+    }
+    case 'export': {
+      const { values } = parseCommandArgs(rest, { since: { type: 'string' }, until: { type: 'string' }, patient: { type: 'string' } }, 0);
+      const query: Record<string, string | string[]> = { _sort: 'date' };
+      const dates = [...(values.since ? [`ge${values.since}`] : []), ...(values.until ? [`le${values.until}`] : [])];
+      if (dates.length) query.date = dates;
+      if (values.patient) query.patient = values.patient;
+      let q;
+      try {
+        q = parseAuditSearch(query);
+      } catch (err) {
+        if (err instanceof FhirError) throw new CliUsageError(err.diagnostics);
+        throw err;
+      }
+      return withAudit(async (rt, { store, trail }) => {
+        const asOf = Date.now() + 1;
+        let count = 0;
+        for (let offset = 0; ; offset += EXPORT_PAGE) {
+          const { ids } = await searchIds(store, { ...q, count: EXPORT_PAGE, offset, asOf });
+          for (const e of await store.events(ids)) out(JSON.stringify(e));
+          count += ids.length;
+          if (ids.length < EXPORT_PAGE) break;
+        }
+        const description = new URLSearchParams(Object.entries(values).filter((e): e is [string, string] => typeof e[1] === 'string')).toString();
+        await trail.record(trailExported(rt.config.issuer, { actor: { operator: cliOperator() }, query: description, count }));
+      });
+    }
+    case 'purge':
+      parseCommandArgs(rest, {}, 0);
+      return withAudit(async (rt, { store, checkpoints, keys, trail }) => {
+        try {
+          const r = await purge({ config: rt.config, store, checkpoints, keys, trail, actor: { operator: cliOperator() } });
+          out(`purged ${r.removed} events recorded before ${r.cutoff}; ${r.archived} disclosures moved to the archive; ${r.archiveRemoved} archived disclosures recorded before ${r.disclosureCutoff} removed; the main chain now starts after seq ${r.cutSeq}`);
+        } catch (err) {
+          if (err instanceof PurgeRefusedError) {
+            out(`purge refused: ${err.message}`);
+            process.exitCode = 1;
+            return;
+          }
+          throw err;
+        }
+      });
+    case 'checkpoint':
+      parseCommandArgs(rest, {}, 0);
+      return withAudit(async (rt, { checkpoints }) => {
+        for (const chain of ['main', 'archive'] as const) {
+          if (chain === 'archive' && !(await rt.redis.exists(rt.keyspace.auditHead('archive')))) continue;
+          const cp = await checkpoints.write(chain, 'manual');
+          out(`${chain}: signed checkpoint at seq ${cp.seq} (hash ${cp.hash})`);
+        }
+      });
+    default:
+      out(AUDIT_USAGE);
+      if (command && command !== 'help') process.exitCode = 2;
+  }
+}
