@@ -14,7 +14,13 @@ import { KeyStore } from '../src/keys/keystore.js';
 import { buildApp } from '../src/app.js';
 import { clientRegistryFor } from '../src/clients/wiring.js';
 
-const config = loadConfig({ REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', AUTHZ_REDIS_PREFIX: `bench-${randomUUID().slice(0, 8)}:`, AUTHZ_LOG_LEVEL: 'silent' });
+// Event validation off, as in production (AUTHZ_AUDIT_VALIDATE_EVENTS defaults to false there).
+const config = loadConfig({
+  REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+  AUTHZ_REDIS_PREFIX: `bench-${randomUUID().slice(0, 8)}:`,
+  AUTHZ_LOG_LEVEL: 'silent',
+  AUTHZ_AUDIT_VALIDATE_EVENTS: 'false',
+});
 const redis = createRedis(config.redis);
 await connectRedis(redis);
 const keyspace = new Keyspace(config.redis.prefix);

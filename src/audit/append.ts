@@ -124,8 +124,12 @@ export class ChainAppender {
     const duplicates: string[] = [];
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (!batch.length) return { appended: [], duplicates, head: this.head ?? (await this.readHead()) };
-      const head = this.head ?? (await this.readHead());
-      this.head = head;
+      let head = this.head;
+      if (!head) {
+        const read = await this.readHead();
+        // Another append may have set (and moved) the head while this one was reading it.
+        head = this.head ?? read;
+      }
       const keys = [this.keyspace.auditHead(this.chain), this.keyspace.auditStream(this.chain), this.keyspace.auditLocation(this.chain)];
       const argv: Array<string | number> = [head.seq, head.hash, this.chain, batch.length, GENESIS_HASH];
       const members = new Map<string, Array<string | number>>();
@@ -148,6 +152,13 @@ export class ChainAppender {
         keys.push(key);
         argv.push(keys.length, list.length / 2, ...list);
       }
+      // Pipelining: the head this batch will leave is taken as the head at once, so a batch
+      // started while this one is on its way chains onto it. Redis runs the scripts in the order
+      // they were sent on the connection; if this one does not append, every batch chained onto
+      // it meets a different head and is re-hashed, and the cached head is dropped.
+      const last = planned[planned.length - 1]!;
+      const predicted: Head = { seq: last.seq, hash: last.hash };
+      this.head = predicted;
       let reply: Reply;
       try {
         reply = await scripts(this.redis).auditAppend(keys.length, ...keys, ...argv);
@@ -159,14 +170,13 @@ export class ChainAppender {
       }
       if (reply[0] === 'ok') {
         const sids = reply.slice(1);
-        const last = planned[planned.length - 1]!;
-        this.head = { seq: last.seq, hash: last.hash, sid: sids[sids.length - 1] };
-        return { appended: planned.map((p, n) => ({ ...p, sid: sids[n]! })), duplicates, head: this.head };
+        const appended: Head = { ...predicted, sid: sids[sids.length - 1] };
+        if (this.head === predicted) this.head = appended;
+        return { appended: planned.map((p, n) => ({ ...p, sid: sids[n]! })), duplicates, head: appended };
       }
-      if (reply[0] === 'conflict') {
-        this.head = { seq: Number(reply[1]), hash: reply[2]! };
-        continue;
-      }
+      if (this.head === predicted) this.head = reply[0] === 'conflict' ? { seq: Number(reply[1]), hash: reply[2]! } : head;
+      else this.head = undefined;
+      if (reply[0] === 'conflict') continue;
       if (reply[0] === 'duplicate') {
         const dup = new Set(reply.slice(1));
         duplicates.push(...dup);

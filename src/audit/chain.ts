@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import canonicalizeModule from 'canonicalize';
 import type { AuditEvent } from './audit-event.js';
 
 /**
@@ -14,16 +13,71 @@ export type ChainName = 'main' | 'archive';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
-// The package is CommonJS with an ESM-style declaration; under NodeNext its default import is the
-// module object or the function depending on the loader, so take whichever is callable.
-type Canonicalize = (input: unknown) => string | undefined;
-const loaded = canonicalizeModule as unknown as Canonicalize | { default: Canonicalize };
-const canonicalizeFn: Canonicalize = typeof loaded === 'function' ? loaded : loaded.default;
-
+/**
+ * RFC 8785 (JCS) for the JSON values events are made of (objects, arrays, strings, finite
+ * numbers, booleans, null): members sorted by key, no white space, strings and numbers as
+ * ECMAScript's JSON.stringify writes them (which is what JCS specifies). Written out rather than
+ * through a generic library because it runs once per audited request on the introspection hot
+ * path; test/audit/canonical.test.ts holds it to the `canonicalize` package's output.
+ */
 export function canonicalJson(value: unknown): string {
-  const text = canonicalizeFn(value);
+  const text = serialise(value);
   if (text === undefined) throw new TypeError('value has no JSON form');
   return text;
+}
+
+/**
+ * Canonical text of frozen subtrees. The event builders share frozen objects for what never
+ * changes (codings, this server's agent and source), so most of an event is serialised once per
+ * process instead of once per request.
+ */
+const frozenText = new WeakMap<object, string>();
+
+function serialise(value: unknown): string | undefined {
+  if (value === null) return 'null';
+  if (typeof value === 'object' && Object.isFrozen(value)) {
+    let text = frozenText.get(value);
+    if (text === undefined) {
+      text = serialiseObject(value);
+      if (text !== undefined) frozenText.set(value, text);
+    }
+    return text;
+  }
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return JSON.stringify(value);
+    case 'number':
+      if (!Number.isFinite(value)) throw new TypeError('JSON has no form for NaN or Infinity');
+      return JSON.stringify(value);
+    case 'object':
+      return serialiseObject(value);
+    default:
+      return undefined;
+  }
+}
+
+function serialiseObject(value: object): string | undefined {
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i) out += ',';
+      out += serialise(value[i]) ?? 'null';
+    }
+    return `${out}]`;
+  }
+  const source = typeof (value as { toJSON?: unknown }).toJSON === 'function' ? ((value as { toJSON(): unknown }).toJSON() as Record<string, unknown>) : (value as Record<string, unknown>);
+  if (source !== value) return serialise(source);
+  const keys = Object.keys(source).sort();
+  let out = '{';
+  let first = true;
+  for (const key of keys) {
+    const member = serialise(source[key]);
+    if (member === undefined) continue;
+    out += `${first ? '' : ','}${JSON.stringify(key)}:${member}`;
+    first = false;
+  }
+  return `${out}}`;
 }
 
 export function entryHash(seq: number, prev: string, canonicalEvent: string): string {

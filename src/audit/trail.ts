@@ -32,6 +32,8 @@ export class InvalidAuditEventError extends Error {
   override name = 'InvalidAuditEventError';
 }
 
+const MAX_IN_FLIGHT = 8;
+
 interface Pending {
   event: PreparedEvent;
   resolve: () => void;
@@ -39,9 +41,9 @@ interface Pending {
 }
 
 /** Turns an event into what the append script writes: id and recorded filled in, canonical JSON, index keys. */
-export function prepareEvent(keyspace: Keyspace, input: AuditEvent): PreparedEvent {
+export function prepareEvent(keyspace: Keyspace, input: AuditEvent, validate = true): PreparedEvent {
   const event: AuditEvent = { ...input, id: input.id ?? randomUUID(), recorded: input.recorded ?? new Date().toISOString() };
-  const problems = auditEventProblems(event);
+  const problems = validate ? auditEventProblems(event) : [];
   if (problems.length) throw new InvalidAuditEventError(`not a valid R4 AuditEvent: ${problems.slice(0, 5).join('; ')}`);
   const score = Date.parse(event.recorded);
   return {
@@ -64,7 +66,8 @@ export function prepareEvent(keyspace: Keyspace, input: AuditEvent): PreparedEve
  */
 class RedisAuditTrail implements AuditTrail {
   private queue: Pending[] = [];
-  private running = false;
+  /** Batches sent and not yet answered; up to MAX_IN_FLIGHT are pipelined on the connection. */
+  private inFlight = 0;
   private scheduled = false;
   private closed = false;
   private lastCheckpointSeq: number | undefined;
@@ -74,7 +77,10 @@ class RedisAuditTrail implements AuditTrail {
   private readonly appender: ChainAppender;
   readonly checkpoints: CheckpointStore;
 
+  private readonly validate: boolean;
+
   constructor(private readonly deps: AuditTrailDeps) {
+    this.validate = deps.config.audit.validateEvents ?? deps.config.mode !== 'production';
     this.appender = new ChainAppender(deps.redis, deps.keyspace, 'main');
     const keys = deps.checkpointKeys ?? keyStoreCheckpointKeys(deps.redis, deps.keyspace, deps.config.keyEncryptionSecret);
     this.checkpoints = new CheckpointStore(deps.redis, deps.keyspace, keys, deps.config.issuer);
@@ -86,42 +92,50 @@ class RedisAuditTrail implements AuditTrail {
     if (this.closed) return Promise.reject(new Error('the audit trail is closed'));
     let prepared: PreparedEvent;
     try {
-      prepared = prepareEvent(this.deps.keyspace, event);
+      prepared = prepareEvent(this.deps.keyspace, event, this.validate);
     } catch (err) {
       return Promise.reject(err);
     }
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ event: prepared, resolve, reject });
-      if (!this.running && !this.scheduled) {
+      if (this.inFlight < MAX_IN_FLIGHT && !this.scheduled) {
         this.scheduled = true;
-        setImmediate(() => void this.drain());
+        setImmediate(() => this.drain());
       }
     });
   }
 
-  private async drain(): Promise<void> {
+  /**
+   * Sends what is queued, in batches, without waiting for earlier batches to be answered (up to
+   * MAX_IN_FLIGHT): a busy server never idles while a batch is on its way to Redis and back.
+   * The appender chains each batch onto the one before (append.ts).
+   */
+  private drain(): void {
     this.scheduled = false;
-    if (this.running) return;
-    this.running = true;
-    try {
-      while (this.queue.length) {
-        const batch = this.queue.splice(0, this.deps.config.audit.maxBatch);
-        try {
-          const result = await this.appender.append(batch.map((p) => p.event));
-          this.lastSeq = result.head.seq;
-          this.deps.metrics?.auditBatchSize.observe(batch.length);
-          this.deps.metrics?.auditEvents.inc({ result: 'ok' }, batch.length);
-          for (const p of batch) p.resolve();
-        } catch (err) {
-          this.deps.logger.error({ err: { message: (err as Error).message }, events: batch.length }, 'audit events could not be appended');
-          this.deps.metrics?.auditEvents.inc({ result: 'error' }, batch.length);
-          for (const p of batch) p.reject(err);
-        }
-      }
-    } finally {
-      this.running = false;
+    while (this.queue.length && this.inFlight < MAX_IN_FLIGHT) {
+      const batch = this.queue.splice(0, this.deps.config.audit.maxBatch);
+      this.inFlight += 1;
+      void this.send(batch).finally(() => {
+        this.inFlight -= 1;
+        if (this.queue.length) this.drain();
+        // Under steady load the queue is never empty: checkpoint by count whatever comes next.
+        void this.maybeCheckpoint();
+      });
     }
-    void this.maybeCheckpoint();
+  }
+
+  private async send(batch: Pending[]): Promise<void> {
+    try {
+      const result = await this.appender.append(batch.map((p) => p.event));
+      this.lastSeq = Math.max(this.lastSeq, result.head.seq);
+      this.deps.metrics?.auditBatchSize.observe(batch.length);
+      this.deps.metrics?.auditEvents.inc({ result: 'ok' }, batch.length);
+      for (const p of batch) p.resolve();
+    } catch (err) {
+      this.deps.logger.error({ err: { message: (err as Error).message }, events: batch.length }, 'audit events could not be appended');
+      this.deps.metrics?.auditEvents.inc({ result: 'error' }, batch.length);
+      for (const p of batch) p.reject(err);
+    }
   }
 
   private async maybeCheckpoint(): Promise<void> {
@@ -157,9 +171,9 @@ class RedisAuditTrail implements AuditTrail {
     clearInterval(this.timer);
     // Let queued events finish; nothing new is accepted.
     this.closed = true;
-    while (this.running || this.scheduled || this.queue.length) {
-      if (!this.running && !this.scheduled) await this.drain();
-      else await new Promise((r) => setTimeout(r, 5));
+    while (this.inFlight || this.scheduled || this.queue.length) {
+      if (!this.inFlight && !this.scheduled) this.drain();
+      await new Promise((r) => setTimeout(r, 5));
     }
     await this.checkpointing;
   }

@@ -181,6 +181,13 @@ export const configSchema = z
         disclosureRetentionDays: z.number().int().min(1).default(2192),
         /** The patient's disclosure report names staff members; when false, only role and organisation. */
         disclosureShowStaffNames: z.boolean().default(false),
+        /**
+         * Check every event against the R4 AuditEvent structure before it is appended. Default:
+         * on in development (where the test suite exercises every builder), off in production,
+         * where it would cost the introspection hot path ~15 µs per request to re-check shapes the
+         * builders' types and tests already guarantee.
+         */
+        validateEvents: z.boolean().optional(),
         /** Record an AuditEvent for every token introspection (BALP); off trades the trail for throughput. */
         introspection: z.boolean().default(true),
         /** Most events one append script writes (group commit); at most 2000, as Lua unpacks a batch onto its stack (limit 8000). */

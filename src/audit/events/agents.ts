@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { AuditEvent } from '../audit-event.js';
-import { AGENT_TYPES, ENTITY_TYPES, OBJECT_ROLES, SECURITY_SERVER, TOKEN_SHA256_SYSTEM, type Coding, type Outcome } from './vocabulary.js';
+import { AGENT_TYPES, ENTITY_TYPES, OBJECT_ROLES, SECURITY_SERVER, TOKEN_SHA256_SYSTEM, frozen, type Coding, type Outcome } from './vocabulary.js';
 
 /**
  * The parts every event is made of: agents (client, user, this server, an operator), entities
@@ -60,8 +60,18 @@ export interface OperatorInfo {
   host?: string;
 }
 
+const concepts = new WeakMap<Coding, CodeableConcept>();
+
+/** A CodeableConcept; one made of a single shared (frozen) coding is itself shared. */
 export function concept(...codings: Coding[]): CodeableConcept {
-  return { coding: codings };
+  const only = codings.length === 1 ? codings[0]! : undefined;
+  if (!only || !Object.isFrozen(only)) return { coding: codings };
+  let made = concepts.get(only);
+  if (!made) {
+    made = frozen({ coding: [only] });
+    concepts.set(only, made);
+  }
+  return made;
 }
 
 /** network.type 2 for IP addresses, 1 for machine names. */
@@ -133,14 +143,33 @@ export function userAgents(scope: AuditScope, user: UserInfo | undefined, reques
   return org ? [userAgent(scope, user, requestor), org] : [userAgent(scope, user, requestor)];
 }
 
+const perIssuer = new Map<string, { agent: Agent; source: AuditEvent['source'] }>();
+
+/** The parts that only depend on the issuer, made once and shared (frozen). */
+function issuerParts(issuer: string): { agent: Agent; source: AuditEvent['source'] } {
+  let parts = perIssuer.get(issuer);
+  if (!parts) {
+    parts = frozen({
+      agent: {
+        type: concept(AGENT_TYPES.authServer),
+        who: { identifier: { value: issuer } },
+        requestor: false,
+        network: network(issuerHost(issuer).replace(/:\d+$/, '')),
+      },
+      source: {
+        site: issuerHost(issuer),
+        observer: { reference: 'Device/smart-authz', display: `SMART authorization server ${issuer}` },
+        type: [SECURITY_SERVER],
+      },
+    });
+    if (perIssuer.size < 16) perIssuer.set(issuer, parts);
+  }
+  return parts;
+}
+
 /** This authorization server (BALP AuthzOauthService). */
 export function authServerAgent(scope: AuditScope): Agent {
-  return {
-    type: concept(AGENT_TYPES.authServer),
-    who: { identifier: { value: scope.issuer } },
-    requestor: false,
-    network: network(issuerHost(scope.issuer).replace(/:\d+$/, '')),
-  };
+  return issuerParts(scope.issuer).agent;
 }
 
 /** Someone at a terminal running the admin CLI. */
@@ -251,11 +280,7 @@ export function auditEvent(scope: AuditScope, e: Envelope): AuditEvent {
     ...(e.outcomeDesc ? { outcomeDesc: clip(e.outcomeDesc)! } : {}),
     ...(e.purposeOfEvent?.length ? { purposeOfEvent: e.purposeOfEvent.map((p) => concept(p)) } : {}),
     agent: e.agents,
-    source: {
-      site: issuerHost(scope.issuer),
-      observer: { reference: 'Device/smart-authz', display: `SMART authorization server ${scope.issuer}` },
-      type: [SECURITY_SERVER],
-    },
+    source: issuerParts(scope.issuer).source,
     ...(entities.length ? { entity: entities } : {}),
   } as AuditEvent;
 }

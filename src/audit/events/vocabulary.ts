@@ -76,20 +76,36 @@ export const LOCAL_SUBTYPES = {
 
 export type LocalSubtype = keyof typeof LOCAL_SUBTYPES;
 
+/** Deep-freezes shared event parts: nobody may change them, and canonical JSON caches their text (chain.ts). */
+export function frozen<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const member of Object.values(value)) frozen(member);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+const localCodings = new Map<string, Coding>();
+
 export function local(code: LocalSubtype): Coding {
-  return { system: LOCAL_SUBTYPE_SYSTEM, code, display: LOCAL_SUBTYPES[code] };
+  let coding = localCodings.get(code);
+  if (!coding) {
+    coding = frozen({ system: LOCAL_SUBTYPE_SYSTEM, code, display: LOCAL_SUBTYPES[code] });
+    localCodings.set(code, coding);
+  }
+  return coding;
 }
 
 const dcm = (code: string, display: string): Coding => ({ system: SYSTEMS.dcm, code, display });
 
-export const EVENT_TYPES = {
+export const EVENT_TYPES = frozen({
   applicationActivity: dcm('110100', 'Application Activity'),
   securityAlert: dcm('110113', 'Security Alert'),
   userAuthentication: dcm('110114', 'User Authentication'),
   rest: { system: SYSTEMS.auditEventType, code: 'rest', display: 'RESTful Operation' },
-} as const satisfies Record<string, Coding>;
+} as const satisfies Record<string, Coding>);
 
-export const STANDARD_SUBTYPES = {
+export const STANDARD_SUBTYPES = frozen({
   getAccessToken: { system: SYSTEMS.iheEventType, code: 'ITI-71', display: 'Get Access Token' },
   login: dcm('110122', 'Login'),
   logout: dcm('110123', 'Logout'),
@@ -101,9 +117,9 @@ export const STANDARD_SUBTYPES = {
   update: { system: SYSTEMS.restfulInteraction, code: 'update', display: 'update' },
   patch: { system: SYSTEMS.restfulInteraction, code: 'patch', display: 'patch' },
   delete: { system: SYSTEMS.restfulInteraction, code: 'delete', display: 'delete' },
-} as const satisfies Record<string, Coding>;
+} as const satisfies Record<string, Coding>);
 
-export const AGENT_TYPES = {
+export const AGENT_TYPES = frozen({
   application: dcm('110150', 'Application'),
   applicationLauncher: dcm('110151', 'Application Launcher'),
   authServer: { system: SYSTEMS.balpUserAgentTypes, code: 'AuthzOauthService', display: 'OAuth Authorization Server' },
@@ -112,24 +128,24 @@ export const AGENT_TYPES = {
   humanUser: { system: SYSTEMS.securityRoleType, code: 'humanuser', display: 'human user' },
   /** Who decided or withdrew a Consent (the patient, a caregiver, a clinician). */
   consenter: { system: 'http://terminology.hl7.org/CodeSystem/v3-RoleCode', code: 'CONSENTER', display: 'consenter' },
-} as const satisfies Record<string, Coding>;
+} as const satisfies Record<string, Coding>);
 
-export const SECURITY_SERVER: Coding = { system: SYSTEMS.securitySourceType, code: '6', display: 'Security Server' };
+export const SECURITY_SERVER: Coding = frozen({ system: SYSTEMS.securitySourceType, code: '6', display: 'Security Server' });
 
-export const ENTITY_TYPES = {
+export const ENTITY_TYPES = frozen({
   person: { system: SYSTEMS.auditEntityType, code: '1', display: 'Person' },
   systemObject: { system: SYSTEMS.auditEntityType, code: '2', display: 'System Object' },
   consent: { system: SYSTEMS.resourceTypes, code: 'Consent', display: 'Consent' },
-} as const satisfies Record<string, Coding>;
+} as const satisfies Record<string, Coding>);
 
-export const OBJECT_ROLES = {
+export const OBJECT_ROLES = frozen({
   patient: { system: SYSTEMS.objectRole, code: '1', display: 'Patient' },
   user: { system: SYSTEMS.objectRole, code: '6', display: 'User' },
   securityUser: { system: SYSTEMS.objectRole, code: '11', display: 'Security User Entity' },
   securityGroup: { system: SYSTEMS.objectRole, code: '12', display: 'Security User Group' },
   securityResource: { system: SYSTEMS.objectRole, code: '13', display: 'Security Resource' },
   query: { system: SYSTEMS.objectRole, code: '24', display: 'Query' },
-} as const satisfies Record<string, Coding>;
+} as const satisfies Record<string, Coding>);
 
 export const PURPOSES = {
   emergencyTreatment: { system: SYSTEMS.actReason, code: 'ETREAT', display: 'Emergency Treatment' },
