@@ -120,6 +120,7 @@ export function buildApp(deps: AppDeps): Provider {
     alerts: new BreakTheGlassAlerts(config.hcs.breakTheGlass, logger),
     logger,
     metrics,
+    audit: { trail: audit, issuer: config.issuer },
   });
   const usage = new GrantUsage(redis, keyspace, config.ttl.grant);
   const accounts = findAccount(users, { fhirBase: config.fhirServers[0]!.base });

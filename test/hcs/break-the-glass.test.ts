@@ -5,6 +5,8 @@ import { browse, exchange, inputValues, grantContextsOf, launchStoreOf, postForm
 import type { TestApp } from '../support/test-app.js';
 import { ACT_REASON, APP, createHcsApp, introspect, newUser, params, registerApp, type HcsApp } from './support.js';
 import { WEBHOOK_SIGNATURE_HEADER } from '../../src/hcs/break-the-glass.js';
+import { auditEventProblems } from '../../src/audit/audit-event.js';
+import { readTrail } from '../audit/trail-reader.js';
 
 /**
  * Break the glass: a permitted clinician asserts ETREAT/BTG, must type a reason on the consent
@@ -114,6 +116,21 @@ test('a permitted clinician: reason required, short-lived token, no refresh, fla
   expect(line).toMatchObject({ level: 40, msg: 'break the glass: emergency access granted, flagged for review', breakTheGlass: { clientId: APP, patient, reason, purposes: ['BTG'] } });
 
   expect(await t.metrics.registry.getSingleMetricAsString('hcs_break_the_glass_total')).toMatch(/^hcs_break_the_glass_total [1-9]/m);
+
+  // In the audit trail before the app got its code: a Security Alert with the reason, and the
+  // token's issuance carrying the emergency purpose of use.
+  const trail = await readTrail(t);
+  const alertEvent = trail.find((e) => e.subtype?.some((s) => s.code === 'break-the-glass') && JSON.stringify(e).includes(reason));
+  expect(alertEvent).toMatchObject({
+    type: { code: '110113', display: 'Security Alert' },
+    outcomeDesc: `break-the-glass: ${reason}`,
+    purposeOfEvent: expect.arrayContaining([{ coding: [expect.objectContaining({ code: 'BTG' })] }]),
+  });
+  expect(auditEventProblems(alertEvent)).toEqual([]);
+  expect(JSON.stringify(alertEvent)).toContain(`Patient/${patient}`);
+  const issued = trail.filter((e) => e.subtype?.some((s) => s.code === 'token-issued') && JSON.stringify(e).includes(`Patient/${patient}`));
+  expect(issued.length).toBe(1);
+  expect(JSON.stringify(issued[0]!.agent)).toContain('"code":"BTG"');
 
   const alert = await waitFor(() => received.find((r) => r.body.includes(grantId)));
   expect(JSON.parse(alert.body)).toMatchObject({ type: 'break-the-glass', grantId, clientId: APP, patient, reason, purposes: ['BTG'] });

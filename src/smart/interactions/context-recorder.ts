@@ -13,6 +13,9 @@ import { HcsRefusal, decideForUser, type HcsDecision } from '../../hcs/decision.
 import { hcsPolicySchema, type HcsPolicy } from '../../hcs/policy.js';
 import type { BreakTheGlassAlerts } from '../../hcs/break-the-glass.js';
 import type { Metrics } from '../../ops/metrics.js';
+import type { AuditTrail } from '../../audit/trail.js';
+import { breakTheGlass } from '../../audit/events/consent-events.js';
+import { purposeCoding } from '../../hcs/vocabulary.js';
 
 /**
  * The end of every SMART authorization: what may be granted (the user side of downscoping), then
@@ -79,6 +82,8 @@ export interface ContextRecorderDeps {
   alerts?: Pick<BreakTheGlassAlerts, 'raise'>;
   logger?: Logger;
   metrics?: Pick<Metrics, 'breakTheGlass' | 'hcsFindings'>;
+  /** Emergency access is in the audit trail (a Security Alert with the reason) before the app gets its code. */
+  audit?: { trail: AuditTrail; issuer: string };
 }
 
 /** Options of one recording. */
@@ -210,6 +215,15 @@ export class ContextRecorder {
         throw err;
       }
     }
+    if (emergency && this.deps.audit) {
+      // No audit record, no emergency access: the grant is undone if the trail cannot take it.
+      try {
+        await this.deps.audit.trail.record(this.emergencyEvent(facts, plan, context, options.breakTheGlassReason!));
+      } catch (err) {
+        await this.discard(provider, grantId).catch(() => undefined);
+        throw err;
+      }
+    }
     if (plan.hcs?.findings.length) {
       this.deps.logger?.warn({ clientId: facts.clientId, accountId: facts.accountId, grantId, findings: plan.hcs.findings }, 'HCS policy findings (audit-only)');
       for (const f of plan.hcs.findings) this.deps.metrics?.hcsFindings.inc({ check: f.check });
@@ -230,6 +244,29 @@ export class ContextRecorder {
         ?.catch((err: unknown) => this.deps.logger?.error({ err, grantId }, 'break-the-glass alert failed'));
     }
     return { grantId, approved: scopes, context };
+  }
+
+  private emergencyEvent(facts: AuthorizationFacts, plan: AuthorizationPlan, context: GrantContext, reason: string) {
+    const subject = plan.hcs?.grant.subject;
+    return breakTheGlass(
+      { issuer: this.deps.audit!.issuer },
+      {
+        reason,
+        user: {
+          accountId: facts.accountId,
+          ...(facts.user.fhirUser ? { fhirUser: facts.user.fhirUser } : {}),
+          ...(subject?.name ? { name: subject.name } : {}),
+          ...(subject?.roles.length ? { roles: subject.roles } : {}),
+          ...(subject?.organization || subject?.organizationId
+            ? { organization: { ...(subject.organization ? { name: subject.organization } : {}), ...(subject.organizationId ? { identifier: { value: subject.organizationId } } : {}) } }
+            : {}),
+        },
+        client: { clientId: facts.clientId },
+        ...(context.patient ? { patient: context.patient } : {}),
+        // The builder always names ETREAT and BTG; other emergency purposes (ERTREAT) are added.
+        purposeOfUse: (plan.hcs?.grant.purposes ?? []).filter((p) => p !== 'ETREAT' && p !== 'BTG').map(purposeCoding),
+      },
+    );
   }
 
   /** Removes a grant no token was issued from yet, with its context. */
