@@ -163,6 +163,8 @@ class RedisAuditTrail implements AuditTrail {
       .catch((err: unknown) => this.deps.logger.error({ err: { message: (err as Error).message } }, 'audit checkpoint could not be written'))
       .finally(() => {
         this.checkpointing = undefined;
+        // Events appended while this one was being signed may already call for the next.
+        if (!this.closed) void this.maybeCheckpoint();
       });
     return this.checkpointing;
   }
