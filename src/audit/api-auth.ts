@@ -1,6 +1,5 @@
-import { parseScope, type Permission } from '../smart/scopes.js';
-import type { TokenFinder } from '../consent/api-auth.js';
-import { FhirError } from '../consent/fhir-http.js';
+import type { FhirError} from '../http/fhir-api.js';
+import { bearerAccessToken, insufficientScope, resourcePermissions, type TokenFinder } from '../http/fhir-api.js';
 import { patientIdOf } from '../consent/references.js';
 
 /**
@@ -19,16 +18,10 @@ export type AuditCaller =
   | { kind: 'officer'; clientId: string; may: ReadonlySet<AuditAction> }
   | { kind: 'patient'; clientId: string; patient: string; may: ReadonlySet<AuditAction> };
 
-const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
 const REALM = 'Bearer realm="audit"';
 
 function actions(scopes: string[], context: 'patient' | 'system'): Set<AuditAction> {
-  const permissions = new Set<Permission>();
-  for (const s of scopes) {
-    const p = parseScope(s);
-    if (p.kind !== 'resource' || p.context !== context || p.resourceType !== 'AuditEvent' || p.query) continue;
-    for (const letter of p.permissions) permissions.add(letter);
-  }
+  const permissions = resourcePermissions(scopes, context, 'AuditEvent');
   const may = new Set<AuditAction>();
   if (permissions.has('r')) may.add('read');
   if (permissions.has('s')) may.add('search');
@@ -36,16 +29,11 @@ function actions(scopes: string[], context: 'patient' | 'system'): Set<AuditActi
 }
 
 export function forbidden(description: string): FhirError {
-  return new FhirError(403, 'forbidden', description, { 'WWW-Authenticate': `${REALM}, error="insufficient_scope"` });
+  return insufficientScope(REALM, description);
 }
 
 export async function authenticateAuditCaller(authorization: string, lookup: TokenFinder): Promise<AuditCaller> {
-  const m = BEARER.exec(authorization);
-  if (!m) throw new FhirError(401, 'login', 'an access token is required (Authorization: Bearer …)', { 'WWW-Authenticate': REALM });
-  const token = await lookup.find(m[1]!);
-  if (!token || token.kind === 'RefreshToken') {
-    throw new FhirError(401, 'login', 'the access token is not valid (unknown, expired or revoked)', { 'WWW-Authenticate': `${REALM}, error="invalid_token"` });
-  }
+  const token = await bearerAccessToken(authorization, lookup, REALM);
   const scopes = (token.scope ?? '').split(' ').filter(Boolean);
   if (token.kind === 'ClientCredentials') {
     const may = actions(scopes, 'system');

@@ -1,10 +1,10 @@
 import { Readable } from 'node:stream';
 import Router from '@koa/router';
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { TokenFinder } from '../consent/api-auth.js';
-import { FhirError, operationOutcome, sendFhir } from '../consent/fhir-http.js';
+import { FhirError, fhirErrorBoundary, operationOutcome, sendFhir } from '../http/fhir-api.js';
 import type { AuditEvent } from './audit-event.js';
 import { authenticateAuditCaller, forbidden, requireAuditAction, type AuditCaller } from './api-auth.js';
 import { disclosedPatients } from './disclosure.js';
@@ -46,22 +46,7 @@ export interface AuditRoutesDeps {
 }
 
 function auditErrors(logger: Logger) {
-  return async function renderOperationOutcome(ctx: Context, next: Next): Promise<void> {
-    try {
-      await next();
-    } catch (err) {
-      let problem: FhirError;
-      if (err instanceof FhirError) problem = err;
-      else if ((err as { expose?: boolean; status?: number }).expose && ((err as { status: number }).status ?? 500) < 500) {
-        problem = new FhirError((err as { status: number }).status, 'invalid', (err as Error).message);
-      } else {
-        logger.error({ err, requestId: ctx.state.requestId }, 'AuditEvent API request failed');
-        problem = new FhirError(500, 'exception', 'an unexpected error occurred');
-      }
-      for (const [name, value] of Object.entries(problem.headers)) ctx.set(name, value);
-      sendFhir(ctx, problem.status, operationOutcome(problem.code, problem.diagnostics));
-    }
-  };
+  return fhirErrorBoundary(logger, 'AuditEvent API');
 }
 
 function lenient(ctx: Context): boolean {

@@ -1,4 +1,4 @@
-import { FhirError } from '../consent/fhir-http.js';
+import { FhirError } from '../http/fhir-api.js';
 import { applyDate } from '../consent/search-params.js';
 import { patientIdOf, relativeReference } from '../consent/references.js';
 import type { IndexParam } from './indexes.js';

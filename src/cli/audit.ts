@@ -10,7 +10,7 @@ import { parseAuditSearch } from '../audit/search-params.js';
 import { searchIds } from '../audit/search.js';
 import { trailExported } from '../audit/trail-events.js';
 import { cliOperator } from '../audit/hooks/cli-audit.js';
-import { FhirError } from '../consent/fhir-http.js';
+import { FhirError } from '../http/fhir-api.js';
 import { parseCommandArgs } from './args.js';
 import { CliUsageError } from './errors.js';
 import type { Out } from './clients.js';

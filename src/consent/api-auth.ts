@@ -1,7 +1,8 @@
 import type { FoundToken } from '../introspection/token-lookup.js';
-import { parseScope, type Permission } from '../smart/scopes.js';
+import type { Permission } from '../smart/scopes.js';
 import type { Reference } from './fhir-types.js';
-import { FhirError } from './fhir-http.js';
+import type { FhirError} from '../http/fhir-api.js';
+import { bearerAccessToken, insufficientScope, resourcePermissions, type TokenFinder } from '../http/fhir-api.js';
 import { clientReference, patientIdOf, relativeReference } from './references.js';
 
 /**
@@ -27,23 +28,14 @@ export interface ConsentCaller {
   may: ReadonlySet<ConsentAction>;
 }
 
-export interface TokenFinder {
-  find(value: string): Promise<FoundToken | undefined>;
-}
+export type { TokenFinder };
 
-const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
 const REALM = 'Bearer realm="consent"';
 /** R4 Provenance.agent.who target types. */
 const AGENT_TYPES = new Set(['Practitioner', 'PractitionerRole', 'RelatedPerson', 'Patient', 'Device', 'Organization']);
 
 function permissionsFor(scopes: string[], context: 'patient' | 'system'): Set<Permission> {
-  const permissions = new Set<Permission>();
-  for (const s of scopes) {
-    const p = parseScope(s);
-    if (p.kind !== 'resource' || p.context !== context || p.resourceType !== 'Consent' || p.query) continue;
-    for (const letter of p.permissions) permissions.add(letter);
-  }
-  return permissions;
+  return resourcePermissions(scopes, context, 'Consent');
 }
 
 function actionsOf(permissions: ReadonlySet<Permission>): Set<ConsentAction> {
@@ -55,7 +47,7 @@ function actionsOf(permissions: ReadonlySet<Permission>): Set<ConsentAction> {
 }
 
 function forbidden(description: string): FhirError {
-  return new FhirError(403, 'forbidden', description, { 'WWW-Authenticate': `${REALM}, error="insufficient_scope"` });
+  return insufficientScope(REALM, description);
 }
 
 function patientAgent(token: FoundToken, patientId: string): Reference {
@@ -64,12 +56,7 @@ function patientAgent(token: FoundToken, patientId: string): Reference {
 }
 
 export async function authenticateConsentCaller(authorization: string, lookup: TokenFinder, issuer: string): Promise<ConsentCaller> {
-  const m = BEARER.exec(authorization);
-  if (!m) throw new FhirError(401, 'login', 'an access token is required (Authorization: Bearer …)', { 'WWW-Authenticate': REALM });
-  const token = await lookup.find(m[1]!);
-  if (!token || token.kind === 'RefreshToken') {
-    throw new FhirError(401, 'login', 'the access token is not valid (unknown, expired or revoked)', { 'WWW-Authenticate': `${REALM}, error="invalid_token"` });
-  }
+  const token = await bearerAccessToken(authorization, lookup, REALM);
   const scopes = (token.scope ?? '').split(' ').filter(Boolean);
   if (token.kind === 'ClientCredentials') {
     const may = actionsOf(permissionsFor(scopes, 'system'));

@@ -5,7 +5,7 @@ import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import { consentScripts, type ConsentScripts } from './consent-scripts.js';
 import type { ConsentStore } from './consent-store.js';
-import { FHIR_JSON } from './fhir-http.js';
+import { FHIR_JSON } from '../http/fhir-api.js';
 
 /**
  * Write-through of Consents to a FHIR server. The store adds an outbox entry (a Redis Stream) in

@@ -1,5 +1,5 @@
 import Router from '@koa/router';
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { parseSize } from '../http/body-limit.js';
@@ -7,7 +7,7 @@ import { authenticateConsentCaller, requireAction, requirePatient, type ConsentC
 import type { ConsentService } from './consent-service.js';
 import { ConsentSearchTooBroadError, type StoredConsent, type StoredResource } from './consent-store.js';
 import { ConsentNotFoundError, ConsentStateError } from './errors.js';
-import { FHIR_JSON, FhirError, JSON_PATCH, operationOutcome, readJsonBody, sendFhir } from './fhir-http.js';
+import { FHIR_JSON, FhirError, JSON_PATCH, fhirErrorBoundary, readJsonBody, sendFhir } from '../http/fhir-api.js';
 import { pageQuery, parseConsentSearch } from './search-params.js';
 import { checkPatch, checkPutBody } from './withdrawal-input.js';
 
@@ -32,26 +32,16 @@ function etag(version: number): string {
   return `W/"${version}"`;
 }
 
+/** The Consent store's own errors, as FHIR issue types. */
+function consentProblem(err: unknown): FhirError | undefined {
+  if (err instanceof ConsentNotFoundError) return new FhirError(404, 'not-found', err.message);
+  if (err instanceof ConsentStateError) return new FhirError(422, 'business-rule', err.message);
+  if (err instanceof ConsentSearchTooBroadError) return new FhirError(400, 'too-costly', err.message);
+  return undefined;
+}
+
 function fhirErrors(logger: Logger) {
-  return async function renderOperationOutcome(ctx: Context, next: Next): Promise<void> {
-    try {
-      await next();
-    } catch (err) {
-      let problem: FhirError;
-      if (err instanceof FhirError) problem = err;
-      else if (err instanceof ConsentNotFoundError) problem = new FhirError(404, 'not-found', err.message);
-      else if (err instanceof ConsentStateError) problem = new FhirError(422, 'business-rule', err.message);
-      else if (err instanceof ConsentSearchTooBroadError) problem = new FhirError(400, 'too-costly', err.message);
-      else if ((err as { status?: number; expose?: boolean }).expose && ((err as { status: number }).status ?? 500) < 500) {
-        problem = new FhirError((err as { status: number }).status, 'invalid', (err as Error).message);
-      } else {
-        logger.error({ err, requestId: ctx.state.requestId }, 'Consent API request failed');
-        problem = new FhirError(500, 'exception', 'an unexpected error occurred');
-      }
-      for (const [name, value] of Object.entries(problem.headers)) ctx.set(name, value);
-      sendFhir(ctx, problem.status, operationOutcome(problem.code, problem.diagnostics));
-    }
-  };
+  return fhirErrorBoundary(logger, 'Consent API', consentProblem);
 }
 
 export function consentRoutes(deps: ConsentRoutesDeps): Router {

@@ -1,5 +1,5 @@
 import type { ConsentSearch } from './consent-store.js';
-import { FhirError } from './fhir-http.js';
+import { FhirError } from '../http/fhir-api.js';
 import { patientIdOf } from './references.js';
 
 /**

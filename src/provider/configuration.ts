@@ -123,7 +123,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
   const secureCookies = new URL(config.issuer).protocol === 'https:';
   const userTokenClaims = launchContextClaims({ grantContexts, fhirServers: config.fhirServers, ...(consents ? { consents } : {}) });
   const backendTokenClaims = backendHcsClaims(config.hcs, logger, metrics);
-  /** Emergency (break-the-glass) grants: short-lived access tokens and no refresh token. */
+  /** Emergency (break-the-glass) grants get short-lived access tokens. */
   const isEmergencyGrant = async (ctx: KoaContextWithOIDC): Promise<boolean> => {
     const grantId = requestGrantId(ctx);
     return Boolean(grantId && (await grantContextOf(grantContexts, ctx, grantId))?.hcs?.breakTheGlass);
@@ -167,8 +167,8 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
     // offline_access outlives the browser session; online_access (and no refresh scope at all)
     // ends with it: logout or session expiry revokes the grant's tokens.
     expiresWithSession: (_ctx, source) => !source.scopes.has('offline_access'),
-    issueRefreshToken: async (ctx, client, source) =>
-      client.grantTypeAllowed('refresh_token') && REFRESH_SCOPES.some((s) => source.scopes.has(s)) && !(await isEmergencyGrant(ctx)),
+    // Emergency (break-the-glass) grants never hold a refresh scope (context-recorder.ts).
+    issueRefreshToken: (_ctx, client, source) => client.grantTypeAllowed('refresh_token') && REFRESH_SCOPES.some((s) => source.scopes.has(s)),
     claims: {
       openid: ['sub'],
       fhirUser: ['fhirUser'],
