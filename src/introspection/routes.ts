@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js';
 import { ROUTES } from '../provider/configuration.js';
 import { normaliseBase } from '../provider/fhir-servers.js';
 import { CallerAuthError, type CallerAuthenticator, type ClientRecord } from './caller-auth.js';
-import { JWT_MARKER_MODEL, type FoundToken, type TokenLookup } from './token-lookup.js';
+import { JWT_MARKER_MODEL, sessionStillOpen, type FoundToken, type TokenLookup } from './token-lookup.js';
 import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
 import { introspectionEvent, revocationEvent } from '../audit/hooks/introspection-audit.js';
 
@@ -105,11 +105,6 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
     return signer;
   };
 
-  async function stillBound(token: FoundToken): Promise<boolean> {
-    if (!token.expiresWithSession || !token.sessionUid) return true;
-    return Boolean(await deps.adapters('Session').findByUid(token.sessionUid));
-  }
-
   function mayIntrospect(caller: ClientRecord, token: FoundToken): boolean {
     const served = ((caller.fhir_servers as string[] | undefined) ?? allBases).map(normaliseBase);
     return audiences(token.aud).some((a) => served.includes(a));
@@ -172,7 +167,7 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
       if (!value) throw new OAuthError(400, 'invalid_request', 'token is required');
 
       const token = await deps.lookup.find(value, form.get('token_type_hint'));
-      const active = token && mayIntrospect(caller, token) && (await stillBound(token));
+      const active = token && mayIntrospect(caller, token) && (await sessionStillOpen(deps.adapters, token));
       const body = active ? describe(token) : { active: false };
       if (config.audit.introspection) await deps.audit.record(introspectionEvent(config.issuer, { callerId: caller.client_id, ip: ctx.ip, token, active: Boolean(active), value }));
 

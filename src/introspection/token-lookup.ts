@@ -52,6 +52,12 @@ function fromPayload(kind: TokenKind, format: 'opaque' | 'jwt', id: string, p: A
  * JWT access tokens: the signature is checked against our own keys in-process, then one read of
  * the revocation marker. Expired, consumed (rotated refresh tokens) or unknown → undefined.
  */
+/** A token issued for a browser session (online access, no offline_access) ends with that session. */
+export async function sessionStillOpen(adapters: (model: string) => Adapter, token: FoundToken): Promise<boolean> {
+  if (!token.expiresWithSession || !token.sessionUid) return true;
+  return Boolean(await adapters('Session').findByUid(token.sessionUid));
+}
+
 export class TokenLookup {
   private jwks: JWTVerifyGetKey;
 

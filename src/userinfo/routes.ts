@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Adapter, FindAccount } from 'oidc-provider';
 import { ROUTES } from '../provider/configuration.js';
-import type { FoundToken, TokenLookup } from '../introspection/token-lookup.js';
+import { sessionStillOpen, type TokenLookup } from '../introspection/token-lookup.js';
 
 /**
  * OpenID Connect UserInfo (Core §5.3) for SMART access tokens. oidc-provider's own endpoint only
@@ -30,12 +30,6 @@ function refuse(ctx: Context, status: 400 | 401 | 403, error: string, descriptio
   ctx.body = { error, error_description: description };
 }
 
-/** A token issued for the browser session (online access) ends with it. */
-async function sessionAlive(adapters: UserinfoDeps['adapters'], token: FoundToken): Promise<boolean> {
-  if (!token.expiresWithSession || !token.sessionUid) return true;
-  return Boolean(await adapters('Session').findByUid(token.sessionUid));
-}
-
 export function userinfoRoutes(deps: UserinfoDeps): Router {
   const router = new Router();
 
@@ -54,7 +48,7 @@ export function userinfoRoutes(deps: UserinfoDeps): Router {
       return;
     }
     const token = await deps.lookup.find(match[1]!, 'access_token');
-    if (!token || token.kind !== 'AccessToken' || !token.accountId || !(await sessionAlive(deps.adapters, token))) {
+    if (!token || token.kind !== 'AccessToken' || !token.accountId || !(await sessionStillOpen(deps.adapters, token))) {
       return refuse(ctx, 401, 'invalid_token', 'the access token is not active');
     }
     const scopes = new Set((token.scope ?? '').split(' ').filter(Boolean));
