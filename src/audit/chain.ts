@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { AuditEvent } from './audit-event.js';
+import { decodeStored } from './stored-event.js';
 
 /**
  * The hash chain. Entry n stores `prev` (the hash of entry n-1) and
@@ -93,7 +94,7 @@ export interface ChainEntry {
   hash: string;
   /** AuditEvent.id */
   id: string;
-  /** Canonical JSON of the event. */
+  /** Canonical JSON of the event, or of its compact record (stored-event.ts). */
   event: string;
 }
 
@@ -111,6 +112,7 @@ export function parseStreamEntry(sid: string, fields: string[]): ChainEntry {
   };
 }
 
+/** The AuditEvent of an entry (compact records rendered: stored-event.ts). */
 export function parseEvent(entry: ChainEntry): AuditEvent {
-  return JSON.parse(entry.event) as AuditEvent;
+  return decodeStored(entry.event);
 }

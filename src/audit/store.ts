@@ -1,7 +1,7 @@
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import type { AuditEvent } from './audit-event.js';
-import { parseStreamEntry, type ChainEntry, type ChainName } from './chain.js';
+import { parseEvent, parseStreamEntry, type ChainEntry, type ChainName } from './chain.js';
 
 /** Reads entries and events out of the chains (both the main chain and the disclosure archive). */
 export class AuditStore {
@@ -56,7 +56,7 @@ export class AuditStore {
       if (err) throw err;
       const rows = value as Array<[string, string[]]>;
       if (!rows.length) continue; // purged between the lookup and the read
-      out.push(JSON.parse(parseStreamEntry(rows[0]![0], rows[0]![1]).event) as AuditEvent);
+      out.push(parseEvent(parseStreamEntry(rows[0]![0], rows[0]![1])));
     }
     return out;
   }

@@ -4,18 +4,18 @@ import type { Config } from '../config/schema.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import type { Metrics } from '../ops/metrics.js';
-import { auditEventProblems, type AuditEvent } from './audit-event.js';
+import { auditEventProblems } from './audit-event.js';
 import { canonicalJson } from './chain.js';
 import { ChainAppender, type PreparedEvent } from './append.js';
-import { allIndexEntries } from './indexes.js';
-import { disclosedPatients } from './disclosure.js';
+import { eventOf, indexEntriesOf, type Recordable } from './stored-event.js';
+import { isIntrospectionRecord } from './forms/introspection.js';
 import { CheckpointStore, keyStoreCheckpointKeys, type CheckpointKeys } from './checkpoints.js';
 
 export type { AuditEvent } from './audit-event.js';
 
 export interface AuditTrail {
   /** Resolves once the event is durably appended to the hash-chained Redis stream; rejects if it could not be. */
-  record(event: AuditEvent): Promise<void>;
+  record(event: Recordable): Promise<void>;
 }
 
 export interface AuditTrailDeps {
@@ -40,17 +40,22 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-/** Turns an event into what the append script writes: id and recorded filled in, canonical JSON, index keys. */
-export function prepareEvent(keyspace: Keyspace, input: AuditEvent, validate = true): PreparedEvent {
-  const event: AuditEvent = { ...input, id: input.id ?? randomUUID(), recorded: input.recorded ?? new Date().toISOString() };
-  const problems = validate ? auditEventProblems(event) : [];
-  if (problems.length) throw new InvalidAuditEventError(`not a valid R4 AuditEvent: ${problems.slice(0, 5).join('; ')}`);
-  const score = Date.parse(event.recorded);
+/**
+ * Turns an event (or a compact record) into what the append script writes: id and recorded
+ * filled in, canonical JSON, index keys. Validation renders a compact record and checks the
+ * AuditEvent it stands for, so development catches a record that would read back wrong.
+ */
+export function prepareEvent(keyspace: Keyspace, input: Recordable, validate = true): PreparedEvent {
+  const item: Recordable = isIntrospectionRecord(input) ? input : { ...input, id: input.id ?? randomUUID(), recorded: input.recorded ?? new Date().toISOString() };
+  if (validate) {
+    const problems = auditEventProblems(eventOf(item));
+    if (problems.length) throw new InvalidAuditEventError(`not a valid R4 AuditEvent: ${problems.slice(0, 5).join('; ')}`);
+  }
   return {
-    id: event.id!,
-    json: canonicalJson(event),
-    score,
-    indexKeys: allIndexEntries(event, disclosedPatients(event)).map(([param, value]) => keyspace.auditIndex(param, value)),
+    id: item.id!,
+    json: canonicalJson(item),
+    score: Date.parse(item.recorded!),
+    indexKeys: indexEntriesOf(item).map(([param, value]) => keyspace.auditIndex(param, value)),
   };
 }
 
@@ -88,7 +93,7 @@ class RedisAuditTrail implements AuditTrail {
     this.timer.unref();
   }
 
-  record(event: AuditEvent): Promise<void> {
+  record(event: Recordable): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the audit trail is closed'));
     let prepared: PreparedEvent;
     try {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { startServerProcess } from '../support/server-process.js';
 import { auditFixture, type AuditFixture } from './support.js';
 import { verifyChain } from '../../src/audit/verify.js';
+import { parseEvent } from '../../src/audit/chain.js';
 
 /**
  * "Durable before the response": the real server runs as a child process, answers a stream of
@@ -60,7 +61,7 @@ describe('durability', () => {
 
       const hashes = new Set<string>();
       for await (const entry of f.store.walk('main')) {
-        for (const m of entry.event.matchAll(/"value":"([A-Za-z0-9_-]{43})"/g)) hashes.add(m[1]!);
+        for (const m of JSON.stringify(parseEvent(entry)).matchAll(/"value":"([A-Za-z0-9_-]{43})"/g)) hashes.add(m[1]!);
       }
       const missing = answered.filter((token) => !hashes.has(createHash('sha256').update(token).digest('base64url')));
       expect({ answered: answered.length, missing: missing.length }).toEqual({ answered: answered.length, missing: 0 });

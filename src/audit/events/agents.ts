@@ -210,12 +210,13 @@ export function tokenSha256(value: string): string {
 
 /**
  * How a token is named: a JWT by its `jti`; an opaque token by a hash of its value, since its id
- * is the bearer value itself.
+ * is the bearer value itself (`sha256` when that hash was already taken, as compact records keep it).
  */
-export type TokenName = { jti: string } | { opaqueValue: string };
+export type TokenName = { jti: string } | { opaqueValue: string } | { sha256: string };
 
 export function tokenIdentifier(name: TokenName): { system?: string; value: string } {
-  return 'jti' in name ? { value: jtiUrn(name.jti) } : { system: TOKEN_SHA256_SYSTEM, value: tokenSha256(name.opaqueValue) };
+  if ('jti' in name) return { value: jtiUrn(name.jti) };
+  return { system: TOKEN_SHA256_SYSTEM, value: 'sha256' in name ? name.sha256 : tokenSha256(name.opaqueValue) };
 }
 
 export type Details = Record<string, string | number | boolean | undefined | null>;

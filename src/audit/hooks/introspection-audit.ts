@@ -1,12 +1,14 @@
 import type { AuditEvent } from '../audit-event.js';
+import { introspectionRecord, type IntrospectionRecord } from '../forms/introspection.js';
 import type { TokenName } from '../events/agents.js';
-import { tokenIntrospected, tokenRevoked } from '../events/token-events.js';
+import { tokenRevoked } from '../events/token-events.js';
 import type { FoundToken } from '../../introspection/token-lookup.js';
 
 /**
  * Introspection and revocation events, built only from what the handler already holds (the caller,
- * the token it found): introspection is the hot path, so no extra reads. Tokens are named by jti
- * (JWT) or by a SHA-256 of the value (opaque: the value is the id).
+ * the token it found): introspection is the hot path, so no extra reads, and it is recorded in its
+ * compact form. Tokens are named by jti (JWT) or by a SHA-256 of the value (opaque: the value is
+ * the id).
  */
 
 function nameOf(token: FoundToken): TokenName {
@@ -21,33 +23,33 @@ function text(value: unknown): string | undefined {
   return typeof value === 'string' && value ? value : undefined;
 }
 
-export function introspectionEvent(issuer: string, input: { callerId: string; ip: string; token: FoundToken | undefined; active: boolean; value: string }): AuditEvent {
+/**
+ * The compact record of one introspection (forms/introspection.ts): the trail stores it as is and
+ * renders the AuditEvent when it is read.
+ */
+export function introspectionAuditRecord(issuer: string, input: { callerId: string; ip: string; token: FoundToken | undefined; active: boolean; value: string }): IntrospectionRecord {
   const t = input.token;
-  const patient = text(t?.extra.patient);
-  const fhirUser = text(t?.extra.fhirUser);
-  const presented = t ? undefined : presentedName(input.value);
-  return tokenIntrospected(
-    { issuer },
-    {
-      caller: { clientId: input.callerId, ip: input.ip },
-      active: input.active,
-      ...(t
-        ? {
-            token: {
-              name: nameOf(t),
-              kind: t.kind,
-              clientId: t.clientId,
-              ...(t.accountId ? { accountId: t.accountId } : {}),
-              ...(fhirUser ? { fhirUser } : {}),
-              ...(patient ? { patient } : {}),
-              ...(t.scope ? { scope: t.scope } : {}),
-              ...(t.grantId ? { grantId: t.grantId } : {}),
-            },
-          }
-        : {}),
-      ...(presented ? { presented } : {}),
-    },
-  );
+  return introspectionRecord(issuer, {
+    callerId: input.callerId,
+    ip: input.ip,
+    active: input.active,
+    value: input.value,
+    ...(t
+      ? {
+          token: {
+            format: t.format,
+            id: t.id,
+            kind: t.kind,
+            clientId: t.clientId,
+            accountId: t.accountId,
+            fhirUser: text(t.extra.fhirUser),
+            patient: text(t.extra.patient),
+            scope: t.scope,
+            grantId: t.grantId,
+          },
+        }
+      : {}),
+  });
 }
 
 export function revocationEvent(

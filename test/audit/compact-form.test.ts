@@ -1,0 +1,105 @@
+import { describe, expect, test } from '@jest/globals';
+import { auditEventProblems } from '../../src/audit/audit-event.js';
+import { canonicalJson } from '../../src/audit/chain.js';
+import { disclosedPatients } from '../../src/audit/disclosure.js';
+import { tokenIntrospected } from '../../src/audit/events/token-events.js';
+import { introspectionIndexEntries, introspectionRecord, renderIntrospection, type IntrospectionFacts } from '../../src/audit/forms/introspection.js';
+import { allIndexEntries } from '../../src/audit/indexes.js';
+import { decodeStored, UnreadableAuditEntryError } from '../../src/audit/stored-event.js';
+
+/**
+ * Introspection is stored as a compact record and rendered on read. These hold the record to the
+ * event builder: what is read back is exactly the AuditEvent `tokenIntrospected` makes from the same
+ * facts, and the index entries written from the record are exactly the rendered event's.
+ */
+
+const ISSUER = 'https://as.example.org';
+const OPAQUE = 'Opaque-token-value_0123456789abcdefghijklmnop';
+
+const token = (extra: Partial<NonNullable<IntrospectionFacts['token']>> = {}): NonNullable<IntrospectionFacts['token']> => ({
+  format: 'opaque',
+  id: OPAQUE,
+  kind: 'AccessToken',
+  clientId: 'app',
+  accountId: 'acc-1',
+  fhirUser: 'Practitioner/dr-1',
+  patient: 'pat-1',
+  scope: 'openid fhirUser patient/*.rs',
+  grantId: 'grant-1',
+  ...extra,
+});
+
+const cases: Array<[string, IntrospectionFacts]> = [
+  ['active opaque token with user and patient', { callerId: 'rs', ip: '10.0.0.9', active: true, value: OPAQUE, token: token() }],
+  ['active JWT', { callerId: 'rs', ip: '::1', active: true, value: 'a.b.c', token: token({ format: 'jwt', id: 'jti-77' }) }],
+  ['patient user with an absolute fhirUser', { callerId: 'rs', ip: '127.0.0.1', active: true, value: OPAQUE, token: token({ fhirUser: 'https://ehr.example.org/fhir/Patient/pat-1', accountId: 'pat-acct' }) }],
+  ['backend token (no user, no patient)', { callerId: 'rs', ip: '127.0.0.1', active: true, value: OPAQUE, token: token({ accountId: undefined, fhirUser: undefined, patient: undefined, kind: 'ClientCredentials', grantId: undefined }) }],
+  ['token of the caller itself', { callerId: 'app', ip: '127.0.0.1', active: true, value: OPAQUE, token: token() }],
+  ['found but refused (inactive for this caller)', { callerId: 'other-rs', ip: '127.0.0.1', active: false, value: OPAQUE, token: token() }],
+  ['unknown token', { callerId: 'rs', ip: 'rs.internal', active: false, value: 'no-such-token' }],
+];
+
+/** The event as the builder makes it from the raw facts (the token value hashed by the builder). */
+function built(facts: IntrospectionFacts, recorded: string) {
+  const t = facts.token;
+  const event = tokenIntrospected(
+    { issuer: ISSUER, now: new Date(recorded) },
+    {
+      caller: { clientId: facts.callerId, ip: facts.ip },
+      active: facts.active,
+      ...(t
+        ? {
+            token: {
+              name: t.format === 'jwt' ? { jti: t.id } : { opaqueValue: t.id },
+              kind: t.kind,
+              clientId: t.clientId,
+              ...(t.accountId ? { accountId: t.accountId } : {}),
+              ...(t.fhirUser ? { fhirUser: t.fhirUser } : {}),
+              ...(t.patient ? { patient: t.patient } : {}),
+              ...(t.scope ? { scope: t.scope } : {}),
+              ...(t.grantId ? { grantId: t.grantId } : {}),
+            },
+          }
+        : { presented: { opaqueValue: facts.value } }),
+    },
+  );
+  return event;
+}
+
+const sorted = (pairs: Array<[string, string]>) => pairs.map(([p, v]) => `${p}=${v}`).sort();
+
+describe.each(cases)('%s', (_name, facts) => {
+  const record = introspectionRecord(ISSUER, facts, new Date('2026-11-23T10:00:00.123Z'));
+  const stored = canonicalJson(record);
+
+  test('reads back as exactly the event the builder makes, and it is a valid AuditEvent', () => {
+    const event = decodeStored(stored);
+    expect(event).toEqual({ ...built(facts, record.recorded), id: record.id });
+    expect(auditEventProblems(event)).toEqual([]);
+  });
+
+  test('is indexed exactly as the rendered event would be', () => {
+    const event = renderIntrospection(record);
+    expect(sorted(introspectionIndexEntries(record))).toEqual(sorted(allIndexEntries(event, disclosedPatients(event))));
+  });
+
+  test('holds no token value and is a fraction of the event size', () => {
+    expect(stored).not.toContain(facts.value);
+    expect(stored.length).toBeLessThan(600);
+    expect(stored.length * 3).toBeLessThan(canonicalJson(renderIntrospection(record)).length);
+  });
+});
+
+test('an active introspection with a patient is a disclosure of that patient', () => {
+  const record = introspectionRecord(ISSUER, cases[0]![1]);
+  expect(introspectionIndexEntries(record)).toContainEqual(['disclosure', 'Patient/pat-1']);
+  expect(introspectionIndexEntries(introspectionRecord(ISSUER, cases[5]![1]))).not.toContainEqual(['disclosure', 'Patient/pat-1']);
+});
+
+test('a record that lost its shape is reported, not rendered half-way', () => {
+  const record = introspectionRecord(ISSUER, cases[0]![1]);
+  expect(() => decodeStored(canonicalJson({ ...record, active: 'yes' }))).toThrow(UnreadableAuditEntryError);
+  expect(() => decodeStored(canonicalJson({ ...record, recorded: 'yesterday' }))).toThrow(UnreadableAuditEntryError);
+  expect(() => decodeStored(canonicalJson({ ...record, extra: 1 }))).toThrow(UnreadableAuditEntryError);
+  expect(() => decodeStored('{"form":')).toThrow(UnreadableAuditEntryError);
+});
