@@ -1,11 +1,12 @@
 // Introspection throughput and p99 against a bare Koa endpoint doing one Redis GET, and with
-// introspection auditing on vs off, measured in the same run (off and on alternate twice, so drift
-// in machine load hits both). Usage: npm run bench:introspect [-- --seconds 10 --connections 50]
+// introspection auditing on vs off, measured in the same run (off and on alternate, so drift in
+// machine load hits both), as requests/s and as CPU time per request. Usage: npm run bench:introspect [-- --seconds 10 --connections 50 --rounds 3]
 import { fork } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '3' } } });
 const duration = Number(values.seconds);
 const connections = Number(values.connections);
 
@@ -41,13 +42,41 @@ const intro = await run('POST /introspect (active opaque token)', {
 console.log(`ratio: introspection throughput ${(intro.requests.average / base.requests.average).toFixed(2)} x baseline; p99 ${(intro.latency.p99 / Math.max(1, base.latency.p99)).toFixed(2)} x baseline`);
 
 const introspect = (port: number) => ({ url: `http://127.0.0.1:${port}/introspect`, method: 'POST' as const, headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' }, body });
-const off: number[] = [];
-const on: number[] = [];
-for (let round = 1; round <= 2; round++) {
-  off.push((await run(`round ${round}: /introspect, auditing off`, introspect(ready.unauditedPort))).requests.average);
-  on.push((await run(`round ${round}: /introspect, auditing on (AuditEvent appended before the answer)`, introspect(ready.appPort))).requests.average);
+
+// CPU time per request, of the server process and of Redis: unlike requests/s on two cores shared
+// with the load generator, it hardly moves with what else the machine is doing, and its ratio is
+// the throughput ratio a CPU-bound deployment would see.
+const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+const redisCpu = async () => {
+  const info = await redis.info('cpu');
+  return (Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1])) * 1e6;
+};
+const serverCpu = () =>
+  new Promise<number>((resolve) => {
+    child.once('message', (m) => resolve((m as { cpu: number }).cpu));
+    child.send('cpu');
+  });
+async function measured(title: string, port: number) {
+  const [s0, r0] = [await serverCpu(), await redisCpu()];
+  const result = await run(title, introspect(port));
+  const [s1, r1] = [await serverCpu(), await redisCpu()];
+  const n = result.requests.total;
+  const cpu = { server: (s1 - s0) / n, redis: (r1 - r0) / n };
+  console.log(`  CPU per request: server ${cpu.server.toFixed(1)} µs, Redis ${cpu.redis.toFixed(1)} µs`);
+  return { rps: result.requests.average, cpu: cpu.server + cpu.redis };
+}
+
+const off: Array<{ rps: number; cpu: number }> = [];
+const on: Array<{ rps: number; cpu: number }> = [];
+for (let round = 1; round <= Number(values.rounds); round++) {
+  off.push(await measured(`round ${round}: /introspect, auditing off`, ready.unauditedPort));
+  on.push(await measured(`round ${round}: /introspect, auditing on (AuditEvent appended before the answer)`, ready.appPort));
 }
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const cost = 1 - mean(on) / mean(off);
-console.log(`audit cost: auditing on = ${(mean(on) / mean(off)).toFixed(3)} x auditing off throughput (${(cost * 100).toFixed(1)} % fewer requests/s; budget 20 %)`);
+const ratio = mean(on.map((r) => r.rps)) / mean(off.map((r) => r.rps));
+const perRound = on.map((r, i) => (r.rps / off[i]!.rps).toFixed(2)).join(', ');
+console.log(`audit cost: auditing on = ${ratio.toFixed(3)} x auditing off throughput (${((1 - ratio) * 100).toFixed(1)} % fewer requests/s; budget 20 %); per round: ${perRound}`);
+const cpuRatio = mean(off.map((r) => r.cpu)) / mean(on.map((r) => r.cpu));
+console.log(`CPU per request (server + Redis): off ${mean(off.map((r) => r.cpu)).toFixed(1)} µs, on ${mean(on.map((r) => r.cpu)).toFixed(1)} µs: on = ${cpuRatio.toFixed(3)} x the requests per CPU-second of off`);
+redis.disconnect();
 child.kill();

@@ -64,4 +64,21 @@ const tokenRes = await fetch(`http://127.0.0.1:${appPort}/token`, {
 });
 const { access_token: token } = (await tokenRes.json()) as { access_token: string };
 process.send?.({ appPort, unauditedPort, basePort, token });
-process.on('SIGTERM', () => process.exit(0));
+// Leave nothing behind in a shared Redis: the audited runs append hundreds of thousands of entries.
+async function cleanup(): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redis.prefix}*`, 'COUNT', 1000);
+    if (keys.length) await redis.unlink(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+}
+process.on('message', (m) => {
+  if (m === 'cpu') {
+    const { user, system } = process.cpuUsage();
+    process.send?.({ cpu: user + system });
+  }
+});
+process.on('SIGTERM', () => {
+  void cleanup().finally(() => process.exit(0));
+});

@@ -1,6 +1,8 @@
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import { GENESIS_HASH, entryHash, type ChainName } from './chain.js';
+import type { IndexParam } from './indexes.js';
+import { encodeSeq, streamId } from './postings.js';
 
 /**
  * Appends batches of events to one hash chain (a Redis stream plus its head). The hashes are
@@ -10,50 +12,53 @@ import { GENESIS_HASH, entryHash, type ChainName } from './chain.js';
  * with the current head: the batch is re-hashed on top of it and sent again. Redis runs a script
  * atomically, so however many instances share the trail they produce one unbroken chain.
  *
- * The script also writes every entry's search index members and its id → location mapping, so
- * an event is findable exactly when it is in the chain.
+ * The script also appends the entries' seqs to the posting lists of their search values
+ * (postings.ts) and writes their id → location mapping, so an event is findable exactly when it
+ * is in the chain.
  */
 
 const APPEND_SCRIPT = `
-local head = redis.call('HMGET', KEYS[1], 'seq', 'hash')
+local head = redis.call('HMGET', KEYS[1], 'seq', 'hash', 't')
 local seq = head[1] or '0'
 local hash = head[2] or ARGV[5]
 if seq ~= ARGV[1] or hash ~= ARGV[2] then
   return {'conflict', seq, hash}
 end
 local n = tonumber(ARGV[4])
+-- Per event: hash, id, canonical JSON, recorded (ms); its seq and prev follow from the head.
 local ids = {}
-for e = 1, n do ids[e] = ARGV[6 + (e - 1) * 5 + 3] end
+for e = 1, n do ids[e] = ARGV[6 + (e - 1) * 4 + 1] end
 local known = redis.call('HMGET', KEYS[3], unpack(ids))
 local dups = {'duplicate'}
 for e = 1, n do
   if known[e] then dups[#dups + 1] = ids[e] end
 end
 if #dups > 1 then return dups end
+local t = head[3] or '0'
 local out = {'ok'}
 local locations = {}
 local lastSid
+local prev = ARGV[2]
+local base = tonumber(ARGV[1])
 for e = 1, n do
-  local i = 6 + (e - 1) * 5
-  local sid = redis.call('XADD', KEYS[2], '*', 'seq', ARGV[i], 'prev', ARGV[i + 1], 'hash', ARGV[i + 2], 'id', ARGV[i + 3], 'event', ARGV[i + 4])
-  locations[#locations + 1] = ARGV[i + 3]
+  local i = 6 + (e - 1) * 4
+  local s = string.format('%d', base + e)
+  -- Time never goes back along the chain (postings.ts): a date range is then a seq range.
+  if tonumber(ARGV[i + 3]) > tonumber(t) then t = ARGV[i + 3] end
+  local sid = redis.call('XADD', KEYS[2], s .. '-0', 'seq', s, 'prev', prev, 'hash', ARGV[i], 'id', ARGV[i + 1], 'event', ARGV[i + 2], 't', t)
+  prev = ARGV[i]
+  locations[#locations + 1] = ARGV[i + 1]
   locations[#locations + 1] = ARGV[3] .. ' ' .. sid
-  out[#out + 1] = sid
   lastSid = sid
 end
 redis.call('HSET', KEYS[3], unpack(locations))
--- Index members, grouped by key: one ZADD per key for the whole batch.
-local i = 6 + n * 5
+-- Posting lists: one APPEND per search value for the whole batch.
+local i = 6 + n * 4
 local nk = tonumber(ARGV[i])
-i = i + 1
 for k = 1, nk do
-  local key = KEYS[tonumber(ARGV[i])]
-  local m = tonumber(ARGV[i + 1])
-  redis.call('ZADD', key, unpack(ARGV, i + 2, i + 1 + 2 * m))
-  i = i + 2 + 2 * m
+  redis.call('APPEND', KEYS[tonumber(ARGV[i + 2 * k - 1])], ARGV[i + 2 * k])
 end
-local last = 6 + (n - 1) * 5
-redis.call('HSET', KEYS[1], 'seq', ARGV[last], 'hash', ARGV[last + 2], 'sid', lastSid)
+redis.call('HSET', KEYS[1], 'seq', string.format('%d', base + n), 'hash', prev, 'sid', lastSid, 't', t)
 return out
 `;
 
@@ -61,10 +66,10 @@ export interface PreparedEvent {
   id: string;
   /** Canonical JSON. */
   json: string;
-  /** Sort score: `recorded` in epoch ms. */
+  /** `recorded` in epoch ms. */
   score: number;
-  /** Full index key names this event is a member of. */
-  indexKeys: string[];
+  /** The search values this event is found by (indexes.ts). */
+  index: Array<[IndexParam, string]>;
 }
 
 export interface Head {
@@ -106,12 +111,32 @@ const MAX_ATTEMPTS = 50;
 
 export class ChainAppender {
   private head: Head | undefined;
+  /** Posting list key names by parameter and value: the same few recur in every batch. */
+  private readonly keys = new Map<string, Map<string, string>>();
+  private keyCount = 0;
 
   constructor(
     private readonly redis: RedisClient,
     private readonly keyspace: Keyspace,
     readonly chain: ChainName,
   ) {}
+
+  private postingKey(param: IndexParam, value: string): string {
+    let byValue = this.keys.get(param);
+    if (!byValue) this.keys.set(param, (byValue = new Map()));
+    let key = byValue.get(value);
+    if (key === undefined) {
+      if (this.keyCount >= 10_000) {
+        this.keys.clear();
+        this.keyCount = 0;
+        this.keys.set(param, (byValue = new Map()));
+      }
+      key = this.keyspace.auditPostings(this.chain, param, value);
+      byValue.set(value, key);
+      this.keyCount++;
+    }
+    return key;
+  }
 
   async readHead(): Promise<Head> {
     const [seq, hash, sid] = await this.redis.hmget(this.keyspace.auditHead(this.chain), 'seq', 'hash', 'sid');
@@ -132,25 +157,25 @@ export class ChainAppender {
       }
       const keys = [this.keyspace.auditHead(this.chain), this.keyspace.auditStream(this.chain), this.keyspace.auditLocation(this.chain)];
       const argv: Array<string | number> = [head.seq, head.hash, this.chain, batch.length, GENESIS_HASH];
-      const members = new Map<string, Array<string | number>>();
+      const postings = new Map<string, string>();
       let prev = head.hash;
       const planned: Array<{ id: string; seq: number; hash: string }> = [];
       batch.forEach((ev, n) => {
         const seq = head.seq + n + 1;
         const hash = entryHash(seq, prev, ev.json);
-        argv.push(seq, prev, hash, ev.id, ev.json);
-        for (const key of ev.indexKeys) {
-          const list = members.get(key);
-          if (list) list.push(ev.score, ev.id);
-          else members.set(key, [ev.score, ev.id]);
+        argv.push(hash, ev.id, ev.json, ev.score);
+        const posting = encodeSeq(seq);
+        for (const [param, value] of ev.index) {
+          const key = this.postingKey(param, value);
+          postings.set(key, (postings.get(key) ?? '') + posting);
         }
         planned.push({ id: ev.id, seq, hash });
         prev = hash;
       });
-      argv.push(members.size);
-      for (const [key, list] of members) {
+      argv.push(postings.size);
+      for (const [key, list] of postings) {
         keys.push(key);
-        argv.push(keys.length, list.length / 2, ...list);
+        argv.push(keys.length, list);
       }
       // Pipelining: the head this batch will leave is taken as the head at once, so a batch
       // started while this one is on its way chains onto it. Redis runs the scripts in the order
@@ -169,10 +194,10 @@ export class ChainAppender {
         throw err;
       }
       if (reply[0] === 'ok') {
-        const sids = reply.slice(1);
-        const appended: Head = { ...predicted, sid: sids[sids.length - 1] };
+        // Entry ids are `<seq>-0` (postings.ts): nothing to read back.
+        const appended: Head = { ...predicted, sid: streamId(last.seq) };
         if (this.head === predicted) this.head = appended;
-        return { appended: planned.map((p, n) => ({ ...p, sid: sids[n]! })), duplicates, head: appended };
+        return { appended: planned.map((p) => ({ ...p, sid: streamId(p.seq) })), duplicates, head: appended };
       }
       if (this.head === predicted) this.head = reply[0] === 'conflict' ? { seq: Number(reply[1]), hash: reply[2]! } : head;
       else this.head = undefined;

@@ -82,7 +82,7 @@ function serialiseObject(value: object): string | undefined {
 }
 
 export function entryHash(seq: number, prev: string, canonicalEvent: string): string {
-  return createHash('sha256').update(`${seq}\n${prev}\n${canonicalEvent}`).digest('hex');
+  return createHash('sha256').update(`${seq}\n${prev}\n`).update(canonicalEvent).digest('hex');
 }
 
 /** One entry as stored in the chain's stream. */
@@ -96,6 +96,8 @@ export interface ChainEntry {
   id: string;
   /** Canonical JSON of the event, or of its compact record (stored-event.ts). */
   event: string;
+  /** Trail time (ms): `recorded`, or the entry before's `t` when that is later (postings.ts). */
+  t: number;
 }
 
 /** Reads a stream entry's field list (XRANGE reply) into a ChainEntry; undefined fields become ''. */
@@ -109,6 +111,7 @@ export function parseStreamEntry(sid: string, fields: string[]): ChainEntry {
     hash: map.get('hash') ?? '',
     id: map.get('id') ?? '',
     event: map.get('event') ?? '',
+    t: Number(map.get('t') ?? NaN),
   };
 }
 

@@ -73,10 +73,17 @@ export function keyStoreCheckpointKeys(redis: RedisClient, keyspace: Keyspace, e
   };
 }
 
+/** Imported signing keys, per JWK object (the key store hands out the same object until keys change). */
+const imported = new WeakMap<JWK, ReturnType<typeof importJWK>>();
+
 export async function signCheckpoint(keys: CheckpointKeys, payload: CheckpointPayload): Promise<string> {
   const { jwk, alg } = await keys.signingKey();
-  const key = await importJWK(jwk, alg);
-  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg, kid: jwk.kid, typ: CHECKPOINT_TYP }).sign(key);
+  let key = imported.get(jwk);
+  if (!key) {
+    key = importJWK(jwk, alg);
+    imported.set(jwk, key);
+  }
+  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg, kid: jwk.kid, typ: CHECKPOINT_TYP }).sign(await key);
 }
 
 export class CheckpointError extends Error {

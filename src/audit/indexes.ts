@@ -2,19 +2,20 @@ import type { AuditEvent, Coding } from './audit-event.js';
 
 /**
  * What an event is found by: the search parameters of GET /fhir/AuditEvent, as (param, value)
- * pairs. Each pair is one sorted set (Keyspace.auditIndex) scored by `recorded`. Values are
- * normalised here once, so search only has to normalise the query the same way:
+ * pairs. Each pair is one posting list per chain (postings.ts). Values are normalised here once,
+ * so search only has to normalise the query the same way (a search without parameters needs no
+ * list: it is a seq range of the chain):
  *  - patient: `Patient/<id>` from agent.who and entity.what references (absolute URLs reduced to
  *    their last two segments, as FHIR reference search matches them);
  *  - agent: the agent's who.reference (`Type/id`) and who.identifier value (a client id, an
  *    account id), and altId (the parameter `altid`). This server's own agent (BALP
- *    AuthzOauthService) is on every event, so it is not indexed: that set would be the whole
- *    trail again, written once more per event, for a query that is the same as no filter;
+ *    AuthzOauthService) is on every event, so it is not indexed: that list would be the whole
+ *    trail again, for a query that is the same as no filter;
  *  - type, subtype: `system|code` and bare `code`;
  *  - outcome, action: the code.
  */
 
-export type IndexParam = 'all' | 'disclosure' | 'patient' | 'agent' | 'altid' | 'type' | 'subtype' | 'outcome' | 'action';
+export type IndexParam = 'disclosure' | 'patient' | 'agent' | 'altid' | 'type' | 'subtype' | 'outcome' | 'action';
 
 /** BALP agent type of this authorization server itself. */
 const AUTH_SERVER_AGENT = 'AuthzOauthService';
@@ -66,7 +67,6 @@ export function indexEntries(event: AuditEvent): Array<[IndexParam, string]> {
     if (!value || value.length > 512) return;
     pairs.set(`${param}\u0000${value}`, [param, value]);
   };
-  add('all', '*');
   for (const p of patientsOf(event)) add('patient', p);
   for (const a of event.agent) {
     if (a.type?.coding?.some((c) => c.code === AUTH_SERVER_AGENT)) continue;

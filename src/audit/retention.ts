@@ -9,6 +9,8 @@ import { allIndexEntries } from './indexes.js';
 import type { AuditStore } from './store.js';
 import type { AuditTrail } from './trail.js';
 import { prepareEvent } from './trail.js';
+import { trimPostings } from './postings.js';
+import type { Recordable } from './stored-event.js';
 import { trailPurged, type PurgeFacts, type TrailActor } from './trail-events.js';
 import { verifyChain, type VerifyReport } from './verify.js';
 
@@ -27,7 +29,7 @@ import { verifyChain, type VerifyReport } from './verify.js';
  * Steps (each batch of at most BATCH entries): verify both chains (a purge must not destroy the
  * evidence of tampering), checkpoint the head (`purge-before`), copy kept disclosures to the
  * archive (idempotent: ids already archived are skipped, so a purge interrupted anywhere can simply
- * run again), checkpoint the cut, drop index members and locations of the removed entries, XTRIM
+ * run again), checkpoint the cut, drop the removed seqs from the posting lists and the locations, XTRIM
  * the prefix, drop checkpoints before the cut; then the same for the archive; finally an
  * AuditEvent records the purge and a `purge-after` checkpoint anchors it.
  */
@@ -87,13 +89,13 @@ export async function purge(deps: PurgeDeps): Promise<PurgeResult> {
       if (!prefix.length) break;
       const keep = prefix.filter(({ event }) => Date.parse(event.recorded) >= disclosureCutoff && disclosedPatients(event).length > 0);
       if (keep.length) {
-        await archiver.append(keep.map(({ event }) => prepareEvent(keyspace, event)));
+        // The stored form is copied as it is, so a compact record stays compact in the archive.
+        await archiver.append(keep.map(({ entry }) => prepareEvent(JSON.parse(entry.event) as Recordable)));
         archived += keep.length;
       }
       const last = prefix[prefix.length - 1]!.entry;
       await checkpoints.writeAt('main', { seq: last.seq, hash: last.hash, sid: last.sid }, 'purge-cut');
-      const kept = new Set(keep.map(({ event }) => event.id));
-      await dropEntries(store, 'main', prefix, kept);
+      await dropEntries(store, 'main', prefix);
       cutSeq = last.seq;
       removed += prefix.length - keep.length;
       if (prefix.length < batch.length) break;
@@ -108,7 +110,7 @@ export async function purge(deps: PurgeDeps): Promise<PurgeResult> {
       if (!prefix.length) break;
       const last = prefix[prefix.length - 1]!.entry;
       await checkpoints.writeAt('archive', { seq: last.seq, hash: last.hash, sid: last.sid }, 'purge-cut');
-      await dropEntries(store, 'archive', prefix, new Set());
+      await dropEntries(store, 'archive', prefix);
       archiveRemoved += prefix.length;
       if (prefix.length < batch.length) break;
     }
@@ -141,20 +143,22 @@ function takePrefix(batch: ChainEntry[], cutoff: number): Parsed[] {
 }
 
 /**
- * Removes a prefix from a chain: index members (except of events kept in the archive, whose
- * index members stay and now resolve there), locations, the stream entries, and the
- * checkpoints before the cut (the cut's own checkpoint stays: it is where `verify` starts).
+ * Removes a prefix from a chain: the removed seqs from the posting lists of every value they were
+ * indexed by (events kept in the archive are indexed there under their archive seqs), locations,
+ * the stream entries, and the checkpoints before the cut (the cut's own checkpoint stays: it is
+ * where `verify` starts).
  */
-async function dropEntries(store: AuditStore, chain: ChainName, prefix: Parsed[], kept: Set<string | undefined>): Promise<void> {
+async function dropEntries(store: AuditStore, chain: ChainName, prefix: Parsed[]): Promise<void> {
   const { redis, keyspace } = store;
   const last = prefix[prefix.length - 1]!.entry;
-  const multi = redis.multi();
+  const postingKeys = new Set<string>();
   for (const { event } of prefix) {
-    if (!kept.has(event.id)) {
-      for (const [param, value] of allIndexEntries(event, disclosedPatients(event))) multi.zrem(keyspace.auditIndex(param, value), event.id!);
-    }
-    multi.hdel(keyspace.auditLocation(chain), event.id!);
+    for (const [param, value] of allIndexEntries(event, disclosedPatients(event))) postingKeys.add(keyspace.auditPostings(chain, param, value));
   }
+  await trimPostings(redis, [...postingKeys], last.seq);
+  const multi = redis.multi();
+  // An archived event's id resolves to its archive entry (the archive has its own locations).
+  for (const { event } of prefix) multi.hdel(keyspace.auditLocation(chain), event.id!);
   multi.xtrim(keyspace.auditStream(chain), 'MINID', nextStreamId(last.sid));
   multi.zremrangebyscore(keyspace.auditCheckpoints(chain), '-inf', `(${last.seq}`);
   await multi.exec();

@@ -11,7 +11,7 @@ import { disclosedPatients } from './disclosure.js';
 import { disclosureView, type DisclosurePolicy } from './disclosure-report.js';
 import { fhirIdPattern } from './audit-event.js';
 import { pageQuery, parseAuditSearch, type Query } from './search-params.js';
-import { search, searchIds } from './search.js';
+import { search, searchRefs } from './search.js';
 import type { AuditStore } from './store.js';
 import type { AuditTrail } from './trail.js';
 import { trailExported } from './trail-events.js';
@@ -112,11 +112,11 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
       let complete = false;
       try {
         for (let offset = 0; ; offset += EXPORT_PAGE) {
-          const { ids } = await searchIds(store, { ...q, count: EXPORT_PAGE, offset, asOf });
-          const events = await store.events(ids);
+          const { refs } = await searchRefs(store, { ...q, count: EXPORT_PAGE, offset, asOf });
+          const events = await store.eventsAt(refs);
           if (events.length) yield events.map((e) => `${JSON.stringify(e)}\n`).join('');
           count += events.length;
-          if (ids.length < EXPORT_PAGE) break;
+          if (refs.length < EXPORT_PAGE) break;
         }
         // Recorded before the last byte goes out, so a completed export is always in the trail.
         await trail.record(trailExported(config.issuer, { actor, query: description, count }));

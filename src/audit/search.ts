@@ -1,17 +1,21 @@
-import { randomUUID } from 'node:crypto';
-import type { RedisClient } from '../redis/connection.js';
+import { FhirError } from '../http/fhir-api.js';
 import type { AuditEvent } from './audit-event.js';
+import type { ChainName } from './chain.js';
 import type { IndexParam } from './indexes.js';
+import { readSlice, seqWindow, sliceContains, slices, type Slice } from './postings.js';
 import type { AuditStore } from './store.js';
 
 /**
- * Runs an AuditEvent search against the index sorted sets, in one script: each parameter's
- * values are OR-ed (ZUNIONSTORE into a scratch set), parameters are AND-ed (ZINTERSTORE), the date
- * range is a score range, and the page is a ZREVRANGEBYSCORE (or ascending) LIMIT. The scratch sets
- * are deleted before the script returns. A search with no parameter reads the `all` index
- * directly, so date-only searches and plain paging stay O(log n + page).
+ * AuditEvent search over the posting lists (postings.ts), chain by chain: the date range becomes a
+ * seq range; a search without parameters is that whole range, one parameter with one value is a
+ * slice of one list (total and any page in O(log n)), and anything else starts from the smallest
+ * clause and checks each of its seqs against the other clauses. Each parameter's values are
+ * OR-ed, parameters are AND-ed.
  *
- * `asOf` is the upper score bound fixed when the first page was served: later pages of the same
+ * Both chains are searched: the disclosure archive holds what retention moved out of the main
+ * chain, so it is older than anything left there; newest first reads main then archive.
+ *
+ * `asOf` is the upper time bound fixed when the first page was served: later pages of the same
  * search ignore events recorded afterwards, so offsets do not shift while an officer pages.
  */
 
@@ -31,99 +35,120 @@ export interface AuditSearch {
   asOf?: number;
 }
 
+export interface EventRef {
+  chain: ChainName;
+  seq: number;
+}
+
 export interface SearchResult {
   total: number;
   events: AuditEvent[];
-  /** The upper score bound used (pass back for the next page). */
+  /** The upper time bound used (pass back for the next page). */
   asOf: number;
 }
 
-const SEARCH_SCRIPT = `
-local nScratch = tonumber(ARGV[1])
-local nClauses = tonumber(ARGV[2])
-local min, max, dir, offset, count = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local i = 8
-local clauseKeys = {}
-for c = 1, nClauses do
-  local k = tonumber(ARGV[i])
-  local keys = {}
-  for j = 1, k do keys[j] = KEYS[tonumber(ARGV[i + j])] end
-  i = i + k + 1
-  if k == 1 then
-    clauseKeys[c] = keys[1]
-  else
-    local scratch = KEYS[c]
-    -- Scores are the recorded time in every index: MIN keeps them (the default SUM would not).
-    keys[#keys + 1] = 'AGGREGATE'
-    keys[#keys + 1] = 'MIN'
-    redis.call('ZUNIONSTORE', scratch, k, unpack(keys))
-    clauseKeys[c] = scratch
-  end
-end
-local final = clauseKeys[1]
-if nClauses > 1 then
-  final = KEYS[nScratch]
-  clauseKeys[#clauseKeys + 1] = 'AGGREGATE'
-  clauseKeys[#clauseKeys + 1] = 'MIN'
-  redis.call('ZINTERSTORE', final, nClauses, unpack(clauseKeys))
-end
-local total = redis.call('ZCOUNT', final, min, max)
-local ids
-if tonumber(count) == 0 then
-  ids = {}
-elseif dir == 'desc' then
-  ids = redis.call('ZREVRANGEBYSCORE', final, max, min, 'LIMIT', offset, count)
-else
-  ids = redis.call('ZRANGEBYSCORE', final, min, max, 'LIMIT', offset, count)
-end
-for s = 1, nScratch do redis.call('DEL', KEYS[s]) end
-table.insert(ids, 1, total)
-return ids
-`;
+/**
+ * Most seqs a multi-parameter search starts from (its smallest clause, in the date range). Beyond
+ * it the search is refused as too costly rather than tying Redis up: a date range or a patient or
+ * agent narrows it.
+ */
+export const MAX_CANDIDATES = 100_000;
+/** A clause this small is read whole and intersected in memory; a bigger one is probed per seq. */
+const READ_WHOLE = 4 * MAX_CANDIDATES;
 
-interface SearchScripts {
-  auditSearch(numKeys: number, ...keysAndArgs: Array<string | number>): Promise<[number, ...string[]]>;
+type Matches = { kind: 'range'; lo: number; hi: number } | { kind: 'slice'; slice: Slice } | { kind: 'list'; seqs: number[] };
+
+const NONE: Matches = { kind: 'list', seqs: [] };
+
+function total(m: Matches): number {
+  if (m.kind === 'range') return Math.max(0, m.hi - m.lo + 1);
+  if (m.kind === 'slice') return m.slice.end - m.slice.start;
+  return m.seqs.length;
 }
 
-const defined = new WeakSet<RedisClient>();
-
-function scripts(redis: RedisClient): RedisClient & SearchScripts {
-  if (!defined.has(redis)) {
-    redis.defineCommand('auditSearch', { lua: SEARCH_SCRIPT });
-    defined.add(redis);
-  }
-  return redis as RedisClient & SearchScripts;
+/** `count` matches after skipping `offset`, in the search's order. */
+async function page(store: AuditStore, m: Matches, offset: number, count: number, desc: boolean): Promise<number[]> {
+  const n = total(m);
+  const from = desc ? Math.max(0, n - offset - count) : offset;
+  const to = desc ? n - offset : Math.min(n, offset + count);
+  if (to <= from) return [];
+  let seqs: number[];
+  if (m.kind === 'range') seqs = Array.from({ length: to - from }, (_, i) => m.lo + from + i);
+  else if (m.kind === 'slice') seqs = await readSlice(store.redis, m.slice, m.slice.start + from, m.slice.start + to);
+  else seqs = m.seqs.slice(from, to);
+  return desc ? seqs.reverse() : seqs;
 }
 
-/** The ids of one page of matches, and the total. */
-export async function searchIds(store: AuditStore, q: AuditSearch): Promise<{ total: number; ids: string[]; asOf: number }> {
+function mergeUnique(lists: number[][]): number[] {
+  const all = lists.length === 1 ? lists[0]! : lists.flat().sort((a, b) => a - b);
+  const out: number[] = [];
+  for (const s of all) if (out[out.length - 1] !== s) out.push(s);
+  return out;
+}
+
+async function chainMatches(store: AuditStore, chain: ChainName, clauses: Clause[], from: number, to: number): Promise<Matches> {
   const { redis, keyspace } = store;
-  const clauses = q.clauses.length ? q.clauses : [{ param: 'all' as const, values: ['*'] }];
-  const asOf = q.asOf ?? Date.now() + 1;
-  const upper = Math.min(asOf, q.dateTo ?? Infinity);
-  const lower = q.dateFrom ?? -Infinity;
-  // Scratch keys first (one per clause plus the intersection), then the index keys.
-  const id = randomUUID();
-  const nScratch = clauses.length + 1;
-  const keys: string[] = [];
-  for (let n = 1; n <= nScratch; n++) keys.push(keyspace.auditScratch(id, n));
-  const argv: Array<string | number> = [nScratch, clauses.length, fmt(lower), fmt(upper), q.sort === 'date' ? 'asc' : 'desc', q.offset ?? 0, q.count];
-  for (const clause of clauses) {
-    argv.push(clause.values.length);
-    for (const value of clause.values) {
-      keys.push(keyspace.auditIndex(clause.param, value));
-      argv.push(keys.length);
+  const { lo, hi } = await seqWindow(redis, keyspace.auditStream(chain), from, to);
+  if (lo > hi) return NONE;
+  if (!clauses.length) return { kind: 'range', lo, hi };
+  const keys = clauses.map((c) => c.values.map((v) => keyspace.auditPostings(chain, c.param, v)));
+  const found = await slices(redis, keys.flat(), lo, hi);
+  let at = 0;
+  const bySize = keys
+    .map((k) => {
+      const own = found.slice(at, (at += k.length)).filter((s) => s.end > s.start);
+      return { slices: own, size: own.reduce((sum, s) => sum + s.end - s.start, 0) };
+    })
+    .sort((a, b) => a.size - b.size);
+  const [driver, ...rest] = bySize;
+  if (!driver || driver.size === 0) return NONE;
+  if (bySize.length === 1 && driver.slices.length === 1) return { kind: 'slice', slice: driver.slices[0]! };
+  if (driver.size > MAX_CANDIDATES) {
+    throw new FhirError(400, 'too-costly', `this search would have to check ${driver.size} events; narrow it with a date range, a patient or an agent (at most ${MAX_CANDIDATES})`);
+  }
+  let seqs = mergeUnique(await Promise.all(driver.slices.map((s) => readSlice(redis, s))));
+  for (const clause of rest) {
+    if (!seqs.length) break;
+    if (clause.size <= READ_WHOLE) {
+      const members = new Set((await Promise.all(clause.slices.map((s) => readSlice(redis, s)))).flat());
+      seqs = seqs.filter((s) => members.has(s));
+    } else {
+      const hit = new Array<boolean>(seqs.length).fill(false);
+      for (const s of clause.slices) (await sliceContains(redis, s, seqs)).forEach((yes, i) => (hit[i] ||= yes));
+      seqs = seqs.filter((_, i) => hit[i]);
     }
   }
-  const [total, ...ids] = await scripts(redis).auditSearch(keys.length, ...keys, ...argv);
-  return { total: Number(total), ids, asOf };
+  return { kind: 'list', seqs };
 }
 
-function fmt(n: number): string {
-  return n === Infinity ? '+inf' : n === -Infinity ? '-inf' : String(n);
+/** The entries of one page of matches, and the total. */
+export async function searchRefs(store: AuditStore, q: AuditSearch): Promise<{ total: number; refs: EventRef[]; asOf: number }> {
+  const asOf = q.asOf ?? Date.now() + 1;
+  const to = Math.min(asOf, q.dateTo ?? Infinity);
+  const from = q.dateFrom ?? -Infinity;
+  const desc = q.sort !== 'date';
+  const order: ChainName[] = desc ? ['main', 'archive'] : ['archive', 'main'];
+  const matches = await Promise.all(order.map((chain) => chainMatches(store, chain, q.clauses, from, to)));
+  const refs: EventRef[] = [];
+  let skip = q.offset ?? 0;
+  let want = q.count;
+  for (const [i, m] of matches.entries()) {
+    const n = total(m);
+    if (skip >= n) {
+      skip -= n;
+      continue;
+    }
+    if (want > 0) {
+      const seqs = await page(store, m, skip, want, desc);
+      for (const seq of seqs) refs.push({ chain: order[i]!, seq });
+      want -= seqs.length;
+    }
+    skip = 0;
+  }
+  return { total: matches.reduce((sum, m) => sum + total(m), 0), refs, asOf };
 }
 
 export async function search(store: AuditStore, q: AuditSearch): Promise<SearchResult> {
-  const { total, ids, asOf } = await searchIds(store, q);
-  return { total, events: await store.events(ids), asOf };
+  const { total, refs, asOf } = await searchRefs(store, q);
+  return { total, events: await store.eventsAt(refs), asOf };
 }

@@ -2,6 +2,7 @@ import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import type { AuditEvent } from './audit-event.js';
 import { parseEvent, parseStreamEntry, type ChainEntry, type ChainName } from './chain.js';
+import { streamId } from './postings.js';
 
 /** Reads entries and events out of the chains (both the main chain and the disclosure archive). */
 export class AuditStore {
@@ -57,6 +58,20 @@ export class AuditStore {
       const rows = value as Array<[string, string[]]>;
       if (!rows.length) continue; // purged between the lookup and the read
       out.push(parseEvent(parseStreamEntry(rows[0]![0], rows[0]![1])));
+    }
+    return out;
+  }
+
+  /** The events at these chain positions, in the given order (positions purged meanwhile are skipped). */
+  async eventsAt(refs: Array<{ chain: ChainName; seq: number }>): Promise<AuditEvent[]> {
+    if (!refs.length) return [];
+    const pipeline = this.redis.pipeline();
+    for (const { chain, seq } of refs) pipeline.xrange(this.keyspace.auditStream(chain), streamId(seq), streamId(seq));
+    const out: AuditEvent[] = [];
+    for (const [err, value] of (await pipeline.exec()) ?? []) {
+      if (err) throw err;
+      const rows = value as Array<[string, string[]]>;
+      if (rows.length) out.push(parseEvent(parseStreamEntry(rows[0]![0], rows[0]![1])));
     }
     return out;
   }

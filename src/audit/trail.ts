@@ -8,7 +8,7 @@ import { auditEventProblems } from './audit-event.js';
 import { canonicalJson } from './chain.js';
 import { ChainAppender, type PreparedEvent } from './append.js';
 import { eventOf, indexEntriesOf, type Recordable } from './stored-event.js';
-import { isIntrospectionRecord } from './forms/introspection.js';
+import { introspectionRecordJson, isIntrospectionRecord } from './forms/introspection.js';
 import { CheckpointStore, keyStoreCheckpointKeys, type CheckpointKeys } from './checkpoints.js';
 
 export type { AuditEvent } from './audit-event.js';
@@ -32,7 +32,7 @@ export class InvalidAuditEventError extends Error {
   override name = 'InvalidAuditEventError';
 }
 
-const MAX_IN_FLIGHT = 8;
+const MAX_IN_FLIGHT = Number(process.env.EXP_INFLIGHT ?? 8);
 
 interface Pending {
   event: PreparedEvent;
@@ -42,21 +42,18 @@ interface Pending {
 
 /**
  * Turns an event (or a compact record) into what the append script writes: id and recorded
- * filled in, canonical JSON, index keys. Validation renders a compact record and checks the
+ * filled in, canonical JSON, search values. Validation renders a compact record and checks the
  * AuditEvent it stands for, so development catches a record that would read back wrong.
  */
-export function prepareEvent(keyspace: Keyspace, input: Recordable, validate = true): PreparedEvent {
+export function prepareEvent(input: Recordable, validate = true): PreparedEvent {
   const item: Recordable = isIntrospectionRecord(input) ? input : { ...input, id: input.id ?? randomUUID(), recorded: input.recorded ?? new Date().toISOString() };
   if (validate) {
     const problems = auditEventProblems(eventOf(item));
     if (problems.length) throw new InvalidAuditEventError(`not a valid R4 AuditEvent: ${problems.slice(0, 5).join('; ')}`);
   }
-  return {
-    id: item.id!,
-    json: canonicalJson(item),
-    score: Date.parse(item.recorded!),
-    indexKeys: indexEntriesOf(item).map(([param, value]) => keyspace.auditIndex(param, value)),
-  };
+  const score = Date.parse(item.recorded!);
+  if (!Number.isFinite(score)) throw new InvalidAuditEventError(`recorded is not a date-time: ${String(item.recorded)}`);
+  return { id: item.id!, json: isIntrospectionRecord(item) ? introspectionRecordJson(item) : canonicalJson(item), score, index: indexEntriesOf(item) };
 }
 
 /**
@@ -97,7 +94,7 @@ class RedisAuditTrail implements AuditTrail {
     if (this.closed) return Promise.reject(new Error('the audit trail is closed'));
     let prepared: PreparedEvent;
     try {
-      prepared = prepareEvent(this.deps.keyspace, event, this.validate);
+      prepared = prepareEvent(event, this.validate);
     } catch (err) {
       return Promise.reject(err);
     }

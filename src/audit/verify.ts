@@ -2,6 +2,7 @@ import type { JWK } from 'jose';
 import { GENESIS_HASH, entryHash, type ChainEntry, type ChainName } from './chain.js';
 import { CheckpointError, verifyCheckpoint, type CheckpointKeys, type CheckpointPayload } from './checkpoints.js';
 import type { AuditStore } from './store.js';
+import { streamId } from './postings.js';
 
 /**
  * Walks a chain and reports the first entry that was altered, removed or reordered.
@@ -15,6 +16,8 @@ import type { AuditStore } from './store.js';
  *  - the stored hash must be sha256(seq, prev, event) (else the entry was altered);
  *  - prev must equal the previous entry's hash: when it does not while both entries are
  *    self-consistent, the previous entry was rewritten with a recomputed hash (altered);
+ *  - the stream id must be `<seq>-0` and the trail time `t` the later of `recorded` and the
+ *    previous entry's `t`: search relies on both and neither is under the hash;
  *  - at every signed checkpoint, the entry's hash must equal the signed one: a rewrite that
  *    recomputed every later hash is caught here;
  *  - at the end, the chain must reach the head in Redis and every checkpoint.
@@ -132,6 +135,10 @@ export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[
       const what = previous ? `entry seq ${previous.seq} (${previous.sid}) was rewritten: its hash is not the one entry seq ${entry.seq} links to` : `entry seq ${entry.seq} (${entry.sid}) does not link to the signed checkpoint at seq ${anchorSeq}`;
       return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length, problem: { kind: 'altered', chain, ...culprit, message: what } });
     }
+    const placement = misplaced(entry, previous);
+    if (placement) {
+      return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length, problem: { kind: 'altered', chain, seq: entry.seq, sid: entry.sid, message: `entry seq ${entry.seq} (${entry.sid}) ${placement}` } });
+    }
     const signed = bySeq.get(entry.seq);
     if (signed && signed.hash !== entry.hash) {
       return report({
@@ -161,6 +168,26 @@ export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[
     });
   }
   return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length });
+}
+
+/**
+ * Search finds an entry by its stream id and its trail time (postings.ts), which are not under the
+ * hash: they must still be what the append script wrote, or the entry could be hidden from
+ * searches while the chain verifies.
+ */
+function misplaced(entry: ChainEntry, previous: ChainEntry | undefined): string | undefined {
+  if (entry.sid !== streamId(entry.seq)) return `is stored under stream id ${entry.sid} instead of ${streamId(entry.seq)}, where search looks for it`;
+  let recorded = Number.NaN;
+  try {
+    recorded = Date.parse((JSON.parse(entry.event) as { recorded?: string }).recorded ?? '');
+  } catch {
+    /* reported below */
+  }
+  const expected = previous && Number.isFinite(previous.t) ? Math.max(recorded, previous.t) : undefined;
+  if (!Number.isFinite(entry.t) || !(entry.t >= recorded) || (expected !== undefined && entry.t !== expected)) {
+    return `has trail time ${String(entry.t)} where ${expected ?? `at least ${recorded}`} was written: its place in date searches was changed`;
+  }
+  return undefined;
 }
 
 async function findLater(store: AuditStore, chain: ChainName, afterSid: string, seq: number): Promise<string | undefined> {

@@ -7,7 +7,7 @@ import { CheckpointStore, keyStoreCheckpointKeys } from '../audit/checkpoints.js
 import { verifyChain } from '../audit/verify.js';
 import { purge, PurgeRefusedError } from '../audit/retention.js';
 import { parseAuditSearch } from '../audit/search-params.js';
-import { searchIds } from '../audit/search.js';
+import { searchRefs } from '../audit/search.js';
 import { trailExported } from '../audit/trail-events.js';
 import { cliOperator } from '../audit/hooks/cli-audit.js';
 import { FhirError } from '../http/fhir-api.js';
@@ -78,10 +78,10 @@ export async function audit(args: string[], out: Out): Promise<void> {
         const asOf = Date.now() + 1;
         let count = 0;
         for (let offset = 0; ; offset += EXPORT_PAGE) {
-          const { ids } = await searchIds(store, { ...q, count: EXPORT_PAGE, offset, asOf });
-          for (const e of await store.events(ids)) out(JSON.stringify(e));
-          count += ids.length;
-          if (ids.length < EXPORT_PAGE) break;
+          const { refs } = await searchRefs(store, { ...q, count: EXPORT_PAGE, offset, asOf });
+          for (const e of await store.eventsAt(refs)) out(JSON.stringify(e));
+          count += refs.length;
+          if (refs.length < EXPORT_PAGE) break;
         }
         const description = new URLSearchParams(Object.entries(values).filter((e): e is [string, string] => typeof e[1] === 'string')).toString();
         await trail.record(trailExported(rt.config.issuer, { actor: { operator: cliOperator() }, query: description, count }));

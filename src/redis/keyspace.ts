@@ -235,15 +235,12 @@ export class Keyspace {
     return `${this.prefix}{audit}:${chain}:location`;
   }
 
-  /** Sorted set of AuditEvent ids with this search value, scored by `recorded` (ms); `param` is `all` for every event. */
-  auditIndex(param: string, value: string): string {
-    return `${this.prefix}{audit}:idx:${param}:${value}`;
-  }
-
-
-  /** Scratch sorted set of one search (unions and intersections of index sets), deleted by the same script. */
-  auditScratch(searchId: string, n: number): string {
-    return `${this.prefix}{audit}:scratch:${searchId}:${n}`;
+  /**
+   * Posting list of one search value in one chain: a string of the seqs of the entries that have
+   * it, ascending, each 12 hex digits (audit/postings.ts). `param` is a search parameter name.
+   */
+  auditPostings(chain: 'main' | 'archive', param: string, value: string): string {
+    return `${this.prefix}{audit}:${chain}:post:${param}:${value}`;
   }
 
   /** Short-lived lock held by a purge, so two purges never interleave. */

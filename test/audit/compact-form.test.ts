@@ -3,7 +3,7 @@ import { auditEventProblems } from '../../src/audit/audit-event.js';
 import { canonicalJson } from '../../src/audit/chain.js';
 import { disclosedPatients } from '../../src/audit/disclosure.js';
 import { tokenIntrospected } from '../../src/audit/events/token-events.js';
-import { introspectionIndexEntries, introspectionRecord, renderIntrospection, type IntrospectionFacts } from '../../src/audit/forms/introspection.js';
+import { introspectionIndexEntries, introspectionRecord, introspectionRecordJson, renderIntrospection, type IntrospectionFacts } from '../../src/audit/forms/introspection.js';
 import { allIndexEntries } from '../../src/audit/indexes.js';
 import { decodeStored, UnreadableAuditEntryError } from '../../src/audit/stored-event.js';
 
@@ -71,6 +71,12 @@ const sorted = (pairs: Array<[string, string]>) => pairs.map(([p, v]) => `${p}=$
 describe.each(cases)('%s', (_name, facts) => {
   const record = introspectionRecord(ISSUER, facts, new Date('2026-11-23T10:00:00.123Z'));
   const stored = canonicalJson(record);
+
+  test('its hand-written canonical JSON is RFC 8785 (the generic serializer agrees)', () => {
+    expect(introspectionRecordJson(record)).toBe(stored);
+    const odd = { ...record, caller: 'r\u00e9s "quoted" \u2028', ip: '::ffff:10.0.0.1' };
+    expect(introspectionRecordJson(odd)).toBe(canonicalJson(odd));
+  });
 
   test('reads back as exactly the event the builder makes, and it is a valid AuditEvent', () => {
     const event = decodeStored(stored);

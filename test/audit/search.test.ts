@@ -62,12 +62,6 @@ async function add(spec: EventSpec, tweak: (e: AuditEvent) => AuditEvent = (e) =
 
 beforeAll(async () => {
   t = await createTestApp();
-  key = await backendKey('ES384');
-  await registerBackend(t, `auditor-${tag}`, [key], { smart_scopes: ['system/AuditEvent.rs'] });
-  await registerBackend(t, `bulk-${tag}`, [key], { smart_scopes: ['system/*.rs'] });
-  await t.registry.upsert({ client_id: `viewer-${tag}`, smart_client_kind: 'public_app', redirect_uris: ['https://app.example.org/cb'], smart_scopes: ['launch/patient', 'patient/*.rs'] });
-  officer = await backendToken(`auditor-${tag}`, 'system/AuditEvent.rs');
-  bulk = await backendToken(`bulk-${tag}`, 'system/*.rs');
   trail = createAuditTrail({ config: t.config, redis: t.redis, keyspace: t.keyspace, logger: createLogger('silent') });
   const day = (d: number, h = 10) => `2026-03-${String(d).padStart(2, '0')}T${String(h).padStart(2, '0')}:00:00Z`;
   await add({ patient: P1, clientId: APP, recorded: day(1), user: { accountId: 'u1', fhirUser: 'Practitioner/dr-1', name: 'Dr Smith', role: 'Physician', org: 'General Hospital' }, purpose: 'TREAT', ip: '10.0.0.1' });
@@ -77,6 +71,14 @@ beforeAll(async () => {
   await add({ patient: P2, clientId: APP, recorded: day(4) });
   await add({ patient: P2, clientId: OTHER_APP, recorded: day(5), outcome: '8', subtype: 'refresh-reuse' });
   await add({ patient: P1, clientId: APP, recorded: day(6) }, (e) => ({ ...e, type: { system: DCM, code: '110113', display: 'Security Alert' }, action: 'R' }));
+  // The events of getting the officer's tokens come after the March ones: the trail's time only
+  // moves forward (an event stamped earlier than the one before it is found at that one's time).
+  key = await backendKey('ES384');
+  await registerBackend(t, `auditor-${tag}`, [key], { smart_scopes: ['system/AuditEvent.rs'] });
+  await registerBackend(t, `bulk-${tag}`, [key], { smart_scopes: ['system/*.rs'] });
+  await t.registry.upsert({ client_id: `viewer-${tag}`, smart_client_kind: 'public_app', redirect_uris: ['https://app.example.org/cb'], smart_scopes: ['launch/patient', 'patient/*.rs'] });
+  officer = await backendToken(`auditor-${tag}`, 'system/AuditEvent.rs');
+  bulk = await backendToken(`bulk-${tag}`, 'system/*.rs');
 });
 afterAll(async () => {
   await trail.close();

@@ -15,6 +15,6 @@ export async function rewriteStream(f: AuditFixture, chain: ChainName, change: (
   const sids = changed.length === originalSids.length ? originalSids : changed.map((e) => e.sid);
   for (let i = 0; i < changed.length; i++) {
     const e = changed[i]!;
-    await f.redis.xadd(key, sids[i]!, 'seq', String(e.seq), 'prev', e.prev, 'hash', e.hash, 'id', e.id, 'event', e.event);
+    await f.redis.xadd(key, sids[i]!, 'seq', String(e.seq), 'prev', e.prev, 'hash', e.hash, 'id', e.id, 'event', e.event, 't', String(e.t));
   }
 }

@@ -112,6 +112,32 @@ export function introspectionRecord(issuer: string, facts: IntrospectionFacts, n
   };
 }
 
+const q = JSON.stringify;
+
+/**
+ * The record's RFC 8785 canonical JSON, written out member by member in sorted order: the generic
+ * serializer sorts keys and walks the object on every introspection, this only concatenates.
+ * test/audit/compact-form.test.ts holds it to `canonicalJson`.
+ */
+export function introspectionRecordJson(r: IntrospectionRecord): string {
+  let out = `{"active":${r.active},"caller":${q(r.caller)},"form":${q(r.form)},"id":${q(r.id)},"ip":${q(r.ip)},"issuer":${q(r.issuer)}`;
+  if (r.presented !== undefined) out += `,"presented":${q(r.presented)}`;
+  out += `,"recorded":${q(r.recorded)}`;
+  const t = r.token;
+  if (t) {
+    out += ',"token":{';
+    if (t.accountId !== undefined) out += `"accountId":${q(t.accountId)},`;
+    out += `"clientId":${q(t.clientId)}`;
+    if (t.fhirUser !== undefined) out += `,"fhirUser":${q(t.fhirUser)}`;
+    if (t.grantId !== undefined) out += `,"grantId":${q(t.grantId)}`;
+    out += `,"kind":${q(t.kind)},"name":${'jti' in t.name ? `{"jti":${q(t.name.jti)}}` : `{"sha256":${q(t.name.sha256)}}`}`;
+    if (t.patient !== undefined) out += `,"patient":${q(t.patient)}`;
+    if (t.scope !== undefined) out += `,"scope":${q(t.scope)}`;
+    out += '}';
+  }
+  return `${out}}`;
+}
+
 export function isIntrospectionRecord(value: unknown): value is IntrospectionRecord {
   return typeof value === 'object' && value !== null && (value as { form?: unknown }).form === INTROSPECTION_FORM;
 }
@@ -154,12 +180,13 @@ const USER_AUTHENTICATION = `${EVENT_TYPES.userAuthentication.system}|${EVENT_TY
  * whole event to find a dozen strings would cost more than the rest of the append.
  */
 export function introspectionIndexEntries(record: IntrospectionRecord): Array<[IndexParam, string]> {
-  const pairs = new Map<string, [IndexParam, string]>();
+  const out: Array<[IndexParam, string]> = [];
   const add = (param: IndexParam, value: string | undefined) => {
     if (!value || value.length > 512) return;
-    pairs.set(`${param}\u0000${value}`, [param, value]);
+    // At most a dozen entries: a scan is cheaper than building a key per entry for a Map.
+    for (const [p, v] of out) if (p === param && v === value) return;
+    out.push([param, value]);
   };
-  add('all', '*');
   const t = record.active ? record.token : undefined;
   const entityPatient = t?.patient ? patientOfReference(patientReference(t.patient)) : undefined;
   add('patient', t?.accountId ? patientOfReference(t.fhirUser) : undefined);
@@ -170,12 +197,7 @@ export function introspectionIndexEntries(record: IntrospectionRecord): Array<[I
     if (t.fhirUser) add('agent', relativeOf(t.fhirUser));
     add('agent', t.accountId);
   }
-  add('type', EVENT_TYPES.userAuthentication.code);
-  add('type', USER_AUTHENTICATION);
-  add('subtype', 'token-introspected');
-  add('subtype', INTROSPECTED_SUBTYPE);
-  add('outcome', '0');
-  add('action', 'E');
+  out.push(['type', EVENT_TYPES.userAuthentication.code!], ['type', USER_AUTHENTICATION], ['subtype', 'token-introspected'], ['subtype', INTROSPECTED_SUBTYPE], ['outcome', '0'], ['action', 'E']);
   add('disclosure', entityPatient);
-  return [...pairs.values()];
+  return out;
 }
