@@ -32,7 +32,7 @@ export class InvalidAuditEventError extends Error {
   override name = 'InvalidAuditEventError';
 }
 
-const MAX_IN_FLIGHT = Number(process.env.EXP_INFLIGHT ?? 8);
+const MAX_IN_FLIGHT = 8;
 
 interface Pending {
   event: PreparedEvent;
