@@ -26,14 +26,16 @@ if seq ~= ARGV[1] or hash ~= ARGV[2] then
 end
 local n = tonumber(ARGV[4])
 -- Per event: hash, id, canonical JSON, recorded (ms); its seq and prev follow from the head.
-local ids = {}
-for e = 1, n do ids[e] = ARGV[6 + (e - 1) * 4 + 1] end
-local known = redis.call('HMGET', KEYS[3], unpack(ids))
-local dups = {'duplicate'}
-for e = 1, n do
-  if known[e] then dups[#dups + 1] = ids[e] end
+-- Then the ids that may already be in the chain (caller-chosen ids; generated ones cannot be).
+local nd = tonumber(ARGV[6 + n * 4])
+if nd > 0 then
+  local known = redis.call('HMGET', KEYS[3], unpack(ARGV, 7 + n * 4, 6 + n * 4 + nd))
+  local dups = {'duplicate'}
+  for d = 1, nd do
+    if known[d] then dups[#dups + 1] = ARGV[6 + n * 4 + d] end
+  end
+  if #dups > 1 then return dups end
 end
-if #dups > 1 then return dups end
 local t = head[3] or '0'
 local out = {'ok'}
 local locations = {}
@@ -48,12 +50,12 @@ for e = 1, n do
   local sid = redis.call('XADD', KEYS[2], s .. '-0', 'seq', s, 'prev', prev, 'hash', ARGV[i], 'id', ARGV[i + 1], 'event', ARGV[i + 2], 't', t)
   prev = ARGV[i]
   locations[#locations + 1] = ARGV[i + 1]
-  locations[#locations + 1] = ARGV[3] .. ' ' .. sid
+  locations[#locations + 1] = s
   lastSid = sid
 end
 redis.call('HSET', KEYS[3], unpack(locations))
 -- Posting lists: one APPEND per search value for the whole batch.
-local i = 6 + n * 4
+local i = 7 + n * 4 + nd
 local nk = tonumber(ARGV[i])
 for k = 1, nk do
   redis.call('APPEND', KEYS[tonumber(ARGV[i + 2 * k - 1])], ARGV[i + 2 * k])
@@ -70,6 +72,8 @@ export interface PreparedEvent {
   score: number;
   /** The search values this event is found by (indexes.ts). */
   index: Array<[IndexParam, string]>;
+  /** The id was chosen by the caller (not generated here), so it may already be in the chain. */
+  mayRepeat?: boolean;
 }
 
 export interface Head {
@@ -79,8 +83,8 @@ export interface Head {
 }
 
 export interface AppendResult {
-  /** Stream ids of the appended events, in batch order (absent for duplicates). */
-  appended: Array<{ id: string; seq: number; hash: string; sid: string }>;
+  /** How many events were appended (duplicates are not). */
+  appended: number;
   /** Ids already in the trail (an earlier attempt of the same event got through): not appended again. */
   duplicates: string[];
   head: Head;
@@ -148,7 +152,7 @@ export class ChainAppender {
     let batch = events;
     const duplicates: string[] = [];
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (!batch.length) return { appended: [], duplicates, head: this.head ?? (await this.readHead()) };
+      if (!batch.length) return { appended: 0, duplicates, head: this.head ?? (await this.readHead()) };
       let head = this.head;
       if (!head) {
         const read = await this.readHead();
@@ -159,20 +163,18 @@ export class ChainAppender {
       const argv: Array<string | number> = [head.seq, head.hash, this.chain, batch.length, GENESIS_HASH];
       const postings = new Map<string, string>();
       let prev = head.hash;
-      const planned: Array<{ id: string; seq: number; hash: string }> = [];
       batch.forEach((ev, n) => {
         const seq = head.seq + n + 1;
-        const hash = entryHash(seq, prev, ev.json);
-        argv.push(hash, ev.id, ev.json, ev.score);
+        prev = entryHash(seq, prev, ev.json);
+        argv.push(prev, ev.id, ev.json, ev.score);
         const posting = encodeSeq(seq);
         for (const [param, value] of ev.index) {
           const key = this.postingKey(param, value);
           postings.set(key, (postings.get(key) ?? '') + posting);
         }
-        planned.push({ id: ev.id, seq, hash });
-        prev = hash;
       });
-      argv.push(postings.size);
+      const mayRepeat = batch.filter((ev) => ev.mayRepeat).map((ev) => ev.id);
+      argv.push(mayRepeat.length, ...mayRepeat, postings.size);
       for (const [key, list] of postings) {
         keys.push(key);
         argv.push(keys.length, list);
@@ -181,8 +183,7 @@ export class ChainAppender {
       // started while this one is on its way chains onto it. Redis runs the scripts in the order
       // they were sent on the connection; if this one does not append, every batch chained onto
       // it meets a different head and is re-hashed, and the cached head is dropped.
-      const last = planned[planned.length - 1]!;
-      const predicted: Head = { seq: last.seq, hash: last.hash };
+      const predicted: Head = { seq: head.seq + batch.length, hash: prev };
       this.head = predicted;
       let reply: Reply;
       try {
@@ -195,9 +196,9 @@ export class ChainAppender {
       }
       if (reply[0] === 'ok') {
         // Entry ids are `<seq>-0` (postings.ts): nothing to read back.
-        const appended: Head = { ...predicted, sid: streamId(last.seq) };
+        const appended: Head = { ...predicted, sid: streamId(predicted.seq) };
         if (this.head === predicted) this.head = appended;
-        return { appended: planned.map((p) => ({ ...p, sid: streamId(p.seq) })), duplicates, head: appended };
+        return { appended: batch.length, duplicates, head: appended };
       }
       if (this.head === predicted) this.head = reply[0] === 'conflict' ? { seq: Number(reply[1]), hash: reply[2]! } : head;
       else this.head = undefined;

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { AuditEvent } from './audit-event.js';
 import { decodeStored } from './stored-event.js';
 
@@ -82,7 +82,8 @@ function serialiseObject(value: object): string | undefined {
 }
 
 export function entryHash(seq: number, prev: string, canonicalEvent: string): string {
-  return createHash('sha256').update(`${seq}\n${prev}\n`).update(canonicalEvent).digest('hex');
+  // One-shot hash: no Hash object per entry (this runs once per audited request).
+  return hash('sha256', `${seq}\n${prev}\n${canonicalEvent}`, 'hex');
 }
 
 /** One entry as stored in the chain's stream. */

@@ -90,7 +90,7 @@ export async function purge(deps: PurgeDeps): Promise<PurgeResult> {
       const keep = prefix.filter(({ event }) => Date.parse(event.recorded) >= disclosureCutoff && disclosedPatients(event).length > 0);
       if (keep.length) {
         // The stored form is copied as it is, so a compact record stays compact in the archive.
-        await archiver.append(keep.map(({ entry }) => prepareEvent(JSON.parse(entry.event) as Recordable)));
+        await archiver.append(keep.map(({ entry }) => prepareEvent(JSON.parse(entry.event) as Recordable, true, { mayRepeat: true })));
         archived += keep.length;
       }
       const last = prefix[prefix.length - 1]!.entry;

@@ -39,13 +39,14 @@ export class AuditStore {
     const pipeline = this.redis.pipeline();
     const asked: boolean[] = [];
     ids.forEach((_, i) => {
-      const where = archive[i] ?? main[i];
-      if (!where) {
+      // Each chain's location hash maps an id to its seq there; the archive wins (a copy moved there).
+      const chain: ChainName | undefined = archive[i] ? 'archive' : main[i] ? 'main' : undefined;
+      if (!chain) {
         asked.push(false);
         return;
       }
-      const [chain, sid] = where.split(' ') as [ChainName, string];
-      pipeline.xrange(this.keyspace.auditStream(chain), sid, sid);
+      const seq = Number(chain === 'archive' ? archive[i] : main[i]);
+      pipeline.xrange(this.keyspace.auditStream(chain), streamId(seq), streamId(seq));
       asked.push(true);
     });
     const replies = (await pipeline.exec()) ?? [];

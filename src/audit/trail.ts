@@ -32,7 +32,7 @@ export class InvalidAuditEventError extends Error {
   override name = 'InvalidAuditEventError';
 }
 
-const MAX_IN_FLIGHT = 8;
+const MAX_IN_FLIGHT = 4;
 
 interface Pending {
   event: PreparedEvent;
@@ -45,7 +45,7 @@ interface Pending {
  * filled in, canonical JSON, search values. Validation renders a compact record and checks the
  * AuditEvent it stands for, so development catches a record that would read back wrong.
  */
-export function prepareEvent(input: Recordable, validate = true): PreparedEvent {
+export function prepareEvent(input: Recordable, validate = true, opts: { mayRepeat?: boolean } = {}): PreparedEvent {
   const item: Recordable = isIntrospectionRecord(input) ? input : { ...input, id: input.id ?? randomUUID(), recorded: input.recorded ?? new Date().toISOString() };
   if (validate) {
     const problems = auditEventProblems(eventOf(item));
@@ -53,7 +53,11 @@ export function prepareEvent(input: Recordable, validate = true): PreparedEvent 
   }
   const score = Date.parse(item.recorded!);
   if (!Number.isFinite(score)) throw new InvalidAuditEventError(`recorded is not a date-time: ${String(item.recorded)}`);
-  return { id: item.id!, json: isIntrospectionRecord(item) ? introspectionRecordJson(item) : canonicalJson(item), score, index: indexEntriesOf(item) };
+  const prepared: PreparedEvent = { id: item.id!, json: isIntrospectionRecord(item) ? introspectionRecordJson(item) : canonicalJson(item), score, index: indexEntriesOf(item) };
+  // A new record's id is a fresh UUID; an event may come with its own, and a copy (retention's
+  // archive, re-run after an interruption) may already be there.
+  if (opts.mayRepeat || (!isIntrospectionRecord(input) && input.id !== undefined)) prepared.mayRepeat = true;
+  return prepared;
 }
 
 /**

@@ -168,7 +168,7 @@ export const configSchema = z
     audit: z
       .object({
         /** A signed checkpoint is written after this many appended events... */
-        checkpointEvery: z.number().int().min(1).default(1000),
+        checkpointEvery: z.number().int().min(1).default(10_000),
         /** ...or after this many seconds with new events, whichever comes first. */
         checkpointIntervalSeconds: z.number().int().min(1).default(300),
         /** Events older than this are removed by `audit purge` (except disclosures, below). */
@@ -194,7 +194,7 @@ export const configSchema = z
         maxBatch: z.number().int().min(1).max(2000).default(500),
       })
       .default({
-        checkpointEvery: 1000,
+        checkpointEvery: 10_000,
         checkpointIntervalSeconds: 300,
         retentionDays: 365,
         disclosureRetentionDays: 2192,

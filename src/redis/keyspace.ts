@@ -230,7 +230,7 @@ export class Keyspace {
     return `${this.prefix}{audit}:${chain}:checkpoints`;
   }
 
-  /** Hash: AuditEvent id → `<chain> <stream id>` of the entries in this chain (read by id, search results). */
+  /** Hash: AuditEvent id → seq of the entries in this chain (read by id). */
   auditLocation(chain: 'main' | 'archive'): string {
     return `${this.prefix}{audit}:${chain}:location`;
   }

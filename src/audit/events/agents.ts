@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { AuditEvent } from '../audit-event.js';
 import { AGENT_TYPES, ENTITY_TYPES, OBJECT_ROLES, SECURITY_SERVER, TOKEN_SHA256_SYSTEM, frozen, type Coding, type Outcome } from './vocabulary.js';
@@ -205,7 +205,7 @@ export function jtiUrn(jti: string): string {
 }
 
 export function tokenSha256(value: string): string {
-  return createHash('sha256').update(value).digest('base64url');
+  return hash('sha256', value, 'base64url');
 }
 
 /**

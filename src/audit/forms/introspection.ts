@@ -82,34 +82,25 @@ function storedName(format: 'opaque' | 'jwt', id: string): StoredTokenName {
   return format === 'jwt' ? { jti: id } : { sha256: tokenSha256(id) };
 }
 
-/** The record of one introspection: no token value, only its jti or hash. */
+/**
+ * The record of one introspection: no token value, only its jti or hash. Built by assignment, not
+ * by spreading optional parts: this runs once per introspection and every spread is a garbage object.
+ */
 export function introspectionRecord(issuer: string, facts: IntrospectionFacts, now = new Date()): IntrospectionRecord {
+  const record: IntrospectionRecord = { form: INTROSPECTION_FORM, id: randomUUID(), recorded: now.toISOString(), issuer, caller: facts.callerId, ip: facts.ip, active: facts.active };
   const t = facts.token;
-  return {
-    form: INTROSPECTION_FORM,
-    id: randomUUID(),
-    recorded: now.toISOString(),
-    issuer,
-    caller: facts.callerId,
-    ip: facts.ip,
-    active: facts.active,
-    ...(t
-      ? {
-          token: {
-            name: storedName(t.format, t.id),
-            kind: t.kind,
-            clientId: t.clientId,
-            ...(t.accountId ? { accountId: t.accountId } : {}),
-            ...(t.fhirUser ? { fhirUser: t.fhirUser } : {}),
-            ...(t.patient ? { patient: t.patient } : {}),
-            ...(t.scope ? { scope: t.scope } : {}),
-            ...(t.grantId ? { grantId: t.grantId } : {}),
-          },
-        }
-      : facts.value
-        ? { presented: tokenSha256(facts.value) }
-        : {}),
-  };
+  if (t) {
+    const token: NonNullable<IntrospectionRecord['token']> = { name: storedName(t.format, t.id), kind: t.kind, clientId: t.clientId };
+    if (t.accountId) token.accountId = t.accountId;
+    if (t.fhirUser) token.fhirUser = t.fhirUser;
+    if (t.patient) token.patient = t.patient;
+    if (t.scope) token.scope = t.scope;
+    if (t.grantId) token.grantId = t.grantId;
+    record.token = token;
+  } else if (facts.value) {
+    record.presented = tokenSha256(facts.value);
+  }
+  return record;
 }
 
 const q = JSON.stringify;

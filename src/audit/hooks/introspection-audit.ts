@@ -1,5 +1,5 @@
 import type { AuditEvent } from '../audit-event.js';
-import { introspectionRecord, type IntrospectionRecord } from '../forms/introspection.js';
+import { introspectionRecord, type IntrospectionFacts, type IntrospectionRecord } from '../forms/introspection.js';
 import type { TokenName } from '../events/agents.js';
 import { tokenRevoked } from '../events/token-events.js';
 import type { FoundToken } from '../../introspection/token-lookup.js';
@@ -29,27 +29,11 @@ function text(value: unknown): string | undefined {
  */
 export function introspectionAuditRecord(issuer: string, input: { callerId: string; ip: string; token: FoundToken | undefined; active: boolean; value: string }): IntrospectionRecord {
   const t = input.token;
-  return introspectionRecord(issuer, {
-    callerId: input.callerId,
-    ip: input.ip,
-    active: input.active,
-    value: input.value,
-    ...(t
-      ? {
-          token: {
-            format: t.format,
-            id: t.id,
-            kind: t.kind,
-            clientId: t.clientId,
-            accountId: t.accountId,
-            fhirUser: text(t.extra.fhirUser),
-            patient: text(t.extra.patient),
-            scope: t.scope,
-            grantId: t.grantId,
-          },
-        }
-      : {}),
-  });
+  const facts: IntrospectionFacts = { callerId: input.callerId, ip: input.ip, active: input.active, value: input.value };
+  if (t) {
+    facts.token = { format: t.format, id: t.id, kind: t.kind, clientId: t.clientId, accountId: t.accountId, fhirUser: text(t.extra.fhirUser), patient: text(t.extra.patient), scope: t.scope, grantId: t.grantId };
+  }
+  return introspectionRecord(issuer, facts);
 }
 
 export function revocationEvent(

@@ -1,0 +1,22 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { Keyspace } from '../src/redis/keyspace.js';
+import { prepareEvent } from '../src/audit/trail.js';
+import { ChainAppender } from '../src/audit/append.js';
+import { introspectionAuditRecord } from '../src/audit/hooks/introspection-audit.js';
+const redis = new Redis('redis://127.0.0.1:6379');
+const ks = new Keyspace(`bench-exp-${randomUUID().slice(0, 6)}:`);
+const token = { format: 'opaque', id: 'x'.repeat(43), kind: 'AccessToken', clientId: 'demo-app', accountId: 'u-123', grantId: 'g-1', scope: 'launch/patient patient/*.rs openid fhirUser', extra: { patient: 'pat-1', fhirUser: 'Practitioner/p1' } } as never;
+const mk = () => introspectionAuditRecord('http://localhost:3000', { callerId: 'bench-rs', ip: '127.0.0.1', token, active: true, value: 'x' });
+const N = 60000, B = Number(process.env.B ?? 6);
+const cpu = async () => { const i = await redis.info('cpu'); return Number(/used_cpu_user:([\d.]+)/.exec(i)![1]) + Number(/used_cpu_sys:([\d.]+)/.exec(i)![1]); };
+const evs = []; for (let i = 0; i < N; i++) evs.push(prepareEvent(mk(), false));
+const app = new ChainAppender(redis as never, ks, 'main');
+const c0 = await cpu(); const t = process.hrtime.bigint();
+const inflight: Promise<unknown>[] = [];
+for (let i = 0; i < N; i += B) { inflight.push(app.append(evs.slice(i, i + B))); if (inflight.length >= 8) await inflight.shift(); }
+await Promise.all(inflight);
+const c1 = await cpu();
+console.log('B', B, 'append wall µs/event', (Number(process.hrtime.bigint() - t) / 1e3 / N).toFixed(1), 'redis cpu µs/event', ((c1 - c0) * 1e6 / N).toFixed(1));
+let cursor = '0'; do { const [n, keys] = await redis.scan(cursor, 'MATCH', ks.key('*'), 'COUNT', 1000); if (keys.length) await redis.unlink(...keys); cursor = n; } while (cursor !== '0');
+redis.disconnect();
