@@ -75,7 +75,7 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
     const who = caller(ctx);
     requireAuditAction(who, 'search');
     const query = ctx.query as Query;
-    const q = parseAuditSearch(query, { lenient: lenient(ctx) });
+    const q = { ...parseAuditSearch(query, { lenient: lenient(ctx) }), limits: { maxCandidates: config.audit.searchMaxCandidates } };
     if (who.kind === 'patient') {
       const other = Object.keys(query).find((name) => !PATIENT_PARAMS.has(name) && !q.ignored.includes(name));
       if (other) throw forbidden(`a patient's token may search its own disclosures by date only (${other} is for security officers)`);
@@ -100,7 +100,7 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
     requireAuditAction(who, 'search');
     if (/respond-async/.test(ctx.get('Prefer'))) throw new FhirError(400, 'not-supported', 'this export is synchronous: drop Prefer: respond-async and read the NDJSON response as it streams');
     const query = ctx.query as Query;
-    const q = parseAuditSearch({ ...query, _sort: query._sort ?? 'date' }, { lenient: lenient(ctx) });
+    const q = { ...parseAuditSearch({ ...query, _sort: query._sort ?? 'date' }, { lenient: lenient(ctx) }), limits: { maxCandidates: config.audit.searchMaxCandidates } };
     if (query._count !== undefined || query._cursor !== undefined) throw new FhirError(400, 'not-supported', 'an export has no pages: leave out _count and _cursor');
     const description = new URLSearchParams(Object.entries(query).flatMap(([k, v]) => (Array.isArray(v) ? v : v === undefined ? [] : [v]).map((x): [string, string] => [k, x]))).toString();
     const asOf = Date.now() + 1;

@@ -33,6 +33,8 @@ export interface AuditSearch {
   count: number;
   offset?: number;
   asOf?: number;
+  /** Bounds on a multi-parameter search (defaults below; config `audit.searchMaxCandidates`). */
+  limits?: { maxCandidates?: number; readWhole?: number };
 }
 
 export interface EventRef {
@@ -53,8 +55,8 @@ export interface SearchResult {
  * agent narrows it.
  */
 export const MAX_CANDIDATES = 100_000;
-/** A clause this small is read whole and intersected in memory; a bigger one is probed per seq. */
-const READ_WHOLE = 4 * MAX_CANDIDATES;
+// Another clause up to 4 × that size is read whole and intersected in memory; a bigger one is
+// probed seq by seq in Redis (in bounded script calls).
 
 type Matches = { kind: 'range'; lo: number; hi: number } | { kind: 'slice'; slice: Slice } | { kind: 'list'; seqs: number[] };
 
@@ -86,7 +88,9 @@ function mergeUnique(lists: number[][]): number[] {
   return out;
 }
 
-async function chainMatches(store: AuditStore, chain: ChainName, clauses: Clause[], from: number, to: number): Promise<Matches> {
+async function chainMatches(store: AuditStore, chain: ChainName, clauses: Clause[], from: number, to: number, limits: AuditSearch['limits'] = {}): Promise<Matches> {
+  const maxCandidates = limits.maxCandidates ?? MAX_CANDIDATES;
+  const readWhole = limits.readWhole ?? 4 * maxCandidates;
   const { redis, keyspace } = store;
   const { lo, hi } = await seqWindow(redis, keyspace.auditStream(chain), from, to);
   if (lo > hi) return NONE;
@@ -103,13 +107,13 @@ async function chainMatches(store: AuditStore, chain: ChainName, clauses: Clause
   const [driver, ...rest] = bySize;
   if (!driver || driver.size === 0) return NONE;
   if (bySize.length === 1 && driver.slices.length === 1) return { kind: 'slice', slice: driver.slices[0]! };
-  if (driver.size > MAX_CANDIDATES) {
-    throw new FhirError(400, 'too-costly', `this search would have to check ${driver.size} events; narrow it with a date range, a patient or an agent (at most ${MAX_CANDIDATES})`);
+  if (driver.size > maxCandidates) {
+    throw new FhirError(400, 'too-costly', `this search would have to check ${driver.size} events; narrow it with a date range, a patient or an agent (at most ${maxCandidates})`);
   }
   let seqs = mergeUnique(await Promise.all(driver.slices.map((s) => readSlice(redis, s))));
   for (const clause of rest) {
     if (!seqs.length) break;
-    if (clause.size <= READ_WHOLE) {
+    if (clause.size <= readWhole) {
       const members = new Set((await Promise.all(clause.slices.map((s) => readSlice(redis, s)))).flat());
       seqs = seqs.filter((s) => members.has(s));
     } else {
@@ -128,7 +132,7 @@ export async function searchRefs(store: AuditStore, q: AuditSearch): Promise<{ t
   const from = q.dateFrom ?? -Infinity;
   const desc = q.sort !== 'date';
   const order: ChainName[] = desc ? ['main', 'archive'] : ['archive', 'main'];
-  const matches = await Promise.all(order.map((chain) => chainMatches(store, chain, q.clauses, from, to)));
+  const matches = await Promise.all(order.map((chain) => chainMatches(store, chain, q.clauses, from, to, q.limits)));
   const refs: EventRef[] = [];
   let skip = q.offset ?? 0;
   let want = q.count;

@@ -32,7 +32,7 @@ export class InvalidAuditEventError extends Error {
   override name = 'InvalidAuditEventError';
 }
 
-const MAX_IN_FLIGHT = 4;
+const MAX_IN_FLIGHT = 2;
 
 interface Pending {
   event: PreparedEvent;

@@ -78,7 +78,10 @@ export async function audit(args: string[], out: Out): Promise<void> {
         const asOf = Date.now() + 1;
         let count = 0;
         for (let offset = 0; ; offset += EXPORT_PAGE) {
-          const { refs } = await searchRefs(store, { ...q, count: EXPORT_PAGE, offset, asOf });
+          const { refs } = await searchRefs(store, { ...q, count: EXPORT_PAGE, offset, asOf, limits: { maxCandidates: rt.config.audit.searchMaxCandidates } }).catch((err: unknown) => {
+            // A search too costly to run is the operator's to narrow, not a crash.
+            throw err instanceof FhirError ? new CliUsageError(err.diagnostics) : err;
+          });
           for (const e of await store.eventsAt(refs)) out(JSON.stringify(e));
           count += refs.length;
           if (refs.length < EXPORT_PAGE) break;

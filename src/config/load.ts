@@ -75,6 +75,7 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_AUDIT_DISCLOSURE_SHOW_STAFF_NAMES', 'audit.disclosureShowStaffNames', 'bool'],
   ['AUTHZ_AUDIT_INTROSPECTION', 'audit.introspection', 'bool'],
   ['AUTHZ_AUDIT_MAX_BATCH', 'audit.maxBatch', 'int'],
+  ['AUTHZ_AUDIT_SEARCH_MAX_CANDIDATES', 'audit.searchMaxCandidates', 'int'],
   ['AUTHZ_AUDIT_VALIDATE_EVENTS', 'audit.validateEvents', 'bool'],
 ];
 

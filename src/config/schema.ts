@@ -192,6 +192,11 @@ export const configSchema = z
         introspection: z.boolean().default(true),
         /** Most events one append script writes (group commit); at most 2000, as Lua unpacks a batch onto its stack (limit 8000). */
         maxBatch: z.number().int().min(1).max(2000).default(500),
+        /**
+         * A search with several parameters starts from its smallest one; past this many events (in
+         * its date range) it is refused as too costly instead of tying Redis up (audit/search.ts).
+         */
+        searchMaxCandidates: z.number().int().min(100).default(100_000),
       })
       .default({
         checkpointEvery: 10_000,
@@ -201,6 +206,7 @@ export const configSchema = z
         disclosureShowStaffNames: false,
         introspection: true,
         maxBatch: 500,
+        searchMaxCandidates: 100_000,
       }),
     /** Seed demo clients (and later users) in development mode. */
     demoData: z.boolean().default(true),

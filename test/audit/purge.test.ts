@@ -5,6 +5,7 @@ import { verifyChain } from '../../src/audit/verify.js';
 import { purge, PurgeRefusedError } from '../../src/audit/retention.js';
 import { CheckpointStore, verifyCheckpoint } from '../../src/audit/checkpoints.js';
 import { search } from '../../src/audit/search.js';
+import { decodePostings } from '../../src/audit/postings.js';
 
 const DAY = 86_400_000;
 const daysAgo = (n: number) => new Date(Date.now() - n * DAY).toISOString();
@@ -53,6 +54,13 @@ describe('audit purge (retention) keeps the chains verifiable', () => {
     expect((await search(f.store, { clauses: [{ param: 'patient', values: ['Patient/old-0'] }], count: 10 })).total).toBe(1);
     expect((await search(f.store, { clauses: [{ param: 'patient', values: ['Patient/old-1'] }], count: 10 })).total).toBe(0);
     expect((await search(f.store, { clauses: [{ param: 'patient', values: ['Patient/ancient-0'] }], count: 10 })).total).toBe(0);
+
+    // The removed seqs are gone from every posting list of the main chain.
+    for (const key of await f.redis.keys(`${f.keyspace.auditPostings('main', 'patient', '')}*`)) {
+      expect(decodePostings((await f.redis.get(key))!).every((seq) => seq > 9)).toBe(true);
+    }
+    expect(await f.redis.exists(f.keyspace.auditPostings('main', 'patient', 'Patient/old-1'))).toBe(0);
+    expect(decodePostings((await f.redis.get(f.keyspace.auditPostings('archive', 'patient', 'Patient/old-3')))!)).toEqual([2]);
 
     // A second purge later removes nothing new but the chain stays verifiable.
     await purge({ config: f.config, store: f.store, checkpoints, keys: f.keys, trail: f.trail, actor: operator });

@@ -90,6 +90,21 @@ describe('audit verify: chain and checkpoints on real Redis', () => {
     expect((await verify()).problem).toMatchObject({ kind: 'reordered', seq: 3 });
   });
 
+  test('a changed trail time or stream id (not under the hash, but what search relies on) is reported', async () => {
+    await rewriteStream(f, 'main', (entries) => {
+      // Moved into the past, out of reach of a date search for when it happened.
+      entries[11]!.t = entries[11]!.t - 86_400_000;
+      return entries;
+    });
+    expect((await verify()).problem).toMatchObject({ kind: 'altered', seq: 12 });
+    expect((await verify()).problem!.message).toMatch(/trail time/);
+  });
+
+  test('an entry stored under another stream id than <seq>-0 is reported', async () => {
+    await rewriteStream(f, 'main', (entries) => entries.map((e) => (e.seq >= 15 ? { ...e, sid: `${e.seq + 100}-0` } : e)), { ownSids: true });
+    expect((await verify()).problem).toMatchObject({ kind: 'altered', seq: 15 });
+  });
+
   test('a forged or tampered checkpoint is reported', async () => {
     const [jws] = await f.redis.zrange(f.keyspace.auditCheckpoints('main'), '0', '0');
     const [h, p, s] = jws!.split('.');
