@@ -36,14 +36,36 @@ export function relativeOf(reference: string): string {
   return m ? `${m[1]}/${m[2]}` : reference;
 }
 
+/**
+ * Code systems of the event types and subtypes this server writes. Their codes are indexed as
+ * `system|code` only, and a bare-code search looks in each of them (`codeSearchValues`): one
+ * posting per coding instead of two. Codes of any other system (an event another tool wrote) are
+ * indexed both ways. Listed here rather than read from events/vocabulary.ts, which imports this
+ * module through disclosure.ts.
+ */
+export const EVENT_CODE_SYSTEMS: readonly string[] = [
+  'http://dicom.nema.org/resources/ontology/DCM',
+  'http://terminology.hl7.org/CodeSystem/audit-event-type',
+  'http://hl7.org/fhir/restful-interaction',
+  'urn:ihe:event-type-code',
+  'https://profiles.ihe.net/ITI/BALP/CodeSystem/AuthZsubType',
+  'https://smart-authz.dev/fhir/CodeSystem/audit-event-subtype',
+];
+const KNOWN_CODE_SYSTEMS = new Set(EVENT_CODE_SYSTEMS);
+
 function tokenValues(codings: Array<Coding | undefined>): string[] {
   const out: string[] = [];
   for (const c of codings) {
     if (!c?.code) continue;
-    out.push(c.code);
+    if (!c.system || !KNOWN_CODE_SYSTEMS.has(c.system)) out.push(c.code);
     if (c.system) out.push(`${c.system}|${c.code}`);
   }
   return out;
+}
+
+/** The index values a `type` or `subtype` search value matches (a bare code: in every known system too). */
+export function codeSearchValues(value: string): string[] {
+  return value.includes('|') ? [value] : [value, ...EVENT_CODE_SYSTEMS.map((system) => `${system}|${value}`)];
 }
 
 /** Every patient the event is about, as `Patient/<id>`. */

@@ -1,7 +1,7 @@
 import { FhirError } from '../http/fhir-api.js';
 import { applyDate } from '../consent/search-params.js';
 import { patientIdOf, relativeReference } from '../consent/references.js';
-import type { IndexParam } from './indexes.js';
+import { codeSearchValues, type IndexParam } from './indexes.js';
 import type { AuditSearch, Clause } from './search.js';
 
 /**
@@ -105,7 +105,8 @@ export function parseAuditSearch(query: Query, opts: { lenient?: boolean } = {})
   }
   for (const [name, param] of Object.entries(TOKEN_PARAMS)) {
     for (const raw of all(query[name])) {
-      const values = alternatives(name, raw).map((v) => token(name, v));
+      let values = alternatives(name, raw).map((v) => token(name, v));
+      if (param === 'type' || param === 'subtype') values = [...new Set(values.flatMap(codeSearchValues))];
       if (name === 'outcome' && values.some((v) => !OUTCOMES.has(v))) throw bad('outcome must be 0, 4, 8 or 12');
       if (name === 'action' && values.some((v) => !ACTIONS.has(v))) throw bad('action must be C, R, U, D or E');
       clauses.push({ param, values });

@@ -1,10 +1,11 @@
 import { describe, expect, test } from '@jest/globals';
 import { auditEventProblems } from '../../src/audit/audit-event.js';
 import { canonicalJson } from '../../src/audit/chain.js';
-import { disclosedPatients } from '../../src/audit/disclosure.js';
+import { disclosedPatients, LOCAL_SUBTYPE_SYSTEM } from '../../src/audit/disclosure.js';
+import { EVENT_TYPES, STANDARD_SUBTYPES } from '../../src/audit/events/vocabulary.js';
 import { tokenIntrospected } from '../../src/audit/events/token-events.js';
 import { introspectionIndexEntries, introspectionRecord, introspectionRecordJson, renderIntrospection, type IntrospectionFacts } from '../../src/audit/forms/introspection.js';
-import { allIndexEntries } from '../../src/audit/indexes.js';
+import { allIndexEntries, codeSearchValues, EVENT_CODE_SYSTEMS } from '../../src/audit/indexes.js';
 import { decodeStored, UnreadableAuditEntryError } from '../../src/audit/stored-event.js';
 
 /**
@@ -108,4 +109,13 @@ test('a record that lost its shape is reported, not rendered half-way', () => {
   expect(() => decodeStored(canonicalJson({ ...record, recorded: 'yesterday' }))).toThrow(UnreadableAuditEntryError);
   expect(() => decodeStored(canonicalJson({ ...record, extra: 1 }))).toThrow(UnreadableAuditEntryError);
   expect(() => decodeStored('{"form":')).toThrow(UnreadableAuditEntryError);
+});
+
+test('every code system of the event types and subtypes this server writes is indexed as system|code only', () => {
+  for (const coding of [...Object.values(EVENT_TYPES), ...Object.values(STANDARD_SUBTYPES), { system: LOCAL_SUBTYPE_SYSTEM, code: 'x' }]) {
+    expect(EVENT_CODE_SYSTEMS).toContain(coding.system);
+  }
+  // A bare code is looked for in each of them, and as indexed from other systems.
+  expect(codeSearchValues('110114')).toEqual(expect.arrayContaining(['110114', `${EVENT_TYPES.userAuthentication.system}|110114`]));
+  expect(codeSearchValues('urn:other|x')).toEqual(['urn:other|x']);
 });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { auditFixture, sampleEvent, type AuditFixture } from './support.js';
 import { search, type AuditSearch, type Clause } from '../../src/audit/search.js';
-import { allIndexEntries } from '../../src/audit/indexes.js';
+import { allIndexEntries, codeSearchValues } from '../../src/audit/indexes.js';
 import { disclosedPatients } from '../../src/audit/disclosure.js';
 import { FhirError } from '../../src/http/fhir-api.js';
 import type { AuditEvent } from '../../src/audit/audit-event.js';
@@ -59,7 +59,8 @@ function reference(q: AuditSearch): { total: number; ids: string[] } {
 const patient = (...ids: string[]): Clause => ({ param: 'patient', values: ids.map((p) => `Patient/${p}`) });
 const agent = (...ids: string[]): Clause => ({ param: 'agent', values: ids });
 const outcome = (...codes: string[]): Clause => ({ param: 'outcome', values: codes });
-const subtype = (...codes: string[]): Clause => ({ param: 'subtype', values: codes });
+// As the API passes them: a bare code is looked for in each known code system.
+const subtype = (...codes: string[]): Clause => ({ param: 'subtype', values: codes.flatMap(codeSearchValues) });
 
 const queries: Array<[string, AuditSearch]> = [
   ['no parameters (a seq range)', { clauses: [], count: 25 }],
@@ -77,12 +78,14 @@ const queries: Array<[string, AuditSearch]> = [
   ['a page past the end', { clauses: [patient('p2')], count: 10, offset: 1000 }],
 ];
 
-describe.each(queries)('%s', (_name, q) => {
+describe.each(queries)('%s', (name, q) => {
   const ids = (r: { events: AuditEvent[] }) => r.events.map((e) => e.id);
 
   test('matches the reference', async () => {
     const got = await search(f.store, q);
     expect({ total: got.total, ids: ids(got) }).toEqual(reference(q));
+    // Every query but one finds something, so agreeing on nothing proves nothing.
+    if (name !== 'nothing matches') expect(got.total).toBeGreaterThan(0);
   });
 
   test('the same when every other clause is probed in Redis instead of read whole', async () => {

@@ -188,7 +188,7 @@ export function introspectionIndexEntries(record: IntrospectionRecord): Array<[I
     if (t.fhirUser) add('agent', relativeOf(t.fhirUser));
     add('agent', t.accountId);
   }
-  out.push(['type', EVENT_TYPES.userAuthentication.code!], ['type', USER_AUTHENTICATION], ['subtype', 'token-introspected'], ['subtype', INTROSPECTED_SUBTYPE], ['outcome', '0'], ['action', 'E']);
+  out.push(['type', USER_AUTHENTICATION], ['subtype', INTROSPECTED_SUBTYPE], ['outcome', '0'], ['action', 'E']);
   add('disclosure', entityPatient);
   return out;
 }
