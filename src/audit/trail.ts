@@ -32,6 +32,9 @@ export class InvalidAuditEventError extends Error {
   override name = 'InvalidAuditEventError';
 }
 
+// Two batches on their way at once: one is always being filled while the other is in Redis, and
+// batches stay large (Redis pays per script call as much as per event). Measured against 1, 3, 4
+// and 8 with bench:introspect.
 const MAX_IN_FLIGHT = 2;
 
 interface Pending {
