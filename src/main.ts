@@ -37,6 +37,15 @@ async function main(): Promise<void> {
   const metrics = new Metrics();
   let shuttingDown = false;
 
+  const { AuditStore } = await import('./audit/store.js');
+  const { requireCurrentLayout, LegacyTrailError } = await import('./audit/migrate.js');
+  try {
+    await requireCurrentLayout(new AuditStore(redis, keyspace));
+  } catch (err) {
+    if (err instanceof LegacyTrailError) fail(err.message);
+    throw err;
+  }
+
   const keys = await keystore.ensureKeys();
   const cookieKeys = await resolveCookieKeys(config, redis, keyspace);
   // One audit trail for the process: provider rebuilds (key rotation) keep appending through it.

@@ -5,6 +5,7 @@ import { createAuditTrail } from '../audit/trail.js';
 import { AuditStore } from '../audit/store.js';
 import { CheckpointStore, keyStoreCheckpointKeys } from '../audit/checkpoints.js';
 import { verifyChain } from '../audit/verify.js';
+import { LegacyTrailError, migrateTrail } from '../audit/migrate.js';
 import { purge, PurgeRefusedError } from '../audit/retention.js';
 import { parseAuditSearch } from '../audit/search-params.js';
 import { searchRefs } from '../audit/search.js';
@@ -22,7 +23,9 @@ export const AUDIT_USAGE = `Usage: smart-authz audit <command>
                                       every event (oldest first) as NDJSON on stdout; the export is audited
   purge                               remove events past the retention (AUTHZ_AUDIT_RETENTION_DAYS); keep
                                       disclosures (AUTHZ_AUDIT_DISCLOSURE_RETENTION_DAYS) in the archive chain
-  checkpoint                          sign the current chain heads now`;
+  checkpoint                          sign the current chain heads now
+  migrate                             rewrite a trail written by an earlier version (stream ids, indexes) in the
+                                      current layout; run once with every server stopped`;
 
 const EXPORT_PAGE = 500;
 
@@ -102,6 +105,25 @@ export async function audit(args: string[], out: Out): Promise<void> {
             process.exitCode = 1;
             return;
           }
+          throw err;
+        }
+      });
+    case 'migrate':
+      parseCommandArgs(rest, {}, 0);
+      return withAudit(async (_rt, { store, keys }) => {
+        try {
+          const moved = await migrateTrail(store);
+          for (const chain of ['main', 'archive'] as const) {
+            const report = await verifyChain(store, keys, chain);
+            out(`${chain}: ${moved[chain]} entries migrated; ${report.ok ? `verifies (${report.entries} entries)` : `FAILED: ${report.problem!.message}`}`);
+            if (!report.ok) {
+              process.exitCode = 1;
+              return;
+            }
+          }
+          if (moved.main || moved.archive) out('the old streams are kept as <stream>:legacy; delete them once you are satisfied');
+        } catch (err) {
+          if (err instanceof LegacyTrailError) throw new CliUsageError(err.message);
           throw err;
         }
       });

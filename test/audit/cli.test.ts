@@ -31,6 +31,11 @@ afterAll(async () => {
 });
 
 describe('smart-authz audit', () => {
+  test('migrate on a trail already in the current layout changes nothing and says it verifies', async () => {
+    expect(await cli('audit', 'migrate')).toEqual([expect.stringMatching(/^main: 0 entries migrated; verifies \(10 entries\)$/), expect.stringMatching(/^archive: 0 entries migrated; verifies/)]);
+    expect(process.exitCode ?? 0).toBe(0);
+  });
+
   test('checkpoint, verify, export (audited), purge', async () => {
     expect(await cli('audit', 'checkpoint')).toEqual([expect.stringMatching(/^main: signed checkpoint at seq 10 \(hash [0-9a-f]{64}\)$/)]);
     const verified = await cli('audit', 'verify');
