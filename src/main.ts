@@ -26,6 +26,15 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.log.level);
   const runtime = await openRuntime(config, logger);
+  // A trail the append script cannot continue is an operator's fix, reported before anything starts.
+  const { AuditStore } = await import('./audit/store.js');
+  const { requireCurrentLayout, LegacyTrailError } = await import('./audit/migrate.js');
+  try {
+    await requireCurrentLayout(new AuditStore(runtime.redis, runtime.keyspace));
+  } catch (err) {
+    if (err instanceof LegacyTrailError) fail(err.message);
+    throw err;
+  }
   // oidc-provider is imported only once configuration and Redis are known to be good, so an
   // operator error prints exactly one line (its import prints a runtime notice on Node 20).
   const { buildApp } = await import('./app.js');
@@ -36,15 +45,6 @@ async function main(): Promise<void> {
   const { redis, keyspace, keystore } = runtime;
   const metrics = new Metrics();
   let shuttingDown = false;
-
-  const { AuditStore } = await import('./audit/store.js');
-  const { requireCurrentLayout, LegacyTrailError } = await import('./audit/migrate.js');
-  try {
-    await requireCurrentLayout(new AuditStore(redis, keyspace));
-  } catch (err) {
-    if (err instanceof LegacyTrailError) fail(err.message);
-    throw err;
-  }
 
   const keys = await keystore.ensureKeys();
   const cookieKeys = await resolveCookieKeys(config, redis, keyspace);

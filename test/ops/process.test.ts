@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { getStatus, startServerProcess } from '../support/server-process.js';
 
 const base = () => ({ REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: `p-${randomUUID().slice(0, 8)}:`, AUTHZ_LOG_LEVEL: 'info' });
@@ -94,6 +95,17 @@ describe('the server process', () => {
       server.proc.kill('SIGTERM');
       await server.exited;
     }
+  });
+
+  test('a trail written by an earlier version stops start-up with one line naming the migration', async () => {
+    const env = base();
+    const redis = new Redis(process.env.REDIS_URL!);
+    // An entry at a Redis-assigned stream id, as the earlier layout wrote them.
+    await redis.xadd(`${env.AUTHZ_REDIS_PREFIX}{audit}:main:stream`, '*', 'seq', '1', 'prev', '0'.repeat(64), 'hash', 'h', 'id', 'x', 'event', '{}');
+    redis.disconnect();
+    const server = await startServerProcess(env, { waitReady: false });
+    expect(await server.exited).toBe(1);
+    expect(server.stderr().trim().split('\n')).toEqual([expect.stringMatching(/earlier version .* run `smart-authz audit migrate` once$/)]);
   });
 
   test('a TLS file that cannot be read is one clear line', async () => {
