@@ -13,8 +13,8 @@ import { encodeSeq, streamId } from './postings.js';
  * atomically, so however many instances share the trail they produce one unbroken chain.
  *
  * The script also appends the entries' seqs to the posting lists of their search values
- * (postings.ts) and writes their id → location mapping, so an event is findable exactly when it
- * is in the chain.
+ * (postings.ts) and writes their id → seq mapping, so an event is findable exactly when it is in
+ * the chain.
  */
 
 const APPEND_SCRIPT = `
@@ -66,7 +66,7 @@ return out
 
 export interface PreparedEvent {
   id: string;
-  /** Canonical JSON. */
+  /** Canonical JSON of the event or compact record (what the hash covers). */
   json: string;
   /** `recorded` in epoch ms. */
   score: number;
