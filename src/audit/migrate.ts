@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import type { ChainName } from './chain.js';
 import { indexEntriesOf, type Recordable } from './stored-event.js';
 import { encodeSeq, streamId } from './postings.js';
 import type { AuditStore } from './store.js';
+import { withMaintenanceLock } from './maintenance-lock.js';
 
 /**
  * Trails written before posting lists had Redis-assigned stream ids and sorted-set indexes
@@ -79,10 +79,7 @@ export async function migrateChain(store: AuditStore, chain: ChainName): Promise
 
 /** Migrates both chains and drops the old sorted-set indexes. */
 export async function migrateTrail(store: AuditStore): Promise<{ main: number; archive: number }> {
-  const lock = store.keyspace.auditPurgeLock();
-  const token = randomUUID();
-  if ((await store.redis.set(lock, token, 'EX', 3600, 'NX')) !== 'OK') throw new LegacyTrailError('a purge or another migration is running');
-  try {
+  return withMaintenanceLock(store.redis, store.keyspace, () => new LegacyTrailError('a purge or another migration is running'), async () => {
     const out = { main: 0, archive: 0 };
     for (const chain of ['main', 'archive'] as const) {
       if ((await trailLayout(store, chain)) === 'legacy') out[chain] = await migrateChain(store, chain);
@@ -90,9 +87,7 @@ export async function migrateTrail(store: AuditStore): Promise<{ main: number; a
     await unlinkMatching(store, store.keyspace.key('{audit}:idx:*'));
     await unlinkMatching(store, store.keyspace.key('{audit}:scratch:*'));
     return out;
-  } finally {
-    await store.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, lock, token);
-  }
+  });
 }
 
 async function unlinkMatching(store: AuditStore, pattern: string): Promise<void> {

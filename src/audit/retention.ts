@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.js';
 import type { AuditEvent } from './audit-event.js';
 import { ChainAppender } from './append.js';
@@ -10,6 +9,7 @@ import type { AuditStore } from './store.js';
 import type { AuditTrail } from './trail.js';
 import { prepareEvent } from './trail.js';
 import { trimPostings } from './postings.js';
+import { withMaintenanceLock } from './maintenance-lock.js';
 import type { Recordable } from './stored-event.js';
 import { trailPurged, type PurgeFacts, type TrailActor } from './trail-events.js';
 import { verifyChain, type VerifyReport } from './verify.js';
@@ -36,7 +36,6 @@ import { verifyChain, type VerifyReport } from './verify.js';
 
 const DAY_MS = 86_400_000;
 const BATCH = 1000;
-const LOCK_SECONDS = 3600;
 
 export interface PurgeDeps {
   config: Config;
@@ -68,10 +67,7 @@ export async function purge(deps: PurgeDeps): Promise<PurgeResult> {
   const now = (deps.now ?? new Date()).getTime();
   const cutoff = now - config.audit.retentionDays * DAY_MS;
   const disclosureCutoff = now - config.audit.disclosureRetentionDays * DAY_MS;
-  const lockToken = randomUUID();
-  const locked = await redis.set(keyspace.auditPurgeLock(), lockToken, 'EX', LOCK_SECONDS, 'NX');
-  if (locked !== 'OK') throw new PurgeRefusedError('another purge is running (or was interrupted less than an hour ago)');
-  try {
+  return withMaintenanceLock(redis, keyspace, () => new PurgeRefusedError('another purge or a migration is running (or was interrupted less than an hour ago)'), async () => {
     for (const chain of ['main', 'archive'] as const) {
       const report = await verifyChain(store, deps.keys, chain);
       if (!report.ok) throw new PurgeRefusedError(`the ${chain} chain does not verify; nothing was purged: ${report.problem!.message}`, report);
@@ -120,10 +116,7 @@ export async function purge(deps: PurgeDeps): Promise<PurgeResult> {
     await deps.trail.record(event);
     await checkpoints.write('main', 'purge-after');
     return { ...facts, event };
-  } finally {
-    // Release only our own lock.
-    await redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, keyspace.auditPurgeLock(), lockToken);
-  }
+  });
 }
 
 interface Parsed {

@@ -65,3 +65,11 @@ test('migration keeps every entry and hash, indexes it anew, and the trail goes 
   // Running it again is harmless.
   expect(await migrateTrail(f.store)).toEqual({ main: 0, archive: 0 });
 });
+
+test('a migration does not start while a purge (or another migration) holds the maintenance lock', async () => {
+  await f.redis.set(f.keyspace.auditPurgeLock(), 'a purge elsewhere', 'EX', 60);
+  await expect(migrateTrail(f.store)).rejects.toThrow(/a purge or another migration is running/);
+  await expect(requireCurrentLayout(f.store)).rejects.toThrow(LegacyTrailError);
+  // The other holder's lock is left alone.
+  expect(await f.redis.get(f.keyspace.auditPurgeLock())).toBe('a purge elsewhere');
+});
