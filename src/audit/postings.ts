@@ -78,8 +78,8 @@ return out
 `;
 
 /**
- * The seq range of a chain (KEYS[1] its stream) whose \`t\` lies in [ARGV[1], ARGV[2]] (ms), and
- * its first and last seq. Entries are found by id \`<seq>-0\`; a missing one (a damaged chain)
+ * The seq range of a chain (KEYS[1] its stream) whose `t` lies in [ARGV[1], ARGV[2]] (ms), and
+ * its first and last seq. Entries are found by id `<seq>-0`; a missing one (a damaged chain)
  * is stepped over to the next present entry.
  */
 const WINDOW_SCRIPT = `
