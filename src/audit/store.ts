@@ -36,31 +36,13 @@ export class AuditStore {
       this.redis.hmget(this.keyspace.auditLocation('main'), ...ids),
       this.redis.hmget(this.keyspace.auditLocation('archive'), ...ids),
     ]);
-    const pipeline = this.redis.pipeline();
-    const asked: boolean[] = [];
+    // Each chain's location hash maps an id to its seq there; the archive wins (a copy moved there).
+    const refs: Array<{ chain: ChainName; seq: number }> = [];
     ids.forEach((_, i) => {
-      // Each chain's location hash maps an id to its seq there; the archive wins (a copy moved there).
-      const chain: ChainName | undefined = archive[i] ? 'archive' : main[i] ? 'main' : undefined;
-      if (!chain) {
-        asked.push(false);
-        return;
-      }
-      const seq = Number(chain === 'archive' ? archive[i] : main[i]);
-      pipeline.xrange(this.keyspace.auditStream(chain), streamId(seq), streamId(seq));
-      asked.push(true);
+      if (archive[i]) refs.push({ chain: 'archive', seq: Number(archive[i]) });
+      else if (main[i]) refs.push({ chain: 'main', seq: Number(main[i]) });
     });
-    const replies = (await pipeline.exec()) ?? [];
-    const out: AuditEvent[] = [];
-    let r = 0;
-    for (const wasAsked of asked) {
-      if (!wasAsked) continue;
-      const [err, value] = replies[r++]!;
-      if (err) throw err;
-      const rows = value as Array<[string, string[]]>;
-      if (!rows.length) continue; // purged between the lookup and the read
-      out.push(parseEvent(parseStreamEntry(rows[0]![0], rows[0]![1])));
-    }
-    return out;
+    return this.eventsAt(refs);
   }
 
   /** The events at these chain positions, in the given order (positions purged meanwhile are skipped). */

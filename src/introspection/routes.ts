@@ -9,7 +9,8 @@ import { normaliseBase } from '../provider/fhir-servers.js';
 import { CallerAuthError, type CallerAuthenticator, type ClientRecord } from './caller-auth.js';
 import { JWT_MARKER_MODEL, sessionStillOpen, type FoundToken, type TokenLookup } from './token-lookup.js';
 import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
-import { introspectionAuditRecord, revocationEvent } from '../audit/hooks/introspection-audit.js';
+import { revocationEvent } from '../audit/hooks/introspection-audit.js';
+import { introspectionRecord } from '../audit/forms/introspection.js';
 
 const FORM_LIMIT = 16 * 1024;
 const JWT_RESPONSE = 'application/token-introspection+jwt';
@@ -169,7 +170,7 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
       const token = await deps.lookup.find(value, form.get('token_type_hint'));
       const active = token && mayIntrospect(caller, token) && (await sessionStillOpen(deps.adapters, token));
       const body = active ? describe(token) : { active: false };
-      if (config.audit.introspection) await deps.audit.record(introspectionAuditRecord(config.issuer, { callerId: caller.client_id, ip: ctx.ip, token, active: Boolean(active), value }));
+      if (config.audit.introspection) await deps.audit.record(introspectionRecord(config.issuer, { callerId: caller.client_id, ip: ctx.ip, token, active: Boolean(active), value }));
 
       if (ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE) {
         const { key, kid } = await signingKey();

@@ -3,7 +3,7 @@ import { auditEventProblems } from '../../src/audit/audit-event.js';
 import { canonicalJson } from '../../src/audit/chain.js';
 import { disclosedPatients, LOCAL_SUBTYPE_SYSTEM } from '../../src/audit/disclosure.js';
 import { EVENT_TYPES, STANDARD_SUBTYPES } from '../../src/audit/events/vocabulary.js';
-import { tokenIntrospected } from '../../src/audit/events/token-events.js';
+import { tokenIntrospected, type IntrospectedToken } from '../../src/audit/events/token-events.js';
 import { introspectionIndexEntries, introspectionRecord, introspectionRecordJson, renderIntrospection, type IntrospectionFacts } from '../../src/audit/forms/introspection.js';
 import { allIndexEntries, codeSearchValues, EVENT_CODE_SYSTEMS } from '../../src/audit/indexes.js';
 import { decodeStored, UnreadableAuditEntryError } from '../../src/audit/stored-event.js';
@@ -17,18 +17,14 @@ import { decodeStored, UnreadableAuditEntryError } from '../../src/audit/stored-
 const ISSUER = 'https://as.example.org';
 const OPAQUE = 'Opaque-token-value_0123456789abcdefghijklmnop';
 
-const token = (extra: Partial<NonNullable<IntrospectionFacts['token']>> = {}): NonNullable<IntrospectionFacts['token']> => ({
-  format: 'opaque',
-  id: OPAQUE,
-  kind: 'AccessToken',
-  clientId: 'app',
-  accountId: 'acc-1',
-  fhirUser: 'Practitioner/dr-1',
-  patient: 'pat-1',
-  scope: 'openid fhirUser patient/*.rs',
-  grantId: 'grant-1',
-  ...extra,
-});
+type FoundPart = NonNullable<IntrospectionFacts['token']>;
+type TokenSpec = Partial<Omit<FoundPart, 'extra'>> & { fhirUser?: string | undefined; patient?: string | undefined };
+
+/** A token as the lookup finds it: the launch context (fhirUser, patient) sits in `extra`. */
+const token = (spec: TokenSpec = {}): FoundPart => {
+  const { fhirUser, patient, ...rest } = { fhirUser: 'Practitioner/dr-1', patient: 'pat-1', ...spec };
+  return { format: 'opaque', id: OPAQUE, kind: 'AccessToken', clientId: 'app', accountId: 'acc-1', scope: 'openid fhirUser patient/*.rs', grantId: 'grant-1', ...rest, extra: { fhirUser, patient } };
+};
 
 const cases: Array<[string, IntrospectionFacts]> = [
   ['active opaque token with user and patient', { callerId: 'rs', ip: '10.0.0.9', active: true, value: OPAQUE, token: token() }],
@@ -43,7 +39,8 @@ const cases: Array<[string, IntrospectionFacts]> = [
 /** The event as the builder makes it from the raw facts (the token value hashed by the builder). */
 function built(facts: IntrospectionFacts, recorded: string) {
   const t = facts.token;
-  const tokenFacts = t && (Object.fromEntries(Object.entries(t).filter(([k, v]) => v !== undefined && k !== 'format' && k !== 'id')) as Omit<typeof t, 'format' | 'id'>);
+  const found = t && { kind: t.kind, clientId: t.clientId, accountId: t.accountId, scope: t.scope, grantId: t.grantId, fhirUser: t.extra.fhirUser, patient: t.extra.patient };
+  const tokenFacts = found && (Object.fromEntries(Object.entries(found).filter(([, v]) => v !== undefined)) as Omit<IntrospectedToken, 'name'>);
   const name = t ? (t.format === 'jwt' ? { jti: t.id } : { opaqueValue: t.id }) : undefined;
   return tokenIntrospected(
     { issuer: ISSUER, now: new Date(recorded) },

@@ -19,7 +19,7 @@ beforeEach(async () => {
   ids.length = 0;
   const items = [
     ...[1, 2, 3].map((i) => ({ ...sampleEvent({ patient: 'legacy-p', recorded: new Date(Date.UTC(2026, 0, i)).toISOString() }), id: `legacy-${i}` })),
-    introspectionRecord('http://localhost:3000', { callerId: 'rs', ip: '10.0.0.1', active: true, value: 'v', token: { format: 'jwt', id: 'jti-1', kind: 'AccessToken', clientId: 'app', patient: 'legacy-p' } }, new Date(Date.UTC(2026, 0, 4))),
+    introspectionRecord('http://localhost:3000', { callerId: 'rs', ip: '10.0.0.1', active: true, value: 'v', token: { format: 'jwt', id: 'jti-1', kind: 'AccessToken', clientId: 'app', extra: { patient: 'legacy-p' } } }, new Date(Date.UTC(2026, 0, 4))),
   ];
   let prev = GENESIS_HASH;
   let sid = '';

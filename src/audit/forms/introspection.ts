@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { AuditEvent } from '../audit-event.js';
-import { patientReference, tokenSha256, type TokenName } from '../events/agents.js';
+import { patientReference, tokenSha256 } from '../events/agents.js';
+import type { FoundToken } from '../../introspection/token-lookup.js';
 import { tokenIntrospected } from '../events/token-events.js';
 import { LOCAL_SUBTYPE_SYSTEM } from '../disclosure.js';
 import { patientOfReference, relativeOf, type IndexParam } from '../indexes.js';
@@ -56,26 +57,19 @@ export const introspectionRecordSchema = z
 export type IntrospectionRecord = z.infer<typeof introspectionRecordSchema>;
 type StoredTokenName = z.infer<typeof tokenNameSchema>;
 
-/** What the introspection handler knows when it answers. */
+/** What the introspection handler knows when it answers (it passes these as it holds them). */
 export interface IntrospectionFacts {
   callerId: string;
   ip: string;
   active: boolean;
   /** The token as found (absent: unknown, expired or malformed). */
-  token?: {
-    format: 'opaque' | 'jwt';
-    /** jti of a JWT, the value of an opaque token. */
-    id: string;
-    kind: string;
-    clientId: string;
-    accountId?: string | undefined;
-    fhirUser?: string | undefined;
-    patient?: string | undefined;
-    scope?: string | undefined;
-    grantId?: string | undefined;
-  };
+  token?: Pick<FoundToken, 'format' | 'id' | 'kind' | 'clientId' | 'accountId' | 'scope' | 'grantId' | 'extra'> | undefined;
   /** The presented value, hashed only when no token was found. */
   value: string;
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === 'string' && value ? value : undefined;
 }
 
 function storedName(format: 'opaque' | 'jwt', id: string): StoredTokenName {
@@ -92,8 +86,10 @@ export function introspectionRecord(issuer: string, facts: IntrospectionFacts, n
   if (t) {
     const token: NonNullable<IntrospectionRecord['token']> = { name: storedName(t.format, t.id), kind: t.kind, clientId: t.clientId };
     if (t.accountId) token.accountId = t.accountId;
-    if (t.fhirUser) token.fhirUser = t.fhirUser;
-    if (t.patient) token.patient = t.patient;
+    const fhirUser = text(t.extra.fhirUser);
+    if (fhirUser) token.fhirUser = fhirUser;
+    const patient = text(t.extra.patient);
+    if (patient) token.patient = patient;
     if (t.scope) token.scope = t.scope;
     if (t.grantId) token.grantId = t.grantId;
     record.token = token;
@@ -133,29 +129,14 @@ export function isIntrospectionRecord(value: unknown): value is IntrospectionRec
   return typeof value === 'object' && value !== null && (value as { form?: unknown }).form === INTROSPECTION_FORM;
 }
 
-/** The AuditEvent a record stands for. */
+/** The AuditEvent a record stands for (its token part is already what the builder takes). */
 export function renderIntrospection(record: IntrospectionRecord): AuditEvent {
-  const t = record.token;
-  const name: TokenName | undefined = t?.name;
   const event = tokenIntrospected(
     { issuer: record.issuer, now: new Date(record.recorded) },
     {
       caller: { clientId: record.caller, ip: record.ip },
       active: record.active,
-      ...(t
-        ? {
-            token: {
-              name: name!,
-              kind: t.kind,
-              clientId: t.clientId,
-              ...(t.accountId ? { accountId: t.accountId } : {}),
-              ...(t.fhirUser ? { fhirUser: t.fhirUser } : {}),
-              ...(t.patient ? { patient: t.patient } : {}),
-              ...(t.scope ? { scope: t.scope } : {}),
-              ...(t.grantId ? { grantId: t.grantId } : {}),
-            },
-          }
-        : {}),
+      ...(record.token ? { token: record.token } : {}),
       ...(record.presented ? { presented: { sha256: record.presented } } : {}),
     },
   );
