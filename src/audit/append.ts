@@ -39,7 +39,6 @@ end
 local t = head[3] or '0'
 local out = {'ok'}
 local locations = {}
-local lastSid
 local prev = ARGV[2]
 local base = tonumber(ARGV[1])
 for e = 1, n do
@@ -47,11 +46,10 @@ for e = 1, n do
   local s = string.format('%d', base + e)
   -- Time never goes back along the chain (postings.ts): a date range is then a seq range.
   if tonumber(ARGV[i + 3]) > tonumber(t) then t = ARGV[i + 3] end
-  local sid = redis.call('XADD', KEYS[2], s .. '-0', 'seq', s, 'prev', prev, 'hash', ARGV[i], 'id', ARGV[i + 1], 'event', ARGV[i + 2], 't', t)
+  redis.call('XADD', KEYS[2], s .. '-0', 'seq', s, 'prev', prev, 'hash', ARGV[i], 'id', ARGV[i + 1], 'event', ARGV[i + 2], 't', t)
   prev = ARGV[i]
   locations[#locations + 1] = ARGV[i + 1]
   locations[#locations + 1] = s
-  lastSid = sid
 end
 redis.call('HSET', KEYS[3], unpack(locations))
 -- Posting lists: one APPEND per search value for the whole batch.
@@ -60,7 +58,7 @@ local nk = tonumber(ARGV[i])
 for k = 1, nk do
   redis.call('APPEND', KEYS[tonumber(ARGV[i + 2 * k - 1])], ARGV[i + 2 * k])
 end
-redis.call('HSET', KEYS[1], 'seq', string.format('%d', base + n), 'hash', prev, 'sid', lastSid, 't', t)
+redis.call('HSET', KEYS[1], 'seq', string.format('%d', base + n), 'hash', prev, 't', t)
 return out
 `;
 
@@ -143,8 +141,9 @@ export class ChainAppender {
   }
 
   async readHead(): Promise<Head> {
-    const [seq, hash, sid] = await this.redis.hmget(this.keyspace.auditHead(this.chain), 'seq', 'hash', 'sid');
-    return { seq: seq ? Number(seq) : 0, hash: hash ?? GENESIS_HASH, sid: sid ?? undefined };
+    const [seq, hash] = await this.redis.hmget(this.keyspace.auditHead(this.chain), 'seq', 'hash');
+    const at = seq ? Number(seq) : 0;
+    return { seq: at, hash: hash ?? GENESIS_HASH, ...(at ? { sid: streamId(at) } : {}) };
   }
 
   /** Appends `events` in order (as one atomic step per attempt). */

@@ -4,6 +4,7 @@ import type { Keyspace } from '../redis/keyspace.js';
 import { KeyStore } from '../keys/keystore.js';
 import type { ChainName } from './chain.js';
 import type { Head } from './append.js';
+import { streamId } from './postings.js';
 
 /**
  * Signed checkpoints: a JWS (compact, ES384 with the server's current EC key, RS256 if there is
@@ -129,8 +130,10 @@ export class CheckpointStore {
 
   /** Signs the chain's current head and stores it. */
   async write(chain: ChainName, reason: string): Promise<CheckpointPayload & { jws: string }> {
-    const [seq, hash, sid] = await this.redis.hmget(this.keyspace.auditHead(chain), 'seq', 'hash', 'sid');
-    const head: Head = { seq: seq ? Number(seq) : 0, hash: hash ?? '0'.repeat(64), sid: sid ?? undefined };
+    const [seq, hash] = await this.redis.hmget(this.keyspace.auditHead(chain), 'seq', 'hash');
+    const at = seq ? Number(seq) : 0;
+    // The head's entry is at stream id `<seq>-0` (postings.ts).
+    const head: Head = { seq: at, hash: hash ?? '0'.repeat(64), ...(at ? { sid: streamId(at) } : {}) };
     return this.writeAt(chain, head, reason);
   }
 

@@ -52,7 +52,6 @@ export async function migrateChain(store: AuditStore, chain: ChainName): Promise
 
   let copied = 0;
   let t = 0;
-  let last: { seq: number; hash: string } | undefined;
   let multi = redis.multi();
   for await (const entry of store.walk(chain, PAGE)) {
     const item = JSON.parse(entry.event) as Recordable;
@@ -60,19 +59,19 @@ export async function migrateChain(store: AuditStore, chain: ChainName): Promise
     multi.xadd(staging, streamId(entry.seq), 'seq', String(entry.seq), 'prev', entry.prev, 'hash', entry.hash, 'id', entry.id, 'event', entry.event, 't', String(t));
     multi.hset(stagingLocation, entry.id, String(entry.seq));
     for (const [param, value] of indexEntriesOf(item)) multi.append(keyspace.auditPostings(chain, param, value), encodeSeq(entry.seq));
-    last = { seq: entry.seq, hash: entry.hash };
     if (++copied % PAGE === 0) {
       await multi.exec();
       multi = redis.multi();
     }
   }
   await multi.exec();
-  if (!last) return 0;
+  if (!copied) return 0;
   const swap = redis.multi();
   swap.rename(stream, `${stream}:legacy`);
   swap.rename(staging, stream);
   swap.rename(stagingLocation, keyspace.auditLocation(chain));
-  swap.hset(keyspace.auditHead(chain), 'sid', streamId(last.seq), 't', String(t));
+  swap.hset(keyspace.auditHead(chain), 't', String(t));
+  swap.hdel(keyspace.auditHead(chain), 'sid');
   await swap.exec();
   return copied;
 }
