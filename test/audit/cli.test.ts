@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
-import { runCli } from '../../src/cli/main.js';
+import { cliLines as cli } from '../support/cli.js';
 import { auditFixture, sampleEvent, type AuditFixture } from './support.js';
 import { rewriteStream } from './tamper.js';
 
@@ -8,12 +8,6 @@ const prefix = `cli-audit-${randomUUID().slice(0, 8)}:`;
 const env = { REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: prefix, AUTHZ_LOG_LEVEL: 'silent', AUTHZ_AUDIT_RETENTION_DAYS: '30', AUTHZ_AUDIT_DISCLOSURE_RETENTION_DAYS: '60' };
 const saved = { ...process.env };
 let f: AuditFixture;
-
-async function cli(...argv: string[]): Promise<string[]> {
-  const lines: string[] = [];
-  await runCli(argv, (line) => lines.push(line));
-  return lines;
-}
 
 beforeAll(async () => {
   Object.assign(process.env, env);

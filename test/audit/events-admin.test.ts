@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { runCli } from '../../src/cli/main.js';
+import { cliLines as cli } from '../support/cli.js';
 import { SMART_REGISTRATION_POLICY } from '../../src/provider/configuration.js';
 import { createScimApp, patchOps, USER_SCHEMA, GROUP_SCHEMA, type ScimTestApp } from '../scim/support.js';
 import { agentByType, detail, expectNoSecrets, expectValid, one, recordedBy, subtypeCodes, withLocal } from './events-support.js';
@@ -18,12 +18,6 @@ let t: ScimTestApp;
 const prefix = `audit-admin-${randomUUID().slice(0, 8)}:`;
 const env = { REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: prefix, AUTHZ_LOG_LEVEL: 'silent', AUTHZ_FHIR_SERVERS: 'http://localhost:8080/fhir' };
 const saved = { ...process.env };
-
-async function cli(...argv: string[]): Promise<string[]> {
-  const lines: string[] = [];
-  await runCli(argv, (line) => lines.push(line));
-  return lines;
-}
 
 beforeAll(async () => {
   Object.assign(process.env, env);

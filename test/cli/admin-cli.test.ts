@@ -1,16 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { runCli } from '../../src/cli/main.js';
+import { cliLines as cli } from '../support/cli.js';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 
 let t: TestApp;
 const env = { REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: `cli-${randomUUID().slice(0, 8)}:`, AUTHZ_LOG_LEVEL: 'silent', AUTHZ_FHIR_SERVERS: 'http://localhost:8080/fhir' };
 const saved = { ...process.env };
-
-async function cli(...argv: string[]): Promise<string[]> {
-  const lines: string[] = [];
-  await runCli(argv, (line) => lines.push(line));
-  return lines;
-}
 
 beforeAll(async () => {
   Object.assign(process.env, env);

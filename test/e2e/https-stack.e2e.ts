@@ -4,7 +4,7 @@ import { get as httpsGet } from 'node:https';
 import * as client from 'openid-client';
 import type { Browser } from 'playwright-core';
 import { launchChromium } from './support/browser.js';
-import { BrowserSession, appResult, decide, onConsentPage, signIn } from './support/flows.js';
+import { BrowserSession, appResult, authorizeAtRelyingParty, decide, onConsentPage, signIn } from './support/flows.js';
 import { APP_CLIENT_ID, startStack, type Stack } from './support/stack.js';
 
 /**
@@ -150,13 +150,8 @@ describe('over https with the server’s own TLS', () => {
     const url = client.buildAuthorizationUrl(config, { redirect_uri: redirectUri, scope: 'openid fhirUser launch/patient patient/*.rs', code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', nonce, aud: stack.rs.base });
     const s = await BrowserSession.open(browser);
     try {
-      await s.page.route(`${redirectUri}**`, (route) => route.fulfill({ status: 200, contentType: 'text/plain', body: 'signed in' }));
-      await s.page.goto(url.href);
-      await signIn(s, 'pat.jones', 'demo-pat-jones-2026');
-      await onConsentPage(s);
-      await decide(s, 'allow');
-      await s.page.waitForURL(`${redirectUri}**`);
-      const tokens = await client.authorizationCodeGrant(config, new URL(s.page.url()), { pkceCodeVerifier: verifier, expectedNonce: nonce, idTokenExpected: true });
+      const callback = await authorizeAtRelyingParty(s, url.href, redirectUri, { userName: 'pat.jones', password: 'demo-pat-jones-2026' });
+      const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedNonce: nonce, idTokenExpected: true });
       expect(tokens.claims()).toMatchObject({ iss: stack.issuer, aud: 'e2e-rp-tls', fhirUser: `${stack.rs.base}/Patient/pat-jones` });
       const fhir = await fetch(`${stack.rs.base}/Patient/pat-jones`, { headers: { Authorization: `Bearer ${tokens.access_token}` } });
       expect(fhir.status).toBe(200);

@@ -4,7 +4,7 @@ import * as client from 'openid-client';
 import type { Browser } from 'playwright-core';
 import { getSystemToken, signAssertion } from '../../examples/backend-service/backend-client.js';
 import { launchChromium } from './support/browser.js';
-import { BrowserSession, decide, onConsentPage, signIn } from './support/flows.js';
+import { BrowserSession, authorizeAtRelyingParty } from './support/flows.js';
 import { startStack, type Stack } from './support/stack.js';
 
 /**
@@ -83,14 +83,7 @@ describe('openid-client: authorization code flow with PKCE', () => {
 
     const s = await BrowserSession.open(browser);
     try {
-      // The relying party's redirect URI: the browser lands there with the code.
-      await s.page.route(`${redirectUri}**`, (route) => route.fulfill({ status: 200, contentType: 'text/plain', body: 'signed in' }));
-      await s.page.goto(url.href);
-      await signIn(s, 'pat.jones', 'demo-pat-jones-2026');
-      await onConsentPage(s);
-      await decide(s, 'allow');
-      await s.page.waitForURL(`${redirectUri}**`);
-      const callback = new URL(s.page.url());
+      const callback = await authorizeAtRelyingParty(s, url.href, redirectUri, { userName: 'pat.jones', password: 'demo-pat-jones-2026' });
       s.expectClean();
 
       const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true });

@@ -81,3 +81,18 @@ export async function appResult(page: Page): Promise<{ name?: string; id?: strin
   if (error) return { error };
   return { name: await page.locator('#patient-name').textContent() ?? '', id: await page.locator('#patient-id').textContent() ?? '', scope: (await page.locator('#scope').textContent()) ?? '' };
 }
+
+/**
+ * A relying party's authorization in the browser: the user signs in and allows, and the browser
+ * lands on the party's redirect URI (answered here: no server behind it). Returns that URL, code
+ * and all, for the party to exchange.
+ */
+export async function authorizeAtRelyingParty(s: BrowserSession, authorizationUrl: string, redirectUri: string, user: { userName: string; password: string }): Promise<URL> {
+  await s.page.route(`${redirectUri}**`, (route) => route.fulfill({ status: 200, contentType: 'text/plain', body: 'signed in' }));
+  await s.page.goto(authorizationUrl);
+  await signIn(s, user.userName, user.password);
+  await onConsentPage(s);
+  await decide(s, 'allow');
+  await s.page.waitForURL(`${redirectUri}**`);
+  return new URL(s.page.url());
+}
