@@ -12,7 +12,7 @@ import { requestContext } from './http/request-context.js';
 import { securityHeaders } from './http/security-headers.js';
 import { errorBoundary, requireRedis } from './http/errors.js';
 import { bodyLimit } from './http/body-limit.js';
-import { opsRoutes } from './ops/health.js';
+import { metricsAccessFor, opsRoutes } from './ops/health.js';
 import { smartConfigurationRoutes } from './discovery/smart-configuration.js';
 import { interactionRoutes } from './login/routes.js';
 import { InteractionCsrf } from './login/csrf.js';
@@ -183,7 +183,7 @@ export function buildApp(deps: AppDeps): Provider {
     logger.error({ err, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'oidc-provider server error');
   });
 
-  const ops = opsRoutes(redis, metrics, deps.isShuttingDown ?? (() => false));
+  const ops = opsRoutes(redis, metrics, deps.isShuttingDown ?? (() => false), metricsAccessFor(config.metrics, config.mode));
   const discovery = smartConfigurationRoutes(config);
   const csrf = new InteractionCsrf(deps.cookieKeys);
   // The pickers search the FHIR server with a token this server mints for its own internal client

@@ -38,6 +38,7 @@ async function main(): Promise<void> {
   // oidc-provider is imported only once configuration and Redis are known to be good, so an
   // operator error prints exactly one line (its import prints a runtime notice on Node 20).
   const { buildApp } = await import('./app.js');
+  const { metricsAccessFor } = await import('./ops/health.js');
   const { clientRegistryFor } = await import('./clients/wiring.js');
   const { loadClientsFile } = await import('./clients/file-loader.js');
   const { seedDemoData } = await import('./seed/demo.js');
@@ -68,6 +69,10 @@ async function main(): Promise<void> {
     logger.error({ err: { message: (err as Error).message } }, 'could not register the management page client'),
   );
 
+  const metricsAccess = metricsAccessFor(config.metrics, config.mode);
+  if ('open' in metricsAccess && !metricsAccess.open) {
+    logger.warn('/metrics is off: set AUTHZ_METRICS_TOKEN for scrapers (or AUTHZ_METRICS_OPEN=true on a private network)');
+  }
   const http = await listen(config, app.callback(), logger);
 
   // Consents also go to a FHIR server when one is configured; the outbox in Redis holds them

@@ -56,6 +56,8 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_BODY_LIMIT', 'http.bodyLimit', 'string'],
   ['AUTHZ_FRAME_ANCESTORS', 'http.frameAncestors', 'words'],
   ['AUTHZ_SHUTDOWN_GRACE_MS', 'http.shutdownGraceMs', 'int'],
+  ['AUTHZ_METRICS_TOKEN', 'metrics.token', 'string'],
+  ['AUTHZ_METRICS_OPEN', 'metrics.open', 'bool'],
   ['AUTHZ_LOG_LEVEL', 'log.level', 'string'],
   ['AUTHZ_DEMO_DATA', 'demoData', 'bool'],
   ['AUTHZ_CONSENT_FHIR_SERVER', 'consents.fhirServer', 'string'],

@@ -152,6 +152,17 @@ export const configSchema = z
         shutdownGraceMs: z.number().int().min(0).default(10_000),
       })
       .default({ bodyLimit: '100kb', frameAncestors: ["'none'"], shutdownGraceMs: 10_000 }),
+    /**
+     * Who may read `/metrics`. With a token, scrapers send it as a bearer token; without one,
+     * development serves it openly and production not at all unless `open` says the network
+     * already keeps it private (metrics name routes, clients' error rates and token volumes).
+     */
+    metrics: z
+      .object({
+        token: z.string().min(32, 'must be at least 32 characters').optional(),
+        open: z.boolean().optional(),
+      })
+      .default({}),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .default({ level: 'info' }),

@@ -1,4 +1,6 @@
 import Router from '@koa/router';
+import type { Context } from 'koa';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RedisClient } from '../redis/connection.js';
 import type { Metrics } from './metrics.js';
 import { STATIC_CSS } from '../http/views.js';
@@ -7,7 +9,16 @@ import { STATIC_CSS } from '../http/views.js';
  * `/healthz` answers while the process can serve HTTP at all (liveness); `/readyz` also proves a
  * Redis round trip (readiness: take the instance out of the load balancer, don't restart it).
  */
-export function opsRoutes(redis: RedisClient, metrics: Metrics, isShuttingDown: () => boolean): Router {
+/** How `/metrics` is guarded: a bearer token, open (development, or a private network), or off. */
+export type MetricsAccess = { token: string } | { open: boolean };
+
+export function metricsAccessFor(settings: { token?: string; open?: boolean }, mode: 'development' | 'production'): MetricsAccess {
+  if (settings.token) return { token: settings.token };
+  return { open: settings.open ?? mode === 'development' };
+}
+
+export function opsRoutes(redis: RedisClient, metrics: Metrics, isShuttingDown: () => boolean, access: MetricsAccess): Router {
+  const mayReadMetrics = metricsGuard(access);
   const router = new Router();
   router.get('/healthz', (ctx) => {
     ctx.set('Cache-Control', 'no-store');
@@ -30,6 +41,7 @@ export function opsRoutes(redis: RedisClient, metrics: Metrics, isShuttingDown: 
     }
   });
   router.get('/metrics', async (ctx) => {
+    if (!mayReadMetrics(ctx)) return;
     ctx.type = metrics.registry.contentType;
     ctx.set('Cache-Control', 'no-store');
     ctx.body = await metrics.registry.metrics();
@@ -40,4 +52,34 @@ export function opsRoutes(redis: RedisClient, metrics: Metrics, isShuttingDown: 
     ctx.body = STATIC_CSS;
   });
   return router;
+}
+
+/**
+ * Refuses a scrape that lacks the configured token (401, with the challenge a scraper expects) and
+ * answers 404 where metrics are off, as if the route did not exist. Both sides are hashed before
+ * the constant-time compare so the token's length does not leak either.
+ */
+function metricsGuard(access: MetricsAccess): (ctx: Context) => boolean {
+  if ('open' in access) {
+    return (ctx) => {
+      if (access.open) return true;
+      ctx.status = 404;
+      ctx.body = { error: 'not_found', error_description: '/metrics is off: set AUTHZ_METRICS_TOKEN (or AUTHZ_METRICS_OPEN=true on a private network)' };
+      return false;
+    };
+  }
+  const expected = sha256(access.token);
+  return (ctx) => {
+    const match = /^Bearer ([\x21-\x7e]+)$/.exec(ctx.get('authorization'));
+    if (match && timingSafeEqual(sha256(match[1]!), expected)) return true;
+    ctx.status = 401;
+    ctx.set('WWW-Authenticate', 'Bearer realm="metrics"');
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { error: 'invalid_token', error_description: 'metrics need the configured bearer token' };
+    return false;
+  };
+}
+
+function sha256(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest();
 }
