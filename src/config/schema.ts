@@ -250,6 +250,10 @@ export const configSchema = z
     if (!c.cookieKeys) {
       ctx.addIssue({ code: 'custom', path: ['cookieKeys'], message: 'is required in production' });
     }
+    // Signing keys live in Redis: unencrypted, a copy of a Redis backup is enough to mint tokens.
+    if (!c.keyEncryptionSecret) {
+      ctx.addIssue({ code: 'custom', path: ['keyEncryptionSecret'], message: 'is required in production (it encrypts the signing keys kept in Redis)' });
+    }
   });
 
 export type Config = z.infer<typeof configSchema>;

@@ -89,7 +89,7 @@ describe('configuration', () => {
   });
 
   describe('production mode', () => {
-    const base = { AUTHZ_MODE: 'production', AUTHZ_COOKIE_KEYS: key, AUTHZ_PROXY: 'true', AUTHZ_ISSUER: 'https://auth.example.org' };
+    const base = { AUTHZ_MODE: 'production', AUTHZ_COOKIE_KEYS: key, AUTHZ_PROXY: 'true', AUTHZ_ISSUER: 'https://auth.example.org', AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40) };
 
     test('a complete production configuration is accepted and disables demo data and dev Redis', () => {
       const c = loadConfig({ ...base, AUTHZ_DEMO_DATA: 'true', AUTHZ_DEV_REDIS: 'true' });
@@ -120,6 +120,11 @@ describe('configuration', () => {
     test('refuses missing cookie keys', () => {
       const { AUTHZ_COOKIE_KEYS: _omit, ...rest } = base;
       expect(errorOf(rest)).toMatch(/AUTHZ_COOKIE_KEYS \(cookieKeys\) is required in production/);
+    });
+
+    test('refuses signing keys stored unencrypted', () => {
+      const { AUTHZ_KEY_ENCRYPTION_SECRET: _omit, ...rest } = base;
+      expect(errorOf(rest)).toMatch(/AUTHZ_KEY_ENCRYPTION_SECRET \(keyEncryptionSecret\) is required in production/);
     });
   });
 });
