@@ -69,12 +69,17 @@ function quote(value: string): string {
   return `'${value.length > 80 ? `${value.slice(0, 77)}...` : value}'`;
 }
 
-/** The scopes a registration asks for: `smart_scopes` and, should it be sent, the RFC 7591 `scope` member. */
-function requestedScopes(properties: Record<string, unknown>): string[] {
-  const scopes: string[] = [];
-  if (Array.isArray(properties.smart_scopes)) for (const s of properties.smart_scopes) if (typeof s === 'string') scopes.push(s);
-  if (typeof properties.scope === 'string') scopes.push(...properties.scope.split(' ').filter(Boolean));
-  return [...new Set(scopes)];
+/**
+ * The scopes a registration asks for: `smart_scopes` and, should it be sent, the RFC 7591 `scope`
+ * member. Malformed `smart_scopes` entries are left out of the ceiling check (not of the admin
+ * check): the metadata validator, which always runs after this, refuses them with a precise reason.
+ */
+function requestedScopes(properties: Record<string, unknown>): { all: string[]; bounded: string[] } {
+  const smart = Array.isArray(properties.smart_scopes) ? properties.smart_scopes.filter((s): s is string => typeof s === 'string') : [];
+  const member = typeof properties.scope === 'string' ? properties.scope.split(' ').filter(Boolean) : [];
+  const all = [...new Set([...smart, ...member])];
+  const malformed = new Set(smart.filter((s) => 'problem' in parseScopePattern(s)));
+  return { all, bounded: all.filter((s) => !malformed.has(s) || member.includes(s)) };
 }
 
 function withinCeiling(scope: string, ceiling: readonly string[]): boolean {
@@ -85,12 +90,12 @@ function withinCeiling(scope: string, ceiling: readonly string[]): boolean {
 
 /**
  * Refuses (RFC 7591 `invalid_client_metadata`) a registration or update outside the ceiling, naming
- * the rule. Administrative scopes are checked first and whatever the ceiling says. Malformed values
- * are left to the metadata validator, which describes them precisely; it runs after this.
+ * the rule. Administrative scopes are checked first and whatever the ceiling says. A missing or
+ * malformed kind is refused here too; malformed scope patterns are left to the metadata validator.
  */
 export function assertWithinCeiling(properties: Record<string, unknown>, ceiling: RegistrationCeiling, via: string): void {
   const scopes = requestedScopes(properties);
-  for (const scope of scopes) {
+  for (const scope of scopes.all) {
     const reason = administrativeReason(scope);
     if (reason) fail(`scope ${quote(scope)} is administrative (${reason}) and cannot be registered dynamically; only an operator can grant it (smart-authz clients or the clients file)`);
   }
@@ -98,7 +103,7 @@ export function assertWithinCeiling(properties: Record<string, unknown>, ceiling
   const allowedKinds = ceiling.kinds.join(', ') || 'none';
   if (typeof kind !== 'string') fail(`smart_client_kind is required; ${via} allows ${allowedKinds}`);
   if (!(ceiling.kinds as string[]).includes(kind)) fail(`smart_client_kind ${quote(kind)} is not allowed by ${via} (it allows ${allowedKinds})`);
-  for (const scope of scopes) {
+  for (const scope of scopes.bounded) {
     if (!withinCeiling(scope, ceiling.scopes)) fail(`scope ${quote(scope)} is not allowed by ${via} (it allows scopes within: ${ceiling.scopes.join(' ') || 'none'})`);
   }
 }
