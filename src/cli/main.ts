@@ -9,7 +9,17 @@ import { buildApp } from '../app.js';
 import { clientRegistryFor } from '../clients/wiring.js';
 import { ClientRegistryError } from '../clients/registry.js';
 import { KeyStoreError } from '../keys/errors.js';
-import { SMART_REGISTRATION_POLICY, ROUTES } from '../provider/configuration.js';
+import { ROUTES } from '../provider/configuration.js';
+import { DEFAULT_REGISTRATION_KINDS, DEFAULT_REGISTRATION_SCOPES, ceilingProblem, splitList } from '../clients/registration-policy.js';
+import {
+  MAX_REGISTRATION_TOKEN_SECONDS,
+  MAX_REGISTRATION_USES,
+  RegistrationTokenError,
+  RegistrationTokens,
+  type RegistrationTokenPolicy,
+} from '../clients/registration-tokens.js';
+import type { SmartClientKind } from '../clients/client-kinds.js';
+import { parseCommandArgs } from './args.js';
 import { DEMO, demoBackendKey } from '../seed/demo.js';
 import {
   CLIENTS_USAGE,
@@ -36,7 +46,8 @@ const USAGE = `Usage: smart-authz <group> <command> [options]
   clients  add|list|show|update|remove|rotate-secret|set-jwks   manage registered clients
   users    add|set-password|list|disable|enable|unlock         manage user accounts
   keys     list|introduce|promote|remove|encrypt                 manage signing keys
-  registration token [--expires-in SECONDS]                      issue an RFC 7591 initial access token
+  registration token [--kinds K] [--scopes S] [--uses N] [--expires-in SECONDS]
+                                                                 issue an RFC 7591 initial access token bound to a policy
   demo     assertion [--aud URL]                                 (development) sign a client assertion for demo-backend
   config   check                                                 validate the configuration and print a summary
   audit    verify|export|purge|checkpoint                        the audit trail (hash chain, retention, export)
@@ -171,16 +182,61 @@ async function keys(args: string[], out: Out): Promise<void> {
   }
 }
 
+const REGISTRATION_USAGE = `Usage: smart-authz registration token [options]
+  --kinds LIST        client kinds it may register (default: ${DEFAULT_REGISTRATION_KINDS.join(',')});
+                      also backend_service, resource_server, ehr_launcher when named
+  --scopes LIST       the ceiling of smart_scopes (default: '${DEFAULT_REGISTRATION_SCOPES.join(' ')}')
+  --uses N            registrations it allows (default 1, at most ${MAX_REGISTRATION_USES})
+  --expires-in SECS   lifetime (default 86400, at most ${MAX_REGISTRATION_TOKEN_SECONDS})
+Administrative scopes (scim, introspect, system/AuditEvent.*, system/Consent.*, system/ writes) are
+never registrable dynamically; grant them with "smart-authz clients".`;
+
+/** The policy asked for on the command line, with the defaults filled in. */
+function registrationTokenPolicy(args: string[]): RegistrationTokenPolicy {
+  const { positionals, values } = parseCommandArgs(
+    args,
+    { kinds: { type: 'string' }, scopes: { type: 'string' }, uses: { type: 'string', default: '1' }, 'expires-in': { type: 'string', default: '86400' } },
+    1,
+  );
+  if (positionals[0] !== 'token') throw new CliUsageError(REGISTRATION_USAGE);
+  const wholeNumber = (flag: string, text: string, max: number): number => {
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || n < 1 || n > max) throw new CliUsageError(`${flag} must be a positive number${flag === '--expires-in' ? ' of seconds' : ''} (at most ${max})`);
+    return n;
+  };
+  const kinds = values.kinds === undefined ? [...DEFAULT_REGISTRATION_KINDS] : splitList(values.kinds);
+  const scopes = values.scopes === undefined ? [...DEFAULT_REGISTRATION_SCOPES] : splitList(values.scopes);
+  const policy = {
+    kinds: kinds as SmartClientKind[],
+    scopes,
+    uses: wholeNumber('--uses', values.uses, MAX_REGISTRATION_USES),
+    expiresIn: wholeNumber('--expires-in', values['expires-in'], MAX_REGISTRATION_TOKEN_SECONDS),
+  };
+  const problem = ceilingProblem(policy);
+  if (problem) throw new CliUsageError(`registration token: ${problem}`);
+  if (kinds.includes('backend_service') && !scopes.some((s) => s.startsWith('system/'))) {
+    throw new CliUsageError("registration token: --kinds backend_service needs system/ read scopes in --scopes (e.g. 'system/*.rs')");
+  }
+  return policy;
+}
+
 async function registration(args: string[], out: Out): Promise<void> {
-  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { 'expires-in': { type: 'string', default: '86400' } } });
-  if (positionals[0] !== 'token') throw new CliUsageError('usage: registration token [--expires-in SECONDS]');
-  const expiresIn = Number(values['expires-in']);
-  if (!Number.isInteger(expiresIn) || expiresIn <= 0) throw new CliUsageError('--expires-in must be a positive number of seconds');
+  if (args[0] === 'help' || args[0] === undefined) {
+    out(REGISTRATION_USAGE);
+    if (args[0] === undefined) process.exitCode = 2;
+    return;
+  }
+  const policy = registrationTokenPolicy(args);
   await withRuntime(async (rt) => {
     const provider = await providerFor(rt);
-    const token = await new provider.InitialAccessToken({ expiresIn, policies: [SMART_REGISTRATION_POLICY] }).save();
+    const { token, expiresAt } = await new RegistrationTokens(rt.redis, rt.keyspace).issue(provider, policy);
     out(token);
-    out(`(initial access token for ${rt.config.issuer}${ROUTES.registration}, valid ${expiresIn} s; send it as "Authorization: Bearer <token>")`);
+    out(`initial access token for ${rt.config.issuer}${ROUTES.registration}; send it as "Authorization: Bearer <token>"`);
+    out(`  kinds:      ${policy.kinds.join(', ')}`);
+    out(`  scopes:     ${policy.scopes.join(' ')}`);
+    out(`  uses:       ${policy.uses} registration${policy.uses === 1 ? '' : 's'}`);
+    out(`  expires:    ${new Date(expiresAt * 1000).toISOString()} (in ${policy.expiresIn} s)`);
+    out('  never:      scim, introspect, system/AuditEvent.*, system/Consent.*, system/ writes (operator-only)');
   });
 }
 
@@ -228,7 +284,7 @@ export async function runCli(argv: string[], out: Out = (line) => console.log(li
 /** Entry point for bin/smart-authz.js: one clear line on stderr for anything an operator can fix. */
 export function cliMain(argv: string[]): void {
   runCli(argv).catch((err: unknown) => {
-    const known = [ConfigError, StartupError, KeyStoreError, ClientRegistryError, CliUsageError, ScimError].some((E) => err instanceof E);
+    const known = [ConfigError, StartupError, KeyStoreError, ClientRegistryError, CliUsageError, ScimError, RegistrationTokenError].some((E) => err instanceof E);
     const e = err as { error_description?: string; message?: string };
     console.error(known ? e.message : `error: ${e.error_description ?? e.message ?? String(err)}`);
     process.exit(err instanceof CliUsageError ? 2 : 1);

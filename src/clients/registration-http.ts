@@ -1,17 +1,28 @@
 import type { Context, Next } from 'koa';
-import type { KoaContextWithOIDC } from 'oidc-provider';
-import { applyKindDefaults } from './client-kinds.js';
+import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import { applyKindDefaults, isSmartClientKind } from './client-kinds.js';
+import {
+  CEILING_PROPERTY,
+  administrativeReason,
+  asCeiling,
+  assertWithinCeiling,
+  markRegistrationPolicyApplied,
+  type RegistrationCeiling,
+} from './registration-policy.js';
+import type { RegistrationTokens } from './registration-tokens.js';
 import { generateClientSecret, isHashedClientSecret, verifyClientSecret } from './secrets.js';
 import { parseSize } from '../http/body-limit.js';
 
 type NeedsSecret = { needsSecret(metadata: Record<string, unknown>): boolean };
+type ClientModel = NeedsSecret & { validate(metadata: Record<string, unknown>): Promise<void> };
+type InitialAccessTokenEntity = { jti?: string; destroy(): Promise<void> };
 
-/**
- * Registration policy run by oidc-provider for every RFC 7591/7592 write made with our initial
- * access tokens: fill OAuth metadata from the SMART client kind, then settle the secret, which
- * oidc-provider decided on *before* policies ran (a backend service must not get one).
- */
-export function smartRegistrationPolicy(ctx: KoaContextWithOIDC, properties: Record<string, unknown>): void {
+export interface RegistrationPolicyDeps {
+  tokens: Pick<RegistrationTokens, 'policyOf' | 'takeUse'>;
+}
+
+/** Fill OAuth metadata from the SMART client kind, then settle the secret, which oidc-provider decided on *before* policies ran (a backend service must not get one). */
+function settleKindAndSecret(ctx: KoaContextWithOIDC, properties: Record<string, unknown>): void {
   Object.assign(properties, applyKindDefaults(properties));
   const Client = ctx.oidc.provider.Client as unknown as NeedsSecret;
   if (!Client.needsSecret(properties)) {
@@ -23,13 +34,76 @@ export function smartRegistrationPolicy(ctx: KoaContextWithOIDC, properties: Rec
   }
 }
 
+const USED_UP = 'initial access token has no registrations left';
+
+/**
+ * RFC 7591: the initial access token's own policy bounds the registration, and one of its uses is
+ * taken atomically only once the metadata is known to be valid (a refused request costs none).
+ * The ceiling is remembered on the client for later RFC 7592 updates.
+ */
+async function applyTokenPolicy(ctx: KoaContextWithOIDC, properties: Record<string, unknown>, deps: RegistrationPolicyDeps): Promise<void> {
+  const iat = ctx.oidc.entities.InitialAccessToken as unknown as InitialAccessTokenEntity | undefined;
+  if (!iat?.jti) throw new errors.InvalidToken('initial access token not found');
+  const policy = await deps.tokens.policyOf(iat.jti);
+  if (!policy) throw new errors.InvalidToken(USED_UP);
+  const ceiling: RegistrationCeiling = { kinds: policy.kinds, scopes: policy.scopes };
+  assertWithinCeiling(properties, ceiling, 'this initial access token');
+  properties[CEILING_PROPERTY] = ceiling;
+  await (ctx.oidc.provider.Client as unknown as ClientModel).validate(properties);
+  const left = await deps.tokens.takeUse(iat.jti);
+  if (left === undefined) throw new errors.InvalidToken(USED_UP);
+  if (left === 0) await iat.destroy();
+}
+
+/**
+ * RFC 7592: an update stays within the ceiling the client was registered under, whatever its
+ * body says about that ceiling. A client registered before ceilings were recorded is held to
+ * its own kind and non-administrative scopes: it can keep or narrow them, never raise them.
+ */
+function applyRecordedCeiling(ctx: KoaContextWithOIDC, properties: Record<string, unknown>): void {
+  const client = ctx.oidc.client as unknown as Record<string, unknown> | undefined;
+  if (!client) throw new errors.InvalidToken('client not found');
+  const ceiling = asCeiling(client[CEILING_PROPERTY]) ?? ownCeiling(client);
+  assertWithinCeiling(properties, ceiling, 'the initial access token this client was registered with');
+  properties[CEILING_PROPERTY] = ceiling;
+}
+
+function ownCeiling(client: Record<string, unknown>): RegistrationCeiling {
+  const kind = client.smart_client_kind;
+  const scopes = Array.isArray(client.smart_scopes) ? client.smart_scopes.filter((s): s is string => typeof s === 'string') : [];
+  return { kinds: isSmartClientKind(kind) ? [kind] : [], scopes: scopes.filter((s) => !administrativeReason(s)) };
+}
+
+/**
+ * Registration policy run by oidc-provider for every RFC 7591/7592 write made with our initial
+ * access tokens (and the registration access tokens they lead to). Anything but those two routes
+ * is refused: the policy has no ceiling to apply there.
+ */
+export function smartRegistrationPolicy(deps: RegistrationPolicyDeps) {
+  return async function registrationPolicy(ctx: KoaContextWithOIDC, properties: Record<string, unknown>): Promise<void> {
+    settleKindAndSecret(ctx, properties);
+    switch (ctx.oidc.route) {
+      case 'registration':
+        await applyTokenPolicy(ctx, properties, deps);
+        break;
+      case 'client_update':
+        applyRecordedCeiling(ctx, properties);
+        break;
+      default:
+        throw new errors.InvalidRequest('client metadata can only be registered or updated at the registration endpoint');
+    }
+    markRegistrationPolicyApplied(ctx);
+  };
+}
+
 const MANAGEMENT_PATH = /^\/register\/([^/]+)$/;
 
 /**
  * Client secrets are stored hashed (clients/secrets.ts), which oidc-provider's RFC 7592 handlers
  * don't know about: an update that carries the client's plaintext secret is compared against the
  * stored value by plain equality, and reads return the stored value. So an update's secret is
- * swapped for the stored hash once it verifies, and no response ever carries a hash.
+ * swapped for the stored hash once it verifies, and no response ever carries a hash (nor the
+ * registration ceiling, which is the server's to enforce).
  */
 export function registrationSecretHandling(bodyLimit: string, findClient: (id: string) => Promise<Record<string, unknown> | undefined>) {
   const max = parseSize(bodyLimit);
@@ -67,5 +141,7 @@ export function registrationSecretHandling(bodyLimit: string, findClient: (id: s
       delete out.client_secret;
       delete out.client_secret_expires_at;
     }
+    // The ceiling is ours to enforce, not metadata the registrant manages.
+    if ((route === 'registration' || route === 'client' || route === 'client_update') && out && typeof out === 'object') delete out[CEILING_PROPERTY];
   };
 }

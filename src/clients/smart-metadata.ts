@@ -4,6 +4,7 @@ import { KIND_RULES, SMART_CLIENT_KINDS, isSmartClientKind, type SmartClientKind
 import { parseScopePattern } from './scope-patterns.js';
 import { isEmergencyPurpose, isPurpose } from '../hcs/vocabulary.js';
 import { listPermits } from '../hcs/policy.js';
+import { asCeiling, registrationPolicyApplied } from './registration-policy.js';
 
 export { applyKindDefaults, SMART_CLIENT_KINDS, type SmartClientKind } from './client-kinds.js';
 
@@ -28,12 +29,21 @@ export const SMART_CLIENT_PROPERTIES = [
   'test_account',
   'jku_allowlist',
   'smart_remember_consent',
+  // The ceiling of kinds and scopes a dynamically registered client stays within (registration-policy.ts).
+  'smart_registration_ceiling',
 ] as const;
 
 export interface ClientMetadataPolicy {
   production: boolean;
   clientAuthSigningAlgs: string[];
   fhirBases: string[];
+}
+
+/** oidc-provider's routes that write client metadata from an RFC 7591/7592 request. */
+const DYNAMIC_WRITE_ROUTES = new Set(['registration', 'client_update']);
+
+function routeOf(ctx: unknown): string | undefined {
+  return (ctx as { oidc?: { route?: unknown } } | undefined)?.oidc?.route as string | undefined;
 }
 
 export type ClientMetadataValidator = (ctx: unknown, key: string, value: unknown, metadata: Record<string, unknown>) => void;
@@ -197,10 +207,16 @@ function checkFhirServers(value: unknown, m: Record<string, unknown>, policy: Cl
 }
 
 export function createClientMetadataValidator(policy: ClientMetadataPolicy): ClientMetadataValidator {
-  return (_ctx, key, value, metadata) => {
+  return (ctx, key, value, metadata) => {
     const kind = metadata.smart_client_kind;
     switch (key) {
       case 'smart_client_kind': {
+        // Fail closed: a dynamic write gets here only after our registration policy bounded it
+        // (clients/registration-http.ts); an initial access token minted without it registers nothing.
+        const route = routeOf(ctx);
+        if (route !== undefined && DYNAMIC_WRITE_ROUTES.has(route) && !registrationPolicyApplied(ctx)) {
+          fail('this registration is not bound to a registration policy; ask the operator for an initial access token from "smart-authz registration token"');
+        }
         if (value === undefined) fail(`smart_client_kind is required: one of ${SMART_CLIENT_KINDS.join(', ')}`);
         if (!isSmartClientKind(value)) fail(`smart_client_kind ${quote(value)} is not known: use one of ${SMART_CLIENT_KINDS.join(', ')}`);
         checkKindAgainstOAuth(value, metadata);
@@ -245,6 +261,9 @@ export function createClientMetadataValidator(policy: ClientMetadataPolicy): Cli
         // Absent means true: a patient's active consent spares them the page for the same app and
         // patient (smart/interactions/consent-gate.ts); false asks every time.
         if (value !== undefined && typeof value !== 'boolean') fail('smart_remember_consent must be true or false');
+        return;
+      case 'smart_registration_ceiling':
+        if (value !== undefined && !asCeiling(value)) fail('smart_registration_ceiling must be {"kinds": [SMART client kinds], "scopes": [scope patterns]}');
         return;
       case 'jku_allowlist':
         if (value === undefined) return;

@@ -3,6 +3,7 @@ import { errors } from 'oidc-provider';
 import type { Config } from '../config/schema.js';
 import { SMART_CLIENT_PROPERTIES, createClientMetadataValidator } from '../clients/smart-metadata.js';
 import { smartRegistrationPolicy } from '../clients/registration-http.js';
+import { RegistrationTokens, SMART_REGISTRATION_POLICY } from '../clients/registration-tokens.js';
 import { renderView } from '../http/views.js';
 import { isApiRequest } from '../http/errors.js';
 import { findFhirServer, normaliseBase } from './fhir-servers.js';
@@ -36,8 +37,7 @@ export const ROUTES = {
   end_session: '/logout',
 } as const;
 
-/** Policy name every initial access token carries (see features.registration.policies). */
-export const SMART_REGISTRATION_POLICY = 'smart-client';
+export { SMART_REGISTRATION_POLICY };
 
 /** Non-resource scopes this server understands. Resource scopes are SMART patterns. */
 export { CONTEXT_SCOPES };
@@ -123,6 +123,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
   const secureCookies = new URL(config.issuer).protocol === 'https:';
   const userTokenClaims = launchContextClaims({ grantContexts, fhirServers: config.fhirServers, ...(consents ? { consents } : {}) });
   const backendTokenClaims = backendHcsClaims(config.hcs, logger, metrics);
+  const registrationPolicy = smartRegistrationPolicy({ tokens: new RegistrationTokens(redis, keyspace) });
   /** Emergency (break-the-glass) grants get short-lived access tokens. */
   const isEmergencyGrant = async (ctx: KoaContextWithOIDC): Promise<boolean> => {
     const grantId = requestGrantId(ctx);
@@ -221,9 +222,10 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
         initialAccessToken: true,
         issueRegistrationAccessToken: true,
         // Initial access tokens carry this policy; it fills OAuth metadata from the SMART client
-        // kind before oidc-provider validates, exactly as the CLI and the clients file do.
+        // kind before oidc-provider validates, exactly as the CLI and the clients file do, and
+        // holds the registration to the token's own ceiling and use count (registration-tokens.ts).
         policies: {
-          [SMART_REGISTRATION_POLICY]: (ctx, properties) => smartRegistrationPolicy(ctx, properties as Record<string, unknown>),
+          [SMART_REGISTRATION_POLICY]: (ctx, properties) => registrationPolicy(ctx, properties as Record<string, unknown>),
         },
       },
       registrationManagement: { enabled: config.registration.enabled, rotateRegistrationAccessToken: true },

@@ -72,6 +72,15 @@ export class Keyspace {
     return `${this.prefix}oidc:grantLastUsed:{${grantId}}`;
   }
 
+  /**
+   * The registration policy of one RFC 7591 initial access token (clients/registration-tokens.ts):
+   * hash of `kinds`, `scopes` and `uses` (registrations left), keyed by a digest of the token so
+   * keys listed from Redis are not usable tokens. One key per command or script.
+   */
+  registrationToken(digest: string): string {
+    return `${this.prefix}registration-token:{${digest}}`;
+  }
+
   /** A one-time claim (`claimOnce`), e.g. a client-assertion `jti`; `digest` is a hash of the id. */
   once(namespace: string, digest: string): string {
     return `${this.prefix}once:${namespace}:{${digest}}`;

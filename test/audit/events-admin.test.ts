@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { cliLines as cli } from '../support/cli.js';
-import { SMART_REGISTRATION_POLICY } from '../../src/provider/configuration.js';
+import { RegistrationTokens } from '../../src/clients/registration-tokens.js';
+import { DEFAULT_REGISTRATION_CEILING } from '../../src/clients/registration-policy.js';
 import { createScimApp, patchOps, USER_SCHEMA, GROUP_SCHEMA, type ScimTestApp } from '../scim/support.js';
 import { agentByType, detail, expectNoSecrets, expectValid, one, recordedBy, subtypeCodes, withLocal } from './events-support.js';
 import { breakTheGlass } from '../../src/audit/events/consent-events.js';
@@ -82,8 +83,7 @@ describe('SCIM', () => {
 
 describe('dynamic client registration (RFC 7591/7592)', () => {
   test('registered, updated, deleted: the client id and field names, never a secret or registration token', async () => {
-    const IAT = t.app.InitialAccessToken as unknown as new (p: object) => { save(): Promise<string> };
-    const iat = await new IAT({ policies: [SMART_REGISTRATION_POLICY] }).save();
+    const { token: iat } = await new RegistrationTokens(t.redis, t.keyspace).issue(t.app, { ...DEFAULT_REGISTRATION_CEILING, uses: 1, expiresIn: 600 });
     const body = { smart_client_kind: 'confidential_symmetric', redirect_uris: ['https://reg.example.org/cb'], smart_scopes: ['openid', 'patient/*.rs'] };
     const { result: res, events } = await recordedBy(t, () => t.request.post('/register').set('Authorization', `Bearer ${iat}`).send(body));
     expect(res.status).toBe(201);

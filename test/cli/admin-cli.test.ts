@@ -33,10 +33,14 @@ describe('admin CLI', () => {
     expect((await t.keystore.list()).keys.map((k) => k.kid)).not.toContain(retiredKid);
   });
 
-  test('registration token: a working initial access token', async () => {
-    const [token] = await cli('registration', 'token', '--expires-in', '600');
+  test('registration token: a working initial access token, bound to the kinds it names', async () => {
+    const [token] = await cli('registration', 'token', '--expires-in', '600', '--kinds', 'resource_server', '--scopes', '');
     const res = await t.request.post('/register').set('Authorization', `Bearer ${token}`).send({ smart_client_kind: 'resource_server' });
     expect(res.status).toBe(201);
+    const [appToken] = await cli('registration', 'token');
+    const refused = await t.request.post('/register').set('Authorization', `Bearer ${appToken}`).send({ smart_client_kind: 'resource_server' });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error_description).toMatch(/smart_client_kind 'resource_server' is not allowed/);
     await expect(cli('registration', 'token', '--expires-in', 'soon')).rejects.toThrow(/positive number of seconds/);
   });
 

@@ -2,6 +2,9 @@ import Provider from 'oidc-provider';
 import supertest from 'supertest';
 import { wrapClientAdapter } from '../../src/clients/client-adapter.js';
 import { hashClientSecret, isHashedClientSecret, verifyClientSecret } from '../../src/clients/secrets.js';
+import { smartRegistrationPolicy } from '../../src/clients/registration-http.js';
+import { DEFAULT_REGISTRATION_CEILING } from '../../src/clients/registration-policy.js';
+import { RegistrationTokens, SMART_REGISTRATION_POLICY } from '../../src/clients/registration-tokens.js';
 import { createHarness, FHIR_BASE, JsonRedisAdapter, providerConfig, type Harness } from './support.js';
 
 /**
@@ -12,13 +15,23 @@ import { createHarness, FHIR_BASE, JsonRedisAdapter, providerConfig, type Harnes
 let h: Harness;
 let provider: Provider;
 let request: ReturnType<typeof supertest>;
+let tokens: RegistrationTokens;
 
 beforeAll(async () => {
   h = await createHarness();
+  tokens = new RegistrationTokens(h.redis, h.keyspace);
+  const policy = smartRegistrationPolicy({ tokens });
   provider = new Provider(
     'http://localhost:3000',
     providerConfig(h.redis, h.keyspace, undefined, {
-      features: { registration: { enabled: true, initialAccessToken: true }, registrationManagement: { enabled: true } },
+      features: {
+        registration: {
+          enabled: true,
+          initialAccessToken: true,
+          policies: { [SMART_REGISTRATION_POLICY]: (ctx, properties) => policy(ctx, properties as Record<string, unknown>) },
+        },
+        registrationManagement: { enabled: true },
+      },
     }),
   );
   // What the application does: stored secrets are hashes.
@@ -32,9 +45,9 @@ afterAll(async () => {
   await h.close();
 });
 
+/** What `smart-authz registration token` mints by default: one app registration. */
 async function initialAccessToken(): Promise<string> {
-  const IAT = provider.InitialAccessToken as unknown as new (p: object) => { save(): Promise<string> };
-  return new IAT({}).save();
+  return (await tokens.issue(provider, { ...DEFAULT_REGISTRATION_CEILING, uses: 1, expiresIn: 600 })).token;
 }
 
 const symmetric = {

@@ -1,6 +1,7 @@
 import { generateKeyPair, exportJWK, calculateJwkThumbprint } from 'jose';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { SMART_REGISTRATION_POLICY } from '../../src/provider/configuration.js';
+import { RegistrationTokens } from '../../src/clients/registration-tokens.js';
+import { SMART_CLIENT_KINDS } from '../../src/clients/client-kinds.js';
 
 let t: TestApp;
 let iat: string;
@@ -15,7 +16,10 @@ async function publicJwk(alg: 'ES384' | 'RS384') {
 
 beforeAll(async () => {
   t = await createTestApp();
-  iat = await new t.app.InitialAccessToken({ expiresIn: 600, policies: [SMART_REGISTRATION_POLICY] }).save();
+  // These tests are about kinds and metadata validation, so the token allows every kind (the
+  // registration policy itself is tested in test/security/registration-policy.test.ts).
+  const policy = { kinds: [...SMART_CLIENT_KINDS], scopes: ['system/*.rs', 'launch', 'openid', 'patient/*.rs'], uses: 50, expiresIn: 600 };
+  iat = (await new RegistrationTokens(t.redis, t.keyspace).issue(t.app, policy)).token;
 });
 afterAll(() => t.close());
 
