@@ -16,7 +16,7 @@ export type AuditAction = 'read' | 'search';
 
 export type AuditCaller =
   | { kind: 'officer'; clientId: string; may: ReadonlySet<AuditAction> }
-  | { kind: 'patient'; clientId: string; patient: string; may: ReadonlySet<AuditAction> };
+  | { kind: 'patient'; clientId: string; patient: string; accountId?: string; may: ReadonlySet<AuditAction> };
 
 const REALM = 'Bearer realm="audit"';
 
@@ -44,7 +44,7 @@ export async function authenticateAuditCaller(authorization: string, lookup: Tok
   if (!may.size) throw forbidden('the token carries no patient/AuditEvent scope');
   const patientId = typeof token.extra.patient === 'string' ? patientIdOf(token.extra.patient) : undefined;
   if (!patientId) throw forbidden('the token has no patient context');
-  return { kind: 'patient', clientId: token.clientId, patient: `Patient/${patientId}`, may };
+  return { kind: 'patient', clientId: token.clientId, patient: `Patient/${patientId}`, ...(token.accountId ? { accountId: token.accountId } : {}), may };
 }
 
 export function requireAuditAction(caller: AuditCaller, action: AuditAction): void {
