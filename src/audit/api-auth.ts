@@ -1,5 +1,5 @@
 import type { FhirError} from '../http/fhir-api.js';
-import { bearerAccessToken, insufficientScope, resourcePermissions, type TokenFinder } from '../http/fhir-api.js';
+import { bearerAccessToken, insufficientScope, resourcePermissions, type ApiTokens } from '../http/fhir-api.js';
 import { patientIdOf } from '../consent/references.js';
 
 /**
@@ -32,7 +32,7 @@ export function forbidden(description: string): FhirError {
   return insufficientScope(REALM, description);
 }
 
-export async function authenticateAuditCaller(authorization: string, lookup: TokenFinder): Promise<AuditCaller> {
+export async function authenticateAuditCaller(authorization: string, lookup: ApiTokens): Promise<AuditCaller> {
   const token = await bearerAccessToken(authorization, lookup, REALM);
   const scopes = (token.scope ?? '').split(' ').filter(Boolean);
   if (token.kind === 'ClientCredentials') {

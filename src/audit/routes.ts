@@ -3,8 +3,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import type { TokenFinder } from '../consent/api-auth.js';
-import { FhirError, fhirErrorBoundary, operationOutcome, sendFhir } from '../http/fhir-api.js';
+import { FhirError, fhirErrorBoundary, operationOutcome, sendFhir, type ApiTokens } from '../http/fhir-api.js';
 import type { AuditEvent } from './audit-event.js';
 import { authenticateAuditCaller, forbidden, requireAuditAction, type AuditCaller } from './api-auth.js';
 import { disclosedPatients } from './disclosure.js';
@@ -45,7 +44,8 @@ export interface AuditRoutesDeps {
   config: Config;
   store: AuditStore;
   trail: AuditTrail;
-  lookup: TokenFinder;
+  /** Access tokens for this server's own API audience, their sessions still open. */
+  lookup: ApiTokens;
   logger: Logger;
 }
 

@@ -11,7 +11,7 @@ import type { AuditEvent } from '../../src/audit/audit-event.js';
  */
 
 const TOKEN_URL = 'http://localhost:3000/token';
-const API = 'http://localhost:8080/fhir';
+const API = 'http://localhost:3000/fhir';
 const RESTFUL = 'http://hl7.org/fhir/restful-interaction';
 const tag = randomUUID().slice(0, 6);
 const OFFICER = `officer-${tag}`;
@@ -23,11 +23,13 @@ let key: BackendKey;
 let officer: string;
 
 const get = (path: string) => t.request.get(path).set('Authorization', `Bearer ${officer}`);
-const text = (r: NodeJS.ReadableStream, cb: (err: Error | null, body: string) => void) => {
-  let body = '';
-  r.on('data', (c: Buffer) => (body += c.toString()));
-  r.on('end', () => cb(null, body));
-};
+/** The whole streamed body as text, whatever its content type. */
+const streamed = (req: ReturnType<typeof get>) =>
+  req.buffer(true).parse((r, cb) => {
+    let body = '';
+    r.on('data', (c: Buffer) => (body += c.toString()));
+    r.on('end', () => cb(null, body));
+  });
 const decodeQuery = (e: AuditEvent) => {
   const q = e.entity?.find((x) => x.role?.code === '24')?.query;
   return q === undefined ? undefined : Buffer.from(q, 'base64').toString('utf8');
@@ -78,7 +80,7 @@ describe('each read of the trail leaves an AuditEvent before data leaves', () =>
   });
 
   test('$export: a BALP Query for the $export operation, the first line of its own NDJSON', async () => {
-    const res = await get(`/fhir/AuditEvent/$export?agent=${OFFICER}&_sort=-date`).buffer(true).parse(text);
+    const res = await streamed(get(`/fhir/AuditEvent/$export?agent=${OFFICER}&_sort=-date`));
     expect(res.status).toBe(200);
     const lines = (res.body as string).trim().split('\n').map((l) => JSON.parse(l) as AuditEvent);
     // Newest first: the export's own record is already there when the first page is read.
@@ -105,7 +107,7 @@ describe('a read that cannot be recorded does not happen', () => {
     const ids = (await officerEventsInRedis()).map((e) => e.id!);
     const restore = await breakTrail();
     try {
-      const exp = await get(`/fhir/AuditEvent/$export?agent=${OFFICER}`).buffer(true).parse(text);
+      const exp = await streamed(get(`/fhir/AuditEvent/$export?agent=${OFFICER}`));
       expect(exp.status).toBe(503);
       expect(exp.headers['content-type']).toMatch(/^application\/fhir\+json/);
       expect(JSON.parse(exp.body as string)).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'transient' }] });
