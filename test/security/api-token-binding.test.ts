@@ -114,3 +114,17 @@ describe('the Consent and AuditEvent APIs take only tokens for their own audienc
     expect(JSON.parse(res.text).issue[0].diagnostics).toMatch(/session .*has ended/);
   });
 });
+
+describe('introspection of refresh tokens', () => {
+  test("a resource server gets { active: false } for an app's refresh token", async () => {
+    const res = await introspect(await refreshToken(APP));
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ active: false });
+  });
+
+  test('the client the refresh token was issued to still learns about it', async () => {
+    const res = await introspect(await refreshToken(RS));
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ active: true, token_type: 'refresh_token', client_id: RS, sub: 'pat-user', scope: 'offline_access patient/*.rs' });
+  });
+});
