@@ -128,3 +128,19 @@ describe('introspection of refresh tokens', () => {
     expect(res.body).toMatchObject({ active: true, token_type: 'refresh_token', client_id: RS, sub: 'pat-user', scope: 'offline_access patient/*.rs' });
   });
 });
+
+describe('client assertions', () => {
+  test('iat an hour in the future → 401 invalid_client naming the rule', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const res = await tokenRequest(t, await signAssertion(key, ADMIN, TOKEN_URL, { extra: { iat: now + 3600 } }), { scope: 'system/AuditEvent.rs', resource: API });
+    expect(res.status).toBe(401);
+    expect(res.body.error).toBe('invalid_client');
+    expect(res.body.error_description).toMatch(/iat is in the future/);
+  });
+
+  test('iat within the clock tolerance is still accepted', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const res = await tokenRequest(t, await signAssertion(key, ADMIN, TOKEN_URL, { extra: { iat: now + 5 } }), { scope: 'system/AuditEvent.rs', resource: API });
+    expect(res.status).toBe(200);
+  });
+});
