@@ -51,6 +51,7 @@ import { userinfoRoutes } from './userinfo/routes.js';
 import { createAuditTrail, type AuditTrail } from './audit/trail.js';
 import { AuditStore } from './audit/store.js';
 import { auditRoutes } from './audit/routes.js';
+import { apiTokens } from './http/fhir-api.js';
 import { noteProviderOutcomes, providerAudit } from './audit/hooks/provider-audit.js';
 
 export interface AppDeps {
@@ -222,9 +223,11 @@ export function buildApp(deps: AppDeps): Provider {
   const launchApi = launchRoutes({ config, auth: callerAuth, launches, users, audit });
 
   const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup, config, logger, audit });
-  const consentApi = consentRoutes({ consents, lookup, config, logger });
+  // The Consent and AuditEvent APIs take only tokens for this server's own API audience.
+  const ownApiTokens = apiTokens(lookup, adapters, config.issuer);
+  const consentApi = consentRoutes({ consents, lookup: ownApiTokens, config, logger });
   const auditStore = new AuditStore(redis, keyspace);
-  const auditApi = auditRoutes({ config, store: auditStore, trail: audit, lookup, logger });
+  const auditApi = auditRoutes({ config, store: auditStore, trail: audit, lookup: ownApiTokens, logger });
   const manage = manageRoutes({
     config,
     provider,

@@ -1,5 +1,5 @@
 import type { FhirError} from '../http/fhir-api.js';
-import { bearerAccessToken, insufficientScope, resourcePermissions, type TokenFinder } from '../http/fhir-api.js';
+import { bearerAccessToken, insufficientScope, resourcePermissions, type ApiTokens } from '../http/fhir-api.js';
 import { patientIdOf } from '../consent/references.js';
 
 /**
@@ -16,7 +16,7 @@ export type AuditAction = 'read' | 'search';
 
 export type AuditCaller =
   | { kind: 'officer'; clientId: string; may: ReadonlySet<AuditAction> }
-  | { kind: 'patient'; clientId: string; patient: string; may: ReadonlySet<AuditAction> };
+  | { kind: 'patient'; clientId: string; patient: string; accountId?: string; may: ReadonlySet<AuditAction> };
 
 const REALM = 'Bearer realm="audit"';
 
@@ -32,7 +32,7 @@ export function forbidden(description: string): FhirError {
   return insufficientScope(REALM, description);
 }
 
-export async function authenticateAuditCaller(authorization: string, lookup: TokenFinder): Promise<AuditCaller> {
+export async function authenticateAuditCaller(authorization: string, lookup: ApiTokens): Promise<AuditCaller> {
   const token = await bearerAccessToken(authorization, lookup, REALM);
   const scopes = (token.scope ?? '').split(' ').filter(Boolean);
   if (token.kind === 'ClientCredentials') {
@@ -44,7 +44,7 @@ export async function authenticateAuditCaller(authorization: string, lookup: Tok
   if (!may.size) throw forbidden('the token carries no patient/AuditEvent scope');
   const patientId = typeof token.extra.patient === 'string' ? patientIdOf(token.extra.patient) : undefined;
   if (!patientId) throw forbidden('the token has no patient context');
-  return { kind: 'patient', clientId: token.clientId, patient: `Patient/${patientId}`, may };
+  return { kind: 'patient', clientId: token.clientId, patient: `Patient/${patientId}`, ...(token.accountId ? { accountId: token.accountId } : {}), may };
 }
 
 export function requireAuditAction(caller: AuditCaller, action: AuditAction): void {

@@ -3,8 +3,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import type { TokenFinder } from '../consent/api-auth.js';
-import { FhirError, fhirErrorBoundary, operationOutcome, sendFhir } from '../http/fhir-api.js';
+import { FhirError, fhirErrorBoundary, operationOutcome, sendFhir, type ApiTokens } from '../http/fhir-api.js';
 import type { AuditEvent } from './audit-event.js';
 import { authenticateAuditCaller, forbidden, requireAuditAction, type AuditCaller } from './api-auth.js';
 import { disclosedPatients } from './disclosure.js';
@@ -14,7 +13,7 @@ import { pageQuery, parseAuditSearch, type Query } from './search-params.js';
 import { search, searchRefs } from './search.js';
 import type { AuditStore } from './store.js';
 import type { AuditTrail } from './trail.js';
-import { trailExported } from './trail-events.js';
+import { trailAccessed, trailExported, type TrailAccess } from './trail-events.js';
 
 /**
  * The audit trail as FHIR, at /fhir/AuditEvent:
@@ -24,7 +23,11 @@ import { trailExported } from './trail-events.js';
  *   GET /fhir/AuditEvent/<id>                  one event
  *   GET /fhir/AuditEvent/$export?<same filters>  every match as NDJSON (application/fhir+ndjson),
  *       oldest first unless _sort=-date, streamed page by page; synchronous (this is not the Bulk
- *       Data async kick-off: a SIEM reads the response as it comes). The export is itself audited.
+ *       Data async kick-off: a SIEM reads the response as it comes).
+ *
+ * Every read is itself audited before anything is sent (trailAccessed: IHE BALP Query for search
+ * and export, Read for one event); a read whose record cannot be appended is answered 503 and
+ * nothing is read. An export also records how many events left once it ends.
  *
  * A security officer (system/AuditEvent scope) sees everything. A patient (patient/AuditEvent
  * scope with a patient in context) sees only the disclosure view of their own record: disclosure
@@ -41,7 +44,8 @@ export interface AuditRoutesDeps {
   config: Config;
   store: AuditStore;
   trail: AuditTrail;
-  lookup: TokenFinder;
+  /** Access tokens for this server's own API audience, their sessions still open. */
+  lookup: ApiTokens;
   logger: Logger;
 }
 
@@ -71,6 +75,17 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
   /** The patient's own view of one event, or the event itself for an officer. */
   const shown = (who: AuditCaller, event: AuditEvent): AuditEvent => (who.kind === 'patient' ? disclosureView(event, who.patient, policy) : event);
 
+  /** Appends the record of this read, or refuses the read: the trail is never read unrecorded. */
+  async function recordAccess(ctx: Context, who: AuditCaller, access: TrailAccess): Promise<void> {
+    const reader = { client: { clientId: who.clientId, ...(ctx.ip ? { ip: ctx.ip } : {}) }, ...(who.kind === 'patient' && who.accountId ? { user: { accountId: who.accountId } } : {}) };
+    try {
+      await deps.trail.record(trailAccessed(config.issuer, { reader, access }));
+    } catch (err) {
+      deps.logger.error({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'an AuditEvent API read could not be audited: refused');
+      throw new FhirError(503, 'transient', 'this read of the audit trail cannot be recorded right now, so it was not performed; try again later', { 'Retry-After': '5' });
+    }
+  }
+
   router.get(AUDIT_PATH, async (ctx) => {
     const who = caller(ctx);
     requireAuditAction(who, 'search');
@@ -82,6 +97,7 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
       for (const clause of q.clauses) if (clause.values.some((v) => v !== who.patient)) throw forbidden("the token's patient may see only its own record");
       q.clauses = [{ param: 'disclosure', values: [who.patient] }];
     }
+    await recordAccess(ctx, who, { kind: 'search', query: ctx.querystring, ...(who.kind === 'patient' ? { restrictedTo: who.patient } : {}) });
     const page = await search(store, q);
     const links = [{ relation: 'self', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: q.offset ?? 0, asOf: page.asOf })}` }];
     const offset = q.offset ?? 0;
@@ -103,6 +119,7 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
     const q = { ...parseAuditSearch({ ...query, _sort: query._sort ?? 'date' }, { lenient: lenient(ctx) }), limits: { maxCandidates: config.audit.searchMaxCandidates } };
     if (query._count !== undefined || query._cursor !== undefined) throw new FhirError(400, 'not-supported', 'an export has no pages: leave out _count and _cursor');
     const description = new URLSearchParams(Object.entries(query).flatMap(([k, v]) => (Array.isArray(v) ? v : v === undefined ? [] : [v]).map((x): [string, string] => [k, x]))).toString();
+    await recordAccess(ctx, who, { kind: 'export', query: description });
     const asOf = Date.now() + 1;
     const actor = { client: { clientId: who.clientId, ...(ctx.ip ? { ip: ctx.ip } : {}) } };
     const trail = deps.trail;
@@ -142,6 +159,7 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
     if (!event || (who.kind === 'patient' && !disclosedPatients(event).includes(who.patient))) {
       throw new FhirError(404, 'not-found', `AuditEvent/${id} is not known`);
     }
+    await recordAccess(ctx, who, { kind: 'read', id });
     sendFhir(ctx, 200, shown(who, event));
   });
 

@@ -1,7 +1,7 @@
 import type { AuditEvent } from './audit-event.js';
 import { LOCAL_SUBTYPE_SYSTEM } from './disclosure.js';
-import { auditEvent, authServerAgent, clientAgent, details, operatorAgent, securityObject, type Details, type OperatorInfo } from './events/agents.js';
-import { OBJECT_ROLES, SYSTEMS } from './events/vocabulary.js';
+import { auditEvent, authServerAgent, clientAgent, details, operatorAgent, securityObject, userAgents, type Details, type OperatorInfo, type UserInfo } from './events/agents.js';
+import { ENTITY_TYPES, EVENT_TYPES, OBJECT_ROLES, STANDARD_SUBTYPES, SYSTEMS } from './events/vocabulary.js';
 
 /**
  * Events about the audit trail itself: reading it out (search export, NDJSON export) and purging
@@ -12,6 +12,9 @@ import { OBJECT_ROLES, SYSTEMS } from './events/vocabulary.js';
 export const TRAIL_SUBTYPES = {
   exported: { system: LOCAL_SUBTYPE_SYSTEM, code: 'audit-exported', display: 'Audit trail exported' },
   purged: { system: LOCAL_SUBTYPE_SYSTEM, code: 'audit-purged', display: 'Audit trail purged (retention)' },
+  searched: { system: LOCAL_SUBTYPE_SYSTEM, code: 'audit-searched', display: 'Audit trail searched' },
+  read: { system: LOCAL_SUBTYPE_SYSTEM, code: 'audit-read', display: 'Audit event read' },
+  exportStarted: { system: LOCAL_SUBTYPE_SYSTEM, code: 'audit-export-started', display: 'Audit trail export started' },
 } as const;
 
 const EXPORT_TYPE = { system: SYSTEMS.dcm, code: '110106', display: 'Export' };
@@ -66,6 +69,59 @@ export function trailPurged(issuer: string, input: { actor: TrailActor; facts: P
       outcome: '0',
       agents: actorAgents(issuer, input.actor),
       entities: [trailObject(issuer, { removed: f.removed, archived: f.archived, archive_removed: f.archiveRemoved, cut_seq: f.cutSeq, cutoff: f.cutoff, disclosure_cutoff: f.disclosureCutoff })],
+    },
+  );
+}
+
+/**
+ * Who reads the trail through the API: the client of the bearer token and, for a patient's
+ * token, the account behind it. The patient is deliberately not named as a Patient reference:
+ * that would index the read under `patient=` and mix it into the very disclosures it looks at.
+ */
+export interface TrailReader {
+  client: { clientId: string; ip?: string };
+  user?: UserInfo;
+}
+
+export type TrailAccess =
+  /** GET /fhir/AuditEvent?… (BALP Query: search-type) with the query as the server ran it. */
+  | { kind: 'search'; query: string; restrictedTo?: string }
+  /** GET /fhir/AuditEvent/$export?… (BALP Query: the $export operation). */
+  | { kind: 'export'; query: string }
+  /** GET /fhir/AuditEvent/<id> (BALP Read). */
+  | { kind: 'read'; id: string };
+
+const ACCESS_SUBTYPES = {
+  search: [STANDARD_SUBTYPES.searchType, TRAIL_SUBTYPES.searched],
+  export: [STANDARD_SUBTYPES.operation, TRAIL_SUBTYPES.exportStarted],
+  read: [STANDARD_SUBTYPES.read, TRAIL_SUBTYPES.read],
+} as const;
+
+/**
+ * A read of the trail through its API, recorded before any of it leaves (IHE BALP Query and Read
+ * patterns): type `rest`, the restful-interaction subtype, and the query (base64, object role 24
+ * Query) or the AuditEvent read. Searching the trail then finds these events too, as it should.
+ */
+export function trailAccessed(issuer: string, input: { reader: TrailReader; access: TrailAccess }): AuditEvent {
+  const { reader, access } = input;
+  const entity =
+    access.kind === 'read'
+      ? { what: { reference: `AuditEvent/${access.id}` }, type: ENTITY_TYPES.auditEvent, role: OBJECT_ROLES.securityResource }
+      : {
+          type: ENTITY_TYPES.systemObject,
+          role: OBJECT_ROLES.query,
+          query: Buffer.from(access.query || '(all)').toString('base64'),
+          detail: details({ resource: 'AuditEvent', operation: access.kind === 'export' ? '$export' : undefined, restricted_to: access.kind === 'search' ? access.restrictedTo : undefined }),
+        };
+  return auditEvent(
+    { issuer },
+    {
+      type: EVENT_TYPES.rest,
+      subtype: [...ACCESS_SUBTYPES[access.kind]],
+      action: access.kind === 'read' ? 'R' : 'E',
+      outcome: '0',
+      agents: [...userAgents({ issuer }, reader.user, true), clientAgent({ issuer }, reader.client, !reader.user), authServerAgent({ issuer })],
+      entities: [entity],
     },
   );
 }

@@ -5,6 +5,8 @@
  *  - `aud` must be this server's token endpoint URL (or the endpoint being called), never merely
  *    "something on this host": endpoint URLs come from configuration, not the request's Host;
  *  - `exp` at most 5 minutes ahead (exactly now + 300 s is accepted);
+ *  - `iat`, when present, a number no later than now plus the clock tolerance: an assertion
+ *    "issued" in the future was made by a wrong clock or made in advance to be used later;
  *  - the header names the key with `kid`;
  *  - a `jku` header is honoured only when it is the client's registered `jwks_uri` or on its
  *    `jku_allowlist`; anything else is refused rather than ignored.
@@ -44,6 +46,10 @@ export function assertionProblem({ claims, header, client, audiences, now, clock
   // No tolerance on the upper bound: SMART's five minutes is the whole budget for clock skew.
   if (claims.exp > now + MAX_ASSERTION_LIFETIME_SECONDS) return 'exp must be at most 5 minutes in the future';
   if (claims.exp < now - clockTolerance) return 'the client assertion has expired';
+  if (claims.iat !== undefined) {
+    if (typeof claims.iat !== 'number' || !Number.isFinite(claims.iat)) return 'iat must be a NumericDate (seconds since the epoch)';
+    if (claims.iat > now + clockTolerance) return `iat is in the future (more than the ${clockTolerance} s clock tolerance ahead of this server): check the client's clock`;
+  }
   if (typeof claims.jti !== 'string' || !claims.jti) return 'jti is required';
   if (claims.jti.length > 256) return 'jti is longer than 256 characters';
   return undefined;

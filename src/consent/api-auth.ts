@@ -2,7 +2,7 @@ import type { FoundToken } from '../introspection/token-lookup.js';
 import type { Permission } from '../smart/scopes.js';
 import type { Reference } from './fhir-types.js';
 import type { FhirError} from '../http/fhir-api.js';
-import { bearerAccessToken, insufficientScope, resourcePermissions, type TokenFinder } from '../http/fhir-api.js';
+import { bearerAccessToken, insufficientScope, resourcePermissions, type ApiTokens } from '../http/fhir-api.js';
 import { clientReference, patientIdOf, relativeReference } from './references.js';
 
 /**
@@ -28,7 +28,7 @@ export interface ConsentCaller {
   may: ReadonlySet<ConsentAction>;
 }
 
-export type { TokenFinder };
+export type { ApiTokens };
 
 const REALM = 'Bearer realm="consent"';
 /** R4 Provenance.agent.who target types. */
@@ -55,7 +55,7 @@ function patientAgent(token: FoundToken, patientId: string): Reference {
   return fhirUser && AGENT_TYPES.has(fhirUser.type) ? { reference: fhirUser.reference } : { reference: `Patient/${patientId}` };
 }
 
-export async function authenticateConsentCaller(authorization: string, lookup: TokenFinder, issuer: string): Promise<ConsentCaller> {
+export async function authenticateConsentCaller(authorization: string, lookup: ApiTokens, issuer: string): Promise<ConsentCaller> {
   const token = await bearerAccessToken(authorization, lookup, REALM);
   const scopes = (token.scope ?? '').split(' ').filter(Boolean);
   if (token.kind === 'ClientCredentials') {

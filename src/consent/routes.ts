@@ -3,7 +3,7 @@ import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { parseSize } from '../http/body-limit.js';
-import { authenticateConsentCaller, requireAction, requirePatient, type ConsentCaller, type TokenFinder } from './api-auth.js';
+import { authenticateConsentCaller, requireAction, requirePatient, type ConsentCaller, type ApiTokens } from './api-auth.js';
 import type { ConsentService } from './consent-service.js';
 import { ConsentSearchTooBroadError, type StoredConsent, type StoredResource } from './consent-store.js';
 import { ConsentNotFoundError, ConsentStateError } from './errors.js';
@@ -21,7 +21,8 @@ export const CONSENT_PATH = '/fhir/Consent';
 
 export interface ConsentRoutesDeps {
   consents: ConsentService;
-  lookup: TokenFinder;
+  /** Access tokens for this server's own API audience, their sessions still open. */
+  lookup: ApiTokens;
   config: Config;
   logger: Logger;
 }

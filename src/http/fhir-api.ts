@@ -1,7 +1,10 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import type { IssueType, OperationOutcome } from '../consent/fhir-types.js';
-import type { FoundToken } from '../introspection/token-lookup.js';
+import type { Adapter } from 'oidc-provider';
+import { sessionStillOpen, type FoundToken } from '../introspection/token-lookup.js';
+import { normaliseBase } from '../provider/fhir-servers.js';
+import { ownApiAudience } from '../provider/own-api.js';
 import { parseScope, type Permission } from '../smart/scopes.js';
 
 /**
@@ -89,16 +92,36 @@ export interface TokenFinder {
   find(value: string): Promise<FoundToken | undefined>;
 }
 
+/**
+ * How these APIs tell a token meant for them: found and active, issued for this server's own API
+ * audience (own-api.ts; a FHIR server's token is not one), and its sign-in session still open when
+ * it was bound to one (as /userinfo and introspection decide).
+ */
+export interface ApiTokens extends TokenFinder {
+  readonly audience: string;
+  sessionOpen(token: FoundToken): Promise<boolean>;
+}
+
+export function apiTokens(lookup: TokenFinder, adapters: (model: string) => Adapter, issuer: string): ApiTokens {
+  return { audience: ownApiAudience(issuer), find: (value) => lookup.find(value), sessionOpen: (token) => sessionStillOpen(adapters, token) };
+}
+
 const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
 
-/** The active access token of an `Authorization: Bearer` header, or a 401 naming `realm`. */
-export async function bearerAccessToken(authorization: string, lookup: TokenFinder, realm: string): Promise<FoundToken> {
+function audiences(token: FoundToken): string[] {
+  return (Array.isArray(token.aud) ? token.aud : token.aud === undefined ? [] : [token.aud]).map(normaliseBase);
+}
+
+/** The active access token for this API of an `Authorization: Bearer` header, or a 401 naming `realm`. */
+export async function bearerAccessToken(authorization: string, tokens: ApiTokens, realm: string): Promise<FoundToken> {
   const m = BEARER.exec(authorization);
   if (!m) throw new FhirError(401, 'login', 'an access token is required (Authorization: Bearer …)', { 'WWW-Authenticate': realm });
-  const token = await lookup.find(m[1]!);
-  if (!token || token.kind === 'RefreshToken') {
-    throw new FhirError(401, 'login', 'the access token is not valid (unknown, expired or revoked)', { 'WWW-Authenticate': `${realm}, error="invalid_token"` });
-  }
+  const invalid = (description: string) => new FhirError(401, 'login', description, { 'WWW-Authenticate': `${realm}, error="invalid_token", error_description="${description}"` });
+  const token = await tokens.find(m[1]!);
+  if (!token || token.kind === 'RefreshToken') throw invalid('the access token is not valid (unknown, expired or revoked)');
+  // Absence of an audience is no audience: fail closed.
+  if (!audiences(token).includes(tokens.audience)) throw invalid(`the access token was not issued for this API (request one with resource=${tokens.audience})`);
+  if (!(await tokens.sessionOpen(token))) throw invalid('the sign-in session this access token belonged to has ended');
   return token;
 }
 

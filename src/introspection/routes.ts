@@ -106,7 +106,13 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
     return signer;
   };
 
+  /**
+   * A resource server learns about the access tokens it is sent, for its own FHIR servers. A
+   * refresh token is never sent to a resource server: only the client it was issued to may learn
+   * anything about it (RFC 7662 §4: the server may answer differently by caller).
+   */
   function mayIntrospect(caller: ClientRecord, token: FoundToken): boolean {
+    if (token.kind === 'RefreshToken' && token.clientId !== caller.client_id) return false;
     const served = ((caller.fhir_servers as string[] | undefined) ?? allBases).map(normaliseBase);
     return audiences(token.aud).some((a) => served.includes(a));
   }

@@ -7,6 +7,7 @@ import { RegistrationTokens, SMART_REGISTRATION_POLICY } from '../clients/regist
 import { renderView } from '../http/views.js';
 import { isApiRequest } from '../http/errors.js';
 import { findFhirServer, normaliseBase } from './fhir-servers.js';
+import { isOwnApi, isOwnApiScope, ownApiAudience, ownApiScopes } from './own-api.js';
 import { downscope } from '../smart/scopes.js';
 import { CLOCK_TOLERANCE_SECONDS, clientAssertionHook } from '../backend/client-assertion-hook.js';
 import type { RedisClient } from '../redis/connection.js';
@@ -112,6 +113,23 @@ function downscopeClientCredentials(ctx: KoaContextWithOIDC, client: ClientWithS
   }
   params.scope = granted.join(' ');
   return params.scope;
+}
+
+/**
+ * The resource-server entry of this server's own FHIR APIs (own-api.ts): the client's scopes for
+ * it narrowed to Consent and AuditEvent, opaque tokens (sessions and revocation are checked on
+ * every call). A request that would get none of those scopes is refused.
+ */
+function ownApiResourceServer(ctx: KoaContextWithOIDC, issuer: string, client: ClientWithSmart, accessTokenTTL: number) {
+  const audience = ownApiAudience(issuer);
+  const backend = ctx.oidc.params?.grant_type === 'client_credentials';
+  const scopes = ownApiScopes((backend ? downscopeClientCredentials(ctx, client) : appResourceScopes(ctx, audience, client)).split(' '));
+  if (!scopes.some(isOwnApiScope)) {
+    const why = `${audience} serves only Consent and AuditEvent: none of this client's requested or allowed scopes names them`;
+    throw backend ? new errors.InvalidScope(why, String((ctx.oidc.params as { scope?: string }).scope ?? '')) : new errors.InvalidTarget(why);
+  }
+  if (backend) (ctx.oidc.params as { scope?: string }).scope = scopes.join(' ');
+  return { scope: scopes.join(' '), audience, accessTokenFormat: 'opaque' as const, accessTokenTTL };
 }
 
 /** The grant a token request draws on (code exchange or refresh), if any. */
@@ -237,11 +255,18 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
           // The management page's own sign-in is plain OpenID Connect: no FHIR server, ever.
           if (isManageClient(client?.clientId)) return undefined!;
           if (ctx.oidc.route === 'authorization' && !oneOf) return audAsResource(config.fhirServers)(ctx, client);
+          // A backend asking only for Consent/AuditEvent scopes means this server's own API.
+          const requested = String((ctx.oidc.params as { scope?: unknown } | undefined)?.scope ?? '').split(' ').filter(Boolean);
+          if (ctx.oidc.params?.grant_type === 'client_credentials' && requested.length && requested.every(isOwnApiScope)) return ownApiAudience(config.issuer);
           const bases = (client as unknown as ClientWithSmart | undefined)?.fhir_servers ?? [];
           return bases.length === 1 ? bases[0]! : undefined!;
         },
         useGrantedResource: () => true,
         getResourceServerInfo: async (ctx, resourceIndicator, client) => {
+          if (isOwnApi(config.issuer, resourceIndicator)) {
+            const ttl = ctx.oidc.params?.grant_type === 'client_credentials' ? config.ttl.backendAccessToken : config.ttl.accessToken;
+            return ownApiResourceServer(ctx, config.issuer, client as unknown as ClientWithSmart, ttl);
+          }
           const server = findFhirServer(config.fhirServers, resourceIndicator);
           const allowed = (client as unknown as ClientWithSmart).fhir_servers;
           if (!server || (allowed && !allowed.includes(server.base))) {

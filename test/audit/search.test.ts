@@ -8,6 +8,8 @@ import { sampleEvent, type EventSpec } from './support.js';
 import type { AuditEvent } from '../../src/audit/audit-event.js';
 
 const FHIR_BASE = 'http://localhost:8080/fhir';
+/** This server's own API audience: tokens for the AuditEvent API are issued for it. */
+const API = 'http://localhost:3000/fhir';
 const TOKEN_URL = 'http://localhost:3000/token';
 const tag = randomUUID().slice(0, 6);
 const P1 = `p1-${tag}`;
@@ -25,8 +27,8 @@ const recorded: AuditEvent[] = [];
 
 type Bundle = { resourceType: string; type: string; total: number; link: Array<{ relation: string; url: string }>; entry?: Array<{ resource: AuditEvent; search: { mode: string } }> };
 
-async function backendToken(clientId: string, scope: string): Promise<string> {
-  const res = await tokenRequest(t, await signAssertion(key, clientId, TOKEN_URL), { scope, resource: FHIR_BASE });
+async function backendToken(clientId: string, scope: string, resource = API): Promise<string> {
+  const res = await tokenRequest(t, await signAssertion(key, clientId, TOKEN_URL), { scope, resource });
   expect(res.status).toBe(200);
   return res.body.access_token as string;
 }
@@ -35,9 +37,9 @@ async function backendToken(clientId: string, scope: string): Promise<string> {
 async function patientToken(patient: string, scope: string): Promise<string> {
   const client = (await t.app.Client.find(`viewer-${tag}`))!;
   const grant = new t.app.Grant({ accountId: 'someone', clientId: client.clientId });
-  grant.addResourceScope(FHIR_BASE, scope);
+  grant.addResourceScope(API, scope);
   const grantId = await grant.save();
-  const at = new t.app.AccessToken({ accountId: 'someone', client, grantId, scope, aud: FHIR_BASE, gty: 'authorization_code' });
+  const at = new t.app.AccessToken({ accountId: 'someone', client, grantId, scope, aud: API, gty: 'authorization_code' });
   const token = await at.save();
   const k = t.keyspace.model('AccessToken', token);
   const payload = JSON.parse((await t.redis.hget(k, 'payload'))!);
@@ -78,7 +80,7 @@ beforeAll(async () => {
   await registerBackend(t, `bulk-${tag}`, [key], { smart_scopes: ['system/*.rs'] });
   await t.registry.upsert({ client_id: `viewer-${tag}`, smart_client_kind: 'public_app', redirect_uris: ['https://app.example.org/cb'], smart_scopes: ['launch/patient', 'patient/*.rs'] });
   officer = await backendToken(`auditor-${tag}`, 'system/AuditEvent.rs');
-  bulk = await backendToken(`bulk-${tag}`, 'system/*.rs');
+  bulk = await backendToken(`bulk-${tag}`, 'system/*.rs', FHIR_BASE);
 });
 afterAll(async () => {
   await trail.close();
@@ -86,12 +88,14 @@ afterAll(async () => {
 });
 
 describe('authorization', () => {
-  test('no token → 401, a token without an AuditEvent scope → 403 (system/*.rs is not an officer)', async () => {
+  test('no token → 401, a bulk FHIR token → 401 (not for this API), a token without an AuditEvent scope → 403 (system/*.rs is not an officer)', async () => {
     const none = await get(`/fhir/AuditEvent?patient=${P1}`);
     expect(none.status).toBe(401);
     expect(none.headers['www-authenticate']).toMatch(/^Bearer/);
     expect(JSON.parse(none.text)).toMatchObject({ resourceType: 'OperationOutcome' });
-    expect((await get(`/fhir/AuditEvent?patient=${P1}`, bulk)).status).toBe(403);
+    expect((await get(`/fhir/AuditEvent?patient=${P1}`, bulk)).status).toBe(401);
+    // A wildcard data scope is refused by the API itself too (patientToken mints it for this API).
+    expect((await get(`/fhir/AuditEvent?patient=${P1}`, await patientToken(P1, 'patient/*.rs'))).status).toBe(403);
     expect((await get(`/fhir/AuditEvent?patient=${P1}`, 'x'.repeat(43))).status).toBe(401);
   });
 

@@ -117,6 +117,9 @@ export const STANDARD_SUBTYPES = frozen({
   update: { system: SYSTEMS.restfulInteraction, code: 'update', display: 'update' },
   patch: { system: SYSTEMS.restfulInteraction, code: 'patch', display: 'patch' },
   delete: { system: SYSTEMS.restfulInteraction, code: 'delete', display: 'delete' },
+  read: { system: SYSTEMS.restfulInteraction, code: 'read', display: 'read' },
+  searchType: { system: SYSTEMS.restfulInteraction, code: 'search-type', display: 'search type' },
+  operation: { system: SYSTEMS.restfulInteraction, code: 'operation', display: 'operation' },
 } as const satisfies Record<string, Coding>);
 
 export const AGENT_TYPES = frozen({
@@ -136,6 +139,7 @@ export const ENTITY_TYPES = frozen({
   person: { system: SYSTEMS.auditEntityType, code: '1', display: 'Person' },
   systemObject: { system: SYSTEMS.auditEntityType, code: '2', display: 'System Object' },
   consent: { system: SYSTEMS.resourceTypes, code: 'Consent', display: 'Consent' },
+  auditEvent: { system: SYSTEMS.resourceTypes, code: 'AuditEvent', display: 'AuditEvent' },
 } as const satisfies Record<string, Coding>);
 
 export const OBJECT_ROLES = frozen({
