@@ -1,4 +1,4 @@
-import { accessOf, grantableScopes, userKindOf } from '../../src/smart/launch/user-scopes.js';
+import { accessOf, grantableScopes, identityRefusal, userKindOf } from '../../src/smart/launch/user-scopes.js';
 import { scopeWithGrantedNarrowings } from '../../src/smart/launch/code-scope.js';
 import { withConsentForRefresh } from '../../src/smart/launch/authorize-request.js';
 
@@ -29,6 +29,18 @@ describe('grantableScopes', () => {
       expect(r.granted).toEqual([]);
       expect(r.refused[0]!.scope).toBe('system/*.rs');
     }
+  });
+
+  test('an account linked to nothing grants openid, fhirUser and profile at most: no data, no context, no refresh token', () => {
+    const r = grantableScopes({
+      requested: ['openid', 'fhirUser', 'profile', 'offline_access', 'online_access', 'launch', 'launch/patient', 'patient/*.rs', 'user/*.rs'],
+      clientAllowed: [...APP, 'profile', 'online_access'],
+      access: 'none',
+      hasPatient: true,
+    });
+    expect(r.granted).toEqual(['openid', 'fhirUser', 'profile']);
+    expect(r.refused.map((x) => x.scope)).toEqual(['offline_access', 'online_access', 'launch', 'launch/patient', 'patient/*.rs', 'user/*.rs']);
+    expect(r.refused.at(-1)!.reason).toBe('is a user/ scope; it needs an account linked to a patient record or a staff role');
   });
 
   test('without a patient in context, patient/ scopes and launch/patient are refused', () => {
@@ -66,6 +78,21 @@ describe('grantableScopes', () => {
   test('a v1 request stays v1 when the grant can say it in v1', () => {
     const r = grantableScopes({ requested: ['patient/*.read'], clientAllowed: ['patient/Observation.rs'], access: 'patient', hasPatient: true });
     expect(r.granted).toEqual(['patient/Observation.read']);
+  });
+});
+
+describe('identityRefusal', () => {
+  test('names the missing link when the account can give none of the data asked for', () => {
+    expect(identityRefusal('none', ['openid', 'user/*.rs'], ['openid'])).toMatch(/not linked to a patient record or a staff role/);
+    expect(identityRefusal('none', ['launch/patient'], [])).toMatch(/not linked to a patient record or a staff role/);
+    expect(identityRefusal('patient', ['openid', 'user/*.rs'], ['openid'])).toMatch(/not to a staff role/);
+  });
+
+  test('says nothing when some data is granted, none was asked for, or the client is what stands in the way', () => {
+    expect(identityRefusal('patient', ['user/*.rs', 'patient/*.rs'], ['patient/*.rs'])).toBeUndefined();
+    expect(identityRefusal('none', ['openid', 'fhirUser'], ['openid', 'fhirUser'])).toBeUndefined();
+    expect(identityRefusal('staff', ['user/Bogus.rs'], [])).toBeUndefined();
+    expect(identityRefusal('patient', ['patient/Observation.rs'], [])).toBeUndefined();
   });
 });
 
