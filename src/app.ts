@@ -143,7 +143,7 @@ export function buildApp(deps: AppDeps): Provider {
       launches,
       grantContexts,
       consents,
-      smartPrompts: { launches, recorder, users, fhirServers: config.fhirServers, fhirUserBase, consents },
+      smartPrompts: { launches, recorder, users, fhirServers: config.fhirServers, fhirUserBase, staffRoles: config.hcs.staffRoles, consents },
       // JWT access tokens are self-contained, so revocation needs server-side state: a marker
       // per jti, in the grant index like any token, that introspection and revocation consult.
       onJwtAccessToken: async (token, payload) => {
@@ -209,6 +209,7 @@ export function buildApp(deps: AppDeps): Provider {
       directory: new FhirDirectory({ credential, logger }),
       fhirServers: config.fhirServers,
       fhirUserBase,
+      staffRoles: config.hcs.staffRoles,
       consents,
       consentLifetimes,
       issuer: config.issuer,

@@ -37,6 +37,7 @@ Options of add:
   --email ADDRESS          e-mail address (repeatable)
   --fhir-user REFERENCE    the user's FHIR resource, e.g. Practitioner/123 or an absolute URL
   --role SYSTEM|CODE       a security role, e.g. http://snomed.info/sct|309343006 (repeatable)
+  --staff                  a member of staff: with a Practitioner --fhir-user, may grant user/ scopes
 
 Without a password the user exists but cannot sign in until "users set-password".
 `;
@@ -79,6 +80,7 @@ export async function addUser(deps: UsersCliDeps, args: string[], out: Out): Pro
       email: { type: 'string', multiple: true },
       'fhir-user': { type: 'string' },
       role: { type: 'string', multiple: true },
+      staff: { type: 'boolean' },
     },
     0,
   );
@@ -87,6 +89,7 @@ export async function addUser(deps: UsersCliDeps, args: string[], out: Out): Pro
   const smart = {
     ...(values['fhir-user'] ? { fhirUser: values['fhir-user'] } : {}),
     ...(values.role?.length ? { roles: values.role.map(parseRole) } : {}),
+    ...(values.staff ? { staff: true } : {}),
   };
   const name = { ...(values.given ? { givenName: values.given } : {}), ...(values.family ? { familyName: values.family } : {}) };
   const user = await deps.users.create({

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CONFIDENTIALITY, isHandlingCode, isPurpose, purposeIsA, purposeLineage, type Confidentiality, type Coding } from './vocabulary.js';
+import { CONFIDENTIALITY, SYSTEMS, isHandlingCode, isPurpose, purposeIsA, purposeLineage, type Confidentiality, type Coding } from './vocabulary.js';
 
 /**
  * The hospital's HCS policy: which obligations and confidentiality ceiling follow from a purpose of
@@ -55,6 +55,16 @@ export const DEFAULT_RULES: PolicyRule[] = [
 
 const purposeList = z.array(purpose);
 
+/**
+ * Roles that make a Practitioner-linked user staff, who may grant user/ scopes (smart/launch/
+ * user-scopes.ts): the v3-RoleClass codes of people acting for the organization.
+ */
+export const DEFAULT_STAFF_ROLES: Coding[] = [
+  { system: SYSTEMS.roleClass, code: 'PROV', display: 'healthcare provider' },
+  { system: SYSTEMS.roleClass, code: 'EMP', display: 'employee' },
+  { system: SYSTEMS.roleClass, code: 'ASSIGNED', display: 'assigned entity' },
+];
+
 export const hcsPolicySchema = z.object({
   /** Ceiling for subjects without a clearance of their own (users' SCIM `clearance`). */
   defaultCeiling: ceiling.default('N'),
@@ -83,6 +93,12 @@ export const hcsPolicySchema = z.object({
     })
     .prefault({}),
   rules: z.array(ruleSchema).default(DEFAULT_RULES),
+  /**
+   * A user holding one of these roles (own or through a SCIM group) counts as staff, as does one
+   * whose SCIM record says `staff: true`; only staff linked to a Practitioner may grant user/ scopes.
+   * An empty list leaves the explicit flag as the only way.
+   */
+  staffRoles: z.array(coding).default(DEFAULT_STAFF_ROLES),
   breakTheGlass: z
     .object({
       /** Users holding one of these roles may break the glass (as may users with SCIM `breakTheGlass: true`). */
@@ -105,7 +121,8 @@ export const hcsPolicySchema = z.object({
 
 export type HcsPolicy = z.infer<typeof hcsPolicySchema>;
 
-function roleMatches(held: readonly Coding[], wanted: readonly Coding[]): boolean {
+/** True when `held` includes one of `wanted` (same system and code). */
+export function roleMatches(held: readonly Coding[], wanted: readonly Coding[]): boolean {
   return wanted.some((w) => held.some((h) => h.system === w.system && h.code === w.code));
 }
 

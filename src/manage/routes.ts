@@ -134,7 +134,7 @@ export function manageRoutes(deps: ManageRouteDeps): Router {
   async function userOf(session: ManageSession): Promise<UserContext | undefined> {
     const user = await deps.users.get(session.sub);
     if (!user || user.active === false) return undefined;
-    return userContextOf(user, config.fhirServers[0]!.base);
+    return userContextOf(user, config.fhirServers[0]!.base, undefined, { staffRoles: config.hcs.staffRoles });
   }
 
   async function signIn(ctx: Context, returnTo: string = MANAGE_PATHS.page): Promise<void> {

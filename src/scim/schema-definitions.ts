@@ -216,6 +216,7 @@ export const SMART_USER_SCHEMA_DEF: SchemaDef = {
       { multiValued: true },
     ),
     complex('roles', 'Healthcare-security roles (Codings) of the user; members of groups also hold the roles of their groups.', codingAttributes('role'), { multiValued: true }),
+    attr('staff', 'boolean', 'A member of staff: with a Practitioner fhirUser, may let apps have user/ scopes (as may holders of a staff role of the HCS policy).'),
     str('purposesOfUse', 'Purposes of use the user may assert (v3-ActReason codes such as TREAT).', { multiValued: true, caseExact: true }),
     str('clearance', 'The highest v3-Confidentiality label the user may see (U < L < M < N < R < V).', {
       caseExact: true,

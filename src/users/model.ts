@@ -63,6 +63,8 @@ export interface SmartUserExtension {
   proxyPatients?: Array<{ value: string; display?: string }>;
   /** Healthcare-security roles. */
   roles?: Coding[];
+  /** Explicitly staff (besides holding a staff role): with a Practitioner fhirUser, may grant user/ scopes. */
+  staff?: boolean;
   /** v3-ActReason purpose-of-use codes the user may assert. */
   purposesOfUse?: string[];
   /** The highest confidentiality label the user may see. */

@@ -45,8 +45,8 @@ beforeAll(async () => {
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', AUTHZ_LOGIN_MAX_FAILURES: '3' });
   await registerPublicApp(t, { clientId: CLIENT, redirectUri: REDIRECT, smartScopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'patient/*.rs', 'offline_access'] });
   await registerEhrLauncher(t, 'ehr', LAUNCHER_SECRET);
-  drId = (await createUser(directoryOf(t).users, 'dr', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-1' } })).id;
-  await createUser(directoryOf(t).users, 'dr.locked', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-9' } });
+  drId = (await createUser(directoryOf(t).users, 'dr', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-1', staff: true } })).id;
+  await createUser(directoryOf(t).users, 'dr.locked', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-9', staff: true } });
 });
 
 afterAll(async () => {

@@ -23,7 +23,7 @@ beforeAll(async () => {
   await registerBackend(t, 'audit-backend', [key]);
   await registerPublicApp(t, { clientId: 'chart', redirectUri: CB, smartScopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs'] });
   await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: RS_SECRET, fhir_servers: [FHIR] }, { generateSecret: false });
-  drId = (await createSmartUser(t, 'dr.audit', 'Practitioner/dr-1')).id;
+  drId = (await createSmartUser(t, 'dr.audit', 'Practitioner/dr-1', { staff: true })).id;
 });
 afterAll(() => t.close());
 

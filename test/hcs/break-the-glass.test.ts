@@ -42,7 +42,7 @@ afterAll(async () => {
 });
 
 function clinician(extra: Record<string, unknown>) {
-  return newUser(t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, purposesOfUse: ['TREAT'], clearance: 'N', ...extra });
+  return newUser(t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, staff: true, purposesOfUse: ['TREAT'], clearance: 'N', ...extra });
 }
 
 /** Signs in and stops on the consent page of an emergency EHR launch. */

@@ -25,7 +25,7 @@ function findings(h: HcsApp): Array<{ check: string; detail: string }> {
 }
 
 async function userFlow(h: HcsApp, smart: Record<string, unknown>, purpose: string, clientId = APP) {
-  const who = await newUser(h.t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, ...smart });
+  const who = await newUser(h.t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, staff: true, ...smart });
   return authorizeThroughPages(h.t, params(clientId, 'openid fhirUser user/*.rs', { purpose_of_use: purpose }), who);
 }
 
@@ -73,7 +73,7 @@ describe('the break-the-glass check', () => {
   test('audit-only: an unpermitted clinician still gets emergency access (with a reason), logged', async () => {
     const h = await app({ AUTHZ_HCS_CHECK_BREAK_THE_GLASS: 'audit-only' });
     await registerApp(h.t, 'er-app', { purposes_of_use: ['ETREAT'] });
-    const who = await newUser(h.t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}` });
+    const who = await newUser(h.t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, staff: true });
     const launch = await launchStoreOf(h.t).create({ patient: 'pat-er', clientId: 'er-app', createdBy: 'ehr' });
     const { agent, first, verifier } = await startAuthorization(h.t, params('er-app', 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'ETREAT' }));
     const login = await browse(agent, first);

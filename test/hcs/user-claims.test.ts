@@ -27,7 +27,7 @@ afterAll(async () => {
 });
 
 function clinician(extra: Record<string, unknown> = {}) {
-  return newUser(t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, roles: [PHYSICIAN], purposesOfUse: ['TREAT'], clearance: 'R', npi: '1234567893', organizationId: ORG_ID, ...extra }, { organization: 'Good Health Clinic' });
+  return newUser(t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, staff: true, roles: [PHYSICIAN], purposesOfUse: ['TREAT'], clearance: 'R', npi: '1234567893', organizationId: ORG_ID, ...extra }, { organization: 'Good Health Clinic' });
 }
 
 async function ehrLaunch(clientId: string, extra: Record<string, string>, who: Awaited<ReturnType<typeof clinician>>, aud = params(clientId, '').aud!) {

@@ -166,10 +166,13 @@ describe('the consent page', () => {
 
   test('a user who is not someone who can consent (fhirUser Person/…) gets access_denied, not a Consent', async () => {
     const who = await newUser({ fhirUser: 'Person/someone' });
-    const launch = await launchStoreOf(t).create({ patient: 'pat-1', clientId: APP, createdBy: 'ehr' });
+    const patientId = `ehr-${randomUUID().slice(0, 8)}`;
+    const launch = await launchStoreOf(t).create({ patient: patientId, clientId: APP, createdBy: 'ehr' });
     const flow = await authorizeThroughPages(t, params('launch patient/*.rs', { launch }), who);
     expect(flow.error).toBe('access_denied');
-    expect(flow.stop.kind === 'app' && flow.stop.location.searchParams.get('error_description')).toMatch(/not linked to a patient, caregiver or clinician record/);
+    // An account linked to nothing gets no patient context at all (identity-access.md), so the refusal says that.
+    expect(flow.stop.kind === 'app' && flow.stop.location.searchParams.get('error_description')).toMatch(/not linked to a patient record or a staff role/);
+    expect(await consentsOf(patientId)).toEqual([]);
   });
 });
 
@@ -251,7 +254,7 @@ describe('Allow and Deny become R4 Consents', () => {
 
   test('a clinician in an EHR launch consents as a Practitioner, with the requested purpose and their clearance', async () => {
     const drId = `dr-${randomUUID().slice(0, 8)}`;
-    const who = await newUser({ fhirUser: `Practitioner/${drId}`, clearance: 'N', purposesOfUse: ['TREAT'] });
+    const who = await newUser({ fhirUser: `Practitioner/${drId}`, staff: true, clearance: 'N', purposesOfUse: ['TREAT'] });
     const patientId = `ehr-${randomUUID().slice(0, 8)}`;
     const launch = await launchStoreOf(t).create({ patient: patientId, clientId: APP, createdBy: 'ehr' });
     const flow = await authorizeThroughPages(t, params('launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'TREAT' }), who);
@@ -267,7 +270,7 @@ describe('Allow and Deny become R4 Consents', () => {
 
   test('user/ scopes without patient data need no Consent', async () => {
     const drId = `dr-${randomUUID().slice(0, 8)}`;
-    const who = await newUser({ fhirUser: `Practitioner/${drId}` });
+    const who = await newUser({ fhirUser: `Practitioner/${drId}`, staff: true });
     const flow = await authorizeThroughPages(t, params('openid fhirUser user/Observation.rs'), who);
     const token = await exchangeCode(t, flow, params(''));
     expect(token.status).toBe(200);

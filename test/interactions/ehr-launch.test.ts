@@ -52,8 +52,8 @@ beforeAll(async () => {
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
   await registerPublicApp(t, { clientId: CLIENT, redirectUri: REDIRECT, smartScopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'patient/*.rs', 'user/*.rs'] });
   await registerEhrLauncher(t, 'ehr', 'ehr-secret-value-123');
-  await createUser(directoryOf(t).users, 'dr', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-1' } });
-  await createUser(directoryOf(t).users, 'dr.other', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-2' } });
+  await createUser(directoryOf(t).users, 'dr', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-1', staff: true } });
+  await createUser(directoryOf(t).users, 'dr.other', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-2', staff: true } });
   doctor = { username: 'dr', password: PASSWORD };
 });
 

@@ -39,7 +39,7 @@ beforeAll(async () => {
   const { users } = directoryOf(t);
   await createUser(users, 'carer', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'RelatedPerson/c-1', proxyPatients: [{ value: 'pat-1', display: 'Pat Jones' }] } });
   await createUser(users, 'pat', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Patient/pat-1' } });
-  await createUser(users, 'doc', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/d-1' } });
+  await createUser(users, 'doc', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/d-1', staff: true } });
 });
 
 afterAll(async () => {

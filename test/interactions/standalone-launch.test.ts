@@ -83,7 +83,7 @@ beforeAll(async () => {
       { value: 'sam-1', display: 'Sam <script>alert("x")</script> Jones' },
     ],
   });
-  doctor = await user('doc', { fhirUser: 'Practitioner/doc-1' });
+  doctor = await user('doc', { fhirUser: 'Practitioner/doc-1', staff: true });
 });
 
 afterAll(async () => {
@@ -126,9 +126,10 @@ describe('a patient', () => {
     expect(token.body.scope.split(' ')).toContain('patient/Observation.rs');
   });
 
-  test('asking only for user/ data gets invalid_scope at the app', async () => {
+  test('asking only for user/ data is told why on a page, and the app gets access_denied', async () => {
     const flow = await authorizeThroughPages(t, params('launch/patient user/*.rs'), patient);
-    expect(flow.error).toBe('invalid_scope');
+    expect(flow.error).toBe('access_denied');
+    expect(flow.stop.kind === 'app' && flow.stop.location.searchParams.get('error_description')).toMatch(/not to a staff role/);
     expect(flow.stop.kind === 'app' && flow.stop.location.searchParams.get('state')).toBe('state-42');
   });
 

@@ -33,7 +33,7 @@ function params(scope: string): AuthorizeParams {
 
 async function userToken(scope: string): Promise<{ token: string; sub: string }> {
   const userName = `ui-${randomUUID().slice(0, 8)}`;
-  const user = await createUser(directoryOf(t).users, userName, PASSWORD, { name: { givenName: 'Uma', familyName: 'Info' }, [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/uma' } });
+  const user = await createUser(directoryOf(t).users, userName, PASSWORD, { name: { givenName: 'Uma', familyName: 'Info' }, [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/uma', staff: true } });
   const flow = await authorizeThroughPages(t, params(scope), { username: userName, password: PASSWORD });
   const res = await exchangeCode(t, flow, params(''));
   expect(res.status).toBe(200);

@@ -25,7 +25,7 @@ beforeAll(async () => {
     { generateSecret: false },
   );
   await t.registry.upsert({ client_id: 'asym', smart_client_kind: 'confidential_asymmetric', jwks: { keys: [rsKey.publicJwk, esKey.publicJwk] }, ...app }, { generateSecret: false });
-  userId = (await createSmartUser(t, 'dr.auth', 'Practitioner/dr-auth')).id;
+  userId = (await createSmartUser(t, 'dr.auth', 'Practitioner/dr-auth', { staff: true })).id;
 });
 afterAll(() => t.close());
 

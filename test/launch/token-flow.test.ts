@@ -33,7 +33,7 @@ beforeAll(async () => {
     { generateSecret: false },
   );
   await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: 'rs-secret-value-123' }, { generateSecret: false });
-  drId = (await createSmartUser(t, 'dr.token', 'Practitioner/dr-1')).id;
+  drId = (await createSmartUser(t, 'dr.token', 'Practitioner/dr-1', { staff: true })).id;
   patId = (await createSmartUser(t, 'pat.token', 'Patient/pat-1')).id;
 });
 afterAll(() => t.close());

@@ -76,6 +76,13 @@ test('add with every option, the password from standard input', async () => {
   expect(await verifyPassword(await passwordHash('dr.who'), 's3cret pass phrase')).toBe(true);
 });
 
+test('add --staff marks a Practitioner-linked user as staff (who may grant user/ scopes)', async () => {
+  await addUser(deps(), ['--username', 'nurse.staff', '--fhir-user', 'Practitioner/n-1', '--staff'], out);
+  expect((await users.findByUserName('nurse.staff'))![SMART_USER_SCHEMA]).toEqual({ fhirUser: 'Practitioner/n-1', staff: true });
+  await addUser(deps(), ['--username', 'nurse.plain', '--fhir-user', 'Practitioner/n-2'], out);
+  expect((await users.findByUserName('nurse.plain'))![SMART_USER_SCHEMA]).toEqual({ fhirUser: 'Practitioner/n-2' });
+});
+
 test('add without a password says the user cannot sign in yet', async () => {
   await addUser(deps(), ['--username', 'nopass'], out);
   expect(lines[1]).toBe('no password set: "nopass" cannot sign in until "users set-password nopass"');

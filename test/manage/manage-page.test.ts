@@ -225,7 +225,7 @@ describe('the list', () => {
 
   test('a clinician sees the Consents they decided, and nobody else’s', async () => {
     const drId = `dr-${randomUUID().slice(0, 6)}`;
-    const doctor = await newUser({ fhirUser: `Practitioner/${drId}` }, { givenName: 'Dana', familyName: 'Smith' });
+    const doctor = await newUser({ fhirUser: `Practitioner/${drId}`, staff: true }, { givenName: 'Dana', familyName: 'Smith' });
     const ehrPatient = `ehr-${randomUUID().slice(0, 6)}`;
     const launch = await launchStoreOf(t).create({ patient: ehrPatient, clientId: 'beta', createdBy: 'ehr' });
     await authorizeThroughPages(t, params('beta', 'launch patient/*.rs', { launch }), doctor);

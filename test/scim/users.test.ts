@@ -100,7 +100,7 @@ describe('discovery endpoints', () => {
     expect(password).toMatchObject({ mutability: 'writeOnly', returned: 'never' });
     expect(user.attributes.find((a: { name: string }) => a.name === 'userName')).toMatchObject({ uniqueness: 'server', caseExact: false, required: true });
     const smart = (await t.get(`/Schemas/${SMART}`)).body;
-    expect(smart.attributes.map((a: { name: string }) => a.name)).toEqual(['fhirUser', 'proxyPatients', 'roles', 'purposesOfUse', 'clearance', 'npi', 'organizationId', 'breakTheGlass', 'testAccount', 'locked']);
+    expect(smart.attributes.map((a: { name: string }) => a.name)).toEqual(['fhirUser', 'proxyPatients', 'roles', 'staff', 'purposesOfUse', 'clearance', 'npi', 'organizationId', 'breakTheGlass', 'testAccount', 'locked']);
     expect(smart.attributes.find((a: { name: string }) => a.name === 'clearance').canonicalValues).toEqual(['U', 'L', 'M', 'N', 'R', 'V']);
   });
 });

@@ -11,7 +11,8 @@ import { SMART_USER_SCHEMA, type ScimUser } from '../../src/users/model.js';
 import { absoluteFhirUser } from '../../src/users/accounts.js';
 import { LaunchStore, type LaunchContext } from '../../src/smart/launch/launch-store.js';
 import { GrantContextStore, type GrantContext } from '../../src/smart/launch/grant-context.js';
-import { grantableScopes, userKindOf } from '../../src/smart/launch/user-scopes.js';
+import { grantableScopes } from '../../src/smart/launch/user-scopes.js';
+import { userContextOf } from '../../src/smart/interactions/user-context.js';
 import { CONTEXT_SCOPES } from '../../src/smart/scope-syntax.js';
 import { modelAdapter } from '../../src/app.js';
 import { createConsentService } from '../../src/consent/wiring.js';
@@ -110,9 +111,12 @@ async function grantConsent(t: TestApp, interaction: StoredInteraction, accountI
     launch = await launchStoreOf(t).consume(params.launch);
     if (!launch) throw new Error('the launch was gone at consent');
   }
-  const user = await createUserStore(t.config, t.redis, t.keyspace).get(accountId);
-  const patient = launch?.patient ?? choice.patient;
-  const { granted } = grantableScopes({ requested, clientAllowed: client.smart_scopes ?? [], userKind: userKindOf(user?.[SMART_USER_SCHEMA]?.fhirUser), hasPatient: patient !== undefined });
+  const users = createUserStore(t.config, t.redis, t.keyspace);
+  const user = await users.get(accountId);
+  const { access } = userContextOf(user, t.config.fhirServers[0]!.base, await users.effectiveRoles(accountId), { staffRoles: t.config.hcs.staffRoles });
+  // As the recorder does: an account linked to nothing has no patient in context.
+  const patient = access === 'none' ? undefined : (launch?.patient ?? choice.patient);
+  const { granted } = grantableScopes({ requested, clientAllowed: client.smart_scopes ?? [], access, hasPatient: patient !== undefined });
   const approved = choice.approve ? granted.filter((s) => choice.approve!.includes(s)) : granted;
   const rejected = requested.filter((s) => !approved.includes(s));
 

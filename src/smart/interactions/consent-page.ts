@@ -21,6 +21,7 @@ import { failToApp, factsFor, orFailToApp, renderPage, type PageFacts, type Smar
 import { describePurpose, describeScope, isRequiredScope, type ScopeReader } from './scope-descriptions.js';
 import { ReasonError, breakTheGlassReason } from '../../hcs/break-the-glass.js';
 import type { RecordOptions } from './context-recorder.js';
+import { identityRefusal } from '../launch/user-scopes.js';
 
 /**
  * The `consent` step: which app asks (name, https logo, home page), on whose record, each scope
@@ -32,6 +33,10 @@ import type { RecordOptions } from './context-recorder.js';
  * saved and tied to it. Deny: the refusal is recorded as a Consent too, and the app gets
  * access_denied.
  *
+ * When the app asked for health data and the user's account can give it none of it (an account
+ * linked to no patient record or staff role, or a patient account asked for staff scopes), a page
+ * says why instead, and whatever is posted back the app gets access_denied (identity-access.md).
+ *
  * The page is skipped when an active Consent of this person for this app and patient already
  * covers every choice (remembered consent, consent-gate.ts); when some are covered, only the rest
  * are asked. For grants without patient/ scopes, oidc-provider may still ask because of
@@ -41,6 +46,7 @@ import type { RecordOptions } from './context-recorder.js';
  */
 
 const TITLE = 'Allow access';
+const NO_ACCESS_TITLE = 'Access not possible with this account';
 const DENIED = 'The user denied access.';
 
 interface Described {
@@ -131,10 +137,32 @@ async function render(ctx: Context, deps: SmartPageDeps, interaction: Interactio
   });
 }
 
+/** Why this user can give the app nothing it asked for, when it is because of who the user is. */
+function noAccessReason(facts: PageFacts, plan: AuthorizationPlan): string | undefined {
+  return identityRefusal(facts.user.access, facts.requested, plan.grantable);
+}
+
+async function renderNoAccess(ctx: Context, deps: SmartPageDeps, interaction: Interaction, facts: PageFacts, plan: AuthorizationPlan, reason: string): Promise<void> {
+  await renderPage(ctx, 'no-access', 200, {
+    title: NO_ACCESS_TITLE,
+    uid: interaction.uid,
+    csrf: deps.csrf.token(interaction.uid),
+    clientName: facts.clientName,
+    clientId: facts.clientId,
+    reason,
+    refused: describe(plan.refused.map((r) => r.scope), { self: false }),
+  });
+}
+
 async function show(ctx: Context, deps: SmartPageDeps, interaction: Interaction): Promise<void> {
   const facts = await factsFor(deps, interaction);
   await orFailToApp(ctx, deps.provider, async () => {
     const plan = await deps.recorder.plan(facts);
+    const noAccess = noAccessReason(facts, plan);
+    if (noAccess) {
+      await renderNoAccess(ctx, deps, interaction, facts, plan, noAccess);
+      return;
+    }
     if (!plan.grantable.length) {
       await failToApp(ctx, deps.provider, 'invalid_scope', 'None of the requested scopes can be granted to this app for this user.');
       return;
@@ -177,6 +205,22 @@ async function recordRefusal(deps: SmartPageDeps, facts: PageFacts): Promise<voi
   await deps.consents.recordDecision(decisionOf('deny', { facts, patient: plan.patient, lifetimes }, facts.requested));
 }
 
+/** Ends the authorization with access_denied when the account can give the app nothing it asked for. */
+async function refusedForIdentity(ctx: Context, deps: SmartPageDeps, facts: PageFacts): Promise<boolean> {
+  let plan: AuthorizationPlan;
+  try {
+    plan = await deps.recorder.plan(facts);
+  } catch (err) {
+    // A launch gone and the like: the usual paths below report it.
+    if (err instanceof RecordError) return false;
+    throw err;
+  }
+  const reason = noAccessReason(facts, plan);
+  if (!reason) return false;
+  await failToApp(ctx, deps.provider, 'access_denied', reason);
+  return true;
+}
+
 async function decide(ctx: Context, deps: SmartPageDeps): Promise<void> {
   refuseCrossSite(ctx);
   const interaction = await interactionFor(deps.provider, ctx);
@@ -184,6 +228,8 @@ async function decide(ctx: Context, deps: SmartPageDeps): Promise<void> {
   const form = await readForm(ctx);
   checkCsrf(deps.csrf, interaction.uid, form);
   const facts = await factsFor(deps, interaction);
+  // Allow cannot turn an account that may give nothing into one that may: the app learns why.
+  if (await refusedForIdentity(ctx, deps, facts)) return;
   if (form.get('decision') !== 'allow') {
     await recordRefusal(deps, facts).catch((err: unknown) => deps.logger?.error({ err, clientId: facts.clientId }, 'could not record a refusal as a Consent'));
     await failToApp(ctx, deps.provider, 'access_denied', DENIED);

@@ -161,7 +161,9 @@ export class ContextRecorder {
 
   async plan(facts: AuthorizationFacts): Promise<AuthorizationPlan> {
     const launch = await this.launchFor(facts);
-    const patient = patientIdOf(launch?.patient) ?? facts.picks.patient ?? facts.user.ownPatient;
+    // An account linked to nothing never has a patient in context, not even the one an EHR launch
+    // names: it gets identity scopes at most, and the consent page says why.
+    const patient = facts.user.access === 'none' ? undefined : (patientIdOf(launch?.patient) ?? facts.picks.patient ?? facts.user.ownPatient);
     const allowed = allowedPatientsOf(facts.user);
     if (patient && allowed && !allowed.includes(patient)) {
       throw new RecordError('access_denied', 'You may not open this patient record.');
@@ -171,7 +173,7 @@ export class ContextRecorder {
     let { granted, refused } = grantableScopes({
       requested: facts.requested,
       clientAllowed: facts.clientAllowed,
-      userKind: facts.user.kind,
+      access: facts.user.access,
       hasPatient: patient !== undefined,
     });
     if (hcs.grant.breakTheGlass) {

@@ -3,10 +3,10 @@
  * absolute URL ending in `Type/id`.
  */
 
-import type { UserKind } from '../launch/user-scopes.js';
+import type { UserAccess, UserKind } from '../launch/user-scopes.js';
 import type { Clearance, Coding } from '../../users/model.js';
 
-export type { UserKind };
+export type { UserAccess, UserKind };
 
 export interface FhirReference {
   resourceType: string;
@@ -56,6 +56,8 @@ export interface UserContext {
   /** Absolute fhirUser URL, as apps and tokens see it. */
   fhirUser?: string;
   kind: UserKind;
+  /** What the account opens (user-scopes.ts): staff, its own record, the patients it acts for, or nothing. */
+  access: UserAccess;
   /** A patient user's own Patient id. */
   ownPatient?: string;
   /** The patients a caregiver may act for (empty for everyone else). */

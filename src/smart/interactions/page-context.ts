@@ -7,6 +7,7 @@ import { renderView } from '../../http/views.js';
 import type { InteractionCsrf } from '../../login/csrf.js';
 import { EXPIRED, finish, type Interaction } from '../../login/interaction-http.js';
 import type { UserStore } from '../../users/user-store.js';
+import type { Coding } from '../../users/model.js';
 import { authorizationFacts, type AuthorizationFacts } from './authorization-facts.js';
 import { RecordError, type ContextRecorder } from './context-recorder.js';
 import type { FhirDirectory } from './fhir-directory.js';
@@ -24,6 +25,8 @@ export interface SmartPageDeps {
   fhirServers: readonly FhirServer[];
   /** Relative fhirUser values are made absolute on this base, as the account claims do. */
   fhirUserBase: string;
+  /** The HCS policy's staff roles: who may grant user/ scopes (user-context.ts). */
+  staffRoles: readonly Coding[];
   /** Patient consents: Allow and Deny are recorded, a covering one spares the page (consent-gate.ts). */
   consents: ConsentGateDeps;
   consentLifetimes: ConsentLifetimes;
@@ -48,7 +51,7 @@ export async function factsFor(deps: SmartPageDeps, interaction: Interaction): P
   const client = await deps.provider.Client.find(clientId);
   if (!client) throw new HttpError(400, 'invalid_request', EXPIRED);
   const [record, roles] = await Promise.all([deps.users.get(accountId), deps.users.effectiveRoles(accountId)]);
-  const user = userContextOf(record, deps.fhirUserBase, roles);
+  const user = userContextOf(record, deps.fhirUserBase, roles, { staffRoles: deps.staffRoles });
   const facts = authorizationFacts({
     accountId,
     params: interaction.params,

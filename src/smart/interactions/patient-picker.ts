@@ -11,7 +11,7 @@ import { SELECT_PATIENT } from './prompts.js';
 
 /**
  * The `select_patient` step of a standalone launch. A caregiver chooses among the patients they
- * act for (nothing else is accepted); a practitioner searches the FHIR server by name, birth date
+ * act for (nothing else is accepted); staff search the FHIR server by name, birth date
  * or identifier and picks a result, which is read back before it is accepted; anyone else has no
  * patient context and can only return to the app. (Patient users never get here: their own
  * record is the answer.) Searches are POSTed so patient details stay out of URLs and logs.
@@ -46,13 +46,13 @@ async function render(ctx: Context, deps: SmartPageDeps, interaction: Interactio
 
 function noPatientReason(facts: PageFacts): string | undefined {
   if (!facts.fhirServer) return 'The FHIR server this app asked for is not one this server knows.';
-  switch (facts.user.kind) {
+  switch (facts.user.access) {
     case 'caregiver':
       return facts.user.proxies.length ? undefined : 'Your account is not linked to any patient you may act for, so there is no patient record to open.';
-    case 'practitioner':
+    case 'staff':
       return undefined;
     default:
-      return 'Your account is not linked to a patient record or a care provider, so there is no patient record to open. Return to the app, or ask an administrator to link your account.';
+      return 'Your account is not linked to a patient record or a staff role, so there is no patient record to open. Return to the app, or ask your administrator to link your account.';
   }
 }
 
@@ -60,7 +60,7 @@ async function show(ctx: Context, deps: SmartPageDeps, interaction: Interaction)
   const facts = await factsFor(deps, interaction);
   const reason = noPatientReason(facts);
   if (reason) return render(ctx, deps, interaction, facts, { mode: 'none', reason });
-  if (facts.user.kind === 'caregiver') return render(ctx, deps, interaction, facts, { mode: 'choose', patients: facts.user.proxies });
+  if (facts.user.access === 'caregiver') return render(ctx, deps, interaction, facts, { mode: 'choose', patients: facts.user.proxies });
   return render(ctx, deps, interaction, facts, { mode: 'search' });
 }
 
@@ -82,7 +82,7 @@ async function search(ctx: Context, deps: SmartPageDeps, interaction: Interactio
 
 async function choose(ctx: Context, deps: SmartPageDeps, interaction: Interaction, facts: PageFacts, form: URLSearchParams): Promise<void> {
   const wanted = patientIdOf(form.get('patient') ?? undefined);
-  if (facts.user.kind === 'caregiver') {
+  if (facts.user.access === 'caregiver') {
     const proxy = facts.user.proxies.find((p) => p.id === wanted);
     if (!proxy) return render(ctx, deps, interaction, facts, { status: 400, mode: 'choose', patients: facts.user.proxies, error: 'Choose one of the patients listed.' });
     return finish(ctx, deps.provider, withPicks(interaction.lastSubmission, { patient: proxy.id, patientDisplay: proxy.display }), { merge: true });
@@ -116,7 +116,7 @@ export const patientPicker = {
   register(router: Router, deps: SmartPageDeps): void {
     router.post('/interaction/:uid/patient-search', (ctx) =>
       formPost(ctx, deps, async (c, d, i, f, form) => {
-        if (f.user.kind !== 'practitioner') throw new HttpError(403, 'access_denied', 'Only care providers may search for patients.');
+        if (f.user.access !== 'staff') throw new HttpError(403, 'access_denied', 'Only staff may search for patients.');
         await search(c, d, i, f, form);
       }),
     );

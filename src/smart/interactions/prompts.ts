@@ -1,6 +1,7 @@
 import { errors, interactionPolicy, type KoaContextWithOIDC } from 'oidc-provider';
 import type { FhirServer } from '../../config/schema.js';
 import type { UserStore } from '../../users/user-store.js';
+import type { Coding } from '../../users/model.js';
 import type { LaunchStore } from '../launch/launch-store.js';
 import { authorizationFacts, clientMayHave, type AuthorizationFacts } from './authorization-facts.js';
 import { contextOf, RecordError, type ConsentStep, type ContextRecorder } from './context-recorder.js';
@@ -46,6 +47,8 @@ export interface SmartPromptDeps {
   fhirServers: readonly FhirServer[];
   /** Relative fhirUser values are made absolute on this base, as the account claims do. */
   fhirUserBase: string;
+  /** The HCS policy's staff roles: who may grant user/ scopes (user-context.ts). */
+  staffRoles: readonly Coding[];
   /** Patient consents; without them no Consent is looked for (grants are not tied to any). */
   consents?: ConsentGateDeps;
 }
@@ -68,7 +71,7 @@ async function loadFacts(ctx: KoaContextWithOIDC, deps: SmartPromptDeps): Promis
   const accountId = ctx.oidc.session?.accountId;
   if (!accountId || !ctx.oidc.account) return undefined;
   const [record, roles] = await Promise.all([deps.users.get(accountId), deps.users.effectiveRoles(accountId)]);
-  const user = userContextOf(record, deps.fhirUserBase, roles);
+  const user = userContextOf(record, deps.fhirUserBase, roles, { staffRoles: deps.staffRoles });
   return authorizationFacts({
     accountId,
     params: ctx.oidc.params as Record<string, unknown>,
