@@ -123,7 +123,10 @@ export class ChainAppender {
     private readonly redis: RedisClient,
     private readonly keyspace: Keyspace,
     readonly chain: ChainName,
-  ) {}
+  ) {
+    // Defined up front (see AuditStore): never in the same tick as the first append.
+    scripts(redis);
+  }
 
   private postingKey(param: IndexParam, value: string): string {
     let byValue = this.keys.get(param);
