@@ -86,6 +86,8 @@ export interface AppendResult {
   /** Ids already in the trail (an earlier attempt of the same event got through): not appended again. */
   duplicates: string[];
   head: Head;
+  /** Hashes of the appended entries, in order: the last is the head's, the first at seq head.seq - hashes.length + 1. */
+  hashes: string[];
 }
 
 export class ChainConflictError extends Error {
@@ -121,7 +123,10 @@ export class ChainAppender {
     private readonly redis: RedisClient,
     private readonly keyspace: Keyspace,
     readonly chain: ChainName,
-  ) {}
+  ) {
+    // Defined up front (see AuditStore): never in the same tick as the first append.
+    scripts(redis);
+  }
 
   private postingKey(param: IndexParam, value: string): string {
     let byValue = this.keys.get(param);
@@ -151,7 +156,7 @@ export class ChainAppender {
     let batch = events;
     const duplicates: string[] = [];
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (!batch.length) return { appended: 0, duplicates, head: this.head ?? (await this.readHead()) };
+      if (!batch.length) return { appended: 0, duplicates, head: this.head ?? (await this.readHead()), hashes: [] };
       let head = this.head;
       if (!head) {
         const read = await this.readHead();
@@ -161,10 +166,12 @@ export class ChainAppender {
       const keys = [this.keyspace.auditHead(this.chain), this.keyspace.auditStream(this.chain), this.keyspace.auditLocation(this.chain)];
       const argv: Array<string | number> = [head.seq, head.hash, this.chain, batch.length, GENESIS_HASH];
       const postings = new Map<string, string>();
+      const hashes: string[] = [];
       let prev = head.hash;
       batch.forEach((ev, n) => {
         const seq = head.seq + n + 1;
         prev = entryHash(seq, prev, ev.json);
+        hashes.push(prev);
         argv.push(prev, ev.id, ev.json, ev.score);
         const posting = encodeSeq(seq);
         for (const [param, value] of ev.index) {
@@ -197,7 +204,7 @@ export class ChainAppender {
         // Entry ids are `<seq>-0` (postings.ts): nothing to read back.
         const appended: Head = { ...predicted, sid: streamId(predicted.seq) };
         if (this.head === predicted) this.head = appended;
-        return { appended: batch.length, duplicates, head: appended };
+        return { appended: batch.length, duplicates, head: appended, hashes };
       }
       if (this.head === predicted) this.head = reply[0] === 'conflict' ? { seq: Number(reply[1]), hash: reply[2]! } : head;
       else this.head = undefined;

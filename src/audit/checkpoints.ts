@@ -3,6 +3,7 @@ import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import { KeyStore } from '../keys/keystore.js';
 import type { ChainName } from './chain.js';
+import type { CheckpointAnchor } from './anchor.js';
 import type { Head } from './append.js';
 import { streamId } from './postings.js';
 
@@ -29,7 +30,11 @@ export interface CheckpointPayload {
   /** Stream id of the entry with `seq` (absent for an empty chain). */
   sid?: string;
   iat: number;
-  /** Why it was written: `periodic`, `manual`, `purge-before`, `purge-after`. */
+  /**
+   * Why it was written: `cadence` (every audit.checkpointEvery-th entry, verify requires them),
+   * `interval` (the server's timer, also when idle), `manual`, `purge-before`, `purge-cut`,
+   * `purge-after`, `archive`; `periodic` in trails written before cadence checkpoints.
+   */
   reason: string;
 }
 
@@ -115,6 +120,15 @@ export async function verifyCheckpoint(jws: string, keys: JWK[]): Promise<Checkp
   return p as CheckpointPayload;
 }
 
+/** A checkpoint's payload without checking its signature (for housekeeping, never for trust). */
+function peekPayload(jws: string): Partial<CheckpointPayload> | undefined {
+  try {
+    return JSON.parse(Buffer.from(jws.split('.')[1] ?? '', 'base64url').toString('utf8')) as Partial<CheckpointPayload>;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface StoredCheckpoint {
   jws: string;
   seq: number;
@@ -126,6 +140,8 @@ export class CheckpointStore {
     private readonly keyspace: Keyspace,
     private readonly keys: CheckpointKeys,
     private readonly issuer: string,
+    /** Where each checkpoint is also written, outside Redis (anchor.ts). */
+    private readonly anchor?: CheckpointAnchor,
   ) {}
 
   /** Signs the chain's current head and stores it. */
@@ -149,7 +165,26 @@ export class CheckpointStore {
     };
     const jws = await signCheckpoint(this.keys, payload);
     await this.redis.zadd(this.keyspace.auditCheckpoints(chain), head.seq, jws);
+    this.anchor?.record({ chain, seq: payload.seq, hash: payload.hash, iat: payload.iat, reason, jws });
     return { ...payload, jws };
+  }
+
+  /**
+   * Drops earlier `interval` checkpoints at the same seq as `kept` (an idle trail would otherwise
+   * gain one per interval for nothing): they sign the same hash, which the anchor still holds.
+   */
+  async dropSuperseded(chain: ChainName, kept: { seq: number; jws: string }): Promise<void> {
+    const key = this.keyspace.auditCheckpoints(chain);
+    const same = await this.redis.zrangebyscore(key, kept.seq, kept.seq);
+    const stale = same.filter((jws) => jws !== kept.jws && peekPayload(jws)?.reason === 'interval');
+    if (stale.length) await this.redis.zrem(key, ...stale);
+  }
+
+  /** When the newest of the last few checkpoints was signed (unverified: for a start-up warning only). */
+  async newestIat(chain: ChainName): Promise<number | undefined> {
+    const raw = await this.redis.zrange(this.keyspace.auditCheckpoints(chain), '-20', '-1');
+    const iats = raw.map((jws) => peekPayload(jws)?.iat).filter((n): n is number => typeof n === 'number');
+    return iats.length ? Math.max(...iats) : undefined;
   }
 
   /** Checkpoints of a chain, oldest first. */
@@ -163,5 +198,17 @@ export class CheckpointStore {
   async latestSeq(chain: ChainName): Promise<number> {
     const raw = await this.redis.zrange(this.keyspace.auditCheckpoints(chain), '-1', '-1', 'WITHSCORES');
     return raw.length ? Number(raw[1]) : 0;
+  }
+}
+
+/**
+ * Signs a `cadence` checkpoint at every multiple of `every` an append reached. Only the appender
+ * knows those hashes first-hand (it computed them), so whichever instance appended the batch that
+ * crossed a multiple signs it: no coordination needed, and nothing read back from Redis is signed.
+ */
+export async function signCadence(checkpoints: CheckpointStore, chain: ChainName, appended: { head: Head; hashes: string[] }, every: number): Promise<void> {
+  const first = appended.head.seq - appended.hashes.length + 1;
+  for (let seq = Math.ceil(first / every) * every; seq <= appended.head.seq; seq += every) {
+    await checkpoints.writeAt(chain, { seq, hash: appended.hashes[seq - first]!, sid: streamId(seq) }, 'cadence');
   }
 }

@@ -2,7 +2,7 @@ import type { Config } from '../config/schema.js';
 import type { AuditEvent } from './audit-event.js';
 import { ChainAppender } from './append.js';
 import { parseEvent, type ChainEntry, type ChainName } from './chain.js';
-import type { CheckpointStore, CheckpointKeys } from './checkpoints.js';
+import { signCadence, type CheckpointStore, type CheckpointKeys } from './checkpoints.js';
 import { disclosedPatients } from './disclosure.js';
 import { allIndexEntries } from './indexes.js';
 import type { AuditStore } from './store.js';
@@ -12,7 +12,7 @@ import { trimPostings } from './postings.js';
 import { withMaintenanceLock } from './maintenance-lock.js';
 import type { Recordable } from './stored-event.js';
 import { trailPurged, type PurgeFacts, type TrailActor } from './trail-events.js';
-import { verifyChain, type VerifyReport } from './verify.js';
+import { verifyChain, verifyPolicy, type VerifyReport } from './verify.js';
 
 /**
  * Retention. A hash chain cannot lose entries in the middle and stay verifiable, so a purge only
@@ -69,7 +69,7 @@ export async function purge(deps: PurgeDeps): Promise<PurgeResult> {
   const disclosureCutoff = now - config.audit.disclosureRetentionDays * DAY_MS;
   return withMaintenanceLock(redis, keyspace, () => new PurgeRefusedError('another purge or a migration is running (or was interrupted less than an hour ago)'), async () => {
     for (const chain of ['main', 'archive'] as const) {
-      const report = await verifyChain(store, deps.keys, chain);
+      const report = await verifyChain(store, deps.keys, chain, verifyPolicy(config));
       if (!report.ok) throw new PurgeRefusedError(`the ${chain} chain does not verify; nothing was purged: ${report.problem!.message}`, report);
     }
     await checkpoints.write('main', 'purge-before');
@@ -86,7 +86,9 @@ export async function purge(deps: PurgeDeps): Promise<PurgeResult> {
       const keep = prefix.filter(({ event }) => Date.parse(event.recorded) >= disclosureCutoff && disclosedPatients(event).length > 0);
       if (keep.length) {
         // The stored form is copied as it is, so a compact record stays compact in the archive.
-        await archiver.append(keep.map(({ entry }) => prepareEvent(JSON.parse(entry.event) as Recordable, true, { mayRepeat: true })));
+        const copied = await archiver.append(keep.map(({ entry }) => prepareEvent(JSON.parse(entry.event) as Recordable, true, { mayRepeat: true })));
+        // The archive is held to the same cadence as the main chain (verify.ts).
+        await signCadence(checkpoints, 'archive', copied, config.audit.checkpointEvery);
         archived += keep.length;
       }
       const last = prefix[prefix.length - 1]!.entry;

@@ -2,14 +2,18 @@ import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import type { AuditEvent } from './audit-event.js';
 import { parseEvent, parseStreamEntry, type ChainEntry, type ChainName } from './chain.js';
-import { streamId } from './postings.js';
+import { postingScripts, streamId } from './postings.js';
 
 /** Reads entries and events out of the chains (both the main chain and the disclosure archive). */
 export class AuditStore {
   constructor(
     readonly redis: RedisClient,
     readonly keyspace: Keyspace,
-  ) {}
+  ) {
+    // Defined up front: with auto-pipelining, a script defined in the same tick as another command
+    // is missing from that tick's pipeline ("pipeline[functionName] is not a function").
+    postingScripts(redis);
+  }
 
   /** Up to `count` entries of a chain in stream order, starting after `afterSid` (exclusive), or from the start. */
   async entries(chain: ChainName, afterSid: string | undefined, count: number): Promise<ChainEntry[]> {

@@ -9,7 +9,8 @@ import { canonicalJson } from './chain.js';
 import { ChainAppender, type PreparedEvent } from './append.js';
 import { eventOf, indexEntriesOf, type Recordable } from './stored-event.js';
 import { introspectionRecordJson, isIntrospectionRecord } from './forms/introspection.js';
-import { CheckpointStore, keyStoreCheckpointKeys, type CheckpointKeys } from './checkpoints.js';
+import { CheckpointStore, keyStoreCheckpointKeys, signCadence, type CheckpointKeys } from './checkpoints.js';
+import { createAnchor, type CheckpointAnchor } from './anchor.js';
 
 export type { AuditEvent } from './audit-event.js';
 
@@ -26,6 +27,13 @@ export interface AuditTrailDeps {
   metrics?: Metrics;
   /** Keys for checkpoints; default: the server's key store in the same Redis. */
   checkpointKeys?: CheckpointKeys;
+  /** Where checkpoints are also written outside Redis; default: what the configuration names (anchor.ts). */
+  anchor?: CheckpointAnchor;
+  /**
+   * Sign the head every audit.checkpointIntervalSeconds, also when idle (default true). Off for the
+   * admin CLI: a tool run after tampering must not sign what it finds, or it would launder it.
+   */
+  intervalCheckpoints?: boolean;
 }
 
 export class InvalidAuditEventError extends Error {
@@ -79,11 +87,12 @@ class RedisAuditTrail implements AuditTrail {
   private inFlight = 0;
   private scheduled = false;
   private closed = false;
-  private lastCheckpointSeq: number | undefined;
-  private lastSeq = 0;
-  private checkpointing: Promise<unknown> | undefined;
-  private readonly timer: NodeJS.Timeout;
+  /** Checkpoints being signed (cadence and interval); close() waits for them. */
+  private readonly signing = new Set<Promise<unknown>>();
+  private readonly timer: NodeJS.Timeout | undefined;
   private readonly appender: ChainAppender;
+  private readonly anchor: CheckpointAnchor | undefined;
+  private readonly instance = randomUUID();
   readonly checkpoints: CheckpointStore;
 
   private readonly validate: boolean;
@@ -92,9 +101,15 @@ class RedisAuditTrail implements AuditTrail {
     this.validate = deps.config.audit.validateEvents ?? deps.config.mode !== 'production';
     this.appender = new ChainAppender(deps.redis, deps.keyspace, 'main');
     const keys = deps.checkpointKeys ?? keyStoreCheckpointKeys(deps.redis, deps.keyspace, deps.config.keyEncryptionSecret);
-    this.checkpoints = new CheckpointStore(deps.redis, deps.keyspace, keys, deps.config.issuer);
-    this.timer = setInterval(() => this.periodicCheckpoint(), deps.config.audit.checkpointIntervalSeconds * 1000);
-    this.timer.unref();
+    this.anchor = deps.anchor ?? createAnchor({ config: deps.config, logger: deps.logger, metrics: deps.metrics });
+    this.checkpoints = new CheckpointStore(deps.redis, deps.keyspace, keys, deps.config.issuer, this.anchor);
+    if (deps.intervalCheckpoints !== false) {
+      // Several ticks per interval, so the lease (below) is taken soon after it lapses, by whichever instance ticks first.
+      const tick = Math.max(1000, Math.ceil((deps.config.audit.checkpointIntervalSeconds * 1000) / 4));
+      this.timer = setInterval(() => this.track(this.intervalCheckpoint()), tick);
+      this.timer.unref();
+      this.track(this.startUp());
+    }
   }
 
   record(event: Recordable): Promise<void> {
@@ -127,8 +142,6 @@ class RedisAuditTrail implements AuditTrail {
       void this.send(batch).finally(() => {
         this.inFlight -= 1;
         if (this.queue.length) this.drain();
-        // Under steady load the queue is never empty: checkpoint by count whatever comes next.
-        void this.maybeCheckpoint();
       });
     }
   }
@@ -136,10 +149,11 @@ class RedisAuditTrail implements AuditTrail {
   private async send(batch: Pending[]): Promise<void> {
     try {
       const result = await this.appender.append(batch.map((p) => p.event));
-      this.lastSeq = Math.max(this.lastSeq, result.head.seq);
       this.deps.metrics?.auditBatchSize.observe(batch.length);
       this.deps.metrics?.auditEvents.inc({ result: 'ok' }, batch.length);
       for (const p of batch) p.resolve();
+      // After the callers are answered: signing and anchoring never sit on the request path.
+      if (result.hashes.length) this.track(signCadence(this.checkpoints, 'main', result, this.deps.config.audit.checkpointEvery));
     } catch (err) {
       this.deps.logger.error({ err: { message: (err as Error).message }, events: batch.length }, 'audit events could not be appended');
       this.deps.metrics?.auditEvents.inc({ result: 'error' }, batch.length);
@@ -147,49 +161,72 @@ class RedisAuditTrail implements AuditTrail {
     }
   }
 
-  private async maybeCheckpoint(): Promise<void> {
-    if (this.checkpointing) return;
-    if (this.lastCheckpointSeq === undefined) {
-      this.lastCheckpointSeq = await this.checkpoints.latestSeq('main').catch(() => undefined);
-      if (this.lastCheckpointSeq === undefined) return;
-    }
-    if (this.lastSeq - this.lastCheckpointSeq < this.deps.config.audit.checkpointEvery) return;
-    await this.checkpoint('periodic');
-  }
-
-  private periodicCheckpoint(): void {
-    if (this.lastCheckpointSeq !== undefined && this.lastSeq > this.lastCheckpointSeq) void this.checkpoint('periodic');
-  }
-
-  /** Signs the current head; failures are logged (the chain is still intact, only less anchored). */
-  checkpoint(reason: string): Promise<unknown> {
-    if (this.checkpointing) return this.checkpointing;
-    this.checkpointing = this.checkpoints
-      .write('main', reason)
-      .then((cp) => {
-        this.lastCheckpointSeq = Math.max(this.lastCheckpointSeq ?? 0, cp.seq);
-      })
+  /** Keeps a checkpoint write for close() to wait on; its failure is logged (the chain is intact, only less anchored). */
+  private track(work: Promise<unknown>): void {
+    const p = work
       .catch((err: unknown) => this.deps.logger.error({ err: { message: (err as Error).message } }, 'audit checkpoint could not be written'))
-      .finally(() => {
-        this.checkpointing = undefined;
-        // Events appended while this one was being signed may already call for the next.
-        if (!this.closed) void this.maybeCheckpoint();
-      });
-    return this.checkpointing;
+      .finally(() => this.signing.delete(p));
+    this.signing.add(p);
+  }
+
+  /** Says so when the newest checkpoint is already older than verify accepts, then signs the head. */
+  private async startUp(): Promise<void> {
+    const { checkpointIntervalSeconds, checkpointGraceSeconds } = this.deps.config.audit;
+    const newest = await this.checkpoints.newestIat('main');
+    const now = Math.floor(Date.now() / 1000);
+    if (newest !== undefined && now - newest > checkpointIntervalSeconds + checkpointGraceSeconds) {
+      this.deps.logger.warn(
+        { newestCheckpoint: new Date(newest * 1000).toISOString() },
+        'the newest signed audit checkpoint is older than audit verify accepts: expected if no server ran meanwhile; otherwise run `smart-authz audit verify --anchor <dir>`',
+      );
+    }
+    await this.intervalCheckpoint();
+  }
+
+  /**
+   * Signs the head once per interval across all instances: a lease in Redis (SET NX EX) lets one
+   * instance write it, and lapses after the interval. A quiet trail gets checkpoints too, so a
+   * stale newest checkpoint means checkpoints were deleted or no server ran (verify.ts).
+   */
+  private async intervalCheckpoint(): Promise<void> {
+    if (this.closed) return;
+    const { redis, keyspace, config } = this.deps;
+    const lease = keyspace.key('{audit}:checkpoint-lease');
+    if ((await redis.set(lease, this.instance, 'EX', config.audit.checkpointIntervalSeconds, 'NX')) !== 'OK') return;
+    try {
+      const cp = await this.checkpoints.write('main', 'interval');
+      await this.checkpoints.dropSuperseded('main', cp);
+    } catch (err) {
+      // Let the next tick (on any instance) try again rather than wait out the lease.
+      await redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, lease, this.instance).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Signs the current head now (`smart-authz audit checkpoint`, tests). */
+  async checkpoint(reason: string): Promise<void> {
+    await this.checkpoints.write('main', reason);
+  }
+
+  /** Resolves once every checkpoint started so far is signed and anchored. */
+  async settled(): Promise<void> {
+    while (this.signing.size) await Promise.all([...this.signing]);
+    await this.anchor?.flush();
   }
 
   async close(): Promise<void> {
-    clearInterval(this.timer);
+    if (this.timer) clearInterval(this.timer);
     // Let queued events finish; nothing new is accepted.
     this.closed = true;
     while (this.inFlight || this.scheduled || this.queue.length) {
       if (!this.inFlight && !this.scheduled) this.drain();
       await new Promise((r) => setTimeout(r, 5));
     }
-    await this.checkpointing;
+    await this.settled();
+    if (!this.deps.anchor) await this.anchor?.close();
   }
 }
 
-export function createAuditTrail(deps: AuditTrailDeps): AuditTrail & { close(): Promise<void> } {
+export function createAuditTrail(deps: AuditTrailDeps): AuditTrail & { checkpoint(reason: string): Promise<void>; settled(): Promise<void>; close(): Promise<void> } {
   return new RedisAuditTrail(deps);
 }

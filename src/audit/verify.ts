@@ -1,4 +1,6 @@
 import type { JWK } from 'jose';
+import type { Config } from '../config/schema.js';
+import type { AnchorLine } from './anchor.js';
 import { GENESIS_HASH, entryHash, type ChainEntry, type ChainName } from './chain.js';
 import { CheckpointError, verifyCheckpoint, type CheckpointKeys, type CheckpointPayload } from './checkpoints.js';
 import type { AuditStore } from './store.js';
@@ -20,7 +22,14 @@ import { streamId } from './postings.js';
  *    previous entry's `t`: search relies on both and neither is under the hash;
  *  - at every signed checkpoint, the entry's hash must equal the signed one: a rewrite that
  *    recomputed every later hash is caught here;
- *  - at the end, the chain must reach the head in Redis and every checkpoint.
+ *  - at the end, the chain must reach the head in Redis and every checkpoint;
+ *  - every multiple of the cadence (audit.checkpointEvery) after the start must have a signed
+ *    checkpoint: a rewrite from some entry on recomputes every later hash and moves the head, but
+ *    cannot sign, so it has to delete the checkpoints after that entry, and that is what is caught;
+ *  - on the main chain, the newest checkpoint must be younger than the interval plus grace (the
+ *    server signs the head every interval, also when idle), so deleting the newest ones shows;
+ *  - with an anchor (anchor.ts, outside Redis), every anchored checkpoint after the start must be
+ *    in Redis with the same hash: Redis-level access cannot take back what was anchored.
  */
 
 export type ProblemKind = 'altered' | 'removed' | 'reordered' | 'checkpoint';
@@ -47,10 +56,30 @@ export interface VerifyReport {
   problem?: VerifyProblem;
 }
 
+/** The reason of the checkpoint from which a trail written by an earlier version is held to the cadence. */
+export const CADENCE_START = 'cadence-start';
+
+export interface VerifyPolicy {
+  /** A signed checkpoint is required at every multiple of this seq (audit.checkpointEvery). */
+  every: number;
+  /** Main chain: the newest checkpoint may be at most this old (seconds); undefined: not checked. */
+  maxAgeSeconds?: number | undefined;
+  /** Checkpoints anchored outside Redis (any chain; the other chain's are ignored). */
+  anchor?: AnchorLine[] | undefined;
+  /** Now, in ms (tests). */
+  now?: number;
+}
+
+/** The rules a configuration asks for: its cadence, and its interval plus grace for the age. */
+export function verifyPolicy(config: Config, opts: { anchor?: AnchorLine[] | undefined } = {}): VerifyPolicy {
+  const { checkpointEvery, checkpointIntervalSeconds, checkpointGraceSeconds } = config.audit;
+  return { every: checkpointEvery, maxAgeSeconds: checkpointIntervalSeconds + checkpointGraceSeconds, anchor: opts.anchor };
+}
+
 /** How far ahead a missing seq is looked for before it counts as removed rather than moved. */
 const REORDER_WINDOW = 10_000;
 
-export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[], chain: ChainName): Promise<VerifyReport> {
+export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[], chain: ChainName, policy: VerifyPolicy): Promise<VerifyReport> {
   const jwks = Array.isArray(keys) ? keys : await keys.verificationKeys();
   const { redis, keyspace } = store;
   const report = (r: Omit<VerifyReport, 'chain' | 'ok'>): VerifyReport => ({ chain, ok: !r.problem, ...r });
@@ -101,6 +130,11 @@ export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[
     anchorSeq = anchor.seq;
     expectedSeq = anchor.seq + 1;
     prevHash = anchor.hash;
+  }
+
+  if (policy.anchor) {
+    const problem = await againstAnchor(policy.anchor, jwks, chain, anchorSeq, bySeq);
+    if (problem) return report({ entries: 0, anchorSeq, lastSeq: anchorSeq, checkpoints: checkpoints.length, problem });
   }
 
   let entries = 0;
@@ -167,7 +201,83 @@ export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[
       problem: { kind: 'removed', chain, seq: lastSeq + 1, message: `entries seq ${lastSeq + 1}–${mustReach} are missing from the end of the chain` },
     });
   }
-  return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length });
+  const problem = cadenceProblem(chain, checkpoints, anchorSeq, lastSeq, policy.every) ?? (chain === 'main' ? ageProblem(chain, checkpoints, policy) : undefined);
+  return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length, ...(problem ? { problem } : {}) });
+}
+
+/** The first multiple of the cadence after the start that has no signed checkpoint. */
+function cadenceProblem(chain: ChainName, checkpoints: CheckpointPayload[], anchorSeq: number, lastSeq: number, every: number): VerifyProblem | undefined {
+  const signed = new Set(checkpoints.map((c) => c.seq));
+  // A trail written before cadence checkpoints is held to them from a signed `cadence-start` on
+  // (`smart-authz audit migrate` writes it). Only the oldest counts, and deleting it puts the whole
+  // chain under the rule: there is no way to exempt entries without signing.
+  const cutover = checkpoints.filter((c) => c.reason === CADENCE_START).reduce((m, c) => Math.min(m, c.seq), Number.POSITIVE_INFINITY);
+  const from = Number.isFinite(cutover) ? Math.max(anchorSeq, cutover) : anchorSeq;
+  for (let seq = (Math.floor(from / every) + 1) * every; seq <= lastSeq; seq += every) {
+    if (signed.has(seq)) continue;
+    const since = Math.max(from, seq - every) + 1;
+    return {
+      kind: 'checkpoint',
+      chain,
+      seq,
+      sid: streamId(seq),
+      message: `no signed checkpoint at seq ${seq}, where one is required every ${every} entries: entries seq ${since}–${seq} (or later) were rewritten or removed, or the checkpoint was deleted`,
+    };
+  }
+  return undefined;
+}
+
+/** The newest checkpoint must be recent: the server signs the head every interval, idle or not. */
+function ageProblem(chain: ChainName, checkpoints: CheckpointPayload[], policy: VerifyPolicy): VerifyProblem | undefined {
+  if (policy.maxAgeSeconds === undefined) return undefined;
+  const now = Math.floor((policy.now ?? Date.now()) / 1000);
+  const newest = checkpoints.reduce<CheckpointPayload | undefined>((m, c) => (!m || c.iat > m.iat ? c : m), undefined);
+  if (!newest) return { kind: 'checkpoint', chain, seq: 1, message: 'there is no signed checkpoint: checkpoints were deleted, or no server has run yet' };
+  const age = now - newest.iat;
+  if (age <= policy.maxAgeSeconds) return undefined;
+  return {
+    kind: 'checkpoint',
+    chain,
+    seq: newest.seq + 1,
+    message: `the newest signed checkpoint (seq ${newest.seq}, ${new Date(newest.iat * 1000).toISOString()}) is ${age} s old, more than the ${policy.maxAgeSeconds} s allowed (interval + grace): later checkpoints were deleted, or no server has run since`,
+  };
+}
+
+/**
+ * Every anchored checkpoint of this chain after the start (earlier ones went with a purge) must be
+ * in Redis, with the same hash. The first one that is not is where the rewrite ends at the latest;
+ * it began after the anchored checkpoint before it.
+ */
+async function againstAnchor(lines: AnchorLine[], jwks: JWK[], chain: ChainName, startSeq: number, bySeq: Map<number, CheckpointPayload>): Promise<VerifyProblem | undefined> {
+  const anchored: CheckpointPayload[] = [];
+  for (const line of lines) {
+    if (line.chain !== chain) continue;
+    try {
+      const payload = await verifyCheckpoint(line.jws, jwks);
+      if (payload.chain !== chain) throw new CheckpointError(`signs seq ${payload.seq} of ${payload.chain}`);
+      anchored.push(payload);
+    } catch (err) {
+      return { kind: 'checkpoint', chain, seq: line.seq, message: `the anchored checkpoint at seq ${line.seq} ${(err as Error).message}` };
+    }
+  }
+  anchored.sort((a, b) => a.seq - b.seq);
+  let good = startSeq;
+  for (const a of anchored) {
+    if (a.seq < startSeq) continue;
+    const inRedis = bySeq.get(a.seq);
+    if (!inRedis || inRedis.hash !== a.hash) {
+      const what = inRedis ? 'signs a different hash in Redis' : 'is missing from Redis';
+      return {
+        kind: 'checkpoint',
+        chain,
+        seq: a.seq,
+        sid: streamId(a.seq),
+        message: `the anchored checkpoint at seq ${a.seq} (${a.reason}, ${new Date(a.iat * 1000).toISOString()}) ${what}: the chain was rewritten or cut back between seq ${good + 1} and seq ${a.seq}`,
+      };
+    }
+    good = a.seq;
+  }
+  return undefined;
 }
 
 /**

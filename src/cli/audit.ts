@@ -3,8 +3,9 @@ import { createLogger } from '../ops/logger.js';
 import { openRuntime, type Runtime } from '../runtime.js';
 import { createAuditTrail } from '../audit/trail.js';
 import { AuditStore } from '../audit/store.js';
-import { CheckpointStore, keyStoreCheckpointKeys } from '../audit/checkpoints.js';
-import { verifyChain } from '../audit/verify.js';
+import { CheckpointStore, keyStoreCheckpointKeys, verifyCheckpoint } from '../audit/checkpoints.js';
+import { CADENCE_START, verifyChain, verifyPolicy } from '../audit/verify.js';
+import { AnchorReadError, createAnchor, readAnchor, type AnchorLine } from '../audit/anchor.js';
 import { LegacyTrailError, migrateTrail } from '../audit/migrate.js';
 import { purge, PurgeRefusedError } from '../audit/retention.js';
 import { parseAuditSearch } from '../audit/search-params.js';
@@ -17,8 +18,11 @@ import { CliUsageError } from './errors.js';
 import type { Out } from './clients.js';
 
 export const AUDIT_USAGE = `Usage: smart-authz audit <command>
-  verify [--chain main|archive]       check the hash chains and signed checkpoints; exit code 1 and the
-                                      first altered, removed or reordered entry when they do not verify
+  verify [--chain main|archive] [--anchor DIR|FILE]
+                                      check the hash chains and signed checkpoints (one required every
+                                      AUTHZ_AUDIT_CHECKPOINT_EVERY entries, the newest one recent), and with
+                                      --anchor against the checkpoints anchored outside Redis; exit code 1 and
+                                      the first altered, removed or reordered entry when they do not verify
   export [--since DATE] [--until DATE] [--patient ID]
                                       every event (oldest first) as NDJSON on stdout; the export is audited
   purge                               remove events past the retention (AUTHZ_AUDIT_RETENTION_DAYS); keep
@@ -33,11 +37,14 @@ async function withAudit<T>(fn: (rt: Runtime, parts: { store: AuditStore; checkp
   const config = { ...loadConfig(), devRedis: false };
   const rt = await openRuntime(config, createLogger('silent'));
   const keys = keyStoreCheckpointKeys(rt.redis, rt.keyspace, config.keyEncryptionSecret);
-  const trail = createAuditTrail({ config, redis: rt.redis, keyspace: rt.keyspace, logger: rt.logger, checkpointKeys: keys });
+  // Checkpoints the CLI signs (purge, manual) are anchored like the server's; it signs none on a timer.
+  const anchor = createAnchor({ config, logger: rt.logger });
+  const trail = createAuditTrail({ config, redis: rt.redis, keyspace: rt.keyspace, logger: rt.logger, checkpointKeys: keys, intervalCheckpoints: false, ...(anchor ? { anchor } : {}) });
   try {
-    return await fn(rt, { store: new AuditStore(rt.redis, rt.keyspace), checkpoints: new CheckpointStore(rt.redis, rt.keyspace, keys, config.issuer), keys, trail });
+    return await fn(rt, { store: new AuditStore(rt.redis, rt.keyspace), checkpoints: new CheckpointStore(rt.redis, rt.keyspace, keys, config.issuer, anchor), keys, trail });
   } finally {
     await trail.close();
+    await anchor?.close();
     await rt.close();
   }
 }
@@ -46,15 +53,26 @@ export async function audit(args: string[], out: Out): Promise<void> {
   const [command, ...rest] = args;
   switch (command) {
     case 'verify': {
-      const { values } = parseCommandArgs(rest, { chain: { type: 'string' } }, 0);
+      const { values } = parseCommandArgs(rest, { chain: { type: 'string' }, anchor: { type: 'string' } }, 0);
       if (values.chain !== undefined && values.chain !== 'main' && values.chain !== 'archive') throw new CliUsageError('--chain must be main or archive');
+      if (values.anchor === '') throw new CliUsageError('--anchor needs the anchor directory or file');
       const chains = values.chain ? [values.chain as 'main' | 'archive'] : (['main', 'archive'] as const);
-      return withAudit(async (_rt, { store, keys }) => {
+      return withAudit(async (rt, { store, keys }) => {
+        let anchor: AnchorLine[] | undefined;
+        if (values.anchor !== undefined) {
+          try {
+            anchor = await readAnchor(values.anchor, rt.config.redis.prefix);
+          } catch (err) {
+            if (err instanceof AnchorReadError) throw new CliUsageError(err.message);
+            throw err;
+          }
+        }
         let failed = false;
         for (const chain of chains) {
-          const r = await verifyChain(store, keys, chain);
+          const r = await verifyChain(store, keys, chain, verifyPolicy(rt.config, { anchor }));
           if (r.ok) {
-            out(`${chain}: OK, ${r.entries} entries (seq ${r.anchorSeq + 1}–${r.lastSeq}${r.anchorSeq ? `, from the signed cut at seq ${r.anchorSeq}` : ', from the genesis'}), ${r.checkpoints} signed checkpoints`);
+            const anchored = anchor ? `, matches ${anchor.filter((l) => l.chain === chain && l.seq >= r.anchorSeq).length} anchored checkpoints` : '';
+            out(`${chain}: OK, ${r.entries} entries (seq ${r.anchorSeq + 1}–${r.lastSeq}${r.anchorSeq ? `, from the signed cut at seq ${r.anchorSeq}` : ', from the genesis'}), ${r.checkpoints} signed checkpoints${anchored}`);
           } else {
             failed = true;
             const p = r.problem!;
@@ -110,11 +128,13 @@ export async function audit(args: string[], out: Out): Promise<void> {
       });
     case 'migrate':
       parseCommandArgs(rest, {}, 0);
-      return withAudit(async (_rt, { store, keys }) => {
+      return withAudit(async (rt, { store, keys, checkpoints }) => {
         try {
           const moved = await migrateTrail(store);
           for (const chain of ['main', 'archive'] as const) {
-            const report = await verifyChain(store, keys, chain);
+            await startCadence(rt, store, keys, checkpoints, chain, out);
+            // Every server is stopped for a migration: the newest checkpoint may well be old.
+            const report = await verifyChain(store, keys, chain, { ...verifyPolicy(rt.config), maxAgeSeconds: undefined });
             out(`${chain}: ${moved[chain]} entries migrated; ${report.ok ? `verifies (${report.entries} entries)` : `FAILED: ${report.problem!.message}`}`);
             if (!report.ok) {
               process.exitCode = 1;
@@ -140,4 +160,29 @@ export async function audit(args: string[], out: Out): Promise<void> {
       out(AUDIT_USAGE);
       if (command && command !== 'help') process.exitCode = 2;
   }
+}
+
+/**
+ * A trail written before checkpoints were required at every AUTHZ_AUDIT_CHECKPOINT_EVERY-th entry
+ * has none there. If the chain verifies otherwise, a signed `cadence-start` at its head holds
+ * everything after it to the cadence (verify.ts); once one exists, nothing more is written.
+ */
+async function startCadence(rt: Runtime, store: AuditStore, keys: ReturnType<typeof keyStoreCheckpointKeys>, checkpoints: CheckpointStore, chain: 'main' | 'archive', out: Out): Promise<void> {
+  const policy = { ...verifyPolicy(rt.config), maxAgeSeconds: undefined };
+  const strict = await verifyChain(store, keys, chain, policy);
+  if (strict.ok || strict.problem?.kind !== 'checkpoint' || !/where one is required/.test(strict.problem.message)) return;
+  const listed = await checkpoints.list(chain);
+  const already = await Promise.all(listed.map((c) => verifyCheckpointReason(c.jws, keys)));
+  if (already.includes(CADENCE_START)) return;
+  const lenient = await verifyChain(store, keys, chain, { ...policy, every: Number.POSITIVE_INFINITY });
+  if (!lenient.ok) return;
+  const cp = await checkpoints.write(chain, CADENCE_START);
+  out(`${chain}: signed the cadence start at seq ${cp.seq}; from there a checkpoint is required every ${policy.every} entries`);
+}
+
+async function verifyCheckpointReason(jws: string, keys: ReturnType<typeof keyStoreCheckpointKeys>): Promise<string | undefined> {
+  return verifyCheckpoint(jws, await keys.verificationKeys()).then(
+    (p) => p.reason,
+    () => undefined,
+  );
 }

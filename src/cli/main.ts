@@ -72,7 +72,7 @@ type AuditedRuntime = Runtime & { cliAudit: CliAudit };
 async function withRuntime<T>(fn: (rt: AuditedRuntime) => Promise<T>, opts: { keySecret?: string | undefined } = {}): Promise<T> {
   const config = { ...loadConfig(), devRedis: false };
   const rt = await openRuntime(opts.keySecret === undefined ? config : { ...config, keyEncryptionSecret: opts.keySecret }, createLogger('silent'));
-  const trail = createAuditTrail({ config: rt.config, redis: rt.redis, keyspace: rt.keyspace, logger: rt.logger });
+  const trail = createAuditTrail({ config: rt.config, redis: rt.redis, keyspace: rt.keyspace, logger: rt.logger, intervalCheckpoints: false });
   try {
     return await fn({ ...rt, cliAudit: { audit: trail, issuer: rt.config.issuer, operator: cliOperator() } });
   } finally {

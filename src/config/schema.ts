@@ -182,6 +182,20 @@ export const configSchema = z
         checkpointEvery: z.number().int().min(1).default(10_000),
         /** ...or after this many seconds with new events, whichever comes first. */
         checkpointIntervalSeconds: z.number().int().min(1).default(300),
+        /**
+         * `audit verify` fails when the newest signed checkpoint of the main chain is older than the
+         * interval plus this grace: a running server signs one every interval, even when idle.
+         */
+        checkpointGraceSeconds: z.number().int().min(0).default(300),
+        /**
+         * Directory of the append-only checkpoint anchor, outside Redis (audit/anchor.ts). Required in
+         * production; development defaults to <dataDir>/audit-anchor.
+         */
+        anchorDir: z.string().min(1).optional(),
+        /** Every checkpoint is also POSTed here as JSON (a SIEM's HTTP collector). */
+        anchorUrl: absoluteHttpUrl.optional(),
+        /** How long one POST to anchorUrl may take before it counts as failed. */
+        anchorTimeoutMs: z.number().int().min(100).max(60_000).default(5000),
         /** Events older than this are removed by `audit purge` (except disclosures, below). */
         retentionDays: z.number().int().min(1).default(365),
         /**
@@ -212,6 +226,8 @@ export const configSchema = z
       .default({
         checkpointEvery: 10_000,
         checkpointIntervalSeconds: 300,
+        checkpointGraceSeconds: 300,
+        anchorTimeoutMs: 5000,
         retentionDays: 365,
         disclosureRetentionDays: 2192,
         disclosureShowStaffNames: false,
@@ -246,6 +262,10 @@ export const configSchema = z
     }
     if (c.consents.fhirServerToken && c.consents.fhirServer?.startsWith('http:')) {
       ctx.addIssue({ code: 'custom', path: ['consents', 'fhirServer'], message: 'must be https in production when a token is sent to it' });
+    }
+    if (!c.audit.anchorDir) {
+      // Checkpoints kept only in Redis do not survive an attacker with Redis access (docs/security/audit-anchoring.md).
+      ctx.addIssue({ code: 'custom', path: ['audit', 'anchorDir'], message: 'is required in production: signed audit checkpoints must also be written outside Redis' });
     }
     if (!c.cookieKeys) {
       ctx.addIssue({ code: 'custom', path: ['cookieKeys'], message: 'is required in production' });

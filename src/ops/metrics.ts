@@ -62,6 +62,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly auditAnchorWrites = new Counter({
+    name: 'audit_anchor_writes_total',
+    help: 'Signed audit checkpoints written to an anchor outside Redis, by sink (file, http) and result (ok, error)',
+    labelNames: ['sink', 'result'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }

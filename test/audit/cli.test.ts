@@ -12,6 +12,8 @@ let f: AuditFixture;
 beforeAll(async () => {
   Object.assign(process.env, env);
   f = await auditFixture(env, prefix);
+  // The fixture's trail (the running server here) signs its head at start: seq 0.
+  await f.trail.settled();
   const old = new Date(Date.now() - 40 * 86_400_000).toISOString();
   for (let i = 0; i < 5; i++) await f.trail.record(sampleEvent({ patient: `c${i}`, subtype: 'login-failed', recorded: old }));
   for (let i = 0; i < 5; i++) await f.trail.record(sampleEvent({ patient: `c${i}` }));
@@ -33,7 +35,7 @@ describe('smart-authz audit', () => {
   test('checkpoint, verify, export (audited), purge', async () => {
     expect(await cli('audit', 'checkpoint')).toEqual([expect.stringMatching(/^main: signed checkpoint at seq 10 \(hash [0-9a-f]{64}\)$/)]);
     const verified = await cli('audit', 'verify');
-    expect(verified[0]).toMatch(/^main: OK, 10 entries .*1 signed checkpoints$/);
+    expect(verified[0]).toMatch(/^main: OK, 10 entries .*2 signed checkpoints$/);
     expect(process.exitCode ?? 0).toBe(0);
 
     const lines = await cli('audit', 'export', '--since', new Date(Date.now() - 86_400_000).toISOString().slice(0, 10));

@@ -2,7 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { startServerProcess } from '../support/server-process.js';
 import { auditFixture, type AuditFixture } from './support.js';
-import { verifyChain } from '../../src/audit/verify.js';
+import { verifyChain, verifyPolicy } from '../../src/audit/verify.js';
 import { parseEvent } from '../../src/audit/chain.js';
 
 /**
@@ -68,7 +68,7 @@ describe('durability', () => {
       const missing = answered.filter((token) => !hashes.has(createHash('sha256').update(token).digest('base64url')));
       expect({ answered: answered.length, missing: missing.length }).toEqual({ answered: answered.length, missing: 0 });
       expect(answered.length).toBeGreaterThanOrEqual(400);
-      expect(await verifyChain(f.store, f.keys, 'main')).toMatchObject({ ok: true });
+      expect(await verifyChain(f.store, f.keys, 'main', verifyPolicy(f.config))).toMatchObject({ ok: true });
     } finally {
       server.proc.kill('SIGKILL');
     }

@@ -4,7 +4,7 @@ import { canonicalJson, entryHash, GENESIS_HASH } from '../../src/audit/chain.js
 import { introspectionRecord } from '../../src/audit/forms/introspection.js';
 import { LegacyTrailError, migrateTrail, requireCurrentLayout } from '../../src/audit/migrate.js';
 import { search } from '../../src/audit/search.js';
-import { verifyChain } from '../../src/audit/verify.js';
+import { verifyChain, verifyPolicy } from '../../src/audit/verify.js';
 
 /**
  * A trail as the previous version wrote it (Redis-assigned stream ids, sorted-set indexes, the
@@ -47,7 +47,7 @@ test('a legacy trail is refused at start-up with the command that fixes it', asy
 test('migration keeps every entry and hash, indexes it anew, and the trail goes on from there', async () => {
   expect(await migrateTrail(f.store)).toEqual({ main: 4, archive: 0 });
   await expect(requireCurrentLayout(f.store)).resolves.toBeUndefined();
-  expect(await verifyChain(f.store, f.keys, 'main')).toMatchObject({ ok: true, entries: 4, lastSeq: 4 });
+  expect(await verifyChain(f.store, f.keys, 'main', verifyPolicy(f.config))).toMatchObject({ ok: true, entries: 4, lastSeq: 4 });
   expect((await f.store.entries('main', undefined, 10)).map((e) => e.sid)).toEqual(['1-0', '2-0', '3-0', '4-0']);
 
   // Found by the new index and by id; the old sorted sets are gone, the old stream kept aside.
@@ -59,7 +59,7 @@ test('migration keeps every entry and hash, indexes it anew, and the trail goes 
   expect(await f.redis.xlen(`${f.keyspace.auditStream('main')}:legacy`)).toBe(4);
 
   await f.trail.record(sampleEvent({ patient: 'legacy-p' }));
-  expect(await verifyChain(f.store, f.keys, 'main')).toMatchObject({ ok: true, entries: 5 });
+  expect(await verifyChain(f.store, f.keys, 'main', verifyPolicy(f.config))).toMatchObject({ ok: true, entries: 5 });
   expect((await search(f.store, { clauses: [{ param: 'patient', values: ['Patient/legacy-p'] }], count: 10 })).total).toBe(5);
 
   // Running it again is harmless.

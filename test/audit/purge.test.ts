@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import { auditFixture, sampleEvent, type AuditFixture } from './support.js';
 import { rewriteStream } from './tamper.js';
-import { verifyChain } from '../../src/audit/verify.js';
+import { verifyChain, verifyPolicy } from '../../src/audit/verify.js';
 import { purge, PurgeRefusedError } from '../../src/audit/retention.js';
 import { CheckpointStore, verifyCheckpoint } from '../../src/audit/checkpoints.js';
 import { search } from '../../src/audit/search.js';
@@ -44,8 +44,8 @@ describe('audit purge (retention) keeps the chains verifiable', () => {
     expect(archive.map((e) => (JSON.parse(e.event) as { entity: Array<{ what?: { reference: string } }> }).entity[0]!.what!.reference)).toEqual(['Patient/old-0', 'Patient/old-3']);
 
     // Both chains verify, the main one from the signed cut.
-    expect(await verifyChain(f.store, f.keys, 'main')).toMatchObject({ ok: true, anchorSeq: 9, lastSeq: 14 });
-    expect(await verifyChain(f.store, f.keys, 'archive')).toMatchObject({ ok: true, anchorSeq: 0, lastSeq: 2 });
+    expect(await verifyChain(f.store, f.keys, 'main', verifyPolicy(f.config))).toMatchObject({ ok: true, anchorSeq: 9, lastSeq: 14 });
+    expect(await verifyChain(f.store, f.keys, 'archive', verifyPolicy(f.config))).toMatchObject({ ok: true, anchorSeq: 0, lastSeq: 2 });
     const cps = await checkpoints.list('main');
     expect(cps[0]!.seq).toBe(9);
     expect((await verifyCheckpoint(cps[0]!.jws, await f.keys.verificationKeys())).reason).toBe('purge-cut');
@@ -64,7 +64,7 @@ describe('audit purge (retention) keeps the chains verifiable', () => {
 
     // A second purge later removes nothing new but the chain stays verifiable.
     await purge({ config: f.config, store: f.store, checkpoints, keys: f.keys, trail: f.trail, actor: operator });
-    expect((await verifyChain(f.store, f.keys, 'main')).ok).toBe(true);
+    expect((await verifyChain(f.store, f.keys, 'main', verifyPolicy(f.config))).ok).toBe(true);
   });
 
   test('archived disclosures are purged once past the disclosure retention; the archive verifies from its cut', async () => {
@@ -75,14 +75,14 @@ describe('audit purge (retention) keeps the chains verifiable', () => {
     // By then the 4 recent disclosures have left the main chain for the archive in their turn.
     expect(result.archived).toBe(4);
     expect(await f.redis.xlen(f.keyspace.auditStream('archive'))).toBe(4);
-    expect(await verifyChain(f.store, f.keys, 'archive')).toMatchObject({ ok: true, anchorSeq: 2 });
-    expect((await verifyChain(f.store, f.keys, 'main')).ok).toBe(true);
+    expect(await verifyChain(f.store, f.keys, 'archive', verifyPolicy(f.config))).toMatchObject({ ok: true, anchorSeq: 2 });
+    expect((await verifyChain(f.store, f.keys, 'main', verifyPolicy(f.config))).ok).toBe(true);
   });
 
   test('removing entries right after the cut is detected (the chain must start at the signed cut)', async () => {
     await purge({ config: f.config, store: f.store, checkpoints, keys: f.keys, trail: f.trail, actor: operator });
     await rewriteStream(f, 'main', (entries) => entries.slice(2));
-    expect((await verifyChain(f.store, f.keys, 'main')).problem).toMatchObject({ kind: 'removed' });
+    expect((await verifyChain(f.store, f.keys, 'main', verifyPolicy(f.config))).problem).toMatchObject({ kind: 'removed' });
   });
 
   test('a chain that does not verify is not purged', async () => {

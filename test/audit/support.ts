@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { createLogger } from '../../src/ops/logger.js';
@@ -23,7 +26,9 @@ export interface AuditFixture {
 
 /** A trail on the suite's real Redis under a fresh prefix, with real signing keys. */
 export async function auditFixture(env: Record<string, string> = {}, prefix = `t-${randomUUID().slice(0, 8)}:`): Promise<AuditFixture> {
-  const config = loadConfig({ REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: prefix, AUTHZ_LOG_LEVEL: 'silent', ...env });
+  // Each fixture anchors its checkpoints in a directory of its own (not the development default under var/).
+  const anchorDir = mkdtempSync(join(tmpdir(), 'audit-anchor-'));
+  const config = loadConfig({ REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: prefix, AUTHZ_LOG_LEVEL: 'silent', AUTHZ_AUDIT_ANCHOR_DIR: anchorDir, ...env });
   const redis = createRedis(config.redis);
   redis.on('error', () => {});
   await connectRedis(redis);

@@ -1,5 +1,6 @@
 import type { AuditFixture } from './support.js';
-import type { ChainEntry, ChainName } from '../../src/audit/chain.js';
+import { GENESIS_HASH, entryHash, type ChainEntry, type ChainName } from '../../src/audit/chain.js';
+import { decodePostings, encodeSeq, streamId } from '../../src/audit/postings.js';
 
 /**
  * Rewrites a chain's stream the way someone with write access to Redis would have to: a stream
@@ -18,4 +19,60 @@ export async function rewriteStream(f: AuditFixture, chain: ChainName, change: (
     const e = changed[i]!;
     await f.redis.xadd(key, sids[i]!, 'seq', String(e.seq), 'prev', e.prev, 'hash', e.hash, 'id', e.id, 'event', e.event, 't', String(e.t));
   }
+}
+
+/**
+ * Removes the entry at `seq` the way someone with write access to Redis would hide it: every later
+ * entry is renumbered and rehashed (a consistent chain again), and everything that points at seqs
+ * follows: the id → seq locations, the posting lists of every search value, the head, and the
+ * signed checkpoints from `seq` on (they sign hashes that no longer exist, and cannot be re-signed).
+ */
+export async function removeAndRenumber(f: AuditFixture, chain: ChainName, seq: number): Promise<ChainEntry> {
+  const { redis, keyspace } = f;
+  const entries = await f.store.entries(chain, undefined, 1_000_000);
+  const removed = entries.find((e) => e.seq === seq)!;
+  let previous = entries.find((e) => e.seq === seq - 1);
+  const changed: ChainEntry[] = [];
+  for (const e of entries) {
+    if (e.seq < seq) changed.push(e);
+    if (e.seq <= seq) continue;
+    const n = e.seq - 1;
+    const prev = previous?.hash ?? GENESIS_HASH;
+    const recorded = Date.parse((JSON.parse(e.event) as { recorded: string }).recorded);
+    const moved: ChainEntry = { ...e, seq: n, sid: streamId(n), prev, hash: entryHash(n, prev, e.event), t: Math.max(recorded, previous?.t ?? 0) };
+    changed.push(moved);
+    previous = moved;
+  }
+  await rewriteStream(f, chain, () => changed, { ownSids: true });
+
+  await redis.hdel(keyspace.auditLocation(chain), removed.id);
+  for (const e of changed) if (e.seq >= seq) await redis.hset(keyspace.auditLocation(chain), e.id, String(e.seq));
+
+  const pattern = `${keyspace.auditPostings(chain, '', '').replace(/:+$/, '')}*`;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    for (const key of keys) {
+      const seqs = decodePostings((await redis.get(key)) ?? '')
+        .filter((s) => s !== seq)
+        .map((s) => (s > seq ? s - 1 : s));
+      if (seqs.length) await redis.set(key, seqs.map(encodeSeq).join(''));
+      else await redis.del(key);
+    }
+    cursor = next;
+  } while (cursor !== '0');
+
+  const last = changed.at(-1)!;
+  await redis.hset(keyspace.auditHead(chain), 'seq', String(last.seq), 'hash', last.hash, 't', String(last.t));
+  await redis.zremrangebyscore(keyspace.auditCheckpoints(chain), seq, '+inf');
+  return removed;
+}
+
+/** Cuts the last entries off a chain (from `seq` on), moves the head back and deletes the checkpoints that covered them. */
+export async function truncateFrom(f: AuditFixture, chain: ChainName, seq: number): Promise<void> {
+  const { redis, keyspace } = f;
+  await rewriteStream(f, chain, (entries) => entries.filter((e) => e.seq < seq));
+  const last = (await f.store.entries(chain, undefined, 1_000_000)).at(-1)!;
+  await redis.hset(keyspace.auditHead(chain), 'seq', String(last.seq), 'hash', last.hash, 't', String(last.t));
+  await redis.zremrangebyscore(keyspace.auditCheckpoints(chain), seq, '+inf');
 }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { auditFixture, sampleEvent, type AuditFixture } from './support.js';
 import { createAuditTrail } from '../../src/audit/trail.js';
-import { verifyChain } from '../../src/audit/verify.js';
+import { verifyChain, verifyPolicy } from '../../src/audit/verify.js';
 import { GENESIS_HASH, canonicalJson, entryHash } from '../../src/audit/chain.js';
 import { auditEventProblems, auditEventSchema } from '../../src/audit/audit-event.js';
 import { createLogger } from '../../src/ops/logger.js';
@@ -41,7 +41,7 @@ describe('audit trail: append', () => {
     await Promise.all(Array.from({ length: 300 }, (_, i) => f.trail.record(sampleEvent({ patient: `batch-${i}` }))));
     const head = Number(await f.redis.hget(f.keyspace.auditHead('main'), 'seq'));
     expect(head - before).toBe(300);
-    expect((await verifyChain(f.store, f.keys, 'main')).ok).toBe(true);
+    expect((await verifyChain(f.store, f.keys, 'main', verifyPolicy(f.config))).ok).toBe(true);
   });
 
   test('an invalid event is refused and nothing is written', async () => {
@@ -59,7 +59,7 @@ describe('audit trail: append', () => {
     await Promise.all([f.trail.record(event), f.trail.record(sampleEvent())]);
     const ids = (await f.store.entries('main', undefined, 10_000)).map((e) => e.id).filter((id) => id === 'fixed-id-1');
     expect(ids).toHaveLength(1);
-    expect((await verifyChain(f.store, f.keys, 'main')).ok).toBe(true);
+    expect((await verifyChain(f.store, f.keys, 'main', verifyPolicy(f.config))).ok).toBe(true);
   });
 
   test('two trails (instances) on one prefix appending concurrently make one valid chain', async () => {
@@ -80,7 +80,7 @@ describe('audit trail: append', () => {
     await other.close();
     redis2.disconnect();
     expect(Number(await f.redis.hget(f.keyspace.auditHead('main'), 'seq')) - before).toBe(400);
-    const report = await verifyChain(f.store, f.keys, 'main');
+    const report = await verifyChain(f.store, f.keys, 'main', verifyPolicy(f.config));
     expect(report).toMatchObject({ ok: true, lastSeq: before + 400 });
   });
 
@@ -92,7 +92,7 @@ describe('audit trail: append', () => {
       const checkpoints = await g.redis.zrange(g.keyspace.auditCheckpoints('main'), '0', '-1', 'WITHSCORES');
       expect(checkpoints.length).toBeGreaterThanOrEqual(4);
       expect(checkpoints[0]).toMatch(/^ey[\w-]+\.[\w-]+\.[\w-]+$/);
-      expect((await verifyChain(g.store, g.keys, 'main')).checkpoints).toBeGreaterThanOrEqual(2);
+      expect((await verifyChain(g.store, g.keys, 'main', verifyPolicy(g.config))).checkpoints).toBeGreaterThanOrEqual(2);
     } finally {
       await g.close();
     }

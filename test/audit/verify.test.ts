@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import { auditFixture, sampleEvent, type AuditFixture } from './support.js';
 import { rewriteStream } from './tamper.js';
-import { verifyChain } from '../../src/audit/verify.js';
+import { verifyChain, verifyPolicy } from '../../src/audit/verify.js';
 import { entryHash } from '../../src/audit/chain.js';
 import { encodeSeq } from '../../src/audit/postings.js';
 import { KeyStore } from '../../src/keys/keystore.js';
@@ -11,19 +11,21 @@ describe('audit verify: chain and checkpoints on real Redis', () => {
   let f: AuditFixture;
   beforeEach(async () => {
     f = await auditFixture();
+    // The trail signs its head at start (an interval checkpoint, at seq 0 here): let it land first.
+    await f.trail.settled();
     for (let i = 1; i <= 20; i++) {
       await f.trail.record(sampleEvent({ patient: `p${i}` }));
-      if (i === 10) await (f.trail as unknown as { checkpoint(r: string): Promise<void> }).checkpoint('manual');
+      if (i === 10) await f.trail.checkpoint('manual');
     }
   });
   afterEach(async () => {
     await f.close();
   });
 
-  const verify = () => verifyChain(f.store, f.keys, 'main');
+  const verify = () => verifyChain(f.store, f.keys, 'main', verifyPolicy(f.config));
 
   test('an untouched chain verifies, then an edited event is reported at its seq', async () => {
-    expect(await verify()).toMatchObject({ ok: true, entries: 20, lastSeq: 20, checkpoints: 1 });
+    expect(await verify()).toMatchObject({ ok: true, entries: 20, lastSeq: 20, checkpoints: 2 });
     await rewriteStream(f, 'main', (entries) => {
       entries[6]!.event = entries[6]!.event.replace('"Patient/p7"', '"Patient/someone-else"');
       return entries;
@@ -118,11 +120,11 @@ describe('audit verify: chain and checkpoints on real Redis', () => {
     const store = new KeyStore(f.redis, f.keyspace);
     const next = await store.introduce('EC');
     await store.promote(next.kid);
-    await (f.trail as unknown as { checkpoint(r: string): Promise<void> }).checkpoint('manual');
+    await f.trail.checkpoint('manual');
     const kids = (await f.redis.zrange(f.keyspace.auditCheckpoints('main'), '0', '-1')).map((jws) => decodeProtectedHeader(jws).kid);
     expect(new Set(kids).size).toBe(2);
     expect(kids.at(-1)).toBe(next.kid);
-    expect(await verify()).toMatchObject({ ok: true, checkpoints: 2 });
+    expect(await verify()).toMatchObject({ ok: true, checkpoints: 3 });
   });
 
   test('the altid search index and others are written in the same script as the entry', async () => {

@@ -89,7 +89,7 @@ describe('configuration', () => {
   });
 
   describe('production mode', () => {
-    const base = { AUTHZ_MODE: 'production', AUTHZ_COOKIE_KEYS: key, AUTHZ_PROXY: 'true', AUTHZ_ISSUER: 'https://auth.example.org', AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40) };
+    const base = { AUTHZ_MODE: 'production', AUTHZ_COOKIE_KEYS: key, AUTHZ_PROXY: 'true', AUTHZ_ISSUER: 'https://auth.example.org', AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40), AUTHZ_AUDIT_ANCHOR_DIR: '/var/lib/smart-authz/anchor' };
 
     test('a complete production configuration is accepted and disables demo data and dev Redis', () => {
       const c = loadConfig({ ...base, AUTHZ_DEMO_DATA: 'true', AUTHZ_DEV_REDIS: 'true' });

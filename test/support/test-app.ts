@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import supertest from 'supertest';
 import type Provider from 'oidc-provider';
 import { loadConfig } from '../../src/config/load.js';
@@ -36,6 +38,8 @@ export async function createTestApp(env: Record<string, string> = {}, opts: { pr
     AUTHZ_REDIS_PREFIX: prefix,
     AUTHZ_LOG_LEVEL: 'silent',
     AUTHZ_FHIR_SERVERS: 'http://localhost:8080/fhir',
+    // Checkpoint anchors go to the OS temp dir, not the checkout's var/ (one file per prefix).
+    AUTHZ_AUDIT_ANCHOR_DIR: join(tmpdir(), 'smart-authz-test-anchors'),
     ...env,
   });
   const logger = opts.logger ?? createLogger(config.log.level);
