@@ -25,8 +25,13 @@ import type { GrantIndex } from './grant-index.js';
  * checked to be still there; ending an owner sets its revoked mark and empties the index in one
  * script, then ends the members. So a write that overlaps an ending either is refused by the mark,
  * or finds its member gone and deletes its own entry; it never survives. Grants ended here are
- * dead (their in-flight token writes are refused too). The mark lasts OWNER_REVOKED_MARK_SECONDS
- * and is lifted when the owner is reinstated (user re-enabled, client registered again).
+ * dead (their in-flight token writes are refused too). The mark lasts OWNER_REVOKED_MARK_SECONDS.
+ *
+ * Sessions are the exception to the mark: a browser whose sign-in was in flight when the account
+ * was disabled keeps its (indexed) session, so it gets the sign-in page rather than an error, and
+ * the login check refuses the disabled account anyway. Reinstating the owner (user re-enabled,
+ * client registered again) lifts the mark and ends whatever was indexed while it was revoked, so
+ * such a session is gone before the account can be used again.
  */
 
 export type OwnerKind = 'account' | 'client';
@@ -83,14 +88,18 @@ export class OwnerIndex {
     this.redis = adapterScripts(redis);
   }
 
-  /** Returns false while the owner's access is being ended (its revoked mark is set). */
-  async add(owner: Owner, member: string, ttlMs: number | undefined): Promise<boolean> {
+  /**
+   * Returns false while the owner's access is being ended (its revoked mark is set), unless
+   * `evenIfRevoked`: then the member is indexed all the same, for reinstatement to end it.
+   */
+  async add(owner: Owner, member: string, ttlMs: number | undefined, { evenIfRevoked = false } = {}): Promise<boolean> {
     const added = await this.redis.oidcGrantIndexAdd(
       this.keyspace.ownerIndex(owner.kind, owner.id),
       this.keyspace.ownerRevoked(owner.kind, owner.id),
       member,
       ttlMs === undefined ? '' : String(ttlMs),
       String(PRUNE_GRACE_MS),
+      evenIfRevoked ? '1' : '0',
     );
     return added === 1;
   }
@@ -109,6 +118,25 @@ export class OwnerIndex {
       this.keyspace.ownerRevoked(owner.kind, owner.id),
       String(OWNER_REVOKED_MARK_SECONDS),
     );
+    await this.endMembers(members);
+    return members.length;
+  }
+
+  /**
+   * Lets new entries be written for the owner again (the user was re-enabled, the client
+   * registered again) and ends what was indexed for it in the meantime. `onlyIfRevoked` leaves an
+   * owner without a revoked mark untouched (a client upsert is usually a plain update).
+   */
+  async reinstate(owner: Owner, { onlyIfRevoked = false } = {}): Promise<void> {
+    const members = await this.redis.oidcOwnerReinstate(
+      this.keyspace.ownerIndex(owner.kind, owner.id),
+      this.keyspace.ownerRevoked(owner.kind, owner.id),
+      onlyIfRevoked ? '1' : '0',
+    );
+    await this.endMembers(members);
+  }
+
+  private async endMembers(members: string[]): Promise<void> {
     await Promise.all(
       members.map((member) => {
         const colon = member.indexOf(':');
@@ -117,12 +145,6 @@ export class OwnerIndex {
         return model === 'Grant' ? this.grants.revoke(id, { dead: true }) : this.redis.del(this.keyspace.model(model, id));
       }),
     );
-    return members.length;
-  }
-
-  /** Lets new entries be written for the owner again (the user was re-enabled, the client re-created). */
-  async reinstate(owner: Owner): Promise<void> {
-    await this.redis.del(this.keyspace.ownerRevoked(owner.kind, owner.id));
   }
 }
 

@@ -124,11 +124,16 @@ export class RedisAdapter implements Adapter {
    */
   private async upsertOwned(id: string, key: string, payload: AdapterPayload, ttlMs: number | undefined, owners: Owner[]): Promise<void> {
     const member = `${this.name}:${id}`;
-    const results = await Promise.all([...owners.map((o) => this.owners.add(o, member, ttlMs)), ...this.writes(id, key, payload, ttlMs)]);
+    const evenIfRevoked = this.name === 'Session';
+    const results = await Promise.all([...owners.map((o) => this.owners.add(o, member, ttlMs, { evenIfRevoked })), ...this.writes(id, key, payload, ttlMs)]);
     const refused = results.slice(0, owners.length).includes(false);
     const kept = !refused && (await Promise.all(owners.map((o) => this.owners.contains(o, member)))).every(Boolean);
     if (kept) return;
     await this.redis.del(key);
+    // Sessions are indexed even while the account is revoked (owner-index.ts), so only an ending
+    // that ran during this very write gets here: the browser is signed out, which is what ending
+    // the account means, and the login check asks for a fresh sign-in.
+    if (this.name === 'Session') return;
     throw revokedOwnerError(this.name);
   }
 
@@ -144,9 +149,9 @@ export class RedisAdapter implements Adapter {
       writes.push(this.setPointer(this.keyspace.userCode(payload.userCode), id, ttlMs));
     }
     if (this.name === 'Client') {
-      // A client registered (again) under this id may have tokens; one removed before had its
-      // mark set, which would refuse them for the rest of its lifetime.
-      writes.push(this.redis.sadd(this.keyspace.clientIndex(), id), this.owners.reinstate({ kind: 'client', id }));
+      // A client registered again under a removed id may have tokens: its revoked mark is lifted
+      // (and anything indexed under the id meanwhile ended). A plain update touches nothing.
+      writes.push(this.redis.sadd(this.keyspace.clientIndex(), id), this.owners.reinstate({ kind: 'client', id }, { onlyIfRevoked: true }));
     }
     return writes;
   }
@@ -234,10 +239,10 @@ export function redisAdapterFactory(redis: RedisClient, keyspace: Keyspace): Ada
 }
 
 /**
- * An owner's access was ended while this entry was being written. Sessions and Grants are written
- * in the authorization flow (the user sees access_denied), tokens at the token endpoint.
+ * An owner's access was ended while this entry was being written. Grants are written in the
+ * authorization flow (the app gets access_denied), tokens at the token endpoint.
  */
 function revokedOwnerError(model: string): Error {
-  if (model === 'Session' || model === 'Grant') return new errors.AccessDenied('the account or client is no longer active');
+  if (model === 'Grant') return new errors.AccessDenied('the account or client is no longer active');
   return new errors.InvalidGrant('the account or client is no longer active');
 }

@@ -44,17 +44,41 @@ test('ending an account removes its grants with their tokens, and its sessions; 
   await expect(adapter('RefreshToken').upsert(randomUUID(), { grantId, accountId: 'alice', clientId: 'app', kind: 'RefreshToken' }, 600)).rejects.toMatchObject({ error: 'invalid_grant' });
 });
 
-test('while an account is being ended new sessions and grants for it are refused; reinstating lifts that', async () => {
+test('while an account is revoked no grant of it is written, a session only until reinstatement', async () => {
   await owners.end({ kind: 'account', id: 'carol' });
   const ttl = await redis.ttl(keyspace.ownerRevoked('account', 'carol'));
   expect(ttl).toBeGreaterThan(OWNER_REVOKED_MARK_SECONDS - 5);
   const sessionId = randomUUID();
-  await expect(adapter('Session').upsert(sessionId, { jti: sessionId, accountId: 'carol', kind: 'Session' }, 600)).rejects.toMatchObject({ error: 'access_denied' });
-  expect(await exists(keyspace.model('Session', sessionId))).toBe(false);
-
-  await owners.reinstate({ kind: 'account', id: 'carol' });
+  // A grant is refused outright; a session is kept (the browser gets the sign-in page, not an
+  // error) but indexed, and reinstating the account ends it.
+  const grantId = randomUUID();
+  await expect(adapter('Grant').upsert(grantId, { jti: grantId, accountId: 'carol', clientId: 'app', kind: 'Grant' }, 600)).rejects.toMatchObject({ error: 'access_denied' });
+  expect(await exists(keyspace.model('Grant', grantId))).toBe(false);
   await adapter('Session').upsert(sessionId, { jti: sessionId, accountId: 'carol', kind: 'Session' }, 600);
   expect(await exists(keyspace.model('Session', sessionId))).toBe(true);
+
+  await owners.reinstate({ kind: 'account', id: 'carol' });
+  expect(await exists(keyspace.model('Session', sessionId))).toBe(false);
+  expect(await exists(keyspace.ownerRevoked('account', 'carol'))).toBe(false);
+  await adapter('Grant').upsert(grantId, { jti: grantId, accountId: 'carol', clientId: 'app', kind: 'Grant' }, 600);
+  expect(await exists(keyspace.model('Grant', grantId))).toBe(true);
+});
+
+test('a client update leaves its tokens alone; only a client registered again under a removed id is reinstated', async () => {
+  const clientId = `app-${randomUUID()}`;
+  const token = randomUUID();
+  await adapter('Client').upsert(clientId, { client_id: clientId });
+  await adapter('ClientCredentials').upsert(token, { jti: token, clientId, kind: 'ClientCredentials' }, 600);
+  await adapter('Client').upsert(clientId, { client_id: clientId, client_name: 'renamed' });
+  expect(await exists(keyspace.model('ClientCredentials', token))).toBe(true);
+
+  await adapter('Client').destroy(clientId);
+  expect(await exists(keyspace.model('ClientCredentials', token))).toBe(false);
+  await expect(adapter('ClientCredentials').upsert(randomUUID(), { clientId, kind: 'ClientCredentials' }, 600)).rejects.toMatchObject({ error: 'invalid_grant' });
+  await adapter('Client').upsert(clientId, { client_id: clientId });
+  const fresh = randomUUID();
+  await adapter('ClientCredentials').upsert(fresh, { jti: fresh, clientId, kind: 'ClientCredentials' }, 600);
+  expect(await exists(keyspace.model('ClientCredentials', fresh))).toBe(true);
 });
 
 test('client-credentials tokens written concurrently with the client being ended never survive it', async () => {
