@@ -25,7 +25,7 @@ Commands:
   show ID [--json]                                 show one client
   update ID [definition options]                   change a client (lists given replace stored ones;
                                                    in a --json patch, null removes a property)
-  remove ID                                        delete a client
+  remove ID                                        delete a client and end its grants and tokens
   rotate-secret ID                                 replace a client's secret (the old one stops working)
   set-jwks ID (--jwks-file FILE | --jwks-uri URL)  replace a private_key_jwt client's public keys
 

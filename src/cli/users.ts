@@ -25,7 +25,8 @@ Commands:
   add --username NAME [options]   create a user
   set-password NAME               set a user's password (from standard input, or --password)
   list [--json]                   list users
-  disable NAME                    deactivate a user: it can no longer sign in
+  disable NAME                    deactivate a user: it can no longer sign in; its sessions,
+                                  grants and tokens end at once (enabling revives none)
   enable NAME                     reactivate a user
   unlock NAME                     lift a lock-out after too many wrong passwords
 
@@ -149,11 +150,13 @@ function activation(active: boolean): UsersCommand {
     const { positionals } = parseCommandArgs(args, {}, 1);
     const user = await existing(deps.users, requireName(positionals, command));
     if (user.active === active) {
+      // Ending access again is harmless and finishes a disable that failed after the record was written.
+      if (!active) await deps.users.endAccess(user.id);
       out(`user "${user.userName}" is already ${active ? 'active' : 'disabled'}`);
       return;
     }
     await deps.users.setActive(user.id, active);
-    out(active ? `user "${user.userName}" enabled` : `user "${user.userName}" disabled: it can no longer sign in`);
+    out(active ? `user "${user.userName}" enabled` : `user "${user.userName}" disabled: it can no longer sign in, and its sessions and tokens have ended`);
   };
 }
 

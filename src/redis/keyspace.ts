@@ -49,6 +49,21 @@ export class Keyspace {
   }
 
   /**
+   * What one account or client owns (storage/owner-index.ts): a sorted set of `<Model>:<id>`
+   * members (its Grants and Sessions, and the tokens of a client that belong to no grant), scored
+   * by expiry in ms. `kind` is `account` or `client`; the id inside the hash tag keeps the index
+   * and its revoked mark in one slot.
+   */
+  ownerIndex(kind: 'account' | 'client', id: string): string {
+    return `${this.prefix}oidc:owner:{${kind}:${id}}`;
+  }
+
+  /** Set while an owner's access is being ended: writes of new entries for it are refused. */
+  ownerRevoked(kind: 'account' | 'client', id: string): string {
+    return `${this.prefix}oidc:ownerRevoked:{${kind}:${id}}`;
+  }
+
+  /**
    * An EHR launch context (smart/launch/launch-store.ts), keyed by a digest of the opaque launch
    * value so keys listed from Redis are not usable launch values. One key per command.
    */

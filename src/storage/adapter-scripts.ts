@@ -39,15 +39,17 @@ return redis.call('HGET', KEYS[1], 'payload')
 `;
 
 /**
- * Adds an entry key to its grant index, refusing (0) when the grant was destroyed. Scores are
+ * Adds an entry key to its grant index, refusing (0) when the grant was destroyed, unless ARGV[4]
+ * is '1' (index it all the same). Owner indexes (owner-index.ts) use the same script with their
+ * own index and revoked mark. Scores are
  * expiry times in ms (+inf when the entry has none) so members that expired can be pruned and the
  * index cannot grow without bound on a long-lived grant. The index TTL only ever grows: it is set
  * when the index is new, extended when shorter than the new member's, and dropped for a member
  * without TTL. KEYS[1] grant index, KEYS[2] revoked-grant mark; ARGV[1] member key, ARGV[2] TTL in
- * ms or '', ARGV[3] prune grace in ms.
+ * ms or '', ARGV[3] prune grace in ms, ARGV[4] '1' to index despite the mark (optional).
  */
 const GRANT_INDEX_ADD = `
-if redis.call('EXISTS', KEYS[2]) == 1 then
+if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then
   return 0
 end
 local t = redis.call('TIME')
@@ -82,11 +84,40 @@ end
 return members
 `;
 
+/**
+ * Ends an owner's access: sets the revoked mark (so writes still in flight for the owner are
+ * refused), empties the owner index and returns its members for the caller to end.
+ * KEYS[1] owner index, KEYS[2] revoked mark; ARGV[1] mark lifetime in seconds.
+ */
+const OWNER_TEARDOWN = `
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return members
+`;
+
+/**
+ * Lets an owner have entries again and returns what was indexed for it meanwhile, for the caller
+ * to end (nothing written while the owner was revoked may outlive its reinstatement). With
+ * ARGV[1] = '1' only an owner whose revoked mark is set is touched.
+ * KEYS[1] owner index, KEYS[2] revoked mark.
+ */
+const OWNER_REINSTATE = `
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
+  return {}
+end
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1], KEYS[2])
+return members
+`;
+
 export interface AdapterScripts {
   oidcWriteEntry(entry: string, payload: string, ttlMs: string, consumed: string): Promise<number>;
   oidcConsumeEntry(entry: string, now: string): Promise<number | string | null>;
-  oidcGrantIndexAdd(index: string, revoked: string, member: string, ttlMs: string, pruneGraceMs: string): Promise<number>;
+  oidcGrantIndexAdd(index: string, revoked: string, member: string, ttlMs: string, pruneGraceMs: string, evenIfRevoked?: '0' | '1'): Promise<number>;
   oidcGrantTeardown(index: string, revoked: string, grantEntry: string, dead: '0' | '1', revokedTtlSeconds: string): Promise<string[]>;
+  oidcOwnerTeardown(index: string, revoked: string, revokedTtlSeconds: string): Promise<string[]>;
+  oidcOwnerReinstate(index: string, revoked: string, onlyIfRevoked: '0' | '1'): Promise<string[]>;
 }
 
 const defined = new WeakSet<RedisClient>();
@@ -98,6 +129,8 @@ export function adapterScripts(redis: RedisClient): RedisClient & AdapterScripts
     redis.defineCommand('oidcConsumeEntry', { numberOfKeys: 1, lua: CONSUME_ENTRY });
     redis.defineCommand('oidcGrantIndexAdd', { numberOfKeys: 2, lua: GRANT_INDEX_ADD });
     redis.defineCommand('oidcGrantTeardown', { numberOfKeys: 3, lua: GRANT_TEARDOWN });
+    redis.defineCommand('oidcOwnerTeardown', { numberOfKeys: 2, lua: OWNER_TEARDOWN });
+    redis.defineCommand('oidcOwnerReinstate', { numberOfKeys: 2, lua: OWNER_REINSTATE });
     defined.add(redis);
   }
   return redis as RedisClient & AdapterScripts;

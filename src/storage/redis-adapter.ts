@@ -10,6 +10,9 @@
  *                                             longest member's, none if a member has none
  *   P oidc:grantRevoked:{<grantId>}     "1"   for an hour after the Grant was destroyed; refuses
  *                                             token writes for it that were already in flight
+ *   P oidc:owner:{<kind>:<id>}          zset  what an account or client owns (Grants, Sessions,
+ *                                             grantless client tokens), see owner-index.ts
+ *   P oidc:ownerRevoked:{<kind>:<id>}   "1"   while that owner's access is being ended
  *   P oidc:sessionUid:{<uid>}           id of the Session with that uid; same TTL as the Session
  *   P oidc:userCode:{<userCode>}        id of the DeviceCode with that user code; same TTL
  *   P clients                           set of every Client id
@@ -18,9 +21,10 @@
  * `oidc:Grant:{g}`, `oidc:grant:{g}` and `oidc:grantRevoked:{g}` share the hash tag `{g}`, which
  * is what lets one script revoke a grant in Redis Cluster; nothing else spans keys.
  *
- * Round trips: `find` 1 (HGETALL); `upsert` 1 for everything not bound to a grant (the writes are
- * issued together and auto-pipelined), 3 sequential ones for grant-bound tokens (index, write,
- * check — see grant-index.ts for why each is needed).
+ * Round trips: `find` 1 (HGETALL); `upsert` 1 for entries neither bound to a grant nor owned (the
+ * writes are issued together and auto-pipelined), 2 for owned ones (Grant, Session, client tokens
+ * without a grant: index add with the write, then check — owner-index.ts), 3 sequential ones for
+ * grant-bound tokens (index, write, check — see grant-index.ts for why each is needed).
  */
 import { errors } from 'oidc-provider';
 import type { Adapter, AdapterFactory, AdapterPayload } from 'oidc-provider';
@@ -29,6 +33,7 @@ import type { Keyspace } from '../redis/keyspace.js';
 import { adapterScripts, type AdapterScripts } from './adapter-scripts.js';
 import { alreadyConsumed, consumedEntryMissing } from './consume-errors.js';
 import { GrantIndex } from './grant-index.js';
+import { OwnerIndex, ownersOf, type Owner } from './owner-index.js';
 
 export { claimOnce } from './claim-once.js';
 
@@ -70,15 +75,18 @@ function grantIdOf(payloadJson: string): string | undefined {
 export class RedisAdapter implements Adapter {
   private readonly redis: RedisClient & AdapterScripts;
   private readonly grants: GrantIndex;
+  private readonly owners: OwnerIndex;
 
   constructor(
     readonly name: string,
     redis: RedisClient,
     private readonly keyspace: Keyspace,
     grants?: GrantIndex,
+    owners?: OwnerIndex,
   ) {
     this.redis = adapterScripts(redis);
     this.grants = grants ?? new GrantIndex(redis, keyspace);
+    this.owners = owners ?? new OwnerIndex(redis, keyspace, this.grants);
   }
 
   private key(id: string): string {
@@ -89,6 +97,11 @@ export class RedisAdapter implements Adapter {
     const key = this.key(id);
     const ttlMs = ttlMillis(expiresIn);
     const grantId = GRANT_BOUND.has(this.name) && typeof payload.grantId === 'string' ? payload.grantId : undefined;
+
+    if (grantId === undefined) {
+      const owners = ownersOf(this.name, payload);
+      if (owners.length) return this.upsertOwned(id, key, payload, ttlMs, owners);
+    }
 
     if (grantId !== undefined && !(await this.grants.add(grantId, key, ttlMs))) {
       throw new errors.InvalidGrant('grant has been revoked');
@@ -104,6 +117,26 @@ export class RedisAdapter implements Adapter {
     }
   }
 
+  /**
+   * The index adds go out with the write (one round trip): the revoked mark refuses the add of an
+   * owner being ended, and the check after the write catches an ending that ran in between. Either
+   * way the entry is deleted again, so nothing outlives its owner's revocation (owner-index.ts).
+   */
+  private async upsertOwned(id: string, key: string, payload: AdapterPayload, ttlMs: number | undefined, owners: Owner[]): Promise<void> {
+    const member = `${this.name}:${id}`;
+    const evenIfRevoked = this.name === 'Session';
+    const results = await Promise.all([...owners.map((o) => this.owners.add(o, member, ttlMs, { evenIfRevoked })), ...this.writes(id, key, payload, ttlMs)]);
+    const refused = results.slice(0, owners.length).includes(false);
+    const kept = !refused && (await Promise.all(owners.map((o) => this.owners.contains(o, member)))).every(Boolean);
+    if (kept) return;
+    await this.redis.del(key);
+    // Sessions are indexed even while the account is revoked (owner-index.ts), so only an ending
+    // that ran during this very write gets here: the browser is signed out, which is what ending
+    // the account means, and the login check asks for a fresh sign-in.
+    if (this.name === 'Session') return;
+    throw revokedOwnerError(this.name);
+  }
+
   private writes(id: string, key: string, payload: AdapterPayload, ttlMs: number | undefined): Promise<unknown>[] {
     const consumed = payload.consumed ? JSON.stringify(payload.consumed) : '';
     const writes: Promise<unknown>[] = [
@@ -116,7 +149,9 @@ export class RedisAdapter implements Adapter {
       writes.push(this.setPointer(this.keyspace.userCode(payload.userCode), id, ttlMs));
     }
     if (this.name === 'Client') {
-      writes.push(this.redis.sadd(this.keyspace.clientIndex(), id));
+      // A client registered again under a removed id may have tokens: its revoked mark is lifted
+      // (and anything indexed under the id meanwhile ended). A plain update touches nothing.
+      writes.push(this.redis.sadd(this.keyspace.clientIndex(), id), this.owners.reinstate({ kind: 'client', id }, { onlyIfRevoked: true }));
     }
     return writes;
   }
@@ -175,6 +210,9 @@ export class RedisAdapter implements Adapter {
     }
     const key = this.key(id);
     if (this.name === 'Client') {
+      // Access ends first: the mark refuses tokens for the client from here on, and should the
+      // deletion below fail, a retry (CLI remove) ends nothing twice and deletes the record.
+      await this.owners.end({ kind: 'client', id });
       await Promise.all([this.redis.del(key), this.redis.srem(this.keyspace.clientIndex(), id)]);
       return;
     }
@@ -196,5 +234,15 @@ export class RedisAdapter implements Adapter {
  */
 export function redisAdapterFactory(redis: RedisClient, keyspace: Keyspace): AdapterFactory {
   const grants = new GrantIndex(redis, keyspace);
-  return (name: string) => new RedisAdapter(name, redis, keyspace, grants);
+  const owners = new OwnerIndex(redis, keyspace, grants);
+  return (name: string) => new RedisAdapter(name, redis, keyspace, grants, owners);
+}
+
+/**
+ * An owner's access was ended while this entry was being written. Grants are written in the
+ * authorization flow (the app gets access_denied), tokens at the token endpoint.
+ */
+function revokedOwnerError(model: string): Error {
+  if (model === 'Grant') return new errors.AccessDenied('the account or client is no longer active');
+  return new errors.InvalidGrant('the account or client is no longer active');
 }

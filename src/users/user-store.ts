@@ -11,12 +11,18 @@ import { etagMatches } from './etags.js';
 import { CORE_USER_SCHEMA, SMART_GROUP_SCHEMA, SMART_USER_SCHEMA, versionTag, type Coding, type ScimGroup, type ScimUser } from './model.js';
 import { hashPassword, type PasswordPolicy } from './passwords.js';
 import { parseUserInput } from './user-input.js';
+import { OwnerIndex, accountAccess, type AccountAccess } from '../storage/owner-index.js';
+import { GrantIndex } from '../storage/grant-index.js';
 
 /**
  * The user directory in Redis (layout in Keyspace, scripts in directory-scripts.ts). Reads never
  * return the password hash except through `credentials`, which only the sign-in page uses.
  * Writes are compare-and-set on the record version and retried a few times when another writer
  * got there first; with `ifMatch` they fail with 412 instead.
+ *
+ * A user's access follows the account: once a write leaves the user inactive, or deletes it,
+ * every grant, token and session of the user is ended before the write is answered; re-enabling
+ * revives none of them (storage/owner-index.ts).
  */
 
 export interface LockStateReader {
@@ -29,6 +35,11 @@ export interface UserStoreDeps {
   keyspace: Keyspace;
   passwords: PasswordPolicy;
   lockState?: LockStateReader;
+  /**
+   * Ends a user's grants, tokens and sessions. `createUserStore` always wires it; left out only by
+   * tests of the directory alone.
+   */
+  access?: AccountAccess;
   /** Absolute URL of the SCIM base (`…/scim/v2`) for `meta.location` and `$ref`s. */
   scimBase?: string;
   limits?: QueryLimits;
@@ -130,6 +141,10 @@ export class UserStore {
         case 'ok': {
           const unlock = locked && parsed.locked === false;
           if (unlock) await this.deps.lockState!.clear(id);
+          // Ended on every write that leaves the user inactive, not only on the change: a retry
+          // of a disable whose ending failed half-way then finishes it.
+          if (!stored.active) await this.endAccess(id);
+          else if (!old.active) await this.deps.access?.reinstate(id);
           return this.present(stored, { v: reply[1]!, lm: now }, groups, locked && !unlock);
         }
         case 'taken':
@@ -159,11 +174,25 @@ export class UserStore {
     return this.update(id, (u) => ({ ...u, active }));
   }
 
-  /** Deletes the user and its group memberships; false when there was no such user. */
+  /**
+   * Ends every grant, token and session of the user (idempotent). Done by every write that leaves
+   * the user inactive and by `delete`; callers use it to finish one that failed half-way.
+   */
+  async endAccess(id: string): Promise<void> {
+    await this.deps.access?.end(id);
+  }
+
+  /**
+   * Deletes the user and its group memberships, and ends its access; false when there was no such
+   * user (its access is ended all the same, so a retried delete finishes what a failed one began).
+   */
   async delete(id: string, opts: WriteOptions = {}): Promise<boolean> {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
       const [record, groupIds] = await Promise.all([this.record(id), this.redis.smembers(this.keys.scimUserGroups(id))]);
-      if (!record) return false;
+      if (!record) {
+        await this.endAccess(id);
+        return false;
+      }
       if (opts.ifMatch !== undefined && !etagMatches(opts.ifMatch, record.v)) throw preconditionFailed(versionTag(record.v));
       const stored = JSON.parse(record.json) as StoredUser;
       const indexes = this.indexKeys(stored);
@@ -175,10 +204,13 @@ export class UserStore {
         ),
       );
       if (reply[0] === 'ok') {
-        await this.deps.lockState?.clear(id);
+        await Promise.all([this.deps.lockState?.clear(id), this.endAccess(id)]);
         return true;
       }
-      if (reply[0] === 'gone') return false;
+      if (reply[0] === 'gone') {
+        await this.endAccess(id);
+        return false;
+      }
       if (reply[0] === 'version' && opts.ifMatch !== undefined) throw preconditionFailed(versionTag(reply[1]!));
     }
     throw new ScimError(409, undefined, 'the user is being changed by someone else at the same moment; retry');
@@ -324,6 +356,7 @@ export function createUserStore(config: Config, redis: RedisClient, keyspace: Ke
     keyspace,
     passwords: config.passwords,
     ...(lockState ? { lockState } : {}),
+    access: accountAccess(new OwnerIndex(redis, keyspace, new GrantIndex(redis, keyspace))),
     scimBase: `${config.issuer}/scim/v2`,
     limits: config.scim,
   });

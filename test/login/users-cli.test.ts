@@ -163,7 +163,7 @@ test('disable and enable change whether the user may sign in', async () => {
   await disableUser(deps(), ['amy'], out);
   await enableUser(deps(), ['amy'], out);
   expect((await users.findByUserName('amy'))?.active).toBe(true);
-  expect(lines).toEqual(['user "amy" disabled: it can no longer sign in', 'user "amy" is already disabled', 'user "amy" enabled']);
+  expect(lines).toEqual(['user "amy" disabled: it can no longer sign in, and its sessions and tokens have ended', 'user "amy" is already disabled', 'user "amy" enabled']);
   expect((await thrown(enableUser(deps(), ['ghost'], out))).message).toBe('user "ghost" does not exist');
 });
 
