@@ -6,6 +6,7 @@ import type { Keyspace } from './redis/keyspace.js';
 import type { Metrics } from './ops/metrics.js';
 import { ROUTES, providerConfiguration } from './provider/configuration.js';
 import { redisAdapterFactory } from './storage/redis-adapter.js';
+import { defineLuaScripts } from './lua-scripts.js';
 import { wrapClientAdapter } from './clients/client-adapter.js';
 import { verifyClientSecret } from './clients/secrets.js';
 import { requestContext } from './http/request-context.js';
@@ -101,6 +102,7 @@ export function modelAdapter(redis: RedisClient, keyspace: Keyspace): (name: str
  */
 export function buildApp(deps: AppDeps): Provider {
   const { config, logger, redis, keyspace, metrics } = deps;
+  defineLuaScripts(redis);
   const redisReady = () => redis.status === 'ready';
   const audit = deps.audit ?? createAuditTrail({ config, redis, keyspace, logger, metrics });
   const adapters = modelAdapter(redis, keyspace);

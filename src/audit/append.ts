@@ -103,7 +103,7 @@ interface AuditScripts {
 const defined = new WeakSet<RedisClient>();
 
 /** Registers the script once per client (ioredis sends EVALSHA and falls back to EVAL itself). */
-function scripts(redis: RedisClient): RedisClient & AuditScripts {
+export function appendScripts(redis: RedisClient): RedisClient & AuditScripts {
   if (!defined.has(redis)) {
     redis.defineCommand('auditAppend', { lua: APPEND_SCRIPT });
     defined.add(redis);
@@ -125,7 +125,7 @@ export class ChainAppender {
     readonly chain: ChainName,
   ) {
     // Defined up front (see AuditStore): never in the same tick as the first append.
-    scripts(redis);
+    appendScripts(redis);
   }
 
   private postingKey(param: IndexParam, value: string): string {
@@ -193,7 +193,7 @@ export class ChainAppender {
       this.head = predicted;
       let reply: Reply;
       try {
-        reply = await scripts(this.redis).auditAppend(keys.length, ...keys, ...argv);
+        reply = await appendScripts(this.redis).auditAppend(keys.length, ...keys, ...argv);
       } catch (err) {
         // The outcome is unknown (a timeout may still have appended): forget the cached head so
         // the next attempt starts from what Redis holds.

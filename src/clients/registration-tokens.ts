@@ -57,7 +57,7 @@ type WithScript = RedisClient & { registrationTokenTakeUse(key: string): Promise
 
 const defined = new WeakSet<RedisClient>();
 
-function withScript(redis: RedisClient): WithScript {
+export function registrationTokenScripts(redis: RedisClient): WithScript {
   if (!defined.has(redis)) {
     redis.defineCommand('registrationTokenTakeUse', { numberOfKeys: 1, lua: TAKE_USE });
     defined.add(redis);
@@ -72,7 +72,7 @@ export class RegistrationTokens {
     redis: RedisClient,
     private readonly keyspace: Keyspace,
   ) {
-    this.redis = withScript(redis);
+    this.redis = registrationTokenScripts(redis);
   }
 
   /** Mints an initial access token bound to `policy`. The policy is checked here, not trusted. */
