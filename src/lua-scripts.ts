@@ -5,6 +5,7 @@ import { consentScripts } from './consent/consent-scripts.js';
 import { registrationTokenScripts } from './clients/registration-tokens.js';
 import { appendScripts } from './audit/append.js';
 import { postingScripts } from './audit/postings.js';
+import { lockoutScripts } from './users/lockout-scripts.js';
 
 /**
  * Defines every Lua script on a client before its first command. ioredis copies a client's
@@ -13,5 +14,5 @@ import { postingScripts } from './audit/postings.js';
  * call throws "pipeline[functionName] is not a function". Each definer is idempotent per client.
  */
 export function defineLuaScripts(redis: RedisClient): void {
-  for (const define of [adapterScripts, directoryScripts, consentScripts, registrationTokenScripts, appendScripts, postingScripts]) define(redis);
+  for (const define of [adapterScripts, directoryScripts, consentScripts, registrationTokenScripts, appendScripts, postingScripts, lockoutScripts]) define(redis);
 }

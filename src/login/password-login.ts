@@ -33,7 +33,8 @@ type Refusal = 'unknown_user' | 'locked' | 'wrong_password' | 'inactive' | 'malf
 
 /**
  * Checks a username and password the way an attacker learns least from: the network's budget
- * first, then the account; every refusal looks the same and costs the same time (an unknown or
+ * first, then the account's lock-out slot (taken before the check, so the limit bounds checks,
+ * not finished failures); every refusal looks the same and costs the same time (an unknown or
  * locked account still pays one password hash). A correct password for a locked or inactive
  * account is refused too.
  */
@@ -62,18 +63,24 @@ export class PasswordLogin {
     }
     const { user, passwordHash } = found;
     const userLog = { ...log, userId: user.id };
-    if (user[SMART_USER_SCHEMA]?.locked === true || (await lockout.isLocked(user.id))) {
+    // The slot is taken before the (slow) check, atomically: concurrent guesses cannot all pass a
+    // lock test that only a finished check would close.
+    const slot = await lockout.reserve(user.id);
+    if (!slot) {
       await burnPasswordCheck(input.password, passwords);
       return this.refuse('locked', userLog, user);
     }
     if (!(await verifyPassword(passwordHash, input.password))) {
-      const lockedNow = await lockout.recordFailure(user.id);
+      const lockedNow = await slot.failed();
       if (lockedNow) this.deps.logger.warn({ ...userLog, event: 'login.account_locked' }, 'account locked after repeated wrong passwords');
       return this.refuse('wrong_password', userLog, user, lockedNow);
     }
-    if (!user.active) return this.refuse('inactive', userLog, user);
+    if (!user.active) {
+      await slot.released();
+      return this.refuse('inactive', userLog, user);
+    }
 
-    await lockout.recordSuccess(user.id);
+    await slot.succeeded();
     await this.rehashIfNeeded(user.id, passwordHash, input.password);
     this.deps.logger.info({ ...userLog, event: 'login.success' }, 'signed in');
     return { ok: true, user };

@@ -109,6 +109,14 @@ export class Keyspace {
     return `${this.prefix}ratelimit:${limiter}`;
   }
 
+  /**
+   * An account's count of wrong passwords and password checks in flight (users/lockout.ts), e.g.
+   * `authz:ratelimit:login-account:<user id>`. Only ever touched by single-key scripts and commands.
+   */
+  loginFailures(userId: string): string {
+    return `${this.rateLimit('login-account')}:${userId}`;
+  }
+
   /*
    * The SCIM user directory. Every user and group key shares the `{scim}` hash tag: one script
    * then writes a record, its unique userName index, its lookup indexes and group memberships

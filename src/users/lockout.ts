@@ -1,6 +1,6 @@
-import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
+import { lockoutScripts, type LockoutScripts } from './lockout-scripts.js';
 
 /** What the user store and SCIM need to show and lift a lock; the login page also records attempts. */
 export interface LockState {
@@ -19,60 +19,73 @@ export interface LockoutSettings {
  */
 export const FAILURE_MEMORY_SECONDS = 24 * 3600;
 
+/** One password check the lock-out allowed; settle it once with what the check found. */
+export interface PasswordCheckSlot {
+  /** The password was wrong: the slot stays as a failure. True when this failure locked the account. */
+  failed(): Promise<boolean>;
+  /** The password was right: the count starts again (only consecutive failures lock). */
+  succeeded(): Promise<void>;
+  /** The password was right but the account may not sign in: the slot is given back, the count stays. */
+  released(): Promise<void>;
+}
+
 /**
- * Per-account brute-force protection: consecutive wrong passwords are counted in Redis (shared by
- * every instance); the failure that reaches the limit locks the account for `lockoutSeconds`, or
- * until an administrator clears it. A successful sign-in resets the count.
+ * Per-account brute-force protection, shared by every instance through Redis. A password is only
+ * checked in a slot taken beforehand by one atomic script (`reserve`), and the slot is the failure
+ * until the check proves otherwise; so at most `maxFailuresPerAccount` passwords are checked per
+ * lock window, however many arrive at once and from however many addresses. The failure that
+ * reaches the limit locks the account for `lockoutSeconds`, or until an administrator clears it.
+ *
+ * Checks in flight count toward the limit: while the last free slots are being checked, further
+ * attempts (a correct password too) are refused as locked. That is the point: a password cannot be
+ * known correct without checking it, and checking is what the limit bounds.
  */
 export class LoginLockout implements LockState {
-  private readonly failures: RateLimiterRedis;
+  private readonly redis: RedisClient & LockoutScripts;
 
   constructor(
     redis: RedisClient,
-    keyspace: Keyspace,
+    private readonly keyspace: Keyspace,
     private readonly settings: LockoutSettings,
   ) {
-    this.failures = new RateLimiterRedis({
-      storeClient: redis,
-      keyPrefix: keyspace.rateLimit('login-account'),
-      points: settings.maxFailuresPerAccount,
-      duration: FAILURE_MEMORY_SECONDS,
-    });
+    this.redis = lockoutScripts(redis);
   }
 
+  /** True while no password may be checked: locked, or every slot taken by checks in flight. */
   async isLocked(userId: string): Promise<boolean> {
-    const state = await this.failures.get(userId);
-    return (state?.consumedPoints ?? 0) >= this.settings.maxFailuresPerAccount;
+    return (await this.count(userId)) >= this.settings.maxFailuresPerAccount;
   }
 
-  /** Counts one wrong password; true when this failure locked the account. */
-  async recordFailure(userId: string): Promise<boolean> {
-    let state: RateLimiterRes;
-    try {
-      state = await this.failures.consume(userId);
-    } catch (err) {
-      // The library rejects with its result object once the points are used up.
-      if (!(err instanceof RateLimiterRes)) throw err;
-      state = err;
-    }
-    if (state.consumedPoints < this.settings.maxFailuresPerAccount) return false;
-    // The lock lasts lockoutSeconds from the failure that reached the limit, not from the first one.
-    await this.failures.block(userId, this.settings.lockoutSeconds);
-    return true;
-  }
-
-  async recordSuccess(userId: string): Promise<void> {
-    await this.failures.delete(userId);
+  /** A slot for one password check, or undefined when the account is locked (check nothing then). */
+  async reserve(userId: string): Promise<PasswordCheckSlot | undefined> {
+    const { maxFailuresPerAccount: limit, lockoutSeconds } = this.settings;
+    const counter = this.keyspace.loginFailures(userId);
+    const slot = await this.redis.lockoutReserve(counter, limit, FAILURE_MEMORY_SECONDS, lockoutSeconds);
+    if (slot === 0) return undefined;
+    return {
+      failed: async () => (await this.redis.lockoutFail(counter, limit, lockoutSeconds, slot)) === 1,
+      succeeded: async () => {
+        await this.redis.del(counter);
+      },
+      released: async () => {
+        await this.redis.lockoutRelease(counter, limit, FAILURE_MEMORY_SECONDS, slot);
+      },
+    };
   }
 
   async clear(userId: string): Promise<void> {
-    await this.failures.delete(userId);
+    await this.redis.del(this.keyspace.loginFailures(userId));
   }
 
   /** Seconds until a lock ends by itself (0 when not locked); for administrators, never for the login page. */
   async secondsLeft(userId: string): Promise<number> {
-    const state = await this.failures.get(userId);
-    if (!state || state.consumedPoints < this.settings.maxFailuresPerAccount) return 0;
-    return Math.max(1, Math.ceil(state.msBeforeNext / 1000));
+    const counter = this.keyspace.loginFailures(userId);
+    const [count, ms] = await Promise.all([this.count(userId), this.redis.pttl(counter)]);
+    if (count < this.settings.maxFailuresPerAccount || ms <= 0) return 0;
+    return Math.max(1, Math.ceil(ms / 1000));
+  }
+
+  private async count(userId: string): Promise<number> {
+    return Number((await this.redis.get(this.keyspace.loginFailures(userId))) ?? 0);
   }
 }

@@ -47,7 +47,7 @@ function clinician(extra: Record<string, unknown>) {
 
 /** Signs in and stops on the consent page of an emergency EHR launch. */
 async function toConsent(who: { username: string; password: string }, purpose = 'BTG', scope = 'launch openid fhirUser patient/*.rs offline_access', patient = `pat-${randomUUID().slice(0, 6)}`) {
-  const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr' });
+  const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr', aud: params(APP, '').aud! });
   const { agent, first, verifier } = await startAuthorization(t, params(APP, scope, { launch, purpose_of_use: purpose }));
   const login = await browse(agent, first);
   if (login.kind !== 'page') throw new Error('expected the login page');
@@ -163,7 +163,7 @@ test('prompt=none never breaks the glass silently', async () => {
   const { agent, next } = await toConsent(who, 'TREAT', 'launch openid fhirUser patient/*.rs');
   if (next.kind !== 'page') throw new Error('expected the consent page');
   await browse(agent, await allow(agent, next, {}));
-  const launch = await launchStoreOf(t).create({ patient: 'pat-none', clientId: APP, createdBy: 'ehr' });
+  const launch = await launchStoreOf(t).create({ patient: 'pat-none', clientId: APP, createdBy: 'ehr', aud: params(APP, '').aud! });
   const { startAuthorizationIn } = await import('../support/smart-flow.js');
   const { first } = await startAuthorizationIn(agent, params(APP, 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'BTG', prompt: 'none' }));
   const back = await browse(agent, first);

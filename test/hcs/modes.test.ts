@@ -74,7 +74,7 @@ describe('the break-the-glass check', () => {
     const h = await app({ AUTHZ_HCS_CHECK_BREAK_THE_GLASS: 'audit-only' });
     await registerApp(h.t, 'er-app', { purposes_of_use: ['ETREAT'] });
     const who = await newUser(h.t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, staff: true });
-    const launch = await launchStoreOf(h.t).create({ patient: 'pat-er', clientId: 'er-app', createdBy: 'ehr' });
+    const launch = await launchStoreOf(h.t).create({ patient: 'pat-er', clientId: 'er-app', createdBy: 'ehr', aud: params('er-app', '').aud! });
     const { agent, first, verifier } = await startAuthorization(h.t, params('er-app', 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'ETREAT' }));
     const login = await browse(agent, first);
     if (login.kind !== 'page') throw new Error('expected the login page');

@@ -32,7 +32,7 @@ function clinician(extra: Record<string, unknown> = {}) {
 
 async function ehrLaunch(clientId: string, extra: Record<string, string>, who: Awaited<ReturnType<typeof clinician>>, aud = params(clientId, '').aud!) {
   const patient = `pat-${randomUUID().slice(0, 6)}`;
-  const launch = await launchStoreOf(t).create({ patient, clientId, createdBy: 'ehr' });
+  const launch = await launchStoreOf(t).create({ patient, clientId, createdBy: 'ehr', aud });
   const flow = await authorizeThroughPages(t, params(clientId, 'launch openid fhirUser patient/*.rs', { launch, aud, ...extra }), who);
   return { flow, patient };
 }
@@ -74,7 +74,7 @@ describe('a clinician asserts a purpose of use', () => {
   test('a system-qualified purpose with the THO URL, and a refresh keeps the claims', async () => {
     const who = await clinician();
     const patient = `pat-${randomUUID().slice(0, 6)}`;
-    const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr' });
+    const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr', aud: params(APP, '').aud! });
     const flow = await authorizeThroughPages(t, params(APP, 'launch openid fhirUser patient/*.rs offline_access', { launch, purpose_of_use: `${ACT_REASON}|TREAT` }), who);
     const token = await exchangeCode(t, flow, params(APP, ''));
     expect(token.body.refresh_token).toBeDefined();
@@ -188,7 +188,7 @@ describe('the consent page shows the purpose', () => {
   test('and the Consent records the decided purpose', async () => {
     const who = await clinician({ purposesOfUse: ['TREAT', 'HRESCH'] });
     const patient = `pat-${randomUUID().slice(0, 6)}`;
-    const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr' });
+    const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr', aud: params(APP, '').aud! });
     const { agent, first } = await startAuthorization(t, params(APP, 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'HRESCH' }));
     const login = await browse(agent, first);
     if (login.kind !== 'page') throw new Error('expected the login page');

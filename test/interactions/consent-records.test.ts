@@ -167,7 +167,7 @@ describe('the consent page', () => {
   test('a user who is not someone who can consent (fhirUser Person/…) gets access_denied, not a Consent', async () => {
     const who = await newUser({ fhirUser: 'Person/someone' });
     const patientId = `ehr-${randomUUID().slice(0, 8)}`;
-    const launch = await launchStoreOf(t).create({ patient: patientId, clientId: APP, createdBy: 'ehr' });
+    const launch = await launchStoreOf(t).create({ patient: patientId, clientId: APP, createdBy: 'ehr', aud: fake.base });
     const flow = await authorizeThroughPages(t, params('launch patient/*.rs', { launch }), who);
     expect(flow.error).toBe('access_denied');
     // An account linked to nothing gets no patient context at all (identity-access.md), so the refusal says that.
@@ -256,7 +256,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const drId = `dr-${randomUUID().slice(0, 8)}`;
     const who = await newUser({ fhirUser: `Practitioner/${drId}`, staff: true, clearance: 'N', purposesOfUse: ['TREAT'] });
     const patientId = `ehr-${randomUUID().slice(0, 8)}`;
-    const launch = await launchStoreOf(t).create({ patient: patientId, clientId: APP, createdBy: 'ehr' });
+    const launch = await launchStoreOf(t).create({ patient: patientId, clientId: APP, createdBy: 'ehr', aud: fake.base });
     const flow = await authorizeThroughPages(t, params('launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'TREAT' }), who);
     expect(flow.pages).toEqual(['login', 'consent']);
     const token = await exchangeCode(t, flow, params(''));

@@ -108,19 +108,19 @@ describe('launch', () => {
 
   test('a used launch gets no code', async () => {
     const store = launchStoreOf(t);
-    const launch = await store.create({ patient: 'p1', createdBy: 'ehr' });
+    const launch = await store.create({ patient: 'p1', createdBy: 'ehr', aud: FHIR });
     await store.consume(launch);
     expect((await authorize({ scope: ehrScope, launch })).description).toBe('launch is unknown, expired or already used');
   });
 
   test('an expired launch gets no code', async () => {
-    const launch = await new LaunchStore(t.redis, t.keyspace, 1).create({ patient: 'p1', createdBy: 'ehr' });
+    const launch = await new LaunchStore(t.redis, t.keyspace, 1).create({ patient: 'p1', createdBy: 'ehr', aud: FHIR });
     await new Promise((r) => setTimeout(r, 1100));
     expect((await authorize({ scope: ehrScope, launch })).description).toBe('launch is unknown, expired or already used');
   });
 
   test('a launch made for another app gets no code', async () => {
-    const launch = await launchStoreOf(t).create({ patient: 'p1', clientId: 'other-app', createdBy: 'ehr' });
+    const launch = await launchStoreOf(t).create({ patient: 'p1', clientId: 'other-app', createdBy: 'ehr', aud: FHIR });
     const r = await authorize({ scope: ehrScope, launch });
     expect(r.code).toBeUndefined();
     expect(r.description).toBe('launch was made for a different app');
@@ -138,7 +138,7 @@ describe('launch', () => {
     const r = await authorize({ scope: ehrScope });
     expect(r.error).toBe('invalid_request');
     expect(r.description).toBe('the launch scope needs the launch parameter the EHR gave the app');
-    const launch = await launchStoreOf(t).create({ patient: 'p1', createdBy: 'ehr' });
+    const launch = await launchStoreOf(t).create({ patient: 'p1', createdBy: 'ehr', aud: FHIR });
     const reverse = await authorize({ scope: 'openid patient/*.rs', launch });
     expect(reverse.error).toBe('invalid_request');
     expect(reverse.description).toBe('a launch parameter needs the launch scope');

@@ -119,7 +119,7 @@ describe('POST /api/launch', () => {
   });
 
   test('http smart_style_url on localhost is fine outside production', async () => {
-    const res = await post({ smart_style_url: 'http://localhost:9000/style.json' });
+    const res = await post({ smart_style_url: 'http://localhost:9000/style.json', aud: FHIR });
     expect(res.status).toBe(201);
   });
 
@@ -135,6 +135,13 @@ describe('POST /api/launch', () => {
   test('an oversized body is 413', async () => {
     const res = await post({ intent: 'x'.repeat(20_000) });
     expect(res.status).toBe(413);
+  });
+
+  test('this launcher may launch for both configured servers, so a launch must name one', async () => {
+    const res = await post({ patient: 'p' });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('invalid_request');
+    expect(res.body.error_description).toMatch(/^aud is required: /);
   });
 
   test('a deactivated user cannot be pinned', async () => {

@@ -271,7 +271,7 @@ describe('scopes_supported', () => {
     const { SCOPES_SUPPORTED } = await import('../../src/discovery/smart-configuration.js');
     const appScopes = SCOPES_SUPPORTED.filter((s) => !s.startsWith('system/'));
     await registerPublicApp(t, { clientId: 'everything', redirectUri: CB, smartScopes: appScopes });
-    const launch = await launchStoreOf(t).create({ patient: 'pat-1', encounter: 'enc-1', createdBy: 'ehr' });
+    const launch = await launchStoreOf(t).create({ patient: 'pat-1', encounter: 'enc-1', createdBy: 'ehr', aud: FHIR });
     const { token } = await authorizeAndExchange(t, { client_id: 'everything', redirect_uri: CB, scope: appScopes.join(' '), aud: FHIR, launch }, drId);
     expect(token.status).toBe(200);
     expect(scopeSet(token.body.scope)).toEqual(scopeSet(appScopes.join(' ')));

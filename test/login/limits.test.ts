@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { connectRedis, createRedis, type RedisClient } from '../../src/redis/connection.js';
 import { Keyspace } from '../../src/redis/keyspace.js';
-import { LoginLockout } from '../../src/users/lockout.js';
+import { FAILURE_MEMORY_SECONDS, LoginLockout } from '../../src/users/lockout.js';
 import { IpRateLimiter, MAX_BACKOFF_SECONDS, networkOf } from '../../src/login/ip-limiter.js';
 
 let redis: RedisClient;
@@ -21,32 +21,62 @@ afterAll(async () => {
   await redis.quit();
 });
 
+/** A wrong password as the sign-in page records it: a slot taken, then settled as a failure. */
+async function wrongPassword(lockout: LoginLockout, userId: string): Promise<boolean | undefined> {
+  return (await lockout.reserve(userId))?.failed();
+}
+
 describe('LoginLockout', () => {
   test('locks at the limit of consecutive failures, for lockoutSeconds', async () => {
     const lockout = new LoginLockout(redis, keyspace, { maxFailuresPerAccount: 3, lockoutSeconds: 600 });
-    expect(await lockout.recordFailure('u1')).toBe(false);
-    expect(await lockout.recordFailure('u1')).toBe(false);
+    expect(await wrongPassword(lockout, 'u1')).toBe(false);
+    expect(await wrongPassword(lockout, 'u1')).toBe(false);
     expect(await lockout.isLocked('u1')).toBe(false);
-    expect(await lockout.recordFailure('u1')).toBe(true);
+    expect(await wrongPassword(lockout, 'u1')).toBe(true);
     expect(await lockout.isLocked('u1')).toBe(true);
     expect(await lockout.isLocked('u2')).toBe(false);
     const ttl = await redis.ttl(`${keyspace.rateLimit('login-account')}:u1`);
     expect(ttl).toBeGreaterThan(590);
     expect(ttl).toBeLessThanOrEqual(600);
     expect(await lockout.secondsLeft('u1')).toBeGreaterThan(590);
+    // Locked: no further slot, so no further password is checked.
+    expect(await lockout.reserve('u1')).toBeUndefined();
+  });
+
+  test('failures below the limit are remembered for FAILURE_MEMORY_SECONDS from the first', async () => {
+    const lockout = new LoginLockout(redis, keyspace, { maxFailuresPerAccount: 3, lockoutSeconds: 600 });
+    await wrongPassword(lockout, 'u1');
+    const ttl = await redis.ttl(keyspace.loginFailures('u1'));
+    expect(ttl).toBeGreaterThan(FAILURE_MEMORY_SECONDS - 10);
+    expect(ttl).toBeLessThanOrEqual(FAILURE_MEMORY_SECONDS);
+    expect(await lockout.secondsLeft('u1')).toBe(0);
   });
 
   test('a success resets the count, so only consecutive failures lock', async () => {
     const lockout = new LoginLockout(redis, keyspace, { maxFailuresPerAccount: 2, lockoutSeconds: 600 });
-    await lockout.recordFailure('u1');
-    await lockout.recordSuccess('u1');
-    expect(await lockout.recordFailure('u1')).toBe(false);
+    await wrongPassword(lockout, 'u1');
+    await (await lockout.reserve('u1'))!.succeeded();
+    expect(await wrongPassword(lockout, 'u1')).toBe(false);
     expect(await lockout.isLocked('u1')).toBe(false);
+  });
+
+  test('a released slot is given back without resetting the count', async () => {
+    const lockout = new LoginLockout(redis, keyspace, { maxFailuresPerAccount: 2, lockoutSeconds: 600 });
+    await wrongPassword(lockout, 'u1');
+    const slot = (await lockout.reserve('u1'))!;
+    // Both slots taken: a third attempt is refused while the second is checked.
+    expect(await lockout.isLocked('u1')).toBe(true);
+    expect(await lockout.reserve('u1')).toBeUndefined();
+    await slot.released();
+    expect(await lockout.isLocked('u1')).toBe(false);
+    expect(await redis.get(keyspace.loginFailures('u1'))).toBe('1');
+    expect(await redis.ttl(keyspace.loginFailures('u1'))).toBeGreaterThan(600);
+    expect(await wrongPassword(lockout, 'u1')).toBe(true);
   });
 
   test('an administrator clears a lock', async () => {
     const lockout = new LoginLockout(redis, keyspace, { maxFailuresPerAccount: 1, lockoutSeconds: 600 });
-    expect(await lockout.recordFailure('u1')).toBe(true);
+    expect(await wrongPassword(lockout, 'u1')).toBe(true);
     expect(await lockout.isLocked('u1')).toBe(true);
     await lockout.clear('u1');
     expect(await lockout.isLocked('u1')).toBe(false);
@@ -55,16 +85,19 @@ describe('LoginLockout', () => {
 
   test('the lock expires by itself', async () => {
     const lockout = new LoginLockout(redis, keyspace, { maxFailuresPerAccount: 1, lockoutSeconds: 1 });
-    await lockout.recordFailure('u1');
+    await wrongPassword(lockout, 'u1');
     expect(await lockout.isLocked('u1')).toBe(true);
     await new Promise((r) => setTimeout(r, 1100));
     expect(await lockout.isLocked('u1')).toBe(false);
   });
 
-  test('concurrent failures past the limit keep the account locked', async () => {
+  test('concurrent attempts get exactly the limit of slots, and exactly one failure locks', async () => {
     const lockout = new LoginLockout(redis, keyspace, { maxFailuresPerAccount: 3, lockoutSeconds: 600 });
-    const results = await Promise.all(Array.from({ length: 6 }, () => lockout.recordFailure('u1')));
-    expect(results.filter(Boolean).length).toBeGreaterThanOrEqual(1);
+    const slots = await Promise.all(Array.from({ length: 12 }, () => lockout.reserve('u1')));
+    const granted = slots.filter((s) => s !== undefined);
+    expect(granted).toHaveLength(3);
+    const locked = await Promise.all(granted.map((s) => s.failed()));
+    expect(locked.filter(Boolean)).toHaveLength(1);
     expect(await lockout.isLocked('u1')).toBe(true);
   });
 });

@@ -130,8 +130,8 @@ test('list shows one row per user with status, sorted by user name', async () =>
   await addUser(deps(), ['--username', 'bob'], out);
   await disableUser(deps(), ['bob'], out);
   const zed = (await users.findByUserName('zed'))!;
-  await lockout.recordFailure(zed.id);
-  await lockout.recordFailure(zed.id);
+  await (await lockout.reserve(zed.id))?.failed();
+  await (await lockout.reserve(zed.id))?.failed();
   lines = [];
   await listUsers(deps(), [], out);
   const [amy, bob] = [(await users.findByUserName('amy'))!, (await users.findByUserName('bob'))!];
@@ -170,8 +170,8 @@ test('disable and enable change whether the user may sign in', async () => {
 test('unlock lifts a lock-out', async () => {
   await addUser(deps(), ['--username', 'amy', '--password', 'pw'], out);
   const amy = (await users.findByUserName('amy'))!;
-  await lockout.recordFailure(amy.id);
-  await lockout.recordFailure(amy.id);
+  await (await lockout.reserve(amy.id))?.failed();
+  await (await lockout.reserve(amy.id))?.failed();
   expect(await lockout.isLocked(amy.id)).toBe(true);
   lines = [];
   await unlockUser(deps(), ['amy'], out);

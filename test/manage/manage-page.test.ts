@@ -227,7 +227,7 @@ describe('the list', () => {
     const drId = `dr-${randomUUID().slice(0, 6)}`;
     const doctor = await newUser({ fhirUser: `Practitioner/${drId}`, staff: true }, { givenName: 'Dana', familyName: 'Smith' });
     const ehrPatient = `ehr-${randomUUID().slice(0, 6)}`;
-    const launch = await launchStoreOf(t).create({ patient: ehrPatient, clientId: 'beta', createdBy: 'ehr' });
+    const launch = await launchStoreOf(t).create({ patient: ehrPatient, clientId: 'beta', createdBy: 'ehr', aud: FHIR });
     await authorizeThroughPages(t, params('beta', 'launch patient/*.rs', { launch }), doctor);
     const { page } = await openManage(doctor);
     const ids = withdrawForms(page.text);

@@ -240,7 +240,7 @@ describe('PATCH /Users: the SMART extension', () => {
     const u = await babs();
     const lockout = new LoginLockout(t.redis, t.keyspace, t.config.login);
     expect((await patch(u.id, { op: 'replace', path: `${SMART}:locked`, value: true })).body.scimType).toBe('mutability');
-    for (let i = 0; i < t.config.login.maxFailuresPerAccount; i++) await lockout.recordFailure(u.id);
+    for (let i = 0; i < t.config.login.maxFailuresPerAccount; i++) await (await lockout.reserve(u.id))?.failed();
     const locked = await t.get(`/Users/${u.id}`);
     expect(locked.body[SMART]).toEqual({ locked: true });
     expect((await patch(u.id, { op: 'remove', path: `${SMART}:locked` })).body.scimType).toBe('mutability');

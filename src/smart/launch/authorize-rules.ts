@@ -15,8 +15,9 @@ import { clientHcsFacts, type ClientHcsMetadata } from '../../hcs/client-facts.j
  *
  * - `aud` names a configured FHIR base the client may use (one trailing slash tolerated) and
  *   becomes the resource indicator; `resource` is accepted as a synonym; one of them is required.
- * - `launch` is a live launch value made for this app and this `aud`; the `launch` scope and the
- *   `launch` parameter come together or not at all.
+ * - `launch` is a live launch value made for this app and this `aud`: every launch is bound to one
+ *   FHIR server when the EHR creates it, and `aud` must name exactly that one. The `launch` scope
+ *   and the `launch` parameter come together or not at all.
  * - `purpose_of_use`, when sent, is a space-separated list of v3-PurposeOfUse codes, bare (TREAT)
  *   or system-qualified (urn:oid:2.16.840.1.113883.5.8#TREAT), each one registered for the client
  *   when it lists `purposes_of_use` (the HCS policy's clientPurposes check and its mode). The user's
@@ -121,7 +122,7 @@ export function smartAuthorizationParams(deps: AuthorizeRuleDeps) {
       }
       const params = ctx.oidc.params as { aud?: unknown; resource?: unknown };
       const target = typeof params.aud === 'string' && params.aud ? params.aud : params.resource;
-      if (launch.aud !== undefined && (typeof target !== 'string' || normaliseBase(target) !== launch.aud)) {
+      if (typeof target !== 'string' || normaliseBase(target) !== launch.aud) {
         throw new errors.InvalidRequest('launch was made for a different FHIR server than aud');
       }
     },

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import type { Config } from '../../config/schema.js';
-import { findFhirServer, findTenant } from '../../provider/fhir-servers.js';
+import type { Config, FhirServer } from '../../config/schema.js';
+import { findFhirServer, findTenant, normaliseBase } from '../../provider/fhir-servers.js';
 import { KIND_RULES, isSmartClientKind } from '../../clients/client-kinds.js';
 import type { UserStore } from '../../users/user-store.js';
 import type { FhirContextItem, LaunchContext } from './launch-store.js';
@@ -118,7 +118,8 @@ function firstProblem(error: z.ZodError): LaunchRequestError {
 
 /**
  * The launch context for a validated request, with `aud`/`tenant` completed from each other,
- * `user` resolved to a SCIM id, and `createdBy` the EHR-launcher client that asked.
+ * `user` resolved to a SCIM id, and `createdBy` the EHR-launcher client that asked. Every launch
+ * is bound to one FHIR server (`launchAudience`).
  */
 export async function parseLaunchRequest(body: unknown, launcher: { client_id: string; fhir_servers?: unknown }, deps: LaunchRequestDeps): Promise<LaunchContext> {
   const parsed = launchSchema(deps.config).safeParse(body);
@@ -131,8 +132,6 @@ export async function parseLaunchRequest(body: unknown, launcher: { client_id: s
     if (aud !== undefined && aud !== tenantBase) throw new LaunchRequestError('tenant', 'belongs to a different FHIR server than aud');
     aud ??= tenantBase;
   }
-  const served = Array.isArray(launcher.fhir_servers) ? (launcher.fhir_servers as string[]) : undefined;
-  if (aud !== undefined && served && !served.includes(aud)) throw new LaunchRequestError('aud', 'is not a FHIR server this EHR client may launch for');
 
   let user: string | undefined;
   if (input.user !== undefined) {
@@ -150,7 +149,7 @@ export async function parseLaunchRequest(body: unknown, launcher: { client_id: s
     }
   }
 
-  const context: LaunchContext = { createdBy: launcher.client_id };
+  const context: LaunchContext = { createdBy: launcher.client_id, aud: launchAudience(aud, launcher, deps.config.fhirServers) };
   if (input.patient !== undefined) context.patient = input.patient;
   if (input.encounter !== undefined) context.encounter = input.encounter;
   if (input.fhirContext !== undefined) context.fhirContext = input.fhirContext.map(compactItem);
@@ -159,9 +158,28 @@ export async function parseLaunchRequest(body: unknown, launcher: { client_id: s
   if (input.smart_style_url !== undefined) context.smart_style_url = input.smart_style_url;
   if (input.tenant !== undefined) context.tenant = input.tenant;
   if (user !== undefined) context.user = user;
-  if (aud !== undefined) context.aud = aud;
   if (input.clientId !== undefined) context.clientId = input.clientId;
   return context;
+}
+
+/**
+ * The one FHIR server a launch is for: the one the request names (`aud` or `tenant`), which must be
+ * among the launcher's `fhir_servers`, or else the launcher's only one. A launcher allowed several
+ * must name one, and one allowed none launches nothing: a launch without an audience would let an
+ * app use it against any server, escaping the launcher's `fhir_servers`. A launcher registered
+ * without `fhir_servers` may launch for every configured server (what omitting it means).
+ */
+function launchAudience(named: string | undefined, launcher: { fhir_servers?: unknown }, servers: readonly FhirServer[]): string {
+  const configured = servers.map((s) => s.base);
+  const listed = Array.isArray(launcher.fhir_servers) ? launcher.fhir_servers.filter((b): b is string => typeof b === 'string').map(normaliseBase) : configured;
+  const allowed = configured.filter((base) => listed.includes(base));
+  if (named !== undefined) {
+    if (!allowed.includes(named)) throw new LaunchRequestError('aud', 'is not a FHIR server this EHR client may launch for');
+    return named;
+  }
+  if (allowed.length === 1) return allowed[0]!;
+  if (allowed.length === 0) throw new LaunchRequestError('aud', 'cannot be chosen: this EHR client may launch for none of the FHIR servers of this authorization server');
+  throw new LaunchRequestError('aud', `is required: this EHR client may launch for more than one FHIR server (${allowed.join(', ')}), so the launch must name the one the app will use`);
 }
 
 function compactItem(item: FhirContextItem): FhirContextItem {

@@ -102,7 +102,7 @@ export function launchRoutes(deps: LaunchRouteDeps): Router {
             ...(launch.patient ? { patient: launch.patient } : {}),
             ...(launch.encounter ? { encounter: launch.encounter } : {}),
             ...(launch.user ? { accountId: launch.user } : {}),
-            ...(launch.aud ? { aud: launch.aud } : {}),
+            aud: launch.aud,
           },
         ),
       );

@@ -22,8 +22,8 @@ export interface LaunchContext {
   tenant?: string;
   /** SCIM user id the launch is pinned to. */
   user?: string;
-  /** FHIR base the launch is for; the authorization request's `aud` must name it. */
-  aud?: string;
+  /** FHIR base the launch is for (every launch has one); the authorization request's `aud` must name it. */
+  aud: string;
   /** The app it was made for, when the EHR said so. */
   clientId?: string;
   /** The EHR-launcher client that created it. */
@@ -68,6 +68,7 @@ export class LaunchStore {
 function decode(raw: string | null): LaunchContext | undefined {
   if (raw === null) return undefined;
   const parsed = JSON.parse(raw) as unknown;
-  if (typeof parsed !== 'object' || parsed === null || typeof (parsed as LaunchContext).createdBy !== 'string') return undefined;
+  // A launch without an audience (stored before every launch had one) is not usable: fail closed.
+  if (typeof parsed !== 'object' || parsed === null || typeof (parsed as LaunchContext).createdBy !== 'string' || typeof (parsed as LaunchContext).aud !== 'string') return undefined;
   return parsed as LaunchContext;
 }
