@@ -4,7 +4,6 @@ import { connectRedis, createRedis, type RedisClient } from './redis/connection.
 import { Keyspace } from './redis/keyspace.js';
 import { ensureDevRedis, type DevRedis } from './redis/dev-redis.js';
 import { KeyStore } from './keys/keystore.js';
-import { defineLuaScripts } from './lua-scripts.js';
 
 /** What the server and the admin CLI both need: a connected Redis, the keyspace and the keys. */
 export interface Runtime {
@@ -39,7 +38,6 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
     if (devRedis) redisSettings = { ...config.redis, url: devRedis.url };
   }
   const redis = createRedis(redisSettings);
-  defineLuaScripts(redis);
   let lastError: Error | undefined;
   redis.on('error', (err: Error) => {
     lastError = err;

@@ -36,6 +36,8 @@ export async function auditFixture(env: Record<string, string> = {}, prefix = `t
   await new KeyStore(redis, keyspace).ensureKeys();
   const keys = keyStoreCheckpointKeys(redis, keyspace, undefined);
   const trail = createAuditTrail({ config, redis, keyspace, logger: createLogger('silent'), checkpointKeys: keys });
+  // The start-up checkpoint is signed in the background; tests that verify right away need it in.
+  await trail.settled();
   return {
     config,
     redis,
