@@ -14,6 +14,7 @@ import { errorBoundary, requireRedis } from './http/errors.js';
 import { bodyLimit } from './http/body-limit.js';
 import { opsRoutes } from './ops/health.js';
 import { smartConfigurationRoutes } from './discovery/smart-configuration.js';
+import { ehrLaunchDefaults } from './discovery/smart-style.js';
 import { interactionRoutes } from './login/routes.js';
 import { InteractionCsrf } from './login/csrf.js';
 import { IpRateLimiter } from './login/ip-limiter.js';
@@ -121,6 +122,7 @@ export function buildApp(deps: AppDeps): Provider {
     logger,
     metrics,
     audit: { trail: audit, issuer: config.issuer },
+    ehrLaunchDefaults: ehrLaunchDefaults(config),
   });
   const usage = new GrantUsage(redis, keyspace, config.ttl.grant);
   const accounts = findAccount(users, { fhirBase: config.fhirServers[0]!.base });

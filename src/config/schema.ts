@@ -208,6 +208,17 @@ export const configSchema = z
         maxBatch: 500,
         searchMaxCandidates: 100_000,
       }),
+    /**
+     * Launch context of EHR launches whose EHR does not name it in POST /api/launch (SMART
+     * context-style and context-banner); the EHR's own values win. Not used for standalone launches.
+     */
+    smart: z
+      .object({
+        /** smart_style_url; default: this server's own style document, {issuer}/smart-style.json. */
+        styleUrl: absoluteHttpUrl.optional(),
+        needPatientBanner: z.boolean().default(true),
+      })
+      .default({ needPatientBanner: true }),
     /** Seed demo clients (and later users) in development mode. */
     demoData: z.boolean().default(true),
   })
@@ -235,6 +246,9 @@ export const configSchema = z
     }
     if (c.consents.fhirServerToken && c.consents.fhirServer?.startsWith('http:')) {
       ctx.addIssue({ code: 'custom', path: ['consents', 'fhirServer'], message: 'must be https in production when a token is sent to it' });
+    }
+    if (c.smart.styleUrl?.startsWith('http:')) {
+      ctx.addIssue({ code: 'custom', path: ['smart', 'styleUrl'], message: 'must be https in production' });
     }
     if (!c.cookieKeys) {
       ctx.addIssue({ code: 'custom', path: ['cookieKeys'], message: 'is required in production' });
