@@ -5,6 +5,7 @@ import type { RedisClient } from './redis/connection.js';
 import type { Keyspace } from './redis/keyspace.js';
 import type { Metrics } from './ops/metrics.js';
 import { ROUTES, providerConfiguration } from './provider/configuration.js';
+import { PublicClientOrigins, browserPreflight } from './provider/browser-cors.js';
 import { redisAdapterFactory } from './storage/redis-adapter.js';
 import { wrapClientAdapter } from './clients/client-adapter.js';
 import { verifyClientSecret } from './clients/secrets.js';
@@ -247,6 +248,7 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(errorBoundary(logger, redisReady));
   provider.use(ops.routes());
   provider.use(requireRedis(redisReady, /^\/(healthz|readyz|metrics|static\/)/));
+  provider.use(browserPreflight([ROUTES.token, ROUTES.revocation], new PublicClientOrigins(() => registry.list())));
   provider.use(bodyLimit(config.http.bodyLimit));
   // Awaits the AuditEvent of token, authorization, logout and registration requests before they are answered.
   provider.use(providerAudit({ audit, issuer: config.issuer, grantContext: (grantId) => grantContexts.get(grantId) }));

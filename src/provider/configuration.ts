@@ -23,6 +23,7 @@ import type { Metrics } from '../ops/metrics.js';
 import type { ConsentService } from '../consent/consent-service.js';
 import { isManageClient } from '../manage/manage-client.js';
 import { CONTEXT_SCOPES } from '../smart/scope-syntax.js';
+import { browserClientOrigin } from './browser-cors.js';
 
 /** Public paths. SMART clients and resource servers hard-code these, so they are kept stable. */
 export const ROUTES = {
@@ -146,6 +147,8 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
       },
     },
     clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    // Browser apps (public clients) call the token and revocation endpoints from their redirect URIs' origins.
+    clientBasedCORS: browserClientOrigin,
     enabledJWA: {
       clientAuthSigningAlgValues: config.clientAuthSigningAlgs,
       idTokenSigningAlgValues: ['RS256', 'ES384'],
