@@ -26,6 +26,7 @@ import { findAccount } from './users/accounts.js';
 import { createGroupStore } from './users/group-store.js';
 import { scimRoutes } from './scim/routes.js';
 import { consentRoutes } from './consent/routes.js';
+import { provenanceRoutes } from './consent/provenance-routes.js';
 import { createConsentService } from './consent/wiring.js';
 import { registrationSecretHandling } from './clients/registration-http.js';
 import { assertionAudiences } from './backend/client-assertion-hook.js';
@@ -226,6 +227,7 @@ export function buildApp(deps: AppDeps): Provider {
 
   const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup, config, logger, audit });
   const consentApi = consentRoutes({ consents, lookup, config, logger });
+  const provenanceApi = provenanceRoutes({ consents, lookup, config, logger });
   const auditStore = new AuditStore(redis, keyspace);
   const auditApi = auditRoutes({ config, store: auditStore, trail: audit, lookup, logger });
   const manage = manageRoutes({
@@ -261,6 +263,7 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(launchApi.routes());
   provider.use(scim.routes());
   provider.use(consentApi.routes());
+  provider.use(provenanceApi.routes());
   provider.use(auditApi.routes());
   provider.use(manage.routes());
   provider.use(registrationSecretHandling(config.http.bodyLimit, async (id) => (await clientAdapter.find(id)) as Record<string, unknown> | undefined));
