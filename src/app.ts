@@ -221,7 +221,7 @@ export function buildApp(deps: AppDeps): Provider {
   const clientAdapter = (provider.Client as unknown as { adapter: Adapter }).adapter;
   const lookup = new TokenLookup(adapters, deps.jwks, config.issuer);
   const callerAuth = new CallerAuthenticator({ clientAdapter, redis, keyspace, fetcher, issuer: config.issuer, algorithms: config.clientAuthSigningAlgs });
-  const introspection = introspectionRoutes({ config, provider, adapters, jwks: deps.jwks, lookup, auth: callerAuth, audit });
+  const introspection = introspectionRoutes({ config, provider, adapters, jwks: deps.jwks, lookup, auth: callerAuth, audit, grantContexts });
   const userinfo = userinfoRoutes({ lookup, adapters, findAccount: accounts });
   const launchApi = launchRoutes({ config, auth: callerAuth, launches, users, audit });
 

@@ -4,8 +4,8 @@ import { patientIdOf } from './references.js';
 
 /**
  * The Consent search parameters the API supports (FHIR R4 search syntax): `patient`, `status`
- * (comma = or), `actor`, `date` (repeatable, prefixes eq ge gt le lt), `_count`, `_offset`.
- * Anything else is refused rather than silently ignored: a search that drops a filter would
+ * (comma = or), `actor`, `date` (repeatable, prefixes eq ge gt le lt), `_count` (capped at
+ * MAX_COUNT), `_offset`, `_revinclude=Provenance:target`. Anything else is refused rather than silently ignored: a search that drops a filter would
  * return more than the caller asked for.
  */
 
@@ -106,8 +106,8 @@ export function parseConsentSearch(query: Record<string, string | string[] | und
     if (!KNOWN.has(name)) throw new FhirError(400, 'not-supported', `the search parameter ${JSON.stringify(name)} is not supported (patient, status, actor, date, _count, _offset, _revinclude)`);
   }
   const q: ConsentSearch = {
-    count: integer('_count', single('_count', query._count), MAX_COUNT) ?? DEFAULT_COUNT,
-    offset: integer('_offset', single('_offset', query._offset), MAX_OFFSET) ?? 0,
+    count: pageCount(single('_count', query._count)),
+    offset: pageOffset(single('_offset', query._offset)),
   };
   const patient = single('patient', query.patient);
   if (patient !== undefined) {
