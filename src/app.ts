@@ -5,6 +5,7 @@ import type { RedisClient } from './redis/connection.js';
 import type { Keyspace } from './redis/keyspace.js';
 import type { Metrics } from './ops/metrics.js';
 import { ROUTES, providerConfiguration } from './provider/configuration.js';
+import { PublicClientOrigins, browserPreflight } from './provider/browser-cors.js';
 import { redisAdapterFactory } from './storage/redis-adapter.js';
 import { defineLuaScripts } from './lua-scripts.js';
 import { wrapClientAdapter } from './clients/client-adapter.js';
@@ -15,6 +16,7 @@ import { errorBoundary, requireRedis } from './http/errors.js';
 import { bodyLimit } from './http/body-limit.js';
 import { metricsAccessFor, opsRoutes } from './ops/health.js';
 import { smartConfigurationRoutes } from './discovery/smart-configuration.js';
+import { ehrLaunchDefaults } from './discovery/smart-style.js';
 import { interactionRoutes } from './login/routes.js';
 import { InteractionCsrf } from './login/csrf.js';
 import { IpRateLimiter } from './login/ip-limiter.js';
@@ -25,6 +27,7 @@ import { findAccount } from './users/accounts.js';
 import { createGroupStore } from './users/group-store.js';
 import { scimRoutes } from './scim/routes.js';
 import { consentRoutes } from './consent/routes.js';
+import { provenanceRoutes } from './consent/provenance-routes.js';
 import { createConsentService } from './consent/wiring.js';
 import { registrationSecretHandling } from './clients/registration-http.js';
 import { assertionAudiences } from './backend/client-assertion-hook.js';
@@ -124,6 +127,7 @@ export function buildApp(deps: AppDeps): Provider {
     logger,
     metrics,
     audit: { trail: audit, issuer: config.issuer },
+    ehrLaunchDefaults: ehrLaunchDefaults(config),
   });
   const usage = new GrantUsage(redis, keyspace, config.ttl.grant);
   const accounts = findAccount(users, { fhirBase: config.fhirServers[0]!.base });
@@ -221,7 +225,7 @@ export function buildApp(deps: AppDeps): Provider {
   const clientAdapter = (provider.Client as unknown as { adapter: Adapter }).adapter;
   const lookup = new TokenLookup(adapters, deps.jwks, config.issuer);
   const callerAuth = new CallerAuthenticator({ clientAdapter, redis, keyspace, fetcher, issuer: config.issuer, algorithms: config.clientAuthSigningAlgs });
-  const introspection = introspectionRoutes({ config, provider, adapters, jwks: deps.jwks, lookup, auth: callerAuth, audit });
+  const introspection = introspectionRoutes({ config, provider, adapters, jwks: deps.jwks, lookup, auth: callerAuth, audit, grantContexts });
   const userinfo = userinfoRoutes({ lookup, adapters, findAccount: accounts });
   const launchApi = launchRoutes({ config, auth: callerAuth, launches, users, audit });
 
@@ -229,6 +233,7 @@ export function buildApp(deps: AppDeps): Provider {
   // The Consent and AuditEvent APIs take only tokens for this server's own API audience.
   const ownApiTokens = apiTokens(lookup, adapters, config.issuer);
   const consentApi = consentRoutes({ consents, lookup: ownApiTokens, config, logger });
+  const provenanceApi = provenanceRoutes({ consents, lookup: ownApiTokens, config, logger });
   const auditStore = new AuditStore(redis, keyspace);
   const auditApi = auditRoutes({ config, store: auditStore, trail: audit, lookup: ownApiTokens, logger });
   const manage = manageRoutes({
@@ -251,6 +256,7 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(errorBoundary(logger, redisReady));
   provider.use(ops.routes());
   provider.use(requireRedis(redisReady, /^\/(healthz|readyz|metrics|static\/)/));
+  provider.use(browserPreflight([ROUTES.token, ROUTES.revocation], new PublicClientOrigins(() => registry.list())));
   provider.use(bodyLimit(config.http.bodyLimit));
   // Awaits the AuditEvent of token, authorization, logout and registration requests before they are answered.
   provider.use(providerAudit({ audit, issuer: config.issuer, grantContext: (grantId) => grantContexts.get(grantId) }));
@@ -263,6 +269,7 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(launchApi.routes());
   provider.use(scim.routes());
   provider.use(consentApi.routes());
+  provider.use(provenanceApi.routes());
   provider.use(auditApi.routes());
   provider.use(manage.routes());
   provider.use(registrationSecretHandling(config.http.bodyLimit, async (id) => (await clientAdapter.find(id)) as Record<string, unknown> | undefined));

@@ -2,8 +2,9 @@
  * SMART's profile of RFC 7523 client assertions, on top of what oidc-provider checks itself
  * (alg allow-list, signature, exp/jti/iss presence, iss = client_id):
  *  - `sub` must equal `iss` (the client id);
- *  - `aud` must be this server's token endpoint URL (or the endpoint being called), never merely
- *    "something on this host": endpoint URLs come from configuration, not the request's Host;
+ *  - `aud` must be this server's token endpoint URL (SMART), its issuer identifier (RFC 7523bis,
+ *    openid-client's default) or the endpoint being called, never merely "something on this
+ *    host": the URLs come from configuration, not the request's Host;
  *  - `exp` at most 5 minutes ahead (exactly now + 300 s is accepted);
  *  - `iat`, when present, a number no later than now plus the clock tolerance: an assertion
  *    "issued" in the future was made by a wrong clock or made in advance to be used later;
@@ -41,7 +42,7 @@ export function assertionProblem({ claims, header, client, audiences, now, clock
   if (claims.sub !== client.clientId) return 'sub must equal iss (the client_id)';
   const aud = claims.aud;
   const audOk = Array.isArray(aud) ? aud.some((a) => audiences.includes(a as string)) : typeof aud === 'string' && audiences.includes(aud);
-  if (!audOk) return `aud must be the token endpoint URL ${audiences[0]}`;
+  if (!audOk) return `aud must be the token endpoint URL or the issuer (one of: ${audiences.join(', ')})`;
   if (typeof claims.exp !== 'number') return 'exp is required';
   // No tolerance on the upper bound: SMART's five minutes is the whole budget for clock skew.
   if (claims.exp > now + MAX_ASSERTION_LIFETIME_SECONDS) return 'exp must be at most 5 minutes in the future';

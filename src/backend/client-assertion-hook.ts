@@ -9,11 +9,15 @@ import { rememberB2bAssertion } from '../hcs/backend-claims.js';
 
 export const CLOCK_TOLERANCE_SECONDS = 15;
 
-/** Absolute URLs a client assertion may name as `aud` when sent to `route`. */
+/**
+ * Absolute URLs a client assertion may name as `aud` when sent to `route`: the token endpoint URL
+ * (SMART), the issuer identifier (RFC 7523bis recommends it; openid-client v6 sends it) and, at
+ * introspection and revocation, that endpoint's own URL.
+ */
 export function assertionAudiences(issuer: string, route: string | undefined): string[] {
   const token = `${issuer}${ROUTES.token}`;
   const here = route === 'introspection' ? `${issuer}${ROUTES.introspection}` : route === 'revocation' ? `${issuer}${ROUTES.revocation}` : undefined;
-  return here ? [token, here] : [token];
+  return here ? [token, issuer, here] : [token, issuer];
 }
 
 /**

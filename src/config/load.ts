@@ -60,6 +60,8 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_METRICS_OPEN', 'metrics.open', 'bool'],
   ['AUTHZ_LOG_LEVEL', 'log.level', 'string'],
   ['AUTHZ_DEMO_DATA', 'demoData', 'bool'],
+  ['AUTHZ_SMART_STYLE_URL', 'smart.styleUrl', 'string'],
+  ['AUTHZ_NEED_PATIENT_BANNER', 'smart.needPatientBanner', 'bool'],
   ['AUTHZ_CONSENT_FHIR_SERVER', 'consents.fhirServer', 'string'],
   ['AUTHZ_CONSENT_FHIR_TOKEN', 'consents.fhirServerToken', 'string'],
   ['AUTHZ_HCS_POLICY', 'hcs', 'jsonFile'],

@@ -235,6 +235,17 @@ export const configSchema = z
         maxBatch: 500,
         searchMaxCandidates: 100_000,
       }),
+    /**
+     * Launch context of EHR launches whose EHR does not name it in POST /api/launch (SMART
+     * context-style and context-banner); the EHR's own values win. Not used for standalone launches.
+     */
+    smart: z
+      .object({
+        /** smart_style_url; default: this server's own style document, {issuer}/smart-style.json. */
+        styleUrl: absoluteHttpUrl.optional(),
+        needPatientBanner: z.boolean().default(true),
+      })
+      .default({ needPatientBanner: true }),
     /** Seed demo clients (and later users) in development mode. */
     demoData: z.boolean().default(true),
   })
@@ -266,6 +277,9 @@ export const configSchema = z
     if (!c.audit.anchorDir) {
       // Checkpoints kept only in Redis do not survive an attacker with Redis access (docs/security/audit-anchoring.md).
       ctx.addIssue({ code: 'custom', path: ['audit', 'anchorDir'], message: 'is required in production: signed audit checkpoints must also be written outside Redis' });
+    }
+    if (c.smart.styleUrl?.startsWith('http:')) {
+      ctx.addIssue({ code: 'custom', path: ['smart', 'styleUrl'], message: 'must be https in production' });
     }
     if (!c.cookieKeys) {
       ctx.addIssue({ code: 'custom', path: ['cookieKeys'], message: 'is required in production' });

@@ -18,6 +18,9 @@ import { clientReference, patientIdOf, relativeReference } from './references.js
 
 export type ConsentAction = 'read' | 'search' | 'withdraw';
 
+/** The resource types the Consent API serves: Consents and the Provenance of their changes. */
+export type ConsentApiResource = 'Consent' | 'Provenance';
+
 export interface ConsentCaller {
   kind: 'admin' | 'patient';
   clientId: string;
@@ -34,8 +37,8 @@ const REALM = 'Bearer realm="consent"';
 /** R4 Provenance.agent.who target types. */
 const AGENT_TYPES = new Set(['Practitioner', 'PractitionerRole', 'RelatedPerson', 'Patient', 'Device', 'Organization']);
 
-function permissionsFor(scopes: string[], context: 'patient' | 'system'): Set<Permission> {
-  return resourcePermissions(scopes, context, 'Consent');
+function permissionsFor(scopes: string[], context: 'patient' | 'system', resourceType: ConsentApiResource): Set<Permission> {
+  return resourcePermissions(scopes, context, resourceType);
 }
 
 function actionsOf(permissions: ReadonlySet<Permission>): Set<ConsentAction> {
@@ -55,16 +58,20 @@ function patientAgent(token: FoundToken, patientId: string): Reference {
   return fhirUser && AGENT_TYPES.has(fhirUser.type) ? { reference: fhirUser.reference } : { reference: `Patient/${patientId}` };
 }
 
-export async function authenticateConsentCaller(authorization: string, lookup: ApiTokens, issuer: string): Promise<ConsentCaller> {
+/**
+ * The caller of the Consent API, or (with `resourceType` Provenance) of the Provenance of Consents,
+ * which follows the same rules with Provenance scopes.
+ */
+export async function authenticateConsentCaller(authorization: string, lookup: ApiTokens, issuer: string, resourceType: ConsentApiResource = 'Consent'): Promise<ConsentCaller> {
   const token = await bearerAccessToken(authorization, lookup, REALM);
   const scopes = (token.scope ?? '').split(' ').filter(Boolean);
   if (token.kind === 'ClientCredentials') {
-    const may = actionsOf(permissionsFor(scopes, 'system'));
-    if (!may.size) throw forbidden('the token carries no system/Consent scope');
+    const may = actionsOf(permissionsFor(scopes, 'system', resourceType));
+    if (!may.size) throw forbidden(`the token carries no system/${resourceType} scope`);
     return { kind: 'admin', clientId: token.clientId, who: clientReference(issuer, token.clientId), may };
   }
-  const may = actionsOf(permissionsFor(scopes, 'patient'));
-  if (!may.size) throw forbidden('the token carries no patient/Consent scope');
+  const may = actionsOf(permissionsFor(scopes, 'patient', resourceType));
+  if (!may.size) throw forbidden(`the token carries no patient/${resourceType} scope`);
   const patientId = typeof token.extra.patient === 'string' ? patientIdOf(token.extra.patient) : undefined;
   if (!patientId) throw forbidden('the token has no patient context');
   return { kind: 'patient', clientId: token.clientId, patientId, who: patientAgent(token, patientId), may };

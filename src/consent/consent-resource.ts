@@ -151,13 +151,28 @@ export function buildConsent(decision: ConsentDecision, now: Date, context: Cons
 
 export type ProvenanceActivity = keyof typeof DATA_OPERATIONS;
 
+/**
+ * The id of the Provenance of one Consent version: `<consent id>-<version>`. Each version has
+ * exactly one Provenance (its creation or its withdrawal), and the id leads to where it is stored
+ * (GET /fhir/Provenance/<id>, provenance-routes.ts).
+ */
+export function provenanceId(consentId: string, version: string): string {
+  return `${consentId}-${version}`;
+}
+
+/** The Consent id and version a Provenance id names, or undefined when it names none. */
+export function provenanceIdParts(id: string): { consentId: string; version: string } | undefined {
+  const m = /^([A-Za-z0-9\-.]{1,54})-(\d{1,9})$/.exec(id);
+  return m ? { consentId: m[1]!, version: m[2]! } : undefined;
+}
+
 /** Who created (CREATE) or withdrew (UPDATE) a Consent, and when; the target is the exact version. */
 export function buildProvenance(consent: Consent, activity: ProvenanceActivity, who: Reference, now: Date): Provenance {
   if (!consent.id) throw new ConsentInputError('a Provenance needs a Consent with an id');
   const version = consent.meta?.versionId;
   return {
     resourceType: 'Provenance',
-    id: randomUUID(),
+    id: version ? provenanceId(consent.id, version) : randomUUID(),
     target: [{ reference: version ? `Consent/${consent.id}/_history/${version}` : `Consent/${consent.id}` }],
     recorded: fhirInstant(now),
     activity: concept(DATA_OPERATIONS[activity]),

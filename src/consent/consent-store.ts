@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
-import { buildProvenance, fhirInstant } from './consent-resource.js';
+import { buildProvenance, fhirInstant, provenanceIdParts } from './consent-resource.js';
 import { consentScripts, type ConsentScripts } from './consent-scripts.js';
 import { ConsentInputError, ConsentNotFoundError, ConsentStateError } from './errors.js';
 import type { Consent, ConsentStatus, Meta, Provenance, Reference } from './fhir-types.js';
@@ -42,6 +42,24 @@ export interface ConsentSearch {
   dateTo?: number;
   count: number;
   offset: number;
+}
+
+export interface ProvenanceSearch {
+  /** The Consent the Provenance is about; with `version`, that version's only. */
+  target?: { consentId: string; version?: string };
+  /** The patient of the target Consent. */
+  patient?: string;
+  /** Inclusive bounds on Provenance.recorded, epoch ms. */
+  recordedFrom?: number;
+  recordedTo?: number;
+  count: number;
+  offset: number;
+}
+
+/** A Provenance with the patient of the Consent it is about (who may see it). */
+export interface StoredProvenance {
+  resource: Provenance;
+  patientId: string;
 }
 
 export interface ConsentPage {
@@ -185,6 +203,50 @@ export class ConsentStore {
 
   async provenance(id: string): Promise<Provenance[]> {
     return (await this.redis.lrange(this.keyspace.consentProvenance(id), 0, -1)).map((p) => JSON.parse(p) as Provenance);
+  }
+
+  /** The Provenances of each of these Consents, oldest first (for `_revinclude=Provenance:target`). */
+  async provenanceOf(ids: readonly string[]): Promise<Map<string, Provenance[]>> {
+    const lists = await Promise.all(ids.map((id) => this.provenance(id)));
+    return new Map(ids.map((id, i) => [id, lists[i]!]));
+  }
+
+  async provenanceById(id: string): Promise<StoredProvenance | undefined> {
+    const parts = provenanceIdParts(id);
+    if (!parts) return undefined;
+    const patientId = await this.redis.hget(this.keyspace.consent(parts.consentId), 'patient');
+    if (patientId === null) return undefined;
+    const resource = (await this.provenance(parts.consentId)).find((p) => p.id === id);
+    return resource && { resource, patientId };
+  }
+
+  /**
+   * Provenances newest first (by recorded). One Consent (target), a patient's Consents or all of
+   * them are read; more than `maxScan` Consents is refused as too broad.
+   */
+  async searchProvenance(q: ProvenanceSearch): Promise<{ total: number; provenances: StoredProvenance[] }> {
+    let ids: string[];
+    if (q.target) ids = [q.target.consentId];
+    else {
+      const index = q.patient !== undefined ? this.keyspace.consentsByPatient(q.patient) : this.keyspace.consentsAll();
+      ids = await this.redis.zrevrange(index, 0, this.maxScan);
+      if (ids.length > this.maxScan) throw new ConsentSearchTooBroadError(`the search covers more than ${this.maxScan} Consents; narrow it (target, patient)`);
+    }
+    const [patients, lists] = await Promise.all([Promise.all(ids.map((id) => this.redis.hget(this.keyspace.consent(id), 'patient'))), Promise.all(ids.map((id) => this.provenance(id)))]);
+    const found: Array<StoredProvenance & { at: number }> = [];
+    ids.forEach((id, i) => {
+      const patientId = patients[i];
+      if (patientId === null || patientId === undefined || (q.patient !== undefined && patientId !== q.patient)) return;
+      const versioned = q.target?.version === undefined ? undefined : `Consent/${id}/_history/${q.target.version}`;
+      for (const resource of lists[i]!) {
+        const at = Date.parse(resource.recorded);
+        if (versioned && !resource.target.some((t) => t.reference === versioned)) continue;
+        if ((q.recordedFrom !== undefined && at < q.recordedFrom) || (q.recordedTo !== undefined && at > q.recordedTo)) continue;
+        found.push({ resource, patientId, at });
+      }
+    });
+    found.sort((a, b) => b.at - a.at || (a.resource.id < b.resource.id ? 1 : -1));
+    return { total: found.length, provenances: found.slice(q.offset, q.offset + q.count).map(({ resource, patientId }) => ({ resource, patientId })) };
   }
 
   /** Ties a grant to an active Consent; refuses when the Consent is gone or no longer active. */

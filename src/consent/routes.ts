@@ -8,7 +8,8 @@ import type { ConsentService } from './consent-service.js';
 import { ConsentSearchTooBroadError, type StoredConsent, type StoredResource } from './consent-store.js';
 import { ConsentNotFoundError, ConsentStateError } from './errors.js';
 import { FHIR_JSON, FhirError, JSON_PATCH, fhirErrorBoundary, readJsonBody, sendFhir } from '../http/fhir-api.js';
-import { pageQuery, parseConsentSearch } from './search-params.js';
+import { pageQuery, parseConsentSearch, wantsProvenance } from './search-params.js';
+import { PROVENANCE_PATH, provenanceIncludeCaller } from './provenance-routes.js';
 import { checkPatch, checkPutBody } from './withdrawal-input.js';
 
 /**
@@ -88,11 +89,15 @@ export function consentRoutes(deps: ConsentRoutesDeps): Router {
     requireAction(who, 'search');
     const query = ctx.query as Query;
     const search = parseConsentSearch(query);
+    const revinclude = wantsProvenance(query);
     if (who.kind === 'patient') {
       if (search.patient !== undefined) requirePatient(who, search.patient);
       search.patient = who.patientId;
     }
+    // Included Provenances need the token's Provenance scope too; they concern the same Consents.
+    if (revinclude) await provenanceIncludeCaller(ctx.get('Authorization'), deps.lookup, config.issuer);
     const page = await store.search(search);
+    const provenances = revinclude ? await store.provenanceOf(page.consents.map((c) => c.resource.id)) : undefined;
     const links = [{ relation: 'self', url: `${base}?${pageQuery(query, search.count, search.offset)}` }];
     if (search.count > 0 && search.offset + search.count < page.total) {
       links.push({ relation: 'next', url: `${base}?${pageQuery(query, search.count, search.offset + search.count)}` });
@@ -103,7 +108,10 @@ export function consentRoutes(deps: ConsentRoutesDeps): Router {
       type: 'searchset',
       total: page.total,
       link: links,
-      entry: page.consents.map((c) => ({ fullUrl: `${base}/${c.resource.id}`, resource: c.resource, search: { mode: 'match' } })),
+      entry: [
+        ...page.consents.map((c) => ({ fullUrl: `${base}/${c.resource.id}`, resource: c.resource, search: { mode: 'match' } })),
+        ...[...(provenances?.values() ?? [])].flat().map((p) => ({ fullUrl: `${config.issuer}${PROVENANCE_PATH}/${p.id}`, resource: p, search: { mode: 'include' } })),
+      ],
     });
   });
 

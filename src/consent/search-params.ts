@@ -4,13 +4,13 @@ import { patientIdOf } from './references.js';
 
 /**
  * The Consent search parameters the API supports (FHIR R4 search syntax): `patient`, `status`
- * (comma = or), `actor`, `date` (repeatable, prefixes eq ge gt le lt), `_count`, `_offset`.
- * Anything else is refused rather than silently ignored: a search that drops a filter would
+ * (comma = or), `actor`, `date` (repeatable, prefixes eq ge gt le lt), `_count` (capped at
+ * MAX_COUNT), `_offset`, `_revinclude=Provenance:target`. Anything else is refused rather than silently ignored: a search that drops a filter would
  * return more than the caller asked for.
  */
 
 const STATUSES = new Set(['draft', 'proposed', 'active', 'rejected', 'inactive', 'entered-in-error']);
-const KNOWN = new Set(['patient', 'status', 'actor', 'date', '_count', '_offset', '_format']);
+const KNOWN = new Set(['patient', 'status', 'actor', 'date', '_count', '_offset', '_format', '_revinclude']);
 export const DEFAULT_COUNT = 20;
 export const MAX_COUNT = 100;
 const MAX_OFFSET = 1_000_000;
@@ -22,7 +22,8 @@ function badValue(diagnostics: string): FhirError {
   return new FhirError(400, 'value', diagnostics);
 }
 
-function single(name: string, value: string | string[] | undefined): string | undefined {
+/** The one value of a parameter that may be given only once. */
+export function single(name: string, value: string | string[] | undefined): string | undefined {
   if (value === undefined) return undefined;
   if (Array.isArray(value)) throw badValue(`${name} may be given only once`);
   return value;
@@ -32,6 +33,21 @@ function integer(name: string, value: string | undefined, max: number): number |
   if (value === undefined) return undefined;
   if (!/^\d{1,9}$/.test(value) || Number(value) > max) throw badValue(`${name} must be a whole number from 0 to ${max}`);
   return Number(value);
+}
+
+/**
+ * A page size: any whole number, capped at MAX_COUNT (FHIR lets a server return fewer than asked;
+ * the Bundle's self link shows the size used), as the AuditEvent search does.
+ */
+export function pageCount(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_COUNT;
+  if (!/^\d{1,9}$/.test(value)) throw badValue(`_count must be a whole number (at most ${MAX_COUNT} are returned per page)`);
+  return Math.min(Number(value), MAX_COUNT);
+}
+
+/** `_offset`: where a page starts. */
+export function pageOffset(value: string | undefined): number {
+  return integer('_offset', value, MAX_OFFSET) ?? 0;
 }
 
 /** The first and last millisecond a date value of its precision stands for. */
@@ -87,11 +103,11 @@ export function applyDate(q: { dateFrom?: number; dateTo?: number }, raw: string
 
 export function parseConsentSearch(query: Record<string, string | string[] | undefined>): ConsentSearch {
   for (const name of Object.keys(query)) {
-    if (!KNOWN.has(name)) throw new FhirError(400, 'not-supported', `the search parameter ${JSON.stringify(name)} is not supported (patient, status, actor, date, _count, _offset)`);
+    if (!KNOWN.has(name)) throw new FhirError(400, 'not-supported', `the search parameter ${JSON.stringify(name)} is not supported (patient, status, actor, date, _count, _offset, _revinclude)`);
   }
   const q: ConsentSearch = {
-    count: integer('_count', single('_count', query._count), MAX_COUNT) ?? DEFAULT_COUNT,
-    offset: integer('_offset', single('_offset', query._offset), MAX_OFFSET) ?? 0,
+    count: pageCount(single('_count', query._count)),
+    offset: pageOffset(single('_offset', query._offset)),
   };
   const patient = single('patient', query.patient);
   if (patient !== undefined) {
@@ -114,6 +130,16 @@ export function parseConsentSearch(query: Record<string, string | string[] | und
   const dates = query.date === undefined ? [] : Array.isArray(query.date) ? query.date : [query.date];
   for (const d of dates) applyDate(q, d);
   return q;
+}
+
+/** Whether a Consent search asks for `_revinclude=Provenance:target`, the only one supported. */
+export function wantsProvenance(query: Record<string, string | string[] | undefined>): boolean {
+  const raw = query._revinclude;
+  if (raw === undefined) return false;
+  for (const value of Array.isArray(raw) ? raw : [raw]) {
+    if (value !== 'Provenance:target') throw new FhirError(400, 'not-supported', `_revinclude=${value} is not supported (only Provenance:target)`);
+  }
+  return true;
 }
 
 /** The query string of a search page, with the same filters and another offset. */

@@ -4,6 +4,7 @@ import type { Config, FhirServer } from '../config/schema.js';
 import { ROUTES } from '../provider/configuration.js';
 import { MANAGE_PATHS } from '../manage/manage-client.js';
 import { CONTEXT_SCOPES } from '../smart/scope-syntax.js';
+import { serveSmartStyle } from './smart-style.js';
 
 /**
  * SMART capabilities this build really implements. Each string is a promise to clients (SMART
@@ -106,6 +107,7 @@ export function smartConfigurationRoutes(config: Config): Router {
     });
   };
   serve('/.well-known/smart-configuration');
+  serveSmartStyle(router, openCors);
   const issuerPath = new URL(config.issuer).pathname.replace(/\/$/, '');
   for (const server of config.fhirServers) {
     if (server.tenant) serve(`/${server.tenant}/.well-known/smart-configuration`, server);

@@ -110,7 +110,7 @@ export class CallerAuthenticator {
       claims: verified.payload,
       header: verified.protectedHeader,
       client: { clientId: client.client_id, jwksUri: client.jwks_uri as string | undefined, jkuAllowlist: client.jku_allowlist as string[] | undefined },
-      audiences: [`${this.deps.issuer}/token`, endpointUrl],
+      audiences: [`${this.deps.issuer}/token`, this.deps.issuer, endpointUrl],
       now,
       clockTolerance: CLOCK_TOLERANCE_SECONDS,
     });

@@ -11,6 +11,9 @@ import { JWT_MARKER_MODEL, sessionStillOpen, type FoundToken, type TokenLookup }
 import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
 import { revocationEvent } from '../audit/hooks/introspection-audit.js';
 import { introspectionRecord } from '../audit/forms/introspection.js';
+import { KIND_RULES, isSmartClientKind } from '../clients/client-kinds.js';
+import type { GrantContextStore } from '../smart/launch/grant-context.js';
+import { launchContextFields } from '../smart/launch/token-context.js';
 
 const FORM_LIMIT = 16 * 1024;
 const JWT_RESPONSE = 'application/token-introspection+jwt';
@@ -81,6 +84,14 @@ export interface IntrospectionDeps {
   jwks: JWKS;
   /** Answers are recorded before they are sent. */
   audit: AuditRecorder;
+  /** Launch context of grants: a refresh token's introspection carries it like its access tokens'. */
+  grantContexts?: Pick<GrantContextStore, 'get'>;
+}
+
+/** SMART apps (confidential ones: they can authenticate) may introspect the tokens issued to them. */
+function isApp(caller: ClientRecord): boolean {
+  const kind = caller.smart_client_kind;
+  return isSmartClientKind(kind) && KIND_RULES[kind].flow === 'app';
 }
 
 /**
@@ -113,12 +124,23 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
    */
   function mayIntrospect(caller: ClientRecord, token: FoundToken): boolean {
     if (token.kind === 'RefreshToken' && token.clientId !== caller.client_id) return false;
+    if (isApp(caller)) return token.clientId === caller.client_id;
     const served = ((caller.fhir_servers as string[] | undefined) ?? allBases).map(normaliseBase);
     return audiences(token.aud).some((a) => served.includes(a));
   }
 
-  function describe(token: FoundToken): Record<string, unknown> {
+  /** What access tokens keep in `extra` (launch context, fhirUser), read from the grant for a refresh token. */
+  async function refreshTokenContext(token: FoundToken): Promise<Record<string, unknown>> {
+    if (token.kind !== 'RefreshToken' || !token.grantId || !deps.grantContexts) return {};
+    const context = await deps.grantContexts.get(token.grantId);
+    const fields: Record<string, unknown> = { ...launchContextFields(context, token.aud, config.fhirServers) };
+    if (context?.fhirUser) fields.fhirUser = context.fhirUser;
+    return fields;
+  }
+
+  function describe(token: FoundToken, context: Record<string, unknown>): Record<string, unknown> {
     return {
+      ...context,
       ...token.extra,
       active: true,
       scope: token.scope,
@@ -166,8 +188,8 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
           if (err instanceof CallerAuthError) throw new OAuthError(401, 'invalid_client', `client authentication failed: ${err.problem}`);
           throw err;
         }
-        if (caller.smart_client_kind !== 'resource_server') {
-          throw new OAuthError(403, 'unauthorized_client', 'only resource-server clients may introspect tokens');
+        if (caller.smart_client_kind !== 'resource_server' && !isApp(caller)) {
+          throw new OAuthError(403, 'unauthorized_client', 'only resource servers, and apps for their own tokens, may introspect tokens');
         }
       }
       const value = form.get('token');
@@ -175,7 +197,7 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
 
       const token = await deps.lookup.find(value, form.get('token_type_hint'));
       const active = token && mayIntrospect(caller, token) && (await sessionStillOpen(deps.adapters, token));
-      const body = active ? describe(token) : { active: false };
+      const body = active ? describe(token, await refreshTokenContext(token)) : { active: false };
       if (config.audit.introspection) await deps.audit.record(introspectionRecord(config.issuer, { callerId: caller.client_id, ip: ctx.ip, token, active: Boolean(active), value }));
 
       if (ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE) {

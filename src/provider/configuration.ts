@@ -25,6 +25,7 @@ import type { Metrics } from '../ops/metrics.js';
 import type { ConsentService } from '../consent/consent-service.js';
 import { isManageClient } from '../manage/manage-client.js';
 import { CONTEXT_SCOPES } from '../smart/scope-syntax.js';
+import { browserClientOrigin } from './browser-cors.js';
 
 /** Public paths. SMART clients and resource servers hard-code these, so they are kept stable. */
 export const ROUTES = {
@@ -96,6 +97,14 @@ function appResourceScopes(ctx: KoaContextWithOIDC, resourceIndicator: string, c
 }
 
 /**
+ * RFC 6749 §5.2 error responses are `error`, `error_description` and `error_uri`; oidc-provider
+ * would add a `scope` member when given one, so none is given (the description names the scopes).
+ */
+function invalidScope(description: string): InstanceType<typeof errors.InvalidScope> {
+  return new errors.InvalidScope(description, undefined as unknown as string);
+}
+
+/**
  * Backend tokens carry only what was asked for *and* what the client may have (SMART Backend
  * Services "downscoping"): `system/*.cruds` allowed and `system/Patient.cruds` asked gives
  * `system/Patient.cruds`; asking for nothing the client may have is `invalid_scope`. The request
@@ -104,12 +113,12 @@ function appResourceScopes(ctx: KoaContextWithOIDC, resourceIndicator: string, c
 function downscopeClientCredentials(ctx: KoaContextWithOIDC, client: ClientWithSmart): string {
   const params = ctx.oidc.params as { scope?: string };
   const requested = (params.scope ?? '').split(' ').filter(Boolean);
-  if (!requested.length) throw new errors.InvalidScope('scope is required (for example system/*.rs)', '');
+  if (!requested.length) throw invalidScope('scope is required (for example system/*.rs)');
   const contexts = client.smart_client_kind === 'backend_service' ? (['system'] as const) : ([] as const);
   const { granted, refused } = downscope(requested, client.smart_scopes ?? [], { contexts: [...contexts] });
   if (!granted.length) {
     const why = refused.map((r) => `${r.scope}: ${r.reason}`).join('; ');
-    throw new errors.InvalidScope(`none of the requested scopes may be granted to this client (${why})`, requested.join(' '));
+    throw invalidScope(`none of the requested scopes may be granted to this client (${why})`);
   }
   params.scope = granted.join(' ');
   return params.scope;
@@ -165,6 +174,8 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
       },
     },
     clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    // Browser apps (public clients) call the token and revocation endpoints from their redirect URIs' origins.
+    clientBasedCORS: browserClientOrigin,
     enabledJWA: {
       clientAuthSigningAlgValues: config.clientAuthSigningAlgs,
       idTokenSigningAlgValues: ['RS256', 'ES384'],

@@ -8,8 +8,8 @@ import { normaliseBase } from './fhir-servers.js';
  * ask for it like for any FHIR server, with `resource=<issuer>/fhir` (RFC 8707).
  */
 
-/** The resource types served at `<issuer>/fhir`. */
-export const OWN_API_RESOURCE_TYPES: ReadonlySet<string> = new Set(['Consent', 'AuditEvent']);
+/** The resource types served at `<issuer>/fhir` (Provenance: of Consents). */
+export const OWN_API_RESOURCE_TYPES: ReadonlySet<string> = new Set(['Consent', 'Provenance', 'AuditEvent']);
 
 /** The audience of tokens for this server's own FHIR APIs. */
 export function ownApiAudience(issuer: string): string {

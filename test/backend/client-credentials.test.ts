@@ -74,7 +74,7 @@ describe('SMART Backend Services: client_credentials with private_key_jwt', () =
     ['missing exp', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { exp: null }), /expiration must be specified/],
     ['missing jti', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { jti: null }), /jti/],
     ['wrong aud', async () => signAssertion(rsa, 'bulk-rsa', 'https://elsewhere.example.org/token'), /aud/],
-    ['aud = issuer instead of the token endpoint', async () => signAssertion(rsa, 'bulk-rsa', 'http://localhost:3000'), /aud/],
+    ['aud = the introspection endpoint at the token endpoint', async () => signAssertion(rsa, 'bulk-rsa', 'http://localhost:3000/introspect'), /aud/],
     ['iss different from sub', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { sub: 'someone-else' }), /sub must equal iss/],
     ['an unknown kid', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { kid: 'not-a-registered-kid' }), /no key|kid/],
     ['a missing kid', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { kid: null }), /kid/],

@@ -156,7 +156,8 @@ describe('buildProvenance', () => {
     const p = buildProvenance(c, 'UPDATE', { reference: 'Patient/pat-1' }, NOW);
     expect(p).toEqual({
       resourceType: 'Provenance',
-      id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      // One Provenance per Consent version; the id says which (GET /fhir/Provenance/<id>).
+      id: 'c-1-2',
       target: [{ reference: 'Consent/c-1/_history/2' }],
       recorded: '2026-03-01T10:00:00Z',
       activity: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-DataOperation', code: 'UPDATE', display: 'revise' }] },

@@ -84,6 +84,14 @@ export interface ContextRecorderDeps {
   metrics?: Pick<Metrics, 'breakTheGlass' | 'hcsFindings'>;
   /** Emergency access is in the audit trail (a Security Alert with the reason) before the app gets its code. */
   audit?: { trail: AuditTrail; issuer: string };
+  /** Banner and style of EHR launches whose EHR named none (config `smart`, discovery/smart-style.ts). */
+  ehrLaunchDefaults?: EhrLaunchDefaults;
+}
+
+/** Launch context an EHR launch carries when the EHR did not say (its own values win). */
+export interface EhrLaunchDefaults {
+  need_patient_banner: boolean;
+  smart_style_url: string;
 }
 
 /** Options of one recording. */
@@ -202,7 +210,7 @@ export class ContextRecorder {
     }
     // The patient's decision is on record before anything can be issued from the grant.
     const consentId = await consent?.decide(scopes);
-    const context = contextOf(facts, plan, scopes);
+    const context = contextOf(facts, plan, scopes, this.deps.ehrLaunchDefaults);
     if (consentId) context.consentId = consentId;
     const at = new Date().toISOString();
     if (emergency) context.breakTheGlass = { reason: options.breakTheGlassReason!, at };
@@ -298,8 +306,9 @@ function checkLaunch(launch: LaunchContext, facts: AuthorizationFacts): void {
  * The context the grant's tokens carry. Patient and encounter only when the grant is about them
  * (the EHR launch, their launch/ scope, or patient/ scopes, which need a patient); the banner,
  * style, intent and fhirContext only come from an EHR launch (SMART: they are EHR-launch context).
+ * Every EHR launch has a banner and a style: the EHR's, else the configured `defaults`.
  */
-export function contextOf(facts: AuthorizationFacts, plan: AuthorizationPlan, approved: readonly string[]): GrantContext {
+export function contextOf(facts: AuthorizationFacts, plan: AuthorizationPlan, approved: readonly string[], defaults?: EhrLaunchDefaults): GrantContext {
   const has = new Set(approved);
   const launch = plan.launch && has.has('launch') ? plan.launch : undefined;
   const patientScopes = approved.some((s) => {
@@ -311,8 +320,10 @@ export function contextOf(facts: AuthorizationFacts, plan: AuthorizationPlan, ap
   if (plan.encounter && (launch || has.has('launch/encounter'))) context.encounter = plan.encounter;
   if (launch) {
     if (launch.fhirContext?.length) context.fhirContext = launch.fhirContext;
-    if (launch.need_patient_banner !== undefined) context.need_patient_banner = launch.need_patient_banner;
-    if (launch.smart_style_url) context.smart_style_url = launch.smart_style_url;
+    const banner = launch.need_patient_banner ?? defaults?.need_patient_banner;
+    if (banner !== undefined) context.need_patient_banner = banner;
+    const style = launch.smart_style_url ?? defaults?.smart_style_url;
+    if (style) context.smart_style_url = style;
     if (launch.intent) context.intent = launch.intent;
     if (launch.tenant) context.tenant = launch.tenant;
   }
