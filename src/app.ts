@@ -230,7 +230,7 @@ export function buildApp(deps: AppDeps): Provider {
   const launchApi = launchRoutes({ config, auth: callerAuth, launches, users, audit });
 
   const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup, config, logger, audit });
-  // The Consent and AuditEvent APIs take only tokens for this server's own API audience.
+  // The Consent, Provenance and AuditEvent APIs take only tokens for this server's own API audience.
   const ownApiTokens = apiTokens(lookup, adapters, config.issuer);
   const consentApi = consentRoutes({ consents, lookup: ownApiTokens, config, logger });
   const provenanceApi = provenanceRoutes({ consents, lookup: ownApiTokens, config, logger });

@@ -126,7 +126,7 @@ function downscopeClientCredentials(ctx: KoaContextWithOIDC, client: ClientWithS
 
 /**
  * The resource-server entry of this server's own FHIR APIs (own-api.ts): the client's scopes for
- * it narrowed to Consent and AuditEvent, opaque tokens (sessions and revocation are checked on
+ * it narrowed to Consent, Provenance and AuditEvent, opaque tokens (sessions and revocation are checked on
  * every call). A request that would get none of those scopes is refused.
  */
 function ownApiResourceServer(ctx: KoaContextWithOIDC, issuer: string, client: ClientWithSmart, accessTokenTTL: number) {
@@ -134,7 +134,7 @@ function ownApiResourceServer(ctx: KoaContextWithOIDC, issuer: string, client: C
   const backend = ctx.oidc.params?.grant_type === 'client_credentials';
   const scopes = ownApiScopes((backend ? downscopeClientCredentials(ctx, client) : appResourceScopes(ctx, audience, client)).split(' '));
   if (!scopes.some(isOwnApiScope)) {
-    const why = `${audience} serves only Consent and AuditEvent: none of this client's requested or allowed scopes names them`;
+    const why = `${audience} serves only Consent, Provenance and AuditEvent: none of this client's requested or allowed scopes names them`;
     throw backend ? new errors.InvalidScope(why, String((ctx.oidc.params as { scope?: string }).scope ?? '')) : new errors.InvalidTarget(why);
   }
   if (backend) (ctx.oidc.params as { scope?: string }).scope = scopes.join(' ');

@@ -34,7 +34,7 @@ async function appWith(env: Record<string, string> = {}): Promise<TestApp> {
   const t = await createTestApp({ AUTHZ_ISSUER: 'http://localhost:3000', AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', ...env });
   await registerPublicApp(t, { clientId: CLIENT, redirectUri: REDIRECT, smartScopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs'] });
   await registerEhrLauncher(t, 'ehr', 'ehr-secret-value-123');
-  await createUser(directoryOf(t).users, 'dr', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-1' } });
+  await createUser(directoryOf(t).users, 'dr', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-1', staff: true } });
   await createUser(directoryOf(t).users, 'pat', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Patient/pat-1' } });
   return t;
 }

@@ -13,9 +13,10 @@ import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendK
  * `_revinclude=Provenance:target`, under the Consent API's rules with Provenance scopes.
  */
 
-const FHIR_BASE = 'http://localhost:8080/fhir';
 const TOKEN_URL = 'http://localhost:3000/token';
 const ISSUER = 'http://localhost:3000';
+/** The Consent and Provenance APIs' own audience (provider/own-api.ts): tokens for a FHIR server are refused there. */
+const OWN_API = `${ISSUER}/fhir`;
 
 let t: TestApp;
 let consents: ConsentService;
@@ -25,7 +26,7 @@ let admin: string;
 let consentOnlyAdmin: string;
 
 async function backendToken(clientId: string, scope: string): Promise<string> {
-  const res = await tokenRequest(t, await signAssertion(key, clientId, TOKEN_URL), { scope, resource: FHIR_BASE });
+  const res = await tokenRequest(t, await signAssertion(key, clientId, TOKEN_URL), { scope, resource: OWN_API });
   expect(res.status).toBe(200);
   return res.body.access_token as string;
 }
@@ -34,9 +35,9 @@ async function backendToken(clientId: string, scope: string): Promise<string> {
 async function patientToken(patient: string, scope: string): Promise<string> {
   const client = (await t.app.Client.find('app'))!;
   const grant = new t.app.Grant({ accountId, clientId: 'app' });
-  grant.addResourceScope(FHIR_BASE, scope);
+  grant.addResourceScope(OWN_API, scope);
   const grantId = await grant.save();
-  const accessToken = await new t.app.AccessToken({ accountId, client, grantId, scope, aud: FHIR_BASE, gty: 'authorization_code' }).save();
+  const accessToken = await new t.app.AccessToken({ accountId, client, grantId, scope, aud: OWN_API, gty: 'authorization_code' }).save();
   const stored = t.keyspace.model('AccessToken', accessToken);
   const payload = JSON.parse((await t.redis.hget(stored, 'payload'))!);
   payload.extra = { patient };

@@ -66,7 +66,7 @@ describe('Consent search _count', () => {
   test('above the maximum is capped (as AuditEvent does), not refused', async () => {
     const consents = createConsentService({ config: t.config, redis: t.redis, keyspace: t.keyspace, adapters: modelAdapter(t.redis, t.keyspace), grantContexts: new GrantContextStore(t.redis, t.keyspace), provider: () => t.app });
     await consents.recordDecision({ kind: 'permit', patientId: 'cap-1', performer: { reference: 'Patient/cap-1' }, clientId: 'chart', clientName: 'Chart', scopes: ['patient/*.rs'], periodSeconds: 600 });
-    const res = await tokenRequest(t, await signAssertion(key, 'consent-admin', TOKEN_URL), { scope: 'system/Consent.rs', resource: FHIR });
+    const res = await tokenRequest(t, await signAssertion(key, 'consent-admin', TOKEN_URL), { scope: 'system/Consent.rs', resource: `${ISSUER}/fhir` });
     const token = res.body.access_token as string;
     const capped = await t.request.get('/fhir/Consent?patient=cap-1&_count=1000').set('Authorization', `Bearer ${token}`);
     expect(capped.status).toBe(200);
