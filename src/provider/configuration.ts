@@ -188,7 +188,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
     },
     scopes: [...CONTEXT_SCOPES],
     // SMART `aud` and `launch` (authorize-rules.ts); validated after oidc-provider's own checks.
-    extraParams: smartAuthorizationParams({ fhirServers: config.fhirServers, launches, hcs: config.hcs }),
+    extraParams: smartAuthorizationParams({ fhirServers: config.fhirServers, issuer: config.issuer, launches, hcs: config.hcs }),
     // Also where a token with patient/ scopes meets its Consent: at the code exchange and at every
     // refresh a withdrawn or expired Consent ends the grant (invalid_grant).
     // Purpose of use, subject and handling rules (hcs/) ride along as `extensions` in both kinds.
@@ -265,7 +265,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
         defaultResource: (ctx, client, oneOf) => {
           // The management page's own sign-in is plain OpenID Connect: no FHIR server, ever.
           if (isManageClient(client?.clientId)) return undefined!;
-          if (ctx.oidc.route === 'authorization' && !oneOf) return audAsResource(config.fhirServers)(ctx, client);
+          if (ctx.oidc.route === 'authorization' && !oneOf) return audAsResource({ fhirServers: config.fhirServers, issuer: config.issuer })(ctx, client);
           // A backend asking only for Consent/AuditEvent scopes means this server's own API.
           const requested = String((ctx.oidc.params as { scope?: unknown } | undefined)?.scope ?? '').split(' ').filter(Boolean);
           if (ctx.oidc.params?.grant_type === 'client_credentials' && requested.length && requested.every(isOwnApiScope)) return ownApiAudience(config.issuer);

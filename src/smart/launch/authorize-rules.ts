@@ -2,6 +2,7 @@ import type { Client, KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { FhirServer } from '../../config/schema.js';
 import { findFhirServer, normaliseBase } from '../../provider/fhir-servers.js';
+import { isOwnApi, ownApiAudience } from '../../provider/own-api.js';
 import type { LaunchStore } from './launch-store.js';
 import { isManageClient } from '../../manage/manage-client.js';
 import { PurposeInputError, purposeParameter } from '../../hcs/purpose-input.js';
@@ -13,7 +14,8 @@ import { clientHcsFacts, type ClientHcsMetadata } from '../../hcs/client-facts.j
  * redirect_uri, PKCE, scope), so a failure redirects back to the app with `error` and never with
  * a code:
  *
- * - `aud` names a configured FHIR base the client may use (one trailing slash tolerated) and
+ * - `aud` names a configured FHIR base the client may use (one trailing slash tolerated), or this
+ *   server's own API (`<issuer>/fhir`: Consent, Provenance, AuditEvent; provider/own-api.ts), and
  *   becomes the resource indicator; `resource` is accepted as a synonym; one of them is required.
  * - `launch` is a live launch value made for this app and this `aud`: every launch is bound to one
  *   FHIR server when the EHR creates it, and `aud` must name exactly that one. The `launch` scope
@@ -56,33 +58,43 @@ function shown(value: string): string {
   return value.length > MAX_ECHO ? `${value.slice(0, MAX_ECHO)}…` : value;
 }
 
-/** The configured FHIR server `aud` names, if this client may use it; else the reason it may not. */
-function serverFor(servers: readonly FhirServer[], client: Client | undefined, aud: string): FhirServer {
-  const server = findFhirServer(servers, aud);
+/** Where an app may send tokens: the configured FHIR servers and this server's own API. */
+export interface Audiences {
+  fhirServers: readonly FhirServer[];
+  issuer: string;
+}
+
+/**
+ * The canonical base `aud` names, if this client may use it; else the reason it may not. The own
+ * API is open to any app: what it may read there is bounded by its Consent/Provenance/AuditEvent
+ * scopes, which its registration must list (provider/configuration.ts narrows the grant to them).
+ */
+function audienceFor(audiences: Audiences, client: Client | undefined, aud: string): string {
+  if (isOwnApi(audiences.issuer, aud)) return ownApiAudience(audiences.issuer);
+  const server = findFhirServer(audiences.fhirServers, aud);
   const allowed = (client as SmartClient | undefined)?.fhir_servers;
   if (!server || (allowed && !allowed.includes(server.base))) {
     throw new errors.InvalidRequest(`aud ${shown(aud)} is not a FHIR server this app may use`);
   }
-  return server;
+  return server.base;
 }
 
 /**
  * oidc-provider's `defaultResource` at the authorization endpoint: the resource indicator is the
- * FHIR server `aud` names, so the grant, the code and the token all carry its canonical base.
- * Called only when `resource` is absent.
+ * base `aud` names, so the grant, the code and the token all carry its canonical form. Called
+ * only when `resource` is absent.
  */
-export function audAsResource(servers: readonly FhirServer[]) {
+export function audAsResource(audiences: Audiences) {
   return (ctx: KoaContextWithOIDC, client: Client | undefined): string => {
     const aud = (ctx.oidc.params as { aud?: unknown }).aud;
     if (typeof aud !== 'string' || !aud) {
       throw new errors.InvalidRequest('aud is required: the base URL of the FHIR server the app wants to use');
     }
-    return serverFor(servers, client, aud).base;
+    return audienceFor(audiences, client, aud);
   };
 }
 
-export interface AuthorizeRuleDeps {
-  fhirServers: readonly FhirServer[];
+export interface AuthorizeRuleDeps extends Audiences {
   launches: Pick<LaunchStore, 'get'>;
   hcs: HcsPolicy;
 }
@@ -97,8 +109,8 @@ export function smartAuthorizationParams(deps: AuthorizeRuleDeps) {
         if (resource === undefined) throw new errors.InvalidRequest('aud is required: the base URL of the FHIR server the app wants to use');
         return;
       }
-      const server = serverFor(deps.fhirServers, client, value);
-      if (typeof resource !== 'string' || normaliseBase(resource) !== server.base) {
+      const audience = audienceFor(deps, client, value);
+      if (typeof resource !== 'string' || normaliseBase(resource) !== audience) {
         throw new errors.InvalidRequest('aud and resource must name the same FHIR server');
       }
     },
