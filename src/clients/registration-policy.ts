@@ -92,8 +92,10 @@ function withinCeiling(scope: string, ceiling: readonly string[]): boolean {
  * Refuses (RFC 7591 `invalid_client_metadata`) a registration or update outside the ceiling, naming
  * the rule. Administrative scopes are checked first and whatever the ceiling says. A missing or
  * malformed kind is refused here too; malformed scope patterns are left to the metadata validator.
+ * A kind inferred from standard metadata (standard-metadata.ts) is held to the same ceiling, and
+ * its refusal says what it was inferred from.
  */
-export function assertWithinCeiling(properties: Record<string, unknown>, ceiling: RegistrationCeiling, via: string): void {
+export function assertWithinCeiling(properties: Record<string, unknown>, ceiling: RegistrationCeiling, via: string, inferredKindBasis?: string): void {
   const scopes = requestedScopes(properties);
   for (const scope of scopes.all) {
     const reason = administrativeReason(scope);
@@ -102,7 +104,10 @@ export function assertWithinCeiling(properties: Record<string, unknown>, ceiling
   const kind = properties.smart_client_kind;
   const allowedKinds = ceiling.kinds.join(', ') || 'none';
   if (typeof kind !== 'string') fail(`smart_client_kind is required; ${via} allows ${allowedKinds}`);
-  if (!(ceiling.kinds as string[]).includes(kind)) fail(`smart_client_kind ${quote(kind)} is not allowed by ${via} (it allows ${allowedKinds})`);
+  if (!(ceiling.kinds as string[]).includes(kind)) {
+    const inferred = inferredKindBasis ? ` (inferred from ${inferredKindBasis}; smart_client_kind was not sent)` : '';
+    fail(`smart_client_kind ${quote(kind)}${inferred} is not allowed by ${via} (it allows ${allowedKinds})`);
+  }
   for (const scope of scopes.bounded) {
     if (!withinCeiling(scope, ceiling.scopes)) fail(`scope ${quote(scope)} is not allowed by ${via} (it allows scopes within: ${ceiling.scopes.join(' ') || 'none'})`);
   }
