@@ -13,6 +13,8 @@ import { verifyClientSecret } from './clients/secrets.js';
 import { requestContext } from './http/request-context.js';
 import { securityHeaders } from './http/security-headers.js';
 import { errorBoundary, requireRedis } from './http/errors.js';
+import { connectionHealth, type StoreHealth } from './redis/circuit-breaker.js';
+import { isStoreUnavailable } from './redis/unavailable.js';
 import { bodyLimit } from './http/body-limit.js';
 import { metricsAccessFor, opsRoutes } from './ops/health.js';
 import { smartConfigurationRoutes } from './discovery/smart-configuration.js';
@@ -71,6 +73,8 @@ export interface AppDeps {
   jwksFetcher?: JwksFetcher;
   /** The audit trail; main.ts passes one shared across provider rebuilds. */
   audit?: AuditTrail;
+  /** Whether Redis may be used now; main.ts passes its circuit breaker (redis/circuit-breaker.ts). */
+  storeHealth?: StoreHealth;
 }
 
 export function createJwksFetcher(config: Config, logger: Logger): JwksFetcher {
@@ -106,7 +110,8 @@ export function modelAdapter(redis: RedisClient, keyspace: Keyspace): (name: str
 export function buildApp(deps: AppDeps): Provider {
   const { config, logger, redis, keyspace, metrics } = deps;
   defineLuaScripts(redis);
-  const redisReady = () => redis.status === 'ready';
+  const storeHealth = deps.storeHealth ?? connectionHealth(redis);
+  const redisReady = () => storeHealth.available();
   const audit = deps.audit ?? createAuditTrail({ config, redis, keyspace, logger, metrics });
   const adapters = modelAdapter(redis, keyspace);
   const fetcher = deps.jwksFetcher ?? createJwksFetcher(config, logger);
@@ -187,10 +192,11 @@ export function buildApp(deps: AppDeps): Provider {
   // Emitted synchronously right before the authorization code is made from the grant.
   provider.on('authorization.accepted', (ctx) => includeGrantedNarrowings(ctx));
   provider.on('server_error', (ctx, err) => {
+    if (isStoreUnavailable(err)) return logger.warn({ err: { message: err.message }, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'store unavailable');
     logger.error({ err, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'oidc-provider server error');
   });
 
-  const ops = opsRoutes(redis, metrics, deps.isShuttingDown ?? (() => false), metricsAccessFor(config.metrics, config.mode));
+  const ops = opsRoutes(storeHealth, metrics, deps.isShuttingDown ?? (() => false), metricsAccessFor(config.metrics, config.mode));
   const discovery = smartConfigurationRoutes(config);
   const csrf = new InteractionCsrf(deps.cookieKeys);
   // The pickers search the FHIR server with a token this server mints for its own internal client

@@ -6,6 +6,7 @@ import { resolveCookieKeys } from './config/cookie-keys.js';
 import { listen, readTls } from './server.js';
 import { startKeyWatcher } from './keys/keystore.js';
 import { KeyStoreError } from './keys/errors.js';
+import { circuitBreakerFor, connectionHealth, type StoreHealth } from './redis/circuit-breaker.js';
 
 const KEY_RELOAD_INTERVAL_MS = 30_000;
 
@@ -46,6 +47,9 @@ async function main(): Promise<void> {
   const { redis, keyspace, keystore } = runtime;
   const metrics = new Metrics();
   let shuttingDown = false;
+  // Until the server listens, start-up work keeps the client's own timeouts; then the circuit
+  // breaker gives each command the serving budget and fails fast while Redis does not answer.
+  let storeHealth: StoreHealth = connectionHealth(redis);
 
   const keys = await keystore.ensureKeys();
   const cookieKeys = await resolveCookieKeys(config, redis, keyspace);
@@ -53,7 +57,18 @@ async function main(): Promise<void> {
   const { createAuditTrail } = await import('./audit/trail.js');
   const audit = createAuditTrail({ config, redis, keyspace, logger, metrics });
   const build = (jwks: Awaited<ReturnType<typeof keystore.providerJwks>>) =>
-    buildApp({ config, logger, redis, keyspace, metrics, jwks, cookieKeys, isShuttingDown: () => shuttingDown, audit });
+    buildApp({
+      config,
+      logger,
+      redis,
+      keyspace,
+      metrics,
+      jwks,
+      cookieKeys,
+      isShuttingDown: () => shuttingDown,
+      audit,
+      storeHealth: { available: () => storeHealth.available(), ping: (timeoutMs) => storeHealth.ping(timeoutMs) },
+    });
 
   let app = build(keys.jwks);
   const registry = clientRegistryFor(app, redis, keyspace);
@@ -73,6 +88,14 @@ async function main(): Promise<void> {
   if ('open' in metricsAccess && !metricsAccess.open) {
     logger.warn('/metrics is off: set AUTHZ_METRICS_TOKEN for scrapers (or AUTHZ_METRICS_OPEN=true on a private network)');
   }
+  const breaker = circuitBreakerFor(redis, {
+    commandTimeoutMs: config.http.redisCommandTimeoutMs,
+    onChange: (state, reason) => {
+      if (state === 'open') logger.warn({ reason }, 'Redis is not answering: requests get 503 until a PING succeeds');
+      else logger.info('Redis answers again');
+    },
+  });
+  storeHealth = breaker;
   const http = await listen(config, app.callback(), logger);
 
   // Consents also go to a FHIR server when one is configured; the outbox in Redis holds them
@@ -101,15 +124,20 @@ async function main(): Promise<void> {
     { since: keys.version, onError: (err) => logger.error({ err: { message: (err as Error).message } }, 'signing key reload failed') },
   );
 
+  const drainMs = config.http.shutdownDrainMs ?? (config.mode === 'production' ? 5_000 : 1_000);
   const shutdown = async (signal: string) => {
     if (shuttingDown) return;
+    // From here /readyz answers 503; the port stays open for the drain so that a load balancer
+    // sees the instance leave instead of refused connections.
     shuttingDown = true;
-    logger.info({ signal }, 'shutting down');
+    logger.info({ signal, drainMs }, 'shutting down');
     stopWatching();
+    await http.drain(drainMs);
     await http.close(config.http.shutdownGraceMs);
     await consentOutbox?.stop();
     // Events of requests that finished during the grace period are appended before Redis closes.
     await audit.close();
+    breaker.stop();
     await runtime.close();
     logger.info('stopped');
     process.exit(0);

@@ -13,6 +13,11 @@ export interface HttpServer {
   port: number;
   /** Swaps the request handler (e.g. a provider rebuilt with rotated keys) without dropping connections. */
   setHandler(handler: Handler): void;
+  /**
+   * Keeps accepting for `drainMs` while every response asks the client to close its connection,
+   * so a load balancer that saw /readyz turn 503 moves traffic away before the port closes.
+   */
+  drain(drainMs: number): Promise<void>;
   /** Stops accepting, lets in-flight requests finish within the grace period, then closes. */
   close(graceMs: number): Promise<void>;
 }
@@ -32,7 +37,12 @@ export function readTls(config: Config): { cert: Buffer; key: Buffer } | undefin
 
 export async function listen(config: Config, initial: Handler, logger: Logger): Promise<HttpServer> {
   let handler = initial;
-  const dispatch: Handler = (req, res) => handler(req, res);
+  let draining = false;
+  const dispatch: Handler = (req, res) => {
+    // Node ends the connection after a response that carries `Connection: close`.
+    if (draining) res.setHeader('Connection', 'close');
+    handler(req, res);
+  };
   const tls = readTls(config);
   const server = tls
     ? createHttpsServer({ ...tls, minVersion: 'TLSv1.2' }, dispatch)
@@ -58,7 +68,13 @@ export async function listen(config: Config, initial: Handler, logger: Logger): 
     setHandler(next) {
       handler = next;
     },
+    async drain(drainMs) {
+      draining = true;
+      if (drainMs > 0) logger.info({ drainMs }, 'draining: /readyz answers 503, connections close after each response');
+      await new Promise((resolve) => setTimeout(resolve, drainMs));
+    },
     async close(graceMs) {
+      draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(() => {

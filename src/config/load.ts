@@ -56,6 +56,8 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_BODY_LIMIT', 'http.bodyLimit', 'string'],
   ['AUTHZ_FRAME_ANCESTORS', 'http.frameAncestors', 'words'],
   ['AUTHZ_SHUTDOWN_GRACE_MS', 'http.shutdownGraceMs', 'int'],
+  ['AUTHZ_SHUTDOWN_DRAIN_MS', 'http.shutdownDrainMs', 'int'],
+  ['AUTHZ_REDIS_COMMAND_TIMEOUT_MS', 'http.redisCommandTimeoutMs', 'int'],
   ['AUTHZ_METRICS_TOKEN', 'metrics.token', 'string'],
   ['AUTHZ_METRICS_OPEN', 'metrics.open', 'bool'],
   ['AUTHZ_LOG_LEVEL', 'log.level', 'string'],

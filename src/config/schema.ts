@@ -150,8 +150,15 @@ export const configSchema = z
         /** CSP frame-ancestors sources; `'none'` forbids framing entirely. */
         frameAncestors: z.array(z.string().min(1)).min(1).default(["'none'"]),
         shutdownGraceMs: z.number().int().min(0).default(10_000),
+        /**
+         * After SIGTERM, how long /readyz answers 503 and responses close their connections while
+         * the listener still accepts (load balancers notice); unset: 5000 in production, 1000 in development.
+         */
+        shutdownDrainMs: z.number().int().min(0).optional(),
+        /** Budget of one Redis command while serving; past it the store counts as unavailable (503). */
+        redisCommandTimeoutMs: z.number().int().min(50).max(10_000).default(500),
       })
-      .default({ bodyLimit: '100kb', frameAncestors: ["'none'"], shutdownGraceMs: 10_000 }),
+      .default({ bodyLimit: '100kb', frameAncestors: ["'none'"], shutdownGraceMs: 10_000, redisCommandTimeoutMs: 500 }),
     /**
      * Who may read `/metrics`. With a token, scrapers send it as a bearer token; without one,
      * development serves it openly and production not at all unless `open` says the network

@@ -1,6 +1,7 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import { renderView } from './views.js';
+import { STORE_RETRY_AFTER_SECONDS, isStoreUnavailable } from '../redis/unavailable.js';
 
 /** Paths whose callers are programs: they always get JSON errors, whatever they `Accept`. */
 const API_PATHS = [/^\/token$/, /^\/introspect$/, /^\/revoke$/, /^\/register(\/|$)/, /^\/userinfo$/, /^\/\.well-known\//, /^\/metrics$/, /^\/(healthz|readyz)$/, /^\/api\//, /^\/scim\//];
@@ -48,6 +49,32 @@ export async function respondWithError(ctx: Context, status: number, error: stri
   });
 }
 
+const UNAVAILABLE = 'The service cannot reach its data store. Try again shortly.';
+
+/**
+ * 503 + Retry-After because the store cannot answer, in the wire format of the endpoint: a SCIM
+ * error under /scim/, an OperationOutcome under /fhir/, OAuth error JSON for programs, an HTML
+ * page for people.
+ */
+export async function respondStoreUnavailable(ctx: Context): Promise<void> {
+  ctx.set('Retry-After', String(STORE_RETRY_AFTER_SECONDS));
+  if (ctx.path.startsWith('/scim/')) {
+    ctx.status = 503;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = JSON.stringify({ schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '503', detail: UNAVAILABLE });
+    ctx.type = 'application/scim+json; charset=utf-8';
+    return;
+  }
+  if (ctx.path.startsWith('/fhir/')) {
+    ctx.status = 503;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient', diagnostics: UNAVAILABLE }] });
+    ctx.type = 'application/fhir+json; charset=utf-8';
+    return;
+  }
+  await respondWithError(ctx, 503, 'temporarily_unavailable', UNAVAILABLE);
+}
+
 /**
  * Outermost error boundary for everything that is not an oidc-provider route (those render
  * through `renderError`). Unknown routes answer 404 instead of falling off the end; unexpected
@@ -59,11 +86,11 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) {
         await respondWithError(ctx, 404, 'not_found', `Nothing is served at ${ctx.method} ${ctx.path}.`);
-      } else if (ctx.status >= 500 && !redisReady()) {
-        // oidc-provider turns a failed store call into server_error; when the cause is the store
-        // being down, say so: clients should retry later rather than treat it as a bug.
-        await respondWithError(ctx, 503, 'temporarily_unavailable', 'The service cannot reach its data store. Try again shortly.');
-        ctx.set('Retry-After', '5');
+      } else if (ctx.status >= 500 && ctx.status !== 503 && !redisReady()) {
+        // oidc-provider turns a failed store call into server_error ("oops! something went
+        // wrong"); when the cause is the store being down, say so: clients should retry later
+        // rather than treat it as a bug.
+        await respondStoreUnavailable(ctx);
       }
     } catch (err) {
       if (err instanceof HttpError) {
@@ -77,9 +104,9 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
         await respondWithError(ctx, status, status === 413 ? 'request_too_large' : 'invalid_request', (err as Error).message);
         return;
       }
-      if (!redisReady()) {
-        await respondWithError(ctx, 503, 'temporarily_unavailable', 'The service cannot reach its data store. Try again shortly.');
-        ctx.set('Retry-After', '5');
+      if (isStoreUnavailable(err) || !redisReady()) {
+        logger.warn({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'store unavailable');
+        await respondStoreUnavailable(ctx);
         return;
       }
       logger.error({ err, requestId: ctx.state.requestId }, 'unhandled error');
@@ -92,8 +119,7 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
 export function requireRedis(redisReady: () => boolean, exempt: RegExp) {
   return async function redisGate(ctx: Context, next: Next): Promise<void> {
     if (!exempt.test(ctx.path) && !redisReady()) {
-      await respondWithError(ctx, 503, 'temporarily_unavailable', 'The service cannot reach its data store. Try again shortly.');
-      ctx.set('Retry-After', '5');
+      await respondStoreUnavailable(ctx);
       return;
     }
     await next();

@@ -6,6 +6,7 @@ import { sessionStillOpen, type FoundToken } from '../introspection/token-lookup
 import { normaliseBase } from '../provider/fhir-servers.js';
 import { ownApiAudience } from '../provider/own-api.js';
 import { parseScope, type Permission } from '../smart/scopes.js';
+import { STORE_RETRY_AFTER_SECONDS, isStoreUnavailable } from '../redis/unavailable.js';
 
 /**
  * What this server's FHIR APIs (/fhir/Consent, /fhir/AuditEvent) share: FHIR errors as
@@ -77,7 +78,10 @@ export function fhirErrorBoundary(logger: Logger, api: string, translate: (err: 
       if (!problem) {
         const status = (err as { status?: number }).status ?? 500;
         if ((err as { expose?: boolean }).expose && status < 500) problem = new FhirError(status, 'invalid', (err as Error).message);
-        else {
+        else if (isStoreUnavailable(err)) {
+          logger.warn({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, `${api} request: store unavailable`);
+          problem = new FhirError(503, 'transient', 'The service cannot reach its data store. Try again shortly.', { 'Retry-After': String(STORE_RETRY_AFTER_SECONDS) });
+        } else {
           logger.error({ err, requestId: ctx.state.requestId }, `${api} request failed`);
           problem = new FhirError(500, 'exception', 'an unexpected error occurred');
         }

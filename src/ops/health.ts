@@ -1,14 +1,18 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { RedisClient } from '../redis/connection.js';
+import type { StoreHealth } from '../redis/circuit-breaker.js';
 import type { Metrics } from './metrics.js';
 import { STATIC_CSS } from '../http/views.js';
 
 /**
  * `/healthz` answers while the process can serve HTTP at all (liveness); `/readyz` also proves a
  * Redis round trip (readiness: take the instance out of the load balancer, don't restart it).
+ * `/readyz` answers within READY_TIMEOUT_MS whatever Redis does: a load balancer's probe must not
+ * hang on the store it is asking about.
  */
+export const READY_TIMEOUT_MS = 250;
+
 /** How `/metrics` is guarded: a bearer token, open (development, or a private network), or off. */
 export type MetricsAccess = { token: string } | { open: boolean };
 
@@ -17,7 +21,7 @@ export function metricsAccessFor(settings: { token?: string; open?: boolean }, m
   return { open: settings.open ?? mode === 'development' };
 }
 
-export function opsRoutes(redis: RedisClient, metrics: Metrics, isShuttingDown: () => boolean, access: MetricsAccess): Router {
+export function opsRoutes(store: StoreHealth, metrics: Metrics, isShuttingDown: () => boolean, access: MetricsAccess): Router {
   const mayReadMetrics = metricsGuard(access);
   const router = new Router();
   router.get('/healthz', (ctx) => {
@@ -31,11 +35,9 @@ export function opsRoutes(redis: RedisClient, metrics: Metrics, isShuttingDown: 
       ctx.body = { status: 'shutting_down' };
       return;
     }
-    try {
-      if (redis.status !== 'ready') throw new Error('not connected');
-      await redis.ping();
+    if (store.available() && (await store.ping(READY_TIMEOUT_MS))) {
       ctx.body = { status: 'ready', redis: 'ok' };
-    } catch {
+    } else {
       ctx.status = 503;
       ctx.body = { status: 'unavailable', redis: 'unreachable' };
     }

@@ -5,7 +5,8 @@ import { SMART_CLIENT_PROPERTIES, createClientMetadataValidator } from '../clien
 import { smartRegistrationPolicy } from '../clients/registration-http.js';
 import { RegistrationTokens, SMART_REGISTRATION_POLICY } from '../clients/registration-tokens.js';
 import { renderView } from '../http/views.js';
-import { isApiRequest } from '../http/errors.js';
+import { isApiRequest, respondStoreUnavailable } from '../http/errors.js';
+import { isStoreUnavailable } from '../redis/unavailable.js';
 import { findFhirServer, normaliseBase } from './fhir-servers.js';
 import { isOwnApi, isOwnApiScope, ownApiAudience, ownApiScopes } from './own-api.js';
 import { downscope } from '../smart/scopes.js';
@@ -302,7 +303,9 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
         },
       },
     },
-    renderError: async (ctx: KoaContextWithOIDC, out, _error) => {
+    renderError: async (ctx: KoaContextWithOIDC, out, error) => {
+      // Not "oops! something went wrong": the store being unreachable is a 503 worth retrying.
+      if (isStoreUnavailable(error)) return respondStoreUnavailable(ctx);
       ctx.set('Cache-Control', 'no-store');
       if (isApiRequest(ctx)) {
         ctx.body = out;

@@ -3,6 +3,8 @@ import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { parseSize } from '../http/body-limit.js';
+import { respondStoreUnavailable } from '../http/errors.js';
+import { isStoreUnavailable } from '../redis/unavailable.js';
 import type { GroupStore } from '../users/group-store.js';
 import type { ScimGroup, ScimUser } from '../users/model.js';
 import type { UserStore } from '../users/user-store.js';
@@ -52,6 +54,11 @@ function scimErrors(logger: Logger) {
       const status = (err as { status?: number }).status;
       if (status && status >= 400 && status < 500 && (err as { expose?: boolean }).expose) {
         sendScim(ctx, status, new ScimError(status, undefined, (err as Error).message).body());
+        return;
+      }
+      if (isStoreUnavailable(err)) {
+        logger.warn({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'SCIM request: store unavailable');
+        await respondStoreUnavailable(ctx);
         return;
       }
       logger.error({ err, requestId: ctx.state.requestId }, 'SCIM request failed');

@@ -10,6 +10,8 @@ export interface RedisServerHandle {
   stop(): Promise<void>;
   /** Start again on the same port and data dir (for outage/recovery tests). */
   restart(): Promise<void>;
+  /** Sends a signal to the redis-server process (SIGSTOP / SIGCONT: a hung Redis). */
+  signal(signal: NodeJS.Signals): void;
 }
 
 export const freePort = freeLoopbackPort;
@@ -58,6 +60,9 @@ export async function startRedisServer(): Promise<RedisServerHandle> {
     },
     async restart() {
       await launch();
+    },
+    signal(signal) {
+      proc?.kill(signal);
     },
   };
 }
