@@ -149,7 +149,7 @@ export function buildApp(deps: AppDeps): Provider {
       launches,
       grantContexts,
       consents,
-      smartPrompts: { launches, recorder, users, fhirServers: config.fhirServers, fhirUserBase, staffRoles: config.hcs.staffRoles, consents },
+      smartPrompts: { launches, recorder, users, fhirServers: config.fhirServers, fhirUserBase, staffRoles: config.hcs.staffRoles, consents, rememberConsent: config.consents.remember },
       // JWT access tokens are self-contained, so revocation needs server-side state: a marker
       // per jti, in the grant index like any token, that introspection and revocation consult.
       onJwtAccessToken: async (token, payload) => {
@@ -218,6 +218,7 @@ export function buildApp(deps: AppDeps): Provider {
       staffRoles: config.hcs.staffRoles,
       consents,
       consentLifetimes,
+      rememberConsent: config.consents.remember,
       issuer: config.issuer,
       logger,
     }),

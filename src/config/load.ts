@@ -64,6 +64,7 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_NEED_PATIENT_BANNER', 'smart.needPatientBanner', 'bool'],
   ['AUTHZ_CONSENT_FHIR_SERVER', 'consents.fhirServer', 'string'],
   ['AUTHZ_CONSENT_FHIR_TOKEN', 'consents.fhirServerToken', 'string'],
+  ['AUTHZ_CONSENT_REMEMBER', 'consents.remember', 'string'],
   ['AUTHZ_HCS_POLICY', 'hcs', 'jsonFile'],
   ['AUTHZ_HCS_DEFAULT_CEILING', 'hcs.defaultCeiling', 'string'],
   ['AUTHZ_HCS_CHECK_CLIENT_PURPOSES', 'hcs.checks.clientPurposes', 'string'],

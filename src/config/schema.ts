@@ -172,8 +172,10 @@ export const configSchema = z
         fhirServer: baseUrl.optional(),
         /** Bearer token for that FHIR server. */
         fhirServerToken: z.string().min(1).optional(),
+        /** When a covering Consent spares the consent page (smart/interactions/consent-gate.ts). */
+        remember: z.enum(['silent', 'always', 'never']).default('silent'),
       })
-      .default({}),
+      .prefault({}),
     /** HL7 HCS policy: purposes of use, obligations, ceilings, break the glass (hcs/policy.ts). */
     hcs: hcsPolicySchema.prefault({}),
     audit: z
