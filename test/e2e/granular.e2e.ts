@@ -78,7 +78,7 @@ function box(s: BrowserSession, scope: string) {
 async function allowWith(s: BrowserSession, started: Started, changes: { untick?: string[]; tick?: string[] }): Promise<{ granted: string[]; ticked: string[] }> {
   for (const scope of changes.untick ?? []) await box(s, scope).uncheck();
   for (const scope of changes.tick ?? []) await box(s, scope).check();
-  const ticked = await s.page.locator('form[action$="/consent"] input[name="scope"]:checked').evaluateAll((inputs) => inputs.map((i) => (i as HTMLInputElement).value));
+  const ticked = await s.page.locator('form[action$="/consent"] input[name="scope"]:checked').evaluateAll((inputs) => inputs.map((i) => (i as unknown as { value: string }).value));
   await decide(s, 'allow');
   await s.page.waitForURL(`${redirectUri}**`);
   const tokens = await client.authorizationCodeGrant(config, new URL(s.page.url()), { pkceCodeVerifier: started.verifier, expectedState: started.state, idTokenExpected: true });
