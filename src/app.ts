@@ -249,7 +249,7 @@ export function buildApp(deps: AppDeps): Provider {
     // Registered at start-up by main.ts, or here on first use on a fresh store.
     ensureClient: () => ensureManageClient(registry, config.issuer),
     logger,
-    auditStore,
+    audit: { store: auditStore, trail: audit },
   });
 
   provider.use(requestContext(logger, metrics));
