@@ -56,6 +56,8 @@ import { createAuditTrail, type AuditTrail } from './audit/trail.js';
 import { AuditStore } from './audit/store.js';
 import { auditRoutes } from './audit/routes.js';
 import { apiTokens } from './http/fhir-api.js';
+import { ownApiAudience } from './provider/own-api.js';
+import { adminApiAudience } from './provider/admin-apis.js';
 import { noteProviderOutcomes, providerAudit } from './audit/hooks/provider-audit.js';
 
 export interface AppDeps {
@@ -230,9 +232,9 @@ export function buildApp(deps: AppDeps): Provider {
   const userinfo = userinfoRoutes({ lookup, adapters, findAccount: accounts });
   const launchApi = launchRoutes({ config, auth: callerAuth, launches, users, audit });
 
-  const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup, config, logger, audit });
-  // The Consent, Provenance and AuditEvent APIs take only tokens for this server's own API audience.
-  const ownApiTokens = apiTokens(lookup, adapters, config.issuer);
+  // SCIM, and the Consent, Provenance and AuditEvent APIs, take only tokens for their own audience.
+  const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup: apiTokens(lookup, adapters, adminApiAudience(config.issuer, 'scim')), config, logger, audit });
+  const ownApiTokens = apiTokens(lookup, adapters, ownApiAudience(config.issuer));
   const consentApi = consentRoutes({ consents, lookup: ownApiTokens, config, logger });
   const provenanceApi = provenanceRoutes({ consents, lookup: ownApiTokens, config, logger });
   const auditStore = new AuditStore(redis, keyspace);
@@ -248,7 +250,7 @@ export function buildApp(deps: AppDeps): Provider {
     // Registered at start-up by main.ts, or here on first use on a fresh store.
     ensureClient: () => ensureManageClient(registry, config.issuer),
     logger,
-    auditStore,
+    audit: { store: auditStore, trail: audit },
   });
 
   provider.use(requestContext(logger, metrics));

@@ -71,3 +71,39 @@ export function applyKindDefaults(input: Record<string, unknown>): Record<string
   if (kind === 'resource_server') out.smart_scopes ??= [];
   return out;
 }
+
+/** RFC 7591 §2: what a registration that leaves these out asks for. */
+const RFC7591_DEFAULT_AUTH_METHOD = 'client_secret_basic';
+const RFC7591_DEFAULT_GRANTS: readonly string[] = ['authorization_code'];
+
+const APP_KIND_BY_AUTH_METHOD: Readonly<Record<string, SmartClientKind>> = {
+  none: 'public_app',
+  client_secret_basic: 'confidential_symmetric',
+  client_secret_post: 'confidential_symmetric',
+  private_key_jwt: 'confidential_asymmetric',
+};
+
+export type KindInference = { kind: SmartClientKind; basis: string } | { problem: string };
+
+const HOW_TO_NAME_A_KIND =
+  'send smart_client_kind, or token_endpoint_auth_method "none", "client_secret_basic", "client_secret_post" or "private_key_jwt" with grant_types ["authorization_code"] (optionally with "refresh_token") for an app, or "private_key_jwt" with grant_types ["client_credentials"] for a backend service';
+
+/**
+ * The SMART kind standard RFC 7591 / OpenID registration metadata names, for registrants (OpenID
+ * dynamic-registration clients) that do not know `smart_client_kind`. Absent members take their
+ * RFC 7591 defaults, so a bare registration is a confidential app with a secret, as the RFC says.
+ * Only the four unambiguous shapes map to a kind; anything else (a resource server, an EHR
+ * launcher, a mix of flows) must say which kind it is.
+ */
+export function inferKind(metadata: Record<string, unknown>): KindInference {
+  const method = metadata.token_endpoint_auth_method ?? RFC7591_DEFAULT_AUTH_METHOD;
+  const grants = metadata.grant_types ?? RFC7591_DEFAULT_GRANTS;
+  const basis = `token_endpoint_auth_method ${JSON.stringify(method)} and grant_types ${JSON.stringify(grants)}`;
+  const unknown = (): KindInference => ({ problem: `smart_client_kind is missing and ${basis} name no single SMART client kind: ${HOW_TO_NAME_A_KIND}` });
+  if (typeof method !== 'string' || !Array.isArray(grants) || !grants.every((g) => typeof g === 'string')) return unknown();
+  const grantSet = new Set(grants as string[]);
+  const appFlow = grantSet.has('authorization_code') && [...grantSet].every((g) => g === 'authorization_code' || g === 'refresh_token');
+  if (appFlow && Object.hasOwn(APP_KIND_BY_AUTH_METHOD, method)) return { kind: APP_KIND_BY_AUTH_METHOD[method]!, basis };
+  if (method === 'private_key_jwt' && grantSet.size === 1 && grantSet.has('client_credentials')) return { kind: 'backend_service', basis };
+  return unknown();
+}

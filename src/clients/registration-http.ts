@@ -11,6 +11,7 @@ import {
 } from './registration-policy.js';
 import type { RegistrationTokens } from './registration-tokens.js';
 import { generateClientSecret, isHashedClientSecret, verifyClientSecret } from './secrets.js';
+import { readStandardMetadata } from './standard-metadata.js';
 import { parseSize } from '../http/body-limit.js';
 
 type NeedsSecret = { needsSecret(metadata: Record<string, unknown>): boolean };
@@ -35,6 +36,21 @@ function settleKindAndSecret(ctx: KoaContextWithOIDC, properties: Record<string,
 }
 
 const USED_UP = 'initial access token has no registrations left';
+const VIA_TOKEN = 'this initial access token';
+const VIA_RECORDED = 'the initial access token this client was registered with';
+
+/**
+ * Reads standard metadata (`scope`, a kind inferred from the auth method and grants), fills what
+ * the kind implies and holds the result to `ceiling`. Runs once the ceiling is known, so a request
+ * with a spent or unknown token is answered as such whatever its metadata says.
+ */
+function boundMetadata(ctx: KoaContextWithOIDC, properties: Record<string, unknown>, ceiling: RegistrationCeiling, via: string, currentScopes?: string[]): void {
+  const allowedKinds = `${via} allows ${ceiling.kinds.join(', ') || 'no kind'}`;
+  const reading = readStandardMetadata(properties, { allowedKinds, ...(currentScopes ? { currentScopes } : {}) });
+  settleKindAndSecret(ctx, properties);
+  assertWithinCeiling(properties, ceiling, via, reading.inferredKindBasis);
+  properties[CEILING_PROPERTY] = ceiling;
+}
 
 /**
  * RFC 7591: the initial access token's own policy bounds the registration, and one of its uses is
@@ -46,9 +62,7 @@ async function applyTokenPolicy(ctx: KoaContextWithOIDC, properties: Record<stri
   if (!iat?.jti) throw new errors.InvalidToken('initial access token not found');
   const policy = await deps.tokens.policyOf(iat.jti);
   if (!policy) throw new errors.InvalidToken(USED_UP);
-  const ceiling: RegistrationCeiling = { kinds: policy.kinds, scopes: policy.scopes };
-  assertWithinCeiling(properties, ceiling, 'this initial access token');
-  properties[CEILING_PROPERTY] = ceiling;
+  boundMetadata(ctx, properties, { kinds: policy.kinds, scopes: policy.scopes }, VIA_TOKEN);
   await (ctx.oidc.provider.Client as unknown as ClientModel).validate(properties);
   const left = await deps.tokens.takeUse(iat.jti);
   if (left === undefined) throw new errors.InvalidToken(USED_UP);
@@ -63,15 +77,16 @@ async function applyTokenPolicy(ctx: KoaContextWithOIDC, properties: Record<stri
 function applyRecordedCeiling(ctx: KoaContextWithOIDC, properties: Record<string, unknown>): void {
   const client = ctx.oidc.client as unknown as Record<string, unknown> | undefined;
   if (!client) throw new errors.InvalidToken('client not found');
-  const ceiling = asCeiling(client[CEILING_PROPERTY]) ?? ownCeiling(client);
-  assertWithinCeiling(properties, ceiling, 'the initial access token this client was registered with');
-  properties[CEILING_PROPERTY] = ceiling;
+  boundMetadata(ctx, properties, asCeiling(client[CEILING_PROPERTY]) ?? ownCeiling(client), VIA_RECORDED, scopesOf(client));
+}
+
+function scopesOf(client: Record<string, unknown>): string[] {
+  return Array.isArray(client.smart_scopes) ? client.smart_scopes.filter((s): s is string => typeof s === 'string') : [];
 }
 
 function ownCeiling(client: Record<string, unknown>): RegistrationCeiling {
   const kind = client.smart_client_kind;
-  const scopes = Array.isArray(client.smart_scopes) ? client.smart_scopes.filter((s): s is string => typeof s === 'string') : [];
-  return { kinds: isSmartClientKind(kind) ? [kind] : [], scopes: scopes.filter((s) => !administrativeReason(s)) };
+  return { kinds: isSmartClientKind(kind) ? [kind] : [], scopes: scopesOf(client).filter((s) => !administrativeReason(s)) };
 }
 
 /**
@@ -81,7 +96,6 @@ function ownCeiling(client: Record<string, unknown>): RegistrationCeiling {
  */
 export function smartRegistrationPolicy(deps: RegistrationPolicyDeps) {
   return async function registrationPolicy(ctx: KoaContextWithOIDC, properties: Record<string, unknown>): Promise<void> {
-    settleKindAndSecret(ctx, properties);
     switch (ctx.oidc.route) {
       case 'registration':
         await applyTokenPolicy(ctx, properties, deps);
@@ -141,7 +155,11 @@ export function registrationSecretHandling(bodyLimit: string, findClient: (id: s
       delete out.client_secret;
       delete out.client_secret_expires_at;
     }
-    // The ceiling is ours to enforce, not metadata the registrant manages.
-    if ((route === 'registration' || route === 'client' || route === 'client_update') && out && typeof out === 'object') delete out[CEILING_PROPERTY];
+    if ((route === 'registration' || route === 'client' || route === 'client_update') && out && typeof out === 'object') {
+      // The ceiling is ours to enforce, not metadata the registrant manages.
+      delete out[CEILING_PROPERTY];
+      // RFC 7591 names a client's scopes `scope`: registrants that know only the standard read them there.
+      if (Array.isArray(out.smart_scopes)) out.scope = out.smart_scopes.join(' ');
+    }
   };
 }

@@ -37,7 +37,7 @@ export interface ConsentDecision {
   purposes?: string[];
   /** How long the permit lasts: the grant's lifetime. */
   periodSeconds: number;
-  /** The performer's clearance: data labelled above it stays denied (a nested deny provision). */
+  /** The confidentiality ceiling of the access (the tokens' one): data labelled above it stays denied (a nested deny provision). */
   clearance?: Clearance;
   /** The grant the permit is for, when it already exists. */
   grantId?: string;

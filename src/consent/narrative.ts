@@ -54,6 +54,6 @@ export function consentNarrative(consent: Consent): Narrative {
   const period = provision?.period;
   if (period?.start) lines.push(paragraph(period.end ? `Valid from ${period.start} until ${period.end}.` : `Recorded on ${period.start}.`));
   const excluded = provision?.provision?.flatMap((p) => p.securityLabel?.map((l) => l.code) ?? []) ?? [];
-  if (excluded.length) lines.push(paragraph(`Except data labelled ${excluded.join(', ')} (above the user's clearance).`));
+  if (excluded.length) lines.push(paragraph(`Except data labelled ${excluded.join(', ')} (above the confidentiality level this access allows).`));
   return { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">${lines.join('')}</div>` };
 }

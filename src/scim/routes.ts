@@ -6,7 +6,7 @@ import { parseSize } from '../http/body-limit.js';
 import type { GroupStore } from '../users/group-store.js';
 import type { ScimGroup, ScimUser } from '../users/model.js';
 import type { UserStore } from '../users/user-store.js';
-import { requireScimToken, type TokenFinder } from './auth.js';
+import { requireScimToken, type ScimTokens } from './auth.js';
 import { readScimJson, sendScim } from './body.js';
 import { allResourceTypes, allSchemas, resourceTypeResource, schemaResource, serviceProviderConfig } from './discovery.js';
 import { ScimError, invalidSyntax, invalidValue, notFound } from './errors.js';
@@ -31,7 +31,8 @@ export const SEARCH_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Sear
 export interface ScimDeps {
   store: UserStore;
   groups: GroupStore;
-  lookup: TokenFinder;
+  /** Tokens for SCIM's own audience, `<issuer>/scim/v2` (provider/admin-apis.ts). */
+  lookup: ScimTokens;
   config: Config;
   logger: Logger;
   /** Every change is recorded before it is answered. */

@@ -1,4 +1,5 @@
 import type { ConsentDecision } from '../../consent/consent-resource.js';
+import type { Clearance } from '../../users/model.js';
 import type { ConsentService } from '../../consent/consent-service.js';
 import type { StoredConsent } from '../../consent/consent-store.js';
 import { ConsentInputError, ConsentNotFoundError, ConsentStateError } from '../../consent/errors.js';
@@ -124,12 +125,19 @@ export interface PermitFacts {
   lifetimes: ConsentLifetimes;
   /** The purposes the grant asserts (the HCS decision); the request's when absent. */
   purposes?: readonly string[];
+  /**
+   * The confidentiality ceiling the grant's tokens carry (the HCS decision: the user's clearance or
+   * the policy default, lowered by rules, raised for break-the-glass). The Consent denies every
+   * label above it, so the record says what the tokens enforce.
+   */
+  ceiling?: Clearance;
 }
 
 /** The ConsentDecision of an Allow (permit) or a Deny for this authorization. */
 export function decisionOf(kind: 'permit' | 'deny', p: PermitFacts, scopes: readonly string[]): ConsentDecision {
   const performer = consentPerformer(p.facts.user);
   if (!performer) throw new ConsentInputError(NO_PERFORMER);
+  const clearance = p.ceiling ?? p.facts.user.clearance;
   return {
     kind,
     patientId: p.patient,
@@ -139,7 +147,7 @@ export function decisionOf(kind: 'permit' | 'deny', p: PermitFacts, scopes: read
     scopes: [...scopes],
     ...((p.purposes ?? p.facts.purposes).length ? { purposes: [...(p.purposes ?? p.facts.purposes)] } : {}),
     periodSeconds: consentSeconds(scopes, p.lifetimes),
-    ...(p.facts.user.clearance ? { clearance: p.facts.user.clearance } : {}),
+    ...(clearance ? { clearance } : {}),
   };
 }
 

@@ -271,7 +271,12 @@ async function decide(ctx: Context, deps: SmartPageDeps): Promise<void> {
       if (!consentPerformer(facts.user)) throw new RecordError('access_denied', NO_PERFORMER);
       // Choices an active Consent already covers were listed as allowed, not offered: they stay.
       remembered = await rememberedFor(deps, facts, interaction, plan.patient, plan.grantable);
-      consent = newConsentStep(deps.consents, { facts, patient: plan.patient, lifetimes: deps.consentLifetimes, ...(plan.hcs ? { purposes: plan.hcs.grant.purposes } : {}) });
+      consent = newConsentStep(deps.consents, {
+        facts,
+        patient: plan.patient,
+        lifetimes: deps.consentLifetimes,
+        ...(plan.hcs ? { purposes: plan.hcs.grant.purposes, ceiling: plan.hcs.grant.ceiling } : {}),
+      });
     }
     let options: RecordOptions = {};
     if (isEmergency(plan)) {
