@@ -131,8 +131,16 @@ export function summarize(r: LoadResult): Record<string, unknown> {
   for (const a of r.answers) byStatus[`${a.kind} ${a.status}${a.error ? ` ${a.error}` : ''}`] = (byStatus[`${a.kind} ${a.status}${a.error ? ` ${a.error}` : ''}`] ?? 0) + 1;
   const ms = r.answers.map((a) => a.ms).sort((a, b) => a - b);
   const pct = (p: number) => ms[Math.min(ms.length - 1, Math.floor((p / 100) * ms.length))] ?? 0;
+  // Per second of the run: answered requests, and how many of them were errors.
+  const timeline: string[] = [];
+  for (const a of r.answers) {
+    const s = Math.floor(a.at / 1000);
+    const [ok, bad] = (timeline[s] ?? '0/0').split('/').map(Number) as [number, number];
+    timeline[s] = a.status === 200 || a.status === 201 ? `${ok + 1}/${bad}` : `${ok}/${bad + 1}`;
+  }
   return {
     requests: r.answers.length,
+    timeline: Array.from(timeline, (x) => x ?? '0/0').join(' '),
     perSecond: Math.round((r.answers.length / r.elapsedMs) * 1000),
     p50: pct(50),
     p95: pct(95),

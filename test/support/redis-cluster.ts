@@ -20,7 +20,7 @@ export interface RedisClusterHandle {
   masterOf(key: string): Promise<number>;
   /** SIGKILLs the node on `port` and waits for it to exit. */
   kill(port: number): Promise<void>;
-  /** Resolves once every live node reports `cluster_state:ok`. */
+  /** Resolves once every live node reports `cluster_state:ok` and every replica is in sync with its master. */
   waitUntilOk(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -81,6 +81,9 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}): 
           '--cluster-node-timeout', String(opts.nodeTimeoutMs ?? 1_000),
           '--save', '',
           '--appendonly', 'no',
+          '--logfile', join(nodeDir, 'redis.log'),
+          // Replicas sync at once: a replica that never finished its first sync cannot take over.
+          '--repl-diskless-sync-delay', '0',
         ],
         { stdio: 'ignore' },
       );
@@ -117,7 +120,11 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}): 
     },
     async waitUntilOk(timeoutMs = 20_000) {
       await waitFor('cluster_state:ok not reached', async () => {
-        for (const n of live()) if (!(await cli(n.port, 'cluster', 'info')).includes('cluster_state:ok')) return false;
+        for (const n of live()) {
+          if (!(await cli(n.port, 'cluster', 'info')).includes('cluster_state:ok')) return false;
+          const replication = await cli(n.port, 'info', 'replication');
+          if (replication.includes('role:slave') && !replication.includes('master_link_status:up')) return false;
+        }
         return true;
       }, timeoutMs);
     },
