@@ -189,6 +189,7 @@ export function buildApp(deps: AppDeps): Provider {
   // Emitted synchronously right before the authorization code is made from the grant.
   provider.on('authorization.accepted', (ctx) => includeGrantedNarrowings(ctx));
   provider.on('server_error', (ctx, err) => {
+    ctx.state.serverError = err;
     logger.error({ err, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'oidc-provider server error');
   });
 

@@ -1,6 +1,7 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import { renderView } from './views.js';
+import { isRedisOutage } from '../redis/outage.js';
 
 /** Paths whose callers are programs: they always get JSON errors, whatever they `Accept`. */
 const API_PATHS = [/^\/token$/, /^\/introspect$/, /^\/revoke$/, /^\/register(\/|$)/, /^\/userinfo$/, /^\/\.well-known\//, /^\/metrics$/, /^\/(healthz|readyz)$/, /^\/api\//, /^\/scim\//];
@@ -59,9 +60,10 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) {
         await respondWithError(ctx, 404, 'not_found', `Nothing is served at ${ctx.method} ${ctx.path}.`);
-      } else if (ctx.status >= 500 && !redisReady()) {
-        // oidc-provider turns a failed store call into server_error; when the cause is the store
-        // being down, say so: clients should retry later rather than treat it as a bug.
+      } else if (ctx.status >= 500 && (!redisReady() || isRedisOutage(ctx.state.serverError))) {
+        // oidc-provider turns a failed store call into server_error (its error is kept in
+        // ctx.state.serverError by app.ts); when the cause is the store being down or failing
+        // over, say so: clients should retry later rather than treat it as a bug.
         await respondWithError(ctx, 503, 'temporarily_unavailable', 'The service cannot reach its data store. Try again shortly.');
         ctx.set('Retry-After', '5');
       }
@@ -77,7 +79,7 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
         await respondWithError(ctx, status, status === 413 ? 'request_too_large' : 'invalid_request', (err as Error).message);
         return;
       }
-      if (!redisReady()) {
+      if (!redisReady() || isRedisOutage(err)) {
         await respondWithError(ctx, 503, 'temporarily_unavailable', 'The service cannot reach its data store. Try again shortly.');
         ctx.set('Retry-After', '5');
         return;

@@ -19,11 +19,17 @@ const commonOptions: RedisOptions = {
 export function createRedis(settings: RedisSettings, options: RedisOptions = {}): RedisClient {
   const opts = { ...commonOptions, ...options, lazyConnect: true };
   if (settings.clusterNodes?.length) {
+    // No auto-pipelining on Cluster: ioredis batches the commands of different slots served by the
+    // same master into one pipeline, guessing each command's slot from its first argument. For a
+    // script called with a variable key count that argument is the count, not a key, so the batch
+    // is refused whole ("All keys in the pipeline should belong to the same slots allocation
+    // group"), and a batch formed before a slot moved fails the same way. Each command goes on its
+    // own instead (docs/operations.md "Redis Cluster" has the measured cost).
     return new Cluster(settings.clusterNodes, {
       enableOfflineQueue: false,
-      enableAutoPipelining: true,
+      enableAutoPipelining: false,
       clusterRetryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
-      redisOptions: { ...opts, password: settings.password, username: settings.username },
+      redisOptions: { ...opts, enableAutoPipelining: false, password: settings.password, username: settings.username },
       lazyConnect: true,
     });
   }

@@ -17,6 +17,7 @@ import { isPlainObject } from './resource-input.js';
 import { ALL_SCHEMAS, GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE } from './schema-definitions.js';
 import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
 import { scimChangeEvents } from '../audit/hooks/scim-audit.js';
+import { isRedisOutage } from '../redis/outage.js';
 
 /**
  * SCIM 2.0 (RFC 7644) at /scim/v2: Users, Groups, searches, and the discovery endpoints, for an
@@ -53,6 +54,13 @@ function scimErrors(logger: Logger) {
       const status = (err as { status?: number }).status;
       if (status && status >= 400 && status < 500 && (err as { expose?: boolean }).expose) {
         sendScim(ctx, status, new ScimError(status, undefined, (err as Error).message).body());
+        return;
+      }
+      if (isRedisOutage(err)) {
+        // The store is failing over or unreachable: a retry later succeeds (RFC 7644 allows 503).
+        logger.warn({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'SCIM request: data store unavailable');
+        ctx.set('Retry-After', '5');
+        sendScim(ctx, 503, new ScimError(503, undefined, 'the service cannot reach its data store; try again shortly').body());
         return;
       }
       logger.error({ err, requestId: ctx.state.requestId }, 'SCIM request failed');
