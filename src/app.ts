@@ -13,6 +13,8 @@ import { verifyClientSecret } from './clients/secrets.js';
 import { requestContext } from './http/request-context.js';
 import { securityHeaders } from './http/security-headers.js';
 import { errorBoundary, requireRedis } from './http/errors.js';
+import { durableWrites } from './http/durable-writes.js';
+import { writeTrackerFor } from './redis/write-acks.js';
 import { bodyLimit } from './http/body-limit.js';
 import { metricsAccessFor, opsRoutes } from './ops/health.js';
 import { smartConfigurationRoutes } from './discovery/smart-configuration.js';
@@ -259,6 +261,8 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(securityHeaders({ frameAncestors: config.http.frameAncestors }));
   provider.use(errorBoundary(logger, redisReady));
   provider.use(ops.routes());
+  // Before anything that writes: answers 503 for what a failing-over Redis may lose (AUTHZ_REDIS_MIN_REPLICAS).
+  provider.use(durableWrites(writeTrackerFor(redis, config.redis), logger));
   provider.use(requireRedis(redisReady, /^\/(healthz|readyz|metrics|static\/)/));
   provider.use(browserPreflight([ROUTES.token, ROUTES.revocation], new PublicClientOrigins(() => registry.list())));
   provider.use(bodyLimit(config.http.bodyLimit));

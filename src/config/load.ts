@@ -26,6 +26,8 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_REDIS_USERNAME', 'redis.username', 'string'],
   ['AUTHZ_REDIS_PASSWORD', 'redis.password', 'string'],
   ['AUTHZ_REDIS_PREFIX', 'redis.prefix', 'string'],
+  ['AUTHZ_REDIS_MIN_REPLICAS', 'redis.minReplicas', 'int'],
+  ['AUTHZ_REDIS_WAIT_TIMEOUT_MS', 'redis.waitTimeoutMs', 'int'],
   ['AUTHZ_DEV_REDIS', 'devRedis', 'bool'],
   ['AUTHZ_DATA_DIR', 'dataDir', 'string'],
   ['AUTHZ_FHIR_SERVERS', 'fhirServers', 'fhirServers'],
