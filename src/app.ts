@@ -13,8 +13,10 @@ import { verifyClientSecret } from './clients/secrets.js';
 import { requestContext } from './http/request-context.js';
 import { securityHeaders } from './http/security-headers.js';
 import { errorBoundary, requireRedis } from './http/errors.js';
+import { durableWrites } from './http/durable-writes.js';
+import { writeTrackerFor } from './redis/write-acks.js';
 import { connectionHealth, type StoreHealth } from './redis/circuit-breaker.js';
-import { isStoreUnavailable } from './redis/unavailable.js';
+import { isRedisOutage } from './redis/outage.js';
 import { bodyLimit } from './http/body-limit.js';
 import { metricsAccessFor, opsRoutes } from './ops/health.js';
 import { smartConfigurationRoutes } from './discovery/smart-configuration.js';
@@ -58,6 +60,8 @@ import { createAuditTrail, type AuditTrail } from './audit/trail.js';
 import { AuditStore } from './audit/store.js';
 import { auditRoutes } from './audit/routes.js';
 import { apiTokens } from './http/fhir-api.js';
+import { ownApiAudience } from './provider/own-api.js';
+import { adminApiAudience } from './provider/admin-apis.js';
 import { noteProviderOutcomes, providerAudit } from './audit/hooks/provider-audit.js';
 
 export interface AppDeps {
@@ -154,7 +158,7 @@ export function buildApp(deps: AppDeps): Provider {
       launches,
       grantContexts,
       consents,
-      smartPrompts: { launches, recorder, users, fhirServers: config.fhirServers, fhirUserBase, staffRoles: config.hcs.staffRoles, consents },
+      smartPrompts: { launches, recorder, users, fhirServers: config.fhirServers, fhirUserBase, staffRoles: config.hcs.staffRoles, consents, rememberConsent: config.consents.remember },
       // JWT access tokens are self-contained, so revocation needs server-side state: a marker
       // per jti, in the grant index like any token, that introspection and revocation consult.
       onJwtAccessToken: async (token, payload) => {
@@ -192,7 +196,8 @@ export function buildApp(deps: AppDeps): Provider {
   // Emitted synchronously right before the authorization code is made from the grant.
   provider.on('authorization.accepted', (ctx) => includeGrantedNarrowings(ctx));
   provider.on('server_error', (ctx, err) => {
-    if (isStoreUnavailable(err)) return logger.warn({ err: { message: err.message }, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'store unavailable');
+    ctx.state.serverError = err;
+    if (isRedisOutage(err)) return logger.warn({ err: { message: err.message }, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'store unavailable');
     logger.error({ err, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'oidc-provider server error');
   });
 
@@ -224,6 +229,7 @@ export function buildApp(deps: AppDeps): Provider {
       staffRoles: config.hcs.staffRoles,
       consents,
       consentLifetimes,
+      rememberConsent: config.consents.remember,
       issuer: config.issuer,
       logger,
     }),
@@ -235,9 +241,9 @@ export function buildApp(deps: AppDeps): Provider {
   const userinfo = userinfoRoutes({ lookup, adapters, findAccount: accounts });
   const launchApi = launchRoutes({ config, auth: callerAuth, launches, users, audit });
 
-  const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup, config, logger, audit });
-  // The Consent, Provenance and AuditEvent APIs take only tokens for this server's own API audience.
-  const ownApiTokens = apiTokens(lookup, adapters, config.issuer);
+  // SCIM, and the Consent, Provenance and AuditEvent APIs, take only tokens for their own audience.
+  const scim = scimRoutes({ store: users, groups: createGroupStore(config, redis, keyspace), lookup: apiTokens(lookup, adapters, adminApiAudience(config.issuer, 'scim')), config, logger, audit });
+  const ownApiTokens = apiTokens(lookup, adapters, ownApiAudience(config.issuer));
   const consentApi = consentRoutes({ consents, lookup: ownApiTokens, config, logger });
   const provenanceApi = provenanceRoutes({ consents, lookup: ownApiTokens, config, logger });
   const auditStore = new AuditStore(redis, keyspace);
@@ -253,7 +259,7 @@ export function buildApp(deps: AppDeps): Provider {
     // Registered at start-up by main.ts, or here on first use on a fresh store.
     ensureClient: () => ensureManageClient(registry, config.issuer),
     logger,
-    auditStore,
+    audit: { store: auditStore, trail: audit },
   });
 
   provider.use(requestContext(logger, metrics));
@@ -261,6 +267,8 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(securityHeaders({ frameAncestors: config.http.frameAncestors }));
   provider.use(errorBoundary(logger, redisReady));
   provider.use(ops.routes());
+  // Before anything that writes: answers 503 for what a failing-over Redis may lose (AUTHZ_REDIS_MIN_REPLICAS).
+  provider.use(durableWrites(writeTrackerFor(redis, config.redis), logger));
   provider.use(requireRedis(redisReady, /^\/(healthz|readyz|metrics|static\/)/));
   provider.use(browserPreflight([ROUTES.token, ROUTES.revocation], new PublicClientOrigins(() => registry.list())));
   provider.use(bodyLimit(config.http.bodyLimit));

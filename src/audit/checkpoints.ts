@@ -4,6 +4,7 @@ import type { Keyspace } from '../redis/keyspace.js';
 import { KeyStore } from '../keys/keystore.js';
 import type { ChainName } from './chain.js';
 import type { CheckpointAnchor } from './anchor.js';
+import { replicated } from '../redis/write-acks.js';
 import type { Head } from './append.js';
 import { streamId } from './postings.js';
 
@@ -164,7 +165,9 @@ export class CheckpointStore {
       reason,
     };
     const jws = await signCheckpoint(this.keys, payload);
-    await this.redis.zadd(this.keyspace.auditCheckpoints(chain), head.seq, jws);
+    // Anchored only once a replica has it (and the entries it signs): a failover must not take
+    // back what the anchor outside Redis already holds.
+    await replicated(this.redis, () => this.redis.zadd(this.keyspace.auditCheckpoints(chain), head.seq, jws));
     this.anchor?.record({ chain, seq: payload.seq, hash: payload.hash, iat: payload.iat, reason, jws });
     return { ...payload, jws };
   }

@@ -1,6 +1,6 @@
-import type { AuditEvent } from './audit-event.js';
+import type { AuditEvent, AuditEventEntity as Entity } from './audit-event.js';
 import { LOCAL_SUBTYPE_SYSTEM } from './disclosure.js';
-import { auditEvent, authServerAgent, clientAgent, details, operatorAgent, securityObject, userAgents, type Details, type OperatorInfo, type UserInfo } from './events/agents.js';
+import { auditEvent, authServerAgent, clientAgent, details, operatorAgent, patientEntity, patientReference, securityObject, userAgents, type Details, type OperatorInfo, type UserInfo } from './events/agents.js';
 import { ENTITY_TYPES, EVENT_TYPES, OBJECT_ROLES, STANDARD_SUBTYPES, SYSTEMS } from './events/vocabulary.js';
 
 /**
@@ -15,6 +15,7 @@ export const TRAIL_SUBTYPES = {
   searched: { system: LOCAL_SUBTYPE_SYSTEM, code: 'audit-searched', display: 'Audit trail searched' },
   read: { system: LOCAL_SUBTYPE_SYSTEM, code: 'audit-read', display: 'Audit event read' },
   exportStarted: { system: LOCAL_SUBTYPE_SYSTEM, code: 'audit-export-started', display: 'Audit trail export started' },
+  disclosuresViewed: { system: LOCAL_SUBTYPE_SYSTEM, code: 'audit-disclosures-viewed', display: 'Accounting of disclosures viewed' },
 } as const;
 
 const EXPORT_TYPE = { system: SYSTEMS.dcm, code: '110106', display: 'Export' };
@@ -74,9 +75,9 @@ export function trailPurged(issuer: string, input: { actor: TrailActor; facts: P
 }
 
 /**
- * Who reads the trail through the API: the client of the bearer token and, for a patient's
- * token, the account behind it. The patient is deliberately not named as a Patient reference:
- * that would index the read under `patient=` and mix it into the very disclosures it looks at.
+ * Who reads the trail: through the API, the client of the bearer token and, for a patient's
+ * token, the account behind it (the patient is not named as a Patient reference there: a search
+ * is not about one patient); on the management page, the signed-in person and the page's client.
  */
 export interface TrailReader {
   client: { clientId: string; ip?: string };
@@ -89,13 +90,43 @@ export type TrailAccess =
   /** GET /fhir/AuditEvent/$export?… (BALP Query: the $export operation). */
   | { kind: 'export'; query: string }
   /** GET /fhir/AuditEvent/<id> (BALP Read). */
-  | { kind: 'read'; id: string };
+  | { kind: 'read'; id: string }
+  /**
+   * GET /manage/disclosures[.csv|.json]: a person's accounting of disclosures of one patient they
+   * look after (BALP Query on the trail, that patient as an entity). Its subtype is no disclosure
+   * subtype (disclosure.ts), so it is found under `patient=` but never listed in the report itself.
+   */
+  | { kind: 'disclosures'; patient: string; format: 'page' | 'csv' | 'json' };
 
 const ACCESS_SUBTYPES = {
   search: [STANDARD_SUBTYPES.searchType, TRAIL_SUBTYPES.searched],
   export: [STANDARD_SUBTYPES.operation, TRAIL_SUBTYPES.exportStarted],
   read: [STANDARD_SUBTYPES.read, TRAIL_SUBTYPES.read],
+  disclosures: [STANDARD_SUBTYPES.searchType, TRAIL_SUBTYPES.disclosuresViewed],
 } as const;
+
+function accessEntities(access: TrailAccess): Entity[] {
+  switch (access.kind) {
+    case 'read':
+      return [{ what: { reference: `AuditEvent/${access.id}` }, type: ENTITY_TYPES.auditEvent, role: OBJECT_ROLES.securityResource }];
+    case 'disclosures': {
+      const patient = patientReference(access.patient);
+      return [
+        { type: ENTITY_TYPES.systemObject, role: OBJECT_ROLES.query, query: Buffer.from(`disclosure=${patient}`).toString('base64'), detail: details({ resource: 'AuditEvent', report: 'disclosures', format: access.format }) },
+        patientEntity(patient),
+      ];
+    }
+    default:
+      return [
+        {
+          type: ENTITY_TYPES.systemObject,
+          role: OBJECT_ROLES.query,
+          query: Buffer.from(access.query || '(all)').toString('base64'),
+          detail: details({ resource: 'AuditEvent', operation: access.kind === 'export' ? '$export' : undefined, restricted_to: access.kind === 'search' ? access.restrictedTo : undefined }),
+        },
+      ];
+  }
+}
 
 /**
  * A read of the trail through its API, recorded before any of it leaves (IHE BALP Query and Read
@@ -104,15 +135,6 @@ const ACCESS_SUBTYPES = {
  */
 export function trailAccessed(issuer: string, input: { reader: TrailReader; access: TrailAccess }): AuditEvent {
   const { reader, access } = input;
-  const entity =
-    access.kind === 'read'
-      ? { what: { reference: `AuditEvent/${access.id}` }, type: ENTITY_TYPES.auditEvent, role: OBJECT_ROLES.securityResource }
-      : {
-          type: ENTITY_TYPES.systemObject,
-          role: OBJECT_ROLES.query,
-          query: Buffer.from(access.query || '(all)').toString('base64'),
-          detail: details({ resource: 'AuditEvent', operation: access.kind === 'export' ? '$export' : undefined, restricted_to: access.kind === 'search' ? access.restrictedTo : undefined }),
-        };
   return auditEvent(
     { issuer },
     {
@@ -121,7 +143,7 @@ export function trailAccessed(issuer: string, input: { reader: TrailReader; acce
       action: access.kind === 'read' ? 'R' : 'E',
       outcome: '0',
       agents: [...userAgents({ issuer }, reader.user, true), clientAgent({ issuer }, reader.client, !reader.user), authServerAgent({ issuer })],
-      entities: [entity],
+      entities: accessEntities(access),
     },
   );
 }

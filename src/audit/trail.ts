@@ -11,6 +11,7 @@ import { eventOf, indexEntriesOf, type Recordable } from './stored-event.js';
 import { introspectionRecordJson, isIntrospectionRecord } from './forms/introspection.js';
 import { CheckpointStore, keyStoreCheckpointKeys, signCadence, type CheckpointKeys } from './checkpoints.js';
 import { createAnchor, type CheckpointAnchor } from './anchor.js';
+import { asRequestWrite } from '../redis/write-acks.js';
 
 export type { AuditEvent } from './audit-event.js';
 
@@ -120,13 +121,17 @@ class RedisAuditTrail implements AuditTrail {
     } catch (err) {
       return Promise.reject(err);
     }
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ event: prepared, resolve, reject });
-      if (this.inFlight < MAX_IN_FLIGHT && !this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.drain());
-      }
-    });
+    // The batch goes out from whichever request's tick drains the queue: count it as this
+    // request's write, so the request waits for the replicas to have it (redis/write-acks.ts).
+    return asRequestWrite(
+      new Promise<void>((resolve, reject) => {
+        this.queue.push({ event: prepared, resolve, reject });
+        if (this.inFlight < MAX_IN_FLIGHT && !this.scheduled) {
+          this.scheduled = true;
+          setImmediate(() => this.drain());
+        }
+      }),
+    );
   }
 
   /**

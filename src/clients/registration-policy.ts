@@ -1,6 +1,7 @@
 import { errors } from 'oidc-provider';
 import { uncoveredScopes } from '../consent/scope-coverage.js';
 import { parseScope } from '../smart/scope-syntax.js';
+import { isEmergencyPurpose } from '../hcs/vocabulary.js';
 import { SMART_CLIENT_KINDS, isSmartClientKind, type SmartClientKind } from './client-kinds.js';
 import { parseScopePattern } from './scope-patterns.js';
 
@@ -61,6 +62,29 @@ export function administrativeReason(scope: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Client metadata only an operator sets (smart-authz clients or the clients file), whatever a
+ * token's policy says: emergency purposes of use (ETREAT and everything under it, such as BTG and
+ * ERTREAT: hcs/vocabulary.ts) let a backend assert break-the-glass access on its own, and a
+ * `jku_allowlist` makes this server fetch key sets from wherever it points. A `jku` equal to the
+ * client's own `jwks_uri` is honoured without one (SMART Backend Services' rule), so registrants
+ * need none. `test_account` only narrows what a client may do, and stays registrable.
+ * Returns a sentence naming the rule, or undefined.
+ */
+export function operatorOnlyMetadataProblem(properties: Record<string, unknown>): string | undefined {
+  const purposes = Array.isArray(properties.purposes_of_use) ? (properties.purposes_of_use as unknown[]) : [];
+  for (const [i, code] of purposes.entries()) {
+    if (typeof code === 'string' && isEmergencyPurpose(code)) {
+      return `purposes_of_use[${i}] ${quote(code)} is an emergency (break-the-glass) purpose of use and cannot be registered dynamically; only an operator can grant it (smart-authz clients --purpose or the clients file)`;
+    }
+  }
+  const jku = properties.jku_allowlist;
+  if (jku !== undefined && !(Array.isArray(jku) && jku.length === 0)) {
+    return "jku_allowlist cannot be registered dynamically: a client assertion's jku is honoured when it is the client's own jwks_uri; other key-set URLs only an operator can allow (smart-authz clients --jku or the clients file)";
+  }
+  return undefined;
+}
+
 function fail(description: string): never {
   throw new errors.InvalidClientMetadata(description);
 }
@@ -101,6 +125,9 @@ export function assertWithinCeiling(properties: Record<string, unknown>, ceiling
     const reason = administrativeReason(scope);
     if (reason) fail(`scope ${quote(scope)} is administrative (${reason}) and cannot be registered dynamically; only an operator can grant it (smart-authz clients or the clients file)`);
   }
+  // Operator-only metadata too, whatever the ceiling says.
+  const operatorOnly = operatorOnlyMetadataProblem(properties);
+  if (operatorOnly) fail(operatorOnly);
   const kind = properties.smart_client_kind;
   const allowedKinds = ceiling.kinds.join(', ') || 'none';
   if (typeof kind !== 'string') fail(`smart_client_kind is required; ${via} allows ${allowedKinds}`);

@@ -38,10 +38,19 @@ export const redisSchema = z
       .string()
       .regex(/^[A-Za-z0-9_.-]*:?$/, 'letters, digits, _ . - and an optional trailing colon')
       .default('authz:'),
+    /**
+     * Replicas that must acknowledge a request's writes (Redis WAIT) before it is answered; 0 = off.
+     * Unacknowledged → 503, nothing handed out (redis/write-acks.ts).
+     */
+    minReplicas: z.number().int().min(0).max(16).optional(),
+    /** How long WAIT waits for those acknowledgements; below the 2 s command timeout. */
+    waitTimeoutMs: z.number().int().min(10).max(1_500).optional(),
   })
   .refine((r) => [r.url, r.sentinels, r.clusterNodes].filter(Boolean).length <= 1, {
     message: 'set only one of url, sentinels or clusterNodes',
-  });
+  })
+  // WAIT counts the replicas of the one node it is sent to; a Cluster request writes to several.
+  .refine((r) => !(r.clusterNodes && r.minReplicas), { message: 'minReplicas is not supported with clusterNodes', path: ['minReplicas'] });
 
 export const fhirServerSchema = z.object({
   /** FHIR base URL; tokens for this server carry it as `aud`. */
@@ -179,8 +188,10 @@ export const configSchema = z
         fhirServer: baseUrl.optional(),
         /** Bearer token for that FHIR server. */
         fhirServerToken: z.string().min(1).optional(),
+        /** When a covering Consent spares the consent page (smart/interactions/consent-gate.ts). */
+        remember: z.enum(['silent', 'always', 'never']).default('silent'),
       })
-      .default({}),
+      .prefault({}),
     /** HL7 HCS policy: purposes of use, obligations, ceilings, break the glass (hcs/policy.ts). */
     hcs: hcsPolicySchema.prefault({}),
     audit: z

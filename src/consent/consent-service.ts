@@ -36,6 +36,8 @@ export class ConsentService {
   async recordDecision(decision: ConsentDecision, now: Date = new Date()): Promise<StoredResource> {
     const stored = await this.store.create(buildConsent(decision, now, { issuer: this.deps.issuer }), { scopes: decision.scopes, now });
     if (decision.grantId && decision.kind === 'permit') await this.store.linkGrant(stored.resource.id, decision.grantId);
+    // The newest permit is the person's current choice for this app and patient: only it is remembered.
+    if (decision.kind === 'permit') await this.store.rememberOnly({ performerRef: decision.performer.reference, clientId: decision.clientId, patientId: decision.patientId }, stored.resource.id);
     await this.deps.audit?.record(
       consentRecorded(
         { issuer: this.deps.issuer, now },

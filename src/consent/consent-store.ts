@@ -365,6 +365,19 @@ export class ConsentStore {
     return current;
   }
 
+  /**
+   * Makes `keepId` the only permit remembered for its person, app and patient: a newer decision
+   * supersedes the earlier ones for remembered consent. They stay active (the grants they back keep
+   * working until they end or are withdrawn), they just no longer spare anyone the page.
+   */
+  async rememberOnly(q: Omit<RememberedQuery, 'scopes'>, keepId: string): Promise<void> {
+    const patientId = patientIdOf(q.patientId);
+    if (!patientId) return;
+    const key = this.rememberedKey(q.performerRef, q.clientId, patientId);
+    const earlier = (await this.redis.zrevrange(key, 0, -1)).filter((id) => id !== keepId);
+    if (earlier.length) await this.redis.zrem(key, ...earlier);
+  }
+
   /** One active, unexpired permit whose granted scopes cover all the requested ones, if any. */
   async coveringConsent(q: RememberedQuery, now: Date = new Date()): Promise<StoredConsent | undefined> {
     return (await this.remembered(q, now.getTime())).find((c) => coversAll(c.scopes, q.scopes));

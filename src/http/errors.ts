@@ -1,7 +1,10 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import { renderView } from './views.js';
-import { STORE_RETRY_AFTER_SECONDS, isStoreUnavailable } from '../redis/unavailable.js';
+import { isRedisOutage } from '../redis/outage.js';
+
+/** How long a client should wait before retrying a 503 caused by the store. */
+export const STORE_RETRY_AFTER_SECONDS = 5;
 
 /** Paths whose callers are programs: they always get JSON errors, whatever they `Accept`. */
 const API_PATHS = [/^\/token$/, /^\/introspect$/, /^\/revoke$/, /^\/register(\/|$)/, /^\/userinfo$/, /^\/\.well-known\//, /^\/metrics$/, /^\/(healthz|readyz)$/, /^\/api\//, /^\/scim\//];
@@ -56,23 +59,24 @@ const UNAVAILABLE = 'The service cannot reach its data store. Try again shortly.
  * error under /scim/, an OperationOutcome under /fhir/, OAuth error JSON for programs, an HTML
  * page for people.
  */
-export async function respondStoreUnavailable(ctx: Context): Promise<void> {
-  ctx.set('Retry-After', String(STORE_RETRY_AFTER_SECONDS));
+export async function respondStoreUnavailable(ctx: Context, opts: { description?: string; retryAfterSeconds?: number } = {}): Promise<void> {
+  const description = opts.description ?? UNAVAILABLE;
+  ctx.set('Retry-After', String(opts.retryAfterSeconds ?? STORE_RETRY_AFTER_SECONDS));
   if (ctx.path.startsWith('/scim/')) {
     ctx.status = 503;
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = JSON.stringify({ schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '503', detail: UNAVAILABLE });
+    ctx.body = JSON.stringify({ schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '503', detail: description });
     ctx.type = 'application/scim+json; charset=utf-8';
     return;
   }
   if (ctx.path.startsWith('/fhir/')) {
     ctx.status = 503;
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient', diagnostics: UNAVAILABLE }] });
+    ctx.body = JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient', diagnostics: description }] });
     ctx.type = 'application/fhir+json; charset=utf-8';
     return;
   }
-  await respondWithError(ctx, 503, 'temporarily_unavailable', UNAVAILABLE);
+  await respondWithError(ctx, 503, 'temporarily_unavailable', description);
 }
 
 /**
@@ -86,10 +90,11 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) {
         await respondWithError(ctx, 404, 'not_found', `Nothing is served at ${ctx.method} ${ctx.path}.`);
-      } else if (ctx.status >= 500 && ctx.status !== 503 && !redisReady()) {
+      } else if (ctx.status >= 500 && ctx.status !== 503 && (!redisReady() || isRedisOutage(ctx.state.serverError))) {
         // oidc-provider turns a failed store call into server_error ("oops! something went
-        // wrong"); when the cause is the store being down, say so: clients should retry later
-        // rather than treat it as a bug.
+        // wrong"; its error is kept in ctx.state.serverError by app.ts); when the cause is the
+        // store being down, hung or failing over, say so: clients should retry later rather than
+        // treat it as a bug.
         await respondStoreUnavailable(ctx);
       }
     } catch (err) {
@@ -104,7 +109,7 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
         await respondWithError(ctx, status, status === 413 ? 'request_too_large' : 'invalid_request', (err as Error).message);
         return;
       }
-      if (isStoreUnavailable(err) || !redisReady()) {
+      if (isRedisOutage(err) || !redisReady()) {
         logger.warn({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'store unavailable');
         await respondStoreUnavailable(ctx);
         return;

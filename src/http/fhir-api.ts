@@ -1,12 +1,10 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import type { IssueType, OperationOutcome } from '../consent/fhir-types.js';
-import type { Adapter } from 'oidc-provider';
-import { sessionStillOpen, type FoundToken } from '../introspection/token-lookup.js';
-import { normaliseBase } from '../provider/fhir-servers.js';
-import { ownApiAudience } from '../provider/own-api.js';
+import { apiTokens, issuedFor, type ApiTokens, type FoundToken } from '../introspection/token-lookup.js';
 import { parseScope, type Permission } from '../smart/scopes.js';
-import { STORE_RETRY_AFTER_SECONDS, isStoreUnavailable } from '../redis/unavailable.js';
+import { isRedisOutage } from '../redis/outage.js';
+import { STORE_RETRY_AFTER_SECONDS } from './errors.js';
 
 /**
  * What this server's FHIR APIs (/fhir/Consent, /fhir/AuditEvent) share: FHIR errors as
@@ -78,7 +76,7 @@ export function fhirErrorBoundary(logger: Logger, api: string, translate: (err: 
       if (!problem) {
         const status = (err as { status?: number }).status ?? 500;
         if ((err as { expose?: boolean }).expose && status < 500) problem = new FhirError(status, 'invalid', (err as Error).message);
-        else if (isStoreUnavailable(err)) {
+        else if (isRedisOutage(err)) {
           logger.warn({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, `${api} request: store unavailable`);
           problem = new FhirError(503, 'transient', 'The service cannot reach its data store. Try again shortly.', { 'Retry-After': String(STORE_RETRY_AFTER_SECONDS) });
         } else {
@@ -96,25 +94,11 @@ export interface TokenFinder {
   find(value: string): Promise<FoundToken | undefined>;
 }
 
-/**
- * How these APIs tell a token meant for them: found and active, issued for this server's own API
- * audience (own-api.ts; a FHIR server's token is not one), and its sign-in session still open when
- * it was bound to one (as /userinfo and introspection decide).
- */
-export interface ApiTokens extends TokenFinder {
-  readonly audience: string;
-  sessionOpen(token: FoundToken): Promise<boolean>;
-}
-
-export function apiTokens(lookup: TokenFinder, adapters: (model: string) => Adapter, issuer: string): ApiTokens {
-  return { audience: ownApiAudience(issuer), find: (value) => lookup.find(value), sessionOpen: (token) => sessionStillOpen(adapters, token) };
-}
+/** The Consent, Provenance and AuditEvent APIs take tokens for `<issuer>/fhir` (own-api.ts). */
+export type { ApiTokens };
+export { apiTokens };
 
 const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
-
-function audiences(token: FoundToken): string[] {
-  return (Array.isArray(token.aud) ? token.aud : token.aud === undefined ? [] : [token.aud]).map(normaliseBase);
-}
 
 /** The active access token for this API of an `Authorization: Bearer` header, or a 401 naming `realm`. */
 export async function bearerAccessToken(authorization: string, tokens: ApiTokens, realm: string): Promise<FoundToken> {
@@ -123,8 +107,7 @@ export async function bearerAccessToken(authorization: string, tokens: ApiTokens
   const invalid = (description: string) => new FhirError(401, 'login', description, { 'WWW-Authenticate': `${realm}, error="invalid_token", error_description="${description}"` });
   const token = await tokens.find(m[1]!);
   if (!token || token.kind === 'RefreshToken') throw invalid('the access token is not valid (unknown, expired or revoked)');
-  // Absence of an audience is no audience: fail closed.
-  if (!audiences(token).includes(tokens.audience)) throw invalid(`the access token was not issued for this API (request one with resource=${tokens.audience})`);
+  if (!issuedFor(token, tokens.audience)) throw invalid(`the access token was not issued for this API (request one with resource=${tokens.audience})`);
   if (!(await tokens.sessionOpen(token))) throw invalid('the sign-in session this access token belonged to has ended');
   return token;
 }

@@ -7,7 +7,8 @@ import type { Config } from '../config/schema.js';
 import { ROUTES } from '../provider/configuration.js';
 import { normaliseBase } from '../provider/fhir-servers.js';
 import { CallerAuthError, type CallerAuthenticator, type ClientRecord } from './caller-auth.js';
-import { JWT_MARKER_MODEL, sessionStillOpen, type FoundToken, type TokenLookup } from './token-lookup.js';
+import { JWT_MARKER_MODEL, issuedFor, sessionStillOpen, type FoundToken, type TokenLookup } from './token-lookup.js';
+import { adminApiAudience } from '../provider/admin-apis.js';
 import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
 import { revocationEvent } from '../audit/hooks/introspection-audit.js';
 import { introspectionRecord } from '../audit/forms/introspection.js';
@@ -105,6 +106,7 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
   const allBases = config.fhirServers.map((s) => s.base);
   const introspectUrl = `${config.issuer}${ROUTES.introspection}`;
   const revokeUrl = `${config.issuer}${ROUTES.revocation}`;
+  const introspectAudience = adminApiAudience(config.issuer, 'introspect');
   let signer: Promise<{ key: Awaited<ReturnType<typeof importJWK>>; kid: string | undefined }> | undefined;
 
   const signingKey = () => {
@@ -155,8 +157,10 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
   }
 
   /**
-   * A caller may instead present a client-credentials token carrying the `introspect` scope; it
-   * then acts with its client's FHIR servers, like a resource server.
+   * A caller may instead present a client-credentials token carrying the `introspect` scope and
+   * issued for introspection's own audience (provider/admin-apis.ts: a token a FHIR server was
+   * sent cannot be replayed here); it then acts with its client's FHIR servers, like a resource
+   * server.
    */
   async function bearerCaller(value: string): Promise<ClientRecord> {
     const token = await deps.lookup.find(value, 'access_token');
@@ -166,6 +170,10 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
     if (!(token.scope ?? '').split(' ').includes('introspect')) {
       throw new OAuthError(403, 'insufficient_scope', 'the bearer token does not carry the introspect scope');
     }
+    if (!issuedFor(token, introspectAudience)) {
+      throw new OAuthError(401, 'invalid_token', `the bearer token was not issued for introspection (request one with scope=introspect and resource=${introspectAudience})`);
+    }
+    if (!(await sessionStillOpen(deps.adapters, token))) throw new OAuthError(401, 'invalid_token', 'the sign-in session of the bearer token has ended');
     const client = await deps.auth.client(token.clientId);
     if (!client) throw new OAuthError(401, 'invalid_token', 'the client of the bearer token no longer exists');
     return client;

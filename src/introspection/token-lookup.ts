@@ -58,6 +58,31 @@ export async function sessionStillOpen(adapters: (model: string) => Adapter, tok
   return Boolean(await adapters('Session').findByUid(token.sessionUid));
 }
 
+/**
+ * How one of this server's own APIs tells a token meant for it: found and active, issued for its
+ * audience, and its sign-in session still open when it was bound to one (as /userinfo and
+ * introspection decide). Used by the Consent/AuditEvent APIs, SCIM and bearer introspection.
+ */
+export interface ApiTokens {
+  readonly audience: string;
+  find(value: string): Promise<FoundToken | undefined>;
+  sessionOpen(token: FoundToken): Promise<boolean>;
+}
+
+export function apiTokens(lookup: { find(value: string): Promise<FoundToken | undefined> }, adapters: (model: string) => Adapter, audience: string): ApiTokens {
+  return { audience: normaliseAudience(audience), find: (value) => lookup.find(value), sessionOpen: (token) => sessionStillOpen(adapters, token) };
+}
+
+/** Whether `token` was issued for `audience`. Absence of an audience is no audience: fail closed. */
+export function issuedFor(token: FoundToken, audience: string): boolean {
+  const auds = Array.isArray(token.aud) ? token.aud : token.aud === undefined ? [] : [token.aud];
+  return auds.some((a) => normaliseAudience(a) === normaliseAudience(audience));
+}
+
+function normaliseAudience(url: string): string {
+  return url.trim().replace(/\/+$/, '');
+}
+
 export class TokenLookup {
   private jwks: JWTVerifyGetKey;
 

@@ -24,7 +24,9 @@ import { MANAGE_CLIENT_ID, MANAGE_PATHS } from './manage-client.js';
 import { ManageSessions, type ManageSession } from './manage-session.js';
 import { SignInError, beginSignIn, completeSignIn } from './sign-in.js';
 import type { AuditStore } from '../audit/store.js';
+import type { AuditTrail } from '../audit/trail.js';
 import { disclosureBundle, disclosureCsv, disclosureEvents, disclosureRows } from '../audit/disclosure-report.js';
+import { trailAccessed } from '../audit/trail-events.js';
 
 /**
  * The management page (`management_endpoint`): a signed-in person sees every app with access to
@@ -50,8 +52,11 @@ export interface ManageRouteDeps {
   /** Registers the internal client when it is missing (first use on a fresh store). */
   ensureClient: () => Promise<void>;
   logger?: Logger;
-  /** The audit trail's reader, for "Who accessed my record" (/manage/disclosures). */
-  auditStore?: AuditStore;
+  /**
+   * The audit trail, for "Who accessed my record" (/manage/disclosures): its reader, and the
+   * trail itself, where each view or download is recorded before any of it is shown.
+   */
+  audit?: { store: AuditStore; trail: Pick<AuditTrail, 'record'> };
 }
 
 const TITLE = 'Apps with access to health records';
@@ -239,12 +244,15 @@ export function manageRoutes(deps: ManageRouteDeps): Router {
    * "Who accessed my record": the accounting of disclosures of the records the signed-in person
    * looks after (their own, and those of the patients they act for), as a page, a CSV and a FHIR
    * Bundle. The `patient` query picks one of those records; any other id is refused like a
-   * record that does not exist.
+   * record that does not exist. Each view or download of a record is itself recorded in the
+   * trail (IHE BALP Query) before the trail is read; when it cannot be, nothing is shown (503).
    */
-  const auditStore = deps.auditStore;
-  if (auditStore) {
+  const audit = deps.audit;
+  if (audit) {
     const policy = { showStaffNames: config.audit.disclosureShowStaffNames };
-    const reportFor = async (ctx: Context) => {
+
+    /** Who is asking and for which record; undefined when no one is signed in any more. */
+    const readerOf = async (ctx: Context) => {
       const session = await sessions.current(ctx);
       const user = session && (await userOf(session));
       if (!session || !user) {
@@ -254,15 +262,32 @@ export function manageRoutes(deps: ManageRouteDeps): Router {
       const manager = managerOf(user);
       const asked = typeof ctx.query.patient === 'string' ? ctx.query.patient : undefined;
       if (asked !== undefined && !manager.patients.includes(asked)) throw new HttpError(404, 'not_found', 'There is no such record among those you look after.');
-      const patientId = asked ?? manager.patients[0];
-      const report = patientId ? await disclosureEvents(auditStore, `Patient/${patientId}`) : { events: [], total: 0 };
-      return { user, manager, patientId, ...report };
+      return { accountId: session.sub, user, manager, patientId: asked ?? manager.patients[0] };
+    };
+
+    /** Records this view or download, or refuses it: the trail is never read unrecorded. */
+    const recordView = async (ctx: Context, reader: { accountId: string; user: UserContext }, patientId: string, format: 'page' | 'csv' | 'json') => {
+      const user = { accountId: reader.accountId, ...(reader.user.fhirUser ? { fhirUser: reader.user.fhirUser } : {}), ...(reader.user.displayName ? { name: reader.user.displayName } : {}), ...(ctx.ip ? { ip: ctx.ip } : {}) };
+      try {
+        await audit.trail.record(trailAccessed(config.issuer, { reader: { client: { clientId: MANAGE_CLIENT_ID }, user }, access: { kind: 'disclosures', patient: patientId, format } }));
+      } catch (err) {
+        deps.logger?.error({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'a view of the accounting of disclosures could not be audited: refused');
+        ctx.set('Retry-After', '5');
+        throw new HttpError(503, 'temporarily_unavailable', 'Who accessed your record cannot be shown right now, because showing it could not be recorded. Nothing was shown. Try again in a few minutes.');
+      }
+    };
+
+    /** The report of one record, once its reading is recorded. */
+    const reportFor = async (ctx: Context, reader: { accountId: string; user: UserContext }, patientId: string, format: 'page' | 'csv' | 'json') => {
+      await recordView(ctx, reader, patientId, format);
+      return disclosureEvents(audit.store, `Patient/${patientId}`);
     };
 
     router.get(DISCLOSURES_PATH, async (ctx) => {
-      const report = await reportFor(ctx);
-      if (!report) return signIn(ctx, DISCLOSURES_PATH);
-      const { user, manager, patientId, events, total } = report;
+      const reader = await readerOf(ctx);
+      if (!reader) return signIn(ctx, DISCLOSURES_PATH);
+      const { user, manager, patientId } = reader;
+      const { events, total } = patientId ? await reportFor(ctx, reader, patientId, 'page') : { events: [], total: 0 };
       const rows = patientId ? disclosureRows(events, `Patient/${patientId}`, policy).map((r) => ({ ...r, when: longDate(Date.parse(r.last)) })) : [];
       const records = manager.patients.map((id) => ({ id, name: patientName(user, id).name, current: id === patientId }));
       const title = 'Who accessed my record';
@@ -281,22 +306,27 @@ export function manageRoutes(deps: ManageRouteDeps): Router {
       });
     });
 
+    /** A download of the signed-in person's report of one record. */
+    const download = async (ctx: Context, format: 'csv' | 'json') => {
+      const reader = await readerOf(ctx);
+      if (!reader) throw new HttpError(401, 'login_required', SESSION_ENDED);
+      const { patientId } = reader;
+      if (!patientId) throw new HttpError(404, 'not_found', 'No patient record is linked to your account.');
+      return { patientId, events: (await reportFor(ctx, reader, patientId, format)).events };
+    };
+
     router.get(`${MANAGE_PATHS.page}/disclosures.csv`, async (ctx) => {
-      const report = await reportFor(ctx);
-      if (!report) throw new HttpError(401, 'login_required', SESSION_ENDED);
-      if (!report.patientId) throw new HttpError(404, 'not_found', 'No patient record is linked to your account.');
+      const { patientId, events } = await download(ctx, 'csv');
       ctx.type = 'text/csv; charset=utf-8';
-      ctx.set('Content-Disposition', `attachment; filename="disclosures-${report.patientId}.csv"`);
-      ctx.body = disclosureCsv(disclosureRows(report.events, `Patient/${report.patientId}`, policy));
+      ctx.set('Content-Disposition', `attachment; filename="disclosures-${patientId}.csv"`);
+      ctx.body = disclosureCsv(disclosureRows(events, `Patient/${patientId}`, policy));
     });
 
     router.get(`${MANAGE_PATHS.page}/disclosures.json`, async (ctx) => {
-      const report = await reportFor(ctx);
-      if (!report) throw new HttpError(401, 'login_required', SESSION_ENDED);
-      if (!report.patientId) throw new HttpError(404, 'not_found', 'No patient record is linked to your account.');
+      const { patientId, events } = await download(ctx, 'json');
       ctx.type = 'application/fhir+json; charset=utf-8';
-      ctx.set('Content-Disposition', `attachment; filename="disclosures-${report.patientId}.json"`);
-      ctx.body = JSON.stringify(disclosureBundle(report.events, `Patient/${report.patientId}`, policy, config.issuer));
+      ctx.set('Content-Disposition', `attachment; filename="disclosures-${patientId}.json"`);
+      ctx.body = JSON.stringify(disclosureBundle(events, `Patient/${patientId}`, policy, config.issuer));
     });
   }
 

@@ -6,9 +6,10 @@ import { smartRegistrationPolicy } from '../clients/registration-http.js';
 import { RegistrationTokens, SMART_REGISTRATION_POLICY } from '../clients/registration-tokens.js';
 import { renderView } from '../http/views.js';
 import { isApiRequest, respondStoreUnavailable } from '../http/errors.js';
-import { isStoreUnavailable } from '../redis/unavailable.js';
+import { isRedisOutage } from '../redis/outage.js';
 import { findFhirServer, normaliseBase } from './fhir-servers.js';
 import { isOwnApi, isOwnApiScope, ownApiAudience, ownApiScopes } from './own-api.js';
+import { adminApiAudience, adminApiOf, isAdminScope, withoutAdminScopes, type AdminScope } from './admin-apis.js';
 import { downscope } from '../smart/scopes.js';
 import { CLOCK_TOLERANCE_SECONDS, clientAssertionHook } from '../backend/client-assertion-hook.js';
 import type { RedisClient } from '../redis/connection.js';
@@ -142,6 +143,33 @@ function ownApiResourceServer(ctx: KoaContextWithOIDC, issuer: string, client: C
   return { scope: scopes.join(' '), audience, accessTokenFormat: 'opaque' as const, accessTokenTTL };
 }
 
+/**
+ * The resource-server entry of an administration API (admin-apis.ts): client_credentials only, and
+ * the token carries exactly that API's scope, whatever else the client may have.
+ */
+function adminApiResourceServer(ctx: KoaContextWithOIDC, issuer: string, api: AdminScope, client: ClientWithSmart, accessTokenTTL: number) {
+  const audience = adminApiAudience(issuer, api);
+  if (ctx.oidc.params?.grant_type !== 'client_credentials') {
+    throw new errors.InvalidTarget(`${audience} takes only client_credentials tokens of administration clients`);
+  }
+  if (!downscopeClientCredentials(ctx, client).split(' ').includes(api)) {
+    throw invalidScope(`${audience} serves only the ${api} scope, and this client did not request it or may not have it`);
+  }
+  (ctx.oidc.params as { scope?: string }).scope = api;
+  return { scope: api, audience, accessTokenFormat: 'opaque' as const, accessTokenTTL };
+}
+
+/**
+ * The audience a client_credentials request that names no resource and asks only for
+ * administrative scopes means: that scope's API. Two of them cannot share one token.
+ */
+function defaultAdminAudience(issuer: string, requested: readonly string[]): string | undefined {
+  if (!requested.length || !requested.every(isAdminScope)) return undefined;
+  const apis = [...new Set(requested)] as AdminScope[];
+  if (apis.length > 1) throw invalidScope(`${apis.join(' and ')} are issued for different audiences (${apis.map((a) => adminApiAudience(issuer, a)).join(', ')}): request each in its own token request`);
+  return adminApiAudience(issuer, apis[0]!);
+}
+
 /** The grant a token request draws on (code exchange or refresh), if any. */
 function requestGrantId(ctx: KoaContextWithOIDC): string | undefined {
   return ctx.oidc.entities.AuthorizationCode?.grantId ?? ctx.oidc.entities.RefreshToken?.grantId;
@@ -267,9 +295,14 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
           // The management page's own sign-in is plain OpenID Connect: no FHIR server, ever.
           if (isManageClient(client?.clientId)) return undefined!;
           if (ctx.oidc.route === 'authorization' && !oneOf) return audAsResource({ fhirServers: config.fhirServers, issuer: config.issuer })(ctx, client);
-          // A backend asking only for Consent/AuditEvent scopes means this server's own API.
+          // A backend asking only for Consent/AuditEvent scopes means this server's own API, and
+          // one asking only for scim (or introspect) that administration API.
           const requested = String((ctx.oidc.params as { scope?: unknown } | undefined)?.scope ?? '').split(' ').filter(Boolean);
-          if (ctx.oidc.params?.grant_type === 'client_credentials' && requested.length && requested.every(isOwnApiScope)) return ownApiAudience(config.issuer);
+          if (ctx.oidc.params?.grant_type === 'client_credentials') {
+            if (requested.length && requested.every(isOwnApiScope)) return ownApiAudience(config.issuer);
+            const adminAudience = defaultAdminAudience(config.issuer, requested);
+            if (adminAudience) return adminAudience;
+          }
           const bases = (client as unknown as ClientWithSmart | undefined)?.fhir_servers ?? [];
           return bases.length === 1 ? bases[0]! : undefined!;
         },
@@ -279,17 +312,22 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
             const ttl = ctx.oidc.params?.grant_type === 'client_credentials' ? config.ttl.backendAccessToken : config.ttl.accessToken;
             return ownApiResourceServer(ctx, config.issuer, client as unknown as ClientWithSmart, ttl);
           }
+          const adminApi = adminApiOf(config.issuer, resourceIndicator);
+          if (adminApi) return adminApiResourceServer(ctx, config.issuer, adminApi, client as unknown as ClientWithSmart, config.ttl.backendAccessToken);
           const server = findFhirServer(config.fhirServers, resourceIndicator);
           const allowed = (client as unknown as ClientWithSmart).fhir_servers;
           if (!server || (allowed && !allowed.includes(server.base))) {
             throw new errors.InvalidTarget(`${normaliseBase(resourceIndicator)} is not a FHIR server this client may use`);
           }
           const smartClient = client as unknown as ClientWithSmart;
+          // Administrative scopes are issued only for their own audience (admin-apis.ts).
           let scope: string;
           if (ctx.oidc.params?.grant_type === 'client_credentials') {
-            scope = downscopeClientCredentials(ctx, smartClient);
+            scope = withoutAdminScopes(downscopeClientCredentials(ctx, smartClient).split(' ')).join(' ');
+            if (!scope) throw invalidScope(`${server.base} is a FHIR server: scim and introspect are issued only for their own audiences (resource=${adminApiAudience(config.issuer, 'scim')} or ${adminApiAudience(config.issuer, 'introspect')})`);
+            (ctx.oidc.params as { scope?: string }).scope = scope;
           } else {
-            scope = appResourceScopes(ctx, resourceIndicator, smartClient);
+            scope = withoutAdminScopes(appResourceScopes(ctx, resourceIndicator, smartClient).split(' ')).join(' ');
           }
           let accessTokenTTL = ctx.oidc.params?.grant_type === 'client_credentials' ? config.ttl.backendAccessToken : config.ttl.accessToken;
           if (ctx.oidc.route === 'token' && (await isEmergencyGrant(ctx))) accessTokenTTL = Math.min(accessTokenTTL, config.hcs.breakTheGlass.accessTokenTtl);
@@ -305,7 +343,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
     },
     renderError: async (ctx: KoaContextWithOIDC, out, error) => {
       // Not "oops! something went wrong": the store being unreachable is a 503 worth retrying.
-      if (isStoreUnavailable(error)) return respondStoreUnavailable(ctx);
+      if (isRedisOutage(error)) return respondStoreUnavailable(ctx);
       ctx.set('Cache-Control', 'no-store');
       if (isApiRequest(ctx)) {
         ctx.body = out;

@@ -1,5 +1,6 @@
 import { parseScope } from '../smart/scopes.js';
 import { normaliseBase } from './fhir-servers.js';
+import { isAdminScope } from './admin-apis.js';
 
 /**
  * This server's own FHIR APIs (/fhir/Consent, /fhir/AuditEvent) are a resource server of their
@@ -26,7 +27,10 @@ export function isOwnApiScope(scope: string): boolean {
   return p.kind === 'resource' && OWN_API_RESOURCE_TYPES.has(p.resourceType);
 }
 
-/** What a token for the own API may carry: its resource scopes and the non-resource ones (openid, launch context…). */
+/**
+ * What a token for the own API may carry: its resource scopes and the non-resource ones (openid,
+ * launch context…), never an administrative one (admin-apis.ts: those have their own audiences).
+ */
 export function ownApiScopes(scopes: readonly string[]): string[] {
-  return scopes.filter((s) => parseScope(s).kind !== 'resource' || isOwnApiScope(s));
+  return scopes.filter((s) => !isAdminScope(s) && (parseScope(s).kind !== 'resource' || isOwnApiScope(s)));
 }

@@ -1,6 +1,11 @@
 import { Command } from 'ioredis';
 import type { RedisClient } from './connection.js';
-import { StoreUnavailableError, isStoreUnavailable } from './unavailable.js';
+import { isRedisOutage } from './outage.js';
+
+/** Thrown instead of sending a command to a Redis that stopped answering (outage.ts knows its name). */
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError';
+}
 
 /**
  * Fast, honest failure when Redis stops answering. A hung Redis (SIGSTOP, a stalled disk, a
@@ -91,7 +96,7 @@ export class RedisCircuitBreaker implements StoreHealth {
     if (!OWN_TIMEOUT.has(command.name.toLowerCase())) command.setTimeout(this.options.commandTimeoutMs);
     const result = this.send(command, stream, node);
     command.promise.catch((err: unknown) => {
-      if (isStoreUnavailable(err) && !(err instanceof StoreUnavailableError)) this.trip((err as Error).message);
+      if (isRedisOutage(err) && !(err instanceof StoreUnavailableError)) this.trip((err as Error).message);
     });
     return result;
   }

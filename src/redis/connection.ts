@@ -16,20 +16,48 @@ const commonOptions: RedisOptions = {
   retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
 };
 
+/**
+ * Follow the master, never write to a demoted one. After a failover the old master keeps taking
+ * writes until the sentinels demote it (seconds), then drops them when it resyncs: acknowledged
+ * tokens and audit entries vanish. So: leave it as soon as a sentinel announces +switch-master
+ * (failoverDetector); connect only to a node that says it is the master (role, checked by
+ * ioredis' ready check); and on READONLY (we are talking to a replica) reconnect through the
+ * sentinels. The failed command is not re-sent: its request answers 503 (http/durable-writes.ts)
+ * rather than succeed half on the old master and half on the new one.
+ */
+const sentinelOptions: Partial<RedisOptions> = {
+  role: 'master',
+  failoverDetector: true,
+  sentinelRetryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1_000),
+  sentinelReconnectStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1_000),
+  reconnectOnError: (err) => (isReadOnlyError(err) ? 1 : false),
+};
+
+export function isReadOnlyError(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('READONLY');
+}
+
 export function createRedis(settings: RedisSettings, options: RedisOptions = {}): RedisClient {
   const opts = { ...commonOptions, ...options, lazyConnect: true };
   if (settings.clusterNodes?.length) {
+    // No auto-pipelining on Cluster: ioredis batches the commands of different slots served by the
+    // same master into one pipeline, guessing each command's slot from its first argument. For a
+    // script called with a variable key count that argument is the count, not a key, so the batch
+    // is refused whole ("All keys in the pipeline should belong to the same slots allocation
+    // group"), and a batch formed before a slot moved fails the same way. Each command goes on its
+    // own instead (docs/operations.md "Redis Cluster" has the measured cost).
     return new Cluster(settings.clusterNodes, {
       enableOfflineQueue: false,
-      enableAutoPipelining: true,
+      enableAutoPipelining: false,
       clusterRetryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
-      redisOptions: { ...opts, password: settings.password, username: settings.username },
+      redisOptions: { ...opts, enableAutoPipelining: false, password: settings.password, username: settings.username },
       lazyConnect: true,
     });
   }
   if (settings.sentinels?.length) {
     return new Redis({
       ...opts,
+      ...sentinelOptions,
       sentinels: settings.sentinels,
       name: settings.sentinelName ?? 'mymaster',
       password: settings.password,

@@ -1,22 +1,28 @@
 import type { Context, Next } from 'koa';
-import type { FoundToken } from '../introspection/token-lookup.js';
+import { issuedFor, type ApiTokens } from '../introspection/token-lookup.js';
 import { ScimError } from './errors.js';
 
 /**
  * Who may use SCIM: the bearer of an access token this server issued through client_credentials
- * whose scope includes `scim` (registered only for backend_service clients). A missing, unknown
- * or expired token is 401; a good token without the scope (or a user's token) is 403 (RFC 6750 §3).
+ * whose scope includes `scim` (registered only for backend_service clients) and whose audience is
+ * SCIM's own (`<issuer>/scim/v2`, provider/admin-apis.ts), so a token a FHIR server was sent can
+ * never be replayed here. A missing, unknown or expired token is 401; a good token without the
+ * scope (or a user's token) is 403 (RFC 6750 §3); a token with the scope issued for another
+ * audience, or whose sign-in session has ended, is 401 invalid_token.
  */
 
 export const SCIM_SCOPE = 'scim';
 
-export interface TokenFinder {
-  find(value: string): Promise<FoundToken | undefined>;
-}
+export type ScimTokens = ApiTokens;
 
 const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
 
-export function requireScimToken(lookup: TokenFinder) {
+function invalidToken(ctx: Context, detail: string): ScimError {
+  ctx.set('WWW-Authenticate', `Bearer realm="scim", error="invalid_token", error_description="${detail}"`);
+  return new ScimError(401, undefined, detail);
+}
+
+export function requireScimToken(tokens: ScimTokens) {
   return async function scimAuth(ctx: Context, next: Next): Promise<void> {
     const header = ctx.get('Authorization');
     const m = BEARER.exec(header);
@@ -24,16 +30,15 @@ export function requireScimToken(lookup: TokenFinder) {
       ctx.set('WWW-Authenticate', 'Bearer realm="scim"');
       throw new ScimError(401, undefined, 'an access token with the scim scope is required (Authorization: Bearer …)');
     }
-    const token = await lookup.find(m[1]!);
-    if (!token) {
-      ctx.set('WWW-Authenticate', 'Bearer realm="scim", error="invalid_token"');
-      throw new ScimError(401, undefined, 'the access token is not valid (unknown, expired or revoked)');
-    }
+    const token = await tokens.find(m[1]!);
+    if (!token) throw invalidToken(ctx, 'the access token is not valid (unknown, expired or revoked)');
     const scopes = (token.scope ?? '').split(' ');
     if (!scopes.includes(SCIM_SCOPE) || token.kind !== 'ClientCredentials') {
       ctx.set('WWW-Authenticate', `Bearer realm="scim", error="insufficient_scope", scope="${SCIM_SCOPE}"`);
       throw new ScimError(403, undefined, `the access token does not carry the ${SCIM_SCOPE} scope of an administration client`);
     }
+    if (!issuedFor(token, tokens.audience)) throw invalidToken(ctx, `the access token was not issued for SCIM (request one with scope=scim and resource=${tokens.audience})`);
+    if (!(await tokens.sessionOpen(token))) throw invalidToken(ctx, 'the sign-in session this access token belonged to has ended');
     ctx.state.scimClient = token.clientId;
     await next();
   };

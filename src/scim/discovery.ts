@@ -24,7 +24,7 @@ export function serviceProviderConfig(base: string, limits: { maxPageSize: numbe
       {
         type: 'oauthbearertoken',
         name: 'OAuth Bearer Token',
-        description: `An access token issued by this server to an administration client (client_credentials grant) with the scim scope. Filters that cannot use an index (equality on userName, externalId, emails.value or id) examine at most ${limits.maxFilterScan} resources.`,
+        description: `An access token issued by this server to an administration client (client_credentials grant) with the scim scope, requested for this API (scope=scim; its audience is ${base}). Filters that cannot use an index (equality on userName, externalId, emails.value or id) examine at most ${limits.maxFilterScan} resources.`,
         specUri: 'https://www.rfc-editor.org/rfc/rfc6750',
         primary: true,
       },

@@ -3,12 +3,10 @@ import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { parseSize } from '../http/body-limit.js';
-import { respondStoreUnavailable } from '../http/errors.js';
-import { isStoreUnavailable } from '../redis/unavailable.js';
 import type { GroupStore } from '../users/group-store.js';
 import type { ScimGroup, ScimUser } from '../users/model.js';
 import type { UserStore } from '../users/user-store.js';
-import { requireScimToken, type TokenFinder } from './auth.js';
+import { requireScimToken, type ScimTokens } from './auth.js';
 import { readScimJson, sendScim } from './body.js';
 import { allResourceTypes, allSchemas, resourceTypeResource, schemaResource, serviceProviderConfig } from './discovery.js';
 import { ScimError, invalidSyntax, invalidValue, notFound } from './errors.js';
@@ -19,6 +17,7 @@ import { isPlainObject } from './resource-input.js';
 import { ALL_SCHEMAS, GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE } from './schema-definitions.js';
 import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
 import { scimChangeEvents } from '../audit/hooks/scim-audit.js';
+import { isRedisOutage } from '../redis/outage.js';
 
 /**
  * SCIM 2.0 (RFC 7644) at /scim/v2: Users, Groups, searches, and the discovery endpoints, for an
@@ -33,7 +32,8 @@ export const SEARCH_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Sear
 export interface ScimDeps {
   store: UserStore;
   groups: GroupStore;
-  lookup: TokenFinder;
+  /** Tokens for SCIM's own audience, `<issuer>/scim/v2` (provider/admin-apis.ts). */
+  lookup: ScimTokens;
   config: Config;
   logger: Logger;
   /** Every change is recorded before it is answered. */
@@ -56,9 +56,11 @@ function scimErrors(logger: Logger) {
         sendScim(ctx, status, new ScimError(status, undefined, (err as Error).message).body());
         return;
       }
-      if (isStoreUnavailable(err)) {
-        logger.warn({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'SCIM request: store unavailable');
-        await respondStoreUnavailable(ctx);
+      if (isRedisOutage(err)) {
+        // The store is failing over or unreachable: a retry later succeeds (RFC 7644 allows 503).
+        logger.warn({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'SCIM request: data store unavailable');
+        ctx.set('Retry-After', '5');
+        sendScim(ctx, 503, new ScimError(503, undefined, 'the service cannot reach its data store; try again shortly').body());
         return;
       }
       logger.error({ err, requestId: ctx.state.requestId }, 'SCIM request failed');

@@ -105,7 +105,7 @@ describe('a hung Redis', () => {
       expect({ name: a.name, status: a.status }).toEqual({ name: a.name, status: 503 });
       expect(a.body).not.toMatch(/oops|server_error/);
       expect({ name: a.name, fast: a.ms < (a.name === 'readyz' ? 500 : budgetMs) }).toEqual({ name: a.name, fast: true });
-      if (a.name !== 'readyz') expect({ name: a.name, retryAfter: a.retryAfter }).toEqual({ name: a.name, retryAfter: '5' });
+      if (a.name !== 'readyz') expect({ name: a.name, retryAfter: /^[1-9]\d*$/.test(a.retryAfter ?? '') }).toEqual({ name: a.name, retryAfter: true });
     }
     expect(JSON.parse(byName.token!.body)).toMatchObject({ error: 'temporarily_unavailable' });
     expect(JSON.parse(byName.introspect!.body)).toMatchObject({ error: 'temporarily_unavailable' });

@@ -13,7 +13,7 @@ import {
   exchange,
   exchangeCode,
   grantContextsOf,
-  inputValues,
+  checkedValues,
   launchStoreOf,
   postForm,
   startAuthorization,
@@ -89,7 +89,9 @@ async function grantOfCode(code: string): Promise<string> {
 beforeAll(async () => {
   fake = await startFakeFhir();
   fake.patients.push({ id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23' }, { id: 'sam-1', given: 'Sam', family: 'Jones', birthDate: '2015-09-01' });
-  t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
+  // Remembered consent as it applies to standalone launches (AUTHZ_CONSENT_REMEMBER=always); the
+  // default, where a standalone launch always shows the page, is tested in test/interop/limited-access.test.ts.
+  t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', AUTHZ_CONSENT_REMEMBER: 'always' });
   await t.registry.upsert(
     {
       client_id: APP,
@@ -144,7 +146,7 @@ describe('the consent page', () => {
     ].join(' ');
     const { html } = await consentPage(params(scope), who);
     expect(html).toContain('<li>Confirm who you are when you sign in to it</li>');
-    expect(inputValues(html, 'checkbox', 'scope')).toEqual(scope.split(' ').slice(2));
+    expect(checkedValues(html, 'scope')).toEqual(scope.split(' ').slice(2));
     expect(html).toContain('>Read and search your Observation records (lab results, vital signs and other measurements)</label>');
     expect(html).toContain('>Read and search your Condition records (problems and diagnoses)</label>');
     expect(html).toContain('>Create, read, update, delete and search your MedicationRequest records (prescriptions)</label>');
@@ -340,7 +342,7 @@ describe('remembered consent', () => {
     expect(html).toContain('<h2 id="allowed-heading">You have already allowed the app to</h2>');
     expect(html).toMatch(/allowed-heading[\s\S]*<li>Read and search your Observation records[^<]*<\/li>[\s\S]*<\/section>/);
     expect(html).toContain('<legend>New: you choose whether the app may also</legend>');
-    expect(inputValues(html, 'checkbox', 'scope')).toEqual(['patient/Condition.rs', 'offline_access']);
+    expect(checkedValues(html, 'scope')).toEqual(['patient/Condition.rs', 'offline_access']);
     const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: ['patient/Condition.rs'] }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
     const token = await exchange(t, back.code, verifier, params(''));
@@ -355,7 +357,7 @@ describe('remembered consent', () => {
     expect((await introspect(token.body.access_token)).body.consent).toBe(`Consent/${newest!.resource.id}`);
     // offline_access stayed unticked: asking for it again asks again, nothing else.
     const third = await consentPage(params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'), who);
-    expect(inputValues(third.html, 'checkbox', 'scope')).toEqual(['offline_access']);
+    expect(checkedValues(third.html, 'scope')).toEqual(['offline_access']);
   });
 
   test('another patient is asked for anew', async () => {

@@ -7,7 +7,7 @@ import {
   browse,
   exchange,
   exchangeCode,
-  inputValues,
+  checkedValues,
   launchStoreOf,
   postForm,
   registerEhrLauncher,
@@ -161,7 +161,7 @@ describe('EHR launch', () => {
     const consent = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: 'dr', password: PASSWORD }));
     if (consent.kind !== 'page') throw new Error('no consent page');
     await launchStoreOf(t).consume(value);
-    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: inputValues(consent.res.text, 'checkbox', 'scope') }));
+    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }));
     expect(back.kind === 'app' && back.error).toBe('invalid_request');
     expect(back.kind === 'app' && back.location.searchParams.get('error_description')).toContain('expired or was already used');
     expect(back.kind === 'app' && back.code).toBeFalsy();

@@ -9,6 +9,7 @@ import {
   browse,
   exchange,
   exchangeCode,
+  checkedValues,
   inputValues,
   postForm,
   registerPublicApp,
@@ -58,7 +59,9 @@ async function signedIn(p: AuthorizeParams, who: PageAnswers) {
 
 beforeAll(async () => {
   fake = await startFakeFhir();
-  t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
+  // Remembered consent as it applies to standalone launches (AUTHZ_CONSENT_REMEMBER=always); the
+  // default, where a standalone launch always shows the page, is tested in test/interop/limited-access.test.ts.
+  t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', AUTHZ_CONSENT_REMEMBER: 'always' });
   await registerPublicApp(t, {
     clientId: CLIENT,
     redirectUri: REDIRECT,
@@ -115,7 +118,7 @@ describe('a patient', () => {
     const { agent, verifier, stop } = await signedIn(params('openid fhirUser launch/patient patient/Observation.rs user/Observation.rs'), await user('pat.u', { fhirUser: 'Patient/pat-u' }));
     const consent = page(stop);
     expect(consent.prompt).toBe('consent');
-    expect(inputValues(consent.res.text, 'checkbox', 'scope')).toEqual(['patient/Observation.rs']);
+    expect(checkedValues(consent.res.text, 'scope')).toEqual(['patient/Observation.rs']);
     expect(consent.res.text).toContain('Also asked for, but not available to this app');
     expect(consent.res.text).toContain('Read and search Observation records (lab results, vital signs and other measurements) that you may see');
     const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: ['patient/Observation.rs', 'user/Observation.rs'] }));
@@ -142,7 +145,7 @@ describe('a patient', () => {
     expect(fake.requests[0]!.path).toBe('/fhir/Encounter?patient=pat-1&_count=10&_sort=-date');
     const consent = page(await browse(agent, await postForm(agent, picker.uid, 'encounter', picker.res, { encounter: 'enc-old' })));
     expect(consent.prompt).toBe('consent');
-    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: inputValues(consent.res.text, 'checkbox', 'scope') }));
+    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
     const token = await exchange(t, back.code, verifier, params(''));
     expect(token.body).toMatchObject({ patient: 'pat-1', encounter: 'enc-old' });
@@ -181,7 +184,7 @@ describe('a caregiver', () => {
     expect(consent.prompt).toBe('consent');
     expect(consent.res.text).not.toMatch(/<script/i);
     expect(consent.res.text).toContain('to <strong>Sam &lt;script&gt;');
-    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: inputValues(consent.res.text, 'checkbox', 'scope') }));
+    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
     const token = await exchange(t, back.code, verifier, params(''));
     expect(token.body.patient).toBe('sam-1');
@@ -248,7 +251,7 @@ describe('a practitioner', () => {
 
     const consent = page(await browse(agent, await postForm(agent, form.uid, 'patient', byId, { patient: 'sam-1' })));
     expect(consent.res.text).toContain('to <strong>Sam Jones</strong>');
-    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: inputValues(consent.res.text, 'checkbox', 'scope') }));
+    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
     const token = await exchange(t, back.code, verifier, params(''));
     expect(token.body.patient).toBe('sam-1');
@@ -367,7 +370,7 @@ describe('consent', () => {
     expect(html).toContain('Read and search your Observation records (lab results, vital signs and other measurements), only those in the category “laboratory results”');
     expect(html).toContain('Read and search your Condition records (problems and diagnoses)');
     expect(html).toContain('Keep access while you are away');
-    expect(inputValues(html, 'checkbox', 'scope')).toEqual([
+    expect(checkedValues(html, 'scope')).toEqual([
       'patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory',
       'patient/Condition.read',
       'offline_access',

@@ -140,13 +140,18 @@ describe('scopeWithGrantedNarrowings', () => {
 
 describe('withConsentForRefresh', () => {
   test.each([
-    ['scope=openid%20offline_access&client_id=a', 'scope=openid%20offline_access&client_id=a&prompt=consent'],
-    ['scope=online_access+launch&prompt=login', 'scope=online_access+launch&prompt=login%20consent'],
+    ['scope=openid%20offline_access&client_id=a', 'scope=openid%20offline_access&client_id=a&prompt=consent&smart_added_prompt=consent'],
+    ['scope=online_access+launch&prompt=login', 'scope=online_access+launch&prompt=login%20consent&smart_added_prompt=consent'],
   ])('%s gets prompt=consent', (q, expected) => {
     expect(withConsentForRefresh(q)).toBe(expected);
   });
 
   test.each(['scope=openid', 'scope=offline_access&prompt=consent', 'scope=offline_access&prompt=none', 'scope=offline_access&scope=x', 'client_id=a'])('%s is left alone', (q) => {
     expect(withConsentForRefresh(q)).toBeUndefined();
+  });
+
+  test('a client cannot mark its own prompt=consent as added by this server: the marker it sends is removed', () => {
+    expect(withConsentForRefresh('scope=offline_access&prompt=consent&smart_added_prompt=consent')).toBe('scope=offline_access&prompt=consent');
+    expect(withConsentForRefresh('smart_added_prompt=consent&scope=openid')).toBe('scope=openid');
   });
 });

@@ -15,6 +15,8 @@ interface Service {
   image?: string;
   build?: unknown;
   command?: string[] | string;
+  entrypoint?: string[] | string;
+  profiles?: string[];
   volumes?: string[];
   environment?: Record<string, string>;
   depends_on?: Record<string, { condition?: string }>;
@@ -31,8 +33,26 @@ const dockerfile = readFileSync(`${root}Dockerfile`, 'utf8');
 const words = (v: string[] | string | undefined) => (Array.isArray(v) ? v : (v ?? '').split(/\s+/));
 
 describe('docker-compose.yml', () => {
-  test('defines redis and authz', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['authz', 'redis']);
+  test('defines redis and authz by default; the rest only in the ha profile', () => {
+    const byDefault = Object.entries(compose.services).filter(([, s]) => !s.profiles);
+    expect(byDefault.map(([name]) => name).sort()).toEqual(['authz', 'redis']);
+    for (const [name, s] of Object.entries(compose.services)) if (s.profiles) expect({ name, profiles: s.profiles }).toEqual({ name, profiles: ['ha'] });
+  });
+
+  test('ha profile: a master, a replica and three sentinels that refuse writes without a replica, and the server waiting for one', () => {
+    const nodes = ['redis-ha-1', 'redis-ha-2'].map((n) => words(compose.services[n]?.command));
+    for (const command of nodes) {
+      const arg = (flag: string) => command[command.indexOf(flag) + 1];
+      expect([arg('--appendonly'), arg('--appendfsync'), arg('--min-replicas-to-write'), arg('--min-replicas-max-lag')]).toEqual(['yes', 'everysec', '1', '10']);
+    }
+    expect(nodes[1]!.join(' ')).toContain('--replicaof redis-ha-1 6379');
+    for (const n of ['sentinel-1', 'sentinel-2', 'sentinel-3']) expect(words(compose.services[n]?.entrypoint).join(' ')).toMatch(/sentinel monitor authz redis-ha-1 6379 2[\s\S]*--sentinel/);
+    expect(compose.services['authz-ha']?.environment).toMatchObject({
+      AUTHZ_REDIS_SENTINELS: 'sentinel-1:26379,sentinel-2:26379,sentinel-3:26379',
+      AUTHZ_REDIS_SENTINEL_NAME: 'authz',
+      AUTHZ_REDIS_MIN_REPLICAS: '1',
+    });
+    expect(compose.services['authz-ha']?.environment).not.toHaveProperty('REDIS_URL');
   });
 
   test('redis persists with AOF on a named volume and has a ping healthcheck', () => {

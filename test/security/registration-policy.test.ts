@@ -245,6 +245,74 @@ describe('RFC 7592 update cannot raise what the registering token allowed', () =
   });
 });
 
+describe('operator-only metadata: emergency purposes of use and jku_allowlist', () => {
+  test('an emergency purpose of use (ETREAT, BTG, ERTREAT) is refused, naming the rule, and costs no use', async () => {
+    const { token } = await mint();
+    for (const code of ['ETREAT', 'BTG', 'ERTREAT']) {
+      const res = await register(token, { ...app(), purposes_of_use: ['TREAT', code] });
+      expect(res.status).toBe(400);
+      expect(res.body).toEqual({
+        error: 'invalid_client_metadata',
+        error_description: `purposes_of_use[1] '${code}' is an emergency (break-the-glass) purpose of use and cannot be registered dynamically; only an operator can grant it (smart-authz clients --purpose or the clients file)`,
+      });
+    }
+    const defaulted = await register(token, { ...app(), default_purposes_of_use: ['BTG'] });
+    expect(defaulted.status).toBe(400);
+    expect(defaulted.body.error).toBe('invalid_client_metadata');
+    // Everyday purposes, and a test account (it only narrows), register with the same token.
+    const ok = await register(token, { ...app(), client_name: `ok-${randomUUID().slice(0, 6)}`, purposes_of_use: ['TREAT', 'HPAYMT'], test_account: true });
+    expect(ok.status).toBe(201);
+    expect(await t.registry.get(ok.body.client_id as string)).toMatchObject({ purposes_of_use: ['TREAT', 'HPAYMT'], test_account: true });
+  });
+
+  test('a backend service cannot give itself break-the-glass either, whatever kinds its token allows', async () => {
+    const { token } = await mint('--kinds', 'backend_service', '--scopes', 'system/*.rs');
+    const res = await register(token, { smart_client_kind: 'backend_service', smart_scopes: ['system/*.rs'], jwks: await publicJwks(), purposes_of_use: ['TREAT', 'ETREAT'], default_purposes_of_use: ['TREAT'] });
+    expect(res.status).toBe(400);
+    expect(res.body.error_description).toContain("purposes_of_use[1] 'ETREAT' is an emergency (break-the-glass) purpose of use");
+    expect((await t.registry.list()).filter((c) => Array.isArray(c.purposes_of_use) && (c.purposes_of_use as string[]).includes('ETREAT'))).toEqual([]);
+  });
+
+  test('jku_allowlist is refused: a registrant cannot point key fetches anywhere', async () => {
+    const { token } = await mint('--kinds', 'confidential_asymmetric');
+    const res = await register(token, {
+      smart_client_kind: 'confidential_asymmetric',
+      redirect_uris: ['https://app.example.org/callback'],
+      smart_scopes: ['openid', 'patient/*.rs'],
+      jwks_uri: 'https://app.example.org/jwks.json',
+      jku_allowlist: ['https://keys.attacker.example/jwks.json'],
+    });
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ error: 'invalid_client_metadata', error_description: expect.stringMatching(/^jku_allowlist cannot be registered dynamically: .*only an operator can allow/) });
+  });
+
+  test('RFC 7592 updates cannot add them; test_account can be set', async () => {
+    const { token } = await mint();
+    const created = await register(token, app());
+    expect(created.status).toBe(201);
+    const { registration_access_token: firstRat, registration_client_uri: uri, client_id_issued_at: _i, client_secret_expires_at: _e, ...metadata } = created.body as Record<string, unknown>;
+    const path = new URL(uri as string).pathname;
+    let rat = firstRat as string;
+    const put = async (body: object) => {
+      const res = await t.request.put(path).set('Authorization', `Bearer ${rat}`).send({ ...metadata, ...body });
+      if (res.status === 200) rat = res.body.registration_access_token as string;
+      return res;
+    };
+    const btg = await put({ purposes_of_use: ['BTG'] });
+    expect(btg.status).toBe(400);
+    expect(btg.body.error_description).toContain("purposes_of_use[0] 'BTG' is an emergency (break-the-glass) purpose of use");
+    const jku = await put({ jku_allowlist: ['https://keys.example.org/jwks.json'] });
+    expect(jku.status).toBe(400);
+    expect(jku.body.error_description).toMatch(/^jku_allowlist cannot be registered dynamically/);
+    const stored = await t.registry.get(created.body.client_id as string);
+    expect(stored?.purposes_of_use).toBeUndefined();
+    expect(stored?.jku_allowlist).toBeUndefined();
+    const test = await put({ test_account: true, purposes_of_use: ['TREAT'] });
+    expect(test.status).toBe(200);
+    expect(await t.registry.get(created.body.client_id as string)).toMatchObject({ test_account: true, purposes_of_use: ['TREAT'] });
+  });
+});
+
 describe('what still works', () => {
   test('a permitted app registration gets its client, secret and registration access token', async () => {
     const { token } = await mint();

@@ -272,6 +272,12 @@ export function inputValues(html: string, type: 'radio' | 'checkbox', name: stri
   return [...html.matchAll(re)].map((m) => unescapeHtml(m[1]!));
 }
 
+/** The values of the checkboxes of one name that a page shows ticked, unescaped, in page order. */
+export function checkedValues(html: string, name: string): string[] {
+  const re = new RegExp(`<input type="checkbox" id="[^"]*" name="${name}" value="([^"]*)"( checked)?`, 'g');
+  return [...html.matchAll(re)].filter((m) => m[2]).map((m) => unescapeHtml(m[1]!));
+}
+
 export function promptOfPage(html: string): PromptPage {
   if (/action="\/interaction\/[^/"]+\/login"/.test(html)) return 'login';
   if (/action="\/interaction\/[^/"]+\/consent"/.test(html)) return 'consent';
@@ -323,6 +329,8 @@ export interface PageAnswers {
   consent?: 'allow' | 'deny';
   /** Optional scopes to untick on the consent page. */
   untick?: string[];
+  /** Boxes to tick on the consent page that it shows unticked (e.g. granular categories). */
+  tick?: string[];
 }
 
 export interface PageFlow {
@@ -353,8 +361,11 @@ async function answerPage(agent: Agent, stop: Extract<BrowserStop, { kind: 'page
       return postForm(agent, uid, 'encounter', res, { encounter });
     }
     case 'consent': {
+      // As a browser does: the boxes ticked on the page, minus the unticked, plus the ticked.
       const untick = new Set(answers.untick ?? []);
-      const scope = inputValues(res.text, 'checkbox', 'scope').filter((s) => !untick.has(s));
+      const offered = new Set(inputValues(res.text, 'checkbox', 'scope'));
+      const tick = (answers.tick ?? []).filter((s) => offered.has(s));
+      const scope = [...new Set([...checkedValues(res.text, 'scope'), ...tick])].filter((s) => !untick.has(s));
       return postForm(agent, uid, 'consent', res, { decision: answers.consent ?? 'allow', scope });
     }
     default:

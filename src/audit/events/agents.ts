@@ -252,6 +252,8 @@ export function securityObject(identifier: { system?: string; value: string }, r
 }
 
 export interface Envelope {
+  /** The profile the event claims (meta.profile); only one it is validated against. */
+  profile?: string;
   type: Coding;
   subtype: Coding[];
   action: 'C' | 'R' | 'U' | 'D' | 'E';
@@ -273,6 +275,7 @@ export function auditEvent(scope: AuditScope, e: Envelope): AuditEvent {
   const entities = e.entities?.filter(Boolean) ?? [];
   return {
     resourceType: 'AuditEvent',
+    ...(e.profile ? { meta: { profile: [e.profile] } } : {}),
     type: e.type,
     subtype: e.subtype,
     action: e.action,

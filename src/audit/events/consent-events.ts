@@ -3,17 +3,19 @@ import {
   auditEvent,
   authServerAgent,
   clientAgent,
+  concept,
   consentEntity,
   details,
   patientEntity,
   tokenEntity,
   userAgents,
+  userOrganizationAgent,
   type AuditScope,
   type ClientInfo,
   type Entity,
   type UserInfo,
 } from './agents.js';
-import { AGENT_TYPES, EVENT_TYPES, PURPOSES, STANDARD_SUBTYPES, local, type Coding } from './vocabulary.js';
+import { AGENT_TYPES, BALP_PROFILES, EVENT_TYPES, PURPOSES, STANDARD_SUBTYPES, local, type Coding } from './vocabulary.js';
 
 /**
  * Authorization decisions (IHE BALP AuthZ-Consent), patient Consents, and break-the-glass.
@@ -35,29 +37,43 @@ export interface AuthorizationDecisionInput {
   grantId?: string;
 }
 
-/** This server as the authorizer (BALP AuthZ-Consent agent[authorizer]). */
-function authorizerAgents(scope: AuditScope) {
+/** This server as the authorizer (BALP AuthZ-Consent agent[authorizer]: no network, unlike the AuthzOauthService agent). */
+function authorizerAgent(scope: AuditScope) {
   const server = authServerAgent(scope);
-  return [{ ...server, type: { coding: [...server.type!.coding!, { system: 'http://terminology.hl7.org/CodeSystem/extra-security-role-type', code: 'authserver', display: 'authorization server' }] } }];
+  return { type: concept(AGENT_TYPES.authorizer, AGENT_TYPES.authServer), who: server.who!, requestor: false };
 }
 
 /**
  * The end of an authorization request: granted (a code goes to the app) or denied. A user's
  * refusal is outcome 8 (BALP: deny); a request refused by a rule or error is 4.
+ *
+ * The event claims IHE BALP AuthZconsent only when it has every fact that profile requires (the
+ * user and their organization, the client's address, the patient and the consent decided on);
+ * otherwise it claims nothing beyond R4 (docs/audit-profiles.md). In both shapes the user agent
+ * carries no network (BALP: users are not network devices; the browser's address is the client
+ * agent's), what was asked or granted is detail of the consent entity, and the purposes of use
+ * the user acts under are the event's purposeOfEvent.
  */
 export function authorizationDecision(scope: AuditScope, input: AuthorizationDecisionInput): AuditEvent {
+  const user = input.user ? { ...input.user, ip: undefined } : undefined;
+  const clientIp = input.client.ip ?? input.user?.ip;
+  const client = { ...input.client, ...(clientIp ? { ip: clientIp } : {}) };
+  const decided = details({ scope: input.scope, client_id: input.client.clientId, grant_id: input.grantId });
   const entities: Entity[] = [];
   if (input.patient) entities.push(patientEntity(input.patient));
-  if (input.consentId) entities.push(consentEntity(input.consentId));
-  entities.push(tokenEntity(undefined, { kind: 'authorization', scope: input.scope, client_id: input.client.clientId, grant_id: input.grantId }));
+  if (input.consentId) entities.push(consentEntity(input.consentId, decided));
+  else entities.push(tokenEntity(undefined, { kind: 'authorization', scope: input.scope, client_id: input.client.clientId, grant_id: input.grantId }));
+  const agents = [clientAgent(scope, client, false), ...userAgents(scope, user, true), authorizerAgent(scope)];
+  const meetsAuthZconsent = Boolean(clientIp && input.user && userOrganizationAgent(input.user) && input.patient && input.consentId);
   return auditEvent(scope, {
+    ...(meetsAuthZconsent ? { profile: BALP_PROFILES.authzConsent } : {}),
     type: EVENT_TYPES.securityAlert,
     subtype: [STANDARD_SUBTYPES.authzConsent, local(input.granted ? 'authorization-granted' : 'authorization-denied')],
     action: 'E',
     outcome: input.granted ? '0' : input.deniedByUser ? '8' : '4',
     ...(input.granted ? {} : { outcomeDesc: input.reason ? `${input.error ?? 'access_denied'}: ${input.reason}` : (input.error ?? 'access_denied') }),
     purposeOfEvent: input.user?.purposeOfUse,
-    agents: [clientAgent(scope, input.client, false), ...userAgents(scope, input.user, true), ...authorizerAgents(scope)],
+    agents,
     entities,
   });
 }

@@ -14,7 +14,7 @@ import {
   type TokenName,
   type UserInfo,
 } from './agents.js';
-import { EVENT_TYPES, OBJECT_ROLES, STANDARD_SUBTYPES, local, type Outcome } from './vocabulary.js';
+import { EVENT_TYPES, LOCAL_PROFILES, OBJECT_ROLES, STANDARD_SUBTYPES, local, type Outcome } from './vocabulary.js';
 
 /** Identifier system of grant ids (not secrets: a grant id alone gives no access). */
 export function grantIdSystem(issuer: string): string {
@@ -66,6 +66,7 @@ function tokenEntities(input: { accessToken?: IssuedToken; refreshToken?: Issued
 export function tokenIssued(scope: AuditScope, input: TokenIssuedInput): AuditEvent {
   const refreshed = input.grantType === 'refresh_token';
   return auditEvent(scope, {
+    profile: LOCAL_PROFILES.tokenEvent,
     type: EVENT_TYPES.userAuthentication,
     subtype: [STANDARD_SUBTYPES.getAccessToken, local(refreshed ? 'token-refreshed' : 'token-issued')],
     action: 'E',
@@ -104,6 +105,7 @@ function requestorAgents(scope: AuditScope, client: ClientInfo | undefined, ip: 
 export function tokenRefused(scope: AuditScope, input: TokenRefusedInput): AuditEvent {
   const outcome: Outcome = input.status >= 500 ? '8' : '4';
   return auditEvent(scope, {
+    profile: LOCAL_PROFILES.tokenEvent,
     type: EVENT_TYPES.userAuthentication,
     subtype: [STANDARD_SUBTYPES.getAccessToken, local('token-refused')],
     action: 'E',
@@ -133,6 +135,7 @@ export interface RefreshReuseInput {
  */
 export function refreshReuse(scope: AuditScope, input: RefreshReuseInput): AuditEvent {
   return auditEvent(scope, {
+    profile: LOCAL_PROFILES.tokenEvent,
     type: EVENT_TYPES.userAuthentication,
     subtype: [STANDARD_SUBTYPES.getAccessToken, local('refresh-reuse')],
     action: 'E',
@@ -181,6 +184,7 @@ export function tokenIntrospected(scope: AuditScope, input: TokenIntrospectedInp
     if (t.accountId) agents.push(...userAgents(scope, { accountId: t.accountId, ...(t.fhirUser ? { fhirUser: t.fhirUser } : {}) }, false));
   }
   return auditEvent(scope, {
+    profile: LOCAL_PROFILES.tokenEvent,
     type: EVENT_TYPES.userAuthentication,
     subtype: [local('token-introspected')],
     action: 'E',
@@ -209,6 +213,7 @@ export function tokenRevoked(scope: AuditScope, input: TokenRevokedInput): Audit
   const t = input.token;
   const failure = input.error;
   return auditEvent(scope, {
+    profile: LOCAL_PROFILES.tokenEvent,
     type: EVENT_TYPES.userAuthentication,
     subtype: [local('token-revoked')],
     action: 'D',

@@ -109,7 +109,7 @@ export const STANDARD_SUBTYPES = frozen({
   getAccessToken: { system: SYSTEMS.iheEventType, code: 'ITI-71', display: 'Get Access Token' },
   login: dcm('110122', 'Login'),
   logout: dcm('110123', 'Logout'),
-  authzConsent: { system: SYSTEMS.balpAuthzSubType, code: 'AuthZ-Consent', display: 'Authorization Decision based on Consent' },
+  authzConsent: { system: SYSTEMS.balpAuthzSubType, code: 'AuthZ-Consent', display: 'Authorization Decision using Roles and Consent' },
   emergencyOverrideStarted: dcm('110127', 'Emergency Override Started'),
   securityConfiguration: dcm('110129', 'Security Configuration'),
   userSecurityAttributesChanged: dcm('110137', 'User Security Attributes Changed'),
@@ -129,9 +129,23 @@ export const AGENT_TYPES = frozen({
   informationRecipient: { system: SYSTEMS.participationType, code: 'IRCP', display: 'information recipient' },
   provider: { system: SYSTEMS.roleClass, code: 'PROV', display: 'healthcare provider' },
   humanUser: { system: SYSTEMS.securityRoleType, code: 'humanuser', display: 'human user' },
+  /** This server deciding an authorization (BALP AuthZ-Consent agent[authorizer]). */
+  authorizer: { system: SYSTEMS.securityRoleType, code: 'authserver', display: 'authorization server' },
   /** Who decided or withdrew a Consent (the patient, a caregiver, a clinician). */
   consenter: { system: 'http://terminology.hl7.org/CodeSystem/v3-RoleCode', code: 'CONSENTER', display: 'consenter' },
 } as const satisfies Record<string, Coding>);
+
+/**
+ * Profiles events claim in meta.profile: IHE BALP where an event meets it (validated in
+ * test/audit/balp-profiles.test.ts), else this server's own (docs/fhir, docs/audit-profiles.md).
+ */
+export const BALP_PROFILES = {
+  iua71: 'https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.IUA.71',
+  authzConsent: 'https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.AuthZconsent',
+} as const;
+export const LOCAL_PROFILES = {
+  tokenEvent: 'https://smart-authz.dev/fhir/StructureDefinition/smart-authz-token-event',
+} as const;
 
 export const SECURITY_SERVER: Coding = frozen({ system: SYSTEMS.securitySourceType, code: '6', display: 'Security Server' });
 

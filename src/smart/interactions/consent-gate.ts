@@ -8,6 +8,7 @@ import { patientScopes } from '../../consent/scope-coverage.js';
 import type { AuthorizationFacts } from './authorization-facts.js';
 import { RecordError, type ConsentStep } from './context-recorder.js';
 import { isRequiredScope } from './scope-descriptions.js';
+import { ADDED_PROMPT_PARAM } from '../launch/authorize-request.js';
 import type { UserContext } from './user-context.js';
 
 /**
@@ -55,6 +56,47 @@ export function choicesOf(scopes: readonly string[]): string[] {
 
 export function consentSeconds(scopes: readonly string[], lifetimes: ConsentLifetimes): number {
   return scopes.includes('offline_access') ? lifetimes.refreshToken : lifetimes.session;
+}
+
+/**
+ * When a covering Consent may spare the page (config `consents.remember`, AUTHZ_CONSENT_REMEMBER):
+ * - `silent` (default): only where the person is not at this server to decide: an EHR launch
+ *   (the EHR already put them in front of the app) or `prompt=none`. A standalone launch always
+ *   shows the page, so a patient can narrow what an app they allowed before gets ((g)(10)
+ *   Limited Access).
+ * - `always`: every authorization a Consent covers skips the page.
+ * - `never`: every authorization with patient/ scopes shows it (`prompt=none` gets consent_required).
+ * A client's own `prompt=consent` always shows the page (OpenID Connect Core 3.1.2.1), and a client
+ * registered with `smart_remember_consent: false` is never remembered.
+ */
+export const REMEMBER_MODES = ['silent', 'always', 'never'] as const;
+export type RememberMode = (typeof REMEMBER_MODES)[number];
+
+export interface RememberSituation {
+  mode: RememberMode;
+  /** The request names an EHR launch. */
+  ehrLaunch: boolean;
+  promptNone: boolean;
+  /** The client itself sent prompt=consent (not the one this server adds for offline_access). */
+  clientAskedConsent: boolean;
+}
+
+export function mayRemember(s: RememberSituation): boolean {
+  if (s.clientAskedConsent) return false;
+  switch (s.mode) {
+    case 'always':
+      return true;
+    case 'never':
+      return false;
+    case 'silent':
+      return s.ehrLaunch || s.promptNone;
+  }
+}
+
+/** The client's own prompt asks for consent. */
+export function clientAskedForConsent(params: Record<string, unknown>): boolean {
+  const prompt = typeof params.prompt === 'string' ? params.prompt.split(' ') : [];
+  return prompt.includes('consent') && params[ADDED_PROMPT_PARAM] !== 'consent';
 }
 
 export interface Remembered {

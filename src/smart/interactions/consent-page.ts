@@ -8,15 +8,18 @@ import { RecordError, type AuthorizationPlan, type ConsentStep } from './context
 import {
   NO_PERFORMER,
   choicesOf,
+  clientAskedForConsent,
   consentPerformer,
   decisionOf,
   existingConsentStep,
+  mayRemember,
   needsConsent,
   newConsentStep,
   rememberedConsent,
   type Remembered,
 } from './consent-gate.js';
 import { approvedScopesOf, grantDecidesAll } from './grant-builder.js';
+import { chosenScopes, granularOptions } from './granular-scopes.js';
 import { failToApp, factsFor, orFailToApp, renderPage, type PageFacts, type SmartPageDeps } from './page-context.js';
 import { describePurpose, describeScope, isRequiredScope, type ScopeReader } from './scope-descriptions.js';
 import { ReasonError, breakTheGlassReason } from '../../hcs/break-the-glass.js';
@@ -52,6 +55,8 @@ const DENIED = 'The user denied access.';
 interface Described {
   scope: string;
   text: string;
+  /** Categories the scope may be narrowed to instead (granular-scopes.ts). */
+  options?: Described[];
 }
 
 type AccessPeriod = { kind: 'online' } | { kind: 'offline' | 'offline-choice'; untilIso: string; untilText: string };
@@ -72,6 +77,27 @@ function describe(scopes: readonly string[], reader: ScopeReader): Described[] {
   return scopes.map((scope) => ({ scope, text: describeScope(scope, reader) }));
 }
 
+/** The choices, each with the categories it may be narrowed to. */
+function describeChoices(scopes: readonly string[], reader: ScopeReader): Described[] {
+  const choices = new Set(scopes);
+  return scopes.map((scope) => {
+    // A category the app asked for by itself is its own choice, not repeated under the whole.
+    const options = granularOptions(scope).filter((o) => !choices.has(o));
+    return { scope, text: describeScope(scope, reader), ...(options.length ? { options: describe(options, reader) } : {}) };
+  });
+}
+
+/** Whether a Consent that covers this authorization may spare the page (consent-gate.ts mayRemember). */
+function rememberHere(deps: SmartPageDeps, facts: PageFacts, interaction: Interaction): boolean {
+  return mayRemember({ mode: deps.rememberConsent ?? 'silent', ehrLaunch: facts.launch !== undefined, promptNone: false, clientAskedConsent: clientAskedForConsent(interaction.params) });
+}
+
+/** What this person decides about: everything, or only what no remembered Consent covers. */
+async function rememberedFor(deps: SmartPageDeps, facts: PageFacts, interaction: Interaction, patient: string, grantable: readonly string[]): Promise<Remembered> {
+  if (!rememberHere(deps, facts, interaction)) return { missing: choicesOf(grantable), covered: [] };
+  return rememberedConsent(deps.consents, facts, patient, grantable);
+}
+
 /**
  * How long what is allowed lasts: with offline_access as long as the refresh token (and the
  * Consent) does, else only while the user stays signed in.
@@ -86,7 +112,8 @@ function accessPeriod(deps: SmartPageDeps, plan: AuthorizationPlan, remembered: 
 /** The previous grant's approvals, when they decide this whole request and only prompt=consent asked. */
 async function carriedApprovals(deps: SmartPageDeps, interaction: Interaction, facts: PageFacts): Promise<string[] | undefined> {
   const onlyPromptParam = interaction.prompt.reasons.every((r) => r === 'consent_prompt');
-  if (!onlyPromptParam || !interaction.grantId) return undefined;
+  // The client's own prompt=consent is answered with the page, never with earlier approvals.
+  if (!onlyPromptParam || !interaction.grantId || clientAskedForConsent(interaction.params)) return undefined;
   const grant = await deps.provider.Grant.find(interaction.grantId);
   if (!grant || grant.accountId !== facts.accountId || grant.clientId !== facts.clientId) return undefined;
   return grantDecidesAll(grant, facts.audience, facts.requested) ? approvedScopesOf(grant, facts.audience) : undefined;
@@ -131,7 +158,7 @@ async function render(ctx: Context, deps: SmartPageDeps, interaction: Interactio
     period: accessPeriod(deps, plan, remembered, Date.now()),
     required: describe(plan.grantable.filter(isRequiredScope), reader),
     allowed: describe(remembered.covered, reader),
-    optional: describe(remembered.missing, reader),
+    optional: describeChoices(remembered.missing, reader),
     refused: describe(plan.refused.map((r) => r.scope), reader),
     error: retry?.error ?? '',
   });
@@ -174,7 +201,7 @@ async function show(ctx: Context, deps: SmartPageDeps, interaction: Interaction)
     }
     if (needsConsent(plan.patient, plan.grantable)) {
       if (!consentPerformer(facts.user)) throw new RecordError('access_denied', NO_PERFORMER);
-      const remembered = await rememberedConsent(deps.consents, facts, plan.patient, plan.grantable);
+      const remembered = await rememberedFor(deps, facts, interaction, plan.patient, plan.grantable);
       if (remembered.covering && !emergency) {
         await approve(ctx, deps, facts, plan, plan.grantable, existingConsentStep(deps.consents, remembered.covering.resource.id));
         return;
@@ -243,7 +270,7 @@ async function decide(ctx: Context, deps: SmartPageDeps): Promise<void> {
     if (needsConsent(plan.patient, plan.grantable)) {
       if (!consentPerformer(facts.user)) throw new RecordError('access_denied', NO_PERFORMER);
       // Choices an active Consent already covers were listed as allowed, not offered: they stay.
-      remembered = await rememberedConsent(deps.consents, facts, plan.patient, plan.grantable);
+      remembered = await rememberedFor(deps, facts, interaction, plan.patient, plan.grantable);
       consent = newConsentStep(deps.consents, {
         facts,
         patient: plan.patient,
@@ -263,8 +290,8 @@ async function decide(ctx: Context, deps: SmartPageDeps): Promise<void> {
         return;
       }
     }
-    const covered = new Set(remembered.covered);
-    const approved = plan.grantable.filter((s) => isRequiredScope(s) || covered.has(s) || ticked.has(s));
+    // Only what was offered counts: a choice ticked whole, else the categories of it that were ticked.
+    const approved = [...plan.grantable.filter(isRequiredScope), ...remembered.covered, ...chosenScopes(remembered.missing, ticked)];
     await approve(ctx, deps, facts, plan, approved, consent, options);
   });
 }

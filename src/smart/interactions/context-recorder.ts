@@ -7,6 +7,7 @@ import { grantableScopes } from '../launch/user-scopes.js';
 import type { AuthorizationFacts } from './authorization-facts.js';
 import { fhirReferenceOf, patientIdOf } from './fhir-user.js';
 import { buildGrant } from './grant-builder.js';
+import { withinGrantable } from './granular-scopes.js';
 import { allowedPatientsOf } from './user-context.js';
 import type { Logger } from 'pino';
 import { HcsRefusal, decideForUser, type HcsDecision } from '../../hcs/decision.js';
@@ -192,13 +193,13 @@ export class ContextRecorder {
   }
 
   /**
-   * Saves the grant of `approved` (limited to what the plan allows) and its context, using up the
+   * Saves the grant of `approved` (limited to what the plan allows, or offered narrowings of it) and its context, using up the
    * EHR launch. The launch is consumed last but before anything is saved: of two authorizations
    * racing on one launch, exactly one gets a grant.
    */
   async record(provider: Provider, facts: AuthorizationFacts, plan: AuthorizationPlan, approved: readonly string[], consent?: ConsentStep, options: RecordOptions = {}): Promise<RecordedGrant> {
-    const wanted = new Set(approved);
-    const scopes = plan.grantable.filter((s) => wanted.has(s));
+    // What the plan allows, or a category of it the person narrowed it to (granular-scopes.ts).
+    const scopes = withinGrantable(plan.grantable, approved);
     if (!usableGrant(facts.requested, scopes)) {
       throw new RecordError('invalid_scope', 'None of the requested scopes could be granted.');
     }

@@ -11,7 +11,7 @@ import type { Coding } from '../../users/model.js';
 import { authorizationFacts, type AuthorizationFacts } from './authorization-facts.js';
 import { RecordError, type ContextRecorder } from './context-recorder.js';
 import type { FhirDirectory } from './fhir-directory.js';
-import type { ConsentGateDeps, ConsentLifetimes } from './consent-gate.js';
+import type { ConsentGateDeps, ConsentLifetimes, RememberMode } from './consent-gate.js';
 import { picksOf } from './picks.js';
 import { userContextOf } from './user-context.js';
 
@@ -30,6 +30,8 @@ export interface SmartPageDeps {
   /** Patient consents: Allow and Deny are recorded, a covering one spares the page (consent-gate.ts). */
   consents: ConsentGateDeps;
   consentLifetimes: ConsentLifetimes;
+  /** When a covering Consent spares the page (config consents.remember; default `silent`). */
+  rememberConsent?: RememberMode;
   /** This server's issuer: its own management client redirects here and nowhere else. */
   issuer: string;
   logger?: Logger;

@@ -7,9 +7,10 @@ import { authorizationFacts, clientMayHave, type AuthorizationFacts } from './au
 import { contextOf, RecordError, type ConsentStep, type ContextRecorder } from './context-recorder.js';
 import { patientIdOf } from './fhir-user.js';
 import { approvedScopesOf, grantDecidesAll } from './grant-builder.js';
+import { withinGrantable } from './granular-scopes.js';
 import { picksOf } from './picks.js';
 import { userContextOf } from './user-context.js';
-import { consentPerformer, existingConsentStep, needsConsent, rememberedConsent, type ConsentGateDeps } from './consent-gate.js';
+import { clientAskedForConsent, consentPerformer, existingConsentStep, mayRemember, needsConsent, rememberedConsent, type ConsentGateDeps, type RememberMode } from './consent-gate.js';
 import { isManageClient } from '../../manage/manage-client.js';
 import { isEmergencyPurpose } from '../../hcs/vocabulary.js';
 
@@ -51,6 +52,8 @@ export interface SmartPromptDeps {
   staffRoles: readonly Coding[];
   /** Patient consents; without them no Consent is looked for (grants are not tied to any). */
   consents?: ConsentGateDeps;
+  /** When a covering Consent spares the page (config consents.remember; default `silent`). */
+  rememberConsent?: RememberMode;
 }
 
 type OidcClient = { clientId: string; smart_scopes?: unknown; smart_remember_consent?: unknown };
@@ -167,8 +170,7 @@ function silentPlanOf(ctx: KoaContextWithOIDC, deps: SmartPromptDeps): Promise<S
       if (!facts || !previous) return undefined;
       const plan = await deps.recorder.plan(facts);
       const carried = approvedScopesOf(previous, facts.audience);
-      const allowed = new Set(plan.grantable);
-      return { facts, previous, plan, carried, approved: carried.filter((s) => allowed.has(s)) };
+      return { facts, previous, plan, carried, approved: withinGrantable(plan.grantable, carried) };
     })();
     silentPlans.set(ctx, found);
   }
@@ -191,6 +193,13 @@ function patientConsentCheck(deps: SmartPromptDeps) {
     }
     if (!silent || isManageClient(silent.facts.clientId) || !needsConsent(silent.plan.patient, silent.approved)) return Check.NO_NEED_TO_PROMPT;
     if (!consentPerformer(silent.facts.user)) return Check.REQUEST_PROMPT;
+    const situation = {
+      mode: deps.rememberConsent ?? 'silent',
+      ehrLaunch: silent.facts.launch !== undefined,
+      promptNone: ctx.oidc.prompts.has('none'),
+      clientAskedConsent: clientAskedForConsent(ctx.oidc.params as Record<string, unknown>),
+    } as const;
+    if (!mayRemember(situation)) return Check.REQUEST_PROMPT;
     const remembered = await rememberedConsent(deps.consents, silent.facts, silent.plan.patient, silent.approved);
     if (!remembered.covering) return Check.REQUEST_PROMPT;
     coveringConsents.set(ctx, remembered.covering.resource.id);

@@ -60,7 +60,8 @@ const CATEGORY_LABELS: Readonly<Record<string, string>> = {
   'encounter-diagnosis': 'diagnoses made during visits',
   'health-concern': 'health concerns',
   'clinical-note': 'clinical notes',
-  sdoh: 'social needs',
+  sdoh: 'social needs (social determinants of health)',
+  'clinical-test': 'clinical tests',
 };
 
 const IDENTITY: Readonly<Record<string, string>> = {

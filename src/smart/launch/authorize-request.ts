@@ -32,20 +32,36 @@ async function readAuthorizationForm(ctx: Context): Promise<URLSearchParams> {
   return form;
 }
 
+/**
+ * Marks the `prompt=consent` this server adds, so the consent page can tell it from a client's own
+ * (which always shows the page: OpenID Connect Core 3.1.2.1). Whatever a client sends under this
+ * name is removed first, so only this server can set it.
+ */
+export const ADDED_PROMPT_PARAM = 'smart_added_prompt';
+
+function withoutAddedPromptMarker(querystring: string): string {
+  return querystring
+    .split('&')
+    .filter((part) => part && !part.startsWith(`${ADDED_PROMPT_PARAM}=`) && part !== ADDED_PROMPT_PARAM)
+    .join('&');
+}
+
 /** The query with `prompt=consent` added when refresh scopes are asked for, or undefined if unchanged. */
-export function withConsentForRefresh(querystring: string): string | undefined {
+export function withConsentForRefresh(sent: string): string | undefined {
+  const querystring = withoutAddedPromptMarker(sent);
+  const changed = querystring !== sent ? querystring : undefined;
   const params = new URLSearchParams(querystring);
   const scopes = params.getAll('scope');
   const prompts = params.getAll('prompt');
   // Repeated parameters are oidc-provider's to refuse; leave them as they are.
-  if (scopes.length !== 1 || prompts.length > 1) return undefined;
-  if (!scopes[0]!.split(' ').some((s) => REFRESH_SCOPES.has(s))) return undefined;
+  if (scopes.length !== 1 || prompts.length > 1) return changed;
+  if (!scopes[0]!.split(' ').some((s) => REFRESH_SCOPES.has(s))) return changed;
   const prompt = new Set((prompts[0] ?? '').split(' ').filter(Boolean));
-  if (prompt.has('none') || prompt.has('consent')) return undefined;
+  if (prompt.has('none') || prompt.has('consent')) return changed;
   prompt.add('consent');
   // Only the prompt parameter is re-encoded; every other one stays byte for byte as sent.
   const others = querystring.split('&').filter((part) => part && !/^prompt(=|$)/.test(part));
-  return [...others, `prompt=${encodeURIComponent([...prompt].join(' '))}`].join('&');
+  return [...others, `prompt=${encodeURIComponent([...prompt].join(' '))}`, `${ADDED_PROMPT_PARAM}=consent`].join('&');
 }
 
 export function authorizationRequestRewrites(authorizationPath: string) {

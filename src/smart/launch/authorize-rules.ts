@@ -115,6 +115,11 @@ export function smartAuthorizationParams(deps: AuthorizeRuleDeps) {
       }
     },
 
+    // Set only by this server (authorize-request.ts strips what a client sends): marks its own prompt=consent.
+    async smart_added_prompt(_ctx: KoaContextWithOIDC, value: string | undefined): Promise<void> {
+      if (value !== undefined && value !== 'consent') throw new errors.InvalidRequest('smart_added_prompt is not a client parameter');
+    },
+
     async purpose_of_use(_ctx: KoaContextWithOIDC, value: string | undefined, client: Client): Promise<void> {
       if (value === undefined || value === '') return;
       purposesOfUse(value, client as unknown as ClientHcsMetadata, deps.hcs);
