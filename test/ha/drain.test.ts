@@ -100,6 +100,12 @@ describe('shutdown under load', () => {
     const slow = await inFlight;
     const code = await server.exited;
 
+    if (process.env.HA_FIGURES === '1') {
+      const during = outcomes.filter((o) => o.startedAt >= termAt);
+      process.stdout.write(
+        `drain figures: ${JSON.stringify({ requests: outcomes.length, duringDrain: during.length, failed: outcomes.filter((o) => o.error || o.status !== 200).length, firstReadyz503AfterMs: (probes.find((p) => p.startedAt >= termAt && p.status === 503)?.startedAt ?? NaN) - termAt, inFlightAtClose: slow.status, exitCode: code })}\n`,
+      );
+    }
     const failed = outcomes.filter((o) => o.error || o.status !== 200);
     expect(failed).toEqual([]);
     expect(outcomes.filter((o) => o.startedAt >= termAt).length).toBeGreaterThan(20);

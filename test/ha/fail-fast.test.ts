@@ -16,6 +16,11 @@ import { startServerProcess, type ServerProcess } from '../support/server-proces
 const ISSUER = 'http://localhost:3000';
 const FHIR = 'http://localhost:8080/fhir';
 
+/** HA_FIGURES=1 prints the measured latencies (docs/operations.md "Redis failures"). */
+function figures(data: unknown): void {
+  if (process.env.HA_FIGURES === '1') process.stdout.write(`fail-fast figures: ${JSON.stringify(data)}\n`);
+}
+
 interface Answer {
   name: string;
   status: number;
@@ -138,8 +143,9 @@ describe('a hung Redis', () => {
     for (;;) {
       if ((await fetch(`${server.url}/readyz`)).status === 200) break;
       if (Date.now() - resumed > 5_000) throw new Error('the service did not resume after SIGCONT');
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 20));
     }
+    figures({ first: first.map((a) => `${a.name} ${a.status} ${Math.round(a.ms)} ms`), open: second.map((a) => `${a.name} ${a.status} ${Math.round(a.ms)} ms`), readyAgainMs: Date.now() - resumed });
     expect((await tokenRequest()).status).toBe(200);
     expect(server.stdout()).toMatch(/"msg":"Redis is not answering: requests get 503 until a PING succeeds"/);
     expect(server.stdout()).toMatch(/"msg":"Redis answers again"/);
