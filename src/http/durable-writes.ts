@@ -1,6 +1,7 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
-import { WriteScope, isStoreUnavailable, type WriteTracker } from '../redis/write-acks.js';
+import { WriteScope, type WriteTracker } from '../redis/write-acks.js';
+import { isRedisOutage } from '../redis/outage.js';
 import { respondStoreUnavailable } from './errors.js';
 
 /**
@@ -22,7 +23,7 @@ export function durableWrites(tracker: WriteTracker | undefined, logger: Logger)
     try {
       await tracker.run(scope, next);
     } catch (err) {
-      if (!isStoreUnavailable(err)) throw err;
+      if (!isRedisOutage(err)) throw err;
       failure = err;
     }
     const unavailable = failure ?? scope.unavailable;

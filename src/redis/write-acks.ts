@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Command, Redis } from 'ioredis';
 import type { RedisClient } from './connection.js';
+import { isRedisOutage } from './outage.js';
 
 /**
  * Which Redis writes a request made, and whether a replica has them.
@@ -33,19 +34,6 @@ export function isWriteCommand(name: string): boolean {
   return !READ_ONLY.has(name.toLowerCase());
 }
 
-/**
- * The store cannot take this request now: a replica answered (READONLY), the master lacks its
- * replicas (NOREPLICAS), it is loading or failing over, or the connection itself failed (every
- * error ioredis raises that is not a server reply). A bug in a command (WRONGTYPE, a script
- * error) is not one of these.
- */
-export function isStoreUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  if (err.name === 'ReplyError') return /^(READONLY|NOREPLICAS|MASTERDOWN|LOADING|TRYAGAIN|CLUSTERDOWN)\b/.test(err.message);
-  // StoreUnavailableError: the circuit breaker (circuit-breaker.ts) refused to send it.
-  return err.name === 'MaxRetriesPerRequestError' || err.name === 'StoreUnavailableError' || /^(Connection is closed|Stream isn't writeable|Command timed out)/.test(err.message);
-}
-
 /** One request's writes. */
 export class WriteScope {
   /** The request sent at least one write. */
@@ -63,7 +51,7 @@ export class WriteScope {
   }
 
   noteFailed(err: unknown): void {
-    if (isStoreUnavailable(err)) this.unavailable ??= err as Error;
+    if (isRedisOutage(err)) this.unavailable ??= err as Error;
   }
 }
 
