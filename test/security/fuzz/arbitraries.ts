@@ -97,7 +97,7 @@ type Action = { kind: 'keep' } | { kind: 'drop' } | { kind: 'replace'; value: st
 
 const action = (extra: fc.Arbitrary<string>): fc.Arbitrary<Action> =>
   fc.oneof(
-    { weight: 5, arbitrary: fc.constant<Action>({ kind: 'keep' }) },
+    { weight: 12, arbitrary: fc.constant<Action>({ kind: 'keep' }) },
     { weight: 1, arbitrary: fc.constant<Action>({ kind: 'drop' }) },
     { weight: 2, arbitrary: fc.oneof(hostile, extra).map<Action>((value) => ({ kind: 'replace', value })) },
     { weight: 1, arbitrary: fc.oneof(hostile, extra).map<Action>((value) => ({ kind: 'twice', value })) },
