@@ -12,6 +12,7 @@ import { requestContext } from './http/request-context.js';
 import { securityHeaders } from './http/security-headers.js';
 import { errorBoundary, requireRedis } from './http/errors.js';
 import { bodyLimit } from './http/body-limit.js';
+import { requireValidOrigin } from './http/request-origin.js';
 import { opsRoutes } from './ops/health.js';
 import { smartConfigurationRoutes } from './discovery/smart-configuration.js';
 import { interactionRoutes } from './login/routes.js';
@@ -243,6 +244,7 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(exposeClientAuthProblems(provider, config.clientAuthSigningAlgs));
   provider.use(securityHeaders({ frameAncestors: config.http.frameAncestors }));
   provider.use(errorBoundary(logger, redisReady));
+  provider.use(requireValidOrigin());
   provider.use(ops.routes());
   provider.use(requireRedis(redisReady, /^\/(healthz|readyz|metrics|static\/)/));
   provider.use(bodyLimit(config.http.bodyLimit));
