@@ -114,10 +114,12 @@ describe('browser-facing routes: no 5xx, no internals, no state change on refusa
             { weight: 1, arbitrary: fc.constantFrom('//', '/%2e%2e/%2e%2e/etc/passwd', '/scim/v2/../../token', '/token/', '/TOKEN', '/fhir/Consent/..', '/%ZZ', '/a?b=%') },
           ),
           query: fc.option(formBody(fc.array(fc.tuple(hostile, hostile), { maxLength: 4 }))),
-          headers: fc.tuple(forwardedHeaders, contentType, authorizationHeader, cookieHeader, acceptHeader).map(([fwd, type, auth, cookie, accept]) => ({ ...fwd, 'Content-Type': type, Authorization: auth, Cookie: cookie, Accept: accept })),
+          headers: fc.tuple(forwardedHeaders, contentType, authorizationHeader, cookieHeader, acceptHeader).map(([fwd, type, auth, cookie, accept]): Record<string, string | undefined> => ({ ...fwd, 'Content-Type': type, Authorization: auth, Cookie: cookie, Accept: accept })),
           body: fc.option(fc.oneof(hostile, fc.json({ maxDepth: 3 }), formBody(fc.array(fc.tuple(hostile, hostile), { maxLength: 4 })))),
         }),
         ({ method, path, query, headers, body }) => sendRaw(w.t.request, { method, path: `${path}${query ? `${path.includes('?') ? '&' : '?'}${query}` : ''}`, headers, ...(body !== null ? { body } : {}) }),
+        // Found by this property: a forwarded protocol that is not a URL scheme was a 500 at /logout.
+        { examples: [{ method: 'get', path: '/logout', query: null, headers: { 'X-Forwarded-Proto': ';', 'Content-Type': '', Authorization: 'Bearer ', Cookie: undefined, Accept: undefined }, body: null }] },
       ),
     timeoutFor(),
   );

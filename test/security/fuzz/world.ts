@@ -112,6 +112,9 @@ export async function createFuzzWorld(db: number, env: Record<string, string> = 
       // Limits high enough that fuzzed logins keep reaching the password check.
       AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000000',
       AUTHZ_LOGIN_MAX_FAILURES: '1000000',
+      // The seeded tokens must outlive a long run, or their expiry reads as a state change.
+      AUTHZ_TTL_BACKEND_ACCESS_TOKEN: '3600',
+      AUTHZ_TTL_ACCESS_TOKEN: '7200',
       ...env,
     },
     { redisUrl: redisUrlWithDb(db), logger },
