@@ -8,7 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import type { FuzzWorld, Response } from './world.js';
+import type { FuzzWorld, Response, Snapshot } from './world.js';
 
 /** Inputs per property: small in `npm test`, large in `npm run fuzz` (FUZZ_RUNS). */
 export const RUNS = Number(process.env.FUZZ_RUNS ?? 20);
@@ -64,10 +64,20 @@ function echoable(input: unknown): string {
   return `${json}\n${decoded}`;
 }
 
-export function changedKeys(before: Map<string, string>, after: Map<string, string>): string[] {
+/**
+ * The keys created, changed or deleted between two snapshots. A key whose time to live ran out
+ * between them (a launch, a token seeded earlier) expired; the request did not delete it.
+ */
+export function changedKeys(before: Snapshot, after: Snapshot): string[] {
   const changed: string[] = [];
-  for (const [k, v] of before) if (after.get(k) !== v) changed.push(after.has(k) ? `changed ${k}` : `deleted ${k}`);
-  for (const k of after.keys()) if (!before.has(k)) changed.push(`created ${k}`);
+  const expiredBy = (pttl: number) => pttl >= 0 && pttl <= after.at - before.at + 1_000;
+  for (const [k, v] of before.keys) {
+    const now = after.keys.get(k);
+    if (!now) {
+      if (!expiredBy(v.pttl)) changed.push(`deleted ${k}`);
+    } else if (now.digest !== v.digest) changed.push(`changed ${k}`);
+  }
+  for (const k of after.keys.keys()) if (!before.keys.has(k)) changed.push(`created ${k}`);
   return changed;
 }
 

@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { createFuzzWorld, type FuzzWorld } from './world.js';
-import { fuzz, reportFigures, timeoutFor } from './properties.js';
+import { changedKeys, fuzz, reportFigures, timeoutFor } from './properties.js';
 import { authorizationHeader, contentType, encodeParams, hostile, jsonBody, mutatedJson, mutatedParams, pct } from './arbitraries.js';
 import { sendRaw, type Method } from './send.js';
 import { consentServiceOf } from '../../support/smart-flow.js';
@@ -214,4 +214,13 @@ describe('SCIM and FHIR APIs with a valid token: no 5xx, no internals, no state 
       ),
     timeoutFor(),
   );
+});
+
+test('the state property sees a change to a stored user and ignores an audit or rate-limit write', async () => {
+  const before = await w.snapshot();
+  await w.t.redis.set(w.t.keyspace.rateLimit('fuzz-self-check'), '1');
+  await w.t.redis.set(`${w.t.keyspace.prefix}{audit}:fuzz-self-check`, '1');
+  expect(changedKeys(before, await w.snapshot())).toEqual([]);
+  await w.t.redis.hset(w.t.keyspace.scimUser(w.userId), 'lm', '0');
+  expect(changedKeys(before, await w.snapshot())).toEqual([`changed ${w.t.keyspace.scimUser(w.userId)}`]);
 });

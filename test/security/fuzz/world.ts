@@ -31,6 +31,12 @@ export const CLIENTS = {
 
 export const USER = { userName: 'fuzz.user', password: 'a long enough test password' };
 
+export interface Snapshot {
+  at: number;
+  /** key → content digest and milliseconds left to live (-1: no expiry). */
+  keys: Map<string, { digest: string; pttl: number }>;
+}
+
 export interface FuzzWorld {
   t: TestApp;
   key: BackendKey;
@@ -42,8 +48,8 @@ export interface FuzzWorld {
   errors: string[];
   /** A fresh client assertion for the admin backend client. */
   assertion(clientId?: string): Promise<string>;
-  /** Fingerprint of every key this app stores (see `snapshot`). */
-  snapshot(): Promise<Map<string, string>>;
+  /** Fingerprint of every key this app stores (see `SNAPSHOT_SCRIPT`), taken at `at`. */
+  snapshot(): Promise<Snapshot>;
   close(): Promise<void>;
 }
 
@@ -62,8 +68,8 @@ export interface FuzzWorld {
 export const VOLATILE = ['{audit}:', 'ratelimit:', 'once:', 'oidc:ReplayDetection:', 'oidc:Session:', 'oidc:sessionUid:', 'oidc:Interaction:'];
 
 /*
- * One pass over the database: key → SHA-1 of its DUMP (type and content, not TTL), skipping the
- * families above. Server-side so a snapshot costs one round trip whatever the audit trail's size.
+ * One pass over the database: key → SHA-1 of its DUMP (type and content) and its PTTL, skipping
+ * the families above. Server-side so a snapshot costs one round trip whatever the audit trail's size.
  */
 const SNAPSHOT_SCRIPT = `
 local out = {}
@@ -82,6 +88,7 @@ repeat
       if dump then
         out[#out + 1] = key
         out[#out + 1] = redis.sha1hex(dump)
+        out[#out + 1] = redis.call('PTTL', key)
       end
     end
   end
@@ -155,10 +162,11 @@ export async function createFuzzWorld(db: number, env: Record<string, string> = 
     errors,
     assertion,
     async snapshot() {
-      const flat = (await fresh.redis.eval(SNAPSHOT_SCRIPT, 0, fresh.config.redis.prefix, ...VOLATILE)) as string[];
-      const map = new Map<string, string>();
-      for (let i = 0; i < flat.length; i += 2) map.set(flat[i]!, flat[i + 1]!);
-      return map;
+      const at = Date.now();
+      const flat = (await fresh.redis.eval(SNAPSHOT_SCRIPT, 0, fresh.config.redis.prefix, ...VOLATILE)) as Array<string | number>;
+      const keys = new Map<string, { digest: string; pttl: number }>();
+      for (let i = 0; i < flat.length; i += 3) keys.set(String(flat[i]), { digest: String(flat[i + 1]), pttl: Number(flat[i + 2]) });
+      return { at, keys };
     },
     async close() {
       await fresh.close();
