@@ -18,6 +18,7 @@ import { writeTrackerFor } from './redis/write-acks.js';
 import { connectionHealth, type StoreHealth } from './redis/circuit-breaker.js';
 import { isRedisOutage } from './redis/outage.js';
 import { bodyLimit } from './http/body-limit.js';
+import { requireValidOrigin } from './http/request-origin.js';
 import { metricsAccessFor, opsRoutes } from './ops/health.js';
 import { smartConfigurationRoutes } from './discovery/smart-configuration.js';
 import { ehrLaunchDefaults } from './discovery/smart-style.js';
@@ -266,6 +267,7 @@ export function buildApp(deps: AppDeps): Provider {
   provider.use(exposeClientAuthProblems(provider, config.clientAuthSigningAlgs));
   provider.use(securityHeaders({ frameAncestors: config.http.frameAncestors }));
   provider.use(errorBoundary(logger, redisReady));
+  provider.use(requireValidOrigin());
   provider.use(ops.routes());
   // Before anything that writes: answers 503 for what a failing-over Redis may lose (AUTHZ_REDIS_MIN_REPLICAS).
   provider.use(durableWrites(writeTrackerFor(redis, config.redis), logger));
