@@ -10,7 +10,9 @@ import type supertest from 'supertest';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../../support/backend-client.js';
 import { createSmartUser, registerEhrLauncher } from '../../support/smart-flow.js';
-import { SMART_REGISTRATION_POLICY } from '../../../src/provider/configuration.js';
+import { ownApiAudience } from '../../../src/provider/own-api.js';
+import { RegistrationTokens, MAX_REGISTRATION_USES } from '../../../src/clients/registration-tokens.js';
+import { DEFAULT_REGISTRATION_KINDS, DEFAULT_REGISTRATION_SCOPES } from '../../../src/clients/registration-policy.js';
 
 export const ISSUER = 'http://localhost:3000';
 export const FHIR_BASE = 'http://localhost:8080/fhir';
@@ -149,9 +151,17 @@ export async function createFuzzWorld(db: number, env: Record<string, string> = 
     return res.body.access_token as string;
   };
   const scim = await token('scim');
-  const fhirAdmin = await token('system/Consent.cruds system/AuditEvent.rs', FHIR_BASE);
+  // The Consent and AuditEvent APIs take only tokens for this server's own API (provider/own-api.ts).
+  const fhirAdmin = await token('system/Consent.cruds system/AuditEvent.rs', ownApiAudience(fresh.config.issuer));
   const patientApp = await patientAppToken(fresh, userId);
-  const initialAccessToken = await new fresh.app.InitialAccessToken({ expiresIn: 3600, policies: [SMART_REGISTRATION_POLICY] }).save();
+  // Many uses and every app kind, so fuzzed registrations reach the metadata rules instead of
+  // stopping at a spent token.
+  const { token: initialAccessToken } = await new RegistrationTokens(fresh.redis, fresh.keyspace).issue(fresh.app, {
+    kinds: [...DEFAULT_REGISTRATION_KINDS],
+    scopes: [...DEFAULT_REGISTRATION_SCOPES],
+    uses: MAX_REGISTRATION_USES,
+    expiresIn: 3600,
+  });
 
   return {
     t: fresh,
