@@ -20,6 +20,7 @@ import type { SmartPromptDeps } from '../smart/interactions/prompts.js';
 import type { LaunchStore } from '../smart/launch/launch-store.js';
 import type { GrantContextStore } from '../smart/launch/grant-context.js';
 import { audAsResource, smartAuthorizationParams } from '../smart/launch/authorize-rules.js';
+import { invalidScope } from '../smart/invalid-scope.js';
 import { grantContextOf, launchContextClaims } from '../smart/launch/token-context.js';
 import { backendHcsClaims } from '../hcs/backend-claims.js';
 import type { Logger } from 'pino';
@@ -99,14 +100,6 @@ function appResourceScopes(ctx: KoaContextWithOIDC, resourceIndicator: string, c
 }
 
 /**
- * RFC 6749 §5.2 error responses are `error`, `error_description` and `error_uri`; oidc-provider
- * would add a `scope` member when given one, so none is given (the description names the scopes).
- */
-function invalidScope(description: string): InstanceType<typeof errors.InvalidScope> {
-  return new errors.InvalidScope(description, undefined as unknown as string);
-}
-
-/**
  * Backend tokens carry only what was asked for *and* what the client may have (SMART Backend
  * Services "downscoping"): `system/*.cruds` allowed and `system/Patient.cruds` asked gives
  * `system/Patient.cruds`; asking for nothing the client may have is `invalid_scope`. The request
@@ -137,7 +130,7 @@ function ownApiResourceServer(ctx: KoaContextWithOIDC, issuer: string, client: C
   const scopes = ownApiScopes((backend ? downscopeClientCredentials(ctx, client) : appResourceScopes(ctx, audience, client)).split(' '));
   if (!scopes.some(isOwnApiScope)) {
     const why = `${audience} serves only Consent, Provenance and AuditEvent: none of this client's requested or allowed scopes names them`;
-    throw backend ? new errors.InvalidScope(why, String((ctx.oidc.params as { scope?: string }).scope ?? '')) : new errors.InvalidTarget(why);
+    throw backend ? invalidScope(why) : new errors.InvalidTarget(why);
   }
   if (backend) (ctx.oidc.params as { scope?: string }).scope = scopes.join(' ');
   return { scope: scopes.join(' '), audience, accessTokenFormat: 'opaque' as const, accessTokenTTL };

@@ -98,6 +98,8 @@ describe('the Consent and AuditEvent APIs take only tokens for their own audienc
     const res = await tokenRequest(t, await signAssertion(key, `bulk-${tag}`, TOKEN_URL), { scope: 'system/*.rs', resource: API });
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_scope');
+    // RFC 6749 §5.2 members only (no non-standard `scope` member).
+    expect(Object.keys(res.body).sort()).toEqual(['error', 'error_description']);
   });
 
   test('a token whose sign-in session has ended is refused', async () => {

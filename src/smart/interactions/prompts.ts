@@ -13,6 +13,7 @@ import { userContextOf } from './user-context.js';
 import { clientAskedForConsent, consentPerformer, existingConsentStep, mayRemember, needsConsent, rememberedConsent, type ConsentGateDeps, type RememberMode } from './consent-gate.js';
 import { isManageClient } from '../../manage/manage-client.js';
 import { isEmergencyPurpose } from '../../hcs/vocabulary.js';
+import { invalidScope } from '../invalid-scope.js';
 
 const { Check, Prompt } = interactionPolicy;
 
@@ -210,7 +211,7 @@ function patientConsentCheck(deps: SmartPromptDeps) {
 function oauthError(err: RecordError): Error {
   switch (err.error) {
     case 'invalid_scope':
-      return new errors.InvalidScope(err.description, '');
+      return invalidScope(err.description);
     case 'access_denied':
       return new errors.AccessDenied(err.description);
     default:
