@@ -82,7 +82,9 @@ async function withRuntime<T>(fn: (rt: AuditedRuntime) => Promise<T>, opts: { ke
 }
 
 async function providerFor(rt: AuditedRuntime) {
-  const jwks = await rt.keystore.providerJwks();
+  // On a store no server has started on yet, the keys are made here as the first start would
+  // make them: oidc-provider cannot validate client metadata without a key set.
+  const { jwks } = await rt.keystore.ensureKeys();
   return buildApp({ ...rt, metrics: new Metrics({ defaultMetrics: false }), jwks, cookieKeys: ['cli-does-not-set-cookies-0000000000'], audit: rt.cliAudit.audit });
 }
 

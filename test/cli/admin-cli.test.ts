@@ -67,3 +67,18 @@ describe('admin CLI: key ids that look like options', () => {
     await expect(cli('keys', 'promote', '-notAKidButLooksLikeOne')).rejects.toThrow(/-notAKidButLooksLikeOne/);
   });
 });
+
+describe('on a store no server has started on', () => {
+  test('clients add works: the CLI makes the signing keys the first start would make', async () => {
+    const fresh = `cli-fresh-${randomUUID().slice(0, 8)}:`;
+    const before = process.env.AUTHZ_REDIS_PREFIX;
+    process.env.AUTHZ_REDIS_PREFIX = fresh;
+    try {
+      const lines = await cli('clients', 'add', '--kind', 'confidential_symmetric', '--id', 'first-app', '--redirect-uri', 'https://app.example.org/cb', '--scopes', 'openid patient/*.rs');
+      expect(lines.join('\n')).toMatch(/first-app/);
+      expect((await cli('keys', 'list')).length).toBeGreaterThan(0);
+    } finally {
+      process.env.AUTHZ_REDIS_PREFIX = before;
+    }
+  });
+});
