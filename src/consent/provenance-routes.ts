@@ -6,7 +6,7 @@ import { authenticateConsentCaller, requirePatient, type ConsentAction, type Con
 import type { ConsentService } from './consent-service.js';
 import { ConsentSearchTooBroadError } from './consent-store.js';
 import { FhirError, fhirErrorBoundary, insufficientScope, sendFhir } from '../http/fhir-api.js';
-import { pageQuery } from './search-params.js';
+import { pageLinks } from './search-params.js';
 import { parseProvenanceSearch } from './provenance-search.js';
 
 /**
@@ -68,11 +68,7 @@ export function provenanceRoutes(deps: ProvenanceRoutesDeps): Router {
       search.patient = who.patientId;
     }
     const page = search.matchesNothing ? { total: 0, provenances: [] } : await store.searchProvenance(search);
-    const links = [{ relation: 'self', url: `${base}?${pageQuery(query, search.count, search.offset)}` }];
-    if (search.count > 0 && search.offset + search.count < page.total) {
-      links.push({ relation: 'next', url: `${base}?${pageQuery(query, search.count, search.offset + search.count)}` });
-    }
-    if (search.offset > 0) links.push({ relation: 'previous', url: `${base}?${pageQuery(query, search.count, Math.max(0, search.offset - search.count))}` });
+    const links = pageLinks(base, query, { count: search.count, offset: search.offset, total: page.total });
     sendFhir(ctx, 200, {
       resourceType: 'Bundle',
       type: 'searchset',

@@ -8,7 +8,7 @@ import type { ConsentService } from './consent-service.js';
 import { ConsentSearchTooBroadError, type StoredConsent, type StoredResource } from './consent-store.js';
 import { ConsentNotFoundError, ConsentStateError } from './errors.js';
 import { FHIR_JSON, FhirError, JSON_PATCH, fhirErrorBoundary, readJsonBody, sendFhir } from '../http/fhir-api.js';
-import { pageQuery, parseConsentSearch, wantsProvenance } from './search-params.js';
+import { pageLinks, parseConsentSearch, wantsProvenance } from './search-params.js';
 import { PROVENANCE_PATH, provenanceIncludeCaller } from './provenance-routes.js';
 import { checkPatch, checkPutBody } from './withdrawal-input.js';
 
@@ -98,11 +98,7 @@ export function consentRoutes(deps: ConsentRoutesDeps): Router {
     if (revinclude) await provenanceIncludeCaller(ctx.get('Authorization'), deps.lookup, config.issuer);
     const page = await store.search(search);
     const provenances = revinclude ? await store.provenanceOf(page.consents.map((c) => c.resource.id)) : undefined;
-    const links = [{ relation: 'self', url: `${base}?${pageQuery(query, search.count, search.offset)}` }];
-    if (search.count > 0 && search.offset + search.count < page.total) {
-      links.push({ relation: 'next', url: `${base}?${pageQuery(query, search.count, search.offset + search.count)}` });
-    }
-    if (search.offset > 0) links.push({ relation: 'previous', url: `${base}?${pageQuery(query, search.count, Math.max(0, search.offset - search.count))}` });
+    const links = pageLinks(base, query, { count: search.count, offset: search.offset, total: page.total });
     sendFhir(ctx, 200, {
       resourceType: 'Bundle',
       type: 'searchset',

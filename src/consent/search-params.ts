@@ -143,7 +143,7 @@ export function wantsProvenance(query: Record<string, string | string[] | undefi
 }
 
 /** The query string of a search page, with the same filters and another offset. */
-export function pageQuery(query: Record<string, string | string[] | undefined>, count: number, offset: number): string {
+function pageQuery(query: Record<string, string | string[] | undefined>, count: number, offset: number): string {
   const params = new URLSearchParams();
   for (const name of Object.keys(query).sort()) {
     if (name === '_count' || name === '_offset') continue;
@@ -153,4 +153,13 @@ export function pageQuery(query: Record<string, string | string[] | undefined>, 
   params.set('_count', String(count));
   params.set('_offset', String(offset));
   return params.toString();
+}
+
+/** A searchset's `self`, `next` and `previous` links for one page of `total` matches. */
+export function pageLinks(base: string, query: Record<string, string | string[] | undefined>, page: { count: number; offset: number; total: number }): Array<{ relation: string; url: string }> {
+  const { count, offset, total } = page;
+  const links = [{ relation: 'self', url: `${base}?${pageQuery(query, count, offset)}` }];
+  if (count > 0 && offset + count < total) links.push({ relation: 'next', url: `${base}?${pageQuery(query, count, offset + count)}` });
+  if (offset > 0) links.push({ relation: 'previous', url: `${base}?${pageQuery(query, count, Math.max(0, offset - count))}` });
+  return links;
 }
