@@ -86,10 +86,15 @@ return members
 
 /**
  * Ends an owner's access: sets the revoked mark (so writes still in flight for the owner are
- * refused), empties the owner index and returns its members for the caller to end.
+ * refused), empties the owner index and returns its members for the caller to end. With
+ * ARGV[2] = '1' an owner with nothing indexed is left untouched (no mark is written for an id
+ * that owns nothing, such as one that never existed).
  * KEYS[1] owner index, KEYS[2] revoked mark; ARGV[1] mark lifetime in seconds.
  */
 const OWNER_TEARDOWN = `
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+  return {}
+end
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 redis.call('DEL', KEYS[1])
@@ -116,7 +121,7 @@ export interface AdapterScripts {
   oidcConsumeEntry(entry: string, now: string): Promise<number | string | null>;
   oidcGrantIndexAdd(index: string, revoked: string, member: string, ttlMs: string, pruneGraceMs: string, evenIfRevoked?: '0' | '1'): Promise<number>;
   oidcGrantTeardown(index: string, revoked: string, grantEntry: string, dead: '0' | '1', revokedTtlSeconds: string): Promise<string[]>;
-  oidcOwnerTeardown(index: string, revoked: string, revokedTtlSeconds: string): Promise<string[]>;
+  oidcOwnerTeardown(index: string, revoked: string, revokedTtlSeconds: string, onlyIfIndexed: '0' | '1'): Promise<string[]>;
   oidcOwnerReinstate(index: string, revoked: string, onlyIfRevoked: '0' | '1'): Promise<string[]>;
 }
 

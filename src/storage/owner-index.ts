@@ -112,11 +112,12 @@ export class OwnerIndex {
    * Ends everything the owner has: each Grant dies with all its tokens and codes, each Session and
    * client-credentials token is deleted. Idempotent; returns how many entries were ended.
    */
-  async end(owner: Owner): Promise<number> {
+  async end(owner: Owner, { onlyIfIndexed = false } = {}): Promise<number> {
     const members = await this.redis.oidcOwnerTeardown(
       this.keyspace.ownerIndex(owner.kind, owner.id),
       this.keyspace.ownerRevoked(owner.kind, owner.id),
       String(OWNER_REVOKED_MARK_SECONDS),
+      onlyIfIndexed ? '1' : '0',
     );
     await this.endMembers(members);
     return members.length;
@@ -150,14 +151,19 @@ export class OwnerIndex {
 
 /** Ending and restoring a user's access, as the user directory needs it. */
 export interface AccountAccess {
-  end(accountId: string): Promise<void>;
+  /**
+   * `onlyIfIndexed`: for an account that no longer exists (a retried delete), end only what is
+   * still indexed; an id that owns nothing gets no revoked mark (a sign-in in flight for it fails
+   * anyway: findAccount refuses unknown accounts).
+   */
+  end(accountId: string, opts?: { onlyIfIndexed?: boolean }): Promise<void>;
   reinstate(accountId: string): Promise<void>;
 }
 
 export function accountAccess(owners: OwnerIndex): AccountAccess {
   return {
-    end: async (id) => {
-      await owners.end({ kind: 'account', id });
+    end: async (id, opts) => {
+      await owners.end({ kind: 'account', id }, opts);
     },
     reinstate: (id) => owners.reinstate({ kind: 'account', id }),
   };

@@ -178,8 +178,8 @@ export class UserStore {
    * Ends every grant, token and session of the user (idempotent). Done by every write that leaves
    * the user inactive and by `delete`; callers use it to finish one that failed half-way.
    */
-  async endAccess(id: string): Promise<void> {
-    await this.deps.access?.end(id);
+  async endAccess(id: string, opts?: { onlyIfIndexed?: boolean }): Promise<void> {
+    await this.deps.access?.end(id, opts);
   }
 
   /**
@@ -190,7 +190,8 @@ export class UserStore {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
       const [record, groupIds] = await Promise.all([this.record(id), this.redis.smembers(this.keys.scimUserGroups(id))]);
       if (!record) {
-        await this.endAccess(id);
+        // A refused delete (404) changes nothing unless a failed one left access to end.
+        await this.endAccess(id, { onlyIfIndexed: true });
         return false;
       }
       if (opts.ifMatch !== undefined && !etagMatches(opts.ifMatch, record.v)) throw preconditionFailed(versionTag(record.v));

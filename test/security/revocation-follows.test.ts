@@ -3,6 +3,7 @@ import { cliLines as cli } from '../support/cli.js';
 import { authorizeAndExchange, basicAuth, createSmartUser, startAuthorizationIn, registerPublicApp, type Agent, type AuthorizeParams } from '../support/smart-flow.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
 import { createScimApp, patchOps, type ScimTestApp } from '../scim/support.js';
+import { UserStore } from '../../src/users/user-store.js';
 
 /**
  * Revocation follows the account and the client (issue 14, item 6): disabling or deleting a user,
@@ -139,6 +140,25 @@ describe('a user disabled through SCIM', () => {
     expect((await t.del(`/Users/${id}`)).status).toBe(204);
     expect(await active(tokens.access)).toBe(false);
     expect(await active(tokens.refresh)).toBe(false);
+    expect((await refresh(tokens.refresh)).body.error).toBe('invalid_grant');
+  });
+
+  test('DELETE of an id that owns nothing is a 404 that writes nothing (found by the fuzz suite)', async () => {
+    const id = 'http://a.aa';
+    expect((await t.del(`/Users/${encodeURIComponent(id)}`)).status).toBe(404);
+    expect(await t.redis.exists(t.keyspace.ownerRevoked('account', id))).toBe(0);
+  });
+
+  test('a DELETE retried after a deletion that did not finish ending access still ends it', async () => {
+    const id = await patient('pat.delete-retry');
+    const tokens = await userTokens(id);
+    // The first delete removed the record, then failed before ending access: a store without its
+    // access part does exactly the first half.
+    const halfway = new UserStore({ redis: t.redis, keyspace: t.keyspace, passwords: t.config.passwords, scimBase: `${t.config.issuer}/scim/v2`, limits: t.config.scim });
+    expect(await halfway.delete(id)).toBe(true);
+    expect(await active(tokens.access)).toBe(true);
+    expect((await t.del(`/Users/${id}`)).status).toBe(404);
+    expect(await active(tokens.access)).toBe(false);
     expect((await refresh(tokens.refresh)).body.error).toBe('invalid_grant');
   });
 
