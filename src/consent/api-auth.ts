@@ -88,3 +88,10 @@ export function requireAction(caller: ConsentCaller, action: ConsentAction): voi
 export function requirePatient(caller: ConsentCaller, patientId: string): void {
   if (caller.kind === 'patient' && caller.patientId !== patientId) throw forbidden("the Consent is not the token's patient's");
 }
+
+/** A patient's search is about their own record: naming another patient is 403, naming none means theirs. */
+export function confineToOwnPatient(caller: ConsentCaller, search: { patient?: string | undefined }): void {
+  if (caller.kind !== 'patient') return;
+  if (search.patient !== undefined) requirePatient(caller, search.patient);
+  search.patient = caller.patientId;
+}

@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { authenticateConsentCaller, requirePatient, type ConsentAction, type ConsentCaller, type ApiTokens } from './api-auth.js';
+import { authenticateConsentCaller, confineToOwnPatient, requirePatient, type ConsentAction, type ConsentCaller, type ApiTokens } from './api-auth.js';
 import type { ConsentService } from './consent-service.js';
 import { ConsentSearchTooBroadError } from './consent-store.js';
 import { FhirError, fhirErrorBoundary, insufficientScope, sendFhir } from '../http/fhir-api.js';
@@ -63,10 +63,7 @@ export function provenanceRoutes(deps: ProvenanceRoutesDeps): Router {
     requireProvenanceAction(who, 'search');
     const query = ctx.query as Query;
     const search = parseProvenanceSearch(query);
-    if (who.kind === 'patient') {
-      if (search.patient !== undefined) requirePatient(who, search.patient);
-      search.patient = who.patientId;
-    }
+    confineToOwnPatient(who, search);
     const page = search.matchesNothing ? { total: 0, provenances: [] } : await store.searchProvenance(search);
     const links = pageLinks(base, query, { count: search.count, offset: search.offset, total: page.total });
     sendFhir(ctx, 200, {

@@ -3,7 +3,7 @@ import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { parseSize } from '../http/body-limit.js';
-import { authenticateConsentCaller, requireAction, requirePatient, type ConsentCaller, type ApiTokens } from './api-auth.js';
+import { authenticateConsentCaller, confineToOwnPatient, requireAction, requirePatient, type ConsentCaller, type ApiTokens } from './api-auth.js';
 import type { ConsentService } from './consent-service.js';
 import { ConsentSearchTooBroadError, type StoredConsent, type StoredResource } from './consent-store.js';
 import { ConsentNotFoundError, ConsentStateError } from './errors.js';
@@ -90,10 +90,7 @@ export function consentRoutes(deps: ConsentRoutesDeps): Router {
     const query = ctx.query as Query;
     const search = parseConsentSearch(query);
     const revinclude = wantsProvenance(query);
-    if (who.kind === 'patient') {
-      if (search.patient !== undefined) requirePatient(who, search.patient);
-      search.patient = who.patientId;
-    }
+    confineToOwnPatient(who, search);
     // Included Provenances need the token's Provenance scope too; they concern the same Consents.
     if (revinclude) await provenanceIncludeCaller(ctx.get('Authorization'), deps.lookup, config.issuer);
     const page = await store.search(search);

@@ -178,6 +178,11 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
     const grantId = requestGrantId(ctx);
     return Boolean(grantId && (await grantContextOf(grantContexts, ctx, grantId))?.hcs?.breakTheGlass);
   };
+  /** Access-token lifetime of a token request: backend or user, and short for an emergency grant, whatever the audience. */
+  const accessTokenTtl = async (ctx: KoaContextWithOIDC): Promise<number> => {
+    const ttl = ctx.oidc.params?.grant_type === 'client_credentials' ? config.ttl.backendAccessToken : config.ttl.accessToken;
+    return ctx.oidc.route === 'token' && (await isEmergencyGrant(ctx)) ? Math.min(ttl, config.hcs.breakTheGlass.accessTokenTtl) : ttl;
+  };
   return {
     adapter,
     jwks,
@@ -301,10 +306,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
         },
         useGrantedResource: () => true,
         getResourceServerInfo: async (ctx, resourceIndicator, client) => {
-          if (isOwnApi(config.issuer, resourceIndicator)) {
-            const ttl = ctx.oidc.params?.grant_type === 'client_credentials' ? config.ttl.backendAccessToken : config.ttl.accessToken;
-            return ownApiResourceServer(ctx, config.issuer, client as unknown as ClientWithSmart, ttl);
-          }
+          if (isOwnApi(config.issuer, resourceIndicator)) return ownApiResourceServer(ctx, config.issuer, client as unknown as ClientWithSmart, await accessTokenTtl(ctx));
           const adminApi = adminApiOf(config.issuer, resourceIndicator);
           if (adminApi) return adminApiResourceServer(ctx, config.issuer, adminApi, client as unknown as ClientWithSmart, config.ttl.backendAccessToken);
           const server = findFhirServer(config.fhirServers, resourceIndicator);
@@ -322,8 +324,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
           } else {
             scope = withoutAdminScopes(appResourceScopes(ctx, resourceIndicator, smartClient).split(' ')).join(' ');
           }
-          let accessTokenTTL = ctx.oidc.params?.grant_type === 'client_credentials' ? config.ttl.backendAccessToken : config.ttl.accessToken;
-          if (ctx.oidc.route === 'token' && (await isEmergencyGrant(ctx))) accessTokenTTL = Math.min(accessTokenTTL, config.hcs.breakTheGlass.accessTokenTtl);
+          const accessTokenTTL = await accessTokenTtl(ctx);
           return {
             scope,
             audience: server.base,

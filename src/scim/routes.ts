@@ -18,6 +18,7 @@ import { ALL_SCHEMAS, GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE } from './sc
 import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
 import { scimChangeEvents } from '../audit/hooks/scim-audit.js';
 import { isRedisOutage } from '../redis/outage.js';
+import { STORE_RETRY_AFTER_SECONDS } from '../http/errors.js';
 
 /**
  * SCIM 2.0 (RFC 7644) at /scim/v2: Users, Groups, searches, and the discovery endpoints, for an
@@ -59,7 +60,7 @@ function scimErrors(logger: Logger) {
       if (isRedisOutage(err)) {
         // The store is failing over or unreachable: a retry later succeeds (RFC 7644 allows 503).
         logger.warn({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'SCIM request: data store unavailable');
-        ctx.set('Retry-After', '5');
+        ctx.set('Retry-After', String(STORE_RETRY_AFTER_SECONDS));
         sendScim(ctx, 503, new ScimError(503, undefined, 'the service cannot reach its data store; try again shortly').body());
         return;
       }
