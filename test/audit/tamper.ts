@@ -76,3 +76,18 @@ export async function truncateFrom(f: AuditFixture, chain: ChainName, seq: numbe
   await redis.hset(keyspace.auditHead(chain), 'seq', String(last.seq), 'hash', last.hash, 't', String(last.t));
   await redis.zremrangebyscore(keyspace.auditCheckpoints(chain), seq, '+inf');
 }
+
+/**
+ * Makes appends fail with a real Redis error: a string where the chain head hash lives, so the
+ * append script fails on its first command. Returns what puts the head back.
+ */
+export async function breakTrail(t: { redis: AuditFixture['redis']; keyspace: AuditFixture['keyspace'] }): Promise<() => Promise<void>> {
+  const head = t.keyspace.auditHead('main');
+  const saved = await t.redis.hgetall(head);
+  await t.redis.del(head);
+  await t.redis.set(head, 'not a hash');
+  return async () => {
+    await t.redis.del(head);
+    await t.redis.hset(head, saved);
+  };
+}

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
 import type { AuditEvent } from '../../src/audit/audit-event.js';
+import { breakTrail } from '../audit/tamper.js';
 
 /**
  * Audit the audit: every read of the trail through /fhir/AuditEvent (search, read, $export) is
@@ -91,21 +92,9 @@ describe('each read of the trail leaves an AuditEvent before data leaves', () =>
 });
 
 describe('a read that cannot be recorded does not happen', () => {
-  /** Puts a string where the chain head hash lives: the append script fails on its first command. */
-  async function breakTrail(): Promise<() => Promise<void>> {
-    const head = t.keyspace.auditHead('main');
-    const saved = await t.redis.hgetall(head);
-    await t.redis.del(head);
-    await t.redis.set(head, 'not a hash');
-    return async () => {
-      await t.redis.del(head);
-      await t.redis.hset(head, saved);
-    };
-  }
-
   test('export, search and read answer 503 OperationOutcome and send none of the trail', async () => {
     const ids = (await officerEventsInRedis()).map((e) => e.id!);
-    const restore = await breakTrail();
+    const restore = await breakTrail(t);
     try {
       const exp = await streamed(get(`/fhir/AuditEvent/$export?agent=${OFFICER}`));
       expect(exp.status).toBe(503);

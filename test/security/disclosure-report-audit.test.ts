@@ -9,6 +9,7 @@ import { createAuditTrail } from '../../src/audit/trail.js';
 import { createLogger } from '../../src/ops/logger.js';
 import type { AuditEvent } from '../../src/audit/audit-event.js';
 import { sampleEvent } from '../audit/support.js';
+import { breakTrail } from '../audit/tamper.js';
 
 /**
  * Audit the audit, on the management page too: "Who accessed my record" (/manage/disclosures and
@@ -99,21 +100,9 @@ describe('each view and download of the accounting of disclosures is recorded', 
 });
 
 describe('a view that cannot be recorded shows nothing', () => {
-  /** Puts a string where the chain head hash lives: the append script fails on its first command. */
-  async function breakTrail(): Promise<() => Promise<void>> {
-    const head = t.keyspace.auditHead('main');
-    const saved = await t.redis.hgetall(head);
-    await t.redis.del(head);
-    await t.redis.set(head, 'not a hash');
-    return async () => {
-      await t.redis.del(head);
-      await t.redis.hset(head, saved);
-    };
-  }
-
   test('page, CSV and Bundle answer a readable 503 and none of the report', async () => {
     const agent = await signedIn(me);
-    const restore = await breakTrail();
+    const restore = await breakTrail(t);
     try {
       const page = await agent.get('/manage/disclosures').set('Accept', 'text/html');
       expect(page.status).toBe(503);
