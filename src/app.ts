@@ -247,7 +247,7 @@ export function buildApp(deps: AppDeps): Provider {
   const ownApiTokens = apiTokens(lookup, adapters, ownApiAudience(config.issuer));
   const consentApi = consentRoutes({ consents, lookup: ownApiTokens, config, logger });
   const provenanceApi = provenanceRoutes({ consents, lookup: ownApiTokens, config, logger });
-  const auditStore = new AuditStore(redis, keyspace);
+  const auditStore = new AuditStore(redis, keyspace, config.audit.chains);
   const auditApi = auditRoutes({ config, store: auditStore, trail: audit, lookup: ownApiTokens, logger });
   const manage = manageRoutes({
     config,

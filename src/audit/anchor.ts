@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Metrics } from '../ops/metrics.js';
-import type { ChainName } from './chain.js';
+import { isChainName, type ChainName } from './chain.js';
 
 /**
  * The anchor: every signed checkpoint is also written outside Redis, so someone who can rewrite
@@ -221,7 +221,7 @@ export async function readAnchor(path: string, prefix: string): Promise<AnchorLi
       } catch {
         throw new AnchorReadError(`${file} line ${i + 1} is not JSON`);
       }
-      if (typeof line.jws !== 'string' || typeof line.seq !== 'number' || (line.chain !== 'main' && line.chain !== 'archive')) {
+      if (typeof line.jws !== 'string' || typeof line.seq !== 'number' || !isChainName(line.chain)) {
         throw new AnchorReadError(`${file} line ${i + 1} is not an anchored checkpoint`);
       }
       out.push(line as AnchorLine);

@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import type { AuditEvent } from './audit-event.js';
 import { decodeStored } from './stored-event.js';
+import type { AuditChainName } from '../redis/keyspace.js';
 
 /**
  * The hash chain. Entry n stores `prev` (the hash of entry n-1) and
@@ -10,7 +11,40 @@ import { decodeStored } from './stored-event.js';
  * so an event can be re-serialised by any tool and still verify.
  */
 
-export type ChainName = 'main' | 'archive';
+/**
+ * The trail is one or more chains of events (`main`, then `main-1` … `main-63`: the shards), plus
+ * `archive`, where retention keeps disclosures past the general retention (retention.ts). Each
+ * chain has its own seq, hashes, head and checkpoints, and lives under its own Redis hash tag, so
+ * in a Cluster the shards spread the trail's writes over several masters and an append can move
+ * to another shard when one master is down (trail.ts). One shard (the default) is the trail as it
+ * always was.
+ */
+export type ChainName = AuditChainName;
+
+/** Most shards a trail may have (audit.chains). */
+export const MAX_SHARDS = 64;
+
+const CHAIN_NAME = /^(?:main|archive|main-(?:[1-9]|[1-5][0-9]|6[0-3]))$/;
+
+export function isChainName(value: unknown): value is ChainName {
+  return typeof value === 'string' && CHAIN_NAME.test(value);
+}
+
+/** The name of shard `i` (0 is `main`, the chain every trail has). */
+export function shardChain(i: number): ChainName {
+  return i === 0 ? 'main' : `main-${i}`;
+}
+
+/** The first `n` shards. */
+export function shardChains(n: number): ChainName[] {
+  return Array.from({ length: n }, (_, i) => shardChain(i));
+}
+
+/** Shards in their natural order (main, main-1, main-2, … main-10), for stable output and tie-breaks. */
+export function byShardOrder(a: ChainName, b: ChainName): number {
+  const rank = (c: ChainName) => (c === 'archive' ? MAX_SHARDS : c === 'main' ? 0 : Number(c.slice(5)));
+  return rank(a) - rank(b);
+}
 
 export const GENESIS_HASH = '0'.repeat(64);
 

@@ -2,7 +2,7 @@ import { CompactSign, compactVerify, importJWK, decodeProtectedHeader, type JWK 
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import { KeyStore } from '../keys/keystore.js';
-import type { ChainName } from './chain.js';
+import { isChainName, type ChainName } from './chain.js';
 import type { CheckpointAnchor } from './anchor.js';
 import { replicated } from '../redis/write-acks.js';
 import type { Head } from './append.js';
@@ -117,7 +117,7 @@ export async function verifyCheckpoint(jws: string, keys: JWK[]): Promise<Checkp
     throw new CheckpointError('has an invalid signature');
   }
   const p = payload as Partial<CheckpointPayload>;
-  if (typeof p.seq !== 'number' || typeof p.hash !== 'string' || (p.chain !== 'main' && p.chain !== 'archive')) throw new CheckpointError('has an unexpected payload');
+  if (typeof p.seq !== 'number' || typeof p.hash !== 'string' || !isChainName(p.chain)) throw new CheckpointError('has an unexpected payload');
   return p as CheckpointPayload;
 }
 

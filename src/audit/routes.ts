@@ -10,7 +10,7 @@ import { disclosedPatients } from './disclosure.js';
 import { disclosureView, type DisclosurePolicy } from './disclosure-report.js';
 import { fhirIdPattern } from './audit-event.js';
 import { pageQuery, parseAuditSearch, type Query } from './search-params.js';
-import { search, searchRefs } from './search.js';
+import { search, searchAll } from './search.js';
 import type { AuditStore } from './store.js';
 import type { AuditTrail } from './trail.js';
 import { trailAccessed, trailExported, type TrailAccess } from './trail-events.js';
@@ -99,10 +99,10 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
     }
     await recordAccess(ctx, who, { kind: 'search', query: ctx.querystring, ...(who.kind === 'patient' ? { restrictedTo: who.patient } : {}) });
     const page = await search(store, q);
-    const links = [{ relation: 'self', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: q.offset ?? 0, asOf: page.asOf })}` }];
     const offset = q.offset ?? 0;
-    if (q.count > 0 && offset + q.count < page.total) links.push({ relation: 'next', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: offset + q.count, asOf: page.asOf })}` });
-    if (offset > 0) links.push({ relation: 'previous', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: Math.max(0, offset - q.count), asOf: page.asOf })}` });
+    const links = [{ relation: 'self', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset, asOf: page.asOf, positions: q.positions })}` }];
+    if (q.count > 0 && offset + q.count < page.total) links.push({ relation: 'next', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: offset + q.count, asOf: page.asOf, positions: page.next })}` });
+    if (offset > 0) links.push({ relation: 'previous', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: Math.max(0, offset - q.count), asOf: page.asOf, positions: page.previous })}` });
     const entry: unknown[] = page.events.map((e) => ({ fullUrl: `${base}/${e.id}`, resource: shown(who, e), search: { mode: 'match' } }));
     if (q.ignored.length) {
       entry.push({ resource: { ...operationOutcome('not-supported', `ignored: ${q.ignored.join(', ')}`), issue: [{ severity: 'warning', code: 'not-supported', diagnostics: `search parameters ignored (handling=lenient): ${q.ignored.join(', ')}` }] }, search: { mode: 'outcome' } });
@@ -128,12 +128,10 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
       let count = 0;
       let complete = false;
       try {
-        for (let offset = 0; ; offset += EXPORT_PAGE) {
-          const { refs } = await searchRefs(store, { ...q, count: EXPORT_PAGE, offset, asOf });
+        for await (const refs of searchAll(store, { ...q, asOf }, EXPORT_PAGE)) {
           const events = await store.eventsAt(refs);
           if (events.length) yield events.map((e) => `${JSON.stringify(e)}\n`).join('');
           count += events.length;
-          if (refs.length < EXPORT_PAGE) break;
         }
         // Recorded before the last byte goes out, so a completed export is always in the trail.
         await trail.record(trailExported(config.issuer, { actor, query: description, count }));

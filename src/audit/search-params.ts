@@ -2,7 +2,8 @@ import { FhirError } from '../http/fhir-api.js';
 import { applyDate } from '../consent/search-params.js';
 import { patientIdOf, relativeReference } from '../consent/references.js';
 import { codeSearchValues, type IndexParam } from './indexes.js';
-import type { AuditSearch, Clause } from './search.js';
+import type { AuditSearch, Clause, Positions } from './search.js';
+import { isChainName } from './chain.js';
 
 /**
  * GET /fhir/AuditEvent search parameters, with FHIR search semantics: a comma inside one value is
@@ -60,18 +61,43 @@ function token(name: string, value: string): string {
 export interface Cursor {
   offset: number;
   asOf: number;
+  /** Where the page starts in each chain (search.ts), when the trail has several. */
+  positions?: Positions | undefined;
 }
 
+const MAX_OFFSET = 10_000_000;
+
 export function encodeCursor(c: Cursor): string {
-  return Buffer.from(JSON.stringify([c.offset, c.asOf])).toString('base64url');
+  const multi = c.positions && Object.keys(c.positions).length > 1;
+  return Buffer.from(JSON.stringify(multi ? [c.offset, c.asOf, c.positions] : [c.offset, c.asOf])).toString('base64url');
+}
+
+class BadCursor extends Error {}
+
+/** The positions of a cursor: a chain name → count object whose counts add up to the offset. */
+function decodePositions(raw: unknown, offset: number): Positions | undefined {
+  if (raw === undefined) return undefined;
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new BadCursor();
+  const out: Positions = {};
+  let sum = 0;
+  for (const [chain, n] of Object.entries(raw)) {
+    if (!isChainName(chain) || !Number.isInteger(n) || (n as number) < 0 || (n as number) > MAX_OFFSET) throw new BadCursor();
+    out[chain] = n as number;
+    sum += n as number;
+  }
+  if (sum !== offset) throw new BadCursor();
+  return out;
 }
 
 function decodeCursor(raw: string): Cursor {
   try {
-    const [offset, asOf] = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as unknown[];
-    if (Number.isInteger(offset) && (offset as number) >= 0 && (offset as number) <= 10_000_000 && Number.isFinite(asOf)) return { offset: offset as number, asOf: asOf as number };
+    const [offset, asOf, positions] = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as unknown[];
+    if (Number.isInteger(offset) && (offset as number) >= 0 && (offset as number) <= MAX_OFFSET && Number.isFinite(asOf)) {
+      const at = decodePositions(positions, offset as number);
+      return { offset: offset as number, asOf: asOf as number, ...(at ? { positions: at } : {}) };
+    }
   } catch {
-    /* fall through */
+    /* not JSON, or not a cursor: the same answer */
   }
   throw bad('_cursor is not a paging token of this server (follow the Bundle links)');
 }
@@ -137,6 +163,7 @@ export function parseAuditSearch(query: Query, opts: { lenient?: boolean } = {})
     count,
     offset: cursor?.offset ?? 0,
     ...(cursor ? { asOf: cursor.asOf } : {}),
+    ...(cursor?.positions ? { positions: cursor.positions } : {}),
     ignored,
   };
 }

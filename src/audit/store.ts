@@ -1,18 +1,51 @@
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
+import { isRedisOutage } from '../redis/outage.js';
 import type { AuditEvent } from './audit-event.js';
-import { parseEvent, parseStreamEntry, type ChainEntry, type ChainName } from './chain.js';
+import { byShardOrder, isChainName, parseEvent, parseStreamEntry, shardChains, type ChainEntry, type ChainName } from './chain.js';
 import { postingScripts, streamId } from './postings.js';
 
-/** Reads entries and events out of the chains (both the main chain and the disclosure archive). */
+/** How long the list of shards is reused before it is read again (a new shard is rare). */
+const SHARD_LIST_TTL_MS = 2000;
+
+/** Reads entries and events out of the chains (every shard and the disclosure archive). */
 export class AuditStore {
+  private shardList: { at: number; chains: ChainName[] } | undefined;
+
   constructor(
     readonly redis: RedisClient,
     readonly keyspace: Keyspace,
+    /** Shards this server writes (audit.chains); readers also find those written under an earlier setting. */
+    private readonly configuredShards = 1,
   ) {
     // Defined up front: with auto-pipelining, a script defined in the same tick as another command
     // is missing from that tick's pipeline ("pipeline[functionName] is not a function").
     postingScripts(redis);
+  }
+
+  /**
+   * The shards to read: the configured ones and every shard a server has registered (a trail keeps
+   * its shards when the setting is lowered). Read again every couple of seconds; while the
+   * registry cannot be read (its master is down) the last answer stands.
+   */
+  async shards(): Promise<ChainName[]> {
+    const now = Date.now();
+    if (this.shardList && now - this.shardList.at < SHARD_LIST_TTL_MS) return this.shardList.chains;
+    let registered: string[] = [];
+    try {
+      registered = await this.redis.smembers(this.keyspace.auditShards());
+    } catch (err) {
+      if (!isRedisOutage(err) || !this.shardList) throw err;
+      return this.shardList.chains;
+    }
+    const chains = [...new Set<ChainName>([...shardChains(this.configuredShards), ...registered.filter(isChainName).filter((c) => c !== 'archive')])].sort(byShardOrder);
+    this.shardList = { at: now, chains };
+    return chains;
+  }
+
+  /** Every chain: the shards, then the archive. */
+  async chains(): Promise<ChainName[]> {
+    return [...(await this.shards()), 'archive'];
   }
 
   /** Up to `count` entries of a chain in stream order, starting after `afterSid` (exclusive), or from the start. */
@@ -36,31 +69,34 @@ export class AuditStore {
   /** The events with these ids, in the given order (unknown ids are skipped). */
   async events(ids: string[]): Promise<AuditEvent[]> {
     if (!ids.length) return [];
-    const [main, archive] = await Promise.all([
-      this.redis.hmget(this.keyspace.auditLocation('main'), ...ids),
-      this.redis.hmget(this.keyspace.auditLocation('archive'), ...ids),
-    ]);
+    const chains = await this.chains();
+    const found = await Promise.all(chains.map((chain) => this.redis.hmget(this.keyspace.auditLocation(chain), ...ids)));
     // Each chain's location hash maps an id to its seq there; the archive wins (a copy moved there).
     const refs: Array<{ chain: ChainName; seq: number }> = [];
     ids.forEach((_, i) => {
-      if (archive[i]) refs.push({ chain: 'archive', seq: Number(archive[i]) });
-      else if (main[i]) refs.push({ chain: 'main', seq: Number(main[i]) });
+      for (let c = chains.length - 1; c >= 0; c--) {
+        const seq = found[c]![i];
+        if (seq) {
+          refs.push({ chain: chains[c]!, seq: Number(seq) });
+          break;
+        }
+      }
     });
     return this.eventsAt(refs);
   }
 
+  /** The entries at these chain positions, in the given order (undefined where purged meanwhile). */
+  async entriesAt(refs: Array<{ chain: ChainName; seq: number }>): Promise<Array<ChainEntry | undefined>> {
+    if (!refs.length) return [];
+    // One read per entry, all sent at once: in a Cluster the chains live in different slots, so
+    // they cannot share a pipeline (auto-pipelining groups what can go together).
+    const rows = await Promise.all(refs.map(({ chain, seq }) => this.redis.xrange(this.keyspace.auditStream(chain), streamId(seq), streamId(seq)) as Promise<Array<[string, string[]]>>));
+    return rows.map((r) => (r.length ? parseStreamEntry(r[0]![0], r[0]![1]) : undefined));
+  }
+
   /** The events at these chain positions, in the given order (positions purged meanwhile are skipped). */
   async eventsAt(refs: Array<{ chain: ChainName; seq: number }>): Promise<AuditEvent[]> {
-    if (!refs.length) return [];
-    const pipeline = this.redis.pipeline();
-    for (const { chain, seq } of refs) pipeline.xrange(this.keyspace.auditStream(chain), streamId(seq), streamId(seq));
-    const out: AuditEvent[] = [];
-    for (const [err, value] of (await pipeline.exec()) ?? []) {
-      if (err) throw err;
-      const rows = value as Array<[string, string[]]>;
-      if (rows.length) out.push(parseEvent(parseStreamEntry(rows[0]![0], rows[0]![1])));
-    }
-    return out;
+    return (await this.entriesAt(refs)).filter((e): e is ChainEntry => e !== undefined).map(parseEvent);
   }
 
   async event(id: string): Promise<AuditEvent | undefined> {

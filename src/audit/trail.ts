@@ -5,13 +5,15 @@ import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import type { Metrics } from '../ops/metrics.js';
 import { auditEventProblems } from './audit-event.js';
-import { canonicalJson } from './chain.js';
+import { canonicalJson, isChainName, shardChains, type ChainName } from './chain.js';
 import { ChainAppender, type PreparedEvent } from './append.js';
 import { eventOf, indexEntriesOf, type Recordable } from './stored-event.js';
 import { introspectionRecordJson, isIntrospectionRecord } from './forms/introspection.js';
 import { CheckpointStore, keyStoreCheckpointKeys, signCadence, type CheckpointKeys } from './checkpoints.js';
 import { createAnchor, type CheckpointAnchor } from './anchor.js';
 import { asRequestWrite } from '../redis/write-acks.js';
+import { isRedisOutage } from '../redis/outage.js';
+import { StoreUnavailableError } from '../redis/circuit-breaker.js';
 
 export type { AuditEvent } from './audit-event.js';
 
@@ -52,6 +54,38 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+/** One chain of the trail as this instance writes it. */
+interface Shard {
+  chain: ChainName;
+  appender: ChainAppender;
+  /** Batches sent to this chain and not yet answered; up to MAX_IN_FLIGHT are pipelined. */
+  inFlight: number;
+  /** Until when appends avoid this chain (its Redis node failed); 0 = healthy. */
+  avoidUntil: number;
+}
+
+/** How long a chain whose node failed is passed over while other chains take the appends. */
+const AVOID_MS = 1000;
+
+/**
+ * Whether an append certainly did not happen, so its events may go to another chain without being
+ * recorded twice: it was never sent (the breaker was open), or Redis refused it before running it
+ * (Cluster redirection or down, a read-only replica, still loading). A timeout or a dropped
+ * connection may have come after the script ran, so those events are not moved: the caller gets
+ * a 503 instead of a possible duplicate.
+ */
+function certainlyNotAppended(err: unknown): boolean {
+  if (err instanceof StoreUnavailableError) return true;
+  const message = err instanceof Error ? err.message : '';
+  const name = err instanceof Error ? err.name : '';
+  return (
+    /^(CLUSTERDOWN|TRYAGAIN|MOVED|ASK|LOADING|READONLY|MASTERDOWN)\b/.test(message) ||
+    /^(None of startup nodes is available|Failed to refresh slots cache|Too many Cluster redirections)/.test(message) ||
+    name === 'ClusterAllFailedError' ||
+    /\bECONNREFUSED\b/.test(message)
+  );
+}
+
 /**
  * Turns an event (or a compact record) into what the append script writes: id and recorded
  * filled in, canonical JSON, search values. Validation renders a compact record and checks the
@@ -84,14 +118,18 @@ export function prepareEvent(input: Recordable, validate = true, opts: { mayRepe
  */
 class RedisAuditTrail implements AuditTrail {
   private queue: Pending[] = [];
-  /** Batches sent and not yet answered; up to MAX_IN_FLIGHT are pipelined on the connection. */
+  /** Batches sent and not yet answered, over all chains. */
   private inFlight = 0;
   private scheduled = false;
   private closed = false;
   /** Checkpoints being signed (cadence and interval); close() waits for them. */
   private readonly signing = new Set<Promise<unknown>>();
   private readonly timer: NodeJS.Timeout | undefined;
-  private readonly appender: ChainAppender;
+  private readonly shards: Shard[];
+  /** Round-robin start for the next batch, so busy or not, every chain takes its share. */
+  private turn = 0;
+  /** Resolves once the shards beyond `main` are in the registry readers use (store.ts); undefined: not yet asked. */
+  private registered: Promise<void> | undefined;
   private readonly anchor: CheckpointAnchor | undefined;
   private readonly instance = randomUUID();
   readonly checkpoints: CheckpointStore;
@@ -100,7 +138,7 @@ class RedisAuditTrail implements AuditTrail {
 
   constructor(private readonly deps: AuditTrailDeps) {
     this.validate = deps.config.audit.validateEvents ?? deps.config.mode !== 'production';
-    this.appender = new ChainAppender(deps.redis, deps.keyspace, 'main');
+    this.shards = shardChains(deps.config.audit.chains).map((chain) => ({ chain, appender: new ChainAppender(deps.redis, deps.keyspace, chain), inFlight: 0, avoidUntil: 0 }));
     const keys = deps.checkpointKeys ?? keyStoreCheckpointKeys(deps.redis, deps.keyspace, deps.config.keyEncryptionSecret);
     this.anchor = deps.anchor ?? createAnchor({ config: deps.config, logger: deps.logger, metrics: deps.metrics });
     this.checkpoints = new CheckpointStore(deps.redis, deps.keyspace, keys, deps.config.issuer, this.anchor);
@@ -126,7 +164,7 @@ class RedisAuditTrail implements AuditTrail {
     return asRequestWrite(
       new Promise<void>((resolve, reject) => {
         this.queue.push({ event: prepared, resolve, reject });
-        if (this.inFlight < MAX_IN_FLIGHT && !this.scheduled) {
+        if (this.inFlight < MAX_IN_FLIGHT * this.shards.length && !this.scheduled) {
           this.scheduled = true;
           setImmediate(() => this.drain());
         }
@@ -136,34 +174,95 @@ class RedisAuditTrail implements AuditTrail {
 
   /**
    * Sends what is queued, in batches, without waiting for earlier batches to be answered (up to
-   * MAX_IN_FLIGHT): a busy server never idles while a batch is on its way to Redis and back.
-   * The appender chains each batch onto the one before (append.ts).
+   * MAX_IN_FLIGHT per chain): a busy server never idles while a batch is on its way to Redis and
+   * back. The appender chains each batch onto the one before (append.ts).
    */
   private drain(): void {
     this.scheduled = false;
-    while (this.queue.length && this.inFlight < MAX_IN_FLIGHT) {
+    while (this.queue.length) {
+      const shard = this.pick(new Set(), false);
+      if (!shard) break;
       const batch = this.queue.splice(0, this.deps.config.audit.maxBatch);
+      shard.inFlight += 1;
       this.inFlight += 1;
-      void this.send(batch).finally(() => {
+      void this.send(shard, batch).finally(() => {
+        shard.inFlight -= 1;
         this.inFlight -= 1;
         if (this.queue.length) this.drain();
       });
     }
   }
 
-  private async send(batch: Pending[]): Promise<void> {
-    try {
-      const result = await this.appender.append(batch.map((p) => p.event));
-      this.deps.metrics?.auditBatchSize.observe(batch.length);
-      this.deps.metrics?.auditEvents.inc({ result: 'ok' }, batch.length);
-      for (const p of batch) p.resolve();
-      // After the callers are answered: signing and anchoring never sit on the request path.
-      if (result.hashes.length) this.track(signCadence(this.checkpoints, 'main', result, this.deps.config.audit.checkpointEvery));
-    } catch (err) {
-      this.deps.logger.error({ err: { message: (err as Error).message }, events: batch.length }, 'audit events could not be appended');
-      this.deps.metrics?.auditEvents.inc({ result: 'error' }, batch.length);
-      for (const p of batch) p.reject(err);
+  /**
+   * The chain for the next batch: round robin over the chains with room, passing over those whose
+   * node failed a moment ago. With `anyRoom`, a batch that failed elsewhere may go to a chain that
+   * is already full (it is one batch, and waiting would only lengthen the outage it is escaping).
+   * When every chain is being avoided, one is tried anyway: the outage may be over.
+   */
+  private pick(exclude: Set<Shard>, anyRoom: boolean): Shard | undefined {
+    const now = Date.now();
+    let fallback: Shard | undefined;
+    for (let i = 0; i < this.shards.length; i++) {
+      const shard = this.shards[(this.turn + i) % this.shards.length]!;
+      if (exclude.has(shard) || (!anyRoom && shard.inFlight >= MAX_IN_FLIGHT)) continue;
+      if (shard.avoidUntil > now) {
+        if (!fallback || shard.avoidUntil < fallback.avoidUntil) fallback = shard;
+        continue;
+      }
+      this.turn = (this.turn + i + 1) % this.shards.length;
+      return shard;
     }
+    return fallback;
+  }
+
+  private async send(first: Shard, batch: Pending[]): Promise<void> {
+    const tried = new Set<Shard>();
+    let shard = first;
+    for (;;) {
+      try {
+        if (shard.chain !== 'main') await this.register();
+        const result = await shard.appender.append(batch.map((p) => p.event));
+        shard.avoidUntil = 0;
+        this.deps.metrics?.auditBatchSize.observe(batch.length);
+        this.deps.metrics?.auditEvents.inc({ result: 'ok' }, batch.length);
+        for (const p of batch) p.resolve();
+        // After the callers are answered: signing and anchoring never sit on the request path.
+        if (result.hashes.length) this.track(signCadence(this.checkpoints, shard.chain, result, this.deps.config.audit.checkpointEvery));
+        return;
+      } catch (err) {
+        tried.add(shard);
+        if (isRedisOutage(err)) shard.avoidUntil = Date.now() + AVOID_MS;
+        // Another chain (another hash tag, in a Cluster usually another master) may take it.
+        const next = certainlyNotAppended(err) ? this.pick(tried, true) : undefined;
+        if (next) {
+          this.deps.logger.warn({ err: { message: (err as Error).message }, chain: shard.chain, to: next.chain, events: batch.length }, 'audit append moved to another chain');
+          shard = next;
+          continue;
+        }
+        this.deps.logger.error({ err: { message: (err as Error).message }, chain: shard.chain, events: batch.length }, 'audit events could not be appended');
+        this.deps.metrics?.auditEvents.inc({ result: 'error' }, batch.length);
+        for (const p of batch) p.reject(err);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Adds this server's shards beyond `main` to the registry before their first append, so readers
+   * (search, read by id, verify) look in them even after the setting is lowered again.
+   */
+  private register(): Promise<void> {
+    if (!this.registered) {
+      const { redis, keyspace } = this.deps;
+      this.registered = redis.sadd(keyspace.auditShards(), ...this.shards.map((s) => s.chain).filter((c) => c !== 'main')).then(
+        () => undefined,
+        (err: unknown) => {
+          this.registered = undefined;
+          throw err;
+        },
+      );
+    }
+    return this.registered;
   }
 
   /** Keeps a checkpoint write for close() to wait on; its failure is logged (the chain is intact, only less anchored). */
@@ -179,6 +278,7 @@ class RedisAuditTrail implements AuditTrail {
     const { checkpointIntervalSeconds, checkpointGraceSeconds } = this.deps.config.audit;
     const newest = await this.checkpoints.newestIat('main');
     const now = Math.floor(Date.now() / 1000);
+    if (this.shards.length > 1) await this.register();
     if (newest !== undefined && now - newest > checkpointIntervalSeconds + checkpointGraceSeconds) {
       this.deps.logger.warn(
         { newestCheckpoint: new Date(newest * 1000).toISOString() },
@@ -189,18 +289,30 @@ class RedisAuditTrail implements AuditTrail {
   }
 
   /**
-   * Signs the head once per interval across all instances: a lease in Redis (SET NX EX) lets one
-   * instance write it, and lapses after the interval. A quiet trail gets checkpoints too, so a
-   * stale newest checkpoint means checkpoints were deleted or no server ran (verify.ts).
+   * Signs each chain's head once per interval across all instances: a lease in Redis (SET NX EX)
+   * lets one instance write it, and lapses after the interval. A quiet trail gets checkpoints too,
+   * so a stale newest checkpoint means checkpoints were deleted or no server ran (verify.ts). Each
+   * chain on its own: one whose node is down does not hold the others back.
    */
   private async intervalCheckpoint(): Promise<void> {
     if (this.closed) return;
+    // Shards an earlier setting wrote are signed too: verify holds every shard to the interval.
+    const chains = new Set<ChainName>(this.shards.map((s) => s.chain));
+    if (this.shards.length > 1 || (await this.deps.redis.exists(this.deps.keyspace.auditShards()))) {
+      for (const c of await this.deps.redis.smembers(this.deps.keyspace.auditShards())) if (isChainName(c) && c !== 'archive') chains.add(c);
+    }
+    const results = await Promise.allSettled([...chains].map((chain) => this.intervalCheckpointOf(chain)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  private async intervalCheckpointOf(chain: ChainName): Promise<void> {
     const { redis, keyspace, config } = this.deps;
-    const lease = keyspace.key('{audit}:checkpoint-lease');
+    const lease = keyspace.auditCheckpointLease(chain);
     if ((await redis.set(lease, this.instance, 'EX', config.audit.checkpointIntervalSeconds, 'NX')) !== 'OK') return;
     try {
-      const cp = await this.checkpoints.write('main', 'interval');
-      await this.checkpoints.dropSuperseded('main', cp);
+      const cp = await this.checkpoints.write(chain, 'interval');
+      await this.checkpoints.dropSuperseded(chain, cp);
     } catch (err) {
       // Let the next tick (on any instance) try again rather than wait out the lease.
       await redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, lease, this.instance).catch(() => {});
@@ -208,9 +320,9 @@ class RedisAuditTrail implements AuditTrail {
     }
   }
 
-  /** Signs the current head now (`smart-authz audit checkpoint`, tests). */
+  /** Signs the current head of every chain this server writes now (`smart-authz audit checkpoint`, tests). */
   async checkpoint(reason: string): Promise<void> {
-    await this.checkpoints.write('main', reason);
+    for (const { chain } of this.shards) await this.checkpoints.write(chain, reason);
   }
 
   /** Resolves once every checkpoint started so far is signed and anchored. */

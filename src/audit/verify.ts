@@ -26,7 +26,7 @@ import { streamId } from './postings.js';
  *  - every multiple of the cadence (audit.checkpointEvery) after the start must have a signed
  *    checkpoint: a rewrite from some entry on recomputes every later hash and moves the head, but
  *    cannot sign, so it has to delete the checkpoints after that entry, and that is what is caught;
- *  - on the main chain, the newest checkpoint must be younger than the interval plus grace (the
+ *  - on every shard (not the archive), the newest checkpoint must be younger than the interval plus grace (the
  *    server signs the head every interval, also when idle), so deleting the newest ones shows;
  *  - with an anchor (anchor.ts, outside Redis), every anchored checkpoint after the start must be
  *    in Redis with the same hash: Redis-level access cannot take back what was anchored.
@@ -62,7 +62,7 @@ export const CADENCE_START = 'cadence-start';
 export interface VerifyPolicy {
   /** A signed checkpoint is required at every multiple of this seq (audit.checkpointEvery). */
   every: number;
-  /** Main chain: the newest checkpoint may be at most this old (seconds); undefined: not checked. */
+  /** Shards: the newest checkpoint may be at most this old (seconds); undefined: not checked. */
   maxAgeSeconds?: number | undefined;
   /** Checkpoints anchored outside Redis (any chain; the other chain's are ignored). */
   anchor?: AnchorLine[] | undefined;
@@ -201,7 +201,7 @@ export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[
       problem: { kind: 'removed', chain, seq: lastSeq + 1, message: `entries seq ${lastSeq + 1}–${mustReach} are missing from the end of the chain` },
     });
   }
-  const problem = cadenceProblem(chain, checkpoints, anchorSeq, lastSeq, policy.every) ?? (chain === 'main' ? ageProblem(chain, checkpoints, policy) : undefined);
+  const problem = cadenceProblem(chain, checkpoints, anchorSeq, lastSeq, policy.every) ?? (chain !== 'archive' ? ageProblem(chain, checkpoints, policy) : undefined);
   return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length, ...(problem ? { problem } : {}) });
 }
 

@@ -7,9 +7,10 @@ import { CheckpointStore, keyStoreCheckpointKeys, verifyCheckpoint } from '../au
 import { CADENCE_START, verifyChain, verifyPolicy } from '../audit/verify.js';
 import { AnchorReadError, createAnchor, readAnchor, type AnchorLine } from '../audit/anchor.js';
 import { LegacyTrailError, migrateTrail } from '../audit/migrate.js';
+import { isChainName, type ChainName } from '../audit/chain.js';
 import { purge, PurgeRefusedError } from '../audit/retention.js';
 import { parseAuditSearch } from '../audit/search-params.js';
-import { searchRefs } from '../audit/search.js';
+import { searchAll } from '../audit/search.js';
 import { trailExported } from '../audit/trail-events.js';
 import { cliOperator } from '../audit/hooks/cli-audit.js';
 import { FhirError } from '../http/fhir-api.js';
@@ -18,7 +19,7 @@ import { CliUsageError } from './errors.js';
 import type { Out } from './clients.js';
 
 export const AUDIT_USAGE = `Usage: smart-authz audit <command>
-  verify [--chain main|archive] [--anchor DIR|FILE]
+  verify [--chain NAME] [--anchor DIR|FILE]
                                       check the hash chains and signed checkpoints (one required every
                                       AUTHZ_AUDIT_CHECKPOINT_EVERY entries, the newest one recent), and with
                                       --anchor against the checkpoints anchored outside Redis; exit code 1 and
@@ -41,7 +42,7 @@ async function withAudit<T>(fn: (rt: Runtime, parts: { store: AuditStore; checkp
   const anchor = createAnchor({ config, logger: rt.logger });
   const trail = createAuditTrail({ config, redis: rt.redis, keyspace: rt.keyspace, logger: rt.logger, checkpointKeys: keys, intervalCheckpoints: false, ...(anchor ? { anchor } : {}) });
   try {
-    return await fn(rt, { store: new AuditStore(rt.redis, rt.keyspace), checkpoints: new CheckpointStore(rt.redis, rt.keyspace, keys, config.issuer, anchor), keys, trail });
+    return await fn(rt, { store: new AuditStore(rt.redis, rt.keyspace, config.audit.chains), checkpoints: new CheckpointStore(rt.redis, rt.keyspace, keys, config.issuer, anchor), keys, trail });
   } finally {
     await trail.close();
     await anchor?.close();
@@ -54,10 +55,10 @@ export async function audit(args: string[], out: Out): Promise<void> {
   switch (command) {
     case 'verify': {
       const { values } = parseCommandArgs(rest, { chain: { type: 'string' }, anchor: { type: 'string' } }, 0);
-      if (values.chain !== undefined && values.chain !== 'main' && values.chain !== 'archive') throw new CliUsageError('--chain must be main or archive');
+      if (values.chain !== undefined && !isChainName(values.chain)) throw new CliUsageError('--chain must be main, main-<n> (a shard) or archive');
       if (values.anchor === '') throw new CliUsageError('--anchor needs the anchor directory or file');
-      const chains = values.chain ? [values.chain as 'main' | 'archive'] : (['main', 'archive'] as const);
       return withAudit(async (rt, { store, keys }) => {
+        const chains = values.chain ? [values.chain as ChainName] : await store.chains();
         let anchor: AnchorLine[] | undefined;
         if (values.anchor !== undefined) {
           try {
@@ -98,14 +99,14 @@ export async function audit(args: string[], out: Out): Promise<void> {
       return withAudit(async (rt, { store, trail }) => {
         const asOf = Date.now() + 1;
         let count = 0;
-        for (let offset = 0; ; offset += EXPORT_PAGE) {
-          const { refs } = await searchRefs(store, { ...q, count: EXPORT_PAGE, offset, asOf, limits: { maxCandidates: rt.config.audit.searchMaxCandidates } }).catch((err: unknown) => {
-            // A search too costly to run is the operator's to narrow, not a crash.
-            throw err instanceof FhirError ? new CliUsageError(err.diagnostics) : err;
-          });
-          for (const e of await store.eventsAt(refs)) out(JSON.stringify(e));
-          count += refs.length;
-          if (refs.length < EXPORT_PAGE) break;
+        try {
+          for await (const refs of searchAll(store, { ...q, asOf, limits: { maxCandidates: rt.config.audit.searchMaxCandidates } }, EXPORT_PAGE)) {
+            for (const e of await store.eventsAt(refs)) out(JSON.stringify(e));
+            count += refs.length;
+          }
+        } catch (err) {
+          // A search too costly to run is the operator's to narrow, not a crash.
+          throw err instanceof FhirError ? new CliUsageError(err.diagnostics) : err;
         }
         const description = new URLSearchParams(Object.entries(values).filter((e): e is [string, string] => typeof e[1] === 'string')).toString();
         await trail.record(trailExported(rt.config.issuer, { actor: { operator: cliOperator() }, query: description, count }));
@@ -149,9 +150,9 @@ export async function audit(args: string[], out: Out): Promise<void> {
       });
     case 'checkpoint':
       parseCommandArgs(rest, {}, 0);
-      return withAudit(async (rt, { checkpoints }) => {
-        for (const chain of ['main', 'archive'] as const) {
-          if (chain === 'archive' && !(await rt.redis.exists(rt.keyspace.auditHead('archive')))) continue;
+      return withAudit(async (rt, { store, checkpoints }) => {
+        for (const chain of await store.chains()) {
+          if (chain !== 'main' && !(await rt.redis.exists(rt.keyspace.auditHead(chain)))) continue;
           const cp = await checkpoints.write(chain, 'manual');
           out(`${chain}: signed checkpoint at seq ${cp.seq} (hash ${cp.hash})`);
         }

@@ -77,6 +77,7 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_BTG_ACCESS_TOKEN_TTL', 'hcs.breakTheGlass.accessTokenTtl', 'int'],
   ['AUTHZ_BTG_WEBHOOK_URL', 'hcs.breakTheGlass.webhookUrl', 'string'],
   ['AUTHZ_BTG_WEBHOOK_SECRET', 'hcs.breakTheGlass.webhookSecret', 'string'],
+  ['AUTHZ_AUDIT_CHAINS', 'audit.chains', 'int'],
   ['AUTHZ_AUDIT_CHECKPOINT_EVERY', 'audit.checkpointEvery', 'int'],
   ['AUTHZ_AUDIT_CHECKPOINT_INTERVAL_SECONDS', 'audit.checkpointIntervalSeconds', 'int'],
   ['AUTHZ_AUDIT_CHECKPOINT_GRACE_SECONDS', 'audit.checkpointGraceSeconds', 'int'],

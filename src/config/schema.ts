@@ -240,6 +240,12 @@ export const configSchema = z
          * its date range) it is refused as too costly instead of tying Redis up (audit/search.ts).
          */
         searchMaxCandidates: z.number().int().min(100).default(100_000),
+        /**
+         * Hash chains the trail is spread over (audit/chain.ts). One is right for a single Redis or
+         * Sentinel; in a Cluster, more (e.g. twice the number of masters) spread the audit writes
+         * over the masters, and appends move to another chain while one master is down.
+         */
+        chains: z.number().int().min(1).max(64).default(1),
       })
       .default({
         checkpointEvery: 10_000,
@@ -252,6 +258,7 @@ export const configSchema = z
         introspection: true,
         maxBatch: 500,
         searchMaxCandidates: 100_000,
+        chains: 1,
       }),
     /**
      * Launch context of EHR launches whose EHR does not name it in POST /api/launch (SMART

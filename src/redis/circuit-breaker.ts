@@ -1,4 +1,4 @@
-import { Command } from 'ioredis';
+import { Command, type Cluster } from 'ioredis';
 import type { RedisClient } from './connection.js';
 import { isRedisOutage } from './outage.js';
 
@@ -18,6 +18,10 @@ export class StoreUnavailableError extends Error {
  *   commands fail at once with StoreUnavailableError and the HTTP layer answers 503;
  * - while open, a PING every `probeIntervalMs` (each with `probeTimeoutMs`) closes it again as
  *   soon as Redis answers. Each instance decides on its own; nothing is shared.
+ * - in a Cluster the breaker is per master: a command is refused at once only when the master
+ *   that owns its slot failed, and the probe PINGs that master. The other masters keep serving,
+ *   so what does not touch the failed one (and audit appends, which move to another chain:
+ *   audit/trail.ts) goes on while the Cluster fails over.
  *
  * It wraps `sendCommand`, the one place every command of this client passes through (direct
  * calls, scripts and auto-pipelines alike).
@@ -43,10 +47,14 @@ type Send = (command: Command, stream?: unknown, node?: unknown) => unknown;
 const OWN_TIMEOUT = new Set(['wait', 'waitaof', 'blpop', 'brpop', 'brpoplpush', 'blmove', 'blmpop', 'bzpopmin', 'bzpopmax', 'bzmpop', 'xread', 'xreadgroup']);
 
 export class RedisCircuitBreaker implements StoreHealth {
+  /** Standalone or Sentinel: the one breaker. */
   private open = false;
   private probeTimer: NodeJS.Timeout | undefined;
+  /** Cluster: masters (`host:port`) whose breaker is open, each with its probe. */
+  private readonly openNodes = new Map<string, NodeJS.Timeout | undefined>();
   private stopped = false;
   private readonly send: Send;
+  private readonly cluster: Cluster | undefined;
 
   constructor(
     private readonly client: RedisClient,
@@ -54,19 +62,30 @@ export class RedisCircuitBreaker implements StoreHealth {
   ) {
     const target = client as unknown as { sendCommand: Send };
     this.send = target.sendCommand.bind(client);
+    this.cluster = (client as { isCluster?: boolean }).isCluster ? (client as Cluster) : undefined;
     target.sendCommand = (command, stream, node) => this.dispatch(command, stream, node);
   }
 
+  /**
+   * Whether a request may use Redis now. In a Cluster, unless every master failed: a request that
+   * needs a failed one is refused by its command, at once.
+   */
   available(): boolean {
-    return !this.open && this.client.status === 'ready';
+    if (this.client.status !== 'ready') return false;
+    if (!this.cluster) return !this.open;
+    return this.openNodes.size === 0 || this.openNodes.size < this.cluster.nodes('master').length;
   }
 
   /** One PING outside the breaker, with its own deadline. */
   async ping(timeoutMs: number): Promise<boolean> {
     if (this.client.status !== 'ready') return false;
+    return this.pingVia(this.send, timeoutMs);
+  }
+
+  private async pingVia(send: (command: Command) => unknown, timeoutMs: number): Promise<boolean> {
     const command = new Command('ping', [], { replyEncoding: 'utf8' });
     command.setTimeout(timeoutMs);
-    this.send(command);
+    send(command);
     try {
       return (await command.promise) === 'PONG';
     } catch {
@@ -77,10 +96,19 @@ export class RedisCircuitBreaker implements StoreHealth {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.probeTimer);
+    for (const timer of this.openNodes.values()) clearTimeout(timer);
+  }
+
+  /** The master that will get this command (Cluster), or undefined for a keyless one. */
+  private nodeOf(command: Command): string | undefined {
+    if (!this.cluster) return undefined;
+    const slot = command.getSlot();
+    return slot === null || slot === undefined ? undefined : this.cluster.slots[slot]?.[0];
   }
 
   private dispatch(command: Command, stream?: unknown, node?: unknown): unknown {
-    if (this.open) {
+    const target = this.nodeOf(command);
+    if (this.cluster ? target !== undefined && this.openNodes.has(target) : this.open) {
       const error = new StoreUnavailableError('Redis is not answering; the request was not sent');
       if (stream) {
         // A command of a pipeline must still be handed over, or the pipeline never writes the
@@ -96,13 +124,22 @@ export class RedisCircuitBreaker implements StoreHealth {
     if (!OWN_TIMEOUT.has(command.name.toLowerCase())) command.setTimeout(this.options.commandTimeoutMs);
     const result = this.send(command, stream, node);
     command.promise.catch((err: unknown) => {
-      if (isRedisOutage(err) && !(err instanceof StoreUnavailableError)) this.trip((err as Error).message);
+      if (isRedisOutage(err) && !(err instanceof StoreUnavailableError)) this.trip((err as Error).message, target);
     });
     return result;
   }
 
-  private trip(reason: string): void {
-    if (this.open || this.stopped) return;
+  private trip(reason: string, node: string | undefined): void {
+    if (this.stopped) return;
+    if (this.cluster) {
+      // A keyless command's failure says nothing about one master; the slot's own commands will.
+      if (node === undefined || this.openNodes.has(node)) return;
+      this.openNodes.set(node, undefined);
+      this.options.onChange?.('open', `${node}: ${reason}`);
+      this.scheduleNodeProbe(node);
+      return;
+    }
+    if (this.open) return;
     this.open = true;
     this.options.onChange?.('open', reason);
     this.scheduleProbe();
@@ -119,6 +156,34 @@ export class RedisCircuitBreaker implements StoreHealth {
       });
     }, this.options.probeIntervalMs ?? 200);
     this.probeTimer.unref();
+  }
+
+  /**
+   * Closes a master's breaker when it answers a PING again, or when it no longer owns any slot
+   * (the Cluster failed over to its replica, and ioredis has learnt the new map: commands for
+   * those slots now go to the new master).
+   */
+  private scheduleNodeProbe(key: string): void {
+    if (this.stopped) return;
+    const timer = setTimeout(() => {
+      void this.nodeAnswers(key).then((ok) => {
+        if (this.stopped || !this.openNodes.has(key)) return;
+        if (ok) {
+          this.openNodes.delete(key);
+          this.options.onChange?.('closed', key);
+        } else this.scheduleNodeProbe(key);
+      });
+    }, this.options.probeIntervalMs ?? 200);
+    timer.unref();
+    this.openNodes.set(key, timer);
+  }
+
+  private async nodeAnswers(key: string): Promise<boolean> {
+    const cluster = this.cluster!;
+    if (!cluster.slots.some((owners) => owners?.[0] === key)) return true;
+    const node = cluster.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === key);
+    if (!node || node.status !== 'ready') return false;
+    return this.pingVia((command) => node.sendCommand(command), this.options.probeTimeoutMs ?? 250);
   }
 }
 

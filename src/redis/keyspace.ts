@@ -5,6 +5,9 @@
  * Keys that a single command or script touches together share a `{hash tag}` so the layout is
  * Redis Cluster safe; keys that are only ever touched by separate commands do not need to.
  */
+/** Names of the audit trail's chains (defined with the trail in audit/chain.ts). */
+export type AuditChainName = 'main' | 'archive' | `main-${number}`;
+
 export class Keyspace {
   constructor(readonly prefix: string) {}
 
@@ -240,39 +243,54 @@ export class Keyspace {
   }
 
   /*
-   * The audit trail (src/audit). Every audit key shares the `{audit}` hash tag: one script checks
-   * the chain head, appends a batch of entries and writes their search indexes atomically, which
-   * is what makes the hash chain one sequence even with several instances (Cluster-safe; the price
-   * is that the trail lives in one slot). `chain` is `main` (every event) or `archive` (disclosure
-   * events kept past the general retention, with their own chain; see audit/retention.ts).
+   * The audit trail (src/audit). Each chain's keys share one hash tag: one script checks the
+   * chain head, appends a batch of entries and writes their search indexes atomically, which is
+   * what makes each hash chain one sequence even with several instances (Cluster-safe). `main` and
+   * `archive` (disclosure events kept past the general retention, see audit/retention.ts) use
+   * `{audit}`; the further shards `main-<k>` use `{audit-<k>}`, so in a Cluster they land in other
+   * slots and usually on other masters (audit/chain.ts).
    */
 
-  /** Stream of chain entries: `seq`, `prev`, `hash`, `id`, `event` (canonical JSON). */
-  auditStream(chain: 'main' | 'archive'): string {
-    return `${this.prefix}{audit}:${chain}:stream`;
+  private auditTag(chain: AuditChainName): string {
+    return chain === 'main' || chain === 'archive' ? '{audit}' : `{audit-${chain.slice(5)}}`;
   }
 
-  /** Hash holding the chain head: `seq`, `hash`, `sid` (stream id of the last entry). */
-  auditHead(chain: 'main' | 'archive'): string {
-    return `${this.prefix}{audit}:${chain}:head`;
+  /** Stream of chain entries: `seq`, `prev`, `hash`, `id`, `event` (canonical JSON). */
+  auditStream(chain: AuditChainName): string {
+    return `${this.prefix}${this.auditTag(chain)}:${chain}:stream`;
+  }
+
+  /** Hash holding the chain head: `seq`, `hash`, `t`. */
+  auditHead(chain: AuditChainName): string {
+    return `${this.prefix}${this.auditTag(chain)}:${chain}:head`;
   }
 
   /** Sorted set of signed checkpoints (compact JWS), scored by the seq they anchor. */
-  auditCheckpoints(chain: 'main' | 'archive'): string {
-    return `${this.prefix}{audit}:${chain}:checkpoints`;
+  auditCheckpoints(chain: AuditChainName): string {
+    return `${this.prefix}${this.auditTag(chain)}:${chain}:checkpoints`;
   }
 
   /** Hash: AuditEvent id → seq of the entries in this chain (read by id). */
-  auditLocation(chain: 'main' | 'archive'): string {
-    return `${this.prefix}{audit}:${chain}:location`;
+  auditLocation(chain: AuditChainName): string {
+    return `${this.prefix}${this.auditTag(chain)}:${chain}:location`;
   }
 
   /**
    * Posting list of one search value in one chain: a string of the seqs of the entries that have
    * it, ascending, each 12 hex digits (audit/postings.ts). `param` is a search parameter name.
    */
-  auditPostings(chain: 'main' | 'archive', param: string, value: string): string {
-    return `${this.prefix}{audit}:${chain}:post:${param}:${value}`;
+  auditPostings(chain: AuditChainName, param: string, value: string): string {
+    return `${this.prefix}${this.auditTag(chain)}:${chain}:post:${param}:${value}`;
+  }
+
+  /** Lease held by the instance that signs a chain's interval checkpoint (audit/trail.ts). */
+  auditCheckpointLease(chain: AuditChainName): string {
+    return chain === 'main' ? `${this.prefix}{audit}:checkpoint-lease` : `${this.prefix}${this.auditTag(chain)}:${chain}:checkpoint-lease`;
+  }
+
+  /** Set of the shard names beyond `main` that have ever been written (readers look in each). */
+  auditShards(): string {
+    return `${this.prefix}{audit}:shards`;
   }
 
   /** Short-lived lock held by a purge, so two purges never interleave. */

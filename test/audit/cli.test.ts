@@ -66,7 +66,7 @@ describe('smart-authz audit', () => {
 
   test('usage', async () => {
     expect((await cli('audit'))[0]).toMatch(/^Usage: smart-authz audit/);
-    await expect(cli('audit', 'verify', '--chain', 'x')).rejects.toThrow(/--chain must be main or archive/);
+    await expect(cli('audit', 'verify', '--chain', 'x')).rejects.toThrow(/--chain must be main, main-<n> \(a shard\) or archive/);
     await expect(cli('audit', 'export', '--since', 'yesterday')).rejects.toThrow(/not a FHIR date/);
   });
 });

@@ -1,0 +1,142 @@
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { auditFixture, sampleEvent, type AuditFixture } from './support.js';
+import { verifyChain, verifyPolicy } from '../../src/audit/verify.js';
+import { byShardOrder, type ChainEntry, type ChainName } from '../../src/audit/chain.js';
+import { search, searchAll, type AuditSearch, type Positions } from '../../src/audit/search.js';
+import { pageQuery, parseAuditSearch } from '../../src/audit/search-params.js';
+import { AuditStore } from '../../src/audit/store.js';
+import { FhirError } from '../../src/http/fhir-api.js';
+
+/*
+ * A trail spread over three chains (AUTHZ_AUDIT_CHAINS=3) on one Redis: appends spread over the
+ * chains, each chain verifies on its own, and search merges the chains by trail time, page by
+ * page, forwards and backwards, exactly as one sorted list of every entry would.
+ */
+
+const EVENTS = 600;
+const PATIENTS = 7;
+
+let f: AuditFixture;
+let entries: Array<ChainEntry & { chain: ChainName; rank: number }>;
+
+beforeAll(async () => {
+  // Small batches, so concurrent records go out as many batches over every chain.
+  f = await auditFixture({ AUTHZ_AUDIT_CHAINS: '3', AUTHZ_AUDIT_MAX_BATCH: '16' });
+  const base = Date.now() - 60_000;
+  // Several waves of concurrent records; some share a recorded time (ties across chains).
+  for (let wave = 0; wave < 6; wave++) {
+    await Promise.all(
+      Array.from({ length: EVENTS / 6 }, (_, i) =>
+        f.trail.record(sampleEvent({ patient: `shard-p${(wave * 100 + i) % PATIENTS}`, clientId: `app-${i % 3}`, recorded: new Date(base + wave * 1000 + (i % 10) * 10).toISOString() })),
+      ),
+    );
+  }
+  const chains = await f.store.chains();
+  entries = [];
+  for (const [rank, chain] of chains.entries()) for await (const e of f.store.walk(chain)) entries.push({ ...e, chain, rank });
+}, 60_000);
+
+afterAll(async () => {
+  await f?.close();
+});
+
+/** Every entry in the order a search must return it. */
+function reference(desc: boolean, keep: (e: ChainEntry) => boolean = () => true): string[] {
+  return entries
+    .filter(keep)
+    .sort((a, b) => (a.t !== b.t ? (desc ? b.t - a.t : a.t - b.t) : a.rank !== b.rank ? a.rank - b.rank : desc ? b.seq - a.seq : a.seq - b.seq))
+    .map((e) => e.id);
+}
+
+/** Follows next links (offset + positions) to the end; returns every page's ids and each page's cursor. */
+async function pageThrough(q: Omit<AuditSearch, 'offset' | 'positions'>): Promise<{ pages: string[][]; cursors: Array<{ offset: number; positions: Positions; previous?: Positions }> }> {
+  const pages: string[][] = [];
+  const cursors: Array<{ offset: number; positions: Positions; previous?: Positions }> = [];
+  let offset = 0;
+  let positions: Positions = {};
+  let asOf: number | undefined;
+  for (;;) {
+    const page = await search(f.store, { ...q, offset, positions, ...(asOf ? { asOf } : {}) });
+    asOf = page.asOf;
+    cursors.push({ offset, positions, ...(page.previous ? { previous: page.previous } : {}) });
+    pages.push(page.events.map((e) => e.id!));
+    if (offset + q.count >= page.total) return { pages, cursors };
+    offset += q.count;
+    positions = page.next;
+  }
+}
+
+describe('audit trail over several chains', () => {
+  test('appends spread over every chain, and each chain verifies', async () => {
+    const counts = new Map<ChainName, number>();
+    for (const e of entries) counts.set(e.chain, (counts.get(e.chain) ?? 0) + 1);
+    expect([...counts.keys()].sort(byShardOrder)).toEqual(['main', 'main-1', 'main-2']);
+    for (const n of counts.values()) expect(n).toBeGreaterThan(EVENTS / 10);
+    expect(entries).toHaveLength(EVENTS);
+    expect(new Set(entries.map((e) => e.id)).size).toBe(EVENTS);
+    expect((await f.redis.smembers(f.keyspace.auditShards())).sort()).toEqual(['main-1', 'main-2']);
+    for (const chain of await f.store.chains()) {
+      const report = await verifyChain(f.store, f.keys, chain, verifyPolicy(f.config));
+      expect({ chain, ok: report.ok, problem: report.problem }).toEqual({ chain, ok: true, problem: undefined });
+    }
+  });
+
+  test('a server configured with fewer chains still reads every chain an earlier setting wrote', async () => {
+    const narrow = new AuditStore(f.redis, f.keyspace, 1);
+    expect(await narrow.chains()).toEqual(['main', 'main-1', 'main-2', 'archive']);
+    const some = entries.filter((e) => e.chain === 'main-2').slice(0, 5).map((e) => e.id);
+    expect((await narrow.events(some)).map((e) => e.id)).toEqual(some);
+  });
+
+  test('newest first: the pages, followed by their links, are the merged order of every chain', async () => {
+    const { pages } = await pageThrough({ clauses: [], count: 37, sort: '-date' });
+    expect(pages.flat()).toEqual(reference(true));
+    expect(pages.slice(0, -1).every((p) => p.length === 37)).toBe(true);
+  });
+
+  test('oldest first and with a filter: the same merge', async () => {
+    const asc = await pageThrough({ clauses: [], count: 50, sort: 'date' });
+    expect(asc.pages.flat()).toEqual(reference(false));
+    const patient = 'Patient/shard-p3';
+    const filtered = await pageThrough({ clauses: [{ param: 'patient', values: [patient] }], count: 9, sort: '-date' });
+    const expected = reference(true, (e) => e.event.includes(`"${patient}"`));
+    expect(expected.length).toBeGreaterThan(40);
+    expect(filtered.pages.flat()).toEqual(expected);
+  });
+
+  test('previous links lead back to exactly the page before', async () => {
+    const q = { clauses: [], count: 41, sort: '-date' as const };
+    const { pages, cursors } = await pageThrough(q);
+    const asOf = (await search(f.store, { ...q, offset: 0 })).asOf;
+    for (let i = 1; i < pages.length; i++) {
+      const back = await search(f.store, { ...q, offset: cursors[i]!.offset - q.count, positions: cursors[i]!.previous!, asOf });
+      expect(back.events.map((e) => e.id)).toEqual(pages[i - 1]);
+    }
+  });
+
+  test('a page link without positions (an earlier version) still lands on the right page', async () => {
+    const page = await search(f.store, { clauses: [], count: 25, sort: '-date', offset: 100 });
+    expect(page.events.map((e) => e.id)).toEqual(reference(true).slice(100, 125));
+    await expect(search(f.store, { clauses: [], count: 25, sort: '-date', offset: 20_000 })).rejects.toThrow(FhirError);
+  });
+
+  test('an export walks every match once, oldest first', async () => {
+    const ids: string[] = [];
+    for await (const refs of searchAll(f.store, { clauses: [], sort: 'date' }, 64)) ids.push(...(await f.store.eventsAt(refs)).map((e) => e.id!));
+    expect(ids).toEqual(reference(false));
+  });
+
+  test('page links carry the positions, and a tampered link is refused', async () => {
+    const q = parseAuditSearch({ _count: '10' });
+    const page = await search(f.store, q);
+    const next = new URLSearchParams(pageQuery({ _count: '10' }, [], 10, { offset: 10, asOf: page.asOf, positions: page.next }));
+    const parsed = parseAuditSearch(Object.fromEntries(next));
+    expect(parsed.positions).toEqual(page.next);
+    const second = await search(f.store, parsed);
+    expect(second.events.map((e) => e.id)).toEqual(reference(true).slice(10, 20));
+    // Positions that do not add up to the offset, or name no chain, are not a cursor of this server.
+    for (const forged of [[10, page.asOf, { main: 3, 'main-1': 3 }], [10, page.asOf, { 'main-99': 10 }], [10, page.asOf, [10]]]) {
+      expect(() => parseAuditSearch({ _cursor: Buffer.from(JSON.stringify(forged)).toString('base64url') })).toThrow(/_cursor is not a paging token/);
+    }
+  });
+});
