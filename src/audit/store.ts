@@ -31,7 +31,7 @@ export class AuditStore {
   async shards(): Promise<ChainName[]> {
     const now = Date.now();
     if (this.shardList && now - this.shardList.at < SHARD_LIST_TTL_MS) return this.shardList.chains;
-    let registered: string[] = [];
+    let registered: string[];
     try {
       registered = await this.redis.smembers(this.keyspace.auditShards());
     } catch (err) {
