@@ -155,7 +155,8 @@ BEGIN
     RAISE EXCEPTION 'audit entry %#% does not match its hash', bad.chain, bad.seq USING ERRCODE = 'AU001';
   END IF;
 
-  PERFORM audit.ensure_partitions(ARRAY(SELECT DISTINCT audit.month_of(audit.ms_to_ts(x)) FROM unnest(ts) AS x));
+  -- Months of the batch's days (a batch spans a few days at most: one month_of per day, not per entry).
+  PERFORM audit.ensure_partitions(ARRAY(SELECT audit.month_of(audit.ms_to_ts(d * 86400000)) FROM (SELECT DISTINCT x / 86400000 AS d FROM unnest(ts) AS x) AS days));
   PERFORM pg_advisory_xact_lock(hashtextextended('smart-authz:audit:chain:' || c, 0))
      FROM (SELECT DISTINCT c FROM unnest(chains) AS c ORDER BY c) AS s;
 
@@ -212,7 +213,8 @@ BEGIN
     SELECT i.chain, i.seq, audit.ms_to_ts(i.t), decode(i.prev, 'hex'), decode(i.hash, 'hex'), i.id, i.event
       FROM i
      WHERE NOT EXISTS (SELECT 1 FROM audit.entries e WHERE e.chain = i.chain AND e.seq = i.seq AND e.chain = ANY (chains) AND e.seq BETWEEN lo AND hi)
-    ON CONFLICT DO NOTHING
+    -- No ON CONFLICT: the chain lock makes the NOT EXISTS exact, and a plain insert skips the
+    -- speculative insertion ON CONFLICT costs per row.
     RETURNING chain, seq, t
   ),
   vals AS (

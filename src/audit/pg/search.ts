@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { AuditEvent } from '../audit-event.js';
 import type { AuditSearch, SearchResult } from '../search.js';
 import { decodeStored } from '../stored-event.js';
+import { encodeTerm } from './terms.js';
 
 /**
  * AuditEvent search in PostgreSQL, with the semantics of src/audit/search.ts: each clause's values
@@ -32,7 +33,7 @@ function matchesSql(q: AuditSearch, params: unknown[]): string {
   const window = (alias: string) => `${alias}.t <= audit.ms_to_ts($${toIndex}::bigint)${from === undefined ? '' : ` AND ${alias}.t >= audit.ms_to_ts($${fromIndex}::bigint)`}`;
   if (!q.clauses.length) return `SELECT e.t, e.chain, e.seq FROM audit.entries e WHERE ${window('e')}`;
   const termsParam = (values: string[], param: string) => {
-    params.push(values.map((v) => `${param}=${v}`));
+    params.push(values.map((v) => encodeTerm(param, v)));
     return `$${params.length}::text[]`;
   };
   const [driver, ...rest] = q.clauses;

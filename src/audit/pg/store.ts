@@ -1,7 +1,8 @@
 import pg from 'pg';
 import type { AuditEvent } from '../audit-event.js';
 import type { ChainEntry } from '../chain.js';
-import { decodeStored, indexEntriesOf, type Recordable } from '../stored-event.js';
+import { decodeStored } from '../stored-event.js';
+import { termsOf } from './terms.js';
 import type { AuditSearch, SearchResult } from '../search.js';
 import { searchPg } from './search.js';
 
@@ -69,11 +70,6 @@ export const ENTRY_COLUMNS = 'chain, seq, prev, hash, id, event, audit.ts_to_ms(
 
 export function entryOf(r: EntryRow): PgEntry {
   return { chain: r.chain, seq: Number(r.seq), prev: r.prev.toString('hex'), hash: r.hash.toString('hex'), id: r.id, event: r.event, t: Number(r.t) };
-}
-
-/** Search values of a stored entry's text, as `param=value` terms (the same pairs Redis indexes). */
-export function termsOf(eventText: string): string[] {
-  return indexEntriesOf(JSON.parse(eventText) as Recordable).map(([param, value]) => `${param}=${value}`);
 }
 
 function payloadOf(jws: string): Partial<PgCheckpoint> {
