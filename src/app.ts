@@ -58,6 +58,7 @@ import { ensureManageClient } from './manage/manage-client.js';
 import { BreakTheGlassAlerts } from './hcs/break-the-glass.js';
 import { userinfoRoutes } from './userinfo/routes.js';
 import { createAuditTrail, type AuditTrail } from './audit/trail.js';
+import type { AuditHome } from './audit/lane.js';
 import { AuditStore } from './audit/store.js';
 import { auditRoutes } from './audit/routes.js';
 import { apiTokens } from './http/fhir-api.js';
@@ -78,6 +79,8 @@ export interface AppDeps {
   jwksFetcher?: JwksFetcher;
   /** The audit trail; main.ts passes one shared across provider rebuilds. */
   audit?: AuditTrail;
+  /** Where the trail lives for good when Redis is only its intake (PostgreSQL); reads merge it in. */
+  auditHome?: AuditHome;
   /** Whether Redis may be used now; main.ts passes its circuit breaker (redis/circuit-breaker.ts). */
   storeHealth?: StoreHealth;
 }
@@ -247,7 +250,7 @@ export function buildApp(deps: AppDeps): Provider {
   const ownApiTokens = apiTokens(lookup, adapters, ownApiAudience(config.issuer));
   const consentApi = consentRoutes({ consents, lookup: ownApiTokens, config, logger });
   const provenanceApi = provenanceRoutes({ consents, lookup: ownApiTokens, config, logger });
-  const auditStore = new AuditStore(redis, keyspace, config.audit.chains);
+  const auditStore = new AuditStore(redis, keyspace, config.audit.chains, deps.auditHome);
   const auditApi = auditRoutes({ config, store: auditStore, trail: audit, lookup: ownApiTokens, logger });
   const manage = manageRoutes({
     config,

@@ -27,6 +27,17 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.log.level);
   const runtime = await openRuntime(config, logger);
+  // The trail's home (PostgreSQL) when it has one; Redis is then only its intake.
+  const { openAuditDatabase, bindTrail, AuditDatabaseError } = await import('./audit/pg/connect.js');
+  let auditDb: Awaited<ReturnType<typeof openAuditDatabase>>;
+  try {
+    auditDb = await openAuditDatabase(config, logger);
+    if (auditDb) await bindTrail(auditDb, runtime.redis, runtime.keyspace);
+  } catch (err) {
+    await auditDb?.close();
+    if (err instanceof AuditDatabaseError) fail(err.message);
+    throw err;
+  }
   // A trail the append script cannot continue is an operator's fix, reported before anything starts.
   const { AuditStore } = await import('./audit/store.js');
   const { requireCurrentLayout, LegacyTrailError } = await import('./audit/migrate.js');
@@ -55,7 +66,7 @@ async function main(): Promise<void> {
   const cookieKeys = await resolveCookieKeys(config, redis, keyspace);
   // One audit trail for the process: provider rebuilds (key rotation) keep appending through it.
   const { createAuditTrail } = await import('./audit/trail.js');
-  const audit = createAuditTrail({ config, redis, keyspace, logger, metrics });
+  const audit = createAuditTrail({ config, redis, keyspace, logger, metrics, intake: auditDb !== undefined });
   const build = (jwks: Awaited<ReturnType<typeof keystore.providerJwks>>) =>
     buildApp({
       config,
@@ -67,6 +78,7 @@ async function main(): Promise<void> {
       cookieKeys,
       isShuttingDown: () => shuttingDown,
       audit,
+      ...(auditDb ? { auditHome: auditDb.home } : {}),
       storeHealth: { available: () => storeHealth.available(), ping: (timeoutMs) => storeHealth.ping(timeoutMs) },
     });
 
@@ -111,6 +123,13 @@ async function main(): Promise<void> {
     logger,
   });
 
+  // Every instance ships; a lease per chain lets one of them move each chain at a time.
+  const { AuditShipper } = await import('./audit/shipper.js');
+  const shipper = auditDb
+    ? new AuditShipper({ redis, keyspace, store: new AuditStore(redis, keyspace, config.audit.chains, auditDb.home), pg: auditDb.store, checkpoints: audit.checkpoints, logger, metrics })
+    : undefined;
+  shipper?.start();
+
   // Rotation needs no restart: every instance notices the key-set version change and swaps in a
   // provider built with the new keys; in-flight requests finish on the old one.
   const stopWatching = startKeyWatcher(
@@ -137,6 +156,9 @@ async function main(): Promise<void> {
     await consentOutbox?.stop();
     // Events of requests that finished during the grace period are appended before Redis closes.
     await audit.close();
+    // Last: what the trail appended while closing is shipped by the next instance's shipper.
+    await shipper?.stop();
+    await auditDb?.close();
     breaker.stop();
     await runtime.close();
     logger.info('stopped');

@@ -2,7 +2,7 @@ import type { AuditEvent, AuditEventAgent, CodeableConcept } from './audit-event
 import { disclosedPatients } from './disclosure.js';
 import { relativeOf } from './indexes.js';
 import { resourceTypesOf } from '../smart/scopes.js';
-import { searchRefs } from './search.js';
+import { search } from './search.js';
 import type { AuditStore } from './store.js';
 
 /**
@@ -188,6 +188,6 @@ export const REPORT_LIMIT = 5000;
 
 /** A patient's disclosure events, newest first, from both chains (the archive keeps old ones). */
 export async function disclosureEvents(store: AuditStore, patient: string, limit = REPORT_LIMIT): Promise<{ events: AuditEvent[]; total: number }> {
-  const { total, refs } = await searchRefs(store, { clauses: [{ param: 'disclosure', values: [patient] }], count: limit, sort: '-date' });
-  return { events: await store.eventsAt(refs), total };
+  const { total, events } = await search(store, { clauses: [{ param: 'disclosure', values: [patient] }], count: limit, sort: '-date' });
+  return { events, total };
 }

@@ -1,14 +1,13 @@
 import type { Config } from '../config/schema.js';
 import type { AuditEvent } from './audit-event.js';
 import { ChainAppender } from './append.js';
-import { parseEvent, type ChainEntry, type ChainName } from './chain.js';
+import { parseEvent, type ChainEntry } from './chain.js';
 import { signCadence, type CheckpointStore, type CheckpointKeys } from './checkpoints.js';
 import { disclosedPatients } from './disclosure.js';
-import { allIndexEntries } from './indexes.js';
 import type { AuditStore } from './store.js';
 import type { AuditTrail } from './trail.js';
 import { prepareEvent } from './trail.js';
-import { trimPostings } from './postings.js';
+import { dropPrefix } from './drop-prefix.js';
 import { withMaintenanceLock } from './maintenance-lock.js';
 import type { Recordable } from './stored-event.js';
 import { trailPurged, type PurgeFacts, type TrailActor } from './trail-events.js';
@@ -96,7 +95,7 @@ export async function purge(deps: PurgeDeps): Promise<PurgeResult> {
         }
         const last = prefix[prefix.length - 1]!.entry;
         await checkpoints.writeAt(chain, { seq: last.seq, hash: last.hash, sid: last.sid }, 'purge-cut');
-        await dropEntries(store, chain, prefix);
+        await dropPrefix(store, chain, prefix.map((p) => p.entry));
         if (chain === 'main') cutSeq = last.seq;
         removed += prefix.length - keep.length;
         if (prefix.length < batch.length) break;
@@ -112,7 +111,7 @@ export async function purge(deps: PurgeDeps): Promise<PurgeResult> {
       if (!prefix.length) break;
       const last = prefix[prefix.length - 1]!.entry;
       await checkpoints.writeAt('archive', { seq: last.seq, hash: last.hash, sid: last.sid }, 'purge-cut');
-      await dropEntries(store, 'archive', prefix);
+      await dropPrefix(store, 'archive', prefix.map((p) => p.entry));
       archiveRemoved += prefix.length;
       if (prefix.length < batch.length) break;
     }
@@ -139,32 +138,4 @@ function takePrefix(batch: ChainEntry[], cutoff: number): Parsed[] {
     out.push({ entry, event });
   }
   return out;
-}
-
-/**
- * Removes a prefix from a chain: the removed seqs from the posting lists of every value they were
- * indexed by (events kept in the archive are indexed there under their archive seqs), locations,
- * the stream entries, and the checkpoints before the cut (the cut's own checkpoint stays: it is
- * where `verify` starts).
- */
-async function dropEntries(store: AuditStore, chain: ChainName, prefix: Parsed[]): Promise<void> {
-  const { redis, keyspace } = store;
-  const last = prefix[prefix.length - 1]!.entry;
-  const postingKeys = new Set<string>();
-  for (const { event } of prefix) {
-    for (const [param, value] of allIndexEntries(event, disclosedPatients(event))) postingKeys.add(keyspace.auditPostings(chain, param, value));
-  }
-  await trimPostings(redis, [...postingKeys], last.seq);
-  const multi = redis.multi();
-  // An archived event's id resolves to its archive entry (the archive has its own locations).
-  for (const { event } of prefix) multi.hdel(keyspace.auditLocation(chain), event.id!);
-  multi.xtrim(keyspace.auditStream(chain), 'MINID', nextStreamId(last.sid));
-  multi.zremrangebyscore(keyspace.auditCheckpoints(chain), '-inf', `(${last.seq}`);
-  await multi.exec();
-}
-
-/** The smallest stream id greater than `sid` (XTRIM MINID keeps ids >= its argument). */
-function nextStreamId(sid: string): string {
-  const [ms, n] = sid.split('-');
-  return `${ms}-${BigInt(n ?? '0') + 1n}`;
 }

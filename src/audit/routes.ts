@@ -128,8 +128,7 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
       let count = 0;
       let complete = false;
       try {
-        for await (const refs of searchAll(store, { ...q, asOf }, EXPORT_PAGE)) {
-          const events = await store.eventsAt(refs);
+        for await (const events of searchAll(store, { ...q, asOf }, EXPORT_PAGE)) {
           if (events.length) yield events.map((e) => `${JSON.stringify(e)}\n`).join('');
           count += events.length;
         }

@@ -1,7 +1,10 @@
 import { FhirError } from '../http/fhir-api.js';
 import type { AuditEvent } from './audit-event.js';
 import type { ChainName } from './chain.js';
-import type { IndexParam } from './indexes.js';
+import { decodeStored } from './stored-event.js';
+import type { Clause, Item, Lane, Positions } from './lane.js';
+
+export type { Clause, Item, Lane, LaneKey, Positions } from './lane.js';
 import { readSlice, seqWindow, sliceContains, slices, type Slice } from './postings.js';
 import type { AuditStore } from './store.js';
 
@@ -23,14 +26,7 @@ import type { AuditStore } from './store.js';
  * search ignore events recorded afterwards, so offsets do not shift while an officer pages.
  */
 
-export interface Clause {
-  param: IndexParam;
-  /** Alternatives (a comma-separated parameter value): any of them matches. */
-  values: string[];
-}
 
-/** How many matches of each chain come before a page, in the search's order (merged searches). */
-export type Positions = Partial<Record<ChainName, number>>;
 
 export interface AuditSearch {
   clauses: Clause[];
@@ -62,13 +58,6 @@ export interface SearchResult {
   previous?: Positions;
 }
 
-export interface RefsPage {
-  total: number;
-  refs: EventRef[];
-  asOf: number;
-  next: Positions;
-  previous?: Positions;
-}
 
 /**
  * Most seqs a multi-parameter search starts from (its smallest clause, in the date range). Beyond
@@ -109,11 +98,14 @@ function mergeUnique(lists: number[][]): number[] {
   return out;
 }
 
-async function chainMatches(store: AuditStore, chain: ChainName, clauses: Clause[], from: number, to: number, limits: AuditSearch['limits'] = {}): Promise<Matches> {
+async function chainMatches(store: AuditStore, chain: ChainName, clauses: Clause[], from: number, to: number, limits: AuditSearch['limits'] = {}, after = 0): Promise<Matches> {
   const maxCandidates = limits.maxCandidates ?? MAX_CANDIDATES;
   const readWhole = limits.readWhole ?? 4 * maxCandidates;
   const { redis, keyspace } = store;
-  const { lo, hi } = await seqWindow(redis, keyspace.auditStream(chain), from, to);
+  const window = await seqWindow(redis, keyspace.auditStream(chain), from, to);
+  // Entries up to `after` are read from PostgreSQL (the shipper's watermark).
+  const lo = Math.max(window.lo, after + 1);
+  const hi = window.hi;
   if (lo > hi) return NONE;
   if (!clauses.length) return { kind: 'range', lo, hi };
   const keys = clauses.map((c) => c.values.map((v) => keyspace.auditPostings(chain, c.param, v)));
@@ -152,55 +144,54 @@ async function chainMatches(store: AuditStore, chain: ChainName, clauses: Clause
  */
 const MAX_SEEK = 10_000;
 
-interface Lane {
-  chain: ChainName;
-  /** Tie-break between chains at the same trail time: the order of `chains()`. */
-  rank: number;
-  m: Matches;
-  total: number;
+
+/** A chain's matches in Redis as a lane. */
+function redisLane(store: AuditStore, chain: ChainName, m: Matches, desc: boolean): Lane {
+  return {
+    key: chain,
+    total: total(m),
+    async items(from, to) {
+      const seqs = await page(store, m, from, to - from, desc);
+      const entries = await store.entriesAt(seqs.map((seq) => ({ chain, seq })));
+      const items: Array<Item | undefined> = entries.map((e) => (e ? { chain, seq: e.seq, t: e.t, event: e.event } : undefined));
+      // An entry dropped since the search began (retention, or shipped and trimmed) keeps its
+      // place with its neighbour's time and no event, so positions stay exact.
+      return seqs.map((seq, i) => items[i] ?? { chain, seq, t: items[i - 1]?.t ?? items.find((x) => x)?.t ?? 0, event: '' });
+    },
+  };
 }
 
-interface Item {
-  seq: number;
-  t: number;
-}
-
-/** Matches [from, to) of a lane in the search's order, with their trail times. */
-async function laneItems(store: AuditStore, lane: Lane, from: number, to: number, desc: boolean): Promise<Item[]> {
-  const seqs = await page(store, lane.m, from, to - from, desc);
-  const entries = await store.entriesAt(seqs.map((seq) => ({ chain: lane.chain, seq })));
-  const items = seqs.map((seq, i) => ({ seq, t: entries[i]?.t ?? NaN }));
-  // An entry purged since the search began keeps its place: it takes its neighbour's time.
-  for (let i = 0; i < items.length; i++) if (Number.isNaN(items[i]!.t)) items[i]!.t = items[i - 1]?.t ?? items.find((x) => !Number.isNaN(x.t))?.t ?? 0;
-  return items;
+/** Compares two matches in the search's order: trail time, then chain (byte order), then seq; all reversed newest first. */
+function comparator(desc: boolean): (a: Item, b: Item) => number {
+  const sign = desc ? -1 : 1;
+  return (a, b) => sign * (a.t !== b.t ? a.t - b.t : a.chain !== b.chain ? (a.chain < b.chain ? -1 : 1) : a.seq - b.seq);
 }
 
 /**
- * `count` matches from `start` on, merged over the lanes by trail time (ties: lane rank), going
- * forward (the page) or backward (the page before it, in reverse). Each lane is read in chunks,
- * only as far as the merge reaches.
+ * `count` matches from `start` on, merged over the lanes in the search's order, going forward
+ * (the page) or backward (the page before it, in reverse). Each lane is read in chunks, only as
+ * far as the merge reaches.
  */
-async function merge(store: AuditStore, lanes: Lane[], start: Positions, count: number, desc: boolean, forward: boolean): Promise<{ refs: EventRef[]; end: Positions }> {
+async function merge(lanes: Lane[], start: Positions, count: number, desc: boolean, forward: boolean): Promise<{ items: Item[]; end: Positions }> {
   const chunk = Math.min(1000, Math.max(16, 2 * Math.ceil(count / lanes.length)));
+  const order = comparator(desc);
   const state = lanes.map((lane) => {
-    const pos = Math.min(start[lane.chain] ?? 0, lane.total);
+    const pos = Math.min(start[lane.key] ?? 0, lane.total);
     return { lane, pos, edge: pos, buf: [] as Item[] };
   });
-  // Does item a (of lane ra) come before item b (of lane rb) in the search's order?
-  const first = (a: Item, ra: number, b: Item, rb: number) => (a.t === b.t ? ra < rb : desc ? a.t > b.t : a.t < b.t);
-  const refs: EventRef[] = [];
-  while (refs.length < count) {
+  const out: Item[] = [];
+  while (out.length < count) {
     await Promise.all(
       state
         .filter((s) => !s.buf.length && (forward ? s.edge < s.lane.total : s.edge > 0))
         .map(async (s) => {
           if (forward) {
             const to = Math.min(s.lane.total, s.edge + chunk);
-            s.buf = await laneItems(store, s.lane, s.edge, to, desc);
+            s.buf = await s.lane.items(s.edge, to);
             s.edge = to;
           } else {
             const from = Math.max(0, s.edge - chunk);
-            s.buf = (await laneItems(store, s.lane, from, s.edge, desc)).reverse();
+            s.buf = (await s.lane.items(from, s.edge)).reverse();
             s.edge = from;
           }
         }),
@@ -209,66 +200,93 @@ async function merge(store: AuditStore, lanes: Lane[], start: Positions, count: 
     for (const s of state) {
       const head = s.buf[0];
       if (!head) continue;
-      if (!best) best = s;
-      else if (forward ? first(head, s.lane.rank, best.buf[0]!, best.lane.rank) : first(best.buf[0]!, best.lane.rank, head, s.lane.rank)) best = s;
+      const cmp = best ? order(head, best.buf[0]!) : 0;
+      if (!best || (forward ? cmp < 0 : cmp > 0)) best = s;
     }
     if (!best) break;
-    refs.push({ chain: best.lane.chain, seq: best.buf.shift()!.seq });
+    out.push(best.buf.shift()!);
     best.pos += forward ? 1 : -1;
   }
-  return { refs: forward ? refs : refs.reverse(), end: Object.fromEntries(state.map((s) => [s.lane.chain, s.pos])) as Positions };
+  return { items: forward ? out : out.reverse(), end: Object.fromEntries(state.map((s) => [s.lane.key, s.pos])) as Positions };
 }
 
 function sumOf(p: Positions): number {
   return Object.values(p).reduce<number>((sum, n) => sum + (n ?? 0), 0);
 }
 
-/** The entries of one page of matches, the total, and where the pages around it start. */
-export async function searchRefs(store: AuditStore, q: AuditSearch): Promise<RefsPage> {
+export interface MatchPage {
+  total: number;
+  items: Item[];
+  asOf: number;
+  next: Positions;
+  previous?: Positions;
+}
+
+/**
+ * The lanes of a search: each chain's Redis entries, and when the trail's home is PostgreSQL, what
+ * it holds (store.home). The shipper's watermark per chain splits the two: entries up to it are
+ * read from PostgreSQL, the rest from Redis, so an entry is in exactly one lane.
+ */
+async function lanesOf(store: AuditStore, q: AuditSearch, from: number, to: number, desc: boolean): Promise<Lane[]> {
+  const chains = await store.chains();
+  const home = store.home;
+  const shipped = home ? await store.shippedSeqs(chains) : undefined;
+  const matches = await Promise.all(chains.map((chain, i) => chainMatches(store, chain, q.clauses, from, to, q.limits, shipped?.[i] ?? 0)));
+  const lanes = chains.map((chain, i) => redisLane(store, chain, matches[i]!, desc));
+  if (home && shipped) lanes.unshift(await home.lane({ ...q, dateFrom: from, dateTo: to }, Object.fromEntries(chains.map((c, i) => [c, shipped[i]!])), desc));
+  return lanes;
+}
+
+/** One page of matches, the total, and where the pages around it start. */
+export async function searchMatches(store: AuditStore, q: AuditSearch): Promise<MatchPage> {
   const asOf = q.asOf ?? Date.now() + 1;
   const to = Math.min(asOf, q.dateTo ?? Infinity);
   const from = q.dateFrom ?? -Infinity;
   const desc = q.sort !== 'date';
-  const chains = await store.chains();
-  const matches = await Promise.all(chains.map((chain) => chainMatches(store, chain, q.clauses, from, to, q.limits)));
-  const lanes = chains.map((chain, rank) => ({ chain, rank, m: matches[rank]!, total: total(matches[rank]!) }));
+  const lanes = await lanesOf(store, q, from, to, desc);
   const sum = lanes.reduce((n, l) => n + l.total, 0);
   const offset = q.offset ?? 0;
   const live = lanes.filter((l) => l.total > 0);
 
   if (live.length <= 1) {
-    // One chain has every match: a page is a slice of it.
+    // One source has every match: a page is a slice of it.
     const lane = live[0];
-    const seqs = lane && q.count > 0 ? await page(store, lane.m, offset, q.count, desc) : [];
-    const at = (n: number): Positions => (lane ? { [lane.chain]: Math.min(n, lane.total) } : {});
-    return { total: sum, refs: seqs.map((seq) => ({ chain: lane!.chain, seq })), asOf, next: at(offset + seqs.length), ...(offset > 0 ? { previous: at(Math.max(0, offset - q.count)) } : {}) };
+    const items = lane && q.count > 0 && offset < lane.total ? await lane.items(offset, Math.min(lane.total, offset + q.count)) : [];
+    const at = (n: number): Positions => (lane ? { [lane.key]: Math.min(n, lane.total) } : {});
+    return { total: sum, items, asOf, next: at(offset + items.length), ...(offset > 0 ? { previous: at(Math.max(0, offset - q.count)) } : {}) };
   }
 
   let start = q.positions;
   if (!start || sumOf(start) !== offset) {
     if (offset > MAX_SEEK) throw new FhirError(400, 'too-costly', 'this page link does not say where it is in the trail (it is from an earlier version): search again from the first page');
-    start = offset ? (await merge(store, live, {}, offset, desc, true)).end : {};
+    start = offset ? (await merge(live, {}, offset, desc, true)).end : {};
   }
-  const { refs, end } = q.count > 0 ? await merge(store, live, start, q.count, desc, true) : { refs: [], end: start };
-  const previous = offset > 0 ? (await merge(store, live, start, Math.min(q.count, offset), desc, false)).end : undefined;
-  return { total: sum, refs, asOf, next: end, ...(previous ? { previous } : {}) };
+  const { items, end } = q.count > 0 ? await merge(live, start, q.count, desc, true) : { items: [], end: start };
+  const previous = offset > 0 ? (await merge(live, start, Math.min(q.count, offset), desc, false)).end : undefined;
+  return { total: sum, items, asOf, next: end, ...(previous ? { previous } : {}) };
+}
+
+/** The AuditEvents of matches (an entry dropped since the search began is left out). */
+export function eventsOf(items: Item[]): AuditEvent[] {
+  return items.filter((i) => i.event).map((i) => decodeStored(i.event));
 }
 
 export async function search(store: AuditStore, q: AuditSearch): Promise<SearchResult> {
-  const { refs, ...rest } = await searchRefs(store, q);
-  return { ...rest, events: await store.eventsAt(refs) };
+  const { items, ...rest } = await searchMatches(store, q);
+  return { ...rest, events: eventsOf(items) };
 }
 
 /** Every match, page by page (exports): each page starts where the one before ended. */
-export async function* searchAll(store: AuditStore, q: Omit<AuditSearch, 'count' | 'offset' | 'positions'>, pageSize: number): AsyncGenerator<EventRef[]> {
+export async function* searchAll(store: AuditStore, q: Omit<AuditSearch, 'count' | 'offset' | 'positions'>, pageSize: number): AsyncGenerator<AuditEvent[]> {
   const asOf = q.asOf ?? Date.now() + 1;
   let offset = 0;
   let positions: Positions = {};
   for (;;) {
-    const page = await searchRefs(store, { ...q, asOf, count: pageSize, offset, positions });
-    if (page.refs.length) yield page.refs;
-    if (page.refs.length < pageSize) return;
-    offset += page.refs.length;
+    const page = await searchMatches(store, { ...q, asOf, count: pageSize, offset, positions });
+    const events = eventsOf(page.items);
+    if (events.length) yield events;
+    if (page.items.length < pageSize) return;
+    offset += page.items.length;
     positions = page.next;
   }
 }

@@ -4,6 +4,7 @@ import { isRedisOutage } from '../redis/outage.js';
 import type { AuditEvent } from './audit-event.js';
 import { byShardOrder, isChainName, parseEvent, parseStreamEntry, shardChains, type ChainEntry, type ChainName } from './chain.js';
 import { postingScripts, streamId } from './postings.js';
+import type { AuditHome } from './lane.js';
 
 /** How long the list of shards is reused before it is read again (a new shard is rare). */
 const SHARD_LIST_TTL_MS = 2000;
@@ -17,6 +18,8 @@ export class AuditStore {
     readonly keyspace: Keyspace,
     /** Shards this server writes (audit.chains); readers also find those written under an earlier setting. */
     private readonly configuredShards = 1,
+    /** Where the trail lives for good when Redis is only its intake (PostgreSQL); undefined: Redis holds all of it. */
+    readonly home?: AuditHome,
   ) {
     // Defined up front: with auto-pipelining, a script defined in the same tick as another command
     // is missing from that tick's pipeline ("pipeline[functionName] is not a function").
@@ -66,8 +69,27 @@ export class AuditStore {
     }
   }
 
-  /** The events with these ids, in the given order (unknown ids are skipped). */
+  /** How far the trail's home holds each chain (the shipper's watermark; 0: nothing yet). */
+  async shippedSeqs(chains: ChainName[]): Promise<number[]> {
+    const seqs = await Promise.all(chains.map((chain) => this.redis.hget(this.keyspace.auditShipped(chain), 'seq')));
+    return seqs.map((s) => Number(s ?? 0));
+  }
+
+  /**
+   * The events with these ids, in the given order (unknown ids are skipped): from Redis, then from
+   * the home for those Redis no longer holds. In that order, an entry the shipper drops from Redis
+   * meanwhile is already in the home (it drops only what the home confirmed).
+   */
   async events(ids: string[]): Promise<AuditEvent[]> {
+    const inRedis = await this.redisEvents(ids);
+    if (!this.home || inRedis.length === ids.length) return inRedis;
+    const found = new Set(inRedis.map((e) => e.id));
+    const fromHome = await this.home.eventsByIds(ids.filter((id) => !found.has(id)));
+    const byId = new Map([...inRedis, ...fromHome].map((e) => [e.id, e]));
+    return ids.map((id) => byId.get(id)).filter((e): e is AuditEvent => e !== undefined);
+  }
+
+  private async redisEvents(ids: string[]): Promise<AuditEvent[]> {
     if (!ids.length) return [];
     const chains = await this.chains();
     const found = await Promise.all(chains.map((chain) => this.redis.hmget(this.keyspace.auditLocation(chain), ...ids)));

@@ -33,6 +33,12 @@ export interface AuditTrailDeps {
   /** Where checkpoints are also written outside Redis; default: what the configuration names (anchor.ts). */
   anchor?: CheckpointAnchor;
   /**
+   * The trail's home is PostgreSQL (shipper.ts): watch how far it lags behind the Redis intake,
+   * report it, and refuse new events while every chain holds more than audit.intakeMaxEvents
+   * unconfirmed ones.
+   */
+  intake?: boolean;
+  /**
    * Sign the head every audit.checkpointIntervalSeconds, also when idle (default true). Off for the
    * admin CLI: a tool run after tampering must not sign what it finds, or it would launder it.
    */
@@ -63,6 +69,9 @@ interface Shard {
   /** Until when appends avoid this chain (its Redis node failed); 0 = healthy. */
   avoidUntil: number;
 }
+
+/** How often the intake's lag behind PostgreSQL is read (trail with `intake`). */
+const INTAKE_WATCH_MS = 1000;
 
 /** How long a chain whose node failed is passed over while other chains take the appends. */
 const AVOID_MS = 1000;
@@ -135,6 +144,9 @@ class RedisAuditTrail implements AuditTrail {
   readonly checkpoints: CheckpointStore;
 
   private readonly validate: boolean;
+  /** Set while every chain's intake is over its bound (PostgreSQL not keeping up or down). */
+  private intakeFull: string | undefined;
+  private readonly intakeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: AuditTrailDeps) {
     this.validate = deps.config.audit.validateEvents ?? deps.config.mode !== 'production';
@@ -149,10 +161,39 @@ class RedisAuditTrail implements AuditTrail {
       this.timer.unref();
       this.track(this.startUp());
     }
+    if (deps.intake) {
+      this.intakeTimer = setInterval(() => void this.watchIntake().catch(() => {}), INTAKE_WATCH_MS);
+      this.intakeTimer.unref();
+    }
+  }
+
+  /**
+   * Reads each chain's head and how far PostgreSQL holds it (the shipper's watermark), sets the
+   * lag metrics, and closes the intake while every chain is over its bound: a refused request
+   * (503) loses nothing, an intake that grows until Redis runs out of memory loses everything.
+   */
+  private async watchIntake(): Promise<void> {
+    const { redis, keyspace, metrics, config } = this.deps;
+    const now = Date.now();
+    const lags = await Promise.all(
+      this.shards.map(async ({ chain }) => {
+        const [[head], [shipped, at]] = await Promise.all([redis.hmget(keyspace.auditHead(chain), 'seq'), redis.hmget(keyspace.auditShipped(chain), 'seq', 'at')]);
+        const events = Math.max(0, Number(head ?? 0) - Number(shipped ?? 0));
+        metrics?.auditIntakeLagEvents.set({ chain }, events);
+        metrics?.auditIntakeLagSeconds.set({ chain }, events ? Math.max(0, now - Number(at ?? now)) / 1000 : 0);
+        return events;
+      }),
+    );
+    const full = lags.every((n) => n > config.audit.intakeMaxEvents);
+    if (full && !this.intakeFull) this.deps.logger.error({ lags }, 'the audit intake is full: PostgreSQL has not confirmed the trail for a while; audited requests get 503 until it catches up');
+    if (!full && this.intakeFull) this.deps.logger.info('the audit intake takes events again');
+    this.intakeFull = full ? `the audit intake holds more than ${config.audit.intakeMaxEvents} events PostgreSQL has not confirmed` : undefined;
   }
 
   record(event: Recordable): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the audit trail is closed'));
+    // An outage as far as the request is concerned: 503 + Retry-After, nothing recorded or done.
+    if (this.intakeFull) return Promise.reject(new StoreUnavailableError(this.intakeFull));
     let prepared: PreparedEvent;
     try {
       prepared = prepareEvent(event, this.validate);
@@ -333,6 +374,7 @@ class RedisAuditTrail implements AuditTrail {
 
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    if (this.intakeTimer) clearInterval(this.intakeTimer);
     // Let queued events finish; nothing new is accepted.
     this.closed = true;
     while (this.inFlight || this.scheduled || this.queue.length) {
@@ -344,6 +386,6 @@ class RedisAuditTrail implements AuditTrail {
   }
 }
 
-export function createAuditTrail(deps: AuditTrailDeps): AuditTrail & { checkpoint(reason: string): Promise<void>; settled(): Promise<void>; close(): Promise<void> } {
+export function createAuditTrail(deps: AuditTrailDeps): AuditTrail & { readonly checkpoints: CheckpointStore; checkpoint(reason: string): Promise<void>; settled(): Promise<void>; close(): Promise<void> } {
   return new RedisAuditTrail(deps);
 }

@@ -76,6 +76,9 @@ export function verifyPolicy(config: Config, opts: { anchor?: AnchorLine[] | und
   return { every: checkpointEvery, maxAgeSeconds: checkpointIntervalSeconds + checkpointGraceSeconds, anchor: opts.anchor };
 }
 
+/** Checkpoints a chain in Redis may start after: a purge's cut, and the shipper's (its prefix is in PostgreSQL). */
+export const CUT_REASONS = new Set(['purge-cut', 'ship-cut']);
+
 /** How far ahead a missing seq is looked for before it counts as removed rather than moved. */
 const REORDER_WINDOW = 10_000;
 
@@ -113,10 +116,11 @@ export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[
     expectedSeq = 1;
     prevHash = GENESIS_HASH;
   } else {
-    // After a purge the chain starts right after the cut, anchored by the checkpoint signed at the
-    // cut (its reason is part of the signed payload). Any other start means entries went missing.
+    // After a purge, or once PostgreSQL holds a prefix (shipper.ts), the chain starts right after
+    // the cut, anchored by the checkpoint signed at the cut (its reason is part of the signed
+    // payload). Any other start means entries went missing.
     const start = first ? first.seq - 1 : Math.max(...checkpoints.map((c) => c.seq));
-    const anchor = checkpoints.find((c) => c.seq === start && c.reason === 'purge-cut');
+    const anchor = checkpoints.find((c) => c.seq === start && CUT_REASONS.has(c.reason));
     if (!anchor) {
       const from = checkpoints.filter((c) => c.seq < start).reduce((m, c) => Math.max(m, c.seq), 0) + 1;
       return report({
@@ -124,7 +128,7 @@ export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[
         anchorSeq: 0,
         lastSeq: 0,
         checkpoints: checkpoints.length,
-        problem: { kind: 'removed', chain, seq: from, message: `the chain starts at seq ${start + 1}${first ? ` (${first.sid})` : ''} but no signed purge checkpoint anchors seq ${start}: entries before it were removed` },
+        problem: { kind: 'removed', chain, seq: from, message: `the chain starts at seq ${start + 1}${first ? ` (${first.sid})` : ''} but no signed cut checkpoint (purge or shipped) anchors seq ${start}: entries before it were removed` },
       });
     }
     anchorSeq = anchor.seq;

@@ -4,10 +4,14 @@ import { openRuntime, type Runtime } from '../runtime.js';
 import { createAuditTrail } from '../audit/trail.js';
 import { AuditStore } from '../audit/store.js';
 import { CheckpointStore, keyStoreCheckpointKeys, verifyCheckpoint } from '../audit/checkpoints.js';
-import { CADENCE_START, verifyChain, verifyPolicy } from '../audit/verify.js';
+import { CADENCE_START, verifyChain, verifyPolicy, type VerifyReport } from '../audit/verify.js';
 import { AnchorReadError, createAnchor, readAnchor, type AnchorLine } from '../audit/anchor.js';
 import { LegacyTrailError, migrateTrail } from '../audit/migrate.js';
 import { isChainName, type ChainName } from '../audit/chain.js';
+import { AuditDatabaseError, DEV_DATABASE_URL, bindTrail, openAuditDatabase, redactDatabaseUrl, type AuditDatabase } from '../audit/pg/connect.js';
+import { migrateAuditDatabase } from '../audit/pg/migrate.js';
+import { AuditShipper } from '../audit/shipper.js';
+import { verifyChains } from '../audit/pg/verify.js';
 import { purge, PurgeRefusedError } from '../audit/retention.js';
 import { parseAuditSearch } from '../audit/search-params.js';
 import { searchAll } from '../audit/search.js';
@@ -29,25 +33,74 @@ export const AUDIT_USAGE = `Usage: smart-authz audit <command>
   purge                               remove events past the retention (AUTHZ_AUDIT_RETENTION_DAYS); keep
                                       disclosures (AUTHZ_AUDIT_DISCLOSURE_RETENTION_DAYS) in the archive chain
   checkpoint                          sign the current chain heads now
+  db migrate                          create or update the PostgreSQL audit schema as its owner
+                                      (AUTHZ_AUDIT_DATABASE_OWNER_URL) and grant the application role
+                                      (AUTHZ_AUDIT_DATABASE_URL) read and append rights only
   migrate                             rewrite a trail written by an earlier version (stream ids, indexes) in the
-                                      current layout; run once with every server stopped`;
+                                      current layout, and ship a trail kept in Redis so far to PostgreSQL when
+                                      one is configured; run once with every server stopped`;
 
 const EXPORT_PAGE = 500;
 
-async function withAudit<T>(fn: (rt: Runtime, parts: { store: AuditStore; checkpoints: CheckpointStore; keys: ReturnType<typeof keyStoreCheckpointKeys>; trail: ReturnType<typeof createAuditTrail> }) => Promise<T>): Promise<T> {
+interface AuditParts {
+  store: AuditStore;
+  checkpoints: CheckpointStore;
+  keys: ReturnType<typeof keyStoreCheckpointKeys>;
+  trail: ReturnType<typeof createAuditTrail>;
+  /** The trail's PostgreSQL home, when it has one. */
+  db: AuditDatabase | undefined;
+}
+
+async function withAudit<T>(fn: (rt: Runtime, parts: AuditParts) => Promise<T>): Promise<T> {
   const config = { ...loadConfig(), devRedis: false };
   const rt = await openRuntime(config, createLogger('silent'));
+  let db: AuditDatabase | undefined;
+  try {
+    db = await openAuditDatabase(config, rt.logger);
+    if (db) await bindTrail(db, rt.redis, rt.keyspace);
+  } catch (err) {
+    await db?.close();
+    await rt.close();
+    if (err instanceof AuditDatabaseError) throw new CliUsageError(err.message);
+    throw err;
+  }
   const keys = keyStoreCheckpointKeys(rt.redis, rt.keyspace, config.keyEncryptionSecret);
   // Checkpoints the CLI signs (purge, manual) are anchored like the server's; it signs none on a timer.
   const anchor = createAnchor({ config, logger: rt.logger });
   const trail = createAuditTrail({ config, redis: rt.redis, keyspace: rt.keyspace, logger: rt.logger, checkpointKeys: keys, intervalCheckpoints: false, ...(anchor ? { anchor } : {}) });
   try {
-    return await fn(rt, { store: new AuditStore(rt.redis, rt.keyspace, config.audit.chains), checkpoints: new CheckpointStore(rt.redis, rt.keyspace, keys, config.issuer, anchor), keys, trail });
+    return await fn(rt, {
+      store: new AuditStore(rt.redis, rt.keyspace, config.audit.chains, db?.home),
+      checkpoints: new CheckpointStore(rt.redis, rt.keyspace, keys, config.issuer, anchor),
+      keys,
+      trail,
+      db,
+    });
   } finally {
     await trail.close();
     await anchor?.close();
+    await db?.close();
     await rt.close();
   }
+}
+
+/**
+ * With a PostgreSQL home, a chain is verified in two parts and at their junction: PostgreSQL from
+ * its genesis (or retention's cut) to its end, Redis from the shipper's signed cut to its head, and
+ * the two must hold the same entry where they meet (hash chains that agree at one seq agree on
+ * everything before it).
+ */
+async function verifyJunction(db: AuditDatabase, store: AuditStore, chain: ChainName, redisReport: VerifyReport): Promise<string | undefined> {
+  const pgHigh = await db.store.highestSeq(chain);
+  // Redis starts after a signed cut; PostgreSQL must reach it (its copy of that checkpoint is checked there).
+  if (redisReport.anchorSeq > pgHigh) return `Redis starts after seq ${redisReport.anchorSeq}, but PostgreSQL holds only up to seq ${pgHigh}: entries ${pgHigh + 1}–${redisReport.anchorSeq} are in neither`;
+  // Entries both hold (shipped, not yet dropped from Redis) must be the same: compare the last of them.
+  const meet = Math.min(pgHigh, redisReport.lastSeq);
+  if (meet <= redisReport.anchorSeq) return undefined;
+  const [inPg] = await db.store.entries(chain, meet - 1, 1);
+  const [inRedis] = await store.entriesAt([{ chain, seq: meet }]);
+  if (!inPg || !inRedis || inPg.hash !== inRedis.hash) return `PostgreSQL and Redis hold different entries at seq ${meet}`;
+  return undefined;
 }
 
 export async function audit(args: string[], out: Out): Promise<void> {
@@ -57,7 +110,7 @@ export async function audit(args: string[], out: Out): Promise<void> {
       const { values } = parseCommandArgs(rest, { chain: { type: 'string' }, anchor: { type: 'string' } }, 0);
       if (values.chain !== undefined && !isChainName(values.chain)) throw new CliUsageError('--chain must be main, main-<n> (a shard) or archive');
       if (values.anchor === '') throw new CliUsageError('--anchor needs the anchor directory or file');
-      return withAudit(async (rt, { store, keys }) => {
+      return withAudit(async (rt, { store, keys, db }) => {
         const chains = values.chain ? [values.chain as ChainName] : await store.chains();
         let anchor: AnchorLine[] | undefined;
         if (values.anchor !== undefined) {
@@ -69,15 +122,30 @@ export async function audit(args: string[], out: Out): Promise<void> {
           }
         }
         let failed = false;
+        if (db) {
+          const reports = await verifyChains(db.store, { keys, every: rt.config.audit.checkpointEvery, chains: (await db.store.chains()).filter((c) => !values.chain || c === values.chain) });
+          for (const r of reports) {
+            if (r.ok) out(`${r.chain} (PostgreSQL): OK, ${r.entries} entries (seq ${r.startSeq + 1}–${r.lastSeq}), ${r.checkpoints} signed checkpoints`);
+            else {
+              failed = true;
+              out(`${r.chain} (PostgreSQL): FAILED: ${r.problem!.kind} entry at seq ${r.problem!.seq}: ${r.problem!.message}`);
+            }
+          }
+        }
         for (const chain of chains) {
           const r = await verifyChain(store, keys, chain, verifyPolicy(rt.config, { anchor }));
-          if (r.ok) {
+          const where = db ? ' (Redis)' : '';
+          const junction = db && r.ok ? await verifyJunction(db, store, chain, r) : undefined;
+          if (r.ok && !junction) {
             const anchored = anchor ? `, matches ${anchor.filter((l) => l.chain === chain && l.seq >= r.anchorSeq).length} anchored checkpoints` : '';
-            out(`${chain}: OK, ${r.entries} entries (seq ${r.anchorSeq + 1}–${r.lastSeq}${r.anchorSeq ? `, from the signed cut at seq ${r.anchorSeq}` : ', from the genesis'}), ${r.checkpoints} signed checkpoints${anchored}`);
+            out(`${chain}${where}: OK, ${r.entries} entries (seq ${r.anchorSeq + 1}–${r.lastSeq}${r.anchorSeq ? `, from the signed cut at seq ${r.anchorSeq}` : ', from the genesis'}), ${r.checkpoints} signed checkpoints${anchored}`);
+          } else if (junction) {
+            failed = true;
+            out(`${chain}: FAILED: ${junction}`);
           } else {
             failed = true;
             const p = r.problem!;
-            out(`${chain}: FAILED: ${p.kind} entry at seq ${p.seq}${p.sid ? ` (stream id ${p.sid})` : ''}: ${p.message}`);
+            out(`${chain}${where}: FAILED: ${p.kind} entry at seq ${p.seq}${p.sid ? ` (stream id ${p.sid})` : ''}: ${p.message}`);
           }
         }
         if (failed) process.exitCode = 1;
@@ -100,9 +168,9 @@ export async function audit(args: string[], out: Out): Promise<void> {
         const asOf = Date.now() + 1;
         let count = 0;
         try {
-          for await (const refs of searchAll(store, { ...q, asOf, limits: { maxCandidates: rt.config.audit.searchMaxCandidates } }, EXPORT_PAGE)) {
-            for (const e of await store.eventsAt(refs)) out(JSON.stringify(e));
-            count += refs.length;
+          for await (const events of searchAll(store, { ...q, asOf, limits: { maxCandidates: rt.config.audit.searchMaxCandidates } }, EXPORT_PAGE)) {
+            for (const e of events) out(JSON.stringify(e));
+            count += events.length;
           }
         } catch (err) {
           // A search too costly to run is the operator's to narrow, not a crash.
@@ -129,7 +197,7 @@ export async function audit(args: string[], out: Out): Promise<void> {
       });
     case 'migrate':
       parseCommandArgs(rest, {}, 0);
-      return withAudit(async (rt, { store, keys, checkpoints }) => {
+      return withAudit(async (rt, { store, keys, checkpoints, db }) => {
         try {
           const moved = await migrateTrail(store);
           for (const chain of ['main', 'archive'] as const) {
@@ -143,11 +211,36 @@ export async function audit(args: string[], out: Out): Promise<void> {
             }
           }
           if (moved.main || moved.archive) out('the old streams are kept as <stream>:legacy; delete them once you are satisfied');
+          if (db) {
+            // A trail kept in Redis until now moves to its PostgreSQL home before any server ships.
+            const shipper = new AuditShipper({ redis: rt.redis, keyspace: rt.keyspace, store, pg: db.store, checkpoints, logger: rt.logger, options: { trimDelayMs: 0, trimEveryMs: 0 } });
+            const shipped = await shipper.drain();
+            await shipper.stop();
+            out(`shipped ${shipped} entries to PostgreSQL (${redactDatabaseUrl(db.ownerUrl)})`);
+          }
         } catch (err) {
           if (err instanceof LegacyTrailError) throw new CliUsageError(err.message);
           throw err;
         }
       });
+    case 'db': {
+      const [sub, ...more] = rest;
+      if (sub !== 'migrate') throw new CliUsageError('usage: smart-authz audit db migrate');
+      parseCommandArgs(more, {}, 0);
+      const config = loadConfig();
+      const url = config.audit.databaseUrl ?? (config.mode === 'development' ? DEV_DATABASE_URL : undefined);
+      if (!url || config.audit.store === 'redis') throw new CliUsageError('no audit database is configured (AUTHZ_AUDIT_DATABASE_URL)');
+      const ownerUrl = config.audit.databaseOwnerUrl ?? url;
+      const appRole = ownerUrl === url ? undefined : decodeURIComponent(new URL(url).username);
+      try {
+        const ran = await migrateAuditDatabase(ownerUrl, appRole ? { appRole } : {});
+        out(ran.length ? `applied ${ran.join(', ')} to ${redactDatabaseUrl(ownerUrl)}` : `the audit database schema at ${redactDatabaseUrl(ownerUrl)} is current`);
+        if (appRole) out(`granted ${appRole} read and append rights (no UPDATE, DELETE or TRUNCATE)`);
+      } catch (err) {
+        throw new CliUsageError(`cannot migrate the audit database at ${redactDatabaseUrl(ownerUrl)}: ${(err as Error).message}`);
+      }
+      return;
+    }
     case 'checkpoint':
       parseCommandArgs(rest, {}, 0);
       return withAudit(async (rt, { store, checkpoints }) => {

@@ -8,6 +8,15 @@ import { hcsPolicySchema } from '../hcs/policy.js';
 
 const parsed = (v: string) => URL.parse(v);
 
+/** A PostgreSQL connection URL (postgres:// or postgresql://). */
+const postgresUrl = z.string().refine((v) => {
+  try {
+    return ['postgres:', 'postgresql:'].includes(new URL(v).protocol);
+  } catch {
+    return false;
+  }
+}, 'must be a postgres:// or postgresql:// URL');
+
 const absoluteHttpUrl = z
   .string()
   .trim()
@@ -246,6 +255,22 @@ export const configSchema = z
          * over the masters, and appends move to another chain while one master is down.
          */
         chains: z.number().int().min(1).max(64).default(1),
+        /**
+         * Where the trail lives for good (audit/pg/): `postgres` (Redis is only its intake: a shipper
+         * moves entries to PostgreSQL and trims them from Redis) or `redis` (the trail stays in Redis,
+         * bounded by retentionDays). Unset: postgres when databaseUrl is set; in development also
+         * when a PostgreSQL answers at the development default, else redis with a warning.
+         */
+        store: z.enum(['postgres', 'redis']).optional(),
+        /** PostgreSQL of the trail, as the application role (INSERT and SELECT only). */
+        databaseUrl: postgresUrl.optional(),
+        /** The same database as the schema's owner: migrations and retention (CLI). Default: databaseUrl. */
+        databaseOwnerUrl: postgresUrl.optional(),
+        /**
+         * Most events the Redis intake holds that PostgreSQL has not confirmed (per chain). Past it,
+         * audited requests are refused with 503 rather than let Redis grow until it fails.
+         */
+        intakeMaxEvents: z.number().int().min(1000).default(1_000_000),
       })
       .default({
         checkpointEvery: 10_000,
@@ -259,6 +284,7 @@ export const configSchema = z
         maxBatch: 500,
         searchMaxCandidates: 100_000,
         chains: 1,
+        intakeMaxEvents: 1_000_000,
       }),
     /**
      * Launch context of EHR launches whose EHR does not name it in POST /api/launch (SMART
@@ -298,6 +324,10 @@ export const configSchema = z
     }
     if (c.consents.fhirServerToken && c.consents.fhirServer?.startsWith('http:')) {
       ctx.addIssue({ code: 'custom', path: ['consents', 'fhirServer'], message: 'must be https in production when a token is sent to it' });
+    }
+    if (c.audit.store !== 'redis' && !c.audit.databaseUrl) {
+      // A trail kept in Redis grows with every request and lives in RAM: production names its home (docs/audit-postgres.md).
+      ctx.addIssue({ code: 'custom', path: ['audit', 'databaseUrl'], message: 'is required in production (the audit trail is kept in PostgreSQL), unless the trail is kept in Redis on purpose: AUTHZ_AUDIT_STORE=redis' });
     }
     if (!c.audit.anchorDir) {
       // Checkpoints kept only in Redis do not survive an attacker with Redis access (docs/security/audit-anchoring.md).

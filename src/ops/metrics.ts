@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** One registry per app instance so tests (and several apps in one process) don't collide. */
 export class Metrics {
@@ -66,6 +66,34 @@ export class Metrics {
     name: 'audit_anchor_writes_total',
     help: 'Signed audit checkpoints written to an anchor outside Redis, by sink (file, http) and result (ok, error)',
     labelNames: ['sink', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly auditShipped = new Counter({
+    name: 'audit_shipped_events_total',
+    help: 'Audit trail entries this instance moved from the Redis intake to PostgreSQL, by chain',
+    labelNames: ['chain'] as const,
+    registers: [this.registry],
+  });
+
+  readonly auditIntakeLagEvents = new Gauge({
+    name: 'audit_intake_lag_events',
+    help: 'Entries in the Redis intake that PostgreSQL has not confirmed yet, by chain (as last seen by this instance)',
+    labelNames: ['chain'] as const,
+    registers: [this.registry],
+  });
+
+  readonly auditIntakeLagSeconds = new Gauge({
+    name: 'audit_intake_lag_seconds',
+    help: 'Age of the oldest entry in the Redis intake that PostgreSQL has not confirmed, by chain (0 when caught up)',
+    labelNames: ['chain'] as const,
+    registers: [this.registry],
+  });
+
+  readonly auditShipErrors = new Counter({
+    name: 'audit_ship_errors_total',
+    help: 'Failed shipping rounds, by chain and kind (unavailable: PostgreSQL or Redis did not answer; integrity: PostgreSQL refused an entry; gap: the intake does not continue what PostgreSQL holds)',
+    labelNames: ['chain', 'kind'] as const,
     registers: [this.registry],
   });
 

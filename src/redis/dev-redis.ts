@@ -33,7 +33,7 @@ const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
  * the shell exits with Redis's status once Redis has finished writing its append-only file.
  * A background job's stdin is /dev/null in a non-interactive shell, hence the pipe's detour via fd 3.
  */
-const WATCHDOG = `
+export const WATCHDOG = `
 "$@" </dev/null &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null' TERM INT HUP
@@ -182,7 +182,7 @@ async function redisAnswers(url: string, timeoutMs: number): Promise<boolean> {
   }
 }
 
-function findExecutable(bin: string): string | undefined {
+export function findExecutable(bin: string): string | undefined {
   if (bin.includes('/') || bin.includes('\\')) return isExecutableFile(bin) ? resolve(bin) : undefined;
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     if (!dir) continue;

@@ -288,6 +288,25 @@ export class Keyspace {
     return chain === 'main' ? `${this.prefix}{audit}:checkpoint-lease` : `${this.prefix}${this.auditTag(chain)}:${chain}:checkpoint-lease`;
   }
 
+  /**
+   * How far PostgreSQL holds a chain (audit/shipper.ts): `seq` (every entry up to it is confirmed
+   * there), `t` (its trail time), `at` (when it was confirmed, ms). Readers take entries up to
+   * `seq` from PostgreSQL and the rest from Redis; the intake's bound counts from it.
+   */
+  auditShipped(chain: AuditChainName): string {
+    return `${this.prefix}${this.auditTag(chain)}:${chain}:shipped`;
+  }
+
+  /** Lease held by the instance that ships a chain to PostgreSQL. */
+  auditShipLease(chain: AuditChainName): string {
+    return `${this.prefix}${this.auditTag(chain)}:${chain}:ship-lease`;
+  }
+
+  /** The trail's id (a UUID): which PostgreSQL trail this intake belongs to (audit/pg/connect.ts). */
+  auditTrailId(): string {
+    return `${this.prefix}{audit}:trail-id`;
+  }
+
   /** Set of the shard names beyond `main` that have ever been written (readers look in each). */
   auditShards(): string {
     return `${this.prefix}{audit}:shards`;

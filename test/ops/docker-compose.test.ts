@@ -33,9 +33,9 @@ const dockerfile = readFileSync(`${root}Dockerfile`, 'utf8');
 const words = (v: string[] | string | undefined) => (Array.isArray(v) ? v : (v ?? '').split(/\s+/));
 
 describe('docker-compose.yml', () => {
-  test('defines redis and authz by default; the rest only in the ha profile', () => {
+  test('defines redis, postgres and authz by default; the rest only in the ha profile', () => {
     const byDefault = Object.entries(compose.services).filter(([, s]) => !s.profiles);
-    expect(byDefault.map(([name]) => name).sort()).toEqual(['authz', 'redis']);
+    expect(byDefault.map(([name]) => name).sort()).toEqual(['authz', 'postgres', 'redis']);
     for (const [name, s] of Object.entries(compose.services)) if (s.profiles) expect({ name, profiles: s.profiles }).toEqual({ name, profiles: ['ha'] });
   });
 
@@ -64,6 +64,20 @@ describe('docker-compose.yml', () => {
     expect(volume).toBeDefined();
     expect(compose.volumes).toHaveProperty(volume!.split(':')[0]!);
     expect(words(redis.healthcheck?.test)).toEqual(expect.arrayContaining(['redis-cli', 'ping']));
+  });
+
+  test('postgres keeps the audit trail on a named volume, with an owner and an append-only application role', () => {
+    const postgres = compose.services.postgres!;
+    expect(postgres.image).toMatch(/^postgres:1[5-9]/);
+    expect(postgres.environment).toMatchObject({ POSTGRES_USER: 'authz_owner', POSTGRES_DB: 'audit' });
+    expect(postgres.volumes?.some((v) => v.endsWith(':/var/lib/postgresql/data'))).toBe(true);
+    expect(postgres.volumes?.some((v) => v.startsWith('./deploy/postgres/create-roles.sh:/docker-entrypoint-initdb.d/'))).toBe(true);
+    expect(words(postgres.healthcheck?.test)).toEqual(expect.arrayContaining(['pg_isready']));
+    const authz = compose.services.authz!;
+    expect(authz.depends_on?.postgres?.condition).toBe('service_healthy');
+    expect(authz.environment?.AUTHZ_AUDIT_DATABASE_URL).toMatch(/^postgres:\/\/authz_app:.*@postgres:5432\/audit$/);
+    expect(authz.environment?.AUTHZ_AUDIT_DATABASE_OWNER_URL).toMatch(/^postgres:\/\/authz_owner:.*@postgres:5432\/audit$/);
+    expect(compose.services['authz-ha']?.environment?.AUTHZ_AUDIT_DATABASE_URL).toMatch(/\/audit_ha$/);
   });
 
   test('authz is built here, waits for a healthy redis and checks /healthz', () => {

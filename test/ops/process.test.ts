@@ -25,7 +25,7 @@ describe('the server process', () => {
 
   test('an unreachable Redis in production is one clear line', async () => {
     const server = await startServerProcess(
-      { ...base(), AUTHZ_MODE: 'production', AUTHZ_PROXY: 'true', AUTHZ_ISSUER: 'https://auth.example.org', AUTHZ_COOKIE_KEYS: 'c'.repeat(40), AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40), AUTHZ_AUDIT_ANCHOR_DIR: '/tmp/smart-authz-anchor', REDIS_URL: 'redis://127.0.0.1:1' },
+      { ...base(), AUTHZ_MODE: 'production', AUTHZ_PROXY: 'true', AUTHZ_ISSUER: 'https://auth.example.org', AUTHZ_COOKIE_KEYS: 'c'.repeat(40), AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40), AUTHZ_AUDIT_ANCHOR_DIR: '/tmp/smart-authz-anchor', AUTHZ_AUDIT_STORE: 'redis', REDIS_URL: 'redis://127.0.0.1:1' },
       { waitReady: false },
     );
     expect(await server.exited).toBe(1);

@@ -176,7 +176,7 @@ describe('audit anchoring: tamper evidence that survives Redis-level access', ()
   });
 
   test('production refuses to start without an anchor directory', () => {
-    const production = { AUTHZ_MODE: 'production', AUTHZ_COOKIE_KEYS: 'k'.repeat(40), AUTHZ_PROXY: 'true', AUTHZ_ISSUER: 'https://auth.example.org', AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40) };
+    const production = { AUTHZ_MODE: 'production', AUTHZ_COOKIE_KEYS: 'k'.repeat(40), AUTHZ_PROXY: 'true', AUTHZ_ISSUER: 'https://auth.example.org', AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40), AUTHZ_AUDIT_DATABASE_URL: 'postgres://authz@db.example.org/audit' };
     expect(() => loadConfig(production)).toThrow(/AUTHZ_AUDIT_ANCHOR_DIR \(audit\.anchorDir\) is required in production/);
     expect(loadConfig({ ...production, AUTHZ_AUDIT_ANCHOR_DIR: '/var/lib/smart-authz/anchor' }).audit.anchorDir).toBe('/var/lib/smart-authz/anchor');
   });

@@ -27,6 +27,10 @@ function ping(port) {
 }
 
 export default async function globalSetup() {
+  // The audit trail stays in Redis unless a test gives it a database of its own
+  // (test/support/postgres.ts): a development server would otherwise use the machine's
+  // PostgreSQL at the development default, shared by every test.
+  process.env.AUTHZ_AUDIT_STORE ??= 'redis';
   if (process.env.REDIS_URL) return;
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'smart-authz-suite-redis-'));

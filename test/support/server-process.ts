@@ -30,12 +30,15 @@ export interface ServerProcess {
  * beforehand could be taken by another test's server in the meantime, and a readiness check would
  * then be answered by the wrong process.
  */
+/** A server keeps its audit trail in Redis unless the test gives it a database of its own. */
+const AUDIT_IN_REDIS = { AUTHZ_AUDIT_STORE: 'redis' };
+
 export async function startServerProcess(env: Record<string, string>, opts: { waitReady?: boolean; https?: boolean } = {}): Promise<ServerProcess> {
   let out = '';
   let err = '';
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, AUTHZ_ISSUER: 'http://localhost:3000', PORT: '0', AUTHZ_HOST: '127.0.0.1', ...env },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, AUTHZ_ISSUER: 'http://localhost:3000', PORT: '0', AUTHZ_HOST: '127.0.0.1', ...AUDIT_IN_REDIS, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -57,5 +57,8 @@ export async function grantAuditWriter(client: pg.ClientBase, appRole: string): 
   await client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA ${AUDIT_SCHEMA} FROM ${role}`);
   await client.query(`GRANT SELECT, INSERT ON ${AUDIT_SCHEMA}.entries, ${AUDIT_SCHEMA}.entry_values, ${AUDIT_SCHEMA}.checkpoints TO ${role}`);
   await client.query(`GRANT SELECT ON ${AUDIT_SCHEMA}.retention_cuts TO ${role}`);
+  // So that the server can check at start-up that the schema is current (pg/connect.ts).
+  await client.query(`GRANT SELECT ON ${AUDIT_SCHEMA}.pgmigrations TO ${role}`);
+  await client.query(`GRANT SELECT, INSERT ON ${AUDIT_SCHEMA}.trail_identity TO ${role}`);
   await client.query(`GRANT EXECUTE ON FUNCTION ${AUDIT_SCHEMA}.ensure_partitions(timestamptz[]) TO ${role}`);
 }

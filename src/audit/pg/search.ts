@@ -19,7 +19,7 @@ import { encodeTerm } from './terms.js';
  * search instead.
  */
 
-function matchesSql(q: AuditSearch, params: unknown[]): string {
+export function matchesSql(q: AuditSearch, params: unknown[]): string {
   const asOf = q.asOf ?? Date.now() + 1;
   const to = Math.floor(Math.min(asOf, q.dateTo ?? Infinity));
   const from = q.dateFrom === undefined || !Number.isFinite(q.dateFrom) ? undefined : Math.floor(q.dateFrom);

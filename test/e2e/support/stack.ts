@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServerProcess, type ServerProcess } from '../../support/server-process.js';
+import { createPgTestDatabase } from '../../support/postgres.js';
 import { freeLoopbackPort } from '../../../src/redis/dev-redis.js';
 import { startResourceServer, type RunningResourceServer } from '../../../examples/resource-server/resource-server.js';
 import { startAppServer, type RunningAppServer } from '../../../examples/smart-app/app-server.js';
@@ -77,6 +78,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   ];
   writeFileSync(clientsFile, JSON.stringify({ clients }));
 
+  // The audit trail's home is a PostgreSQL database of this stack's own, migrated by the server
+  // itself at start-up (as owner), with the append-only application role for everything else.
+  const auditDb = await createPgTestDatabase({ migrate: false });
   let server: ServerProcess;
   try {
     server = await startServerProcess(
@@ -90,12 +94,15 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         AUTHZ_DEV_REDIS: 'false',
         AUTHZ_FHIR_SERVERS: rs.base,
         AUTHZ_CLIENTS_FILE: clientsFile,
+        AUTHZ_AUDIT_STORE: 'postgres',
+        AUTHZ_AUDIT_DATABASE_URL: auditDb.appUrl,
+        AUTHZ_AUDIT_DATABASE_OWNER_URL: auditDb.ownerUrl,
         ...(tls ? { AUTHZ_TLS_CERT: tls.certFile, AUTHZ_TLS_KEY: tls.keyFile } : {}),
       },
       { https: Boolean(tls) },
     );
   } catch (err) {
-    await Promise.all([rs.close(), app.close(), appB.close()]);
+    await Promise.all([rs.close(), app.close(), appB.close(), auditDb.drop()]);
     throw err;
   }
   return {
@@ -113,7 +120,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       await Promise.race([server.exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
       clearTimeout(timer);
       if (server.proc.exitCode === null) server.proc.kill('SIGKILL');
-      await Promise.all([rs.close(), app.close(), appB.close()]);
+      await Promise.all([rs.close(), app.close(), appB.close(), auditDb.drop()]);
     },
   };
 }
