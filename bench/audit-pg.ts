@@ -126,7 +126,7 @@ try {
   await ensurePartitions(store.pool, Array.from({ length: 12 }, (_, m) => MONTH(2025, m + 1)));
   const templates = [prepareEvent(tokenEvent(0, from), false), prepareEvent(introspection(0, from), false)].map((p) => {
     // Placeholders the SQL replaces per row.
-    const text = p.json.replaceAll('pt-0', 'PT__').replaceAll('app-0', 'APP__').replaceAll('u-0', 'U__').replaceAll('dr-0', 'DR__').replaceAll(p.id, 'ID__');
+    const text = p.json.replaceAll('pt-0', 'PTXQ').replaceAll('app-0', 'APPXQ').replaceAll('u-0', 'UXQ').replaceAll('dr-0', 'DRXQ').replaceAll(p.id, 'IDXQ');
     return { text, terms: termsOf(text) };
   });
   const g0 = performance.now();
@@ -136,7 +136,7 @@ try {
     const hi = Math.min(N, lo + step) - 1;
     for (const [k, tpl] of templates.entries()) {
       const sub = (col: string) =>
-        `replace(replace(replace(replace(replace(${col}, 'PT__', 'pt-' || (i % 20000)), 'APP__', 'app-' || (i % 50)), 'U__', 'u-' || (i % 2000)), 'DR__', 'dr-' || (i % 2000)), 'ID__', 'gen-' || i)`;
+        `replace(replace(replace(replace(replace(${col}, 'PTXQ', 'pt-' || (i % 20000)), 'APPXQ', 'app-' || (i % 50)), 'UXQ', 'u-' || (i % 2000)), 'DRXQ', 'dr-' || (i % 2000)), 'IDXQ', 'gen-' || i)`;
       const rows = `SELECT i, audit.ms_to_ts(${from} + (i * ${span}::bigint / ${N})) AS t FROM generate_series(${lo}, ${hi}) AS i WHERE i % 2 = ${k}`;
       await owner.query(
         `INSERT INTO audit.entries (chain, seq, t, prev, hash, id, event)
@@ -167,6 +167,7 @@ try {
     ['agent = a user, one month', () => ({ agent: `Practitioner/dr-${rnd(2000)}`, date: month() })],
     ['type + one month (≈N/24)', () => ({ subtype: 'token-issued', date: month() })],
     ['patient + subtype (AND)', () => ({ patient: `pt-${rnd(20_000)}`, subtype: 'token-introspected' })],
+    ['agent = an app + subtype (AND, ≈N/100)', () => ({ agent: `app-${rnd(50)}`, subtype: 'token-introspected' })],
     ['no filter, first page', () => ({})],
     ['no filter, one day', () => ({ date: `${month()}-1${rnd(9)}` })],
     ['agent = an app, page at offset 5,000', () => ({ agent: `app-${rnd(50)}`, _cursor: Buffer.from(JSON.stringify([5000, asOf])).toString('base64url') })],

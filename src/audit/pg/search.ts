@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { AuditEvent } from '../audit-event.js';
+import type { IndexParam } from '../indexes.js';
 import type { AuditSearch, SearchResult } from '../search.js';
 import { decodeStored } from '../stored-event.js';
 import { encodeTerm } from './terms.js';
@@ -11,13 +12,19 @@ import { encodeTerm } from './terms.js';
  * unless sort is `date`. Every chain is searched together (main, main-<n>, archive).
  *
  * A clause is the entry_values rows of its terms (`param=value`) in the time window; the first
- * clause drives and each further clause is a semi-join on (t, chain, seq), so PostgreSQL picks
- * index probes or a hash join by size. Without clauses the entries table itself is the match set.
+ * clause of the most selective kind drives; each further clause is an index probe on
+ * (term, t, chain, seq) per driver row behind a patient, else a semi-join PostgreSQL plans. Without clauses the entries table itself is the match set.
  * The total is counted in a second query on another connection, in parallel with the page.
  *
  * Unlike the Redis search there is no candidate limit: the pool's statement timeout bounds a
  * search instead.
  */
+
+/** Which clause drives (most selective kind first); the others are probed per driver row. */
+const SELECTIVITY: IndexParam[] = ['patient', 'disclosure', 'altid', 'agent', 'subtype', 'type', 'outcome', 'action'];
+
+/** Drivers with few matches per value, behind which probing is always cheap. */
+const SMALL = new Set<IndexParam>(['patient', 'disclosure', 'altid']);
 
 export function matchesSql(q: AuditSearch, params: unknown[]): string {
   const asOf = q.asOf ?? Date.now() + 1;
@@ -36,13 +43,22 @@ export function matchesSql(q: AuditSearch, params: unknown[]): string {
     params.push(values.map((v) => encodeTerm(param, v)));
     return `$${params.length}::text[]`;
   };
-  const [driver, ...rest] = q.clauses;
+  const exists: string[] = [];
+  const [driver, ...rest] = [...q.clauses].sort((a, b) => SELECTIVITY.indexOf(a.param) - SELECTIVITY.indexOf(b.param));
   // One entry may carry several of a clause's values (a bare code and system|code): DISTINCT then.
-  let sql = `SELECT ${driver!.values.length > 1 ? 'DISTINCT ' : ''}v0.t, v0.chain, v0.seq FROM audit.entry_values v0 WHERE v0.term = ANY (${termsParam(driver!.values, driver!.param)}) AND ${window('v0')}`;
+  let sql = `SELECT ${driver!.values.length > 1 ? 'DISTINCT ' : ''}v0.t, v0.chain, v0.seq FROM audit.entry_values v0`;
+  // Behind a patient (tens to thousands of entries) each further clause is probed per driver row
+  // through the index: LATERAL … LIMIT 1 keeps it a probe, where as a plain EXISTS the planner
+  // hashes every row of a clause of many values (a bare code is seven). Behind a larger driver
+  // (an agent, a code) the planner chooses: probes or a hash of the other clause.
+  const probe = SMALL.has(driver!.param);
   rest.forEach((clause, i) => {
     const a = `v${i + 1}`;
-    sql += ` AND EXISTS (SELECT 1 FROM audit.entry_values ${a} WHERE ${a}.term = ANY (${termsParam(clause.values, clause.param)}) AND ${a}.t = v0.t AND ${a}.chain = v0.chain AND ${a}.seq = v0.seq)`;
+    const match = `${a}.term = ANY (${termsParam(clause.values, clause.param)}) AND ${a}.t = v0.t AND ${a}.chain = v0.chain AND ${a}.seq = v0.seq`;
+    if (probe) sql += ` CROSS JOIN LATERAL (SELECT 1 FROM audit.entry_values ${a} WHERE ${match} LIMIT 1) AS p${i + 1}`;
+    else exists.push(`EXISTS (SELECT 1 FROM audit.entry_values ${a} WHERE ${match})`);
   });
+  sql += ` WHERE v0.term = ANY (${termsParam(driver!.values, driver!.param)}) AND ${window('v0')}${exists.map((e) => ` AND ${e}`).join('')}`;
   return sql;
 }
 
