@@ -108,6 +108,16 @@ async function main(): Promise<void> {
     },
   });
   storeHealth = breaker;
+  // Signals are taken from before the port opens: a SIGTERM that arrives while the rest starts
+  // up (a load balancer saw /readyz answer) waits for it and then shuts down gracefully, instead
+  // of killing the process with the default action.
+  const signals: { shutdown?: (signal: string) => Promise<void>; pending?: string } = {};
+  const onSignal = (signal: string) => {
+    if (signals.shutdown) void signals.shutdown(signal);
+    else signals.pending ??= signal;
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
   const http = await listen(config, app.callback(), logger);
 
   // Consents also go to a FHIR server when one is configured; the outbox in Redis holds them
@@ -164,8 +174,8 @@ async function main(): Promise<void> {
     logger.info('stopped');
     process.exit(0);
   };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  signals.shutdown = shutdown;
+  if (signals.pending) void shutdown(signals.pending);
 }
 
 main().catch((err: unknown) => {

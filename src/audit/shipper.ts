@@ -137,21 +137,29 @@ export class AuditShipper {
     };
   }
 
-  /** One pass over every chain: ship a batch where this instance holds the lease, trim where due. */
+  /**
+   * One pass over every chain, chains in parallel (each is its own sequence in PostgreSQL, with its
+   * own lock there): ship a batch where this instance holds the lease, trim where due.
+   */
   private async round(): Promise<number> {
-    let moved = 0;
-    for (const chain of await this.deps.store.chains()) {
-      if (this.stopped) break;
-      const state = await this.lease(chain);
-      if (!state || state.stalled) continue;
-      try {
-        moved += await this.shipBatch(chain, state);
-        await this.trimIfDue(chain, state);
-      } catch (err) {
-        this.failed(chain, state, err);
-      }
+    const results = await Promise.allSettled((await this.deps.store.chains()).map((chain) => this.roundOf(chain)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return results.reduce((sum, r) => sum + (r.status === 'fulfilled' ? r.value : 0), 0);
+  }
+
+  private async roundOf(chain: ChainName): Promise<number> {
+    if (this.stopped) return 0;
+    const state = await this.lease(chain);
+    if (!state || state.stalled) return 0;
+    try {
+      const moved = await this.shipBatch(chain, state);
+      await this.trimIfDue(chain, state);
+      return moved;
+    } catch (err) {
+      this.failed(chain, state, err);
+      return 0;
     }
-    return moved;
   }
 
   /** Takes or renews the chain's lease; the chain's state while held, undefined when another instance holds it. */
