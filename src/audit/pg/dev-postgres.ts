@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pg from 'pg';
 import { WATCHDOG, findExecutable, freeLoopbackPort } from '../../redis/dev-redis.js';
@@ -31,6 +31,13 @@ export function postgresBinaries(): PostgresBinaries | undefined {
   const initdb = findExecutable('initdb');
   const postgres = findExecutable('postgres');
   if (initdb && postgres) return { initdb, postgres };
+  // Debian keeps them off PATH, one directory per major version: the newest wins.
+  const base = '/usr/lib/postgresql';
+  const versions = existsSync(base) ? readdirSync(base).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
+  for (const v of versions) {
+    const bin = `${base}/${v}/bin`;
+    if (existsSync(`${bin}/initdb`) && existsSync(`${bin}/postgres`)) return { initdb: `${bin}/initdb`, postgres: `${bin}/postgres` };
+  }
   return undefined;
 }
 
