@@ -8,11 +8,12 @@ import type { IndexParam } from './indexes.js';
  * in the search's order; the merge interleaves them by trail time.
  */
 
-/** A source of matches: one chain's Redis intake, or `db`, everything PostgreSQL holds. */
-export type LaneKey = ChainName | 'db';
-
-/** How many matches of each source come before a page, in the search's order (merged searches). */
-export type Positions = Partial<Record<LaneKey, number>>;
+/** Where a match is in the search's total order: trail time (ms), chain, seq. */
+export interface Key {
+  t: number;
+  chain: ChainName;
+  seq: number;
+}
 
 /** One match: where it is, its trail time, and its stored form (canonical JSON or compact record; '' if dropped meanwhile). */
 export interface Item {
@@ -24,10 +25,12 @@ export interface Item {
 
 /** The matches of one source, in the search's order. */
 export interface Lane {
-  key: LaneKey;
   total: number;
-  /** Matches [from, to) in the search's order. */
-  items(from: number, to: number): Promise<Item[]>;
+  /**
+   * Up to `count` matches right after `after` (from the first when undefined) in the order
+   * (t, chain, seq), ascending or, with `desc`, descending.
+   */
+  after(after: Key | undefined, count: number, desc: boolean): Promise<Item[]>;
 }
 
 export interface Clause {
@@ -49,7 +52,7 @@ export interface LaneQuery {
  */
 export interface AuditHome {
   /** The matches of a search among the entries up to `shipped[chain]` of each chain. */
-  lane(q: LaneQuery, shipped: Partial<Record<ChainName, number>>, desc: boolean): Promise<Lane>;
+  lane(q: LaneQuery, shipped: Partial<Record<ChainName, number>>): Promise<Lane>;
   /** The events with these ids (unknown ids skipped). */
   eventsByIds(ids: string[]): Promise<AuditEvent[]>;
 }

@@ -100,9 +100,9 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
     await recordAccess(ctx, who, { kind: 'search', query: ctx.querystring, ...(who.kind === 'patient' ? { restrictedTo: who.patient } : {}) });
     const page = await search(store, q);
     const offset = q.offset ?? 0;
-    const links = [{ relation: 'self', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset, asOf: page.asOf, positions: q.positions })}` }];
-    if (q.count > 0 && offset + q.count < page.total) links.push({ relation: 'next', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: offset + q.count, asOf: page.asOf, positions: page.next })}` });
-    if (offset > 0) links.push({ relation: 'previous', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: Math.max(0, offset - q.count), asOf: page.asOf, positions: page.previous })}` });
+    const links = [{ relation: 'self', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset, asOf: page.asOf, after: q.after, before: q.before })}` }];
+    if (q.count > 0 && page.last && offset + q.count < page.total) links.push({ relation: 'next', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: offset + q.count, asOf: page.asOf, after: page.last })}` });
+    if (offset > 0 && page.first) links.push({ relation: 'previous', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: Math.max(0, offset - q.count), asOf: page.asOf, before: page.first })}` });
     const entry: unknown[] = page.events.map((e) => ({ fullUrl: `${base}/${e.id}`, resource: shown(who, e), search: { mode: 'match' } }));
     if (q.ignored.length) {
       entry.push({ resource: { ...operationOutcome('not-supported', `ignored: ${q.ignored.join(', ')}`), issue: [{ severity: 'warning', code: 'not-supported', diagnostics: `search parameters ignored (handling=lenient): ${q.ignored.join(', ')}` }] }, search: { mode: 'outcome' } });

@@ -2,7 +2,7 @@ import { FhirError } from '../http/fhir-api.js';
 import { applyDate } from '../consent/search-params.js';
 import { patientIdOf, relativeReference } from '../consent/references.js';
 import { codeSearchValues, type IndexParam } from './indexes.js';
-import type { AuditSearch, Clause, Positions } from './search.js';
+import type { AuditSearch, Clause, Key } from './search.js';
 import { isChainName } from './chain.js';
 
 /**
@@ -59,42 +59,42 @@ function token(name: string, value: string): string {
 }
 
 export interface Cursor {
+  /** How many matches come before the page (for the links). */
   offset: number;
   asOf: number;
-  /** Where the page starts in each chain (search.ts), when the trail has several. */
-  positions?: Positions | undefined;
+  /** The page starts after this match (next links) ... */
+  after?: Key | undefined;
+  /** ... or ends before it (previous links). */
+  before?: Key | undefined;
 }
 
 const MAX_OFFSET = 10_000_000;
 
+/** `[offset, asOf]`, or with a key: `[offset, asOf, [t, chain, seq], "a" | "b"]`. */
 export function encodeCursor(c: Cursor): string {
-  const multi = c.positions && Object.keys(c.positions).length > 1;
-  return Buffer.from(JSON.stringify(multi ? [c.offset, c.asOf, c.positions] : [c.offset, c.asOf])).toString('base64url');
+  const key = c.before ?? c.after;
+  const parts: unknown[] = [c.offset, c.asOf];
+  if (key) parts.push([key.t, key.chain, key.seq], c.before ? 'b' : 'a');
+  return Buffer.from(JSON.stringify(parts)).toString('base64url');
 }
 
 class BadCursor extends Error {}
 
-/** The positions of a cursor: a chain name → count object whose counts add up to the offset. */
-function decodePositions(raw: unknown, offset: number): Positions | undefined {
-  if (raw === undefined) return undefined;
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new BadCursor();
-  const out: Positions = {};
-  let sum = 0;
-  for (const [chain, n] of Object.entries(raw)) {
-    if (!isChainName(chain) || !Number.isInteger(n) || (n as number) < 0 || (n as number) > MAX_OFFSET) throw new BadCursor();
-    out[chain] = n as number;
-    sum += n as number;
-  }
-  if (sum !== offset) throw new BadCursor();
-  return out;
+function decodeKey(raw: unknown): Key {
+  if (!Array.isArray(raw) || raw.length !== 3) throw new BadCursor();
+  const [t, chain, seq] = raw as unknown[];
+  if (!Number.isSafeInteger(t) || !isChainName(chain) || !Number.isSafeInteger(seq) || (seq as number) < 1) throw new BadCursor();
+  return { t: t as number, chain, seq: seq as number };
 }
 
 function decodeCursor(raw: string): Cursor {
   try {
-    const [offset, asOf, positions] = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as unknown[];
-    if (Number.isInteger(offset) && (offset as number) >= 0 && (offset as number) <= MAX_OFFSET && Number.isFinite(asOf)) {
-      const at = decodePositions(positions, offset as number);
-      return { offset: offset as number, asOf: asOf as number, ...(at ? { positions: at } : {}) };
+    const [offset, asOf, key, side, ...extra] = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as unknown[];
+    if (Number.isInteger(offset) && (offset as number) >= 0 && (offset as number) <= MAX_OFFSET && Number.isFinite(asOf) && !extra.length) {
+      const cursor: Cursor = { offset: offset as number, asOf: asOf as number };
+      if (key === undefined && side === undefined) return cursor;
+      if (side === 'a') return { ...cursor, after: decodeKey(key) };
+      if (side === 'b') return { ...cursor, before: decodeKey(key) };
     }
   } catch {
     /* not JSON, or not a cursor: the same answer */
@@ -163,7 +163,8 @@ export function parseAuditSearch(query: Query, opts: { lenient?: boolean } = {})
     count,
     offset: cursor?.offset ?? 0,
     ...(cursor ? { asOf: cursor.asOf } : {}),
-    ...(cursor?.positions ? { positions: cursor.positions } : {}),
+    ...(cursor?.after ? { after: cursor.after } : {}),
+    ...(cursor?.before ? { before: cursor.before } : {}),
     ignored,
   };
 }
@@ -176,6 +177,6 @@ export function pageQuery(query: Query, ignored: string[], count: number, cursor
     for (const v of all(query[name])) params.append(name, v);
   }
   params.set('_count', String(count));
-  if (cursor && cursor.offset > 0) params.set('_cursor', encodeCursor(cursor));
+  if (cursor && (cursor.offset > 0 || cursor.after || cursor.before)) params.set('_cursor', encodeCursor(cursor));
   return params.toString();
 }

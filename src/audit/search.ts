@@ -2,9 +2,9 @@ import { FhirError } from '../http/fhir-api.js';
 import type { AuditEvent } from './audit-event.js';
 import type { ChainName } from './chain.js';
 import { decodeStored } from './stored-event.js';
-import type { Clause, Item, Lane, Positions } from './lane.js';
+import type { Clause, Item, Key, Lane } from './lane.js';
 
-export type { Clause, Item, Lane, LaneKey, Positions } from './lane.js';
+export type { Clause, Item, Key, Lane } from './lane.js';
 import { readSlice, seqWindow, sliceContains, slices, type Slice } from './postings.js';
 import type { AuditStore } from './store.js';
 
@@ -15,12 +15,12 @@ import type { AuditStore } from './store.js';
  * clause and checks each of its seqs against the other clauses. Each parameter's values are
  * OR-ed, parameters are AND-ed.
  *
- * Every chain is searched: each shard (chain.ts) and the disclosure archive (what retention moved
- * out of the shards). When matches are in one chain only (one shard and nothing archived: the
- * usual case), a page is a slice of that chain's matches. Otherwise the chains' matches are merged
- * by trail time (each chain is in time order already), reading only as far as the page needs; a
- * page link then carries how far it got in each chain (`positions`), so the next page starts
- * there instead of merging everything before it again.
+ * Every chain is searched (each shard, chain.ts, and the disclosure archive), and with a
+ * PostgreSQL home, PostgreSQL for what the shipper has moved there: each is a lane, its matches in
+ * one total order, (trail time, chain in byte order, seq), reversed newest first. Pages are keyset
+ * pages: a page link carries the key of the last (or, going back, the first) match it showed, and
+ * each lane reads its next `count` matches after that key, so a page costs the same at any depth
+ * and stays exact while the shipper moves entries from Redis to PostgreSQL between two pages.
  *
  * `asOf` is the upper time bound fixed when the first page was served: later pages of the same
  * search ignore events recorded afterwards, so offsets do not shift while an officer pages.
@@ -34,9 +34,12 @@ export interface AuditSearch {
   dateTo?: number;
   sort?: 'date' | '-date';
   count: number;
+  /** How many matches come before this page (for the links; `after`/`before` say where it starts). */
   offset?: number;
-  /** Where `offset` is in each chain, from the page link that led here (merged searches). */
-  positions?: Positions;
+  /** The page starts right after this match (the previous page's last). */
+  after?: Key;
+  /** The page ends right before this match (the next page's first): a previous link. */
+  before?: Key;
   asOf?: number;
   /** Bounds on a multi-parameter search (defaults below; config `audit.searchMaxCandidates`). */
   limits?: { maxCandidates?: number; readWhole?: number };
@@ -52,10 +55,9 @@ export interface SearchResult {
   events: AuditEvent[];
   /** The upper time bound used (pass back for the next page). */
   asOf: number;
-  /** Where the next page starts in each chain (pass back as `positions` with offset + count). */
-  next: Positions;
-  /** Where the previous page starts in each chain, when there is one. */
-  previous?: Positions;
+  /** The first and last match of the page (the keys of the previous and next links). */
+  first?: Key;
+  last?: Key;
 }
 
 
@@ -98,14 +100,15 @@ function mergeUnique(lists: number[][]): number[] {
   return out;
 }
 
-async function chainMatches(store: AuditStore, chain: ChainName, clauses: Clause[], from: number, to: number, limits: AuditSearch['limits'] = {}, after = 0): Promise<Matches> {
+async function chainMatches(store: AuditStore, chain: ChainName, clauses: Clause[], from: number, to: number, limits: AuditSearch['limits'] = {}, after = 0, before = Infinity): Promise<Matches> {
   const maxCandidates = limits.maxCandidates ?? MAX_CANDIDATES;
   const readWhole = limits.readWhole ?? 4 * maxCandidates;
   const { redis, keyspace } = store;
   const window = await seqWindow(redis, keyspace.auditStream(chain), from, to);
-  // Entries up to `after` are read from PostgreSQL (the shipper's watermark).
+  // Seqs in (after, before): up to `after` is read from PostgreSQL (the shipper's watermark), and a
+  // keyset page starts after (or ends before) a match of this chain.
   const lo = Math.max(window.lo, after + 1);
-  const hi = window.hi;
+  const hi = Math.min(window.hi, before - 1);
   if (lo > hi) return NONE;
   if (!clauses.length) return { kind: 'range', lo, hi };
   const keys = clauses.map((c) => c.values.map((v) => keyspace.auditPostings(chain, c.param, v)));
@@ -139,87 +142,63 @@ async function chainMatches(store: AuditStore, chain: ChainName, clauses: Clause
 }
 
 /**
- * Deepest offset a page link without positions may ask for in a merged search: reaching it means
- * merging everything before it. Links this server writes always carry positions.
+ * Deepest offset a page link without a key (from an earlier version) may ask for: reaching it means
+ * reading every page before it. Links this server writes carry a key.
  */
 const MAX_SEEK = 10_000;
 
+/** The key of a match. */
+export function keyOf(item: Item): Key {
+  return { t: item.t, chain: item.chain, seq: item.seq };
+}
 
-/** A chain's matches in Redis as a lane. */
-function redisLane(store: AuditStore, chain: ChainName, m: Matches, desc: boolean): Lane {
+/** Compares two matches in the search's order: trail time, then chain (byte order), then seq; all reversed newest first. */
+function comparator(desc: boolean): (a: Key, b: Key) => number {
+  const sign = desc ? -1 : 1;
+  return (a, b) => sign * (a.t !== b.t ? a.t - b.t : a.chain !== b.chain ? (a.chain < b.chain ? -1 : 1) : a.seq - b.seq);
+}
+
+/** A chain's matches in Redis as a lane (from its watermark on, with a PostgreSQL home). */
+function redisLane(store: AuditStore, chain: ChainName, q: AuditSearch, from: number, to: number, shipped: number, all: Matches): Lane {
   return {
-    key: chain,
-    total: total(m),
-    async items(from, to) {
-      const seqs = await page(store, m, from, to - from, desc);
+    total: total(all),
+    async after(k, count, desc) {
+      if (count <= 0) return [];
+      let m = all;
+      if (k) {
+        // What follows k in this chain: a seq bound in k's own chain, a time bound in the others
+        // (time never goes back along a chain, so a time bound is a seq bound).
+        let lo = from;
+        let hi = to;
+        let after = shipped;
+        let before = Infinity;
+        if (chain === k.chain) {
+          if (desc) before = k.seq;
+          else after = Math.max(after, k.seq);
+        } else if (desc) hi = Math.min(hi, chain < k.chain ? k.t : k.t - 1);
+        else lo = Math.max(lo, chain > k.chain ? k.t : k.t + 1);
+        m = lo > hi ? NONE : await chainMatches(store, chain, q.clauses, lo, hi, q.limits, after, before);
+      }
+      const seqs = await page(store, m, 0, count, desc);
       const entries = await store.entriesAt(seqs.map((seq) => ({ chain, seq })));
       const items: Array<Item | undefined> = entries.map((e) => (e ? { chain, seq: e.seq, t: e.t, event: e.event } : undefined));
       // An entry dropped since the search began (retention, or shipped and trimmed) keeps its
-      // place with its neighbour's time and no event, so positions stay exact.
+      // place with its neighbour's time and no event.
       return seqs.map((seq, i) => items[i] ?? { chain, seq, t: items[i - 1]?.t ?? items.find((x) => x)?.t ?? 0, event: '' });
     },
   };
 }
 
-/** Compares two matches in the search's order: trail time, then chain (byte order), then seq; all reversed newest first. */
-function comparator(desc: boolean): (a: Item, b: Item) => number {
-  const sign = desc ? -1 : 1;
-  return (a, b) => sign * (a.t !== b.t ? a.t - b.t : a.chain !== b.chain ? (a.chain < b.chain ? -1 : 1) : a.seq - b.seq);
-}
-
-/**
- * `count` matches from `start` on, merged over the lanes in the search's order, going forward
- * (the page) or backward (the page before it, in reverse). Each lane is read in chunks, only as
- * far as the merge reaches.
- */
-async function merge(lanes: Lane[], start: Positions, count: number, desc: boolean, forward: boolean): Promise<{ items: Item[]; end: Positions }> {
-  const chunk = Math.min(1000, Math.max(16, 2 * Math.ceil(count / lanes.length)));
-  const order = comparator(desc);
-  const state = lanes.map((lane) => {
-    const pos = Math.min(start[lane.key] ?? 0, lane.total);
-    return { lane, pos, edge: pos, buf: [] as Item[] };
-  });
-  const out: Item[] = [];
-  while (out.length < count) {
-    await Promise.all(
-      state
-        .filter((s) => !s.buf.length && (forward ? s.edge < s.lane.total : s.edge > 0))
-        .map(async (s) => {
-          if (forward) {
-            const to = Math.min(s.lane.total, s.edge + chunk);
-            s.buf = await s.lane.items(s.edge, to);
-            s.edge = to;
-          } else {
-            const from = Math.max(0, s.edge - chunk);
-            s.buf = (await s.lane.items(from, s.edge)).reverse();
-            s.edge = from;
-          }
-        }),
-    );
-    let best: (typeof state)[number] | undefined;
-    for (const s of state) {
-      const head = s.buf[0];
-      if (!head) continue;
-      const cmp = best ? order(head, best.buf[0]!) : 0;
-      if (!best || (forward ? cmp < 0 : cmp > 0)) best = s;
-    }
-    if (!best) break;
-    out.push(best.buf.shift()!);
-    best.pos += forward ? 1 : -1;
-  }
-  return { items: forward ? out : out.reverse(), end: Object.fromEntries(state.map((s) => [s.lane.key, s.pos])) as Positions };
-}
-
-function sumOf(p: Positions): number {
-  return Object.values(p).reduce<number>((sum, n) => sum + (n ?? 0), 0);
+/** The first `count` matches after `k` over every lane, in the search's order (each lane gives its own first `count`). */
+async function mergeAfter(lanes: Lane[], k: Key | undefined, count: number, desc: boolean): Promise<Item[]> {
+  const lists = await Promise.all(lanes.map((lane) => lane.after(k, count, desc)));
+  return lists.flat().sort(comparator(desc)).slice(0, count);
 }
 
 export interface MatchPage {
   total: number;
   items: Item[];
   asOf: number;
-  next: Positions;
-  previous?: Positions;
 }
 
 /**
@@ -227,43 +206,39 @@ export interface MatchPage {
  * it holds (store.home). The shipper's watermark per chain splits the two: entries up to it are
  * read from PostgreSQL, the rest from Redis, so an entry is in exactly one lane.
  */
-async function lanesOf(store: AuditStore, q: AuditSearch, from: number, to: number, desc: boolean): Promise<Lane[]> {
+async function lanesOf(store: AuditStore, q: AuditSearch, from: number, to: number): Promise<Lane[]> {
   const chains = await store.chains();
   const home = store.home;
-  const shipped = home ? await store.shippedSeqs(chains) : undefined;
-  const matches = await Promise.all(chains.map((chain, i) => chainMatches(store, chain, q.clauses, from, to, q.limits, shipped?.[i] ?? 0)));
-  const lanes = chains.map((chain, i) => redisLane(store, chain, matches[i]!, desc));
-  if (home && shipped) lanes.unshift(await home.lane({ ...q, dateFrom: from, dateTo: to }, Object.fromEntries(chains.map((c, i) => [c, shipped[i]!])), desc));
+  const shipped = home ? await store.shippedSeqs(chains) : chains.map(() => 0);
+  const matches = await Promise.all(chains.map((chain, i) => chainMatches(store, chain, q.clauses, from, to, q.limits, shipped[i]!)));
+  const lanes = chains.map((chain, i) => redisLane(store, chain, q, from, to, shipped[i]!, matches[i]!));
+  if (home) lanes.unshift(await home.lane({ clauses: q.clauses, dateFrom: from, dateTo: to }, Object.fromEntries(chains.map((c, i) => [c, shipped[i]!]))));
   return lanes;
 }
 
-/** One page of matches, the total, and where the pages around it start. */
+/** One page of matches and the total. */
 export async function searchMatches(store: AuditStore, q: AuditSearch): Promise<MatchPage> {
   const asOf = q.asOf ?? Date.now() + 1;
   const to = Math.min(asOf, q.dateTo ?? Infinity);
   const from = q.dateFrom ?? -Infinity;
   const desc = q.sort !== 'date';
-  const lanes = await lanesOf(store, q, from, to, desc);
+  const lanes = (await lanesOf(store, q, from, to)).filter((l) => l.total > 0);
   const sum = lanes.reduce((n, l) => n + l.total, 0);
+  if (q.count <= 0 || !lanes.length) return { total: sum, items: [], asOf };
+  if (q.before) return { total: sum, items: (await mergeAfter(lanes, q.before, q.count, !desc)).reverse(), asOf };
+  let after = q.after;
   const offset = q.offset ?? 0;
-  const live = lanes.filter((l) => l.total > 0);
-
-  if (live.length <= 1) {
-    // One source has every match: a page is a slice of it.
-    const lane = live[0];
-    const items = lane && q.count > 0 && offset < lane.total ? await lane.items(offset, Math.min(lane.total, offset + q.count)) : [];
-    const at = (n: number): Positions => (lane ? { [lane.key]: Math.min(n, lane.total) } : {});
-    return { total: sum, items, asOf, next: at(offset + items.length), ...(offset > 0 ? { previous: at(Math.max(0, offset - q.count)) } : {}) };
-  }
-
-  let start = q.positions;
-  if (!start || sumOf(start) !== offset) {
+  if (!after && offset > 0) {
+    // A link without a key: walk to the offset, page by page.
     if (offset > MAX_SEEK) throw new FhirError(400, 'too-costly', 'this page link does not say where it is in the trail (it is from an earlier version): search again from the first page');
-    start = offset ? (await merge(live, {}, offset, desc, true)).end : {};
+    for (let skipped = 0; skipped < offset; ) {
+      const step = await mergeAfter(lanes, after, Math.min(1000, offset - skipped), desc);
+      if (!step.length) return { total: sum, items: [], asOf };
+      skipped += step.length;
+      after = keyOf(step[step.length - 1]!);
+    }
   }
-  const { items, end } = q.count > 0 ? await merge(live, start, q.count, desc, true) : { items: [], end: start };
-  const previous = offset > 0 ? (await merge(live, start, Math.min(q.count, offset), desc, false)).end : undefined;
-  return { total: sum, items, asOf, next: end, ...(previous ? { previous } : {}) };
+  return { total: sum, items: await mergeAfter(lanes, after, q.count, desc), asOf };
 }
 
 /** The AuditEvents of matches (an entry dropped since the search began is left out). */
@@ -273,20 +248,18 @@ export function eventsOf(items: Item[]): AuditEvent[] {
 
 export async function search(store: AuditStore, q: AuditSearch): Promise<SearchResult> {
   const { items, ...rest } = await searchMatches(store, q);
-  return { ...rest, events: eventsOf(items) };
+  return { ...rest, events: eventsOf(items), ...(items.length ? { first: keyOf(items[0]!), last: keyOf(items[items.length - 1]!) } : {}) };
 }
 
-/** Every match, page by page (exports): each page starts where the one before ended. */
-export async function* searchAll(store: AuditStore, q: Omit<AuditSearch, 'count' | 'offset' | 'positions'>, pageSize: number): AsyncGenerator<AuditEvent[]> {
+/** Every match, page by page (exports): each page starts after the last match of the one before. */
+export async function* searchAll(store: AuditStore, q: Omit<AuditSearch, 'count' | 'offset' | 'after' | 'before'>, pageSize: number): AsyncGenerator<AuditEvent[]> {
   const asOf = q.asOf ?? Date.now() + 1;
-  let offset = 0;
-  let positions: Positions = {};
+  let after: Key | undefined;
   for (;;) {
-    const page = await searchMatches(store, { ...q, asOf, count: pageSize, offset, positions });
+    const page = await searchMatches(store, { ...q, asOf, count: pageSize, ...(after ? { after } : {}) });
     const events = eventsOf(page.items);
     if (events.length) yield events;
     if (page.items.length < pageSize) return;
-    offset += page.items.length;
-    positions = page.next;
+    after = keyOf(page.items[page.items.length - 1]!);
   }
 }

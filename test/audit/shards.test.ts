@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { auditFixture, sampleEvent, type AuditFixture } from './support.js';
 import { verifyChain, verifyPolicy } from '../../src/audit/verify.js';
 import { byShardOrder, type ChainEntry, type ChainName } from '../../src/audit/chain.js';
-import { search, searchAll, type AuditSearch, type Positions } from '../../src/audit/search.js';
+import { search, searchAll, type AuditSearch, type Key } from '../../src/audit/search.js';
 import { pageQuery, parseAuditSearch } from '../../src/audit/search-params.js';
 import { AuditStore } from '../../src/audit/store.js';
 import { FhirError } from '../../src/http/fhir-api.js';
@@ -49,21 +49,21 @@ function reference(desc: boolean, keep: (e: ChainEntry) => boolean = () => true)
     .map((e) => e.id);
 }
 
-/** Follows next links (offset + positions) to the end; returns every page's ids and each page's cursor. */
-async function pageThrough(q: Omit<AuditSearch, 'offset' | 'positions'>): Promise<{ pages: string[][]; cursors: Array<{ offset: number; positions: Positions; previous?: Positions }> }> {
+/** Follows next links (the last match's key) to the end; returns every page's ids and each page's first match. */
+async function pageThrough(q: Omit<AuditSearch, 'offset' | 'after' | 'before'>): Promise<{ pages: string[][]; firsts: Array<{ offset: number; first?: Key }>; asOf: number }> {
   const pages: string[][] = [];
-  const cursors: Array<{ offset: number; positions: Positions; previous?: Positions }> = [];
+  const firsts: Array<{ offset: number; first?: Key }> = [];
   let offset = 0;
-  let positions: Positions = {};
+  let after: Key | undefined;
   let asOf: number | undefined;
   for (;;) {
-    const page = await search(f.store, { ...q, offset, positions, ...(asOf ? { asOf } : {}) });
+    const page = await search(f.store, { ...q, offset, ...(after ? { after } : {}), ...(asOf ? { asOf } : {}) });
     asOf = page.asOf;
-    cursors.push({ offset, positions, ...(page.previous ? { previous: page.previous } : {}) });
+    firsts.push({ offset, ...(page.first ? { first: page.first } : {}) });
     pages.push(page.events.map((e) => e.id!));
-    if (offset + q.count >= page.total) return { pages, cursors };
+    if (offset + q.count >= page.total) return { pages, firsts, asOf };
     offset += q.count;
-    positions = page.next;
+    after = page.last;
   }
 }
 
@@ -107,15 +107,14 @@ describe('audit trail over several chains', () => {
 
   test('previous links lead back to exactly the page before', async () => {
     const q = { clauses: [], count: 41, sort: '-date' as const };
-    const { pages, cursors } = await pageThrough(q);
-    const asOf = (await search(f.store, { ...q, offset: 0 })).asOf;
+    const { pages, firsts, asOf } = await pageThrough(q);
     for (let i = 1; i < pages.length; i++) {
-      const back = await search(f.store, { ...q, offset: cursors[i]!.offset - q.count, positions: cursors[i]!.previous!, asOf });
+      const back = await search(f.store, { ...q, offset: firsts[i]!.offset - q.count, before: firsts[i]!.first!, asOf });
       expect(back.events.map((e) => e.id)).toEqual(pages[i - 1]);
     }
   });
 
-  test('a page link without positions (an earlier version) still lands on the right page', async () => {
+  test('a page link without a key (an earlier version) still lands on the right page', async () => {
     const page = await search(f.store, { clauses: [], count: 25, sort: '-date', offset: 100 });
     expect(page.events.map((e) => e.id)).toEqual(reference(true).slice(100, 125));
     await expect(search(f.store, { clauses: [], count: 25, sort: '-date', offset: 20_000 })).rejects.toThrow(FhirError);
@@ -127,16 +126,16 @@ describe('audit trail over several chains', () => {
     expect(ids).toEqual(reference(false));
   });
 
-  test('page links carry the positions, and a tampered link is refused', async () => {
+  test('page links carry the key of the last match, and a tampered link is refused', async () => {
     const q = parseAuditSearch({ _count: '10' });
     const page = await search(f.store, q);
-    const next = new URLSearchParams(pageQuery({ _count: '10' }, [], 10, { offset: 10, asOf: page.asOf, positions: page.next }));
+    const next = new URLSearchParams(pageQuery({ _count: '10' }, [], 10, { offset: 10, asOf: page.asOf, after: page.last }));
     const parsed = parseAuditSearch(Object.fromEntries(next));
-    expect(parsed.positions).toEqual(page.next);
+    expect(parsed.after).toEqual(page.last);
     const second = await search(f.store, parsed);
     expect(second.events.map((e) => e.id)).toEqual(reference(true).slice(10, 20));
-    // Positions that do not add up to the offset, or name no chain, are not a cursor of this server.
-    for (const forged of [[10, page.asOf, { main: 3, 'main-1': 3 }], [10, page.asOf, { 'main-99': 10 }], [10, page.asOf, [10]]]) {
+    // Keys that name no chain, or are not (t, chain, seq), are not a cursor of this server.
+    for (const forged of [[10, page.asOf, [1, 'main-99', 3], 'a'], [10, page.asOf, [1, 'main'], 'a'], [10, page.asOf, [1, 'main', 0], 'a'], [10, page.asOf, [1, 'main', 2], 'x'], [10, page.asOf, [10]]]) {
       expect(() => parseAuditSearch({ _cursor: Buffer.from(JSON.stringify(forged)).toString('base64url') })).toThrow(/_cursor is not a paging token/);
     }
   });

@@ -63,7 +63,8 @@ describe('the server process', () => {
     expect(kids2.sort()).toEqual(kids1.sort());
     second.proc.kill('SIGTERM');
     expect(await second.exited).toBe(0);
-  });
+    // Two full start-ups of a server process: on a busy two-core machine each can take ~15 s.
+  }, 60_000);
 
   test('logs carry request ids and never the query string, tokens or secrets', async () => {
     const server = await startServerProcess(base());

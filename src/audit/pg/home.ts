@@ -14,7 +14,7 @@ import { StoreUnavailableError } from '../../redis/circuit-breaker.js';
 export function pgHome(store: PgAuditStore): AuditHome {
   return {
     eventsByIds: (ids) => unavailableAs503(store.eventsByIds(ids)),
-    lane: (q, shipped, desc) => unavailableAs503(lane(store, q, shipped, desc)),
+    lane: (q, shipped) => unavailableAs503(lane(store, q, shipped)),
   };
 }
 
@@ -28,10 +28,9 @@ async function unavailableAs503<T>(work: Promise<T>): Promise<T> {
   }
 }
 
-async function lane(store: PgAuditStore, q: LaneQuery, shipped: Partial<Record<ChainName, number>>, desc: boolean): Promise<Lane> {
+async function lane(store: PgAuditStore, q: LaneQuery, shipped: Partial<Record<ChainName, number>>): Promise<Lane> {
   const bounds = Object.entries(shipped).filter((e): e is [ChainName, number] => (e[1] ?? 0) > 0);
-  if (!bounds.length || q.clauses.some((c) => !c.values.length)) return { key: 'db', total: 0, items: () => Promise.resolve([]) };
-  const dir = desc ? 'DESC' : 'ASC';
+  if (!bounds.length || q.clauses.some((c) => !c.values.length)) return { total: 0, after: () => Promise.resolve([]) };
   // The window: asOf is the search's upper bound already folded into dateTo.
   const within = (params: unknown[]): string => {
     const matches = matchesSql({ clauses: q.clauses, count: 0, asOf: q.dateTo, ...(Number.isFinite(q.dateFrom) ? { dateFrom: q.dateFrom } : {}) }, params);
@@ -41,16 +40,22 @@ async function lane(store: PgAuditStore, q: LaneQuery, shipped: Partial<Record<C
   const countParams: unknown[] = [];
   const { rows } = await store.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${within(countParams)}`, countParams);
   return {
-    key: 'db',
     total: Number(rows[0]!.n),
-    async items(from, to) {
-      if (to <= from) return [];
+    async after(k, count, desc) {
+      if (count <= 0) return [];
+      const dir = desc ? 'DESC' : 'ASC';
       const params: unknown[] = [];
       const source = within(params);
-      params.push(to - from, from);
+      let where = '';
+      if (k) {
+        // Keyset: strictly after k in (t, chain, seq) order, chains compared byte by byte as in JavaScript.
+        params.push(k.t, k.chain, k.seq);
+        where = `WHERE (m.t, m.chain COLLATE "C", m.seq) ${desc ? '<' : '>'} (audit.ms_to_ts($${params.length - 2}::bigint), $${params.length - 1}::text COLLATE "C", $${params.length}::bigint)`;
+      }
+      params.push(count);
       const sql = `WITH page AS MATERIALIZED (
-          SELECT m.t, m.chain, m.seq FROM ${source}
-          ORDER BY m.t ${dir}, m.chain COLLATE "C" ${dir}, m.seq ${dir} LIMIT $${params.length - 1} OFFSET $${params.length}
+          SELECT m.t, m.chain, m.seq FROM ${source} ${where}
+          ORDER BY m.t ${dir}, m.chain COLLATE "C" ${dir}, m.seq ${dir} LIMIT $${params.length}
         )
         SELECT audit.ts_to_ms(p.t) AS t, p.chain, p.seq, e.event FROM page p JOIN audit.entries e ON e.t = p.t AND e.chain = p.chain AND e.seq = p.seq
         ORDER BY p.t ${dir}, p.chain COLLATE "C" ${dir}, p.seq ${dir}`;

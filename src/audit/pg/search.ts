@@ -66,7 +66,7 @@ export async function searchPg(pool: pg.Pool, q: AuditSearch): Promise<SearchRes
   const asOf = q.asOf ?? Date.now() + 1;
   const query = { ...q, asOf };
   // A clause without values matches nothing (as an empty posting list does in Redis).
-  if (q.clauses.some((c) => !c.values.length)) return { total: 0, events: [], asOf, next: {} };
+  if (q.clauses.some((c) => !c.values.length)) return { total: 0, events: [], asOf };
   const countParams: unknown[] = [];
   const countSql = `SELECT count(*) AS n FROM (${matchesSql(query, countParams)}) m`;
   const pageParams: unknown[] = [];
@@ -83,5 +83,5 @@ export async function searchPg(pool: pg.Pool, q: AuditSearch): Promise<SearchRes
     q.count > 0 ? pool.query<{ event: string }>(pageSql, pageParams) : Promise.resolve({ rows: [] as Array<{ event: string }> }),
   ]);
   const events: AuditEvent[] = page.rows.map((r) => decodeStored(r.event));
-  return { total: Number(counted.rows[0]!.n), events, asOf, next: {} };
+  return { total: Number(counted.rows[0]!.n), events, asOf };
 }

@@ -3,12 +3,13 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { auditFixture, sampleEvent, type AuditFixture } from '../support.js';
 import { startPrivatePostgres, type PrivatePostgres } from '../../support/private-postgres.js';
+import { createPgTestDatabase } from '../../support/postgres.js';
 import { PgAuditStore } from '../../../src/audit/pg/store.js';
 import { pgHome } from '../../../src/audit/pg/home.js';
 import { verifyChains } from '../../../src/audit/pg/verify.js';
 import { bindTrail } from '../../../src/audit/pg/connect.js';
 import { AuditStore } from '../../../src/audit/store.js';
-import { search } from '../../../src/audit/search.js';
+import { search, type Key } from '../../../src/audit/search.js';
 import { verifyChain, verifyPolicy } from '../../../src/audit/verify.js';
 import { AuditShipper } from '../../../src/audit/shipper.js';
 import { StoreUnavailableError } from '../../../src/redis/circuit-breaker.js';
@@ -141,17 +142,17 @@ describe('the Redis intake ships to PostgreSQL', () => {
     // Search over PostgreSQL and the Redis tail finds every event once, page after page.
     const seen = new Set<string>();
     let offset = 0;
-    let positions = {};
+    let after: Key | undefined;
     let total: number;
     let asOf: number | undefined;
     for (;;) {
-      const page = await search(store, { clauses: [], count: 1000, sort: '-date', offset, positions, ...(asOf ? { asOf } : {}) });
+      const page = await search(store, { clauses: [], count: 1000, sort: '-date', offset, ...(after ? { after } : {}), ...(asOf ? { asOf } : {}) });
       asOf = page.asOf;
       total = page.total;
       for (const e of page.events) seen.add(e.id!);
       if (offset + 1000 >= page.total) break;
       offset += 1000;
-      positions = page.next;
+      after = page.last;
     }
     expect(total).toBe(acknowledged.length);
     expect(seen.size).toBe(acknowledged.length);
@@ -162,6 +163,55 @@ describe('the Redis intake ships to PostgreSQL', () => {
     const oldest = acknowledged.slice(0, 3);
     expect((await store.events(oldest)).map((e) => e.id)).toEqual(oldest);
   }, 120_000);
+
+  test('pages stay exact while the shipper moves entries from Redis to PostgreSQL between them', async () => {
+    const g = await auditFixture({ AUTHZ_AUDIT_MAX_BATCH: '20' });
+    const db = await createPgTestDatabase();
+    const home = new PgAuditStore(db.appUrl);
+    const shipper = new AuditShipper({
+      redis: g.redis,
+      keyspace: g.keyspace,
+      store: new AuditStore(g.redis, g.keyspace, 1, pgHome(home)),
+      pg: home,
+      checkpoints: g.trail.checkpoints,
+      logger: createLogger('silent'),
+      options: { trimDelayMs: 0, trimEveryMs: 0 },
+    });
+    try {
+      const ids: string[] = [];
+      const record = async (n: number) => {
+        for (let i = 0; i < n; i++) {
+          const id = randomUUID();
+          await g.trail.record({ ...sampleEvent({ patient: 'paging' }), id });
+          ids.push(id);
+        }
+      };
+      await record(150);
+      await shipper.drain();
+      await record(150);
+      const store = new AuditStore(g.redis, g.keyspace, 1, pgHome(home));
+      const newestFirst = [...ids].reverse();
+      const page1 = await search(store, { clauses: [], count: 100, sort: '-date' });
+      expect(page1.total).toBe(300);
+      expect(page1.events.map((e) => e.id)).toEqual(newestFirst.slice(0, 100));
+      // Everything moves to PostgreSQL (and out of Redis) before the next page is asked for.
+      await shipper.drain();
+      await shipper.drain();
+      expect(await g.redis.xlen(g.keyspace.auditStream('main'))).toBeLessThan(300);
+      const page2 = await search(store, { clauses: [], count: 100, sort: '-date', offset: 100, after: page1.last!, asOf: page1.asOf });
+      expect(page2.total).toBe(300);
+      expect(page2.events.map((e) => e.id)).toEqual(newestFirst.slice(100, 200));
+      const page3 = await search(store, { clauses: [{ param: 'patient', values: ['Patient/paging'] }], count: 100, sort: '-date', offset: 200, after: page2.last!, asOf: page1.asOf });
+      expect(page3.events.map((e) => e.id)).toEqual(newestFirst.slice(200, 300));
+      const back = await search(store, { clauses: [], count: 100, sort: '-date', offset: 100, before: page3.first!, asOf: page1.asOf });
+      expect(back.events.map((e) => e.id)).toEqual(newestFirst.slice(100, 200));
+    } finally {
+      await shipper.stop();
+      await home.close();
+      await db.drop();
+      await g.close();
+    }
+  }, 60_000);
 
   test('the intake refuses new events (503) while PostgreSQL lags past its bound, and takes them again once shipped', async () => {
     const g = await auditFixture({ AUTHZ_AUDIT_INTAKE_MAX_EVENTS: '1000', AUTHZ_AUDIT_MAX_BATCH: '500' });
