@@ -8,14 +8,15 @@ import type { AuditEvent, Coding } from './audit-event.js';
  *  - patient: `Patient/<id>` from agent.who and entity.what references (absolute URLs reduced to
  *    their last two segments, as FHIR reference search matches them);
  *  - agent: the agent's who.reference (`Type/id`) and who.identifier value (a client id, an
- *    account id), and altId (the parameter `altid`). This server's own agent (BALP
+ *    account id), and altId (the parameter `altid`);
+ *  - entity: each entity.what reference (`Type/id`: the patient, a Consent, a resource read). This server's own agent (BALP
  *    AuthzOauthService) is on every event, so it is not indexed: that list would be the whole
  *    trail again, for a query that is the same as no filter;
  *  - type, subtype: `system|code` and bare `code`;
  *  - outcome, action: the code.
  */
 
-export type IndexParam = 'disclosure' | 'patient' | 'agent' | 'altid' | 'type' | 'subtype' | 'outcome' | 'action';
+export type IndexParam = 'disclosure' | 'patient' | 'agent' | 'altid' | 'entity' | 'type' | 'subtype' | 'outcome' | 'action';
 
 /** BALP agent type of this authorization server itself. */
 const AUTH_SERVER_AGENT = 'AuthzOauthService';
@@ -96,6 +97,7 @@ export function indexEntries(event: AuditEvent): Array<[IndexParam, string]> {
     add('agent', a.who?.identifier?.value);
     add('altid', a.altId);
   }
+  for (const e of event.entity ?? []) if (e.what?.reference) add('entity', relativeOf(e.what.reference));
   for (const v of tokenValues([event.type])) add('type', v);
   for (const v of tokenValues(event.subtype ?? [])) add('subtype', v);
   add('outcome', event.outcome);

@@ -22,7 +22,7 @@ export const MAX_COUNT = 200;
 
 const TOKEN_PARAMS: Record<string, IndexParam> = { altid: 'altid', type: 'type', subtype: 'subtype', outcome: 'outcome', action: 'action' };
 const CONTROL = new Set(['_count', '_sort', '_cursor', '_format']);
-const KNOWN = new Set(['patient', 'agent', 'date', ...Object.keys(TOKEN_PARAMS), ...CONTROL]);
+const KNOWN = new Set(['patient', 'agent', 'entity', 'date', ...Object.keys(TOKEN_PARAMS), ...CONTROL]);
 const OUTCOMES = new Set(['0', '4', '8', '12']);
 const ACTIONS = new Set(['C', 'R', 'U', 'D', 'E']);
 const MAX_VALUES = 20;
@@ -113,7 +113,7 @@ export function parseAuditSearch(query: Query, opts: { lenient?: boolean } = {})
   for (const name of Object.keys(query)) {
     if (KNOWN.has(name)) continue;
     if (opts.lenient) ignored.push(name);
-    else throw new FhirError(400, 'not-supported', `the search parameter ${JSON.stringify(name)} is not supported (patient, agent, altid, type, subtype, outcome, action, date, _count, _sort)`);
+    else throw new FhirError(400, 'not-supported', `the search parameter ${JSON.stringify(name)} is not supported (patient, agent, entity, altid, type, subtype, outcome, action, date, _count, _sort)`);
   }
   const clauses: Clause[] = [];
   for (const raw of all(query.patient)) {
@@ -128,6 +128,16 @@ export function parseAuditSearch(query: Query, opts: { lenient?: boolean } = {})
   }
   for (const raw of all(query.agent)) {
     clauses.push({ param: 'agent', values: alternatives('agent', raw).map((v) => (v.includes('|') ? token('agent', v).split('|').pop()! : (relativeReference(v)?.reference ?? v))) });
+  }
+  for (const raw of all(query.entity)) {
+    clauses.push({
+      param: 'entity',
+      values: alternatives('entity', raw).map((v) => {
+        const ref = relativeReference(v)?.reference;
+        if (!ref) throw bad('entity must be a reference (Type/id, or an absolute URL of one)');
+        return ref;
+      }),
+    });
   }
   for (const [name, param] of Object.entries(TOKEN_PARAMS)) {
     for (const raw of all(query[name])) {

@@ -105,6 +105,14 @@ describe('audit trail over several chains', () => {
     expect(filtered.pages.flat()).toEqual(expected);
   });
 
+  test('entity: the events whose entity.what references the resource, as absolute URL or Type/id', async () => {
+    const byEntity = await pageThrough({ ...parseAuditSearch({ entity: 'http://fhir.example.org/r4/Patient/shard-p5' }), count: 25, sort: '-date' });
+    const expected = reference(true, (e) => e.event.includes('"Patient/shard-p5"'));
+    expect(expected.length).toBeGreaterThan(40);
+    expect(byEntity.pages.flat()).toEqual(expected);
+    expect(() => parseAuditSearch({ entity: '|' })).toThrow(/entity must be a reference/);
+  });
+
   test('previous links lead back to exactly the page before', async () => {
     const q = { clauses: [], count: 41, sort: '-date' as const };
     const { pages, firsts, asOf } = await pageThrough(q);

@@ -169,6 +169,7 @@ export function introspectionIndexEntries(record: IntrospectionRecord): Array<[I
     if (t.fhirUser) add('agent', relativeOf(t.fhirUser));
     add('agent', t.accountId);
   }
+  add('entity', entityPatient);
   out.push(['type', USER_AUTHENTICATION], ['subtype', INTROSPECTED_SUBTYPE], ['outcome', '0'], ['action', 'E']);
   add('disclosure', entityPatient);
   return out;

@@ -21,7 +21,7 @@ import { encodeTerm } from './terms.js';
  */
 
 /** Which clause drives (most selective kind first); the others are probed per driver row. */
-const SELECTIVITY: IndexParam[] = ['patient', 'disclosure', 'altid', 'agent', 'subtype', 'type', 'outcome', 'action'];
+const SELECTIVITY: IndexParam[] = ['patient', 'disclosure', 'altid', 'entity', 'agent', 'subtype', 'type', 'outcome', 'action'];
 
 /** Drivers with few matches per value, behind which probing is always cheap. */
 const SMALL = new Set<IndexParam>(['patient', 'disclosure', 'altid']);
