@@ -1,7 +1,7 @@
 import type { ChainName } from '../chain.js';
 import type { AuditHome, Item, Lane, LaneQuery } from '../lane.js';
 import type { PgAuditStore } from './store.js';
-import { matchesSql } from './search.js';
+import { KEPT_TABLES, matchesSql } from './search.js';
 import { isPgOutage } from './outage.js';
 import { StoreUnavailableError } from '../../redis/circuit-breaker.js';
 
@@ -33,10 +33,16 @@ async function lane(store: PgAuditStore, q: LaneQuery, shipped: Partial<Record<C
   if (!bounds.length || q.clauses.some((c) => !c.values.length)) return { key: 'db', total: 0, items: () => Promise.resolve([]) };
   const dir = desc ? 'DESC' : 'ASC';
   // The window: asOf is the search's upper bound already folded into dateTo.
+  const search = { clauses: q.clauses, count: 0, asOf: q.dateTo, ...(Number.isFinite(q.dateFrom) ? { dateFrom: q.dateFrom } : {}) };
+  // The trail up to the shipper's watermark, and the disclosures retention kept after their month
+  // was dropped (audit.kept: long shipped, and never also in audit.entries, so no bound and no
+  // duplicate). Kept entries keep their (t, chain, seq): they merge into the same order.
   const within = (params: unknown[]): string => {
-    const matches = matchesSql({ clauses: q.clauses, count: 0, asOf: q.dateTo, ...(Number.isFinite(q.dateFrom) ? { dateFrom: q.dateFrom } : {}) }, params);
+    const live = matchesSql(search, params);
     params.push(bounds.map(([c]) => c), bounds.map(([, n]) => n));
-    return `(${matches}) m JOIN unnest($${params.length - 1}::text[], $${params.length}::bigint[]) AS b(chain, hi) ON b.chain = m.chain AND m.seq <= b.hi`;
+    const bound = `unnest($${params.length - 1}::text[], $${params.length}::bigint[]) AS b(chain, hi)`;
+    const kept = matchesSql(search, params, KEPT_TABLES);
+    return `(SELECT l.t, l.chain, l.seq FROM (${live}) l JOIN ${bound} ON b.chain = l.chain AND l.seq <= b.hi UNION ALL ${kept}) m`;
   };
   const countParams: unknown[] = [];
   const { rows } = await store.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${within(countParams)}`, countParams);
@@ -52,7 +58,13 @@ async function lane(store: PgAuditStore, q: LaneQuery, shipped: Partial<Record<C
           SELECT m.t, m.chain, m.seq FROM ${source}
           ORDER BY m.t ${dir}, m.chain COLLATE "C" ${dir}, m.seq ${dir} LIMIT $${params.length - 1} OFFSET $${params.length}
         )
-        SELECT audit.ts_to_ms(p.t) AS t, p.chain, p.seq, e.event FROM page p JOIN audit.entries e ON e.t = p.t AND e.chain = p.chain AND e.seq = p.seq
+        SELECT audit.ts_to_ms(p.t) AS t, p.chain, p.seq, e.event FROM page p
+          CROSS JOIN LATERAL (
+            SELECT x.event FROM audit.entries x WHERE x.t = p.t AND x.chain = p.chain AND x.seq = p.seq
+            UNION ALL
+            SELECT k.event FROM audit.kept k WHERE k.t = p.t AND k.chain = p.chain AND k.seq = p.seq
+            LIMIT 1
+          ) e
         ORDER BY p.t ${dir}, p.chain COLLATE "C" ${dir}, p.seq ${dir}`;
       const page = await unavailableAs503(store.pool.query<{ t: string; chain: ChainName; seq: string; event: string }>(sql, params));
       return page.rows.map((r): Item => ({ chain: r.chain, seq: Number(r.seq), t: Number(r.t), event: r.event }));
