@@ -8,8 +8,10 @@ import { StoreUnavailableError } from '../../redis/circuit-breaker.js';
 /**
  * PostgreSQL as the trail's home for search and read (search.ts merges it with the Redis intake).
  * A search sees each chain only up to the shipper's watermark (`shipped`): what lies beyond is
- * read from Redis, so no entry is counted twice while the shipper works. Matches come in the
- * merge's order: trail time, chain in byte order (COLLATE "C", as JavaScript compares), seq.
+ * read from Redis, so no entry is counted twice while the shipper works. Disclosures retention
+ * kept after their month was dropped (audit.kept, retention.ts) are matched too, and read by id.
+ * Matches come in the merge's order: trail time, chain in byte order (COLLATE "C", as JavaScript
+ * compares), seq.
  */
 export function pgHome(store: PgAuditStore): AuditHome {
   return {
@@ -36,27 +38,36 @@ async function lane(store: PgAuditStore, q: LaneQuery, shipped: Partial<Record<C
   const search = { clauses: q.clauses, count: 0, asOf: q.dateTo, ...(Number.isFinite(q.dateFrom) ? { dateFrom: q.dateFrom } : {}) };
   // The trail up to the shipper's watermark, and the disclosures retention kept after their month
   // was dropped (audit.kept: long shipped, and never also in audit.entries, so no bound and no
-  // duplicate). Kept entries keep their (t, chain, seq): they merge into the same order.
-  const within = (params: unknown[]): string => {
-    const live = matchesSql(search, params);
+  // duplicate). Kept entries keep their (t, chain, seq): they merge into the same order. Each is
+  // counted and paged on its own (a UNION ALL under one ORDER BY … LIMIT loses the index order and
+  // sorts every match: 4× slower for a no-filter page at 300k entries).
+  const live = (params: unknown[]): string => {
+    const matches = matchesSql(search, params);
     params.push(bounds.map(([c]) => c), bounds.map(([, n]) => n));
-    const bound = `unnest($${params.length - 1}::text[], $${params.length}::bigint[]) AS b(chain, hi)`;
-    const kept = matchesSql(search, params, KEPT_TABLES);
-    return `(SELECT l.t, l.chain, l.seq FROM (${live}) l JOIN ${bound} ON b.chain = l.chain AND l.seq <= b.hi UNION ALL ${kept}) m`;
+    return `(${matches}) l JOIN unnest($${params.length - 1}::text[], $${params.length}::bigint[]) AS b(chain, hi) ON b.chain = l.chain AND l.seq <= b.hi`;
   };
+  const kept = (params: unknown[]): string => `(${matchesSql(search, params, KEPT_TABLES)}) l`;
   const countParams: unknown[] = [];
-  const { rows } = await store.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${within(countParams)}`, countParams);
+  const { rows } = await store.pool.query<{ n: string }>(`SELECT (SELECT count(*) FROM ${live(countParams)}) + (SELECT count(*) FROM ${kept(countParams)}) AS n`, countParams);
   return {
     key: 'db',
     total: Number(rows[0]!.n),
     async items(from, to) {
       if (to <= from) return [];
       const params: unknown[] = [];
-      const source = within(params);
-      params.push(to - from, from);
+      const order = (a: string) => `${a}.t ${dir}, ${a}.chain COLLATE "C" ${dir}, ${a}.seq ${dir}`;
+      const liveSql = live(params);
+      const keptSql = kept(params);
+      params.push(to, to - from, from);
+      const [reach, count, offset] = [params.length - 2, params.length - 1, params.length];
+      // Either part may hold every match of the page: each gives its first `to` in order.
       const sql = `WITH page AS MATERIALIZED (
-          SELECT m.t, m.chain, m.seq FROM ${source}
-          ORDER BY m.t ${dir}, m.chain COLLATE "C" ${dir}, m.seq ${dir} LIMIT $${params.length - 1} OFFSET $${params.length}
+          SELECT m.t, m.chain, m.seq FROM (
+            (SELECT l.t, l.chain, l.seq FROM ${liveSql} ORDER BY ${order('l')} LIMIT $${reach})
+            UNION ALL
+            (SELECT l.t, l.chain, l.seq FROM ${keptSql} ORDER BY ${order('l')} LIMIT $${reach})
+          ) m
+          ORDER BY ${order('m')} LIMIT $${count} OFFSET $${offset}
         )
         SELECT audit.ts_to_ms(p.t) AS t, p.chain, p.seq, e.event FROM page p
           CROSS JOIN LATERAL (
