@@ -34,9 +34,32 @@ export interface CheckpointPayload {
   /**
    * Why it was written: `cadence` (every audit.checkpointEvery-th entry, verify requires them),
    * `interval` (the server's timer, also when idle), `manual`, `purge-before`, `purge-cut`,
-   * `purge-after`, `archive`; `periodic` in trails written before cadence checkpoints.
+   * `purge-after`, `archive`, `retention-cut` (PostgreSQL retention, with `retention`);
+   * `periodic` in trails written before cadence checkpoints.
    */
   reason: string;
+  /** What a PostgreSQL `retention-cut` signs besides the cut itself (pg/retention.ts). */
+  retention?: RetentionCutFacts;
+}
+
+/**
+ * A `retention-cut` checkpoint signs the chain's cut (seq, hash: the last entry dropped) and what
+ * the drop kept: seqs `from`…`seq` left audit.entries with the month `month`, and of them the
+ * `kept` disclosures now in audit.kept, whose (seq, hash, t, id) lines hash to `keptDigest`.
+ * `keptFrom` is the disclosure retention's floor at signing: kept months before it are gone on
+ * purpose. A floor-only checkpoint (kept months expired, no entries dropped) has no `month` and
+ * `from` = seq + 1.
+ */
+export interface RetentionCutFacts {
+  /** UTC month `YYYY-MM` whose entries were dropped; absent on a floor-only checkpoint. */
+  month?: string;
+  /** First seq of the dropped range (the previous cut + 1). */
+  from: number;
+  /** `YYYY-MM`: kept disclosures of months before it were dropped (disclosure retention). */
+  keptFrom: string;
+  kept: number;
+  /** Hex SHA-256 over `seq hash t id\n` of each kept entry of the range, in seq order (t in ms). */
+  keptDigest: string;
 }
 
 export interface CheckpointKeys {

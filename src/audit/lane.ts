@@ -51,8 +51,8 @@ export interface LaneQuery {
  * each chain up to the shipper's watermark, `shipped`; Redis holds the rest.
  */
 export interface AuditHome {
-  /** The matches of a search among the entries up to `shipped[chain]` of each chain. */
-  lane(q: LaneQuery, shipped: Partial<Record<ChainName, number>>): Promise<Lane>;
+  /** The matches of a search among the entries up to `shipped[chain]` of each chain (and whatever else the home keeps). */
+  lanes(q: LaneQuery, shipped: Partial<Record<ChainName, number>>): Promise<Lane[]>;
   /** The events with these ids (unknown ids skipped). */
   eventsByIds(ids: string[]): Promise<AuditEvent[]>;
 }

@@ -212,7 +212,7 @@ async function lanesOf(store: AuditStore, q: AuditSearch, from: number, to: numb
   const shipped = home ? await store.shippedSeqs(chains) : chains.map(() => 0);
   const matches = await Promise.all(chains.map((chain, i) => chainMatches(store, chain, q.clauses, from, to, q.limits, shipped[i]!)));
   const lanes = chains.map((chain, i) => redisLane(store, chain, q, from, to, shipped[i]!, matches[i]!));
-  if (home) lanes.unshift(await home.lane({ clauses: q.clauses, dateFrom: from, dateTo: to }, Object.fromEntries(chains.map((c, i) => [c, shipped[i]!]))));
+  if (home) lanes.unshift(...(await home.lanes({ clauses: q.clauses, dateFrom: from, dateTo: to }, Object.fromEntries(chains.map((c, i) => [c, shipped[i]!])))));
   return lanes;
 }
 

@@ -58,9 +58,13 @@ export interface PurgeFacts {
   disclosureCutoff: string;
 }
 
-/** A retention purge: how many events left the trail, how many disclosures moved to the archive, and where the cut is. */
-export function trailPurged(issuer: string, input: { actor: TrailActor; facts: PurgeFacts }): AuditEvent {
+/**
+ * A retention purge: how many events left the trail, how many disclosures moved to the archive, and where the cut is.
+ * In PostgreSQL (`postgres`), "archived" are the disclosures kept in audit.kept, and the months dropped are named.
+ */
+export function trailPurged(issuer: string, input: { actor: TrailActor; facts: PurgeFacts; postgres?: { months: string[]; keptMonths: string[] } }): AuditEvent {
   const f = input.facts;
+  const pg = input.postgres ? { store: 'postgres', months_dropped: input.postgres.months.join(' '), kept_months_dropped: input.postgres.keptMonths.join(' ') } : {};
   return auditEvent(
     { issuer },
     {
@@ -69,7 +73,7 @@ export function trailPurged(issuer: string, input: { actor: TrailActor; facts: P
       action: 'D',
       outcome: '0',
       agents: actorAgents(issuer, input.actor),
-      entities: [trailObject(issuer, { removed: f.removed, archived: f.archived, archive_removed: f.archiveRemoved, cut_seq: f.cutSeq, cutoff: f.cutoff, disclosure_cutoff: f.disclosureCutoff })],
+      entities: [trailObject(issuer, { removed: f.removed, archived: f.archived, archive_removed: f.archiveRemoved, cut_seq: f.cutSeq, cutoff: f.cutoff, disclosure_cutoff: f.disclosureCutoff, ...pg })],
     },
   );
 }

@@ -5,7 +5,7 @@ import { createAuditTrail } from '../audit/trail.js';
 import { AuditStore } from '../audit/store.js';
 import { CheckpointStore, keyStoreCheckpointKeys, verifyCheckpoint } from '../audit/checkpoints.js';
 import { CADENCE_START, verifyChain, verifyPolicy, type VerifyReport } from '../audit/verify.js';
-import { AnchorReadError, createAnchor, readAnchor, type AnchorLine } from '../audit/anchor.js';
+import { AnchorReadError, createAnchor, readAnchor, type AnchorLine, type CheckpointAnchor } from '../audit/anchor.js';
 import { LegacyTrailError, migrateTrail } from '../audit/migrate.js';
 import { isChainName, type ChainName } from '../audit/chain.js';
 import { AuditDatabaseError, DEV_DATABASE_URL, bindTrail, openAuditDatabase, redactDatabaseUrl, type AuditDatabase } from '../audit/pg/connect.js';
@@ -13,6 +13,7 @@ import { migrateAuditDatabase } from '../audit/pg/migrate.js';
 import { AuditShipper } from '../audit/shipper.js';
 import { verifyChains } from '../audit/pg/verify.js';
 import { purge, PurgeRefusedError } from '../audit/retention.js';
+import { pgPurge, PgPurgeRefusedError } from '../audit/pg/retention.js';
 import { parseAuditSearch } from '../audit/search-params.js';
 import { searchAll } from '../audit/search.js';
 import { trailExported } from '../audit/trail-events.js';
@@ -31,7 +32,9 @@ export const AUDIT_USAGE = `Usage: smart-authz audit <command>
   export [--since DATE] [--until DATE] [--patient ID]
                                       every event (oldest first) as NDJSON on stdout; the export is audited
   purge                               remove events past the retention (AUTHZ_AUDIT_RETENTION_DAYS); keep
-                                      disclosures (AUTHZ_AUDIT_DISCLOSURE_RETENTION_DAYS) in the archive chain
+                                      disclosures (AUTHZ_AUDIT_DISCLOSURE_RETENTION_DAYS) in the archive chain;
+                                      with PostgreSQL, drop whole months as its owner (AUTHZ_AUDIT_DATABASE_OWNER_URL),
+                                      keeping their disclosures in audit.kept under signed retention cuts
   checkpoint                          sign the current chain heads now
   db migrate                          create or update the PostgreSQL audit schema as its owner
                                       (AUTHZ_AUDIT_DATABASE_OWNER_URL) and grant the application role
@@ -49,6 +52,8 @@ interface AuditParts {
   trail: ReturnType<typeof createAuditTrail>;
   /** The trail's PostgreSQL home, when it has one. */
   db: AuditDatabase | undefined;
+  /** Where the CLI's checkpoints are anchored, if anywhere. */
+  anchor: CheckpointAnchor | undefined;
 }
 
 async function withAudit<T>(fn: (rt: Runtime, parts: AuditParts) => Promise<T>): Promise<T> {
@@ -75,6 +80,7 @@ async function withAudit<T>(fn: (rt: Runtime, parts: AuditParts) => Promise<T>):
       keys,
       trail,
       db,
+      anchor,
     });
   } finally {
     await trail.close();
@@ -125,7 +131,11 @@ export async function audit(args: string[], out: Out): Promise<void> {
         if (db) {
           const reports = await verifyChains(db.store, { keys, every: rt.config.audit.checkpointEvery, chains: (await db.store.chains()).filter((c) => !values.chain || c === values.chain) });
           for (const r of reports) {
-            if (r.ok) out(`${r.chain} (PostgreSQL): OK, ${r.entries} entries (seq ${r.startSeq + 1}–${r.lastSeq}), ${r.checkpoints} signed checkpoints`);
+            if (r.ok) {
+              const from = r.startSeq ? `, from the signed retention cut at seq ${r.startSeq}` : '';
+              const kept = r.retentionCuts ? `, ${r.kept} kept disclosures match ${r.retentionCuts} signed retention cuts` : '';
+              out(`${r.chain} (PostgreSQL): OK, ${r.entries} entries (seq ${r.startSeq + 1}–${r.lastSeq}${from}), ${r.checkpoints} signed checkpoints${kept}`);
+            }
             else {
               failed = true;
               out(`${r.chain} (PostgreSQL): FAILED: ${r.problem!.kind} entry at seq ${r.problem!.seq}: ${r.problem!.message}`);
@@ -182,7 +192,26 @@ export async function audit(args: string[], out: Out): Promise<void> {
     }
     case 'purge':
       parseCommandArgs(rest, {}, 0);
-      return withAudit(async (rt, { store, checkpoints, keys, trail }) => {
+      return withAudit(async (rt, { store, checkpoints, keys, trail, db, anchor }) => {
+        if (db) {
+          // The trail lives in PostgreSQL: Redis holds only the shipping tail, retention is there.
+          try {
+            const r = await pgPurge({ config: rt.config, ownerUrl: db.ownerUrl, keys, anchor, trail, actor: { operator: cliOperator() } });
+            out(
+              `dropped ${r.months.length ? `the months ${r.months.join(', ')}` : 'no month'} (before ${r.cutoff.slice(0, 7)}): ${r.removed} events removed, ${r.archived} disclosures kept until their own retention; ` +
+                `${r.keptMonths.length ? `kept disclosures of ${r.keptMonths.join(', ')} (${r.archiveRemoved}) removed` : 'no kept month expired'} (before ${r.disclosureCutoff.slice(0, 7)})`,
+            );
+            for (const [chain, seq] of Object.entries(r.cuts)) out(`${chain} (PostgreSQL) now starts after the signed retention cut at seq ${seq}`);
+          } catch (err) {
+            if (err instanceof PgPurgeRefusedError) {
+              out(`purge refused: ${err.message}`);
+              process.exitCode = 1;
+              return;
+            }
+            throw err;
+          }
+          return;
+        }
         try {
           const r = await purge({ config: rt.config, store, checkpoints, keys, trail, actor: { operator: cliOperator() } });
           out(`purged ${r.removed} events recorded before ${r.cutoff}; ${r.archived} disclosures moved to the archive; ${r.archiveRemoved} archived disclosures recorded before ${r.disclosureCutoff} removed; the main chain now starts after seq ${r.cutSeq}`);

@@ -57,6 +57,8 @@ export async function grantAuditWriter(client: pg.ClientBase, appRole: string): 
   await client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA ${AUDIT_SCHEMA} FROM ${role}`);
   await client.query(`GRANT SELECT, INSERT ON ${AUDIT_SCHEMA}.entries, ${AUDIT_SCHEMA}.entry_values, ${AUDIT_SCHEMA}.checkpoints TO ${role}`);
   await client.query(`GRANT SELECT ON ${AUDIT_SCHEMA}.retention_cuts TO ${role}`);
+  // Disclosures retention kept past their month (pg/retention.ts): read, never written, by the application.
+  await client.query(`GRANT SELECT ON ${AUDIT_SCHEMA}.kept, ${AUDIT_SCHEMA}.kept_values TO ${role}`);
   // So that the server can check at start-up that the schema is current (pg/connect.ts).
   await client.query(`GRANT SELECT ON ${AUDIT_SCHEMA}.pgmigrations TO ${role}`);
   await client.query(`GRANT SELECT, INSERT ON ${AUDIT_SCHEMA}.trail_identity TO ${role}`);

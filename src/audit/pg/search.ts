@@ -26,7 +26,16 @@ const SELECTIVITY: IndexParam[] = ['patient', 'disclosure', 'altid', 'entity', '
 /** Drivers with few matches per value, behind which probing is always cheap. */
 const SMALL = new Set<IndexParam>(['patient', 'disclosure', 'altid']);
 
-export function matchesSql(q: AuditSearch, params: unknown[]): string {
+/** Where matches are looked for: the trail, or the disclosures retention kept (audit.kept, pg/retention.ts). */
+export interface MatchTables {
+  entries: string;
+  values: string;
+}
+
+export const TRAIL_TABLES: MatchTables = { entries: 'audit.entries', values: 'audit.entry_values' };
+export const KEPT_TABLES: MatchTables = { entries: 'audit.kept', values: 'audit.kept_values' };
+
+export function matchesSql(q: AuditSearch, params: unknown[], tables: MatchTables = TRAIL_TABLES): string {
   const asOf = q.asOf ?? Date.now() + 1;
   const to = Math.floor(Math.min(asOf, q.dateTo ?? Infinity));
   const from = q.dateFrom === undefined || !Number.isFinite(q.dateFrom) ? undefined : Math.floor(q.dateFrom);
@@ -38,7 +47,7 @@ export function matchesSql(q: AuditSearch, params: unknown[]): string {
     fromIndex = params.length;
   }
   const window = (alias: string) => `${alias}.t <= audit.ms_to_ts($${toIndex}::bigint)${from === undefined ? '' : ` AND ${alias}.t >= audit.ms_to_ts($${fromIndex}::bigint)`}`;
-  if (!q.clauses.length) return `SELECT e.t, e.chain, e.seq FROM audit.entries e WHERE ${window('e')}`;
+  if (!q.clauses.length) return `SELECT e.t, e.chain, e.seq FROM ${tables.entries} e WHERE ${window('e')}`;
   const termsParam = (values: string[], param: string) => {
     params.push(values.map((v) => encodeTerm(param, v)));
     return `$${params.length}::text[]`;
@@ -46,7 +55,7 @@ export function matchesSql(q: AuditSearch, params: unknown[]): string {
   const exists: string[] = [];
   const [driver, ...rest] = [...q.clauses].sort((a, b) => SELECTIVITY.indexOf(a.param) - SELECTIVITY.indexOf(b.param));
   // One entry may carry several of a clause's values (a bare code and system|code): DISTINCT then.
-  let sql = `SELECT ${driver!.values.length > 1 ? 'DISTINCT ' : ''}v0.t, v0.chain, v0.seq FROM audit.entry_values v0`;
+  let sql = `SELECT ${driver!.values.length > 1 ? 'DISTINCT ' : ''}v0.t, v0.chain, v0.seq FROM ${tables.values} v0`;
   // Behind a patient (tens to thousands of entries) each further clause is probed per driver row
   // through the index: LATERAL … LIMIT 1 keeps it a probe, where as a plain EXISTS the planner
   // hashes every row of a clause of many values (a bare code is seven). Behind a larger driver
@@ -55,8 +64,8 @@ export function matchesSql(q: AuditSearch, params: unknown[]): string {
   rest.forEach((clause, i) => {
     const a = `v${i + 1}`;
     const match = `${a}.term = ANY (${termsParam(clause.values, clause.param)}) AND ${a}.t = v0.t AND ${a}.chain = v0.chain AND ${a}.seq = v0.seq`;
-    if (probe) sql += ` CROSS JOIN LATERAL (SELECT 1 FROM audit.entry_values ${a} WHERE ${match} LIMIT 1) AS p${i + 1}`;
-    else exists.push(`EXISTS (SELECT 1 FROM audit.entry_values ${a} WHERE ${match})`);
+    if (probe) sql += ` CROSS JOIN LATERAL (SELECT 1 FROM ${tables.values} ${a} WHERE ${match} LIMIT 1) AS p${i + 1}`;
+    else exists.push(`EXISTS (SELECT 1 FROM ${tables.values} ${a} WHERE ${match})`);
   });
   sql += ` WHERE v0.term = ANY (${termsParam(driver!.values, driver!.param)}) AND ${window('v0')}${exists.map((e) => ` AND ${e}`).join('')}`;
   return sql;

@@ -123,15 +123,27 @@ export class PgAuditStore {
     }
   }
 
-  /** The highest seq of a chain stored here (0 if none). */
+  /**
+   * The highest seq of a chain stored here (0 if none): where shipping resumes. A chain whose
+   * every entry retention dropped (an idle shard) ends at its retention cut, not at 0.
+   */
   async highestSeq(chain: string): Promise<number> {
-    const { rows } = await this.pool.query<{ seq: string | null }>('SELECT max(seq) AS seq FROM audit.entries WHERE chain = $1', [chain]);
+    const { rows } = await this.pool.query<{ seq: string | null }>(
+      'SELECT greatest((SELECT max(seq) FROM audit.entries WHERE chain = $1), (SELECT max(seq) FROM audit.retention_cuts WHERE chain = $1)) AS seq',
+      [chain],
+    );
     return Number(rows[0]!.seq ?? 0);
   }
 
   /** Up to `count` entries of a chain in seq order, after `afterSeq` (keyset paging, for verify and export). */
   async entries(chain: string, afterSeq: number, count: number): Promise<PgEntry[]> {
     const { rows } = await this.pool.query<EntryRow>(`SELECT ${ENTRY_COLUMNS} FROM audit.entries WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [chain, afterSeq, count]);
+    return rows.map(entryOf);
+  }
+
+  /** Up to `count` kept disclosures of a chain (audit.kept, retention) in seq order, after `afterSeq`. */
+  async kept(chain: string, afterSeq: number, count: number): Promise<PgEntry[]> {
+    const { rows } = await this.pool.query<EntryRow>(`SELECT ${ENTRY_COLUMNS} FROM audit.kept WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [chain, afterSeq, count]);
     return rows.map(entryOf);
   }
 
@@ -149,11 +161,18 @@ export class PgAuditStore {
     return rows.map((r) => r.chain);
   }
 
-  /** The events with these ids, in the given order (unknown ids skipped; an archived copy wins). */
+  /**
+   * The events with these ids, in the given order (unknown ids skipped; an archived copy wins),
+   * disclosures retention kept included.
+   */
   async eventsByIds(ids: string[]): Promise<AuditEvent[]> {
     if (!ids.length) return [];
     const { rows } = await this.pool.query<{ id: string; event: string }>(
-      `SELECT DISTINCT ON (id) id, event FROM audit.entries WHERE id = ANY ($1::text[]) ORDER BY id, (chain = 'archive') DESC, t DESC, chain, seq`,
+      `SELECT DISTINCT ON (id) id, event FROM (
+         SELECT id, event, chain, seq, t FROM audit.entries WHERE id = ANY ($1::text[])
+         UNION ALL
+         SELECT id, event, chain, seq, t FROM audit.kept WHERE id = ANY ($1::text[])
+       ) e ORDER BY id, (chain = 'archive') DESC, t DESC, chain, seq`,
       [ids],
     );
     const byId = new Map(rows.map((r) => [r.id, r.event]));
