@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { redactUrl } from '../../ops/local-process.js';
 import { readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -31,15 +32,7 @@ export interface AuditDatabase {
 }
 
 /** A URL without its password, for messages. */
-export function redactDatabaseUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(not a URL)';
-  }
-}
+export const redactDatabaseUrl = redactUrl;
 
 /**
  * The trail's PostgreSQL home as configured (config audit.store / databaseUrl), or undefined when

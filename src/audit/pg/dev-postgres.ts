@@ -1,8 +1,8 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pg from 'pg';
-import { WATCHDOG, findExecutable, freeLoopbackPort } from '../../redis/dev-redis.js';
+import { findExecutable, freeLoopbackPort, launchWatched, stopWatched } from '../../ops/local-process.js';
 
 /**
  * A private PostgreSQL server for development and tests: `initdb` into a data directory on first
@@ -68,17 +68,9 @@ export async function startPostgres(opts: { dataDir: string; port?: number; read
   }
   const port = opts.port ?? (await freeLoopbackPort());
   const [bin, args] = asPostgresUser(bins.postgres, ['-D', dataDir, '-p', String(port), '-k', dataDir, '-c', 'listen_addresses=127.0.0.1']);
-  const child = spawn('/bin/sh', ['-c', WATCHDOG, 'dev-postgres-watchdog', bin, ...args], { stdio: ['pipe', 'ignore', 'pipe'], detached: true });
+  const child = launchWatched(bin, args, 'dev-postgres', { stderr: true });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-  const onExit = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-  };
-  process.on('exit', onExit);
-  child.once('exit', () => process.off('exit', onExit));
-  child.unref();
-  (child.stdin as { unref?: () => void } | null)?.unref?.();
-  (child.stderr as { unref?: () => void } | null)?.unref?.();
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
   for (;;) {
@@ -119,18 +111,7 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.ref();
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => {
-    try {
-      if (child.pid) process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }, 15_000);
-  await exited;
-  clearTimeout(timer);
+/** Fast enough for PostgreSQL's smart shutdown once this process closed its pools; a stuck one is killed. */
+function stop(child: ChildProcess): Promise<void> {
+  return stopWatched(child, 15_000);
 }
