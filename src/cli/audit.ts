@@ -11,6 +11,7 @@ import { isChainName, type ChainName } from '../audit/chain.js';
 import { AuditDatabaseError, DEV_DATABASE_URL, bindTrail, openAuditDatabase, redactDatabaseUrl, type AuditDatabase } from '../audit/pg/connect.js';
 import { migrateAuditDatabase } from '../audit/pg/migrate.js';
 import { AuditShipper } from '../audit/shipper.js';
+import { ResumeRefusedError, resumeIntake } from '../audit/pg/resume.js';
 import { verifyChains } from '../audit/pg/verify.js';
 import { purge, PurgeRefusedError } from '../audit/retention.js';
 import { pgPurge, PgPurgeRefusedError } from '../audit/pg/retention.js';
@@ -36,6 +37,8 @@ export const AUDIT_USAGE = `Usage: smart-authz audit <command>
                                       with PostgreSQL, drop whole months as its owner (AUTHZ_AUDIT_DATABASE_OWNER_URL),
                                       keeping their disclosures in audit.kept under signed retention cuts
   checkpoint                          sign the current chain heads now
+  db resume                           after the Redis intake lost the trail (e.g. a Redis without its
+                                      append-only file): continue every chain from PostgreSQL's head
   db migrate                          create or update the PostgreSQL audit schema as its owner
                                       (AUTHZ_AUDIT_DATABASE_OWNER_URL) and grant the application role
                                       (AUTHZ_AUDIT_DATABASE_URL) read and append rights only
@@ -254,7 +257,11 @@ export async function audit(args: string[], out: Out): Promise<void> {
       });
     case 'db': {
       const [sub, ...more] = rest;
-      if (sub !== 'migrate') throw new CliUsageError('usage: smart-authz audit db migrate');
+      if (sub === 'resume') {
+        parseCommandArgs(more, {}, 0);
+        return resumeFromDatabase(out);
+      }
+      if (sub !== 'migrate') throw new CliUsageError('usage: smart-authz audit db migrate | smart-authz audit db resume');
       parseCommandArgs(more, {}, 0);
       const config = loadConfig();
       const url = config.audit.databaseUrl ?? (config.mode === 'development' ? DEV_DATABASE_URL : undefined);
@@ -282,6 +289,30 @@ export async function audit(args: string[], out: Out): Promise<void> {
     default:
       out(AUDIT_USAGE);
       if (command && command !== 'help') process.exitCode = 2;
+  }
+}
+
+/** `audit db resume`: the Redis intake lost the trail; continue every chain from PostgreSQL (pg/resume.ts). */
+async function resumeFromDatabase(out: Out): Promise<void> {
+  const config = { ...loadConfig(), devRedis: false };
+  const rt = await openRuntime(config, createLogger('silent'));
+  let db: AuditDatabase | undefined;
+  const anchor = createAnchor({ config, logger: rt.logger });
+  try {
+    db = await openAuditDatabase(config, rt.logger);
+    if (!db) throw new CliUsageError('no audit database is configured (AUTHZ_AUDIT_DATABASE_URL)');
+    const keys = keyStoreCheckpointKeys(rt.redis, rt.keyspace, config.keyEncryptionSecret);
+    const checkpoints = new CheckpointStore(rt.redis, rt.keyspace, keys, config.issuer, anchor);
+    const resumed = await resumeIntake({ db, redis: rt.redis, keyspace: rt.keyspace, checkpoints, keys, every: config.audit.checkpointEvery });
+    for (const { chain, seq } of resumed) out(`${chain}: continues after seq ${seq} (signed ship-cut checkpoint)`);
+    out(resumed.length ? 'the intake continues the trail PostgreSQL holds; servers may start' : 'PostgreSQL holds no entries yet; the intake continues its trail');
+  } catch (err) {
+    if (err instanceof ResumeRefusedError || err instanceof AuditDatabaseError) throw new CliUsageError(err.message);
+    throw err;
+  } finally {
+    await anchor?.close();
+    await db?.close();
+    await rt.close();
   }
 }
 
