@@ -16,7 +16,7 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(env: Record<string, string>, args: string[], timeoutMs = 120_000): Promise<CliResult> {
+export function runCli(env: Record<string, string>, args: string[], timeoutMs = 60_000): Promise<CliResult> {
   return new Promise((resolve) => {
     const proc = spawn(process.execPath, ['bin/smart-authz.js', ...args], {
       cwd: ROOT,

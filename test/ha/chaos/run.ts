@@ -286,19 +286,35 @@ async function killSentinelMaster(ctx: Ctx): Promise<void> {
   ctx.mark(`sentinels report the new master ${await group.masterPort()}`);
   await group.restart(from);
   ctx.mark(`old master ${from} restarted`);
+  // Not part of the fault: when the new master has a replica again (writes can be confirmed), for the timeline.
+  void until('a replica online', async () => (await replicasOnline(await group.masterPort())) >= 1, 60_000).then(
+    () => ctx.mark('the new master has a replica online'),
+    () => {},
+  );
 }
 
 /** Sentinel's own announcements during a scenario, with their time (to see where a failover's time goes). */
 async function watchSentinel(group: SentinelGroup, ctx: Ctx): Promise<() => void> {
-  const sub = new Redis({ host: '127.0.0.1', port: group.sentinelPorts[0]!, lazyConnect: true, maxRetriesPerRequest: 0 });
-  sub.on('error', () => {});
-  await sub.connect();
-  const wanted = new Set(['+sdown', '-sdown', '+odown', '+try-failover', '+elected-leader', '+selected-slave', '+promoted-slave', '+failover-end', '+switch-master', '+convert-to-slave', '+slave-reconf-done', '+failover-state-reconf-slaves']);
-  sub.on('pmessage', (_p: string, channel: string, message: string) => {
-    if (wanted.has(channel)) ctx.mark(`sentinel ${channel} ${message.split(' ').slice(0, 4).join(' ')}`);
+  const wanted = new Set(['+sdown', '+odown', '+elected-leader', '+promoted-slave', '+switch-master', '+convert-to-slave', '+slave-reconf-done', '+failover-end']);
+  // Each sentinel announces what it does itself: listen to all of them, note each announcement once.
+  const seen = new Set<string>();
+  const subs = group.sentinelPorts.map((port) => {
+    const sub = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0 });
+    sub.on('error', () => {});
+    sub.on('pmessage', (_p: string, channel: string, message: string) => {
+      const what = `${channel} ${message.split(' ').slice(0, 4).join(' ')}`;
+      if (!wanted.has(channel) || (channel !== '+sdown' && seen.has(what)) || seen.has(`${port} ${what}`)) return;
+      seen.add(what);
+      seen.add(`${port} ${what}`);
+      ctx.mark(`sentinel ${port}: ${what}`);
+    });
+    return sub;
   });
-  await sub.psubscribe('*');
-  return () => sub.disconnect();
+  await Promise.all(subs.map(async (sub) => {
+    await sub.connect();
+    await sub.psubscribe('*');
+  }));
+  return () => subs.forEach((sub) => sub.disconnect());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,6 +436,10 @@ async function runScenario(sc: Scenario, setup: Setup, clientsFile: string, key:
   const main = r.answers.filter((a) => a.kind !== 'replay');
   const failures = main.filter(failed);
   const windowS = failures.length ? (failures.at(-1)!.at - failures[0]!.at) / 1000 : 0;
+  if (failures.length) {
+    timeline.push(`${(failures[0]!.at / 1000).toFixed(2)} s first failed request`, `${(failures.at(-1)!.at / 1000).toFixed(2)} s last failed request`);
+    timeline.sort((a, b) => parseFloat(a) - parseFloat(b));
+  }
 
   // Afterwards, through public interfaces: every acknowledged token introspects active...
   await setup.healthy().catch((err: unknown) => violations.push(`the Redis set-up did not heal: ${(err as Error).message}`));
