@@ -27,8 +27,11 @@ export interface SentinelGroup {
   node(port: number): Redis;
   /** SIGKILLs the data node on `port` (an unplanned failure) and waits for it to exit. */
   kill(port: number): Promise<void>;
-  /** Starts the data node on `port` again with the arguments it first had (a supervisor's restart). */
-  restart(port: number): Promise<void>;
+  /**
+   * Starts the data node on `port` again (a supervisor's restart): with the arguments it first
+   * had, except that it is a replica of `replicaOf` if given and otherwise starts as a master.
+   */
+  restart(port: number, opts?: { replicaOf?: number }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -188,10 +191,13 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
           p.kill('SIGKILL');
         });
       },
-      async restart(port) {
+      async restart(port, restartOpts = {}) {
         const node = dataNodes.get(port);
         if (!node) throw new Error(`no data node on ${port}`);
-        node.proc = launch(node.args);
+        const i = node.args.indexOf('--replicaof');
+        const args = i < 0 ? [...node.args] : [...node.args.slice(0, i), ...node.args.slice(i + 3)];
+        if (restartOpts.replicaOf) args.push('--replicaof', HOST, String(restartOpts.replicaOf));
+        node.proc = launch(args);
         await untilTrue(`node ${port} to answer`, () => ask(port, async (c) => (await c.ping()) === 'PONG'), 10_000);
       },
       stop,

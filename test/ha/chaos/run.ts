@@ -37,8 +37,11 @@ const WORKERS = Number(opts.workers ?? (SHORT ? 16 : 20));
 /** Load before the fault, and after the service has recovered. */
 const BEFORE_MS = SHORT ? 3_000 : 5_000;
 const AFTER_MS = SHORT ? 2_000 : 4_000;
-/** Recovered: every instance expected alive answers /readyz 200 and no request failed for this long. */
-const QUIET_MS = 1_500;
+/**
+ * Recovered: every instance expected alive answers /readyz 200, and no request failed for this long
+ * since the fault ended or the last failure (a Cluster's errors start only once a node times out).
+ */
+const QUIET_MS = 3_000;
 const MAX_RECOVERY_MS = 60_000;
 const FHIR = 'http://localhost:8080/fhir';
 const RS = { id: 'chaos-rs', secret: 'chaos-rs-secret-0123456789' };
@@ -196,20 +199,30 @@ const SCENARIOS: Scenario[] = [
     setup: 'sentinel',
     instances: 2,
     short: true,
-    what: 'SIGKILL the master (AUTHZ_REDIS_MIN_REPLICAS=1, one replica); a supervisor starts it again once the sentinels report the new master, and Sentinel makes it a replica',
+    what: 'SIGKILL the master (AUTHZ_REDIS_MIN_REPLICAS=1, one replica); a supervisor starts it again with its own configuration (a master) once the sentinels report the new master, and Sentinel makes it a replica',
     windowS: 25,
     connErrors: 0,
-    inject: killSentinelMaster,
+    inject: (ctx) => killSentinelMaster(ctx, false),
+  },
+  {
+    name: 'sentinel master SIGKILL, restarted as replica',
+    setup: 'sentinel',
+    instances: 2,
+    short: false,
+    what: 'the same, but the supervisor starts the old master as a replica of the master the sentinels name (`--replicaof`)',
+    windowS: 10,
+    connErrors: 0,
+    inject: (ctx) => killSentinelMaster(ctx, true),
   },
   {
     name: 'sentinel master SIGKILL, 2 replicas',
     setup: 'sentinel2',
     instances: 2,
     short: false,
-    what: 'the same with two replicas: the new master has a replica at once',
+    what: 'the first variant with two replicas: the new master has a replica at once',
     windowS: 10,
     connErrors: 0,
-    inject: killSentinelMaster,
+    inject: (ctx) => killSentinelMaster(ctx, false),
   },
   {
     name: 'cluster {audit} master SIGKILL',
@@ -277,15 +290,16 @@ const SCENARIOS: Scenario[] = [
 ];
 for (const s of SCENARIOS) if (s.connErrors === Number.POSITIVE_INFINITY) s.connErrors = WORKERS;
 
-async function killSentinelMaster(ctx: Ctx): Promise<void> {
+async function killSentinelMaster(ctx: Ctx, asReplica: boolean): Promise<void> {
   const group = ctx.setup.sentinel!;
   const from = await group.masterPort();
   await group.kill(from);
   ctx.mark(`master ${from} killed`);
   await until('the sentinels to report a new master', async () => (await group.masterPort()) !== from, 60_000);
-  ctx.mark(`sentinels report the new master ${await group.masterPort()}`);
-  await group.restart(from);
-  ctx.mark(`old master ${from} restarted`);
+  const to = await group.masterPort();
+  ctx.mark(`sentinels report the new master ${to}`);
+  await group.restart(from, asReplica ? { replicaOf: to } : {});
+  ctx.mark(`old master ${from} restarted${asReplica ? ` as a replica of ${to}` : ''}`);
   // Not part of the fault: when the new master has a replica again (writes can be confirmed), for the timeline.
   void until('a replica online', async () => (await replicasOnline(await group.masterPort())) >= 1, 60_000).then(
     () => ctx.mark('the new master has a replica online'),
@@ -410,13 +424,14 @@ async function runScenario(sc: Scenario, setup: Setup, clientsFile: string, key:
     faultAt = ctx.now();
     ctx.mark('fault');
     await sc.inject(ctx).catch((err: unknown) => violations.push(`fault injection failed: ${(err as Error).message}`));
+    const faultEnd = ctx.now();
     const deadline = Date.now() + MAX_RECOVERY_MS;
     while (Date.now() < deadline) {
       const alive = servers.filter((_, i) => !ctx.gone.has(i));
       const ready = (await Promise.all(alive.map((s) => getStatus(`${s.url}/readyz`).catch(() => 0)))).every((st) => st === 200);
       const answers = load.result.answers;
       const lastFailure = [...answers].reverse().find(failed);
-      const quiet = !lastFailure || Date.now() - started - lastFailure.at > QUIET_MS;
+      const quiet = ctx.now() - Math.max(faultEnd, lastFailure?.at ?? 0) > QUIET_MS;
       if (ready && quiet && answers.some((a) => a.status === 200 && a.at > faultAt)) {
         recovered = true;
         break;
