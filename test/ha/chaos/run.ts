@@ -6,7 +6,7 @@
  * one fault per scenario, checks afterwards through public interfaces only (introspection, the
  * `smart-authz audit export|verify` CLI), prints a table and exits 1 if any bound was violated.
  *
- * Options: --short, --only <name,name>, --json <file> (results for .ci/run's summary), --workers N.
+ * Options: --short, --only <part of a name,...> (`name$`: exactly that name), --json <file> (results for .ci/run's summary), --workers N.
  * docs/operations.md "Chaos suite" describes each scenario, its bounds and a run's figures.
  */
 import { execFile } from 'node:child_process';
@@ -535,6 +535,13 @@ async function runScenario(sc: Scenario, setup: Setup, clientsFile: string, key:
   check(o.recovered, 'the service did not recover');
   check(o.windowS <= sc.windowS, `error window ${o.windowS.toFixed(1)} s over its bound ${sc.windowS} s`);
   check(o.acknowledged >= 50, `only ${o.acknowledged} tokens acknowledged: too little load to mean anything`);
+  if (violations.length) {
+    // What the servers said (without the per-request lines), kept for whoever looks into it.
+    const dir = mkdtempSync(join(tmpdir(), 'chaos-logs-'));
+    servers.forEach((s, i) => writeFileSync(join(dir, `server-${i}.log`), `${s.stdout().split('\n').filter((l) => !l.includes('"msg":"request"')).join('\n')}\n${s.stderr()}`));
+    const byInstance = servers.map((_, i) => `instance ${i}: ${summary(failures.filter((a) => a.instance === i))}`).join('; ');
+    violations.push(`(failures by instance: ${byInstance}; server logs in ${dir})`);
+  }
   return outcome;
 }
 
@@ -572,7 +579,9 @@ function table(outcomes: Outcome[]): string {
 
 async function main(): Promise<void> {
   const only = opts.only?.split(',').map((s) => s.trim().toLowerCase());
-  const chosen = SCENARIOS.filter((s) => (only ? only.some((o) => s.name.toLowerCase().includes(o)) : !SHORT || s.short));
+  // A term matches names that contain it; ending in `$`, only the name that is exactly it.
+  const matches = (name: string, term: string) => (term.endsWith('$') ? name.toLowerCase() === term.slice(0, -1) : name.toLowerCase().includes(term));
+  const chosen = SCENARIOS.filter((s) => (only ? only.some((o) => matches(s.name, o)) : !SHORT || s.short));
   if (!chosen.length) throw new Error(`no scenario matches ${opts.only}`);
   if (chosen.some((s) => s.setup === 'cluster') && !clusterToolsAvailable()) throw new Error('redis-server and redis-cli (Debian: redis-server, redis-tools) are needed');
 
