@@ -13,9 +13,11 @@ import { signAssertion, type BackendKey } from '../../support/backend-client.js'
  * The balancer does what a production one does, no more: it probes `/readyz` on every instance
  * (fresh connection, short deadline) and routes to those that answered 200; when none did (Redis is
  * down for all of them) it routes to every instance still accepting connections, so the servers'
- * own answers (503 + Retry-After) reach the client. A connection refused is never delivered, so it
- * is retried on another instance (like nginx' `proxy_next_upstream error`); a connection lost with
- * a request in flight is not retried (the request is not idempotent) and counts as a failure.
+ * own answers (503 + Retry-After) reach the client. A token's introspection goes to another
+ * instance than the one that issued it when another one is ready. A connection refused is never
+ * delivered, so it is retried on another instance (like nginx' `proxy_next_upstream error`); a
+ * connection lost with a request in flight is not retried (the request is not idempotent) and
+ * counts as a failure.
  */
 
 export const ISSUER = 'http://localhost:3000';
@@ -91,10 +93,11 @@ export function balancer(urls: string[]): Balancer {
   return {
     urls,
     pick(avoid) {
-      const candidates = (wanted: (s: string) => boolean) => urls.map((_, i) => i).filter((i) => wanted(state[i]!) && i !== avoid);
-      let pool = candidates((s) => s === 'ready');
-      if (!pool.length) pool = candidates((s) => s !== 'down');
-      if (!pool.length && avoid !== undefined && state[avoid] !== 'down') pool = [avoid];
+      // Ready instances first (another than `avoid` if there is one), only then any that accepts connections.
+      const all = urls.map((_, i) => i);
+      const prefer = (pool: number[]) => (pool.some((i) => i !== avoid) ? pool.filter((i) => i !== avoid) : pool);
+      let pool = prefer(all.filter((i) => state[i] === 'ready'));
+      if (!pool.length) pool = prefer(all.filter((i) => state[i] !== 'down'));
       if (!pool.length) return undefined;
       return pool[next++ % pool.length];
     },
