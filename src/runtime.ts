@@ -59,7 +59,10 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
     keyspace,
     keystore,
     async close() {
-      await redis.quit().catch(() => redis.disconnect());
+      await redis.quit().catch(() => undefined);
+      // QUIT closes the connection to Redis but not, with Sentinel, the failover detector's
+      // subscriptions to the sentinels: without this a CLI command never exits.
+      redis.disconnect();
       await devRedis?.stop();
     },
   };

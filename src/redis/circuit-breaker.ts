@@ -108,7 +108,12 @@ export class RedisCircuitBreaker implements StoreHealth {
 
   private dispatch(command: Command, stream?: unknown, node?: unknown): unknown {
     const target = this.nodeOf(command);
-    if (this.cluster ? target !== undefined && this.openNodes.has(target) : this.open) {
+    // Before the connection is ready, what passes here is the client's own handshake and ready
+    // check (INFO) on a new connection; the client refuses everything else itself (no offline
+    // queue). Refusing the ready check would keep the client from ever becoming ready after
+    // Redis restarts, and the PING probe below waits for "ready": the breaker would stay open.
+    // (A Cluster's node connections do their handshakes on their own clients, not through here.)
+    if (this.cluster ? target !== undefined && this.openNodes.has(target) : this.open && this.client.status === 'ready') {
       const error = new StoreUnavailableError('Redis is not answering; the request was not sent');
       if (stream) {
         // A command of a pipeline must still be handed over, or the pipeline never writes the

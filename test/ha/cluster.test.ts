@@ -16,8 +16,9 @@ import { listen, runLoad, summarize, TOKEN_URL, type LoadResult } from './cluste
  * SCIM writes. Every multi-key command, script and pipeline must stay within one slot, whatever
  * the client batches together; a master's death must cost only 503s for the failover window.
  *
- * The master-kill test takes longer (failover plus a full re-check); it runs with HA_CHAOS=1
- * (`npm run chaos`), not in the default suite.
+ * The master-kill test takes longer (failover plus a full re-check); it runs with HA_CHAOS=1,
+ * not in the default suite. `npm run chaos` (test/ha/chaos/run.ts) runs the same fault against
+ * real server processes, with the other faults of issue 16.
  */
 
 const FHIR = 'http://localhost:8080/fhir';

@@ -18,6 +18,8 @@ export interface RedisClusterHandle {
   nodesEnv: string;
   /** The port of the master serving `key`'s slot now (asks a live node). */
   masterOf(key: string): Promise<number>;
+  /** The live masters serving slots, each with how many live replicas follow it. */
+  masters(): Promise<Array<{ port: number; replicas: number }>>;
   /** SIGKILLs the node on `port` and waits for it to exit. */
   kill(port: number): Promise<void>;
   /** Resolves once every live node reports `cluster_state:ok` and every replica is in sync with its master. */
@@ -109,6 +111,14 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}): 
         if (myself && ownsSlot(myself, slot)) return n.port;
       }
       throw new Error(`redis cluster: no live master serves slot ${slot}`);
+    },
+    async masters() {
+      const lines = (await cli(live()[0]!.port, 'cluster', 'nodes')).split('\n').filter(Boolean).map((l) => l.split(' '));
+      // id addr flags master-id ping pong epoch link slots...
+      const ok = (l: string[]) => !/fail|noaddr/.test(l[2]!) && l[7] === 'connected';
+      return lines
+        .filter((l) => ok(l) && l[2]!.includes('master') && l.length > 8)
+        .map((l) => ({ port: Number(/:(\d+)@/.exec(l[1]!)![1]), replicas: lines.filter((r) => ok(r) && r[3] === l[0]).length }));
     },
     async kill(port) {
       const node = nodes.find((n) => n.port === port);

@@ -25,13 +25,24 @@ export interface SentinelGroup {
   failover(timeoutMs?: number): Promise<{ from: number; to: number }>;
   /** A plain client to one node (callers disconnect it). */
   node(port: number): Redis;
+  /** SIGKILLs the data node on `port` (an unplanned failure) and waits for it to exit. */
+  kill(port: number): Promise<void>;
+  /**
+   * Starts the data node on `port` again (a supervisor's restart): with the arguments it first
+   * had, except that it is a replica of `replicaOf` if given and otherwise starts as a master.
+   */
+  restart(port: number, opts?: { replicaOf?: number }): Promise<void>;
   stop(): Promise<void>;
 }
 
 export interface SentinelGroupOptions {
   name?: string;
-  /** Extra redis-server arguments for both data nodes, e.g. ['--min-replicas-to-write', '1']. */
+  /** Extra redis-server arguments for every data node, e.g. ['--min-replicas-to-write', '1']. */
   nodeArgs?: string[];
+  /** Replicas of the first master (default 1). */
+  replicas?: number;
+  /** `sentinel down-after-milliseconds` (default 2000): how long a silent master takes to count as down. */
+  downAfterMs?: number;
 }
 
 const HOST = '127.0.0.1';
@@ -91,23 +102,29 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   };
 
-  const launch = (args: string[]): void => {
+  const launch = (args: string[]): ChildProcess => {
     const p = spawn('redis-server', args, { stdio: 'ignore' });
     p.on('error', () => {});
     procs.push(p);
+    return p;
   };
+  /** The data nodes by port: their process now and the arguments to start them again. */
+  const dataNodes = new Map<number, { proc: ChildProcess; args: string[] }>();
 
   try {
-    const nodePorts = [await freeLoopbackPort(), await freeLoopbackPort()];
-    const [masterPort, replicaPort] = nodePorts as [number, number];
+    const nodePorts: number[] = [];
+    for (let i = 0; i <= (opts.replicas ?? 1); i++) nodePorts.push(await freeLoopbackPort());
+    const [masterPort, ...replicaPorts] = nodePorts as [number, ...number[]];
     for (const port of nodePorts) {
       const dir = mkdtempSync(join(tmpdir(), 'smart-authz-sentinel-node-'));
       dirs.push(dir);
       const args = ['--port', String(port), '--bind', HOST, '--dir', dir, '--save', '', '--appendonly', 'no', ...(opts.nodeArgs ?? [])];
-      if (port === replicaPort) args.push('--replicaof', HOST, String(masterPort));
-      launch(args);
+      if (port !== masterPort) args.push('--replicaof', HOST, String(masterPort));
+      dataNodes.set(port, { proc: launch(args), args });
     }
-    await untilTrue('the replica to sync', () => ask(replicaPort, async (c) => /master_link_status:up/.test(await c.info('replication'))), 15_000);
+    for (const replicaPort of replicaPorts) {
+      await untilTrue('the replica to sync', () => ask(replicaPort, async (c) => /master_link_status:up/.test(await c.info('replication'))), 15_000);
+    }
 
     const sentinelPorts: number[] = [];
     for (let i = 0; i < 3; i++) {
@@ -125,7 +142,7 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
           `bind ${HOST}`,
           `dir ${dir}`,
           `sentinel monitor ${name} ${HOST} ${masterPort} 2`,
-          `sentinel down-after-milliseconds ${name} 2000`,
+          `sentinel down-after-milliseconds ${name} ${opts.downAfterMs ?? 2000}`,
           `sentinel failover-timeout ${name} 10000`,
           `sentinel parallel-syncs ${name} 1`,
           '',
@@ -142,7 +159,7 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
             const master = fields(await c.call('SENTINEL', 'MASTER', name));
             const replicas = (await c.call('SENTINEL', 'REPLICAS', name)) as unknown[];
             const ok = String(await c.call('SENTINEL', 'CKQUORUM', name)).startsWith('OK');
-            return master['num-other-sentinels'] === '2' && replicas.some((r) => fields(r).flags === 'slave') && ok;
+            return master['num-other-sentinels'] === '2' && replicas.filter((r) => fields(r).flags === 'slave').length === replicaPorts.length && ok;
           }),
         30_000,
       );
@@ -165,6 +182,23 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
         const c = plainClient(port);
         void c.connect().catch(() => {});
         return c;
+      },
+      async kill(port) {
+        const p = dataNodes.get(port)?.proc;
+        if (!p || p.exitCode !== null || p.signalCode !== null) return;
+        await new Promise<void>((resolve) => {
+          p.once('exit', () => resolve());
+          p.kill('SIGKILL');
+        });
+      },
+      async restart(port, restartOpts = {}) {
+        const node = dataNodes.get(port);
+        if (!node) throw new Error(`no data node on ${port}`);
+        const i = node.args.indexOf('--replicaof');
+        const args = i < 0 ? [...node.args] : [...node.args.slice(0, i), ...node.args.slice(i + 3)];
+        if (restartOpts.replicaOf) args.push('--replicaof', HOST, String(restartOpts.replicaOf));
+        node.proc = launch(args);
+        await untilTrue(`node ${port} to answer`, () => ask(port, async (c) => (await c.ping()) === 'PONG'), 10_000);
       },
       stop,
     };

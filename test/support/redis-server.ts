@@ -12,6 +12,13 @@ export interface RedisServerHandle {
   restart(): Promise<void>;
   /** Sends a signal to the redis-server process (SIGSTOP / SIGCONT: a hung Redis). */
   signal(signal: NodeJS.Signals): void;
+  /** Stops the server and removes its data dir (the handle is done with). */
+  destroy(): Promise<void>;
+}
+
+export interface RedisServerOptions {
+  /** Extra redis-server arguments, after the defaults (the last value of a setting wins), e.g. ['--appendonly', 'yes']. */
+  args?: string[];
 }
 
 export const freePort = freeLoopbackPort;
@@ -36,23 +43,23 @@ async function waitForPing(port: number, deadlineMs = 10_000): Promise<void> {
 }
 
 /** Starts a private redis-server on a free loopback port with its data in a temp dir. */
-export async function startRedisServer(): Promise<RedisServerHandle> {
+export async function startRedisServer(opts: RedisServerOptions = {}): Promise<RedisServerHandle> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'smart-authz-redis-'));
   let proc: ChildProcess | undefined;
   const launch = async () => {
-    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], {
+    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...(opts.args ?? [])], {
       stdio: 'ignore',
     });
     await waitForPing(port);
   };
   await launch();
-  return {
+  const handle: RedisServerHandle = {
     url: `redis://127.0.0.1:${port}`,
     port,
     async stop() {
       const p = proc;
-      if (!p || p.exitCode !== null) return;
+      if (!p || p.exitCode !== null || p.signalCode !== null) return;
       await new Promise<void>((resolve) => {
         p.once('exit', () => resolve());
         p.kill('SIGKILL');
@@ -64,7 +71,12 @@ export async function startRedisServer(): Promise<RedisServerHandle> {
     signal(signal) {
       proc?.kill(signal);
     },
+    async destroy() {
+      await handle.stop();
+      removeDir(dir);
+    },
   };
+  return handle;
 }
 
 export function removeDir(dir: string): void {
