@@ -7,6 +7,7 @@ import { listen, readTls } from './server.js';
 import { startKeyWatcher } from './keys/keystore.js';
 import { KeyStoreError } from './keys/errors.js';
 import { circuitBreakerFor, connectionHealth, type StoreHealth } from './redis/circuit-breaker.js';
+import type { RedisClient } from './redis/connection.js';
 
 const KEY_RELOAD_INTERVAL_MS = 30_000;
 
@@ -135,9 +136,14 @@ async function main(): Promise<void> {
 
   // Every instance ships; a lease per chain lets one of them move each chain at a time.
   const { AuditShipper } = await import('./audit/shipper.js');
-  const shipper = auditDb
-    ? new AuditShipper({ redis, keyspace, store: new AuditStore(redis, keyspace, config.audit.chains, auditDb.home), pg: auditDb.store, checkpoints: audit.checkpoints, logger, metrics })
-    : undefined;
+  // On a connection of its own: a shipping batch (up to 1,000 entries read, dropped, re-indexed)
+  // must not queue ahead of requests' commands on theirs, nor they ahead of it.
+  const shipRedis: RedisClient | undefined = auditDb ? (redis as { duplicate(): RedisClient }).duplicate() : undefined;
+  shipRedis?.on('error', (err: Error) => logger.warn({ err: { message: err.message } }, 'redis connection problem (audit shipper)'));
+  const shipper =
+    auditDb && shipRedis
+      ? new AuditShipper({ redis: shipRedis, keyspace, store: new AuditStore(shipRedis, keyspace, config.audit.chains, auditDb.home), pg: auditDb.store, checkpoints: audit.checkpoints, logger, metrics })
+      : undefined;
   shipper?.start();
 
   // Rotation needs no restart: every instance notices the key-set version change and swaps in a
@@ -168,6 +174,7 @@ async function main(): Promise<void> {
     await audit.close();
     // Last: what the trail appended while closing is shipped by the next instance's shipper.
     await shipper?.stop();
+    shipRedis?.disconnect();
     await auditDb?.close();
     breaker.stop();
     await runtime.close();

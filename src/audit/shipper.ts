@@ -150,9 +150,11 @@ export class AuditShipper {
 
   private async roundOf(chain: ChainName): Promise<number> {
     if (this.stopped) return 0;
-    const state = await this.lease(chain);
-    if (!state || state.stalled) return 0;
+    let state: ChainState | undefined;
     try {
+      // Taking the lease reads PostgreSQL too: a round that fails there is counted like any other.
+      state = await this.lease(chain);
+      if (!state || state.stalled) return 0;
       const moved = await this.shipBatch(chain, state);
       await this.trimIfDue(chain, state);
       return moved;
@@ -267,7 +269,7 @@ export class AuditShipper {
     state.shippedCheckpoints = new Set([...state.shippedCheckpoints].filter((jws) => jws === signed.jws));
   }
 
-  private failed(chain: ChainName, state: ChainState, err: unknown): void {
+  private failed(chain: ChainName, state: ChainState | undefined, err: unknown): void {
     const { logger, metrics } = this.deps;
     if (isPgOutage(err) || isRedisOutage(err)) {
       metrics?.auditShipErrors.inc({ chain, kind: 'unavailable' });
@@ -282,7 +284,7 @@ export class AuditShipper {
       throw err;
     }
     // Sending the same entries again would be refused the same way: an operator has to look.
-    state.stalled = (err as Error).message;
+    if (state) state.stalled = (err as Error).message;
     logger.error(
       { chain, err: { message: (err as Error).message } },
       'audit shipping of this chain stopped: PostgreSQL and the Redis intake disagree; run `smart-authz audit verify` and see docs/audit-postgres.md',

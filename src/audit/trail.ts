@@ -13,6 +13,7 @@ import { CheckpointStore, keyStoreCheckpointKeys, signCadence, type CheckpointKe
 import { createAnchor, type CheckpointAnchor } from './anchor.js';
 import { asRequestWrite } from '../redis/write-acks.js';
 import { isRedisOutage } from '../redis/outage.js';
+import { AuditStore } from './store.js';
 import { StoreUnavailableError } from '../redis/circuit-breaker.js';
 
 export type { AuditEvent } from './audit-event.js';
@@ -146,10 +147,15 @@ class RedisAuditTrail implements AuditTrail {
   private readonly validate: boolean;
   /** Set while every chain's intake is over its bound (PostgreSQL not keeping up or down). */
   private intakeFull: string | undefined;
+  /** Chains whose intake is over its bound: no appends go there (a stalled chain must not grow). */
+  private overBound = new Set<ChainName>();
+  /** Reads the entry after a chain's watermark (its age is the intake's lag in seconds). */
+  private readonly store: AuditStore;
   private readonly intakeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: AuditTrailDeps) {
     this.validate = deps.config.audit.validateEvents ?? deps.config.mode !== 'production';
+    this.store = new AuditStore(deps.redis, deps.keyspace, deps.config.audit.chains);
     this.shards = shardChains(deps.config.audit.chains).map((chain) => ({ chain, appender: new ChainAppender(deps.redis, deps.keyspace, chain), inFlight: 0, avoidUntil: 0 }));
     const keys = deps.checkpointKeys ?? keyStoreCheckpointKeys(deps.redis, deps.keyspace, deps.config.keyEncryptionSecret);
     this.anchor = deps.anchor ?? createAnchor({ config: deps.config, logger: deps.logger, metrics: deps.metrics });
@@ -175,17 +181,29 @@ class RedisAuditTrail implements AuditTrail {
   private async watchIntake(): Promise<void> {
     const { redis, keyspace, metrics, config } = this.deps;
     const now = Date.now();
-    const lags = await Promise.all(
+    const over = new Set<ChainName>();
+    await Promise.all(
       this.shards.map(async ({ chain }) => {
-        const [[head], [shipped, at]] = await Promise.all([redis.hmget(keyspace.auditHead(chain), 'seq'), redis.hmget(keyspace.auditShipped(chain), 'seq', 'at')]);
-        const events = Math.max(0, Number(head ?? 0) - Number(shipped ?? 0));
+        const [[head], [shipped]] = await Promise.all([redis.hmget(keyspace.auditHead(chain), 'seq'), redis.hmget(keyspace.auditShipped(chain), 'seq')]);
+        const confirmed = Number(shipped ?? 0);
+        const events = Math.max(0, Number(head ?? 0) - confirmed);
+        // The age of the oldest entry waiting: the one right after the watermark.
+        let seconds = 0;
+        if (events) {
+          const [oldest] = await this.store.entriesAt([{ chain, seq: confirmed + 1 }]);
+          if (oldest) seconds = Math.max(0, now - oldest.t) / 1000;
+        }
         metrics?.auditIntakeLagEvents.set({ chain }, events);
-        metrics?.auditIntakeLagSeconds.set({ chain }, events ? Math.max(0, now - Number(at ?? now)) / 1000 : 0);
-        return events;
+        metrics?.auditIntakeLagSeconds.set({ chain }, seconds);
+        if (events > config.audit.intakeMaxEvents) over.add(chain);
       }),
     );
-    const full = lags.every((n) => n > config.audit.intakeMaxEvents);
-    if (full && !this.intakeFull) this.deps.logger.error({ lags }, 'the audit intake is full: PostgreSQL has not confirmed the trail for a while; audited requests get 503 until it catches up');
+    // A chain over its bound takes no more appends (the others do); when every chain is over it,
+    // the intake is full and audited requests are refused.
+    this.overBound = over;
+    const full = over.size === this.shards.length;
+    if (full && !this.intakeFull) this.deps.logger.error({ chains: [...over] }, 'the audit intake is full: PostgreSQL has not confirmed the trail for a while; audited requests get 503 until it catches up');
+    else if (over.size && !full) this.deps.logger.warn({ chains: [...over] }, 'audit chains over the intake bound take no appends until PostgreSQL confirms them');
     if (!full && this.intakeFull) this.deps.logger.info('the audit intake takes events again');
     this.intakeFull = full ? `the audit intake holds more than ${config.audit.intakeMaxEvents} events PostgreSQL has not confirmed` : undefined;
   }
@@ -245,7 +263,7 @@ class RedisAuditTrail implements AuditTrail {
     let fallback: Shard | undefined;
     for (let i = 0; i < this.shards.length; i++) {
       const shard = this.shards[(this.turn + i) % this.shards.length]!;
-      if (exclude.has(shard) || (!anyRoom && shard.inFlight >= MAX_IN_FLIGHT)) continue;
+      if (exclude.has(shard) || this.overBound.has(shard.chain) || (!anyRoom && shard.inFlight >= MAX_IN_FLIGHT)) continue;
       if (shard.avoidUntil > now) {
         if (!fallback || shard.avoidUntil < fallback.avoidUntil) fallback = shard;
         continue;

@@ -213,6 +213,32 @@ describe('the Redis intake ships to PostgreSQL', () => {
     }
   }, 60_000);
 
+  test('a chain over the bound takes no appends while another is under it; when every chain is over, the intake refuses', async () => {
+    const g = await auditFixture({ AUTHZ_AUDIT_CHAINS: '2', AUTHZ_AUDIT_INTAKE_MAX_EVENTS: '1000', AUTHZ_AUDIT_MAX_BATCH: '100' });
+    const { createAuditTrail } = await import('../../../src/audit/trail.js');
+    const trail = createAuditTrail({ config: g.config, redis: g.redis, keyspace: g.keyspace, logger: createLogger('silent'), checkpointKeys: g.keys, intake: true });
+    const head = async (chain: 'main' | 'main-1') => Number(await g.redis.hget(g.keyspace.auditHead(chain), 'seq'));
+    const confirm = (chain: 'main' | 'main-1', seq: number) => g.redis.hset(g.keyspace.auditShipped(chain), 'seq', String(seq), 'at', String(Date.now()));
+    try {
+      await Promise.all(Array.from({ length: 2_600 }, () => trail.record(sampleEvent({ patient: 'bound-2' }))));
+      expect(await head('main')).toBeGreaterThan(1000);
+      expect(await head('main-1')).toBeGreaterThan(1000);
+      // PostgreSQL confirmed `main` (as a shipper would), not `main-1` (stalled).
+      await confirm('main', await head('main'));
+      await new Promise((r) => setTimeout(r, 1_300));
+      const stalled = await head('main-1');
+      await Promise.all(Array.from({ length: 300 }, () => trail.record(sampleEvent({ patient: 'bound-2' }))));
+      expect(await head('main-1')).toBe(stalled);
+      // Nothing confirmed anywhere: full.
+      await confirm('main', 0);
+      await new Promise((r) => setTimeout(r, 1_300));
+      await expect(trail.record(sampleEvent())).rejects.toThrow(StoreUnavailableError);
+    } finally {
+      await trail.close();
+      await g.close();
+    }
+  }, 60_000);
+
   test('the intake refuses new events (503) while PostgreSQL lags past its bound, and takes them again once shipped', async () => {
     const g = await auditFixture({ AUTHZ_AUDIT_INTAKE_MAX_EVENTS: '1000', AUTHZ_AUDIT_MAX_BATCH: '500' });
     const own = await startPrivatePostgres();

@@ -33,6 +33,21 @@ afterAll(async () => {
 });
 
 describe('insert', () => {
+  test('two writers reaching a month without partitions at once both succeed (the shipper writes chains in parallel)', async () => {
+    for (let round = 0; round < 4; round++) {
+      const start = Date.UTC(2040 + round, 4, 10);
+      const a = new PgAuditStore(db.appUrl);
+      const b = new PgAuditStore(db.appUrl);
+      try {
+        const results = await Promise.allSettled([a.insert(chainOf(`race-a-${round}`, events(100, start))), b.insert(chainOf(`race-b-${round}`, events(100, start)))]);
+        expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).toEqual([100, 100]);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    }
+  });
+
   test('re-inserting what is there is a no-op; an overlapping batch adds only what is new', async () => {
     const chain = chainOf('idem', events(15));
     expect(await store.insert(chain.slice(0, 10))).toBe(10);
