@@ -7,7 +7,8 @@ import { listen, readTls } from './server.js';
 import { startKeyWatcher } from './keys/keystore.js';
 import { KeyStoreError } from './keys/errors.js';
 import { circuitBreakerFor, connectionHealth, type StoreHealth } from './redis/circuit-breaker.js';
-import type { RedisClient } from './redis/connection.js';
+import { superviseReconnects, type RedisClient } from './redis/connection.js';
+import type { Redis } from 'ioredis';
 
 const KEY_RELOAD_INTERVAL_MS = 30_000;
 
@@ -139,6 +140,7 @@ async function main(): Promise<void> {
   // On a connection of its own: a shipping batch (up to 1,000 entries read, dropped, re-indexed)
   // must not queue ahead of requests' commands on theirs, nor they ahead of it.
   const shipRedis: RedisClient | undefined = auditDb ? (redis as { duplicate(): RedisClient }).duplicate() : undefined;
+  if (shipRedis && !(shipRedis as { isCluster?: boolean }).isCluster) superviseReconnects(shipRedis as Redis);
   shipRedis?.on('error', (err: Error) => logger.warn({ err: { message: err.message } }, 'redis connection problem (audit shipper)'));
   const shipper =
     auditDb && shipRedis

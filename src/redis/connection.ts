@@ -64,16 +64,52 @@ export function createRedis(settings: RedisSettings, options: RedisOptions = {})
     });
   }
   if (settings.sentinels?.length) {
-    return new Redis({
-      ...opts,
-      ...sentinelOptions,
-      sentinels: settings.sentinels,
-      name: settings.sentinelName ?? 'mymaster',
-      password: settings.password,
-      username: settings.username,
-    });
+    return superviseReconnects(
+      new Redis({
+        ...opts,
+        ...sentinelOptions,
+        sentinels: settings.sentinels,
+        name: settings.sentinelName ?? 'mymaster',
+        password: settings.password,
+        username: settings.username,
+      }),
+    );
   }
-  return new Redis(settings.url ?? 'redis://127.0.0.1:6379', opts);
+  return superviseReconnects(new Redis(settings.url ?? 'redis://127.0.0.1:6379', opts));
+}
+
+/** Clients closed on purpose (disconnect or quit): no reconnect for them. */
+const closing = new WeakSet<object>();
+
+/**
+ * ioredis gives a client up for good ("end") when a connection attempt is cancelled half-way,
+ * and never tries again: with Sentinel that is exactly what a failover does. While the client
+ * reconnects through the sentinels (the master died), the failover detector sees +switch-master
+ * and cancels the attempt in progress to start a new one; the cancelled attempt ends the client
+ * instead. Every later command fails with "Connection is closed" and the instance answers 503
+ * until it is restarted (found by the chaos suite: both instances, for good, after a master kill).
+ * So: a client that ends without being closed (disconnect or quit, which are wrapped here to say
+ * so) connects again.
+ */
+export function superviseReconnects(client: Redis): Redis {
+  const disconnect = client.disconnect.bind(client);
+  client.disconnect = (reconnect = false) => {
+    if (!reconnect) closing.add(client);
+    disconnect(reconnect);
+  };
+  const quit = client.quit.bind(client) as (...args: unknown[]) => Promise<'OK'>;
+  (client as { quit: (...args: unknown[]) => Promise<'OK'> }).quit = (...args) => {
+    closing.add(client);
+    return quit(...args);
+  };
+  client.on('end', () => {
+    if (closing.has(client)) return;
+    const timer = setTimeout(() => {
+      if (!closing.has(client) && client.status === 'end') client.connect().catch(() => undefined);
+    }, RECONNECT_MAX_MS);
+    timer.unref();
+  });
+  return client;
 }
 
 /** Connects, waiting for the first successful connection up to `timeoutMs`. */
