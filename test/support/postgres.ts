@@ -75,3 +75,26 @@ export async function createPgTestDatabase(opts: { migrate?: boolean } = {}): Pr
   }
   return db;
 }
+
+/** Runs `work` on a connection as the role of `url` (its rights, not the superuser's). */
+export async function asRole<T>(url: string, work: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await work(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Changes rows of a test database as a superuser with triggers off: what an attacker with database access could do. */
+export async function tamper(db: PgTestDatabase, sql: string, params: unknown[] = []): Promise<void> {
+  const c = new pg.Client({ connectionString: PG_ADMIN_URL.replace(/\/[^/]*$/, `/${db.database}`) });
+  await c.connect();
+  try {
+    await c.query('SET session_replication_role = replica');
+    await c.query(sql, params);
+  } finally {
+    await c.end();
+  }
+}

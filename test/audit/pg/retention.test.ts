@@ -1,7 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
-import pg from 'pg';
-import { createPgTestDatabase, PG_ADMIN_URL, type PgTestDatabase } from '../../support/postgres.js';
+import { createPgTestDatabase, PG_ADMIN_URL, type PgTestDatabase, tamper, asRole } from '../../support/postgres.js';
 import { cliLines as cli } from '../../support/cli.js';
 import { auditFixture, sampleEvent, type AuditFixture } from '../support.js';
 import { PgAuditStore } from '../../../src/audit/pg/store.js';
@@ -59,27 +58,7 @@ async function ship(): Promise<void> {
   await shipper.stop();
 }
 
-/** Changes rows as a superuser with triggers off: what an attacker with database access could do. */
-async function tamper(sql: string, params: unknown[] = []): Promise<void> {
-  const c = new pg.Client({ connectionString: PG_ADMIN_URL.replace(/\/[^/]*$/, `/${db.database}`) });
-  await c.connect();
-  try {
-    await c.query('SET session_replication_role = replica');
-    await c.query(sql, params);
-  } finally {
-    await c.end();
-  }
-}
 
-async function asRole<T>(url: string, work: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await work(c);
-  } finally {
-    await c.end();
-  }
-}
 
 const patientTotal = async (patient: string) => (await search(store, { clauses: [{ param: 'patient', values: [`Patient/${patient}`] }], count: 10 })).total;
 const verifyMain = async (keys: CheckpointKeys = f.keys) => (await verifyChains(pgStore, { keys, every: f.config.audit.checkpointEvery, chains: ['main'], page: 3 }))[0]!;
@@ -205,29 +184,29 @@ describe('audit purge with the trail in PostgreSQL', () => {
     const kept = await pgStore.kept('main', 0, 100);
     const b = kept[2]!;
     const edited = b.event.replace('"outcome":"0"', '"outcome":"8"');
-    await tamper("UPDATE audit.kept SET event = $1 WHERE chain = 'main' AND seq = $2", [edited, b.seq]);
+    await tamper(db, "UPDATE audit.kept SET event = $1 WHERE chain = 'main' AND seq = $2", [edited, b.seq]);
     expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'altered', seq: b.seq, message: expect.stringMatching(/kept disclosure .* does not match its hash/) } });
     // Re-hashed to match: the signed digest still tells.
-    await tamper("UPDATE audit.kept SET hash = decode($1, 'hex') WHERE chain = 'main' AND seq = $2", [entryHash(b.seq, b.prev, edited), b.seq]);
+    await tamper(db, "UPDATE audit.kept SET hash = decode($1, 'hex') WHERE chain = 'main' AND seq = $2", [entryHash(b.seq, b.prev, edited), b.seq]);
     expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'altered', message: expect.stringMatching(/not those the retention cut signed: 1 here, 1 signed; one was altered/) } });
     // Moved in time within its month (search would file it elsewhere).
-    await tamper("UPDATE audit.kept SET event = $1, hash = decode($2, 'hex'), t = t + interval '1 second' WHERE chain = 'main' AND seq = $3", [b.event, b.hash, b.seq]);
+    await tamper(db, "UPDATE audit.kept SET event = $1, hash = decode($2, 'hex'), t = t + interval '1 second' WHERE chain = 'main' AND seq = $3", [b.event, b.hash, b.seq]);
     expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'altered' } });
-    await tamper("UPDATE audit.kept SET t = t - interval '1 second' WHERE chain = 'main' AND seq = $1", [b.seq]);
+    await tamper(db, "UPDATE audit.kept SET t = t - interval '1 second' WHERE chain = 'main' AND seq = $1", [b.seq]);
     expect((await verifyMain()).ok).toBe(true);
 
     // Removed.
-    await tamper("DELETE FROM audit.kept WHERE chain = 'main' AND seq = $1", [kept[0]!.seq]);
+    await tamper(db, "DELETE FROM audit.kept WHERE chain = 'main' AND seq = $1", [kept[0]!.seq]);
     expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'removed', message: expect.stringMatching(/1 here, 2 signed; 1 were removed/) } });
-    await tamper("INSERT INTO audit.kept SELECT chain, seq, audit.ms_to_ts($2), decode($3, 'hex'), decode($4, 'hex'), $5, $6 FROM (SELECT 'main' AS chain, $1::bigint AS seq) x", [kept[0]!.seq, kept[0]!.t, kept[0]!.prev, kept[0]!.hash, kept[0]!.id, kept[0]!.event]);
+    await tamper(db, "INSERT INTO audit.kept SELECT chain, seq, audit.ms_to_ts($2), decode($3, 'hex'), decode($4, 'hex'), $5, $6 FROM (SELECT 'main' AS chain, $1::bigint AS seq) x", [kept[0]!.seq, kept[0]!.t, kept[0]!.prev, kept[0]!.hash, kept[0]!.id, kept[0]!.event]);
     expect((await verifyMain()).ok).toBe(true);
 
     // A self-consistent entry added to the kept table (a back-dated "disclosure"), in b's month.
     const forged = { ...b, seq: b.seq - 1, id: 'forged' };
     forged.hash = entryHash(forged.seq, forged.prev, forged.event);
-    await tamper("INSERT INTO audit.kept VALUES ('main', $1, audit.ms_to_ts($2), decode($3, 'hex'), decode($4, 'hex'), $5, $6)", [forged.seq, forged.t, forged.prev, forged.hash, forged.id, forged.event]);
+    await tamper(db, "INSERT INTO audit.kept VALUES ('main', $1, audit.ms_to_ts($2), decode($3, 'hex'), decode($4, 'hex'), $5, $6)", [forged.seq, forged.t, forged.prev, forged.hash, forged.id, forged.event]);
     expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'altered', message: expect.stringMatching(/were added/) } });
-    await tamper("DELETE FROM audit.kept WHERE id = 'forged'");
+    await tamper(db, "DELETE FROM audit.kept WHERE id = 'forged'");
     expect((await verifyMain()).ok).toBe(true);
   });
 
@@ -235,18 +214,18 @@ describe('audit purge with the trail in PostgreSQL', () => {
     const cut = first.cuts.main!;
     const [newest] = (await pgStore.checkpoints('main')).filter((c) => c.reason === 'retention-cut' && c.seq === cut);
     // The signed cut removed: retention_cuts still says where the chain starts, unsigned.
-    await tamper("DELETE FROM audit.checkpoints WHERE chain = 'main' AND jws = $1", [newest!.jws]);
+    await tamper(db, "DELETE FROM audit.checkpoints WHERE chain = 'main' AND jws = $1", [newest!.jws]);
     expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'checkpoint', seq: cut, message: expect.stringMatching(/no valid signed retention-cut checkpoint/) } });
     await expect(pgPurge({ config: f.config, ownerUrl: db.ownerUrl, keys: f.keys, trail: f.trail, actor: operator })).rejects.toThrow(/main chain does not verify in PostgreSQL; nothing was purged/);
     // ... and the record too: the chain now starts at the previous signed cut, with entries missing.
     const [record] = (await asRole(PG_ADMIN_URL.replace(/\/[^/]*$/, `/${db.database}`), (c) => c.query("SELECT * FROM audit.retention_cuts WHERE chain = 'main' AND seq = $1", [cut]))).rows as Array<{ before: Date; at: Date; hash: Buffer }>;
-    await tamper("DELETE FROM audit.retention_cuts WHERE chain = 'main' AND seq = $1", [cut]);
+    await tamper(db, "DELETE FROM audit.retention_cuts WHERE chain = 'main' AND seq = $1", [cut]);
     expect(await verifyMain()).toMatchObject({ ok: false, problem: { message: expect.stringMatching(/kept disclosure seq \d+ is not covered by any signed retention cut/) } });
     // Without kept entries in the way, the entries the cut dropped show as removed.
     const reports = await verifyChains(pgStore, { keys: f.keys, chains: ['main'], keptBefore: '0000-01' });
     expect(reports[0]).toMatchObject({ ok: false, problem: { kind: 'removed', message: expect.stringMatching(/are missing/) } });
-    await tamper('INSERT INTO audit.retention_cuts (chain, seq, hash, before, at) VALUES ($1, $2, $3, $4, $5)', ['main', cut, record!.hash, record!.before, record!.at]);
-    await tamper("INSERT INTO audit.checkpoints (chain, seq, hash, iat, reason, jws) VALUES ('main', $1, decode($2, 'hex'), $3, 'retention-cut', $4)", [cut, newest!.hash, newest!.iat, newest!.jws]);
+    await tamper(db, 'INSERT INTO audit.retention_cuts (chain, seq, hash, before, at) VALUES ($1, $2, $3, $4, $5)', ['main', cut, record!.hash, record!.before, record!.at]);
+    await tamper(db, "INSERT INTO audit.checkpoints (chain, seq, hash, iat, reason, jws) VALUES ('main', $1, decode($2, 'hex'), $3, 'retention-cut', $4)", [cut, newest!.hash, newest!.iat, newest!.jws]);
     expect((await verifyMain()).ok).toBe(true);
 
     // A cut signed with a key the server never had (or edited after signing).
@@ -258,7 +237,7 @@ describe('audit purge with the trail in PostgreSQL', () => {
     await pgStore.insertCheckpoint(forged);
     expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'checkpoint', message: expect.stringMatching(/retention cut checkpoint at seq \d+ was signed by key intruder.*forged/) } });
     await expect(pgPurge({ config: f.config, ownerUrl: db.ownerUrl, keys: f.keys, trail: f.trail, actor: operator })).rejects.toThrow(PgPurgeRefusedError);
-    await tamper('DELETE FROM audit.checkpoints WHERE jws = $1', [forged]);
+    await tamper(db, 'DELETE FROM audit.checkpoints WHERE jws = $1', [forged]);
     expect((await verifyMain()).ok).toBe(true);
   });
 
@@ -292,7 +271,7 @@ describe('audit purge with the trail in PostgreSQL', () => {
 
     // Removing the remaining kept disclosure now shows.
     const [b] = await pgStore.kept('main', 0, 1);
-    await tamper("DELETE FROM audit.kept WHERE chain = 'main' AND seq = $1", [b!.seq]);
+    await tamper(db, "DELETE FROM audit.kept WHERE chain = 'main' AND seq = $1", [b!.seq]);
     const failed = await cli('audit', 'verify');
     expect(failed[0]).toMatch(/^main \(PostgreSQL\): FAILED: removed entry at seq \d+: the kept disclosures of .* are not those the retention cut signed: 0 here, 1 signed/);
     expect(process.exitCode).toBe(1);

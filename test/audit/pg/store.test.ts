@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import pg from 'pg';
-import { createPgTestDatabase, PG_ADMIN_URL, type PgTestDatabase } from '../../support/postgres.js';
+import { createPgTestDatabase, PG_ADMIN_URL, type PgTestDatabase, asRole } from '../../support/postgres.js';
 import { PgAuditStore, AuditIntegrityError, AUDIT_SQLSTATE } from '../../../src/audit/pg/store.js';
 import { ensurePartitions, listPartitions } from '../../../src/audit/pg/partitions.js';
 import { entryHash } from '../../../src/audit/chain.js';
@@ -13,15 +12,6 @@ let store: PgAuditStore;
 const at = (iso: string, i: number) => sampleEvent({ patient: `p-${i % 3}`, clientId: `app-${i % 2}`, recorded: iso });
 const events = (n: number, start = Date.UTC(2026, 0, 10)) => Array.from({ length: n }, (_, i) => ({ ...at(new Date(start + i * 60_000).toISOString(), i), id: `ev-${start}-${i}` }));
 
-async function asRole<T>(url: string, work: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await work(c);
-  } finally {
-    await c.end();
-  }
-}
 
 beforeAll(async () => {
   db = await createPgTestDatabase();
