@@ -250,6 +250,13 @@ class RedisAuditTrail implements AuditTrail {
         if (this.queue.length) this.drain();
       });
     }
+    // Every chain went over the intake's bound while these waited: nothing will take them (and no
+    // batch in flight will call drain again), so they are refused like new ones.
+    if (this.queue.length && !this.inFlight && this.shards.every((s) => this.overBound.has(s.chain))) {
+      const refused = this.queue.splice(0);
+      const err = new StoreUnavailableError(this.intakeFull ?? 'the audit intake is full');
+      for (const p of refused) p.reject(err);
+    }
   }
 
   /**
