@@ -5,7 +5,7 @@ import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import type { Metrics } from '../ops/metrics.js';
 import { auditEventProblems } from './audit-event.js';
-import { canonicalJson, isChainName, shardChains, type ChainName } from './chain.js';
+import { canonicalJson, shardChains, type ChainName } from './chain.js';
 import { ChainAppender, type PreparedEvent } from './append.js';
 import { eventOf, indexEntriesOf, type Recordable } from './stored-event.js';
 import { introspectionRecordJson, isIntrospectionRecord } from './forms/introspection.js';
@@ -362,12 +362,8 @@ class RedisAuditTrail implements AuditTrail {
    */
   private async intervalCheckpoint(): Promise<void> {
     if (this.closed) return;
-    // Shards an earlier setting wrote are signed too: verify holds every shard to the interval.
-    const chains = new Set<ChainName>(this.shards.map((s) => s.chain));
-    if (this.shards.length > 1 || (await this.deps.redis.exists(this.deps.keyspace.auditShards()))) {
-      for (const c of await this.deps.redis.smembers(this.deps.keyspace.auditShards())) if (isChainName(c) && c !== 'archive') chains.add(c);
-    }
-    const results = await Promise.allSettled([...chains].map((chain) => this.intervalCheckpointOf(chain)));
+    // Shards an earlier setting wrote are signed too (the store's registry): verify holds every shard to the interval.
+    const results = await Promise.allSettled((await this.store.shards()).map((chain) => this.intervalCheckpointOf(chain)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }

@@ -8,7 +8,8 @@ import { CADENCE_START, verifyChain, verifyPolicy, type VerifyReport } from '../
 import { AnchorReadError, createAnchor, readAnchor, type AnchorLine, type CheckpointAnchor } from '../audit/anchor.js';
 import { LegacyTrailError, migrateTrail } from '../audit/migrate.js';
 import { isChainName, type ChainName } from '../audit/chain.js';
-import { AuditDatabaseError, DEV_DATABASE_URL, bindTrail, openAuditDatabase, redactDatabaseUrl, type AuditDatabase } from '../audit/pg/connect.js';
+import { AuditDatabaseError, auditDatabaseUrls, bindTrail, openAuditDatabase, type AuditDatabase } from '../audit/pg/connect.js';
+import { redactUrl } from '../ops/local-process.js';
 import { migrateAuditDatabase } from '../audit/pg/migrate.js';
 import { AuditShipper } from '../audit/shipper.js';
 import { ResumeRefusedError, resumeIntake } from '../audit/pg/resume.js';
@@ -248,7 +249,7 @@ export async function audit(args: string[], out: Out): Promise<void> {
             const shipper = new AuditShipper({ redis: rt.redis, keyspace: rt.keyspace, store, pg: db.store, checkpoints, logger: rt.logger, options: { trimDelayMs: 0, trimEveryMs: 0 } });
             const shipped = await shipper.drain();
             await shipper.stop();
-            out(`shipped ${shipped} entries to PostgreSQL (${redactDatabaseUrl(db.ownerUrl)})`);
+            out(`shipped ${shipped} entries to PostgreSQL (${redactUrl(db.ownerUrl)})`);
           }
         } catch (err) {
           if (err instanceof LegacyTrailError) throw new CliUsageError(err.message);
@@ -263,17 +264,21 @@ export async function audit(args: string[], out: Out): Promise<void> {
       }
       if (sub !== 'migrate') throw new CliUsageError('usage: smart-authz audit db migrate | smart-authz audit db resume');
       parseCommandArgs(more, {}, 0);
-      const config = loadConfig();
-      const url = config.audit.databaseUrl ?? (config.mode === 'development' ? DEV_DATABASE_URL : undefined);
-      if (!url || config.audit.store === 'redis') throw new CliUsageError('no audit database is configured (AUTHZ_AUDIT_DATABASE_URL)');
-      const ownerUrl = config.audit.databaseOwnerUrl ?? url;
-      const appRole = ownerUrl === url ? undefined : decodeURIComponent(new URL(url).username);
+      let where;
+      try {
+        where = auditDatabaseUrls(loadConfig());
+      } catch (err) {
+        if (err instanceof AuditDatabaseError) throw new CliUsageError(err.message);
+        throw err;
+      }
+      if (!where) throw new CliUsageError('no audit database is configured (AUTHZ_AUDIT_DATABASE_URL)');
+      const { ownerUrl, appRole } = where;
       try {
         const ran = await migrateAuditDatabase(ownerUrl, appRole ? { appRole } : {});
-        out(ran.length ? `applied ${ran.join(', ')} to ${redactDatabaseUrl(ownerUrl)}` : `the audit database schema at ${redactDatabaseUrl(ownerUrl)} is current`);
+        out(ran.length ? `applied ${ran.join(', ')} to ${redactUrl(ownerUrl)}` : `the audit database schema at ${redactUrl(ownerUrl)} is current`);
         if (appRole) out(`granted ${appRole} read and append rights (no UPDATE, DELETE or TRUNCATE)`);
       } catch (err) {
-        throw new CliUsageError(`cannot migrate the audit database at ${redactDatabaseUrl(ownerUrl)}: ${(err as Error).message}`);
+        throw new CliUsageError(`cannot migrate the audit database at ${redactUrl(ownerUrl)}: ${(err as Error).message}`);
       }
       return;
     }

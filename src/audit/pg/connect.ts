@@ -31,9 +31,6 @@ export interface AuditDatabase {
   close(): Promise<void>;
 }
 
-/** A URL without its password, for messages. */
-export const redactDatabaseUrl = redactUrl;
-
 /**
  * The trail's PostgreSQL home as configured (config audit.store / databaseUrl), or undefined when
  * the trail stays in Redis. Runs pending migrations when it knows the schema owner (development,
@@ -42,18 +39,31 @@ export const redactDatabaseUrl = redactUrl;
  * at DEV_DATABASE_URL when one answers (creating the database), else starts a private one when
  * the binaries are installed, and otherwise keeps the trail in Redis with a warning.
  */
-export async function openAuditDatabase(config: Config, logger: Logger): Promise<AuditDatabase | undefined> {
+/**
+ * Where the trail's database is, as the application role (`url`) and as the schema owner
+ * (`ownerUrl`: migrations, retention), with the application role's name when the two differ;
+ * undefined when the trail stays in Redis.
+ */
+export function auditDatabaseUrls(config: Config): { url: string; ownerUrl: string; appRole?: string } | undefined {
   const { store, databaseUrl, databaseOwnerUrl } = config.audit;
   if (store === 'redis') return undefined;
-  const development = config.mode === 'development';
-  const url = databaseUrl ?? (development ? DEV_DATABASE_URL : undefined);
+  const url = databaseUrl ?? (config.mode === 'development' ? DEV_DATABASE_URL : undefined);
   if (!url) throw new AuditDatabaseError('the audit trail is kept in PostgreSQL but no database is configured: set AUTHZ_AUDIT_DATABASE_URL (or AUTHZ_AUDIT_STORE=redis)');
   const ownerUrl = databaseOwnerUrl ?? url;
+  return ownerUrl === url ? { url, ownerUrl } : { url, ownerUrl, appRole: roleOf(url) };
+}
+
+export async function openAuditDatabase(config: Config, logger: Logger): Promise<AuditDatabase | undefined> {
+  const { store, databaseUrl, databaseOwnerUrl } = config.audit;
+  const where = auditDatabaseUrls(config);
+  if (!where) return undefined;
+  const { url, ownerUrl, appRole } = where;
+  const development = config.mode === 'development';
   const optional = development && databaseUrl === undefined && store === undefined;
   try {
     if (development) await ensureDatabase(ownerUrl);
     if (development || databaseOwnerUrl) {
-      const ran = await migrateAuditDatabase(ownerUrl, ownerUrl === url ? {} : { appRole: roleOf(url) });
+      const ran = await migrateAuditDatabase(ownerUrl, appRole ? { appRole } : {});
       if (ran.length) logger.info({ migrations: ran }, 'audit database schema updated');
     }
     await requireCurrentSchema(url);
@@ -61,18 +71,18 @@ export async function openAuditDatabase(config: Config, logger: Logger): Promise
     if (optional && isPgOutage(err)) {
       const own = await privateDevDatabase(config, logger);
       if (own) return own;
-      logger.warn({ url: redactDatabaseUrl(url) }, 'no PostgreSQL answers: the audit trail stays in Redis (development). Start PostgreSQL or set AUTHZ_AUDIT_DATABASE_URL to keep it there');
+      logger.warn({ url: redactUrl(url) }, 'no PostgreSQL answers: the audit trail stays in Redis (development). Start PostgreSQL or set AUTHZ_AUDIT_DATABASE_URL to keep it there');
       return undefined;
     }
     if (err instanceof AuditDatabaseError) throw err;
-    throw new AuditDatabaseError(`cannot use the audit database at ${redactDatabaseUrl(url)}: ${(err as Error).message}`);
+    throw new AuditDatabaseError(`cannot use the audit database at ${redactUrl(url)}: ${(err as Error).message}`);
   }
   return open(url, ownerUrl, logger);
 }
 
 function open(url: string, ownerUrl: string, logger: Logger, server?: PostgresServer): AuditDatabase {
   const pgStore = new PgAuditStore(url);
-  logger.info({ url: redactDatabaseUrl(url) }, 'the audit trail is kept in PostgreSQL; Redis is its intake');
+  logger.info({ url: redactUrl(url) }, 'the audit trail is kept in PostgreSQL; Redis is its intake');
   return {
     store: pgStore,
     home: pgHome(pgStore),
