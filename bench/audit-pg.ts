@@ -7,15 +7,15 @@
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createPgTestDatabase } from '../test/support/postgres.js';
-import { PgAuditStore, type PgEntry } from '../src/audit/pg/store.js';
-import { termsOf } from '../src/audit/pg/terms.js';
-import { ensurePartitions } from '../src/audit/pg/partitions.js';
-import { tokenIssued } from '../src/audit/events/token-events.js';
-import { introspectionRecord } from '../src/audit/forms/introspection.js';
-import { prepareEvent } from '../src/audit/trail.js';
-import { GENESIS_HASH, entryHash } from '../src/audit/chain.js';
-import { parseAuditSearch, type Query } from '../src/audit/search-params.js';
-import type { Recordable } from '../src/audit/stored-event.js';
+import { PgAuditStore, type PgEntry } from '../src/records/audit/pg/store.js';
+import { termsOf } from '../src/records/audit/pg/terms.js';
+import { ensurePartitions } from '../src/records/audit/pg/partitions.js';
+import { tokenIssued } from '../src/records/audit/events/token-events.js';
+import { introspectionRecord } from '../src/oauth/introspection/introspection-record.js';
+import { prepareEvent } from '../src/records/audit/trail.js';
+import { GENESIS_HASH, entryHash } from '../src/records/audit/chain.js';
+import { parseAuditSearch, type Query } from '../src/records/audit/search-params.js';
+import type { Recordable } from '../src/records/audit/stored-event.js';
 
 const { values: args } = parseArgs({ options: { events: { type: 'string', default: '1000000' }, samples: { type: 'string', default: '40' }, keep: { type: 'boolean', default: false } } });
 const N = Number(args.events);

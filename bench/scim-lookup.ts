@@ -3,9 +3,9 @@
 // Usage: REDIS_URL=redis://127.0.0.1:6379 npm run bench:scim [-- --lookups 5000 --sizes 1000,10000,100000]
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { connectRedis, createRedis } from '../src/redis/connection.js';
-import { Keyspace } from '../src/redis/keyspace.js';
-import { UserStore } from '../src/users/user-store.js';
+import { connectRedis, createRedis } from '../src/platform/redis/connection.js';
+import { Keyspace } from '../src/platform/redis/keyspace.js';
+import { UserStore } from '../src/records/directory/user-store.js';
 
 const { values } = parseArgs({ options: { lookups: { type: 'string', default: '5000' }, sizes: { type: 'string', default: '1000,10000,100000' } } });
 const lookups = Number(values.lookups);

@@ -1,13 +1,13 @@
-import { loadConfig, ConfigError } from './config/load.js';
-import { createLogger } from './ops/logger.js';
-import { Metrics } from './ops/metrics.js';
-import { openRuntime, StartupError } from './runtime.js';
-import { resolveCookieKeys } from './config/cookie-keys.js';
-import { listen, readTls } from './server.js';
-import { startKeyWatcher } from './keys/keystore.js';
-import { KeyStoreError } from './keys/errors.js';
-import { circuitBreakerFor, connectionHealth, type StoreHealth } from './redis/circuit-breaker.js';
-import { superviseReconnects, type RedisClient } from './redis/connection.js';
+import { loadConfig, ConfigError } from './platform/config/load.js';
+import { createLogger } from './platform/ops/logger.js';
+import { Metrics } from './platform/ops/metrics.js';
+import { openRuntime, StartupError } from './app/runtime.js';
+import { resolveCookieKeys } from './platform/config/cookie-keys.js';
+import { listen, readTls } from './app/server.js';
+import { startKeyWatcher } from './platform/keys/keystore.js';
+import { KeyStoreError } from './platform/keys/errors.js';
+import { circuitBreakerFor, connectionHealth, type StoreHealth } from './platform/redis/circuit-breaker.js';
+import { superviseReconnects, type RedisClient } from './platform/redis/connection.js';
 import type { Redis } from 'ioredis';
 
 const KEY_RELOAD_INTERVAL_MS = 30_000;
@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   const logger = createLogger(config.log.level);
   const runtime = await openRuntime(config, logger);
   // The trail's home (PostgreSQL) when it has one; Redis is then only its intake.
-  const { openAuditDatabase, bindTrail, AuditDatabaseError } = await import('./audit/pg/connect.js');
+  const { openAuditDatabase, bindTrail, AuditDatabaseError } = await import('./records/audit/pg/connect.js');
   let auditDb: Awaited<ReturnType<typeof openAuditDatabase>>;
   try {
     auditDb = await openAuditDatabase(config, logger);
@@ -41,8 +41,8 @@ async function main(): Promise<void> {
     throw err;
   }
   // A trail the append script cannot continue is an operator's fix, reported before anything starts.
-  const { AuditStore } = await import('./audit/store.js');
-  const { requireCurrentLayout, LegacyTrailError } = await import('./audit/migrate.js');
+  const { AuditStore } = await import('./records/audit/store.js');
+  const { requireCurrentLayout, LegacyTrailError } = await import('./records/audit/migrate.js');
   try {
     await requireCurrentLayout(new AuditStore(runtime.redis, runtime.keyspace));
   } catch (err) {
@@ -51,12 +51,12 @@ async function main(): Promise<void> {
   }
   // oidc-provider is imported only once configuration and Redis are known to be good, so an
   // operator error prints exactly one line (its import prints a runtime notice on Node 20).
-  const { buildApp } = await import('./app.js');
-  const { metricsAccessFor } = await import('./ops/health.js');
-  const { clientRegistryFor } = await import('./clients/wiring.js');
-  const { loadClientsFile } = await import('./clients/file-loader.js');
-  const { seedDemoData } = await import('./seed/demo.js');
-  const { ensurePatientSearchClient } = await import('./smart/interactions/service-credential.js');
+  const { buildApp } = await import('./app/app.js');
+  const { metricsAccessFor } = await import('./platform/ops/health.js');
+  const { clientRegistryFor } = await import('./oauth/clients/wiring.js');
+  const { loadClientsFile } = await import('./oauth/clients/file-loader.js');
+  const { seedDemoData } = await import('./app/demo-seed.js');
+  const { ensurePatientSearchClient } = await import('./smart/interaction/service-credential.js');
   const { redis, keyspace, keystore } = runtime;
   const metrics = new Metrics();
   let shuttingDown = false;
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
   const keys = await keystore.ensureKeys();
   const cookieKeys = await resolveCookieKeys(config, redis, keyspace);
   // One audit trail for the process: provider rebuilds (key rotation) keep appending through it.
-  const { createAuditTrail } = await import('./audit/trail.js');
+  const { createAuditTrail } = await import('./records/audit/trail.js');
   const audit = createAuditTrail({ config, redis, keyspace, logger, metrics, intake: auditDb !== undefined });
   const build = (jwks: Awaited<ReturnType<typeof keystore.providerJwks>>) =>
     buildApp({
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   }
   if (config.demoData) await seedDemoData({ config, registry, redis, keyspace, logger });
   await ensurePatientSearchClient(registry, config.clientAuthSigningAlgs);
-  const { ensureManageClient } = await import('./manage/manage-client.js');
+  const { ensureManageClient } = await import('./oauth/clients/manage-client.js');
   // The management page can also register it on first use; a failure here only delays that.
   await ensureManageClient(registry, config.issuer).catch((err: unknown) =>
     logger.error({ err: { message: (err as Error).message } }, 'could not register the management page client'),
@@ -124,8 +124,8 @@ async function main(): Promise<void> {
 
   // Consents also go to a FHIR server when one is configured; the outbox in Redis holds them
   // until it answers, so the worker starts only once this instance serves.
-  const { startConsentOutbox } = await import('./consent/outbox.js');
-  const { ConsentStore } = await import('./consent/consent-store.js');
+  const { startConsentOutbox } = await import('./records/consent/outbox.js');
+  const { ConsentStore } = await import('./records/consent/consent-store.js');
   const consentOutbox = startConsentOutbox({
     redis,
     keyspace,
@@ -136,7 +136,7 @@ async function main(): Promise<void> {
   });
 
   // Every instance ships; a lease per chain lets one of them move each chain at a time.
-  const { AuditShipper } = await import('./audit/shipper.js');
+  const { AuditShipper } = await import('./records/audit/shipper.js');
   // On a connection of its own: a shipping batch (up to 1,000 entries read, dropped, re-indexed)
   // must not queue ahead of requests' commands on theirs, nor they ahead of it.
   const shipRedis: RedisClient | undefined = auditDb ? (redis as { duplicate(): RedisClient }).duplicate() : undefined;

@@ -16,10 +16,10 @@ const scope = process.env.BACKEND_SCOPE ?? 'system/Patient.rs';
 async function privateKey(): Promise<JWK> {
   if (process.env.BACKEND_KEY_FILE) return JSON.parse(readFileSync(process.env.BACKEND_KEY_FILE, 'utf8')) as JWK;
   if (clientId !== 'demo-backend') throw new Error('set BACKEND_KEY_FILE to the private JWK of your client');
-  const { loadConfig } = await import('../../src/config/load.js');
-  const { openRuntime } = await import('../../src/runtime.js');
-  const { createLogger } = await import('../../src/ops/logger.js');
-  const { demoBackendKey } = await import('../../src/seed/demo.js');
+  const { loadConfig } = await import('../../src/platform/config/load.js');
+  const { openRuntime } = await import('../../src/app/runtime.js');
+  const { createLogger } = await import('../../src/platform/ops/logger.js');
+  const { demoBackendKey } = await import('../../src/app/demo-seed.js');
   const config = loadConfig();
   if (config.mode !== 'development') throw new Error('the demo key exists only in development mode; set BACKEND_KEY_FILE');
   const rt = await openRuntime({ ...config, devRedis: false }, createLogger('silent'));

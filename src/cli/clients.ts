@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ParseArgsConfig } from 'node:util';
-import { describeJwks } from '../clients/client-keys.js';
-import { ClientRegistryError, type ClientKeys, type ClientMetadata, type ClientRegistry, type UpsertResult } from '../clients/registry.js';
+import { describeJwks } from '../oauth/clients/client-keys.js';
+import { ClientRegistryError, type ClientKeys, type ClientMetadata, type ClientRegistry, type UpsertResult } from '../oauth/clients/registry.js';
 import { CliUsageError } from './errors.js';
 import { parseCommandArgs, requirePositional } from './args.js';
 

@@ -1,26 +1,26 @@
 import { parseArgs } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import { SignJWT, importJWK } from 'jose';
-import { loadConfig, ConfigError } from '../config/load.js';
-import { createLogger } from '../ops/logger.js';
-import { Metrics } from '../ops/metrics.js';
-import { openRuntime, StartupError, type Runtime } from '../runtime.js';
-import { buildApp } from '../app.js';
-import { clientRegistryFor } from '../clients/wiring.js';
-import { ClientRegistryError } from '../clients/registry.js';
-import { KeyStoreError } from '../keys/errors.js';
-import { ROUTES } from '../provider/configuration.js';
-import { DEFAULT_REGISTRATION_KINDS, DEFAULT_REGISTRATION_SCOPES, ceilingProblem, splitList } from '../clients/registration-policy.js';
+import { loadConfig, ConfigError } from '../platform/config/load.js';
+import { createLogger } from '../platform/ops/logger.js';
+import { Metrics } from '../platform/ops/metrics.js';
+import { openRuntime, StartupError, type Runtime } from '../app/runtime.js';
+import { buildApp } from '../app/app.js';
+import { clientRegistryFor } from '../oauth/clients/wiring.js';
+import { ClientRegistryError } from '../oauth/clients/registry.js';
+import { KeyStoreError } from '../platform/keys/errors.js';
+import { ROUTES } from '../app/provider-configuration.js';
+import { DEFAULT_REGISTRATION_KINDS, DEFAULT_REGISTRATION_SCOPES, ceilingProblem, splitList } from '../oauth/clients/registration-policy.js';
 import {
   MAX_REGISTRATION_TOKEN_SECONDS,
   MAX_REGISTRATION_USES,
   RegistrationTokenError,
   RegistrationTokens,
   type RegistrationTokenPolicy,
-} from '../clients/registration-tokens.js';
-import type { SmartClientKind } from '../clients/client-kinds.js';
+} from '../oauth/clients/registration-tokens.js';
+import type { SmartClientKind } from '../oauth/clients/client-kinds.js';
 import { parseCommandArgs } from './args.js';
-import { DEMO, demoBackendKey } from '../seed/demo.js';
+import { DEMO, demoBackendKey } from '../app/demo-seed.js';
 import {
   CLIENTS_USAGE,
   CliUsageError,
@@ -34,12 +34,12 @@ import {
   type Out,
 } from './clients.js';
 import { USERS_USAGE, USER_COMMANDS } from './users.js';
-import { LoginLockout } from '../users/lockout.js';
-import { createUserStore } from '../users/user-store.js';
-import { ScimError } from '../scim/errors.js';
+import { LoginLockout } from '../records/directory/lockout.js';
+import { createUserStore } from '../records/directory/user-store.js';
+import { ScimError } from '../records/directory/scim/errors.js';
 import { audit } from './audit.js';
-import { createAuditTrail } from '../audit/trail.js';
-import { auditedLockState, auditedRegistry, auditedUserStore, cliOperator, recordKeyChange, type CliAudit } from '../audit/hooks/cli-audit.js';
+import { createAuditTrail } from '../records/audit/trail.js';
+import { auditedLockState, auditedRegistry, auditedUserStore, cliOperator, recordKeyChange, type CliAudit } from './cli-audit.js';
 
 const USAGE = `Usage: smart-authz <group> <command> [options]
 

@@ -1,6 +1,6 @@
-import { CORE_USER_SCHEMA, SMART_USER_SCHEMA, type ScimUser } from '../users/model.js';
-import type { UserStore } from '../users/user-store.js';
-import type { LockState } from '../users/lockout.js';
+import { CORE_USER_SCHEMA, SMART_USER_SCHEMA, type ScimUser } from '../records/directory/model.js';
+import type { UserStore } from '../records/directory/user-store.js';
+import type { LockState } from '../records/directory/lockout.js';
 import { CliUsageError, type Out } from './clients.js';
 import { parseCommandArgs, requirePositional } from './args.js';
 

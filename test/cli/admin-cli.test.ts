@@ -45,8 +45,8 @@ describe('admin CLI', () => {
   });
 
   test('demo assertion: signs for demo-backend in development mode', async () => {
-    const { seedDemoData } = await import('../../src/seed/demo.js');
-    const { createLogger } = await import('../../src/ops/logger.js');
+    const { seedDemoData } = await import('../../src/app/demo-seed.js');
+    const { createLogger } = await import('../../src/platform/ops/logger.js');
     await seedDemoData({ config: t.config, registry: t.registry, redis: t.redis, keyspace: t.keyspace, logger: createLogger('silent') } as never);
     const [assertion] = await cli('demo', 'assertion');
     const res = await t.request

@@ -4,18 +4,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { startRedisCluster, clusterToolsAvailable, type RedisClusterHandle } from '../support/redis-cluster.js';
-import { sampleEvent } from '../audit/support.js';
-import { loadConfig } from '../../src/config/load.js';
-import type { Config } from '../../src/config/schema.js';
-import { connectRedis, createRedis, type RedisClient } from '../../src/redis/connection.js';
-import { Keyspace } from '../../src/redis/keyspace.js';
-import { KeyStore } from '../../src/keys/keystore.js';
-import { circuitBreakerFor, StoreUnavailableError } from '../../src/redis/circuit-breaker.js';
-import { createAuditTrail } from '../../src/audit/trail.js';
-import { AuditStore } from '../../src/audit/store.js';
-import { keyStoreCheckpointKeys, type CheckpointKeys } from '../../src/audit/checkpoints.js';
-import { verifyChain, verifyPolicy } from '../../src/audit/verify.js';
-import { createLogger } from '../../src/ops/logger.js';
+import { sampleEvent } from '../records/audit/support.js';
+import { loadConfig } from '../../src/platform/config/load.js';
+import type { Config } from '../../src/platform/config/schema.js';
+import { connectRedis, createRedis, type RedisClient } from '../../src/platform/redis/connection.js';
+import { Keyspace } from '../../src/platform/redis/keyspace.js';
+import { KeyStore } from '../../src/platform/keys/keystore.js';
+import { circuitBreakerFor, StoreUnavailableError } from '../../src/platform/redis/circuit-breaker.js';
+import { createAuditTrail } from '../../src/records/audit/trail.js';
+import { AuditStore } from '../../src/records/audit/store.js';
+import { keyStoreCheckpointKeys, type CheckpointKeys } from '../../src/records/audit/checkpoints.js';
+import { verifyChain, verifyPolicy } from '../../src/records/audit/verify.js';
+import { createLogger } from '../../src/platform/ops/logger.js';
 
 /*
  * The audit trail spread over six chains in a 6-node Cluster (3 masters), under 12 concurrent

@@ -3,11 +3,11 @@ import { decodeJwt } from 'jose';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { clusterToolsAvailable, startRedisCluster, type RedisClusterHandle } from '../support/redis-cluster.js';
 import { backendKey, registerBackend, signAssertion, type BackendKey } from '../support/backend-client.js';
-import { readTrail } from '../audit/trail-reader.js';
-import { hashedToken, localCode, tokenIdentifiers } from '../audit/events-support.js';
-import { AuditStore } from '../../src/audit/store.js';
-import { keyStoreCheckpointKeys } from '../../src/audit/checkpoints.js';
-import { verifyChain, verifyPolicy } from '../../src/audit/verify.js';
+import { readTrail } from '../records/audit/trail-reader.js';
+import { hashedToken, localCode, tokenIdentifiers } from '../records/audit/events-support.js';
+import { AuditStore } from '../../src/records/audit/store.js';
+import { keyStoreCheckpointKeys } from '../../src/records/audit/checkpoints.js';
+import { verifyChain, verifyPolicy } from '../../src/records/audit/verify.js';
 import { listen, runLoad, summarize, TOKEN_URL, type LoadResult } from './cluster-load.js';
 
 /*

@@ -4,12 +4,12 @@ import { createTestApp, type TestApp } from '../support/test-app.js';
 import { startSentinelGroup, type SentinelGroup } from '../support/redis-sentinel.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
 import { basicAuth } from '../support/smart-flow.js';
-import { readTrail } from '../audit/trail-reader.js';
-import { localCode, tokenIdentifiers } from '../audit/events-support.js';
-import { AuditStore } from '../../src/audit/store.js';
-import { keyStoreCheckpointKeys } from '../../src/audit/checkpoints.js';
-import { verifyChain, verifyPolicy } from '../../src/audit/verify.js';
-import { anchorDirOf, readAnchor } from '../../src/audit/anchor.js';
+import { readTrail } from '../records/audit/trail-reader.js';
+import { localCode, tokenIdentifiers } from '../records/audit/events-support.js';
+import { AuditStore } from '../../src/records/audit/store.js';
+import { keyStoreCheckpointKeys } from '../../src/records/audit/checkpoints.js';
+import { verifyChain, verifyPolicy } from '../../src/records/audit/verify.js';
+import { anchorDirOf, readAnchor } from '../../src/records/audit/anchor.js';
 
 /*
  * A planned Sentinel failover (`SENTINEL FAILOVER`) in the middle of bounded token load. Between

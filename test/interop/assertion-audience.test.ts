@@ -5,7 +5,7 @@ import { importJWK } from 'jose';
 import * as oidc from 'openid-client';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
-import { assertionProblem } from '../../src/backend/assertion-rules.js';
+import { assertionProblem } from '../../src/oauth/backend/assertion-rules.js';
 
 /**
  * private_key_jwt `aud`: SMART names the token endpoint URL, RFC 7523bis (and openid-client v6 by

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { Consent } from '../../src/consent/fhir-types.js';
+import type { Consent } from '../../src/domain/fhir/types.js';
 import { authorizeThroughPages, consentServiceOf, exchangeCode, launchStoreOf } from '../support/smart-flow.js';
 import type { TestApp } from '../support/test-app.js';
-import { consentProblems } from '../consent/consent-shape.js';
-import { APP, CONFIDENTIALITY, createHcsApp, introspect, newUser, params, registerApp } from '../hcs/support.js';
+import { consentProblems } from '../records/consent/consent-shape.js';
+import { APP, CONFIDENTIALITY, createHcsApp, introspect, newUser, params, registerApp } from '../domain/hcs/support.js';
 
 /**
  * Issue 15, item 10 (Consent): the Consent recorded on the consent page says what the tokens of its

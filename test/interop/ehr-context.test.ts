@@ -1,8 +1,8 @@
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../login/support.js';
-import { SMART_USER_SCHEMA } from '../../src/users/model.js';
+import { createUser, directoryOf } from '../smart/interaction/login/support.js';
+import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
 import { authorizeThroughPages, basicAuth, exchangeCode, registerEhrLauncher, registerPublicApp, type AuthorizeParams, type PageAnswers } from '../support/smart-flow.js';
-import { startFakeFhir, type FakeFhir } from '../interactions/fake-fhir.js';
+import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js';
 
 /**
  * SMART context-banner and context-style (Inferno g10_smart_need_patient_banner and

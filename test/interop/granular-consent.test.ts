@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../login/support.js';
-import { SMART_USER_SCHEMA } from '../../src/users/model.js';
-import type { StoredConsent } from '../../src/consent/consent-store.js';
+import { createUser, directoryOf } from '../smart/interaction/login/support.js';
+import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
+import type { StoredConsent } from '../../src/records/consent/consent-store.js';
 import {
   authorizeThroughPages,
   basicAuth,
@@ -19,7 +19,7 @@ import {
   type BrowserStop,
   type PageAnswers,
 } from '../support/smart-flow.js';
-import { startFakeFhir, type FakeFhir } from '../interactions/fake-fhir.js';
+import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js';
 
 /**
  * (g)(10) Granular Scope Selection (Inferno g10_smart_granular_scope_selection, US Core 6/7): an

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../login/support.js';
-import { SMART_USER_SCHEMA } from '../../src/users/model.js';
-import type { StoredConsent } from '../../src/consent/consent-store.js';
+import { createUser, directoryOf } from '../smart/interaction/login/support.js';
+import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
+import type { StoredConsent } from '../../src/records/consent/consent-store.js';
 import { authorizeThroughPages, browse, checkedValues, consentServiceOf, exchange, exchangeCode, postForm, startAuthorizationIn, type AuthorizeParams, type PageAnswers } from '../support/smart-flow.js';
-import { startFakeFhir, type FakeFhir } from '../interactions/fake-fhir.js';
+import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js';
 
 /**
  * (g)(10) Limited Access (Inferno g10_smart_limited_app): right after the Standalone Patient App

@@ -1,9 +1,9 @@
-import { modelAdapter } from '../../src/app.js';
-import type { ConsentService } from '../../src/consent/consent-service.js';
-import { createConsentService } from '../../src/consent/wiring.js';
-import { GrantContextStore } from '../../src/smart/launch/grant-context.js';
-import { CORE_USER_SCHEMA } from '../../src/users/model.js';
-import { createUserStore } from '../../src/users/user-store.js';
+import { modelAdapter } from '../../src/app/app.js';
+import type { ConsentService } from '../../src/records/consent/consent-service.js';
+import { createConsentService } from '../../src/records/consent/wiring.js';
+import { GrantContextStore } from '../../src/oauth/tokens/grant-context.js';
+import { CORE_USER_SCHEMA } from '../../src/records/directory/model.js';
+import { createUserStore } from '../../src/records/directory/user-store.js';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
 

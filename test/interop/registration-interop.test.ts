@@ -4,12 +4,12 @@ import type { AddressInfo } from 'node:net';
 import { importJWK } from 'jose';
 import * as oidc from 'openid-client';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../login/support.js';
+import { createUser, directoryOf } from '../smart/interaction/login/support.js';
 import { backendKey, type BackendKey } from '../support/backend-client.js';
 import { authorizeThroughPages } from '../support/smart-flow.js';
-import { DEFAULT_REGISTRATION_CEILING, type RegistrationCeiling } from '../../src/clients/registration-policy.js';
-import { RegistrationTokens } from '../../src/clients/registration-tokens.js';
-import { SMART_USER_SCHEMA } from '../../src/users/model.js';
+import { DEFAULT_REGISTRATION_CEILING, type RegistrationCeiling } from '../../src/oauth/clients/registration-policy.js';
+import { RegistrationTokens } from '../../src/oauth/clients/registration-tokens.js';
+import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
 
 /**
  * Issue 15, item 7: an OpenID dynamic-registration client knows RFC 7591's `scope` member and the

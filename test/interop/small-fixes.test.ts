@@ -1,6 +1,6 @@
-import { modelAdapter } from '../../src/app.js';
-import { createConsentService } from '../../src/consent/wiring.js';
-import { GrantContextStore } from '../../src/smart/launch/grant-context.js';
+import { modelAdapter } from '../../src/app/app.js';
+import { createConsentService } from '../../src/records/consent/wiring.js';
+import { GrantContextStore } from '../../src/oauth/tokens/grant-context.js';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
 

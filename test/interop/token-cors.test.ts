@@ -1,8 +1,8 @@
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../login/support.js';
-import { SMART_USER_SCHEMA } from '../../src/users/model.js';
+import { createUser, directoryOf } from '../smart/interaction/login/support.js';
+import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
 import { authorizeThroughPages, registerPublicApp, type AuthorizeParams, type PageFlow } from '../support/smart-flow.js';
-import { PublicClientOrigins } from '../../src/provider/browser-cors.js';
+import { PublicClientOrigins } from '../../src/oauth/provider/browser-cors.js';
 
 /**
  * SMART "CORS": a browser app (public client) reaches the token endpoint from its registered

@@ -5,18 +5,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import { cliLines as cli } from '../support/cli.js';
-import { auditFixture, sampleEvent, type AuditFixture } from '../audit/support.js';
-import { removeAndRenumber, truncateFrom } from '../audit/tamper.js';
-import { verifyChain, verifyPolicy } from '../../src/audit/verify.js';
-import { verifyCheckpoint } from '../../src/audit/checkpoints.js';
-import { disclosedPatients } from '../../src/audit/disclosure.js';
-import { parseEvent } from '../../src/audit/chain.js';
-import { search } from '../../src/audit/search.js';
-import { createAuditTrail } from '../../src/audit/trail.js';
-import { createLogger } from '../../src/ops/logger.js';
-import { Metrics } from '../../src/ops/metrics.js';
-import { loadConfig } from '../../src/config/load.js';
-import type { AnchorLine } from '../../src/audit/anchor.js';
+import { auditFixture, sampleEvent, type AuditFixture } from '../records/audit/support.js';
+import { removeAndRenumber, truncateFrom } from '../records/audit/tamper.js';
+import { verifyChain, verifyPolicy } from '../../src/records/audit/verify.js';
+import { verifyCheckpoint } from '../../src/records/audit/checkpoints.js';
+import { disclosedPatients } from '../../src/records/audit/disclosure.js';
+import { parseEvent } from '../../src/records/audit/chain.js';
+import { search } from '../../src/records/audit/search.js';
+import { createAuditTrail } from '../../src/records/audit/trail.js';
+import { createLogger } from '../../src/platform/ops/logger.js';
+import { Metrics } from '../../src/platform/ops/metrics.js';
+import { loadConfig } from '../../src/platform/config/load.js';
+import type { AnchorLine } from '../../src/records/audit/anchor.js';
 
 /**
  * Issue 14, item 4: with write access to Redis, removing one disclosure event, renumbering and

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
-import type { AuditEvent } from '../../src/audit/audit-event.js';
-import { breakTrail } from '../audit/tamper.js';
+import type { AuditEvent } from '../../src/records/audit/audit-event.js';
+import { breakTrail } from '../records/audit/tamper.js';
 
 /**
  * Audit the audit: every read of the trail through /fhir/AuditEvent (search, read, $export) is

@@ -2,14 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import supertest from 'supertest';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../login/support.js';
-import { SMART_USER_SCHEMA } from '../../src/users/model.js';
+import { createUser, directoryOf } from '../smart/interaction/login/support.js';
+import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
 import { csrfFrom, type Agent, type PageAnswers } from '../support/smart-flow.js';
-import { createAuditTrail } from '../../src/audit/trail.js';
-import { createLogger } from '../../src/ops/logger.js';
-import type { AuditEvent } from '../../src/audit/audit-event.js';
-import { sampleEvent } from '../audit/support.js';
-import { breakTrail } from '../audit/tamper.js';
+import { createAuditTrail } from '../../src/records/audit/trail.js';
+import { createLogger } from '../../src/platform/ops/logger.js';
+import type { AuditEvent } from '../../src/records/audit/audit-event.js';
+import { sampleEvent } from '../records/audit/support.js';
+import { breakTrail } from '../records/audit/tamper.js';
 
 /**
  * Audit the audit, on the management page too: "Who accessed my record" (/manage/disclosures and

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { decodeJwt } from 'jose';
-import { createScimApp, GROUP_SCHEMA, SMART, SMART_GROUP, USER_SCHEMA, type ScimTestApp } from '../scim/support.js';
+import { createScimApp, GROUP_SCHEMA, SMART, SMART_GROUP, USER_SCHEMA, type ScimTestApp } from '../apis/scim/support.js';
 import {
   authorizeThroughPages,
   browse,
@@ -23,8 +23,8 @@ import {
   type PageAnswers,
   type PageFlow,
 } from '../support/smart-flow.js';
-import { DEMO, DEMO_USERS, seedDemoUsers } from '../../src/seed/demo.js';
-import { createUserStore } from '../../src/users/user-store.js';
+import { DEMO, DEMO_USERS, seedDemoUsers } from '../../src/app/demo-seed.js';
+import { createUserStore } from '../../src/records/directory/user-store.js';
 
 const PASSWORD = 'a long enough test password';
 const REDIRECT = 'http://localhost:4000/callback';

@@ -1,9 +1,9 @@
 import { Writable } from 'node:stream';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createLogger } from '../../src/ops/logger.js';
-import { PasswordLogin, type LoginOutcome } from '../../src/login/password-login.js';
-import { IpRateLimiter } from '../../src/login/ip-limiter.js';
-import { createUser, csrfOf, directoryOf, registerApp, startLogin, submitLogin } from '../login/support.js';
+import { createLogger } from '../../src/platform/ops/logger.js';
+import { PasswordLogin, type LoginOutcome } from '../../src/smart/interaction/password-login.js';
+import { IpRateLimiter } from '../../src/smart/interaction/ip-limiter.js';
+import { createUser, csrfOf, directoryOf, registerApp, startLogin, submitLogin } from '../smart/interaction/login/support.js';
 
 /*
  * Issue 14, item 3: concurrent guesses used to outrun the lock-out, because the account was

@@ -4,9 +4,9 @@
  * nothing else. A token for a FHIR server still never opens the Consent API (api-token-binding).
  */
 import { randomUUID } from 'node:crypto';
-import { createScimApp, SMART, USER_SCHEMA, type ScimTestApp } from '../scim/support.js';
+import { createScimApp, SMART, USER_SCHEMA, type ScimTestApp } from '../apis/scim/support.js';
 import { authorizeThroughPages, exchangeCode, registerPublicApp, type AuthorizeParams } from '../support/smart-flow.js';
-import { ownApiAudience } from '../../src/provider/own-api.js';
+import { ownApiAudience } from '../../src/oauth/provider/own-api.js';
 
 const PASSWORD = 'a long enough test password';
 const REDIRECT = 'http://localhost:4000/callback';

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { cliLines as cli } from '../support/cli.js';
 import { authorizeAndExchange, basicAuth, createSmartUser, startAuthorizationIn, registerPublicApp, type Agent, type AuthorizeParams } from '../support/smart-flow.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
-import { createScimApp, patchOps, type ScimTestApp } from '../scim/support.js';
-import { UserStore } from '../../src/users/user-store.js';
+import { createScimApp, patchOps, type ScimTestApp } from '../apis/scim/support.js';
+import { UserStore } from '../../src/records/directory/user-store.js';
 
 /**
  * Revocation follows the account and the client (issue 14, item 6): disabling or deleting a user,

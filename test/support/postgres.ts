@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { migrateAuditDatabase } from '../../src/audit/pg/migrate.js';
+import { migrateAuditDatabase } from '../../src/records/audit/pg/migrate.js';
 
 /**
  * A private database on the machine's PostgreSQL (PG_ADMIN_URL, default

@@ -2,8 +2,8 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { startPostgres, type PostgresServer } from '../../src/audit/pg/dev-postgres.js';
-import { migrateAuditDatabase } from '../../src/audit/pg/migrate.js';
+import { startPostgres, type PostgresServer } from '../../src/records/audit/pg/dev-postgres.js';
+import { migrateAuditDatabase } from '../../src/records/audit/pg/migrate.js';
 
 /**
  * A PostgreSQL server of the test's own (not the machine's shared one), for tests that kill and

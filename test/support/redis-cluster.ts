@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freeLoopbackPort } from '../../src/ops/local-process.js';
+import { freeLoopbackPort } from '../../src/platform/ops/local-process.js';
 
 const run = promisify(execFile);
 

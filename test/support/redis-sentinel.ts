@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { freeLoopbackPort } from '../../src/ops/local-process.js';
+import { freeLoopbackPort } from '../../src/platform/ops/local-process.js';
 
 /**
  * A real Sentinel group on loopback: one master, one replica and three sentinels (quorum 2), each

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freeLoopbackPort } from '../../src/ops/local-process.js';
+import { freeLoopbackPort } from '../../src/platform/ops/local-process.js';
 
 export interface RedisServerHandle {
   url: string;

@@ -6,17 +6,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import supertest from 'supertest';
 import type { TestApp } from './test-app.js';
-import { createUserStore } from '../../src/users/user-store.js';
-import { SMART_USER_SCHEMA, type ScimUser } from '../../src/users/model.js';
-import { absoluteFhirUser } from '../../src/users/accounts.js';
+import { createUserStore } from '../../src/records/directory/user-store.js';
+import { SMART_USER_SCHEMA, type ScimUser } from '../../src/records/directory/model.js';
+import { absoluteFhirUser } from '../../src/records/directory/accounts.js';
 import { LaunchStore, type LaunchContext } from '../../src/smart/launch/launch-store.js';
-import { GrantContextStore, type GrantContext } from '../../src/smart/launch/grant-context.js';
+import { GrantContextStore, type GrantContext } from '../../src/oauth/tokens/grant-context.js';
 import { grantableScopes } from '../../src/smart/launch/user-scopes.js';
-import { userContextOf } from '../../src/smart/interactions/user-context.js';
-import { CONTEXT_SCOPES } from '../../src/smart/scope-syntax.js';
-import { modelAdapter } from '../../src/app.js';
-import { createConsentService } from '../../src/consent/wiring.js';
-import type { ConsentService } from '../../src/consent/consent-service.js';
+import { userContextOf } from '../../src/smart/interaction/user-context.js';
+import { CONTEXT_SCOPES } from '../../src/domain/scopes/scope-syntax.js';
+import { modelAdapter } from '../../src/app/app.js';
+import { createConsentService } from '../../src/records/consent/wiring.js';
+import type { ConsentService } from '../../src/records/consent/consent-service.js';
 
 export type Agent = ReturnType<typeof supertest.agent>;
 

@@ -3,17 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import supertest from 'supertest';
 import type Provider from 'oidc-provider';
-import { loadConfig } from '../../src/config/load.js';
-import type { Config } from '../../src/config/schema.js';
-import { createLogger, type Logger } from '../../src/ops/logger.js';
-import { Metrics } from '../../src/ops/metrics.js';
-import { connectRedis, createRedis, type RedisClient } from '../../src/redis/connection.js';
-import { Keyspace } from '../../src/redis/keyspace.js';
-import { KeyStore } from '../../src/keys/keystore.js';
-import { buildApp } from '../../src/app.js';
-import { resolveCookieKeys } from '../../src/config/cookie-keys.js';
-import { clientRegistryFor } from '../../src/clients/wiring.js';
-import type { ClientRegistry } from '../../src/clients/registry.js';
+import { loadConfig } from '../../src/platform/config/load.js';
+import type { Config } from '../../src/platform/config/schema.js';
+import { createLogger, type Logger } from '../../src/platform/ops/logger.js';
+import { Metrics } from '../../src/platform/ops/metrics.js';
+import { connectRedis, createRedis, type RedisClient } from '../../src/platform/redis/connection.js';
+import { Keyspace } from '../../src/platform/redis/keyspace.js';
+import { KeyStore } from '../../src/platform/keys/keystore.js';
+import { buildApp } from '../../src/app/app.js';
+import { resolveCookieKeys } from '../../src/platform/config/cookie-keys.js';
+import { clientRegistryFor } from '../../src/oauth/clients/wiring.js';
+import type { ClientRegistry } from '../../src/oauth/clients/registry.js';
 
 export interface TestApp {
   config: Config;

@@ -1,6 +1,6 @@
 import type { Context, Next } from 'koa';
-import { HttpError } from '../../http/errors.js';
-import { readBodyWithin } from '../../http/read-body.js';
+import { HttpError } from '../../platform/http/errors.js';
+import { readBodyWithin } from '../../platform/http/read-body.js';
 
 /**
  * Two rewrites of authorization requests before oidc-provider sees them:

@@ -1,13 +1,13 @@
 import type { Client, KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
-import type { FhirServer } from '../../config/schema.js';
-import { findFhirServer, normaliseBase } from '../../provider/fhir-servers.js';
-import { isOwnApi, ownApiAudience } from '../../provider/own-api.js';
+import type { FhirServer } from '../../platform/config/schema.js';
+import { findFhirServer, normaliseBase } from '../../oauth/provider/fhir-servers.js';
+import { isOwnApi, ownApiAudience } from '../../oauth/provider/own-api.js';
 import type { LaunchStore } from './launch-store.js';
-import { isManageClient } from '../../manage/manage-client.js';
-import { PurposeInputError, purposeParameter } from '../../hcs/purpose-input.js';
-import { listPermits, type HcsPolicy } from '../../hcs/policy.js';
-import { clientHcsFacts, type ClientHcsMetadata } from '../../hcs/client-facts.js';
+import { isManageClient } from '../../oauth/clients/manage-client.js';
+import { PurposeInputError, purposeParameter } from '../../domain/hcs/purpose-input.js';
+import { listPermits, type HcsPolicy } from '../../domain/hcs/policy.js';
+import { clientHcsFacts, type ClientHcsMetadata } from '../../domain/hcs/client-facts.js';
 
 /**
  * SMART rules on the authorization request, run by oidc-provider after its own checks (client,

@@ -1,5 +1,5 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
-import { formatScope, parseScope, scopeAllows } from '../scopes.js';
+import { formatScope, parseScope, scopeAllows } from '../../domain/scopes/scopes.js';
 
 /**
  * oidc-provider puts into an authorization code only the granted scopes that appear, letter for

@@ -1,8 +1,8 @@
 import type { Context, Next } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
-import type { RedisClient } from '../../redis/connection.js';
-import type { Keyspace } from '../../redis/keyspace.js';
+import type { RedisClient } from '../../platform/redis/connection.js';
+import type { Keyspace } from '../../platform/redis/keyspace.js';
 
 /**
  * When each grant last had a token issued (code exchange or refresh), for the "last used" column

@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import type { Config, FhirServer } from '../../config/schema.js';
-import { findFhirServer, findTenant, normaliseBase } from '../../provider/fhir-servers.js';
-import { KIND_RULES, isSmartClientKind } from '../../clients/client-kinds.js';
-import type { UserStore } from '../../users/user-store.js';
+import type { Config, FhirServer } from '../../platform/config/schema.js';
+import { findFhirServer, findTenant, normaliseBase } from '../../oauth/provider/fhir-servers.js';
+import { KIND_RULES, isSmartClientKind } from '../../oauth/clients/client-kinds.js';
+import type { UserStore } from '../../records/directory/user-store.js';
 import type { FhirContextItem, LaunchContext } from './launch-store.js';
 
 /**

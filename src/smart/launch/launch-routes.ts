@@ -1,13 +1,13 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import type { Config } from '../../config/schema.js';
-import { CallerAuthError, type CallerAuthenticator } from '../../introspection/caller-auth.js';
-import type { UserStore } from '../../users/user-store.js';
-import { readBodyWithin } from '../../http/read-body.js';
+import type { Config } from '../../platform/config/schema.js';
+import { CallerAuthError, type CallerAuthenticator } from '../../oauth/introspection/caller-auth.js';
+import type { UserStore } from '../../records/directory/user-store.js';
+import { readBodyWithin } from '../../platform/http/read-body.js';
 import { LaunchRequestError, parseLaunchRequest } from './launch-request.js';
 import type { LaunchStore } from './launch-store.js';
-import type { AuditRecorder } from '../../audit/hooks/provider-audit.js';
-import { launchCreated } from '../../audit/events/admin-events.js';
+import type { AuditRecorder } from '../../records/audit/hooks/provider-audit.js';
+import { launchCreated } from '../../records/audit/events/admin-events.js';
 
 export const LAUNCH_PATH = '/api/launch';
 

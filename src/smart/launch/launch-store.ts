@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { RedisClient } from '../../redis/connection.js';
-import type { Keyspace } from '../../redis/keyspace.js';
+import type { RedisClient } from '../../platform/redis/connection.js';
+import type { Keyspace } from '../../platform/redis/keyspace.js';
 
 /** SMART 2.2 `fhirContext` item: at least one of reference, canonical or identifier. */
 export interface FhirContextItem {

@@ -1,4 +1,4 @@
-import { downscope, parseScope, type ScopeContext } from '../scopes.js';
+import { downscope, parseScope, type ScopeContext } from '../../domain/scopes/scopes.js';
 
 /**
  * The user side of downscoping (SMART GR-02): what the user may let an app have, on top of what

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServerProcess, type ServerProcess } from '../../support/server-process.js';
 import { createPgTestDatabase } from '../../support/postgres.js';
-import { freeLoopbackPort } from '../../../src/ops/local-process.js';
+import { freeLoopbackPort } from '../../../src/platform/ops/local-process.js';
 import { startResourceServer, type RunningResourceServer } from '../../../examples/resource-server/resource-server.js';
 import { startAppServer, type RunningAppServer } from '../../../examples/smart-app/app-server.js';
 import { fetchTrusting, makeTestCertificate, type TestCertificate } from './tls.js';

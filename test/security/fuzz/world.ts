@@ -10,9 +10,9 @@ import type supertest from 'supertest';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../../support/backend-client.js';
 import { createSmartUser, registerEhrLauncher } from '../../support/smart-flow.js';
-import { ownApiAudience } from '../../../src/provider/own-api.js';
-import { RegistrationTokens, MAX_REGISTRATION_USES } from '../../../src/clients/registration-tokens.js';
-import { DEFAULT_REGISTRATION_KINDS, DEFAULT_REGISTRATION_SCOPES } from '../../../src/clients/registration-policy.js';
+import { ownApiAudience } from '../../../src/oauth/provider/own-api.js';
+import { RegistrationTokens, MAX_REGISTRATION_USES } from '../../../src/oauth/clients/registration-tokens.js';
+import { DEFAULT_REGISTRATION_KINDS, DEFAULT_REGISTRATION_SCOPES } from '../../../src/oauth/clients/registration-policy.js';
 
 export const ISSUER = 'http://localhost:3000';
 export const FHIR_BASE = 'http://localhost:8080/fhir';

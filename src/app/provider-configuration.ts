@@ -1,0 +1,358 @@
+import type { Configuration, KoaContextWithOIDC, JWKS } from 'oidc-provider';
+import { errors } from 'oidc-provider';
+import type { Config } from '../platform/config/schema.js';
+import { SMART_CLIENT_PROPERTIES, createClientMetadataValidator } from '../oauth/clients/smart-metadata.js';
+import { smartRegistrationPolicy } from '../oauth/clients/registration-http.js';
+import { RegistrationTokens, SMART_REGISTRATION_POLICY } from '../oauth/clients/registration-tokens.js';
+import { renderView } from '../platform/http/views.js';
+import { isApiRequest, respondStoreUnavailable } from '../platform/http/errors.js';
+import { isRedisOutage } from '../platform/redis/outage.js';
+import { findFhirServer, normaliseBase } from '../oauth/provider/fhir-servers.js';
+import { isOwnApi, isOwnApiScope, ownApiAudience, ownApiScopes } from '../oauth/provider/own-api.js';
+import { adminApiAudience, adminApiOf, isAdminScope, withoutAdminScopes, type AdminScope } from '../oauth/provider/admin-apis.js';
+import { downscope } from '../domain/scopes/scopes.js';
+import { CLOCK_TOLERANCE_SECONDS, clientAssertionHook } from '../oauth/backend/client-assertion-hook.js';
+import type { RedisClient } from '../platform/redis/connection.js';
+import type { Keyspace } from '../platform/redis/keyspace.js';
+import type { JwksFetcher } from '../oauth/backend/jwks-fetch.js';
+import { interactionPolicyWithAccountCheck } from '../smart/interaction/interaction-policy.js';
+import type { SmartPromptDeps } from '../smart/interaction/prompts.js';
+import type { LaunchStore } from '../smart/launch/launch-store.js';
+import type { GrantContextStore } from '../oauth/tokens/grant-context.js';
+import { audAsResource, smartAuthorizationParams } from '../smart/launch/authorize-rules.js';
+import { invalidScope } from '../domain/scopes/invalid-scope.js';
+import { grantContextOf, launchContextClaims } from '../oauth/tokens/token-context.js';
+import { backendHcsClaims } from '../domain/hcs/backend-claims.js';
+import type { Logger } from 'pino';
+import type { Metrics } from '../platform/ops/metrics.js';
+import type { ConsentService } from '../records/consent/consent-service.js';
+import { isManageClient } from '../oauth/clients/manage-client.js';
+import { CONTEXT_SCOPES } from '../domain/scopes/scope-syntax.js';
+import { browserClientOrigin } from '../oauth/provider/browser-cors.js';
+
+/** Public paths. SMART clients and resource servers hard-code these, so they are kept stable. */
+export const ROUTES = {
+  authorization: '/authorize',
+  token: '/token',
+  introspection: '/introspect',
+  revocation: '/revoke',
+  userinfo: '/userinfo',
+  jwks: '/.well-known/jwks.json',
+  registration: '/register',
+  end_session: '/logout',
+} as const;
+
+export { SMART_REGISTRATION_POLICY };
+
+/** Non-resource scopes this server understands. Resource scopes are SMART patterns. */
+export { CONTEXT_SCOPES };
+
+export interface ProviderDeps {
+  config: Config;
+  jwks: JWKS;
+  adapter: NonNullable<Configuration['adapter']>;
+  cookieKeys: string[];
+  redis: RedisClient;
+  keyspace: Keyspace;
+  findAccount?: Configuration['findAccount'];
+  fetch?: Configuration['fetch'];
+  jwksFetcher?: Pick<JwksFetcher, 'findKey'>;
+  /** EHR launch contexts, checked when an authorization request names a `launch`. */
+  launches: Pick<LaunchStore, 'get'>;
+  /** Launch context per grant, put into access tokens for introspection. */
+  grantContexts: Pick<GrantContextStore, 'get'>;
+  /** Patient consents: a token with patient/ scopes is issued only under an active one. */
+  consents?: Pick<ConsentService, 'assertActiveForGrant'>;
+  /** The SMART steps between login and consent (patient/encounter pickers, context recording). */
+  smartPrompts?: SmartPromptDeps;
+  logger?: Logger;
+  metrics?: Pick<Metrics, 'hcsFindings'>;
+  /** Awaited while a JWT access token is issued: records its revocable marker. */
+  onJwtAccessToken?: (token: { jti: string; grantId?: string; kind: string; expiration: number }, payload: Record<string, unknown>) => Promise<void>;
+}
+
+type ClientWithSmart = { smart_scopes?: string[]; fhir_servers?: string[]; smart_client_kind?: string };
+
+/** Refresh tokens are what these scopes ask for (SMART permission-offline / permission-online). */
+const REFRESH_SCOPES = ['offline_access', 'online_access'];
+
+/**
+ * The scope set a FHIR server's resource-server entry must offer for an app's request: oidc-provider
+ * intersects requested (or code/refresh-token) scopes with it by string at every step, and the grant
+ * decides what is actually issued. So it holds the context scopes, the client's registered patterns,
+ * whatever the grant already has for this resource (the narrowed or v1 spellings consent produced)
+ * and, at the authorization endpoint, each requested resource scope the client may at least partly
+ * have, with the parts it may have, so consent is asked for all of them.
+ */
+function appResourceScopes(ctx: KoaContextWithOIDC, resourceIndicator: string, client: ClientWithSmart): string {
+  const patterns = client.smart_scopes ?? [];
+  const scopes = new Set([...CONTEXT_SCOPES, ...patterns]);
+  const granted = ctx.oidc.entities.Grant?.getResourceScope(resourceIndicator);
+  for (const s of granted?.split(' ') ?? []) if (s) scopes.add(s);
+  if (ctx.oidc.route === 'authorization' || ctx.oidc.route === 'resume') {
+    const requested = ((ctx.oidc.params as { scope?: unknown }).scope as string | undefined)?.split(' ').filter(Boolean) ?? [];
+    for (const raw of requested) {
+      const { granted: parts } = downscope([raw], patterns, { contexts: ['patient', 'user'] });
+      if (parts.length) for (const s of [raw, ...parts]) scopes.add(s);
+    }
+  }
+  return [...scopes].join(' ');
+}
+
+/**
+ * Backend tokens carry only what was asked for *and* what the client may have (SMART Backend
+ * Services "downscoping"): `system/*.cruds` allowed and `system/Patient.cruds` asked gives
+ * `system/Patient.cruds`; asking for nothing the client may have is `invalid_scope`. The request
+ * parameter is rewritten to the granted set because oidc-provider intersects the two by string.
+ */
+function downscopeClientCredentials(ctx: KoaContextWithOIDC, client: ClientWithSmart): string {
+  const params = ctx.oidc.params as { scope?: string };
+  const requested = (params.scope ?? '').split(' ').filter(Boolean);
+  if (!requested.length) throw invalidScope('scope is required (for example system/*.rs)');
+  const contexts = client.smart_client_kind === 'backend_service' ? (['system'] as const) : ([] as const);
+  const { granted, refused } = downscope(requested, client.smart_scopes ?? [], { contexts: [...contexts] });
+  if (!granted.length) {
+    const why = refused.map((r) => `${r.scope}: ${r.reason}`).join('; ');
+    throw invalidScope(`none of the requested scopes may be granted to this client (${why})`);
+  }
+  params.scope = granted.join(' ');
+  return params.scope;
+}
+
+/**
+ * The resource-server entry of this server's own FHIR APIs (own-api.ts): the client's scopes for
+ * it narrowed to Consent, Provenance and AuditEvent, opaque tokens (sessions and revocation are checked on
+ * every call). A request that would get none of those scopes is refused.
+ */
+function ownApiResourceServer(ctx: KoaContextWithOIDC, issuer: string, client: ClientWithSmart, accessTokenTTL: number) {
+  const audience = ownApiAudience(issuer);
+  const backend = ctx.oidc.params?.grant_type === 'client_credentials';
+  const scopes = ownApiScopes((backend ? downscopeClientCredentials(ctx, client) : appResourceScopes(ctx, audience, client)).split(' '));
+  if (!scopes.some(isOwnApiScope)) {
+    const why = `${audience} serves only Consent, Provenance and AuditEvent: none of this client's requested or allowed scopes names them`;
+    throw backend ? invalidScope(why) : new errors.InvalidTarget(why);
+  }
+  if (backend) (ctx.oidc.params as { scope?: string }).scope = scopes.join(' ');
+  return { scope: scopes.join(' '), audience, accessTokenFormat: 'opaque' as const, accessTokenTTL };
+}
+
+/**
+ * The resource-server entry of an administration API (admin-apis.ts): client_credentials only, and
+ * the token carries exactly that API's scope, whatever else the client may have.
+ */
+function adminApiResourceServer(ctx: KoaContextWithOIDC, issuer: string, api: AdminScope, client: ClientWithSmart, accessTokenTTL: number) {
+  const audience = adminApiAudience(issuer, api);
+  if (ctx.oidc.params?.grant_type !== 'client_credentials') {
+    throw new errors.InvalidTarget(`${audience} takes only client_credentials tokens of administration clients`);
+  }
+  if (!downscopeClientCredentials(ctx, client).split(' ').includes(api)) {
+    throw invalidScope(`${audience} serves only the ${api} scope, and this client did not request it or may not have it`);
+  }
+  (ctx.oidc.params as { scope?: string }).scope = api;
+  return { scope: api, audience, accessTokenFormat: 'opaque' as const, accessTokenTTL };
+}
+
+/**
+ * The audience a client_credentials request that names no resource and asks only for
+ * administrative scopes means: that scope's API. Two of them cannot share one token.
+ */
+function defaultAdminAudience(issuer: string, requested: readonly string[]): string | undefined {
+  if (!requested.length || !requested.every(isAdminScope)) return undefined;
+  const apis = [...new Set(requested)] as AdminScope[];
+  if (apis.length > 1) throw invalidScope(`${apis.join(' and ')} are issued for different audiences (${apis.map((a) => adminApiAudience(issuer, a)).join(', ')}): request each in its own token request`);
+  return adminApiAudience(issuer, apis[0]!);
+}
+
+/** The grant a token request draws on (code exchange or refresh), if any. */
+function requestGrantId(ctx: KoaContextWithOIDC): string | undefined {
+  return ctx.oidc.entities.AuthorizationCode?.grantId ?? ctx.oidc.entities.RefreshToken?.grantId;
+}
+
+export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, jwksFetcher, launches, grantContexts, consents, smartPrompts, onJwtAccessToken, logger, metrics }: ProviderDeps): Configuration {
+  const secureCookies = new URL(config.issuer).protocol === 'https:';
+  const userTokenClaims = launchContextClaims({ grantContexts, fhirServers: config.fhirServers, ...(consents ? { consents } : {}) });
+  const backendTokenClaims = backendHcsClaims(config.hcs, logger, metrics);
+  const registrationPolicy = smartRegistrationPolicy({ tokens: new RegistrationTokens(redis, keyspace) });
+  /** Emergency (break-the-glass) grants get short-lived access tokens. */
+  const isEmergencyGrant = async (ctx: KoaContextWithOIDC): Promise<boolean> => {
+    const grantId = requestGrantId(ctx);
+    return Boolean(grantId && (await grantContextOf(grantContexts, ctx, grantId))?.hcs?.breakTheGlass);
+  };
+  /** Access-token lifetime of a token request: backend or user, and short for an emergency grant, whatever the audience. */
+  const accessTokenTtl = async (ctx: KoaContextWithOIDC): Promise<number> => {
+    const ttl = ctx.oidc.params?.grant_type === 'client_credentials' ? config.ttl.backendAccessToken : config.ttl.accessToken;
+    return ctx.oidc.route === 'token' && (await isEmergencyGrant(ctx)) ? Math.min(ttl, config.hcs.breakTheGlass.accessTokenTtl) : ttl;
+  };
+  return {
+    adapter,
+    jwks,
+    clients: [],
+    routes: ROUTES,
+    responseTypes: ['code'],
+    pkce: { required: () => true },
+    clockTolerance: CLOCK_TOLERANCE_SECONDS,
+    assertJwtClientAuthClaimsAndHeader: clientAssertionHook(config.issuer, redis, keyspace, jwksFetcher) as unknown as Configuration['assertJwtClientAuthClaimsAndHeader'],
+    ...(fetch ? { fetch } : {}),
+    formats: {
+      customizers: {
+        jwt: async (_ctx, token, jwt) => {
+          await onJwtAccessToken?.(token as unknown as Parameters<NonNullable<typeof onJwtAccessToken>>[0], jwt.payload as Record<string, unknown>);
+        },
+      },
+    },
+    clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    // Browser apps (public clients) call the token and revocation endpoints from their redirect URIs' origins.
+    clientBasedCORS: browserClientOrigin,
+    enabledJWA: {
+      clientAuthSigningAlgValues: config.clientAuthSigningAlgs,
+      idTokenSigningAlgValues: ['RS256', 'ES384'],
+    },
+    clientDefaults: {
+      grant_types: ['authorization_code'],
+      id_token_signed_response_alg: 'RS256',
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    scopes: [...CONTEXT_SCOPES],
+    // SMART `aud` and `launch` (authorize-rules.ts); validated after oidc-provider's own checks.
+    extraParams: smartAuthorizationParams({ fhirServers: config.fhirServers, issuer: config.issuer, launches, hcs: config.hcs }),
+    // Also where a token with patient/ scopes meets its Consent: at the code exchange and at every
+    // refresh a withdrawn or expired Consent ends the grant (invalid_grant).
+    // Purpose of use, subject and handling rules (hcs/) ride along as `extensions` in both kinds.
+    extraTokenClaims: (async (ctx: unknown, token: { kind: string }) =>
+      token.kind === 'ClientCredentials' ? backendTokenClaims(ctx) : userTokenClaims(ctx, token as Parameters<typeof userTokenClaims>[1])) as unknown as Configuration['extraTokenClaims'],
+    // offline_access outlives the browser session; online_access (and no refresh scope at all)
+    // ends with it: logout or session expiry revokes the grant's tokens.
+    expiresWithSession: (_ctx, source) => !source.scopes.has('offline_access'),
+    // Emergency (break-the-glass) grants never hold a refresh scope (context-recorder.ts).
+    issueRefreshToken: (_ctx, client, source) => client.grantTypeAllowed('refresh_token') && REFRESH_SCOPES.some((s) => source.scopes.has(s)),
+    claims: {
+      openid: ['sub'],
+      fhirUser: ['fhirUser'],
+      profile: ['name', 'family_name', 'given_name', 'preferred_username', 'updated_at'],
+    },
+    // The app passes the user directory's lookup (users/accounts.ts); without one no subject
+    // resolves and interactive grants cannot finish.
+    findAccount: findAccount ?? (async () => undefined),
+    cookies: {
+      keys: cookieKeys,
+      long: { signed: true, httpOnly: true, sameSite: 'lax', secure: secureCookies },
+      short: { signed: true, httpOnly: true, sameSite: 'lax', secure: secureCookies },
+    },
+    ttl: {
+      AccessToken: (_ctx, token) => (token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken),
+      ClientCredentials: (_ctx, token) => (token.resourceServer?.accessTokenTTL ?? config.ttl.backendAccessToken),
+      AuthorizationCode: config.ttl.authorizationCode,
+      IdToken: config.ttl.idToken,
+      RefreshToken: config.ttl.refreshToken,
+      Session: config.ttl.session,
+      Interaction: config.ttl.interaction,
+      Grant: config.ttl.grant,
+    },
+    // Every refresh rotates; replaying a rotated token revokes the grant (RFC 9700 §4.14.2).
+    rotateRefreshToken: true,
+    allowOmittingSingleRegisteredRedirectUri: false,
+    extraClientMetadata: {
+      properties: [...SMART_CLIENT_PROPERTIES],
+      validator: createClientMetadataValidator({
+        production: config.mode === 'production',
+        clientAuthSigningAlgs: config.clientAuthSigningAlgs,
+        fhirBases: config.fhirServers.map((s) => s.base),
+      }),
+    },
+    interactions: {
+      policy: interactionPolicyWithAccountCheck(smartPrompts),
+      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+    },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      userinfo: { enabled: true },
+      dPoP: { enabled: false },
+      pushedAuthorizationRequests: { enabled: false },
+      rpInitiatedLogout: { enabled: true },
+      registration: {
+        enabled: config.registration.enabled,
+        initialAccessToken: true,
+        issueRegistrationAccessToken: true,
+        // Initial access tokens carry this policy; it fills OAuth metadata from the SMART client
+        // kind before oidc-provider validates, exactly as the CLI and the clients file do, and
+        // holds the registration to the token's own ceiling and use count (registration-tokens.ts).
+        policies: {
+          [SMART_REGISTRATION_POLICY]: (ctx, properties) => registrationPolicy(ctx, properties as Record<string, unknown>),
+        },
+      },
+      registrationManagement: { enabled: config.registration.enabled, rotateRegistrationAccessToken: true },
+      resourceIndicators: {
+        enabled: true,
+        // SMART apps name the FHIR server with `aud`; backend services often name nothing. A client
+        // bound to exactly one FHIR server gets that one.
+        defaultResource: (ctx, client, oneOf) => {
+          // The management page's own sign-in is plain OpenID Connect: no FHIR server, ever.
+          if (isManageClient(client?.clientId)) return undefined!;
+          if (ctx.oidc.route === 'authorization' && !oneOf) return audAsResource({ fhirServers: config.fhirServers, issuer: config.issuer })(ctx, client);
+          // A backend asking only for Consent/AuditEvent scopes means this server's own API, and
+          // one asking only for scim (or introspect) that administration API.
+          const requested = String((ctx.oidc.params as { scope?: unknown } | undefined)?.scope ?? '').split(' ').filter(Boolean);
+          if (ctx.oidc.params?.grant_type === 'client_credentials') {
+            if (requested.length && requested.every(isOwnApiScope)) return ownApiAudience(config.issuer);
+            const adminAudience = defaultAdminAudience(config.issuer, requested);
+            if (adminAudience) return adminAudience;
+          }
+          const bases = (client as unknown as ClientWithSmart | undefined)?.fhir_servers ?? [];
+          return bases.length === 1 ? bases[0]! : undefined!;
+        },
+        useGrantedResource: () => true,
+        getResourceServerInfo: async (ctx, resourceIndicator, client) => {
+          if (isOwnApi(config.issuer, resourceIndicator)) return ownApiResourceServer(ctx, config.issuer, client as unknown as ClientWithSmart, await accessTokenTtl(ctx));
+          const adminApi = adminApiOf(config.issuer, resourceIndicator);
+          if (adminApi) return adminApiResourceServer(ctx, config.issuer, adminApi, client as unknown as ClientWithSmart, config.ttl.backendAccessToken);
+          const server = findFhirServer(config.fhirServers, resourceIndicator);
+          const allowed = (client as unknown as ClientWithSmart).fhir_servers;
+          if (!server || (allowed && !allowed.includes(server.base))) {
+            throw new errors.InvalidTarget(`${normaliseBase(resourceIndicator)} is not a FHIR server this client may use`);
+          }
+          const smartClient = client as unknown as ClientWithSmart;
+          // Administrative scopes are issued only for their own audience (admin-apis.ts).
+          let scope: string;
+          if (ctx.oidc.params?.grant_type === 'client_credentials') {
+            scope = withoutAdminScopes(downscopeClientCredentials(ctx, smartClient).split(' ')).join(' ');
+            if (!scope) throw invalidScope(`${server.base} is a FHIR server: scim and introspect are issued only for their own audiences (resource=${adminApiAudience(config.issuer, 'scim')} or ${adminApiAudience(config.issuer, 'introspect')})`);
+            (ctx.oidc.params as { scope?: string }).scope = scope;
+          } else {
+            scope = withoutAdminScopes(appResourceScopes(ctx, resourceIndicator, smartClient).split(' ')).join(' ');
+          }
+          const accessTokenTTL = await accessTokenTtl(ctx);
+          return {
+            scope,
+            audience: server.base,
+            accessTokenFormat: server.accessTokenFormat,
+            accessTokenTTL,
+            ...(server.accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
+          };
+        },
+      },
+    },
+    renderError: async (ctx: KoaContextWithOIDC, out, error) => {
+      // Not "oops! something went wrong": the store being unreachable is a 503 worth retrying.
+      if (isRedisOutage(error)) return respondStoreUnavailable(ctx);
+      ctx.set('Cache-Control', 'no-store');
+      if (isApiRequest(ctx)) {
+        ctx.body = out;
+        return;
+      }
+      ctx.type = 'html';
+      ctx.body = await renderView('error', {
+        title: 'The sign-in request could not be completed',
+        message: out.error_description ?? 'The request was not valid.',
+        code: out.error,
+        requestId: ctx.state.requestId as string | undefined,
+      });
+    },
+    discovery: {
+      service_documentation: `${config.issuer}/`,
+    },
+  };
+}

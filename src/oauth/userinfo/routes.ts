@@ -1,0 +1,74 @@
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import type { Adapter, FindAccount } from 'oidc-provider';
+import { ROUTES } from '../../app/provider-configuration.js';
+import { sessionStillOpen, type TokenLookup } from '../introspection/token-lookup.js';
+
+/**
+ * OpenID Connect UserInfo (Core §5.3) for SMART access tokens. oidc-provider's own endpoint only
+ * accepts tokens without an audience, and every SMART token is bound to a FHIR server (`aud`), so
+ * apps holding `openid` could never call it. This one accepts any active user access token whose
+ * scope holds `openid` and answers the claims its scopes allow: `sub` always, `fhirUser` with the
+ * fhirUser scope, name claims with `profile`.
+ */
+
+const SCOPE_CLAIMS: Readonly<Record<string, readonly string[]>> = {
+  openid: ['sub'],
+  fhirUser: ['fhirUser'],
+  profile: ['name', 'family_name', 'given_name', 'preferred_username', 'updated_at'],
+};
+
+export interface UserinfoDeps {
+  lookup: Pick<TokenLookup, 'find'>;
+  adapters: (model: string) => Adapter;
+  findAccount: FindAccount;
+}
+
+function refuse(ctx: Context, status: 400 | 401 | 403, error: string, description: string): void {
+  ctx.status = status;
+  ctx.set('WWW-Authenticate', `Bearer error="${error}", error_description="${description}"`);
+  ctx.body = { error, error_description: description };
+}
+
+export function userinfoRoutes(deps: UserinfoDeps): Router {
+  const router = new Router();
+
+  async function answer(ctx: Context): Promise<void> {
+    ctx.state.routeLabel = 'userinfo';
+    ctx.set('Cache-Control', 'no-store');
+    ctx.set('Pragma', 'no-cache');
+    // Browser apps call this with a bearer token and no cookies: any origin may read the answer.
+    ctx.set('Access-Control-Allow-Origin', '*');
+    const header = ctx.get('Authorization');
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!match) {
+      ctx.status = 401;
+      ctx.set('WWW-Authenticate', 'Bearer realm="userinfo"');
+      ctx.body = { error: 'invalid_request', error_description: 'send the access token in the Authorization header (Bearer)' };
+      return;
+    }
+    const token = await deps.lookup.find(match[1]!, 'access_token');
+    if (!token || token.kind !== 'AccessToken' || !token.accountId || !(await sessionStillOpen(deps.adapters, token))) {
+      return refuse(ctx, 401, 'invalid_token', 'the access token is not active');
+    }
+    const scopes = new Set((token.scope ?? '').split(' ').filter(Boolean));
+    if (!scopes.has('openid')) return refuse(ctx, 403, 'insufficient_scope', 'the access token was not granted the openid scope');
+    const account = await deps.findAccount(ctx as never, token.accountId);
+    if (!account) return refuse(ctx, 401, 'invalid_token', 'the access token is not active');
+    const claims = (await account.claims('userinfo', [...scopes].join(' '), {}, [])) as Record<string, unknown>;
+    const body: Record<string, unknown> = {};
+    for (const scope of scopes) for (const name of SCOPE_CLAIMS[scope] ?? []) if (claims[name] !== undefined) body[name] = claims[name];
+    ctx.body = body;
+  }
+
+  router.get(ROUTES.userinfo, answer);
+  router.post(ROUTES.userinfo, answer);
+  router.options(ROUTES.userinfo, (ctx) => {
+    ctx.set('Access-Control-Allow-Origin', '*');
+    ctx.set('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+    ctx.set('Access-Control-Allow-Headers', 'Authorization');
+    ctx.set('Access-Control-Max-Age', '86400');
+    ctx.status = 204;
+  });
+  return router;
+}
