@@ -37,7 +37,7 @@ import { AuditShipper } from '../src/records/audit/shipper.js';
 import { keyStoreCheckpointKeys } from '../src/records/audit/checkpoints.js';
 import { shardChains, type ChainName } from '../src/records/audit/chain.js';
 import { tokenIssued } from '../src/records/audit/events/token-events.js';
-import { introspectionRecord, type IntrospectionRecord } from '../src/oauth/introspection/introspection-record.js';
+import { introspectionRecord, type IntrospectionRecord } from '../src/records/audit/forms/introspection.js';
 import type { Recordable } from '../src/records/audit/stored-event.js';
 import { PgAuditStore } from '../src/records/audit/pg/store.js';
 import { pgHome } from '../src/records/audit/pg/home.js';

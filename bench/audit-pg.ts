@@ -11,7 +11,7 @@ import { PgAuditStore, type PgEntry } from '../src/records/audit/pg/store.js';
 import { termsOf } from '../src/records/audit/pg/terms.js';
 import { ensurePartitions } from '../src/records/audit/pg/partitions.js';
 import { tokenIssued } from '../src/records/audit/events/token-events.js';
-import { introspectionRecord } from '../src/oauth/introspection/introspection-record.js';
+import { introspectionRecord } from '../src/records/audit/forms/introspection.js';
 import { prepareEvent } from '../src/records/audit/trail.js';
 import { GENESIS_HASH, entryHash } from '../src/records/audit/chain.js';
 import { parseAuditSearch, type Query } from '../src/records/audit/search-params.js';

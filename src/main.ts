@@ -2,9 +2,9 @@ import { loadConfig, ConfigError } from './platform/config/load.js';
 import { createLogger } from './platform/ops/logger.js';
 import { Metrics } from './platform/ops/metrics.js';
 import { openRuntime, StartupError } from './app/runtime.js';
-import { resolveCookieKeys } from './platform/config/cookie-keys.js';
+import { resolveCookieKeys } from './platform/keys/cookie-keys.js';
 import { listen, readTls } from './app/server.js';
-import { startKeyWatcher } from './platform/keys/keystore.js';
+import { startKeyWatcher } from './platform/keys/watcher.js';
 import { KeyStoreError } from './platform/keys/errors.js';
 import { circuitBreakerFor, connectionHealth, type StoreHealth } from './platform/redis/circuit-breaker.js';
 import { superviseReconnects, type RedisClient } from './platform/redis/connection.js';
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   // oidc-provider is imported only once configuration and Redis are known to be good, so an
   // operator error prints exactly one line (its import prints a runtime notice on Node 20).
   const { buildApp } = await import('./app/app.js');
-  const { metricsAccessFor } = await import('./platform/ops/health.js');
+  const { metricsAccessFor } = await import('./platform/http/health.js');
   const { clientRegistryFor } = await import('./oauth/clients/wiring.js');
   const { loadClientsFile } = await import('./oauth/clients/file-loader.js');
   const { seedDemoData } = await import('./app/demo-seed.js');

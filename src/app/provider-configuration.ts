@@ -22,25 +22,15 @@ import type { GrantContextStore } from '../oauth/tokens/grant-context.js';
 import { audAsResource, smartAuthorizationParams } from '../smart/launch/authorize-rules.js';
 import { invalidScope } from '../domain/scopes/invalid-scope.js';
 import { grantContextOf, launchContextClaims } from '../oauth/tokens/token-context.js';
-import { backendHcsClaims } from '../domain/hcs/backend-claims.js';
+import { backendHcsClaims } from '../oauth/backend/hcs-claims.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../platform/ops/metrics.js';
 import type { ConsentService } from '../records/consent/consent-service.js';
 import { isManageClient } from '../oauth/clients/manage-client.js';
 import { CONTEXT_SCOPES } from '../domain/scopes/scope-syntax.js';
 import { browserClientOrigin } from '../oauth/provider/browser-cors.js';
+import { ROUTES } from '../oauth/paths.js';
 
-/** Public paths. SMART clients and resource servers hard-code these, so they are kept stable. */
-export const ROUTES = {
-  authorization: '/authorize',
-  token: '/token',
-  introspection: '/introspect',
-  revocation: '/revoke',
-  userinfo: '/userinfo',
-  jwks: '/.well-known/jwks.json',
-  registration: '/register',
-  end_session: '/logout',
-} as const;
 
 export { SMART_REGISTRATION_POLICY };
 

@@ -20,7 +20,7 @@ import { parseAuditSearch } from '../records/audit/search-params.js';
 import { searchAll } from '../records/audit/search.js';
 import { trailExported } from '../records/audit/trail-events.js';
 import { cliOperator } from './cli-audit.js';
-import { FhirError } from '../apis/fhir-api.js';
+import { FhirError } from '../domain/fhir/errors.js';
 import { parseCommandArgs } from './args.js';
 import { CliUsageError } from './errors.js';
 import type { Out } from './clients.js';

@@ -9,7 +9,7 @@ import { buildApp } from '../app/app.js';
 import { clientRegistryFor } from '../oauth/clients/wiring.js';
 import { ClientRegistryError } from '../oauth/clients/registry.js';
 import { KeyStoreError } from '../platform/keys/errors.js';
-import { ROUTES } from '../app/provider-configuration.js';
+import { ROUTES } from '../oauth/paths.js';
 import { DEFAULT_REGISTRATION_KINDS, DEFAULT_REGISTRATION_SCOPES, ceilingProblem, splitList } from '../oauth/clients/registration-policy.js';
 import {
   MAX_REGISTRATION_TOKEN_SECONDS,

@@ -1,6 +1,6 @@
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { loadConfig } from '../../src/platform/config/load.js';
-import { metricsAccessFor } from '../../src/platform/ops/health.js';
+import { metricsAccessFor } from '../../src/platform/http/health.js';
 
 // /metrics names routes, clients' error rates and token volumes: production must not serve it to
 // whoever asks. Before this change it was open in every mode.

@@ -11,7 +11,7 @@ import { connectRedis, createRedis, type RedisClient } from '../../src/platform/
 import { Keyspace } from '../../src/platform/redis/keyspace.js';
 import { KeyStore } from '../../src/platform/keys/keystore.js';
 import { buildApp } from '../../src/app/app.js';
-import { resolveCookieKeys } from '../../src/platform/config/cookie-keys.js';
+import { resolveCookieKeys } from '../../src/platform/keys/cookie-keys.js';
 import { clientRegistryFor } from '../../src/oauth/clients/wiring.js';
 import type { ClientRegistry } from '../../src/oauth/clients/registry.js';
 

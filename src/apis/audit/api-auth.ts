@@ -1,4 +1,4 @@
-import type { FhirError} from '../fhir-api.js';
+import type { FhirError } from '../../domain/fhir/errors.js';
 import { bearerAccessToken, insufficientScope, resourcePermissions, type ApiTokens } from '../fhir-api.js';
 import { patientIdOf } from '../../domain/fhir/references.js';
 

@@ -1,7 +1,7 @@
 import type { FoundToken } from '../../oauth/introspection/token-lookup.js';
 import type { Permission } from '../../domain/scopes/scopes.js';
 import type { Reference } from '../../domain/fhir/types.js';
-import type { FhirError} from '../fhir-api.js';
+import type { FhirError } from '../../domain/fhir/errors.js';
 import { bearerAccessToken, insufficientScope, resourcePermissions, type ApiTokens } from '../fhir-api.js';
 import { clientReference, patientIdOf, relativeReference } from '../../domain/fhir/references.js';
 

@@ -5,8 +5,10 @@ import type { Config } from '../../platform/config/schema.js';
 import { authenticateConsentCaller, confineToOwnPatient, requirePatient, type ConsentAction, type ConsentCaller, type ApiTokens } from './api-auth.js';
 import type { ConsentService } from '../../records/consent/consent-service.js';
 import { ConsentSearchTooBroadError } from '../../records/consent/consent-store.js';
-import { FhirError, fhirErrorBoundary, insufficientScope, sendFhir } from '../fhir-api.js';
-import { pageLinks } from '../../records/consent/search-params.js';
+import { FhirError } from '../../domain/fhir/errors.js';
+import { fhirErrorBoundary, sendFhir } from '../../platform/http/fhir.js';
+import { insufficientScope } from '../fhir-api.js';
+import { pageLinks } from '../../domain/fhir/search-params.js';
 import { parseProvenanceSearch } from '../../records/consent/provenance-search.js';
 
 /**

@@ -7,8 +7,10 @@ import { authenticateConsentCaller, confineToOwnPatient, requireAction, requireP
 import type { ConsentService } from '../../records/consent/consent-service.js';
 import { ConsentSearchTooBroadError, type StoredConsent, type StoredResource } from '../../records/consent/consent-store.js';
 import { ConsentNotFoundError, ConsentStateError } from '../../records/consent/errors.js';
-import { FHIR_JSON, FhirError, JSON_PATCH, fhirErrorBoundary, readJsonBody, sendFhir } from '../fhir-api.js';
-import { pageLinks, parseConsentSearch, wantsProvenance } from '../../records/consent/search-params.js';
+import { FHIR_JSON, FhirError, JSON_PATCH } from '../../domain/fhir/errors.js';
+import { fhirErrorBoundary, readJsonBody, sendFhir } from '../../platform/http/fhir.js';
+import { pageLinks } from '../../domain/fhir/search-params.js';
+import { parseConsentSearch, wantsProvenance } from '../../records/consent/search-params.js';
 import { PROVENANCE_PATH, provenanceIncludeCaller } from './provenance-routes.js';
 import { checkPatch, checkPutBody } from '../../records/consent/withdrawal-input.js';
 

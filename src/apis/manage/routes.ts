@@ -11,7 +11,7 @@ import { HttpError } from '../../platform/http/errors.js';
 import { renderView } from '../../platform/http/views.js';
 import { readForm } from '../../smart/interaction/form.js';
 import { refuseCrossSite } from '../../smart/interaction/interaction-http.js';
-import { ROUTES } from '../../app/provider-configuration.js';
+import { ROUTES } from '../../oauth/paths.js';
 import { longDate } from '../../smart/interaction/client-display.js';
 import { choicesOf } from '../../smart/interaction/consent-gate.js';
 import { describeScope } from '../../smart/interaction/scope-descriptions.js';

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import type { JWKS } from 'oidc-provider';
-import { ROUTES } from '../../app/provider-configuration.js';
+import { ROUTES } from '../../oauth/paths.js';
 import type { InProcessRequest, InProcessResponse } from './in-process-http.js';
 import { MANAGE_CLIENT_ID, manageRedirectUri } from '../../oauth/clients/manage-client.js';
 

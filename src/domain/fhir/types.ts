@@ -93,3 +93,12 @@ export interface OperationOutcome {
   resourceType: 'OperationOutcome';
   issue: Array<{ severity: IssueSeverity; code: IssueType; diagnostics?: string }>;
 }
+
+/** SMART 2.2 `fhirContext` item: at least one of reference, canonical or identifier. */
+export interface FhirContextItem {
+  reference?: string;
+  canonical?: string;
+  identifier?: { system?: string; value: string };
+  type?: string;
+  role?: string;
+}

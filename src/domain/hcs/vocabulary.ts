@@ -5,7 +5,7 @@
  * outside these tables is refused, never passed through unchecked.
  */
 
-import { CLEARANCE_LEVELS, type Clearance, type Coding } from '../../records/directory/model.js';
+import type { Coding } from '../fhir/types.js';
 
 export type { Coding };
 
@@ -129,8 +129,12 @@ export function purposeCoding(code: string): Coding {
 }
 
 /** HL7 v3-Confidentiality, lowest first: U < L < M < N < R < V (users' clearances use the same). */
-export const CONFIDENTIALITY = CLEARANCE_LEVELS;
-export type Confidentiality = Clearance;
+export const CONFIDENTIALITY = ['U', 'L', 'M', 'N', 'R', 'V'] as const;
+export type Confidentiality = (typeof CONFIDENTIALITY)[number];
+
+/** A user's clearance is a confidentiality label: the highest they may see. */
+export const CLEARANCE_LEVELS = CONFIDENTIALITY;
+export type Clearance = Confidentiality;
 
 const CONFIDENTIALITY_DISPLAY: Record<Confidentiality, string> = {
   U: 'unrestricted',

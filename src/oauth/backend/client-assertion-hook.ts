@@ -3,9 +3,9 @@ import type { RedisClient } from '../../platform/redis/connection.js';
 import type { Keyspace } from '../../platform/redis/keyspace.js';
 import { claimOnce } from '../../platform/storage/claim-once.js';
 import { assertionProblem, jtiMemorySeconds } from './assertion-rules.js';
-import { ROUTES } from '../../app/provider-configuration.js';
+import { ROUTES } from '../paths.js';
 import type { JwksFetcher } from './jwks-fetch.js';
-import { rememberB2bAssertion } from '../../domain/hcs/backend-claims.js';
+import { rememberB2bAssertion } from './hcs-claims.js';
 
 export const CLOCK_TOLERANCE_SECONDS = 15;
 

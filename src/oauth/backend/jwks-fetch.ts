@@ -8,8 +8,6 @@ import { JwksFetchError, describeJwksUri } from './jwks-fetch-error.js';
 export { JwksFetchError } from './jwks-fetch-error.js';
 export type { JwksFetchFailure } from './jwks-fetch-error.js';
 export type { Resolver } from './guarded-get.js';
-export { createProviderFetch } from './provider-fetch.js';
-export type { ProviderFetch, ProviderFetchOptions } from './provider-fetch.js';
 
 /**
  * Client JWK Sets fetched from `jwks_uri` (SMART Backend Services, private_key_jwt), kept in memory

@@ -1,6 +1,6 @@
 import type { RedisClient } from '../../platform/redis/connection.js';
 import type { Keyspace } from '../../platform/redis/keyspace.js';
-import type { FhirContextItem } from '../../smart/launch/launch-store.js';
+import type { FhirContextItem } from '../../domain/fhir/types.js';
 import type { HcsGrant } from '../../domain/hcs/decision.js';
 
 /**

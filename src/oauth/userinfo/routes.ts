@@ -1,7 +1,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Adapter, FindAccount } from 'oidc-provider';
-import { ROUTES } from '../../app/provider-configuration.js';
+import { ROUTES } from '../paths.js';
 import { sessionStillOpen, type TokenLookup } from '../introspection/token-lookup.js';
 
 /**

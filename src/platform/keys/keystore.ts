@@ -9,7 +9,6 @@ import { infoOf, parseRecord, serializeRecord, type KeyRecord } from './record.j
 import { KeyStorage } from './storage.js';
 import { SIGNING_KTYS, type SigningKeyInfo, type SigningKty } from './types.js';
 
-export { startKeyWatcher } from './watcher.js';
 
 /*
  * Signing keys live in Redis, shared by every instance, and change only through the steps below.

@@ -1,5 +1,5 @@
-import { FhirError } from '../../apis/fhir-api.js';
-import { applyDate } from '../consent/search-params.js';
+import { FhirError } from '../../domain/fhir/errors.js';
+import { applyDate } from '../../domain/fhir/search-params.js';
 import { patientIdOf, relativeReference } from '../../domain/fhir/references.js';
 import { codeSearchValues, type IndexParam } from './indexes.js';
 import type { AuditSearch, Clause, Key } from './search.js';

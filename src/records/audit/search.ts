@@ -1,4 +1,4 @@
-import { FhirError } from '../../apis/fhir-api.js';
+import { FhirError } from '../../domain/fhir/errors.js';
 import type { AuditEvent } from './audit-event.js';
 import type { ChainName } from './chain.js';
 import { decodeStored } from './stored-event.js';

@@ -1,5 +1,5 @@
 import type { AuditEvent } from './audit-event.js';
-import { introspectionIndexEntries, introspectionRecordSchema, isIntrospectionRecord, renderIntrospection, type IntrospectionRecord } from '../../oauth/introspection/introspection-record.js';
+import { introspectionIndexEntries, introspectionRecordSchema, isIntrospectionRecord, renderIntrospection, type IntrospectionRecord } from './forms/introspection.js';
 import { allIndexEntries, type IndexParam } from './indexes.js';
 import { disclosedPatients } from './disclosure.js';
 

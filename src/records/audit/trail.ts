@@ -8,7 +8,7 @@ import { auditEventProblems } from './audit-event.js';
 import { canonicalJson, shardChains, type ChainName } from './chain.js';
 import { ChainAppender, type PreparedEvent } from './append.js';
 import { eventOf, indexEntriesOf, type Recordable } from './stored-event.js';
-import { introspectionRecordJson, isIntrospectionRecord } from '../../oauth/introspection/introspection-record.js';
+import { introspectionRecordJson, isIntrospectionRecord } from './forms/introspection.js';
 import { CheckpointStore, keyStoreCheckpointKeys, signCadence, type CheckpointKeys } from './checkpoints.js';
 import { createAnchor, type CheckpointAnchor } from './anchor.js';
 import { asRequestWrite } from '../../platform/redis/write-acks.js';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { parseScope } from '../../domain/scopes/scopes.js';
-import type { Clearance } from '../directory/model.js';
+import type { Clearance } from '../../domain/hcs/vocabulary.js';
 import { ConsentInputError } from './errors.js';
 import type { CodeableConcept, Coding, Consent, ConsentProvision, Provenance, Reference } from '../../domain/fhir/types.js';
 import { consentNarrative } from './narrative.js';

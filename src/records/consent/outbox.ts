@@ -5,7 +5,7 @@ import type { RedisClient } from '../../platform/redis/connection.js';
 import type { Keyspace } from '../../platform/redis/keyspace.js';
 import { consentScripts, type ConsentScripts } from './consent-scripts.js';
 import type { ConsentStore } from './consent-store.js';
-import { FHIR_JSON } from '../../apis/fhir-api.js';
+import { FHIR_JSON } from '../../domain/fhir/errors.js';
 
 /**
  * Write-through of Consents to a FHIR server. The store adds an outbox entry (a Redis Stream) in

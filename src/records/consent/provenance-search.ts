@@ -1,7 +1,7 @@
-import { FhirError } from '../../apis/fhir-api.js';
+import { FhirError } from '../../domain/fhir/errors.js';
 import type { ProvenanceSearch } from './consent-store.js';
 import { patientIdOf, relativeReference } from '../../domain/fhir/references.js';
-import { applyDate, pageCount, pageOffset, single } from './search-params.js';
+import { applyDate, pageCount, pageOffset, single } from '../../domain/fhir/search-params.js';
 
 /**
  * The Provenance search parameters the API supports (FHIR R4 search syntax): `target` (a Consent

@@ -1,5 +1,5 @@
 import type { Coding } from '../../domain/fhir/types.js';
-import { CLEARANCE_LEVELS, type Clearance } from '../directory/model.js';
+import { CLEARANCE_LEVELS, type Clearance } from '../../domain/hcs/vocabulary.js';
 import { confidentialityCoding } from '../../domain/hcs/vocabulary.js';
 
 /** Code systems of the Consent and Provenance this server writes (HL7 THO / FHIR R4 URLs). */

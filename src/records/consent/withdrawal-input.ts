@@ -1,5 +1,5 @@
 import type { StoredResource } from './consent-store.js';
-import { FhirError, isPlainObject } from '../../apis/fhir-api.js';
+import { FhirError, isPlainObject } from '../../domain/fhir/errors.js';
 
 /**
  * What a client may change through PUT or PATCH: the status, to `inactive`, and nothing else. Any

@@ -1,3 +1,6 @@
+import type { Coding } from '../../domain/fhir/types.js';
+import type { Clearance } from '../../domain/hcs/vocabulary.js';
+
 /**
  * The user directory's resource shapes: SCIM 2.0 core User and Group (RFC 7643 §4.1, §4.2), the
  * enterprise User extension (§4.3) and this server's own extensions for what SMART on FHIR needs
@@ -10,15 +13,6 @@ export const SMART_USER_SCHEMA = 'urn:smart-authz:params:scim:schemas:extension:
 export const CORE_GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 export const SMART_GROUP_SCHEMA = 'urn:smart-authz:params:scim:schemas:extension:smart:2.0:Group';
 
-/** HL7 v3-Confidentiality labels, lowest first (U < L < M < N < R < V). */
-export const CLEARANCE_LEVELS = ['U', 'L', 'M', 'N', 'R', 'V'] as const;
-export type Clearance = (typeof CLEARANCE_LEVELS)[number];
-
-export interface Coding {
-  system: string;
-  code: string;
-  display?: string;
-}
 
 export interface MultiValue {
   value: string;

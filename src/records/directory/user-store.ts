@@ -8,7 +8,8 @@ import { runQuery, type QueryLimits, type QueryPage, type QuerySource, type Reso
 import { USER_RESOURCE } from './scim/schema-definitions.js';
 import { directoryScripts, keysThenArgs, type DirectoryScripts } from './directory-scripts.js';
 import { etagMatches } from './etags.js';
-import { CORE_USER_SCHEMA, SMART_GROUP_SCHEMA, SMART_USER_SCHEMA, versionTag, type Coding, type ScimGroup, type ScimUser } from './model.js';
+import { CORE_USER_SCHEMA, SMART_GROUP_SCHEMA, SMART_USER_SCHEMA, versionTag, type ScimGroup, type ScimUser } from './model.js';
+import { type Coding } from '../../domain/fhir/types.js';
 import { hashPassword, type PasswordPolicy } from './passwords.js';
 import { parseUserInput } from './user-input.js';
 import { OwnerIndex, accountAccess, type AccountAccess } from '../../platform/storage/owner-index.js';

@@ -1,7 +1,7 @@
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import type { Config, FhirServer } from '../../platform/config/schema.js';
-import { ROUTES } from '../../app/provider-configuration.js';
+import { ROUTES } from '../../oauth/paths.js';
 import { MANAGE_PATHS } from '../../oauth/clients/manage-client.js';
 import { CONTEXT_SCOPES } from '../../domain/scopes/scope-syntax.js';
 import { serveSmartStyle } from './smart-style.js';

@@ -1,5 +1,5 @@
 import type { ConsentDecision } from '../../records/consent/consent-resource.js';
-import type { Clearance } from '../../records/directory/model.js';
+import type { Clearance } from '../../domain/hcs/vocabulary.js';
 import type { ConsentService } from '../../records/consent/consent-service.js';
 import type { StoredConsent } from '../../records/consent/consent-store.js';
 import { ConsentInputError, ConsentNotFoundError, ConsentStateError } from '../../records/consent/errors.js';

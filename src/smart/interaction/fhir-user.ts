@@ -4,7 +4,8 @@
  */
 
 import type { UserAccess, UserKind } from '../launch/user-scopes.js';
-import type { Clearance, Coding } from '../../records/directory/model.js';
+import type { Clearance } from '../../domain/hcs/vocabulary.js';
+import type { Coding } from '../../domain/fhir/types.js';
 
 export type { UserAccess, UserKind };
 

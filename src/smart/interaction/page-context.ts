@@ -7,7 +7,7 @@ import { renderView } from '../../platform/http/views.js';
 import type { InteractionCsrf } from './csrf.js';
 import { EXPIRED, finish, type Interaction } from './interaction-http.js';
 import type { UserStore } from '../../records/directory/user-store.js';
-import type { Coding } from '../../records/directory/model.js';
+import type { Coding } from '../../domain/fhir/types.js';
 import { authorizationFacts, type AuthorizationFacts } from './authorization-facts.js';
 import { RecordError, type ContextRecorder } from './context-recorder.js';
 import type { FhirDirectory } from './fhir-directory.js';

@@ -1,7 +1,7 @@
 import { errors, interactionPolicy, type KoaContextWithOIDC } from 'oidc-provider';
 import type { FhirServer } from '../../platform/config/schema.js';
 import type { UserStore } from '../../records/directory/user-store.js';
-import type { Coding } from '../../records/directory/model.js';
+import type { Coding } from '../../domain/fhir/types.js';
 import type { LaunchStore } from '../launch/launch-store.js';
 import { authorizationFacts, clientMayHave, type AuthorizationFacts } from './authorization-facts.js';
 import { contextOf, RecordError, type ConsentStep, type ContextRecorder } from './context-recorder.js';

@@ -3,7 +3,8 @@ import type { Config, FhirServer } from '../../platform/config/schema.js';
 import { findFhirServer, findTenant, normaliseBase } from '../../oauth/provider/fhir-servers.js';
 import { KIND_RULES, isSmartClientKind } from '../../oauth/clients/client-kinds.js';
 import type { UserStore } from '../../records/directory/user-store.js';
-import type { FhirContextItem, LaunchContext } from './launch-store.js';
+import type { LaunchContext } from './launch-store.js';
+import type { FhirContextItem } from '../../domain/fhir/types.js';
 
 /**
  * What an EHR may put in a launch (POST /api/launch), checked field by field so the 400 names

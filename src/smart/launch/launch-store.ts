@@ -1,15 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { RedisClient } from '../../platform/redis/connection.js';
 import type { Keyspace } from '../../platform/redis/keyspace.js';
-
-/** SMART 2.2 `fhirContext` item: at least one of reference, canonical or identifier. */
-export interface FhirContextItem {
-  reference?: string;
-  canonical?: string;
-  identifier?: { system?: string; value: string };
-  type?: string;
-  role?: string;
-}
+import type { FhirContextItem } from '../../domain/fhir/types.js';
 
 /** What an EHR hands to an app through an opaque `launch` value (SMART EHR launch). */
 export interface LaunchContext {

@@ -1,7 +1,8 @@
 import { jest } from '@jest/globals';
 import Provider from 'oidc-provider';
 import supertest from 'supertest';
-import { JwksFetchError, createProviderFetch } from '../../../src/oauth/backend/jwks-fetch.js';
+import { JwksFetchError } from '../../../src/oauth/backend/jwks-fetch.js';
+import { createProviderFetch } from '../../../src/oauth/backend/provider-fetch.js';
 import type { JwksFetcher } from '../../../src/oauth/backend/jwks-fetch.js';
 import { backendKey, signAssertion } from '../../support/backend-client.js';
 import type { BackendKey } from '../../support/backend-client.js';

@@ -1,6 +1,6 @@
 import canonicalizeModule from 'canonicalize';
 import { canonicalJson } from '../../../src/records/audit/chain.js';
-import { introspectionRecord, renderIntrospection } from '../../../src/oauth/introspection/introspection-record.js';
+import { introspectionRecord, renderIntrospection } from '../../../src/records/audit/forms/introspection.js';
 import type { FoundToken } from '../../../src/oauth/introspection/token-lookup.js';
 
 /**

@@ -4,7 +4,7 @@ import { canonicalJson } from '../../../src/records/audit/chain.js';
 import { disclosedPatients, LOCAL_SUBTYPE_SYSTEM } from '../../../src/records/audit/disclosure.js';
 import { EVENT_TYPES, STANDARD_SUBTYPES } from '../../../src/records/audit/events/vocabulary.js';
 import { tokenIntrospected, type IntrospectedToken } from '../../../src/records/audit/events/token-events.js';
-import { introspectionIndexEntries, introspectionRecord, introspectionRecordJson, renderIntrospection, type IntrospectionFacts } from '../../../src/oauth/introspection/introspection-record.js';
+import { introspectionIndexEntries, introspectionRecord, introspectionRecordJson, renderIntrospection, type IntrospectionFacts } from '../../../src/records/audit/forms/introspection.js';
 import { allIndexEntries, codeSearchValues, EVENT_CODE_SYSTEMS } from '../../../src/records/audit/indexes.js';
 import { decodeStored, UnreadableAuditEntryError } from '../../../src/records/audit/stored-event.js';
 

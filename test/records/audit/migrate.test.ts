@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, expect, test } from '@jest/globals';
 import { auditFixture, sampleEvent, type AuditFixture } from './support.js';
 import { canonicalJson, entryHash, GENESIS_HASH } from '../../../src/records/audit/chain.js';
-import { introspectionRecord } from '../../../src/oauth/introspection/introspection-record.js';
+import { introspectionRecord } from '../../../src/records/audit/forms/introspection.js';
 import { LegacyTrailError, migrateTrail, requireCurrentLayout } from '../../../src/records/audit/migrate.js';
 import { search } from '../../../src/records/audit/search.js';
 import { verifyChain, verifyPolicy } from '../../../src/records/audit/verify.js';

@@ -3,7 +3,7 @@ import { auditFixture, sampleEvent, type AuditFixture } from './support.js';
 import { search, type AuditSearch, type Clause } from '../../../src/records/audit/search.js';
 import { allIndexEntries, codeSearchValues } from '../../../src/records/audit/indexes.js';
 import { disclosedPatients } from '../../../src/records/audit/disclosure.js';
-import { FhirError } from '../../../src/apis/fhir-api.js';
+import { FhirError } from '../../../src/domain/fhir/errors.js';
 import type { AuditEvent } from '../../../src/records/audit/audit-event.js';
 
 /**

@@ -5,7 +5,7 @@ import { byShardOrder, type ChainEntry, type ChainName } from '../../../src/reco
 import { search, searchAll, type AuditSearch, type Key } from '../../../src/records/audit/search.js';
 import { pageQuery, parseAuditSearch } from '../../../src/records/audit/search-params.js';
 import { AuditStore } from '../../../src/records/audit/store.js';
-import { FhirError } from '../../../src/apis/fhir-api.js';
+import { FhirError } from '../../../src/domain/fhir/errors.js';
 
 /*
  * A trail spread over three chains (AUTHZ_AUDIT_CHAINS=3) on one Redis: appends spread over the

@@ -1,11 +1,5 @@
-import {
-  CLEARANCE_LEVELS,
-  CORE_GROUP_SCHEMA,
-  CORE_USER_SCHEMA,
-  ENTERPRISE_USER_SCHEMA,
-  SMART_GROUP_SCHEMA,
-  SMART_USER_SCHEMA,
-} from '../model.js';
+import { CLEARANCE_LEVELS } from '../../../domain/hcs/vocabulary.js';
+import { CORE_GROUP_SCHEMA, CORE_USER_SCHEMA, ENTERPRISE_USER_SCHEMA, SMART_GROUP_SCHEMA, SMART_USER_SCHEMA } from '../model.js';
 
 /**
  * The schemas this directory serves, in RFC 7643 §7 form. One description drives everything that

@@ -6,7 +6,7 @@ import { search, type AuditSearch } from '../../../../src/records/audit/search.j
 import { parseAuditSearch, type Query } from '../../../../src/records/audit/search-params.js';
 import { ChainAppender } from '../../../../src/records/audit/append.js';
 import { prepareEvent } from '../../../../src/records/audit/trail.js';
-import { introspectionRecord } from '../../../../src/oauth/introspection/introspection-record.js';
+import { introspectionRecord } from '../../../../src/records/audit/forms/introspection.js';
 import type { Recordable } from '../../../../src/records/audit/stored-event.js';
 import type { AuditEvent } from '../../../../src/records/audit/audit-event.js';
 import { auditFixture, sampleEvent, type AuditFixture } from '../support.js';

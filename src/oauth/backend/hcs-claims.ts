@@ -1,10 +1,10 @@
 import { errors } from 'oidc-provider';
 import type { Logger } from 'pino';
-import { B2bInputError, b2bAssertionOf } from './b2b.js';
-import { tokenExtensions } from './claims.js';
-import { clientHcsFacts, type ClientHcsMetadata } from './client-facts.js';
-import { HcsRefusal, decideForBackend, type B2bAssertion } from './decision.js';
-import type { HcsPolicy } from './policy.js';
+import { B2bInputError, b2bAssertionOf } from '../../domain/hcs/b2b.js';
+import { tokenExtensions } from '../../domain/hcs/claims.js';
+import { clientHcsFacts, type ClientHcsMetadata } from '../../domain/hcs/client-facts.js';
+import { HcsRefusal, decideForBackend, type B2bAssertion } from '../../domain/hcs/decision.js';
+import type { HcsPolicy } from '../../domain/hcs/policy.js';
 import type { Metrics } from '../../platform/ops/metrics.js';
 
 /**

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Config } from './schema.js';
+import type { Config } from '../config/schema.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 

@@ -2,8 +2,8 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { StoreHealth } from '../redis/circuit-breaker.js';
-import type { Metrics } from './metrics.js';
-import { STATIC_CSS } from '../http/views.js';
+import type { Metrics } from '../ops/metrics.js';
+import { STATIC_CSS } from './views.js';
 
 /**
  * `/healthz` answers while the process can serve HTTP at all (liveness); `/readyz` also proves a

@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { AuditEvent } from '../../records/audit/audit-event.js';
-import { patientReference, tokenSha256 } from '../../records/audit/events/agents.js';
-import type { FoundToken } from './token-lookup.js';
-import { tokenIntrospected } from '../../records/audit/events/token-events.js';
-import { LOCAL_SUBTYPE_SYSTEM } from '../../records/audit/disclosure.js';
-import { patientOfReference, relativeOf, type IndexParam } from '../../records/audit/indexes.js';
-import { EVENT_TYPES } from '../../records/audit/events/vocabulary.js';
+import type { AuditEvent } from '../audit-event.js';
+import { patientReference, tokenSha256 } from '../events/agents.js';
+import { tokenIntrospected } from '../events/token-events.js';
+import { LOCAL_SUBTYPE_SYSTEM } from '../disclosure.js';
+import { patientOfReference, relativeOf, type IndexParam } from '../indexes.js';
+import { EVENT_TYPES } from '../events/vocabulary.js';
 
 /**
  * Introspection is the one event a busy deployment writes thousands of times a second, so it is
@@ -57,13 +56,25 @@ export const introspectionRecordSchema = z
 export type IntrospectionRecord = z.infer<typeof introspectionRecordSchema>;
 type StoredTokenName = z.infer<typeof tokenNameSchema>;
 
+/** The parts of a found token the record keeps (oauth/introspection's FoundToken has them all). */
+export interface IntrospectedToken {
+  kind: 'AccessToken' | 'ClientCredentials' | 'RefreshToken';
+  format: 'opaque' | 'jwt';
+  id: string;
+  clientId: string;
+  accountId?: string | undefined;
+  scope?: string | undefined;
+  grantId?: string | undefined;
+  extra: Record<string, unknown>;
+}
+
 /** What the introspection handler knows when it answers (it passes these as it holds them). */
 export interface IntrospectionFacts {
   callerId: string;
   ip: string;
   active: boolean;
   /** The token as found (absent: unknown, expired or malformed). */
-  token?: Pick<FoundToken, 'format' | 'id' | 'kind' | 'clientId' | 'accountId' | 'scope' | 'grantId' | 'extra'> | undefined;
+  token?: IntrospectedToken | undefined;
   /** The presented value, hashed only when no token was found. */
   value: string;
 }
