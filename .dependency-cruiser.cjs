@@ -18,8 +18,8 @@ const LAYERS = [
   ['main.ts', []],
 ];
 
-const escape = (s) => s.replace(/[.]/g, '\\.');
-const path = (layer, unit) => `^src/${escape(layer)}${unit ? `/${escape(unit)}` : ''}(/|$)`;
+const literal = (s) => s.replace(/[.]/g, '\\.');
+const path = (layer, unit) => `^src/${literal(layer)}${unit ? `/${literal(unit)}` : ''}(/|$)`;
 
 const forbidden = [
   {
