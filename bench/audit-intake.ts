@@ -70,7 +70,7 @@ const FHIR = 'https://fhir.example-hospital.org/r4';
 
 // ---------------------------------------------------------------------------------------------
 // Realistic events: what the server records for a backend service's client_credentials token
-// (provider-audit.ts → tokenIssued) and for one introspection of it (introspection/routes.ts).
+// (provider-audit.ts → tokenIssued) and for one introspection of it (oauth/introspection/routes.ts).
 
 type Kind = 'token-issued' | 'introspection';
 

@@ -83,7 +83,7 @@ export interface AppDeps {
   audit?: AuditTrail;
   /** Where the trail lives for good when Redis is only its intake (PostgreSQL); reads merge it in. */
   auditHome?: AuditHome;
-  /** Whether Redis may be used now; main.ts passes its circuit breaker (redis/circuit-breaker.ts). */
+  /** Whether Redis may be used now; main.ts passes its circuit breaker (platform/redis/circuit-breaker.ts). */
   storeHealth?: StoreHealth;
 }
 
@@ -183,7 +183,7 @@ export function buildApp(deps: AppDeps): Provider {
     return new Set(assertionAudiences(config.issuer, this.route));
   };
 
-  // Stored secrets are SHA-256 hashes (see clients/secrets.ts); compare against those.
+  // Stored secrets are SHA-256 hashes (see oauth/clients/secrets.ts); compare against those.
   provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
     return Promise.resolve(typeof this.clientSecret === 'string' && verifyClientSecret(this.clientSecret, actual));
   };

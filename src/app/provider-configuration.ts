@@ -221,7 +221,7 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
       fhirUser: ['fhirUser'],
       profile: ['name', 'family_name', 'given_name', 'preferred_username', 'updated_at'],
     },
-    // The app passes the user directory's lookup (users/accounts.ts); without one no subject
+    // The app passes the user directory's lookup (records/directory/accounts.ts); without one no subject
     // resolves and interactive grants cannot finish.
     findAccount: findAccount ?? (async () => undefined),
     cookies: {

@@ -15,7 +15,7 @@ import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendK
 
 const TOKEN_URL = 'http://localhost:3000/token';
 const ISSUER = 'http://localhost:3000';
-/** The Consent and Provenance APIs' own audience (provider/own-api.ts): tokens for a FHIR server are refused there. */
+/** The Consent and Provenance APIs' own audience (oauth/provider/own-api.ts): tokens for a FHIR server are refused there. */
 const OWN_API = `${ISSUER}/fhir`;
 
 let t: TestApp;

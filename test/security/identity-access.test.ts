@@ -28,7 +28,7 @@ import { createUserStore } from '../../src/records/directory/user-store.js';
 
 const PASSWORD = 'a long enough test password';
 const REDIRECT = 'http://localhost:4000/callback';
-// The demo app's registration (seed/demo.ts), under its own id.
+// The demo app's registration (app/demo-seed.ts), under its own id.
 const APP = 'identity-demo-app';
 const APP_SCOPES = ['openid', 'fhirUser', 'profile', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs', 'user/*.rs'];
 const ROLE_CLASS = 'http://terminology.hl7.org/CodeSystem/v3-RoleClass';

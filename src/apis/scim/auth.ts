@@ -5,7 +5,7 @@ import { ScimError } from '../../records/directory/scim/errors.js';
 /**
  * Who may use SCIM: the bearer of an access token this server issued through client_credentials
  * whose scope includes `scim` (registered only for backend_service clients) and whose audience is
- * SCIM's own (`<issuer>/scim/v2`, provider/admin-apis.ts), so a token a FHIR server was sent can
+ * SCIM's own (`<issuer>/scim/v2`, oauth/provider/admin-apis.ts), so a token a FHIR server was sent can
  * never be replayed here. A missing, unknown or expired token is 401; a good token without the
  * scope (or a user's token) is 403 (RFC 6750 §3); a token with the scope issued for another
  * audience, or whose sign-in session has ended, is 401 invalid_token.

@@ -33,7 +33,7 @@ export const SEARCH_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Sear
 export interface ScimDeps {
   store: UserStore;
   groups: GroupStore;
-  /** Tokens for SCIM's own audience, `<issuer>/scim/v2` (provider/admin-apis.ts). */
+  /** Tokens for SCIM's own audience, `<issuer>/scim/v2` (oauth/provider/admin-apis.ts). */
   lookup: ScimTokens;
   config: Config;
   logger: Logger;

@@ -1,6 +1,6 @@
 import type { ClientHcsFacts } from './decision.js';
 
-/** Client metadata the HCS decision reads (registered with the client; see clients/smart-metadata.ts). */
+/** Client metadata the HCS decision reads (registered with the client; see oauth/clients/smart-metadata.ts). */
 export interface ClientHcsMetadata {
   clientId: string;
   purposes_of_use?: unknown;

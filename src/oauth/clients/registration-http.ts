@@ -113,7 +113,7 @@ export function smartRegistrationPolicy(deps: RegistrationPolicyDeps) {
 const MANAGEMENT_PATH = /^\/register\/([^/]+)$/;
 
 /**
- * Client secrets are stored hashed (clients/secrets.ts), which oidc-provider's RFC 7592 handlers
+ * Client secrets are stored hashed (oauth/clients/secrets.ts), which oidc-provider's RFC 7592 handlers
  * don't know about: an update that carries the client's plaintext secret is compared against the
  * stored value by plain equality, and reads return the stored value. So an update's secret is
  * swapped for the stored hash once it verifies, and no response ever carries a hash (nor the

@@ -47,7 +47,7 @@ const ADMIN_RESOURCE_TYPES = new Set(['AuditEvent', 'Consent']);
  * token introspection; `system/AuditEvent.*` the whole audit trail; `system/Consent.*` every
  * patient's consents; any other system/ scope that creates, updates or deletes (v2 c/u/d, v1
  * write or *) changes data for every patient. A system/ scope on `*` is treated by its letters:
- * the audit and consent APIs only honour scopes naming their type (http/fhir-api.ts).
+ * the audit and consent APIs only honour scopes naming their type (apis/fhir-api.ts).
  */
 export function administrativeReason(scope: string): string | undefined {
   const pattern = parseScopePattern(scope);
@@ -65,7 +65,7 @@ export function administrativeReason(scope: string): string | undefined {
 /**
  * Client metadata only an operator sets (smart-authz clients or the clients file), whatever a
  * token's policy says: emergency purposes of use (ETREAT and everything under it, such as BTG and
- * ERTREAT: hcs/vocabulary.ts) let a backend assert break-the-glass access on its own, and a
+ * ERTREAT: domain/hcs/vocabulary.ts) let a backend assert break-the-glass access on its own, and a
  * `jku_allowlist` makes this server fetch key sets from wherever it points. A `jku` equal to the
  * client's own `jwks_uri` is honoured without one (SMART Backend Services' rule), so registrants
  * need none. `test_account` only narrows what a client may do, and stays registrable.

@@ -2,8 +2,8 @@ import { CONTEXT_SCOPES, NOT_A_SCOPE, parseScope, type ScopeContext } from '../.
 
 /**
  * The scopes a client may be registered for (`smart_scopes`). A registered pattern is an upper
- * bound: the issuing policy intersects requests with it (src/smart/scopes.ts), so it may use
- * wildcards. The grammar lives in src/smart/scope-syntax.ts; this is the registration view of it,
+ * bound: the issuing policy intersects requests with it (src/domain/scopes/scopes.ts), so it may use
+ * wildcards. The grammar lives in src/domain/scopes/scope-syntax.ts; this is the registration view of it,
  * which additionally refuses extension scopes (nothing grants them yet).
  */
 

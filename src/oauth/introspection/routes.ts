@@ -158,7 +158,7 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
 
   /**
    * A caller may instead present a client-credentials token carrying the `introspect` scope and
-   * issued for introspection's own audience (provider/admin-apis.ts: a token a FHIR server was
+   * issued for introspection's own audience (oauth/provider/admin-apis.ts: a token a FHIR server was
    * sent cannot be replayed here); it then acts with its client's FHIR servers, like a resource
    * server.
    */

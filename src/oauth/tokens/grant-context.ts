@@ -27,7 +27,7 @@ export interface GrantContext {
   consentId?: string;
   /**
    * The HCS decision (purposes of use, subject, ceiling, obligations) its access tokens carry as
-   * `extensions` (hcs/claims.ts). Fixed for the grant's life, like the launch context.
+   * `extensions` (domain/hcs/claims.ts). Fixed for the grant's life, like the launch context.
    */
   hcs?: HcsGrant;
   /** Emergency access: the reason the clinician typed and when. Never put into tokens. */

@@ -79,7 +79,7 @@ export function tokenResponseContext(deps: { tokenPath: string; grantContexts: P
   };
 }
 
-/** The part of the consent service the token path needs (consent/consent-service.ts). */
+/** The part of the consent service the token path needs (records/consent/consent-service.ts). */
 export interface TokenConsentCheck {
   assertActiveForGrant(grantId: string, scopes: string): Promise<{ resource: { id: string } }>;
 }

@@ -49,7 +49,7 @@ export const redisSchema = z
       .default('authz:'),
     /**
      * Replicas that must acknowledge a request's writes (Redis WAIT) before it is answered; 0 = off.
-     * Unacknowledged → 503, nothing handed out (redis/write-acks.ts).
+     * Unacknowledged → 503, nothing handed out (platform/redis/write-acks.ts).
      */
     minReplicas: z.number().int().min(0).max(16).optional(),
     /** How long WAIT waits for those acknowledgements; below the 2 s command timeout. */
@@ -197,11 +197,11 @@ export const configSchema = z
         fhirServer: baseUrl.optional(),
         /** Bearer token for that FHIR server. */
         fhirServerToken: z.string().min(1).optional(),
-        /** When a covering Consent spares the consent page (smart/interactions/consent-gate.ts). */
+        /** When a covering Consent spares the consent page (smart/interaction/consent-gate.ts). */
         remember: z.enum(['silent', 'always', 'never']).default('silent'),
       })
       .prefault({}),
-    /** HL7 HCS policy: purposes of use, obligations, ceilings, break the glass (hcs/policy.ts). */
+    /** HL7 HCS policy: purposes of use, obligations, ceilings, break the glass (domain/hcs/policy.ts). */
     hcs: hcsPolicySchema.prefault({}),
     audit: z
       .object({
@@ -215,7 +215,7 @@ export const configSchema = z
          */
         checkpointGraceSeconds: z.number().int().min(0).default(300),
         /**
-         * Directory of the append-only checkpoint anchor, outside Redis (audit/anchor.ts). Required in
+         * Directory of the append-only checkpoint anchor, outside Redis (records/audit/anchor.ts). Required in
          * production; development defaults to <dataDir>/audit-anchor.
          */
         anchorDir: z.string().min(1).optional(),
@@ -246,11 +246,11 @@ export const configSchema = z
         maxBatch: z.number().int().min(1).max(2000).default(500),
         /**
          * A search with several parameters starts from its smallest one; past this many events (in
-         * its date range) it is refused as too costly instead of tying Redis up (audit/search.ts).
+         * its date range) it is refused as too costly instead of tying Redis up (records/audit/search.ts).
          */
         searchMaxCandidates: z.number().int().min(100).default(100_000),
         /**
-         * Hash chains the trail is spread over (audit/chain.ts). One is right for a single Redis or
+         * Hash chains the trail is spread over (records/audit/chain.ts). One is right for a single Redis or
          * Sentinel; in a Cluster, more (e.g. twice the number of masters) spread the audit writes
          * over the masters, and appends move to another chain while one master is down.
          */

@@ -5,7 +5,7 @@ import { isRedisOutage } from '../redis/outage.js';
 import { respondStoreUnavailable } from './errors.js';
 
 /**
- * Nothing is answered on the strength of a write Redis may still lose (redis/write-acks.ts).
+ * Nothing is answered on the strength of a write Redis may still lose (platform/redis/write-acks.ts).
  *
  * The request runs with its Redis commands tracked. Before the response leaves (Koa sends it
  * after the last middleware returns), two checks:

@@ -4,8 +4,8 @@ import { createServer } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 
 /*
- * Local server processes the development mode starts when nothing answers (redis/dev-redis.ts,
- * audit/pg/dev-postgres.ts), and the tests' own servers: found on PATH, on a free loopback port,
+ * Local server processes the development mode starts when nothing answers (platform/redis/dev-redis.ts,
+ * records/audit/pg/dev-postgres.ts), and the tests' own servers: found on PATH, on a free loopback port,
  * never outliving the process that started them.
  */
 

@@ -21,7 +21,7 @@ export class StoreUnavailableError extends Error {
  * - in a Cluster the breaker is per master: a command is refused at once only when the master
  *   that owns its slot failed, and the probe PINGs that master. The other masters keep serving,
  *   so what does not touch the failed one (and audit appends, which move to another chain:
- *   audit/trail.ts) goes on while the Cluster fails over.
+ *   records/audit/trail.ts) goes on while the Cluster fails over.
  *
  * It wraps `sendCommand`, the one place every command of this client passes through (direct
  * calls, scripts and auto-pipelines alike).

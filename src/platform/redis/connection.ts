@@ -31,7 +31,7 @@ const commonOptions: RedisOptions = {
  * tokens and audit entries vanish. So: leave it as soon as a sentinel announces +switch-master
  * (failoverDetector); connect only to a node that says it is the master (role, checked by
  * ioredis' ready check); and on READONLY (we are talking to a replica) reconnect through the
- * sentinels. The failed command is not re-sent: its request answers 503 (http/durable-writes.ts)
+ * sentinels. The failed command is not re-sent: its request answers 503 (platform/http/durable-writes.ts)
  * rather than succeed half on the old master and half on the new one.
  */
 const sentinelOptions: Partial<RedisOptions> = {

@@ -5,7 +5,7 @@
  * Keys that a single command or script touches together share a `{hash tag}` so the layout is
  * Redis Cluster safe; keys that are only ever touched by separate commands do not need to.
  */
-/** Names of the audit trail's chains (defined with the trail in audit/chain.ts). */
+/** Names of the audit trail's chains (defined with the trail in records/audit/chain.ts). */
 export type AuditChainName = 'main' | 'archive' | `main-${number}`;
 
 export class Keyspace {
@@ -52,7 +52,7 @@ export class Keyspace {
   }
 
   /**
-   * What one account or client owns (storage/owner-index.ts): a sorted set of `<Model>:<id>`
+   * What one account or client owns (platform/storage/owner-index.ts): a sorted set of `<Model>:<id>`
    * members (its Grants and Sessions, and the tokens of a client that belong to no grant), scored
    * by expiry in ms. `kind` is `account` or `client`; the id inside the hash tag keeps the index
    * and its revoked mark in one slot.
@@ -75,7 +75,7 @@ export class Keyspace {
   }
 
   /**
-   * The launch context kept with a grant (smart/launch/grant-context.ts). Shares the grant's hash
+   * The launch context kept with a grant (oauth/tokens/grant-context.ts). Shares the grant's hash
    * tag so a script revoking the grant may delete it in the same slot.
    */
   grantContext(grantId: string): string {
@@ -91,7 +91,7 @@ export class Keyspace {
   }
 
   /**
-   * The registration policy of one RFC 7591 initial access token (clients/registration-tokens.ts):
+   * The registration policy of one RFC 7591 initial access token (oauth/clients/registration-tokens.ts):
    * hash of `kinds`, `scopes` and `uses` (registrations left), keyed by a digest of the token so
    * keys listed from Redis are not usable tokens. One key per command or script.
    */
@@ -113,7 +113,7 @@ export class Keyspace {
   }
 
   /**
-   * An account's count of wrong passwords and password checks in flight (users/lockout.ts), e.g.
+   * An account's count of wrong passwords and password checks in flight (records/directory/lockout.ts), e.g.
    * `authz:ratelimit:login-account:<user id>`. Only ever touched by single-key scripts and commands.
    */
   loginFailures(userId: string): string {
@@ -182,7 +182,7 @@ export class Keyspace {
   }
 
   /*
-   * Consent records (consent/consent-store.ts). Every consent key shares the `{consents}` hash
+   * Consent records (records/consent/consent-store.ts). Every consent key shares the `{consents}` hash
    * tag: one script stores a Consent, its Provenance, its search indexes and its outbox entry
    * together (Cluster-safe, all or nothing), and withdrawal updates them in one step too.
    */
@@ -246,9 +246,9 @@ export class Keyspace {
    * The audit trail (src/audit). Each chain's keys share one hash tag: one script checks the
    * chain head, appends a batch of entries and writes their search indexes atomically, which is
    * what makes each hash chain one sequence even with several instances (Cluster-safe). `main` and
-   * `archive` (disclosure events kept past the general retention, see audit/retention.ts) use
+   * `archive` (disclosure events kept past the general retention, see records/audit/retention.ts) use
    * `{audit}`; the further shards `main-<k>` use `{audit-<k>}`, so in a Cluster they land in other
-   * slots and usually on other masters (audit/chain.ts).
+   * slots and usually on other masters (records/audit/chain.ts).
    */
 
   private auditTag(chain: AuditChainName): string {
@@ -277,19 +277,19 @@ export class Keyspace {
 
   /**
    * Posting list of one search value in one chain: a string of the seqs of the entries that have
-   * it, ascending, each 12 hex digits (audit/postings.ts). `param` is a search parameter name.
+   * it, ascending, each 12 hex digits (records/audit/postings.ts). `param` is a search parameter name.
    */
   auditPostings(chain: AuditChainName, param: string, value: string): string {
     return `${this.prefix}${this.auditTag(chain)}:${chain}:post:${param}:${value}`;
   }
 
-  /** Lease held by the instance that signs a chain's interval checkpoint (audit/trail.ts). */
+  /** Lease held by the instance that signs a chain's interval checkpoint (records/audit/trail.ts). */
   auditCheckpointLease(chain: AuditChainName): string {
     return chain === 'main' ? `${this.prefix}{audit}:checkpoint-lease` : `${this.prefix}${this.auditTag(chain)}:${chain}:checkpoint-lease`;
   }
 
   /**
-   * How far PostgreSQL holds a chain (audit/shipper.ts): `seq` (every entry up to it is confirmed
+   * How far PostgreSQL holds a chain (records/audit/shipper.ts): `seq` (every entry up to it is confirmed
    * there), `t` (its trail time), `at` (when it was confirmed, ms). Readers take entries up to
    * `seq` from PostgreSQL and the rest from Redis; the intake's bound counts from it.
    */
@@ -302,7 +302,7 @@ export class Keyspace {
     return `${this.prefix}${this.auditTag(chain)}:${chain}:ship-lease`;
   }
 
-  /** The trail's id (a UUID): which PostgreSQL trail this intake belongs to (audit/pg/connect.ts). */
+  /** The trail's id (a UUID): which PostgreSQL trail this intake belongs to (records/audit/pg/connect.ts). */
   auditTrailId(): string {
     return `${this.prefix}{audit}:trail-id`;
   }

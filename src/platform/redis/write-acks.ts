@@ -10,7 +10,7 @@ import { isRedisOutage } from './outage.js';
  * promoted before it got it, or when a demoted master resyncs. `WAIT n timeout`, sent on the same
  * connection after the writes, answers how many replicas have everything that connection wrote.
  * So each request runs in a scope (AsyncLocalStorage); the commands it sends are noted there, and
- * before it is answered one WAIT confirms them (http/durable-writes.ts).
+ * before it is answered one WAIT confirms them (platform/http/durable-writes.ts).
  *
  * Two traps, both handled here:
  *  - ioredis auto-pipelining sends commands later, from another request's tick. Commands are

@@ -45,7 +45,7 @@ const GRANT_BOUND = new Set([
   'DeviceCode',
   'BackchannelAuthenticationRequest',
   'PreAuthorizedCode',
-  // Our revocation marker for JWT access tokens (introspection/token-lookup.ts): grant
+  // Our revocation marker for JWT access tokens (oauth/introspection/token-lookup.ts): grant
   // revocation must reach self-contained tokens too.
   'JwtAccessToken',
 ]);

@@ -53,7 +53,7 @@ export const GENESIS_HASH = '0'.repeat(64);
  * numbers, booleans, null): members sorted by key, no white space, strings and numbers as
  * ECMAScript's JSON.stringify writes them (which is what JCS specifies). Written out rather than
  * through a generic library because it runs once per audited request on the introspection hot
- * path; test/audit/canonical.test.ts holds it to the `canonicalize` package's output.
+ * path; test/records/audit/canonical.test.ts holds it to the `canonicalize` package's output.
  */
 export function canonicalJson(value: unknown): string {
   const text = serialise(value);

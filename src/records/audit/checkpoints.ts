@@ -89,7 +89,7 @@ export function keyStoreCheckpointKeys(redis: RedisClient, keyspace: Keyspace, e
   return {
     async signingKey() {
       const keys = await load();
-      // Keys without key_ops are the current (signing) ones; see keys/provider-jwks.ts.
+      // Keys without key_ops are the current (signing) ones; see platform/keys/provider-jwks.ts.
       const current = keys.filter((k) => !k.key_ops);
       const ec = current.find((k) => k.kty === 'EC');
       if (ec) return { jwk: ec, alg: 'ES384' };

@@ -219,7 +219,7 @@ class RedisAuditTrail implements AuditTrail {
       return Promise.reject(err);
     }
     // The batch goes out from whichever request's tick drains the queue: count it as this
-    // request's write, so the request waits for the replicas to have it (redis/write-acks.ts).
+    // request's write, so the request waits for the replicas to have it (platform/redis/write-acks.ts).
     return asRequestWrite(
       new Promise<void>((resolve, reject) => {
         this.queue.push({ event: prepared, resolve, reject });

@@ -31,7 +31,7 @@ export const DATA_OPERATIONS = {
   UPDATE: { system: SYSTEMS.dataOperation, code: 'UPDATE', display: 'revise' },
 } as const satisfies Record<string, Coding>;
 
-/** Purposes and confidentiality come from the one HCS vocabulary (hcs/vocabulary.ts). */
+/** Purposes and confidentiality come from the one HCS vocabulary (domain/hcs/vocabulary.ts). */
 export { purposeCoding, isPurpose } from '../../domain/hcs/vocabulary.js';
 
 /** The confidentiality labels above a clearance (N → R, V), as Codings. */

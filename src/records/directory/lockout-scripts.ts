@@ -1,7 +1,7 @@
 import type { RedisClient } from '../../platform/redis/connection.js';
 
 /**
- * Lua scripts of the sign-in lock-out (users/lockout.ts). Each touches one key, the account's
+ * Lua scripts of the sign-in lock-out (records/directory/lockout.ts). Each touches one key, the account's
  * failure counter, so it is Cluster-safe without a hash tag. The counter holds the failures and
  * the password checks still in flight (reservations): a check is only made after a script has
  * taken a slot, so the number of checks can never outrun the limit, whatever the concurrency.

@@ -23,7 +23,7 @@ import { GrantIndex } from '../../platform/storage/grant-index.js';
  *
  * A user's access follows the account: once a write leaves the user inactive, or deletes it,
  * every grant, token and session of the user is ended before the write is answered; re-enabling
- * revives none of them (storage/owner-index.ts).
+ * revives none of them (platform/storage/owner-index.ts).
  */
 
 export interface LockStateReader {
@@ -238,7 +238,7 @@ export class UserStore {
     return this.redis.zcard(this.keys.scimUsers());
   }
 
-  /** List or search (filter, sort, page); see src/scim/query.ts for the bounds. */
+  /** List or search (filter, sort, page); see src/records/directory/scim/query.ts for the bounds. */
   async search(query: ResourceQuery = {}): Promise<QueryPage<ScimUser>> {
     return (await runQuery(USER_RESOURCE, this.querySource(), USER_INDEXED, query, this.limits)) as unknown as QueryPage<ScimUser>;
   }

@@ -85,7 +85,7 @@ export interface ContextRecorderDeps {
   metrics?: Pick<Metrics, 'breakTheGlass' | 'hcsFindings'>;
   /** Emergency access is in the audit trail (a Security Alert with the reason) before the app gets its code. */
   audit?: { trail: AuditTrail; issuer: string };
-  /** Banner and style of EHR launches whose EHR named none (config `smart`, discovery/smart-style.ts). */
+  /** Banner and style of EHR launches whose EHR named none (config `smart`, smart/discovery/smart-style.ts). */
   ehrLaunchDefaults?: EhrLaunchDefaults;
 }
 

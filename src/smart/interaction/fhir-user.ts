@@ -66,7 +66,7 @@ export interface UserContext {
   displayName?: string;
   /** The user's confidentiality clearance: data labelled above it stays out of their consents. */
   clearance?: Clearance;
-  /** What the HCS decision needs (hcs/decision.ts); absent for unknown users. */
+  /** What the HCS decision needs (domain/hcs/decision.ts); absent for unknown users. */
   security?: UserSecurity;
 }
 

@@ -9,7 +9,7 @@ const { Check, base } = interactionPolicy;
  * would then fail later with a server error (its consent checks expect a grant). Asking for a
  * fresh sign-in is the right answer instead (`login_required` for prompt=none).
  *
- * With `smart`, the SMART launch steps go between login and consent (smart/interactions/prompts.ts).
+ * With `smart`, the SMART launch steps go between login and consent (smart/interaction/prompts.ts).
  */
 export function interactionPolicyWithAccountCheck(smart?: SmartPromptDeps): interactionPolicy.DefaultPolicy {
   const policy = base();

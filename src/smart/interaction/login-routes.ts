@@ -12,7 +12,7 @@ import type { AuditRecorder } from '../../records/audit/hooks/provider-audit.js'
 import { loginAttemptEvents } from './login-audit.js';
 
 /**
- * The pages of prompts other than login (smart/interactions/routes.ts): `show` renders the page
+ * The pages of prompts other than login (smart/interaction/routes.ts): `show` renders the page
  * for its prompt; `register` adds the routes its forms post to.
  */
 export interface PromptPages {

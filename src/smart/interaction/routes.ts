@@ -10,7 +10,7 @@ export type { SmartPageDeps } from './page-context.js';
 
 /**
  * The pages between sign-in and the authorization code, by prompt name, for the interaction
- * dispatch in login/routes.ts:
+ * dispatch in smart/interaction/login-routes.ts:
  *
  *   GET  /interaction/:uid                   the page of the prompt the interaction waits for
  *   POST /interaction/:uid/patient-search    practitioner patient search (and its next pages)

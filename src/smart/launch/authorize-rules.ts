@@ -15,7 +15,7 @@ import { clientHcsFacts, type ClientHcsMetadata } from '../../domain/hcs/client-
  * a code:
  *
  * - `aud` names a configured FHIR base the client may use (one trailing slash tolerated), or this
- *   server's own API (`<issuer>/fhir`: Consent, Provenance, AuditEvent; provider/own-api.ts), and
+ *   server's own API (`<issuer>/fhir`: Consent, Provenance, AuditEvent; oauth/provider/own-api.ts), and
  *   becomes the resource indicator; `resource` is accepted as a synonym; one of them is required.
  * - `launch` is a live launch value made for this app and this `aud`: every launch is bound to one
  *   FHIR server when the EHR creates it, and `aud` must name exactly that one. The `launch` scope
@@ -23,7 +23,7 @@ import { clientHcsFacts, type ClientHcsMetadata } from '../../domain/hcs/client-
  * - `purpose_of_use`, when sent, is a space-separated list of v3-PurposeOfUse codes, bare (TREAT)
  *   or system-qualified (urn:oid:2.16.840.1.113883.5.8#TREAT), each one registered for the client
  *   when it lists `purposes_of_use` (the HCS policy's clientPurposes check and its mode). The user's
- *   own permission is checked once they have signed in (hcs/decision.ts); the consent page shows the
+ *   own permission is checked once they have signed in (domain/hcs/decision.ts); the consent page shows the
  *   purpose, the Consent records it and the tokens carry it.
  *
  * The internal management client (manage/) names no FHIR server: `aud` does not apply to it.
@@ -47,7 +47,7 @@ export function purposesOfUse(value: string, client: ClientHcsMetadata, policy: 
   const registered = clientHcsFacts(client).purposes;
   const unregistered = registered && mode !== 'disabled' ? codes.filter((c) => !listPermits(registered, c, policy.permitDescendants)) : [];
   // Enforced here, before anyone signs in; an audit-only finding is logged once, with the grant
-  // it ends up in (hcs/decision.ts runs the same check then).
+  // it ends up in (domain/hcs/decision.ts runs the same check then).
   if (unregistered.length && mode === 'enforce') throw new errors.InvalidRequest(`purpose_of_use ${shown(unregistered.join(' '))} is not registered for this app`);
   return codes;
 }
@@ -67,7 +67,7 @@ export interface Audiences {
 /**
  * The canonical base `aud` names, if this client may use it; else the reason it may not. The own
  * API is open to any app: what it may read there is bounded by its Consent/Provenance/AuditEvent
- * scopes, which its registration must list (provider/configuration.ts narrows the grant to them).
+ * scopes, which its registration must list (app/provider-configuration.ts narrows the grant to them).
  */
 function audienceFor(audiences: Audiences, client: Client | undefined, aud: string): string {
   if (isOwnApi(audiences.issuer, aud)) return ownApiAudience(audiences.issuer);

@@ -290,7 +290,7 @@ describe('resourceTypesOf', () => {
   });
 });
 
-describe('registration view (src/clients/scope-patterns.ts)', () => {
+describe('registration view (src/oauth/clients/scope-patterns.ts)', () => {
   test.each([
     ['system/*.read', { kind: 'resource', context: 'system', resourceType: '*', permissions: 'read' }],
     ['patient/Observation.rs?category=laboratory', { kind: 'resource', context: 'patient', resourceType: 'Observation', permissions: 'rs', query: 'category=laboratory' }],

@@ -412,7 +412,7 @@ async function runScenario(sc: Scenario, setup: Setup, clientsFile: string, key:
     AUTHZ_SHUTDOWN_DRAIN_MS: String(DRAIN_MS),
     AUTHZ_LOG_LEVEL: 'info',
     // Redis faults are this suite's subject: the trail stays in Redis (the PostgreSQL intake has
-    // its own crash tests, test/audit/pg/intake.test.ts), for the servers and the CLI alike.
+    // its own crash tests, test/records/audit/pg/intake.test.ts), for the servers and the CLI alike.
     AUTHZ_AUDIT_STORE: 'redis',
     ...setup.env,
   };

@@ -151,7 +151,7 @@ export async function createFuzzWorld(db: number, env: Record<string, string> = 
     return res.body.access_token as string;
   };
   const scim = await token('scim');
-  // The Consent and AuditEvent APIs take only tokens for this server's own API (provider/own-api.ts).
+  // The Consent and AuditEvent APIs take only tokens for this server's own API (oauth/provider/own-api.ts).
   const fhirAdmin = await token('system/Consent.cruds system/AuditEvent.rs', ownApiAudience(fresh.config.issuer));
   const patientApp = await patientAppToken(fresh, userId);
   // Many uses and every app kind, so fuzzed registrations reach the metadata rules instead of

@@ -152,7 +152,7 @@ describe('the consent page', () => {
     expect(html).toContain('>Create, read, update, delete and search your MedicationRequest records (prescriptions)</label>');
     expect(html).toContain('>Read and search your Observation records (lab results, vital signs and other measurements), only those in the category “vital signs”</label>');
     expect(html).toContain('<strong>For how long:</strong>\n    only while you are signed in.');
-    // No purpose_of_use: a patient acting for themselves asserts PATRQT (hcs/decision.ts).
+    // No purpose_of_use: a patient acting for themselves asserts PATRQT (domain/hcs/decision.ts).
     expect(html).toContain('<strong>Why:</strong> at the patient’s own request.');
   });
 

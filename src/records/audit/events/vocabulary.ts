@@ -137,7 +137,7 @@ export const AGENT_TYPES = frozen({
 
 /**
  * Profiles events claim in meta.profile: IHE BALP where an event meets it (validated in
- * test/audit/balp-profiles.test.ts), else this server's own (docs/fhir, docs/audit-profiles.md).
+ * test/records/audit/balp-profiles.test.ts), else this server's own (docs/fhir, docs/audit-profiles.md).
  */
 export const BALP_PROFILES = {
   iua71: 'https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.IUA.71',

@@ -12,7 +12,7 @@ import { EVENT_TYPES } from '../events/vocabulary.js';
  * stored as the facts its AuditEvent is made of (~400 bytes) instead of the rendered event
  * (~3 KB). The chain hashes this record's canonical JSON; reading it back renders the AuditEvent
  * with the same builder that shapes it everywhere else, so a stored record always reads as exactly
- * the event `tokenIntrospected` makes from those facts (test/audit/compact-form.test.ts holds the
+ * the event `tokenIntrospected` makes from those facts (test/records/audit/compact-form.test.ts holds the
  * two together, index entries included). Why it matters: Redis spends most of an append on the
  * bytes of the entry and the index members, and the trail's memory grows with every byte.
  *
@@ -115,7 +115,7 @@ const q = JSON.stringify;
 /**
  * The record's RFC 8785 canonical JSON, written out member by member in sorted order: the generic
  * serializer sorts keys and walks the object on every introspection, this only concatenates.
- * test/audit/compact-form.test.ts holds it to `canonicalJson`.
+ * test/records/audit/compact-form.test.ts holds it to `canonicalJson`.
  */
 export function introspectionRecordJson(r: IntrospectionRecord): string {
   let out = `{"active":${r.active},"caller":${q(r.caller)},"form":${q(r.form)},"id":${q(r.id)},"ip":${q(r.ip)},"issuer":${q(r.issuer)}`;

@@ -6,7 +6,7 @@ import { decodeStored } from '../stored-event.js';
 import { encodeTerm } from './terms.js';
 
 /**
- * AuditEvent search in PostgreSQL, with the semantics of src/audit/search.ts: each clause's values
+ * AuditEvent search in PostgreSQL, with the semantics of src/records/audit/search.ts: each clause's values
  * are OR-ed, clauses are AND-ed, dateFrom/dateTo bound the trail time (inclusive, whole ms), `asOf`
  * is the upper time bound fixed by the first page, and the order is (t, chain, seq), newest first
  * unless sort is `date`. Every chain is searched together (main, main-<n>, archive).

@@ -184,7 +184,7 @@ export class PgAuditStore {
     return out;
   }
 
-  /** AuditEvent search with the semantics and result of src/audit/search.ts, over every chain. */
+  /** AuditEvent search with the semantics and result of src/records/audit/search.ts, over every chain. */
   search(q: AuditSearch): Promise<SearchResult> {
     return searchPg(this.pool, q);
   }

@@ -11,7 +11,7 @@ import { KeptDigest, MONTH_KEY, monthKey } from './kept.js';
  * the later of `recorded` and the entry before's), and each stored checkpoint's (seq, hash)
  * against the entry at that seq; a checkpoint beyond the last entry means entries are missing
  * from the end. With keys, each checkpoint's signature is checked too. With `every`, a signed
- * checkpoint is required at each multiple of it (audit.checkpointEvery), as in src/audit/verify.ts.
+ * checkpoint is required at each multiple of it (audit.checkpointEvery), as in src/records/audit/verify.ts.
  * Reports the first bad position per chain.
  *
  * Retention (retention.ts): a chain may start after a cut only if `retention-cut` checkpoints sign

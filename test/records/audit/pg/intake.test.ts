@@ -31,7 +31,7 @@ let pg: PgAuditStore;
 const workers: ChildProcess[] = [];
 
 function startWorker(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/audit/pg/ship-worker.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/records/audit/pg/ship-worker.ts'], {
     env: { ...process.env, AUTHZ_REDIS_PREFIX: f.config.redis.prefix, AUTHZ_AUDIT_DATABASE_URL: pgServer.appUrl, AUTHZ_AUDIT_CHAINS: '2', AUTHZ_LOG_LEVEL: 'silent', SHIP_TRIM_MS: '400' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

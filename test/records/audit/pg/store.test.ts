@@ -163,6 +163,6 @@ describe('partitions', () => {
       { p: 'audit.entries_202602', n: '2' },
     ]);
 
-    // Retention (dropping months, keeping disclosures) is test/audit/pg/retention.test.ts.
+    // Retention (dropping months, keeping disclosures) is test/records/audit/pg/retention.test.ts.
   });
 });
