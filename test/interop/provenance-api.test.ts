@@ -1,4 +1,4 @@
-import { modelAdapter } from '../../src/app/app.js';
+import { modelAdapter } from '../../src/app/services.js';
 import type { ConsentService } from '../../src/records/consent/consent-service.js';
 import { createConsentService } from '../../src/records/consent/wiring.js';
 import { GrantContextStore } from '../../src/oauth/tokens/grant-context.js';

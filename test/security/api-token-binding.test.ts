@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { modelAdapter } from '../../src/app/app.js';
+import { modelAdapter } from '../../src/app/services.js';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
 

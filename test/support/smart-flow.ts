@@ -14,7 +14,7 @@ import { GrantContextStore, type GrantContext } from '../../src/oauth/tokens/gra
 import { grantableScopes } from '../../src/smart/launch/user-scopes.js';
 import { userContextOf } from '../../src/smart/interaction/user-context.js';
 import { CONTEXT_SCOPES } from '../../src/domain/scopes/scope-syntax.js';
-import { modelAdapter } from '../../src/app/app.js';
+import { modelAdapter } from '../../src/app/services.js';
 import { createConsentService } from '../../src/records/consent/wiring.js';
 import type { ConsentService } from '../../src/records/consent/consent-service.js';
 

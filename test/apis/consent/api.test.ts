@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { modelAdapter } from '../../../src/app/app.js';
+import { modelAdapter } from '../../../src/app/services.js';
 import type { ConsentDecision } from '../../../src/records/consent/consent-resource.js';
 import type { ConsentService } from '../../../src/records/consent/consent-service.js';
 import { createConsentService } from '../../../src/records/consent/wiring.js';
