@@ -1,15 +1,12 @@
 import { FhirError } from '../domain/fhir/errors.js';
 import { apiTokens, issuedFor, type ApiTokens, type FoundToken } from '../oauth/introspection/token-lookup.js';
-import { parseScope, type Permission } from '../domain/scopes/scopes.js';
+import { parseScope, type Permission } from '../domain/scopes/scope-syntax.js';
 
 /**
  * What this server's FHIR APIs (/fhir/Consent, /fhir/AuditEvent) share: FHIR errors as
  * OperationOutcomes, bearer-token callers, and the permissions their scopes give on one resource.
  */
 
-export interface TokenFinder {
-  find(value: string): Promise<FoundToken | undefined>;
-}
 
 /** The Consent, Provenance and AuditEvent APIs take tokens for `<issuer>/fhir` (own-api.ts). */
 export type { ApiTokens };

@@ -32,10 +32,8 @@ import { browserClientOrigin } from '../oauth/provider/browser-cors.js';
 import { ROUTES } from '../oauth/paths.js';
 
 
-export { SMART_REGISTRATION_POLICY };
 
 /** Non-resource scopes this server understands. Resource scopes are SMART patterns. */
-export { CONTEXT_SCOPES };
 
 export interface ProviderDeps {
   config: Config;

@@ -14,7 +14,6 @@ import { parseCommandArgs, requirePositional } from './args.js';
 
 export type Out = (line: string) => void;
 
-export { CliUsageError };
 
 export const CLIENTS_USAGE = `Usage: smart-authz clients <command> [options]
 

@@ -21,18 +21,8 @@ import {
 import type { SmartClientKind } from '../oauth/clients/client-kinds.js';
 import { parseCommandArgs } from './args.js';
 import { DEMO, demoBackendKey } from '../app/demo-seed.js';
-import {
-  CLIENTS_USAGE,
-  CliUsageError,
-  addClient,
-  listClients,
-  removeClient,
-  rotateClientSecret,
-  setClientJwks,
-  showClient,
-  updateClient,
-  type Out,
-} from './clients.js';
+import { CLIENTS_USAGE, addClient, listClients, removeClient, rotateClientSecret, setClientJwks, showClient, updateClient, type Out } from './clients.js';
+import { CliUsageError } from './errors.js';
 import { USERS_USAGE, USER_COMMANDS } from './users.js';
 import { LoginLockout } from '../records/directory/lockout.js';
 import { createUserStore } from '../records/directory/user-store.js';

@@ -1,7 +1,8 @@
 import { CORE_USER_SCHEMA, SMART_USER_SCHEMA, type ScimUser } from '../records/directory/model.js';
 import type { UserStore } from '../records/directory/user-store.js';
 import type { LockState } from '../records/directory/lockout.js';
-import { CliUsageError, type Out } from './clients.js';
+import { CliUsageError } from './errors.js';
+import { type Out } from './clients.js';
 import { parseCommandArgs, requirePositional } from './args.js';
 
 /**

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 import { cliLines as cli } from '../support/cli.js';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { SMART_REGISTRATION_POLICY } from '../../src/app/provider-configuration.js';
+import { SMART_REGISTRATION_POLICY } from '../../src/oauth/clients/registration-tokens.js';
 
 /**
  * Issue 14, item 1: an initial access token from `smart-authz registration token` registered

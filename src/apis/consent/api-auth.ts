@@ -1,5 +1,5 @@
 import type { FoundToken } from '../../oauth/introspection/token-lookup.js';
-import type { Permission } from '../../domain/scopes/scopes.js';
+import type { Permission } from '../../domain/scopes/scope-syntax.js';
 import type { Reference } from '../../domain/fhir/types.js';
 import type { FhirError } from '../../domain/fhir/errors.js';
 import { bearerAccessToken, insufficientScope, resourcePermissions, type ApiTokens } from '../fhir-api.js';

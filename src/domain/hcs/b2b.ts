@@ -1,7 +1,8 @@
 import type { B2bAssertion, HcsSubject } from './decision.js';
 import { isValidNpi } from './npi.js';
 import { PurposeInputError, purposeCodes } from './purpose-input.js';
-import { SYSTEMS, SYSTEM_OIDS, roleCoding, type Coding } from './vocabulary.js';
+import { SYSTEMS, SYSTEM_OIDS, roleCoding } from './vocabulary.js';
+import { type Coding } from '../fhir/types.js';
 
 /**
  * The HL7 UDAP Security IG's B2B authorization extension object (`extensions["hl7-b2b"]` in a

@@ -1,5 +1,6 @@
 import type { HcsGrant } from './decision.js';
-import { confidentialityCoding, handlingCoding, purposeCoding, roleCoding, type Coding } from './vocabulary.js';
+import { confidentialityCoding, handlingCoding, purposeCoding, roleCoding } from './vocabulary.js';
+import { type Coding } from '../fhir/types.js';
 
 /**
  * How tokens and introspection answers carry the HCS decision, under the IHE IUA `extensions` claim:
@@ -14,7 +15,7 @@ import { confidentialityCoding, handlingCoding, purposeCoding, roleCoding, type 
  *   `test_data: true` for test accounts (serve test data only).
  */
 
-export const HCS_CLAIM = 'smart_authz_hcs';
+const HCS_CLAIM = 'smart_authz_hcs';
 
 export interface IuaClaims {
   subject_name?: string;

@@ -1,5 +1,6 @@
 import { applyRules, listPermits, type HcsPolicy, type Mode } from './policy.js';
-import { CONFIDENTIALITY, isEmergencyPurpose, lowerCeiling, type Coding, type Confidentiality } from './vocabulary.js';
+import { CONFIDENTIALITY, isEmergencyPurpose, lowerCeiling, type Confidentiality } from './vocabulary.js';
+import { type Coding } from '../fhir/types.js';
 
 /**
  * The HCS decision of one authorization: which purposes of use the token asserts, whether they are

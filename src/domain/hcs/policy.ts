@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { CONFIDENTIALITY, SYSTEMS, isHandlingCode, isPurpose, purposeIsA, purposeLineage, type Confidentiality, type Coding } from './vocabulary.js';
+import { CONFIDENTIALITY, SYSTEMS, isHandlingCode, isPurpose, purposeIsA, purposeLineage, type Confidentiality } from './vocabulary.js';
+import { type Coding } from '../fhir/types.js';
 
 /**
  * The hospital's HCS policy: which obligations and confidentiality ceiling follow from a purpose of

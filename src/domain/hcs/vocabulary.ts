@@ -7,7 +7,6 @@
 
 import type { Coding } from '../fhir/types.js';
 
-export type { Coding };
 
 export const SYSTEMS = {
   actReason: 'http://terminology.hl7.org/CodeSystem/v3-ActReason',
@@ -133,7 +132,6 @@ export const CONFIDENTIALITY = ['U', 'L', 'M', 'N', 'R', 'V'] as const;
 export type Confidentiality = (typeof CONFIDENTIALITY)[number];
 
 /** A user's clearance is a confidentiality label: the highest they may see. */
-export const CLEARANCE_LEVELS = CONFIDENTIALITY;
 export type Clearance = Confidentiality;
 
 const CONFIDENTIALITY_DISPLAY: Record<Confidentiality, string> = {

@@ -11,7 +11,6 @@ import {
   type ScopeSyntax,
 } from './scope-syntax.js';
 
-export * from './scope-syntax.js';
 
 /**
  * Downscoping: what a client gets is what it asked for intersected with what it may have

@@ -5,9 +5,6 @@ import { guardedGet } from './guarded-get.js';
 import type { Resolver } from './guarded-get.js';
 import { JwksFetchError, describeJwksUri } from './jwks-fetch-error.js';
 
-export { JwksFetchError } from './jwks-fetch-error.js';
-export type { JwksFetchFailure } from './jwks-fetch-error.js';
-export type { Resolver } from './guarded-get.js';
 
 /**
  * Client JWK Sets fetched from `jwks_uri` (SMART Backend Services, private_key_jwt), kept in memory

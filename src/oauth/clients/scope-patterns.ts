@@ -1,15 +1,10 @@
-import { CONTEXT_SCOPES, NOT_A_SCOPE, parseScope, type ScopeContext } from '../../domain/scopes/scope-syntax.js';
-
+import { NOT_A_SCOPE, parseScope, type ScopeContext } from '../../domain/scopes/scope-syntax.js';
 /**
  * The scopes a client may be registered for (`smart_scopes`). A registered pattern is an upper
  * bound: the issuing policy intersects requests with it (src/domain/scopes/scopes.ts), so it may use
  * wildcards. The grammar lives in src/domain/scopes/scope-syntax.ts; this is the registration view of it,
  * which additionally refuses extension scopes (nothing grants them yet).
  */
-
-export const NON_RESOURCE_SCOPES = CONTEXT_SCOPES;
-
-export type { ScopeContext };
 
 /**
  * Scopes for this server's own administration APIs rather than for FHIR data: `scim` lets a

@@ -6,7 +6,6 @@ import { isEmergencyPurpose, isPurpose } from '../../domain/hcs/vocabulary.js';
 import { listPermits } from '../../domain/hcs/policy.js';
 import { asCeiling, registrationPolicyApplied } from './registration-policy.js';
 
-export { applyKindDefaults, SMART_CLIENT_KINDS, type SmartClientKind } from './client-kinds.js';
 
 /**
  * SMART client metadata, validated by oidc-provider's `extraClientMetadata.validator` hook so the

@@ -1,4 +1,4 @@
-import { parseScope } from '../../domain/scopes/scopes.js';
+import { parseScope } from '../../domain/scopes/scope-syntax.js';
 import { normaliseBase } from './fhir-servers.js';
 import { isAdminScope } from './admin-apis.js';
 

@@ -127,7 +127,3 @@ export async function connectRedis(client: RedisClient, timeoutMs = 10_000): Pro
     clearTimeout(timer);
   }
 }
-
-export function isRedisReady(client: RedisClient): boolean {
-  return client.status === 'ready';
-}

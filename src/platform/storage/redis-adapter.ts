@@ -35,7 +35,6 @@ import { alreadyConsumed, consumedEntryMissing } from './consume-errors.js';
 import { GrantIndex } from './grant-index.js';
 import { OwnerIndex, ownersOf, type Owner } from './owner-index.js';
 
-export { claimOnce } from './claim-once.js';
 
 /** Models whose entries `revokeByGrantId` must find (the same list as oidc-provider's memory adapter). */
 const GRANT_BOUND = new Set([

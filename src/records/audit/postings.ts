@@ -32,11 +32,6 @@ export function streamId(seq: number): string {
   return `${seq}-0`;
 }
 
-/** The seq of a stream id written by the append script (`<seq>-0`). */
-export function seqOfStreamId(sid: string): number {
-  return Number(sid.slice(0, sid.indexOf('-')));
-}
-
 // Shared Lua: the first posting index in [lo, hi) of KEYS[k] whose seq is >= x.
 const LOWER_BOUND = `
 local function lowerBound(key, lo, hi, x)

@@ -2,7 +2,8 @@ import { FhirError } from '../../domain/fhir/errors.js';
 import { applyDate } from '../../domain/fhir/search-params.js';
 import { patientIdOf, relativeReference } from '../../domain/fhir/references.js';
 import { codeSearchValues, type IndexParam } from './indexes.js';
-import type { AuditSearch, Clause, Key } from './search.js';
+import type { AuditSearch } from './search.js';
+import type { Clause, Key } from './lane.js';
 import { isChainName } from './chain.js';
 
 /**

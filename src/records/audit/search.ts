@@ -4,7 +4,6 @@ import type { ChainName } from './chain.js';
 import { decodeStored } from './stored-event.js';
 import type { Clause, Item, Key, Lane } from './lane.js';
 
-export type { Clause, Item, Key, Lane } from './lane.js';
 import { readSlice, seqWindow, sliceContains, slices, type Slice } from './postings.js';
 import type { AuditStore } from './store.js';
 
@@ -43,11 +42,6 @@ export interface AuditSearch {
   asOf?: number;
   /** Bounds on a multi-parameter search (defaults below; config `audit.searchMaxCandidates`). */
   limits?: { maxCandidates?: number; readWhole?: number };
-}
-
-export interface EventRef {
-  chain: ChainName;
-  seq: number;
 }
 
 export interface SearchResult {

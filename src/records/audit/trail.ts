@@ -16,7 +16,6 @@ import { isRedisOutage } from '../../platform/redis/outage.js';
 import { AuditStore } from './store.js';
 import { StoreUnavailableError } from '../../platform/redis/circuit-breaker.js';
 
-export type { AuditEvent } from './audit-event.js';
 
 export interface AuditTrail {
   /** Resolves once the event is durably appended to the hash-chained Redis stream; rejects if it could not be. */

@@ -1,26 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { parseScope } from '../../domain/scopes/scopes.js';
+import { parseScope } from '../../domain/scopes/scope-syntax.js';
 import type { Clearance } from '../../domain/hcs/vocabulary.js';
 import { ConsentInputError } from './errors.js';
 import type { CodeableConcept, Coding, Consent, ConsentProvision, Provenance, Reference } from '../../domain/fhir/types.js';
 import { consentNarrative } from './narrative.js';
 import { clientReference, patientIdOf, relativeReference } from '../../domain/fhir/references.js';
-import {
-  ACCESS,
-  AUTHOR,
-  CORRECT,
-  DATA_OPERATIONS,
-  INFORMATION_DISCLOSURE,
-  INFORMATION_RECIPIENT,
-  OPT_IN,
-  OPT_OUT,
-  PATIENT_CONSENT,
-  PATIENT_PRIVACY,
-  isPurpose,
-  SYSTEMS,
-  labelsAbove,
-  purposeCoding,
-} from './vocabulary.js';
+import { ACCESS, AUTHOR, CORRECT, DATA_OPERATIONS, INFORMATION_DISCLOSURE, INFORMATION_RECIPIENT, OPT_IN, OPT_OUT, PATIENT_CONSENT, PATIENT_PRIVACY, SYSTEMS, labelsAbove } from './vocabulary.js';
+import { isPurpose, purposeCoding } from '../../domain/hcs/vocabulary.js';
 
 /** What someone decided on the consent page (or anywhere else a person allows or refuses an app). */
 export interface ConsentDecision {

@@ -1,4 +1,5 @@
-import { parseScope, sameQuery, scopeAllows, type ParsedScope, type Permission } from '../../domain/scopes/scopes.js';
+import { parseScope, sameQuery, type ParsedScope, type Permission } from '../../domain/scopes/scope-syntax.js';
+import { scopeAllows } from '../../domain/scopes/scopes.js';
 
 /**
  * Whether scopes someone already consented to cover a new request. A resource scope is covered

@@ -1,5 +1,5 @@
 import type { Coding } from '../../domain/fhir/types.js';
-import { CLEARANCE_LEVELS, type Clearance } from '../../domain/hcs/vocabulary.js';
+import { CONFIDENTIALITY, type Clearance } from '../../domain/hcs/vocabulary.js';
 import { confidentialityCoding } from '../../domain/hcs/vocabulary.js';
 
 /** Code systems of the Consent and Provenance this server writes (HL7 THO / FHIR R4 URLs). */
@@ -32,9 +32,8 @@ export const DATA_OPERATIONS = {
 } as const satisfies Record<string, Coding>;
 
 /** Purposes and confidentiality come from the one HCS vocabulary (domain/hcs/vocabulary.ts). */
-export { purposeCoding, isPurpose } from '../../domain/hcs/vocabulary.js';
 
 /** The confidentiality labels above a clearance (N → R, V), as Codings. */
 export function labelsAbove(clearance: Clearance): Coding[] {
-  return CLEARANCE_LEVELS.slice(CLEARANCE_LEVELS.indexOf(clearance) + 1).map(confidentialityCoding);
+  return CONFIDENTIALITY.slice(CONFIDENTIALITY.indexOf(clearance) + 1).map(confidentialityCoding);
 }

@@ -1,6 +1,6 @@
 import type Provider from 'oidc-provider';
 import { normaliseBase } from '../../oauth/provider/fhir-servers.js';
-import { parseScope } from '../../domain/scopes/scopes.js';
+import { parseScope } from '../../domain/scopes/scope-syntax.js';
 import type { GrantContext, GrantContextStore } from '../../oauth/tokens/grant-context.js';
 import type { LaunchContext, LaunchStore } from '../launch/launch-store.js';
 import { grantableScopes } from '../launch/user-scopes.js';

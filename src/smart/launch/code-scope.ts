@@ -1,5 +1,6 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
-import { formatScope, parseScope, scopeAllows } from '../../domain/scopes/scopes.js';
+import { formatScope, parseScope } from '../../domain/scopes/scope-syntax.js';
+import { scopeAllows } from '../../domain/scopes/scopes.js';
 
 /**
  * oidc-provider puts into an authorization code only the granted scopes that appear, letter for

@@ -1,4 +1,5 @@
-import { downscope, parseScope, type ScopeContext } from '../../domain/scopes/scopes.js';
+import { downscope } from '../../domain/scopes/scopes.js';
+import { parseScope, type ScopeContext } from '../../domain/scopes/scope-syntax.js';
 
 /**
  * The user side of downscoping (SMART GR-02): what the user may let an app have, on top of what

@@ -1,13 +1,6 @@
 import { parseScopePattern } from '../../../src/oauth/clients/scope-patterns.js';
-import {
-  downscope,
-  formatScope,
-  parseScope,
-  resourceTypesOf,
-  scopeAllows,
-  type ParsedScope,
-  type ScopeContext,
-} from '../../../src/domain/scopes/scopes.js';
+import { downscope, resourceTypesOf, scopeAllows } from '../../../src/domain/scopes/scopes.js';
+import { formatScope, parseScope, type ParsedScope, type ScopeContext } from '../../../src/domain/scopes/scope-syntax.js';
 
 describe('parseScope', () => {
   test.each([

@@ -1,7 +1,7 @@
 import { jest } from '@jest/globals';
 import Provider from 'oidc-provider';
 import supertest from 'supertest';
-import { JwksFetchError } from '../../../src/oauth/backend/jwks-fetch.js';
+import { JwksFetchError } from '../../../src/oauth/backend/jwks-fetch-error.js';
 import { createProviderFetch } from '../../../src/oauth/backend/provider-fetch.js';
 import type { JwksFetcher } from '../../../src/oauth/backend/jwks-fetch.js';
 import { backendKey, signAssertion } from '../../support/backend-client.js';

@@ -1,7 +1,7 @@
 import { exportJWK, generateKeyPair } from 'jose';
 import type { JWK } from 'jose';
-import { JwksFetchError } from '../../../src/oauth/backend/jwks-fetch.js';
-import type { JwksFetchFailure } from '../../../src/oauth/backend/jwks-fetch.js';
+import { JwksFetchError } from '../../../src/oauth/backend/jwks-fetch-error.js';
+import type { JwksFetchFailure } from '../../../src/oauth/backend/jwks-fetch-error.js';
 import {
   TestClock,
   fetcherFor,

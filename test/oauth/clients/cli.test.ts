@@ -1,18 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  addClient,
-  CLIENT_COMMANDS,
-  CliUsageError,
-  CLIENTS_USAGE,
-  listClients,
-  removeClient,
-  rotateClientSecret,
-  setClientJwks,
-  showClient,
-  updateClient,
-} from '../../../src/cli/clients.js';
+import { addClient, CLIENT_COMMANDS, CLIENTS_USAGE, listClients, removeClient, rotateClientSecret, setClientJwks, showClient, updateClient } from '../../../src/cli/clients.js';
+import { CliUsageError } from '../../../src/cli/errors.js';
 import { ClientRegistryError } from '../../../src/oauth/clients/registry.js';
 import { verifyClientSecret } from '../../../src/oauth/clients/secrets.js';
 import { createHarness, FHIR_BASE, rsaKeyPair, type Harness } from './support.js';

@@ -1,5 +1,5 @@
 import Provider from 'oidc-provider';
-import { applyKindDefaults, SMART_CLIENT_KINDS } from '../../../src/oauth/clients/smart-metadata.js';
+import { applyKindDefaults, SMART_CLIENT_KINDS } from '../../../src/oauth/clients/client-kinds.js';
 import { usesClientSecret } from '../../../src/oauth/clients/client-kinds.js';
 import { hashClientSecret } from '../../../src/oauth/clients/secrets.js';
 import {

@@ -3,7 +3,8 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { connectRedis, createRedis, type RedisClient } from '../../../src/platform/redis/connection.js';
 import { Keyspace } from '../../../src/platform/redis/keyspace.js';
 import { DEAD_GRANT_MARK_SECONDS } from '../../../src/platform/storage/grant-index.js';
-import { claimOnce, redisAdapterFactory } from '../../../src/platform/storage/redis-adapter.js';
+import { claimOnce } from '../../../src/platform/storage/claim-once.js';
+import { redisAdapterFactory } from '../../../src/platform/storage/redis-adapter.js';
 
 interface ProviderError extends Error {
   error?: string;

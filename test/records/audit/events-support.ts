@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { TestApp } from '../../support/test-app.js';
 import { auditEventProblems, type AuditEvent } from '../../../src/records/audit/audit-event.js';
-import { LOCAL_SUBTYPE_SYSTEM, TOKEN_SHA256_SYSTEM } from '../../../src/records/audit/events/vocabulary.js';
+import { LOCAL_SUBTYPE_SYSTEM } from '../../../src/records/audit/disclosure.js';
+import { TOKEN_SHA256_SYSTEM } from '../../../src/records/audit/events/vocabulary.js';
 import { readTrail } from './trail-reader.js';
 
 /** Every event in the app's trail, oldest first, as stored in Redis. */

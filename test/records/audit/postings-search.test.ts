@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { auditFixture, sampleEvent, type AuditFixture } from './support.js';
-import { search, type AuditSearch, type Clause } from '../../../src/records/audit/search.js';
+import { search, type AuditSearch } from '../../../src/records/audit/search.js';
+import { type Clause } from '../../../src/records/audit/lane.js';
 import { allIndexEntries, codeSearchValues } from '../../../src/records/audit/indexes.js';
 import { disclosedPatients } from '../../../src/records/audit/disclosure.js';
 import { FhirError } from '../../../src/domain/fhir/errors.js';

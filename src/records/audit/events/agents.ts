@@ -289,7 +289,3 @@ export function auditEvent(scope: AuditScope, e: Envelope): AuditEvent {
   } as AuditEvent;
 }
 
-/** Outcome code of an OAuth error answer: server trouble is serious, everything else the client's. */
-export function outcomeOfStatus(status: number): Outcome {
-  return status >= 500 ? '8' : '4';
-}

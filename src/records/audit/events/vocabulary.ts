@@ -37,7 +37,6 @@ export const SYSTEMS = {
  * disclosure rule that reads it: token-issued, token-refreshed, token-introspected and
  * break-the-glass with a Patient entity are disclosures).
  */
-export { LOCAL_SUBTYPE_SYSTEM };
 
 /** Identifier system of token hashes: base64url SHA-256 of an opaque token value (never the value). */
 export const TOKEN_SHA256_SYSTEM = 'https://smart-authz.dev/fhir/NamingSystem/oauth-token-sha256';

@@ -29,10 +29,4 @@ export function monthKey(t: number | Date): string {
   return new Date(t).toISOString().slice(0, 7);
 }
 
-/** The first instant (ms) of the month after `YYYY-MM`. */
-export function monthEnd(month: string): number {
-  const [y, m] = month.split('-').map(Number) as [number, number];
-  return Date.UTC(y, m, 1);
-}
-
 export const MONTH_KEY = /^\d{4}-(0[1-9]|1[0-2])$/;

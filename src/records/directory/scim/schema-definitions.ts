@@ -1,4 +1,4 @@
-import { CLEARANCE_LEVELS } from '../../../domain/hcs/vocabulary.js';
+import { CONFIDENTIALITY } from '../../../domain/hcs/vocabulary.js';
 import { CORE_GROUP_SCHEMA, CORE_USER_SCHEMA, ENTERPRISE_USER_SCHEMA, SMART_GROUP_SCHEMA, SMART_USER_SCHEMA } from '../model.js';
 
 /**
@@ -214,7 +214,7 @@ export const SMART_USER_SCHEMA_DEF: SchemaDef = {
     str('purposesOfUse', 'Purposes of use the user may assert (v3-ActReason codes such as TREAT).', { multiValued: true, caseExact: true }),
     str('clearance', 'The highest v3-Confidentiality label the user may see (U < L < M < N < R < V).', {
       caseExact: true,
-      canonicalValues: CLEARANCE_LEVELS,
+      canonicalValues: CONFIDENTIALITY,
       restrictValues: true,
     }),
     str('npi', 'National Provider Identifier (10 digits with a valid check digit), sent to resource servers in tokens.', { caseExact: true }),
