@@ -1,8 +1,8 @@
 /**
  * The records this example FHIR server holds: the patients the demo users are or act for
  * (src/app/demo-seed.ts: pat.jones is Patient/pat-jones, care.jones acts for pat-jones and sam-jones),
- * a few others for the practitioner's patient search, and the encounter the README's EHR launch
- * names (enc-1).
+ * a few others for the practitioner's patient search, and the encounter the EHR launch of
+ * docs/smart-launch.md names (enc-1).
  */
 
 export type Resource = { resourceType: string; id: string } & Record<string, unknown>;

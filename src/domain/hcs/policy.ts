@@ -67,8 +67,7 @@ export const DEFAULT_STAFF_ROLES: Coding[] = [
 ];
 
 export const hcsPolicySchema = z.object({
-  /** Ceiling for subjects without a clearance of their own (users' SCIM `clearance`). */
-  defaultCeiling: ceiling.default('N'),
+  defaultCeiling: ceiling.default('N').describe("confidentiality ceiling of subjects without a clearance of their own (users' SCIM `clearance`)"),
   /**
    * Permitting a purpose permits the purposes under it (TREAT permits COC). Emergency purposes
    * (ETREAT and below) are never permitted through a non-emergency parent: they are break-the-glass.
@@ -76,12 +75,9 @@ export const hcsPolicySchema = z.object({
   permitDescendants: z.boolean().default(true),
   checks: z
     .object({
-      /** Requested purposes must be among the client's registered `purposes_of_use`. */
-      clientPurposes: mode.default('enforce'),
-      /** Requested purposes must be among the user's SCIM `purposesOfUse` (or the defaults below). */
-      userPurposes: mode.default('enforce'),
-      /** Emergency purposes need the user's break-the-glass permission. */
-      breakTheGlass: mode.default('enforce'),
+      clientPurposes: mode.default('enforce').describe("requested purposes of use must be among the client's registered `purposes_of_use`"),
+      userPurposes: mode.default('enforce').describe("requested purposes of use must be among the user's SCIM `purposesOfUse` (or the policy's `userDefaults`)"),
+      breakTheGlass: mode.default('enforce').describe("emergency purposes of use need the user's break-the-glass permission"),
     })
     .prefault({}),
   /** What a user whose SCIM record lists no `purposesOfUse` may assert, by kind of user. */
@@ -104,18 +100,26 @@ export const hcsPolicySchema = z.object({
     .object({
       /** Users holding one of these roles may break the glass (as may users with SCIM `breakTheGlass: true`). */
       roles: z.array(coding).default([]),
-      /** Lifetime of emergency access tokens; never more than the normal one. No refresh token is issued. */
-      accessTokenTtl: z.number().int().min(60).max(3600).default(900),
+      accessTokenTtl: z
+        .number()
+        .int()
+        .min(60)
+        .max(3600)
+        .default(900)
+        .describe('lifetime of emergency (break-the-glass) access tokens, seconds; never above the normal one, and no refresh token is issued'),
       /** Ceiling of emergency access when it is higher than the user's own. */
       ceiling: ceiling.default('R'),
       reasonMinLength: z.number().int().min(1).max(200).default(10),
-      /** Receives a JSON POST for every break-the-glass grant (privacy officer alerting). */
       webhookUrl: z
         .string()
         .refine((v) => URL.canParse(v) && ['http:', 'https:'].includes(new URL(v).protocol), 'must be an http(s) URL')
-        .optional(),
-      /** Signs webhook bodies: header `X-Smart-Authz-Signature: sha256=<hex HMAC>`. */
-      webhookSecret: z.string().min(32, 'needs at least 32 characters').optional(),
+        .optional()
+        .meta({ description: 'receives a JSON POST for every break-the-glass grant (privacy officer alerting)', docType: 'http(s) URL' }),
+      webhookSecret: z
+        .string()
+        .min(32, 'needs at least 32 characters')
+        .optional()
+        .describe('signs webhook bodies: header `X-Smart-Authz-Signature: sha256=<hex HMAC>`'),
     })
     .prefault({}),
 });

@@ -3,22 +3,32 @@ import { hcsPolicySchema } from '../../domain/hcs/policy.js';
 
 /**
  * The whole runtime configuration. Every setting has a default that is right for a developer's
- * laptop; production mode adds the rules in `productionRules` on top.
+ * laptop; production mode adds the rules at the end of `configSchema` on top.
+ *
+ * The `.describe()` texts and `.meta()` keys below are the configuration reference:
+ * scripts/config-docs.ts renders them, with the variable names of `ENV_VARS` (load.ts), into
+ * docs/configuration.md, and a test keeps that page current. Besides `description`:
+ * `docType` names the type where the schema alone would only say "string", and `docDefault`
+ * states a default the schema does not hold (one that depends on the mode, or is applied elsewhere).
  */
 
 const parsed = (v: string) => URL.parse(v);
 
 /** A PostgreSQL connection URL (postgres:// or postgresql://). */
-const postgresUrl = z.string().refine((v) => {
+const postgresUrl = z
+  .string()
+  .meta({ docType: '`postgres://` or `postgresql://` URL' })
+  .refine((v) => {
   try {
     return ['postgres:', 'postgresql:'].includes(new URL(v).protocol);
   } catch {
     return false;
   }
-}, 'must be a postgres:// or postgresql:// URL');
+  }, 'must be a postgres:// or postgresql:// URL');
 
 const absoluteHttpUrl = z
   .string()
+  .meta({ docType: 'http(s) URL' })
   .trim()
   .refine((v) => parsed(v) !== null, { message: 'must be an absolute URL', abort: true })
   .refine((v) => ['http:', 'https:'].includes(parsed(v)!.protocol), { message: 'must use http: or https:', abort: true })
@@ -37,23 +47,38 @@ export const redisSchema = z
     url: z
       .string()
       .refine((v) => /^rediss?:\/\//.test(v), 'must start with redis:// or rediss://')
-      .optional(),
-    sentinels: z.array(hostPort).min(1).optional(),
-    sentinelName: z.string().min(1).optional(),
-    clusterNodes: z.array(hostPort).min(1).optional(),
-    username: z.string().optional(),
-    password: z.string().optional(),
+      .optional()
+      .meta({ description: 'single Redis (`rediss://` for TLS)', docType: '`redis://` or `rediss://` URL', docDefault: '`redis://127.0.0.1:6379`' }),
+    sentinels: z.array(hostPort).min(1).optional().describe('the sentinels of a Sentinel group (use instead of the URL)'),
+    sentinelName: z.string().min(1).optional().describe('the master name the sentinels watch'),
+    clusterNodes: z.array(hostPort).min(1).optional().describe('seed nodes of a Redis Cluster (use instead of the URL)'),
+    username: z.string().optional().describe('Redis ACL user name'),
+    password: z.string().optional().describe('Redis ACL password'),
     prefix: z
       .string()
       .regex(/^[A-Za-z0-9_.-]*:?$/, 'letters, digits, _ . - and an optional trailing colon')
-      .default('authz:'),
-    /**
-     * Replicas that must acknowledge a request's writes (Redis WAIT) before it is answered; 0 = off.
-     * Unacknowledged → 503, nothing handed out (platform/redis/write-acks.ts).
-     */
-    minReplicas: z.number().int().min(0).max(16).optional(),
-    /** How long WAIT waits for those acknowledgements; below the 2 s command timeout. */
-    waitTimeoutMs: z.number().int().min(10).max(1_500).optional(),
+      .default('authz:')
+      .describe('key prefix, to share a Redis between deployments (letters, digits, `_ . -` and an optional trailing colon)'),
+    // Unacknowledged writes → 503, nothing handed out (platform/redis/write-acks.ts).
+    minReplicas: z
+      .number()
+      .int()
+      .min(0)
+      .max(16)
+      .optional()
+      .meta({
+        description:
+          'single Redis or Sentinel (not a Cluster): a request that wrote waits (`WAIT`) until this many replicas have its writes, else answers 503 and hands nothing out ([operations](operations.md#redis-sentinel-and-failover))',
+        docDefault: '`0` (off)',
+      }),
+    // Below the serving budget of one command (http.redisCommandTimeoutMs, 500 ms by default).
+    waitTimeoutMs: z
+      .number()
+      .int()
+      .min(10)
+      .max(1_500)
+      .optional()
+      .meta({ description: 'how long that `WAIT` waits for the acknowledgements', docDefault: '`500`' }),
   })
   .refine((r) => [r.url, r.sentinels, r.clusterNodes].filter(Boolean).length <= 1, {
     message: 'set only one of url, sentinels or clusterNodes',
@@ -77,104 +102,171 @@ export const fhirServerSchema = z.object({
 const seconds = z.number().int().positive();
 
 export const ttlSchema = z.object({
-  accessToken: seconds.default(3600),
-  backendAccessToken: seconds.max(3600).default(300),
-  authorizationCode: seconds.max(600).default(60),
-  refreshToken: seconds.default(90 * 24 * 3600),
-  idToken: seconds.default(3600),
-  session: seconds.default(8 * 3600),
-  interaction: seconds.default(3600),
-  grant: seconds.default(365 * 24 * 3600),
-  /** How long an EHR launch value stays usable before the app's authorization starts (SMART EHR-02). */
-  launch: seconds.max(3600).default(300),
+  accessToken: seconds.default(3600).describe('lifetime of user access tokens (seconds)'),
+  backendAccessToken: seconds.max(3600).default(300).describe('lifetime of client-credentials access tokens (seconds)'),
+  authorizationCode: seconds.max(600).default(60).describe('lifetime of authorization codes (seconds)'),
+  refreshToken: seconds.default(90 * 24 * 3600).describe('lifetime of refresh tokens (seconds); also how long a Consent given with `offline_access` lasts'),
+  idToken: seconds.default(3600).describe('lifetime of id_tokens (seconds)'),
+  session: seconds.default(8 * 3600).describe('lifetime of a sign-in session (seconds); also how long a Consent given without `offline_access` lasts'),
+  interaction: seconds.default(3600).describe('how long one authorization may spend on its pages: sign-in, pickers, consent (seconds)'),
+  grant: seconds.default(365 * 24 * 3600).describe('lifetime of a grant and the launch context kept with it (seconds)'),
+  // SMART EHR-02.
+  launch: seconds.max(3600).default(300).describe('how long an EHR `launch` value stays usable before the app\'s authorization starts (seconds)'),
 });
 
 const signingAlg = z.enum(['RS384', 'ES384', 'RS256', 'ES256', 'PS256']);
 
 export const configSchema = z
   .object({
-    mode: z.enum(['development', 'production']).default('development'),
+    mode: z
+      .enum(['development', 'production'])
+      .default('development')
+      .meta({
+        description: 'production refuses unsafe settings and never seeds demo data',
+        docDefault: '`development` (`production` when `NODE_ENV=production`)',
+      }),
     // Served at the root of its origin: oidc-provider derives every route from the issuer path,
     // so a path prefix belongs to the reverse proxy, not here.
     issuer: baseUrl
       .refine((v) => new URL(v).pathname === '/', 'must not have a path (serve at the root of its origin)')
-      .default('http://localhost:3000'),
-    host: z.string().min(1).default('0.0.0.0'),
-    port: z.number().int().min(0).max(65535).default(3000),
-    /** Trust X-Forwarded-* from a TLS-terminating proxy. */
-    proxy: z.boolean().default(false),
+      .default('http://localhost:3000')
+      .describe('public URL; no path (put a prefix on the proxy). Production: https, or http only behind `AUTHZ_PROXY`'),
+    host: z.string().min(1).default('0.0.0.0').describe('listening address'),
+    port: z.number().int().min(0).max(65535).default(3000).describe('listening port'),
+    proxy: z.boolean().default(false).describe('trust `X-Forwarded-*` from a TLS-terminating proxy (forward `Host` and `X-Forwarded-Proto`)'),
     tls: z
       .object({
-        certFile: z.string().min(1),
-        keyFile: z.string().min(1),
+        certFile: z.string().min(1).meta({ description: 'certificate file: serve HTTPS directly (TLS 1.2 minimum), with the key below', docType: 'file path' }),
+        keyFile: z.string().min(1).meta({ description: 'private key file of that certificate', docType: 'file path' }),
       })
       .optional(),
     redis: redisSchema.default({ prefix: 'authz:' }),
-    /** Start a private redis-server in dev mode when none answers (never in production). */
-    devRedis: z.boolean().default(true),
-    dataDir: z.string().min(1).default('var'),
-    fhirServers: z.array(fhirServerSchema).min(1).default([{ base: 'http://localhost:8080/fhir', accessTokenFormat: 'opaque' }]),
+    devRedis: z.boolean().default(true).describe('development: start a private `redis-server` when none answers (never in production)'),
+    dataDir: z
+      .string()
+      .min(1)
+      .default('var')
+      .meta({ description: 'where development keeps its private Redis and PostgreSQL data and the audit anchor', docType: 'directory' }),
+    fhirServers: z
+      .array(fhirServerSchema)
+      .min(1)
+      .default([{ base: 'http://localhost:8080/fhir', accessTokenFormat: 'opaque' }])
+      .meta({
+        description:
+          'the FHIR servers tokens are for; each base is a valid token audience, a tenant is echoed as `tenant` in token responses. In the JSON file each entry may also set `name` and `accessTokenFormat: "jwt"` (RFC 9068 access tokens)',
+        docDefault: '`http://localhost:8080/fhir`',
+      }),
     ttl: ttlSchema.default(ttlSchema.parse({})),
-    /** Keys that sign cookies; the first signs, all verify (rotate by prepending). */
-    cookieKeys: z.array(z.string().min(32, 'each cookie key needs at least 32 characters')).min(1).optional(),
-    /** Encrypts private signing keys at rest in Redis when set. */
-    keyEncryptionSecret: z.string().min(32, 'needs at least 32 characters').optional(),
-    clientsFile: z.string().min(1).optional(),
+    cookieKeys: z
+      .array(z.string().min(32, 'each cookie key needs at least 32 characters'))
+      .min(1)
+      .optional()
+      .meta({
+        description: 'keys that sign cookies, 32+ characters each; the first signs, all verify (rotate by prepending). Required in production',
+        docDefault: 'development: generated once and kept in Redis',
+      }),
+    // Unencrypted, a copy of a Redis backup would be enough to mint tokens.
+    keyEncryptionSecret: z
+      .string()
+      .min(32, 'needs at least 32 characters')
+      .optional()
+      .describe('encrypts private signing keys at rest in Redis (AES-256-GCM, key from HKDF-SHA256). Required in production'),
+    clientsFile: z
+      .string()
+      .min(1)
+      .optional()
+      .meta({ description: 'JSON file of clients upserted at every start, all or nothing (see `config/clients.example.json` and [clients](clients.md))', docType: 'file path' }),
     clientAuthSigningAlgs: z
       .array(signingAlg)
       .min(1)
       .default(['RS384', 'ES384'])
-      .refine((a) => a.includes('RS384') || a.includes('ES384'), 'must include RS384 or ES384 (SMART)'),
+      .refine((a) => a.includes('RS384') || a.includes('ES384'), 'must include RS384 or ES384 (SMART)')
+      .describe('algorithms client assertions (`private_key_jwt`) may use; must include RS384 or ES384 (SMART)'),
     jwksFetch: z
       .object({
-        /** Let client jwks_uri hosts resolve to private/loopback addresses; default: dev yes, production no. */
-        allowPrivateNetworks: z.boolean().optional(),
-        timeoutMs: z.number().int().min(100).max(30_000).default(2500),
+        allowPrivateNetworks: z
+          .boolean()
+          .optional()
+          .meta({ description: 'let client `jwks_uri` hosts be private, loopback or link-local addresses', docDefault: 'development `true`, production `false`' }),
+        timeoutMs: z.number().int().min(100).max(30_000).default(2500).describe('how long fetching a client\'s `jwks_uri` may take (ms)'),
       })
       .default({ timeoutMs: 2500 }),
     /** argon2id parameters for user passwords; defaults are OWASP's minimum (19 MiB, t=2, p=1). */
     passwords: z
       .object({
-        memoryKiB: z.number().int().min(19_456, 'must be at least 19456 (OWASP minimum)').default(19_456),
-        timeCost: z.number().int().min(2, 'must be at least 2 (OWASP minimum)').default(2),
-        parallelism: z.number().int().min(1).max(16).default(1),
+        memoryKiB: z
+          .number()
+          .int()
+          .min(19_456, 'must be at least 19456 (OWASP minimum)')
+          .default(19_456)
+          .describe('argon2id memory cost of user passwords (KiB; OWASP minimum enforced); a raised cost re-hashes at the next sign-in'),
+        timeCost: z.number().int().min(2, 'must be at least 2 (OWASP minimum)').default(2).describe('argon2id iterations (OWASP minimum enforced)'),
+        parallelism: z.number().int().min(1).max(16).default(1).describe('argon2id parallelism'),
       })
       .default({ memoryKiB: 19_456, timeCost: 2, parallelism: 1 }),
     login: z
       .object({
-        /** Consecutive failures that lock an account until an administrator or the timer clears it. */
-        maxFailuresPerAccount: z.number().int().min(1).default(5),
-        lockoutSeconds: z.number().int().min(1).default(900),
-        /** Attempts per IP address per minute, whatever the account. */
-        maxAttemptsPerIpPerMinute: z.number().int().min(1).default(30),
+        maxFailuresPerAccount: z
+          .number()
+          .int()
+          .min(1)
+          .default(5)
+          .describe('consecutive sign-in failures that lock an account until an administrator or the timer clears it ([lock-out](security/lockout.md))'),
+        lockoutSeconds: z.number().int().min(1).default(900).describe('how long a lock-out lasts (seconds)'),
+        maxAttemptsPerIpPerMinute: z
+          .number()
+          .int()
+          .min(1)
+          .default(30)
+          .describe('sign-in attempts per IP address per minute, whatever the account; then 429 with back-off doubling up to an hour'),
       })
       .default({ maxFailuresPerAccount: 5, lockoutSeconds: 900, maxAttemptsPerIpPerMinute: 30 }),
     scim: z
       .object({
-        /** Most users a non-indexed filter may examine before it is refused as too broad. */
-        maxFilterScan: z.number().int().min(100).default(10_000),
-        maxPageSize: z.number().int().min(1).max(1000).default(200),
+        maxFilterScan: z
+          .number()
+          .int()
+          .min(100)
+          .default(10_000)
+          .describe('most users a SCIM filter that is not an index lookup may examine before it is refused (`400 tooMany`)'),
+        maxPageSize: z.number().int().min(1).max(1000).default(200).describe('most resources one SCIM page holds (`count` is capped at it)'),
       })
       .default({ maxFilterScan: 10_000, maxPageSize: 200 }),
     registration: z
       .object({
-        /** RFC 7591 dynamic registration; always requires an initial access token. */
-        enabled: z.boolean().default(true),
+        enabled: z.boolean().default(true).describe('RFC 7591/7592 dynamic registration (always behind initial access tokens)'),
       })
       .default({ enabled: true }),
     http: z
       .object({
-        bodyLimit: z.string().regex(/^\d+(kb|mb)$/i, 'like 100kb or 1mb').default('100kb'),
-        /** CSP frame-ancestors sources; `'none'` forbids framing entirely. */
-        frameAncestors: z.array(z.string().min(1)).min(1).default(["'none'"]),
-        shutdownGraceMs: z.number().int().min(0).default(10_000),
-        /**
-         * After SIGTERM, how long /readyz answers 503 and responses close their connections while
-         * the listener still accepts (load balancers notice); unset: 5000 in production, 1000 in development.
-         */
-        shutdownDrainMs: z.number().int().min(0).optional(),
-        /** Budget of one Redis command while serving; past it the store counts as unavailable (503). */
-        redisCommandTimeoutMs: z.number().int().min(50).max(10_000).default(500),
+        bodyLimit: z
+          .string()
+          .regex(/^\d+(kb|mb)$/i, 'like 100kb or 1mb')
+          .default('100kb')
+          .meta({ description: 'request body limit', docType: 'size, like `100kb` or `1mb`' }),
+        frameAncestors: z
+          .array(z.string().min(1))
+          .min(1)
+          .default(["'none'"])
+          .describe("CSP `frame-ancestors` sources; `'none'` forbids framing entirely"),
+        shutdownGraceMs: z.number().int().min(0).default(10_000).describe('on SIGTERM, how long in-flight requests may take to finish (ms)'),
+        // Load balancers notice the 503 and stop sending before the listener closes.
+        shutdownDrainMs: z
+          .number()
+          .int()
+          .min(0)
+          .optional()
+          .meta({
+            description: 'after SIGTERM, how long `/readyz` answers 503 and responses close their connections before the listener closes (ms)',
+            docDefault: '`5000` production, `1000` development',
+          }),
+        redisCommandTimeoutMs: z
+          .number()
+          .int()
+          .min(50)
+          .max(10_000)
+          .default(500)
+          .describe('budget of one Redis command while serving (ms); past it requests get 503 until a PING succeeds'),
       })
       .default({ bodyLimit: '100kb', frameAncestors: ["'none'"], shutdownGraceMs: 10_000, redisCommandTimeoutMs: 500 }),
     /**
@@ -184,93 +276,148 @@ export const configSchema = z
      */
     metrics: z
       .object({
-        token: z.string().min(32, 'must be at least 32 characters').optional(),
-        open: z.boolean().optional(),
+        token: z.string().min(32, 'must be at least 32 characters').optional().describe('bearer token (32+ characters) a scraper must send to read `/metrics`'),
+        open: z
+          .boolean()
+          .optional()
+          .meta({
+            description: 'without a token: serve `/metrics` to anyone (only on a private network); otherwise it answers 404',
+            docDefault: 'development `true`, production `false`',
+          }),
       })
       .default({}),
     log: z
-      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level') })
       .default({ level: 'info' }),
     consents: z
       .object({
-        /** A FHIR base URL every Consent is also written to (PUT Consent/<id>) through a durable outbox. */
-        fhirServer: baseUrl.optional(),
-        /** Bearer token for that FHIR server. */
-        fhirServerToken: z.string().min(1).optional(),
-        /** When a covering Consent spares the consent page (smart/interaction/consent-gate.ts). */
-        remember: z.enum(['silent', 'always', 'never']).default('silent'),
+        fhirServer: baseUrl
+          .optional()
+          .describe('also write every Consent to this FHIR base (`PUT Consent/<id>`) through a durable outbox ([consent](consent.md#write-through-to-a-fhir-server)); https in production when a token is set'),
+        fhirServerToken: z.string().min(1).optional().describe('bearer token sent to that FHIR server'),
+        // Applied in smart/interaction/consent-gate.ts.
+        remember: z
+          .enum(['silent', 'always', 'never'])
+          .default('silent')
+          .describe(
+            'when a remembered consent skips the consent page: `silent` only for EHR launches and `prompt=none` (a standalone launch always shows it, so a person can narrow what they gave before), `always`, or `never` ([consent](consent.md#remembered-consent))',
+          ),
       })
       .prefault({}),
-    /** HL7 HCS policy: purposes of use, obligations, ceilings, break the glass (domain/hcs/policy.ts). */
-    hcs: hcsPolicySchema.prefault({}),
+    // The policy's own schema is domain/hcs/policy.ts.
+    hcs: hcsPolicySchema.prefault({}).meta({
+      description:
+        'the whole HL7 HCS policy: purposes of use, obligations, ceilings, break the glass ([HCS](hcs.md#policy)); the `AUTHZ_HCS_*` and `AUTHZ_BTG_*` variables override parts of it',
+      docDefault: 'the shipped policy',
+    }),
     audit: z
       .object({
-        /** A signed checkpoint is written after this many appended events... */
-        checkpointEvery: z.number().int().min(1).default(10_000),
-        /** ...or after this many seconds with new events, whichever comes first. */
-        checkpointIntervalSeconds: z.number().int().min(1).default(300),
-        /**
-         * `audit verify` fails when the newest signed checkpoint of the main chain is older than the
-         * interval plus this grace: a running server signs one every interval, even when idle.
-         */
-        checkpointGraceSeconds: z.number().int().min(0).default(300),
-        /**
-         * Directory of the append-only checkpoint anchor, outside Redis (records/audit/anchor.ts). Required in
-         * production; development defaults to <dataDir>/audit-anchor.
-         */
-        anchorDir: z.string().min(1).optional(),
-        /** Every checkpoint is also POSTed here as JSON (a SIEM's HTTP collector). */
-        anchorUrl: absoluteHttpUrl.optional(),
-        /** How long one POST to anchorUrl may take before it counts as failed. */
-        anchorTimeoutMs: z.number().int().min(100).max(60_000).default(5000),
-        /** Events older than this are removed by `audit purge` (except disclosures, below). */
-        retentionDays: z.number().int().min(1).default(365),
-        /**
-         * Events that record a disclosure of a patient's data are kept this long: HIPAA
-         * §164.528 gives patients an accounting of disclosures for the six years before the
-         * request, so the default is six years (2192 days: six years including leap days).
-         */
-        disclosureRetentionDays: z.number().int().min(1).default(2192),
-        /** The patient's disclosure report names staff members; when false, only role and organisation. */
-        disclosureShowStaffNames: z.boolean().default(false),
-        /**
-         * Check every event against the R4 AuditEvent structure before it is appended. Default:
-         * on in development (where the test suite exercises every builder), off in production,
-         * where it would cost the introspection hot path ~15 µs per request to re-check shapes the
-         * builders' types and tests already guarantee.
-         */
-        validateEvents: z.boolean().optional(),
-        /** Record an AuditEvent for every token introspection (BALP); off trades the trail for throughput. */
-        introspection: z.boolean().default(true),
-        /** Most events one append script writes (group commit); at most 2000, as Lua unpacks a batch onto its stack (limit 8000). */
-        maxBatch: z.number().int().min(1).max(2000).default(500),
-        /**
-         * A search with several parameters starts from its smallest one; past this many events (in
-         * its date range) it is refused as too costly instead of tying Redis up (records/audit/search.ts).
-         */
-        searchMaxCandidates: z.number().int().min(100).default(100_000),
-        /**
-         * Hash chains the trail is spread over (records/audit/chain.ts). One is right for a single Redis or
-         * Sentinel; in a Cluster, more (e.g. twice the number of masters) spread the audit writes
-         * over the masters, and appends move to another chain while one master is down.
-         */
-        chains: z.number().int().min(1).max(64).default(1),
-        /**
-         * Where the trail lives for good (audit/pg/): `postgres` (Redis is only its intake: a shipper
-         * moves entries to PostgreSQL and trims them from Redis) or `redis` (the trail stays in Redis,
-         * bounded by retentionDays). Unset: postgres when databaseUrl is set; in development also
-         * when a PostgreSQL answers at the development default, else redis with a warning.
-         */
-        store: z.enum(['postgres', 'redis']).optional(),
-        /** PostgreSQL of the trail, as the application role (INSERT and SELECT only). */
-        databaseUrl: postgresUrl.optional(),
-        /** The same database as the schema's owner: migrations and retention (CLI). Default: databaseUrl. */
-        databaseOwnerUrl: postgresUrl.optional(),
-        /**
-         * Most events the Redis intake holds that PostgreSQL has not confirmed (per chain). Past it,
-         * audited requests are refused with 503 rather than let Redis grow until it fails.
-         */
-        intakeMaxEvents: z.number().int().min(1000).default(1_000_000),
+        checkpointEvery: z
+          .number()
+          .int()
+          .min(1)
+          .default(10_000)
+          .describe('a signed checkpoint at every multiple of this many events; `audit verify` requires one there'),
+        // A running server signs one every interval, even when idle.
+        checkpointIntervalSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .default(300)
+          .describe('a signed checkpoint of the chain head every this many seconds, also when idle'),
+        checkpointGraceSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .default(300)
+          .describe('`audit verify` fails when the newest checkpoint is older than the interval plus this (seconds)'),
+        // Checkpoints kept only in Redis do not survive an attacker with Redis access (records/audit/anchor.ts).
+        anchorDir: z
+          .string()
+          .min(1)
+          .optional()
+          .meta({
+            description: 'every checkpoint is also appended (O_APPEND, fsync) to a file here, outside Redis ([audit anchoring](security/audit-anchoring.md)); required in production',
+            docType: 'directory',
+            docDefault: 'development `<dataDir>/audit-anchor`; none in production',
+          }),
+        anchorUrl: absoluteHttpUrl.optional().describe('also POST every checkpoint as JSON to this collector (a SIEM)'),
+        anchorTimeoutMs: z.number().int().min(100).max(60_000).default(5000).describe('how long one POST to the anchor URL may take before it counts as failed (ms)'),
+        retentionDays: z
+          .number()
+          .int()
+          .min(1)
+          .default(365)
+          .describe('`smart-authz audit purge` removes events older than this (days; disclosures are kept for `audit.disclosureRetentionDays`)'),
+        // HIPAA §164.528 gives patients an accounting of disclosures for the six years before the
+        // request, so the default is six years (2192 days: six years including leap days).
+        disclosureRetentionDays: z
+          .number()
+          .int()
+          .min(1)
+          .default(2192)
+          .describe('disclosure events are kept this long (days; six years by default), in the archive chain; must be at least `audit.retentionDays`'),
+        disclosureShowStaffNames: z
+          .boolean()
+          .default(false)
+          .describe("the patient's disclosure report names staff members; `false` shows role and organisation only"),
+        // Off in production, where it would cost the introspection hot path ~15 µs per request to
+        // re-check shapes the builders' types and tests already guarantee.
+        validateEvents: z
+          .boolean()
+          .optional()
+          .meta({
+            description: 'check every AuditEvent against the R4 structure before appending it (the test suite checks every builder)',
+            docDefault: 'development `true`, production `false`',
+          }),
+        introspection: z
+          .boolean()
+          .default(true)
+          .describe('record an AuditEvent for every introspection (BALP); off trades the trail for throughput ([benchmarks](benchmarks.md))'),
+        // At most 2000, as Lua unpacks a batch onto its stack (limit 8000).
+        maxBatch: z.number().int().min(1).max(2000).default(500).describe('most events one append script writes (group commit)'),
+        // Instead of tying Redis up (records/audit/search.ts).
+        searchMaxCandidates: z
+          .number()
+          .int()
+          .min(100)
+          .default(100_000)
+          .describe('a search with several parameters that would check more events (its smallest parameter, in its date range) is refused with `too-costly`'),
+        // records/audit/chain.ts
+        chains: z
+          .number()
+          .int()
+          .min(1)
+          .max(64)
+          .default(1)
+          .describe(
+            'hash chains the trail is spread over. One is right for a single Redis or Sentinel; in a Redis Cluster use about twice the number of masters, so audit writes spread over them and move to another chain while one master fails over ([operations](operations.md#audit-trail-in-a-cluster))',
+          ),
+        // records/audit/pg/
+        store: z
+          .enum(['postgres', 'redis'])
+          .optional()
+          .meta({
+            description:
+              'where the trail lives for good: `postgres` (Redis is only its intake: a shipper moves entries to PostgreSQL and trims them from Redis) or `redis` (kept in Redis, bounded by the retention); production requires a database URL unless this is `redis` ([audit-postgres](audit-postgres.md))',
+            docDefault:
+              '`postgres` when a database URL is set (development: also when one answers at `postgres://postgres@127.0.0.1:5432/smart_authz_dev`), else `redis` with a warning',
+          }),
+        databaseUrl: postgresUrl.optional().describe('PostgreSQL of the audit trail, as the application role (INSERT and SELECT only)'),
+        databaseOwnerUrl: postgresUrl
+          .optional()
+          .meta({
+            description: 'the same database as the schema owner, for `smart-authz audit db migrate` and retention',
+            docDefault: 'the database URL',
+          }),
+        intakeMaxEvents: z
+          .number()
+          .int()
+          .min(1000)
+          .default(1_000_000)
+          .describe(
+            "most events a chain's Redis intake holds that PostgreSQL has not confirmed; past it audited requests get 503 instead of Redis growing until it fails",
+          ),
       })
       .default({
         checkpointEvery: 10_000,
@@ -292,13 +439,17 @@ export const configSchema = z
      */
     smart: z
       .object({
-        /** smart_style_url; default: this server's own style document, {issuer}/smart-style.json. */
-        styleUrl: absoluteHttpUrl.optional(),
-        needPatientBanner: z.boolean().default(true),
+        styleUrl: absoluteHttpUrl.optional().meta({
+          description: '`smart_style_url` of EHR launches whose EHR names none; https in production',
+          docDefault: "`{issuer}/smart-style.json` (this server's own style document)",
+        }),
+        needPatientBanner: z
+          .boolean()
+          .default(true)
+          .describe('`need_patient_banner` of EHR launches whose EHR does not say ([interop](interop.md))'),
       })
       .default({ needPatientBanner: true }),
-    /** Seed demo clients (and later users) in development mode. */
-    demoData: z.boolean().default(true),
+    demoData: z.boolean().default(true).describe('development only: seed the demo clients and users (never in production)'),
   })
   .superRefine((c, ctx) => {
     const bases = new Set<string>();
