@@ -9,7 +9,7 @@ import { createUserStore, type UserStore } from '../records/directory/user-store
 import { ScimError } from '../records/directory/scim/errors.js';
 
 /**
- * Development-only demo data, documented in the README's quick start. The demo secrets are
+ * Development-only demo data, documented in the README's first launch. The demo secrets are
  * public knowledge on purpose; production mode never seeds (config forces demoData off).
  */
 export const DEMO = {

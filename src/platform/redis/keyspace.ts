@@ -1,6 +1,6 @@
 /**
  * Every Redis key this server writes goes through here so the layout is documented in one place
- * (README "Redis keys"). `prefix` namespaces one deployment (or one test file) inside a shared Redis.
+ * (docs/architecture.md "Redis keys"). `prefix` namespaces one deployment (or one test file) inside a shared Redis.
  *
  * Keys that a single command or script touches together share a `{hash tag}` so the layout is
  * Redis Cluster safe; keys that are only ever touched by separate commands do not need to.

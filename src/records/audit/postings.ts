@@ -4,7 +4,7 @@ import type { RedisClient } from '../../platform/redis/connection.js';
  * The search index is one posting list per (chain, parameter, value): a Redis string holding the
  * seqs of the entries with that value, ascending, each as 12 hex digits. An append adds one APPEND
  * per distinct value in its batch, whatever the batch size, so under load indexing costs Redis a
- * fraction of what one sorted-set member per event and value did (README "Benchmarks"), and an
+ * fraction of what one sorted-set member per event and value did (docs/benchmarks.md), and an
  * entry takes 12 bytes per value instead of a skip-list node.
  *
  * Lists are in seq order because the append script is the only writer and seqs only grow; fixed

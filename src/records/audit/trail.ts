@@ -123,7 +123,7 @@ export function prepareEvent(input: Recordable, validate = true, opts: { mayRepe
  * has executed the script, so "resolved" means "in the chain".
  *
  * Durability is Redis's: with `appendonly yes` and `appendfsync always` an acknowledged append
- * survives a Redis crash; with `everysec` up to a second may be lost (README "Audit trail").
+ * survives a Redis crash; with `everysec` up to a second may be lost (docs/audit.md).
  */
 class RedisAuditTrail implements AuditTrail {
   private queue: Pending[] = [];
