@@ -1,6 +1,6 @@
 import type { Context, Next } from 'koa';
 import { issuedFor, type ApiTokens } from '../../oauth/introspection/token-lookup.js';
-import { ScimError } from '../../records/directory/scim/errors.js';
+import { ScimError } from '../../domain/scim/errors.js';
 
 /**
  * Who may use SCIM: the bearer of an access token this server issued through client_credentials

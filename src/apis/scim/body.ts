@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import { ScimError, invalidSyntax } from '../../records/directory/scim/errors.js';
+import { ScimError, invalidSyntax } from '../../domain/scim/errors.js';
 
 export const SCIM_MEDIA_TYPE = 'application/scim+json';
 

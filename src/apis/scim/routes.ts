@@ -9,7 +9,7 @@ import type { UserStore } from '../../records/directory/user-store.js';
 import { requireScimToken, type ScimTokens } from './auth.js';
 import { readScimJson, sendScim } from './body.js';
 import { allResourceTypes, allSchemas, resourceTypeResource, schemaResource, serviceProviderConfig } from './discovery.js';
-import { ScimError, invalidSyntax, invalidValue, notFound } from '../../records/directory/scim/errors.js';
+import { ScimError, invalidSyntax, invalidValue, notFound } from '../../domain/scim/errors.js';
 import { applyPatch } from './patch.js';
 import { parseAttributeList, project, type Projection } from './projection.js';
 import type { QueryPage, ResourceQuery } from '../../records/directory/scim/query.js';

@@ -1,7 +1,7 @@
 /**
- * SCIM errors (RFC 7644 §3.12). Thrown by the user directory and the SCIM routes alike; the
- * routes render them as `urn:ietf:params:scim:api:messages:2.0:Error` bodies. Details name the
- * attribute at fault but never echo a password or any other write-only value.
+ * SCIM's error wire format (RFC 7644 §3.12). Pure, so the user directory (records/) can throw it
+ * as well as the SCIM routes; the routes render them as `urn:ietf:params:scim:api:messages:2.0:Error`
+ * bodies. Details name the attribute at fault but never echo a password or any other write-only value.
  */
 
 export const SCIM_ERROR_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Error';
