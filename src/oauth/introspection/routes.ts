@@ -4,6 +4,8 @@ import { SignJWT, importJWK, type JWK } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Adapter, JWKS } from 'oidc-provider';
 import type { Config } from '../../platform/config/schema.js';
+import { readForm, type BodyRules, type FormProblem } from '../../platform/http/body.js';
+import { OAuthError, challenge, sendOAuthError } from '../../platform/http/oauth-error.js';
 import { ROUTES } from '../paths.js';
 import { normaliseBase } from '../provider/fhir-servers.js';
 import { CallerAuthError, type CallerAuthenticator, type ClientRecord } from './caller-auth.js';
@@ -19,56 +21,28 @@ import { launchContextFields } from '../tokens/token-context.js';
 const FORM_LIMIT = 16 * 1024;
 const JWT_RESPONSE = 'application/token-introspection+jwt';
 
-/** Reads a small form body. Event listeners rather than an async iterator: this is the hot path. */
-function readBody(req: Context['req'], limit: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
-        resolve(undefined);
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-    req.once('error', reject);
-  });
-}
+const TOKEN_FORM: BodyRules<FormProblem> = {
+  types: ['application/x-www-form-urlencoded'],
+  limit: FORM_LIMIT,
+  refuse: (problem) => {
+    switch (problem.kind) {
+      case 'missing':
+      case 'media-type':
+        return new OAuthError(400, 'invalid_request', 'the body must be application/x-www-form-urlencoded');
+      case 'too-large':
+        return new OAuthError(413, 'invalid_request', 'the request body is too large');
+      case 'repeated':
+        return new OAuthError(400, 'invalid_request', `parameter ${problem.name} must not be repeated`);
+    }
+  },
+};
 
-async function readForm(ctx: Context): Promise<URLSearchParams> {
-  if (!ctx.is('application/x-www-form-urlencoded')) {
-    throw new OAuthError(400, 'invalid_request', 'the body must be application/x-www-form-urlencoded');
-  }
-  const body = await readBody(ctx.req, FORM_LIMIT);
-  if (!body) throw new OAuthError(413, 'invalid_request', 'the request body is too large');
-  const form = new URLSearchParams(body.toString('utf8'));
-  const seen = new Set<string>();
-  for (const name of form.keys()) {
-    if (seen.has(name)) throw new OAuthError(400, 'invalid_request', `parameter ${name} must not be repeated`);
-    seen.add(name);
-  }
-  return form;
-}
-
-class OAuthError extends Error {
-  constructor(
-    readonly status: number,
-    readonly error: string,
-    readonly description: string,
-  ) {
-    super(description);
-  }
-}
+const INVALID_TOKEN_CHALLENGE = challenge('Bearer', { error: 'invalid_token' });
+const INVALID_CLIENT_CHALLENGE = challenge('Basic', { realm: 'introspection', error: 'invalid_client' });
 
 function respondError(ctx: Context, err: OAuthError): void {
-  ctx.status = err.status;
-  if (err.status === 401 && err.error === 'invalid_token') ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
-  else if (err.status === 401) ctx.set('WWW-Authenticate', 'Basic realm="introspection", error="invalid_client"');
-  ctx.body = { error: err.error, error_description: err.description };
+  if (err.status !== 401 || err.challenge) return sendOAuthError(ctx, err);
+  sendOAuthError(ctx, new OAuthError(err.status, err.error, err.description, err.error === 'invalid_token' ? INVALID_TOKEN_CHALLENGE : INVALID_CLIENT_CHALLENGE));
 }
 
 function audiences(aud: FoundToken['aud']): string[] {
@@ -184,7 +158,7 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
     ctx.set('Cache-Control', 'no-store');
     ctx.set('Pragma', 'no-cache');
     try {
-      const form = await readForm(ctx);
+      const form = await readForm(ctx, TOKEN_FORM);
       const authorization = ctx.get('Authorization') || undefined;
       let caller: ClientRecord;
       if (authorization && /^Bearer\s/i.test(authorization)) {
@@ -230,7 +204,7 @@ export function introspectionRoutes(deps: IntrospectionDeps): Router {
     ctx.state.routeLabel = 'revocation';
     ctx.set('Cache-Control', 'no-store');
     try {
-      const form = await readForm(ctx);
+      const form = await readForm(ctx, TOKEN_FORM);
       let caller: ClientRecord;
       try {
         caller = await authenticateAnyClient(deps.auth, ctx.get('Authorization') || undefined, form, revokeUrl);

@@ -3,7 +3,8 @@ import type { Context } from 'koa';
 import type { Config } from '../../platform/config/schema.js';
 import { CallerAuthError, type CallerAuthenticator } from '../../oauth/introspection/caller-auth.js';
 import type { UserStore } from '../../records/directory/user-store.js';
-import { readBodyWithin } from '../../platform/http/read-body.js';
+import { readJson, type BodyRules, type JsonProblem } from '../../platform/http/body.js';
+import { OAuthError, challenge, sendOAuthError } from '../../platform/http/oauth-error.js';
 import { LaunchRequestError, parseLaunchRequest } from './launch-request.js';
 import type { LaunchStore } from './launch-store.js';
 import type { AuditRecorder } from '../../records/audit/hooks/provider-audit.js';
@@ -23,27 +24,25 @@ export interface LaunchRouteDeps {
   audit: AuditRecorder;
 }
 
-class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly error: string,
-    readonly description: string,
-  ) {
-    super(description);
-  }
-}
+const LAUNCH_BODY: BodyRules<JsonProblem> = {
+  types: ['application/json'],
+  limit: BODY_LIMIT,
+  refuse: (problem) => {
+    switch (problem.kind) {
+      case 'missing':
+      case 'media-type':
+        return new OAuthError(415, 'invalid_request', 'the body must be application/json');
+      case 'too-large':
+        return new OAuthError(413, 'invalid_request', `the request body exceeds ${problem.limit} bytes`);
+      case 'not-json':
+        return new OAuthError(400, 'invalid_request', 'the request body is not valid JSON');
+    }
+  },
+};
 
-async function readJson(ctx: Context): Promise<Record<string, unknown>> {
-  if (!ctx.is('application/json')) throw new ApiError(415, 'invalid_request', 'the body must be application/json');
-  const raw = await readBodyWithin(ctx.req, BODY_LIMIT);
-  if (!raw) throw new ApiError(413, 'invalid_request', `the request body exceeds ${BODY_LIMIT} bytes`);
-  let body: unknown;
-  try {
-    body = JSON.parse(raw.toString('utf8'));
-  } catch {
-    throw new ApiError(400, 'invalid_request', 'the request body is not valid JSON');
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'invalid_request', 'the request body must be a JSON object');
+async function readJsonObject(ctx: Context): Promise<Record<string, unknown>> {
+  const body = await readJson(ctx, LAUNCH_BODY);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError(400, 'invalid_request', 'the request body must be a JSON object');
   return body as Record<string, unknown>;
 }
 
@@ -55,7 +54,7 @@ function credentialsOf(body: Record<string, unknown>): { form: URLSearchParams; 
     const value = context[field];
     delete context[field];
     if (value === undefined) continue;
-    if (typeof value !== 'string') throw new ApiError(400, 'invalid_request', `${field} must be a string`);
+    if (typeof value !== 'string') throw new OAuthError(400, 'invalid_request', `${field} must be a string`);
     form.set(field, value);
   }
   return { form, context };
@@ -73,21 +72,21 @@ export function launchRoutes(deps: LaunchRouteDeps): Router {
     ctx.state.routeLabel = LAUNCH_PATH;
     ctx.set('Cache-Control', 'no-store');
     try {
-      const { form, context } = credentialsOf(await readJson(ctx));
+      const { form, context } = credentialsOf(await readJsonObject(ctx));
       let caller;
       try {
         caller = await deps.auth.authenticate(ctx.get('Authorization') || undefined, form, endpointUrl);
       } catch (err) {
-        if (err instanceof CallerAuthError) throw new ApiError(401, 'invalid_client', `client authentication failed: ${err.problem}`);
+        if (err instanceof CallerAuthError) throw new OAuthError(401, 'invalid_client', `client authentication failed: ${err.problem}`, challenge('Basic', { realm: 'launch', error: 'invalid_client' }));
         throw err;
       }
-      if (caller.smart_client_kind !== 'ehr_launcher') throw new ApiError(403, 'unauthorized_client', 'only ehr_launcher clients may create launch contexts');
+      if (caller.smart_client_kind !== 'ehr_launcher') throw new OAuthError(403, 'unauthorized_client', 'only ehr_launcher clients may create launch contexts');
 
       let launch;
       try {
         launch = await parseLaunchRequest(context, caller, { config: deps.config, users: deps.users, findClient: (id) => deps.auth.client(id) });
       } catch (err) {
-        if (err instanceof LaunchRequestError) throw new ApiError(400, 'invalid_request', err.message);
+        if (err instanceof LaunchRequestError) throw new OAuthError(400, 'invalid_request', err.message);
         throw err;
       }
       const value = await deps.launches.create(launch);
@@ -109,10 +108,8 @@ export function launchRoutes(deps: LaunchRouteDeps): Router {
       ctx.status = 201;
       ctx.body = { launch: value, expires_in: deps.launches.ttlSeconds };
     } catch (err) {
-      if (!(err instanceof ApiError)) throw err;
-      ctx.status = err.status;
-      if (err.status === 401) ctx.set('WWW-Authenticate', 'Basic realm="launch", error="invalid_client"');
-      ctx.body = { error: err.error, error_description: err.description };
+      if (!(err instanceof OAuthError)) throw err;
+      sendOAuthError(ctx, err);
     }
   });
 
