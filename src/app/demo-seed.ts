@@ -6,7 +6,7 @@ import type { RedisClient } from '../platform/redis/connection.js';
 import type { Keyspace } from '../platform/redis/keyspace.js';
 import { CORE_USER_SCHEMA, ENTERPRISE_USER_SCHEMA, SMART_USER_SCHEMA } from '../records/directory/model.js';
 import { createUserStore, type UserStore } from '../records/directory/user-store.js';
-import { ScimError } from '../records/directory/scim/errors.js';
+import { ScimError } from '../domain/scim/errors.js';
 
 /**
  * Development-only demo data, documented in the README's first launch. The demo secrets are

@@ -26,7 +26,7 @@ import { CliUsageError } from './errors.js';
 import { USERS_USAGE, USER_COMMANDS } from './users.js';
 import { LoginLockout } from '../records/directory/lockout.js';
 import { createUserStore } from '../records/directory/user-store.js';
-import { ScimError } from '../records/directory/scim/errors.js';
+import { ScimError } from '../domain/scim/errors.js';
 import { audit } from './audit.js';
 import { createAuditTrail } from '../records/audit/trail.js';
 import { auditedLockState, auditedRegistry, auditedUserStore, cliOperator, recordKeyChange, type CliAudit } from './cli-audit.js';

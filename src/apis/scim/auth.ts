@@ -1,6 +1,7 @@
 import type { Context, Next } from 'koa';
 import { issuedFor, type ApiTokens } from '../../oauth/introspection/token-lookup.js';
-import { ScimError } from '../../records/directory/scim/errors.js';
+import { ScimError } from '../../domain/scim/errors.js';
+import { challenge } from '../../platform/http/oauth-error.js';
 
 /**
  * Who may use SCIM: the bearer of an access token this server issued through client_credentials
@@ -17,9 +18,8 @@ export type ScimTokens = ApiTokens;
 
 const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
 
-function invalidToken(ctx: Context, detail: string): ScimError {
-  ctx.set('WWW-Authenticate', `Bearer realm="scim", error="invalid_token", error_description="${detail}"`);
-  return new ScimError(401, undefined, detail);
+function invalidToken(detail: string): ScimError {
+  return new ScimError(401, undefined, detail, { 'WWW-Authenticate': challenge('Bearer', { realm: 'scim', error: 'invalid_token', error_description: detail }) });
 }
 
 export function requireScimToken(tokens: ScimTokens) {
@@ -27,18 +27,18 @@ export function requireScimToken(tokens: ScimTokens) {
     const header = ctx.get('Authorization');
     const m = BEARER.exec(header);
     if (!m) {
-      ctx.set('WWW-Authenticate', 'Bearer realm="scim"');
-      throw new ScimError(401, undefined, 'an access token with the scim scope is required (Authorization: Bearer …)');
+      throw new ScimError(401, undefined, 'an access token with the scim scope is required (Authorization: Bearer …)', { 'WWW-Authenticate': challenge('Bearer', { realm: 'scim' }) });
     }
     const token = await tokens.find(m[1]!);
-    if (!token) throw invalidToken(ctx, 'the access token is not valid (unknown, expired or revoked)');
+    if (!token) throw invalidToken('the access token is not valid (unknown, expired or revoked)');
     const scopes = (token.scope ?? '').split(' ');
     if (!scopes.includes(SCIM_SCOPE) || token.kind !== 'ClientCredentials') {
-      ctx.set('WWW-Authenticate', `Bearer realm="scim", error="insufficient_scope", scope="${SCIM_SCOPE}"`);
-      throw new ScimError(403, undefined, `the access token does not carry the ${SCIM_SCOPE} scope of an administration client`);
+      throw new ScimError(403, undefined, `the access token does not carry the ${SCIM_SCOPE} scope of an administration client`, {
+        'WWW-Authenticate': challenge('Bearer', { realm: 'scim', error: 'insufficient_scope', scope: SCIM_SCOPE }),
+      });
     }
-    if (!issuedFor(token, tokens.audience)) throw invalidToken(ctx, `the access token was not issued for SCIM (request one with scope=scim and resource=${tokens.audience})`);
-    if (!(await tokens.sessionOpen(token))) throw invalidToken(ctx, 'the sign-in session this access token belonged to has ended');
+    if (!issuedFor(token, tokens.audience)) throw invalidToken(`the access token was not issued for SCIM (request one with scope=scim and resource=${tokens.audience})`);
+    if (!(await tokens.sessionOpen(token))) throw invalidToken('the sign-in session this access token belonged to has ended');
     ctx.state.scimClient = token.clientId;
     await next();
   };

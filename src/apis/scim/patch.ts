@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { scimPatch, NoTarget, type ScimPatchOperation, type ScimResource } from 'scim-patch';
 import { findAttribute, splitSchemaPrefix, topLevelAttributes } from '../../records/directory/scim/attribute-paths.js';
 import { compileValueFilter, parseFilterText } from '../../records/directory/scim/filter.js';
-import { invalidPath, invalidSyntax, invalidValue, mutability, noTarget, ScimError } from '../../records/directory/scim/errors.js';
+import { invalidPath, invalidSyntax, invalidValue, mutability, noTarget, ScimError } from '../../domain/scim/errors.js';
 import { isPlainObject, readBoolean } from '../../records/directory/scim/resource-input.js';
 import type { AttributeDef, ResourceTypeDef, SchemaDef } from '../../records/directory/scim/schema-definitions.js';
 

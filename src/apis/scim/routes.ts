@@ -1,5 +1,5 @@
 import Router from '@koa/router';
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { Config } from '../../platform/config/schema.js';
 import { parseSize } from '../../platform/http/body-limit.js';
@@ -7,9 +7,9 @@ import type { GroupStore } from '../../records/directory/group-store.js';
 import type { ScimGroup, ScimUser } from '../../records/directory/model.js';
 import type { UserStore } from '../../records/directory/user-store.js';
 import { requireScimToken, type ScimTokens } from './auth.js';
-import { readScimJson, sendScim } from './body.js';
 import { allResourceTypes, allSchemas, resourceTypeResource, schemaResource, serviceProviderConfig } from './discovery.js';
-import { ScimError, invalidSyntax, invalidValue, notFound } from '../../records/directory/scim/errors.js';
+import { ScimError, invalidSyntax, invalidValue, notFound } from '../../domain/scim/errors.js';
+import { readScimJson, scimErrorBoundary, sendScim } from '../../platform/http/scim.js';
 import { applyPatch } from './patch.js';
 import { parseAttributeList, project, type Projection } from './projection.js';
 import type { QueryPage, ResourceQuery } from '../../records/directory/scim/query.js';
@@ -17,8 +17,6 @@ import { isPlainObject } from '../../records/directory/scim/resource-input.js';
 import { ALL_SCHEMAS, GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE } from '../../records/directory/scim/schema-definitions.js';
 import type { AuditRecorder } from '../../records/audit/hooks/provider-audit.js';
 import { scimChangeEvents } from './scim-audit.js';
-import { isRedisOutage } from '../../platform/redis/outage.js';
-import { STORE_RETRY_AFTER_SECONDS } from '../../platform/http/errors.js';
 
 /**
  * SCIM 2.0 (RFC 7644) at /scim/v2: Users, Groups, searches, and the discovery endpoints, for an
@@ -42,33 +40,6 @@ export interface ScimDeps {
 }
 
 interface ListRequest extends ResourceQuery, Projection {}
-
-function scimErrors(logger: Logger) {
-  return async function renderScimErrors(ctx: Context, next: Next): Promise<void> {
-    try {
-      await next();
-    } catch (err) {
-      if (err instanceof ScimError) {
-        sendScim(ctx, err.status, err.body());
-        return;
-      }
-      const status = (err as { status?: number }).status;
-      if (status && status >= 400 && status < 500 && (err as { expose?: boolean }).expose) {
-        sendScim(ctx, status, new ScimError(status, undefined, (err as Error).message).body());
-        return;
-      }
-      if (isRedisOutage(err)) {
-        // The store is failing over or unreachable: a retry later succeeds (RFC 7644 allows 503).
-        logger.warn({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'SCIM request: data store unavailable');
-        ctx.set('Retry-After', String(STORE_RETRY_AFTER_SECONDS));
-        sendScim(ctx, 503, new ScimError(503, undefined, 'the service cannot reach its data store; try again shortly').body());
-        return;
-      }
-      logger.error({ err, requestId: ctx.state.requestId }, 'SCIM request failed');
-      sendScim(ctx, 500, new ScimError(500, undefined, 'an unexpected error occurred').body());
-    }
-  };
-}
 
 function integerParam(name: string, value: unknown): number | undefined {
   if (value === undefined || value === null || value === '') return undefined;
@@ -152,7 +123,7 @@ export function scimRoutes(deps: ScimDeps): Router {
     for (const e of scimChangeEvents(config.issuer, actor, { resource: resource === 'user' ? 'User' : 'Group', change: kinds[change as keyof typeof kinds], id, ...facts })) await deps.audit.record(e);
   };
 
-  router.use(scimErrors(logger));
+  router.use(scimErrorBoundary(logger));
   router.use(requireScimToken(deps.lookup));
   router.use(async (ctx, next) => {
     ctx.state.routeLabel = 'scim';

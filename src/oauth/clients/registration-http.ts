@@ -13,6 +13,8 @@ import type { RegistrationTokens } from './registration-tokens.js';
 import { generateClientSecret, isHashedClientSecret, verifyClientSecret } from './secrets.js';
 import { readStandardMetadata } from './standard-metadata.js';
 import { parseSize } from '../../platform/http/body-limit.js';
+import { readJson, type BodyRules, type JsonProblem } from '../../platform/http/body.js';
+import { OAuthError } from '../../platform/http/oauth-error.js';
 
 type NeedsSecret = { needsSecret(metadata: Record<string, unknown>): boolean };
 type ClientModel = NeedsSecret & { validate(metadata: Record<string, unknown>): Promise<void> };
@@ -120,25 +122,20 @@ const MANAGEMENT_PATH = /^\/register\/([^/]+)$/;
  * registration ceiling, which is the server's to enforce).
  */
 export function registrationSecretHandling(bodyLimit: string, findClient: (id: string) => Promise<Record<string, unknown> | undefined>) {
-  const max = parseSize(bodyLimit);
+  const rules: BodyRules<JsonProblem> = {
+    types: ['application/json'],
+    limit: parseSize(bodyLimit),
+    // Only application/json bodies are read: what is left to refuse is size and syntax.
+    refuse: (problem) =>
+      problem.kind === 'too-large'
+        ? new OAuthError(413, 'request_too_large', `The request body exceeds ${bodyLimit}.`)
+        : new OAuthError(400, 'invalid_request', 'the request body is not valid JSON'),
+  };
   return async function registrationSecrets(ctx: Context, next: Next): Promise<void> {
     const match = MANAGEMENT_PATH.exec(ctx.path);
     if (match && ctx.method === 'PUT' && ctx.is('application/json')) {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of ctx.req) {
-        size += (chunk as Buffer).length;
-        if (size > max) ctx.throw(413, `The request body exceeds ${bodyLimit}.`);
-        chunks.push(chunk as Buffer);
-      }
-      let body: unknown;
-      try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      } catch {
-        ctx.status = 400;
-        ctx.body = { error: 'invalid_request', error_description: 'the request body is not valid JSON' };
-        return;
-      }
+      // Refusals go to the generic boundary, which answers OAuth JSON here.
+      const body = await readJson(ctx, rules);
       if (body && typeof body === 'object' && typeof (body as { client_secret?: unknown }).client_secret === 'string') {
         const stored = await findClient(decodeURIComponent(match[1]!));
         const given = (body as { client_secret: string }).client_secret;

@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Adapter, FindAccount } from 'oidc-provider';
+import { OAuthError, challenge, oauthErrors } from '../../platform/http/oauth-error.js';
 import { ROUTES } from '../paths.js';
 import { sessionStillOpen, type TokenLookup } from '../introspection/token-lookup.js';
 
@@ -24,10 +25,9 @@ export interface UserinfoDeps {
   findAccount: FindAccount;
 }
 
-function refuse(ctx: Context, status: 400 | 401 | 403, error: string, description: string): void {
-  ctx.status = status;
-  ctx.set('WWW-Authenticate', `Bearer error="${error}", error_description="${description}"`);
-  ctx.body = { error, error_description: description };
+/** A refused token (RFC 6750 §3.1): the challenge repeats the error. */
+function refusal(status: 401 | 403, error: string, description: string): OAuthError {
+  return new OAuthError(status, error, description, challenge('Bearer', { error, error_description: description }));
 }
 
 export function userinfoRoutes(deps: UserinfoDeps): Router {
@@ -42,27 +42,24 @@ export function userinfoRoutes(deps: UserinfoDeps): Router {
     const header = ctx.get('Authorization');
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) {
-      ctx.status = 401;
-      ctx.set('WWW-Authenticate', 'Bearer realm="userinfo"');
-      ctx.body = { error: 'invalid_request', error_description: 'send the access token in the Authorization header (Bearer)' };
-      return;
+      throw new OAuthError(401, 'invalid_request', 'send the access token in the Authorization header (Bearer)', challenge('Bearer', { realm: 'userinfo' }));
     }
     const token = await deps.lookup.find(match[1]!, 'access_token');
     if (!token || token.kind !== 'AccessToken' || !token.accountId || !(await sessionStillOpen(deps.adapters, token))) {
-      return refuse(ctx, 401, 'invalid_token', 'the access token is not active');
+      throw refusal(401, 'invalid_token', 'the access token is not active');
     }
     const scopes = new Set((token.scope ?? '').split(' ').filter(Boolean));
-    if (!scopes.has('openid')) return refuse(ctx, 403, 'insufficient_scope', 'the access token was not granted the openid scope');
+    if (!scopes.has('openid')) throw refusal(403, 'insufficient_scope', 'the access token was not granted the openid scope');
     const account = await deps.findAccount(ctx as never, token.accountId);
-    if (!account) return refuse(ctx, 401, 'invalid_token', 'the access token is not active');
+    if (!account) throw refusal(401, 'invalid_token', 'the access token is not active');
     const claims = (await account.claims('userinfo', [...scopes].join(' '), {}, [])) as Record<string, unknown>;
     const body: Record<string, unknown> = {};
     for (const scope of scopes) for (const name of SCOPE_CLAIMS[scope] ?? []) if (claims[name] !== undefined) body[name] = claims[name];
     ctx.body = body;
   }
 
-  router.get(ROUTES.userinfo, answer);
-  router.post(ROUTES.userinfo, answer);
+  router.get(ROUTES.userinfo, oauthErrors(), answer);
+  router.post(ROUTES.userinfo, oauthErrors(), answer);
   router.options(ROUTES.userinfo, (ctx) => {
     ctx.set('Access-Control-Allow-Origin', '*');
     ctx.set('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');

@@ -1,10 +1,18 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
-import { renderView } from './views.js';
-import { isRedisOutage } from '../redis/outage.js';
+import { FhirError } from '../../domain/fhir/errors.js';
+import { ScimError } from '../../domain/scim/errors.js';
+import { isRedisOutage, STORE_RETRY_AFTER_SECONDS } from '../redis/outage.js';
+import { sendErrorPage } from './error-page.js';
+import { sendOperationOutcome } from './fhir.js';
+import { OAuthError, sendOAuthError } from './oauth-error.js';
+import { sendScimError } from './scim.js';
 
-/** How long a client should wait before retrying a 503 caused by the store. */
-export const STORE_RETRY_AFTER_SECONDS = 5;
+/**
+ * The generic error boundary, for everything outside the APIs' own boundaries and oidc-provider's
+ * routes: each error in the wire format of its endpoint (oauth-error.ts, scim.ts, fhir.ts), or
+ * for a person in a browser, an HTML page (error-page.ts).
+ */
 
 /** Paths whose callers are programs: they always get JSON errors, whatever they `Accept`. */
 const API_PATHS = [/^\/token$/, /^\/introspect$/, /^\/revoke$/, /^\/register(\/|$)/, /^\/userinfo$/, /^\/\.well-known\//, /^\/metrics$/, /^\/(healthz|readyz)$/, /^\/api\//, /^\/scim\//];
@@ -14,7 +22,10 @@ export function isApiRequest(ctx: Context): boolean {
   return ctx.accepts('html', 'json') !== 'html';
 }
 
-/** An error a handler throws on purpose: status, OAuth-style code and a safe description. */
+/**
+ * An error of a browser flow, or of any route outside the APIs, thrown on purpose: status,
+ * OAuth-style code and a safe description. A person gets an HTML page, a program OAuth JSON.
+ */
 export class HttpError extends Error {
   constructor(
     readonly status: number,
@@ -25,31 +36,10 @@ export class HttpError extends Error {
   }
 }
 
-const TITLES: Record<number, string> = {
-  400: 'The request could not be understood',
-  401: 'Sign-in required',
-  403: 'Not allowed',
-  404: 'Page not found',
-  405: 'Method not allowed',
-  413: 'Request too large',
-  429: 'Too many requests',
-  503: 'Service temporarily unavailable',
-};
-
-export async function respondWithError(ctx: Context, status: number, error: string, description: string): Promise<void> {
-  ctx.status = status;
-  ctx.set('Cache-Control', 'no-store');
-  if (isApiRequest(ctx)) {
-    ctx.body = { error, error_description: description };
-    return;
-  }
-  ctx.type = 'html';
-  ctx.body = await renderView('error', {
-    title: TITLES[status] ?? 'Something went wrong',
-    message: description,
-    code: error,
-    requestId: ctx.state.requestId as string | undefined,
-  });
+/** Answers `err` for whoever asked: OAuth JSON for a program, an HTML page for a person. */
+export async function respondWithError(ctx: Context, err: HttpError): Promise<void> {
+  if (isApiRequest(ctx)) sendOAuthError(ctx, err);
+  else await sendErrorPage(ctx, err);
 }
 
 const UNAVAILABLE = 'The service cannot reach its data store. Try again shortly.';
@@ -62,21 +52,9 @@ const UNAVAILABLE = 'The service cannot reach its data store. Try again shortly.
 export async function respondStoreUnavailable(ctx: Context, opts: { description?: string; retryAfterSeconds?: number } = {}): Promise<void> {
   const description = opts.description ?? UNAVAILABLE;
   ctx.set('Retry-After', String(opts.retryAfterSeconds ?? STORE_RETRY_AFTER_SECONDS));
-  if (ctx.path.startsWith('/scim/')) {
-    ctx.status = 503;
-    ctx.set('Cache-Control', 'no-store');
-    ctx.body = JSON.stringify({ schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '503', detail: description });
-    ctx.type = 'application/scim+json; charset=utf-8';
-    return;
-  }
-  if (ctx.path.startsWith('/fhir/')) {
-    ctx.status = 503;
-    ctx.set('Cache-Control', 'no-store');
-    ctx.body = JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient', diagnostics: description }] });
-    ctx.type = 'application/fhir+json; charset=utf-8';
-    return;
-  }
-  await respondWithError(ctx, 503, 'temporarily_unavailable', description);
+  if (ctx.path.startsWith('/scim/')) sendScimError(ctx, new ScimError(503, undefined, description));
+  else if (ctx.path.startsWith('/fhir/')) sendOperationOutcome(ctx, new FhirError(503, 'transient', description));
+  else await respondWithError(ctx, new HttpError(503, 'temporarily_unavailable', description));
 }
 
 /**
@@ -89,7 +67,7 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
     try {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) {
-        await respondWithError(ctx, 404, 'not_found', `Nothing is served at ${ctx.method} ${ctx.path}.`);
+        await respondWithError(ctx, new HttpError(404, 'not_found', `Nothing is served at ${ctx.method} ${ctx.path}.`));
       } else if (ctx.status >= 500 && ctx.status !== 503 && (!redisReady() || isRedisOutage(ctx.state.serverError))) {
         // oidc-provider turns a failed store call into server_error ("oops! something went
         // wrong"; its error is kept in ctx.state.serverError by app.ts); when the cause is the
@@ -98,15 +76,20 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
         await respondStoreUnavailable(ctx);
       }
     } catch (err) {
+      if (err instanceof OAuthError) {
+        // An OAuth API's own error: its callers are programs.
+        sendOAuthError(ctx, err);
+        return;
+      }
       if (err instanceof HttpError) {
-        await respondWithError(ctx, err.status, err.error, err.description);
+        await respondWithError(ctx, err);
         return;
       }
       const status = (err as { status?: number; expose?: boolean }).status;
       const expose = (err as { expose?: boolean }).expose;
       if (status && status >= 400 && status < 500 && expose) {
         // Koa/http-errors thrown deliberately (e.g. body too large); their message is safe.
-        await respondWithError(ctx, status, status === 413 ? 'request_too_large' : 'invalid_request', (err as Error).message);
+        await respondWithError(ctx, new HttpError(status, status === 413 ? 'request_too_large' : 'invalid_request', (err as Error).message));
         return;
       }
       if (isRedisOutage(err) || !redisReady()) {
@@ -115,7 +98,7 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
         return;
       }
       logger.error({ err, requestId: ctx.state.requestId }, 'unhandled error');
-      await respondWithError(ctx, 500, 'server_error', 'An unexpected error occurred.');
+      await respondWithError(ctx, new HttpError(500, 'server_error', 'An unexpected error occurred.'));
     }
   };
 }

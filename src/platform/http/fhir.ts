@@ -1,8 +1,8 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import { FHIR_JSON, FhirError, operationOutcome } from '../../domain/fhir/errors.js';
-import { isRedisOutage } from '../redis/outage.js';
-import { STORE_RETRY_AFTER_SECONDS } from './errors.js';
+import { isRedisOutage, STORE_RETRY_AFTER_SECONDS } from '../redis/outage.js';
+import { readJson, type JsonProblem } from './body.js';
 
 /** FHIR over HTTP: writing FHIR JSON, reading a JSON body, and rendering FhirErrors as OperationOutcomes. */
 
@@ -14,22 +14,28 @@ export function sendFhir(ctx: Context, status: number, body?: unknown): void {
   ctx.type = `${FHIR_JSON}; charset=utf-8`;
 }
 
+/** Answers a FhirError as an OperationOutcome. */
+export function sendOperationOutcome(ctx: Context, err: FhirError): void {
+  for (const [name, value] of Object.entries(err.headers)) ctx.set(name, value);
+  sendFhir(ctx, err.status, operationOutcome(err.code, err.diagnostics));
+}
+
+function bodyProblem(problem: JsonProblem): FhirError {
+  switch (problem.kind) {
+    case 'missing':
+      return new FhirError(400, 'required', 'the request needs a JSON body');
+    case 'media-type':
+      return new FhirError(415, 'not-supported', `Content-Type must be ${problem.types.join(' or ')}`);
+    case 'too-large':
+      return new FhirError(413, 'too-costly', `the request body exceeds ${problem.limit} bytes`);
+    case 'not-json':
+      return new FhirError(400, 'structure', 'the request body is not valid JSON');
+  }
+}
+
 /** Reads a JSON request body of one of `mediaTypes`, at most `limit` bytes. */
-export async function readJsonBody(ctx: Context, mediaTypes: string[], limit: number): Promise<unknown> {
-  if (!ctx.request.length && !ctx.get('Transfer-Encoding')) throw new FhirError(400, 'required', 'the request needs a JSON body');
-  if (!ctx.is(...mediaTypes)) throw new FhirError(415, 'not-supported', `Content-Type must be ${mediaTypes.join(' or ')}`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new FhirError(413, 'too-costly', `the request body exceeds ${limit} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
-  } catch {
-    throw new FhirError(400, 'structure', 'the request body is not valid JSON');
-  }
+export function readJsonBody(ctx: Context, mediaTypes: readonly string[], limit: number): Promise<unknown> {
+  return readJson(ctx, { types: mediaTypes, limit, required: true, refuse: bodyProblem });
 }
 
 /**
@@ -54,8 +60,7 @@ export function fhirErrorBoundary(logger: Logger, api: string, translate: (err: 
           problem = new FhirError(500, 'exception', 'an unexpected error occurred');
         }
       }
-      for (const [name, value] of Object.entries(problem.headers)) ctx.set(name, value);
-      sendFhir(ctx, problem.status, operationOutcome(problem.code, problem.diagnostics));
+      sendOperationOutcome(ctx, problem);
     }
   };
 }

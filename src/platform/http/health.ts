@@ -4,6 +4,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { StoreHealth } from '../redis/circuit-breaker.js';
 import type { Metrics } from '../ops/metrics.js';
 import { STATIC_CSS } from './views.js';
+import { OAuthError, challenge, sendOAuthError } from './oauth-error.js';
 
 /**
  * `/healthz` answers while the process can serve HTTP at all (liveness); `/readyz` also proves a
@@ -65,8 +66,7 @@ function metricsGuard(access: MetricsAccess): (ctx: Context) => boolean {
   if ('open' in access) {
     return (ctx) => {
       if (access.open) return true;
-      ctx.status = 404;
-      ctx.body = { error: 'not_found', error_description: '/metrics is off: set AUTHZ_METRICS_TOKEN (or AUTHZ_METRICS_OPEN=true on a private network)' };
+      sendOAuthError(ctx, new OAuthError(404, 'not_found', '/metrics is off: set AUTHZ_METRICS_TOKEN (or AUTHZ_METRICS_OPEN=true on a private network)'));
       return false;
     };
   }
@@ -74,10 +74,7 @@ function metricsGuard(access: MetricsAccess): (ctx: Context) => boolean {
   return (ctx) => {
     const match = /^Bearer ([\x21-\x7e]+)$/.exec(ctx.get('authorization'));
     if (match && timingSafeEqual(sha256(match[1]!), expected)) return true;
-    ctx.status = 401;
-    ctx.set('WWW-Authenticate', 'Bearer realm="metrics"');
-    ctx.set('Cache-Control', 'no-store');
-    ctx.body = { error: 'invalid_token', error_description: 'metrics need the configured bearer token' };
+    sendOAuthError(ctx, new OAuthError(401, 'invalid_token', 'metrics need the configured bearer token', challenge('Bearer', { realm: 'metrics' })));
     return false;
   };
 }

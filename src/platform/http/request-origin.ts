@@ -1,5 +1,5 @@
 import type { Context, Next } from 'koa';
-import { respondWithError } from './errors.js';
+import { HttpError, respondWithError } from './errors.js';
 
 /**
  * Refuses a request whose Host (or, behind a proxy, X-Forwarded-Proto / X-Forwarded-Host) does not
@@ -11,7 +11,7 @@ export function requireValidOrigin() {
   return async function validOrigin(ctx: Context, next: Next): Promise<void> {
     const protocol = ctx.protocol;
     if ((protocol !== 'http' && protocol !== 'https') || !URL.canParse(ctx.href)) {
-      await respondWithError(ctx, 400, 'invalid_request', 'The Host or X-Forwarded-Proto/X-Forwarded-Host header of this request is not valid.');
+      await respondWithError(ctx, new HttpError(400, 'invalid_request', 'The Host or X-Forwarded-Proto/X-Forwarded-Host header of this request is not valid.'));
       return;
     }
     await next();

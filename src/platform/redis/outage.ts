@@ -1,3 +1,6 @@
+/** How long a client is told to wait (Retry-After) before retrying a request the store could not serve. */
+export const STORE_RETRY_AFTER_SECONDS = 5;
+
 /**
  * Whether an error means "the data store cannot answer right now" rather than a bug: the request
  * should get 503 + Retry-After, and the client may retry. Redis Cluster mid-failover answers

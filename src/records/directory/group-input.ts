@@ -1,4 +1,4 @@
-import { invalidValue } from './scim/errors.js';
+import { invalidValue } from '../../domain/scim/errors.js';
 import { readResource } from './scim/resource-input.js';
 import { GROUP_RESOURCE } from './scim/schema-definitions.js';
 import { SMART_GROUP_SCHEMA, type SmartGroupExtension } from './model.js';

@@ -1,4 +1,4 @@
-import { invalidValue, mutability } from './scim/errors.js';
+import { invalidValue, mutability } from '../../domain/scim/errors.js';
 import { readResource } from './scim/resource-input.js';
 import { USER_RESOURCE } from './scim/schema-definitions.js';
 import { SMART_USER_SCHEMA, type SmartUserExtension } from './model.js';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../../platform/config/schema.js';
 import type { RedisClient } from '../../platform/redis/connection.js';
 import type { Keyspace } from '../../platform/redis/keyspace.js';
-import { ScimError, notFound, preconditionFailed } from './scim/errors.js';
+import { ScimError, notFound, preconditionFailed } from '../../domain/scim/errors.js';
 import type { IndexedAttributes, IndexLookup } from './scim/filter.js';
 import { runQuery, type QueryLimits, type QueryPage, type QuerySource, type ResourceQuery } from './scim/query.js';
 import { USER_RESOURCE } from './scim/schema-definitions.js';

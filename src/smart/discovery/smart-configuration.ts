@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import type { Config, FhirServer } from '../../platform/config/schema.js';
+import { OAuthError, sendOAuthError } from '../../platform/http/oauth-error.js';
 import { ROUTES } from '../../oauth/paths.js';
 import { MANAGE_PATHS } from '../../oauth/clients/manage-client.js';
 import { CONTEXT_SCOPES } from '../../domain/scopes/scope-syntax.js';
@@ -96,9 +97,8 @@ export function smartConfigurationRoutes(config: Config): Router {
     const body = smartConfiguration(config, server);
     router.all(path, openCors, (ctx) => {
       if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
-        ctx.status = 405;
         ctx.set('Allow', 'GET, HEAD, OPTIONS');
-        ctx.body = { error: 'invalid_request', error_description: 'use GET' };
+        sendOAuthError(ctx, new OAuthError(405, 'invalid_request', 'use GET'));
         return;
       }
       ctx.type = 'application/json';

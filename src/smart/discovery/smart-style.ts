@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import type { Config } from '../../platform/config/schema.js';
+import { OAuthError, sendOAuthError } from '../../platform/http/oauth-error.js';
 
 /**
  * The SMART style document (App Launch 2.2 "Styling", capability `context-style`) and the EHR
@@ -45,9 +46,8 @@ export function serveSmartStyle(router: Router, cors: (ctx: Context, next: Next)
   const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
   router.all(SMART_STYLE_PATH, cors, (ctx) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
-      ctx.status = 405;
       ctx.set('Allow', 'GET, HEAD, OPTIONS');
-      ctx.body = { error: 'invalid_request', error_description: 'use GET' };
+      sendOAuthError(ctx, new OAuthError(405, 'invalid_request', 'use GET'));
       return;
     }
     ctx.set('Cache-Control', 'public, max-age=86400');

@@ -1,6 +1,6 @@
 import type { Context, Next } from 'koa';
 import { HttpError } from '../../platform/http/errors.js';
-import { readBodyWithin } from '../../platform/http/read-body.js';
+import { readForm, type BodyRules, type FormProblem } from '../../platform/http/body.js';
 
 /**
  * Two rewrites of authorization requests before oidc-provider sees them:
@@ -17,20 +17,19 @@ import { readBodyWithin } from '../../platform/http/read-body.js';
 const FORM_LIMIT = 8 * 1024;
 const REFRESH_SCOPES = new Set(['offline_access', 'online_access']);
 
-async function readAuthorizationForm(ctx: Context): Promise<URLSearchParams> {
-  if (!ctx.is('application/x-www-form-urlencoded')) {
-    throw new HttpError(400, 'invalid_request', 'An authorization request sent with POST must be an HTML form (application/x-www-form-urlencoded).');
+function refuseForm(problem: FormProblem): HttpError {
+  switch (problem.kind) {
+    case 'missing':
+    case 'media-type':
+      return new HttpError(400, 'invalid_request', 'An authorization request sent with POST must be an HTML form (application/x-www-form-urlencoded).');
+    case 'too-large':
+      return new HttpError(413, 'request_too_large', 'The authorization request is too large.');
+    case 'repeated':
+      return new HttpError(400, 'invalid_request', `The authorization request repeats the parameter "${problem.name.slice(0, 64)}".`);
   }
-  const raw = await readBodyWithin(ctx.req, FORM_LIMIT);
-  if (!raw) throw new HttpError(413, 'request_too_large', 'The authorization request is too large.');
-  const form = new URLSearchParams(raw.toString('utf8'));
-  const seen = new Set<string>();
-  for (const name of form.keys()) {
-    if (seen.has(name)) throw new HttpError(400, 'invalid_request', `The authorization request repeats the parameter "${name.slice(0, 64)}".`);
-    seen.add(name);
-  }
-  return form;
 }
+
+const AUTHORIZATION_FORM: BodyRules<FormProblem> = { types: ['application/x-www-form-urlencoded'], limit: FORM_LIMIT, refuse: refuseForm };
 
 /**
  * Marks the `prompt=consent` this server adds, so the consent page can tell it from a client's own
@@ -68,7 +67,7 @@ export function authorizationRequestRewrites(authorizationPath: string) {
   return async function rewriteAuthorizationRequest(ctx: Context, next: Next): Promise<void> {
     if (ctx.path !== authorizationPath) return next();
     if (ctx.method === 'POST') {
-      const form = await readAuthorizationForm(ctx);
+      const form = await readForm(ctx, AUTHORIZATION_FORM);
       ctx.set('Cache-Control', 'no-store');
       ctx.status = 303;
       ctx.redirect(`${authorizationPath}?${form.toString()}`);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { connectRedis, createRedis, type RedisClient } from '../../../src/platform/redis/connection.js';
 import { Keyspace } from '../../../src/platform/redis/keyspace.js';
-import { ScimError } from '../../../src/records/directory/scim/errors.js';
+import { ScimError } from '../../../src/domain/scim/errors.js';
 import { GroupStore } from '../../../src/records/directory/group-store.js';
 import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
 import { hashPassword, verifyPassword } from '../../../src/records/directory/passwords.js';

@@ -1,7 +1,7 @@
 import type { Filter } from 'scim2-parse-filter';
 import { parseFilter, tokenizer, Tokens, type Token } from 'scim2-parse-filter/lib/src/parser.js';
 import { findAttribute, resolveAttributePath, valuesAt, type ResolvedAttribute } from './attribute-paths.js';
-import { invalidFilter } from './errors.js';
+import { invalidFilter } from '../../../domain/scim/errors.js';
 import type { AttributeDef, ResourceTypeDef } from './schema-definitions.js';
 
 /**

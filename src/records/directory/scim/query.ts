@@ -1,6 +1,6 @@
 import { resolveAttributePath, valuesAt, type ResolvedAttribute } from './attribute-paths.js';
 import { compileFilter, type CompiledFilter, type IndexedAttributes, type IndexLookup } from './filter.js';
-import { invalidValue, ScimError } from './errors.js';
+import { invalidValue, ScimError } from '../../../domain/scim/errors.js';
 import { findAttribute } from './attribute-paths.js';
 import type { ResourceTypeDef } from './schema-definitions.js';
 

@@ -1,5 +1,5 @@
 import { findAttribute, splitSchemaPrefix, topLevelAttributes } from './attribute-paths.js';
-import { invalidSyntax, invalidValue } from './errors.js';
+import { invalidSyntax, invalidValue } from '../../../domain/scim/errors.js';
 import type { AttributeDef, ResourceTypeDef, SchemaDef } from './schema-definitions.js';
 
 /**

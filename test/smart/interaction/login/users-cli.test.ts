@@ -6,7 +6,7 @@ import { createUserStore, type UserStore } from '../../../../src/records/directo
 import { LoginLockout } from '../../../../src/records/directory/lockout.js';
 import { verifyPassword } from '../../../../src/records/directory/passwords.js';
 import { SMART_USER_SCHEMA } from '../../../../src/records/directory/model.js';
-import { ScimError } from '../../../../src/records/directory/scim/errors.js';
+import { ScimError } from '../../../../src/domain/scim/errors.js';
 import { CliUsageError } from '../../../../src/cli/errors.js';
 import { USERS_USAGE, USER_COMMANDS, addUser, disableUser, enableUser, listUsers, setUserPassword, unlockUser, type UsersCliDeps } from '../../../../src/cli/users.js';
 

@@ -1,10 +1,9 @@
 /**
- * SCIM errors (RFC 7644 §3.12). Thrown by the user directory and the SCIM routes alike; the
- * routes render them as `urn:ietf:params:scim:api:messages:2.0:Error` bodies. Details name the
- * attribute at fault but never echo a password or any other write-only value.
+ * SCIM's error wire format (RFC 7644 §3.12): an error a SCIM API answers with this HTTP status and
+ * `scimType`. Pure, so the user directory (records/) can throw it as well as the SCIM routes;
+ * platform/http/scim.ts renders it as a `urn:ietf:params:scim:api:messages:2.0:Error` body.
+ * Details name the attribute at fault but never echo a password or any other write-only value.
  */
-
-export const SCIM_ERROR_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Error';
 
 export type ScimType =
   | 'invalidFilter'
@@ -18,23 +17,16 @@ export type ScimType =
   | 'invalidVers'
   | 'sensitive';
 
+/** An error a SCIM API answers with this HTTP status (and `headers`, e.g. a WWW-Authenticate challenge). */
 export class ScimError extends Error {
   constructor(
     readonly status: number,
     readonly scimType: ScimType | undefined,
     readonly detail: string,
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(detail);
     this.name = 'ScimError';
-  }
-
-  body(): Record<string, unknown> {
-    return {
-      schemas: [SCIM_ERROR_SCHEMA],
-      status: String(this.status),
-      ...(this.scimType ? { scimType: this.scimType } : {}),
-      detail: this.detail,
-    };
   }
 }
 
