@@ -1,5 +1,5 @@
 import { FhirError } from '../domain/fhir/errors.js';
-import { apiTokens, issuedFor, type ApiTokens, type FoundToken } from '../oauth/introspection/token-lookup.js';
+import { issuedFor, type ApiTokens, type FoundToken } from '../oauth/introspection/token-lookup.js';
 import { parseScope, type Permission } from '../domain/scopes/scope-syntax.js';
 
 /**
@@ -9,8 +9,6 @@ import { parseScope, type Permission } from '../domain/scopes/scope-syntax.js';
 
 
 /** The Consent, Provenance and AuditEvent APIs take tokens for `<issuer>/fhir` (own-api.ts). */
-export type { ApiTokens };
-export { apiTokens };
 
 const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
 

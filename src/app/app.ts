@@ -3,8 +3,6 @@ import { createServices, type AppDeps } from './services.js';
 import { createProvider } from './provider.js';
 import { httpPipeline } from './pipeline.js';
 
-export type { AppDeps };
-
 /**
  * The whole HTTP surface, in three steps: the service graph (app/services.ts), oidc-provider
  * adapted to it (app/provider.ts), and the HTTP pipeline in front of the provider's own endpoints

@@ -35,7 +35,7 @@ import { PasswordLogin } from '../smart/interaction/password-login.js';
 import { smartInteractionPages } from '../smart/interaction/routes.js';
 import { FhirDirectory } from '../smart/interaction/fhir-directory.js';
 import { ServiceCredential, ensurePatientSearchClient } from '../smart/interaction/service-credential.js';
-import { apiTokens } from '../apis/fhir-api.js';
+import { apiTokens } from '../oauth/introspection/token-lookup.js';
 import { scimRoutes } from '../apis/scim/routes.js';
 import { consentRoutes } from '../apis/consent/routes.js';
 import { provenanceRoutes } from '../apis/consent/provenance-routes.js';

@@ -1,5 +1,6 @@
 import type { FhirError } from '../../domain/fhir/errors.js';
-import { bearerAccessToken, insufficientScope, resourcePermissions, type ApiTokens } from '../fhir-api.js';
+import { bearerAccessToken, insufficientScope, resourcePermissions } from '../fhir-api.js';
+import { type ApiTokens } from '../../oauth/introspection/token-lookup.js';
 import { patientIdOf } from '../../domain/fhir/references.js';
 
 /**

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../platform/config/schema.js';
 import { FhirError, operationOutcome } from '../../domain/fhir/errors.js';
 import { fhirErrorBoundary, sendFhir } from '../../platform/http/fhir.js';
-import { type ApiTokens } from '../fhir-api.js';
+import { type ApiTokens } from '../../oauth/introspection/token-lookup.js';
 import type { AuditEvent } from '../../records/audit/audit-event.js';
 import { authenticateAuditCaller, forbidden, requireAuditAction, type AuditCaller } from './api-auth.js';
 import { disclosedPatients } from '../../records/audit/disclosure.js';

@@ -2,7 +2,8 @@ import type { FoundToken } from '../../oauth/introspection/token-lookup.js';
 import type { Permission } from '../../domain/scopes/scope-syntax.js';
 import type { Reference } from '../../domain/fhir/types.js';
 import type { FhirError } from '../../domain/fhir/errors.js';
-import { bearerAccessToken, insufficientScope, resourcePermissions, type ApiTokens } from '../fhir-api.js';
+import { bearerAccessToken, insufficientScope, resourcePermissions } from '../fhir-api.js';
+import { type ApiTokens } from '../../oauth/introspection/token-lookup.js';
 import { clientReference, patientIdOf, relativeReference } from '../../domain/fhir/references.js';
 
 /**
@@ -31,7 +32,6 @@ export interface ConsentCaller {
   may: ReadonlySet<ConsentAction>;
 }
 
-export type { ApiTokens };
 
 const REALM = 'Bearer realm="consent"';
 /** R4 Provenance.agent.who target types. */
