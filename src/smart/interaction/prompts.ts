@@ -1,5 +1,6 @@
 import { errors, interactionPolicy, type KoaContextWithOIDC } from 'oidc-provider';
 import type { FhirServer } from '../../platform/config/schema.js';
+import { requestState } from '../../platform/http/request-state.js';
 import type { UserStore } from '../../records/directory/user-store.js';
 import type { Coding } from '../../domain/fhir/types.js';
 import type { LaunchStore } from '../launch/launch-store.js';
@@ -59,16 +60,19 @@ export interface SmartPromptDeps {
 
 type OidcClient = { clientId: string; smart_scopes?: unknown; smart_remember_consent?: unknown };
 
-/** Facts per request: every check of one pass through the policy sees (and loads) them once. */
-const factsCache = new WeakMap<KoaContextWithOIDC, Promise<AuthorizationFacts | undefined>>();
+declare module '../../platform/http/request-state.js' {
+  interface RequestState {
+    /** The authorization's facts: every check of one pass through the policy sees (and loads) them once. */
+    authorizationFacts?: Promise<AuthorizationFacts | undefined>;
+    /** What recording this authorization silently would grant: the consent check plans it, record_context records it. */
+    silentPlan?: Promise<SilentPlan | undefined>;
+    /** The Consent a silent authorization stands on, found by the consent check for record_context. */
+    coveringConsentId?: string;
+  }
+}
 
 function factsOf(ctx: KoaContextWithOIDC, deps: SmartPromptDeps): Promise<AuthorizationFacts | undefined> {
-  let facts = factsCache.get(ctx);
-  if (!facts) {
-    facts = loadFacts(ctx, deps);
-    factsCache.set(ctx, facts);
-  }
-  return facts;
+  return (requestState(ctx).authorizationFacts ??= loadFacts(ctx, deps));
 }
 
 async function loadFacts(ctx: KoaContextWithOIDC, deps: SmartPromptDeps): Promise<AuthorizationFacts | undefined> {
@@ -160,26 +164,18 @@ interface SilentPlan {
 
 type Grant = NonNullable<KoaContextWithOIDC['oidc']['entities']['Grant']>;
 
-const silentPlans = new WeakMap<KoaContextWithOIDC, Promise<SilentPlan | undefined>>();
-
 function silentPlanOf(ctx: KoaContextWithOIDC, deps: SmartPromptDeps): Promise<SilentPlan | undefined> {
-  let found = silentPlans.get(ctx);
-  if (!found) {
-    found = (async () => {
-      const facts = await factsOf(ctx, deps);
-      const previous = ctx.oidc.entities.Grant;
-      if (!facts || !previous) return undefined;
-      const plan = await deps.recorder.plan(facts);
-      const carried = approvedScopesOf(previous, facts.audience);
-      return { facts, previous, plan, carried, approved: withinGrantable(plan.grantable, carried) };
-    })();
-    silentPlans.set(ctx, found);
-  }
-  return found;
+  return (requestState(ctx).silentPlan ??= planSilently(ctx, deps));
 }
 
-/** The Consent a silent authorization stands on, found by the consent check, per request. */
-const coveringConsents = new WeakMap<KoaContextWithOIDC, string>();
+async function planSilently(ctx: KoaContextWithOIDC, deps: SmartPromptDeps): Promise<SilentPlan | undefined> {
+  const facts = await factsOf(ctx, deps);
+  const previous = ctx.oidc.entities.Grant;
+  if (!facts || !previous) return undefined;
+  const plan = await deps.recorder.plan(facts);
+  const carried = approvedScopesOf(previous, facts.audience);
+  return { facts, previous, plan, carried, approved: withinGrantable(plan.grantable, carried) };
+}
 
 function patientConsentCheck(deps: SmartPromptDeps) {
   return new Check('smart_patient_consent_missing', 'no active patient consent covers the requested scopes', 'consent_required', async (ctx) => {
@@ -203,7 +199,7 @@ function patientConsentCheck(deps: SmartPromptDeps) {
     if (!mayRemember(situation)) return Check.REQUEST_PROMPT;
     const remembered = await rememberedConsent(deps.consents, silent.facts, silent.plan.patient, silent.approved);
     if (!remembered.covering) return Check.REQUEST_PROMPT;
-    coveringConsents.set(ctx, remembered.covering.resource.id);
+    requestState(ctx).coveringConsentId = remembered.covering.resource.id;
     return Check.NO_NEED_TO_PROMPT;
   });
 }
@@ -236,7 +232,7 @@ async function recordSilently(ctx: KoaContextWithOIDC, deps: SmartPromptDeps): P
   let consent: ConsentStep | undefined;
   let consentId: string | undefined;
   if (deps.consents && !isManageClient(facts.clientId) && needsConsent(plan.patient, approved)) {
-    consentId = coveringConsents.get(ctx) ?? (await rememberedConsent(deps.consents, facts, plan.patient, approved)).covering?.resource.id;
+    consentId = requestState(ctx).coveringConsentId ?? (await rememberedConsent(deps.consents, facts, plan.patient, approved)).covering?.resource.id;
     if (!consentId) throw new errors.ConsentRequired('no active patient consent covers the requested scopes');
     consent = existingConsentStep(deps.consents, consentId);
   }

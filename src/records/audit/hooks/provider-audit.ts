@@ -9,6 +9,7 @@ import { authorizationDecision } from '../events/consent-events.js';
 import { loggedOut } from '../events/login-events.js';
 import { clientChanged } from '../events/admin-events.js';
 import { userFromClaims } from './identity.js';
+import { requestState } from '../../../platform/http/request-state.js';
 
 /**
  * AuditEvents for the routes oidc-provider serves (token, authorization, logout, RFC 7591/7592
@@ -19,7 +20,7 @@ import { userFromClaims } from './identity.js';
  *
  * oidc-provider's events are used only to *see* what a route decided (its error objects carry a
  * reason the response hides); they are emitted synchronously inside the request, so a listener
- * can note it on the request state for this middleware.
+ * can note it in the request's state (platform/http/request-state.ts) for this middleware.
  */
 
 /** The part of the trail (../trail.ts) the hooks need. */
@@ -39,16 +40,20 @@ interface OidcFacts {
 type ProviderCtx = Context & { oidc?: OidcFacts };
 
 /** What the provider's events told about this request. */
-interface Noted {
+interface ProviderOutcome {
   error?: { error?: string; error_description?: string; error_detail?: string; status?: number; statusCode?: number };
   logout?: { accountId?: string; clientId?: string; everywhere: boolean };
 }
 
-const NOTED = Symbol('audit.noted');
+declare module '../../../platform/http/request-state.js' {
+  interface RequestState {
+    /** Noted by the provider's event listeners (`noteProviderOutcomes`), read by `providerAudit`. */
+    providerOutcome?: ProviderOutcome;
+  }
+}
 
-function noted(ctx: Context): Noted {
-  const state = ctx.state as Record<symbol, Noted | undefined>;
-  return (state[NOTED] ??= {});
+function noted(ctx: Context): ProviderOutcome {
+  return (requestState(ctx).providerOutcome ??= {});
 }
 
 /** Registers the listeners that note errors and logouts on the request state (no recording there). */
@@ -56,12 +61,12 @@ export function noteProviderOutcomes(provider: Provider): void {
   const on = provider.on.bind(provider) as (event: string, listener: (ctx: Context | undefined, ...args: unknown[]) => void) => unknown;
   for (const event of ['grant.error', 'authorization.error', 'server_error']) {
     on(event, (ctx, err) => {
-      if (ctx?.state) noted(ctx).error = err as Noted['error'];
+      if (ctx) noted(ctx).error = err as ProviderOutcome['error'];
     });
   }
   on('end_session.success', (ctx) => {
     const c = ctx as ProviderCtx | undefined;
-    if (!c?.state || !c.oidc) return;
+    if (!c?.oidc) return;
     noted(c).logout = { accountId: c.oidc.session?.accountId, clientId: c.oidc.entities.Client?.clientId ?? c.oidc.client?.clientId, everywhere: Boolean(c.oidc.params?.logout) };
   });
 }
