@@ -66,7 +66,7 @@ import { auditRoutes } from '../apis/audit/routes.js';
 import { apiTokens } from '../apis/fhir-api.js';
 import { ownApiAudience } from '../oauth/provider/own-api.js';
 import { adminApiAudience } from '../oauth/provider/admin-apis.js';
-import { noteProviderOutcomes, providerAudit } from '../records/audit/hooks/provider-audit.js';
+import { noteProviderOutcomes, providerAudit } from '../oauth/provider/provider-audit.js';
 
 export interface AppDeps {
   config: Config;

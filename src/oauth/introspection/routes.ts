@@ -9,7 +9,7 @@ import { normaliseBase } from '../provider/fhir-servers.js';
 import { CallerAuthError, type CallerAuthenticator, type ClientRecord } from './caller-auth.js';
 import { JWT_MARKER_MODEL, issuedFor, sessionStillOpen, type FoundToken, type TokenLookup } from './token-lookup.js';
 import { adminApiAudience } from '../provider/admin-apis.js';
-import type { AuditRecorder } from '../../records/audit/hooks/provider-audit.js';
+import type { AuditRecorder } from '../../records/audit/trail.js';
 import { revocationEvent } from './revocation-audit.js';
 import { introspectionRecord } from '../../records/audit/forms/introspection.js';
 import { KIND_RULES, isSmartClientKind } from '../clients/client-kinds.js';

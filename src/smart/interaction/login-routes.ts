@@ -8,7 +8,7 @@ import type { InteractionCsrf } from './csrf.js';
 import { readForm } from './form.js';
 import { checkCsrf, clientLabel, finish, interactionFor, refuseCrossSite, type Interaction } from './interaction-http.js';
 import { GENERIC_FAILURE, type PasswordLogin } from './password-login.js';
-import type { AuditRecorder } from '../../records/audit/hooks/provider-audit.js';
+import type { AuditRecorder } from '../../records/audit/trail.js';
 import { loginAttemptEvents } from './login-audit.js';
 
 /**

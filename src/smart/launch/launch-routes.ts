@@ -6,7 +6,7 @@ import type { UserStore } from '../../records/directory/user-store.js';
 import { readBodyWithin } from '../../platform/http/read-body.js';
 import { LaunchRequestError, parseLaunchRequest } from './launch-request.js';
 import type { LaunchStore } from './launch-store.js';
-import type { AuditRecorder } from '../../records/audit/hooks/provider-audit.js';
+import type { AuditRecorder } from '../../records/audit/trail.js';
 import { launchCreated } from '../../records/audit/events/admin-events.js';
 
 export const LAUNCH_PATH = '/api/launch';

@@ -1,5 +1,5 @@
-import type { UserInfo } from '../events/agents.js';
-import type { Coding } from '../events/vocabulary.js';
+import type { UserInfo } from './agents.js';
+import type { Coding } from './vocabulary.js';
 
 /**
  * The user agent from what a token carries: `fhirUser`, and the IHE IUA identity claims

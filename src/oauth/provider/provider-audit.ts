@@ -1,15 +1,15 @@
 import type { Context, Next } from 'koa';
 import type Provider from 'oidc-provider';
-import type { AuditEvent } from '../audit-event.js';
-import type { AuditTrail } from '../trail.js';
-import type { AuditScope, ClientInfo, TokenName, UserInfo } from '../events/agents.js';
-import { clip } from '../events/agents.js';
-import { refreshReuse, tokenIssued, tokenRefused, type IssuedToken } from '../events/token-events.js';
-import { authorizationDecision } from '../events/consent-events.js';
-import { loggedOut } from '../events/login-events.js';
-import { clientChanged } from '../events/admin-events.js';
-import { userFromClaims } from './identity.js';
-import { requestState } from '../../../platform/http/request-state.js';
+import type { AuditEvent } from '../../records/audit/audit-event.js';
+import type { AuditRecorder } from '../../records/audit/trail.js';
+import type { AuditScope, ClientInfo, TokenName, UserInfo } from '../../records/audit/events/agents.js';
+import { clip } from '../../records/audit/events/agents.js';
+import { refreshReuse, tokenIssued, tokenRefused, type IssuedToken } from '../../records/audit/events/token-events.js';
+import { authorizationDecision } from '../../records/audit/events/consent-events.js';
+import { loggedOut } from '../../records/audit/events/login-events.js';
+import { clientChanged } from '../../records/audit/events/admin-events.js';
+import { userFromClaims } from '../../records/audit/events/identity.js';
+import { requestState } from '../../platform/http/request-state.js';
 
 /**
  * AuditEvents for the routes oidc-provider serves (token, authorization, logout, RFC 7591/7592
@@ -21,10 +21,10 @@ import { requestState } from '../../../platform/http/request-state.js';
  * oidc-provider's events are used only to *see* what a route decided (its error objects carry a
  * reason the response hides); they are emitted synchronously inside the request, so a listener
  * can note it in the request's state (platform/http/request-state.ts) for this middleware.
+ *
+ * This is glue between oidc-provider and the trail, so it sits in oauth/: records/audit builds
+ * and keeps the events and knows nothing of oidc-provider.
  */
-
-/** The part of the trail (../trail.ts) the hooks need. */
-export type AuditRecorder = Pick<AuditTrail, 'record'>;
 
 type Entity = { jti?: string; grantId?: string; accountId?: string; scope?: string; extra?: Record<string, unknown>; aud?: unknown; expiration?: number; consumed?: unknown; kind?: string; clientId?: string };
 
@@ -45,7 +45,7 @@ interface ProviderOutcome {
   logout?: { accountId?: string; clientId?: string; everywhere: boolean };
 }
 
-declare module '../../../platform/http/request-state.js' {
+declare module '../../platform/http/request-state.js' {
   interface RequestState {
     /** Noted by the provider's event listeners (`noteProviderOutcomes`), read by `providerAudit`. */
     providerOutcome?: ProviderOutcome;
