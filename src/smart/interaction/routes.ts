@@ -1,12 +1,12 @@
 import type Router from '@koa/router';
-import type { PromptPages } from './login-routes.js';
-import { consentPage } from './consent-page.js';
-import { encounterPicker } from './encounter-picker.js';
-import type { SmartPageDeps } from './page-context.js';
-import { patientPicker } from './patient-picker.js';
-import { SELECT_ENCOUNTER, SELECT_PATIENT } from './prompts.js';
+import type { PromptPages } from './login/login-page.js';
+import { consentPage } from './consent/consent-page.js';
+import { encounterPicker } from './select-encounter/encounter-picker.js';
+import type { SmartPageDeps } from './pages/page-context.js';
+import { patientPicker } from './select-patient/patient-picker.js';
+import { SELECT_ENCOUNTER, SELECT_PATIENT } from './record-context/record-context-prompt.js';
 
-export type { SmartPageDeps } from './page-context.js';
+export type { SmartPageDeps } from './pages/page-context.js';
 
 /**
  * The pages between sign-in and the authorization code, by prompt name, for the interaction

@@ -1,6 +1,6 @@
-import { FhirDirectory, FhirLookupError, encounterSummary, onBase, patientSummary } from '../../../src/smart/interaction/fhir-directory.js';
-import type { FhirServer } from '../../../src/platform/config/schema.js';
-import { startFakeFhir, type FakeFhir } from './fake-fhir.js';
+import { FhirDirectory, FhirLookupError, encounterSummary, onBase, patientSummary } from '../../../../src/smart/interaction/fhir-search/fhir-directory.js';
+import type { FhirServer } from '../../../../src/platform/config/schema.js';
+import { startFakeFhir, type FakeFhir } from '../fake-fhir.js';
 
 let fake: FakeFhir;
 let server: FhirServer;

@@ -1,20 +1,20 @@
 import { errors, interactionPolicy, type KoaContextWithOIDC } from 'oidc-provider';
-import type { FhirServer } from '../../platform/config/schema.js';
-import { requestState } from '../../platform/http/request-state.js';
-import type { UserStore } from '../../records/directory/user-store.js';
-import type { Coding } from '../../domain/fhir/types.js';
-import type { LaunchStore } from '../launch/launch-store.js';
-import { authorizationFacts, clientMayHave, type AuthorizationFacts } from './authorization-facts.js';
+import type { FhirServer } from '../../../platform/config/schema.js';
+import { requestState } from '../../../platform/http/request-state.js';
+import type { UserStore } from '../../../records/directory/user-store.js';
+import type { Coding } from '../../../domain/fhir/types.js';
+import type { LaunchStore } from '../../launch/launch-store.js';
+import { authorizationFacts, clientMayHave, type AuthorizationFacts } from '../facts/authorization-facts.js';
 import { contextOf, RecordError, type ConsentStep, type ContextRecorder } from './context-recorder.js';
-import { patientIdOf } from './fhir-user.js';
-import { approvedScopesOf, grantDecidesAll } from './grant-builder.js';
-import { withinGrantable } from './granular-scopes.js';
-import { picksOf } from './picks.js';
-import { userContextOf } from './user-context.js';
-import { clientAskedForConsent, consentPerformer, existingConsentStep, mayRemember, needsConsent, rememberedConsent, type ConsentGateDeps, type RememberMode } from './consent-gate.js';
-import { isManageClient } from '../../oauth/clients/manage-client.js';
-import { isEmergencyPurpose } from '../../domain/hcs/vocabulary.js';
-import { invalidScope } from '../../domain/scopes/invalid-scope.js';
+import { patientIdOf } from '../facts/fhir-user.js';
+import { approvedScopesOf, grantDecidesAll } from '../facts/grant-builder.js';
+import { withinGrantable } from '../consent/granular-scopes.js';
+import { picksOf } from '../facts/picks.js';
+import { userContextOf } from '../facts/user-context.js';
+import { clientAskedForConsent, consentPerformer, existingConsentStep, mayRemember, needsConsent, rememberedConsent, type ConsentGateDeps, type RememberMode } from '../consent/consent-gate.js';
+import { isManageClient } from '../../../oauth/clients/manage-client.js';
+import { isEmergencyPurpose } from '../../../domain/hcs/vocabulary.js';
+import { invalidScope } from '../../../domain/scopes/invalid-scope.js';
 
 const { Check, Prompt } = interactionPolicy;
 
@@ -60,7 +60,7 @@ export interface SmartPromptDeps {
 
 type OidcClient = { clientId: string; smart_scopes?: unknown; smart_remember_consent?: unknown };
 
-declare module '../../platform/http/request-state.js' {
+declare module '../../../platform/http/request-state.js' {
   interface RequestState {
     /** The authorization's facts: every check of one pass through the policy sees (and loads) them once. */
     authorizationFacts?: Promise<AuthorizationFacts | undefined>;

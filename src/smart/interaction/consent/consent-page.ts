@@ -1,10 +1,10 @@
 import type { Context } from 'koa';
 import type Router from '@koa/router';
-import { readForm } from './form.js';
-import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction } from './interaction-http.js';
-import { isManageClient, manageRedirectUri } from '../../oauth/clients/manage-client.js';
-import { longDate, safeClientUri, safeLogoUri } from './client-display.js';
-import { RecordError, type AuthorizationPlan, type ConsentStep } from './context-recorder.js';
+import { readForm } from '../pages/form.js';
+import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction } from '../pages/interaction-http.js';
+import { isManageClient, manageRedirectUri } from '../../../oauth/clients/manage-client.js';
+import { longDate, safeClientUri, safeLogoUri } from '../pages/client-display.js';
+import { RecordError, type AuthorizationPlan, type ConsentStep } from '../record-context/context-recorder.js';
 import {
   NO_PERFORMER,
   choicesOf,
@@ -18,13 +18,13 @@ import {
   rememberedConsent,
   type Remembered,
 } from './consent-gate.js';
-import { approvedScopesOf, grantDecidesAll } from './grant-builder.js';
+import { approvedScopesOf, grantDecidesAll } from '../facts/grant-builder.js';
 import { chosenScopes, granularOptions } from './granular-scopes.js';
-import { failToApp, factsFor, orFailToApp, renderPage, type PageFacts, type SmartPageDeps } from './page-context.js';
+import { failToApp, factsFor, orFailToApp, renderPage, type PageFacts, type SmartPageDeps } from '../pages/page-context.js';
 import { describePurpose, describeScope, isRequiredScope, type ScopeReader } from './scope-descriptions.js';
-import { ReasonError, breakTheGlassReason } from '../../domain/hcs/break-the-glass.js';
-import type { RecordOptions } from './context-recorder.js';
-import { identityRefusal } from '../launch/user-scopes.js';
+import { ReasonError, breakTheGlassReason } from '../../../domain/hcs/break-the-glass.js';
+import type { RecordOptions } from '../record-context/context-recorder.js';
+import { identityRefusal } from '../../launch/user-scopes.js';
 
 /**
  * The `consent` step: which app asks (name, https logo, home page), on whose record, each scope

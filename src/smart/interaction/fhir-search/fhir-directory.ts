@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import type { FhirServer } from '../../platform/config/schema.js';
-import { FHIR_ID } from './fhir-user.js';
+import type { FhirServer } from '../../../platform/config/schema.js';
+import { FHIR_ID } from '../facts/fhir-user.js';
 import type { ServiceCredential } from './service-credential.js';
 
 /**

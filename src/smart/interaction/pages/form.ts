@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import { HttpError } from '../../platform/http/errors.js';
+import { HttpError } from '../../../platform/http/errors.js';
 
 /** Far more than a username, a password and a token need. */
 const FORM_LIMIT = 16 * 1024;

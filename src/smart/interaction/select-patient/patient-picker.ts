@@ -1,13 +1,13 @@
 import type { Context } from 'koa';
 import type Router from '@koa/router';
-import { HttpError } from '../../platform/http/errors.js';
-import { readForm } from './form.js';
-import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction } from './interaction-http.js';
-import { FhirLookupError, normaliseCriteria, type Page, type PatientCriteria, type PatientSummary } from './fhir-directory.js';
-import { patientIdOf } from './fhir-user.js';
-import { factsFor, renderPage, type PageFacts, type SmartPageDeps } from './page-context.js';
-import { withPicks } from './picks.js';
-import { SELECT_PATIENT } from './prompts.js';
+import { HttpError } from '../../../platform/http/errors.js';
+import { readForm } from '../pages/form.js';
+import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction } from '../pages/interaction-http.js';
+import { FhirLookupError, normaliseCriteria, type Page, type PatientCriteria, type PatientSummary } from '../fhir-search/fhir-directory.js';
+import { patientIdOf } from '../facts/fhir-user.js';
+import { factsFor, renderPage, type PageFacts, type SmartPageDeps } from '../pages/page-context.js';
+import { withPicks } from '../facts/picks.js';
+import { SELECT_PATIENT } from '../record-context/record-context-prompt.js';
 
 /**
  * The `select_patient` step of a standalone launch. A caregiver chooses among the patients they

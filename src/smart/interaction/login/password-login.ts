@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
-import { burnPasswordCheck, hashPassword, needsRehash, verifyPassword, type PasswordPolicy } from '../../records/directory/passwords.js';
-import { SMART_USER_SCHEMA, type ScimUser } from '../../records/directory/model.js';
-import type { UserStore } from '../../records/directory/user-store.js';
-import type { LoginLockout } from '../../records/directory/lockout.js';
+import { burnPasswordCheck, hashPassword, needsRehash, verifyPassword, type PasswordPolicy } from '../../../records/directory/passwords.js';
+import { SMART_USER_SCHEMA, type ScimUser } from '../../../records/directory/model.js';
+import type { UserStore } from '../../../records/directory/user-store.js';
+import type { LoginLockout } from '../../../records/directory/lockout.js';
 import type { IpRateLimiter } from './ip-limiter.js';
 
 /** The one message for every refused sign-in: it must not tell which part was wrong. */

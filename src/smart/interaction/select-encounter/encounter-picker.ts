@@ -1,12 +1,12 @@
 import type { Context } from 'koa';
 import type Router from '@koa/router';
-import { HttpError } from '../../platform/http/errors.js';
-import { readForm } from './form.js';
-import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction } from './interaction-http.js';
-import { FhirLookupError, type EncounterSummary } from './fhir-directory.js';
-import { factsFor, renderPage, type PageFacts, type SmartPageDeps } from './page-context.js';
-import { withPicks } from './picks.js';
-import { SELECT_ENCOUNTER } from './prompts.js';
+import { HttpError } from '../../../platform/http/errors.js';
+import { readForm } from '../pages/form.js';
+import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction } from '../pages/interaction-http.js';
+import { FhirLookupError, type EncounterSummary } from '../fhir-search/fhir-directory.js';
+import { factsFor, renderPage, type PageFacts, type SmartPageDeps } from '../pages/page-context.js';
+import { withPicks } from '../facts/picks.js';
+import { SELECT_ENCOUNTER } from '../record-context/record-context-prompt.js';
 
 /**
  * The `select_encounter` step of a standalone launch with launch/encounter: the patient's recent

@@ -1,8 +1,8 @@
-import { absoluteFhirUser } from '../../records/directory/accounts.js';
-import { ENTERPRISE_USER_SCHEMA, SMART_USER_SCHEMA, type ScimUser } from '../../records/directory/model.js';
-import { type Coding } from '../../domain/fhir/types.js';
-import { roleMatches } from '../../domain/hcs/policy.js';
-import { accessOf, userKindOf } from '../launch/user-scopes.js';
+import { absoluteFhirUser } from '../../../records/directory/accounts.js';
+import { ENTERPRISE_USER_SCHEMA, SMART_USER_SCHEMA, type ScimUser } from '../../../records/directory/model.js';
+import { type Coding } from '../../../domain/fhir/types.js';
+import { roleMatches } from '../../../domain/hcs/policy.js';
+import { accessOf, userKindOf } from '../../launch/user-scopes.js';
 import { ownPatientOf, patientIdOf, type ProxyPatient, type UserContext } from './fhir-user.js';
 
 export type { UserContext } from './fhir-user.js';

@@ -1,15 +1,15 @@
-import type { ConsentDecision } from '../../records/consent/consent-resource.js';
-import type { Clearance } from '../../domain/hcs/vocabulary.js';
-import type { ConsentService } from '../../records/consent/consent-service.js';
-import type { StoredConsent } from '../../records/consent/consent-store.js';
-import { ConsentInputError, ConsentNotFoundError, ConsentStateError } from '../../records/consent/errors.js';
-import { relativeReference } from '../../domain/fhir/references.js';
-import { patientScopes } from '../../records/consent/scope-coverage.js';
-import type { AuthorizationFacts } from './authorization-facts.js';
-import { RecordError, type ConsentStep } from './context-recorder.js';
+import type { ConsentDecision } from '../../../records/consent/consent-resource.js';
+import type { Clearance } from '../../../domain/hcs/vocabulary.js';
+import type { ConsentService } from '../../../records/consent/consent-service.js';
+import type { StoredConsent } from '../../../records/consent/consent-store.js';
+import { ConsentInputError, ConsentNotFoundError, ConsentStateError } from '../../../records/consent/errors.js';
+import { relativeReference } from '../../../domain/fhir/references.js';
+import { patientScopes } from '../../../records/consent/scope-coverage.js';
+import type { AuthorizationFacts } from '../facts/authorization-facts.js';
+import { RecordError, type ConsentStep } from '../record-context/context-recorder.js';
 import { isRequiredScope } from './scope-descriptions.js';
-import { ADDED_PROMPT_PARAM } from '../launch/authorize-request.js';
-import type { UserContext } from './user-context.js';
+import { ADDED_PROMPT_PARAM } from '../../launch/authorize-request.js';
+import type { UserContext } from '../facts/user-context.js';
 
 /**
  * Where an authorization meets the patient's consent (consent/). Any grant with patient/ scopes

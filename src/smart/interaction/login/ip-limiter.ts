@@ -1,7 +1,7 @@
 import { isIPv6 } from 'node:net';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
-import type { RedisClient } from '../../platform/redis/connection.js';
-import type { Keyspace } from '../../platform/redis/keyspace.js';
+import type { RedisClient } from '../../../platform/redis/connection.js';
+import type { Keyspace } from '../../../platform/redis/keyspace.js';
 
 /** Each time a network overruns its budget it waits twice as long as the time before, up to this. */
 export const MAX_BACKOFF_SECONDS = 3600;

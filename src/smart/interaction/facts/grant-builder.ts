@@ -1,5 +1,5 @@
 import type Provider from 'oidc-provider';
-import { CONTEXT_SCOPES } from '../../domain/scopes/scope-syntax.js';
+import { CONTEXT_SCOPES } from '../../../domain/scopes/scope-syntax.js';
 
 type Grant = InstanceType<Provider['Grant']>;
 

@@ -1,7 +1,7 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 import type Provider from 'oidc-provider';
-import type { ClientRegistry } from '../../oauth/clients/registry.js';
-import type { FhirServer } from '../../platform/config/schema.js';
+import type { ClientRegistry } from '../../../oauth/clients/registry.js';
+import type { FhirServer } from '../../../platform/config/schema.js';
 
 /**
  * The access token this server uses itself to search the FHIR server for the patient and

@@ -1,6 +1,6 @@
-import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { basicAuth } from '../../support/smart-flow.js';
-import { PATIENT_SEARCH_CLIENT_ID, ServiceCredential, ensurePatientSearchClient } from '../../../src/smart/interaction/service-credential.js';
+import { createTestApp, type TestApp } from '../../../support/test-app.js';
+import { basicAuth } from '../../../support/smart-flow.js';
+import { PATIENT_SEARCH_CLIENT_ID, ServiceCredential, ensurePatientSearchClient } from '../../../../src/smart/interaction/fhir-search/service-credential.js';
 
 const FHIR = 'http://localhost:8080/fhir';
 let t: TestApp;

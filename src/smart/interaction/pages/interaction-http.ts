@@ -1,8 +1,8 @@
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import type { InteractionResults } from 'oidc-provider';
-import { HttpError } from '../../platform/http/errors.js';
-import { allowFormRedirectTo } from '../../platform/http/security-headers.js';
+import { HttpError } from '../../../platform/http/errors.js';
+import { allowFormRedirectTo } from '../../../platform/http/security-headers.js';
 import type { InteractionCsrf } from './csrf.js';
 
 /**

@@ -3,9 +3,9 @@
  * absolute URL ending in `Type/id`.
  */
 
-import type { UserAccess, UserKind } from '../launch/user-scopes.js';
-import type { Clearance } from '../../domain/hcs/vocabulary.js';
-import type { Coding } from '../../domain/fhir/types.js';
+import type { UserAccess, UserKind } from '../../launch/user-scopes.js';
+import type { Clearance } from '../../../domain/hcs/vocabulary.js';
+import type { Coding } from '../../../domain/fhir/types.js';
 
 export type { UserAccess, UserKind };
 

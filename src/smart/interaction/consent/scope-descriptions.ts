@@ -1,5 +1,5 @@
-import { purposeCoding } from '../../domain/hcs/vocabulary.js';
-import { parseScope, type Permission, type ResourceScope } from '../../domain/scopes/scopes.js';
+import { purposeCoding } from '../../../domain/hcs/vocabulary.js';
+import { parseScope, type Permission, type ResourceScope } from '../../../domain/scopes/scopes.js';
 
 /**
  * Scopes as sentences a patient or clinician can judge on the consent page ("Read and search your

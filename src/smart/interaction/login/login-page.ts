@@ -2,13 +2,13 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import type { InteractionResults } from 'oidc-provider';
-import { HttpError } from '../../platform/http/errors.js';
-import { renderView } from '../../platform/http/views.js';
-import type { InteractionCsrf } from './csrf.js';
-import { readForm } from './form.js';
-import { checkCsrf, clientLabel, finish, interactionFor, refuseCrossSite, type Interaction } from './interaction-http.js';
+import { HttpError } from '../../../platform/http/errors.js';
+import { renderView } from '../../../platform/http/views.js';
+import type { InteractionCsrf } from '../pages/csrf.js';
+import { readForm } from '../pages/form.js';
+import { checkCsrf, clientLabel, finish, interactionFor, refuseCrossSite, type Interaction } from '../pages/interaction-http.js';
 import { GENERIC_FAILURE, type PasswordLogin } from './password-login.js';
-import type { AuditRecorder } from '../../records/audit/trail.js';
+import type { AuditRecorder } from '../../../records/audit/trail.js';
 import { loginAttemptEvents } from './login-audit.js';
 
 /**

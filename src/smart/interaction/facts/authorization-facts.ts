@@ -1,10 +1,10 @@
-import type { FhirServer } from '../../platform/config/schema.js';
-import { findFhirServer } from '../../oauth/provider/fhir-servers.js';
+import type { FhirServer } from '../../../platform/config/schema.js';
+import { findFhirServer } from '../../../oauth/provider/fhir-servers.js';
 import type { LaunchPicks } from './picks.js';
 import type { UserContext } from './user-context.js';
-import { purposeParameter } from '../../domain/hcs/purpose-input.js';
-import { clientHcsFacts, type ClientHcsMetadata } from '../../domain/hcs/client-facts.js';
-import type { ClientHcsFacts } from '../../domain/hcs/decision.js';
+import { purposeParameter } from '../../../domain/hcs/purpose-input.js';
+import { clientHcsFacts, type ClientHcsMetadata } from '../../../domain/hcs/client-facts.js';
+import type { ClientHcsFacts } from '../../../domain/hcs/decision.js';
 
 /**
  * Everything the SMART steps of one authorization decide on, gathered once from wherever the

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { createUser, directoryOf } from './login/support.js';
-import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
-import type { StoredConsent } from '../../../src/records/consent/consent-store.js';
-import { longDate, safeClientUri, safeLogoUri } from '../../../src/smart/interaction/client-display.js';
-import { consentProblems } from '../../records/consent/consent-shape.js';
+import { createTestApp, type TestApp } from '../../../support/test-app.js';
+import { createUser, directoryOf } from '../login/support.js';
+import { SMART_USER_SCHEMA } from '../../../../src/records/directory/model.js';
+import type { StoredConsent } from '../../../../src/records/consent/consent-store.js';
+import { longDate, safeClientUri, safeLogoUri } from '../../../../src/smart/interaction/pages/client-display.js';
+import { consentProblems } from '../../../records/consent/consent-shape.js';
 import {
   authorizeThroughPages,
   basicAuth,
@@ -20,8 +20,8 @@ import {
   type AuthorizeParams,
   type BrowserStop,
   type PageAnswers,
-} from '../../support/smart-flow.js';
-import { startFakeFhir, type FakeFhir } from './fake-fhir.js';
+} from '../../../support/smart-flow.js';
+import { startFakeFhir, type FakeFhir } from '../fake-fhir.js';
 
 /**
  * The consent page and the patient's Consent (consent/): what the page shows, that every Allow and

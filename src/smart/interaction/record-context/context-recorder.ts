@@ -1,22 +1,22 @@
 import type Provider from 'oidc-provider';
-import { normaliseBase } from '../../oauth/provider/fhir-servers.js';
-import { parseScope } from '../../domain/scopes/scopes.js';
-import type { GrantContext, GrantContextStore } from '../../oauth/tokens/grant-context.js';
-import type { LaunchContext, LaunchStore } from '../launch/launch-store.js';
-import { grantableScopes } from '../launch/user-scopes.js';
-import type { AuthorizationFacts } from './authorization-facts.js';
-import { fhirReferenceOf, patientIdOf } from './fhir-user.js';
-import { buildGrant } from './grant-builder.js';
-import { withinGrantable } from './granular-scopes.js';
-import { allowedPatientsOf } from './user-context.js';
+import { normaliseBase } from '../../../oauth/provider/fhir-servers.js';
+import { parseScope } from '../../../domain/scopes/scopes.js';
+import type { GrantContext, GrantContextStore } from '../../../oauth/tokens/grant-context.js';
+import type { LaunchContext, LaunchStore } from '../../launch/launch-store.js';
+import { grantableScopes } from '../../launch/user-scopes.js';
+import type { AuthorizationFacts } from '../facts/authorization-facts.js';
+import { fhirReferenceOf, patientIdOf } from '../facts/fhir-user.js';
+import { buildGrant } from '../facts/grant-builder.js';
+import { withinGrantable } from '../consent/granular-scopes.js';
+import { allowedPatientsOf } from '../facts/user-context.js';
 import type { Logger } from 'pino';
-import { HcsRefusal, decideForUser, type HcsDecision } from '../../domain/hcs/decision.js';
-import { hcsPolicySchema, type HcsPolicy } from '../../domain/hcs/policy.js';
-import type { BreakTheGlassAlerts } from '../../domain/hcs/break-the-glass.js';
-import type { Metrics } from '../../platform/ops/metrics.js';
-import type { AuditTrail } from '../../records/audit/trail.js';
-import { breakTheGlass } from '../../records/audit/events/consent-events.js';
-import { purposeCoding } from '../../domain/hcs/vocabulary.js';
+import { HcsRefusal, decideForUser, type HcsDecision } from '../../../domain/hcs/decision.js';
+import { hcsPolicySchema, type HcsPolicy } from '../../../domain/hcs/policy.js';
+import type { BreakTheGlassAlerts } from '../../../domain/hcs/break-the-glass.js';
+import type { Metrics } from '../../../platform/ops/metrics.js';
+import type { AuditTrail } from '../../../records/audit/trail.js';
+import { breakTheGlass } from '../../../records/audit/events/consent-events.js';
+import { purposeCoding } from '../../../domain/hcs/vocabulary.js';
 
 /**
  * The end of every SMART authorization: what may be granted (the user side of downscoping), then

@@ -1,8 +1,8 @@
-import type { AuditEvent } from '../../records/audit/audit-event.js';
-import { accountLocked, loginFailed, loginSucceeded } from '../../records/audit/events/login-events.js';
+import type { AuditEvent } from '../../../records/audit/audit-event.js';
+import { accountLocked, loginFailed, loginSucceeded } from '../../../records/audit/events/login-events.js';
 import type { LoginOutcome } from './password-login.js';
 import { GENERIC_FAILURE } from './password-login.js';
-import { SMART_USER_SCHEMA } from '../../records/directory/model.js';
+import { SMART_USER_SCHEMA } from '../../../records/directory/model.js';
 
 /** The events of one sign-in attempt: success, or failure (plus a lock-out when it caused one). */
 export function loginAttemptEvents(issuer: string, outcome: LoginOutcome, at: { ip: string; clientId?: unknown }): AuditEvent[] {

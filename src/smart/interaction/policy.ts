@@ -1,5 +1,5 @@
 import { interactionPolicy } from 'oidc-provider';
-import { addSmartPrompts, type SmartPromptDeps } from './prompts.js';
+import { addSmartPrompts, type SmartPromptDeps } from './record-context/record-context-prompt.js';
 
 const { Check, base } = interactionPolicy;
 

@@ -1,4 +1,4 @@
-import { parseScope, permissionString } from '../../domain/scopes/scopes.js';
+import { parseScope, permissionString } from '../../../domain/scopes/scopes.js';
 
 /**
  * Granular scope selection ((g)(10), US Core 6/7 "granular scopes"): when an app asks for a whole

@@ -1,19 +1,19 @@
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
-import type { FhirServer } from '../../platform/config/schema.js';
-import { HttpError } from '../../platform/http/errors.js';
-import { renderView } from '../../platform/http/views.js';
+import type { FhirServer } from '../../../platform/config/schema.js';
+import { HttpError } from '../../../platform/http/errors.js';
+import { renderView } from '../../../platform/http/views.js';
 import type { InteractionCsrf } from './csrf.js';
 import { EXPIRED, finish, type Interaction } from './interaction-http.js';
-import type { UserStore } from '../../records/directory/user-store.js';
-import type { Coding } from '../../domain/fhir/types.js';
-import { authorizationFacts, type AuthorizationFacts } from './authorization-facts.js';
-import { RecordError, type ContextRecorder } from './context-recorder.js';
-import type { FhirDirectory } from './fhir-directory.js';
-import type { ConsentGateDeps, ConsentLifetimes, RememberMode } from './consent-gate.js';
-import { picksOf } from './picks.js';
-import { userContextOf } from './user-context.js';
+import type { UserStore } from '../../../records/directory/user-store.js';
+import type { Coding } from '../../../domain/fhir/types.js';
+import { authorizationFacts, type AuthorizationFacts } from '../facts/authorization-facts.js';
+import { RecordError, type ContextRecorder } from '../record-context/context-recorder.js';
+import type { FhirDirectory } from '../fhir-search/fhir-directory.js';
+import type { ConsentGateDeps, ConsentLifetimes, RememberMode } from '../consent/consent-gate.js';
+import { picksOf } from '../facts/picks.js';
+import { userContextOf } from '../facts/user-context.js';
 
 /** What the patient picker, encounter picker and consent pages share. */
 export interface SmartPageDeps {
