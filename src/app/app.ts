@@ -23,7 +23,7 @@ import { requireValidOrigin } from '../platform/http/request-origin.js';
 import { metricsAccessFor, opsRoutes } from '../platform/http/health.js';
 import { smartConfigurationRoutes } from '../smart/discovery/smart-configuration.js';
 import { ehrLaunchDefaults } from '../smart/discovery/smart-style.js';
-import { interactionRoutes } from '../smart/interaction/login/login-page.js';
+import { interactionRoutes } from '../smart/interaction/routes.js';
 import { InteractionCsrf } from '../smart/interaction/pages/csrf.js';
 import { IpRateLimiter } from '../smart/interaction/login/ip-limiter.js';
 import { PasswordLogin } from '../smart/interaction/login/password-login.js';
@@ -50,7 +50,6 @@ import { authorizationRequestRewrites } from '../smart/launch/authorize-request.
 import { tokenResponseContext } from '../oauth/tokens/token-context.js';
 import { includeGrantedNarrowings } from '../smart/launch/code-scope.js';
 import { ContextRecorder } from '../smart/interaction/record-context/context-recorder.js';
-import { smartInteractionPages } from '../smart/interaction/routes.js';
 import { FhirDirectory } from '../smart/interaction/fhir-search/fhir-directory.js';
 import { ServiceCredential, ensurePatientSearchClient } from '../smart/interaction/fhir-search/service-credential.js';
 import { clientRegistryFor } from '../oauth/clients/wiring.js';
@@ -224,7 +223,7 @@ export function buildApp(deps: AppDeps): Provider {
     audit,
     issuer: config.issuer,
     login: new PasswordLogin({ users, lockout, ipLimiter: new IpRateLimiter(redis, keyspace, config.login.maxAttemptsPerIpPerMinute), passwords: config.passwords, logger }),
-    pages: smartInteractionPages({
+    pages: {
       provider,
       csrf,
       users,
@@ -238,7 +237,7 @@ export function buildApp(deps: AppDeps): Provider {
       rememberConsent: config.consents.remember,
       issuer: config.issuer,
       logger,
-    }),
+    },
   });
   const clientAdapter = (provider.Client as unknown as { adapter: Adapter }).adapter;
   const lookup = new TokenLookup(adapters, deps.jwks, config.issuer);

@@ -16,7 +16,7 @@ import type { RedisClient } from '../platform/redis/connection.js';
 import type { Keyspace } from '../platform/redis/keyspace.js';
 import type { JwksFetcher } from '../oauth/backend/jwks-fetch.js';
 import { interactionPolicyWithAccountCheck } from '../smart/interaction/policy.js';
-import type { SmartPromptDeps } from '../smart/interaction/record-context/record-context-prompt.js';
+import type { SmartPromptDeps } from '../smart/interaction/prompt-facts.js';
 import type { LaunchStore } from '../smart/launch/launch-store.js';
 import type { GrantContextStore } from '../oauth/tokens/grant-context.js';
 import { audAsResource, smartAuthorizationParams } from '../smart/launch/authorize-rules.js';

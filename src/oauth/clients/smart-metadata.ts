@@ -259,7 +259,7 @@ export function createClientMetadataValidator(policy: ClientMetadataPolicy): Cli
         return;
       case 'smart_remember_consent':
         // Absent means true: a patient's active consent spares them the page for the same app and
-        // patient (smart/interactions/consent-gate.ts); false asks every time.
+        // patient (smart/interaction/consent/consent-gate.ts); false asks every time.
         if (value !== undefined && typeof value !== 'boolean') fail('smart_remember_consent must be true or false');
         return;
       case 'smart_registration_ceiling':

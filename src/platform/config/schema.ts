@@ -197,7 +197,7 @@ export const configSchema = z
         fhirServer: baseUrl.optional(),
         /** Bearer token for that FHIR server. */
         fhirServerToken: z.string().min(1).optional(),
-        /** When a covering Consent spares the consent page (smart/interactions/consent-gate.ts). */
+        /** When a covering Consent spares the consent page (smart/interaction/consent/consent-gate.ts). */
         remember: z.enum(['silent', 'always', 'never']).default('silent'),
       })
       .prefault({}),

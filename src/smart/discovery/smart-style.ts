@@ -27,7 +27,7 @@ export const SMART_STYLE: Readonly<Record<string, string>> = Object.freeze({
   font_family_heading: 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif',
 });
 
-/** The banner and style of EHR launches whose EHR named none (smart/interactions/context-recorder.ts). */
+/** The banner and style of EHR launches whose EHR named none (smart/interaction/record-context/context-recorder.ts). */
 export function ehrLaunchDefaults(config: Pick<Config, 'issuer' | 'smart'>): { need_patient_banner: boolean; smart_style_url: string } {
   return {
     need_patient_banner: config.smart.needPatientBanner,

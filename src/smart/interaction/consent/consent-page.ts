@@ -1,7 +1,6 @@
 import type { Context } from 'koa';
-import type Router from '@koa/router';
 import { readForm } from '../pages/form.js';
-import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction } from '../pages/interaction-http.js';
+import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction, type PromptPage } from '../pages/interaction-http.js';
 import { isManageClient, manageRedirectUri } from '../../../oauth/clients/manage-client.js';
 import { longDate, safeClientUri, safeLogoUri } from '../pages/client-display.js';
 import { RecordError, type AuthorizationPlan, type ConsentStep } from '../record-context/context-recorder.js';
@@ -27,7 +26,8 @@ import type { RecordOptions } from '../record-context/context-recorder.js';
 import { identityRefusal } from '../../launch/user-scopes.js';
 
 /**
- * The `consent` step: which app asks (name, https logo, home page), on whose record, each scope
+ * The page of the `consent` step (when it is needed: oidc-provider's own checks and
+ * consent-prompt.ts): which app asks (name, https logo, home page), on whose record, each scope
  * as a sentence, why (the request's purpose_of_use) and for how long. The scopes the launch needs
  * (identity and context) are listed, the rest are choices, ticked to start with.
  *
@@ -296,9 +296,11 @@ async function decide(ctx: Context, deps: SmartPageDeps): Promise<void> {
   });
 }
 
-export const consentPage = {
-  show,
-  register(router: Router, deps: SmartPageDeps): void {
-    router.post('/interaction/:uid/consent', (ctx) => decide(ctx, deps));
-  },
-};
+export function consentPage(deps: SmartPageDeps): PromptPage {
+  return {
+    show: (ctx, interaction) => show(ctx, deps, interaction),
+    register(router) {
+      router.post('/interaction/:uid/consent', (ctx) => decide(ctx, deps));
+    },
+  };
+}

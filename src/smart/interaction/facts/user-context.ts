@@ -20,7 +20,7 @@ export interface StaffFacts {
 
 /**
  * The user's FHIR identity and patient relationships. `fhirBase` makes a relative fhirUser
- * absolute the same way the account claims do (users/accounts.ts), so tokens and pages agree.
+ * absolute the same way the account claims do (records/directory/accounts.ts), so tokens and pages agree.
  * `effectiveRoles` are the user's own roles and those of their groups (UserStore.effectiveRoles).
  */
 export function userContextOf(user: ScimUser | undefined, fhirBase: string, effectiveRoles: Coding[] | undefined, staff: StaffFacts): UserContext {

@@ -1,3 +1,4 @@
+import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import type { InteractionResults } from 'oidc-provider';
@@ -12,6 +13,14 @@ import type { InteractionCsrf } from './csrf.js';
  */
 
 export type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
+
+/** The page of one prompt, as the router (../routes.ts) serves it. */
+export interface PromptPage {
+  /** GET /interaction/:uid while the interaction waits for this prompt. */
+  show(ctx: Context, interaction: Interaction): Promise<void>;
+  /** Adds the routes the page's forms post to. */
+  register(router: Router): void;
+}
 
 export const EXPIRED = 'This sign-in link has expired or was already used. Start again from the app.';
 

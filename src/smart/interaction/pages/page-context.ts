@@ -25,9 +25,9 @@ export interface SmartPageDeps {
   fhirServers: readonly FhirServer[];
   /** Relative fhirUser values are made absolute on this base, as the account claims do. */
   fhirUserBase: string;
-  /** The HCS policy's staff roles: who may grant user/ scopes (user-context.ts). */
+  /** The HCS policy's staff roles: who may grant user/ scopes (facts/user-context.ts). */
   staffRoles: readonly Coding[];
-  /** Patient consents: Allow and Deny are recorded, a covering one spares the page (consent-gate.ts). */
+  /** Patient consents: Allow and Deny are recorded, a covering one spares the page (consent/consent-gate.ts). */
   consents: ConsentGateDeps;
   consentLifetimes: ConsentLifetimes;
   /** When a covering Consent spares the page (config consents.remember; default `silent`). */

@@ -63,7 +63,7 @@ export interface RecordedGrant {
 }
 
 /**
- * How a grant comes to stand on a patient's Consent (consent-gate.ts): `decide` runs after the
+ * How a grant comes to stand on a patient's Consent (consent/consent-gate.ts): `decide` runs after the
  * launch is used up and before the grant is saved, answering the Consent id (or undefined when the
  * grant needs none); `link` ties the saved grant to it. When linking fails the grant is discarded.
  */
@@ -198,7 +198,7 @@ export class ContextRecorder {
    * racing on one launch, exactly one gets a grant.
    */
   async record(provider: Provider, facts: AuthorizationFacts, plan: AuthorizationPlan, approved: readonly string[], consent?: ConsentStep, options: RecordOptions = {}): Promise<RecordedGrant> {
-    // What the plan allows, or a category of it the person narrowed it to (granular-scopes.ts).
+    // What the plan allows, or a category of it the person narrowed it to (consent/granular-scopes.ts).
     const scopes = withinGrantable(plan.grantable, approved);
     if (!usableGrant(facts.requested, scopes)) {
       throw new RecordError('invalid_scope', 'None of the requested scopes could be granted.');

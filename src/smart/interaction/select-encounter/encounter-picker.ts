@@ -1,17 +1,17 @@
 import type { Context } from 'koa';
-import type Router from '@koa/router';
 import { HttpError } from '../../../platform/http/errors.js';
 import { readForm } from '../pages/form.js';
-import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction } from '../pages/interaction-http.js';
+import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction, type PromptPage } from '../pages/interaction-http.js';
 import { FhirLookupError, type EncounterSummary } from '../fhir-search/fhir-directory.js';
 import { factsFor, renderPage, type PageFacts, type SmartPageDeps } from '../pages/page-context.js';
 import { withPicks } from '../facts/picks.js';
-import { SELECT_ENCOUNTER } from '../record-context/record-context-prompt.js';
+import { SELECT_ENCOUNTER } from './select-encounter-prompt.js';
 
 /**
- * The `select_encounter` step of a standalone launch with launch/encounter: the patient's recent
- * encounters, newest first. With none on record the step passes on its own; the user may also go
- * on without one. A chosen encounter is read back and must belong to the patient in context.
+ * The page of the `select_encounter` step of a standalone launch with launch/encounter (when it is
+ * needed: select-encounter-prompt.ts): the patient's recent encounters, newest first. With none on
+ * record the step passes on its own; the user may also go on without one. A chosen encounter is
+ * read back and must belong to the patient in context.
  */
 
 const TITLE = 'Choose a visit';
@@ -78,9 +78,11 @@ async function choose(ctx: Context, deps: SmartPageDeps): Promise<void> {
   return finish(ctx, deps.provider, withPicks(interaction.lastSubmission, { encounter: found.id, encounterDecided: true }), { merge: true });
 }
 
-export const encounterPicker = {
-  show,
-  register(router: Router, deps: SmartPageDeps): void {
-    router.post('/interaction/:uid/encounter', (ctx) => choose(ctx, deps));
-  },
-};
+export function encounterPicker(deps: SmartPageDeps): PromptPage {
+  return {
+    show: (ctx, interaction) => show(ctx, deps, interaction),
+    register(router) {
+      router.post('/interaction/:uid/encounter', (ctx) => choose(ctx, deps));
+    },
+  };
+}

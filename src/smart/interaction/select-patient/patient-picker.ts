@@ -1,20 +1,20 @@
 import type { Context } from 'koa';
-import type Router from '@koa/router';
 import { HttpError } from '../../../platform/http/errors.js';
 import { readForm } from '../pages/form.js';
-import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction } from '../pages/interaction-http.js';
+import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction, type PromptPage } from '../pages/interaction-http.js';
 import { FhirLookupError, normaliseCriteria, type Page, type PatientCriteria, type PatientSummary } from '../fhir-search/fhir-directory.js';
 import { patientIdOf } from '../facts/fhir-user.js';
 import { factsFor, renderPage, type PageFacts, type SmartPageDeps } from '../pages/page-context.js';
 import { withPicks } from '../facts/picks.js';
-import { SELECT_PATIENT } from '../record-context/record-context-prompt.js';
+import { SELECT_PATIENT } from './select-patient-prompt.js';
 
 /**
- * The `select_patient` step of a standalone launch. A caregiver chooses among the patients they
- * act for (nothing else is accepted); staff search the FHIR server by name, birth date
- * or identifier and picks a result, which is read back before it is accepted; anyone else has no
- * patient context and can only return to the app. (Patient users never get here: their own
- * record is the answer.) Searches are POSTed so patient details stay out of URLs and logs.
+ * The page of the `select_patient` step of a standalone launch (when it is needed:
+ * select-patient-prompt.ts). A caregiver chooses among the patients they act for (nothing else is
+ * accepted); staff search the FHIR server by name, birth date or identifier and picks a result,
+ * which is read back before it is accepted; anyone else has no patient context and can only
+ * return to the app. (Patient users never get here: their own record is the answer.) Searches are
+ * POSTed so patient details stay out of URLs and logs.
  */
 
 const TITLE = 'Choose a patient';
@@ -111,15 +111,17 @@ async function formPost(ctx: Context, deps: SmartPageDeps, handle: (ctx: Context
   await handle(ctx, deps, interaction, facts, form);
 }
 
-export const patientPicker = {
-  show,
-  register(router: Router, deps: SmartPageDeps): void {
-    router.post('/interaction/:uid/patient-search', (ctx) =>
-      formPost(ctx, deps, async (c, d, i, f, form) => {
-        if (f.user.access !== 'staff') throw new HttpError(403, 'access_denied', 'Only staff may search for patients.');
-        await search(c, d, i, f, form);
-      }),
-    );
-    router.post('/interaction/:uid/patient', (ctx) => formPost(ctx, deps, choose));
-  },
-};
+export function patientPicker(deps: SmartPageDeps): PromptPage {
+  return {
+    show: (ctx, interaction) => show(ctx, deps, interaction),
+    register(router) {
+      router.post('/interaction/:uid/patient-search', (ctx) =>
+        formPost(ctx, deps, async (c, d, i, f, form) => {
+          if (f.user.access !== 'staff') throw new HttpError(403, 'access_denied', 'Only staff may search for patients.');
+          await search(c, d, i, f, form);
+        }),
+      );
+      router.post('/interaction/:uid/patient', (ctx) => formPost(ctx, deps, choose));
+    },
+  };
+}
