@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   const { clientRegistryFor } = await import('./oauth/clients/wiring.js');
   const { loadClientsFile } = await import('./oauth/clients/file-loader.js');
   const { seedDemoData } = await import('./app/demo-seed.js');
-  const { ensurePatientSearchClient } = await import('./smart/interaction/service-credential.js');
+  const { ensurePatientSearchClient } = await import('./smart/interaction/fhir-search/service-credential.js');
   const { redis, keyspace, keystore } = runtime;
   const metrics = new Metrics();
   let shuttingDown = false;

@@ -23,18 +23,17 @@ import { TokenLookup } from '../oauth/introspection/token-lookup.js';
 import { CallerAuthenticator } from '../oauth/introspection/caller-auth.js';
 import { tokenResponseContext } from '../oauth/tokens/token-context.js';
 import { userinfoRoutes } from '../oauth/userinfo/routes.js';
-import { providerAudit } from '../records/audit/hooks/provider-audit.js';
+import { providerAudit } from '../oauth/provider/provider-audit.js';
 import { smartConfigurationRoutes } from '../smart/discovery/smart-configuration.js';
 import { launchRoutes } from '../smart/launch/launch-routes.js';
 import { authorizationRequestRewrites } from '../smart/launch/authorize-request.js';
 import { grantUsageTracking } from '../smart/launch/grant-usage.js';
-import { interactionRoutes } from '../smart/interaction/login-routes.js';
-import { InteractionCsrf } from '../smart/interaction/csrf.js';
-import { IpRateLimiter } from '../smart/interaction/ip-limiter.js';
-import { PasswordLogin } from '../smart/interaction/password-login.js';
-import { smartInteractionPages } from '../smart/interaction/routes.js';
-import { FhirDirectory } from '../smart/interaction/fhir-directory.js';
-import { ServiceCredential, ensurePatientSearchClient } from '../smart/interaction/service-credential.js';
+import { InteractionCsrf } from '../smart/interaction/pages/csrf.js';
+import { IpRateLimiter } from '../smart/interaction/login/ip-limiter.js';
+import { PasswordLogin } from '../smart/interaction/login/password-login.js';
+import { interactionRoutes } from '../smart/interaction/routes.js';
+import { FhirDirectory } from '../smart/interaction/fhir-search/fhir-directory.js';
+import { ServiceCredential, ensurePatientSearchClient } from '../smart/interaction/fhir-search/service-credential.js';
 import { apiTokens } from '../oauth/introspection/token-lookup.js';
 import { scimRoutes } from '../apis/scim/routes.js';
 import { consentRoutes } from '../apis/consent/routes.js';
@@ -138,7 +137,7 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
           audit,
           issuer: config.issuer,
           login: new PasswordLogin({ users, lockout: services.lockout, ipLimiter: new IpRateLimiter(redis, keyspace, config.login.maxAttemptsPerIpPerMinute), passwords: config.passwords, logger }),
-          pages: smartInteractionPages({
+          pages: {
             provider,
             csrf,
             users,
@@ -152,7 +151,7 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
             rememberConsent: config.consents.remember,
             issuer: config.issuer,
             logger,
-          }),
+          },
         }),
       ),
     },

@@ -15,8 +15,8 @@ import { CLOCK_TOLERANCE_SECONDS, clientAssertionHook } from '../oauth/backend/c
 import type { RedisClient } from '../platform/redis/connection.js';
 import type { Keyspace } from '../platform/redis/keyspace.js';
 import type { JwksFetcher } from '../oauth/backend/jwks-fetch.js';
-import { interactionPolicyWithAccountCheck } from '../smart/interaction/interaction-policy.js';
-import type { SmartPromptDeps } from '../smart/interaction/prompts.js';
+import { interactionPolicyWithAccountCheck } from '../smart/interaction/policy.js';
+import type { SmartPromptDeps } from '../smart/interaction/prompt-facts.js';
 import type { LaunchStore } from '../smart/launch/launch-store.js';
 import type { GrantContextStore } from '../oauth/tokens/grant-context.js';
 import { audAsResource, smartAuthorizationParams } from '../smart/launch/authorize-rules.js';

@@ -6,7 +6,7 @@ import { verifyClientSecret } from '../oauth/clients/secrets.js';
 import { assertionAudiences } from '../oauth/backend/client-assertion-hook.js';
 import { createProviderFetch } from '../oauth/backend/provider-fetch.js';
 import { includeGrantedNarrowings } from '../smart/launch/code-scope.js';
-import { noteProviderOutcomes } from '../records/audit/hooks/provider-audit.js';
+import { noteProviderOutcomes } from '../oauth/provider/provider-audit.js';
 
 /**
  * oidc-provider, adapted to this server: its configuration (app/provider-configuration.ts), the two

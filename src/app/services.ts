@@ -23,7 +23,7 @@ import { AuditStore } from '../records/audit/store.js';
 import { BreakTheGlassAlerts } from '../domain/hcs/break-the-glass.js';
 import { LaunchStore } from '../smart/launch/launch-store.js';
 import { GrantUsage } from '../smart/launch/grant-usage.js';
-import { ContextRecorder } from '../smart/interaction/context-recorder.js';
+import { ContextRecorder } from '../smart/interaction/record-context/context-recorder.js';
 import { ehrLaunchDefaults } from '../smart/discovery/smart-style.js';
 import { defineLuaScripts } from './lua-scripts.js';
 

@@ -3,7 +3,7 @@ import type { ClientRegistry, ClientKeys, ClientMetadata, UpsertOptions, UpsertR
 import type { UserStore } from '../records/directory/user-store.js';
 import type { LockState } from '../records/directory/lockout.js';
 import type { ScimUser } from '../records/directory/model.js';
-import type { AuditRecorder } from '../records/audit/hooks/provider-audit.js';
+import type { AuditRecorder } from '../records/audit/trail.js';
 import type { OperatorInfo } from '../records/audit/events/agents.js';
 import { clientChanged, directoryChanged, keyChanged, passwordChanged, type KeyChange } from '../records/audit/events/admin-events.js';
 

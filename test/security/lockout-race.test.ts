@@ -1,8 +1,8 @@
 import { Writable } from 'node:stream';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { createLogger } from '../../src/platform/ops/logger.js';
-import { PasswordLogin, type LoginOutcome } from '../../src/smart/interaction/password-login.js';
-import { IpRateLimiter } from '../../src/smart/interaction/ip-limiter.js';
+import { PasswordLogin, type LoginOutcome } from '../../src/smart/interaction/login/password-login.js';
+import { IpRateLimiter } from '../../src/smart/interaction/login/ip-limiter.js';
 import { createUser, csrfOf, directoryOf, registerApp, startLogin, submitLogin } from '../smart/interaction/login/support.js';
 
 /*

@@ -12,7 +12,7 @@ import { absoluteFhirUser } from '../../src/records/directory/accounts.js';
 import { LaunchStore, type LaunchContext } from '../../src/smart/launch/launch-store.js';
 import { GrantContextStore, type GrantContext } from '../../src/oauth/tokens/grant-context.js';
 import { grantableScopes } from '../../src/smart/launch/user-scopes.js';
-import { userContextOf } from '../../src/smart/interaction/user-context.js';
+import { userContextOf } from '../../src/smart/interaction/facts/user-context.js';
 import { CONTEXT_SCOPES } from '../../src/domain/scopes/scope-syntax.js';
 import { modelAdapter } from '../../src/app/services.js';
 import { createConsentService } from '../../src/records/consent/wiring.js';

@@ -10,7 +10,7 @@ import type { UserStore } from '../../records/directory/user-store.js';
 import type { AuditStore } from '../../records/audit/store.js';
 import type { AuditTrail } from '../../records/audit/trail.js';
 import type { GrantUsage } from '../../smart/launch/grant-usage.js';
-import { userContextOf, type UserContext } from '../../smart/interaction/user-context.js';
+import { userContextOf, type UserContext } from '../../smart/interaction/facts/user-context.js';
 import { MANAGE_PATHS } from '../../oauth/clients/manage-client.js';
 import type { Manager } from './consent-list.js';
 import { inProcessClient, type InProcessRequest, type InProcessResponse } from './in-process-http.js';

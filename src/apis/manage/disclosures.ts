@@ -1,6 +1,6 @@
 import { HttpError } from '../../platform/http/errors.js';
 import { renderView } from '../../platform/http/views.js';
-import { longDate } from '../../smart/interaction/client-display.js';
+import { longDate } from '../../smart/interaction/pages/client-display.js';
 import { MANAGE_CLIENT_ID } from '../../oauth/clients/manage-client.js';
 import { disclosureBundle, disclosureCsv, disclosureEvents, disclosureRows } from '../../records/audit/disclosure-report.js';
 import { trailAccessed } from '../../records/audit/trail-events.js';

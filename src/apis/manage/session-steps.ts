@@ -1,7 +1,7 @@
 import type { Context } from 'koa';
 import { HttpError } from '../../platform/http/errors.js';
-import { readForm } from '../../smart/interaction/form.js';
-import { refuseCrossSite } from '../../smart/interaction/interaction-http.js';
+import { readForm } from '../../smart/interaction/pages/form.js';
+import { refuseCrossSite } from '../../smart/interaction/pages/interaction-http.js';
 import { ROUTES } from '../../oauth/paths.js';
 import { MANAGE_CLIENT_ID, MANAGE_PATHS } from '../../oauth/clients/manage-client.js';
 import { managerOf } from './consent-list.js';

@@ -15,7 +15,7 @@ import { parseAttributeList, project, type Projection } from './projection.js';
 import type { QueryPage, ResourceQuery } from '../../records/directory/scim/query.js';
 import { isPlainObject } from '../../records/directory/scim/resource-input.js';
 import { ALL_SCHEMAS, GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE } from '../../records/directory/scim/schema-definitions.js';
-import type { AuditRecorder } from '../../records/audit/hooks/provider-audit.js';
+import type { AuditRecorder } from '../../records/audit/trail.js';
 import { scimChangeEvents } from './scim-audit.js';
 
 /**

@@ -6,13 +6,18 @@ import { clientHcsFacts, type ClientHcsMetadata } from '../../domain/hcs/client-
 import { HcsRefusal, decideForBackend, type B2bAssertion } from '../../domain/hcs/decision.js';
 import type { HcsPolicy } from '../../domain/hcs/policy.js';
 import type { Metrics } from '../../platform/ops/metrics.js';
+import { requestState } from '../../platform/http/request-state.js';
 
-/**
- * Backend services assert their context in the client assertion (UDAP `hl7-b2b`); oidc-provider
- * hands the verified claims to the assertion hook and later mints the token in the same request,
- * so the parsed assertion waits on the request's context in between.
- */
-const asserted = new WeakMap<object, B2bAssertion>();
+declare module '../../platform/http/request-state.js' {
+  interface RequestState {
+    /**
+     * Backend services assert their context in the client assertion (UDAP `hl7-b2b`); oidc-provider
+     * hands the verified claims to the assertion hook (`rememberB2bAssertion`) and later mints the
+     * token in the same request (`backendHcsClaims`), so the parsed assertion waits here in between.
+     */
+    b2bAssertion?: B2bAssertion;
+  }
+}
 
 type Ctx = { oidc?: { route?: string; params?: Record<string, unknown>; client?: unknown } };
 
@@ -30,7 +35,7 @@ export function rememberB2bAssertion(ctx: Ctx, claims: Record<string, unknown>):
   if (ctx.oidc.params?.grant_type !== 'client_credentials') {
     throw new errors.InvalidRequest('hl7-b2b authorization context applies to client_credentials requests only');
   }
-  asserted.set(ctx, b2b);
+  requestState(ctx).b2bAssertion = b2b;
 }
 
 /**
@@ -43,7 +48,7 @@ export function backendHcsClaims(policy: HcsPolicy, logger?: Logger, metrics?: P
     const client = c?.oidc?.client as ClientHcsMetadata | undefined;
     // Tokens this server mints for itself in-process (no token request) carry no HCS context.
     if (c?.oidc?.route !== 'token' || !client) return undefined;
-    const b2b = asserted.get(c);
+    const b2b = requestState(c).b2bAssertion;
     try {
       const decision = decideForBackend(policy, { client: clientHcsFacts(client), ...(b2b ? { b2b } : {}) });
       if (decision.findings.length) {

@@ -211,7 +211,7 @@ export function createClientMetadataValidator(policy: ClientMetadataPolicy): Cli
     switch (key) {
       case 'smart_client_kind': {
         // Fail closed: a dynamic write gets here only after our registration policy bounded it
-        // (oauth/clients/registration-http.ts); an initial access token minted without it registers nothing.
+        // (clients/registration-http.ts); an initial access token minted without it registers nothing.
         const route = routeOf(ctx);
         if (route !== undefined && DYNAMIC_WRITE_ROUTES.has(route) && !registrationPolicyApplied(ctx)) {
           fail('this registration is not bound to a registration policy; ask the operator for an initial access token from "smart-authz registration token"');
@@ -258,7 +258,7 @@ export function createClientMetadataValidator(policy: ClientMetadataPolicy): Cli
         return;
       case 'smart_remember_consent':
         // Absent means true: a patient's active consent spares them the page for the same app and
-        // patient (smart/interaction/consent-gate.ts); false asks every time.
+        // patient (smart/interaction/consent/consent-gate.ts); false asks every time.
         if (value !== undefined && typeof value !== 'boolean') fail('smart_remember_consent must be true or false');
         return;
       case 'smart_registration_ceiling':

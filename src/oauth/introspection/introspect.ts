@@ -2,7 +2,7 @@ import { SignJWT, importJWK, type JWK } from 'jose';
 import type { Adapter, JWKS } from 'oidc-provider';
 import type { Config } from '../../platform/config/schema.js';
 import { OAuthError, challenge, oauthErrors } from '../../platform/http/oauth-error.js';
-import type { AuditRecorder } from '../../records/audit/hooks/provider-audit.js';
+import type { AuditRecorder } from '../../records/audit/trail.js';
 import { introspectionRecord } from '../../records/audit/forms/introspection.js';
 import { ROUTES } from '../paths.js';
 import { normaliseBase } from '../provider/fhir-servers.js';

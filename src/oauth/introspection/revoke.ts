@@ -2,7 +2,7 @@ import type Provider from 'oidc-provider';
 import type { Adapter } from 'oidc-provider';
 import type { Config } from '../../platform/config/schema.js';
 import { OAuthError, oauthErrors } from '../../platform/http/oauth-error.js';
-import type { AuditRecorder } from '../../records/audit/hooks/provider-audit.js';
+import type { AuditRecorder } from '../../records/audit/trail.js';
 import { ROUTES } from '../paths.js';
 import { CallerAuthError, type CallerAuthenticator } from './caller-auth.js';
 import { revocationEvent } from './revocation-audit.js';

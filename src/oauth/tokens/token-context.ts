@@ -1,6 +1,7 @@
 import type { Context, Next } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { FhirServer } from '../../platform/config/schema.js';
+import { requestState } from '../../platform/http/request-state.js';
 import { findFhirServer } from '../provider/fhir-servers.js';
 import type { GrantContext, GrantContextStore } from './grant-context.js';
 import { patientScopes } from '../../records/consent/scope-coverage.js';
@@ -36,24 +37,21 @@ export function launchContextFields(context: GrantContext | undefined, audience:
 
 type TokenCtx = Context & Partial<Pick<KoaContextWithOIDC, 'oidc'>>;
 
-/**
- * Post-middleware of the token endpoint. `Pragma: no-cache` goes on every token response,
- * errors included (SMART: Cache-Control: no-store, which oidc-provider sets, and Pragma).
- */
-/**
- * A token request reads its grant's context twice: while the access token is minted
- * (extraTokenClaims) and when the response is written. One Redis read serves both: the promise is
- * kept on the request's Koa context (the same object in both places) for that request only.
- */
-const perRequest = new WeakMap<object, Map<string, Promise<GrantContext | undefined>>>();
+declare module '../../platform/http/request-state.js' {
+  interface RequestState {
+    /**
+     * A token request reads its grant's context twice: while the access token is minted
+     * (extraTokenClaims) and when the response is written. One Redis read serves both: the
+     * promise, by grant id, for that request only (`grantContextOf`).
+     */
+    grantContextReads?: Map<string, Promise<GrantContext | undefined>>;
+  }
+}
 
+/** The grant's context, read once per request; a call outside any request (no `ctx`) reads the store. */
 export function grantContextOf(store: Pick<GrantContextStore, 'get'>, ctx: unknown, grantId: string): Promise<GrantContext | undefined> {
   if (typeof ctx !== 'object' || ctx === null) return store.get(grantId);
-  let reads = perRequest.get(ctx);
-  if (!reads) {
-    reads = new Map();
-    perRequest.set(ctx, reads);
-  }
+  const reads = (requestState(ctx).grantContextReads ??= new Map());
   let read = reads.get(grantId);
   if (!read) {
     read = store.get(grantId);
@@ -62,6 +60,10 @@ export function grantContextOf(store: Pick<GrantContextStore, 'get'>, ctx: unkno
   return read;
 }
 
+/**
+ * Post-middleware of the token endpoint. `Pragma: no-cache` goes on every token response,
+ * errors included (SMART: Cache-Control: no-store, which oidc-provider sets, and Pragma).
+ */
 export function tokenResponseContext(deps: { tokenPath: string; grantContexts: Pick<GrantContextStore, 'get'>; fhirServers: readonly FhirServer[] }) {
   return async function addLaunchContext(ctx: TokenCtx, next: Next): Promise<void> {
     if (ctx.path !== deps.tokenPath) return next();

@@ -295,7 +295,7 @@ export const configSchema = z
           .optional()
           .describe('also write every Consent to this FHIR base (`PUT Consent/<id>`) through a durable outbox ([consent](consent.md#write-through-to-a-fhir-server)); https in production when a token is set'),
         fhirServerToken: z.string().min(1).optional().describe('bearer token sent to that FHIR server'),
-        // Applied in smart/interaction/consent-gate.ts.
+        // Applied in smart/interaction/consent/consent-gate.ts.
         remember: z
           .enum(['silent', 'always', 'never'])
           .default('silent')

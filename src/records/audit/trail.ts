@@ -22,6 +22,9 @@ export interface AuditTrail {
   record(event: Recordable): Promise<void>;
 }
 
+/** The part of the trail that routes and services writing events need. */
+export type AuditRecorder = Pick<AuditTrail, 'record'>;
+
 export interface AuditTrailDeps {
   config: Config;
   redis: RedisClient;

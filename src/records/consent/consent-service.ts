@@ -4,7 +4,7 @@ import type { ConsentStore, RememberedQuery, StoredConsent, StoredResource } fro
 import { ConsentRequiredError } from './errors.js';
 import type { Reference } from '../../domain/fhir/types.js';
 import { coversAll, patientScopes } from './scope-coverage.js';
-import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
+import type { AuditRecorder } from '../audit/trail.js';
 import { consentRecorded, consentWithdrawn } from '../audit/events/consent-events.js';
 
 export interface ConsentServiceDeps {

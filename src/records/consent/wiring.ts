@@ -6,7 +6,7 @@ import type { RedisClient } from '../../platform/redis/connection.js';
 import type { Keyspace } from '../../platform/redis/keyspace.js';
 import { ConsentService } from './consent-service.js';
 import { ConsentStore } from './consent-store.js';
-import type { AuditRecorder } from '../audit/hooks/provider-audit.js';
+import type { AuditRecorder } from '../audit/trail.js';
 
 export interface ConsentWiringDeps {
   config: Config;

@@ -23,7 +23,7 @@ export const SMART_CAPABILITIES: readonly string[] = [
   'context-style',
   'context-ehr-patient',
   'context-ehr-encounter',
-  // The patient and encounter pickers (smart/interactions).
+  // The patient and encounter pickers (smart/interaction/select-patient, select-encounter).
   'context-standalone-patient',
   'context-standalone-encounter',
   'permission-offline',

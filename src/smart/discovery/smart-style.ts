@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import type Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import type { Config } from '../../platform/config/schema.js';
-import { OAuthError, sendOAuthError } from '../../platform/http/oauth-error.js';
 
 /**
  * The SMART style document (App Launch 2.2 "Styling", capability `context-style`) and the EHR
@@ -28,7 +27,7 @@ export const SMART_STYLE: Readonly<Record<string, string>> = Object.freeze({
   font_family_heading: 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif',
 });
 
-/** The banner and style of EHR launches whose EHR named none (smart/interaction/context-recorder.ts). */
+/** The banner and style of EHR launches whose EHR named none (smart/interaction/record-context/context-recorder.ts). */
 export function ehrLaunchDefaults(config: Pick<Config, 'issuer' | 'smart'>): { need_patient_banner: boolean; smart_style_url: string } {
   return {
     need_patient_banner: config.smart.needPatientBanner,
@@ -46,8 +45,9 @@ export function serveSmartStyle(router: Router, cors: (ctx: Context, next: Next)
   const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
   router.all(SMART_STYLE_PATH, cors, (ctx) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+      ctx.status = 405;
       ctx.set('Allow', 'GET, HEAD, OPTIONS');
-      sendOAuthError(ctx, new OAuthError(405, 'invalid_request', 'use GET'));
+      ctx.body = { error: 'invalid_request', error_description: 'use GET' };
       return;
     }
     ctx.set('Cache-Control', 'public, max-age=86400');

@@ -1,34 +1,69 @@
-import type Router from '@koa/router';
-import type { PromptPages } from './login-routes.js';
-import { consentPage } from './consent-page.js';
-import { encounterPicker } from './encounter-picker.js';
-import type { SmartPageDeps } from './page-context.js';
-import { patientPicker } from './patient-picker.js';
-import { SELECT_ENCOUNTER, SELECT_PATIENT } from './prompts.js';
-
-export type { SmartPageDeps } from './page-context.js';
+import Router from '@koa/router';
+import type { InteractionResults } from 'oidc-provider';
+import { HttpError } from '../../platform/http/errors.js';
+import { readForm } from './pages/form.js';
+import { checkCsrf, finish, interactionFor, refuseCrossSite, type PromptPage } from './pages/interaction-http.js';
+import type { SmartPageDeps } from './pages/page-context.js';
+import { loginPage, type LoginPageDeps } from './login/login-page.js';
+import { SELECT_PATIENT } from './select-patient/select-patient-prompt.js';
+import { patientPicker } from './select-patient/patient-picker.js';
+import { SELECT_ENCOUNTER } from './select-encounter/select-encounter-prompt.js';
+import { encounterPicker } from './select-encounter/encounter-picker.js';
+import { consentPage } from './consent/consent-page.js';
 
 /**
- * The pages between sign-in and the authorization code, by prompt name, for the interaction
- * dispatch in smart/interaction/login-routes.ts:
+ * The pages oidc-provider sends the browser to while it needs the user (the flow: policy.ts):
  *
  *   GET  /interaction/:uid                   the page of the prompt the interaction waits for
- *   POST /interaction/:uid/patient-search    practitioner patient search (and its next pages)
- *   POST /interaction/:uid/patient           the chosen patient
- *   POST /interaction/:uid/encounter         the chosen encounter, or "none"
- *   POST /interaction/:uid/consent           Allow (with the ticked scopes) or Deny
+ *   POST /interaction/:uid/login             username and password (login/login-page.ts)
+ *   POST /interaction/:uid/patient-search    practitioner patient search, and its next pages
+ *   POST /interaction/:uid/patient           the chosen patient (select-patient/patient-picker.ts)
+ *   POST /interaction/:uid/encounter         the chosen encounter, or "none" (select-encounter/encounter-picker.ts)
+ *   POST /interaction/:uid/consent           Allow (with the ticked scopes) or Deny (consent/consent-page.ts)
+ *   POST /interaction/:uid/abort             cancel, at any step: the app gets access_denied
+ *
+ * A prompt without a page (record_context never needs one) ends on a page saying so.
  */
-export function smartInteractionPages(deps: SmartPageDeps): PromptPages {
-  return {
-    show: {
-      [SELECT_PATIENT]: (ctx, interaction) => patientPicker.show(ctx, deps, interaction),
-      [SELECT_ENCOUNTER]: (ctx, interaction) => encounterPicker.show(ctx, deps, interaction),
-      consent: (ctx, interaction) => consentPage.show(ctx, deps, interaction),
-    },
-    register(router: Router) {
-      patientPicker.register(router, deps);
-      encounterPicker.register(router, deps);
-      consentPage.register(router, deps);
-    },
-  };
+
+export interface InteractionRouteDeps extends LoginPageDeps {
+  /** What the pages after sign-in need. */
+  pages: SmartPageDeps;
+}
+
+const CANCELLED: InteractionResults = { error: 'access_denied', error_description: 'The user cancelled the sign-in.' };
+
+export function interactionRoutes(deps: InteractionRouteDeps): Router {
+  const { provider } = deps;
+  const router = new Router();
+  const pages = new Map<string, PromptPage>([
+    ['login', loginPage(deps)],
+    [SELECT_PATIENT, patientPicker(deps.pages)],
+    [SELECT_ENCOUNTER, encounterPicker(deps.pages)],
+    ['consent', consentPage(deps.pages)],
+  ]);
+
+  router.use(async (ctx, next) => {
+    ctx.set('Cache-Control', 'no-store');
+    await next();
+  });
+
+  router.get('/interaction/:uid', async (ctx) => {
+    const interaction = await interactionFor(provider, ctx);
+    const page = pages.get(interaction.prompt.name);
+    if (page) {
+      await page.show(ctx, interaction);
+      return;
+    }
+    throw new HttpError(503, 'interaction_unavailable', 'You are signed in, but this step of the request is not available on this server.');
+  });
+
+  router.post('/interaction/:uid/abort', async (ctx) => {
+    refuseCrossSite(ctx);
+    const interaction = await interactionFor(provider, ctx);
+    checkCsrf(deps.csrf, interaction.uid, await readForm(ctx));
+    await finish(ctx, provider, CANCELLED, { merge: false });
+  });
+
+  for (const page of pages.values()) page.register(router);
+  return router;
 }

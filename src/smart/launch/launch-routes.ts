@@ -7,7 +7,7 @@ import { CallerAuthError, type CallerAuthenticator, type ClientRecord } from '..
 import type { UserStore } from '../../records/directory/user-store.js';
 import { LaunchRequestError, parseLaunchRequest } from './launch-request.js';
 import type { LaunchContext, LaunchStore } from './launch-store.js';
-import type { AuditRecorder } from '../../records/audit/hooks/provider-audit.js';
+import type { AuditRecorder } from '../../records/audit/trail.js';
 import { launchCreated } from '../../records/audit/events/admin-events.js';
 
 /**

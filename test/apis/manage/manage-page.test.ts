@@ -3,7 +3,7 @@ import supertest from 'supertest';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { createUser, directoryOf } from '../../smart/interaction/login/support.js';
 import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
-import { longDate } from '../../../src/smart/interaction/client-display.js';
+import { longDate } from '../../../src/smart/interaction/pages/client-display.js';
 import { MANAGE_CLIENT_ID } from '../../../src/oauth/clients/manage-client.js';
 import {
   authorizeThroughPages,

@@ -7,7 +7,7 @@ import { agentByType, detail, expectNoSecrets, expectValid, one, recordedBy, sub
 import { breakTheGlass } from '../../../src/records/audit/events/consent-events.js';
 import { auditEventProblems } from '../../../src/records/audit/audit-event.js';
 import { isDisclosure } from '../../../src/records/audit/disclosure.js';
-import { userFromClaims } from '../../../src/records/audit/hooks/identity.js';
+import { userFromClaims } from '../../../src/records/audit/events/identity.js';
 import { tokenIssued } from '../../../src/records/audit/events/token-events.js';
 
 /*

@@ -1,6 +1,6 @@
-import { describeScope, isRequiredScope } from '../../../src/smart/interaction/scope-descriptions.js';
-import { fhirReferenceOf, patientIdOf } from '../../../src/smart/interaction/fhir-user.js';
-import { PICKS_KEY, picksOf, withPicks } from '../../../src/smart/interaction/picks.js';
+import { describeScope, isRequiredScope } from '../../../src/smart/interaction/consent/scope-descriptions.js';
+import { fhirReferenceOf, patientIdOf } from '../../../src/smart/interaction/facts/fhir-user.js';
+import { PICKS_KEY, picksOf, withPicks } from '../../../src/smart/interaction/facts/picks.js';
 
 const self = { self: true };
 

@@ -2,7 +2,7 @@ import { decodeJwt } from 'jose';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { createUser, directoryOf } from './login/support.js';
 import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
-import { PATIENT_SEARCH_CLIENT_ID } from '../../../src/smart/interaction/service-credential.js';
+import { PATIENT_SEARCH_CLIENT_ID } from '../../../src/smart/interaction/fhir-search/service-credential.js';
 import {
   authorizeThroughPages,
   basicAuth,

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { connectRedis, createRedis, type RedisClient } from '../../../../src/platform/redis/connection.js';
 import { Keyspace } from '../../../../src/platform/redis/keyspace.js';
 import { FAILURE_MEMORY_SECONDS, LoginLockout } from '../../../../src/records/directory/lockout.js';
-import { IpRateLimiter, MAX_BACKOFF_SECONDS, networkOf } from '../../../../src/smart/interaction/ip-limiter.js';
+import { IpRateLimiter, MAX_BACKOFF_SECONDS, networkOf } from '../../../../src/smart/interaction/login/ip-limiter.js';
 
 let redis: RedisClient;
 let keyspace: Keyspace;

@@ -1,6 +1,6 @@
 import { createTestApp, type TestApp } from '../../../support/test-app.js';
 import { createLogger } from '../../../../src/platform/ops/logger.js';
-import { GENERIC_FAILURE } from '../../../../src/smart/interaction/password-login.js';
+import { GENERIC_FAILURE } from '../../../../src/smart/interaction/login/password-login.js';
 import { hashParameters } from '../../../../src/records/directory/passwords.js';
 import { createUser, csrfOf, directoryOf, registerApp, REDIRECT_URI, startLogin, submitLogin, type Agent } from './support.js';
 
