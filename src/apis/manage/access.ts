@@ -5,7 +5,7 @@ import { HttpError } from '../../platform/http/errors.js';
 import { longDate } from '../../smart/interaction/pages/client-display.js';
 import { choicesOf } from '../../smart/interaction/consent/consent-gate.js';
 import { describeScope } from '../../smart/interaction/consent/scope-descriptions.js';
-import type { UserContext } from '../../smart/interaction/facts/user-context.js';
+import type { UserContext } from '../../smart/interaction/facts/fhir-user.js';
 import { MANAGE_PATHS } from '../../oauth/clients/manage-client.js';
 import { consentsToManage, mayManage, type Manager } from './consent-list.js';
 import type { Manage, ManageRouteDeps, Step } from './context.js';

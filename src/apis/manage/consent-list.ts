@@ -1,6 +1,6 @@
 import type { ConsentStore, StoredConsent } from '../../records/consent/consent-store.js';
 import { relativeReference } from '../../domain/fhir/references.js';
-import type { UserContext } from '../../smart/interaction/facts/user-context.js';
+import type { UserContext } from '../../smart/interaction/facts/fhir-user.js';
 
 /**
  * Which Consents a signed-in person may see and withdraw on the management page: those about their

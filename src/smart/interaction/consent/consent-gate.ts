@@ -9,7 +9,7 @@ import type { AuthorizationFacts } from '../facts/authorization-facts.js';
 import { RecordError, type ConsentStep } from '../record-context/context-recorder.js';
 import { isRequiredScope } from './scope-descriptions.js';
 import { ADDED_PROMPT_PARAM } from '../../launch/authorize-request.js';
-import type { UserContext } from '../facts/user-context.js';
+import type { UserContext } from '../facts/fhir-user.js';
 
 /**
  * Where an authorization meets the patient's consent (consent/). Any grant with patient/ scopes

@@ -1,7 +1,7 @@
 import type { FhirServer } from '../../../platform/config/schema.js';
 import { findFhirServer } from '../../../oauth/provider/fhir-servers.js';
 import type { LaunchPicks } from './picks.js';
-import type { UserContext } from './user-context.js';
+import type { UserContext } from './fhir-user.js';
 import { purposeParameter } from '../../../domain/hcs/purpose-input.js';
 import { clientHcsFacts, type ClientHcsMetadata } from '../../../domain/hcs/client-facts.js';
 import type { ClientHcsFacts } from '../../../domain/hcs/decision.js';

@@ -5,7 +5,6 @@ import { roleMatches } from '../../../domain/hcs/policy.js';
 import { accessOf, userKindOf } from '../../launch/user-scopes.js';
 import { ownPatientOf, patientIdOf, type ProxyPatient, type UserContext } from './fhir-user.js';
 
-export type { UserContext } from './fhir-user.js';
 
 function nameOf(user: ScimUser): string | undefined {
   const n = user.name;
