@@ -41,12 +41,19 @@ export async function readJson(ctx: Context, rules: BodyRules<JsonProblem>): Pro
   }
 }
 
+/** Form rules: HTML forms with checkbox lists repeat a name on purpose; OAuth requests may not. */
+export interface FormRules extends BodyRules<FormProblem> {
+  repeatable?: boolean;
+}
+
 /**
- * Reads an application/x-www-form-urlencoded body. A parameter may appear once (RFC 6749 §3.1): a
- * repeated one is refused rather than one of its values silently chosen.
+ * Reads an application/x-www-form-urlencoded body. Unless the form is `repeatable`, a parameter
+ * may appear once (RFC 6749 §3.1): a repeated one is refused rather than one of its values
+ * silently chosen.
  */
-export async function readForm(ctx: Context, rules: BodyRules<FormProblem>): Promise<URLSearchParams> {
+export async function readForm(ctx: Context, rules: FormRules): Promise<URLSearchParams> {
   const form = new URLSearchParams((await readRaw(ctx, rules)).toString('utf8'));
+  if (rules.repeatable) return form;
   const seen = new Set<string>();
   for (const name of form.keys()) {
     if (seen.has(name)) throw rules.refuse({ kind: 'repeated', name });

@@ -19,6 +19,8 @@ const TITLES: Record<number, string> = {
 
 export interface ErrorPage {
   status: number;
+  /** The page's heading; by default one for the status. */
+  title?: string;
   /** The OAuth-style error code, shown small for support. */
   error: string;
   /** What went wrong and what to do, for a person. */
@@ -31,7 +33,7 @@ export async function sendErrorPage(ctx: Context, page: ErrorPage): Promise<void
   ctx.set('Cache-Control', 'no-store');
   ctx.type = 'html';
   ctx.body = await renderView('error', {
-    title: TITLES[page.status] ?? 'Something went wrong',
+    title: page.title ?? TITLES[page.status] ?? 'Something went wrong',
     message: page.description,
     code: page.error,
     requestId: ctx.state.requestId as string | undefined,

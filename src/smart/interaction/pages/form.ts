@@ -1,20 +1,20 @@
 import type { Context } from 'koa';
+import { readForm as readBody, type FormProblem, type FormRules } from '../../../platform/http/body.js';
 import { HttpError } from '../../../platform/http/errors.js';
 
-/** Far more than a username, a password and a token need. */
-const FORM_LIMIT = 16 * 1024;
+/** How a page tells a person their form was refused (an HTML error page). */
+function refuse(problem: FormProblem): HttpError {
+  if (problem.kind === 'too-large') return new HttpError(413, 'request_too_large', 'The submitted form is too large.');
+  return new HttpError(400, 'invalid_request', 'This page accepts only its own form. Go back and submit the form again.');
+}
 
-/** Reads an HTML form post (application/x-www-form-urlencoded), bounded in size. */
-export async function readForm(ctx: Context): Promise<URLSearchParams> {
-  if (!ctx.is('application/x-www-form-urlencoded')) {
-    throw new HttpError(400, 'invalid_request', 'This page accepts only its own form. Go back and submit the form again.');
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req) {
-    size += (chunk as Buffer).length;
-    if (size > FORM_LIMIT) throw new HttpError(413, 'request_too_large', 'The submitted form is too large.');
-    chunks.push(chunk as Buffer);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+/**
+ * The sign-in and prompt pages' forms: application/x-www-form-urlencoded, at most 16 KiB (far
+ * more than a username, a password and a token need); checkbox lists repeat their name.
+ */
+const PAGE_FORM: FormRules = { types: ['application/x-www-form-urlencoded'], limit: 16 * 1024, repeatable: true, refuse };
+
+/** Reads an HTML form post of one of this server's pages. */
+export function readForm(ctx: Context): Promise<URLSearchParams> {
+  return readBody(ctx, PAGE_FORM);
 }
