@@ -16,17 +16,16 @@ import {
   exchangeCode,
   launchStoreOf,
   postForm,
-  registerPublicApp,
   startAuthorization,
   type AuthorizeParams,
   type BrowserStop,
   type PageAnswers,
   type PageFlow,
 } from '../support/smart-flow.js';
+import { paramsFor, PASSWORD, registerSmartApp } from '../support/fixtures.js';
 import { DEMO, DEMO_USERS, seedDemoUsers } from '../../src/app/demo-seed.js';
 import { createUserStore } from '../../src/records/directory/user-store.js';
 
-const PASSWORD = 'a long enough test password';
 const REDIRECT = 'http://localhost:4000/callback';
 // The demo app's registration (app/demo-seed.ts), under its own id.
 const APP = 'identity-demo-app';
@@ -37,9 +36,7 @@ const NOT_LINKED = /not linked to a patient record or a staff role/;
 let t: ScimTestApp;
 let fhir: string;
 
-function params(scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
-  return { client_id: APP, redirect_uri: REDIRECT, scope, aud: fhir, state: 'st-identity', ...extra };
-}
+const params = paramsFor(() => ({ client_id: APP, redirect_uri: REDIRECT, aud: fhir, state: 'st-identity' }));
 
 /** A user made through POST /scim/v2/Users: `smart` is the SMART extension, or undefined for none at all. */
 async function scimUser(smart?: Record<string, unknown>): Promise<PageAnswers & { id: string }> {
@@ -76,7 +73,7 @@ async function signIn(p: AuthorizeParams, who: PageAnswers): Promise<{ agent: Pa
 beforeAll(async () => {
   t = await createScimApp({ AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
   fhir = t.config.fhirServers[0]!.base;
-  await registerPublicApp(t, { clientId: APP, redirectUri: REDIRECT, smartScopes: APP_SCOPES });
+  await registerSmartApp(t, { id: APP, redirectUri: REDIRECT, scopes: APP_SCOPES });
 });
 
 afterAll(async () => {

@@ -1,13 +1,13 @@
 /*
- * Helpers for driving SMART authorizations through the real HTTP app with a cookie-keeping agent.
- * Shared by the launch (engineer A) and interaction (engineer B) tests: add functions at the end,
- * do not change existing ones.
+ * Driving SMART authorizations through the real HTTP app with a cookie-keeping agent: straight to
+ * the stored interaction (followAuthorization) or through the real pages (authorizeThroughPages).
+ * What a test registers and signs in as beforehand is in fixtures.ts.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import supertest from 'supertest';
 import type { TestApp } from './test-app.js';
 import { createUserStore } from '../../src/records/directory/user-store.js';
-import { SMART_USER_SCHEMA, type ScimUser } from '../../src/records/directory/model.js';
+import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
 import { absoluteFhirUser } from '../../src/records/directory/accounts.js';
 import { LaunchStore, type LaunchContext } from '../../src/smart/launch/launch-store.js';
 import { GrantContextStore, type GrantContext } from '../../src/oauth/tokens/grant-context.js';
@@ -25,40 +25,8 @@ export function pkcePair(): { verifier: string; challenge: string } {
   return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
 }
 
-/** A public SMART app registered on the test app (kind public_app, refresh tokens allowed). */
-export async function registerPublicApp(t: TestApp, opts: { clientId: string; redirectUri: string; smartScopes: string[]; fhirServers?: string[] }): Promise<void> {
-  await t.registry.upsert(
-    {
-      client_id: opts.clientId,
-      client_name: `App ${opts.clientId}`,
-      smart_client_kind: 'public_app',
-      redirect_uris: [opts.redirectUri],
-      smart_scopes: opts.smartScopes,
-      ...(opts.fhirServers ? { fhir_servers: opts.fhirServers } : {}),
-    },
-    { generateSecret: false },
-  );
-}
-
-/** An EHR-launcher client with a client secret (client_secret_basic). */
-export async function registerEhrLauncher(t: TestApp, clientId: string, secret: string): Promise<void> {
-  await t.registry.upsert({ client_id: clientId, client_name: `EHR ${clientId}`, smart_client_kind: 'ehr_launcher', client_secret: secret, smart_scopes: ['launch'] }, { generateSecret: false });
-}
-
 export function basicAuth(id: string, secret: string): string {
   return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
-}
-
-/** A directory user whose fhirUser names what they are (Patient/…, Practitioner/…, RelatedPerson/…). */
-export async function createSmartUser(t: TestApp, userName: string, fhirUser: string, extra: Record<string, unknown> = {}): Promise<ScimUser> {
-  const users = createUserStore(t.config, t.redis, t.keyspace);
-  return users.create({
-    schemas: ['urn:ietf:params:scim:schemas:core:2.0:User', SMART_USER_SCHEMA],
-    userName,
-    password: 'a long enough test password',
-    name: { givenName: 'Test', familyName: userName },
-    [SMART_USER_SCHEMA]: { fhirUser, ...extra },
-  });
 }
 
 export function launchStoreOf(t: TestApp): LaunchStore {

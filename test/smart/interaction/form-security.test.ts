@@ -1,7 +1,6 @@
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { createUser, directoryOf } from './login/support.js';
-import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
-import { browse, csrfFrom, postForm, registerPublicApp, startAuthorization, type Agent, type AuthorizeParams } from '../../support/smart-flow.js';
+import { browse, csrfFrom, postForm, startAuthorization, type Agent } from '../../support/smart-flow.js';
+import { createPeople, paramsFor, PASSWORD, registerSmartApp } from '../../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from './fake-fhir.js';
 
 /**
@@ -10,16 +9,13 @@ import { startFakeFhir, type FakeFhir } from './fake-fhir.js';
  * works for the step the interaction is waiting for. Pages are never cached and run no script.
  */
 
-const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'https://app.example.org/cb';
 const CLIENT = 'forms-app';
 
 let fake: FakeFhir;
 let t: TestApp;
 
-function params(scope: string): AuthorizeParams {
-  return { client_id: CLIENT, redirect_uri: REDIRECT, scope, aud: fake.base, state: 'st' };
-}
+const params = paramsFor(() => ({ client_id: CLIENT, redirect_uri: REDIRECT, aud: fake.base, state: 'st' }));
 
 async function pageFor(userName: string, scope: string): Promise<{ agent: Agent; uid: string; html: string; prompt: string }> {
   const { agent, first } = await startAuthorization(t, params(scope));
@@ -35,11 +31,12 @@ beforeAll(async () => {
   fake.patients.push({ id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23' });
   fake.encounters.push({ id: 'enc-1', patient: 'pat-1', start: '2025-01-01', type: 'Visit' });
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
-  await registerPublicApp(t, { clientId: CLIENT, redirectUri: REDIRECT, smartScopes: ['openid', 'launch/patient', 'launch/encounter', 'patient/*.rs'] });
-  const { users } = directoryOf(t);
-  await createUser(users, 'carer', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'RelatedPerson/c-1', proxyPatients: [{ value: 'pat-1', display: 'Pat Jones' }] } });
-  await createUser(users, 'pat', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Patient/pat-1' } });
-  await createUser(users, 'doc', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/d-1', staff: true } });
+  await registerSmartApp(t, { id: CLIENT, redirectUri: REDIRECT, scopes: ['openid', 'launch/patient', 'launch/encounter', 'patient/*.rs'] });
+  await createPeople(t, {
+    carer: { fhirUser: 'RelatedPerson/c-1', proxyPatients: [{ value: 'pat-1', display: 'Pat Jones' }] },
+    pat: { fhirUser: 'Patient/pat-1' },
+    doc: { fhirUser: 'Practitioner/d-1', staff: true },
+  });
 });
 
 afterAll(async () => {

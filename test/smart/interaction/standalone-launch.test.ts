@@ -1,27 +1,23 @@
 import { decodeJwt } from 'jose';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { createUser, directoryOf } from './login/support.js';
-import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
 import { PATIENT_SEARCH_CLIENT_ID } from '../../../src/smart/interaction/fhir-search/service-credential.js';
 import {
   authorizeThroughPages,
-  basicAuth,
   browse,
   exchange,
   exchangeCode,
   checkedValues,
   inputValues,
   postForm,
-  registerPublicApp,
   startAuthorization,
   startAuthorizationIn,
   type AuthorizeParams,
   type BrowserStop,
   type PageAnswers,
 } from '../../support/smart-flow.js';
+import { createPeople, createPerson, introspect, paramsFor, registerResourceServer, registerSmartApp } from '../../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from './fake-fhir.js';
 
-const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'https://growth.example.org/cb';
 const CLIENT = 'growth-chart';
 
@@ -31,18 +27,7 @@ let patient: PageAnswers;
 let caregiver: PageAnswers;
 let doctor: PageAnswers;
 
-async function user(userName: string, smart: Record<string, unknown>, name: Record<string, string> = { givenName: 'Test', familyName: userName }): Promise<PageAnswers> {
-  await createUser(directoryOf(t).users, userName, PASSWORD, { name, [SMART_USER_SCHEMA]: smart });
-  return { username: userName, password: PASSWORD };
-}
-
-function params(scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
-  return { client_id: CLIENT, redirect_uri: REDIRECT, scope, aud: fake.base, state: 'state-42', ...extra };
-}
-
-function introspect(token: string) {
-  return t.request.post('/introspect').set('Authorization', basicAuth('fhir-rs', 'fhir-rs-secret-value')).type('form').send({ token });
-}
+const params = paramsFor(() => ({ client_id: CLIENT, redirect_uri: REDIRECT, aud: fake.base, state: 'state-42' }));
 
 function page(stop: BrowserStop): Extract<BrowserStop, { kind: 'page' }> {
   if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind} ${stop.res.status} ${stop.kind === 'app' ? stop.location.href : stop.res.text.slice(0, 300)}`);
@@ -62,12 +47,12 @@ beforeAll(async () => {
   // Remembered consent as it applies to standalone launches (AUTHZ_CONSENT_REMEMBER=always); the
   // default, where a standalone launch always shows the page, is tested in test/interop/limited-access.test.ts.
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', AUTHZ_CONSENT_REMEMBER: 'always' });
-  await registerPublicApp(t, {
-    clientId: CLIENT,
+  await registerSmartApp(t, {
+    id: CLIENT,
     redirectUri: REDIRECT,
-    smartScopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'offline_access', 'online_access', 'patient/*.rs', 'user/*.rs'],
+    scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'offline_access', 'online_access', 'patient/*.rs', 'user/*.rs'],
   });
-  await t.registry.upsert({ client_id: 'fhir-rs', smart_client_kind: 'resource_server', client_secret: 'fhir-rs-secret-value' }, { generateSecret: false });
+  await registerResourceServer(t);
   fake.patients.push(
     { id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23', mrn: 'MRN-1' },
     { id: 'sam-1', given: 'Sam', family: 'Jones', birthDate: '2015-09-01', mrn: 'MRN-2' },
@@ -78,15 +63,17 @@ beforeAll(async () => {
     { id: 'enc-new', patient: 'pat-1', start: '2025-03-02T14:30:00Z', type: 'Follow-up visit' },
     { id: 'enc-sam', patient: 'sam-1', start: '2024-06-01T08:00:00Z', type: 'Vaccination' },
   );
-  patient = await user('pat', { fhirUser: 'Patient/pat-1' }, { givenName: 'Pat', familyName: 'Jones' });
-  caregiver = await user('carer', {
-    fhirUser: 'RelatedPerson/carer-1',
-    proxyPatients: [
-      { value: 'Patient/pat-1', display: 'Pat Jones' },
-      { value: 'sam-1', display: 'Sam <script>alert("x")</script> Jones' },
-    ],
-  });
-  doctor = await user('doc', { fhirUser: 'Practitioner/doc-1', staff: true });
+  patient = await createPerson(t, { fhirUser: 'Patient/pat-1' }, { userName: 'pat', name: { givenName: 'Pat', familyName: 'Jones' } });
+  ({ carer: caregiver, doc: doctor } = await createPeople(t, {
+    carer: {
+      fhirUser: 'RelatedPerson/carer-1',
+      proxyPatients: [
+        { value: 'Patient/pat-1', display: 'Pat Jones' },
+        { value: 'sam-1', display: 'Sam <script>alert("x")</script> Jones' },
+      ],
+    },
+    doc: { fhirUser: 'Practitioner/doc-1', staff: true },
+  }));
 });
 
 afterAll(async () => {
@@ -115,7 +102,7 @@ describe('a patient', () => {
 
   test('asking for user/ scopes gets none of them: they are shown as not available and not granted', async () => {
     // Another patient: pat-1's Consent for patient/Observation.rs would skip the page.
-    const { agent, verifier, stop } = await signedIn(params('openid fhirUser launch/patient patient/Observation.rs user/Observation.rs'), await user('pat.u', { fhirUser: 'Patient/pat-u' }));
+    const { agent, verifier, stop } = await signedIn(params('openid fhirUser launch/patient patient/Observation.rs user/Observation.rs'), await createPerson(t, { fhirUser: 'Patient/pat-u' }, { userName: 'pat.u' }));
     const consent = page(stop);
     expect(consent.prompt).toBe('consent');
     expect(checkedValues(consent.res.text, 'scope')).toEqual(['patient/Observation.rs']);
@@ -161,7 +148,7 @@ describe('a patient', () => {
   });
 
   test('with no encounters on record the encounter step passes by itself', async () => {
-    const other = await user('lonely', { fhirUser: 'Patient/lonely-1' });
+    const other = await createPerson(t, { fhirUser: 'Patient/lonely-1' }, { userName: 'lonely' });
     const flow = await authorizeThroughPages(t, params('launch/patient launch/encounter patient/Observation.rs'), other);
     expect(flow.pages).toEqual(['login', 'consent']);
     const token = await exchangeCode(t, flow, params(''));
@@ -216,8 +203,8 @@ describe('a caregiver', () => {
     const second = await exchange(t, back.code, verifier, params(''));
     expect(second.body.patient).toBe('sam-1');
     // The first grant keeps its patient: a refresh of the first token would still say pat-1.
-    expect((await introspect(firstToken.body.access_token)).body.patient).toBe('pat-1');
-    expect((await introspect(second.body.access_token)).body.patient).toBe('sam-1');
+    expect((await introspect(t, firstToken.body.access_token)).body.patient).toBe('pat-1');
+    expect((await introspect(t, second.body.access_token)).body.patient).toBe('sam-1');
   });
 });
 
@@ -240,7 +227,7 @@ describe('a practitioner', () => {
 
     const bearer = /^Bearer (.+)$/.exec(fake.requests[0]!.authorization ?? '')?.[1];
     expect(bearer).toBeDefined();
-    const info = await introspect(bearer!);
+    const info = await introspect(t, bearer!);
     expect(info.body).toMatchObject({ active: true, client_id: PATIENT_SEARCH_CLIENT_ID, aud: fake.base });
     expect(info.body.scope.split(' ')).toEqual(['system/Patient.rs', 'system/Encounter.rs']);
 
@@ -338,7 +325,7 @@ describe('a practitioner', () => {
 
 describe('users without a patient context', () => {
   test('get a page that says so and can only return to the app (access_denied)', async () => {
-    const nobody = await user('clerk', {});
+    const nobody = await createPerson(t, {}, { userName: 'clerk' });
     const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), nobody);
     const none = page(stop);
     expect(none.prompt).toBe('select_patient');
@@ -356,7 +343,7 @@ describe('consent', () => {
   test('describes each scope, fixes the required ones and lets the user untick the rest', async () => {
     const { agent, verifier, stop } = await signedIn(
       params('openid fhirUser launch/patient patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.read offline_access'),
-      await user('pat.d', { fhirUser: 'Patient/pat-d' }),
+      await createPerson(t, { fhirUser: 'Patient/pat-d' }, { userName: 'pat.d' }),
     );
     const consent = page(stop);
     const html = consent.res.text;
@@ -420,7 +407,7 @@ describe('consent', () => {
   });
 
   test('is skipped when the user’s grant already covers the request', async () => {
-    const first = await authorizeThroughPages(t, params('openid launch/patient patient/Observation.rs'), await user('pat.s', { fhirUser: 'Patient/pat-s' }));
+    const first = await authorizeThroughPages(t, params('openid launch/patient patient/Observation.rs'), await createPerson(t, { fhirUser: 'Patient/pat-s' }, { userName: 'pat.s' }));
     expect(first.pages).toEqual(['login', 'consent']);
     const { first: res, verifier } = await startAuthorizationIn(first.agent, params('openid launch/patient patient/Observation.rs', { state: 's3' }));
     const back = await browse(first.agent, res);
