@@ -1,11 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../smart/interaction/login/support.js';
-import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
 import type { StoredConsent } from '../../src/records/consent/consent-store.js';
 import {
   authorizeThroughPages,
-  basicAuth,
   browse,
   checkedValues,
   consentServiceOf,
@@ -19,6 +16,7 @@ import {
   type BrowserStop,
   type PageAnswers,
 } from '../support/smart-flow.js';
+import { createPerson, introspect, paramsFor, registerResourceServer, registerSmartApp, type Person } from '../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js';
 
 /**
@@ -29,7 +27,6 @@ import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js'
  * ones Inferno requests by default.
  */
 
-const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'https://inferno.example.org/suites/custom/smart/redirect';
 const APP = 'inferno-granular';
 const INFERNO_SCOPES = 'launch/patient openid fhirUser offline_access patient/Condition.rs patient/Observation.rs patient/Patient.rs';
@@ -52,14 +49,11 @@ const OBSERVATION_KINDS = [
 let fake: FakeFhir;
 let t: TestApp;
 
-function params(scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
-  return { client_id: APP, redirect_uri: REDIRECT, scope, aud: fake.base, state: 'granular', ...extra };
-}
+const params = paramsFor(() => ({ client_id: APP, redirect_uri: REDIRECT, aud: fake.base, state: 'granular' }));
 
-async function newPatient(): Promise<PageAnswers & { patientId: string }> {
+async function newPatient(): Promise<Person & { patientId: string }> {
   const patientId = `g-${randomUUID().slice(0, 8)}`;
-  await createUser(directoryOf(t).users, patientId, PASSWORD, { name: { givenName: 'Gia', familyName: patientId }, [SMART_USER_SCHEMA]: { fhirUser: `Patient/${patientId}` } });
-  return { username: patientId, password: PASSWORD, patientId };
+  return { ...(await createPerson(t, { fhirUser: `Patient/${patientId}` }, { userName: patientId, name: { givenName: 'Gia', familyName: patientId } })), patientId };
 }
 
 function page(stop: BrowserStop): Extract<BrowserStop, { kind: 'page' }> {
@@ -75,10 +69,6 @@ async function consentPage(p: AuthorizeParams, who: PageAnswers) {
   return { agent, verifier, consent: next, html: next.res.text };
 }
 
-function introspect(token: string) {
-  return t.request.post('/introspect').set('Authorization', basicAuth('rs', 'rs-secret-value-123')).type('form').send({ token });
-}
-
 async function consentsOf(patientId: string): Promise<StoredConsent[]> {
   return (await consentServiceOf(t).store.search({ patient: patientId, count: 100, offset: 0 })).consents;
 }
@@ -90,18 +80,9 @@ function sorted(scope: string): string[] {
 beforeAll(async () => {
   fake = await startFakeFhir();
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
-  await t.registry.upsert(
-    {
-      client_id: APP,
-      client_name: 'Inferno',
-      smart_client_kind: 'public_app',
-      redirect_uris: [REDIRECT],
-      smart_scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'],
-    },
-    { generateSecret: false },
-  );
-  await t.registry.upsert({ client_id: 'narrow-app', client_name: 'Lab only', smart_client_kind: 'public_app', redirect_uris: [REDIRECT], smart_scopes: ['launch/patient', `patient/Observation.rs?category=${OBSERVATION}|laboratory`] }, { generateSecret: false });
-  await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: 'rs-secret-value-123' }, { generateSecret: false });
+  await registerSmartApp(t, { id: APP, name: 'Inferno', redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'] });
+  await registerSmartApp(t, { id: 'narrow-app', name: 'Lab only', redirectUri: REDIRECT, scopes: ['launch/patient', `patient/Observation.rs?category=${OBSERVATION}|laboratory`] });
+  await registerResourceServer(t);
 });
 
 afterAll(async () => {
@@ -150,7 +131,7 @@ describe('narrowing', () => {
     // Inferno's check: no resource-level Condition or Observation scope, a granular one for each.
     expect(token.body.scope.split(' ').filter((s: string) => /^patient\/(Condition|Observation)\.rs$/.test(s))).toEqual([]);
 
-    const intro = await introspect(token.body.access_token);
+    const intro = await introspect(t, token.body.access_token);
     expect(intro.body.active).toBe(true);
     expect(sorted(intro.body.scope)).toEqual(expected);
 

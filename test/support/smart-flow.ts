@@ -381,3 +381,26 @@ export async function startAuthorizationIn(agent: Agent, params: AuthorizeParams
 export function exchange(t: TestApp, code: string, verifier: string, params: Pick<AuthorizeParams, 'client_id' | 'redirect_uri'>): Promise<supertest.Response> {
   return t.request.post('/token').type('form').send({ grant_type: 'authorization_code', code, redirect_uri: params.redirect_uri, code_verifier: verifier, client_id: params.client_id });
 }
+
+/** Follows redirects that stay on this server (its issuer or the test host), as a browser would. */
+export async function followOnServer(t: TestApp, agent: Agent, from: supertest.Response): Promise<supertest.Response> {
+  const issuer = t.config.issuer;
+  let res = from;
+  for (let i = 0; i < 15 && (res.status === 302 || res.status === 303); i++) {
+    const location = new URL(res.headers.location!, issuer);
+    if (location.origin !== issuer && location.hostname !== '127.0.0.1') return res;
+    res = await agent.get(`${location.pathname}${location.search}`).set('Accept', 'text/html');
+  }
+  return res;
+}
+
+/** A fresh browser signed in on `path` (the management page) as `who`, through this server's sign-in page. */
+export async function signedInOn(t: TestApp, path: string, who: { username: string; password: string }): Promise<{ agent: Agent; page: supertest.Response }> {
+  const agent = supertest.agent(t.app.callback());
+  const res = await followOnServer(t, agent, await agent.get(path).set('Accept', 'text/html'));
+  const login = /action="\/interaction\/([^/"]+)\/login"/.exec(res.text);
+  if (!login) throw new Error(`no sign-in page on ${path}: ${res.status}`);
+  const form = new URLSearchParams({ csrf: csrfFrom(res.text), username: who.username, password: who.password });
+  const page = await followOnServer(t, agent, await agent.post(`/interaction/${login[1]}/login`).type('form').set('Accept', 'text/html').send(form.toString()));
+  return { agent, page };
+}

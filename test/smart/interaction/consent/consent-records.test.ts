@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { createTestApp, type TestApp } from '../../../support/test-app.js';
-import { createUser, directoryOf } from '../login/support.js';
+import { directoryOf } from '../login/support.js';
 import { SMART_USER_SCHEMA } from '../../../../src/records/directory/model.js';
 import type { StoredConsent } from '../../../../src/records/consent/consent-store.js';
 import { longDate, safeClientUri, safeLogoUri } from '../../../../src/smart/interaction/pages/client-display.js';
 import { consentProblems } from '../../../records/consent/consent-shape.js';
 import {
   authorizeThroughPages,
-  basicAuth,
   browse,
   consentServiceOf,
   exchange,
@@ -21,6 +20,7 @@ import {
   type BrowserStop,
   type PageAnswers,
 } from '../../../support/smart-flow.js';
+import { createPerson, introspect, paramsFor, registerEhrLauncher, registerResourceServer, registerSmartApp, type Person } from '../../../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from '../fake-fhir.js';
 
 /**
@@ -29,7 +29,6 @@ import { startFakeFhir, type FakeFhir } from '../fake-fhir.js';
  * and remembered consent (only the difference is asked).
  */
 
-const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'https://growth.example.org/cb';
 const APP = 'growth-tracker';
 const FORGETFUL = 'forgetful-app';
@@ -38,21 +37,16 @@ const SCOPES = ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_acces
 let fake: FakeFhir;
 let t: TestApp;
 
-function params(scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
-  return { client_id: APP, redirect_uri: REDIRECT, scope, aud: fake.base, state: 'st-7', ...extra };
-}
+const params = paramsFor(() => ({ client_id: APP, redirect_uri: REDIRECT, aud: fake.base, state: 'st-7' }));
 
 /** A patient user with a record of their own nobody has consented for yet. */
-async function newPatient(): Promise<PageAnswers & { patientId: string }> {
+async function newPatient(): Promise<Person & { patientId: string }> {
   const patientId = `p-${randomUUID().slice(0, 8)}`;
-  await createUser(directoryOf(t).users, patientId, PASSWORD, { name: { givenName: 'Pat', familyName: patientId }, [SMART_USER_SCHEMA]: { fhirUser: `Patient/${patientId}` } });
-  return { username: patientId, password: PASSWORD, patientId };
+  return { ...(await createPerson(t, { fhirUser: `Patient/${patientId}` }, { userName: patientId, name: { givenName: 'Pat', familyName: patientId } })), patientId };
 }
 
-async function newUser(smart: Record<string, unknown>): Promise<PageAnswers> {
-  const userName = `u-${randomUUID().slice(0, 8)}`;
-  await createUser(directoryOf(t).users, userName, PASSWORD, { name: { givenName: 'Chris', familyName: 'Carer' }, [SMART_USER_SCHEMA]: smart });
-  return { username: userName, password: PASSWORD };
+function newUser(smart: Record<string, unknown>): Promise<Person> {
+  return createPerson(t, smart, { name: { givenName: 'Chris', familyName: 'Carer' } });
 }
 
 function page(stop: BrowserStop): Extract<BrowserStop, { kind: 'page' }> {
@@ -72,10 +66,6 @@ async function consentsOf(patientId: string): Promise<StoredConsent[]> {
   return (await consentServiceOf(t).store.search({ patient: patientId, count: 100, offset: 0 })).consents;
 }
 
-function introspect(token: string) {
-  return t.request.post('/introspect').set('Authorization', basicAuth('rs', 'rs-secret-value-123')).type('form').send({ token });
-}
-
 function refresh(refreshToken: string, clientId = APP) {
   return t.request.post('/token').type('form').send({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId });
 }
@@ -92,25 +82,16 @@ beforeAll(async () => {
   // Remembered consent as it applies to standalone launches (AUTHZ_CONSENT_REMEMBER=always); the
   // default, where a standalone launch always shows the page, is tested in test/interop/limited-access.test.ts.
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', AUTHZ_CONSENT_REMEMBER: 'always' });
-  await t.registry.upsert(
-    {
-      client_id: APP,
-      client_name: 'Growth Tracker',
-      smart_client_kind: 'public_app',
-      redirect_uris: [REDIRECT],
-      smart_scopes: SCOPES,
-      logo_uri: 'https://cdn.example.org/growth/logo.png',
-      client_uri: 'https://growth.example.org/about',
-      purposes_of_use: ['TREAT', 'PATRQT', 'HRESCH'],
-    },
-    { generateSecret: false },
-  );
-  await t.registry.upsert(
-    { client_id: FORGETFUL, client_name: 'Forgetful', smart_client_kind: 'public_app', redirect_uris: [REDIRECT], smart_scopes: SCOPES, smart_remember_consent: false },
-    { generateSecret: false },
-  );
-  await t.registry.upsert({ client_id: 'ehr', client_name: 'EHR', smart_client_kind: 'ehr_launcher', client_secret: 'ehr-secret-value-123', smart_scopes: ['launch'] }, { generateSecret: false });
-  await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: 'rs-secret-value-123' }, { generateSecret: false });
+  await registerSmartApp(t, {
+    id: APP,
+    name: 'Growth Tracker',
+    redirectUri: REDIRECT,
+    scopes: SCOPES,
+    metadata: { logo_uri: 'https://cdn.example.org/growth/logo.png', client_uri: 'https://growth.example.org/about', purposes_of_use: ['TREAT', 'PATRQT', 'HRESCH'] },
+  });
+  await registerSmartApp(t, { id: FORGETFUL, name: 'Forgetful', redirectUri: REDIRECT, scopes: SCOPES, metadata: { smart_remember_consent: false } });
+  await registerEhrLauncher(t);
+  await registerResourceServer(t);
 });
 
 afterAll(async () => {
@@ -203,7 +184,7 @@ describe('Allow and Deny become R4 Consents', () => {
     expect(token.status).toBe(200);
     expect(token.body).not.toHaveProperty('consent');
     expect(token.body).not.toHaveProperty('consentId');
-    const info = await introspect(token.body.access_token);
+    const info = await introspect(t, token.body.access_token);
     expect(info.body).toMatchObject({ active: true, patient: who.patientId, consent: `Consent/${consent!.resource.id}` });
   });
 
@@ -276,7 +257,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const flow = await authorizeThroughPages(t, params('openid fhirUser user/Observation.rs'), who);
     const token = await exchangeCode(t, flow, params(''));
     expect(token.status).toBe(200);
-    expect((await introspect(token.body.access_token)).body).not.toHaveProperty('consent');
+    expect((await introspect(t, token.body.access_token)).body).not.toHaveProperty('consent');
     expect(await consentServiceOf(t).store.decidedBy(`Practitioner/${drId}`, 10)).toEqual([]);
   });
 });
@@ -314,7 +295,7 @@ describe('no token with patient/ scopes without an active Consent', () => {
     const after = await refresh(fresh.body.refresh_token);
     expect(after.status).toBe(400);
     expect(after.body.error).toBe('invalid_grant');
-    expect((await introspect(fresh.body.access_token)).body).toEqual({ active: false });
+    expect((await introspect(t, fresh.body.access_token)).body).toEqual({ active: false });
     // Nor is it remembered: the next authorization asks again.
     expect((await authorizeThroughPages(t, params('launch/patient patient/*.rs offline_access'), who)).pages).toEqual(['login', 'consent']);
   });
@@ -331,7 +312,7 @@ describe('remembered consent', () => {
     expect(token.body.scope.split(' ').sort()).toEqual(['launch/patient', 'openid', 'patient/Observation.rs']);
     const consents = await consentsOf(who.patientId);
     expect(consents).toHaveLength(1);
-    expect((await introspect(token.body.access_token)).body.consent).toBe(`Consent/${consents[0]!.resource.id}`);
+    expect((await introspect(t, token.body.access_token)).body.consent).toBe(`Consent/${consents[0]!.resource.id}`);
     expect(await consentServiceOf(t).store.grantsOf(consents[0]!.resource.id)).toHaveLength(2);
   });
 
@@ -354,7 +335,7 @@ describe('remembered consent', () => {
     const older = both.find((c) => !c.scopes.includes('patient/Condition.rs'));
     expect(newest!.scopes.sort()).toEqual(['launch/patient', 'openid', 'patient/Condition.rs', 'patient/Observation.rs']);
     expect(older!.scopes.sort()).toEqual(['launch/patient', 'openid', 'patient/Observation.rs']);
-    expect((await introspect(token.body.access_token)).body.consent).toBe(`Consent/${newest!.resource.id}`);
+    expect((await introspect(t, token.body.access_token)).body.consent).toBe(`Consent/${newest!.resource.id}`);
     // offline_access stayed unticked: asking for it again asks again, nothing else.
     const third = await consentPage(params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'), who);
     expect(checkedValues(third.html, 'scope')).toEqual(['offline_access']);
@@ -398,18 +379,13 @@ describe('remembered consent', () => {
 
 describe('hostile client metadata', () => {
   test('the name is escaped; an http logo is not shown; javascript: URLs are refused at registration', async () => {
-    await t.registry.upsert(
-      {
-        client_id: 'hostile',
-        client_name: '<script>alert("pwned")</script><img src=x onerror=alert(1)>',
-        smart_client_kind: 'public_app',
-        redirect_uris: [REDIRECT],
-        smart_scopes: ['launch/patient', 'patient/*.rs'],
-        logo_uri: 'http://cdn.example.org/logo.png',
-        client_uri: 'https://evil.example.org/"><script>alert(2)</script>',
-      },
-      { generateSecret: false },
-    );
+    await registerSmartApp(t, {
+      id: 'hostile',
+      name: '<script>alert("pwned")</script><img src=x onerror=alert(1)>',
+      redirectUri: REDIRECT,
+      scopes: ['launch/patient', 'patient/*.rs'],
+      metadata: { logo_uri: 'http://cdn.example.org/logo.png', client_uri: 'https://evil.example.org/"><script>alert(2)</script>' },
+    });
     const who = await newPatient();
     const { html } = await consentPage(params('launch/patient patient/*.rs', { client_id: 'hostile' }), who);
     expect(html).not.toMatch(/<script|<img src=x/i);
