@@ -9,12 +9,9 @@ import {
   exchange,
   exchangeCode,
   inputValues,
+  openConsentPage,
   postForm,
-  startAuthorization,
   startAuthorizationIn,
-  type AuthorizeParams,
-  type BrowserStop,
-  type PageAnswers,
 } from '../support/smart-flow.js';
 import { createPerson, introspect, paramsFor, registerResourceServer, registerSmartApp, type Person } from '../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js';
@@ -56,19 +53,6 @@ async function newPatient(): Promise<Person & { patientId: string }> {
   return { ...(await createPerson(t, { fhirUser: `Patient/${patientId}` }, { userName: patientId, name: { givenName: 'Gia', familyName: patientId } })), patientId };
 }
 
-function page(stop: BrowserStop): Extract<BrowserStop, { kind: 'page' }> {
-  if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind} ${stop.res.status}`);
-  return stop;
-}
-
-async function consentPage(p: AuthorizeParams, who: PageAnswers) {
-  const { agent, first, verifier } = await startAuthorization(t, p);
-  const login = page(await browse(agent, first));
-  const next = page(await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password })));
-  expect(next.prompt).toBe('consent');
-  return { agent, verifier, consent: next, html: next.res.text };
-}
-
 async function consentsOf(patientId: string): Promise<StoredConsent[]> {
   return (await consentServiceOf(t).store.search({ patient: patientId, count: 100, offset: 0 })).consents;
 }
@@ -93,7 +77,7 @@ afterAll(async () => {
 describe('the consent page offers the (g)(10) categories', () => {
   test('under a whole Condition or Observation scope, unticked, with the whole ticked', async () => {
     const who = await newPatient();
-    const { html } = await consentPage(params(INFERNO_SCOPES), who);
+    const { html } = await openConsentPage(t, params(INFERNO_SCOPES), who);
     const boxes = inputValues(html, 'checkbox', 'scope');
     expect(boxes).toEqual(['offline_access', 'patient/Condition.rs', ...CONDITION_KINDS, 'patient/Observation.rs', ...OBSERVATION_KINDS, 'patient/Patient.rs']);
     expect(checkedValues(html, 'scope')).toEqual(['offline_access', 'patient/Condition.rs', 'patient/Observation.rs', 'patient/Patient.rs']);
@@ -107,13 +91,13 @@ describe('the consent page offers the (g)(10) categories', () => {
 
   test('a v1 read scope is offered the same categories as v2 granular scopes', async () => {
     const who = await newPatient();
-    const { html } = await consentPage(params('launch/patient patient/Observation.read'), who);
+    const { html } = await openConsentPage(t, params('launch/patient patient/Observation.read'), who);
     expect(inputValues(html, 'checkbox', 'scope')).toEqual(['patient/Observation.read', ...OBSERVATION_KINDS]);
   });
 
   test('a scope that already names a category, or another resource type, offers none', async () => {
     const who = await newPatient();
-    const { html } = await consentPage(params(`launch/patient patient/Observation.rs?category=${OBSERVATION}|laboratory patient/AllergyIntolerance.rs`), who);
+    const { html } = await openConsentPage(t, params(`launch/patient patient/Observation.rs?category=${OBSERVATION}|laboratory patient/AllergyIntolerance.rs`), who);
     expect(inputValues(html, 'checkbox', 'scope')).toEqual([`patient/Observation.rs?category=${OBSERVATION}|laboratory`, 'patient/AllergyIntolerance.rs']);
   });
 });
@@ -170,7 +154,7 @@ describe('narrowing', () => {
 describe('a narrower choice never widens', () => {
   test('a posted category of a type the app did not ask for, or any other scope, is ignored', async () => {
     const who = await newPatient();
-    const { agent, verifier, consent } = await consentPage(params('launch/patient patient/Observation.rs'), who);
+    const { agent, verifier, consent } = await openConsentPage(t, params('launch/patient patient/Observation.rs'), who);
     const forged = [...CONDITION_KINDS, `patient/Observation.rs?category=${OBSERVATION}|imaging`, 'patient/Observation.cruds', 'patient/*.rs', OBSERVATION_KINDS[1]!];
     const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: forged }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
@@ -181,7 +165,7 @@ describe('a narrower choice never widens', () => {
   test('what the client may have bounds the categories: a client allowed only laboratory is offered no split', async () => {
     const who = await newPatient();
     const p = params('launch/patient patient/Observation.rs', { client_id: 'narrow-app' });
-    const { agent, verifier, consent, html } = await consentPage(p, who);
+    const { agent, verifier, consent, html } = await openConsentPage(t, p, who);
     expect(inputValues(html, 'checkbox', 'scope')).toEqual([`patient/Observation.rs?category=${OBSERVATION}|laboratory`]);
     const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: [OBSERVATION_KINDS[5]!, `patient/Observation.rs?category=${OBSERVATION}|laboratory`] }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');

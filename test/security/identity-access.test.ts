@@ -16,9 +16,7 @@ import {
   exchangeCode,
   launchStoreOf,
   postForm,
-  startAuthorization,
-  type AuthorizeParams,
-  type BrowserStop,
+  signIn,
   type PageAnswers,
   type PageFlow,
 } from '../support/smart-flow.js';
@@ -61,14 +59,6 @@ function errorDescription(flow: PageFlow): string | null {
   return flow.stop.kind === 'app' ? flow.stop.location.searchParams.get('error_description') : null;
 }
 
-/** Signs in through the login page and stops at whatever page comes next. */
-async function signIn(p: AuthorizeParams, who: PageAnswers): Promise<{ agent: Parameters<typeof browse>[0]; stop: BrowserStop }> {
-  const { agent, first } = await startAuthorization(t, p);
-  const login = await browse(agent, first);
-  if (login.kind !== 'page' || login.prompt !== 'login') throw new Error('expected the login page');
-  const stop = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }));
-  return { agent, stop };
-}
 
 beforeAll(async () => {
   t = await createScimApp({ AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
@@ -97,7 +87,7 @@ describe('an account linked to nothing is not staff', () => {
 
   test('the page says why in words, carries the page CSP, offers no Allow, and Return gives the app access_denied', async () => {
     const who = await scimUser();
-    const { agent, stop } = await signIn(params('openid fhirUser user/*.rs'), who);
+    const { agent, stop } = await signIn(t, params('openid fhirUser user/*.rs'), who);
     if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind}`);
     expect(stop.res.status).toBe(200);
     expect(stop.res.headers['content-type']).toMatch(/^text\/html/);
@@ -127,7 +117,7 @@ describe('an account linked to nothing is not staff', () => {
 
   test('asking for patient/ data in a standalone launch: no patient to choose, no patient context', async () => {
     const who = await scimUser({ fhirUser: 'Person/p-1' });
-    const { agent, stop } = await signIn(params('openid fhirUser launch/patient patient/*.rs'), who);
+    const { agent, stop } = await signIn(t, params('openid fhirUser launch/patient patient/*.rs'), who);
     if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind}`);
     expect(stop.prompt).toBe('select_patient');
     expect(stop.res.text).toMatch(NOT_LINKED);

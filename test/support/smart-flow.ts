@@ -285,6 +285,29 @@ export async function postForm(agent: Agent, uid: string, action: string, page: 
   return agent.post(`/interaction/${uid}/${action}`).type('form').set('Accept', 'text/html').send(form.toString());
 }
 
+/** The page a browse stopped at; anything else throws, saying where it stopped. */
+export function pageOf(stop: BrowserStop): Extract<BrowserStop, { kind: 'page' }> {
+  if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind} ${stop.res.status} ${stop.kind === 'app' ? stop.location.href : stop.res.text.slice(0, 300)}`);
+  return stop;
+}
+
+/** Starts an authorization in a fresh browser, signs in on the login page as `who` and stops at whatever comes next. */
+export async function signIn(t: TestApp, params: AuthorizeParams, who: { username: string; password: string }): Promise<{ agent: Agent; verifier: string; stop: BrowserStop }> {
+  const { agent, first, verifier } = await startAuthorization(t, params);
+  const login = pageOf(await browse(agent, first));
+  if (login.prompt !== 'login') throw new Error(`expected the login page, got ${login.prompt}`);
+  const stop = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }));
+  return { agent, verifier, stop };
+}
+
+/** Signs in (as `signIn`) and expects the consent page next. */
+export async function openConsentPage(t: TestApp, params: AuthorizeParams, who: { username: string; password: string }) {
+  const { agent, verifier, stop } = await signIn(t, params, who);
+  const consent = pageOf(stop);
+  if (consent.prompt !== 'consent') throw new Error(`expected the consent page, got ${consent.prompt}`);
+  return { agent, verifier, consent, html: consent.res.text };
+}
+
 export interface PageAnswers {
   username: string;
   password: string;

@@ -1,5 +1,5 @@
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { browse, csrfFrom, postForm, startAuthorization, type Agent } from '../../support/smart-flow.js';
+import { csrfFrom, pageOf, signIn, type Agent } from '../../support/smart-flow.js';
 import { createPeople, paramsFor, PASSWORD, registerSmartApp } from '../../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from './fake-fhir.js';
 
@@ -18,11 +18,8 @@ let t: TestApp;
 const params = paramsFor(() => ({ client_id: CLIENT, redirect_uri: REDIRECT, aud: fake.base, state: 'st' }));
 
 async function pageFor(userName: string, scope: string): Promise<{ agent: Agent; uid: string; html: string; prompt: string }> {
-  const { agent, first } = await startAuthorization(t, params(scope));
-  const login = await browse(agent, first);
-  if (login.kind !== 'page') throw new Error('no login page');
-  const next = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: userName, password: PASSWORD }));
-  if (next.kind !== 'page') throw new Error(`no page after sign-in: ${next.kind}`);
+  const { agent, stop } = await signIn(t, params(scope), { username: userName, password: PASSWORD });
+  const next = pageOf(stop);
   return { agent, uid: next.uid, html: next.res.text, prompt: next.prompt };
 }
 
@@ -102,12 +99,7 @@ test.each([
   ['encounter picker', 'pat', 'launch/patient launch/encounter patient/*.rs'],
   ['consent page', 'pat', 'openid launch/patient patient/*.rs'],
 ])('the %s has the strict CSP, no script or inline style, a CSRF field, and is not cached', async (_name, user, scope) => {
-  const { agent, first } = await startAuthorization(t, params(scope));
-  const login = await browse(agent, first);
-  if (login.kind !== 'page') throw new Error('no login page');
-  const stop = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: user, password: PASSWORD }));
-  if (stop.kind !== 'page') throw new Error('no page');
-  const res = stop.res;
+  const { res } = pageOf((await signIn(t, params(scope), { username: user, password: PASSWORD })).stop);
   expect(res.headers['content-type']).toMatch(/^text\/html/);
   expect(res.headers['cache-control']).toBe('no-store');
   expect(res.headers['content-security-policy']).toContain("default-src 'none'");

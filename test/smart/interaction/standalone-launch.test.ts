@@ -4,15 +4,14 @@ import { PATIENT_SEARCH_CLIENT_ID } from '../../../src/smart/interaction/fhir-se
 import {
   authorizeThroughPages,
   browse,
+  checkedValues,
   exchange,
   exchangeCode,
-  checkedValues,
   inputValues,
+  pageOf,
   postForm,
-  startAuthorization,
+  signIn,
   startAuthorizationIn,
-  type AuthorizeParams,
-  type BrowserStop,
   type PageAnswers,
 } from '../../support/smart-flow.js';
 import { createPeople, createPerson, introspect, paramsFor, registerResourceServer, registerSmartApp } from '../../support/fixtures.js';
@@ -28,19 +27,6 @@ let caregiver: PageAnswers;
 let doctor: PageAnswers;
 
 const params = paramsFor(() => ({ client_id: CLIENT, redirect_uri: REDIRECT, aud: fake.base, state: 'state-42' }));
-
-function page(stop: BrowserStop): Extract<BrowserStop, { kind: 'page' }> {
-  if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind} ${stop.res.status} ${stop.kind === 'app' ? stop.location.href : stop.res.text.slice(0, 300)}`);
-  return stop;
-}
-
-/** Signs in on a fresh browser and returns the page after sign-in. */
-async function signedIn(p: AuthorizeParams, who: PageAnswers) {
-  const { agent, first, verifier } = await startAuthorization(t, p);
-  const login = page(await browse(agent, first));
-  const next = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }));
-  return { agent, verifier, stop: next };
-}
 
 beforeAll(async () => {
   fake = await startFakeFhir();
@@ -102,8 +88,8 @@ describe('a patient', () => {
 
   test('asking for user/ scopes gets none of them: they are shown as not available and not granted', async () => {
     // Another patient: pat-1's Consent for patient/Observation.rs would skip the page.
-    const { agent, verifier, stop } = await signedIn(params('openid fhirUser launch/patient patient/Observation.rs user/Observation.rs'), await createPerson(t, { fhirUser: 'Patient/pat-u' }, { userName: 'pat.u' }));
-    const consent = page(stop);
+    const { agent, verifier, stop } = await signIn(t, params('openid fhirUser launch/patient patient/Observation.rs user/Observation.rs'), await createPerson(t, { fhirUser: 'Patient/pat-u' }, { userName: 'pat.u' }));
+    const consent = pageOf(stop);
     expect(consent.prompt).toBe('consent');
     expect(checkedValues(consent.res.text, 'scope')).toEqual(['patient/Observation.rs']);
     expect(consent.res.text).toContain('Also asked for, but not available to this app');
@@ -124,13 +110,13 @@ describe('a patient', () => {
   });
 
   test('launch/encounter offers the patient’s encounters, newest first, searched with the service credential', async () => {
-    const { agent, verifier, stop } = await signedIn(params('openid launch/patient launch/encounter patient/Encounter.rs'), patient);
-    const picker = page(stop);
+    const { agent, verifier, stop } = await signIn(t, params('openid launch/patient launch/encounter patient/Encounter.rs'), patient);
+    const picker = pageOf(stop);
     expect(picker.prompt).toBe('select_encounter');
     expect(inputValues(picker.res.text, 'radio', 'encounter')).toEqual(['enc-new', 'enc-old']);
     expect(picker.res.text).toContain('2025-03-02: Follow-up visit');
     expect(fake.requests[0]!.path).toBe('/fhir/Encounter?patient=pat-1&_count=10&_sort=-date');
-    const consent = page(await browse(agent, await postForm(agent, picker.uid, 'encounter', picker.res, { encounter: 'enc-old' })));
+    const consent = pageOf(await browse(agent, await postForm(agent, picker.uid, 'encounter', picker.res, { encounter: 'enc-old' })));
     expect(consent.prompt).toBe('consent');
     const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
@@ -139,8 +125,8 @@ describe('a patient', () => {
   });
 
   test('an encounter of another patient is refused', async () => {
-    const { agent, stop } = await signedIn(params('launch/patient launch/encounter patient/Encounter.rs'), patient);
-    const picker = page(stop);
+    const { agent, stop } = await signIn(t, params('launch/patient launch/encounter patient/Encounter.rs'), patient);
+    const picker = pageOf(stop);
     const refused = await postForm(agent, picker.uid, 'encounter', picker.res, { encounter: 'enc-sam' });
     expect(refused.status).toBe(400);
     expect(refused.text).toContain('role="alert"');
@@ -159,15 +145,15 @@ describe('a patient', () => {
 
 describe('a caregiver', () => {
   test('chooses among the patients they act for; the display names are escaped', async () => {
-    const { agent, verifier, stop } = await signedIn(params('openid fhirUser launch/patient patient/*.rs'), caregiver);
-    const picker = page(stop);
+    const { agent, verifier, stop } = await signIn(t, params('openid fhirUser launch/patient patient/*.rs'), caregiver);
+    const picker = pageOf(stop);
     expect(picker.prompt).toBe('select_patient');
     expect(inputValues(picker.res.text, 'radio', 'patient')).toEqual(['pat-1', 'sam-1']);
     expect(picker.res.text).toContain('<legend>Patients you may act for</legend>');
     expect(picker.res.text).not.toMatch(/<script/i);
     expect(picker.res.text).toContain('Sam &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; Jones');
 
-    const consent = page(await browse(agent, await postForm(agent, picker.uid, 'patient', picker.res, { patient: 'sam-1' })));
+    const consent = pageOf(await browse(agent, await postForm(agent, picker.uid, 'patient', picker.res, { patient: 'sam-1' })));
     expect(consent.prompt).toBe('consent');
     expect(consent.res.text).not.toMatch(/<script/i);
     expect(consent.res.text).toContain('to <strong>Sam &lt;script&gt;');
@@ -178,8 +164,8 @@ describe('a caregiver', () => {
   });
 
   test('a patient not in their list is refused, and a listed one then works', async () => {
-    const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), caregiver);
-    const picker = page(stop);
+    const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), caregiver);
+    const picker = pageOf(stop);
     for (const other of ['xss-1', 'Patient/xss-1', '']) {
       const refused = await postForm(agent, picker.uid, 'patient', picker.res, { patient: other });
       expect(refused.status).toBe(400);
@@ -196,7 +182,7 @@ describe('a caregiver', () => {
     // Same browser (SSO session, existing grant): the picker is asked again, consent is not.
     const agent = first.agent;
     const { first: res, verifier } = await startAuthorizationIn(agent, params('launch/patient patient/Observation.rs', { state: 's2' }));
-    const picker = page(await browse(agent, res));
+    const picker = pageOf(await browse(agent, res));
     expect(picker.prompt).toBe('select_patient');
     const back = await browse(agent, await postForm(agent, picker.uid, 'patient', picker.res, { patient: 'sam-1' }));
     if (back.kind !== 'app' || !back.code) throw new Error(`no code: ${back.kind}`);
@@ -210,8 +196,8 @@ describe('a caregiver', () => {
 
 describe('a practitioner', () => {
   test('searches the FHIR server with a service token this server issued, and picks a result', async () => {
-    const { agent, verifier, stop } = await signedIn(params('openid fhirUser launch/patient patient/*.rs'), doctor);
-    const form = page(stop);
+    const { agent, verifier, stop } = await signIn(t, params('openid fhirUser launch/patient patient/*.rs'), doctor);
+    const form = pageOf(stop);
     expect(form.prompt).toBe('select_patient');
     expect(form.res.text).toContain('<label for="name">Name</label>');
     expect(form.res.text).toContain('<label for="birthdate">Birth date</label>');
@@ -236,7 +222,7 @@ describe('a practitioner', () => {
     // The token is reused while it is fresh.
     expect(fake.requests.map((r) => r.authorization)).toEqual(Array(fake.requests.length).fill(`Bearer ${bearer}`));
 
-    const consent = page(await browse(agent, await postForm(agent, form.uid, 'patient', byId, { patient: 'sam-1' })));
+    const consent = pageOf(await browse(agent, await postForm(agent, form.uid, 'patient', byId, { patient: 'sam-1' })));
     expect(consent.res.text).toContain('to <strong>Sam Jones</strong>');
     const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
@@ -247,8 +233,8 @@ describe('a practitioner', () => {
   test('pages through results with the Bundle’s next link', async () => {
     for (let i = 0; i < 12; i++) fake.patients.push({ id: `many-${i}`, given: `Person${i}`, family: 'Manyfold', birthDate: '1990-01-01' });
     try {
-      const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), doctor);
-      const form = page(stop);
+      const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), doctor);
+      const form = pageOf(stop);
       const first = await postForm(agent, form.uid, 'patient-search', form.res, { name: 'manyfold' });
       expect(inputValues(first.text, 'radio', 'patient')).toHaveLength(10);
       const next = /name="page" value="([^"]+)"/.exec(first.text)?.[1];
@@ -265,8 +251,8 @@ describe('a practitioner', () => {
     for (let i = 0; i < 11; i++) fake.patients.push({ id: `far-${i}`, given: `Far${i}`, family: 'Away', birthDate: '1990-01-01' });
     try {
       fake.nextLink = 'https://attacker.example.org/fhir/Patient?_offset=10';
-      const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), doctor);
-      const form = page(stop);
+      const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), doctor);
+      const form = pageOf(stop);
       const first = await postForm(agent, form.uid, 'patient-search', form.res, { name: 'away' });
       expect(inputValues(first.text, 'radio', 'patient')).toHaveLength(10);
       expect(first.text).not.toContain('name="page"');
@@ -281,8 +267,8 @@ describe('a practitioner', () => {
   });
 
   test('search errors and bad input give a readable page, never a 500', async () => {
-    const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), doctor);
-    const form = page(stop);
+    const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), doctor);
+    const form = pageOf(stop);
     const empty = await postForm(agent, form.uid, 'patient-search', form.res, { name: ' ' });
     expect(empty.status).toBe(400);
     expect(empty.text).toContain('Enter a name, a birth date or an identifier to search for.');
@@ -304,8 +290,8 @@ describe('a practitioner', () => {
   });
 
   test('a patient id that the FHIR server does not know is refused', async () => {
-    const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), doctor);
-    const form = page(stop);
+    const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), doctor);
+    const form = pageOf(stop);
     for (const id of ['nobody', '../Observation/1', '']) {
       const res = await postForm(agent, form.uid, 'patient', form.res, { patient: id });
       expect(res.status).toBe(400);
@@ -314,8 +300,8 @@ describe('a practitioner', () => {
   });
 
   test('search results are escaped', async () => {
-    const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), doctor);
-    const form = page(stop);
+    const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), doctor);
+    const form = pageOf(stop);
     const res = await postForm(agent, form.uid, 'patient-search', form.res, { birthdate: '1970-01-01' });
     expect(res.status).toBe(200);
     expect(res.text).not.toMatch(/<img/i);
@@ -326,8 +312,8 @@ describe('a practitioner', () => {
 describe('users without a patient context', () => {
   test('get a page that says so and can only return to the app (access_denied)', async () => {
     const nobody = await createPerson(t, {}, { userName: 'clerk' });
-    const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), nobody);
-    const none = page(stop);
+    const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), nobody);
+    const none = pageOf(stop);
     expect(none.prompt).toBe('select_patient');
     expect(none.res.text).toContain('not linked to a patient record');
     expect(inputValues(none.res.text, 'radio', 'patient')).toEqual([]);
@@ -341,11 +327,11 @@ describe('users without a patient context', () => {
 
 describe('consent', () => {
   test('describes each scope, fixes the required ones and lets the user untick the rest', async () => {
-    const { agent, verifier, stop } = await signedIn(
+    const { agent, verifier, stop } = await signIn(t, 
       params('openid fhirUser launch/patient patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.read offline_access'),
       await createPerson(t, { fhirUser: 'Patient/pat-d' }, { userName: 'pat.d' }),
     );
-    const consent = page(stop);
+    const consent = pageOf(stop);
     const html = consent.res.text;
     expect(consent.res.headers['cache-control']).toBe('no-store');
     expect(consent.res.headers['content-security-policy']).toContain("default-src 'none'");
@@ -385,7 +371,7 @@ describe('consent', () => {
     const first = await authorizeThroughPages(t, params('launch/patient patient/Observation.rs offline_access'), { ...caregiver, patient: 'pat-1' });
     expect(first.pages).toEqual(['login', 'select_patient', 'consent']);
     const { first: res, verifier } = await startAuthorizationIn(first.agent, params('launch/patient patient/Observation.rs offline_access', { state: 's4' }));
-    const picker = page(await browse(first.agent, res));
+    const picker = pageOf(await browse(first.agent, res));
     expect(picker.prompt).toBe('select_patient');
     const back = await browse(first.agent, await postForm(first.agent, picker.uid, 'patient', picker.res, { patient: 'pat-1' }));
     if (back.kind !== 'app' || !back.code) throw new Error(`expected a code after the picker, got ${back.kind}`);

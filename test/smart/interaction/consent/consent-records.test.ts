@@ -8,17 +8,15 @@ import { consentProblems } from '../../../records/consent/consent-shape.js';
 import {
   authorizeThroughPages,
   browse,
+  checkedValues,
   consentServiceOf,
   exchange,
   exchangeCode,
   grantContextsOf,
-  checkedValues,
   launchStoreOf,
+  openConsentPage,
   postForm,
   startAuthorization,
-  type AuthorizeParams,
-  type BrowserStop,
-  type PageAnswers,
 } from '../../../support/smart-flow.js';
 import { createPerson, introspect, paramsFor, registerEhrLauncher, registerResourceServer, registerSmartApp, type Person } from '../../../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from '../fake-fhir.js';
@@ -47,19 +45,6 @@ async function newPatient(): Promise<Person & { patientId: string }> {
 
 function newUser(smart: Record<string, unknown>): Promise<Person> {
   return createPerson(t, smart, { name: { givenName: 'Chris', familyName: 'Carer' } });
-}
-
-function page(stop: BrowserStop): Extract<BrowserStop, { kind: 'page' }> {
-  if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind} ${stop.res.status} ${stop.kind === 'app' ? stop.location.href : stop.res.text.slice(0, 300)}`);
-  return stop;
-}
-
-async function consentPage(p: AuthorizeParams, who: PageAnswers) {
-  const { agent, first, verifier } = await startAuthorization(t, p);
-  const login = page(await browse(agent, first));
-  const next = page(await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password })));
-  expect(next.prompt).toBe('consent');
-  return { agent, verifier, consent: next, html: next.res.text };
 }
 
 async function consentsOf(patientId: string): Promise<StoredConsent[]> {
@@ -102,7 +87,7 @@ afterAll(async () => {
 describe('the consent page', () => {
   test('shows the app (https logo, home page), the patient, why and for how long', async () => {
     const who = await newPatient();
-    const { html } = await consentPage(params('openid launch/patient patient/Observation.rs offline_access', { purpose_of_use: 'PATRQT' }), who);
+    const { html } = await openConsentPage(t, params('openid launch/patient patient/Observation.rs offline_access', { purpose_of_use: 'PATRQT' }), who);
     expect(html).toContain('<img src="https://cdn.example.org/growth/logo.png" alt="" width="48" height="48" class="app-logo">');
     expect(html).toContain('<a href="https://growth.example.org/about" rel="noopener noreferrer">About this app</a>');
     expect(html).toContain('<strong>Growth Tracker</strong> is asking for access to <strong>your own record</strong>');
@@ -125,7 +110,7 @@ describe('the consent page', () => {
       'patient/MedicationRequest.cruds',
       'patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs',
     ].join(' ');
-    const { html } = await consentPage(params(scope), who);
+    const { html } = await openConsentPage(t, params(scope), who);
     expect(html).toContain('<li>Confirm who you are when you sign in to it</li>');
     expect(checkedValues(html, 'scope')).toEqual(scope.split(' ').slice(2));
     expect(html).toContain('>Read and search your Observation records (lab results, vital signs and other measurements)</label>');
@@ -319,7 +304,7 @@ describe('remembered consent', () => {
   test('new scopes: only the difference is asked, and Allow records a Consent for the union', async () => {
     const who = await newPatient();
     await authorizeThroughPages(t, params('openid launch/patient patient/Observation.rs'), who);
-    const { agent, verifier, consent, html } = await consentPage(params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'), who);
+    const { agent, verifier, consent, html } = await openConsentPage(t, params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'), who);
     expect(html).toContain('<h2 id="allowed-heading">You have already allowed the app to</h2>');
     expect(html).toMatch(/allowed-heading[\s\S]*<li>Read and search your Observation records[^<]*<\/li>[\s\S]*<\/section>/);
     expect(html).toContain('<legend>New: you choose whether the app may also</legend>');
@@ -337,7 +322,7 @@ describe('remembered consent', () => {
     expect(older!.scopes.sort()).toEqual(['launch/patient', 'openid', 'patient/Observation.rs']);
     expect((await introspect(t, token.body.access_token)).body.consent).toBe(`Consent/${newest!.resource.id}`);
     // offline_access stayed unticked: asking for it again asks again, nothing else.
-    const third = await consentPage(params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'), who);
+    const third = await openConsentPage(t, params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'), who);
     expect(checkedValues(third.html, 'scope')).toEqual(['offline_access']);
   });
 
@@ -387,7 +372,7 @@ describe('hostile client metadata', () => {
       metadata: { logo_uri: 'http://cdn.example.org/logo.png', client_uri: 'https://evil.example.org/"><script>alert(2)</script>' },
     });
     const who = await newPatient();
-    const { html } = await consentPage(params('launch/patient patient/*.rs', { client_id: 'hostile' }), who);
+    const { html } = await openConsentPage(t, params('launch/patient patient/*.rs', { client_id: 'hostile' }), who);
     expect(html).not.toMatch(/<script|<img src=x/i);
     expect(html).toContain('<strong>&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;</strong>');
     expect(html).not.toContain('<img ');
