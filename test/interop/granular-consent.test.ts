@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import type { StoredConsent } from '../../src/records/consent/consent-store.js';
 import {
   authorizeThroughPages,
   browse,
   checkedValues,
-  consentServiceOf,
+  consentsOf,
   exchange,
   exchangeCode,
   inputValues,
@@ -51,10 +50,6 @@ const params = paramsFor(() => ({ client_id: APP, redirect_uri: REDIRECT, aud: f
 async function newPatient(): Promise<Person & { patientId: string }> {
   const patientId = `g-${randomUUID().slice(0, 8)}`;
   return { ...(await createPerson(t, { fhirUser: `Patient/${patientId}` }, { userName: patientId, name: { givenName: 'Gia', familyName: patientId } })), patientId };
-}
-
-async function consentsOf(patientId: string): Promise<StoredConsent[]> {
-  return (await consentServiceOf(t).store.search({ patient: patientId, count: 100, offset: 0 })).consents;
 }
 
 function sorted(scope: string): string[] {
@@ -119,7 +114,7 @@ describe('narrowing', () => {
     expect(intro.body.active).toBe(true);
     expect(sorted(intro.body.scope)).toEqual(expected);
 
-    const [consent] = await consentsOf(who.patientId);
+    const [consent] = await consentsOf(t, who.patientId);
     expect(consent!.scopes.sort()).toEqual(expected);
     expect(intro.body.consent).toBe(`Consent/${consent!.resource.id}`);
 
@@ -181,6 +176,6 @@ describe('a narrower choice never widens', () => {
     if (back.kind !== 'app' || !back.code) throw new Error(`expected a silent code, got ${back.kind} ${back.kind === 'app' ? back.error : ''}`);
     const token = await exchange(t, back.code, verifier, params(''));
     expect(sorted(token.body.scope)).toEqual(['launch/patient', OBSERVATION_KINDS[1]!]);
-    expect(await consentsOf(who.patientId)).toHaveLength(1);
+    expect(await consentsOf(t, who.patientId)).toHaveLength(1);
   });
 });

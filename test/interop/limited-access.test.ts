@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import type { StoredConsent } from '../../src/records/consent/consent-store.js';
-import { authorizeThroughPages, browse, checkedValues, consentServiceOf, exchange, exchangeCode, postForm, startAuthorizationIn, type AuthorizeParams, type PageAnswers } from '../support/smart-flow.js';
+import { authorizeThroughPages, browse, checkedValues, consentServiceOf, consentsOf, exchange, exchangeCode, postForm, startAuthorizationIn, type AuthorizeParams, type PageAnswers } from '../support/smart-flow.js';
 import { createPerson, paramsFor, registerSmartApp, type Person } from '../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js';
 
@@ -35,10 +34,6 @@ async function appWith(env: Record<string, string> = {}): Promise<TestApp> {
 async function newPatient(t: TestApp): Promise<Person & { patientId: string }> {
   const patientId = `l-${randomUUID().slice(0, 8)}`;
   return { ...(await createPerson(t, { fhirUser: `Patient/${patientId}` }, { userName: patientId })), patientId };
-}
-
-async function consentsOf(t: TestApp, patientId: string): Promise<StoredConsent[]> {
-  return (await consentServiceOf(t).store.search({ patient: patientId, count: 100, offset: 0 })).consents;
 }
 
 /** A second authorization in the same browser (SSO session): the page, or straight back to the app. */

@@ -17,6 +17,7 @@ import { CONTEXT_SCOPES } from '../../src/domain/scopes/scope-syntax.js';
 import { modelAdapter } from '../../src/app/services.js';
 import { createConsentService } from '../../src/records/consent/wiring.js';
 import type { ConsentService } from '../../src/records/consent/consent-service.js';
+import type { StoredConsent } from '../../src/records/consent/consent-store.js';
 
 export type Agent = ReturnType<typeof supertest.agent>;
 
@@ -128,6 +129,11 @@ async function grantConsent(t: TestApp, interaction: StoredInteraction, accountI
 /** The consent service over the test app's Redis, as the app builds it. */
 export function consentServiceOf(t: TestApp): ConsentService {
   return createConsentService({ config: t.config, redis: t.redis, keyspace: t.keyspace, adapters: modelAdapter(t.redis, t.keyspace), grantContexts: grantContextsOf(t), provider: () => t.app });
+}
+
+/** Every Consent recorded for a patient (up to 100), newest first as the store lists them. */
+export async function consentsOf(t: TestApp, patientId: string): Promise<StoredConsent[]> {
+  return (await consentServiceOf(t).store.search({ patient: patientId, count: 100, offset: 0 })).consents;
 }
 
 /**

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { createTestApp, type TestApp } from '../../../support/test-app.js';
 import { directoryOf } from '../login/support.js';
 import { SMART_USER_SCHEMA } from '../../../../src/records/directory/model.js';
-import type { StoredConsent } from '../../../../src/records/consent/consent-store.js';
 import { longDate, safeClientUri, safeLogoUri } from '../../../../src/smart/interaction/pages/client-display.js';
 import { consentProblems } from '../../../records/consent/consent-shape.js';
 import {
@@ -10,6 +9,7 @@ import {
   browse,
   checkedValues,
   consentServiceOf,
+  consentsOf,
   exchange,
   exchangeCode,
   grantContextsOf,
@@ -45,10 +45,6 @@ async function newPatient(): Promise<Person & { patientId: string }> {
 
 function newUser(smart: Record<string, unknown>): Promise<Person> {
   return createPerson(t, smart, { name: { givenName: 'Chris', familyName: 'Carer' } });
-}
-
-async function consentsOf(patientId: string): Promise<StoredConsent[]> {
-  return (await consentServiceOf(t).store.search({ patient: patientId, count: 100, offset: 0 })).consents;
 }
 
 function refresh(refreshToken: string, clientId = APP) {
@@ -140,7 +136,7 @@ describe('the consent page', () => {
     expect(flow.error).toBe('access_denied');
     // An account linked to nothing gets no patient context at all (identity-access.md), so the refusal says that.
     expect(flow.stop.kind === 'app' && flow.stop.location.searchParams.get('error_description')).toMatch(/not linked to a patient record or a staff role/);
-    expect(await consentsOf(patientId)).toEqual([]);
+    expect(await consentsOf(t, patientId)).toEqual([]);
   });
 });
 
@@ -149,7 +145,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const who = await newPatient();
     const flow = await authorizeThroughPages(t, params('openid fhirUser launch/patient patient/Observation.rs patient/Condition.write'), who);
     const grantId = await grantOfCode(flow.code!);
-    const [consent, ...others] = await consentsOf(who.patientId);
+    const [consent, ...others] = await consentsOf(t, who.patientId);
     expect(others).toEqual([]);
     expect(consentProblems(consent!.resource as unknown as Record<string, unknown>)).toEqual([]);
     expect(consent!).toMatchObject({ status: 'active', clientId: APP, performer: `Patient/${who.patientId}`, patientId: who.patientId });
@@ -177,7 +173,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const who = await newPatient();
     const flow = await authorizeThroughPages(t, params('launch/patient patient/*.rs offline_access'), who);
     expect(flow.code).toBeDefined();
-    const [consent] = await consentsOf(who.patientId);
+    const [consent] = await consentsOf(t, who.patientId);
     expect(consent!.end! - Date.parse(consent!.resource.dateTime)).toBe(t.config.ttl.refreshToken * 1000);
     expect(consent!.resource.provision?.class).toBeUndefined();
   });
@@ -188,7 +184,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const token = await exchangeCode(t, flow, params(''));
     expect(token.body.scope.split(' ').sort()).toEqual(['launch/patient', 'openid', 'patient/Observation.rs']);
     expect(token.body.refresh_token).toBeUndefined();
-    const [consent] = await consentsOf(who.patientId);
+    const [consent] = await consentsOf(t, who.patientId);
     expect(consent!.scopes.sort()).toEqual(['launch/patient', 'openid', 'patient/Observation.rs']);
     expect(consent!.resource.provision?.class).toEqual([{ system: 'http://hl7.org/fhir/resource-types', code: 'Observation' }]);
   });
@@ -198,7 +194,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const patientId = (await directoryOf(t).users.findByUserName(who.username))![SMART_USER_SCHEMA]!.fhirUser!.split('/')[1]!;
     const flow = await authorizeThroughPages(t, params('openid launch/patient patient/*.rs', { purpose_of_use: 'HRESCH' }), { ...who, consent: 'deny' });
     expect(flow.error).toBe('access_denied');
-    const [consent, ...others] = await consentsOf(patientId);
+    const [consent, ...others] = await consentsOf(t, patientId);
     expect(others).toEqual([]);
     expect(consentProblems(consent!.resource as unknown as Record<string, unknown>)).toEqual([]);
     expect(consent!).toMatchObject({ status: 'rejected', scopes: ['openid', 'launch/patient', 'patient/*.rs'] });
@@ -214,7 +210,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const flow = await authorizeThroughPages(t, params('launch/patient patient/Immunization.rs'), who);
     expect(flow.pages).toEqual(['login', 'select_patient', 'consent']);
     expect(flow.code).toBeDefined();
-    const [consent] = await consentsOf(patientId);
+    const [consent] = await consentsOf(t, patientId);
     expect(consentProblems(consent!.resource as unknown as Record<string, unknown>)).toEqual([]);
     expect(consent!.resource.performer).toEqual([{ reference: `RelatedPerson/${carerId}`, display: 'Chris Carer' }]);
     expect(consent!.resource.verification?.[0]?.verifiedWith).toEqual({ reference: `RelatedPerson/${carerId}` });
@@ -229,7 +225,7 @@ describe('Allow and Deny become R4 Consents', () => {
     expect(flow.pages).toEqual(['login', 'consent']);
     const token = await exchangeCode(t, flow, params(''));
     expect(token.body.patient).toBe(patientId);
-    const [consent] = await consentsOf(patientId);
+    const [consent] = await consentsOf(t, patientId);
     expect(consentProblems(consent!.resource as unknown as Record<string, unknown>)).toEqual([]);
     expect(consent!.resource.performer[0]!.reference).toBe(`Practitioner/${drId}`);
     expect(consent!.resource.provision?.purpose).toEqual([expect.objectContaining({ code: 'TREAT' })]);
@@ -262,7 +258,7 @@ describe('no token with patient/ scopes without an active Consent', () => {
   test('a Consent withdrawn between the code and its exchange: invalid_grant', async () => {
     const who = await newPatient();
     const flow = await authorizeThroughPages(t, params('launch/patient patient/*.rs'), who);
-    const [consent] = await consentsOf(who.patientId);
+    const [consent] = await consentsOf(t, who.patientId);
     await consentServiceOf(t).withdraw(consent!.resource.id, { reference: `Patient/${who.patientId}` });
     const token = await exchangeCode(t, flow, params(''));
     expect(token.status).toBe(400);
@@ -275,7 +271,7 @@ describe('no token with patient/ scopes without an active Consent', () => {
     const token = await exchangeCode(t, flow, params(''));
     const fresh = await refresh(token.body.refresh_token);
     expect(fresh.status).toBe(200);
-    const [consent] = await consentsOf(who.patientId);
+    const [consent] = await consentsOf(t, who.patientId);
     await t.redis.hset(t.keyspace.consent(consent!.resource.id), 'end', String(Date.now() - 1000));
     const after = await refresh(fresh.body.refresh_token);
     expect(after.status).toBe(400);
@@ -295,7 +291,7 @@ describe('remembered consent', () => {
     expect(second.pages).toEqual(['login']);
     const token = await exchangeCode(t, second, params(''));
     expect(token.body.scope.split(' ').sort()).toEqual(['launch/patient', 'openid', 'patient/Observation.rs']);
-    const consents = await consentsOf(who.patientId);
+    const consents = await consentsOf(t, who.patientId);
     expect(consents).toHaveLength(1);
     expect((await introspect(t, token.body.access_token)).body.consent).toBe(`Consent/${consents[0]!.resource.id}`);
     expect(await consentServiceOf(t).store.grantsOf(consents[0]!.resource.id)).toHaveLength(2);
@@ -314,7 +310,7 @@ describe('remembered consent', () => {
     const token = await exchange(t, back.code, verifier, params(''));
     expect(token.body.scope.split(' ').sort()).toEqual(['launch/patient', 'openid', 'patient/Condition.rs', 'patient/Observation.rs']);
     // Both Consents can carry the same second, so they are told apart by what they allow.
-    const both = await consentsOf(who.patientId);
+    const both = await consentsOf(t, who.patientId);
     expect(both).toHaveLength(2);
     const newest = both.find((c) => c.scopes.includes('patient/Condition.rs'));
     const older = both.find((c) => !c.scopes.includes('patient/Condition.rs'));
@@ -344,13 +340,13 @@ describe('remembered consent', () => {
     const again = await authorizeThroughPages(t, p, who);
     expect(again.pages).toEqual(['login', 'consent']);
     expect(again.code).toBeDefined();
-    expect(await consentsOf(who.patientId)).toHaveLength(2);
+    expect(await consentsOf(t, who.patientId)).toHaveLength(2);
   });
 
   test('a withdrawn Consent is not remembered', async () => {
     const who = await newPatient();
     await authorizeThroughPages(t, params('launch/patient patient/*.rs'), who);
-    const [consent] = await consentsOf(who.patientId);
+    const [consent] = await consentsOf(t, who.patientId);
     await consentServiceOf(t).withdraw(consent!.resource.id, { reference: `Patient/${who.patientId}` });
     expect((await authorizeThroughPages(t, params('launch/patient patient/*.rs'), who)).pages).toEqual(['login', 'consent']);
   });
