@@ -3,6 +3,7 @@ import { decodeJwt } from 'jose';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { clusterToolsAvailable, startRedisCluster, type RedisClusterHandle } from '../support/redis-cluster.js';
 import { backendKey, registerBackend, signAssertion, type BackendKey } from '../support/backend-client.js';
+import { registerResourceServer } from '../support/fixtures.js';
 import { readTrail } from '../records/audit/trail-reader.js';
 import { hashedToken, localCode, tokenIdentifiers } from '../records/audit/events-support.js';
 import { AuditStore } from '../../src/records/audit/store.js';
@@ -45,7 +46,7 @@ beforeAll(async () => {
     key = await backendKey('ES384');
     await registerBackend(t, 'cluster-backend', [key]);
     await registerBackend(t, 'cluster-scim', [key], { smart_scopes: ['scim'] });
-    await t.registry.upsert({ client_id: RS.id, smart_client_kind: 'resource_server', client_secret: RS.secret, fhir_servers: [FHIR] }, { generateSecret: false });
+    await registerResourceServer(t, RS, { fhir_servers: [FHIR] });
     const res = await t.request
       .post('/token')
       .type('form')

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { startSentinelGroup, type SentinelGroup } from '../support/redis-sentinel.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
-import { basicAuth } from '../support/smart-flow.js';
+import { introspect, registerResourceServer, RS } from '../support/fixtures.js';
 import { readTrail } from '../records/audit/trail-reader.js';
 import { localCode, tokenIdentifiers } from '../records/audit/events-support.js';
 import { AuditStore } from '../../src/records/audit/store.js';
@@ -21,7 +21,6 @@ import { anchorDirOf, readAnchor } from '../../src/records/audit/anchor.js';
  */
 
 const TOKEN_URL = 'http://localhost:3000/token';
-const RS_SECRET = 'rs-secret-value-123456';
 const WORKERS = 16;
 /**
  * Load before the failover; after the sentinels report the new master, until requests succeed
@@ -44,7 +43,7 @@ beforeAll(async () => {
   );
   key = await backendKey('ES384');
   await registerBackend(t, 'ha-backend', [key]);
-  await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: RS_SECRET, fhir_servers: ['http://localhost:8080/fhir'] }, { generateSecret: false });
+  await registerResourceServer(t, RS, { fhir_servers: ['http://localhost:8080/fhir'] });
 }, 60_000);
 
 afterAll(async () => {
@@ -111,7 +110,7 @@ describe('Sentinel failover under load', () => {
     const inactive: string[] = [];
     const introspectionErrors = new Map<number, number>();
     await each(acknowledged, WORKERS, async (token) => {
-      const res = await t.request.post('/introspect').set('Authorization', basicAuth('rs', RS_SECRET)).type('form').send({ token });
+      const res = await introspect(t, token);
       if (res.status !== 200) introspectionErrors.set(res.status, (introspectionErrors.get(res.status) ?? 0) + 1);
       else if (res.body.active !== true) inactive.push(token);
     });

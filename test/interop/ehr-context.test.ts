@@ -1,7 +1,6 @@
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../smart/interaction/login/support.js';
-import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
-import { authorizeThroughPages, basicAuth, exchangeCode, registerEhrLauncher, registerPublicApp, type AuthorizeParams, type PageAnswers } from '../support/smart-flow.js';
+import { authorizeThroughPages, exchangeCode, type PageAnswers } from '../support/smart-flow.js';
+import { createPeople, ehrLaunch, paramsFor, PASSWORD, registerEhrLauncher, registerSmartApp } from '../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js';
 
 /**
@@ -10,7 +9,6 @@ import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js'
  * server's configured defaults, and the default style URL serves a SMART style document.
  */
 
-const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'https://chart.example.org/cb';
 const CLIENT = 'chart';
 const STYLE_PROPERTIES = [
@@ -32,19 +30,16 @@ const doctor: PageAnswers = { username: 'dr', password: PASSWORD };
 
 async function appWith(env: Record<string, string> = {}): Promise<TestApp> {
   const t = await createTestApp({ AUTHZ_ISSUER: 'http://localhost:3000', AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', ...env });
-  await registerPublicApp(t, { clientId: CLIENT, redirectUri: REDIRECT, smartScopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs'] });
-  await registerEhrLauncher(t, 'ehr', 'ehr-secret-value-123');
-  await createUser(directoryOf(t).users, 'dr', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-1', staff: true } });
-  await createUser(directoryOf(t).users, 'pat', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Patient/pat-1' } });
+  await registerSmartApp(t, { id: CLIENT, redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs'] });
+  await registerEhrLauncher(t);
+  await createPeople(t, { dr: { fhirUser: 'Practitioner/dr-1', staff: true }, pat: { fhirUser: 'Patient/pat-1' } });
   return t;
 }
 
-function params(scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
-  return { client_id: CLIENT, redirect_uri: REDIRECT, scope, aud: fake.base, state: 'ehr-state', ...extra };
-}
+const params = paramsFor(() => ({ client_id: CLIENT, redirect_uri: REDIRECT, aud: fake.base, state: 'ehr-state' }));
 
 async function launch(t: TestApp, context: Record<string, unknown>): Promise<string> {
-  const res = await t.request.post('/api/launch').set('Authorization', basicAuth('ehr', 'ehr-secret-value-123')).type('json').send(JSON.stringify({ aud: fake.base, clientId: CLIENT, ...context }));
+  const res = await ehrLaunch(t, { aud: fake.base, clientId: CLIENT, ...context });
   expect(res.status).toBe(201);
   return res.body.launch as string;
 }

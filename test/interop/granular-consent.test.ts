@@ -1,24 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../smart/interaction/login/support.js';
-import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
-import type { StoredConsent } from '../../src/records/consent/consent-store.js';
 import {
   authorizeThroughPages,
-  basicAuth,
   browse,
   checkedValues,
-  consentServiceOf,
+  consentsOf,
   exchange,
   exchangeCode,
   inputValues,
+  openConsentPage,
   postForm,
-  startAuthorization,
   startAuthorizationIn,
-  type AuthorizeParams,
-  type BrowserStop,
-  type PageAnswers,
 } from '../support/smart-flow.js';
+import { createPerson, introspect, paramsFor, registerResourceServer, registerSmartApp, type Person } from '../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js';
 
 /**
@@ -29,7 +23,6 @@ import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js'
  * ones Inferno requests by default.
  */
 
-const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'https://inferno.example.org/suites/custom/smart/redirect';
 const APP = 'inferno-granular';
 const INFERNO_SCOPES = 'launch/patient openid fhirUser offline_access patient/Condition.rs patient/Observation.rs patient/Patient.rs';
@@ -52,35 +45,11 @@ const OBSERVATION_KINDS = [
 let fake: FakeFhir;
 let t: TestApp;
 
-function params(scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
-  return { client_id: APP, redirect_uri: REDIRECT, scope, aud: fake.base, state: 'granular', ...extra };
-}
+const params = paramsFor(() => ({ client_id: APP, redirect_uri: REDIRECT, aud: fake.base, state: 'granular' }));
 
-async function newPatient(): Promise<PageAnswers & { patientId: string }> {
+async function newPatient(): Promise<Person & { patientId: string }> {
   const patientId = `g-${randomUUID().slice(0, 8)}`;
-  await createUser(directoryOf(t).users, patientId, PASSWORD, { name: { givenName: 'Gia', familyName: patientId }, [SMART_USER_SCHEMA]: { fhirUser: `Patient/${patientId}` } });
-  return { username: patientId, password: PASSWORD, patientId };
-}
-
-function page(stop: BrowserStop): Extract<BrowserStop, { kind: 'page' }> {
-  if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind} ${stop.res.status}`);
-  return stop;
-}
-
-async function consentPage(p: AuthorizeParams, who: PageAnswers) {
-  const { agent, first, verifier } = await startAuthorization(t, p);
-  const login = page(await browse(agent, first));
-  const next = page(await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password })));
-  expect(next.prompt).toBe('consent');
-  return { agent, verifier, consent: next, html: next.res.text };
-}
-
-function introspect(token: string) {
-  return t.request.post('/introspect').set('Authorization', basicAuth('rs', 'rs-secret-value-123')).type('form').send({ token });
-}
-
-async function consentsOf(patientId: string): Promise<StoredConsent[]> {
-  return (await consentServiceOf(t).store.search({ patient: patientId, count: 100, offset: 0 })).consents;
+  return { ...(await createPerson(t, { fhirUser: `Patient/${patientId}` }, { userName: patientId, name: { givenName: 'Gia', familyName: patientId } })), patientId };
 }
 
 function sorted(scope: string): string[] {
@@ -90,18 +59,9 @@ function sorted(scope: string): string[] {
 beforeAll(async () => {
   fake = await startFakeFhir();
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
-  await t.registry.upsert(
-    {
-      client_id: APP,
-      client_name: 'Inferno',
-      smart_client_kind: 'public_app',
-      redirect_uris: [REDIRECT],
-      smart_scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'],
-    },
-    { generateSecret: false },
-  );
-  await t.registry.upsert({ client_id: 'narrow-app', client_name: 'Lab only', smart_client_kind: 'public_app', redirect_uris: [REDIRECT], smart_scopes: ['launch/patient', `patient/Observation.rs?category=${OBSERVATION}|laboratory`] }, { generateSecret: false });
-  await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: 'rs-secret-value-123' }, { generateSecret: false });
+  await registerSmartApp(t, { id: APP, name: 'Inferno', redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'] });
+  await registerSmartApp(t, { id: 'narrow-app', name: 'Lab only', redirectUri: REDIRECT, scopes: ['launch/patient', `patient/Observation.rs?category=${OBSERVATION}|laboratory`] });
+  await registerResourceServer(t);
 });
 
 afterAll(async () => {
@@ -112,7 +72,7 @@ afterAll(async () => {
 describe('the consent page offers the (g)(10) categories', () => {
   test('under a whole Condition or Observation scope, unticked, with the whole ticked', async () => {
     const who = await newPatient();
-    const { html } = await consentPage(params(INFERNO_SCOPES), who);
+    const { html } = await openConsentPage(t, params(INFERNO_SCOPES), who);
     const boxes = inputValues(html, 'checkbox', 'scope');
     expect(boxes).toEqual(['offline_access', 'patient/Condition.rs', ...CONDITION_KINDS, 'patient/Observation.rs', ...OBSERVATION_KINDS, 'patient/Patient.rs']);
     expect(checkedValues(html, 'scope')).toEqual(['offline_access', 'patient/Condition.rs', 'patient/Observation.rs', 'patient/Patient.rs']);
@@ -126,13 +86,13 @@ describe('the consent page offers the (g)(10) categories', () => {
 
   test('a v1 read scope is offered the same categories as v2 granular scopes', async () => {
     const who = await newPatient();
-    const { html } = await consentPage(params('launch/patient patient/Observation.read'), who);
+    const { html } = await openConsentPage(t, params('launch/patient patient/Observation.read'), who);
     expect(inputValues(html, 'checkbox', 'scope')).toEqual(['patient/Observation.read', ...OBSERVATION_KINDS]);
   });
 
   test('a scope that already names a category, or another resource type, offers none', async () => {
     const who = await newPatient();
-    const { html } = await consentPage(params(`launch/patient patient/Observation.rs?category=${OBSERVATION}|laboratory patient/AllergyIntolerance.rs`), who);
+    const { html } = await openConsentPage(t, params(`launch/patient patient/Observation.rs?category=${OBSERVATION}|laboratory patient/AllergyIntolerance.rs`), who);
     expect(inputValues(html, 'checkbox', 'scope')).toEqual([`patient/Observation.rs?category=${OBSERVATION}|laboratory`, 'patient/AllergyIntolerance.rs']);
   });
 });
@@ -150,11 +110,11 @@ describe('narrowing', () => {
     // Inferno's check: no resource-level Condition or Observation scope, a granular one for each.
     expect(token.body.scope.split(' ').filter((s: string) => /^patient\/(Condition|Observation)\.rs$/.test(s))).toEqual([]);
 
-    const intro = await introspect(token.body.access_token);
+    const intro = await introspect(t, token.body.access_token);
     expect(intro.body.active).toBe(true);
     expect(sorted(intro.body.scope)).toEqual(expected);
 
-    const [consent] = await consentsOf(who.patientId);
+    const [consent] = await consentsOf(t, who.patientId);
     expect(consent!.scopes.sort()).toEqual(expected);
     expect(intro.body.consent).toBe(`Consent/${consent!.resource.id}`);
 
@@ -189,7 +149,7 @@ describe('narrowing', () => {
 describe('a narrower choice never widens', () => {
   test('a posted category of a type the app did not ask for, or any other scope, is ignored', async () => {
     const who = await newPatient();
-    const { agent, verifier, consent } = await consentPage(params('launch/patient patient/Observation.rs'), who);
+    const { agent, verifier, consent } = await openConsentPage(t, params('launch/patient patient/Observation.rs'), who);
     const forged = [...CONDITION_KINDS, `patient/Observation.rs?category=${OBSERVATION}|imaging`, 'patient/Observation.cruds', 'patient/*.rs', OBSERVATION_KINDS[1]!];
     const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: forged }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
@@ -200,7 +160,7 @@ describe('a narrower choice never widens', () => {
   test('what the client may have bounds the categories: a client allowed only laboratory is offered no split', async () => {
     const who = await newPatient();
     const p = params('launch/patient patient/Observation.rs', { client_id: 'narrow-app' });
-    const { agent, verifier, consent, html } = await consentPage(p, who);
+    const { agent, verifier, consent, html } = await openConsentPage(t, p, who);
     expect(inputValues(html, 'checkbox', 'scope')).toEqual([`patient/Observation.rs?category=${OBSERVATION}|laboratory`]);
     const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: [OBSERVATION_KINDS[5]!, `patient/Observation.rs?category=${OBSERVATION}|laboratory`] }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
@@ -216,6 +176,6 @@ describe('a narrower choice never widens', () => {
     if (back.kind !== 'app' || !back.code) throw new Error(`expected a silent code, got ${back.kind} ${back.kind === 'app' ? back.error : ''}`);
     const token = await exchange(t, back.code, verifier, params(''));
     expect(sorted(token.body.scope)).toEqual(['launch/patient', OBSERVATION_KINDS[1]!]);
-    expect(await consentsOf(who.patientId)).toHaveLength(1);
+    expect(await consentsOf(t, who.patientId)).toHaveLength(1);
   });
 });

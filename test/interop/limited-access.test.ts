@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../smart/interaction/login/support.js';
-import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
-import type { StoredConsent } from '../../src/records/consent/consent-store.js';
-import { authorizeThroughPages, browse, checkedValues, consentServiceOf, exchange, exchangeCode, postForm, startAuthorizationIn, type AuthorizeParams, type PageAnswers } from '../support/smart-flow.js';
+import { authorizeThroughPages, browse, checkedValues, consentServiceOf, consentsOf, exchange, exchangeCode, postForm, startAuthorizationIn, type AuthorizeParams, type PageAnswers } from '../support/smart-flow.js';
+import { createPerson, paramsFor, registerSmartApp, type Person } from '../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js';
 
 /**
@@ -13,7 +11,6 @@ import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js'
  * always shows it (OpenID Connect Core 3.1.2.1). See docs/interop.md "Limited access".
  */
 
-const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'https://inferno.example.org/suites/custom/smart/redirect';
 const APP = 'inferno-standalone';
 const SCOPES =
@@ -22,9 +19,7 @@ const LIMITED = ['patient/AllergyIntolerance.rs', 'patient/Immunization.rs', 'pa
 
 let fake: FakeFhir;
 
-function params(scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
-  return { client_id: APP, redirect_uri: REDIRECT, scope, aud: fake.base, state: 'limited', ...extra };
-}
+const params = paramsFor(() => ({ client_id: APP, redirect_uri: REDIRECT, aud: fake.base, state: 'limited' }));
 
 function sorted(scope: string): string[] {
   return scope.split(' ').sort();
@@ -32,21 +27,13 @@ function sorted(scope: string): string[] {
 
 async function appWith(env: Record<string, string> = {}): Promise<TestApp> {
   const t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', ...env });
-  await t.registry.upsert(
-    { client_id: APP, client_name: 'Inferno', smart_client_kind: 'public_app', redirect_uris: [REDIRECT], smart_scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'] },
-    { generateSecret: false },
-  );
+  await registerSmartApp(t, { id: APP, name: 'Inferno', redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'] });
   return t;
 }
 
-async function newPatient(t: TestApp): Promise<PageAnswers & { patientId: string }> {
+async function newPatient(t: TestApp): Promise<Person & { patientId: string }> {
   const patientId = `l-${randomUUID().slice(0, 8)}`;
-  await createUser(directoryOf(t).users, patientId, PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: `Patient/${patientId}` } });
-  return { username: patientId, password: PASSWORD, patientId };
-}
-
-async function consentsOf(t: TestApp, patientId: string): Promise<StoredConsent[]> {
-  return (await consentServiceOf(t).store.search({ patient: patientId, count: 100, offset: 0 })).consents;
+  return { ...(await createPerson(t, { fhirUser: `Patient/${patientId}` }, { userName: patientId })), patientId };
 }
 
 /** A second authorization in the same browser (SSO session): the page, or straight back to the app. */

@@ -6,6 +6,7 @@ import { CORE_USER_SCHEMA } from '../../src/records/directory/model.js';
 import { createUserStore } from '../../src/records/directory/user-store.js';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
+import { registerSmartApp } from '../support/fixtures.js';
 
 /**
  * Each Consent creation and withdrawal writes a Provenance; /fhir/Provenance serves them (read,
@@ -63,7 +64,7 @@ beforeAll(async () => {
   key = await backendKey('RS384');
   await registerBackend(t, 'prov-admin', [key], { smart_scopes: ['system/Consent.rs', 'system/Provenance.rs'] });
   await registerBackend(t, 'consent-admin', [key], { smart_scopes: ['system/Consent.rs'] });
-  await t.registry.upsert({ client_id: 'app', smart_client_kind: 'public_app', redirect_uris: ['https://app.example.org/cb'], smart_scopes: ['patient/*.cruds'] });
+  await registerSmartApp(t, { id: 'app', redirectUri: 'https://app.example.org/cb', scopes: ['patient/*.cruds'] });
   accountId = (await createUserStore(t.config, t.redis, t.keyspace).create({ schemas: [CORE_USER_SCHEMA], userName: 'prov-user' })).id;
   consents = createConsentService({ config: t.config, redis: t.redis, keyspace: t.keyspace, adapters: modelAdapter(t.redis, t.keyspace), grantContexts: new GrantContextStore(t.redis, t.keyspace), provider: () => t.app });
   admin = await backendToken('prov-admin', 'system/Consent.rs system/Provenance.rs');

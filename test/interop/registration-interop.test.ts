@@ -4,12 +4,11 @@ import type { AddressInfo } from 'node:net';
 import { importJWK } from 'jose';
 import * as oidc from 'openid-client';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../smart/interaction/login/support.js';
 import { backendKey, type BackendKey } from '../support/backend-client.js';
-import { authorizeThroughPages } from '../support/smart-flow.js';
+import { authorizeThroughPages, type PageAnswers } from '../support/smart-flow.js';
+import { createPerson } from '../support/fixtures.js';
 import { DEFAULT_REGISTRATION_CEILING, type RegistrationCeiling } from '../../src/oauth/clients/registration-policy.js';
 import { RegistrationTokens } from '../../src/oauth/clients/registration-tokens.js';
-import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
 
 /**
  * Issue 15, item 7: an OpenID dynamic-registration client knows RFC 7591's `scope` member and the
@@ -24,10 +23,10 @@ import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
 const ISSUER = 'http://localhost:3000';
 const FHIR = 'http://localhost:8080/fhir';
 const REDIRECT = 'https://app.example.org/cb';
-const PASSWORD = 'correct horse battery staple';
 
 let t: TestApp;
 let tokens: RegistrationTokens;
+let pat: PageAnswers;
 
 /** Mints an initial access token the way `smart-authz registration token` does. */
 async function mint(ceiling: Partial<RegistrationCeiling> = {}, uses = 1): Promise<string> {
@@ -42,7 +41,7 @@ const BACKEND_TOKEN = { kinds: ['backend_service' as const], scopes: ['system/*.
 beforeAll(async () => {
   t = await createTestApp({ AUTHZ_ISSUER: ISSUER, AUTHZ_FHIR_SERVERS: FHIR, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
   tokens = new RegistrationTokens(t.redis, t.keyspace);
-  await createUser(directoryOf(t).users, 'pat', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Patient/pat-1' } });
+  pat = await createPerson(t, { fhirUser: 'Patient/pat-1' }, { userName: 'pat' });
 });
 afterAll(() => t.close());
 
@@ -78,7 +77,7 @@ describe('openid-client v6 dynamicClientRegistration against a listening server'
     expect((await t.registry.get(registered.client_id))?.smart_scopes).toEqual(scope.split(' '));
 
     // The registered client is usable as registered: the pages, then openid-client's own code exchange.
-    const flow = await authorizeThroughPages(t, { client_id: registered.client_id, redirect_uri: REDIRECT, scope, aud: FHIR, state: 'st-reg' }, { username: 'pat', password: PASSWORD });
+    const flow = await authorizeThroughPages(t, { client_id: registered.client_id, redirect_uri: REDIRECT, scope, aud: FHIR, state: 'st-reg' }, pat);
     expect(flow.stop.kind).toBe('app');
     const callback = (flow.stop as { location: URL }).location;
     config[oidc.customFetch] = toTestServer;

@@ -3,6 +3,7 @@ import { createConsentService } from '../../src/records/consent/wiring.js';
 import { GrantContextStore } from '../../src/oauth/tokens/grant-context.js';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
+import { registerEhrLauncher, registerSmartApp } from '../support/fixtures.js';
 
 /** Issue 15 item 10: refresh-token introspection context, Consent _count capping, backend invalid_scope shape. */
 
@@ -38,10 +39,10 @@ beforeAll(async () => {
   key = await backendKey('ES384');
   await registerBackend(t, 'narrow', [key], { smart_scopes: ['system/Patient.rs'] });
   await registerBackend(t, 'consent-admin', [key], { smart_scopes: ['system/Consent.rs'] });
-  const app = { smart_client_kind: 'confidential_symmetric', redirect_uris: ['https://chart.example.org/cb'], smart_scopes: ['openid', 'fhirUser', 'launch', 'offline_access', 'patient/*.rs'] };
-  await t.registry.upsert({ client_id: 'chart', client_secret: 'chart-secret-value', ...app }, { generateSecret: false });
-  await t.registry.upsert({ client_id: 'other', client_secret: 'other-secret-value', ...app }, { generateSecret: false });
-  await t.registry.upsert({ client_id: 'ehr', smart_client_kind: 'ehr_launcher', client_secret: 'ehr-secret-value', smart_scopes: ['launch'] }, { generateSecret: false });
+  const app = { redirectUri: 'https://chart.example.org/cb', scopes: ['openid', 'fhirUser', 'launch', 'offline_access', 'patient/*.rs'] };
+  await registerSmartApp(t, { id: 'chart', secret: 'chart-secret-value', ...app });
+  await registerSmartApp(t, { id: 'other', secret: 'other-secret-value', ...app });
+  await registerEhrLauncher(t, { id: 'ehr', secret: 'ehr-secret-value' });
 });
 afterAll(() => t.close());
 

@@ -1,7 +1,6 @@
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../smart/interaction/login/support.js';
-import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
-import { authorizeThroughPages, registerPublicApp, type AuthorizeParams, type PageFlow } from '../support/smart-flow.js';
+import { authorizeThroughPages, type AuthorizeParams, type PageFlow } from '../support/smart-flow.js';
+import { createPerson, PASSWORD, registerSmartApp } from '../support/fixtures.js';
 import { PublicClientOrigins } from '../../src/oauth/provider/browser-cors.js';
 
 /**
@@ -12,7 +11,6 @@ import { PublicClientOrigins } from '../../src/oauth/provider/browser-cors.js';
 const FHIR = 'http://localhost:8080/fhir';
 const APP_ORIGIN = 'https://web.example.org';
 const APP = { client_id: 'web-app', redirect_uri: `${APP_ORIGIN}/cb` };
-const PASSWORD = 'correct horse battery staple';
 
 let t: TestApp;
 
@@ -32,12 +30,9 @@ function exchangeFrom(origin: string | undefined, flow: PageFlow) {
 
 beforeAll(async () => {
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: FHIR, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
-  await registerPublicApp(t, { clientId: APP.client_id, redirectUri: APP.redirect_uri, smartScopes: ['launch/patient', 'patient/*.rs'] });
-  await t.registry.upsert(
-    { client_id: 'server-app', smart_client_kind: 'confidential_symmetric', client_secret: 'server-app-secret-value', redirect_uris: ['https://server.example.org/cb'], smart_scopes: ['patient/*.rs'] },
-    { generateSecret: false },
-  );
-  await createUser(directoryOf(t).users, 'pat', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Patient/pat-1' } });
+  await registerSmartApp(t, { id: APP.client_id, redirectUri: APP.redirect_uri, scopes: ['launch/patient', 'patient/*.rs'] });
+  await registerSmartApp(t, { id: 'server-app', secret: 'server-app-secret-value', redirectUri: 'https://server.example.org/cb', scopes: ['patient/*.rs'] });
+  await createPerson(t, { fhirUser: 'Patient/pat-1' }, { userName: 'pat' });
 });
 afterAll(() => t.close());
 
@@ -67,7 +62,7 @@ describe('preflight', () => {
 
   test('an app registered after the first preflight is seen on its next preflight', async () => {
     expect((await preflight('/token', 'https://late.example.org')).headers['access-control-allow-origin']).toBeUndefined();
-    await registerPublicApp(t, { clientId: 'late-app', redirectUri: 'https://late.example.org/cb', smartScopes: ['patient/*.rs'] });
+    await registerSmartApp(t, { id: 'late-app', redirectUri: 'https://late.example.org/cb', scopes: ['patient/*.rs'] });
     // The refused origin is re-checked against the registry after a few seconds at most.
     await new Promise((r) => setTimeout(r, 5100));
     expect((await preflight('/token', 'https://late.example.org')).headers['access-control-allow-origin']).toBe('https://late.example.org');

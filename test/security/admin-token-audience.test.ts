@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
+import { registerResourceServer } from '../support/fixtures.js';
 
 /**
  * `scim` and `introspect` tokens are bound to their own audiences (`<issuer>/scim/v2`,
@@ -43,7 +44,7 @@ beforeAll(async () => {
   key = await backendKey('ES384');
   await registerBackend(t, ADMIN, [key], { smart_scopes: ['system/*.rs', 'scim'], fhir_servers: [FHIR_BASE] });
   await registerBackend(t, GATEWAY, [key], { smart_scopes: ['system/*.rs', 'introspect'], fhir_servers: [FHIR_BASE] });
-  await t.registry.upsert({ client_id: RS, smart_client_kind: 'resource_server', client_secret: `${RS}-secret`, fhir_servers: [FHIR_BASE] });
+  await registerResourceServer(t, { id: RS, secret: `${RS}-secret` }, { fhir_servers: [FHIR_BASE] });
 });
 afterAll(async () => {
   await t.close();

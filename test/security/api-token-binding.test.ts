@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { modelAdapter } from '../../src/app/services.js';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
+import { registerResourceServer, registerSmartApp } from '../support/fixtures.js';
 
 /**
  * Tokens are bound to where and how they were issued:
@@ -62,8 +63,8 @@ beforeAll(async () => {
   t = await createTestApp();
   key = await backendKey('ES384');
   await registerBackend(t, ADMIN, [key], { smart_scopes: ['system/AuditEvent.rs', 'system/Consent.rs'] });
-  await t.registry.upsert({ client_id: APP, smart_client_kind: 'public_app', redirect_uris: ['https://app.example.org/cb'], smart_scopes: ['launch/patient', 'offline_access', 'patient/*.rs', 'patient/Consent.rs'] });
-  await t.registry.upsert({ client_id: RS, smart_client_kind: 'resource_server', client_secret: `${RS}-secret`, fhir_servers: [FHIR_BASE] });
+  await registerSmartApp(t, { id: APP, redirectUri: 'https://app.example.org/cb', scopes: ['launch/patient', 'offline_access', 'patient/*.rs', 'patient/Consent.rs'] });
+  await registerResourceServer(t, { id: RS, secret: `${RS}-secret` }, { fhir_servers: [FHIR_BASE] });
 });
 afterAll(async () => {
   await t.close();

@@ -1,10 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import supertest from 'supertest';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { createUser, directoryOf } from '../smart/interaction/login/support.js';
-import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
-import { csrfFrom, type Agent, type PageAnswers } from '../support/smart-flow.js';
+import { signedInOn, type Agent, type PageAnswers } from '../support/smart-flow.js';
+import { createPerson } from '../support/fixtures.js';
 import { createAuditTrail } from '../../src/records/audit/trail.js';
 import { createLogger } from '../../src/platform/ops/logger.js';
 import type { AuditEvent } from '../../src/records/audit/audit-event.js';
@@ -18,7 +16,6 @@ import { breakTrail } from '../records/audit/tamper.js';
  * cannot be recorded, nothing is shown (503 readable page).
  */
 
-const PASSWORD = 'correct horse battery staple';
 const ISSUER = 'http://localhost:3000';
 const LOCAL = 'https://smart-authz.dev/fhir/CodeSystem/audit-event-subtype';
 const tag = randomUUID().slice(0, 6);
@@ -29,24 +26,10 @@ let t: TestApp;
 let trail: ReturnType<typeof createAuditTrail>;
 let me: PageAnswers;
 
-async function follow(agent: Agent, from: supertest.Response): Promise<supertest.Response> {
-  let res = from;
-  for (let i = 0; i < 15 && (res.status === 302 || res.status === 303); i++) {
-    const location = new URL(res.headers.location!, ISSUER);
-    if (location.origin !== ISSUER && location.hostname !== '127.0.0.1') return res;
-    res = await agent.get(`${location.pathname}${location.search}`).set('Accept', 'text/html');
-  }
-  return res;
-}
-
 /** A browser signed in on /manage as `who`. */
 async function signedIn(who: PageAnswers): Promise<Agent> {
-  const agent = supertest.agent(t.app.callback());
-  let res = await follow(agent, await agent.get('/manage').set('Accept', 'text/html'));
-  const login = /action="\/interaction\/([^/"]+)\/login"/.exec(res.text)!;
-  const form = new URLSearchParams({ csrf: csrfFrom(res.text), username: who.username, password: who.password });
-  res = await follow(agent, await agent.post(`/interaction/${login[1]}/login`).type('form').set('Accept', 'text/html').send(form.toString()));
-  expect(res.status).toBe(200);
+  const { agent, page } = await signedInOn(t, '/manage', who);
+  expect(page.status).toBe(200);
   return agent;
 }
 
@@ -61,9 +44,7 @@ async function reportViews(): Promise<AuditEvent[]> {
 beforeAll(async () => {
   t = await createTestApp({ AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
   trail = createAuditTrail({ config: t.config, redis: t.redis, keyspace: t.keyspace, logger: createLogger('silent') });
-  const username = `u-${tag}`;
-  await createUser(directoryOf(t).users, username, PASSWORD, { name: { givenName: 'Pat', familyName: 'Jones' }, [SMART_USER_SCHEMA]: { fhirUser: `Patient/${ME}` } });
-  me = { username, password: PASSWORD };
+  me = await createPerson(t, { fhirUser: `Patient/${ME}` }, { userName: `u-${tag}`, name: { givenName: 'Pat', familyName: 'Jones' } });
   await trail.record(sampleEvent({ patient: ME, clientId: SEEN_BY, recorded: '2026-04-01T08:00:00Z', scope: 'patient/Observation.rs' }));
 });
 afterAll(async () => {

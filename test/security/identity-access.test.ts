@@ -16,17 +16,14 @@ import {
   exchangeCode,
   launchStoreOf,
   postForm,
-  registerPublicApp,
-  startAuthorization,
-  type AuthorizeParams,
-  type BrowserStop,
+  signIn,
   type PageAnswers,
   type PageFlow,
 } from '../support/smart-flow.js';
+import { paramsFor, PASSWORD, registerSmartApp } from '../support/fixtures.js';
 import { DEMO, DEMO_USERS, seedDemoUsers } from '../../src/app/demo-seed.js';
 import { createUserStore } from '../../src/records/directory/user-store.js';
 
-const PASSWORD = 'a long enough test password';
 const REDIRECT = 'http://localhost:4000/callback';
 // The demo app's registration (app/demo-seed.ts), under its own id.
 const APP = 'identity-demo-app';
@@ -37,9 +34,7 @@ const NOT_LINKED = /not linked to a patient record or a staff role/;
 let t: ScimTestApp;
 let fhir: string;
 
-function params(scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
-  return { client_id: APP, redirect_uri: REDIRECT, scope, aud: fhir, state: 'st-identity', ...extra };
-}
+const params = paramsFor(() => ({ client_id: APP, redirect_uri: REDIRECT, aud: fhir, state: 'st-identity' }));
 
 /** A user made through POST /scim/v2/Users: `smart` is the SMART extension, or undefined for none at all. */
 async function scimUser(smart?: Record<string, unknown>): Promise<PageAnswers & { id: string }> {
@@ -64,19 +59,11 @@ function errorDescription(flow: PageFlow): string | null {
   return flow.stop.kind === 'app' ? flow.stop.location.searchParams.get('error_description') : null;
 }
 
-/** Signs in through the login page and stops at whatever page comes next. */
-async function signIn(p: AuthorizeParams, who: PageAnswers): Promise<{ agent: Parameters<typeof browse>[0]; stop: BrowserStop }> {
-  const { agent, first } = await startAuthorization(t, p);
-  const login = await browse(agent, first);
-  if (login.kind !== 'page' || login.prompt !== 'login') throw new Error('expected the login page');
-  const stop = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }));
-  return { agent, stop };
-}
 
 beforeAll(async () => {
   t = await createScimApp({ AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
   fhir = t.config.fhirServers[0]!.base;
-  await registerPublicApp(t, { clientId: APP, redirectUri: REDIRECT, smartScopes: APP_SCOPES });
+  await registerSmartApp(t, { id: APP, redirectUri: REDIRECT, scopes: APP_SCOPES });
 });
 
 afterAll(async () => {
@@ -100,7 +87,7 @@ describe('an account linked to nothing is not staff', () => {
 
   test('the page says why in words, carries the page CSP, offers no Allow, and Return gives the app access_denied', async () => {
     const who = await scimUser();
-    const { agent, stop } = await signIn(params('openid fhirUser user/*.rs'), who);
+    const { agent, stop } = await signIn(t, params('openid fhirUser user/*.rs'), who);
     if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind}`);
     expect(stop.res.status).toBe(200);
     expect(stop.res.headers['content-type']).toMatch(/^text\/html/);
@@ -130,7 +117,7 @@ describe('an account linked to nothing is not staff', () => {
 
   test('asking for patient/ data in a standalone launch: no patient to choose, no patient context', async () => {
     const who = await scimUser({ fhirUser: 'Person/p-1' });
-    const { agent, stop } = await signIn(params('openid fhirUser launch/patient patient/*.rs'), who);
+    const { agent, stop } = await signIn(t, params('openid fhirUser launch/patient patient/*.rs'), who);
     if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind}`);
     expect(stop.prompt).toBe('select_patient');
     expect(stop.res.text).toMatch(NOT_LINKED);

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type supertest from 'supertest';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { basicAuth, launchStoreOf, registerPublicApp, startAuthorization, type AuthorizeParams } from '../support/smart-flow.js';
+import { launchStoreOf, startAuthorization, type AuthorizeParams } from '../support/smart-flow.js';
+import { ehrLaunch, registerEhrLauncher, registerSmartApp } from '../support/fixtures.js';
 
 /*
  * Issue 14, item 5: a launch created without `aud` carried no audience, and neither the launch
@@ -18,18 +19,11 @@ const EHR_SCOPE = 'launch openid fhirUser patient/*.rs';
 let t: TestApp;
 
 async function registerLauncher(app: TestApp, clientId: string, fhirServers: string[]): Promise<void> {
-  await app.registry.upsert(
-    { client_id: clientId, client_name: `EHR ${clientId}`, smart_client_kind: 'ehr_launcher', client_secret: `${clientId}-secret-value`, smart_scopes: ['launch'], fhir_servers: fhirServers },
-    { generateSecret: false },
-  );
+  await registerEhrLauncher(app, { id: clientId, secret: `${clientId}-secret-value` }, { fhir_servers: fhirServers });
 }
 
 function createLaunch(app: TestApp, launcher: string, context: Record<string, unknown>) {
-  return app.request
-    .post('/api/launch')
-    .set('Authorization', basicAuth(launcher, `${launcher}-secret-value`))
-    .set('Content-Type', 'application/json')
-    .send(JSON.stringify(context));
+  return ehrLaunch(app, context, { id: launcher, secret: `${launcher}-secret-value` });
 }
 
 /** Where an authorization request went: on to an interaction, or back to the app with an error. */
@@ -47,7 +41,7 @@ beforeAll(async () => {
   await registerLauncher(t, 'ehr-a', [A]);
   await registerLauncher(t, 'ehr-ab', [A, B]);
   // The app may use both servers: only the launch can keep it on A.
-  await registerPublicApp(t, { clientId: 'chart', redirectUri: CB, smartScopes: ['openid', 'fhirUser', 'launch', 'patient/*.rs'] });
+  await registerSmartApp(t, { id: 'chart', redirectUri: CB, scopes: ['openid', 'fhirUser', 'launch', 'patient/*.rs'] });
 });
 afterAll(() => t.close());
 

@@ -5,10 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createScimApp, SMART, USER_SCHEMA, type ScimTestApp } from '../apis/scim/support.js';
-import { authorizeThroughPages, exchangeCode, registerPublicApp, type AuthorizeParams } from '../support/smart-flow.js';
+import { authorizeThroughPages, exchangeCode, type AuthorizeParams } from '../support/smart-flow.js';
+import { PASSWORD, registerSmartApp } from '../support/fixtures.js';
 import { ownApiAudience } from '../../src/oauth/provider/own-api.js';
 
-const PASSWORD = 'a long enough test password';
 const REDIRECT = 'http://localhost:4000/callback';
 const APP = 'my-consents-app';
 
@@ -31,7 +31,7 @@ beforeAll(async () => {
   t = await createScimApp({ AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
   ownApi = ownApiAudience(t.config.issuer);
   fhir = t.config.fhirServers[0]!.base;
-  await registerPublicApp(t, { clientId: APP, redirectUri: REDIRECT, smartScopes: ['openid', 'fhirUser', 'launch/patient', 'patient/Consent.rs', 'patient/*.rs'] });
+  await registerSmartApp(t, { id: APP, redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch/patient', 'patient/Consent.rs', 'patient/*.rs'] });
 });
 afterAll(() => t.close());
 

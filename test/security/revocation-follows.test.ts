@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { cliLines as cli } from '../support/cli.js';
-import { authorizeAndExchange, basicAuth, createSmartUser, startAuthorizationIn, registerPublicApp, type Agent, type AuthorizeParams } from '../support/smart-flow.js';
+import { authorizeAndExchange, startAuthorizationIn, type Agent, type AuthorizeParams } from '../support/smart-flow.js';
+import { createPerson, introspect, registerResourceServer, registerSmartApp } from '../support/fixtures.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
 import { createScimApp, patchOps, type ScimTestApp } from '../apis/scim/support.js';
 import { UserStore } from '../../src/records/directory/user-store.js';
@@ -16,7 +17,6 @@ const FHIR = 'http://localhost:8080/fhir';
 const CB = 'https://app.example.org/cb';
 const TOKEN_URL = 'http://localhost:3000/token';
 const SCOPE = 'openid fhirUser patient/*.rs offline_access';
-const RS_SECRET = 'rs-secret-value-revocation';
 
 const prefix = `rev-${randomUUID().slice(0, 8)}:`;
 const env = { REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: prefix, AUTHZ_LOG_LEVEL: 'silent', AUTHZ_FHIR_SERVERS: FHIR };
@@ -30,9 +30,9 @@ beforeAll(async () => {
   Object.assign(process.env, env);
   t = await createScimApp({ AUTHZ_REDIS_PREFIX: prefix });
   key = await backendKey('ES384');
-  await registerPublicApp(t, { clientId: 'chart', redirectUri: CB, smartScopes: ['openid', 'fhirUser', 'offline_access', 'patient/*.rs'] });
-  await registerPublicApp(t, { clientId: 'growth', redirectUri: CB, smartScopes: ['openid', 'fhirUser', 'offline_access', 'patient/*.rs'] });
-  await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: RS_SECRET }, { generateSecret: false });
+  await registerSmartApp(t, { id: 'chart', redirectUri: CB, scopes: ['openid', 'fhirUser', 'offline_access', 'patient/*.rs'] });
+  await registerSmartApp(t, { id: 'growth', redirectUri: CB, scopes: ['openid', 'fhirUser', 'offline_access', 'patient/*.rs'] });
+  await registerResourceServer(t);
 });
 afterAll(async () => {
   process.env = saved;
@@ -52,7 +52,7 @@ async function userTokens(accountId: string, clientId = 'chart'): Promise<UserTo
 }
 
 async function active(token: string): Promise<boolean> {
-  const res = await t.request.post('/introspect').set('Authorization', basicAuth('rs', RS_SECRET)).type('form').send({ token });
+  const res = await introspect(t, token);
   expect(res.status).toBe(200);
   return res.body.active === true;
 }
@@ -68,7 +68,7 @@ async function clientToken(clientId: string): Promise<string> {
 }
 
 async function patient(userName: string): Promise<string> {
-  return (await createSmartUser(t, userName, 'Patient/pat-1')).id;
+  return (await createPerson(t, { fhirUser: 'Patient/pat-1' }, { userName })).id;
 }
 
 function setActive(id: string, value: boolean) {
@@ -236,7 +236,7 @@ describe('a removed client', () => {
     }
 
     // The same client id registered again (by an operator) gets none of the old grants back.
-    await registerPublicApp(t, { clientId, redirectUri: CB, smartScopes: ['openid', 'fhirUser', 'offline_access', 'patient/*.rs'] });
+    await registerSmartApp(t, { id: clientId, redirectUri: CB, scopes: ['openid', 'fhirUser', 'offline_access', 'patient/*.rs'] });
     for (const u of users) {
       expect(await active(u.access)).toBe(false);
       expect((await refresh(u.refresh, clientId)).body.error).toBe('invalid_grant');

@@ -1,13 +1,13 @@
 /*
- * Helpers for driving SMART authorizations through the real HTTP app with a cookie-keeping agent.
- * Shared by the launch (engineer A) and interaction (engineer B) tests: add functions at the end,
- * do not change existing ones.
+ * Driving SMART authorizations through the real HTTP app with a cookie-keeping agent: straight to
+ * the stored interaction (followAuthorization) or through the real pages (authorizeThroughPages).
+ * What a test registers and signs in as beforehand is in fixtures.ts.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import supertest from 'supertest';
 import type { TestApp } from './test-app.js';
 import { createUserStore } from '../../src/records/directory/user-store.js';
-import { SMART_USER_SCHEMA, type ScimUser } from '../../src/records/directory/model.js';
+import { SMART_USER_SCHEMA } from '../../src/records/directory/model.js';
 import { absoluteFhirUser } from '../../src/records/directory/accounts.js';
 import { LaunchStore, type LaunchContext } from '../../src/smart/launch/launch-store.js';
 import { GrantContextStore, type GrantContext } from '../../src/oauth/tokens/grant-context.js';
@@ -17,6 +17,7 @@ import { CONTEXT_SCOPES } from '../../src/domain/scopes/scope-syntax.js';
 import { modelAdapter } from '../../src/app/services.js';
 import { createConsentService } from '../../src/records/consent/wiring.js';
 import type { ConsentService } from '../../src/records/consent/consent-service.js';
+import type { StoredConsent } from '../../src/records/consent/consent-store.js';
 
 export type Agent = ReturnType<typeof supertest.agent>;
 
@@ -25,40 +26,8 @@ export function pkcePair(): { verifier: string; challenge: string } {
   return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
 }
 
-/** A public SMART app registered on the test app (kind public_app, refresh tokens allowed). */
-export async function registerPublicApp(t: TestApp, opts: { clientId: string; redirectUri: string; smartScopes: string[]; fhirServers?: string[] }): Promise<void> {
-  await t.registry.upsert(
-    {
-      client_id: opts.clientId,
-      client_name: `App ${opts.clientId}`,
-      smart_client_kind: 'public_app',
-      redirect_uris: [opts.redirectUri],
-      smart_scopes: opts.smartScopes,
-      ...(opts.fhirServers ? { fhir_servers: opts.fhirServers } : {}),
-    },
-    { generateSecret: false },
-  );
-}
-
-/** An EHR-launcher client with a client secret (client_secret_basic). */
-export async function registerEhrLauncher(t: TestApp, clientId: string, secret: string): Promise<void> {
-  await t.registry.upsert({ client_id: clientId, client_name: `EHR ${clientId}`, smart_client_kind: 'ehr_launcher', client_secret: secret, smart_scopes: ['launch'] }, { generateSecret: false });
-}
-
 export function basicAuth(id: string, secret: string): string {
   return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
-}
-
-/** A directory user whose fhirUser names what they are (Patient/…, Practitioner/…, RelatedPerson/…). */
-export async function createSmartUser(t: TestApp, userName: string, fhirUser: string, extra: Record<string, unknown> = {}): Promise<ScimUser> {
-  const users = createUserStore(t.config, t.redis, t.keyspace);
-  return users.create({
-    schemas: ['urn:ietf:params:scim:schemas:core:2.0:User', SMART_USER_SCHEMA],
-    userName,
-    password: 'a long enough test password',
-    name: { givenName: 'Test', familyName: userName },
-    [SMART_USER_SCHEMA]: { fhirUser, ...extra },
-  });
 }
 
 export function launchStoreOf(t: TestApp): LaunchStore {
@@ -160,6 +129,11 @@ async function grantConsent(t: TestApp, interaction: StoredInteraction, accountI
 /** The consent service over the test app's Redis, as the app builds it. */
 export function consentServiceOf(t: TestApp): ConsentService {
   return createConsentService({ config: t.config, redis: t.redis, keyspace: t.keyspace, adapters: modelAdapter(t.redis, t.keyspace), grantContexts: grantContextsOf(t), provider: () => t.app });
+}
+
+/** Every Consent recorded for a patient (up to 100), newest first as the store lists them. */
+export async function consentsOf(t: TestApp, patientId: string): Promise<StoredConsent[]> {
+  return (await consentServiceOf(t).store.search({ patient: patientId, count: 100, offset: 0 })).consents;
 }
 
 /**
@@ -317,6 +291,29 @@ export async function postForm(agent: Agent, uid: string, action: string, page: 
   return agent.post(`/interaction/${uid}/${action}`).type('form').set('Accept', 'text/html').send(form.toString());
 }
 
+/** The page a browse stopped at; anything else throws, saying where it stopped. */
+export function pageOf(stop: BrowserStop): Extract<BrowserStop, { kind: 'page' }> {
+  if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind} ${stop.res.status} ${stop.kind === 'app' ? stop.location.href : stop.res.text.slice(0, 300)}`);
+  return stop;
+}
+
+/** Starts an authorization in a fresh browser, signs in on the login page as `who` and stops at whatever comes next. */
+export async function signIn(t: TestApp, params: AuthorizeParams, who: { username: string; password: string }): Promise<{ agent: Agent; verifier: string; stop: BrowserStop }> {
+  const { agent, first, verifier } = await startAuthorization(t, params);
+  const login = pageOf(await browse(agent, first));
+  if (login.prompt !== 'login') throw new Error(`expected the login page, got ${login.prompt}`);
+  const stop = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }));
+  return { agent, verifier, stop };
+}
+
+/** Signs in (as `signIn`) and expects the consent page next. */
+export async function openConsentPage(t: TestApp, params: AuthorizeParams, who: { username: string; password: string }) {
+  const { agent, verifier, stop } = await signIn(t, params, who);
+  const consent = pageOf(stop);
+  if (consent.prompt !== 'consent') throw new Error(`expected the consent page, got ${consent.prompt}`);
+  return { agent, verifier, consent, html: consent.res.text };
+}
+
 export interface PageAnswers {
   username: string;
   password: string;
@@ -412,4 +409,27 @@ export async function startAuthorizationIn(agent: Agent, params: AuthorizeParams
 /** Exchanges a code at /token as a public app. */
 export function exchange(t: TestApp, code: string, verifier: string, params: Pick<AuthorizeParams, 'client_id' | 'redirect_uri'>): Promise<supertest.Response> {
   return t.request.post('/token').type('form').send({ grant_type: 'authorization_code', code, redirect_uri: params.redirect_uri, code_verifier: verifier, client_id: params.client_id });
+}
+
+/** Follows redirects that stay on this server (its issuer or the test host), as a browser would. */
+export async function followOnServer(t: TestApp, agent: Agent, from: supertest.Response): Promise<supertest.Response> {
+  const issuer = t.config.issuer;
+  let res = from;
+  for (let i = 0; i < 15 && (res.status === 302 || res.status === 303); i++) {
+    const location = new URL(res.headers.location!, issuer);
+    if (location.origin !== issuer && location.hostname !== '127.0.0.1') return res;
+    res = await agent.get(`${location.pathname}${location.search}`).set('Accept', 'text/html');
+  }
+  return res;
+}
+
+/** A fresh browser signed in on `path` (the management page) as `who`, through this server's sign-in page. */
+export async function signedInOn(t: TestApp, path: string, who: { username: string; password: string }): Promise<{ agent: Agent; page: supertest.Response }> {
+  const agent = supertest.agent(t.app.callback());
+  const res = await followOnServer(t, agent, await agent.get(path).set('Accept', 'text/html'));
+  const login = /action="\/interaction\/([^/"]+)\/login"/.exec(res.text);
+  if (!login) throw new Error(`no sign-in page on ${path}: ${res.status}`);
+  const form = new URLSearchParams({ csrf: csrfFrom(res.text), username: who.username, password: who.password });
+  const page = await followOnServer(t, agent, await agent.post(`/interaction/${login[1]}/login`).type('form').set('Accept', 'text/html').send(form.toString()));
+  return { agent, page };
 }

@@ -8,6 +8,7 @@ import { CORE_USER_SCHEMA } from '../../../src/records/directory/model.js';
 import { createUserStore } from '../../../src/records/directory/user-store.js';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../../support/backend-client.js';
+import { registerResourceServer, registerSmartApp } from '../../support/fixtures.js';
 import { consentProblems } from '../../records/consent/consent-shape.js';
 
 const FHIR_BASE = 'http://localhost:8080/fhir';
@@ -100,13 +101,8 @@ beforeAll(async () => {
   await registerBackend(t, 'consent-admin', [adminKey], { smart_scopes: ['system/Consent.cruds'] });
   await registerBackend(t, 'consent-reader', [adminKey], { smart_scopes: ['system/Consent.rs'] });
   await registerBackend(t, 'bulk', [adminKey], { smart_scopes: ['system/*.cruds'] });
-  await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: 'rs-secret', fhir_servers: [FHIR_BASE] });
-  await t.registry.upsert({
-    client_id: 'app',
-    smart_client_kind: 'public_app',
-    redirect_uris: ['https://app.example.org/cb'],
-    smart_scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.cruds'],
-  });
+  await registerResourceServer(t, { id: 'rs', secret: 'rs-secret' }, { fhir_servers: [FHIR_BASE] });
+  await registerSmartApp(t, { id: 'app', redirectUri: 'https://app.example.org/cb', scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.cruds'] });
   accountId = (await createUserStore(t.config, t.redis, t.keyspace).create({ schemas: [CORE_USER_SCHEMA], userName: 'consenting-user' })).id;
   consents = createConsentService({
     config: t.config,

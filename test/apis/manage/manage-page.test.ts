@@ -1,13 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import supertest from 'supertest';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { createUser, directoryOf } from '../../smart/interaction/login/support.js';
-import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
 import { longDate } from '../../../src/smart/interaction/pages/client-display.js';
 import { MANAGE_CLIENT_ID } from '../../../src/oauth/clients/manage-client.js';
 import {
   authorizeThroughPages,
-  basicAuth,
   consentServiceOf,
   csrfFrom,
   exchangeCode,
@@ -16,13 +13,13 @@ import {
   type AuthorizeParams,
   type PageAnswers,
 } from '../../support/smart-flow.js';
+import { createPerson, introspect, registerResourceServer, registerSmartApp, type Person } from '../../support/fixtures.js';
 
 /**
  * The management page (`management_endpoint`): sign-in through this server's own OpenID Connect
  * flow, the list of apps with access, withdrawal, and who may see and withdraw what.
  */
 
-const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'https://apps.example.org/cb';
 const FHIR = 'http://localhost:8080/fhir';
 const ISSUER = 'http://localhost:3000';
@@ -33,14 +30,8 @@ function params(clientId: string, scope: string, extra: Partial<AuthorizeParams>
   return { client_id: clientId, redirect_uri: REDIRECT, scope, aud: FHIR, ...extra };
 }
 
-async function newUser(smart: Record<string, unknown>, name = { givenName: 'Pat', familyName: 'Jones' }): Promise<PageAnswers> {
-  const userName = `u-${randomUUID().slice(0, 8)}`;
-  await createUser(directoryOf(t).users, userName, PASSWORD, { name, [SMART_USER_SCHEMA]: smart });
-  return { username: userName, password: PASSWORD };
-}
-
-function introspect(token: string) {
-  return t.request.post('/introspect').set('Authorization', basicAuth('rs', 'rs-secret-value-123')).type('form').send({ token });
+function newUser(smart: Record<string, unknown>, name = { givenName: 'Pat', familyName: 'Jones' }): Promise<Person> {
+  return createPerson(t, smart, { name });
 }
 
 function refresh(clientId: string, refreshToken: string) {
@@ -104,9 +95,9 @@ beforeAll(async () => {
     ['beta', 'App Beta'],
     ['gamma', '<script>alert("gamma")</script>'],
   ] as const) {
-    await t.registry.upsert({ client_id: id, client_name: name, smart_client_kind: 'public_app', redirect_uris: [REDIRECT], smart_scopes: scopes }, { generateSecret: false });
+    await registerSmartApp(t, { id, name, redirectUri: REDIRECT, scopes });
   }
-  await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: 'rs-secret-value-123' }, { generateSecret: false });
+  await registerResourceServer(t);
   patient = await newUser({ fhirUser: `Patient/${patientId}` });
   // Alpha: allowed and used (a token was issued); Beta: allowed, never used.
   const a = await authorizeThroughPages(t, params('alpha', 'openid launch/patient patient/Observation.rs offline_access'), patient);
@@ -246,14 +237,14 @@ describe('the list', () => {
 
 describe('withdrawing', () => {
   test('ends the app’s access at once: introspection inactive, refresh invalid_grant, and says so', async () => {
-    expect((await introspect(alpha.access)).body.active).toBe(true);
+    expect((await introspect(t, alpha.access)).body.active).toBe(true);
     const { agent, page } = await openManage(patient);
     const consent = await consentFor(patientId, 'alpha');
     const res = await withdraw(agent, page, consent.resource.id);
     expect(res.status).toBe(303);
     expect(res.headers.location).toBe(`/manage?withdrawn=${consent.resource.id}`);
-    expect((await introspect(alpha.access)).body).toEqual({ active: false });
-    expect((await introspect(alpha.refresh)).body).toEqual({ active: false });
+    expect((await introspect(t, alpha.access)).body).toEqual({ active: false });
+    expect((await introspect(t, alpha.refresh)).body).toEqual({ active: false });
     const refreshed = await refresh('alpha', alpha.refresh);
     expect(refreshed.status).toBe(400);
     expect(refreshed.body.error).toBe('invalid_grant');

@@ -1,21 +1,18 @@
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { decodeJwt } from 'jose';
 import { createLogger } from '../../../src/platform/ops/logger.js';
-import { ENTERPRISE_USER_SCHEMA, SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
-import { createUser, directoryOf } from '../../smart/interaction/login/support.js';
-import { basicAuth, type AuthorizeParams, type PageAnswers } from '../../support/smart-flow.js';
+import { ENTERPRISE_USER_SCHEMA } from '../../../src/records/directory/model.js';
+import type { AuthorizeParams } from '../../support/smart-flow.js';
+import { createPerson, introspect as postIntrospect, registerResourceServer, registerSmartApp, type Person } from '../../support/fixtures.js';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 
 export const OPAQUE_BASE = 'http://localhost:8080/fhir';
 export const JWT_BASE = 'http://localhost:8080/jwt-fhir';
 export const REDIRECT = 'https://clinic-app.example.org/cb';
 export const APP = 'clinic-app';
-export const PASSWORD = 'correct horse battery staple';
-export const RS = { id: 'hcs-rs', secret: 'hcs-rs-secret-value-123' };
 export const SCOPES = ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'online_access', 'patient/*.rs', 'user/*.rs'];
 
 export interface HcsApp {
@@ -43,26 +40,20 @@ export async function createHcsApp(env: Record<string, string> = {}, policy?: un
     },
   });
   const t = await createTestApp({ AUTHZ_CONFIG: configFile, AUTHZ_FHIR_SERVERS: '', AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', ...extra, ...env }, { logger: createLogger('info', sink) });
-  await t.registry.upsert({ client_id: RS.id, smart_client_kind: 'resource_server', client_secret: RS.secret }, { generateSecret: false });
+  await registerResourceServer(t);
   return { t, logs };
 }
 
-export async function registerApp(t: TestApp, clientId: string, extra: Record<string, unknown> = {}): Promise<void> {
-  await t.registry.upsert(
-    { client_id: clientId, client_name: `App ${clientId}`, smart_client_kind: 'public_app', redirect_uris: [REDIRECT], smart_scopes: SCOPES, ...extra },
-    { generateSecret: false },
-  );
+export async function registerApp(t: TestApp, clientId: string, metadata: Record<string, unknown> = {}): Promise<void> {
+  await registerSmartApp(t, { id: clientId, redirectUri: REDIRECT, scopes: SCOPES, metadata });
 }
 
 /** A directory user with the SMART extension `smart` (and enterprise `organization` when given). */
-export async function newUser(t: TestApp, smart: Record<string, unknown>, opts: { organization?: string; name?: string } = {}): Promise<PageAnswers & { userName: string; id: string }> {
-  const userName = `u-${randomUUID().slice(0, 8)}`;
-  const user = await createUser(directoryOf(t).users, userName, PASSWORD, {
+export function newUser(t: TestApp, smart: Record<string, unknown>, opts: { organization?: string; name?: string } = {}): Promise<Person> {
+  return createPerson(t, smart, {
     name: { formatted: opts.name ?? 'Dr Alex Rivera', givenName: 'Alex', familyName: 'Rivera' },
-    [SMART_USER_SCHEMA]: smart,
-    ...(opts.organization ? { [ENTERPRISE_USER_SCHEMA]: { organization: opts.organization } } : {}),
+    ...(opts.organization ? { scim: { [ENTERPRISE_USER_SCHEMA]: { organization: opts.organization } } } : {}),
   });
-  return { username: userName, password: PASSWORD, userName, id: user.id };
 }
 
 export function params(clientId: string, scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
@@ -70,7 +61,7 @@ export function params(clientId: string, scope: string, extra: Partial<Authorize
 }
 
 export async function introspect(t: TestApp, token: string): Promise<Record<string, unknown>> {
-  const res = await t.request.post('/introspect').set('Authorization', basicAuth(RS.id, RS.secret)).type('form').send({ token });
+  const res = await postIntrospect(t, token);
   expect(res.status).toBe(200);
   return res.body as Record<string, unknown>;
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { createLocalJWKSet, decodeJwt, jwtVerify, SignJWT, generateKeyPair } from 'jose';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../../support/backend-client.js';
+import { registerEhrLauncher, registerResourceServer, registerSmartApp } from '../../support/fixtures.js';
 
 const OPAQUE_BASE = 'http://localhost:8080/fhir';
 const JWT_BASE = 'https://jwt.example.org/fhir';
@@ -78,10 +79,10 @@ beforeAll(async () => {
   backend = await backendKey('RS384');
   rsKey = await backendKey('ES384');
   await registerBackend(t, 'bulk', [backend]);
-  await t.registry.upsert({ client_id: 'rs-opaque', smart_client_kind: 'resource_server', client_secret: 'rs-opaque-secret', fhir_servers: [OPAQUE_BASE] });
+  await registerResourceServer(t, { id: 'rs-opaque', secret: 'rs-opaque-secret' }, { fhir_servers: [OPAQUE_BASE] });
   await t.registry.upsert({ client_id: 'rs-jwt', smart_client_kind: 'resource_server', jwks: { keys: [rsKey.publicJwk] }, fhir_servers: [JWT_BASE] });
-  await t.registry.upsert({ client_id: 'ehr', smart_client_kind: 'ehr_launcher', client_secret: 'ehr-secret', smart_scopes: ['launch'] });
-  await t.registry.upsert({ client_id: 'app', smart_client_kind: 'public_app', redirect_uris: ['https://app.example.org/cb'], smart_scopes: ['openid', 'fhirUser', 'launch', 'offline_access', 'patient/*.rs'] });
+  await registerEhrLauncher(t, { id: 'ehr', secret: 'ehr-secret' });
+  await registerSmartApp(t, { id: 'app', redirectUri: 'https://app.example.org/cb', scopes: ['openid', 'fhirUser', 'launch', 'offline_access', 'patient/*.rs'] });
 });
 afterAll(async () => {
   await t.close();

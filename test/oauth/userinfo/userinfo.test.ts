@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { authorizeThroughPages, exchangeCode, type AuthorizeParams } from '../../support/smart-flow.js';
-import { createUser, directoryOf } from '../../smart/interaction/login/support.js';
-import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
+import { authorizeThroughPages, exchangeCode } from '../../support/smart-flow.js';
+import { createPerson, paramsFor, registerSmartApp } from '../../support/fixtures.js';
+import { directoryOf } from '../../smart/interaction/login/support.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest } from '../../support/backend-client.js';
 
 /**
@@ -12,29 +12,22 @@ import { backendKey, registerBackend, signAssertion, tokenRequest } from '../../
 
 const FHIR = 'http://localhost:8080/fhir';
 const REDIRECT = 'https://ui-app.example.org/cb';
-const PASSWORD = 'correct horse battery staple';
 let t: TestApp;
 
 beforeAll(async () => {
   t = await createTestApp({ AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
-  await t.registry.upsert(
-    { client_id: 'ui-app', smart_client_kind: 'public_app', redirect_uris: [REDIRECT], smart_scopes: ['openid', 'fhirUser', 'profile', 'online_access', 'user/*.rs'] },
-    { generateSecret: false },
-  );
+  await registerSmartApp(t, { id: 'ui-app', redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'profile', 'online_access', 'user/*.rs'] });
 });
 
 afterAll(async () => {
   await t.close();
 });
 
-function params(scope: string): AuthorizeParams {
-  return { client_id: 'ui-app', redirect_uri: REDIRECT, scope, aud: FHIR };
-}
+const params = paramsFor({ client_id: 'ui-app', redirect_uri: REDIRECT, aud: FHIR });
 
 async function userToken(scope: string): Promise<{ token: string; sub: string }> {
-  const userName = `ui-${randomUUID().slice(0, 8)}`;
-  const user = await createUser(directoryOf(t).users, userName, PASSWORD, { name: { givenName: 'Uma', familyName: 'Info' }, [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/uma', staff: true } });
-  const flow = await authorizeThroughPages(t, params(scope), { username: userName, password: PASSWORD });
+  const user = await createPerson(t, { fhirUser: 'Practitioner/uma', staff: true }, { userName: `ui-${randomUUID().slice(0, 8)}`, name: { givenName: 'Uma', familyName: 'Info' } });
+  const flow = await authorizeThroughPages(t, params(scope), user);
   const res = await exchangeCode(t, flow, params(''));
   expect(res.status).toBe(200);
   return { token: res.body.access_token as string, sub: user.id };

@@ -1,17 +1,12 @@
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { browse, registerPublicApp, startAuthorization } from '../../support/smart-flow.js';
+import { browse, startAuthorization } from '../../support/smart-flow.js';
+import { registerSmartApp } from '../../support/fixtures.js';
 
 let t: TestApp;
 beforeAll(async () => {
   t = await createTestApp();
-  await registerPublicApp(t, { clientId: 'csp-web', redirectUri: 'https://app.example.org/cb', smartScopes: ['openid', 'fhirUser', 'patient/*.rs'] });
-  await t.registry.upsert({
-    client_id: 'csp-native',
-    smart_client_kind: 'public_app',
-    application_type: 'native',
-    redirect_uris: ['org.example.app:/callback'],
-    smart_scopes: ['openid', 'fhirUser', 'patient/*.rs'],
-  });
+  await registerSmartApp(t, { id: 'csp-web', redirectUri: 'https://app.example.org/cb', scopes: ['openid', 'fhirUser', 'patient/*.rs'] });
+  await registerSmartApp(t, { id: 'csp-native', redirectUri: 'org.example.app:/callback', scopes: ['openid', 'fhirUser', 'patient/*.rs'], metadata: { application_type: 'native' } });
 });
 afterAll(() => t.close());
 

@@ -1,10 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import supertest from 'supertest';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { createUser, directoryOf } from '../../smart/interaction/login/support.js';
-import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
-import { authorizeThroughPages, csrfFrom, exchangeCode, type Agent, type PageAnswers } from '../../support/smart-flow.js';
+import { authorizeThroughPages, exchangeCode, signedInOn, type Agent, type PageAnswers } from '../../support/smart-flow.js';
+import { createPerson } from '../../support/fixtures.js';
 import { createAuditTrail } from '../../../src/records/audit/trail.js';
 import { createLogger } from '../../../src/platform/ops/logger.js';
 import { csvCell, disclosureRows } from '../../../src/records/audit/disclosure-report.js';
@@ -16,8 +14,6 @@ import { sampleEvent, type EventSpec } from './support.js';
  * those they act for), de-duplicated rows, escaping, the staff-name policy, CSV and Bundle.
  */
 
-const PASSWORD = 'correct horse battery staple';
-const ISSUER = 'http://localhost:3000';
 const REDIRECT = 'https://apps.example.org/cb';
 const FHIR = 'http://localhost:8080/fhir';
 const tag = randomUUID().slice(0, 6);
@@ -29,32 +25,14 @@ let trail: ReturnType<typeof createAuditTrail>;
 let me: PageAnswers;
 let other: PageAnswers;
 
-async function newUser(patient: string): Promise<PageAnswers> {
-  const userName = `u-${randomUUID().slice(0, 8)}`;
-  await createUser(directoryOf(t).users, userName, PASSWORD, { name: { givenName: 'Pat', familyName: 'Jones' }, [SMART_USER_SCHEMA]: { fhirUser: `Patient/${patient}` } });
-  return { username: userName, password: PASSWORD };
+function newUser(patient: string): Promise<PageAnswers> {
+  return createPerson(t, { fhirUser: `Patient/${patient}` }, { name: { givenName: 'Pat', familyName: 'Jones' } });
 }
 
-async function follow(agent: Agent, from: supertest.Response): Promise<supertest.Response> {
-  let res = from;
-  for (let i = 0; i < 15 && (res.status === 302 || res.status === 303); i++) {
-    const location = new URL(res.headers.location!, ISSUER);
-    if (location.origin !== ISSUER && location.hostname !== '127.0.0.1') return res;
-    res = await agent.get(`${location.pathname}${location.search}`).set('Accept', 'text/html');
-  }
-  return res;
-}
-
-/** Signs in on /manage, then opens `path`. */
+/** A browser signed in on /manage as `who`. */
 async function signedIn(who: PageAnswers): Promise<Agent> {
-  const agent = supertest.agent(t.app.callback());
-  let res = await follow(agent, await agent.get('/manage').set('Accept', 'text/html'));
-  const login = /action="\/interaction\/([^/"]+)\/login"/.exec(res.text);
-  if (login) {
-    const form = new URLSearchParams({ csrf: csrfFrom(res.text), username: who.username, password: who.password });
-    res = await follow(agent, await agent.post(`/interaction/${login[1]}/login`).type('form').set('Accept', 'text/html').send(form.toString()));
-  }
-  expect(res.status).toBe(200);
+  const { agent, page } = await signedInOn(t, '/manage', who);
+  expect(page.status).toBe(200);
   return agent;
 }
 
@@ -86,11 +64,7 @@ describe('the page', () => {
   test('signed out → sign-in first, then back to this page', async () => {
     const res = await t.request.get('/manage/disclosures').set('Accept', 'text/html');
     expect(res.status).toBe(303);
-    const agent = supertest.agent(t.app.callback());
-    let page = await follow(agent, await agent.get('/manage/disclosures').set('Accept', 'text/html'));
-    const login = /action="\/interaction\/([^/"]+)\/login"/.exec(page.text)!;
-    const form = new URLSearchParams({ csrf: csrfFrom(page.text), username: me.username, password: me.password });
-    page = await follow(agent, await agent.post(`/interaction/${login[1]}/login`).type('form').set('Accept', 'text/html').send(form.toString()));
+    const { page } = await signedInOn(t, '/manage/disclosures', me);
     expect(page.status).toBe(200);
     expect(page.text).toContain('<h1>Who accessed my record</h1>');
     expect((await t.request.get('/manage/disclosures.csv')).status).toBe(401);

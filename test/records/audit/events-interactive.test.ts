@@ -1,17 +1,13 @@
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { createUser, directoryOf } from '../../smart/interaction/login/support.js';
-import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
+import { directoryOf } from '../../smart/interaction/login/support.js';
 import {
   authorizeThroughPages,
-  basicAuth,
   browse,
   exchangeCode,
   postForm,
-  registerEhrLauncher,
-  registerPublicApp,
   startAuthorization,
-  type AuthorizeParams,
 } from '../../support/smart-flow.js';
+import { createPerson, EHR, ehrLaunch, paramsFor, PASSWORD, registerEhrLauncher, registerSmartApp } from '../../support/fixtures.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest } from '../../support/backend-client.js';
 import { startFakeFhir, type FakeFhir } from '../../smart/interaction/fake-fhir.js';
 import { agentByType, clientIds, detail, expectNoSecrets, expectValid, localCode, one, patientOf, recordedBy, subtypeCodes, withLocal } from './events-support.js';
@@ -22,8 +18,6 @@ import { isDisclosure } from '../../../src/records/audit/disclosure.js';
  * withdrawal, through the real pages and APIs.
  */
 
-const PASSWORD = 'correct horse battery staple';
-const LAUNCHER_SECRET = 'ehr-secret-value-123456';
 const REDIRECT = 'https://chart.example.org/cb';
 const CLIENT = 'chart';
 
@@ -31,22 +25,20 @@ let fake: FakeFhir;
 let t: TestApp;
 let drId: string;
 
-function params(scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
-  return { client_id: CLIENT, redirect_uri: REDIRECT, scope, aud: fake.base, state: 'ehr-state', ...extra };
-}
+const params = paramsFor(() => ({ client_id: CLIENT, redirect_uri: REDIRECT, aud: fake.base, state: 'ehr-state' }));
 
 async function launch(context: Record<string, unknown>) {
-  return t.request.post('/api/launch').set('Authorization', basicAuth('ehr', LAUNCHER_SECRET)).set('Content-Type', 'application/json').send(JSON.stringify({ aud: fake.base, clientId: CLIENT, ...context }));
+  return ehrLaunch(t, { aud: fake.base, clientId: CLIENT, ...context });
 }
 
 beforeAll(async () => {
   fake = await startFakeFhir();
   fake.patients.push({ id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23' }, { id: 'pat-2', given: 'Sam', family: 'Jones', birthDate: '2015-09-01' });
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', AUTHZ_LOGIN_MAX_FAILURES: '3' });
-  await registerPublicApp(t, { clientId: CLIENT, redirectUri: REDIRECT, smartScopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'patient/*.rs', 'offline_access'] });
-  await registerEhrLauncher(t, 'ehr', LAUNCHER_SECRET);
-  drId = (await createUser(directoryOf(t).users, 'dr', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-1', staff: true } })).id;
-  await createUser(directoryOf(t).users, 'dr.locked', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-9', staff: true } });
+  await registerSmartApp(t, { id: CLIENT, redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'patient/*.rs', 'offline_access'] });
+  await registerEhrLauncher(t);
+  drId = (await createPerson(t, { fhirUser: 'Practitioner/dr-1', staff: true }, { userName: 'dr' })).id;
+  await createPerson(t, { fhirUser: 'Practitioner/dr-9', staff: true }, { userName: 'dr.locked' });
 });
 
 afterAll(async () => {
@@ -70,7 +62,7 @@ describe('EHR launch, sign-in, consent and token, through the pages', () => {
     });
     expect(run.result.token.status).toBe(200);
     events = [...events, ...run.events];
-    flowSecrets = [value, PASSWORD, LAUNCHER_SECRET, run.result.flow.code!, run.result.flow.verifier, run.result.token.body.access_token, run.result.token.body.id_token];
+    flowSecrets = [value, PASSWORD, EHR.secret, run.result.flow.code!, run.result.flow.verifier, run.result.token.body.access_token, run.result.token.body.id_token];
   });
 
   test('every event is structurally valid and carries no secret of the flow', () => {

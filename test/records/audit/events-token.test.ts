@@ -1,5 +1,6 @@
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { authorizeAndExchange, basicAuth, createSmartUser, launchStoreOf, registerPublicApp } from '../../support/smart-flow.js';
+import { authorizeAndExchange, launchStoreOf } from '../../support/smart-flow.js';
+import { createPerson, introspect, PASSWORD, registerResourceServer, registerSmartApp, RS } from '../../support/fixtures.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../../support/backend-client.js';
 import { agentByType, clientIds, detail, expectNoSecrets, expectValid, hashedToken, one, patientOf, recordedBy, subtypeCodes, tokenIdentifiers } from './events-support.js';
 
@@ -11,7 +12,6 @@ import { agentByType, clientIds, detail, expectNoSecrets, expectValid, hashedTok
 const FHIR = 'http://localhost:8080/fhir';
 const CB = 'https://app.example.org/cb';
 const TOKEN_URL = 'http://localhost:3000/token';
-const RS_SECRET = 'rs-secret-value-123456';
 
 let t: TestApp;
 let key: BackendKey;
@@ -21,13 +21,12 @@ beforeAll(async () => {
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: FHIR });
   key = await backendKey('ES384');
   await registerBackend(t, 'audit-backend', [key]);
-  await registerPublicApp(t, { clientId: 'chart', redirectUri: CB, smartScopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs'] });
-  await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: RS_SECRET, fhir_servers: [FHIR] }, { generateSecret: false });
-  drId = (await createSmartUser(t, 'dr.audit', 'Practitioner/dr-1', { staff: true })).id;
+  await registerSmartApp(t, { id: 'chart', redirectUri: CB, scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs'] });
+  await registerResourceServer(t, RS, { fhir_servers: [FHIR] });
+  drId = (await createPerson(t, { fhirUser: 'Practitioner/dr-1', staff: true }, { userName: 'dr.audit' })).id;
 });
 afterAll(() => t.close());
 
-const introspect = (token: string) => t.request.post('/introspect').set('Authorization', basicAuth('rs', RS_SECRET)).type('form').send({ token });
 /** An EHR launch of `chart` for `patient` by the doctor, through to the token response. */
 async function ehrFlow(patient: string, scope = 'launch openid fhirUser patient/*.rs offline_access') {
   const launch = await launchStoreOf(t).create({ patient, aud: FHIR, clientId: 'chart', createdBy: 'ehr' });
@@ -74,13 +73,13 @@ describe('client_credentials', () => {
   });
 
   test('an unsupported grant type is refused and recorded with its grant_type', async () => {
-    const { result: res, events } = await recordedBy(t, () => t.request.post('/token').type('form').send({ grant_type: 'password', username: 'dr.audit', password: 'a long enough test password', client_id: 'chart' }));
+    const { result: res, events } = await recordedBy(t, () => t.request.post('/token').type('form').send({ grant_type: 'password', username: 'dr.audit', password: PASSWORD, client_id: 'chart' }));
     expect(res.status).toBe(400);
     const e = one(events, 'token-refused');
     expectValid(e);
     expect(e.outcomeDesc).toMatch(/^unsupported_grant_type/);
     expect(detail(e, 'grant_type')).toBe('password');
-    expectNoSecrets(e, ['a long enough test password']);
+    expectNoSecrets(e, [PASSWORD]);
   });
 });
 
@@ -147,7 +146,7 @@ describe('authorization code, refresh, reuse, introspection, revocation', () => 
   test('introspection: active for the patient-context token names the caller, the app and the patient', async () => {
     const fresh = await ehrFlow('pat-2');
     const token = fresh.token.body.access_token as string;
-    const { result: res, events: ev } = await recordedBy(t, () => introspect(token));
+    const { result: res, events: ev } = await recordedBy(t, () => introspect(t, token));
     expect(res.body.active).toBe(true);
     const e = one(ev, 'token-introspected');
     expectValid(e);
@@ -156,9 +155,9 @@ describe('authorization code, refresh, reuse, introspection, revocation', () => 
     const callers = agentByType(e, '110150');
     expect(callers.find((a) => a.requestor)?.who?.identifier?.value).toBe('rs');
     expect(callers.find((a) => !a.requestor)?.who?.identifier?.value).toBe('chart');
-    expectNoSecrets(e, [token, fresh.token.body.refresh_token, RS_SECRET]);
+    expectNoSecrets(e, [token, fresh.token.body.refresh_token, RS.secret]);
 
-    const { events: inactive } = await recordedBy(t, () => introspect('x'.repeat(43)));
+    const { events: inactive } = await recordedBy(t, () => introspect(t, 'x'.repeat(43)));
     const i = one(inactive, 'token-introspected');
     expectValid(i);
     expect(i.outcomeDesc).toBe('inactive');
@@ -211,7 +210,7 @@ describe('no audit, no answer', () => {
     broken = await createTestApp({ AUTHZ_FHIR_SERVERS: FHIR });
     brokenKey = await backendKey('ES384');
     await registerBackend(broken, 'audit-backend', [brokenKey]);
-    await broken.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: RS_SECRET, fhir_servers: [FHIR] }, { generateSecret: false });
+    await registerResourceServer(broken, RS, { fhir_servers: [FHIR] });
   });
   afterAll(() => broken.close());
 
@@ -225,7 +224,7 @@ describe('no audit, no answer', () => {
     expect(refused.status).toBeGreaterThanOrEqual(500);
     expect(refused.body.access_token).toBeUndefined();
     expect(refused.text).not.toMatch(/"access_token"/);
-    const answer = await broken.request.post('/introspect').set('Authorization', basicAuth('rs', RS_SECRET)).type('form').send({ token: ok.body.access_token });
+    const answer = await introspect(broken, ok.body.access_token);
     expect(answer.status).toBeGreaterThanOrEqual(500);
     expect(answer.text).not.toMatch(/"active"/);
   });

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../../support/backend-client.js';
+import { registerSmartApp } from '../../support/fixtures.js';
 import { createAuditTrail } from '../../../src/records/audit/trail.js';
 import { createLogger } from '../../../src/platform/ops/logger.js';
 import { sampleEvent, type EventSpec } from './support.js';
@@ -78,7 +79,7 @@ beforeAll(async () => {
   key = await backendKey('ES384');
   await registerBackend(t, `auditor-${tag}`, [key], { smart_scopes: ['system/AuditEvent.rs'] });
   await registerBackend(t, `bulk-${tag}`, [key], { smart_scopes: ['system/*.rs'] });
-  await t.registry.upsert({ client_id: `viewer-${tag}`, smart_client_kind: 'public_app', redirect_uris: ['https://app.example.org/cb'], smart_scopes: ['launch/patient', 'patient/*.rs'] });
+  await registerSmartApp(t, { id: `viewer-${tag}`, redirectUri: 'https://app.example.org/cb', scopes: ['launch/patient', 'patient/*.rs'] });
   officer = await backendToken(`auditor-${tag}`, 'system/AuditEvent.rs');
   bulk = await backendToken(`bulk-${tag}`, 'system/*.rs', FHIR_BASE);
 });

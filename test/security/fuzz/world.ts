@@ -9,7 +9,7 @@ import pino from 'pino';
 import type supertest from 'supertest';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../../support/backend-client.js';
-import { createSmartUser, registerEhrLauncher } from '../../support/smart-flow.js';
+import { createPerson, registerEhrLauncher, registerResourceServer, registerSmartApp } from '../../support/fixtures.js';
 import { ownApiAudience } from '../../../src/oauth/provider/own-api.js';
 import { RegistrationTokens, MAX_REGISTRATION_USES } from '../../../src/oauth/clients/registration-tokens.js';
 import { DEFAULT_REGISTRATION_KINDS, DEFAULT_REGISTRATION_SCOPES } from '../../../src/oauth/clients/registration-policy.js';
@@ -132,17 +132,17 @@ export async function createFuzzWorld(db: number, env: Record<string, string> = 
   const key = await backendKey('ES384');
   await registerBackend(fresh, CLIENTS.backend, [key], { smart_scopes: ['system/*.rs'] });
   await registerBackend(fresh, CLIENTS.admin, [key], { smart_scopes: ['scim', 'system/Consent.cruds', 'system/AuditEvent.rs', 'system/*.rs'] });
-  await fresh.registry.upsert(
-    { client_id: CLIENTS.publicApp, client_name: 'Fuzz app', smart_client_kind: 'public_app', redirect_uris: [REDIRECT_URI], smart_scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs', 'user/*.rs'] },
-    { generateSecret: false },
-  );
-  await fresh.registry.upsert(
-    { client_id: CLIENTS.confidential, client_name: 'Fuzz confidential', smart_client_kind: 'confidential_symmetric', client_secret: CLIENTS.confidentialSecret, redirect_uris: [REDIRECT_URI], smart_scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'] },
-    { generateSecret: false },
-  );
-  await fresh.registry.upsert({ client_id: CLIENTS.resourceServer, client_name: 'Fuzz FHIR server', smart_client_kind: 'resource_server', client_secret: CLIENTS.resourceServerSecret }, { generateSecret: false });
-  await registerEhrLauncher(fresh, CLIENTS.launcher, CLIENTS.launcherSecret);
-  const userId = (await createSmartUser(fresh, USER.userName, 'Practitioner/fuzz-1')).id;
+  await registerSmartApp(fresh, { id: CLIENTS.publicApp, name: 'Fuzz app', redirectUri: REDIRECT_URI, scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs', 'user/*.rs'] });
+  await registerSmartApp(fresh, {
+    id: CLIENTS.confidential,
+    name: 'Fuzz confidential',
+    secret: CLIENTS.confidentialSecret,
+    redirectUri: REDIRECT_URI,
+    scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'],
+  });
+  await registerResourceServer(fresh, { id: CLIENTS.resourceServer, secret: CLIENTS.resourceServerSecret }, { client_name: 'Fuzz FHIR server' });
+  await registerEhrLauncher(fresh, { id: CLIENTS.launcher, secret: CLIENTS.launcherSecret });
+  const userId = (await createPerson(fresh, { fhirUser: 'Practitioner/fuzz-1' }, { userName: USER.userName, password: USER.password })).id;
 
   const assertion = (clientId: string = CLIENTS.admin) => signAssertion(key, clientId, TOKEN_URL);
   const token = async (scope: string, resource?: string): Promise<string> => {

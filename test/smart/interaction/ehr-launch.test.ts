@@ -1,25 +1,19 @@
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { createUser, directoryOf } from './login/support.js';
-import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
 import {
   authorizeThroughPages,
-  basicAuth,
   browse,
   exchange,
   exchangeCode,
   checkedValues,
   launchStoreOf,
   postForm,
-  registerEhrLauncher,
-  registerPublicApp,
   startAuthorization,
   startAuthorizationIn,
-  type AuthorizeParams,
   type PageAnswers,
 } from '../../support/smart-flow.js';
+import { createPeople, ehrLaunch, paramsFor, PASSWORD, registerEhrLauncher, registerSmartApp } from '../../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from './fake-fhir.js';
 
-const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'https://chart.example.org/cb';
 const CLIENT = 'chart';
 
@@ -27,12 +21,10 @@ let fake: FakeFhir;
 let t: TestApp;
 let doctor: PageAnswers;
 
-function params(scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
-  return { client_id: CLIENT, redirect_uri: REDIRECT, scope, aud: fake.base, state: 'ehr-state', ...extra };
-}
+const params = paramsFor(() => ({ client_id: CLIENT, redirect_uri: REDIRECT, aud: fake.base, state: 'ehr-state' }));
 
 async function launch(context: Record<string, unknown>): Promise<string> {
-  const res = await t.request.post('/api/launch').set('Authorization', basicAuth('ehr', 'ehr-secret-value-123')).set('Content-Type', 'application/json').send(JSON.stringify({ aud: fake.base, clientId: CLIENT, ...context }));
+  const res = await ehrLaunch(t, { aud: fake.base, clientId: CLIENT, ...context });
   expect(res.status).toBe(201);
   return res.body.launch as string;
 }
@@ -50,11 +42,9 @@ beforeAll(async () => {
   fake = await startFakeFhir();
   fake.patients.push({ id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23' }, { id: 'sam-1', given: 'Sam', family: 'Jones', birthDate: '2015-09-01' });
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
-  await registerPublicApp(t, { clientId: CLIENT, redirectUri: REDIRECT, smartScopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'patient/*.rs', 'user/*.rs'] });
-  await registerEhrLauncher(t, 'ehr', 'ehr-secret-value-123');
-  await createUser(directoryOf(t).users, 'dr', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-1', staff: true } });
-  await createUser(directoryOf(t).users, 'dr.other', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/dr-2', staff: true } });
-  doctor = { username: 'dr', password: PASSWORD };
+  await registerSmartApp(t, { id: CLIENT, redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'patient/*.rs', 'user/*.rs'] });
+  await registerEhrLauncher(t);
+  ({ dr: doctor } = await createPeople(t, { dr: { fhirUser: 'Practitioner/dr-1', staff: true }, 'dr.other': { fhirUser: 'Practitioner/dr-2', staff: true } }));
 });
 
 afterAll(async () => {

@@ -1,7 +1,6 @@
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { createUser, directoryOf } from './login/support.js';
-import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
-import { browse, csrfFrom, postForm, registerPublicApp, startAuthorization, type Agent, type AuthorizeParams } from '../../support/smart-flow.js';
+import { csrfFrom, pageOf, signIn, type Agent } from '../../support/smart-flow.js';
+import { createPeople, paramsFor, PASSWORD, registerSmartApp } from '../../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from './fake-fhir.js';
 
 /**
@@ -10,23 +9,17 @@ import { startFakeFhir, type FakeFhir } from './fake-fhir.js';
  * works for the step the interaction is waiting for. Pages are never cached and run no script.
  */
 
-const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'https://app.example.org/cb';
 const CLIENT = 'forms-app';
 
 let fake: FakeFhir;
 let t: TestApp;
 
-function params(scope: string): AuthorizeParams {
-  return { client_id: CLIENT, redirect_uri: REDIRECT, scope, aud: fake.base, state: 'st' };
-}
+const params = paramsFor(() => ({ client_id: CLIENT, redirect_uri: REDIRECT, aud: fake.base, state: 'st' }));
 
 async function pageFor(userName: string, scope: string): Promise<{ agent: Agent; uid: string; html: string; prompt: string }> {
-  const { agent, first } = await startAuthorization(t, params(scope));
-  const login = await browse(agent, first);
-  if (login.kind !== 'page') throw new Error('no login page');
-  const next = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: userName, password: PASSWORD }));
-  if (next.kind !== 'page') throw new Error(`no page after sign-in: ${next.kind}`);
+  const { agent, stop } = await signIn(t, params(scope), { username: userName, password: PASSWORD });
+  const next = pageOf(stop);
   return { agent, uid: next.uid, html: next.res.text, prompt: next.prompt };
 }
 
@@ -35,11 +28,12 @@ beforeAll(async () => {
   fake.patients.push({ id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23' });
   fake.encounters.push({ id: 'enc-1', patient: 'pat-1', start: '2025-01-01', type: 'Visit' });
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
-  await registerPublicApp(t, { clientId: CLIENT, redirectUri: REDIRECT, smartScopes: ['openid', 'launch/patient', 'launch/encounter', 'patient/*.rs'] });
-  const { users } = directoryOf(t);
-  await createUser(users, 'carer', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'RelatedPerson/c-1', proxyPatients: [{ value: 'pat-1', display: 'Pat Jones' }] } });
-  await createUser(users, 'pat', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Patient/pat-1' } });
-  await createUser(users, 'doc', PASSWORD, { [SMART_USER_SCHEMA]: { fhirUser: 'Practitioner/d-1', staff: true } });
+  await registerSmartApp(t, { id: CLIENT, redirectUri: REDIRECT, scopes: ['openid', 'launch/patient', 'launch/encounter', 'patient/*.rs'] });
+  await createPeople(t, {
+    carer: { fhirUser: 'RelatedPerson/c-1', proxyPatients: [{ value: 'pat-1', display: 'Pat Jones' }] },
+    pat: { fhirUser: 'Patient/pat-1' },
+    doc: { fhirUser: 'Practitioner/d-1', staff: true },
+  });
 });
 
 afterAll(async () => {
@@ -105,12 +99,7 @@ test.each([
   ['encounter picker', 'pat', 'launch/patient launch/encounter patient/*.rs'],
   ['consent page', 'pat', 'openid launch/patient patient/*.rs'],
 ])('the %s has the strict CSP, no script or inline style, a CSRF field, and is not cached', async (_name, user, scope) => {
-  const { agent, first } = await startAuthorization(t, params(scope));
-  const login = await browse(agent, first);
-  if (login.kind !== 'page') throw new Error('no login page');
-  const stop = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: user, password: PASSWORD }));
-  if (stop.kind !== 'page') throw new Error('no page');
-  const res = stop.res;
+  const { res } = pageOf((await signIn(t, params(scope), { username: user, password: PASSWORD })).stop);
   expect(res.headers['content-type']).toMatch(/^text\/html/);
   expect(res.headers['cache-control']).toBe('no-store');
   expect(res.headers['content-security-policy']).toContain("default-src 'none'");

@@ -1,27 +1,22 @@
 import { decodeJwt } from 'jose';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { createUser, directoryOf } from './login/support.js';
-import { SMART_USER_SCHEMA } from '../../../src/records/directory/model.js';
 import { PATIENT_SEARCH_CLIENT_ID } from '../../../src/smart/interaction/fhir-search/service-credential.js';
 import {
   authorizeThroughPages,
-  basicAuth,
   browse,
+  checkedValues,
   exchange,
   exchangeCode,
-  checkedValues,
   inputValues,
+  pageOf,
   postForm,
-  registerPublicApp,
-  startAuthorization,
+  signIn,
   startAuthorizationIn,
-  type AuthorizeParams,
-  type BrowserStop,
   type PageAnswers,
 } from '../../support/smart-flow.js';
+import { createPeople, createPerson, introspect, paramsFor, registerResourceServer, registerSmartApp } from '../../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from './fake-fhir.js';
 
-const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'https://growth.example.org/cb';
 const CLIENT = 'growth-chart';
 
@@ -31,43 +26,19 @@ let patient: PageAnswers;
 let caregiver: PageAnswers;
 let doctor: PageAnswers;
 
-async function user(userName: string, smart: Record<string, unknown>, name: Record<string, string> = { givenName: 'Test', familyName: userName }): Promise<PageAnswers> {
-  await createUser(directoryOf(t).users, userName, PASSWORD, { name, [SMART_USER_SCHEMA]: smart });
-  return { username: userName, password: PASSWORD };
-}
-
-function params(scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
-  return { client_id: CLIENT, redirect_uri: REDIRECT, scope, aud: fake.base, state: 'state-42', ...extra };
-}
-
-function introspect(token: string) {
-  return t.request.post('/introspect').set('Authorization', basicAuth('fhir-rs', 'fhir-rs-secret-value')).type('form').send({ token });
-}
-
-function page(stop: BrowserStop): Extract<BrowserStop, { kind: 'page' }> {
-  if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind} ${stop.res.status} ${stop.kind === 'app' ? stop.location.href : stop.res.text.slice(0, 300)}`);
-  return stop;
-}
-
-/** Signs in on a fresh browser and returns the page after sign-in. */
-async function signedIn(p: AuthorizeParams, who: PageAnswers) {
-  const { agent, first, verifier } = await startAuthorization(t, p);
-  const login = page(await browse(agent, first));
-  const next = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }));
-  return { agent, verifier, stop: next };
-}
+const params = paramsFor(() => ({ client_id: CLIENT, redirect_uri: REDIRECT, aud: fake.base, state: 'state-42' }));
 
 beforeAll(async () => {
   fake = await startFakeFhir();
   // Remembered consent as it applies to standalone launches (AUTHZ_CONSENT_REMEMBER=always); the
   // default, where a standalone launch always shows the page, is tested in test/interop/limited-access.test.ts.
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', AUTHZ_CONSENT_REMEMBER: 'always' });
-  await registerPublicApp(t, {
-    clientId: CLIENT,
+  await registerSmartApp(t, {
+    id: CLIENT,
     redirectUri: REDIRECT,
-    smartScopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'offline_access', 'online_access', 'patient/*.rs', 'user/*.rs'],
+    scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'offline_access', 'online_access', 'patient/*.rs', 'user/*.rs'],
   });
-  await t.registry.upsert({ client_id: 'fhir-rs', smart_client_kind: 'resource_server', client_secret: 'fhir-rs-secret-value' }, { generateSecret: false });
+  await registerResourceServer(t);
   fake.patients.push(
     { id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23', mrn: 'MRN-1' },
     { id: 'sam-1', given: 'Sam', family: 'Jones', birthDate: '2015-09-01', mrn: 'MRN-2' },
@@ -78,15 +49,17 @@ beforeAll(async () => {
     { id: 'enc-new', patient: 'pat-1', start: '2025-03-02T14:30:00Z', type: 'Follow-up visit' },
     { id: 'enc-sam', patient: 'sam-1', start: '2024-06-01T08:00:00Z', type: 'Vaccination' },
   );
-  patient = await user('pat', { fhirUser: 'Patient/pat-1' }, { givenName: 'Pat', familyName: 'Jones' });
-  caregiver = await user('carer', {
-    fhirUser: 'RelatedPerson/carer-1',
-    proxyPatients: [
-      { value: 'Patient/pat-1', display: 'Pat Jones' },
-      { value: 'sam-1', display: 'Sam <script>alert("x")</script> Jones' },
-    ],
-  });
-  doctor = await user('doc', { fhirUser: 'Practitioner/doc-1', staff: true });
+  patient = await createPerson(t, { fhirUser: 'Patient/pat-1' }, { userName: 'pat', name: { givenName: 'Pat', familyName: 'Jones' } });
+  ({ carer: caregiver, doc: doctor } = await createPeople(t, {
+    carer: {
+      fhirUser: 'RelatedPerson/carer-1',
+      proxyPatients: [
+        { value: 'Patient/pat-1', display: 'Pat Jones' },
+        { value: 'sam-1', display: 'Sam <script>alert("x")</script> Jones' },
+      ],
+    },
+    doc: { fhirUser: 'Practitioner/doc-1', staff: true },
+  }));
 });
 
 afterAll(async () => {
@@ -115,8 +88,8 @@ describe('a patient', () => {
 
   test('asking for user/ scopes gets none of them: they are shown as not available and not granted', async () => {
     // Another patient: pat-1's Consent for patient/Observation.rs would skip the page.
-    const { agent, verifier, stop } = await signedIn(params('openid fhirUser launch/patient patient/Observation.rs user/Observation.rs'), await user('pat.u', { fhirUser: 'Patient/pat-u' }));
-    const consent = page(stop);
+    const { agent, verifier, stop } = await signIn(t, params('openid fhirUser launch/patient patient/Observation.rs user/Observation.rs'), await createPerson(t, { fhirUser: 'Patient/pat-u' }, { userName: 'pat.u' }));
+    const consent = pageOf(stop);
     expect(consent.prompt).toBe('consent');
     expect(checkedValues(consent.res.text, 'scope')).toEqual(['patient/Observation.rs']);
     expect(consent.res.text).toContain('Also asked for, but not available to this app');
@@ -137,13 +110,13 @@ describe('a patient', () => {
   });
 
   test('launch/encounter offers the patient’s encounters, newest first, searched with the service credential', async () => {
-    const { agent, verifier, stop } = await signedIn(params('openid launch/patient launch/encounter patient/Encounter.rs'), patient);
-    const picker = page(stop);
+    const { agent, verifier, stop } = await signIn(t, params('openid launch/patient launch/encounter patient/Encounter.rs'), patient);
+    const picker = pageOf(stop);
     expect(picker.prompt).toBe('select_encounter');
     expect(inputValues(picker.res.text, 'radio', 'encounter')).toEqual(['enc-new', 'enc-old']);
     expect(picker.res.text).toContain('2025-03-02: Follow-up visit');
     expect(fake.requests[0]!.path).toBe('/fhir/Encounter?patient=pat-1&_count=10&_sort=-date');
-    const consent = page(await browse(agent, await postForm(agent, picker.uid, 'encounter', picker.res, { encounter: 'enc-old' })));
+    const consent = pageOf(await browse(agent, await postForm(agent, picker.uid, 'encounter', picker.res, { encounter: 'enc-old' })));
     expect(consent.prompt).toBe('consent');
     const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
@@ -152,8 +125,8 @@ describe('a patient', () => {
   });
 
   test('an encounter of another patient is refused', async () => {
-    const { agent, stop } = await signedIn(params('launch/patient launch/encounter patient/Encounter.rs'), patient);
-    const picker = page(stop);
+    const { agent, stop } = await signIn(t, params('launch/patient launch/encounter patient/Encounter.rs'), patient);
+    const picker = pageOf(stop);
     const refused = await postForm(agent, picker.uid, 'encounter', picker.res, { encounter: 'enc-sam' });
     expect(refused.status).toBe(400);
     expect(refused.text).toContain('role="alert"');
@@ -161,7 +134,7 @@ describe('a patient', () => {
   });
 
   test('with no encounters on record the encounter step passes by itself', async () => {
-    const other = await user('lonely', { fhirUser: 'Patient/lonely-1' });
+    const other = await createPerson(t, { fhirUser: 'Patient/lonely-1' }, { userName: 'lonely' });
     const flow = await authorizeThroughPages(t, params('launch/patient launch/encounter patient/Observation.rs'), other);
     expect(flow.pages).toEqual(['login', 'consent']);
     const token = await exchangeCode(t, flow, params(''));
@@ -172,15 +145,15 @@ describe('a patient', () => {
 
 describe('a caregiver', () => {
   test('chooses among the patients they act for; the display names are escaped', async () => {
-    const { agent, verifier, stop } = await signedIn(params('openid fhirUser launch/patient patient/*.rs'), caregiver);
-    const picker = page(stop);
+    const { agent, verifier, stop } = await signIn(t, params('openid fhirUser launch/patient patient/*.rs'), caregiver);
+    const picker = pageOf(stop);
     expect(picker.prompt).toBe('select_patient');
     expect(inputValues(picker.res.text, 'radio', 'patient')).toEqual(['pat-1', 'sam-1']);
     expect(picker.res.text).toContain('<legend>Patients you may act for</legend>');
     expect(picker.res.text).not.toMatch(/<script/i);
     expect(picker.res.text).toContain('Sam &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; Jones');
 
-    const consent = page(await browse(agent, await postForm(agent, picker.uid, 'patient', picker.res, { patient: 'sam-1' })));
+    const consent = pageOf(await browse(agent, await postForm(agent, picker.uid, 'patient', picker.res, { patient: 'sam-1' })));
     expect(consent.prompt).toBe('consent');
     expect(consent.res.text).not.toMatch(/<script/i);
     expect(consent.res.text).toContain('to <strong>Sam &lt;script&gt;');
@@ -191,8 +164,8 @@ describe('a caregiver', () => {
   });
 
   test('a patient not in their list is refused, and a listed one then works', async () => {
-    const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), caregiver);
-    const picker = page(stop);
+    const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), caregiver);
+    const picker = pageOf(stop);
     for (const other of ['xss-1', 'Patient/xss-1', '']) {
       const refused = await postForm(agent, picker.uid, 'patient', picker.res, { patient: other });
       expect(refused.status).toBe(400);
@@ -209,22 +182,22 @@ describe('a caregiver', () => {
     // Same browser (SSO session, existing grant): the picker is asked again, consent is not.
     const agent = first.agent;
     const { first: res, verifier } = await startAuthorizationIn(agent, params('launch/patient patient/Observation.rs', { state: 's2' }));
-    const picker = page(await browse(agent, res));
+    const picker = pageOf(await browse(agent, res));
     expect(picker.prompt).toBe('select_patient');
     const back = await browse(agent, await postForm(agent, picker.uid, 'patient', picker.res, { patient: 'sam-1' }));
     if (back.kind !== 'app' || !back.code) throw new Error(`no code: ${back.kind}`);
     const second = await exchange(t, back.code, verifier, params(''));
     expect(second.body.patient).toBe('sam-1');
     // The first grant keeps its patient: a refresh of the first token would still say pat-1.
-    expect((await introspect(firstToken.body.access_token)).body.patient).toBe('pat-1');
-    expect((await introspect(second.body.access_token)).body.patient).toBe('sam-1');
+    expect((await introspect(t, firstToken.body.access_token)).body.patient).toBe('pat-1');
+    expect((await introspect(t, second.body.access_token)).body.patient).toBe('sam-1');
   });
 });
 
 describe('a practitioner', () => {
   test('searches the FHIR server with a service token this server issued, and picks a result', async () => {
-    const { agent, verifier, stop } = await signedIn(params('openid fhirUser launch/patient patient/*.rs'), doctor);
-    const form = page(stop);
+    const { agent, verifier, stop } = await signIn(t, params('openid fhirUser launch/patient patient/*.rs'), doctor);
+    const form = pageOf(stop);
     expect(form.prompt).toBe('select_patient');
     expect(form.res.text).toContain('<label for="name">Name</label>');
     expect(form.res.text).toContain('<label for="birthdate">Birth date</label>');
@@ -240,7 +213,7 @@ describe('a practitioner', () => {
 
     const bearer = /^Bearer (.+)$/.exec(fake.requests[0]!.authorization ?? '')?.[1];
     expect(bearer).toBeDefined();
-    const info = await introspect(bearer!);
+    const info = await introspect(t, bearer!);
     expect(info.body).toMatchObject({ active: true, client_id: PATIENT_SEARCH_CLIENT_ID, aud: fake.base });
     expect(info.body.scope.split(' ')).toEqual(['system/Patient.rs', 'system/Encounter.rs']);
 
@@ -249,7 +222,7 @@ describe('a practitioner', () => {
     // The token is reused while it is fresh.
     expect(fake.requests.map((r) => r.authorization)).toEqual(Array(fake.requests.length).fill(`Bearer ${bearer}`));
 
-    const consent = page(await browse(agent, await postForm(agent, form.uid, 'patient', byId, { patient: 'sam-1' })));
+    const consent = pageOf(await browse(agent, await postForm(agent, form.uid, 'patient', byId, { patient: 'sam-1' })));
     expect(consent.res.text).toContain('to <strong>Sam Jones</strong>');
     const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
@@ -260,8 +233,8 @@ describe('a practitioner', () => {
   test('pages through results with the Bundle’s next link', async () => {
     for (let i = 0; i < 12; i++) fake.patients.push({ id: `many-${i}`, given: `Person${i}`, family: 'Manyfold', birthDate: '1990-01-01' });
     try {
-      const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), doctor);
-      const form = page(stop);
+      const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), doctor);
+      const form = pageOf(stop);
       const first = await postForm(agent, form.uid, 'patient-search', form.res, { name: 'manyfold' });
       expect(inputValues(first.text, 'radio', 'patient')).toHaveLength(10);
       const next = /name="page" value="([^"]+)"/.exec(first.text)?.[1];
@@ -278,8 +251,8 @@ describe('a practitioner', () => {
     for (let i = 0; i < 11; i++) fake.patients.push({ id: `far-${i}`, given: `Far${i}`, family: 'Away', birthDate: '1990-01-01' });
     try {
       fake.nextLink = 'https://attacker.example.org/fhir/Patient?_offset=10';
-      const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), doctor);
-      const form = page(stop);
+      const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), doctor);
+      const form = pageOf(stop);
       const first = await postForm(agent, form.uid, 'patient-search', form.res, { name: 'away' });
       expect(inputValues(first.text, 'radio', 'patient')).toHaveLength(10);
       expect(first.text).not.toContain('name="page"');
@@ -294,8 +267,8 @@ describe('a practitioner', () => {
   });
 
   test('search errors and bad input give a readable page, never a 500', async () => {
-    const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), doctor);
-    const form = page(stop);
+    const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), doctor);
+    const form = pageOf(stop);
     const empty = await postForm(agent, form.uid, 'patient-search', form.res, { name: ' ' });
     expect(empty.status).toBe(400);
     expect(empty.text).toContain('Enter a name, a birth date or an identifier to search for.');
@@ -317,8 +290,8 @@ describe('a practitioner', () => {
   });
 
   test('a patient id that the FHIR server does not know is refused', async () => {
-    const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), doctor);
-    const form = page(stop);
+    const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), doctor);
+    const form = pageOf(stop);
     for (const id of ['nobody', '../Observation/1', '']) {
       const res = await postForm(agent, form.uid, 'patient', form.res, { patient: id });
       expect(res.status).toBe(400);
@@ -327,8 +300,8 @@ describe('a practitioner', () => {
   });
 
   test('search results are escaped', async () => {
-    const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), doctor);
-    const form = page(stop);
+    const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), doctor);
+    const form = pageOf(stop);
     const res = await postForm(agent, form.uid, 'patient-search', form.res, { birthdate: '1970-01-01' });
     expect(res.status).toBe(200);
     expect(res.text).not.toMatch(/<img/i);
@@ -338,9 +311,9 @@ describe('a practitioner', () => {
 
 describe('users without a patient context', () => {
   test('get a page that says so and can only return to the app (access_denied)', async () => {
-    const nobody = await user('clerk', {});
-    const { agent, stop } = await signedIn(params('launch/patient patient/*.rs'), nobody);
-    const none = page(stop);
+    const nobody = await createPerson(t, {}, { userName: 'clerk' });
+    const { agent, stop } = await signIn(t, params('launch/patient patient/*.rs'), nobody);
+    const none = pageOf(stop);
     expect(none.prompt).toBe('select_patient');
     expect(none.res.text).toContain('not linked to a patient record');
     expect(inputValues(none.res.text, 'radio', 'patient')).toEqual([]);
@@ -354,11 +327,11 @@ describe('users without a patient context', () => {
 
 describe('consent', () => {
   test('describes each scope, fixes the required ones and lets the user untick the rest', async () => {
-    const { agent, verifier, stop } = await signedIn(
+    const { agent, verifier, stop } = await signIn(t, 
       params('openid fhirUser launch/patient patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.read offline_access'),
-      await user('pat.d', { fhirUser: 'Patient/pat-d' }),
+      await createPerson(t, { fhirUser: 'Patient/pat-d' }, { userName: 'pat.d' }),
     );
-    const consent = page(stop);
+    const consent = pageOf(stop);
     const html = consent.res.text;
     expect(consent.res.headers['cache-control']).toBe('no-store');
     expect(consent.res.headers['content-security-policy']).toContain("default-src 'none'");
@@ -398,7 +371,7 @@ describe('consent', () => {
     const first = await authorizeThroughPages(t, params('launch/patient patient/Observation.rs offline_access'), { ...caregiver, patient: 'pat-1' });
     expect(first.pages).toEqual(['login', 'select_patient', 'consent']);
     const { first: res, verifier } = await startAuthorizationIn(first.agent, params('launch/patient patient/Observation.rs offline_access', { state: 's4' }));
-    const picker = page(await browse(first.agent, res));
+    const picker = pageOf(await browse(first.agent, res));
     expect(picker.prompt).toBe('select_patient');
     const back = await browse(first.agent, await postForm(first.agent, picker.uid, 'patient', picker.res, { patient: 'pat-1' }));
     if (back.kind !== 'app' || !back.code) throw new Error(`expected a code after the picker, got ${back.kind}`);
@@ -420,7 +393,7 @@ describe('consent', () => {
   });
 
   test('is skipped when the user’s grant already covers the request', async () => {
-    const first = await authorizeThroughPages(t, params('openid launch/patient patient/Observation.rs'), await user('pat.s', { fhirUser: 'Patient/pat-s' }));
+    const first = await authorizeThroughPages(t, params('openid launch/patient patient/Observation.rs'), await createPerson(t, { fhirUser: 'Patient/pat-s' }, { userName: 'pat.s' }));
     expect(first.pages).toEqual(['login', 'consent']);
     const { first: res, verifier } = await startAuthorizationIn(first.agent, params('openid launch/patient patient/Observation.rs', { state: 's3' }));
     const back = await browse(first.agent, res);

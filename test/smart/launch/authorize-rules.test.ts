@@ -1,7 +1,8 @@
 import supertest from 'supertest';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { LaunchStore } from '../../../src/smart/launch/launch-store.js';
-import { launchStoreOf, pkcePair, registerPublicApp, startAuthorization, type AuthorizeParams } from '../../support/smart-flow.js';
+import { launchStoreOf, pkcePair, startAuthorization, type AuthorizeParams } from '../../support/smart-flow.js';
+import { registerSmartApp } from '../../support/fixtures.js';
 
 const FHIR = 'http://localhost:8080/fhir';
 const EAST = 'https://east.example.org/fhir';
@@ -12,9 +13,9 @@ let t: TestApp;
 beforeAll(async () => {
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: `${FHIR},east=${EAST}` });
   const scopes = ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'online_access', 'patient/*.rs'];
-  await registerPublicApp(t, { clientId: 'chart', redirectUri: CB, smartScopes: scopes });
-  await registerPublicApp(t, { clientId: 'other-app', redirectUri: CB, smartScopes: scopes });
-  await registerPublicApp(t, { clientId: 'main-only', redirectUri: CB, smartScopes: scopes, fhirServers: [FHIR] });
+  await registerSmartApp(t, { id: 'chart', redirectUri: CB, scopes });
+  await registerSmartApp(t, { id: 'other-app', redirectUri: CB, scopes });
+  await registerSmartApp(t, { id: 'main-only', redirectUri: CB, scopes, fhirServers: [FHIR] });
 });
 afterAll(() => t.close());
 

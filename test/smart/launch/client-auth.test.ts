@@ -1,6 +1,7 @@
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { backendKey, signAssertion, type BackendKey } from '../../support/backend-client.js';
-import { basicAuth, createSmartUser, followAuthorization, startAuthorization } from '../../support/smart-flow.js';
+import { basicAuth, followAuthorization, startAuthorization } from '../../support/smart-flow.js';
+import { createPerson, registerSmartApp } from '../../support/fixtures.js';
 
 /** Every client kind an app may be registered as can exchange a code and refresh (discovery promises it). */
 
@@ -18,14 +19,11 @@ beforeAll(async () => {
   t = await createTestApp();
   rsKey = await backendKey('RS384');
   esKey = await backendKey('ES384');
-  const app = { redirect_uris: [CB], smart_scopes: SCOPES };
-  await t.registry.upsert({ client_id: 'sym-basic', smart_client_kind: 'confidential_symmetric', client_secret: 'basic-secret-0123456789', ...app }, { generateSecret: false });
-  await t.registry.upsert(
-    { client_id: 'sym-post', smart_client_kind: 'confidential_symmetric', token_endpoint_auth_method: 'client_secret_post', client_secret: 'post-secret-0123456789', ...app },
-    { generateSecret: false },
-  );
-  await t.registry.upsert({ client_id: 'asym', smart_client_kind: 'confidential_asymmetric', jwks: { keys: [rsKey.publicJwk, esKey.publicJwk] }, ...app }, { generateSecret: false });
-  userId = (await createSmartUser(t, 'dr.auth', 'Practitioner/dr-auth', { staff: true })).id;
+  const app = { redirectUri: CB, scopes: SCOPES };
+  await registerSmartApp(t, { id: 'sym-basic', secret: 'basic-secret-0123456789', ...app });
+  await registerSmartApp(t, { id: 'sym-post', secret: 'post-secret-0123456789', metadata: { token_endpoint_auth_method: 'client_secret_post' }, ...app });
+  await registerSmartApp(t, { id: 'asym', jwks: { keys: [rsKey.publicJwk, esKey.publicJwk] }, ...app });
+  userId = (await createPerson(t, { fhirUser: 'Practitioner/dr-auth', staff: true }, { userName: 'dr.auth' })).id;
 });
 afterAll(() => t.close());
 

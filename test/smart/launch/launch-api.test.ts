@@ -1,5 +1,6 @@
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { basicAuth, createSmartUser, launchStoreOf, registerEhrLauncher, registerPublicApp } from '../../support/smart-flow.js';
+import { basicAuth, launchStoreOf } from '../../support/smart-flow.js';
+import { createPerson, registerEhrLauncher, registerResourceServer, registerSmartApp, RS } from '../../support/fixtures.js';
 
 const FHIR = 'http://localhost:8080/fhir';
 const EAST = 'https://east.example.org/fhir';
@@ -9,13 +10,10 @@ let userId: string;
 
 beforeAll(async () => {
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: `${FHIR},east=${EAST}`, AUTHZ_TTL_LAUNCH: '120' });
-  await registerEhrLauncher(t, 'ehr', 'ehr-secret-value');
-  await registerPublicApp(t, { clientId: 'chart', redirectUri: 'https://app.example.org/cb', smartScopes: ['launch', 'patient/*.rs'] });
-  await t.registry.upsert(
-    { client_id: 'rs', client_name: 'FHIR server', smart_client_kind: 'resource_server', client_secret: 'rs-secret-value-123' },
-    { generateSecret: false },
-  );
-  userId = (await createSmartUser(t, 'dr.launch', 'Practitioner/dr-1')).id;
+  await registerEhrLauncher(t, { id: 'ehr', secret: 'ehr-secret-value' });
+  await registerSmartApp(t, { id: 'chart', redirectUri: 'https://app.example.org/cb', scopes: ['launch', 'patient/*.rs'] });
+  await registerResourceServer(t, RS, { client_name: 'FHIR server' });
+  userId = (await createPerson(t, { fhirUser: 'Practitioner/dr-1' }, { userName: 'dr.launch' })).id;
 });
 afterAll(() => t.close());
 
@@ -80,7 +78,7 @@ describe('POST /api/launch', () => {
   });
 
   test('other client kinds are 403', async () => {
-    const res = await post({ patient: 'p' }, basicAuth('rs', 'rs-secret-value-123'));
+    const res = await post({ patient: 'p' }, basicAuth(RS.id, RS.secret));
     expect(res.status).toBe(403);
     expect(res.body.error).toBe('unauthorized_client');
   });
@@ -145,7 +143,7 @@ describe('POST /api/launch', () => {
   });
 
   test('a deactivated user cannot be pinned', async () => {
-    const user = await createSmartUser(t, 'gone.user', 'Practitioner/gone', {});
+    const user = await createPerson(t, { fhirUser: 'Practitioner/gone' }, { userName: 'gone.user' });
     const { createUserStore } = await import('../../../src/records/directory/user-store.js');
     await createUserStore(t.config, t.redis, t.keyspace).setActive(user.id, false);
     const res = await post({ user: user.id });

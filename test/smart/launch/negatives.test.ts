@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import { browse, createSmartUser, followAuthorization, registerPublicApp, startAuthorization } from '../../support/smart-flow.js';
+import { browse, followAuthorization, startAuthorization } from '../../support/smart-flow.js';
+import { createPerson, registerResourceServer, registerSmartApp } from '../../support/fixtures.js';
 
 // The negative cases SMART test kits send, for a public app (PKCE is its only proof of possession).
 
@@ -13,9 +14,9 @@ let userId: string;
 
 beforeAll(async () => {
   t = await createTestApp();
-  await registerPublicApp(t, { clientId: 'neg-app', redirectUri: CB, smartScopes: SCOPES });
-  userId = (await createSmartUser(t, 'dr.neg', 'Practitioner/dr-neg')).id;
-  await t.registry.upsert({ client_id: 'neg-rs', smart_client_kind: 'resource_server', client_secret: 'neg-rs-secret' }, { generateSecret: false });
+  await registerSmartApp(t, { id: 'neg-app', redirectUri: CB, scopes: SCOPES });
+  userId = (await createPerson(t, { fhirUser: 'Practitioner/dr-neg' }, { userName: 'dr.neg' })).id;
+  await registerResourceServer(t, { id: 'neg-rs', secret: 'neg-rs-secret' });
 });
 afterAll(() => t.close());
 

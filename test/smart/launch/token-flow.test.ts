@@ -3,14 +3,12 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import {
   authorizeAndExchange,
-  basicAuth,
-  createSmartUser,
   grantContextsOf,
   launchStoreOf,
-  registerPublicApp,
   type Agent,
   type AuthorizeParams,
 } from '../../support/smart-flow.js';
+import { createPerson, introspect, registerResourceServer, registerSmartApp } from '../../support/fixtures.js';
 
 const FHIR = 'http://localhost:8080/fhir';
 const EAST = 'https://east.example.org/fhir';
@@ -22,25 +20,14 @@ let patId: string;
 
 beforeAll(async () => {
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: `${FHIR},east=${EAST}` });
-  await registerPublicApp(t, {
-    clientId: 'chart',
-    redirectUri: CB,
-    smartScopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'online_access', 'patient/*.rs', 'user/*.rs'],
-  });
-  await registerPublicApp(t, { clientId: 'narrow', redirectUri: CB, smartScopes: ['openid', 'offline_access', 'patient/Observation.rs'] });
-  await t.registry.upsert(
-    { client_id: 'no-refresh', smart_client_kind: 'public_app', redirect_uris: [CB], grant_types: ['authorization_code'], smart_scopes: ['openid', 'online_access', 'offline_access', 'user/*.rs'] },
-    { generateSecret: false },
-  );
-  await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: 'rs-secret-value-123' }, { generateSecret: false });
-  drId = (await createSmartUser(t, 'dr.token', 'Practitioner/dr-1', { staff: true })).id;
-  patId = (await createSmartUser(t, 'pat.token', 'Patient/pat-1')).id;
+  await registerSmartApp(t, { id: 'chart', redirectUri: CB, scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'online_access', 'patient/*.rs', 'user/*.rs'] });
+  await registerSmartApp(t, { id: 'narrow', redirectUri: CB, scopes: ['openid', 'offline_access', 'patient/Observation.rs'] });
+  await registerSmartApp(t, { id: 'no-refresh', redirectUri: CB, scopes: ['openid', 'online_access', 'offline_access', 'user/*.rs'], metadata: { grant_types: ['authorization_code'] } });
+  await registerResourceServer(t);
+  drId = (await createPerson(t, { fhirUser: 'Practitioner/dr-1', staff: true }, { userName: 'dr.token' })).id;
+  patId = (await createPerson(t, { fhirUser: 'Patient/pat-1' }, { userName: 'pat.token' })).id;
 });
 afterAll(() => t.close());
-
-function introspect(token: string) {
-  return t.request.post('/introspect').set('Authorization', basicAuth('rs', 'rs-secret-value-123')).type('form').send({ token });
-}
 
 function refresh(clientId: string, refreshToken: string, scope?: string) {
   return t.request
@@ -115,7 +102,7 @@ describe('EHR launch token response', () => {
   });
 
   test('introspection shows the same scope, the context and fhirUser', async () => {
-    const res = await introspect(result.token.body.access_token);
+    const res = await introspect(t, result.token.body.access_token);
     expect(res.body.active).toBe(true);
     expect(scopeSet(res.body.scope)).toEqual(scopeSet(result.token.body.scope));
     expect(res.body).toMatchObject({ ...LAUNCH, client_id: 'chart', sub: drId, aud: EAST, fhirUser: `${FHIR}/Practitioner/dr-1` });
@@ -130,7 +117,7 @@ describe('EHR launch token response', () => {
     expect(scopeSet(res.body.scope)).toEqual(scopeSet(scope));
     expect(typeof res.body.expires_in).toBe('number');
     expect(res.body.refresh_token).not.toBe(result.token.body.refresh_token);
-    const again = await introspect(res.body.access_token);
+    const again = await introspect(t, res.body.access_token);
     expect(again.body).toMatchObject({ active: true, patient: 'pat-1', encounter: 'enc-9' });
   });
 
@@ -155,7 +142,7 @@ describe('refresh scope rules', () => {
     expect(narrow.status).toBe(200);
     expect(scopeSet(narrow.body.scope)).toEqual(['offline_access', 'patient/*.rs']);
     expect(narrow.body.patient).toBe('pat-1');
-    expect((await introspect(narrow.body.access_token)).body.scope).toBe(narrow.body.scope);
+    expect((await introspect(t, narrow.body.access_token)).body.scope).toBe(narrow.body.scope);
 
     const wider = await refresh('chart', narrow.body.refresh_token, `${scope} patient/Observation.cruds`);
     expect(wider.status).toBe(400);
@@ -177,7 +164,7 @@ describe('refresh scope rules', () => {
     expect(reuse.status).toBe(400);
     expect(reuse.body.error).toBe('invalid_grant');
     expect((await refresh('chart', first.body.refresh_token)).body.error).toBe('invalid_grant');
-    expect((await introspect(first.body.access_token)).body).toEqual({ active: false });
+    expect((await introspect(t, first.body.access_token)).body).toEqual({ active: false });
     await new Promise((r) => setTimeout(r, 50));
     expect(await grantContextsOf(t).get(grantId)).toBeUndefined();
   });
@@ -191,7 +178,7 @@ describe('refresh scope rules', () => {
       .send({ grant_type: 'authorization_code', code: flow.code!, redirect_uri: CB, code_verifier: verifier, client_id: 'chart' });
     expect(again.status).toBe(400);
     expect(again.body.error).toBe('invalid_grant');
-    expect((await introspect(token.body.access_token)).body).toEqual({ active: false });
+    expect((await introspect(t, token.body.access_token)).body).toEqual({ active: false });
     await new Promise((r) => setTimeout(r, 50));
     expect(await grantContextsOf(t).get(grantId)).toBeUndefined();
   });
@@ -208,7 +195,7 @@ describe('offline and online refresh tokens', () => {
     const after = await refresh('chart', before.body.refresh_token);
     expect(after.status).toBe(400);
     expect(after.body.error).toBe('invalid_grant');
-    expect((await introspect(before.body.access_token)).body).toEqual({ active: false });
+    expect((await introspect(t, before.body.access_token)).body).toEqual({ active: false });
   });
 
   test('offline_access gives a refresh token that outlives the session', async () => {
@@ -217,7 +204,7 @@ describe('offline and online refresh tokens', () => {
     const after = await refresh('chart', token.body.refresh_token);
     expect(after.status).toBe(200);
     expect(after.body.patient).toBe('pat-1');
-    expect((await introspect(after.body.access_token)).body.active).toBe(true);
+    expect((await introspect(t, after.body.access_token)).body.active).toBe(true);
   });
 
   test('no refresh scope, or a client without the refresh_token grant, gets no refresh token', async () => {
@@ -234,7 +221,7 @@ describe('standalone grants', () => {
     const east = await authorizeAndExchange(t, { client_id: 'chart', redirect_uri: CB, scope: 'openid fhirUser user/*.rs', aud: EAST }, drId);
     expect(east.token.body.tenant).toBe('east');
     expect(east.token.body.patient).toBeUndefined();
-    expect((await introspect(east.token.body.access_token)).body.tenant).toBe('east');
+    expect((await introspect(t, east.token.body.access_token)).body.tenant).toBe('east');
     const main = await authorizeAndExchange(t, { client_id: 'chart', redirect_uri: CB, scope: 'openid fhirUser user/*.rs', aud: FHIR }, drId);
     expect(main.token.body.tenant).toBeUndefined();
   });
@@ -255,7 +242,7 @@ describe('standalone grants', () => {
     const scope = 'openid offline_access patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory';
     const { token } = await authorizeAndExchange(t, { client_id: 'chart', redirect_uri: CB, scope, aud: FHIR }, patId, { patient: 'pat-1' });
     expect(scopeSet(token.body.scope)).toEqual(scopeSet(scope));
-    expect(scopeSet((await introspect(token.body.access_token)).body.scope)).toEqual(scopeSet(scope));
+    expect(scopeSet((await introspect(t, token.body.access_token)).body.scope)).toEqual(scopeSet(scope));
     const next = await refresh('chart', token.body.refresh_token);
     expect(scopeSet(next.body.scope)).toEqual(scopeSet(scope));
   });
@@ -270,7 +257,7 @@ describe('scopes_supported', () => {
   test('every advertised app scope can be granted together, each echoed as asked', async () => {
     const { SCOPES_SUPPORTED } = await import('../../../src/smart/discovery/smart-configuration.js');
     const appScopes = SCOPES_SUPPORTED.filter((s) => !s.startsWith('system/'));
-    await registerPublicApp(t, { clientId: 'everything', redirectUri: CB, smartScopes: appScopes });
+    await registerSmartApp(t, { id: 'everything', redirectUri: CB, scopes: appScopes });
     const launch = await launchStoreOf(t).create({ patient: 'pat-1', encounter: 'enc-1', createdBy: 'ehr', aud: FHIR });
     const { token } = await authorizeAndExchange(t, { client_id: 'everything', redirect_uri: CB, scope: appScopes.join(' '), aud: FHIR, launch }, drId);
     expect(token.status).toBe(200);

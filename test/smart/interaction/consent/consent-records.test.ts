@@ -1,26 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import { createTestApp, type TestApp } from '../../../support/test-app.js';
-import { createUser, directoryOf } from '../login/support.js';
+import { directoryOf } from '../login/support.js';
 import { SMART_USER_SCHEMA } from '../../../../src/records/directory/model.js';
-import type { StoredConsent } from '../../../../src/records/consent/consent-store.js';
 import { longDate, safeClientUri, safeLogoUri } from '../../../../src/smart/interaction/pages/client-display.js';
 import { consentProblems } from '../../../records/consent/consent-shape.js';
 import {
   authorizeThroughPages,
-  basicAuth,
   browse,
+  checkedValues,
   consentServiceOf,
+  consentsOf,
   exchange,
   exchangeCode,
   grantContextsOf,
-  checkedValues,
   launchStoreOf,
+  openConsentPage,
   postForm,
   startAuthorization,
-  type AuthorizeParams,
-  type BrowserStop,
-  type PageAnswers,
 } from '../../../support/smart-flow.js';
+import { createPerson, introspect, paramsFor, registerEhrLauncher, registerResourceServer, registerSmartApp, type Person } from '../../../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from '../fake-fhir.js';
 
 /**
@@ -29,7 +27,6 @@ import { startFakeFhir, type FakeFhir } from '../fake-fhir.js';
  * and remembered consent (only the difference is asked).
  */
 
-const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'https://growth.example.org/cb';
 const APP = 'growth-tracker';
 const FORGETFUL = 'forgetful-app';
@@ -38,42 +35,16 @@ const SCOPES = ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_acces
 let fake: FakeFhir;
 let t: TestApp;
 
-function params(scope: string, extra: Partial<AuthorizeParams> = {}): AuthorizeParams {
-  return { client_id: APP, redirect_uri: REDIRECT, scope, aud: fake.base, state: 'st-7', ...extra };
-}
+const params = paramsFor(() => ({ client_id: APP, redirect_uri: REDIRECT, aud: fake.base, state: 'st-7' }));
 
 /** A patient user with a record of their own nobody has consented for yet. */
-async function newPatient(): Promise<PageAnswers & { patientId: string }> {
+async function newPatient(): Promise<Person & { patientId: string }> {
   const patientId = `p-${randomUUID().slice(0, 8)}`;
-  await createUser(directoryOf(t).users, patientId, PASSWORD, { name: { givenName: 'Pat', familyName: patientId }, [SMART_USER_SCHEMA]: { fhirUser: `Patient/${patientId}` } });
-  return { username: patientId, password: PASSWORD, patientId };
+  return { ...(await createPerson(t, { fhirUser: `Patient/${patientId}` }, { userName: patientId, name: { givenName: 'Pat', familyName: patientId } })), patientId };
 }
 
-async function newUser(smart: Record<string, unknown>): Promise<PageAnswers> {
-  const userName = `u-${randomUUID().slice(0, 8)}`;
-  await createUser(directoryOf(t).users, userName, PASSWORD, { name: { givenName: 'Chris', familyName: 'Carer' }, [SMART_USER_SCHEMA]: smart });
-  return { username: userName, password: PASSWORD };
-}
-
-function page(stop: BrowserStop): Extract<BrowserStop, { kind: 'page' }> {
-  if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind} ${stop.res.status} ${stop.kind === 'app' ? stop.location.href : stop.res.text.slice(0, 300)}`);
-  return stop;
-}
-
-async function consentPage(p: AuthorizeParams, who: PageAnswers) {
-  const { agent, first, verifier } = await startAuthorization(t, p);
-  const login = page(await browse(agent, first));
-  const next = page(await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password })));
-  expect(next.prompt).toBe('consent');
-  return { agent, verifier, consent: next, html: next.res.text };
-}
-
-async function consentsOf(patientId: string): Promise<StoredConsent[]> {
-  return (await consentServiceOf(t).store.search({ patient: patientId, count: 100, offset: 0 })).consents;
-}
-
-function introspect(token: string) {
-  return t.request.post('/introspect').set('Authorization', basicAuth('rs', 'rs-secret-value-123')).type('form').send({ token });
+function newUser(smart: Record<string, unknown>): Promise<Person> {
+  return createPerson(t, smart, { name: { givenName: 'Chris', familyName: 'Carer' } });
 }
 
 function refresh(refreshToken: string, clientId = APP) {
@@ -92,25 +63,16 @@ beforeAll(async () => {
   // Remembered consent as it applies to standalone launches (AUTHZ_CONSENT_REMEMBER=always); the
   // default, where a standalone launch always shows the page, is tested in test/interop/limited-access.test.ts.
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', AUTHZ_CONSENT_REMEMBER: 'always' });
-  await t.registry.upsert(
-    {
-      client_id: APP,
-      client_name: 'Growth Tracker',
-      smart_client_kind: 'public_app',
-      redirect_uris: [REDIRECT],
-      smart_scopes: SCOPES,
-      logo_uri: 'https://cdn.example.org/growth/logo.png',
-      client_uri: 'https://growth.example.org/about',
-      purposes_of_use: ['TREAT', 'PATRQT', 'HRESCH'],
-    },
-    { generateSecret: false },
-  );
-  await t.registry.upsert(
-    { client_id: FORGETFUL, client_name: 'Forgetful', smart_client_kind: 'public_app', redirect_uris: [REDIRECT], smart_scopes: SCOPES, smart_remember_consent: false },
-    { generateSecret: false },
-  );
-  await t.registry.upsert({ client_id: 'ehr', client_name: 'EHR', smart_client_kind: 'ehr_launcher', client_secret: 'ehr-secret-value-123', smart_scopes: ['launch'] }, { generateSecret: false });
-  await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: 'rs-secret-value-123' }, { generateSecret: false });
+  await registerSmartApp(t, {
+    id: APP,
+    name: 'Growth Tracker',
+    redirectUri: REDIRECT,
+    scopes: SCOPES,
+    metadata: { logo_uri: 'https://cdn.example.org/growth/logo.png', client_uri: 'https://growth.example.org/about', purposes_of_use: ['TREAT', 'PATRQT', 'HRESCH'] },
+  });
+  await registerSmartApp(t, { id: FORGETFUL, name: 'Forgetful', redirectUri: REDIRECT, scopes: SCOPES, metadata: { smart_remember_consent: false } });
+  await registerEhrLauncher(t);
+  await registerResourceServer(t);
 });
 
 afterAll(async () => {
@@ -121,7 +83,7 @@ afterAll(async () => {
 describe('the consent page', () => {
   test('shows the app (https logo, home page), the patient, why and for how long', async () => {
     const who = await newPatient();
-    const { html } = await consentPage(params('openid launch/patient patient/Observation.rs offline_access', { purpose_of_use: 'PATRQT' }), who);
+    const { html } = await openConsentPage(t, params('openid launch/patient patient/Observation.rs offline_access', { purpose_of_use: 'PATRQT' }), who);
     expect(html).toContain('<img src="https://cdn.example.org/growth/logo.png" alt="" width="48" height="48" class="app-logo">');
     expect(html).toContain('<a href="https://growth.example.org/about" rel="noopener noreferrer">About this app</a>');
     expect(html).toContain('<strong>Growth Tracker</strong> is asking for access to <strong>your own record</strong>');
@@ -144,7 +106,7 @@ describe('the consent page', () => {
       'patient/MedicationRequest.cruds',
       'patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs',
     ].join(' ');
-    const { html } = await consentPage(params(scope), who);
+    const { html } = await openConsentPage(t, params(scope), who);
     expect(html).toContain('<li>Confirm who you are when you sign in to it</li>');
     expect(checkedValues(html, 'scope')).toEqual(scope.split(' ').slice(2));
     expect(html).toContain('>Read and search your Observation records (lab results, vital signs and other measurements)</label>');
@@ -174,7 +136,7 @@ describe('the consent page', () => {
     expect(flow.error).toBe('access_denied');
     // An account linked to nothing gets no patient context at all (identity-access.md), so the refusal says that.
     expect(flow.stop.kind === 'app' && flow.stop.location.searchParams.get('error_description')).toMatch(/not linked to a patient record or a staff role/);
-    expect(await consentsOf(patientId)).toEqual([]);
+    expect(await consentsOf(t, patientId)).toEqual([]);
   });
 });
 
@@ -183,7 +145,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const who = await newPatient();
     const flow = await authorizeThroughPages(t, params('openid fhirUser launch/patient patient/Observation.rs patient/Condition.write'), who);
     const grantId = await grantOfCode(flow.code!);
-    const [consent, ...others] = await consentsOf(who.patientId);
+    const [consent, ...others] = await consentsOf(t, who.patientId);
     expect(others).toEqual([]);
     expect(consentProblems(consent!.resource as unknown as Record<string, unknown>)).toEqual([]);
     expect(consent!).toMatchObject({ status: 'active', clientId: APP, performer: `Patient/${who.patientId}`, patientId: who.patientId });
@@ -203,7 +165,7 @@ describe('Allow and Deny become R4 Consents', () => {
     expect(token.status).toBe(200);
     expect(token.body).not.toHaveProperty('consent');
     expect(token.body).not.toHaveProperty('consentId');
-    const info = await introspect(token.body.access_token);
+    const info = await introspect(t, token.body.access_token);
     expect(info.body).toMatchObject({ active: true, patient: who.patientId, consent: `Consent/${consent!.resource.id}` });
   });
 
@@ -211,7 +173,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const who = await newPatient();
     const flow = await authorizeThroughPages(t, params('launch/patient patient/*.rs offline_access'), who);
     expect(flow.code).toBeDefined();
-    const [consent] = await consentsOf(who.patientId);
+    const [consent] = await consentsOf(t, who.patientId);
     expect(consent!.end! - Date.parse(consent!.resource.dateTime)).toBe(t.config.ttl.refreshToken * 1000);
     expect(consent!.resource.provision?.class).toBeUndefined();
   });
@@ -222,7 +184,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const token = await exchangeCode(t, flow, params(''));
     expect(token.body.scope.split(' ').sort()).toEqual(['launch/patient', 'openid', 'patient/Observation.rs']);
     expect(token.body.refresh_token).toBeUndefined();
-    const [consent] = await consentsOf(who.patientId);
+    const [consent] = await consentsOf(t, who.patientId);
     expect(consent!.scopes.sort()).toEqual(['launch/patient', 'openid', 'patient/Observation.rs']);
     expect(consent!.resource.provision?.class).toEqual([{ system: 'http://hl7.org/fhir/resource-types', code: 'Observation' }]);
   });
@@ -232,7 +194,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const patientId = (await directoryOf(t).users.findByUserName(who.username))![SMART_USER_SCHEMA]!.fhirUser!.split('/')[1]!;
     const flow = await authorizeThroughPages(t, params('openid launch/patient patient/*.rs', { purpose_of_use: 'HRESCH' }), { ...who, consent: 'deny' });
     expect(flow.error).toBe('access_denied');
-    const [consent, ...others] = await consentsOf(patientId);
+    const [consent, ...others] = await consentsOf(t, patientId);
     expect(others).toEqual([]);
     expect(consentProblems(consent!.resource as unknown as Record<string, unknown>)).toEqual([]);
     expect(consent!).toMatchObject({ status: 'rejected', scopes: ['openid', 'launch/patient', 'patient/*.rs'] });
@@ -248,7 +210,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const flow = await authorizeThroughPages(t, params('launch/patient patient/Immunization.rs'), who);
     expect(flow.pages).toEqual(['login', 'select_patient', 'consent']);
     expect(flow.code).toBeDefined();
-    const [consent] = await consentsOf(patientId);
+    const [consent] = await consentsOf(t, patientId);
     expect(consentProblems(consent!.resource as unknown as Record<string, unknown>)).toEqual([]);
     expect(consent!.resource.performer).toEqual([{ reference: `RelatedPerson/${carerId}`, display: 'Chris Carer' }]);
     expect(consent!.resource.verification?.[0]?.verifiedWith).toEqual({ reference: `RelatedPerson/${carerId}` });
@@ -263,7 +225,7 @@ describe('Allow and Deny become R4 Consents', () => {
     expect(flow.pages).toEqual(['login', 'consent']);
     const token = await exchangeCode(t, flow, params(''));
     expect(token.body.patient).toBe(patientId);
-    const [consent] = await consentsOf(patientId);
+    const [consent] = await consentsOf(t, patientId);
     expect(consentProblems(consent!.resource as unknown as Record<string, unknown>)).toEqual([]);
     expect(consent!.resource.performer[0]!.reference).toBe(`Practitioner/${drId}`);
     expect(consent!.resource.provision?.purpose).toEqual([expect.objectContaining({ code: 'TREAT' })]);
@@ -276,7 +238,7 @@ describe('Allow and Deny become R4 Consents', () => {
     const flow = await authorizeThroughPages(t, params('openid fhirUser user/Observation.rs'), who);
     const token = await exchangeCode(t, flow, params(''));
     expect(token.status).toBe(200);
-    expect((await introspect(token.body.access_token)).body).not.toHaveProperty('consent');
+    expect((await introspect(t, token.body.access_token)).body).not.toHaveProperty('consent');
     expect(await consentServiceOf(t).store.decidedBy(`Practitioner/${drId}`, 10)).toEqual([]);
   });
 });
@@ -296,7 +258,7 @@ describe('no token with patient/ scopes without an active Consent', () => {
   test('a Consent withdrawn between the code and its exchange: invalid_grant', async () => {
     const who = await newPatient();
     const flow = await authorizeThroughPages(t, params('launch/patient patient/*.rs'), who);
-    const [consent] = await consentsOf(who.patientId);
+    const [consent] = await consentsOf(t, who.patientId);
     await consentServiceOf(t).withdraw(consent!.resource.id, { reference: `Patient/${who.patientId}` });
     const token = await exchangeCode(t, flow, params(''));
     expect(token.status).toBe(400);
@@ -309,12 +271,12 @@ describe('no token with patient/ scopes without an active Consent', () => {
     const token = await exchangeCode(t, flow, params(''));
     const fresh = await refresh(token.body.refresh_token);
     expect(fresh.status).toBe(200);
-    const [consent] = await consentsOf(who.patientId);
+    const [consent] = await consentsOf(t, who.patientId);
     await t.redis.hset(t.keyspace.consent(consent!.resource.id), 'end', String(Date.now() - 1000));
     const after = await refresh(fresh.body.refresh_token);
     expect(after.status).toBe(400);
     expect(after.body.error).toBe('invalid_grant');
-    expect((await introspect(fresh.body.access_token)).body).toEqual({ active: false });
+    expect((await introspect(t, fresh.body.access_token)).body).toEqual({ active: false });
     // Nor is it remembered: the next authorization asks again.
     expect((await authorizeThroughPages(t, params('launch/patient patient/*.rs offline_access'), who)).pages).toEqual(['login', 'consent']);
   });
@@ -329,16 +291,16 @@ describe('remembered consent', () => {
     expect(second.pages).toEqual(['login']);
     const token = await exchangeCode(t, second, params(''));
     expect(token.body.scope.split(' ').sort()).toEqual(['launch/patient', 'openid', 'patient/Observation.rs']);
-    const consents = await consentsOf(who.patientId);
+    const consents = await consentsOf(t, who.patientId);
     expect(consents).toHaveLength(1);
-    expect((await introspect(token.body.access_token)).body.consent).toBe(`Consent/${consents[0]!.resource.id}`);
+    expect((await introspect(t, token.body.access_token)).body.consent).toBe(`Consent/${consents[0]!.resource.id}`);
     expect(await consentServiceOf(t).store.grantsOf(consents[0]!.resource.id)).toHaveLength(2);
   });
 
   test('new scopes: only the difference is asked, and Allow records a Consent for the union', async () => {
     const who = await newPatient();
     await authorizeThroughPages(t, params('openid launch/patient patient/Observation.rs'), who);
-    const { agent, verifier, consent, html } = await consentPage(params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'), who);
+    const { agent, verifier, consent, html } = await openConsentPage(t, params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'), who);
     expect(html).toContain('<h2 id="allowed-heading">You have already allowed the app to</h2>');
     expect(html).toMatch(/allowed-heading[\s\S]*<li>Read and search your Observation records[^<]*<\/li>[\s\S]*<\/section>/);
     expect(html).toContain('<legend>New: you choose whether the app may also</legend>');
@@ -348,15 +310,15 @@ describe('remembered consent', () => {
     const token = await exchange(t, back.code, verifier, params(''));
     expect(token.body.scope.split(' ').sort()).toEqual(['launch/patient', 'openid', 'patient/Condition.rs', 'patient/Observation.rs']);
     // Both Consents can carry the same second, so they are told apart by what they allow.
-    const both = await consentsOf(who.patientId);
+    const both = await consentsOf(t, who.patientId);
     expect(both).toHaveLength(2);
     const newest = both.find((c) => c.scopes.includes('patient/Condition.rs'));
     const older = both.find((c) => !c.scopes.includes('patient/Condition.rs'));
     expect(newest!.scopes.sort()).toEqual(['launch/patient', 'openid', 'patient/Condition.rs', 'patient/Observation.rs']);
     expect(older!.scopes.sort()).toEqual(['launch/patient', 'openid', 'patient/Observation.rs']);
-    expect((await introspect(token.body.access_token)).body.consent).toBe(`Consent/${newest!.resource.id}`);
+    expect((await introspect(t, token.body.access_token)).body.consent).toBe(`Consent/${newest!.resource.id}`);
     // offline_access stayed unticked: asking for it again asks again, nothing else.
-    const third = await consentPage(params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'), who);
+    const third = await openConsentPage(t, params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'), who);
     expect(checkedValues(third.html, 'scope')).toEqual(['offline_access']);
   });
 
@@ -378,13 +340,13 @@ describe('remembered consent', () => {
     const again = await authorizeThroughPages(t, p, who);
     expect(again.pages).toEqual(['login', 'consent']);
     expect(again.code).toBeDefined();
-    expect(await consentsOf(who.patientId)).toHaveLength(2);
+    expect(await consentsOf(t, who.patientId)).toHaveLength(2);
   });
 
   test('a withdrawn Consent is not remembered', async () => {
     const who = await newPatient();
     await authorizeThroughPages(t, params('launch/patient patient/*.rs'), who);
-    const [consent] = await consentsOf(who.patientId);
+    const [consent] = await consentsOf(t, who.patientId);
     await consentServiceOf(t).withdraw(consent!.resource.id, { reference: `Patient/${who.patientId}` });
     expect((await authorizeThroughPages(t, params('launch/patient patient/*.rs'), who)).pages).toEqual(['login', 'consent']);
   });
@@ -398,20 +360,15 @@ describe('remembered consent', () => {
 
 describe('hostile client metadata', () => {
   test('the name is escaped; an http logo is not shown; javascript: URLs are refused at registration', async () => {
-    await t.registry.upsert(
-      {
-        client_id: 'hostile',
-        client_name: '<script>alert("pwned")</script><img src=x onerror=alert(1)>',
-        smart_client_kind: 'public_app',
-        redirect_uris: [REDIRECT],
-        smart_scopes: ['launch/patient', 'patient/*.rs'],
-        logo_uri: 'http://cdn.example.org/logo.png',
-        client_uri: 'https://evil.example.org/"><script>alert(2)</script>',
-      },
-      { generateSecret: false },
-    );
+    await registerSmartApp(t, {
+      id: 'hostile',
+      name: '<script>alert("pwned")</script><img src=x onerror=alert(1)>',
+      redirectUri: REDIRECT,
+      scopes: ['launch/patient', 'patient/*.rs'],
+      metadata: { logo_uri: 'http://cdn.example.org/logo.png', client_uri: 'https://evil.example.org/"><script>alert(2)</script>' },
+    });
     const who = await newPatient();
-    const { html } = await consentPage(params('launch/patient patient/*.rs', { client_id: 'hostile' }), who);
+    const { html } = await openConsentPage(t, params('launch/patient patient/*.rs', { client_id: 'hostile' }), who);
     expect(html).not.toMatch(/<script|<img src=x/i);
     expect(html).toContain('<strong>&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;</strong>');
     expect(html).not.toContain('<img ');

@@ -1,5 +1,5 @@
 import { createTestApp, type TestApp } from '../../../support/test-app.js';
-import { basicAuth } from '../../../support/smart-flow.js';
+import { introspect, registerResourceServer } from '../../../support/fixtures.js';
 import { PATIENT_SEARCH_CLIENT_ID, ServiceCredential, ensurePatientSearchClient } from '../../../../src/smart/interaction/fhir-search/service-credential.js';
 
 const FHIR = 'http://localhost:8080/fhir';
@@ -7,13 +7,9 @@ let t: TestApp;
 
 beforeAll(async () => {
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: FHIR });
-  await t.registry.upsert({ client_id: 'rs', smart_client_kind: 'resource_server', client_secret: 'rs-secret-value-123' }, { generateSecret: false });
+  await registerResourceServer(t);
 });
 afterAll(() => t.close());
-
-function introspect(token: string) {
-  return t.request.post('/introspect').set('Authorization', basicAuth('rs', 'rs-secret-value-123')).type('form').send({ token });
-}
 
 test('the internal client is a backend service with only the picker scopes, registered once', async () => {
   await ensurePatientSearchClient(t.registry, t.config.clientAuthSigningAlgs);
@@ -47,7 +43,7 @@ test('mints a token for the FHIR server, reuses it while fresh and replaces it b
   const [a, b] = await Promise.all([credential.bearer(server), credential.bearer(server)]);
   expect(a).toBe(b);
   expect(registrations).toBe(1);
-  const info = await introspect(a);
+  const info = await introspect(t, a);
   expect(info.body).toMatchObject({ active: true, client_id: PATIENT_SEARCH_CLIENT_ID, sub: PATIENT_SEARCH_CLIENT_ID, aud: FHIR, scope: 'system/Patient.rs system/Encounter.rs' });
   expect(info.body.exp - info.body.iat).toBe(300);
 

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import supertest from 'supertest';
 import type { TestApp } from '../../../support/test-app.js';
+import { registerSmartApp } from '../../../support/fixtures.js';
 import { createUserStore, type UserStore } from '../../../../src/records/directory/user-store.js';
 import { LoginLockout } from '../../../../src/records/directory/lockout.js';
 import { SMART_USER_SCHEMA, type ScimUser } from '../../../../src/records/directory/model.js';
@@ -17,10 +18,7 @@ export function directoryOf(t: TestApp): { users: UserStore; lockout: LoginLocko
 }
 
 export async function registerApp(t: TestApp, clientId = 'login-test-app', clientName = 'Growth Chart'): Promise<string> {
-  await t.registry.upsert(
-    { client_id: clientId, client_name: clientName, smart_client_kind: 'public_app', redirect_uris: [REDIRECT_URI], smart_scopes: ['openid', 'fhirUser', 'launch/patient', 'patient/*.rs'] },
-    { generateSecret: false },
-  );
+  await registerSmartApp(t, { id: clientId, name: clientName, redirectUri: REDIRECT_URI, scopes: ['openid', 'fhirUser', 'launch/patient', 'patient/*.rs'] });
   return clientId;
 }
 
