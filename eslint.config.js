@@ -16,6 +16,13 @@ export default tseslint.config(
   },
   { files: ['test/**', 'bench/**', 'bin/**', 'src/cli/**', 'examples/**', '**/*.cjs', '**/*.js'], rules: { 'no-console': 'off' } },
   // The example SMART app's pages run in the browser with fhirclient's global `FHIR`.
-  { files: ['examples/smart-app/public/**/*.js'], languageOptions: { sourceType: 'script', globals: { ...globals.browser, FHIR: 'readonly' } } },
-  { files: ['**/*.cjs'], languageOptions: { sourceType: 'commonjs', globals: { ...globals.node } }, rules: { '@typescript-eslint/no-require-imports': 'off' } },
+  {
+    files: ['examples/smart-app/public/**/*.js'],
+    languageOptions: { sourceType: 'script', globals: { ...globals.browser, FHIR: 'readonly' } },
+  },
+  {
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { ...globals.node } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
 );

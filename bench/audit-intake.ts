@@ -81,7 +81,14 @@ function backendToken(i: number, value: string): Recordable {
     {
       client: { clientId: `backend-${app}`, name: `Backend service ${app}`, ip: `10.1.${(i >> 8) & 255}.${i & 255}` },
       grantType: 'client_credentials',
-      accessToken: { name: { opaqueValue: value }, kind: 'ClientCredentials', format: 'opaque', scope: 'system/Patient.rs system/Observation.rs system/Encounter.rs', expiresIn: 300, audience: FHIR },
+      accessToken: {
+        name: { opaqueValue: value },
+        kind: 'ClientCredentials',
+        format: 'opaque',
+        scope: 'system/Patient.rs system/Observation.rs system/Encounter.rs',
+        expiresIn: 300,
+        audience: FHIR,
+      },
       idTokenIssued: false,
     },
   );
@@ -94,7 +101,14 @@ function introspection(i: number, value: string): IntrospectionRecord {
     ip: '10.3.0.1',
     active: true,
     value,
-    token: { format: 'opaque', id: value, kind: 'ClientCredentials', clientId: `backend-${app}`, scope: 'system/Patient.rs system/Observation.rs system/Encounter.rs', extra: {} },
+    token: {
+      format: 'opaque',
+      id: value,
+      kind: 'ClientCredentials',
+      clientId: `backend-${app}`,
+      scope: 'system/Patient.rs system/Observation.rs system/Encounter.rs',
+      extra: {},
+    },
   });
 }
 
@@ -222,13 +236,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n: number) => Math.round(n).toLocaleString('en');
 
 /** Each chain's head seq and shipper watermark, and the age of its oldest unconfirmed entry (its trail time). */
-async function intakeState(p: Phase, chains: ChainName[]): Promise<{ head: number; shipped: number; lag: number; oldestAgeS: number; reportedAgeS: number }> {
+async function intakeState(
+  p: Phase,
+  chains: ChainName[],
+): Promise<{ head: number; shipped: number; lag: number; oldestAgeS: number; reportedAgeS: number }> {
   let head = 0;
   let shipped = 0;
   let oldestAgeS = 0;
   const now = Date.now();
   for (const chain of chains) {
-    const [[h], [s]] = await Promise.all([p.redis.hmget(p.keyspace.auditHead(chain), 'seq'), p.redis.hmget(p.keyspace.auditShipped(chain), 'seq')]);
+    const [[h], [s]] = await Promise.all([
+      p.redis.hmget(p.keyspace.auditHead(chain), 'seq'),
+      p.redis.hmget(p.keyspace.auditShipped(chain), 'seq'),
+    ]);
     const hs = Number(h ?? 0);
     const ss = Number(s ?? 0);
     head += hs;
@@ -358,10 +378,14 @@ async function checkShipped(p: Phase, chains: ChainName[], run: Sustained): Prom
     st = await intakeState(p, chains);
   }
   const drained = Date.now();
-  const { rows } = await home.store.pool.query<{ n: string; ids: string }>('SELECT count(*) AS n, count(DISTINCT id) AS ids FROM audit.entries');
+  const { rows } = await home.store.pool.query<{ n: string; ids: string }>(
+    'SELECT count(*) AS n, count(DISTINCT id) AS ids FROM audit.entries',
+  );
   const inPg = Number(rows[0]!.n);
   const distinct = Number(rows[0]!.ids);
-  const found = await home.store.pool.query<{ n: string }>('SELECT count(*) AS n FROM audit.entries WHERE id = ANY($1::text[])', [run.introspectionIds]);
+  const found = await home.store.pool.query<{ n: string }>('SELECT count(*) AS n FROM audit.entries WHERE id = ANY($1::text[])', [
+    run.introspectionIds,
+  ]);
   const reports = await verifyChains(home.store, { keys: p.keys, every: p.config.audit.checkpointEvery });
   const problems = reports.filter((r) => !r.ok).map((r) => `${r.chain}: ${JSON.stringify(r.problem)}`);
   const lines = [
@@ -372,8 +396,12 @@ async function checkShipped(p: Phase, chains: ChainName[], run: Sustained): Prom
   if (run.errors.size) lines.push(`appends that failed: ${[...run.errors].map(([m, n]) => `${n} × ${m}`).join('; ')}`);
   // An append that timed out on the client may have run in Redis: it is in the chain though its caller got an error.
   const extra = inPg - run.appended;
-  if (extra > 0) lines.push(`${fmt(extra)} events are in the chain (and PostgreSQL) although their append reported an error (of ${fmt(run.failed)} failed appends)`);
-  if (extra < 0 || extra > run.failed || distinct !== inPg || Number(found.rows[0]!.n) !== run.introspectionIds.length || problems.length) lines.push('LOST OR DUPLICATED EVENTS: see above');
+  if (extra > 0)
+    lines.push(
+      `${fmt(extra)} events are in the chain (and PostgreSQL) although their append reported an error (of ${fmt(run.failed)} failed appends)`,
+    );
+  if (extra < 0 || extra > run.failed || distinct !== inPg || Number(found.rows[0]!.n) !== run.introspectionIds.length || problems.length)
+    lines.push('LOST OR DUPLICATED EVENTS: see above');
   return lines.join('\n');
 }
 
@@ -399,7 +427,13 @@ interface DrainResult {
   seconds: number;
 }
 
-async function drainRun(label: string, kind: Kind | 'mixed', chains: number, how: 'one shipper' | 'one shipper per chain', batch = BATCH): Promise<DrainResult> {
+async function drainRun(
+  label: string,
+  kind: Kind | 'mixed',
+  chains: number,
+  how: 'one shipper' | 'one shipper per chain',
+  batch = BATCH,
+): Promise<DrainResult> {
   const p = await phase({ chains, postgres: true });
   try {
     const home = p.home!;
@@ -437,7 +471,15 @@ async function drainRun(label: string, kind: Kind | 'mixed', chains: number, how
     if (moved !== DRAIN_N || st.lag !== 0) console.log(`  ! ${label}: moved ${moved} of ${DRAIN_N}, lag ${st.lag}`);
     await home.owner.query('VACUUM ANALYZE audit.entries, audit.entry_values');
     const pg1 = await pgBytes(home.owner);
-    return { label, n: DRAIN_N, appendRate, redisBytes: (mem1 - mem0) / DRAIN_N, pgBytes: (pg1 - pg0) / DRAIN_N, shipRate: moved / seconds, seconds };
+    return {
+      label,
+      n: DRAIN_N,
+      appendRate,
+      redisBytes: (mem1 - mem0) / DRAIN_N,
+      pgBytes: (pg1 - pg0) / DRAIN_N,
+      shipRate: moved / seconds,
+      seconds,
+    };
   } finally {
     await p.close();
   }
@@ -459,7 +501,9 @@ try {
   console.log(`node ${process.version}; own redis-server (no persistence) and own PostgreSQL (initdb, defaults, fsync on); loopback\n`);
 
   if (!args['skip-sustained']) {
-    console.log(`## 1. sustained load: ${RATE} backend tokens/s (${RATE * 2} events/s: token-issued + one introspection each) for ${SECONDS} s`);
+    console.log(
+      `## 1. sustained load: ${RATE} backend tokens/s (${RATE * 2} events/s: token-issued + one introspection each) for ${SECONDS} s`,
+    );
     console.log(`shipper: batch ${BATCH}, trim delay and interval ${TRIM_MS / 1000} s (production default 30 s each)\n`);
     const runs: Sustained[] = [];
     const chains: ChainName[] = ['main'];
@@ -485,9 +529,13 @@ try {
 
     const at = (r: Sustained, s: number) => r.samples.find((x) => x.s >= s) ?? r.samples[r.samples.length - 1]!;
     // 10 s, 30 s, then every 30 s up to the end of the run.
-    const marks = [10, ...Array.from({ length: Math.floor(SECONDS / 30) }, (_, k) => 30 * (k + 1))].filter((s) => s < SECONDS - 0.5 || s === SECONDS);
+    const marks = [10, ...Array.from({ length: Math.floor(SECONDS / 30) }, (_, k) => 30 * (k + 1))].filter(
+      (s) => s < SECONDS - 0.5 || s === SECONDS,
+    );
     if (!marks.length) marks.push(SECONDS);
-    console.log(`| mode | events/s appended | events/s shipped | ${marks.map((s) => `Redis MB at ${s} s`).join(' | ')} | max Redis MB (2nd half) | max lag (events) | max lag (s, oldest unshipped) | max lag_seconds metric | append p99 ms | event loop max ms | refused (503) / failed |`);
+    console.log(
+      `| mode | events/s appended | events/s shipped | ${marks.map((s) => `Redis MB at ${s} s`).join(' | ')} | max Redis MB (2nd half) | max lag (events) | max lag (s, oldest unshipped) | max lag_seconds metric | append p99 ms | event loop max ms | refused (503) / failed |`,
+    );
     console.log(`|---|---|---|${marks.map(() => '---|').join('')}---|---|---|---|---|---|---|`);
     for (const r of runs) {
       const last = r.samples[r.samples.length - 1]!;
@@ -508,26 +556,40 @@ try {
     for (let k = 0; k < Math.max(b.samples.length, i.samples.length); k++) {
       const x = b.samples[k];
       const y = i.samples[k];
-      rows.push(`${y?.s ?? x?.s}: ${x ? MB(x.mem - b.memStart) : '-'}/${y ? MB(y.mem - i.memStart) : '-'} ${y ? `${y.lag} ${y.oldestAgeS.toFixed(1)}` : ''}`);
+      rows.push(
+        `${y?.s ?? x?.s}: ${x ? MB(x.mem - b.memStart) : '-'}/${y ? MB(y.mem - i.memStart) : '-'} ${y ? `${y.lag} ${y.oldestAgeS.toFixed(1)}` : ''}`,
+      );
     }
     console.log(rows.join('; '));
     console.log(`\n${check}\n`);
   }
 
   if (!args['skip-drain']) {
-    console.log(`## 2–3. shipping throughput and bytes per event: the intake filled with ${fmt(DRAIN_N)} events while no shipper runs, then drained (shipper batch ${BATCH} unless said)\n`);
+    console.log(
+      `## 2–3. shipping throughput and bytes per event: the intake filled with ${fmt(DRAIN_N)} events while no shipper runs, then drained (shipper batch ${BATCH} unless said)\n`,
+    );
     const results: DrainResult[] = [];
     results.push(await drainRun('token-issued (backend token), 1 chain', 'token-issued', 1, 'one shipper'));
     results.push(await drainRun('introspection record, 1 chain', 'introspection', 1, 'one shipper'));
     results.push(await drainRun('1:1 mixed, 1 chain', 'mixed', 1, 'one shipper'));
     results.push(await drainRun('1:1 mixed, 2 chains, one shipper (as shipper.ts does it)', 'mixed', 2, 'one shipper'));
     results.push(await drainRun('1:1 mixed, 2 chains, one shipper per chain (parallel)', 'mixed', 2, 'one shipper per chain'));
-    for (const batch of BATCHES.slice(1)) results.push(await drainRun(`1:1 mixed, 1 chain, shipper batch ${batch}`, 'mixed', 1, 'one shipper', batch));
-    console.log('| events | appended to Redis (events/s, no HTTP) | shipped (events/s) | drain (s) | bytes/event in Redis (intake) | bytes/event in PostgreSQL |');
+    for (const batch of BATCHES.slice(1))
+      results.push(await drainRun(`1:1 mixed, 1 chain, shipper batch ${batch}`, 'mixed', 1, 'one shipper', batch));
+    console.log(
+      '| events | appended to Redis (events/s, no HTTP) | shipped (events/s) | drain (s) | bytes/event in Redis (intake) | bytes/event in PostgreSQL |',
+    );
     console.log('|---|---|---|---|---|---|');
-    for (const r of results) console.log(`| ${r.label} | ${fmt(r.appendRate)} | ${fmt(r.shipRate)} | ${r.seconds.toFixed(1)} | ${fmt(r.redisBytes)} | ${fmt(r.pgBytes)} |`);
-    console.log('\nbytes in Redis: used_memory growth while the events sit in the intake (stream entry, location hash, posting lists) / events;');
-    console.log('bytes in PostgreSQL: pg_total_relation_size of all partitions of audit.entries and audit.entry_values (heap, indexes, TOAST), after VACUUM, growth / events.');
+    for (const r of results)
+      console.log(
+        `| ${r.label} | ${fmt(r.appendRate)} | ${fmt(r.shipRate)} | ${r.seconds.toFixed(1)} | ${fmt(r.redisBytes)} | ${fmt(r.pgBytes)} |`,
+      );
+    console.log(
+      '\nbytes in Redis: used_memory growth while the events sit in the intake (stream entry, location hash, posting lists) / events;',
+    );
+    console.log(
+      'bytes in PostgreSQL: pg_total_relation_size of all partitions of audit.entries and audit.entry_values (heap, indexes, TOAST), after VACUUM, growth / events.',
+    );
   }
   console.log(`\nwhole run ${((Date.now() - started) / 1000).toFixed(0)} s`);
 } finally {

@@ -17,7 +17,13 @@ import { GENESIS_HASH, entryHash } from '../src/records/audit/chain.js';
 import { parseAuditSearch, type Query } from '../src/records/audit/search-params.js';
 import type { Recordable } from '../src/records/audit/stored-event.js';
 
-const { values: args } = parseArgs({ options: { events: { type: 'string', default: '1000000' }, samples: { type: 'string', default: '40' }, keep: { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({
+  options: {
+    events: { type: 'string', default: '1000000' },
+    samples: { type: 'string', default: '40' },
+    keep: { type: 'boolean', default: false },
+  },
+});
 const N = Number(args.events);
 const SAMPLES = Number(args.samples);
 const ISSUER = 'https://authz.example-hospital.org';
@@ -35,8 +41,19 @@ function tokenEvent(i: number, at: number): Recordable {
       patient,
       consentId: `consent-${i % 20_000}`,
       grantId: `grant-${i}`,
-      accessToken: { name: { jti: `jti-${i}-${at}` }, kind: 'AccessToken', format: 'jwt', scope: 'launch/patient openid fhirUser patient/*.rs', expiresIn: 3600, audience: 'https://fhir.example-hospital.org/r4' },
-      refreshToken: { name: { opaqueValue: `rt-${i}-${at}` }, kind: 'RefreshToken', scope: 'launch/patient openid fhirUser patient/*.rs offline_access' },
+      accessToken: {
+        name: { jti: `jti-${i}-${at}` },
+        kind: 'AccessToken',
+        format: 'jwt',
+        scope: 'launch/patient openid fhirUser patient/*.rs',
+        expiresIn: 3600,
+        audience: 'https://fhir.example-hospital.org/r4',
+      },
+      refreshToken: {
+        name: { opaqueValue: `rt-${i}-${at}` },
+        kind: 'RefreshToken',
+        scope: 'launch/patient openid fhirUser patient/*.rs offline_access',
+      },
     },
   );
 }
@@ -49,7 +66,15 @@ function introspection(i: number, at: number): Recordable {
       ip: '10.3.0.1',
       active: true,
       value: 'v',
-      token: { format: 'jwt', id: `jti-${i}-${at}`, kind: 'AccessToken', clientId: `app-${i % 50}`, accountId: `u-${i % 2000}`, scope: 'launch/patient patient/*.rs', extra: { patient: `pt-${i % 20_000}`, fhirUser: `Practitioner/dr-${i % 2000}` } },
+      token: {
+        format: 'jwt',
+        id: `jti-${i}-${at}`,
+        kind: 'AccessToken',
+        clientId: `app-${i % 50}`,
+        accountId: `u-${i % 2000}`,
+        scope: 'launch/patient patient/*.rs',
+        extra: { patient: `pt-${i % 20_000}`, fhirUser: `Practitioner/dr-${i % 2000}` },
+      },
     },
     new Date(at),
   );
@@ -72,7 +97,10 @@ const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, 
 const fmt = (ms: number) => (ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
 
 async function sizeOf(c: pg.Client, partitions: string[]): Promise<number> {
-  const { rows } = await c.query<{ n: string }>('SELECT sum(pg_total_relation_size(format(\'audit.%I\', p)::regclass)) AS n FROM unnest($1::text[]) AS p', [partitions]);
+  const { rows } = await c.query<{ n: string }>(
+    "SELECT sum(pg_total_relation_size(format('audit.%I', p)::regclass)) AS n FROM unnest($1::text[]) AS p",
+    [partitions],
+  );
   return Number(rows[0]!.n);
 }
 
@@ -82,7 +110,9 @@ const store = new PgAuditStore(db.appUrl, { max: 4, statementTimeoutMs: 600_000 
 const owner = new pg.Client({ connectionString: db.ownerUrl });
 await owner.connect();
 try {
-  console.log(`# PostgreSQL audit store — ${new Date().toISOString()}, ${(await owner.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version}`);
+  console.log(
+    `# PostgreSQL audit store — ${new Date().toISOString()}, ${(await owner.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version}`,
+  );
 
   // 1. Insert throughput and bytes per event through the real insert path (hash checks, links, terms).
   const PER = 10_000;
@@ -97,7 +127,10 @@ try {
   console.log('|---|---|---|---|');
   const bytes = new Map<string, { size: number; n: number; text: number; terms: number }>();
   for (const run of runs) {
-    const entries = chain(`main-${runs.indexOf(run)}`, Array.from({ length: PER }, (_, i) => run.make(i, run.month + 1000 + i * 60_000)));
+    const entries = chain(
+      `main-${runs.indexOf(run)}`,
+      Array.from({ length: PER }, (_, i) => run.make(i, run.month + 1000 + i * 60_000)),
+    );
     await ensurePartitions(store.pool, [run.month]);
     const t0 = performance.now();
     for (let i = 0; i < entries.length; i += run.batch) await store.insert(entries.slice(i, i + run.batch));
@@ -115,7 +148,8 @@ try {
   console.log('\n## bytes per event (pg_total_relation_size of the month partitions, tables + indexes + TOAST, after VACUUM)\n');
   console.log('| event | canonical JSON (B) | search values | bytes per event in PostgreSQL |');
   console.log('|---|---|---|---|');
-  for (const [kind, b] of bytes) console.log(`| ${kind} | ${Math.round(b.text / b.n)} | ${(b.terms / b.n).toFixed(1)} | ${Math.round(b.size / b.n)} |`);
+  for (const [kind, b] of bytes)
+    console.log(`| ${kind} | ${Math.round(b.text / b.n)} | ${(b.terms / b.n).toFixed(1)} | ${Math.round(b.size / b.n)} |`);
 
   // 2. N generated events (half token-issued, half introspection, over 12 months) for search latency.
   // Generated in SQL from one template of each kind: the texts are realistic, the hashes are not
@@ -123,10 +157,18 @@ try {
   console.log(`\n## search at ${N.toLocaleString('en')} generated events\n`);
   const from = MONTH(2025, 1);
   const span = MONTH(2026, 1) - from;
-  await ensurePartitions(store.pool, Array.from({ length: 12 }, (_, m) => MONTH(2025, m + 1)));
+  await ensurePartitions(
+    store.pool,
+    Array.from({ length: 12 }, (_, m) => MONTH(2025, m + 1)),
+  );
   const templates = [prepareEvent(tokenEvent(0, from), false), prepareEvent(introspection(0, from), false)].map((p) => {
     // Placeholders the SQL replaces per row.
-    const text = p.json.replaceAll('pt-0', 'PTXQ').replaceAll('app-0', 'APPXQ').replaceAll('u-0', 'UXQ').replaceAll('dr-0', 'DRXQ').replaceAll(p.id, 'IDXQ');
+    const text = p.json
+      .replaceAll('pt-0', 'PTXQ')
+      .replaceAll('app-0', 'APPXQ')
+      .replaceAll('u-0', 'UXQ')
+      .replaceAll('dr-0', 'DRXQ')
+      .replaceAll(p.id, 'IDXQ');
     return { text, terms: termsOf(text) };
   });
   const g0 = performance.now();
@@ -143,7 +185,10 @@ try {
          SELECT 'main', i + 1, t, sha256(int8send(i)), sha256(int8send(i + 1)), 'gen-' || i, ${sub('$1::text')} FROM (${rows}) r`,
         [tpl.text],
       );
-      await owner.query(`INSERT INTO audit.entry_values (term, t, chain, seq) SELECT DISTINCT ${sub('term')}, t, 'main', i + 1 FROM (${rows}) r, unnest($1::text[]) AS term`, [tpl.terms]);
+      await owner.query(
+        `INSERT INTO audit.entry_values (term, t, chain, seq) SELECT DISTINCT ${sub('term')}, t, 'main', i + 1 FROM (${rows}) r, unnest($1::text[]) AS term`,
+        [tpl.terms],
+      );
     }
   }
   const loadMs = performance.now() - g0;
@@ -153,7 +198,9 @@ try {
   const total = await owner.query<{ e: string; v: string }>(
     "SELECT (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'audit.entries'::regclass) AS e, (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'audit.entry_values'::regclass) AS v",
   );
-  console.log(`generated in ${(loadMs / 1000).toFixed(0)} s (INSERT … SELECT generate_series, as the owner), VACUUM ANALYZE ${(vacuumMs / 1000).toFixed(0)} s; entries ${(Number(total.rows[0]!.e) / 2 ** 30).toFixed(2)} GiB, entry_values ${(Number(total.rows[0]!.v) / 2 ** 30).toFixed(2)} GiB (all months incl. section 1)\n`);
+  console.log(
+    `generated in ${(loadMs / 1000).toFixed(0)} s (INSERT … SELECT generate_series, as the owner), VACUUM ANALYZE ${(vacuumMs / 1000).toFixed(0)} s; entries ${(Number(total.rows[0]!.e) / 2 ** 30).toFixed(2)} GiB, entry_values ${(Number(total.rows[0]!.v) / 2 ** 30).toFixed(2)} GiB (all months incl. section 1)\n`,
+  );
 
   const asOf = MONTH(2026, 1);
   const rnd = (n: number) => Math.floor(Math.random() * n);
@@ -170,7 +217,10 @@ try {
     ['agent = an app + subtype (AND, ≈N/100)', () => ({ agent: `app-${rnd(50)}`, subtype: 'token-introspected' })],
     ['no filter, first page', () => ({})],
     ['no filter, one day', () => ({ date: `${month()}-1${rnd(9)}` })],
-    ['agent = an app, page at offset 5,000', () => ({ agent: `app-${rnd(50)}`, _cursor: Buffer.from(JSON.stringify([5000, asOf])).toString('base64url') })],
+    [
+      'agent = an app, page at offset 5,000',
+      () => ({ agent: `app-${rnd(50)}`, _cursor: Buffer.from(JSON.stringify([5000, asOf])).toString('base64url') }),
+    ],
     ['no filter, page at offset 100,000', () => ({ _cursor: Buffer.from(JSON.stringify([100_000, asOf])).toString('base64url') })],
   ];
   console.log(`| query (_count=50, total counted) | p50 ms | p99 ms | total (last) |`);

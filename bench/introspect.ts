@@ -9,7 +9,14 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' }, rounds: { type: 'string', default: '8' }, pin: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    connections: { type: 'string', default: '50' },
+    rounds: { type: 'string', default: '8' },
+    pin: { type: 'boolean', default: false },
+  },
+});
 const duration = Number(values.seconds);
 const connections = Number(values.connections);
 
@@ -19,12 +26,36 @@ const connections = Number(values.connections);
 let privateRedis: ChildProcess | undefined;
 if (values.pin) {
   const port = 20000 + Math.floor(Math.random() * 20000);
-  privateRedis = spawn('taskset', ['-c', '0', 'redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', mkdtempSync(join(tmpdir(), 'bench-redis-'))], { stdio: 'ignore' });
+  privateRedis = spawn(
+    'taskset',
+    [
+      '-c',
+      '0',
+      'redis-server',
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      mkdtempSync(join(tmpdir(), 'bench-redis-')),
+    ],
+    { stdio: 'ignore' },
+  );
   process.env.REDIS_URL = `redis://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     const probe = new Redis(process.env.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     probe.on('error', () => {});
-    const up = await probe.connect().then(() => probe.ping()).then(() => true, () => false);
+    const up = await probe
+      .connect()
+      .then(() => probe.ping())
+      .then(
+        () => true,
+        () => false,
+      );
     probe.disconnect();
     if (up) break;
     if (i > 100) throw new Error('the private redis-server did not start');
@@ -36,7 +67,11 @@ const targets = new URL('./targets.ts', import.meta.url).pathname;
 const child = values.pin
   ? spawn('taskset', ['-c', '1', process.execPath, '--import', 'tsx', targets], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   : fork(targets, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-console.log(values.pin ? 'pinned: server on core 1; load generator and a private Redis on core 0' : 'unpinned: server, load generator and Redis share the cores');
+console.log(
+  values.pin
+    ? 'pinned: server on core 1; load generator and a private Redis on core 0'
+    : 'unpinned: server, load generator and Redis share the cores',
+);
 type Ready = { appPort: number; unauditedPort: number; basePort: number; token: string };
 const ready = await new Promise<Ready>((resolve, reject) => {
   child.once('message', (m) => resolve(m as Ready));
@@ -46,7 +81,9 @@ const ready = await new Promise<Ready>((resolve, reject) => {
 async function run(title: string, opts: autocannon.Options) {
   const result = await autocannon({ connections, duration, ...opts });
   const non2xx = result.non2xx + result.errors;
-  console.log(`${title}: ${Math.round(result.requests.average)} req/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, errors ${non2xx}`);
+  console.log(
+    `${title}: ${Math.round(result.requests.average)} req/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, errors ${non2xx}`,
+  );
   return result;
 }
 
@@ -55,8 +92,22 @@ const body = `token=${encodeURIComponent(ready.token)}`;
 // Warm both up so JIT and connection pools are comparable.
 const form = { method: 'POST' as const, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body };
 await autocannon({ url: `http://127.0.0.1:${ready.basePort}/`, ...form, connections: 10, duration: 2 });
-await autocannon({ url: `http://127.0.0.1:${ready.appPort}/introspect`, method: 'POST', headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' }, body, connections: 10, duration: 2 });
-await autocannon({ url: `http://127.0.0.1:${ready.unauditedPort}/introspect`, method: 'POST', headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' }, body, connections: 10, duration: 2 });
+await autocannon({
+  url: `http://127.0.0.1:${ready.appPort}/introspect`,
+  method: 'POST',
+  headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' },
+  body,
+  connections: 10,
+  duration: 2,
+});
+await autocannon({
+  url: `http://127.0.0.1:${ready.unauditedPort}/introspect`,
+  method: 'POST',
+  headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' },
+  body,
+  connections: 10,
+  duration: 2,
+});
 
 const base = await run('baseline (Koa form POST + one Redis GET)', { url: `http://127.0.0.1:${ready.basePort}/`, ...form });
 const intro = await run('POST /introspect (active opaque token)', {
@@ -65,9 +116,16 @@ const intro = await run('POST /introspect (active opaque token)', {
   headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' },
   body,
 });
-console.log(`ratio: introspection throughput ${(intro.requests.average / base.requests.average).toFixed(2)} x baseline; p99 ${(intro.latency.p99 / Math.max(1, base.latency.p99)).toFixed(2)} x baseline`);
+console.log(
+  `ratio: introspection throughput ${(intro.requests.average / base.requests.average).toFixed(2)} x baseline; p99 ${(intro.latency.p99 / Math.max(1, base.latency.p99)).toFixed(2)} x baseline`,
+);
 
-const introspect = (port: number) => ({ url: `http://127.0.0.1:${port}/introspect`, method: 'POST' as const, headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' }, body });
+const introspect = (port: number) => ({
+  url: `http://127.0.0.1:${port}/introspect`,
+  method: 'POST' as const,
+  headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' },
+  body,
+});
 
 // CPU time per request, of the server process and of Redis: unlike requests/s on two cores shared
 // with the load generator, it hardly moves with what else the machine is doing, and its ratio is
@@ -100,7 +158,8 @@ const on: Array<{ rps: number; cpu: number }> = [];
 // the mean over all rounds is printed beside it.
 for (let round = 1; round <= Number(values.rounds); round++) {
   const measureOff = async () => off.push(await measured(`round ${round}: /introspect, auditing off`, ready.unauditedPort));
-  const measureOn = async () => on.push(await measured(`round ${round}: /introspect, auditing on (AuditEvent appended before the answer)`, ready.appPort));
+  const measureOn = async () =>
+    on.push(await measured(`round ${round}: /introspect, auditing on (AuditEvent appended before the answer)`, ready.appPort));
   if (round % 2) {
     await measureOff();
     await measureOn();
@@ -117,10 +176,14 @@ const median = (xs: number[]) => {
 const ratios = on.map((r, i) => r.rps / off[i]!.rps);
 const ratio = median(ratios);
 const meanRatio = mean(on.map((r) => r.rps)) / mean(off.map((r) => r.rps));
-console.log(`audit cost: auditing on = ${ratio.toFixed(3)} x auditing off throughput, median of ${ratios.length} pairs (${((1 - ratio) * 100).toFixed(1)} % fewer requests/s; budget 20 %)`);
+console.log(
+  `audit cost: auditing on = ${ratio.toFixed(3)} x auditing off throughput, median of ${ratios.length} pairs (${((1 - ratio) * 100).toFixed(1)} % fewer requests/s; budget 20 %)`,
+);
 console.log(`  per pair: ${ratios.map((r) => r.toFixed(2)).join(', ')}; mean throughput on / off: ${meanRatio.toFixed(3)}`);
 const cpuRatio = mean(off.map((r) => r.cpu)) / mean(on.map((r) => r.cpu));
-console.log(`CPU per request (server + Redis): off ${mean(off.map((r) => r.cpu)).toFixed(1)} µs, on ${mean(on.map((r) => r.cpu)).toFixed(1)} µs: on = ${cpuRatio.toFixed(3)} x the requests per CPU-second of off`);
+console.log(
+  `CPU per request (server + Redis): off ${mean(off.map((r) => r.cpu)).toFixed(1)} µs, on ${mean(on.map((r) => r.cpu)).toFixed(1)} µs: on = ${cpuRatio.toFixed(3)} x the requests per CPU-second of off`,
+);
 redis.disconnect();
 // The child deletes its keys on SIGTERM; the private Redis goes only after it has.
 await new Promise((resolve) => {

@@ -7,14 +7,21 @@ import { connectRedis, createRedis } from '../src/platform/redis/connection.js';
 import { Keyspace } from '../src/platform/redis/keyspace.js';
 import { UserStore } from '../src/records/directory/user-store.js';
 
-const { values } = parseArgs({ options: { lookups: { type: 'string', default: '5000' }, sizes: { type: 'string', default: '1000,10000,100000' } } });
+const { values } = parseArgs({
+  options: { lookups: { type: 'string', default: '5000' }, sizes: { type: 'string', default: '1000,10000,100000' } },
+});
 const lookups = Number(values.lookups);
 const sizes = values.sizes.split(',').map(Number);
 
 const redis = createRedis({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix: 'bench:' });
 await connectRedis(redis);
 const keyspace = new Keyspace(`bench-scim-${randomUUID().slice(0, 8)}:`);
-const store = new UserStore({ redis, keyspace, passwords: { memoryKiB: 19_456, timeCost: 2, parallelism: 1 }, limits: { maxFilterScan: 10_000, maxPageSize: 200 } });
+const store = new UserStore({
+  redis,
+  keyspace,
+  passwords: { memoryKiB: 19_456, timeCost: 2, parallelism: 1 },
+  limits: { maxFilterScan: 10_000, maxPageSize: 200 },
+});
 
 const userName = (i: number) => `User.${i}@Hospital.Example.org`;
 
@@ -30,7 +37,11 @@ async function insert(from: number, to: number): Promise<void> {
           externalId: `ext-${i}`,
           name: { givenName: `Given${i}`, familyName: `Family${i % 997}` },
           emails: [{ value: `user.${i}@hospital.example.org`, type: 'work', primary: true }],
-          'urn:smart-authz:params:scim:schemas:extension:smart:2.0:User': { fhirUser: `Practitioner/p${i}`, clearance: 'N', purposesOfUse: ['TREAT'] },
+          'urn:smart-authz:params:scim:schemas:extension:smart:2.0:User': {
+            fhirUser: `Practitioner/p${i}`,
+            clearance: 'N',
+            purposesOfUse: ['TREAT'],
+          },
         });
       }
     }),
@@ -66,12 +77,16 @@ for (const size of sizes) {
   const insertSeconds = (Date.now() - started) / 1000;
   const { p50, p99 } = await measure(size);
   results.push({ size, p50, p99, insertSeconds });
-  console.log(`${size.toLocaleString('en')} users (inserted in ${insertSeconds.toFixed(1)} s): findByUserName p50 ${p50.toFixed(3)} ms, p99 ${p99.toFixed(3)} ms`);
+  console.log(
+    `${size.toLocaleString('en')} users (inserted in ${insertSeconds.toFixed(1)} s): findByUserName p50 ${p50.toFixed(3)} ms, p99 ${p99.toFixed(3)} ms`,
+  );
 }
 const memoryAfter = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
 const first = results[0]!;
 for (const r of results.slice(1)) {
-  console.log(`${r.size.toLocaleString('en')} vs ${first.size.toLocaleString('en')}: p50 x${(r.p50 / first.p50).toFixed(2)}, p99 x${(r.p99 / first.p99).toFixed(2)}`);
+  console.log(
+    `${r.size.toLocaleString('en')} vs ${first.size.toLocaleString('en')}: p50 x${(r.p50 / first.p50).toFixed(2)}, p99 x${(r.p99 / first.p99).toFixed(2)}`,
+  );
 }
 console.log(`Redis memory: about ${Math.round((memoryAfter - memoryBefore) / inserted)} bytes per user (record and indexes)`);
 

@@ -26,14 +26,28 @@ await connectRedis(redis);
 const keyspace = new Keyspace(config.redis.prefix);
 const keystore = new KeyStore(redis, keyspace);
 const { jwks } = await keystore.ensureKeys();
-const build = (c: typeof config) => buildApp({ config: c, logger: createLogger('silent'), redis, keyspace, metrics: new Metrics({ defaultMetrics: false }), jwks, cookieKeys: ['bench-cookie-key-000000000000000000000000'] });
+const build = (c: typeof config) =>
+  buildApp({
+    config: c,
+    logger: createLogger('silent'),
+    redis,
+    keyspace,
+    metrics: new Metrics({ defaultMetrics: false }),
+    jwks,
+    cookieKeys: ['bench-cookie-key-000000000000000000000000'],
+  });
 const app = build(config);
 // The same app with introspection auditing switched off (AUTHZ_AUDIT_INTROSPECTION=false), so
 // the benchmark can measure what auditing costs in the same run, on the same Redis.
 const unaudited = build({ ...config, audit: { ...config.audit, introspection: false } });
 const registry = clientRegistryFor(app, redis, keyspace);
 await registry.upsert({ client_id: 'bench-rs', smart_client_kind: 'resource_server', client_secret: 'bench-rs-secret' });
-await registry.upsert({ client_id: 'bench-ehr', smart_client_kind: 'ehr_launcher', client_secret: 'bench-ehr-secret', smart_scopes: ['launch'] });
+await registry.upsert({
+  client_id: 'bench-ehr',
+  smart_client_kind: 'ehr_launcher',
+  client_secret: 'bench-ehr-secret',
+  smart_scopes: ['launch'],
+});
 
 await redis.set(keyspace.key('bench', 'baseline'), JSON.stringify({ active: true, scope: 'launch' }));
 const baseline = new Koa();
@@ -59,7 +73,10 @@ const basePort = await listen(baseline.callback());
 
 const tokenRes = await fetch(`http://127.0.0.1:${appPort}/token`, {
   method: 'POST',
-  headers: { authorization: `Basic ${Buffer.from('bench-ehr:bench-ehr-secret').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+  headers: {
+    authorization: `Basic ${Buffer.from('bench-ehr:bench-ehr-secret').toString('base64')}`,
+    'content-type': 'application/x-www-form-urlencoded',
+  },
   body: 'grant_type=client_credentials&scope=launch',
 });
 const { access_token: token } = (await tokenRes.json()) as { access_token: string };

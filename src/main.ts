@@ -88,7 +88,10 @@ async function main(): Promise<void> {
   const registry = clientRegistryFor(app, redis, keyspace);
   if (config.clientsFile) {
     const result = await loadClientsFile(config.clientsFile, registry);
-    logger.info({ file: config.clientsFile, created: result.created.length, updated: result.updated.length, unchanged: result.unchanged.length }, 'clients file loaded');
+    logger.info(
+      { file: config.clientsFile, created: result.created.length, updated: result.updated.length, unchanged: result.unchanged.length },
+      'clients file loaded',
+    );
   }
   if (config.demoData) await seedDemoData({ config, registry, redis, keyspace, logger });
   await ensurePatientSearchClient(registry, config.clientAuthSigningAlgs);
@@ -144,7 +147,15 @@ async function main(): Promise<void> {
   shipRedis?.on('error', (err: Error) => logger.warn({ err: { message: err.message } }, 'redis connection problem (audit shipper)'));
   const shipper =
     auditDb && shipRedis
-      ? new AuditShipper({ redis: shipRedis, keyspace, store: new AuditStore(shipRedis, keyspace, config.audit.chains, auditDb.home), pg: auditDb.store, checkpoints: audit.checkpoints, logger, metrics })
+      ? new AuditShipper({
+          redis: shipRedis,
+          keyspace,
+          store: new AuditStore(shipRedis, keyspace, config.audit.chains, auditDb.home),
+          pg: auditDb.store,
+          checkpoints: audit.checkpoints,
+          logger,
+          metrics,
+        })
       : undefined;
   shipper?.start();
 

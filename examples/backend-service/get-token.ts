@@ -33,10 +33,16 @@ async function privateKey(): Promise<JWK> {
 try {
   const token = await getSystemToken({ issuer, clientId, privateJwk: await privateKey(), scope });
   console.log(`token for ${clientId}: scope "${token.scope}", expires in ${token.expires_in} s`);
-  const res = await fetch(`${fhirBase}/Patient?_count=10`, { headers: { Authorization: `Bearer ${token.access_token}`, Accept: 'application/fhir+json' } });
-  const bundle = (await res.json()) as { total?: number; entry?: { resource: { id: string; name?: { given?: string[]; family?: string }[] } }[] };
+  const res = await fetch(`${fhirBase}/Patient?_count=10`, {
+    headers: { Authorization: `Bearer ${token.access_token}`, Accept: 'application/fhir+json' },
+  });
+  const bundle = (await res.json()) as {
+    total?: number;
+    entry?: { resource: { id: string; name?: { given?: string[]; family?: string }[] } }[];
+  };
   console.log(`GET ${fhirBase}/Patient → ${res.status}, ${bundle.total ?? 0} patient(s)`);
-  for (const e of bundle.entry ?? []) console.log(`  Patient/${e.resource.id}: ${[...(e.resource.name?.[0]?.given ?? []), e.resource.name?.[0]?.family].join(' ')}`);
+  for (const e of bundle.entry ?? [])
+    console.log(`  Patient/${e.resource.id}: ${[...(e.resource.name?.[0]?.given ?? []), e.resource.name?.[0]?.family].join(' ')}`);
 } catch (err) {
   console.error(`example failed: ${(err as Error).message}`);
   process.exitCode = 1;

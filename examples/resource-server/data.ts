@@ -7,7 +7,10 @@
 
 export type Resource = { resourceType: string; id: string } & Record<string, unknown>;
 
-const MRN = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'MR', display: 'Medical record number' }], text: 'MRN' };
+const MRN = {
+  coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'MR', display: 'Medical record number' }],
+  text: 'MRN',
+};
 
 function patient(id: string, given: string, family: string, birthDate: string, gender: string, mrn: string): Resource {
   return {

@@ -68,7 +68,10 @@ function send(res: ServerResponse, status: number, body: object, contentType = F
   res.end(JSON.stringify(body));
 }
 
-export function createResourceServer(opts: ResourceServerOptions): { handler: (req: IncomingMessage, res: ServerResponse) => void; setBase(base: string): void } {
+export function createResourceServer(opts: ResourceServerOptions): {
+  handler: (req: IncomingMessage, res: ServerResponse) => void;
+  setBase(base: string): void;
+} {
   const basePath = (opts.basePath ?? '/fhir').replace(/\/+$/, '');
   const doFetch = opts.fetch ?? globalThis.fetch;
   const issuer = () => (typeof opts.issuer === 'function' ? opts.issuer() : opts.issuer).replace(/\/+$/, '');
@@ -113,7 +116,8 @@ export function createResourceServer(opts: ResourceServerOptions): { handler: (r
     } catch (err) {
       throw new FhirError(503, 'transient', `The authorization server could not be asked about the token (${(err as Error).message}).`);
     }
-    if (!info.active) throw new FhirError(401, 'login', 'The access token is not active (unknown, expired or revoked).', 'Bearer error="invalid_token"');
+    if (!info.active)
+      throw new FhirError(401, 'login', 'The access token is not active (unknown, expired or revoked).', 'Bearer error="invalid_token"');
     // Introspection only answers for tokens addressed to this server's FHIR bases; checked again
     // here so a misconfigured client registration cannot widen what is accepted.
     const aud = Array.isArray(info.aud) ? info.aud : info.aud ? [info.aud] : [];
@@ -143,7 +147,10 @@ export function createResourceServer(opts: ResourceServerOptions): { handler: (r
     if (id) {
       const resource = RESOURCES.find((r) => r.resourceType === type && r.id === id);
       // Outside the compartment is refused before existence is revealed.
-      if (decision.compartment !== undefined && (!resource ? type === 'Patient' && id !== decision.compartment : compartmentOf(resource) !== decision.compartment)) {
+      if (
+        decision.compartment !== undefined &&
+        (!resource ? type === 'Patient' && id !== decision.compartment : compartmentOf(resource) !== decision.compartment)
+      ) {
         forbid(`this token may only read the records of Patient/${decision.compartment}`);
       }
       if (!resource) throw new FhirError(404, 'not-found', `${type}/${id} is not known.`);
@@ -166,7 +173,8 @@ export function createResourceServer(opts: ResourceServerOptions): { handler: (r
     res.setHeader('Access-Control-Allow-Methods', 'GET, OPTIONS');
     res.setHeader('Access-Control-Expose-Headers', 'WWW-Authenticate');
     const url = new URL(req.url ?? '/', 'http://resource-server.invalid');
-    const log = (status: number, client?: string) => opts.onRequest?.({ method: req.method ?? '', path: url.pathname + url.search, status, client });
+    const log = (status: number, client?: string) =>
+      opts.onRequest?.({ method: req.method ?? '', path: url.pathname + url.search, status, client });
     if (req.method === 'OPTIONS') {
       res.statusCode = 204;
       res.setHeader('Access-Control-Max-Age', '600');
@@ -237,14 +245,24 @@ function capabilityStatement(base: string, issuer: string): object {
           extension: [
             {
               url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
-              extension: [ext('authorize', `${issuer}/authorize`), ext('token', `${issuer}/token`), ext('introspect', `${issuer}/introspect`), ext('revoke', `${issuer}/revoke`)],
+              extension: [
+                ext('authorize', `${issuer}/authorize`),
+                ext('token', `${issuer}/token`),
+                ext('introspect', `${issuer}/introspect`),
+                ext('revoke', `${issuer}/revoke`),
+              ],
             },
           ],
         },
         resource: Object.entries(SEARCH_PARAMS).map(([type, params]) => ({
           type,
           interaction: [{ code: 'read' }, { code: 'search-type' }],
-          searchParam: params.filter((p) => !p.startsWith('_')).map((name) => ({ name, type: name === 'birthdate' ? 'date' : name === 'identifier' ? 'token' : name === 'name' ? 'string' : 'reference' })),
+          searchParam: params
+            .filter((p) => !p.startsWith('_'))
+            .map((name) => ({
+              name,
+              type: name === 'birthdate' ? 'date' : name === 'identifier' ? 'token' : name === 'name' ? 'string' : 'reference',
+            })),
         })),
       },
     ],
@@ -256,7 +274,9 @@ function capabilityStatement(base: string, issuer: string): object {
  * URL the authorization server lists in AUTHZ_FHIR_SERVERS: tokens carry it as `aud`), otherwise
  * http://localhost:PORT/fhir.
  */
-export async function startResourceServer(opts: ResourceServerOptions & { port?: number; host?: string; publicBase?: string }): Promise<RunningResourceServer> {
+export async function startResourceServer(
+  opts: ResourceServerOptions & { port?: number; host?: string; publicBase?: string },
+): Promise<RunningResourceServer> {
   const rs = createResourceServer(opts);
   const server = createServer(rs.handler);
   await new Promise<void>((resolve, reject) => {

@@ -7,7 +7,6 @@ import { parseScope, type Permission } from '../domain/scopes/scope-syntax.js';
  * OperationOutcomes, bearer-token callers, and the permissions their scopes give on one resource.
  */
 
-
 /** The Consent, Provenance and AuditEvent APIs take tokens for `<issuer>/fhir` (own-api.ts). */
 
 const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
@@ -16,10 +15,12 @@ const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
 export async function bearerAccessToken(authorization: string, tokens: ApiTokens, realm: string): Promise<FoundToken> {
   const m = BEARER.exec(authorization);
   if (!m) throw new FhirError(401, 'login', 'an access token is required (Authorization: Bearer …)', { 'WWW-Authenticate': realm });
-  const invalid = (description: string) => new FhirError(401, 'login', description, { 'WWW-Authenticate': `${realm}, error="invalid_token", error_description="${description}"` });
+  const invalid = (description: string) =>
+    new FhirError(401, 'login', description, { 'WWW-Authenticate': `${realm}, error="invalid_token", error_description="${description}"` });
   const token = await tokens.find(m[1]!);
   if (!token || token.kind === 'RefreshToken') throw invalid('the access token is not valid (unknown, expired or revoked)');
-  if (!issuedFor(token, tokens.audience)) throw invalid(`the access token was not issued for this API (request one with resource=${tokens.audience})`);
+  if (!issuedFor(token, tokens.audience))
+    throw invalid(`the access token was not issued for this API (request one with resource=${tokens.audience})`);
   if (!(await tokens.sessionOpen(token))) throw invalid('the sign-in session this access token belonged to has ended');
   return token;
 }

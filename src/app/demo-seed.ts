@@ -111,7 +111,14 @@ function publicPart(jwk: JWK): JWK {
   return pub;
 }
 
-export async function seedDemoData(deps: { config: Config; registry: ClientRegistry; redis: RedisClient; keyspace: Keyspace; logger: Logger; users?: UserStore }): Promise<void> {
+export async function seedDemoData(deps: {
+  config: Config;
+  registry: ClientRegistry;
+  redis: RedisClient;
+  keyspace: Keyspace;
+  logger: Logger;
+  users?: UserStore;
+}): Promise<void> {
   const { config, registry, logger } = deps;
   const backendKey = await demoBackendKey(deps.redis, deps.keyspace);
   const fhirBase = config.fhirServers[0]!.base;

@@ -14,5 +14,14 @@ import { lockoutScripts } from '../records/directory/lockout-scripts.js';
  * call throws "pipeline[functionName] is not a function". Each definer is idempotent per client.
  */
 export function defineLuaScripts(redis: RedisClient): void {
-  for (const define of [adapterScripts, directoryScripts, consentScripts, registrationTokenScripts, appendScripts, postingScripts, lockoutScripts]) define(redis);
+  for (const define of [
+    adapterScripts,
+    directoryScripts,
+    consentScripts,
+    registrationTokenScripts,
+    appendScripts,
+    postingScripts,
+    lockoutScripts,
+  ])
+    define(redis);
 }

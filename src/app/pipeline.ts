@@ -68,7 +68,14 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
   const registry = clientRegistryFor(provider, redis, keyspace);
   const clientAdapter = (provider.Client as unknown as { adapter: Adapter }).adapter;
   const lookup = new TokenLookup(adapters, jwks, config.issuer);
-  const callerAuth = new CallerAuthenticator({ clientAdapter, redis, keyspace, fetcher: services.jwksFetcher, issuer: config.issuer, algorithms: config.clientAuthSigningAlgs });
+  const callerAuth = new CallerAuthenticator({
+    clientAdapter,
+    redis,
+    keyspace,
+    fetcher: services.jwksFetcher,
+    issuer: config.issuer,
+    algorithms: config.clientAuthSigningAlgs,
+  });
   // SCIM, and the Consent, Provenance and AuditEvent APIs, take only tokens for their own audience.
   const ownApiTokens = apiTokens(lookup, adapters, ownApiAudience(config.issuer));
   const fhirUserBase = config.fhirServers[0]!.base;
@@ -82,32 +89,114 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
   const routes = (router: Router) => ({ middleware: router.routes() as unknown as Step['middleware'], router });
 
   return [
-    { name: 'request-context', purpose: 'request id, access log and request metrics for everything below', middleware: requestContext(logger, metrics) },
-    { name: 'client-auth-problems', purpose: "turns oidc-provider's generic invalid_client into the reason an operator can act on (logged, and told to the client where safe)", middleware: exposeClientAuthProblems(provider, config.clientAuthSigningAlgs) },
-    { name: 'security-headers', purpose: 'CSP, frame-ancestors, no-sniff and cache headers on every response, errors included', middleware: securityHeaders({ frameAncestors: config.http.frameAncestors }) },
-    { name: 'error-boundary', purpose: 'an error below becomes its wire format (OAuth JSON, page) without a stack trace; a store outage becomes 503 + Retry-After', middleware: errorBoundary(logger, redisReady) },
-    { name: 'request-origin', purpose: 'refuses cross-site form posts and requests whose Host/Origin do not match the issuer', middleware: requireValidOrigin() },
-    { name: 'ops', purpose: '/healthz, /readyz, /metrics: answered before anything that needs Redis', ...routes(opsRoutes(storeHealth, metrics, deps.isShuttingDown ?? (() => false), metricsAccessFor(config.metrics, config.mode))) },
-    { name: 'durable-writes', purpose: 'before anything that writes: 503 for what a failing-over Redis may lose (AUTHZ_REDIS_MIN_REPLICAS)', middleware: durableWrites(writeTrackerFor(redis, config.redis), logger) },
-    { name: 'require-redis', purpose: 'fails fast with 503 while the circuit breaker says Redis is away', middleware: requireRedis(redisReady, /^\/(healthz|readyz|metrics|static\/)/) },
-    { name: 'browser-preflight', purpose: 'CORS for browser apps on /token and /revoke, from their registered origins only', middleware: browserPreflight([ROUTES.token, ROUTES.revocation], new PublicClientOrigins(() => registry.list())) },
-    { name: 'body-limit', purpose: 'refuses oversized request bodies before anything reads them', middleware: bodyLimit(config.http.bodyLimit) },
-    { name: 'provider-audit', purpose: 'awaits the AuditEvent of token, authorization, logout and registration requests before they are answered', middleware: providerAudit({ audit, issuer: config.issuer, grantContext: (grantId) => grantContexts.get(grantId) }) },
-    { name: 'authorize-rewrites', purpose: 'SMART authorization requests: launch, aud and scope rules before oidc-provider sees them', middleware: authorizationRequestRewrites(ROUTES.authorization) },
-    { name: 'token-response-context', purpose: 'adds the SMART launch context (patient, encounter, fhirContext …) to token responses', middleware: tokenResponseContext({ tokenPath: ROUTES.token, grantContexts, fhirServers: config.fhirServers }) },
-    { name: 'grant-usage', purpose: "records when a grant's tokens were last used, for /manage", middleware: grantUsageTracking({ tokenPath: ROUTES.token, usage, logger }) },
+    {
+      name: 'request-context',
+      purpose: 'request id, access log and request metrics for everything below',
+      middleware: requestContext(logger, metrics),
+    },
+    {
+      name: 'client-auth-problems',
+      purpose:
+        "turns oidc-provider's generic invalid_client into the reason an operator can act on (logged, and told to the client where safe)",
+      middleware: exposeClientAuthProblems(provider, config.clientAuthSigningAlgs),
+    },
+    {
+      name: 'security-headers',
+      purpose: 'CSP, frame-ancestors, no-sniff and cache headers on every response, errors included',
+      middleware: securityHeaders({ frameAncestors: config.http.frameAncestors }),
+    },
+    {
+      name: 'error-boundary',
+      purpose: 'an error below becomes its wire format (OAuth JSON, page) without a stack trace; a store outage becomes 503 + Retry-After',
+      middleware: errorBoundary(logger, redisReady),
+    },
+    {
+      name: 'request-origin',
+      purpose: 'refuses cross-site form posts and requests whose Host/Origin do not match the issuer',
+      middleware: requireValidOrigin(),
+    },
+    {
+      name: 'ops',
+      purpose: '/healthz, /readyz, /metrics: answered before anything that needs Redis',
+      ...routes(opsRoutes(storeHealth, metrics, deps.isShuttingDown ?? (() => false), metricsAccessFor(config.metrics, config.mode))),
+    },
+    {
+      name: 'durable-writes',
+      purpose: 'before anything that writes: 503 for what a failing-over Redis may lose (AUTHZ_REDIS_MIN_REPLICAS)',
+      middleware: durableWrites(writeTrackerFor(redis, config.redis), logger),
+    },
+    {
+      name: 'require-redis',
+      purpose: 'fails fast with 503 while the circuit breaker says Redis is away',
+      middleware: requireRedis(redisReady, /^\/(healthz|readyz|metrics|static\/)/),
+    },
+    {
+      name: 'browser-preflight',
+      purpose: 'CORS for browser apps on /token and /revoke, from their registered origins only',
+      middleware: browserPreflight([ROUTES.token, ROUTES.revocation], new PublicClientOrigins(() => registry.list())),
+    },
+    {
+      name: 'body-limit',
+      purpose: 'refuses oversized request bodies before anything reads them',
+      middleware: bodyLimit(config.http.bodyLimit),
+    },
+    {
+      name: 'provider-audit',
+      purpose: 'awaits the AuditEvent of token, authorization, logout and registration requests before they are answered',
+      middleware: providerAudit({ audit, issuer: config.issuer, grantContext: (grantId) => grantContexts.get(grantId) }),
+    },
+    {
+      name: 'authorize-rewrites',
+      purpose: 'SMART authorization requests: launch, aud and scope rules before oidc-provider sees them',
+      middleware: authorizationRequestRewrites(ROUTES.authorization),
+    },
+    {
+      name: 'token-response-context',
+      purpose: 'adds the SMART launch context (patient, encounter, fhirContext …) to token responses',
+      middleware: tokenResponseContext({ tokenPath: ROUTES.token, grantContexts, fhirServers: config.fhirServers }),
+    },
+    {
+      name: 'grant-usage',
+      purpose: "records when a grant's tokens were last used, for /manage",
+      middleware: grantUsageTracking({ tokenPath: ROUTES.token, usage, logger }),
+    },
     { name: 'discovery', purpose: '/.well-known/smart-configuration', ...routes(smartConfigurationRoutes(config)) },
-    { name: 'introspection', purpose: '/introspect (RFC 7662) with SMART context, audited', ...routes(introspectionRoutes({ config, provider, adapters, jwks, lookup, auth: callerAuth, audit, grantContexts })) },
+    {
+      name: 'introspection',
+      purpose: '/introspect (RFC 7662) with SMART context, audited',
+      ...routes(introspectionRoutes({ config, provider, adapters, jwks, lookup, auth: callerAuth, audit, grantContexts })),
+    },
     { name: 'userinfo', purpose: '/userinfo', ...routes(userinfoRoutes({ lookup, adapters, findAccount: services.accounts })) },
-    { name: 'launch-api', purpose: 'POST /launch: EHRs create launch contexts', ...routes(launchRoutes({ config, auth: callerAuth, launches, users, audit })) },
+    {
+      name: 'launch-api',
+      purpose: 'POST /launch: EHRs create launch contexts',
+      ...routes(launchRoutes({ config, auth: callerAuth, launches, users, audit })),
+    },
     {
       name: 'scim',
       purpose: '/scim/v2: users and groups (RFC 7644)',
-      ...routes(scimRoutes({ store: users, groups: services.groups, lookup: apiTokens(lookup, adapters, adminApiAudience(config.issuer, 'scim')), config, logger, audit })),
+      ...routes(
+        scimRoutes({
+          store: users,
+          groups: services.groups,
+          lookup: apiTokens(lookup, adapters, adminApiAudience(config.issuer, 'scim')),
+          config,
+          logger,
+          audit,
+        }),
+      ),
     },
     { name: 'consent-api', purpose: '/fhir/Consent', ...routes(consentRoutes({ consents, lookup: ownApiTokens, config, logger })) },
-    { name: 'provenance-api', purpose: '/fhir/Provenance', ...routes(provenanceRoutes({ consents, lookup: ownApiTokens, config, logger })) },
-    { name: 'audit-api', purpose: '/fhir/AuditEvent and the disclosure report', ...routes(auditRoutes({ config, store: auditStore, trail: audit, lookup: ownApiTokens, logger })) },
+    {
+      name: 'provenance-api',
+      purpose: '/fhir/Provenance',
+      ...routes(provenanceRoutes({ consents, lookup: ownApiTokens, config, logger })),
+    },
+    {
+      name: 'audit-api',
+      purpose: '/fhir/AuditEvent and the disclosure report',
+      ...routes(auditRoutes({ config, store: auditStore, trail: audit, lookup: ownApiTokens, logger })),
+    },
     {
       name: 'manage',
       purpose: '/manage: people see and withdraw what they granted; administrators see the trail',
@@ -126,7 +215,14 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
         }),
       ),
     },
-    { name: 'registration-secrets', purpose: 'RFC 7591/7592: stores client secrets hashed, answers them once', middleware: registrationSecretHandling(config.http.bodyLimit, async (id) => (await clientAdapter.find(id)) as Record<string, unknown> | undefined) },
+    {
+      name: 'registration-secrets',
+      purpose: 'RFC 7591/7592: stores client secrets hashed, answers them once',
+      middleware: registrationSecretHandling(
+        config.http.bodyLimit,
+        async (id) => (await clientAdapter.find(id)) as Record<string, unknown> | undefined,
+      ),
+    },
     {
       name: 'interaction',
       purpose: 'sign-in and the SMART prompts (/interaction/…): login, patient and encounter pickers, consent',
@@ -136,7 +232,13 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
           csrf,
           audit,
           issuer: config.issuer,
-          login: new PasswordLogin({ users, lockout: services.lockout, ipLimiter: new IpRateLimiter(redis, keyspace, config.login.maxAttemptsPerIpPerMinute), passwords: config.passwords, logger }),
+          login: new PasswordLogin({
+            users,
+            lockout: services.lockout,
+            ipLimiter: new IpRateLimiter(redis, keyspace, config.login.maxAttemptsPerIpPerMinute),
+            passwords: config.passwords,
+            logger,
+          }),
           pages: {
             provider,
             csrf,

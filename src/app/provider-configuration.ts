@@ -46,13 +46,33 @@ export interface ProviderDeps {
   logger?: Logger;
   metrics?: Pick<Metrics, 'hcsFindings'>;
   /** Awaited while a JWT access token is issued: records its revocable marker. */
-  onJwtAccessToken?: (token: { jti: string; grantId?: string; kind: string; expiration: number }, payload: Record<string, unknown>) => Promise<void>;
+  onJwtAccessToken?: (
+    token: { jti: string; grantId?: string; kind: string; expiration: number },
+    payload: Record<string, unknown>,
+  ) => Promise<void>;
 }
 
 /** Refresh tokens are what these scopes ask for (SMART permission-offline / permission-online). */
 const REFRESH_SCOPES = ['offline_access', 'online_access'];
 
-export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis, keyspace, findAccount, fetch, jwksFetcher, launches, grantContexts, consents, smartPrompts, onJwtAccessToken, logger, metrics }: ProviderDeps): Configuration {
+export function providerConfiguration({
+  config,
+  jwks,
+  adapter,
+  cookieKeys,
+  redis,
+  keyspace,
+  findAccount,
+  fetch,
+  jwksFetcher,
+  launches,
+  grantContexts,
+  consents,
+  smartPrompts,
+  onJwtAccessToken,
+  logger,
+  metrics,
+}: ProviderDeps): Configuration {
   const secureCookies = new URL(config.issuer).protocol === 'https:';
   const userTokenClaims = launchContextClaims({ grantContexts, fhirServers: config.fhirServers, ...(consents ? { consents } : {}) });
   const backendTokenClaims = backendHcsClaims(config.hcs, logger, metrics);
@@ -66,12 +86,20 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
     responseTypes: ['code'],
     pkce: { required: () => true },
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
-    assertJwtClientAuthClaimsAndHeader: clientAssertionHook(config.issuer, redis, keyspace, jwksFetcher) as unknown as Configuration['assertJwtClientAuthClaimsAndHeader'],
+    assertJwtClientAuthClaimsAndHeader: clientAssertionHook(
+      config.issuer,
+      redis,
+      keyspace,
+      jwksFetcher,
+    ) as unknown as Configuration['assertJwtClientAuthClaimsAndHeader'],
     ...(fetch ? { fetch } : {}),
     formats: {
       customizers: {
         jwt: async (_ctx, token, jwt) => {
-          await onJwtAccessToken?.(token as unknown as Parameters<NonNullable<typeof onJwtAccessToken>>[0], jwt.payload as Record<string, unknown>);
+          await onJwtAccessToken?.(
+            token as unknown as Parameters<NonNullable<typeof onJwtAccessToken>>[0],
+            jwt.payload as Record<string, unknown>,
+          );
         },
       },
     },
@@ -95,12 +123,15 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
     // refresh a withdrawn or expired Consent ends the grant (invalid_grant).
     // Purpose of use, subject and handling rules (hcs/) ride along as `extensions` in both kinds.
     extraTokenClaims: (async (ctx: unknown, token: { kind: string }) =>
-      token.kind === 'ClientCredentials' ? backendTokenClaims(ctx) : userTokenClaims(ctx, token as Parameters<typeof userTokenClaims>[1])) as unknown as Configuration['extraTokenClaims'],
+      token.kind === 'ClientCredentials'
+        ? backendTokenClaims(ctx)
+        : userTokenClaims(ctx, token as Parameters<typeof userTokenClaims>[1])) as unknown as Configuration['extraTokenClaims'],
     // offline_access outlives the browser session; online_access (and no refresh scope at all)
     // ends with it: logout or session expiry revokes the grant's tokens.
     expiresWithSession: (_ctx, source) => !source.scopes.has('offline_access'),
     // Emergency (break-the-glass) grants never hold a refresh scope (context-recorder.ts).
-    issueRefreshToken: (_ctx, client, source) => client.grantTypeAllowed('refresh_token') && REFRESH_SCOPES.some((s) => source.scopes.has(s)),
+    issueRefreshToken: (_ctx, client, source) =>
+      client.grantTypeAllowed('refresh_token') && REFRESH_SCOPES.some((s) => source.scopes.has(s)),
     claims: {
       openid: ['sub'],
       fhirUser: ['fhirUser'],
@@ -115,8 +146,8 @@ export function providerConfiguration({ config, jwks, adapter, cookieKeys, redis
       short: { signed: true, httpOnly: true, sameSite: 'lax', secure: secureCookies },
     },
     ttl: {
-      AccessToken: (_ctx, token) => (token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken),
-      ClientCredentials: (_ctx, token) => (token.resourceServer?.accessTokenTTL ?? config.ttl.backendAccessToken),
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.backendAccessToken,
       AuthorizationCode: config.ttl.authorizationCode,
       IdToken: config.ttl.idToken,
       RefreshToken: config.ttl.refreshToken,

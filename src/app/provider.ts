@@ -34,12 +34,31 @@ export function createProvider(services: Services): Provider {
       launches,
       grantContexts,
       consents,
-      smartPrompts: { launches, recorder, users, fhirServers: config.fhirServers, fhirUserBase, staffRoles: config.hcs.staffRoles, consents, rememberConsent: config.consents.remember },
+      smartPrompts: {
+        launches,
+        recorder,
+        users,
+        fhirServers: config.fhirServers,
+        fhirUserBase,
+        staffRoles: config.hcs.staffRoles,
+        consents,
+        rememberConsent: config.consents.remember,
+      },
       // JWT access tokens are self-contained, so revocation needs server-side state: a marker
       // per jti, in the grant index like any token, that introspection and revocation consult.
       onJwtAccessToken: async (token, payload) => {
         const expiresIn = Math.max(1, token.expiration);
-        await jwtMarkers.upsert(String(payload.jti), { jti: String(payload.jti), kind: token.kind, grantId: token.grantId, clientId: String(payload.client_id), exp: Number(payload.exp) }, expiresIn);
+        await jwtMarkers.upsert(
+          String(payload.jti),
+          {
+            jti: String(payload.jti),
+            kind: token.kind,
+            grantId: token.grantId,
+            clientId: String(payload.client_id),
+            exp: Number(payload.exp),
+          },
+          expiresIn,
+        );
       },
     }),
   );
@@ -48,7 +67,9 @@ export function createProvider(services: Services): Provider {
 
   // Client assertions must name this server's configured endpoint URLs, whatever Host header
   // the request arrived with (oidc-provider would also accept the issuer and Host-derived URLs).
-  const oidcContext = (provider as unknown as { OIDCContext: { prototype: { route?: string; clientJwtAuthExpectedAudience(): Set<string> } } }).OIDCContext.prototype;
+  const oidcContext = (
+    provider as unknown as { OIDCContext: { prototype: { route?: string; clientJwtAuthExpectedAudience(): Set<string> } } }
+  ).OIDCContext.prototype;
   oidcContext.clientJwtAuthExpectedAudience = function expectedAudience(this: { route?: string }) {
     return new Set(assertionAudiences(config.issuer, this.route));
   };
@@ -67,13 +88,16 @@ export function createProvider(services: Services): Provider {
   // The launch context lives beside the grant, so it goes with it (revocation, code or refresh
   // token reuse, logout). Listeners are not awaited: failures are logged, the TTL cleans up.
   provider.on('grant.revoked', (_ctx, grantId: string) => {
-    grantContexts.delete(grantId).catch((err: unknown) => logger.warn({ err, grantId }, 'could not delete the launch context of a revoked grant'));
+    grantContexts
+      .delete(grantId)
+      .catch((err: unknown) => logger.warn({ err, grantId }, 'could not delete the launch context of a revoked grant'));
   });
   // Emitted synchronously right before the authorization code is made from the grant.
   provider.on('authorization.accepted', (ctx) => includeGrantedNarrowings(ctx));
   provider.on('server_error', (ctx, err) => {
     ctx.state.serverError = err;
-    if (isRedisOutage(err)) return logger.warn({ err: { message: err.message }, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'store unavailable');
+    if (isRedisOutage(err))
+      return logger.warn({ err: { message: err.message }, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'store unavailable');
     logger.error({ err, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'oidc-provider server error');
   });
   return provider;

@@ -104,7 +104,10 @@ function adminApiResourceServer(ctx: KoaContextWithOIDC, issuer: string, api: Ad
 function defaultAdminAudience(issuer: string, requested: readonly string[]): string | undefined {
   if (!requested.length || !requested.every(isAdminScope)) return undefined;
   const apis = [...new Set(requested)] as AdminScope[];
-  if (apis.length > 1) throw invalidScope(`${apis.join(' and ')} are issued for different audiences (${apis.map((a) => adminApiAudience(issuer, a)).join(', ')}): request each in its own token request`);
+  if (apis.length > 1)
+    throw invalidScope(
+      `${apis.join(' and ')} are issued for different audiences (${apis.map((a) => adminApiAudience(issuer, a)).join(', ')}): request each in its own token request`,
+    );
   return adminApiAudience(issuer, apis[0]!);
 }
 
@@ -136,10 +139,13 @@ export function resourceIndicators({ config, grantContexts }: ResourceIndicatorD
     defaultResource: (ctx, client, oneOf) => {
       // The management page's own sign-in is plain OpenID Connect: no FHIR server, ever.
       if (isManageClient(client?.clientId)) return undefined!;
-      if (ctx.oidc.route === 'authorization' && !oneOf) return audAsResource({ fhirServers: config.fhirServers, issuer: config.issuer })(ctx, client);
+      if (ctx.oidc.route === 'authorization' && !oneOf)
+        return audAsResource({ fhirServers: config.fhirServers, issuer: config.issuer })(ctx, client);
       // A backend asking only for Consent/AuditEvent scopes means this server's own API, and
       // one asking only for scim (or introspect) that administration API.
-      const requested = String((ctx.oidc.params as { scope?: unknown } | undefined)?.scope ?? '').split(' ').filter(Boolean);
+      const requested = String((ctx.oidc.params as { scope?: unknown } | undefined)?.scope ?? '')
+        .split(' ')
+        .filter(Boolean);
       if (ctx.oidc.params?.grant_type === 'client_credentials') {
         if (requested.length && requested.every(isOwnApiScope)) return ownApiAudience(config.issuer);
         const adminAudience = defaultAdminAudience(config.issuer, requested);
@@ -150,9 +156,11 @@ export function resourceIndicators({ config, grantContexts }: ResourceIndicatorD
     },
     useGrantedResource: () => true,
     getResourceServerInfo: async (ctx, resourceIndicator, client) => {
-      if (isOwnApi(config.issuer, resourceIndicator)) return ownApiResourceServer(ctx, config.issuer, client as unknown as ClientWithSmart, await accessTokenTtl(ctx));
+      if (isOwnApi(config.issuer, resourceIndicator))
+        return ownApiResourceServer(ctx, config.issuer, client as unknown as ClientWithSmart, await accessTokenTtl(ctx));
       const adminApi = adminApiOf(config.issuer, resourceIndicator);
-      if (adminApi) return adminApiResourceServer(ctx, config.issuer, adminApi, client as unknown as ClientWithSmart, config.ttl.backendAccessToken);
+      if (adminApi)
+        return adminApiResourceServer(ctx, config.issuer, adminApi, client as unknown as ClientWithSmart, config.ttl.backendAccessToken);
       const server = findFhirServer(config.fhirServers, resourceIndicator);
       const allowed = (client as unknown as ClientWithSmart).fhir_servers;
       if (!server || (allowed && !allowed.includes(server.base))) {
@@ -163,7 +171,10 @@ export function resourceIndicators({ config, grantContexts }: ResourceIndicatorD
       let scope: string;
       if (ctx.oidc.params?.grant_type === 'client_credentials') {
         scope = withoutAdminScopes(downscopeClientCredentials(ctx, smartClient).split(' ')).join(' ');
-        if (!scope) throw invalidScope(`${server.base} is a FHIR server: scim and introspect are issued only for their own audiences (resource=${adminApiAudience(config.issuer, 'scim')} or ${adminApiAudience(config.issuer, 'introspect')})`);
+        if (!scope)
+          throw invalidScope(
+            `${server.base} is a FHIR server: scim and introspect are issued only for their own audiences (resource=${adminApiAudience(config.issuer, 'scim')} or ${adminApiAudience(config.issuer, 'introspect')})`,
+          );
         (ctx.oidc.params as { scope?: string }).scope = scope;
       } else {
         scope = withoutAdminScopes(appResourceScopes(ctx, resourceIndicator, smartClient).split(' ')).join(' ');

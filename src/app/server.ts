@@ -44,9 +44,7 @@ export async function listen(config: Config, initial: Handler, logger: Logger): 
     handler(req, res);
   };
   const tls = readTls(config);
-  const server = tls
-    ? createHttpsServer({ ...tls, minVersion: 'TLSv1.2' }, dispatch)
-    : createHttpServer(dispatch);
+  const server = tls ? createHttpsServer({ ...tls, minVersion: 'TLSv1.2' }, dispatch) : createHttpServer(dispatch);
   // Slow-loris bounds; keep-alive longer than typical load balancer idle timeouts.
   server.headersTimeout = 20_000;
   server.requestTimeout = 30_000;

@@ -76,7 +76,15 @@ async function withAudit<T>(fn: (rt: Runtime, parts: AuditParts) => Promise<T>):
   const keys = keyStoreCheckpointKeys(rt.redis, rt.keyspace, config.keyEncryptionSecret);
   // Checkpoints the CLI signs (purge, manual) are anchored like the server's; it signs none on a timer.
   const anchor = createAnchor({ config, logger: rt.logger });
-  const trail = createAuditTrail({ config, redis: rt.redis, keyspace: rt.keyspace, logger: rt.logger, checkpointKeys: keys, intervalCheckpoints: false, ...(anchor ? { anchor } : {}) });
+  const trail = createAuditTrail({
+    config,
+    redis: rt.redis,
+    keyspace: rt.keyspace,
+    logger: rt.logger,
+    checkpointKeys: keys,
+    intervalCheckpoints: false,
+    ...(anchor ? { anchor } : {}),
+  });
   try {
     return await fn(rt, {
       store: new AuditStore(rt.redis, rt.keyspace, config.audit.chains, db?.home),
@@ -100,10 +108,16 @@ async function withAudit<T>(fn: (rt: Runtime, parts: AuditParts) => Promise<T>):
  * the two must hold the same entry where they meet (hash chains that agree at one seq agree on
  * everything before it).
  */
-async function verifyJunction(db: AuditDatabase, store: AuditStore, chain: ChainName, redisReport: VerifyReport): Promise<string | undefined> {
+async function verifyJunction(
+  db: AuditDatabase,
+  store: AuditStore,
+  chain: ChainName,
+  redisReport: VerifyReport,
+): Promise<string | undefined> {
   const pgHigh = await db.store.highestSeq(chain);
   // Redis starts after a signed cut; PostgreSQL must reach it (its copy of that checkpoint is checked there).
-  if (redisReport.anchorSeq > pgHigh) return `Redis starts after seq ${redisReport.anchorSeq}, but PostgreSQL holds only up to seq ${pgHigh}: entries ${pgHigh + 1}–${redisReport.anchorSeq} are in neither`;
+  if (redisReport.anchorSeq > pgHigh)
+    return `Redis starts after seq ${redisReport.anchorSeq}, but PostgreSQL holds only up to seq ${pgHigh}: entries ${pgHigh + 1}–${redisReport.anchorSeq} are in neither`;
   // Entries both hold (shipped, not yet dropped from Redis) must be the same: compare the last of them.
   const meet = Math.min(pgHigh, redisReport.lastSeq);
   if (meet <= redisReport.anchorSeq) return undefined;
@@ -118,7 +132,8 @@ export async function audit(args: string[], out: Out): Promise<void> {
   switch (command) {
     case 'verify': {
       const { values } = parseCommandArgs(rest, { chain: { type: 'string' }, anchor: { type: 'string' } }, 0);
-      if (values.chain !== undefined && !isChainName(values.chain)) throw new CliUsageError('--chain must be main, main-<n> (a shard) or archive');
+      if (values.chain !== undefined && !isChainName(values.chain))
+        throw new CliUsageError('--chain must be main, main-<n> (a shard) or archive');
       if (values.anchor === '') throw new CliUsageError('--anchor needs the anchor directory or file');
       return withAudit(async (rt, { store, keys, db }) => {
         const chains = values.chain ? [values.chain as ChainName] : await store.chains();
@@ -133,14 +148,19 @@ export async function audit(args: string[], out: Out): Promise<void> {
         }
         let failed = false;
         if (db) {
-          const reports = await verifyChains(db.store, { keys, every: rt.config.audit.checkpointEvery, chains: (await db.store.chains()).filter((c) => !values.chain || c === values.chain) });
+          const reports = await verifyChains(db.store, {
+            keys,
+            every: rt.config.audit.checkpointEvery,
+            chains: (await db.store.chains()).filter((c) => !values.chain || c === values.chain),
+          });
           for (const r of reports) {
             if (r.ok) {
               const from = r.startSeq ? `, from the signed retention cut at seq ${r.startSeq}` : '';
               const kept = r.retentionCuts ? `, ${r.kept} kept disclosures match ${r.retentionCuts} signed retention cuts` : '';
-              out(`${r.chain} (PostgreSQL): OK, ${r.entries} entries (seq ${r.startSeq + 1}–${r.lastSeq}${from}), ${r.checkpoints} signed checkpoints${kept}`);
-            }
-            else {
+              out(
+                `${r.chain} (PostgreSQL): OK, ${r.entries} entries (seq ${r.startSeq + 1}–${r.lastSeq}${from}), ${r.checkpoints} signed checkpoints${kept}`,
+              );
+            } else {
               failed = true;
               out(`${r.chain} (PostgreSQL): FAILED: ${r.problem!.kind} entry at seq ${r.problem!.seq}: ${r.problem!.message}`);
             }
@@ -151,8 +171,12 @@ export async function audit(args: string[], out: Out): Promise<void> {
           const where = db ? ' (Redis)' : '';
           const junction = db && r.ok ? await verifyJunction(db, store, chain, r) : undefined;
           if (r.ok && !junction) {
-            const anchored = anchor ? `, matches ${anchor.filter((l) => l.chain === chain && l.seq >= r.anchorSeq).length} anchored checkpoints` : '';
-            out(`${chain}${where}: OK, ${r.entries} entries (seq ${r.anchorSeq + 1}–${r.lastSeq}${r.anchorSeq ? `, from the signed cut at seq ${r.anchorSeq}` : ', from the genesis'}), ${r.checkpoints} signed checkpoints${anchored}`);
+            const anchored = anchor
+              ? `, matches ${anchor.filter((l) => l.chain === chain && l.seq >= r.anchorSeq).length} anchored checkpoints`
+              : '';
+            out(
+              `${chain}${where}: OK, ${r.entries} entries (seq ${r.anchorSeq + 1}–${r.lastSeq}${r.anchorSeq ? `, from the signed cut at seq ${r.anchorSeq}` : ', from the genesis'}), ${r.checkpoints} signed checkpoints${anchored}`,
+            );
           } else if (junction) {
             failed = true;
             out(`${chain}: FAILED: ${junction}`);
@@ -182,7 +206,11 @@ export async function audit(args: string[], out: Out): Promise<void> {
         const asOf = Date.now() + 1;
         let count = 0;
         try {
-          for await (const events of searchAll(store, { ...q, asOf, limits: { maxCandidates: rt.config.audit.searchMaxCandidates } }, EXPORT_PAGE)) {
+          for await (const events of searchAll(
+            store,
+            { ...q, asOf, limits: { maxCandidates: rt.config.audit.searchMaxCandidates } },
+            EXPORT_PAGE,
+          )) {
             for (const e of events) out(JSON.stringify(e));
             count += events.length;
           }
@@ -190,7 +218,9 @@ export async function audit(args: string[], out: Out): Promise<void> {
           // A search too costly to run is the operator's to narrow, not a crash.
           throw err instanceof FhirError ? new CliUsageError(err.diagnostics) : err;
         }
-        const description = new URLSearchParams(Object.entries(values).filter((e): e is [string, string] => typeof e[1] === 'string')).toString();
+        const description = new URLSearchParams(
+          Object.entries(values).filter((e): e is [string, string] => typeof e[1] === 'string'),
+        ).toString();
         await trail.record(trailExported(rt.config.issuer, { actor: { operator: cliOperator() }, query: description, count }));
       });
     }
@@ -205,7 +235,8 @@ export async function audit(args: string[], out: Out): Promise<void> {
               `dropped ${r.months.length ? `the months ${r.months.join(', ')}` : 'no month'} (before ${r.cutoff.slice(0, 7)}): ${r.removed} events removed, ${r.archived} disclosures kept until their own retention; ` +
                 `${r.keptMonths.length ? `kept disclosures of ${r.keptMonths.join(', ')} (${r.archiveRemoved}) removed` : 'no kept month expired'} (before ${r.disclosureCutoff.slice(0, 7)})`,
             );
-            for (const [chain, seq] of Object.entries(r.cuts)) out(`${chain} (PostgreSQL) now starts after the signed retention cut at seq ${seq}`);
+            for (const [chain, seq] of Object.entries(r.cuts))
+              out(`${chain} (PostgreSQL) now starts after the signed retention cut at seq ${seq}`);
           } catch (err) {
             if (err instanceof PgPurgeRefusedError) {
               out(`purge refused: ${err.message}`);
@@ -218,7 +249,9 @@ export async function audit(args: string[], out: Out): Promise<void> {
         }
         try {
           const r = await purge({ config: rt.config, store, checkpoints, keys, trail, actor: { operator: cliOperator() } });
-          out(`purged ${r.removed} events recorded before ${r.cutoff}; ${r.archived} disclosures moved to the archive; ${r.archiveRemoved} archived disclosures recorded before ${r.disclosureCutoff} removed; the main chain now starts after seq ${r.cutSeq}`);
+          out(
+            `purged ${r.removed} events recorded before ${r.cutoff}; ${r.archived} disclosures moved to the archive; ${r.archiveRemoved} archived disclosures recorded before ${r.disclosureCutoff} removed; the main chain now starts after seq ${r.cutSeq}`,
+          );
         } catch (err) {
           if (err instanceof PurgeRefusedError) {
             out(`purge refused: ${err.message}`);
@@ -237,7 +270,9 @@ export async function audit(args: string[], out: Out): Promise<void> {
             await startCadence(rt, store, keys, checkpoints, chain, out);
             // Every server is stopped for a migration: the newest checkpoint may well be old.
             const report = await verifyChain(store, keys, chain, { ...verifyPolicy(rt.config), maxAgeSeconds: undefined });
-            out(`${chain}: ${moved[chain]} entries migrated; ${report.ok ? `verifies (${report.entries} entries)` : `FAILED: ${report.problem!.message}`}`);
+            out(
+              `${chain}: ${moved[chain]} entries migrated; ${report.ok ? `verifies (${report.entries} entries)` : `FAILED: ${report.problem!.message}`}`,
+            );
             if (!report.ok) {
               process.exitCode = 1;
               return;
@@ -246,7 +281,15 @@ export async function audit(args: string[], out: Out): Promise<void> {
           if (moved.main || moved.archive) out('the old streams are kept as <stream>:legacy; delete them once you are satisfied');
           if (db) {
             // A trail kept in Redis until now moves to its PostgreSQL home before any server ships.
-            const shipper = new AuditShipper({ redis: rt.redis, keyspace: rt.keyspace, store, pg: db.store, checkpoints, logger: rt.logger, options: { trimDelayMs: 0, trimEveryMs: 0 } });
+            const shipper = new AuditShipper({
+              redis: rt.redis,
+              keyspace: rt.keyspace,
+              store,
+              pg: db.store,
+              checkpoints,
+              logger: rt.logger,
+              options: { trimDelayMs: 0, trimEveryMs: 0 },
+            });
             const shipped = await shipper.drain();
             await shipper.stop();
             out(`shipped ${shipped} entries to PostgreSQL (${redactUrl(db.ownerUrl)})`);
@@ -275,7 +318,11 @@ export async function audit(args: string[], out: Out): Promise<void> {
       const { ownerUrl, appRole } = where;
       try {
         const ran = await migrateAuditDatabase(ownerUrl, appRole ? { appRole } : {});
-        out(ran.length ? `applied ${ran.join(', ')} to ${redactUrl(ownerUrl)}` : `the audit database schema at ${redactUrl(ownerUrl)} is current`);
+        out(
+          ran.length
+            ? `applied ${ran.join(', ')} to ${redactUrl(ownerUrl)}`
+            : `the audit database schema at ${redactUrl(ownerUrl)} is current`,
+        );
         if (appRole) out(`granted ${appRole} read and append rights (no UPDATE, DELETE or TRUNCATE)`);
       } catch (err) {
         throw new CliUsageError(`cannot migrate the audit database at ${redactUrl(ownerUrl)}: ${(err as Error).message}`);
@@ -308,9 +355,20 @@ async function resumeFromDatabase(out: Out): Promise<void> {
     if (!db) throw new CliUsageError('no audit database is configured (AUTHZ_AUDIT_DATABASE_URL)');
     const keys = keyStoreCheckpointKeys(rt.redis, rt.keyspace, config.keyEncryptionSecret);
     const checkpoints = new CheckpointStore(rt.redis, rt.keyspace, keys, config.issuer, anchor);
-    const resumed = await resumeIntake({ db, redis: rt.redis, keyspace: rt.keyspace, checkpoints, keys, every: config.audit.checkpointEvery });
+    const resumed = await resumeIntake({
+      db,
+      redis: rt.redis,
+      keyspace: rt.keyspace,
+      checkpoints,
+      keys,
+      every: config.audit.checkpointEvery,
+    });
     for (const { chain, seq } of resumed) out(`${chain}: continues after seq ${seq} (signed ship-cut checkpoint)`);
-    out(resumed.length ? 'the intake continues the trail PostgreSQL holds; servers may start' : 'PostgreSQL holds no entries yet; the intake continues its trail');
+    out(
+      resumed.length
+        ? 'the intake continues the trail PostgreSQL holds; servers may start'
+        : 'PostgreSQL holds no entries yet; the intake continues its trail',
+    );
   } catch (err) {
     if (err instanceof ResumeRefusedError || err instanceof AuditDatabaseError) throw new CliUsageError(err.message);
     throw err;
@@ -326,7 +384,14 @@ async function resumeFromDatabase(out: Out): Promise<void> {
  * has none there. If the chain verifies otherwise, a signed `cadence-start` at its head holds
  * everything after it to the cadence (verify.ts); once one exists, nothing more is written.
  */
-async function startCadence(rt: Runtime, store: AuditStore, keys: ReturnType<typeof keyStoreCheckpointKeys>, checkpoints: CheckpointStore, chain: 'main' | 'archive', out: Out): Promise<void> {
+async function startCadence(
+  rt: Runtime,
+  store: AuditStore,
+  keys: ReturnType<typeof keyStoreCheckpointKeys>,
+  checkpoints: CheckpointStore,
+  chain: 'main' | 'archive',
+  out: Out,
+): Promise<void> {
   const policy = { ...verifyPolicy(rt.config), maxAgeSeconds: undefined };
   const strict = await verifyChain(store, keys, chain, policy);
   if (strict.ok || strict.problem?.kind !== 'checkpoint' || !/where one is required/.test(strict.problem.message)) return;

@@ -36,17 +36,33 @@ function scopeOf(a: CliAudit) {
 
 /** Field names only: values can be secrets or keys. */
 function fieldsOf(input: ClientMetadata): string[] {
-  return Object.keys(input).filter((k) => k !== 'client_id').sort();
+  return Object.keys(input)
+    .filter((k) => k !== 'client_id')
+    .sort();
 }
 
 /** A registry whose changes are recorded; reads pass through. */
 export function auditedRegistry(registry: ClientRegistry, a: CliAudit): ClientRegistry {
   const audited = Object.create(registry) as ClientRegistry;
   const actor = { operator: a.operator };
-  const record = async (result: UpsertResult, id: string, change: 'create' | 'update', extra: { fields?: string[]; secretRotated?: boolean; keysReplaced?: boolean }) => {
+  const record = async (
+    result: UpsertResult,
+    id: string,
+    change: 'create' | 'update',
+    extra: { fields?: string[]; secretRotated?: boolean; keysReplaced?: boolean },
+  ) => {
     if (result.status === 'unchanged') return;
     const kind = typeof result.client.smart_client_kind === 'string' ? result.client.smart_client_kind : undefined;
-    await a.audit.record(clientChanged(scopeOf(a), { actor, clientId: id, change: result.status === 'created' ? 'create' : change, via: 'cli', ...(kind ? { kind } : {}), ...extra }));
+    await a.audit.record(
+      clientChanged(scopeOf(a), {
+        actor,
+        clientId: id,
+        change: result.status === 'created' ? 'create' : change,
+        via: 'cli',
+        ...(kind ? { kind } : {}),
+        ...extra,
+      }),
+    );
   };
   audited.create = async (input: ClientMetadata, options?: UpsertOptions) => {
     const result = await registry.create(input, options);
@@ -65,7 +81,9 @@ export function auditedRegistry(registry: ClientRegistry, a: CliAudit): ClientRe
   };
   audited.rotateSecret = async (id: string) => {
     const secret = await registry.rotateSecret(id);
-    await a.audit.record(clientChanged(scopeOf(a), { actor, clientId: id, change: 'update', via: 'cli', fields: ['client_secret'], secretRotated: true }));
+    await a.audit.record(
+      clientChanged(scopeOf(a), { actor, clientId: id, change: 'update', via: 'cli', fields: ['client_secret'], secretRotated: true }),
+    );
     return secret;
   };
   audited.setJwks = async (id: string, keys: ClientKeys) => {
@@ -104,11 +122,17 @@ export function auditedLockState<T extends LockState>(lockout: T, a: CliAudit): 
   const audited = Object.create(lockout) as T;
   audited.clear = async (userId: string) => {
     await lockout.clear(userId);
-    await a.audit.record(directoryChanged(scopeOf(a), { actor: { operator: a.operator }, resource: 'User', change: 'update', id: userId, unlocked: true }));
+    await a.audit.record(
+      directoryChanged(scopeOf(a), { actor: { operator: a.operator }, resource: 'User', change: 'update', id: userId, unlocked: true }),
+    );
   };
   return audited;
 }
 
-export async function recordKeyChange(a: CliAudit, change: KeyChange, facts: { kid?: string; kty?: string; retired?: string[]; count?: number } = {}): Promise<void> {
+export async function recordKeyChange(
+  a: CliAudit,
+  change: KeyChange,
+  facts: { kid?: string; kty?: string; retired?: string[]; count?: number } = {},
+): Promise<void> {
   await a.audit.record(keyChanged(scopeOf(a), { actor: { operator: a.operator }, change, ...facts }));
 }

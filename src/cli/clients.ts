@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ParseArgsConfig } from 'node:util';
 import { describeJwks } from '../oauth/clients/client-keys.js';
-import { ClientRegistryError, type ClientKeys, type ClientMetadata, type ClientRegistry, type UpsertResult } from '../oauth/clients/registry.js';
+import {
+  ClientRegistryError,
+  type ClientKeys,
+  type ClientMetadata,
+  type ClientRegistry,
+  type UpsertResult,
+} from '../oauth/clients/registry.js';
 import { CliUsageError } from './errors.js';
 import { parseCommandArgs, requirePositional } from './args.js';
 
@@ -13,7 +19,6 @@ import { parseCommandArgs, requirePositional } from './args.js';
  */
 
 export type Out = (line: string) => void;
-
 
 export const CLIENTS_USAGE = `Usage: smart-authz clients <command> [options]
 
@@ -66,7 +71,11 @@ const DEFINITION_OPTIONS = {
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 type DefinitionValues = {
-  [K in keyof typeof DEFINITION_OPTIONS]?: (typeof DEFINITION_OPTIONS)[K] extends { multiple: true } ? string[] : (typeof DEFINITION_OPTIONS)[K] extends { type: 'boolean' } ? boolean : string;
+  [K in keyof typeof DEFINITION_OPTIONS]?: (typeof DEFINITION_OPTIONS)[K] extends { multiple: true }
+    ? string[]
+    : (typeof DEFINITION_OPTIONS)[K] extends { type: 'boolean' }
+      ? boolean
+      : string;
 };
 
 function requireId(positionals: string[], command: string): string {
@@ -99,7 +108,8 @@ async function definitionFrom(values: DefinitionValues): Promise<ClientMetadata>
   let definition: ClientMetadata = {};
   if (values.json) {
     const json = await readJson(values.json, 'client definition');
-    if (!json || typeof json !== 'object' || Array.isArray(json)) throw new CliUsageError(`client definition ${values.json} must be a JSON object`);
+    if (!json || typeof json !== 'object' || Array.isArray(json))
+      throw new CliUsageError(`client definition ${values.json} must be a JSON object`);
     definition = { ...(json as ClientMetadata) };
   }
   if (values['jwks-file'] && values['jwks-uri']) throw new CliUsageError('give --jwks-file or --jwks-uri, not both');
@@ -159,9 +169,18 @@ export async function listClients(registry: ClientRegistry, args: string[], out:
     out('no clients registered');
     return;
   }
-  const rows = [['CLIENT ID', 'KIND', 'AUTH METHOD', 'NAME'], ...clients.map((c) => [c.client_id, c.smart_client_kind, c.token_endpoint_auth_method, c.client_name ?? ''].map(String))];
+  const rows = [
+    ['CLIENT ID', 'KIND', 'AUTH METHOD', 'NAME'],
+    ...clients.map((c) => [c.client_id, c.smart_client_kind, c.token_endpoint_auth_method, c.client_name ?? ''].map(String)),
+  ];
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
-  for (const row of rows) out(row.map((cell, col) => cell.padEnd(widths[col]!)).join('  ').trimEnd());
+  for (const row of rows)
+    out(
+      row
+        .map((cell, col) => cell.padEnd(widths[col]!))
+        .join('  ')
+        .trimEnd(),
+    );
 }
 
 export async function showClient(registry: ClientRegistry, args: string[], out: Out): Promise<void> {

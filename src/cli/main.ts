@@ -10,7 +10,12 @@ import { clientRegistryFor } from '../oauth/clients/wiring.js';
 import { ClientRegistryError } from '../oauth/clients/registry.js';
 import { KeyStoreError } from '../platform/keys/errors.js';
 import { ROUTES } from '../oauth/paths.js';
-import { DEFAULT_REGISTRATION_KINDS, DEFAULT_REGISTRATION_SCOPES, ceilingProblem, splitList } from '../oauth/clients/registration-policy.js';
+import {
+  DEFAULT_REGISTRATION_KINDS,
+  DEFAULT_REGISTRATION_SCOPES,
+  ceilingProblem,
+  splitList,
+} from '../oauth/clients/registration-policy.js';
 import {
   MAX_REGISTRATION_TOKEN_SECONDS,
   MAX_REGISTRATION_USES,
@@ -21,7 +26,17 @@ import {
 import type { SmartClientKind } from '../oauth/clients/client-kinds.js';
 import { parseCommandArgs } from './args.js';
 import { DEMO, demoBackendKey } from '../app/demo-seed.js';
-import { CLIENTS_USAGE, addClient, listClients, removeClient, rotateClientSecret, setClientJwks, showClient, updateClient, type Out } from './clients.js';
+import {
+  CLIENTS_USAGE,
+  addClient,
+  listClients,
+  removeClient,
+  rotateClientSecret,
+  setClientJwks,
+  showClient,
+  updateClient,
+  type Out,
+} from './clients.js';
 import { CliUsageError } from './errors.js';
 import { USERS_USAGE, USER_COMMANDS } from './users.js';
 import { LoginLockout } from '../records/directory/lockout.js';
@@ -61,8 +76,17 @@ type AuditedRuntime = Runtime & { cliAudit: CliAudit };
 /** The runtime of one command, with an audit trail: changes made here are recorded like the server's. */
 async function withRuntime<T>(fn: (rt: AuditedRuntime) => Promise<T>, opts: { keySecret?: string | undefined } = {}): Promise<T> {
   const config = { ...loadConfig(), devRedis: false };
-  const rt = await openRuntime(opts.keySecret === undefined ? config : { ...config, keyEncryptionSecret: opts.keySecret }, createLogger('silent'));
-  const trail = createAuditTrail({ config: rt.config, redis: rt.redis, keyspace: rt.keyspace, logger: rt.logger, intervalCheckpoints: false });
+  const rt = await openRuntime(
+    opts.keySecret === undefined ? config : { ...config, keyEncryptionSecret: opts.keySecret },
+    createLogger('silent'),
+  );
+  const trail = createAuditTrail({
+    config: rt.config,
+    redis: rt.redis,
+    keyspace: rt.keyspace,
+    logger: rt.logger,
+    intervalCheckpoints: false,
+  });
   try {
     return await fn({ ...rt, cliAudit: { audit: trail, issuer: rt.config.issuer, operator: cliOperator() } });
   } finally {
@@ -75,19 +99,35 @@ async function providerFor(rt: AuditedRuntime) {
   // On a store no server has started on yet, the keys are made here as the first start would
   // make them: oidc-provider cannot validate client metadata without a key set.
   const { jwks } = await rt.keystore.ensureKeys();
-  return buildApp({ ...rt, metrics: new Metrics({ defaultMetrics: false }), jwks, cookieKeys: ['cli-does-not-set-cookies-0000000000'], audit: rt.cliAudit.audit });
+  return buildApp({
+    ...rt,
+    metrics: new Metrics({ defaultMetrics: false }),
+    jwks,
+    cookieKeys: ['cli-does-not-set-cookies-0000000000'],
+    audit: rt.cliAudit.audit,
+  });
 }
 
 async function clients(args: string[], out: Out): Promise<void> {
   const [command, ...rest] = args;
-  const commands = { add: addClient, list: listClients, show: showClient, update: updateClient, remove: removeClient, 'rotate-secret': rotateClientSecret, 'set-jwks': setClientJwks };
+  const commands = {
+    add: addClient,
+    list: listClients,
+    show: showClient,
+    update: updateClient,
+    remove: removeClient,
+    'rotate-secret': rotateClientSecret,
+    'set-jwks': setClientJwks,
+  };
   const run = commands[command as keyof typeof commands];
   if (!run) {
     out(CLIENTS_USAGE);
     if (command && command !== 'help') process.exitCode = 2;
     return;
   }
-  await withRuntime(async (rt) => run(auditedRegistry(clientRegistryFor(await providerFor(rt), rt.redis, rt.keyspace), rt.cliAudit), rest, out));
+  await withRuntime(async (rt) =>
+    run(auditedRegistry(clientRegistryFor(await providerFor(rt), rt.redis, rt.keyspace), rt.cliAudit), rest, out),
+  );
 }
 
 async function readStdin(): Promise<string> {
@@ -126,7 +166,10 @@ async function keys(args: string[], out: Out): Promise<void> {
       return withRuntime(async (rt) => {
         const { version, keys } = await rt.keystore.list();
         out(`key set version ${version}`);
-        for (const k of keys) out(`${k.kid}  ${k.kty.padEnd(3)}  ${k.status.padEnd(7)}  created ${k.createdAt}${k.retiredAt ? `  retired ${k.retiredAt}` : ''}${k.encrypted ? '  encrypted' : ''}`);
+        for (const k of keys)
+          out(
+            `${k.kid}  ${k.kty.padEnd(3)}  ${k.status.padEnd(7)}  created ${k.createdAt}${k.retiredAt ? `  retired ${k.retiredAt}` : ''}${k.encrypted ? '  encrypted' : ''}`,
+          );
       });
     case 'introduce': {
       if (arg !== 'RSA' && arg !== 'EC') throw new CliUsageError('keys introduce needs RSA or EC');
@@ -150,7 +193,9 @@ async function keys(args: string[], out: Out): Promise<void> {
         const key = keys.find((k) => k.kid === arg);
         const wait = longestSignedLifetime(rt);
         if (key?.retiredAt && !values.force && Date.now() - Date.parse(key.retiredAt) < wait * 1000) {
-          throw new CliUsageError(`${arg} was retired less than ${wait} s ago; tokens it signed may still be in use (use --force to remove anyway)`);
+          throw new CliUsageError(
+            `${arg} was retired less than ${wait} s ago; tokens it signed may still be in use (use --force to remove anyway)`,
+          );
         }
         const removed = await rt.keystore.remove(arg);
         await recordKeyChange(rt.cliAudit, 'removed', { kid: removed.kid, kty: removed.kty });
@@ -187,13 +232,19 @@ never registrable dynamically; grant them with "smart-authz clients".`;
 function registrationTokenPolicy(args: string[]): RegistrationTokenPolicy {
   const { positionals, values } = parseCommandArgs(
     args,
-    { kinds: { type: 'string' }, scopes: { type: 'string' }, uses: { type: 'string', default: '1' }, 'expires-in': { type: 'string', default: '86400' } },
+    {
+      kinds: { type: 'string' },
+      scopes: { type: 'string' },
+      uses: { type: 'string', default: '1' },
+      'expires-in': { type: 'string', default: '86400' },
+    },
     1,
   );
   if (positionals[0] !== 'token') throw new CliUsageError(REGISTRATION_USAGE);
   const wholeNumber = (flag: string, text: string, max: number): number => {
     const n = Number(text);
-    if (!/^\d+$/.test(text) || n < 1 || n > max) throw new CliUsageError(`${flag} must be a positive number${flag === '--expires-in' ? ' of seconds' : ''} (at most ${max})`);
+    if (!/^\d+$/.test(text) || n < 1 || n > max)
+      throw new CliUsageError(`${flag} must be a positive number${flag === '--expires-in' ? ' of seconds' : ''} (at most ${max})`);
     return n;
   };
   const kinds = values.kinds === undefined ? [...DEFAULT_REGISTRATION_KINDS] : splitList(values.kinds);
@@ -257,7 +308,9 @@ async function config(args: string[], out: Out): Promise<void> {
   const c = loadConfig();
   out(`mode ${c.mode}; issuer ${c.issuer}; port ${c.port}; proxy ${c.proxy}; tls ${c.tls ? 'on' : 'off'}`);
   out(`FHIR servers: ${c.fhirServers.map((s) => (s.tenant ? `${s.tenant}=${s.base}` : s.base)).join(', ')}`);
-  out(`cookie keys: ${c.cookieKeys ? `${c.cookieKeys.length} configured` : 'generated (development)'}; key encryption: ${c.keyEncryptionSecret ? 'on' : 'off'}`);
+  out(
+    `cookie keys: ${c.cookieKeys ? `${c.cookieKeys.length} configured` : 'generated (development)'}; key encryption: ${c.keyEncryptionSecret ? 'on' : 'off'}`,
+  );
   out('configuration is valid');
 }
 
@@ -276,7 +329,9 @@ export async function runCli(argv: string[], out: Out = (line) => console.log(li
 /** Entry point for bin/smart-authz.js: one clear line on stderr for anything an operator can fix. */
 export function cliMain(argv: string[]): void {
   runCli(argv).catch((err: unknown) => {
-    const known = [ConfigError, StartupError, KeyStoreError, ClientRegistryError, CliUsageError, ScimError, RegistrationTokenError].some((E) => err instanceof E);
+    const known = [ConfigError, StartupError, KeyStoreError, ClientRegistryError, CliUsageError, ScimError, RegistrationTokenError].some(
+      (E) => err instanceof E,
+    );
     const e = err as { error_description?: string; message?: string };
     console.error(known ? e.message : `error: ${e.error_description ?? e.message ?? String(err)}`);
     process.exit(err instanceof CliUsageError ? 2 : 1);

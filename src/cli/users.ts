@@ -55,7 +55,11 @@ async function existing(users: UserStore, userName: string): Promise<ScimUser> {
 }
 
 /** One trailing newline is what `echo` and here-strings add; it is not part of the password. */
-async function passwordFrom(values: { password?: string | undefined; 'password-stdin'?: boolean | undefined }, deps: UsersCliDeps, required: boolean): Promise<string | undefined> {
+async function passwordFrom(
+  values: { password?: string | undefined; 'password-stdin'?: boolean | undefined },
+  deps: UsersCliDeps,
+  required: boolean,
+): Promise<string | undefined> {
   if (values.password !== undefined && values['password-stdin']) throw new CliUsageError('give --password or --password-stdin, not both');
   if (values.password !== undefined) return values.password;
   if (!values['password-stdin'] && !required) return undefined;
@@ -117,7 +121,7 @@ export async function setUserPassword(deps: UsersCliDeps, args: string[], out: O
 export async function listUsers(deps: UsersCliDeps, args: string[], out: Out): Promise<void> {
   const { values } = parseCommandArgs(args, { json: { type: 'boolean' } }, 0);
   const all: ScimUser[] = [];
-  for (let startIndex = 1; ; ) {
+  for (let startIndex = 1; ;) {
     const page = await deps.users.search({ startIndex });
     all.push(...page.resources);
     startIndex += page.resources.length;
@@ -142,7 +146,13 @@ export async function listUsers(deps: UsersCliDeps, args: string[], out: Out): P
     }),
   ];
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
-  for (const row of rows) out(row.map((cell, col) => cell.padEnd(widths[col]!)).join('  ').trimEnd());
+  for (const row of rows)
+    out(
+      row
+        .map((cell, col) => cell.padEnd(widths[col]!))
+        .join('  ')
+        .trimEnd(),
+    );
 }
 
 function activation(active: boolean): UsersCommand {
@@ -157,7 +167,11 @@ function activation(active: boolean): UsersCommand {
       return;
     }
     await deps.users.setActive(user.id, active);
-    out(active ? `user "${user.userName}" enabled` : `user "${user.userName}" disabled: it can no longer sign in, and its sessions and tokens have ended`);
+    out(
+      active
+        ? `user "${user.userName}" enabled`
+        : `user "${user.userName}" disabled: it can no longer sign in, and its sessions and tokens have ended`,
+    );
   };
 }
 

@@ -44,7 +44,12 @@ afterAll(async () => {
 
 function middlewareBlock(): string {
   const lines = steps.map((s, i) => `${i + 1}. \`${s.name}\`: ${s.purpose}${s.router ? ' (routes below)' : ''}`);
-  return [...lines, `${steps.length + 1}. oidc-provider's own router: ${Object.values(ROUTES).map((p) => `\`${p}\``).join(', ')}, \`/interaction/:uid\` (its endpoints, configured in \`src/app/provider-configuration.ts\`)`].join('\n');
+  return [
+    ...lines,
+    `${steps.length + 1}. oidc-provider's own router: ${Object.values(ROUTES)
+      .map((p) => `\`${p}\``)
+      .join(', ')}, \`/interaction/:uid\` (its endpoints, configured in \`src/app/provider-configuration.ts\`)`,
+  ].join('\n');
 }
 
 function routesBlock(): string {
@@ -54,7 +59,9 @@ function routesBlock(): string {
       // Layers without methods are the router's own middleware (router.use), not routes.
       if (!layer.methods.length) continue;
       const methods = layer.methods.filter((m) => m !== 'HEAD');
-      rows.push(`| \`${step.name}\` | ${methods.length > 10 ? 'any (answers 405 or redirects)' : methods.join(', ')} | \`${layer.path}\` |`);
+      rows.push(
+        `| \`${step.name}\` | ${methods.length > 10 ? 'any (answers 405 or redirects)' : methods.join(', ')} | \`${layer.path}\` |`,
+      );
     }
   }
   for (const [name, path] of Object.entries(ROUTES)) rows.push(`| oidc-provider (\`${name}\`) | see RFCs | \`${path}\` |`);

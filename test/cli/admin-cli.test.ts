@@ -3,7 +3,12 @@ import { cliLines as cli } from '../support/cli.js';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 
 let t: TestApp;
-const env = { REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: `cli-${randomUUID().slice(0, 8)}:`, AUTHZ_LOG_LEVEL: 'silent', AUTHZ_FHIR_SERVERS: 'http://localhost:8080/fhir' };
+const env = {
+  REDIS_URL: process.env.REDIS_URL!,
+  AUTHZ_REDIS_PREFIX: `cli-${randomUUID().slice(0, 8)}:`,
+  AUTHZ_LOG_LEVEL: 'silent',
+  AUTHZ_FHIR_SERVERS: 'http://localhost:8080/fhir',
+};
 const saved = { ...process.env };
 
 beforeAll(async () => {
@@ -38,7 +43,10 @@ describe('admin CLI', () => {
     const res = await t.request.post('/register').set('Authorization', `Bearer ${token}`).send({ smart_client_kind: 'resource_server' });
     expect(res.status).toBe(201);
     const [appToken] = await cli('registration', 'token');
-    const refused = await t.request.post('/register').set('Authorization', `Bearer ${appToken}`).send({ smart_client_kind: 'resource_server' });
+    const refused = await t.request
+      .post('/register')
+      .set('Authorization', `Bearer ${appToken}`)
+      .send({ smart_client_kind: 'resource_server' });
     expect(refused.status).toBe(400);
     expect(refused.body.error_description).toMatch(/smart_client_kind 'resource_server' is not allowed/);
     await expect(cli('registration', 'token', '--expires-in', 'soon')).rejects.toThrow(/positive number of seconds/);
@@ -47,12 +55,23 @@ describe('admin CLI', () => {
   test('demo assertion: signs for demo-backend in development mode', async () => {
     const { seedDemoData } = await import('../../src/app/demo-seed.js');
     const { createLogger } = await import('../../src/platform/ops/logger.js');
-    await seedDemoData({ config: t.config, registry: t.registry, redis: t.redis, keyspace: t.keyspace, logger: createLogger('silent') } as never);
+    await seedDemoData({
+      config: t.config,
+      registry: t.registry,
+      redis: t.redis,
+      keyspace: t.keyspace,
+      logger: createLogger('silent'),
+    } as never);
     const [assertion] = await cli('demo', 'assertion');
     const res = await t.request
       .post('/token')
       .type('form')
-      .send({ grant_type: 'client_credentials', scope: 'system/*.rs', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion });
+      .send({
+        grant_type: 'client_credentials',
+        scope: 'system/*.rs',
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: assertion,
+      });
     expect(res.status).toBe(200);
   });
 
@@ -74,7 +93,18 @@ describe('on a store no server has started on', () => {
     const before = process.env.AUTHZ_REDIS_PREFIX;
     process.env.AUTHZ_REDIS_PREFIX = fresh;
     try {
-      const lines = await cli('clients', 'add', '--kind', 'confidential_symmetric', '--id', 'first-app', '--redirect-uri', 'https://app.example.org/cb', '--scopes', 'openid patient/*.rs');
+      const lines = await cli(
+        'clients',
+        'add',
+        '--kind',
+        'confidential_symmetric',
+        '--id',
+        'first-app',
+        '--redirect-uri',
+        'https://app.example.org/cb',
+        '--scopes',
+        'openid patient/*.rs',
+      );
       expect(lines.join('\n')).toMatch(/first-app/);
       expect((await cli('keys', 'list')).length).toBeGreaterThan(0);
     } finally {

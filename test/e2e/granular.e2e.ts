@@ -18,7 +18,8 @@ const OBSERVATION = 'http://terminology.hl7.org/CodeSystem/observation-category'
 const CONDITION = 'http://terminology.hl7.org/CodeSystem/condition-category';
 const US_CORE_CONDITION = 'http://hl7.org/fhir/us/core/CodeSystem/condition-category';
 const GRANULAR_SCOPES = 'launch/patient openid fhirUser offline_access patient/Condition.rs patient/Observation.rs patient/Patient.rs';
-const LIMITED_SCOPES = 'launch/patient openid fhirUser offline_access patient/Patient.rs patient/AllergyIntolerance.rs patient/Condition.rs patient/Observation.rs patient/Immunization.rs';
+const LIMITED_SCOPES =
+  'launch/patient openid fhirUser offline_access patient/Patient.rs patient/AllergyIntolerance.rs patient/Condition.rs patient/Observation.rs patient/Immunization.rs';
 
 let stack: Stack;
 let browser: Browser;
@@ -75,13 +76,23 @@ function box(s: BrowserSession, scope: string) {
 }
 
 /** Sets the consent page's boxes as a person would, then Allow; answers the code exchange's scope. */
-async function allowWith(s: BrowserSession, started: Started, changes: { untick?: string[]; tick?: string[] }): Promise<{ granted: string[]; ticked: string[] }> {
+async function allowWith(
+  s: BrowserSession,
+  started: Started,
+  changes: { untick?: string[]; tick?: string[] },
+): Promise<{ granted: string[]; ticked: string[] }> {
   for (const scope of changes.untick ?? []) await box(s, scope).uncheck();
   for (const scope of changes.tick ?? []) await box(s, scope).check();
-  const ticked = await s.page.locator('form[action$="/consent"] input[name="scope"]:checked').evaluateAll((inputs) => inputs.map((i) => (i as unknown as { value: string }).value));
+  const ticked = await s.page
+    .locator('form[action$="/consent"] input[name="scope"]:checked')
+    .evaluateAll((inputs) => inputs.map((i) => (i as unknown as { value: string }).value));
   await decide(s, 'allow');
   await s.page.waitForURL(`${redirectUri}**`);
-  const tokens = await client.authorizationCodeGrant(config, new URL(s.page.url()), { pkceCodeVerifier: started.verifier, expectedState: started.state, idTokenExpected: true });
+  const tokens = await client.authorizationCodeGrant(config, new URL(s.page.url()), {
+    pkceCodeVerifier: started.verifier,
+    expectedState: started.state,
+    idTokenExpected: true,
+  });
   expect(tokens.patient).toBe('pat-jones');
   return { granted: (tokens.scope ?? '').split(' ').sort(), ticked: ticked.sort() };
 }
@@ -100,7 +111,12 @@ describe('(g)(10) in Chromium', () => {
       await s.page.goto(started.url);
       await signIn(s, PATIENT.userName, PATIENT.password);
       await onConsentPage(s, 'consent-granular');
-      const chosen = [`patient/Condition.rs?category=${CONDITION}|problem-list-item`, `patient/Condition.rs?category=${US_CORE_CONDITION}|health-concern`, `patient/Observation.rs?category=${OBSERVATION}|laboratory`, `patient/Observation.rs?category=${OBSERVATION}|vital-signs`];
+      const chosen = [
+        `patient/Condition.rs?category=${CONDITION}|problem-list-item`,
+        `patient/Condition.rs?category=${US_CORE_CONDITION}|health-concern`,
+        `patient/Observation.rs?category=${OBSERVATION}|laboratory`,
+        `patient/Observation.rs?category=${OBSERVATION}|vital-signs`,
+      ];
       const { granted, ticked } = await allowWith(s, started, { untick: ['patient/Condition.rs', 'patient/Observation.rs'], tick: chosen });
       const identity = ['fhirUser', 'launch/patient', 'openid'];
       expect(ticked).toEqual(['offline_access', 'patient/Patient.rs', ...chosen].sort());
@@ -127,7 +143,9 @@ describe('(g)(10) in Chromium', () => {
       const second = await authorizationUrl(LIMITED_SCOPES);
       await s.page.goto(second.url);
       await onConsentPage(s, 'consent-limited');
-      const limited = await allowWith(s, second, { untick: ['patient/AllergyIntolerance.rs', 'patient/Immunization.rs', 'offline_access'] });
+      const limited = await allowWith(s, second, {
+        untick: ['patient/AllergyIntolerance.rs', 'patient/Immunization.rs', 'offline_access'],
+      });
       expect(limited.ticked).toEqual(['patient/Condition.rs', 'patient/Observation.rs', 'patient/Patient.rs']);
       expect(limited.granted).toEqual(['fhirUser', 'launch/patient', 'openid', ...limited.ticked].sort());
       s.expectClean();

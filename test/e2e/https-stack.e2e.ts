@@ -22,7 +22,13 @@ beforeAll(async () => {
   stack = await startStack({
     https: true,
     clients: (app) => [
-      { client_id: 'e2e-rp-tls', client_name: 'openid-client over TLS', smart_client_kind: 'public_app', redirect_uris: [`${app}/rp-callback`], smart_scopes: ['openid', 'fhirUser', 'launch/patient', 'patient/*.rs'] },
+      {
+        client_id: 'e2e-rp-tls',
+        client_name: 'openid-client over TLS',
+        smart_client_kind: 'public_app',
+        redirect_uris: [`${app}/rp-callback`],
+        smart_scopes: ['openid', 'fhirUser', 'launch/patient', 'patient/*.rs'],
+      },
     ],
   });
   browser = await launchChromium([`--ignore-certificate-errors-spki-list=${stack.tls!.spkiHash}`]);
@@ -45,11 +51,23 @@ function cookiesOf(url: string): Promise<string[]> {
 describe('over https with the server’s own TLS', () => {
   test('the issuer is https and its interaction cookies are Secure', async () => {
     expect(stack.issuer).toMatch(/^https:\/\/localhost:\d+$/);
-    const meta = (await (await stack.fetch(`${stack.issuer}/.well-known/openid-configuration`)).json()) as { issuer: string; authorization_endpoint: string };
+    const meta = (await (await stack.fetch(`${stack.issuer}/.well-known/openid-configuration`)).json()) as {
+      issuer: string;
+      authorization_endpoint: string;
+    };
     expect(meta.issuer).toBe(stack.issuer);
     const verifier = randomBytes(32).toString('base64url');
     const url = new URL(meta.authorization_endpoint);
-    url.search = new URLSearchParams({ response_type: 'code', client_id: APP_CLIENT_ID, redirect_uri: `${stack.app.origin}/callback`, scope: 'openid fhirUser launch/patient patient/*.rs', aud: stack.rs.base, state: 's', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' }).toString();
+    url.search = new URLSearchParams({
+      response_type: 'code',
+      client_id: APP_CLIENT_ID,
+      redirect_uri: `${stack.app.origin}/callback`,
+      scope: 'openid fhirUser launch/patient patient/*.rs',
+      aud: stack.rs.base,
+      state: 's',
+      code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+      code_challenge_method: 'S256',
+    }).toString();
     const cookies = await cookiesOf(url.href);
     expect(cookies.length).toBeGreaterThan(0);
     for (const c of cookies) expect(c.toLowerCase()).toContain('; secure');
@@ -91,8 +109,19 @@ describe('over https with the server’s own TLS', () => {
       await s.page.evaluate(
         ({ action, fields: values }) => {
           // Runs in the page (this file is type-checked without the DOM library).
-          interface El { append(...nodes: El[]): void; method: string; action: string; type: string; name: string; value: string; id: string; textContent: string | null }
-          const document = (globalThis as unknown as { document: { createElement(tag: string): El; querySelector(selector: string): El | null } }).document;
+          interface El {
+            append(...nodes: El[]): void;
+            method: string;
+            action: string;
+            type: string;
+            name: string;
+            value: string;
+            id: string;
+            textContent: string | null;
+          }
+          const document = (
+            globalThis as unknown as { document: { createElement(tag: string): El; querySelector(selector: string): El | null } }
+          ).document;
           const form = document.createElement('form');
           form.method = 'post';
           form.action = action;
@@ -128,7 +157,13 @@ describe('over https with the server’s own TLS', () => {
       const res = await stack.fetch(`${stack.issuer}/token`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ grant_type: 'authorization_code', code: back.searchParams.get('code')!, redirect_uri: redirectUri, client_id: APP_CLIENT_ID, code_verifier: verifier }),
+        body: new URLSearchParams({
+          grant_type: 'authorization_code',
+          code: back.searchParams.get('code')!,
+          redirect_uri: redirectUri,
+          client_id: APP_CLIENT_ID,
+          code_verifier: verifier,
+        }),
       });
       const token = (await res.json()) as { access_token: string; patient: string };
       expect(res.status).toBe(200);
@@ -143,15 +178,28 @@ describe('over https with the server’s own TLS', () => {
   });
 
   test('openid-client code flow over TLS (no allowInsecureRequests)', async () => {
-    const config = await client.discovery(new URL(stack.issuer), 'e2e-rp-tls', undefined, client.None(), { [client.customFetch]: stack.fetch });
+    const config = await client.discovery(new URL(stack.issuer), 'e2e-rp-tls', undefined, client.None(), {
+      [client.customFetch]: stack.fetch,
+    });
     const redirectUri = `${stack.app.origin}/rp-callback`;
     const verifier = client.randomPKCECodeVerifier();
     const nonce = client.randomNonce();
-    const url = client.buildAuthorizationUrl(config, { redirect_uri: redirectUri, scope: 'openid fhirUser launch/patient patient/*.rs', code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', nonce, aud: stack.rs.base });
+    const url = client.buildAuthorizationUrl(config, {
+      redirect_uri: redirectUri,
+      scope: 'openid fhirUser launch/patient patient/*.rs',
+      code_challenge: await client.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      nonce,
+      aud: stack.rs.base,
+    });
     const s = await BrowserSession.open(browser);
     try {
       const callback = await authorizeAtRelyingParty(s, url.href, redirectUri, { userName: 'pat.jones', password: 'demo-pat-jones-2026' });
-      const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedNonce: nonce, idTokenExpected: true });
+      const tokens = await client.authorizationCodeGrant(config, callback, {
+        pkceCodeVerifier: verifier,
+        expectedNonce: nonce,
+        idTokenExpected: true,
+      });
       expect(tokens.claims()).toMatchObject({ iss: stack.issuer, aud: 'e2e-rp-tls', fhirUser: `${stack.rs.base}/Patient/pat-jones` });
       const fhir = await fetch(`${stack.rs.base}/Patient/pat-jones`, { headers: { Authorization: `Bearer ${tokens.access_token}` } });
       expect(fhir.status).toBe(200);

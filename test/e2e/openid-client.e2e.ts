@@ -26,7 +26,12 @@ beforeAll(async () => {
   const { privateKey, publicKey } = await generateKeyPair('ES384', { extractable: true });
   const publicJwk = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(publicJwk);
-  backendKey = { privateKey, kid, publicJwk: { ...publicJwk, kid, alg: 'ES384', use: 'sig' }, privateJwk: { ...(await exportJWK(privateKey)), kid, alg: 'ES384' } };
+  backendKey = {
+    privateKey,
+    kid,
+    publicJwk: { ...publicJwk, kid, alg: 'ES384', use: 'sig' },
+    privateJwk: { ...(await exportJWK(privateKey)), kid, alg: 'ES384' },
+  };
   [stack, browser] = await Promise.all([
     startStack({
       clients: (app) => [
@@ -86,7 +91,12 @@ describe('openid-client: authorization code flow with PKCE', () => {
       const callback = await authorizeAtRelyingParty(s, url.href, redirectUri, { userName: 'pat.jones', password: 'demo-pat-jones-2026' });
       s.expectClean();
 
-      const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true });
+      const tokens = await client.authorizationCodeGrant(config, callback, {
+        pkceCodeVerifier: verifier,
+        expectedState: state,
+        expectedNonce: nonce,
+        idTokenExpected: true,
+      });
       expect(tokens.token_type.toLowerCase()).toBe('bearer');
       expect(tokens.refresh_token).toEqual(expect.any(String));
       expect(tokens.patient).toBe('pat-jones');
@@ -96,7 +106,10 @@ describe('openid-client: authorization code flow with PKCE', () => {
       const claims = tokens.claims()!;
       expect(claims).toMatchObject({ iss: stack.issuer, aud: RP_ID, nonce });
       expect(claims.fhirUser).toBe(`${stack.rs.base}/Patient/pat-jones`);
-      const verified = await jwtVerify(tokens.id_token!, createRemoteJWKSet(new URL(config.serverMetadata().jwks_uri!)), { issuer: stack.issuer, audience: RP_ID });
+      const verified = await jwtVerify(tokens.id_token!, createRemoteJWKSet(new URL(config.serverMetadata().jwks_uri!)), {
+        issuer: stack.issuer,
+        audience: RP_ID,
+      });
       expect(verified.payload.sub).toBe(claims.sub);
 
       // Userinfo with the SMART access token (bound to the FHIR server): openid-client checks the
@@ -136,7 +149,12 @@ describe('openid-client: SMART Backend Services (client_credentials, private_key
   });
 
   test('the backend-service example gets a token and the example FHIR server honours it', async () => {
-    const token = await getSystemToken({ issuer: stack.issuer, clientId: BACKEND_ID, privateJwk: backendKey.privateJwk, scope: 'system/Patient.rs' });
+    const token = await getSystemToken({
+      issuer: stack.issuer,
+      clientId: BACKEND_ID,
+      privateJwk: backendKey.privateJwk,
+      scope: 'system/Patient.rs',
+    });
     expect(token.scope).toBe('system/Patient.rs');
     const res = await fetch(`${stack.rs.base}/Patient?name=jones`, { headers: { Authorization: `Bearer ${token.access_token}` } });
     expect(res.status).toBe(200);
@@ -158,11 +176,19 @@ describe('the example resource server enforces what introspection says', () => {
 
   test('401 without a token or with an unknown one; 403 outside the scopes; v1 and v2 read vs search', async () => {
     expect(await outcome(undefined, 'Patient/pat-jones')).toEqual({ status: 401, code: 'login', challenge: 'Bearer' });
-    expect(await outcome('not-a-token', 'Patient/pat-jones')).toEqual({ status: 401, code: 'login', challenge: 'Bearer error="invalid_token"' });
+    expect(await outcome('not-a-token', 'Patient/pat-jones')).toEqual({
+      status: 401,
+      code: 'login',
+      challenge: 'Bearer error="invalid_token"',
+    });
 
     const readOnly = await systemToken('system/Patient.r');
     expect((await outcome(readOnly, 'Patient/alex-rivera')).status).toBe(200);
-    expect(await outcome(readOnly, 'Patient?name=rivera')).toEqual({ status: 403, code: 'forbidden', challenge: 'Bearer error="insufficient_scope"' });
+    expect(await outcome(readOnly, 'Patient?name=rivera')).toEqual({
+      status: 403,
+      code: 'forbidden',
+      challenge: 'Bearer error="insufficient_scope"',
+    });
 
     const searchOnly = await systemToken('system/Patient.s');
     expect((await outcome(searchOnly, 'Patient?name=rivera')).status).toBe(200);
@@ -182,7 +208,12 @@ describe('the example resource server enforces what introspection says', () => {
     const revoke = await fetch(`${stack.issuer}/revoke`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ token: wildcard, client_id: BACKEND_ID, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: await signAssertion(BACKEND_ID, backendKey.privateJwk, `${stack.issuer}/revoke`) }),
+      body: new URLSearchParams({
+        token: wildcard,
+        client_id: BACKEND_ID,
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: await signAssertion(BACKEND_ID, backendKey.privateJwk, `${stack.issuer}/revoke`),
+      }),
     });
     expect(revoke.status).toBe(200);
     expect((await outcome(wildcard, 'Encounter?patient=pat-jones')).status).toBe(401);

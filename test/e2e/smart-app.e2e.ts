@@ -79,7 +79,13 @@ describe('fhirclient example app in Chromium (http, development mode)', () => {
     await s.page.locator('#results-heading').waitFor();
     await s.check('picker results', s.page, 'picker-search-results');
     // The search reached the example FHIR server with the server's own patient-search token.
-    expect(stack.rsLog.slice(mark)).toContainEqual(expect.objectContaining({ path: expect.stringMatching(/^\/fhir\/Patient\?name=jones/), status: 200, client: 'smart-authz-patient-search' }));
+    expect(stack.rsLog.slice(mark)).toContainEqual(
+      expect.objectContaining({
+        path: expect.stringMatching(/^\/fhir\/Patient\?name=jones/),
+        status: 200,
+        client: 'smart-authz-patient-search',
+      }),
+    );
     await s.page.locator('label', { hasText: 'Pat Jones' }).click();
     await s.page.click('form[action$="/patient"] button[type=submit]');
     await onConsentPage(s, 'consent-practitioner');
@@ -119,7 +125,10 @@ describe('fhirclient example app in Chromium (http, development mode)', () => {
     expect(before).toBeGreaterThanOrEqual(1);
     for (let left = before; left > 0; left -= 1) {
       // The form posts, then the list comes back (303): wait for that page, not the old notice.
-      await Promise.all([manage.waitForNavigation({ waitUntil: 'load' }), rows().first().locator('button', { hasText: 'Withdraw access' }).click()]);
+      await Promise.all([
+        manage.waitForNavigation({ waitUntil: 'load' }),
+        rows().first().locator('button', { hasText: 'Withdraw access' }).click(),
+      ]);
       await manage.locator('p.notice').waitFor();
       expect(await rows().count()).toBe(left - 1);
     }
@@ -155,7 +164,15 @@ describe('fhirclient example app in Chromium (http, development mode)', () => {
   test('the server’s error page (an unregistered redirect_uri) is readable and accessible', async () => {
     const s = await session();
     const url = new URL(`${stack.issuer}/authorize`);
-    url.search = new URLSearchParams({ response_type: 'code', client_id: 'e2e-app', redirect_uri: 'https://evil.example/cb', scope: 'openid', state: 'x', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' }).toString();
+    url.search = new URLSearchParams({
+      response_type: 'code',
+      client_id: 'e2e-app',
+      redirect_uri: 'https://evil.example/cb',
+      scope: 'openid',
+      state: 'x',
+      code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+      code_challenge_method: 'S256',
+    }).toString();
     const res = await s.page.goto(url.toString());
     expect(res?.status()).toBe(400);
     await expect(s.page.locator('h1').textContent()).resolves.toBeTruthy();

@@ -11,7 +11,8 @@ describe('example resource server: scope decisions', () => {
     expect(parseScope('system/Observation.s')).toMatchObject({ read: false, search: true });
     expect(parseScope('patient/Patient.write')).toMatchObject({ read: false, search: false });
     expect(parseScope('patient/Patient.cud')).toMatchObject({ read: false, search: false });
-    for (const bad of ['openid', 'launch/patient', 'patient/Patient.', 'patient/patient.rs', 'patient/Patient.rs?x=1', 'admin/Patient.rs']) expect(parseScope(bad)).toBeUndefined();
+    for (const bad of ['openid', 'launch/patient', 'patient/Patient.', 'patient/patient.rs', 'patient/Patient.rs?x=1', 'admin/Patient.rs'])
+      expect(parseScope(bad)).toBeUndefined();
   });
 
   test('patient/ scopes confine to the token’s patient; user/ and system/ do not', () => {
@@ -19,7 +20,10 @@ describe('example resource server: scope decisions', () => {
     expect(decide('patient/*.rs', undefined, 'Patient', 'read')).toMatchObject({ allowed: false });
     expect(decide('patient/*.rs user/Patient.rs', 'pat-jones', 'Patient', 'search')).toEqual({ allowed: true });
     expect(decide('system/Patient.rs', undefined, 'Patient', 'search')).toEqual({ allowed: true });
-    expect(decide('system/Patient.rs', undefined, 'Encounter', 'read')).toMatchObject({ allowed: false, reason: expect.stringContaining('Encounter') });
+    expect(decide('system/Patient.rs', undefined, 'Encounter', 'read')).toMatchObject({
+      allowed: false,
+      reason: expect.stringContaining('Encounter'),
+    });
     expect(decide('patient/Patient.r', 'pat-jones', 'Patient', 'search')).toMatchObject({ allowed: false });
     expect(decide('', 'pat-jones', 'Patient', 'read')).toMatchObject({ allowed: false });
   });

@@ -128,7 +128,10 @@ describeCluster('audit trail over several chains in a Cluster, a master killed',
 
     // The failover may already be over by the time of the dead-key probe; if not, it failed fast.
     if (deadErr !== undefined) {
-      expect(deadErr instanceof StoreUnavailableError || /Connection is closed|CLUSTERDOWN|Command timed out|ECONNREFUSED/.test((deadErr as Error).message)).toBe(true);
+      expect(
+        deadErr instanceof StoreUnavailableError ||
+          /Connection is closed|CLUSTERDOWN|Command timed out|ECONNREFUSED/.test((deadErr as Error).message),
+      ).toBe(true);
       expect(deadMs).toBeLessThan(config.http.redisCommandTimeoutMs + 200);
     }
 

@@ -64,12 +64,24 @@ export async function listen(t: TestApp): Promise<{ url: string; server: Server;
   };
 }
 
-async function timed(kind: Answer['kind'], started: number, answers: Answer[], send: () => Promise<Response>): Promise<{ res?: Response; body?: Record<string, unknown> }> {
+async function timed(
+  kind: Answer['kind'],
+  started: number,
+  answers: Answer[],
+  send: () => Promise<Response>,
+): Promise<{ res?: Response; body?: Record<string, unknown> }> {
   const t0 = Date.now();
   try {
     const res = await send();
     const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
-    answers.push({ kind, status: res.status, at: Date.now() - started, ms: Date.now() - t0, retryAfter: res.headers.get('retry-after'), ...(res.status >= 400 ? { error: String(body.error ?? body.detail ?? '') } : {}) });
+    answers.push({
+      kind,
+      status: res.status,
+      at: Date.now() - started,
+      ms: Date.now() - t0,
+      retryAfter: res.headers.get('retry-after'),
+      ...(res.status >= 400 ? { error: String(body.error ?? body.detail ?? '') } : {}),
+    });
     return { res, body };
   } catch (err) {
     answers.push({ kind, status: 0, at: Date.now() - started, ms: Date.now() - t0, error: (err as Error).message });
@@ -102,7 +114,11 @@ export async function runLoad(baseUrl: string, o: LoadOptions): Promise<LoadResu
         out.issued.push(access);
         sent++;
         const intro = await timed('introspect', started, answers, () =>
-          fetch(`${baseUrl}/introspect`, { method: 'POST', headers: { authorization: basic }, body: new URLSearchParams({ token: access }) }),
+          fetch(`${baseUrl}/introspect`, {
+            method: 'POST',
+            headers: { authorization: basic },
+            body: new URLSearchParams({ token: access }),
+          }),
         );
         if (intro.res?.status === 200) (intro.body?.active === true ? out.introspectedActive : out.introspectedInactive).push(access);
       }
@@ -128,7 +144,9 @@ export async function runLoad(baseUrl: string, o: LoadOptions): Promise<LoadResu
 /** Counts by kind and status, and latency percentiles, for the report and failure messages. */
 export function summarize(r: LoadResult): Record<string, unknown> {
   const byStatus: Record<string, number> = {};
-  for (const a of r.answers) byStatus[`${a.kind} ${a.status}${a.error ? ` ${a.error}` : ''}`] = (byStatus[`${a.kind} ${a.status}${a.error ? ` ${a.error}` : ''}`] ?? 0) + 1;
+  for (const a of r.answers)
+    byStatus[`${a.kind} ${a.status}${a.error ? ` ${a.error}` : ''}`] =
+      (byStatus[`${a.kind} ${a.status}${a.error ? ` ${a.error}` : ''}`] ?? 0) + 1;
   const ms = r.answers.map((a) => a.ms).sort((a, b) => a - b);
   const pct = (p: number) => ms[Math.min(ms.length - 1, Math.floor((p / 100) * ms.length))] ?? 0;
   // Per second of the run: answered requests, and how many of them were errors.

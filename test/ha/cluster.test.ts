@@ -42,7 +42,14 @@ beforeAll(async () => {
   cluster = await startRedisCluster();
   try {
     // An empty REDIS_URL is "not set": the cluster nodes are the only Redis setting.
-    t = await createTestApp({ AUTHZ_REDIS_CLUSTER_NODES: cluster.nodesEnv, AUTHZ_FHIR_SERVERS: FHIR, ...(process.env.HA_LOG ? { AUTHZ_LOG_LEVEL: process.env.HA_LOG } : {}) }, { redisUrl: '' });
+    t = await createTestApp(
+      {
+        AUTHZ_REDIS_CLUSTER_NODES: cluster.nodesEnv,
+        AUTHZ_FHIR_SERVERS: FHIR,
+        ...(process.env.HA_LOG ? { AUTHZ_LOG_LEVEL: process.env.HA_LOG } : {}),
+      },
+      { redisUrl: '' },
+    );
     key = await backendKey('ES384');
     await registerBackend(t, 'cluster-backend', [key]);
     await registerBackend(t, 'cluster-scim', [key], { smart_scopes: ['scim'] });
@@ -50,7 +57,12 @@ beforeAll(async () => {
     const res = await t.request
       .post('/token')
       .type('form')
-      .send({ grant_type: 'client_credentials', scope: 'scim', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: await signAssertion(key, 'cluster-scim', TOKEN_URL) });
+      .send({
+        grant_type: 'client_credentials',
+        scope: 'scim',
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: await signAssertion(key, 'cluster-scim', TOKEN_URL),
+      });
     if (res.status !== 200) throw new Error(`scim token: ${res.status} ${JSON.stringify(res.body)}`);
     scimToken = res.body.access_token as string;
     http = await listen(t);
@@ -67,7 +79,15 @@ afterAll(async () => {
 });
 
 const load = (extra: Partial<Parameters<typeof runLoad>[1]> = {}) =>
-  runLoad(http.url, { workers: WORKERS, durationMs: LOAD_MS, clientId: 'cluster-backend', key, rs: RS, scim: { token: scimToken, every: 10 }, ...extra });
+  runLoad(http.url, {
+    workers: WORKERS,
+    durationMs: LOAD_MS,
+    clientId: 'cluster-backend',
+    key,
+    rs: RS,
+    scim: { token: scimToken, every: 10 },
+    ...extra,
+  });
 
 /** The identifier a token-issued event records for this token: its jti (JWT) or a hash of it. */
 function recordedAs(token: string): string {
@@ -104,7 +124,11 @@ async function inactiveNow(tokens: string[]): Promise<string[]> {
   await Promise.all(
     Array.from({ length: WORKERS }, async () => {
       for (let tok = queue.pop(); tok; tok = queue.pop()) {
-        const res = await fetch(`${http.url}/introspect`, { method: 'POST', headers: { authorization: basic }, body: new URLSearchParams({ token: tok }) });
+        const res = await fetch(`${http.url}/introspect`, {
+          method: 'POST',
+          headers: { authorization: basic },
+          body: new URLSearchParams({ token: tok }),
+        });
         const body = (await res.json()) as { active?: boolean };
         if (res.status !== 200 || body.active !== true) inactive.push(tok);
       }
@@ -133,28 +157,32 @@ describeCluster('Redis Cluster (3 masters, 3 replicas) under 16 concurrent worke
     expect(await verifyMain()).toMatchObject({ ok: true });
   }, 60_000);
 
-  chaos('SIGKILL of the {audit} master under load: only 503s with Retry-After during failover, then service resumes, nothing acknowledged lost', async () => {
-    const victim = await cluster.masterOf('{audit}');
-    let killedAt: number | undefined;
-    const r = await load({
-      durationMs: Math.max(LOAD_MS, 12_000),
-      onTick: (ms) => {
-        if (killedAt === undefined && ms > 2_000) {
-          killedAt = ms;
-          void cluster.kill(victim);
-        }
-      },
-    });
-    const failures = r.answers.filter((a) => a.status !== 200 && a.status !== 201);
-    const window = failures.length ? failures[failures.length - 1]!.at - failures[0]!.at : 0;
-    report('master-kill', r, { killedAt, errorWindowMs: window, firstErrorAt: failures[0]?.at, lastErrorAt: failures.at(-1)?.at });
-    // Every failure is an honest 503 with Retry-After; none is a 500 or a dropped connection.
-    expect(failures.filter((a) => a.status !== 503 || !a.retryAfter)).toEqual([]);
-    // Service came back: the last seconds of the load were answered.
-    expect(r.answers.filter((a) => a.at > r.elapsedMs - 2_000 && a.status === 200).length).toBeGreaterThan(50);
-    await cluster.waitUntilOk();
-    expect(await inactiveNow(r.issued)).toEqual([]);
-    expect(await withoutIssuedEvent(r.issued)).toEqual([]);
-    expect(await verifyMain()).toMatchObject({ ok: true });
-  }, 90_000);
+  chaos(
+    'SIGKILL of the {audit} master under load: only 503s with Retry-After during failover, then service resumes, nothing acknowledged lost',
+    async () => {
+      const victim = await cluster.masterOf('{audit}');
+      let killedAt: number | undefined;
+      const r = await load({
+        durationMs: Math.max(LOAD_MS, 12_000),
+        onTick: (ms) => {
+          if (killedAt === undefined && ms > 2_000) {
+            killedAt = ms;
+            void cluster.kill(victim);
+          }
+        },
+      });
+      const failures = r.answers.filter((a) => a.status !== 200 && a.status !== 201);
+      const window = failures.length ? failures[failures.length - 1]!.at - failures[0]!.at : 0;
+      report('master-kill', r, { killedAt, errorWindowMs: window, firstErrorAt: failures[0]?.at, lastErrorAt: failures.at(-1)?.at });
+      // Every failure is an honest 503 with Retry-After; none is a 500 or a dropped connection.
+      expect(failures.filter((a) => a.status !== 503 || !a.retryAfter)).toEqual([]);
+      // Service came back: the last seconds of the load were answered.
+      expect(r.answers.filter((a) => a.at > r.elapsedMs - 2_000 && a.status === 200).length).toBeGreaterThan(50);
+      await cluster.waitUntilOk();
+      expect(await inactiveNow(r.issued)).toEqual([]);
+      expect(await withoutIssuedEvent(r.issued)).toEqual([]);
+      expect(await verifyMain()).toMatchObject({ ok: true });
+    },
+    90_000,
+  );
 });

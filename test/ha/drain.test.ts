@@ -23,7 +23,11 @@ interface Outcome {
   error?: string;
 }
 
-function send(url: string, agent: Agent | false, opts: { method?: string; headers?: Record<string, string>; body?: string; trickleMs?: number } = {}): Promise<Outcome> {
+function send(
+  url: string,
+  agent: Agent | false,
+  opts: { method?: string; headers?: Record<string, string>; body?: string; trickleMs?: number } = {},
+): Promise<Outcome> {
   const startedAt = Date.now();
   return new Promise((resolve) => {
     const req = httpRequest(url, { method: opts.method ?? 'GET', agent, headers: opts.headers }, (res) => {

@@ -63,7 +63,14 @@ describe('a hung Redis', () => {
 
   async function tokenRequest(): Promise<Response> {
     const now = Math.floor(Date.now() / 1000);
-    const assertion = await new SignJWT({ iss: 'demo-backend', sub: 'demo-backend', aud: `${ISSUER}/token`, jti: randomUUID(), iat: now, exp: now + 240 })
+    const assertion = await new SignJWT({
+      iss: 'demo-backend',
+      sub: 'demo-backend',
+      aud: `${ISSUER}/token`,
+      jti: randomUUID(),
+      iat: now,
+      exp: now + 240,
+    })
       .setProtectedHeader({ alg: 'ES384', kid: backendKey.kid!, typ: 'JWT' })
       .sign(await importJWK(backendKey, 'ES384'));
     return fetch(`${server.url}/token`, {
@@ -86,10 +93,14 @@ describe('a hung Redis', () => {
       introspect: () =>
         fetch(`${server.url}/introspect`, {
           method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('demo-fhir-server:demo-fhir-server-secret').toString('base64')}` },
+          headers: {
+            'content-type': 'application/x-www-form-urlencoded',
+            authorization: `Basic ${Buffer.from('demo-fhir-server:demo-fhir-server-secret').toString('base64')}`,
+          },
           body: new URLSearchParams({ token: randomBytes(32).toString('base64url') }),
         }),
-      interaction: () => fetch(`${server.url}${interaction.path}`, { headers: { accept: 'text/html', cookie: interaction.cookie }, redirect: 'manual' }),
+      interaction: () =>
+        fetch(`${server.url}${interaction.path}`, { headers: { accept: 'text/html', cookie: interaction.cookie }, redirect: 'manual' }),
       scim: () => fetch(`${server.url}/scim/v2/Users`, { headers: { ...bearer, accept: 'application/scim+json' } }),
       auditEvent: () => fetch(`${server.url}/fhir/AuditEvent?_count=1`, { headers: { ...bearer, accept: 'application/fhir+json' } }),
       readyz: () => fetch(`${server.url}/readyz`),
@@ -99,7 +110,14 @@ describe('a hung Redis', () => {
         const started = performance.now();
         const res = await send();
         const body = await res.text();
-        return { name, status: res.status, ms: performance.now() - started, type: res.headers.get('content-type') ?? '', retryAfter: res.headers.get('retry-after'), body };
+        return {
+          name,
+          status: res.status,
+          ms: performance.now() - started,
+          type: res.headers.get('content-type') ?? '',
+          retryAfter: res.headers.get('retry-after'),
+          body,
+        };
       }),
     );
   }
@@ -110,7 +128,8 @@ describe('a hung Redis', () => {
       expect({ name: a.name, status: a.status }).toEqual({ name: a.name, status: 503 });
       expect(a.body).not.toMatch(/oops|server_error/);
       expect({ name: a.name, fast: a.ms < (a.name === 'readyz' ? 500 : budgetMs) }).toEqual({ name: a.name, fast: true });
-      if (a.name !== 'readyz') expect({ name: a.name, retryAfter: /^[1-9]\d*$/.test(a.retryAfter ?? '') }).toEqual({ name: a.name, retryAfter: true });
+      if (a.name !== 'readyz')
+        expect({ name: a.name, retryAfter: /^[1-9]\d*$/.test(a.retryAfter ?? '') }).toEqual({ name: a.name, retryAfter: true });
     }
     expect(JSON.parse(byName.token!.body)).toMatchObject({ error: 'temporarily_unavailable' });
     expect(JSON.parse(byName.introspect!.body)).toMatchObject({ error: 'temporarily_unavailable' });
@@ -127,7 +146,14 @@ describe('a hung Redis', () => {
     // Working before: each area answers on its own terms.
     expect((await tokenRequest()).status).toBe(200);
     const before = await wave();
-    expect(Object.fromEntries(before.map((a) => [a.name, a.status]))).toEqual({ token: 200, introspect: 200, interaction: 200, scim: 401, auditEvent: 401, readyz: 200 });
+    expect(Object.fromEntries(before.map((a) => [a.name, a.status]))).toEqual({
+      token: 200,
+      introspect: 200,
+      interaction: 200,
+      scim: 401,
+      auditEvent: 401,
+      readyz: 200,
+    });
 
     redis.signal('SIGSTOP');
     // The first requests find Redis hung while the client still counts as ready: each waits at
@@ -145,7 +171,11 @@ describe('a hung Redis', () => {
       if (Date.now() - resumed > 5_000) throw new Error('the service did not resume after SIGCONT');
       await new Promise((r) => setTimeout(r, 20));
     }
-    figures({ first: first.map((a) => `${a.name} ${a.status} ${Math.round(a.ms)} ms`), open: second.map((a) => `${a.name} ${a.status} ${Math.round(a.ms)} ms`), readyAgainMs: Date.now() - resumed });
+    figures({
+      first: first.map((a) => `${a.name} ${a.status} ${Math.round(a.ms)} ms`),
+      open: second.map((a) => `${a.name} ${a.status} ${Math.round(a.ms)} ms`),
+      readyAgainMs: Date.now() - resumed,
+    });
     expect((await tokenRequest()).status).toBe(200);
     expect(server.stdout()).toMatch(/"msg":"Redis is not answering: requests get 503 until a PING succeeds"/);
     expect(server.stdout()).toMatch(/"msg":"Redis answers again"/);

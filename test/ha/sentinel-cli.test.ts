@@ -23,7 +23,15 @@ afterAll(async () => {
 test('`smart-authz audit export` through Sentinel answers and exits', async () => {
   const proc = spawn(process.execPath, ['bin/smart-authz.js', 'audit', 'export'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, AUTHZ_REDIS_SENTINELS: group.sentinels, AUTHZ_REDIS_SENTINEL_NAME: group.name, AUTHZ_REDIS_PREFIX: `cli-${randomUUID().slice(0, 8)}:`, AUTHZ_DEV_REDIS: 'false', AUTHZ_AUDIT_STORE: 'redis' },
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      AUTHZ_REDIS_SENTINELS: group.sentinels,
+      AUTHZ_REDIS_SENTINEL_NAME: group.name,
+      AUTHZ_REDIS_PREFIX: `cli-${randomUUID().slice(0, 8)}:`,
+      AUTHZ_DEV_REDIS: 'false',
+      AUTHZ_AUDIT_STORE: 'redis',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';

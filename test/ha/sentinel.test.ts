@@ -38,7 +38,12 @@ beforeAll(async () => {
   group = await startSentinelGroup();
   // No REDIS_URL: the app finds the master through the sentinels.
   t = await createTestApp(
-    { AUTHZ_REDIS_SENTINELS: group.sentinels, AUTHZ_REDIS_SENTINEL_NAME: group.name, AUTHZ_REDIS_MIN_REPLICAS: '1', AUTHZ_REDIS_WAIT_TIMEOUT_MS: '500' },
+    {
+      AUTHZ_REDIS_SENTINELS: group.sentinels,
+      AUTHZ_REDIS_SENTINEL_NAME: group.name,
+      AUTHZ_REDIS_MIN_REPLICAS: '1',
+      AUTHZ_REDIS_WAIT_TIMEOUT_MS: '500',
+    },
     { redisUrl: '' },
   );
   key = await backendKey('ES384');
@@ -87,8 +92,7 @@ describe('Sentinel failover under load', () => {
       if (res.status === 200) {
         acknowledged.push(res.body.access_token as string);
         lastOk = Date.now();
-      }
-      else {
+      } else {
         errorTimes.push(Date.now());
         if (res.status === 503 && !res.headers['retry-after']) without503RetryAfter++;
         if (res.status !== 503) otherErrors.push(`${res.status} ${JSON.stringify(res.body)}`);
@@ -122,14 +126,20 @@ describe('Sentinel failover under load', () => {
     }
     const unaudited = acknowledged.filter((token) => !issuedEvents.has(sha256(token)));
 
-    const window = errorTimes.length ? `${errorTimes.length} non-2xx over ${errorTimes[errorTimes.length - 1]! - errorTimes[0]!} ms` : 'no non-2xx';
+    const window = errorTimes.length
+      ? `${errorTimes.length} non-2xx over ${errorTimes[errorTimes.length - 1]! - errorTimes[0]!} ms`
+      : 'no non-2xx';
     console.info(
       `sentinel failover ${switched.from} -> ${switched.to} (reported after ${switchedAfterMs} ms): ${acknowledged.length} tokens acknowledged, statuses ${JSON.stringify(Object.fromEntries(statuses))}, ${window}; lost ${inactive.length}, unaudited ${unaudited.length}`,
     );
 
     expect(switched.to).not.toBe(switched.from);
     expect(acknowledged.length).toBeGreaterThan(100);
-    expect({ inactive: inactive.length, unaudited: unaudited.length, introspectionErrors: Object.fromEntries(introspectionErrors) }).toEqual({
+    expect({
+      inactive: inactive.length,
+      unaudited: unaudited.length,
+      introspectionErrors: Object.fromEntries(introspectionErrors),
+    }).toEqual({
       inactive: 0,
       unaudited: 0,
       introspectionErrors: {},
@@ -139,7 +149,12 @@ describe('Sentinel failover under load', () => {
 
     const anchorDir = anchorDirOf(t.config)!;
     const anchor = await readAnchor(anchorDir, t.config.redis.prefix).catch(() => undefined);
-    const report = await verifyChain(new AuditStore(t.redis, t.keyspace), keyStoreCheckpointKeys(t.redis, t.keyspace, undefined), 'main', verifyPolicy(t.config, { anchor }));
+    const report = await verifyChain(
+      new AuditStore(t.redis, t.keyspace),
+      keyStoreCheckpointKeys(t.redis, t.keyspace, undefined),
+      'main',
+      verifyPolicy(t.config, { anchor }),
+    );
     expect(report).toMatchObject({ ok: true });
   }, 85_000);
 });

@@ -43,7 +43,12 @@ beforeAll(async () => {
   backend = await backendKey('ES384');
   rsKey = await backendKey('RS384');
   await registerBackend(t, 'bulk', [backend]);
-  await t.registry.upsert({ client_id: 'rs-jwt', smart_client_kind: 'resource_server', jwks: { keys: [rsKey.publicJwk] }, fhir_servers: [FHIR] });
+  await t.registry.upsert({
+    client_id: 'rs-jwt',
+    smart_client_kind: 'resource_server',
+    jwks: { keys: [rsKey.publicJwk] },
+    fhir_servers: [FHIR],
+  });
 });
 afterAll(() => t.close());
 
@@ -107,10 +112,16 @@ test('openid-client v6 with its defaults (aud = the issuer) gets a backend token
     // The issuer is http://localhost:3000; requests go to this test's listening port instead.
     const toTestServer: typeof fetch = (input, init) => fetch(String(input).replace(ISSUER, `http://127.0.0.1:${port}`), init);
     const key = (await importJWK(backend.privateJwk, 'ES384')) as webcrypto.CryptoKey;
-    const config = await oidc.discovery(new URL(ISSUER), 'bulk', { token_endpoint_auth_signing_alg: 'ES384' }, oidc.PrivateKeyJwt({ key, kid: backend.kid }), {
-      execute: [oidc.allowInsecureRequests],
-      [oidc.customFetch]: toTestServer,
-    });
+    const config = await oidc.discovery(
+      new URL(ISSUER),
+      'bulk',
+      { token_endpoint_auth_signing_alg: 'ES384' },
+      oidc.PrivateKeyJwt({ key, kid: backend.kid }),
+      {
+        execute: [oidc.allowInsecureRequests],
+        [oidc.customFetch]: toTestServer,
+      },
+    );
     config[oidc.customFetch] = toTestServer;
     const tokens = await oidc.clientCredentialsGrant(config, { scope: 'system/*.rs' });
     expect(tokens.scope).toBe('system/*.rs');

@@ -55,11 +55,21 @@ test('a patient without a clearance of their own: tokens carry N, and the Consen
 });
 
 test("a purpose rule's lower ceiling reaches the Consent: a clinician cleared for R doing research gets N, and the Consent denies R and V", async () => {
-  const who = await newUser(t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, staff: true, roles: [PHYSICIAN], purposesOfUse: ['TREAT', 'HRESCH'], clearance: 'R' });
+  const who = await newUser(t, {
+    fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`,
+    staff: true,
+    roles: [PHYSICIAN],
+    purposesOfUse: ['TREAT', 'HRESCH'],
+    clearance: 'R',
+  });
   const patient = `pat-${randomUUID().slice(0, 6)}`;
   const aud = params(APP, '').aud!;
   const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr', aud });
-  const flow = await authorizeThroughPages(t, params(APP, 'launch openid fhirUser patient/*.rs', { launch, aud, purpose_of_use: 'HRESCH' }), who);
+  const flow = await authorizeThroughPages(
+    t,
+    params(APP, 'launch openid fhirUser patient/*.rs', { launch, aud, purpose_of_use: 'HRESCH' }),
+    who,
+  );
   const token = await exchangeCode(t, flow, params(APP, ''));
   expect(token.status).toBe(200);
 
@@ -69,11 +79,21 @@ test("a purpose rule's lower ceiling reaches the Consent: a clinician cleared fo
 });
 
 test('a clinician cleared for R treating: tokens carry R, and the Consent denies only V', async () => {
-  const who = await newUser(t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, staff: true, roles: [PHYSICIAN], purposesOfUse: ['TREAT'], clearance: 'R' });
+  const who = await newUser(t, {
+    fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`,
+    staff: true,
+    roles: [PHYSICIAN],
+    purposesOfUse: ['TREAT'],
+    clearance: 'R',
+  });
   const patient = `pat-${randomUUID().slice(0, 6)}`;
   const aud = params(APP, '').aud!;
   const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr', aud });
-  const flow = await authorizeThroughPages(t, params(APP, 'launch openid fhirUser patient/*.rs', { launch, aud, purpose_of_use: 'TREAT' }), who);
+  const flow = await authorizeThroughPages(
+    t,
+    params(APP, 'launch openid fhirUser patient/*.rs', { launch, aud, purpose_of_use: 'TREAT' }),
+    who,
+  );
   const token = await exchangeCode(t, flow, params(APP, ''));
   expect(token.status).toBe(200);
 

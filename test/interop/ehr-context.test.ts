@@ -29,8 +29,17 @@ let fake: FakeFhir;
 const doctor: PageAnswers = { username: 'dr', password: PASSWORD };
 
 async function appWith(env: Record<string, string> = {}): Promise<TestApp> {
-  const t = await createTestApp({ AUTHZ_ISSUER: 'http://localhost:3000', AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', ...env });
-  await registerSmartApp(t, { id: CLIENT, redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs'] });
+  const t = await createTestApp({
+    AUTHZ_ISSUER: 'http://localhost:3000',
+    AUTHZ_FHIR_SERVERS: fake.base,
+    AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000',
+    ...env,
+  });
+  await registerSmartApp(t, {
+    id: CLIENT,
+    redirectUri: REDIRECT,
+    scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs'],
+  });
   await registerEhrLauncher(t);
   await createPeople(t, { dr: { fhirUser: 'Practitioner/dr-1', staff: true }, pat: { fhirUser: 'Patient/pat-1' } });
   return t;
@@ -45,7 +54,11 @@ async function launch(t: TestApp, context: Record<string, unknown>): Promise<str
 }
 
 async function ehrToken(t: TestApp, context: Record<string, unknown>) {
-  const flow = await authorizeThroughPages(t, params('launch openid fhirUser offline_access patient/*.rs', { launch: await launch(t, context) }), doctor);
+  const flow = await authorizeThroughPages(
+    t,
+    params('launch openid fhirUser offline_access patient/*.rs', { launch: await launch(t, context) }),
+    doctor,
+  );
   const token = await exchangeCode(t, flow, params(''));
   expect(token.status).toBe(200);
   return token;
@@ -66,15 +79,26 @@ describe('with the shipped defaults', () => {
 
   test('an EHR launch that names no banner or style gets the banner and this server’s style, on exchange and refresh', async () => {
     const token = await ehrToken(t, { patient: 'pat-1' });
-    expect(token.body).toMatchObject({ patient: 'pat-1', need_patient_banner: true, smart_style_url: 'http://localhost:3000/smart-style.json' });
+    expect(token.body).toMatchObject({
+      patient: 'pat-1',
+      need_patient_banner: true,
+      smart_style_url: 'http://localhost:3000/smart-style.json',
+    });
 
-    const refreshed = await t.request.post('/token').type('form').send({ grant_type: 'refresh_token', refresh_token: token.body.refresh_token, client_id: CLIENT });
+    const refreshed = await t.request
+      .post('/token')
+      .type('form')
+      .send({ grant_type: 'refresh_token', refresh_token: token.body.refresh_token, client_id: CLIENT });
     expect(refreshed.status).toBe(200);
     expect(refreshed.body).toMatchObject({ need_patient_banner: true, smart_style_url: 'http://localhost:3000/smart-style.json' });
   });
 
   test('the EHR’s own banner and style win over the defaults', async () => {
-    const token = await ehrToken(t, { patient: 'pat-1', need_patient_banner: false, smart_style_url: 'https://ehr.example.org/style-v2.json' });
+    const token = await ehrToken(t, {
+      patient: 'pat-1',
+      need_patient_banner: false,
+      smart_style_url: 'https://ehr.example.org/style-v2.json',
+    });
     expect(token.body).toMatchObject({ need_patient_banner: false, smart_style_url: 'https://ehr.example.org/style-v2.json' });
   });
 
@@ -96,13 +120,17 @@ describe('with the shipped defaults', () => {
     const doc = res.body as Record<string, unknown>;
     expect(Object.keys(doc).sort()).toEqual(STYLE_PROPERTIES);
     for (const name of STYLE_PROPERTIES) expect(typeof doc[name]).toBe('string');
-    for (const name of STYLE_PROPERTIES.filter((n) => n.startsWith('color_') && n !== 'color_modal_backdrop')) expect(doc[name]).toMatch(/^#[0-9a-f]{6}$/);
+    for (const name of STYLE_PROPERTIES.filter((n) => n.startsWith('color_') && n !== 'color_modal_backdrop'))
+      expect(doc[name]).toMatch(/^#[0-9a-f]{6}$/);
     for (const name of STYLE_PROPERTIES.filter((n) => n.startsWith('dim_'))) expect(doc[name]).toMatch(/^\d+px$/);
 
     const again = await t.request.get('/smart-style.json').set('If-None-Match', String(res.headers.etag));
     expect(again.status).toBe(304);
 
-    const preflight = await t.request.options('/smart-style.json').set('Origin', 'https://chart.example.org').set('Access-Control-Request-Method', 'GET');
+    const preflight = await t.request
+      .options('/smart-style.json')
+      .set('Origin', 'https://chart.example.org')
+      .set('Access-Control-Request-Method', 'GET');
     expect(preflight.status).toBe(204);
     expect(preflight.headers['access-control-allow-origin']).toBe('*');
   });

@@ -32,7 +32,11 @@ const US_CORE_CONDITION = 'http://hl7.org/fhir/us/core/CodeSystem/condition-cate
 const OBSERVATION = 'http://terminology.hl7.org/CodeSystem/observation-category';
 const US_CORE = 'http://hl7.org/fhir/us/core/CodeSystem/us-core-category';
 
-const CONDITION_KINDS = [`patient/Condition.rs?category=${CONDITION}|encounter-diagnosis`, `patient/Condition.rs?category=${CONDITION}|problem-list-item`, `patient/Condition.rs?category=${US_CORE_CONDITION}|health-concern`];
+const CONDITION_KINDS = [
+  `patient/Condition.rs?category=${CONDITION}|encounter-diagnosis`,
+  `patient/Condition.rs?category=${CONDITION}|problem-list-item`,
+  `patient/Condition.rs?category=${US_CORE_CONDITION}|health-concern`,
+];
 const OBSERVATION_KINDS = [
   `patient/Observation.rs?category=${US_CORE}|clinical-test`,
   `patient/Observation.rs?category=${OBSERVATION}|laboratory`,
@@ -49,7 +53,14 @@ const params = paramsFor(() => ({ client_id: APP, redirect_uri: REDIRECT, aud: f
 
 async function newPatient(): Promise<Person & { patientId: string }> {
   const patientId = `g-${randomUUID().slice(0, 8)}`;
-  return { ...(await createPerson(t, { fhirUser: `Patient/${patientId}` }, { userName: patientId, name: { givenName: 'Gia', familyName: patientId } })), patientId };
+  return {
+    ...(await createPerson(
+      t,
+      { fhirUser: `Patient/${patientId}` },
+      { userName: patientId, name: { givenName: 'Gia', familyName: patientId } },
+    )),
+    patientId,
+  };
 }
 
 function sorted(scope: string): string[] {
@@ -59,8 +70,18 @@ function sorted(scope: string): string[] {
 beforeAll(async () => {
   fake = await startFakeFhir();
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
-  await registerSmartApp(t, { id: APP, name: 'Inferno', redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'] });
-  await registerSmartApp(t, { id: 'narrow-app', name: 'Lab only', redirectUri: REDIRECT, scopes: ['launch/patient', `patient/Observation.rs?category=${OBSERVATION}|laboratory`] });
+  await registerSmartApp(t, {
+    id: APP,
+    name: 'Inferno',
+    redirectUri: REDIRECT,
+    scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'],
+  });
+  await registerSmartApp(t, {
+    id: 'narrow-app',
+    name: 'Lab only',
+    redirectUri: REDIRECT,
+    scopes: ['launch/patient', `patient/Observation.rs?category=${OBSERVATION}|laboratory`],
+  });
   await registerResourceServer(t);
 });
 
@@ -74,9 +95,23 @@ describe('the consent page offers the (g)(10) categories', () => {
     const who = await newPatient();
     const { html } = await openConsentPage(t, params(INFERNO_SCOPES), who);
     const boxes = inputValues(html, 'checkbox', 'scope');
-    expect(boxes).toEqual(['offline_access', 'patient/Condition.rs', ...CONDITION_KINDS, 'patient/Observation.rs', ...OBSERVATION_KINDS, 'patient/Patient.rs']);
-    expect(checkedValues(html, 'scope')).toEqual(['offline_access', 'patient/Condition.rs', 'patient/Observation.rs', 'patient/Patient.rs']);
-    expect(html).toContain('Read and search your Observation records (lab results, vital signs and other measurements), only those in the category “laboratory results”');
+    expect(boxes).toEqual([
+      'offline_access',
+      'patient/Condition.rs',
+      ...CONDITION_KINDS,
+      'patient/Observation.rs',
+      ...OBSERVATION_KINDS,
+      'patient/Patient.rs',
+    ]);
+    expect(checkedValues(html, 'scope')).toEqual([
+      'offline_access',
+      'patient/Condition.rs',
+      'patient/Observation.rs',
+      'patient/Patient.rs',
+    ]);
+    expect(html).toContain(
+      'Read and search your Observation records (lab results, vital signs and other measurements), only those in the category “laboratory results”',
+    );
     expect(html).toContain('only those in the category “social needs (social determinants of health)”');
     expect(html).toContain('only those in the category “clinical tests”');
     expect(html).toContain('only those in the category “health concerns”');
@@ -92,8 +127,15 @@ describe('the consent page offers the (g)(10) categories', () => {
 
   test('a scope that already names a category, or another resource type, offers none', async () => {
     const who = await newPatient();
-    const { html } = await openConsentPage(t, params(`launch/patient patient/Observation.rs?category=${OBSERVATION}|laboratory patient/AllergyIntolerance.rs`), who);
-    expect(inputValues(html, 'checkbox', 'scope')).toEqual([`patient/Observation.rs?category=${OBSERVATION}|laboratory`, 'patient/AllergyIntolerance.rs']);
+    const { html } = await openConsentPage(
+      t,
+      params(`launch/patient patient/Observation.rs?category=${OBSERVATION}|laboratory patient/AllergyIntolerance.rs`),
+      who,
+    );
+    expect(inputValues(html, 'checkbox', 'scope')).toEqual([
+      `patient/Observation.rs?category=${OBSERVATION}|laboratory`,
+      'patient/AllergyIntolerance.rs',
+    ]);
   });
 });
 
@@ -101,7 +143,11 @@ describe('narrowing', () => {
   test('Inferno’s selection: categories instead of the whole scopes; token, introspection and Consent list exactly those', async () => {
     const who = await newPatient();
     const chosen = [CONDITION_KINDS[0]!, CONDITION_KINDS[2]!, OBSERVATION_KINDS[1]!, OBSERVATION_KINDS[2]!];
-    const flow = await authorizeThroughPages(t, params(INFERNO_SCOPES), { ...who, untick: ['patient/Condition.rs', 'patient/Observation.rs'], tick: chosen });
+    const flow = await authorizeThroughPages(t, params(INFERNO_SCOPES), {
+      ...who,
+      untick: ['patient/Condition.rs', 'patient/Observation.rs'],
+      tick: chosen,
+    });
     expect(flow.pages).toEqual(['login', 'consent']);
     const token = await exchangeCode(t, flow, params(''));
     expect(token.status).toBe(200);
@@ -119,7 +165,10 @@ describe('narrowing', () => {
     expect(intro.body.consent).toBe(`Consent/${consent!.resource.id}`);
 
     // The narrowed grant survives a refresh unchanged.
-    const refreshed = await t.request.post('/token').type('form').send({ grant_type: 'refresh_token', refresh_token: token.body.refresh_token, client_id: APP });
+    const refreshed = await t.request
+      .post('/token')
+      .type('form')
+      .send({ grant_type: 'refresh_token', refresh_token: token.body.refresh_token, client_id: APP });
     expect(refreshed.status).toBe(200);
     expect(sorted(refreshed.body.scope)).toEqual(expected);
   });
@@ -133,14 +182,21 @@ describe('narrowing', () => {
 
   test('unticking the whole and every category grants none of that type', async () => {
     const who = await newPatient();
-    const flow = await authorizeThroughPages(t, params('launch/patient patient/Observation.rs patient/Patient.rs'), { ...who, untick: ['patient/Observation.rs'] });
+    const flow = await authorizeThroughPages(t, params('launch/patient patient/Observation.rs patient/Patient.rs'), {
+      ...who,
+      untick: ['patient/Observation.rs'],
+    });
     const token = await exchangeCode(t, flow, params(''));
     expect(sorted(token.body.scope)).toEqual(['launch/patient', 'patient/Patient.rs']);
   });
 
   test('a v1 request narrowed on the page gets the v2 granular scope', async () => {
     const who = await newPatient();
-    const flow = await authorizeThroughPages(t, params('launch/patient patient/Observation.read'), { ...who, untick: ['patient/Observation.read'], tick: [OBSERVATION_KINDS[5]!] });
+    const flow = await authorizeThroughPages(t, params('launch/patient patient/Observation.read'), {
+      ...who,
+      untick: ['patient/Observation.read'],
+      tick: [OBSERVATION_KINDS[5]!],
+    });
     const token = await exchangeCode(t, flow, params(''));
     expect(sorted(token.body.scope)).toEqual(['launch/patient', OBSERVATION_KINDS[5]!]);
   });
@@ -150,7 +206,13 @@ describe('a narrower choice never widens', () => {
   test('a posted category of a type the app did not ask for, or any other scope, is ignored', async () => {
     const who = await newPatient();
     const { agent, verifier, consent } = await openConsentPage(t, params('launch/patient patient/Observation.rs'), who);
-    const forged = [...CONDITION_KINDS, `patient/Observation.rs?category=${OBSERVATION}|imaging`, 'patient/Observation.cruds', 'patient/*.rs', OBSERVATION_KINDS[1]!];
+    const forged = [
+      ...CONDITION_KINDS,
+      `patient/Observation.rs?category=${OBSERVATION}|imaging`,
+      'patient/Observation.cruds',
+      'patient/*.rs',
+      OBSERVATION_KINDS[1]!,
+    ];
     const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: forged }));
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
     const token = await exchange(t, back.code, verifier, params(''));
@@ -162,7 +224,13 @@ describe('a narrower choice never widens', () => {
     const p = params('launch/patient patient/Observation.rs', { client_id: 'narrow-app' });
     const { agent, verifier, consent, html } = await openConsentPage(t, p, who);
     expect(inputValues(html, 'checkbox', 'scope')).toEqual([`patient/Observation.rs?category=${OBSERVATION}|laboratory`]);
-    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: [OBSERVATION_KINDS[5]!, `patient/Observation.rs?category=${OBSERVATION}|laboratory`] }));
+    const back = await browse(
+      agent,
+      await postForm(agent, consent.uid, 'consent', consent.res, {
+        decision: 'allow',
+        scope: [OBSERVATION_KINDS[5]!, `patient/Observation.rs?category=${OBSERVATION}|laboratory`],
+      }),
+    );
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
     const token = await exchange(t, back.code, verifier, params('', { client_id: 'narrow-app' }));
     expect(sorted(token.body.scope)).toEqual(['launch/patient', `patient/Observation.rs?category=${OBSERVATION}|laboratory`]);
@@ -170,10 +238,18 @@ describe('a narrower choice never widens', () => {
 
   test('a silent re-authorization (prompt=none) keeps the narrowed scope: the remembered Consent covers only it', async () => {
     const who = await newPatient();
-    const first = await authorizeThroughPages(t, params('launch/patient patient/Observation.rs'), { ...who, untick: ['patient/Observation.rs'], tick: [OBSERVATION_KINDS[1]!] });
-    const { first: res, verifier } = await startAuthorizationIn(first.agent, params('launch/patient patient/Observation.rs', { prompt: 'none', state: 'silent' }));
+    const first = await authorizeThroughPages(t, params('launch/patient patient/Observation.rs'), {
+      ...who,
+      untick: ['patient/Observation.rs'],
+      tick: [OBSERVATION_KINDS[1]!],
+    });
+    const { first: res, verifier } = await startAuthorizationIn(
+      first.agent,
+      params('launch/patient patient/Observation.rs', { prompt: 'none', state: 'silent' }),
+    );
     const back = await browse(first.agent, res);
-    if (back.kind !== 'app' || !back.code) throw new Error(`expected a silent code, got ${back.kind} ${back.kind === 'app' ? back.error : ''}`);
+    if (back.kind !== 'app' || !back.code)
+      throw new Error(`expected a silent code, got ${back.kind} ${back.kind === 'app' ? back.error : ''}`);
     const token = await exchange(t, back.code, verifier, params(''));
     expect(sorted(token.body.scope)).toEqual(['launch/patient', OBSERVATION_KINDS[1]!]);
     expect(await consentsOf(t, who.patientId)).toHaveLength(1);

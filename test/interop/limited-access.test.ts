@@ -1,6 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { createTestApp, type TestApp } from '../support/test-app.js';
-import { authorizeThroughPages, browse, checkedValues, consentServiceOf, consentsOf, exchange, exchangeCode, postForm, startAuthorizationIn, type AuthorizeParams, type PageAnswers } from '../support/smart-flow.js';
+import {
+  authorizeThroughPages,
+  browse,
+  checkedValues,
+  consentServiceOf,
+  consentsOf,
+  exchange,
+  exchangeCode,
+  postForm,
+  startAuthorizationIn,
+  type AuthorizeParams,
+  type PageAnswers,
+} from '../support/smart-flow.js';
 import { createPerson, paramsFor, registerSmartApp, type Person } from '../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from '../smart/interaction/fake-fhir.js';
 
@@ -27,7 +39,12 @@ function sorted(scope: string): string[] {
 
 async function appWith(env: Record<string, string> = {}): Promise<TestApp> {
   const t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', ...env });
-  await registerSmartApp(t, { id: APP, name: 'Inferno', redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'] });
+  await registerSmartApp(t, {
+    id: APP,
+    name: 'Inferno',
+    redirectUri: REDIRECT,
+    scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'],
+  });
   return t;
 }
 
@@ -37,14 +54,25 @@ async function newPatient(t: TestApp): Promise<Person & { patientId: string }> {
 }
 
 /** A second authorization in the same browser (SSO session): the page, or straight back to the app. */
-async function again(t: TestApp, agent: Parameters<typeof startAuthorizationIn>[0], p: AuthorizeParams, answers: PageAnswers & { untick?: string[] }) {
+async function again(
+  t: TestApp,
+  agent: Parameters<typeof startAuthorizationIn>[0],
+  p: AuthorizeParams,
+  answers: PageAnswers & { untick?: string[] },
+) {
   const { first, verifier } = await startAuthorizationIn(agent, p);
   const stop = await browse(agent, first);
   if (stop.kind === 'app') return { page: false, stop, verifier, code: stop.code, error: stop.error };
   if (stop.kind !== 'page' || stop.prompt !== 'consent') throw new Error(`unexpected ${stop.kind}`);
   const untick = new Set(answers.untick ?? []);
   const html = stop.res.text;
-  const back = await browse(agent, await postForm(agent, stop.uid, 'consent', stop.res, { decision: 'allow', scope: checkedValues(html, 'scope').filter((s) => !untick.has(s)) }));
+  const back = await browse(
+    agent,
+    await postForm(agent, stop.uid, 'consent', stop.res, {
+      decision: 'allow',
+      scope: checkedValues(html, 'scope').filter((s) => !untick.has(s)),
+    }),
+  );
   if (back.kind !== 'app') throw new Error('not back at the app');
   return { page: true, html, stop: back, verifier, code: back.code, error: back.error };
 }
@@ -72,7 +100,15 @@ describe('with the shipped default (AUTHZ_CONSENT_REMEMBER=silent)', () => {
     expect(limited.page).toBe(true);
     // Everything is offered again (nothing listed as "already allowed" and fixed).
     expect(limited.html).not.toContain('allowed-heading');
-    expect(checkedValues(limited.html!, 'scope')).toEqual(['offline_access', 'patient/Patient.rs', 'patient/AllergyIntolerance.rs', 'patient/Condition.rs', 'patient/Observation.rs', 'patient/Immunization.rs', 'patient/Procedure.rs']);
+    expect(checkedValues(limited.html!, 'scope')).toEqual([
+      'offline_access',
+      'patient/Patient.rs',
+      'patient/AllergyIntolerance.rs',
+      'patient/Condition.rs',
+      'patient/Observation.rs',
+      'patient/Immunization.rs',
+      'patient/Procedure.rs',
+    ]);
     if (!limited.code) throw new Error('no code');
     const token = await exchange(t, limited.code, limited.verifier, params(''));
     const expected = sorted(SCOPES).filter((s) => !LIMITED.includes(s));
@@ -83,7 +119,12 @@ describe('with the shipped default (AUTHZ_CONSENT_REMEMBER=silent)', () => {
     expect(consents).toHaveLength(2);
     const narrowed = consents.find((c) => !c.scopes.includes('patient/Procedure.rs'));
     expect(narrowed!.scopes.sort()).toEqual(expected);
-    const remembered = await consentServiceOf(t).coveringConsent({ performerRef: `Patient/${who.patientId}`, clientId: APP, patientId: who.patientId, scopes: ['patient/Patient.rs'] });
+    const remembered = await consentServiceOf(t).coveringConsent({
+      performerRef: `Patient/${who.patientId}`,
+      clientId: APP,
+      patientId: who.patientId,
+      scopes: ['patient/Patient.rs'],
+    });
     expect(remembered?.resource.id).toBe(narrowed!.resource.id);
     // The first launch's tokens still stand on the first Consent until they end or it is withdrawn.
     expect(consents.every((c) => c.status === 'active')).toBe(true);
@@ -114,7 +155,10 @@ describe('prompt=consent from the client', () => {
     expect(skipped.page).toBe(false);
     expect(skipped.code).toBeDefined();
 
-    const asked = await again(t, first.agent, params(scopes, { prompt: 'consent', state: 'asked' }), { ...who, untick: ['patient/Condition.rs'] });
+    const asked = await again(t, first.agent, params(scopes, { prompt: 'consent', state: 'asked' }), {
+      ...who,
+      untick: ['patient/Condition.rs'],
+    });
     expect(asked.page).toBe(true);
     if (!asked.code) throw new Error('no code');
     const token = await exchange(t, asked.code, asked.verifier, params(''));

@@ -51,7 +51,15 @@ function get(path: string, token: string) {
 }
 
 async function permit(patient: string): Promise<string> {
-  const c = await consents.recordDecision({ kind: 'permit', patientId: patient, performer: { reference: `Patient/${patient}` }, clientId: 'app', clientName: 'The App', scopes: ['patient/*.rs'], periodSeconds: 3600 });
+  const c = await consents.recordDecision({
+    kind: 'permit',
+    patientId: patient,
+    performer: { reference: `Patient/${patient}` },
+    clientId: 'app',
+    clientName: 'The App',
+    scopes: ['patient/*.rs'],
+    periodSeconds: 3600,
+  });
   return c.id;
 }
 
@@ -66,7 +74,14 @@ beforeAll(async () => {
   await registerBackend(t, 'consent-admin', [key], { smart_scopes: ['system/Consent.rs'] });
   await registerSmartApp(t, { id: 'app', redirectUri: 'https://app.example.org/cb', scopes: ['patient/*.cruds'] });
   accountId = (await createUserStore(t.config, t.redis, t.keyspace).create({ schemas: [CORE_USER_SCHEMA], userName: 'prov-user' })).id;
-  consents = createConsentService({ config: t.config, redis: t.redis, keyspace: t.keyspace, adapters: modelAdapter(t.redis, t.keyspace), grantContexts: new GrantContextStore(t.redis, t.keyspace), provider: () => t.app });
+  consents = createConsentService({
+    config: t.config,
+    redis: t.redis,
+    keyspace: t.keyspace,
+    adapters: modelAdapter(t.redis, t.keyspace),
+    grantContexts: new GrantContextStore(t.redis, t.keyspace),
+    provider: () => t.app,
+  });
   admin = await backendToken('prov-admin', 'system/Consent.rs system/Provenance.rs');
   consentOnlyAdmin = await backendToken('consent-admin', 'system/Consent.rs');
   withdrawnId = await permit('pv-1');
@@ -87,7 +102,11 @@ describe('read', () => {
       const res = await get(`/fhir/Provenance/${id}`, admin);
       expect(res.status).toBe(200);
       expect(res.headers['content-type']).toMatch(/^application\/fhir\+json/);
-      expect(JSON.parse(res.text)).toMatchObject({ resourceType: 'Provenance', id, target: [{ reference: expect.stringMatching(new RegExp(`^Consent/${withdrawnId}/_history/\\d$`)) }] });
+      expect(JSON.parse(res.text)).toMatchObject({
+        resourceType: 'Provenance',
+        id,
+        target: [{ reference: expect.stringMatching(new RegExp(`^Consent/${withdrawnId}/_history/\\d$`)) }],
+      });
     }
   });
 
@@ -115,11 +134,15 @@ describe('search', () => {
     const all = await get(`/fhir/Provenance?target=Consent/${withdrawnId}`, admin);
     const bundle = JSON.parse(all.text);
     expect(bundle).toMatchObject({ resourceType: 'Bundle', type: 'searchset', total: 2 });
-    expect(bundle.entry.map((e: { resource: { activity: { coding: Array<{ code: string }> } } }) => e.resource.activity.coding[0]!.code)).toEqual(['UPDATE', 'CREATE']);
+    expect(
+      bundle.entry.map((e: { resource: { activity: { coding: Array<{ code: string }> } } }) => e.resource.activity.coding[0]!.code),
+    ).toEqual(['UPDATE', 'CREATE']);
     expect(bundle.entry[0].fullUrl).toBe(`${ISSUER}/fhir/Provenance/${withdrawnId}-2`);
     expect(bundle.entry[0].search).toEqual({ mode: 'match' });
     expect(ids((await get(`/fhir/Provenance?target=Consent/${withdrawnId}/_history/1`, admin)).text)).toEqual([`${withdrawnId}-1`]);
-    expect(ids((await get(`/fhir/Provenance?target=${ISSUER}/fhir/Consent/${withdrawnId}/_history/2`, admin)).text)).toEqual([`${withdrawnId}-2`]);
+    expect(ids((await get(`/fhir/Provenance?target=${ISSUER}/fhir/Consent/${withdrawnId}/_history/2`, admin)).text)).toEqual([
+      `${withdrawnId}-2`,
+    ]);
     expect(JSON.parse((await get('/fhir/Provenance?target=Patient/pv-1', admin)).text).total).toBe(0);
   });
 
@@ -131,7 +154,9 @@ describe('search', () => {
     expect(JSON.parse((await get('/fhir/Provenance?patient=pv-1&recorded=lt2020-01-01', admin)).text).total).toBe(0);
     const page = JSON.parse((await get('/fhir/Provenance?patient=pv-1&_count=2', admin)).text);
     expect(page.entry).toHaveLength(2);
-    expect(page.link.find((l: { relation: string }) => l.relation === 'next').url).toBe(`${ISSUER}/fhir/Provenance?patient=pv-1&_count=2&_offset=2`);
+    expect(page.link.find((l: { relation: string }) => l.relation === 'next').url).toBe(
+      `${ISSUER}/fhir/Provenance?patient=pv-1&_count=2&_offset=2`,
+    );
   });
 
   test('a patient app sees only its patient’s', async () => {
@@ -142,7 +167,16 @@ describe('search', () => {
   });
 
   test('bad parameters → 400 OperationOutcome', async () => {
-    for (const q of ['name=x', 'recorded=yesterday', 'recorded=sa2026-01-01', 'target=not a reference', 'patient=a&patient=b', 'target=Consent/a&target=Consent/b', '_count=-1', '_offset=x']) {
+    for (const q of [
+      'name=x',
+      'recorded=yesterday',
+      'recorded=sa2026-01-01',
+      'target=not a reference',
+      'patient=a&patient=b',
+      'target=Consent/a&target=Consent/b',
+      '_count=-1',
+      '_offset=x',
+    ]) {
       const res = await get(`/fhir/Provenance?${q}`, admin);
       expect([q, res.status]).toEqual([q, 400]);
       expect(JSON.parse(res.text).resourceType).toBe('OperationOutcome');
@@ -165,7 +199,11 @@ describe('authorization', () => {
   });
 
   test('Provenance is read-only', async () => {
-    const res = await t.request.post('/fhir/Provenance').set('Authorization', `Bearer ${admin}`).set('Content-Type', 'application/fhir+json').send('{}');
+    const res = await t.request
+      .post('/fhir/Provenance')
+      .set('Authorization', `Bearer ${admin}`)
+      .set('Content-Type', 'application/fhir+json')
+      .send('{}');
     expect(res.status).toBe(405);
     expect(JSON.parse(res.text).resourceType).toBe('OperationOutcome');
   });
@@ -180,7 +218,9 @@ describe('Consent search with _revinclude=Provenance:target', () => {
     const matches = bundle.entry.filter((e: { search: { mode: string } }) => e.search.mode === 'match');
     const includes = bundle.entry.filter((e: { search: { mode: string } }) => e.search.mode === 'include');
     expect(matches.map((e: { resource: { resourceType: string } }) => e.resource.resourceType)).toEqual(['Consent', 'Consent']);
-    expect(includes.map((e: { resource: { id: string } }) => e.resource.id).sort()).toEqual([`${activeId}-1`, `${withdrawnId}-1`, `${withdrawnId}-2`].sort());
+    expect(includes.map((e: { resource: { id: string } }) => e.resource.id).sort()).toEqual(
+      [`${activeId}-1`, `${withdrawnId}-1`, `${withdrawnId}-2`].sort(),
+    );
     for (const e of includes) expect(e.fullUrl).toBe(`${ISSUER}/fhir/Provenance/${e.resource.id}`);
     expect(bundle.link[0].url).toContain('_revinclude=Provenance%3Atarget');
   });

@@ -72,12 +72,21 @@ describe('openid-client v6 dynamicClientRegistration against a listening server'
       options(await mint()),
     );
     const registered = config.clientMetadata();
-    expect(registered).toMatchObject({ smart_client_kind: 'public_app', token_endpoint_auth_method: 'none', scope, smart_scopes: scope.split(' ') });
+    expect(registered).toMatchObject({
+      smart_client_kind: 'public_app',
+      token_endpoint_auth_method: 'none',
+      scope,
+      smart_scopes: scope.split(' '),
+    });
     expect(registered.client_secret).toBeUndefined();
     expect((await t.registry.get(registered.client_id))?.smart_scopes).toEqual(scope.split(' '));
 
     // The registered client is usable as registered: the pages, then openid-client's own code exchange.
-    const flow = await authorizeThroughPages(t, { client_id: registered.client_id, redirect_uri: REDIRECT, scope, aud: FHIR, state: 'st-reg' }, pat);
+    const flow = await authorizeThroughPages(
+      t,
+      { client_id: registered.client_id, redirect_uri: REDIRECT, scope, aud: FHIR, state: 'st-reg' },
+      pat,
+    );
     expect(flow.stop.kind).toBe('app');
     const callback = (flow.stop as { location: URL }).location;
     config[oidc.customFetch] = toTestServer;
@@ -91,11 +100,21 @@ describe('openid-client v6 dynamicClientRegistration against a listening server'
     const key: BackendKey = await backendKey('ES384');
     const config = await oidc.dynamicClientRegistration(
       new URL(ISSUER),
-      { client_name: 'Bulk export', token_endpoint_auth_method: 'private_key_jwt', grant_types: ['client_credentials'], jwks: { keys: [key.publicJwk] }, scope: 'system/Observation.rs' } as Partial<oidc.ClientMetadata>,
+      {
+        client_name: 'Bulk export',
+        token_endpoint_auth_method: 'private_key_jwt',
+        grant_types: ['client_credentials'],
+        jwks: { keys: [key.publicJwk] },
+        scope: 'system/Observation.rs',
+      } as Partial<oidc.ClientMetadata>,
       oidc.PrivateKeyJwt({ key: (await importJWK(key.privateJwk, 'ES384')) as webcrypto.CryptoKey, kid: key.kid }),
       options(await mint(BACKEND_TOKEN)),
     );
-    expect(config.clientMetadata()).toMatchObject({ smart_client_kind: 'backend_service', scope: 'system/Observation.rs', redirect_uris: [] });
+    expect(config.clientMetadata()).toMatchObject({
+      smart_client_kind: 'backend_service',
+      scope: 'system/Observation.rs',
+      redirect_uris: [],
+    });
     config[oidc.customFetch] = toTestServer;
     const tokenSet = await oidc.clientCredentialsGrant(config, { scope: 'system/Observation.rs' });
     expect(tokenSet.scope).toBe('system/Observation.rs');
@@ -104,7 +123,12 @@ describe('openid-client v6 dynamicClientRegistration against a listening server'
   test('a refusal reaches openid-client as an RFC 7591 error that says which fields to send', async () => {
     const attempt = oidc.dynamicClientRegistration(
       new URL(ISSUER),
-      { redirect_uris: [REDIRECT], token_endpoint_auth_method: 'private_key_jwt', grant_types: ['authorization_code', 'client_credentials'], scope: 'openid' },
+      {
+        redirect_uris: [REDIRECT],
+        token_endpoint_auth_method: 'private_key_jwt',
+        grant_types: ['authorization_code', 'client_credentials'],
+        scope: 'openid',
+      },
       oidc.None(),
       options(await mint()),
     );
@@ -121,10 +145,22 @@ describe('the kind is inferred from the standard metadata', () => {
 
   test.each([
     ['none + authorization_code', 'public_app', { token_endpoint_auth_method: 'none', grant_types: ['authorization_code'] }],
-    ['client_secret_basic + authorization_code, refresh_token', 'confidential_symmetric', { token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code', 'refresh_token'] }],
-    ['client_secret_post (grant types left to the RFC 7591 default)', 'confidential_symmetric', { token_endpoint_auth_method: 'client_secret_post' }],
+    [
+      'client_secret_basic + authorization_code, refresh_token',
+      'confidential_symmetric',
+      { token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code', 'refresh_token'] },
+    ],
+    [
+      'client_secret_post (grant types left to the RFC 7591 default)',
+      'confidential_symmetric',
+      { token_endpoint_auth_method: 'client_secret_post' },
+    ],
     ['nothing at all (RFC 7591 defaults: client_secret_basic, authorization_code)', 'confidential_symmetric', {}],
-    ['private_key_jwt + authorization_code', 'confidential_asymmetric', { token_endpoint_auth_method: 'private_key_jwt', grant_types: ['authorization_code'], jwks: 'jwks' }],
+    [
+      'private_key_jwt + authorization_code',
+      'confidential_asymmetric',
+      { token_endpoint_auth_method: 'private_key_jwt', grant_types: ['authorization_code'], jwks: 'jwks' },
+    ],
   ])('%s → %s', async (_what, kind, metadata) => {
     const body: Record<string, unknown> = { redirect_uris: [REDIRECT], scope: 'openid launch patient/*.rs', ...metadata };
     if (body.jwks === 'jwks') body.jwks = await jwks();
@@ -138,13 +174,26 @@ describe('the kind is inferred from the standard metadata', () => {
   });
 
   test('private_key_jwt + client_credentials only → backend_service (with a token that allows it)', async () => {
-    const res = await register(await mint(BACKEND_TOKEN), { token_endpoint_auth_method: 'private_key_jwt', grant_types: ['client_credentials'], jwks: await jwks(), scope: 'system/*.rs' });
+    const res = await register(await mint(BACKEND_TOKEN), {
+      token_endpoint_auth_method: 'private_key_jwt',
+      grant_types: ['client_credentials'],
+      jwks: await jwks(),
+      scope: 'system/*.rs',
+    });
     expect(res.status).toBe(201);
-    expect(res.body).toMatchObject({ smart_client_kind: 'backend_service', scope: 'system/*.rs', grant_types: ['client_credentials'], response_types: [] });
+    expect(res.body).toMatchObject({
+      smart_client_kind: 'backend_service',
+      scope: 'system/*.rs',
+      grant_types: ['client_credentials'],
+      response_types: [],
+    });
   });
 
   test.each([
-    ['private_key_jwt with both flows', { token_endpoint_auth_method: 'private_key_jwt', grant_types: ['authorization_code', 'client_credentials'] }],
+    [
+      'private_key_jwt with both flows',
+      { token_endpoint_auth_method: 'private_key_jwt', grant_types: ['authorization_code', 'client_credentials'] },
+    ],
     ['a client secret with client_credentials', { token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'] }],
     ['no grant types (a resource server must say so)', { token_endpoint_auth_method: 'client_secret_basic', grant_types: [] }],
     ['an implicit flow', { token_endpoint_auth_method: 'none', grant_types: ['implicit'] }],
@@ -154,8 +203,12 @@ describe('the kind is inferred from the standard metadata', () => {
     const res = await register(token, { redirect_uris: [REDIRECT], scope: 'openid', ...metadata });
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_client_metadata');
-    expect(res.body.error_description).toMatch(/^smart_client_kind is missing and token_endpoint_auth_method .+ and grant_types .+ name no single SMART client kind: send smart_client_kind, or/);
-    expect(res.body.error_description).toContain('(this initial access token allows public_app, confidential_symmetric, confidential_asymmetric)');
+    expect(res.body.error_description).toMatch(
+      /^smart_client_kind is missing and token_endpoint_auth_method .+ and grant_types .+ name no single SMART client kind: send smart_client_kind, or/,
+    );
+    expect(res.body.error_description).toContain(
+      '(this initial access token allows public_app, confidential_symmetric, confidential_asymmetric)',
+    );
     // A refusal costs the token nothing.
     expect((await register(token, { redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', scope: 'openid' })).status).toBe(201);
   });
@@ -164,7 +217,12 @@ describe('the kind is inferred from the standard metadata', () => {
 describe('within the registration policy of the initial access token', () => {
   test('an inferred kind the token does not allow is refused like a named one, and says what it was inferred from', async () => {
     const token = await mint();
-    const res = await register(token, { token_endpoint_auth_method: 'private_key_jwt', grant_types: ['client_credentials'], jwks: { keys: [(await backendKey('ES384')).publicJwk] }, scope: 'system/*.rs' });
+    const res = await register(token, {
+      token_endpoint_auth_method: 'private_key_jwt',
+      grant_types: ['client_credentials'],
+      jwks: { keys: [(await backendKey('ES384')).publicJwk] },
+      scope: 'system/*.rs',
+    });
     expect(res.status).toBe(400);
     expect(res.body).toEqual({
       error: 'invalid_client_metadata',
@@ -174,20 +232,25 @@ describe('within the registration policy of the initial access token', () => {
     const publicOnly = await mint({ kinds: ['public_app'] });
     const symmetric = await register(publicOnly, { redirect_uris: [REDIRECT], scope: 'openid' });
     expect(symmetric.status).toBe(400);
-    expect(symmetric.body.error_description).toMatch(/^smart_client_kind 'confidential_symmetric' \(inferred from token_endpoint_auth_method "client_secret_basic" and grant_types \["authorization_code"\]; /);
+    expect(symmetric.body.error_description).toMatch(
+      /^smart_client_kind 'confidential_symmetric' \(inferred from token_endpoint_auth_method "client_secret_basic" and grant_types \["authorization_code"\]; /,
+    );
   });
 
-  test.each(['scim', 'introspect', 'system/AuditEvent.rs', 'system/Consent.rs', 'system/*.cruds'])('administrative scope %s in scope is refused', async (admin) => {
-    const res = await register(await mint(BACKEND_TOKEN), {
-      token_endpoint_auth_method: 'private_key_jwt',
-      grant_types: ['client_credentials'],
-      jwks: { keys: [(await backendKey('ES384')).publicJwk] },
-      scope: `system/*.rs ${admin}`,
-    });
-    expect(res.status).toBe(400);
-    expect(res.body.error).toBe('invalid_client_metadata');
-    expect(res.body.error_description).toContain(`scope '${admin}' is administrative`);
-  });
+  test.each(['scim', 'introspect', 'system/AuditEvent.rs', 'system/Consent.rs', 'system/*.cruds'])(
+    'administrative scope %s in scope is refused',
+    async (admin) => {
+      const res = await register(await mint(BACKEND_TOKEN), {
+        token_endpoint_auth_method: 'private_key_jwt',
+        grant_types: ['client_credentials'],
+        jwks: { keys: [(await backendKey('ES384')).publicJwk] },
+        scope: `system/*.rs ${admin}`,
+      });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toBe('invalid_client_metadata');
+      expect(res.body.error_description).toContain(`scope '${admin}' is administrative`);
+    },
+  );
 
   test('a scope in scope beyond the ceiling is refused, naming the ceiling', async () => {
     const res = await register(await mint({ kinds: ['public_app'], scopes: ['openid', 'launch', 'patient/Observation.rs'] }), {
@@ -196,7 +259,9 @@ describe('within the registration policy of the initial access token', () => {
       scope: 'openid patient/*.rs',
     });
     expect(res.status).toBe(400);
-    expect(res.body.error_description).toBe("scope 'patient/*.rs' is not allowed by this initial access token (it allows scopes within: openid launch patient/Observation.rs)");
+    expect(res.body.error_description).toBe(
+      "scope 'patient/*.rs' is not allowed by this initial access token (it allows scopes within: openid launch patient/Observation.rs)",
+    );
   });
 });
 
@@ -231,20 +296,36 @@ describe('scope and smart_scopes', () => {
   });
 
   test('RFC 7592: the record reads back with scope; an update that changes only scope (echoing smart_scopes) narrows the client', async () => {
-    const created = await register(await mint(), { redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', scope: 'openid launch patient/*.rs' });
+    const created = await register(await mint(), {
+      redirect_uris: [REDIRECT],
+      token_endpoint_auth_method: 'none',
+      scope: 'openid launch patient/*.rs',
+    });
     expect(created.status).toBe(201);
     const path = new URL(created.body.registration_client_uri as string).pathname;
     const read = await t.request.get(path).set('Authorization', `Bearer ${created.body.registration_access_token}`);
     expect(read.status).toBe(200);
     expect(read.body.scope).toBe('openid launch patient/*.rs');
-    const { registration_access_token: rat, registration_client_uri: _u, client_id_issued_at: _i, client_secret_expires_at: _e, ...record } = read.body as Record<string, unknown>;
-    const updated = await t.request.put(path).set('Authorization', `Bearer ${rat}`).send({ ...record, scope: 'openid patient/Observation.rs' });
+    const {
+      registration_access_token: rat,
+      registration_client_uri: _u,
+      client_id_issued_at: _i,
+      client_secret_expires_at: _e,
+      ...record
+    } = read.body as Record<string, unknown>;
+    const updated = await t.request
+      .put(path)
+      .set('Authorization', `Bearer ${rat}`)
+      .send({ ...record, scope: 'openid patient/Observation.rs' });
     expect(updated.status).toBe(200);
     expect(updated.body.scope).toBe('openid patient/Observation.rs');
     expect(updated.body.smart_scopes).toEqual(['openid', 'patient/Observation.rs']);
     expect((await t.registry.get(created.body.client_id))?.smart_scopes).toEqual(['openid', 'patient/Observation.rs']);
     // Widening through scope beyond the token's ceiling is refused like any other way.
-    const wider = await t.request.put(path).set('Authorization', `Bearer ${updated.body.registration_access_token}`).send({ ...record, smart_scopes: ['openid', 'patient/Observation.rs'], scope: 'openid patient/*.cruds scim' });
+    const wider = await t.request
+      .put(path)
+      .set('Authorization', `Bearer ${updated.body.registration_access_token}`)
+      .send({ ...record, smart_scopes: ['openid', 'patient/Observation.rs'], scope: 'openid patient/*.cruds scim' });
     expect(wider.status).toBe(400);
     expect(wider.body.error_description).toContain("scope 'scim' is administrative");
   });

@@ -10,7 +10,12 @@ import { registerEhrLauncher, registerSmartApp } from '../support/fixtures.js';
 const FHIR = 'http://localhost:8080/fhir';
 const TOKEN_URL = 'http://localhost:3000/token';
 const ISSUER = 'http://localhost:3000';
-const CONTEXT = { patient: 'pat-7', encounter: 'enc-7', fhirContext: [{ reference: 'ImagingStudy/img-7' }], fhirUser: `${FHIR}/Practitioner/dr-7` };
+const CONTEXT = {
+  patient: 'pat-7',
+  encounter: 'enc-7',
+  fhirContext: [{ reference: 'ImagingStudy/img-7' }],
+  fhirUser: `${FHIR}/Practitioner/dr-7`,
+};
 
 let t: TestApp;
 let key: BackendKey;
@@ -30,7 +35,14 @@ async function grantTokens(clientId: string) {
   const grantId = await grant.save();
   const { fhirUser, ...launch } = CONTEXT;
   await new GrantContextStore(t.redis, t.keyspace).save(grantId, { ...launch, fhirUser }, 3600);
-  const refreshToken = await new t.app.RefreshToken({ accountId: 'user-7', client, grantId, scope: 'openid launch offline_access patient/*.rs', resource: FHIR, gty: 'authorization_code' }).save();
+  const refreshToken = await new t.app.RefreshToken({
+    accountId: 'user-7',
+    client,
+    grantId,
+    scope: 'openid launch offline_access patient/*.rs',
+    resource: FHIR,
+    gty: 'authorization_code',
+  }).save();
   return { refreshToken };
 }
 
@@ -65,9 +77,27 @@ describe('an app introspecting its own refresh token', () => {
 
 describe('Consent search _count', () => {
   test('above the maximum is capped (as AuditEvent does), not refused', async () => {
-    const consents = createConsentService({ config: t.config, redis: t.redis, keyspace: t.keyspace, adapters: modelAdapter(t.redis, t.keyspace), grantContexts: new GrantContextStore(t.redis, t.keyspace), provider: () => t.app });
-    await consents.recordDecision({ kind: 'permit', patientId: 'cap-1', performer: { reference: 'Patient/cap-1' }, clientId: 'chart', clientName: 'Chart', scopes: ['patient/*.rs'], periodSeconds: 600 });
-    const res = await tokenRequest(t, await signAssertion(key, 'consent-admin', TOKEN_URL), { scope: 'system/Consent.rs', resource: `${ISSUER}/fhir` });
+    const consents = createConsentService({
+      config: t.config,
+      redis: t.redis,
+      keyspace: t.keyspace,
+      adapters: modelAdapter(t.redis, t.keyspace),
+      grantContexts: new GrantContextStore(t.redis, t.keyspace),
+      provider: () => t.app,
+    });
+    await consents.recordDecision({
+      kind: 'permit',
+      patientId: 'cap-1',
+      performer: { reference: 'Patient/cap-1' },
+      clientId: 'chart',
+      clientName: 'Chart',
+      scopes: ['patient/*.rs'],
+      periodSeconds: 600,
+    });
+    const res = await tokenRequest(t, await signAssertion(key, 'consent-admin', TOKEN_URL), {
+      scope: 'system/Consent.rs',
+      resource: `${ISSUER}/fhir`,
+    });
     const token = res.body.access_token as string;
     const capped = await t.request.get('/fhir/Consent?patient=cap-1&_count=1000').set('Authorization', `Bearer ${token}`);
     expect(capped.status).toBe(200);

@@ -15,7 +15,11 @@ const APP = { client_id: 'web-app', redirect_uri: `${APP_ORIGIN}/cb` };
 let t: TestApp;
 
 function preflight(path: string, origin: string) {
-  return t.request.options(path).set('Origin', origin).set('Access-Control-Request-Method', 'POST').set('Access-Control-Request-Headers', 'content-type, dpop');
+  return t.request
+    .options(path)
+    .set('Origin', origin)
+    .set('Access-Control-Request-Method', 'POST')
+    .set('Access-Control-Request-Headers', 'content-type, dpop');
 }
 
 function params(): AuthorizeParams {
@@ -25,13 +29,24 @@ function params(): AuthorizeParams {
 function exchangeFrom(origin: string | undefined, flow: PageFlow) {
   const req = t.request.post('/token').type('form');
   if (origin) req.set('Origin', origin);
-  return req.send({ grant_type: 'authorization_code', code: flow.code, redirect_uri: APP.redirect_uri, code_verifier: flow.verifier, client_id: APP.client_id });
+  return req.send({
+    grant_type: 'authorization_code',
+    code: flow.code,
+    redirect_uri: APP.redirect_uri,
+    code_verifier: flow.verifier,
+    client_id: APP.client_id,
+  });
 }
 
 beforeAll(async () => {
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: FHIR, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
   await registerSmartApp(t, { id: APP.client_id, redirectUri: APP.redirect_uri, scopes: ['launch/patient', 'patient/*.rs'] });
-  await registerSmartApp(t, { id: 'server-app', secret: 'server-app-secret-value', redirectUri: 'https://server.example.org/cb', scopes: ['patient/*.rs'] });
+  await registerSmartApp(t, {
+    id: 'server-app',
+    secret: 'server-app-secret-value',
+    redirectUri: 'https://server.example.org/cb',
+    scopes: ['patient/*.rs'],
+  });
   await createPerson(t, { fhirUser: 'Patient/pat-1' }, { userName: 'pat' });
 });
 afterAll(() => t.close());
@@ -79,7 +94,17 @@ describe('the token request', () => {
   });
 
   test('an error for the app at its origin is readable too', async () => {
-    const res = await t.request.post('/token').type('form').set('Origin', APP_ORIGIN).send({ grant_type: 'authorization_code', code: 'not-a-code', redirect_uri: APP.redirect_uri, code_verifier: 'v'.repeat(43), client_id: APP.client_id });
+    const res = await t.request
+      .post('/token')
+      .type('form')
+      .set('Origin', APP_ORIGIN)
+      .send({
+        grant_type: 'authorization_code',
+        code: 'not-a-code',
+        redirect_uri: APP.redirect_uri,
+        code_verifier: 'v'.repeat(43),
+        client_id: APP.client_id,
+      });
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_grant');
     expect(res.headers['access-control-allow-origin']).toBe(APP_ORIGIN);
@@ -99,7 +124,12 @@ describe('the token request', () => {
   test('a confidential client is not a browser app: refused with an Origin, served without one', async () => {
     const auth = `Basic ${Buffer.from('server-app:server-app-secret-value').toString('base64')}`;
     const body = { grant_type: 'authorization_code', code: 'not-a-code', redirect_uri: 'https://server.example.org/cb' };
-    const browser = await t.request.post('/token').type('form').set('Authorization', auth).set('Origin', 'https://server.example.org').send(body);
+    const browser = await t.request
+      .post('/token')
+      .type('form')
+      .set('Authorization', auth)
+      .set('Origin', 'https://server.example.org')
+      .send(body);
     expect(browser.status).toBe(400);
     expect(browser.body.error).toBe('invalid_request');
     expect(browser.headers['access-control-allow-origin']).toBeUndefined();
@@ -123,7 +153,9 @@ describe('PublicClientOrigins', () => {
       },
       { missRefreshMs: 1000, now: () => now },
     );
-    const answers = await Promise.all(['https://a.example.org', 'https://b.example.org', 'https://x.example.org', 'https://a.example.org'].map((o) => origins.has(o)));
+    const answers = await Promise.all(
+      ['https://a.example.org', 'https://b.example.org', 'https://x.example.org', 'https://a.example.org'].map((o) => origins.has(o)),
+    );
     expect(answers).toEqual([true, false, false, true]);
     expect(reads).toBe(1);
     now = 500;

@@ -26,8 +26,14 @@ let key: BackendKey;
 
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
 const scimGet = (token: string) => t.request.get('/scim/v2/Users').set('Authorization', `Bearer ${token}`);
-const introspectAsRs = (token: string) => t.request.post('/introspect').set('Authorization', basic(RS, `${RS}-secret`)).type('form').send({ token });
-const introspectWithBearer = (bearer: string, token: string) => t.request.post('/introspect').set('Authorization', `Bearer ${bearer}`).type('form').send({ token });
+const introspectAsRs = (token: string) =>
+  t.request
+    .post('/introspect')
+    .set('Authorization', basic(RS, `${RS}-secret`))
+    .type('form')
+    .send({ token });
+const introspectWithBearer = (bearer: string, token: string) =>
+  t.request.post('/introspect').set('Authorization', `Bearer ${bearer}`).type('form').send({ token });
 
 async function token(clientId: string, form: Record<string, string>) {
   return tokenRequest(t, await signAssertion(key, clientId, TOKEN_URL), form);
@@ -67,7 +73,11 @@ describe('scim tokens have the SCIM audience', () => {
     const replay = await scimGet(await legacyToken(ADMIN, 'system/*.rs scim'));
     expect(replay.status).toBe(401);
     expect(replay.headers['www-authenticate']).toMatch(/^Bearer realm="scim", error="invalid_token"/);
-    expect(replay.body).toMatchObject({ schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '401', detail: expect.stringContaining(`resource=${SCIM_AUD}`) });
+    expect(replay.body).toMatchObject({
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'],
+      status: '401',
+      detail: expect.stringContaining(`resource=${SCIM_AUD}`),
+    });
   });
 
   test('scope=scim naming no resource gets the SCIM audience and scim alone; the FHIR server learns nothing of it', async () => {

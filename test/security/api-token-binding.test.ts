@@ -28,7 +28,12 @@ let key: BackendKey;
 
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
 const get = (path: string, token: string) => t.request.get(path).set('Authorization', `Bearer ${token}`);
-const introspect = (token: string, as = RS) => t.request.post('/introspect').set('Authorization', basic(as, `${as}-secret`)).type('form').send({ token });
+const introspect = (token: string, as = RS) =>
+  t.request
+    .post('/introspect')
+    .set('Authorization', basic(as, `${as}-secret`))
+    .type('form')
+    .send({ token });
 
 async function adminToken(resource: string): Promise<string> {
   const res = await tokenRequest(t, await signAssertion(key, ADMIN, TOKEN_URL), { scope: ADMIN_SCOPES, resource });
@@ -42,7 +47,16 @@ async function sessionBoundToken(sessionUid: string, aud: string, scope: string)
   const grant = new t.app.Grant({ accountId: 'pat-user', clientId: APP });
   grant.addResourceScope(aud, scope);
   const grantId = await grant.save();
-  const at = new t.app.AccessToken({ accountId: 'pat-user', client, grantId, scope, aud, gty: 'authorization_code', sessionUid, expiresWithSession: true });
+  const at = new t.app.AccessToken({
+    accountId: 'pat-user',
+    client,
+    grantId,
+    scope,
+    aud,
+    gty: 'authorization_code',
+    sessionUid,
+    expiresWithSession: true,
+  });
   const value = await at.save();
   const k = t.keyspace.model('AccessToken', value);
   const payload = JSON.parse((await t.redis.hget(k, 'payload'))!);
@@ -56,14 +70,25 @@ async function refreshToken(clientId: string): Promise<string> {
   const grant = new t.app.Grant({ accountId: 'pat-user', clientId });
   grant.addResourceScope(FHIR_BASE, 'patient/*.rs');
   const grantId = await grant.save();
-  return new t.app.RefreshToken({ accountId: 'pat-user', client, grantId, scope: 'offline_access patient/*.rs', resource: FHIR_BASE, gty: 'authorization_code' }).save();
+  return new t.app.RefreshToken({
+    accountId: 'pat-user',
+    client,
+    grantId,
+    scope: 'offline_access patient/*.rs',
+    resource: FHIR_BASE,
+    gty: 'authorization_code',
+  }).save();
 }
 
 beforeAll(async () => {
   t = await createTestApp();
   key = await backendKey('ES384');
   await registerBackend(t, ADMIN, [key], { smart_scopes: ['system/AuditEvent.rs', 'system/Consent.rs'] });
-  await registerSmartApp(t, { id: APP, redirectUri: 'https://app.example.org/cb', scopes: ['launch/patient', 'offline_access', 'patient/*.rs', 'patient/Consent.rs'] });
+  await registerSmartApp(t, {
+    id: APP,
+    redirectUri: 'https://app.example.org/cb',
+    scopes: ['launch/patient', 'offline_access', 'patient/*.rs', 'patient/Consent.rs'],
+  });
   await registerResourceServer(t, { id: RS, secret: `${RS}-secret` }, { fhir_servers: [FHIR_BASE] });
 });
 afterAll(async () => {
@@ -77,7 +102,10 @@ describe('the Consent and AuditEvent APIs take only tokens for their own audienc
       const res = await get(path, fhirToken);
       expect(res.status).toBe(401);
       expect(res.headers['www-authenticate']).toMatch(/^Bearer realm="(consent|audit)", error="invalid_token"/);
-      expect(JSON.parse(res.text)).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'login', diagnostics: expect.stringContaining(`resource=${API}`) }] });
+      expect(JSON.parse(res.text)).toMatchObject({
+        resourceType: 'OperationOutcome',
+        issue: [{ code: 'login', diagnostics: expect.stringContaining(`resource=${API}`) }],
+      });
     }
   });
 
@@ -128,14 +156,23 @@ describe('introspection of refresh tokens', () => {
   test('the client the refresh token was issued to still learns about it', async () => {
     const res = await introspect(await refreshToken(RS));
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ active: true, token_type: 'refresh_token', client_id: RS, sub: 'pat-user', scope: 'offline_access patient/*.rs' });
+    expect(res.body).toMatchObject({
+      active: true,
+      token_type: 'refresh_token',
+      client_id: RS,
+      sub: 'pat-user',
+      scope: 'offline_access patient/*.rs',
+    });
   });
 });
 
 describe('client assertions', () => {
   test('iat an hour in the future → 401 invalid_client naming the rule', async () => {
     const now = Math.floor(Date.now() / 1000);
-    const res = await tokenRequest(t, await signAssertion(key, ADMIN, TOKEN_URL, { extra: { iat: now + 3600 } }), { scope: 'system/AuditEvent.rs', resource: API });
+    const res = await tokenRequest(t, await signAssertion(key, ADMIN, TOKEN_URL, { extra: { iat: now + 3600 } }), {
+      scope: 'system/AuditEvent.rs',
+      resource: API,
+    });
     expect(res.status).toBe(401);
     expect(res.body.error).toBe('invalid_client');
     expect(res.body.error_description).toMatch(/iat is in the future/);
@@ -143,7 +180,10 @@ describe('client assertions', () => {
 
   test('iat within the clock tolerance is still accepted', async () => {
     const now = Math.floor(Date.now() / 1000);
-    const res = await tokenRequest(t, await signAssertion(key, ADMIN, TOKEN_URL, { extra: { iat: now + 5 } }), { scope: 'system/AuditEvent.rs', resource: API });
+    const res = await tokenRequest(t, await signAssertion(key, ADMIN, TOKEN_URL, { extra: { iat: now + 5 } }), {
+      scope: 'system/AuditEvent.rs',
+      resource: API,
+    });
     expect(res.status).toBe(200);
   });
 });

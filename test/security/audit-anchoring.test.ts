@@ -34,13 +34,20 @@ let anchorDir: string;
 beforeEach(async () => {
   anchorDir = mkdtempSync(join(tmpdir(), 'anchor-attack-'));
   const prefix = `anchor-${randomUUID().slice(0, 8)}:`;
-  const env = { REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: prefix, AUTHZ_LOG_LEVEL: 'silent', AUTHZ_AUDIT_CHECKPOINT_EVERY: String(EVERY), AUTHZ_AUDIT_ANCHOR_DIR: anchorDir };
+  const env = {
+    REDIS_URL: process.env.REDIS_URL!,
+    AUTHZ_REDIS_PREFIX: prefix,
+    AUTHZ_LOG_LEVEL: 'silent',
+    AUTHZ_AUDIT_CHECKPOINT_EVERY: String(EVERY),
+    AUTHZ_AUDIT_ANCHOR_DIR: anchorDir,
+  };
   // The CLI reads the same configuration from the environment, as an operator's shell would.
   Object.assign(process.env, env);
   f = await auditFixture(env, prefix);
   await f.trail.settled();
   // 25 events, every third one a disclosure (a token issued for a patient).
-  for (let i = 1; i <= 25; i++) await f.trail.record(sampleEvent({ patient: `p${i}`, subtype: i % 3 === 1 ? 'token-issued' : 'login-failed' }));
+  for (let i = 1; i <= 25; i++)
+    await f.trail.record(sampleEvent({ patient: `p${i}`, subtype: i % 3 === 1 ? 'token-issued' : 'login-failed' }));
   await f.trail.settled();
 });
 afterEach(async () => {
@@ -60,7 +67,8 @@ describe('audit anchoring: tamper evidence that survives Redis-level access', ()
     const lines = anchorLines();
     expect(lines.map((l) => `${l.seq}:${l.reason}`)).toEqual(expect.arrayContaining(['0:interval', '10:cadence', '20:cadence']));
     const keys = await f.keys.verificationKeys();
-    for (const line of lines) expect(await verifyCheckpoint(line.jws, keys)).toMatchObject({ seq: line.seq, hash: line.hash, chain: line.chain });
+    for (const line of lines)
+      expect(await verifyCheckpoint(line.jws, keys)).toMatchObject({ seq: line.seq, hash: line.hash, chain: line.chain });
 
     const plain = await cli('audit', 'verify');
     expect(plain[0]).toMatch(/^main: OK, 25 entries \(seq 1–25, from the genesis\), 3 signed checkpoints$/);
@@ -81,7 +89,9 @@ describe('audit anchoring: tamper evidence that survives Redis-level access', ()
     // disclosure is gone from search, and the checks that existed before pass.
     expect(await verifyChain(f.store, f.keys, 'main', { every: Number.POSITIVE_INFINITY })).toMatchObject({ ok: true, lastSeq: 24 });
     expect((await search(f.store, { clauses: [{ param: 'patient', values: ['Patient/p13'] }], count: 10 })).total).toBe(0);
-    expect((await search(f.store, { clauses: [{ param: 'patient', values: ['Patient/p14'] }], count: 10 })).events.map((e) => e.id)).toEqual([next.id]);
+    expect(
+      (await search(f.store, { clauses: [{ param: 'patient', values: ['Patient/p14'] }], count: 10 })).events.map((e) => e.id),
+    ).toEqual([next.id]);
     expect(await f.redis.hget(f.keyspace.auditLocation('main'), next.id)).toBe('13');
 
     // Redis alone: the signed checkpoint required at seq 20 is gone, and cannot be re-signed.
@@ -95,16 +105,24 @@ describe('audit anchoring: tamper evidence that survives Redis-level access', ()
     // Against the anchor: the first anchored checkpoint Redis no longer has, and where the rewrite lies.
     const anchored = await cli('audit', 'verify', '--chain', 'main', '--anchor', anchorDir);
     expect(anchored).toHaveLength(1);
-    expect(anchored[0]).toMatch(/^main: FAILED: checkpoint entry at seq 20 \(stream id 20-0\): the anchored checkpoint at seq 20 \(cadence, [^)]+\) is missing from Redis: the chain was rewritten or cut back between seq 11 and seq 20$/);
+    expect(anchored[0]).toMatch(
+      /^main: FAILED: checkpoint entry at seq 20 \(stream id 20-0\): the anchored checkpoint at seq 20 \(cadence, [^)]+\) is missing from Redis: the chain was rewritten or cut back between seq 11 and seq 20$/,
+    );
     expect(process.exitCode).toBe(1);
   });
 
   test('deleting every checkpoint (forging nothing) fails, with and without the anchor', async () => {
     await f.redis.del(f.keyspace.auditCheckpoints('main'));
-    expect(await cli('audit', 'verify', '--chain', 'main')).toEqual([expect.stringMatching(/^main: FAILED: checkpoint entry at seq 10 .*no signed checkpoint at seq 10/)]);
+    expect(await cli('audit', 'verify', '--chain', 'main')).toEqual([
+      expect.stringMatching(/^main: FAILED: checkpoint entry at seq 10 .*no signed checkpoint at seq 10/),
+    ]);
     expect(process.exitCode).toBe(1);
     process.exitCode = 0;
-    expect(await cli('audit', 'verify', '--chain', 'main', '--anchor', anchorDir)).toEqual([expect.stringMatching(/^main: FAILED: checkpoint entry at seq 0 .*the anchored checkpoint at seq 0 \(interval, .*\) is missing from Redis/)]);
+    expect(await cli('audit', 'verify', '--chain', 'main', '--anchor', anchorDir)).toEqual([
+      expect.stringMatching(
+        /^main: FAILED: checkpoint entry at seq 0 .*the anchored checkpoint at seq 0 \(interval, .*\) is missing from Redis/,
+      ),
+    ]);
     expect(process.exitCode).toBe(1);
   });
 
@@ -114,7 +132,11 @@ describe('audit anchoring: tamper evidence that survives Redis-level access', ()
     await f.trail.settled();
     await truncateFrom(f, 'main', 23);
     const anchored = await cli('audit', 'verify', '--chain', 'main', '--anchor', anchorDir);
-    expect(anchored).toEqual([expect.stringMatching(/^main: FAILED: checkpoint entry at seq 25 .*the anchored checkpoint at seq 25 \(interval, .*\) is missing from Redis: the chain was rewritten or cut back between seq 21 and seq 25$/)]);
+    expect(anchored).toEqual([
+      expect.stringMatching(
+        /^main: FAILED: checkpoint entry at seq 25 .*the anchored checkpoint at seq 25 \(interval, .*\) is missing from Redis: the chain was rewritten or cut back between seq 21 and seq 25$/,
+      ),
+    ]);
     expect(process.exitCode).toBe(1);
   });
 
@@ -130,7 +152,13 @@ describe('audit anchoring: tamper evidence that survives Redis-level access', ()
 
   test('a trail shorter than one cadence verifies on its interval checkpoint; instances sharing a trail write one interval checkpoint between them', async () => {
     const g = await auditFixture({ AUTHZ_AUDIT_CHECKPOINT_EVERY: '1000' });
-    const other = createAuditTrail({ config: g.config, redis: g.redis, keyspace: g.keyspace, logger: createLogger('silent'), checkpointKeys: g.keys });
+    const other = createAuditTrail({
+      config: g.config,
+      redis: g.redis,
+      keyspace: g.keyspace,
+      logger: createLogger('silent'),
+      checkpointKeys: g.keys,
+    });
     try {
       for (let i = 0; i < 3; i++) await g.trail.record(sampleEvent());
       await Promise.all([g.trail.settled(), other.settled()]);
@@ -157,7 +185,15 @@ describe('audit anchoring: tamper evidence that survives Redis-level access', ()
     const { port } = server.address() as { port: number };
     const config = loadConfig({ ...process.env, AUTHZ_AUDIT_ANCHOR_URL: `http://127.0.0.1:${port}/siem` });
     const metrics = new Metrics({ defaultMetrics: false });
-    const trail = createAuditTrail({ config, redis: f.redis, keyspace: f.keyspace, logger: createLogger('silent'), metrics, checkpointKeys: f.keys, intervalCheckpoints: false });
+    const trail = createAuditTrail({
+      config,
+      redis: f.redis,
+      keyspace: f.keyspace,
+      logger: createLogger('silent'),
+      metrics,
+      checkpointKeys: f.keys,
+      intervalCheckpoints: false,
+    });
     try {
       await trail.checkpoint('manual');
       await trail.settled();
@@ -166,7 +202,12 @@ describe('audit anchoring: tamper evidence that survives Redis-level access', ()
       await trail.checkpoint('manual');
       await trail.settled();
       const counted = (await metrics.registry.getSingleMetricAsString('audit_anchor_writes_total')).split('\n');
-      expect(counted).toEqual(expect.arrayContaining(['audit_anchor_writes_total{sink="http",result="ok"} 1', 'audit_anchor_writes_total{sink="http",result="error"} 1']));
+      expect(counted).toEqual(
+        expect.arrayContaining([
+          'audit_anchor_writes_total{sink="http",result="ok"} 1',
+          'audit_anchor_writes_total{sink="http",result="error"} 1',
+        ]),
+      );
       // The file anchor got both.
       expect(anchorLines().filter((l) => l.reason === 'manual')).toHaveLength(2);
     } finally {
@@ -176,8 +217,17 @@ describe('audit anchoring: tamper evidence that survives Redis-level access', ()
   });
 
   test('production refuses to start without an anchor directory', () => {
-    const production = { AUTHZ_MODE: 'production', AUTHZ_COOKIE_KEYS: 'k'.repeat(40), AUTHZ_PROXY: 'true', AUTHZ_ISSUER: 'https://auth.example.org', AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40), AUTHZ_AUDIT_DATABASE_URL: 'postgres://authz@db.example.org/audit' };
+    const production = {
+      AUTHZ_MODE: 'production',
+      AUTHZ_COOKIE_KEYS: 'k'.repeat(40),
+      AUTHZ_PROXY: 'true',
+      AUTHZ_ISSUER: 'https://auth.example.org',
+      AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40),
+      AUTHZ_AUDIT_DATABASE_URL: 'postgres://authz@db.example.org/audit',
+    };
     expect(() => loadConfig(production)).toThrow(/AUTHZ_AUDIT_ANCHOR_DIR \(audit\.anchorDir\) is required in production/);
-    expect(loadConfig({ ...production, AUTHZ_AUDIT_ANCHOR_DIR: '/var/lib/smart-authz/anchor' }).audit.anchorDir).toBe('/var/lib/smart-authz/anchor');
+    expect(loadConfig({ ...production, AUTHZ_AUDIT_ANCHOR_DIR: '/var/lib/smart-authz/anchor' }).audit.anchorDir).toBe(
+      '/var/lib/smart-authz/anchor',
+    );
   });
 });

@@ -67,7 +67,10 @@ describe('each read of the trail leaves an AuditEvent before data leaves', () =>
     expect(own).toBeDefined();
     expect(own).toMatchObject({ type: { code: 'rest' }, action: 'E', outcome: '0' });
     expect(decodeQuery(own!)).toBe(`agent=${OFFICER}&_count=50`);
-    expect(own!.entity![0]).toMatchObject({ type: { code: '2' }, role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '24' } });
+    expect(own!.entity![0]).toMatchObject({
+      type: { code: '2' },
+      role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '24' },
+    });
   });
 
   test('read: a BALP Read (rest / read) naming the AuditEvent read', async () => {
@@ -83,7 +86,10 @@ describe('each read of the trail leaves an AuditEvent before data leaves', () =>
   test('$export: a BALP Query for the $export operation, the first line of its own NDJSON', async () => {
     const res = await streamed(get(`/fhir/AuditEvent/$export?agent=${OFFICER}&_sort=-date`));
     expect(res.status).toBe(200);
-    const lines = (res.body as string).trim().split('\n').map((l) => JSON.parse(l) as AuditEvent);
+    const lines = (res.body as string)
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as AuditEvent);
     // Newest first: the export's own record is already there when the first page is read.
     expect(subtypes(lines[0]!)).toContain(`${RESTFUL}|operation`);
     expect(decodeQuery(lines[0]!)).toBe(`agent=${OFFICER}&_sort=-date`);

@@ -38,7 +38,9 @@ async function reportViews(): Promise<AuditEvent[]> {
   const entries = await t.redis.xrange(t.keyspace.auditStream('main'), '-', '+');
   return entries
     .map(([, fields]) => JSON.parse(fields[fields.indexOf('event') + 1]!) as AuditEvent)
-    .filter((e) => e.resourceType === 'AuditEvent' && (e.subtype ?? []).some((c) => c.system === LOCAL && c.code === 'audit-disclosures-viewed'));
+    .filter(
+      (e) => e.resourceType === 'AuditEvent' && (e.subtype ?? []).some((c) => c.system === LOCAL && c.code === 'audit-disclosures-viewed'),
+    );
 }
 
 beforeAll(async () => {
@@ -72,10 +74,17 @@ describe('each view and download of the accounting of disclosures is recorded', 
       expect(e.subtype).toContainEqual(expect.objectContaining({ system: 'http://hl7.org/fhir/restful-interaction', code: 'search-type' }));
       expect(Buffer.from(e.entity![0]!.query!, 'base64').toString('utf8')).toBe(`disclosure=Patient/${ME}`);
       expect(e.entity![0]!.role).toMatchObject({ code: '24' });
-      expect(e.entity).toContainEqual(expect.objectContaining({ what: { reference: `Patient/${ME}` }, role: expect.objectContaining({ code: '1' }) }));
+      expect(e.entity).toContainEqual(
+        expect.objectContaining({ what: { reference: `Patient/${ME}` }, role: expect.objectContaining({ code: '1' }) }),
+      );
       const person = e.agent!.find((a) => a.requestor && a.who?.identifier?.system === ISSUER)!;
       expect(person.who!.reference).toMatch(new RegExp(`Patient/${ME}$`));
-      expect(e.agent).toContainEqual(expect.objectContaining({ requestor: false, who: expect.objectContaining({ identifier: expect.objectContaining({ value: 'smart-authz-manage' }) }) }));
+      expect(e.agent).toContainEqual(
+        expect.objectContaining({
+          requestor: false,
+          who: expect.objectContaining({ identifier: expect.objectContaining({ value: 'smart-authz-manage' }) }),
+        }),
+      );
     }
   });
 });

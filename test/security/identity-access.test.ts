@@ -59,7 +59,6 @@ function errorDescription(flow: PageFlow): string | null {
   return flow.stop.kind === 'app' ? flow.stop.location.searchParams.get('error_description') : null;
 }
 
-
 beforeAll(async () => {
   t = await createScimApp({ AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
   fhir = t.config.fhirServers[0]!.base;
@@ -178,7 +177,9 @@ describe('staff keep user/ scopes', () => {
   }
 
   test('a Practitioner holding a staff role of the HCS policy (v3-RoleClass PROV)', async () => {
-    await expectUserScopes(await scimUser({ fhirUser: 'Practitioner/p-role', roles: [{ system: ROLE_CLASS, code: 'PROV', display: 'healthcare provider' }] }));
+    await expectUserScopes(
+      await scimUser({ fhirUser: 'Practitioner/p-role', roles: [{ system: ROLE_CLASS, code: 'PROV', display: 'healthcare provider' }] }),
+    );
   });
 
   test('a Practitioner with the SCIM staff flag', async () => {
@@ -187,7 +188,12 @@ describe('staff keep user/ scopes', () => {
 
   test('a Practitioner who is a member of a SCIM group conferring a staff role, and not once removed from it', async () => {
     const who = await scimUser({ fhirUser: 'Practitioner/p-group' });
-    const group = await t.post('/Groups', { schemas: [GROUP_SCHEMA, SMART_GROUP], displayName: `Ward ${randomUUID().slice(0, 6)}`, members: [{ value: who.id }], [SMART_GROUP]: { roles: [{ system: ROLE_CLASS, code: 'EMP' }] } });
+    const group = await t.post('/Groups', {
+      schemas: [GROUP_SCHEMA, SMART_GROUP],
+      displayName: `Ward ${randomUUID().slice(0, 6)}`,
+      members: [{ value: who.id }],
+      [SMART_GROUP]: { roles: [{ system: ROLE_CLASS, code: 'EMP' }] },
+    });
     expect(group.status).toBe(201);
     await expectUserScopes(who);
     expect((await t.del(`/Groups/${group.body.id as string}`)).status).toBe(204);

@@ -33,7 +33,10 @@ async function authorize(extra: Partial<AuthorizeParams>): Promise<{ interaction
   const location = new URL(res.headers.location!, 'http://as.local');
   const interaction = /^\/interaction\/([^/]+)$/.exec(location.pathname)?.[1];
   if (interaction) return { interaction };
-  return { error: location.searchParams.get('error') ?? undefined, description: location.searchParams.get('error_description') ?? undefined };
+  return {
+    error: location.searchParams.get('error') ?? undefined,
+    description: location.searchParams.get('error_description') ?? undefined,
+  };
 }
 
 beforeAll(async () => {
@@ -56,7 +59,10 @@ describe('a launcher limited to server A', () => {
     const { launch } = (await createLaunch(t, 'ehr-a', { patient: 'pat-1', clientId: 'chart' })).body as { launch: string };
     const escaped = await authorize({ launch, aud: B });
     expect(escaped).toEqual({ error: 'invalid_request', description: 'launch was made for a different FHIR server than aud' });
-    expect(await authorize({ launch, resource: B, aud: undefined })).toEqual({ error: 'invalid_request', description: 'launch was made for a different FHIR server than aud' });
+    expect(await authorize({ launch, resource: B, aud: undefined })).toEqual({
+      error: 'invalid_request',
+      description: 'launch was made for a different FHIR server than aud',
+    });
     expect((await authorize({ launch, aud: A })).interaction).toBeDefined();
   });
 
@@ -82,7 +88,9 @@ describe('a launcher allowed A and B', () => {
     const named = await createLaunch(t, 'ehr-ab', { patient: 'pat-1', aud: `${A}/` });
     expect(named.status).toBe(201);
     expect((await launchStoreOf(t).get(named.body.launch))?.aud).toBe(A);
-    expect((await authorize({ launch: named.body.launch, aud: B })).description).toBe('launch was made for a different FHIR server than aud');
+    expect((await authorize({ launch: named.body.launch, aud: B })).description).toBe(
+      'launch was made for a different FHIR server than aud',
+    );
     expect((await authorize({ launch: named.body.launch, aud: A })).interaction).toBeDefined();
 
     const byTenant = await createLaunch(t, 'ehr-ab', { patient: 'pat-1', tenant: 'east' });
@@ -98,7 +106,10 @@ test('a launcher whose servers are no longer configured here launches nothing', 
   try {
     const res = await createLaunch(onlyA, 'ehr-b', { patient: 'pat-1' });
     expect(res.status).toBe(400);
-    expect(res.body).toEqual({ error: 'invalid_request', error_description: 'aud cannot be chosen: this EHR client may launch for none of the FHIR servers of this authorization server' });
+    expect(res.body).toEqual({
+      error: 'invalid_request',
+      error_description: 'aud cannot be chosen: this EHR client may launch for none of the FHIR servers of this authorization server',
+    });
   } finally {
     await onlyA.close();
   }
@@ -106,7 +117,12 @@ test('a launcher whose servers are no longer configured here launches nothing', 
 
 test('a stored launch without an audience (made before this rule) is not usable', async () => {
   const launch = 'L'.repeat(43);
-  await t.redis.set(t.keyspace.launch(createHash('sha256').update(launch).digest('base64url')), JSON.stringify({ patient: 'pat-1', createdBy: 'ehr-a' }), 'EX', 60);
+  await t.redis.set(
+    t.keyspace.launch(createHash('sha256').update(launch).digest('base64url')),
+    JSON.stringify({ patient: 'pat-1', createdBy: 'ehr-a' }),
+    'EX',
+    60,
+  );
   expect(await launchStoreOf(t).get(launch)).toBeUndefined();
   expect((await authorize({ launch, aud: B })).description).toBe('launch is unknown, expired or already used');
 });

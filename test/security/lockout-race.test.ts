@@ -24,13 +24,20 @@ function capturedLogs(): { lines: () => Array<Record<string, unknown>>; logger: 
       done();
     },
   });
-  const lines = () => raw.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = () =>
+    raw
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   return { lines, logger: createLogger('info', sink) };
 }
 
 /** Passwords actually checked against the stored hash: refusals for a wrong one, plus sign-ins. */
 function passwordChecks(lines: Array<Record<string, unknown>>): number {
-  return lines.filter((l) => (l.event === 'login.failure' && (l.reason === 'wrong_password' || l.reason === 'inactive')) || l.event === 'login.success').length;
+  return lines.filter(
+    (l) => (l.event === 'login.failure' && (l.reason === 'wrong_password' || l.reason === 'inactive')) || l.event === 'login.success',
+  ).length;
 }
 
 const later = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -53,7 +60,9 @@ describe('PasswordLogin under concurrent guesses from several addresses', () => 
     const { login, users, lockout } = passwordLogin(logger);
     const user = await createUser(users, 'race-1', PASSWORD);
 
-    const guesses = Array.from({ length: 20 }, (_, i) => login.attempt({ username: 'race-1', password: `guess-${i}`, ip: ADDRESSES[i % ADDRESSES.length]! }));
+    const guesses = Array.from({ length: 20 }, (_, i) =>
+      login.attempt({ username: 'race-1', password: `guess-${i}`, ip: ADDRESSES[i % ADDRESSES.length]! }),
+    );
     await later(40);
     const right = login.attempt({ username: 'race-1', password: PASSWORD, ip: '192.0.2.77' });
     const outcomes: LoginOutcome[] = await Promise.all([...guesses, right]);
@@ -72,7 +81,8 @@ describe('PasswordLogin under concurrent guesses from several addresses', () => 
     const { lines, logger } = capturedLogs();
     const { login, users, lockout } = passwordLogin(logger);
     const user = await createUser(users, 'calm-1', PASSWORD);
-    for (let i = 0; i < MAX_FAILURES - 1; i++) expect((await login.attempt({ username: 'calm-1', password: `typo-${i}`, ip: ADDRESSES[0]! })).ok).toBe(false);
+    for (let i = 0; i < MAX_FAILURES - 1; i++)
+      expect((await login.attempt({ username: 'calm-1', password: `typo-${i}`, ip: ADDRESSES[0]! })).ok).toBe(false);
     expect(await t.redis.get(t.keyspace.loginFailures(user.id))).toBe(String(MAX_FAILURES - 1));
 
     expect(await login.attempt({ username: 'calm-1', password: PASSWORD, ip: ADDRESSES[0]! })).toMatchObject({ ok: true });
@@ -88,7 +98,10 @@ describe('PasswordLogin under concurrent guesses from several addresses', () => 
     const { login, users } = passwordLogin(logger);
     const user = await createUser(users, 'retired-1', PASSWORD, { active: false });
     await login.attempt({ username: 'retired-1', password: 'typo', ip: ADDRESSES[0]! });
-    expect(await login.attempt({ username: 'retired-1', password: PASSWORD, ip: ADDRESSES[0]! })).toMatchObject({ ok: false, reason: 'refused' });
+    expect(await login.attempt({ username: 'retired-1', password: PASSWORD, ip: ADDRESSES[0]! })).toMatchObject({
+      ok: false,
+      reason: 'refused',
+    });
     expect(await t.redis.get(t.keyspace.loginFailures(user.id))).toBe('1');
   });
 });
@@ -96,7 +109,12 @@ describe('PasswordLogin under concurrent guesses from several addresses', () => 
 test('over HTTP from several addresses (behind a trusted proxy), each within its own budget, the account still gets only the limit of checks', async () => {
   const { lines, logger } = capturedLogs();
   const t = await createTestApp(
-    { AUTHZ_PROXY: 'true', AUTHZ_LOGIN_MAX_FAILURES: String(MAX_FAILURES), AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '2', AUTHZ_LOG_LEVEL: 'info' },
+    {
+      AUTHZ_PROXY: 'true',
+      AUTHZ_LOGIN_MAX_FAILURES: String(MAX_FAILURES),
+      AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '2',
+      AUTHZ_LOG_LEVEL: 'info',
+    },
     { logger },
   );
   try {
@@ -106,7 +124,13 @@ test('over HTTP from several addresses (behind a trusted proxy), each within its
     const { agent, uid, page } = await startLogin(t, client);
     const csrf = csrfOf(page.text);
     const post = (password: string, ip: string) =>
-      agent.post(`/interaction/${uid}/login`).type('form').set('Accept', 'text/html').set('X-Forwarded-For', ip).send({ username: 'race-http', password, csrf }).timeout(15_000);
+      agent
+        .post(`/interaction/${uid}/login`)
+        .type('form')
+        .set('Accept', 'text/html')
+        .set('X-Forwarded-For', ip)
+        .send({ username: 'race-http', password, csrf })
+        .timeout(15_000);
 
     // 2 guesses from each of 5 addresses: no address goes over its per-minute budget.
     const guesses = Array.from({ length: 10 }, (_, i) => post(`guess-${i}`, ADDRESSES[i % ADDRESSES.length]!).then((r) => r));
@@ -115,7 +139,13 @@ test('over HTTP from several addresses (behind a trusted proxy), each within its
     const responses = await Promise.all([...guesses, right]);
 
     expect(responses.map((r) => r.status)).toEqual(Array.from({ length: 11 }, () => 400));
-    expect(new Set(lines().filter((l) => l.event === 'login.failure').map((l) => l.ip))).toEqual(new Set([...ADDRESSES, '192.0.2.77']));
+    expect(
+      new Set(
+        lines()
+          .filter((l) => l.event === 'login.failure')
+          .map((l) => l.ip),
+      ),
+    ).toEqual(new Set([...ADDRESSES, '192.0.2.77']));
     expect(passwordChecks(lines())).toBe(MAX_FAILURES);
     expect(await lockout.isLocked(user.id)).toBe(true);
 

@@ -41,7 +41,15 @@ describe('/metrics access', () => {
   });
 
   test('production without a token or an explicit open setting serves no metrics', () => {
-    const base = { AUTHZ_MODE: 'production', AUTHZ_ISSUER: 'https://authz.example.org', AUTHZ_PROXY: 'true', AUTHZ_COOKIE_KEYS: 'k'.repeat(32), AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40), AUTHZ_AUDIT_ANCHOR_DIR: '/var/lib/smart-authz/anchor', AUTHZ_AUDIT_DATABASE_URL: 'postgres://authz@db.example.org/audit' };
+    const base = {
+      AUTHZ_MODE: 'production',
+      AUTHZ_ISSUER: 'https://authz.example.org',
+      AUTHZ_PROXY: 'true',
+      AUTHZ_COOKIE_KEYS: 'k'.repeat(32),
+      AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40),
+      AUTHZ_AUDIT_ANCHOR_DIR: '/var/lib/smart-authz/anchor',
+      AUTHZ_AUDIT_DATABASE_URL: 'postgres://authz@db.example.org/audit',
+    };
     expect(metricsAccessFor(loadConfig(base).metrics, 'production')).toEqual({ open: false });
     expect(metricsAccessFor(loadConfig({ ...base, AUTHZ_METRICS_OPEN: 'true' }).metrics, 'production')).toEqual({ open: true });
     expect(metricsAccessFor(loadConfig({ ...base, AUTHZ_METRICS_TOKEN: TOKEN }).metrics, 'production')).toEqual({ token: TOKEN });

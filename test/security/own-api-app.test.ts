@@ -18,7 +18,12 @@ let fhir: string;
 
 async function patientUser(patient: string): Promise<{ username: string; password: string }> {
   const userName = `p-${randomUUID().slice(0, 8)}`;
-  const res = await t.post('/Users', { schemas: [USER_SCHEMA, SMART], userName, password: PASSWORD, [SMART]: { fhirUser: `Patient/${patient}` } });
+  const res = await t.post('/Users', {
+    schemas: [USER_SCHEMA, SMART],
+    userName,
+    password: PASSWORD,
+    [SMART]: { fhirUser: `Patient/${patient}` },
+  });
   if (res.status !== 201) throw new Error(`SCIM create failed: ${res.status} ${res.text}`);
   return { username: userName, password: PASSWORD };
 }
@@ -31,7 +36,11 @@ beforeAll(async () => {
   t = await createScimApp({ AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
   ownApi = ownApiAudience(t.config.issuer);
   fhir = t.config.fhirServers[0]!.base;
-  await registerSmartApp(t, { id: APP, redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch/patient', 'patient/Consent.rs', 'patient/*.rs'] });
+  await registerSmartApp(t, {
+    id: APP,
+    redirectUri: REDIRECT,
+    scopes: ['openid', 'fhirUser', 'launch/patient', 'patient/Consent.rs', 'patient/*.rs'],
+  });
 });
 afterAll(() => t.close());
 
@@ -42,7 +51,10 @@ test('a patient app with aud=<issuer>/fhir gets a Consent-only token that reads 
   const data = await authorizeThroughPages(t, params('openid fhirUser launch/patient patient/*.rs', fhir), { ...who, consent: 'allow' });
   expect((await exchangeCode(t, data, params('', fhir))).status).toBe(200);
 
-  const flow = await authorizeThroughPages(t, params('openid fhirUser launch/patient patient/Consent.rs patient/Observation.rs', ownApi), { ...who, consent: 'allow' });
+  const flow = await authorizeThroughPages(t, params('openid fhirUser launch/patient patient/Consent.rs patient/Observation.rs', ownApi), {
+    ...who,
+    consent: 'allow',
+  });
   const token = await exchangeCode(t, flow, params('', ownApi));
   expect(token.status).toBe(200);
   expect(token.body.patient).toBe(patient);
@@ -62,6 +74,9 @@ test('a patient app with aud=<issuer>/fhir gets a Consent-only token that reads 
 });
 
 test('an aud that is neither a FHIR server nor the own API is still refused', async () => {
-  const flow = await authorizeThroughPages(t, params('openid patient/Consent.rs', `${t.config.issuer}/fhir-other`), { username: 'x', password: 'y' });
+  const flow = await authorizeThroughPages(t, params('openid patient/Consent.rs', `${t.config.issuer}/fhir-other`), {
+    username: 'x',
+    password: 'y',
+  });
   expect(flow.error).toBe('invalid_request');
 });

@@ -15,7 +15,12 @@ import { SMART_REGISTRATION_POLICY } from '../../src/oauth/clients/registration-
 
 let t: TestApp;
 let t2: TestApp;
-const env = { REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: `reg-${randomUUID().slice(0, 8)}:`, AUTHZ_LOG_LEVEL: 'silent', AUTHZ_FHIR_SERVERS: 'http://localhost:8080/fhir' };
+const env = {
+  REDIS_URL: process.env.REDIS_URL!,
+  AUTHZ_REDIS_PREFIX: `reg-${randomUUID().slice(0, 8)}:`,
+  AUTHZ_LOG_LEVEL: 'silent',
+  AUTHZ_FHIR_SERVERS: 'http://localhost:8080/fhir',
+};
 const saved = { ...process.env };
 
 beforeAll(async () => {
@@ -41,7 +46,8 @@ async function publicJwks() {
   return { keys: [{ ...jwk, kid: await calculateJwkThumbprint(jwk), alg: 'ES384', use: 'sig' }] };
 }
 
-const register = (token: string, body: object, app: TestApp = t) => app.request.post('/register').set('Authorization', `Bearer ${token}`).send(body);
+const register = (token: string, body: object, app: TestApp = t) =>
+  app.request.post('/register').set('Authorization', `Bearer ${token}`).send(body);
 
 const app = (scopes: string[] = ['openid', 'fhirUser', 'launch', 'patient/*.rs']) => ({
   client_name: 'Growth chart',
@@ -74,7 +80,14 @@ describe('the attack: registering an administrator with an initial access token'
   test('v1 spellings and query-constrained writes are administrative too', async () => {
     const { token } = await mint('--kinds', 'backend_service', '--scopes', 'system/*.rs');
     const jwks = await publicJwks();
-    for (const scope of ['system/*.write', 'system/Patient.*', 'system/Observation.c', 'system/Patient.u?identifier=x', 'system/AuditEvent.read', 'system/Consent.s']) {
+    for (const scope of [
+      'system/*.write',
+      'system/Patient.*',
+      'system/Observation.c',
+      'system/Patient.u?identifier=x',
+      'system/AuditEvent.read',
+      'system/Consent.s',
+    ]) {
       const res = await register(token, { smart_client_kind: 'backend_service', smart_scopes: [scope], jwks });
       expect(res.status).toBe(400);
       expect(res.body.error_description).toContain(`scope '${scope}' is administrative`);
@@ -106,11 +119,16 @@ describe('the attack: registering an administrator with an initial access token'
 
   test('scopes outside the token ceiling are refused, naming the ceiling', async () => {
     const { token } = await mint('--kinds', 'public_app', '--scopes', 'openid launch patient/Observation.rs');
-    const res = await register(token, { smart_client_kind: 'public_app', redirect_uris: ['https://app.example.org/cb'], smart_scopes: ['openid', 'patient/*.rs'] });
+    const res = await register(token, {
+      smart_client_kind: 'public_app',
+      redirect_uris: ['https://app.example.org/cb'],
+      smart_scopes: ['openid', 'patient/*.rs'],
+    });
     expect(res.status).toBe(400);
     expect(res.body).toEqual({
       error: 'invalid_client_metadata',
-      error_description: "scope 'patient/*.rs' is not allowed by this initial access token (it allows scopes within: openid launch patient/Observation.rs)",
+      error_description:
+        "scope 'patient/*.rs' is not allowed by this initial access token (it allows scopes within: openid launch patient/Observation.rs)",
     });
   });
 
@@ -121,7 +139,11 @@ describe('the attack: registering an administrator with an initial access token'
     const token = await iat.save();
     const key = `${env.AUTHZ_REDIS_PREFIX}registration-token:{${createHash('sha256').update(iat.jti).digest('base64url')}}`;
     await t.redis.hset(key, { kinds: 'backend_service', scopes: ADMIN_SCOPES.join(' '), uses: '5' });
-    const res = await register(token, { smart_client_kind: 'backend_service', smart_scopes: ['system/AuditEvent.rs'], jwks: await publicJwks() });
+    const res = await register(token, {
+      smart_client_kind: 'backend_service',
+      smart_scopes: ['system/AuditEvent.rs'],
+      jwks: await publicJwks(),
+    });
     expect(res.status).toBe(400);
     expect(res.body.error_description).toContain("scope 'system/AuditEvent.rs' is administrative");
   });
@@ -182,14 +204,27 @@ describe('use count and expiry', () => {
 describe('RFC 7592 update cannot raise what the registering token allowed', () => {
   test('kind, scopes beyond the ceiling and admin scopes are refused; the ceiling in the body is ignored; narrowing works', async () => {
     const { token } = await mint('--kinds', 'public_app', '--scopes', 'openid launch patient/*.rs');
-    const created = await register(token, { smart_client_kind: 'public_app', redirect_uris: ['https://app.example.org/cb'], smart_scopes: ['openid', 'patient/*.rs'] });
+    const created = await register(token, {
+      smart_client_kind: 'public_app',
+      redirect_uris: ['https://app.example.org/cb'],
+      smart_scopes: ['openid', 'patient/*.rs'],
+    });
     expect(created.status).toBe(201);
     expect(created.body.smart_registration_ceiling).toBeUndefined();
-    const { registration_access_token: firstRat, registration_client_uri: uri, client_id_issued_at: _i, client_secret_expires_at: _e, ...metadata } = created.body as Record<string, unknown>;
+    const {
+      registration_access_token: firstRat,
+      registration_client_uri: uri,
+      client_id_issued_at: _i,
+      client_secret_expires_at: _e,
+      ...metadata
+    } = created.body as Record<string, unknown>;
     const path = new URL(uri as string).pathname;
     let rat = firstRat as string;
     const put = async (body: object) => {
-      const res = await t.request.put(path).set('Authorization', `Bearer ${rat}`).send({ ...metadata, ...body });
+      const res = await t.request
+        .put(path)
+        .set('Authorization', `Bearer ${rat}`)
+        .send({ ...metadata, ...body });
       if (res.status === 200) rat = res.body.registration_access_token as string;
       return res;
     };
@@ -198,7 +233,8 @@ describe('RFC 7592 update cannot raise what the registering token allowed', () =
     expect(wider.status).toBe(400);
     expect(wider.body).toEqual({
       error: 'invalid_client_metadata',
-      error_description: "scope 'patient/*.cruds' is not allowed by the initial access token this client was registered with (it allows scopes within: openid launch patient/*.rs)",
+      error_description:
+        "scope 'patient/*.cruds' is not allowed by the initial access token this client was registered with (it allows scopes within: openid launch patient/*.rs)",
     });
     const admin = await put({ smart_scopes: ['openid', 'scim'] });
     expect(admin.status).toBe(400);
@@ -206,7 +242,10 @@ describe('RFC 7592 update cannot raise what the registering token allowed', () =
     const kind = await put({ smart_client_kind: 'confidential_symmetric', token_endpoint_auth_method: 'client_secret_basic' });
     expect(kind.status).toBe(400);
     expect(kind.body.error_description).toContain("smart_client_kind 'confidential_symmetric' is not allowed");
-    const forged = await put({ smart_registration_ceiling: { kinds: ['public_app'], scopes: ['patient/*.cruds'] }, smart_scopes: ['patient/*.cruds'] });
+    const forged = await put({
+      smart_registration_ceiling: { kinds: ['public_app'], scopes: ['patient/*.cruds'] },
+      smart_scopes: ['patient/*.cruds'],
+    });
     expect(forged.status).toBe(400);
     expect(forged.body.error_description).toContain("scope 'patient/*.cruds' is not allowed");
 
@@ -226,18 +265,29 @@ describe('RFC 7592 update cannot raise what the registering token allowed', () =
   test('a client with no recorded ceiling keeps at most its own kind and non-administrative scopes', async () => {
     // E.g. registered before ceilings were recorded: it holds scim, which an update must drop.
     const jwks = await publicJwks();
-    await t.registry.upsert({ client_id: 'legacy-dyn', smart_client_kind: 'backend_service', smart_scopes: ['system/Observation.rs', 'scim'], jwks });
+    await t.registry.upsert({
+      client_id: 'legacy-dyn',
+      smart_client_kind: 'backend_service',
+      smart_scopes: ['system/Observation.rs', 'scim'],
+      jwks,
+    });
     const RAT = t.app.RegistrationAccessToken as unknown as new (p: object) => { save(): Promise<string> };
     let rat = await new RAT({ clientId: 'legacy-dyn', policies: [SMART_REGISTRATION_POLICY] }).save();
     const stored = (await t.registry.get('legacy-dyn'))!;
     const { client_id_issued_at: _i, ...metadata } = stored;
-    const put = (body: object) => t.request.put('/register/legacy-dyn').set('Authorization', `Bearer ${rat}`).send({ ...metadata, ...body });
+    const put = (body: object) =>
+      t.request
+        .put('/register/legacy-dyn')
+        .set('Authorization', `Bearer ${rat}`)
+        .send({ ...metadata, ...body });
     const keep = await put({});
     expect(keep.status).toBe(400);
     expect(keep.body.error_description).toContain("scope 'scim' is administrative");
     const raise = await put({ smart_scopes: ['system/*.rs'] });
     expect(raise.status).toBe(400);
-    expect(raise.body.error_description).toContain("scope 'system/*.rs' is not allowed by the initial access token this client was registered with");
+    expect(raise.body.error_description).toContain(
+      "scope 'system/*.rs' is not allowed by the initial access token this client was registered with",
+    );
     const drop = await put({ smart_scopes: ['system/Observation.rs'] });
     expect(drop.status).toBe(200);
     rat = drop.body.registration_access_token as string;
@@ -260,17 +310,30 @@ describe('operator-only metadata: emergency purposes of use and jku_allowlist', 
     expect(defaulted.status).toBe(400);
     expect(defaulted.body.error).toBe('invalid_client_metadata');
     // Everyday purposes, and a test account (it only narrows), register with the same token.
-    const ok = await register(token, { ...app(), client_name: `ok-${randomUUID().slice(0, 6)}`, purposes_of_use: ['TREAT', 'HPAYMT'], test_account: true });
+    const ok = await register(token, {
+      ...app(),
+      client_name: `ok-${randomUUID().slice(0, 6)}`,
+      purposes_of_use: ['TREAT', 'HPAYMT'],
+      test_account: true,
+    });
     expect(ok.status).toBe(201);
     expect(await t.registry.get(ok.body.client_id as string)).toMatchObject({ purposes_of_use: ['TREAT', 'HPAYMT'], test_account: true });
   });
 
   test('a backend service cannot give itself break-the-glass either, whatever kinds its token allows', async () => {
     const { token } = await mint('--kinds', 'backend_service', '--scopes', 'system/*.rs');
-    const res = await register(token, { smart_client_kind: 'backend_service', smart_scopes: ['system/*.rs'], jwks: await publicJwks(), purposes_of_use: ['TREAT', 'ETREAT'], default_purposes_of_use: ['TREAT'] });
+    const res = await register(token, {
+      smart_client_kind: 'backend_service',
+      smart_scopes: ['system/*.rs'],
+      jwks: await publicJwks(),
+      purposes_of_use: ['TREAT', 'ETREAT'],
+      default_purposes_of_use: ['TREAT'],
+    });
     expect(res.status).toBe(400);
     expect(res.body.error_description).toContain("purposes_of_use[1] 'ETREAT' is an emergency (break-the-glass) purpose of use");
-    expect((await t.registry.list()).filter((c) => Array.isArray(c.purposes_of_use) && (c.purposes_of_use as string[]).includes('ETREAT'))).toEqual([]);
+    expect(
+      (await t.registry.list()).filter((c) => Array.isArray(c.purposes_of_use) && (c.purposes_of_use as string[]).includes('ETREAT')),
+    ).toEqual([]);
   });
 
   test('jku_allowlist is refused: a registrant cannot point key fetches anywhere', async () => {
@@ -283,18 +346,30 @@ describe('operator-only metadata: emergency purposes of use and jku_allowlist', 
       jku_allowlist: ['https://keys.attacker.example/jwks.json'],
     });
     expect(res.status).toBe(400);
-    expect(res.body).toEqual({ error: 'invalid_client_metadata', error_description: expect.stringMatching(/^jku_allowlist cannot be registered dynamically: .*only an operator can allow/) });
+    expect(res.body).toEqual({
+      error: 'invalid_client_metadata',
+      error_description: expect.stringMatching(/^jku_allowlist cannot be registered dynamically: .*only an operator can allow/),
+    });
   });
 
   test('RFC 7592 updates cannot add them; test_account can be set', async () => {
     const { token } = await mint();
     const created = await register(token, app());
     expect(created.status).toBe(201);
-    const { registration_access_token: firstRat, registration_client_uri: uri, client_id_issued_at: _i, client_secret_expires_at: _e, ...metadata } = created.body as Record<string, unknown>;
+    const {
+      registration_access_token: firstRat,
+      registration_client_uri: uri,
+      client_id_issued_at: _i,
+      client_secret_expires_at: _e,
+      ...metadata
+    } = created.body as Record<string, unknown>;
     const path = new URL(uri as string).pathname;
     let rat = firstRat as string;
     const put = async (body: object) => {
-      const res = await t.request.put(path).set('Authorization', `Bearer ${rat}`).send({ ...metadata, ...body });
+      const res = await t.request
+        .put(path)
+        .set('Authorization', `Bearer ${rat}`)
+        .send({ ...metadata, ...body });
       if (res.status === 200) rat = res.body.registration_access_token as string;
       return res;
     };
@@ -316,7 +391,18 @@ describe('operator-only metadata: emergency purposes of use and jku_allowlist', 
 describe('what still works', () => {
   test('a permitted app registration gets its client, secret and registration access token', async () => {
     const { token } = await mint();
-    const res = await register(token, app(['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/Observation.rs?category=laboratory', 'user/*.read']));
+    const res = await register(
+      token,
+      app([
+        'openid',
+        'fhirUser',
+        'launch',
+        'launch/patient',
+        'offline_access',
+        'patient/Observation.rs?category=laboratory',
+        'user/*.read',
+      ]),
+    );
     expect(res.status).toBe(201);
     expect(res.body.client_secret).toEqual(expect.any(String));
     expect(res.body.registration_access_token).toEqual(expect.any(String));
@@ -326,7 +412,16 @@ describe('what still works', () => {
   });
 
   test('the CLI prints the policy it granted and refuses ceilings with administrative scopes or unknown kinds', async () => {
-    const { printed } = await mint('--kinds', 'public_app,confidential_symmetric', '--scopes', 'patient/*.rs launch openid', '--uses', '3', '--expires-in', '3600');
+    const { printed } = await mint(
+      '--kinds',
+      'public_app,confidential_symmetric',
+      '--scopes',
+      'patient/*.rs launch openid',
+      '--uses',
+      '3',
+      '--expires-in',
+      '3600',
+    );
     expect(printed).toContain('kinds:      public_app, confidential_symmetric');
     expect(printed).toContain('scopes:     patient/*.rs launch openid');
     expect(printed).toContain('uses:       3 registrations');

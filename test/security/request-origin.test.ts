@@ -24,7 +24,9 @@ describe('a request whose Host or X-Forwarded-* do not make a URL', () => {
   });
 
   test('well-formed forwarded headers still work', async () => {
-    const res = await t.request.get('/.well-known/openid-configuration').set({ 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'authz.example.org' });
+    const res = await t.request
+      .get('/.well-known/openid-configuration')
+      .set({ 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'authz.example.org' });
     expect(res.status).toBe(200);
   });
 });

@@ -46,7 +46,9 @@ interface UserTokens {
 }
 
 async function userTokens(accountId: string, clientId = 'chart'): Promise<UserTokens> {
-  const { token, flow } = await authorizeAndExchange(t, { client_id: clientId, redirect_uri: CB, scope: SCOPE, aud: FHIR }, accountId, { patient: 'pat-1' });
+  const { token, flow } = await authorizeAndExchange(t, { client_id: clientId, redirect_uri: CB, scope: SCOPE, aud: FHIR }, accountId, {
+    patient: 'pat-1',
+  });
   if (token.status !== 200) throw new Error(`token exchange failed: ${token.status} ${JSON.stringify(token.body)}`);
   return { access: token.body.access_token as string, refresh: token.body.refresh_token as string, agent: flow.agent };
 }
@@ -154,7 +156,13 @@ describe('a user disabled through SCIM', () => {
     const tokens = await userTokens(id);
     // The first delete removed the record, then failed before ending access: a store without its
     // access part does exactly the first half.
-    const halfway = new UserStore({ redis: t.redis, keyspace: t.keyspace, passwords: t.config.passwords, scimBase: `${t.config.issuer}/scim/v2`, limits: t.config.scim });
+    const halfway = new UserStore({
+      redis: t.redis,
+      keyspace: t.keyspace,
+      passwords: t.config.passwords,
+      scimBase: `${t.config.issuer}/scim/v2`,
+      limits: t.config.scim,
+    });
     expect(await halfway.delete(id)).toBe(true);
     expect(await active(tokens.access)).toBe(true);
     expect((await t.del(`/Users/${id}`)).status).toBe(404);
@@ -177,7 +185,9 @@ describe('a user disabled through SCIM', () => {
 
     const minted = raced.filter((r) => r.status === 200).map((r) => r.body as { access_token: string; refresh_token: string });
     const accessTokens = [...grants.map((g) => g.access), ...minted.map((m) => m.access_token)];
-    const refreshTokens = grants.map((g, i) => [g.refresh, clientOf(i)] as const).concat(minted.map((m) => [m.refresh_token, 'chart'] as const));
+    const refreshTokens = grants
+      .map((g, i) => [g.refresh, clientOf(i)] as const)
+      .concat(minted.map((m) => [m.refresh_token, 'chart'] as const));
     for (const access of accessTokens) expect(await active(access)).toBe(false);
     for (const [value] of refreshTokens) expect(await active(value)).toBe(false);
     await setActive(id, true);
@@ -219,9 +229,17 @@ describe('a removed client', () => {
     const registered = await t.request
       .post('/register')
       .set('Authorization', `Bearer ${iat}`)
-      .send({ smart_client_kind: 'public_app', client_name: 'Short-lived app', redirect_uris: [CB], smart_scopes: ['openid', 'fhirUser', 'offline_access', 'patient/*.rs'] });
+      .send({
+        smart_client_kind: 'public_app',
+        client_name: 'Short-lived app',
+        redirect_uris: [CB],
+        smart_scopes: ['openid', 'fhirUser', 'offline_access', 'patient/*.rs'],
+      });
     expect(registered.status).toBe(201);
-    const { client_id: clientId, registration_access_token: rat } = registered.body as { client_id: string; registration_access_token: string };
+    const { client_id: clientId, registration_access_token: rat } = registered.body as {
+      client_id: string;
+      registration_access_token: string;
+    };
 
     const [alice, bob] = await Promise.all([patient('pat.7592a'), patient('pat.7592b')]);
     const users = await Promise.all([userTokens(alice, clientId), userTokens(bob, clientId), userTokens(alice, clientId)]);

@@ -21,7 +21,10 @@ function ping(port) {
   return new Promise((resolve) => {
     const sock = connect(port, '127.0.0.1');
     sock.on('connect', () => sock.write('PING\r\n'));
-    sock.on('data', (d) => { sock.destroy(); resolve(d.toString().startsWith('+PONG')); });
+    sock.on('data', (d) => {
+      sock.destroy();
+      resolve(d.toString().startsWith('+PONG'));
+    });
     sock.on('error', () => resolve(false));
   });
 }
@@ -54,7 +57,8 @@ async function ensurePostgres() {
     return;
   }
   const root = process.getuid?.() === 0;
-  const as = (cmd) => (root ? ['setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', '--', ...cmd]] : [cmd[0], cmd.slice(1)]);
+  const as = (cmd) =>
+    root ? ['setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', '--', ...cmd]] : [cmd[0], cmd.slice(1)];
   const dir = mkdtempSync(join(tmpdir(), 'smart-authz-suite-pg-'));
   chmodSync(dir, 0o755);
   const data = join(dir, 'data');
@@ -85,8 +89,13 @@ export default async function globalSetup() {
   if (process.env.REDIS_URL) return;
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'smart-authz-suite-redis-'));
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore', detached: false });
-  proc.on('error', (err) => { console.error(`cannot start redis-server: ${err.message}`); });
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+    detached: false,
+  });
+  proc.on('error', (err) => {
+    console.error(`cannot start redis-server: ${err.message}`);
+  });
   const deadline = Date.now() + 10000;
   while (!(await ping(port))) {
     if (Date.now() > deadline) throw new Error('the test redis-server did not start (is redis-server installed?)');

@@ -39,7 +39,12 @@ export async function signAssertion(key: BackendKey, clientId: string, audience:
   return jwt.sign(await importJWK(key.privateJwk, o.alg ?? key.alg));
 }
 
-export async function registerBackend(t: TestApp, clientId: string, keys: BackendKey[], extra: Record<string, unknown> = {}): Promise<void> {
+export async function registerBackend(
+  t: TestApp,
+  clientId: string,
+  keys: BackendKey[],
+  extra: Record<string, unknown> = {},
+): Promise<void> {
   await t.registry.upsert({
     client_id: clientId,
     smart_client_kind: 'backend_service',

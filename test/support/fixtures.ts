@@ -61,19 +61,37 @@ export async function registerSmartApp(t: TestApp, app: SmartAppSpec): Promise<v
 /** An EHR-launcher client (client_secret_basic, scope `launch`, named `EHR <id>`); `metadata` for fhir_servers, client_name, …. */
 export async function registerEhrLauncher(t: TestApp, ehr: ClientCredentials = EHR, metadata: Record<string, unknown> = {}): Promise<void> {
   await t.registry.upsert(
-    { client_id: ehr.id, client_name: `EHR ${ehr.id}`, smart_client_kind: 'ehr_launcher', client_secret: ehr.secret, smart_scopes: ['launch'], ...metadata },
+    {
+      client_id: ehr.id,
+      client_name: `EHR ${ehr.id}`,
+      smart_client_kind: 'ehr_launcher',
+      client_secret: ehr.secret,
+      smart_scopes: ['launch'],
+      ...metadata,
+    },
     { generateSecret: false },
   );
 }
 
 /** POST /api/launch as an EHR launcher; `body` is the launch (aud, clientId, patient, encounter, …). */
 export function ehrLaunch(t: TestApp, body: Record<string, unknown>, ehr: ClientCredentials = EHR) {
-  return t.request.post('/api/launch').set('Authorization', basicAuth(ehr.id, ehr.secret)).set('Content-Type', 'application/json').send(JSON.stringify(body));
+  return t.request
+    .post('/api/launch')
+    .set('Authorization', basicAuth(ehr.id, ehr.secret))
+    .set('Content-Type', 'application/json')
+    .send(JSON.stringify(body));
 }
 
 /** A resource server that introspects with its client secret; `metadata` for fhir_servers, client_name, …. */
-export async function registerResourceServer(t: TestApp, rs: ClientCredentials = RS, metadata: Record<string, unknown> = {}): Promise<void> {
-  await t.registry.upsert({ client_id: rs.id, smart_client_kind: 'resource_server', client_secret: rs.secret, ...metadata }, { generateSecret: false });
+export async function registerResourceServer(
+  t: TestApp,
+  rs: ClientCredentials = RS,
+  metadata: Record<string, unknown> = {},
+): Promise<void> {
+  await t.registry.upsert(
+    { client_id: rs.id, smart_client_kind: 'resource_server', client_secret: rs.secret, ...metadata },
+    { generateSecret: false },
+  );
 }
 
 /** POST /introspect as a resource server (client_secret_basic). */

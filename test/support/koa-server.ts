@@ -26,7 +26,11 @@ export async function serve(app: Koa): Promise<Served> {
  * POSTs `chunks` with Transfer-Encoding: chunked (no Content-Length), one write each, and reads
  * the whole answer; rejects if the connection is torn down before an answer arrives.
  */
-export function postChunked(url: string, contentType: string, chunks: readonly string[]): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
+export function postChunked(
+  url: string,
+  contentType: string,
+  chunks: readonly string[],
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'POST', headers: { 'content-type': contentType, 'transfer-encoding': 'chunked' } }, (res) => {
       const parts: Buffer[] = [];

@@ -74,25 +74,41 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}): 
       const proc = spawn(
         'redis-server',
         [
-          '--port', String(port),
-          '--cluster-port', String(ports[i + 6]),
-          '--bind', '127.0.0.1',
-          '--dir', nodeDir,
-          '--cluster-enabled', 'yes',
-          '--cluster-config-file', join(dir, `nodes-${port}.conf`),
-          '--cluster-node-timeout', String(opts.nodeTimeoutMs ?? 1_000),
-          '--save', '',
-          '--appendonly', 'no',
-          '--logfile', join(nodeDir, 'redis.log'),
+          '--port',
+          String(port),
+          '--cluster-port',
+          String(ports[i + 6]),
+          '--bind',
+          '127.0.0.1',
+          '--dir',
+          nodeDir,
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          join(dir, `nodes-${port}.conf`),
+          '--cluster-node-timeout',
+          String(opts.nodeTimeoutMs ?? 1_000),
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--logfile',
+          join(nodeDir, 'redis.log'),
           // Replicas sync at once: a replica that never finished its first sync cannot take over.
-          '--repl-diskless-sync-delay', '0',
+          '--repl-diskless-sync-delay',
+          '0',
         ],
         { stdio: 'ignore' },
       );
       nodes.push({ port, proc });
     }
-    for (const { port } of nodes) await waitFor(`node ${port} did not answer PING`, async () => (await cli(port, 'ping')).trim() === 'PONG', 10_000);
-    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 30_000 });
+    for (const { port } of nodes)
+      await waitFor(`node ${port} did not answer PING`, async () => (await cli(port, 'ping')).trim() === 'PONG', 10_000);
+    await run(
+      'redis-cli',
+      ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'],
+      { timeout: 30_000 },
+    );
   } catch (err) {
     killAll();
     rmSync(dir, { recursive: true, force: true });
@@ -113,7 +129,10 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}): 
       throw new Error(`redis cluster: no live master serves slot ${slot}`);
     },
     async masters() {
-      const lines = (await cli(live()[0]!.port, 'cluster', 'nodes')).split('\n').filter(Boolean).map((l) => l.split(' '));
+      const lines = (await cli(live()[0]!.port, 'cluster', 'nodes'))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split(' '));
       // id addr flags master-id ping pong epoch link slots...
       const ok = (l: string[]) => !/fail|noaddr/.test(l[2]!) && l[7] === 'connected';
       return lines
@@ -129,14 +148,18 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}): 
       });
     },
     async waitUntilOk(timeoutMs = 20_000) {
-      await waitFor('cluster_state:ok not reached', async () => {
-        for (const n of live()) {
-          if (!(await cli(n.port, 'cluster', 'info')).includes('cluster_state:ok')) return false;
-          const replication = await cli(n.port, 'info', 'replication');
-          if (replication.includes('role:slave') && !replication.includes('master_link_status:up')) return false;
-        }
-        return true;
-      }, timeoutMs);
+      await waitFor(
+        'cluster_state:ok not reached',
+        async () => {
+          for (const n of live()) {
+            if (!(await cli(n.port, 'cluster', 'info')).includes('cluster_state:ok')) return false;
+            const replication = await cli(n.port, 'info', 'replication');
+            if (replication.includes('role:slave') && !replication.includes('master_link_status:up')) return false;
+          }
+          return true;
+        },
+        timeoutMs,
+      );
     },
     async stop() {
       process.removeListener('exit', killAll);

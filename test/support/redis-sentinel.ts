@@ -48,7 +48,14 @@ export interface SentinelGroupOptions {
 const HOST = '127.0.0.1';
 
 function plainClient(port: number): Redis {
-  const client = new Redis({ host: HOST, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: true });
+  const client = new Redis({
+    host: HOST,
+    port,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: true,
+  });
   client.on('error', () => {});
   return client;
 }
@@ -123,7 +130,11 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
       dataNodes.set(port, { proc: launch(args), args });
     }
     for (const replicaPort of replicaPorts) {
-      await untilTrue('the replica to sync', () => ask(replicaPort, async (c) => /master_link_status:up/.test(await c.info('replication'))), 15_000);
+      await untilTrue(
+        'the replica to sync',
+        () => ask(replicaPort, async (c) => /master_link_status:up/.test(await c.info('replication'))),
+        15_000,
+      );
     }
 
     const sentinelPorts: number[] = [];
@@ -159,13 +170,18 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
             const master = fields(await c.call('SENTINEL', 'MASTER', name));
             const replicas = (await c.call('SENTINEL', 'REPLICAS', name)) as unknown[];
             const ok = String(await c.call('SENTINEL', 'CKQUORUM', name)).startsWith('OK');
-            return master['num-other-sentinels'] === '2' && replicas.filter((r) => fields(r).flags === 'slave').length === replicaPorts.length && ok;
+            return (
+              master['num-other-sentinels'] === '2' &&
+              replicas.filter((r) => fields(r).flags === 'slave').length === replicaPorts.length &&
+              ok
+            );
           }),
         30_000,
       );
     }
 
-    const masterPortNow = () => ask(sentinelPorts[0]!, async (c) => Number(((await c.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name)) as string[])[1]));
+    const masterPortNow = () =>
+      ask(sentinelPorts[0]!, async (c) => Number(((await c.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name)) as string[])[1]));
     return {
       name,
       sentinels: sentinelPorts.map((p) => `${HOST}:${p}`).join(','),

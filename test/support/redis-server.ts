@@ -48,9 +48,13 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   const dir = mkdtempSync(join(tmpdir(), 'smart-authz-redis-'));
   let proc: ChildProcess | undefined;
   const launch = async () => {
-    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...(opts.args ?? [])], {
-      stdio: 'ignore',
-    });
+    proc = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...(opts.args ?? [])],
+      {
+        stdio: 'ignore',
+      },
+    );
     await waitForPing(port);
   };
   await launch();

@@ -33,12 +33,23 @@ export interface ServerProcess {
 /** A server keeps its audit trail in Redis unless the test gives it a database of its own. */
 const AUDIT_IN_REDIS = { AUTHZ_AUDIT_STORE: 'redis' };
 
-export async function startServerProcess(env: Record<string, string>, opts: { waitReady?: boolean; https?: boolean } = {}): Promise<ServerProcess> {
+export async function startServerProcess(
+  env: Record<string, string>,
+  opts: { waitReady?: boolean; https?: boolean } = {},
+): Promise<ServerProcess> {
   let out = '';
   let err = '';
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, AUTHZ_ISSUER: 'http://localhost:3000', PORT: '0', AUTHZ_HOST: '127.0.0.1', ...AUDIT_IN_REDIS, ...env },
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      AUTHZ_ISSUER: 'http://localhost:3000',
+      PORT: '0',
+      AUTHZ_HOST: '127.0.0.1',
+      ...AUDIT_IN_REDIS,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -71,7 +71,13 @@ type StoredInteraction = {
  */
 async function grantConsent(t: TestApp, interaction: StoredInteraction, accountId: string, choice: ConsentChoice): Promise<string> {
   const params = interaction.params;
-  const requested = [...new Set(String(params.scope ?? '').split(' ').filter(Boolean))];
+  const requested = [
+    ...new Set(
+      String(params.scope ?? '')
+        .split(' ')
+        .filter(Boolean),
+    ),
+  ];
   const audience = String(params.resource ?? params.aud);
   const clientId = String(params.client_id);
   const client = (await t.app.Client.find(clientId)) as unknown as { smart_scopes?: string[] };
@@ -82,7 +88,9 @@ async function grantConsent(t: TestApp, interaction: StoredInteraction, accountI
   }
   const users = createUserStore(t.config, t.redis, t.keyspace);
   const user = await users.get(accountId);
-  const { access } = userContextOf(user, t.config.fhirServers[0]!.base, await users.effectiveRoles(accountId), { staffRoles: t.config.hcs.staffRoles });
+  const { access } = userContextOf(user, t.config.fhirServers[0]!.base, await users.effectiveRoles(accountId), {
+    staffRoles: t.config.hcs.staffRoles,
+  });
   // As the recorder does: an account linked to nothing has no patient in context.
   const patient = access === 'none' ? undefined : (launch?.patient ?? choice.patient);
   const { granted } = grantableScopes({ requested, clientAllowed: client.smart_scopes ?? [], access, hasPatient: patient !== undefined });
@@ -128,7 +136,14 @@ async function grantConsent(t: TestApp, interaction: StoredInteraction, accountI
 
 /** The consent service over the test app's Redis, as the app builds it. */
 export function consentServiceOf(t: TestApp): ConsentService {
-  return createConsentService({ config: t.config, redis: t.redis, keyspace: t.keyspace, adapters: modelAdapter(t.redis, t.keyspace), grantContexts: grantContextsOf(t), provider: () => t.app });
+  return createConsentService({
+    config: t.config,
+    redis: t.redis,
+    keyspace: t.keyspace,
+    adapters: modelAdapter(t.redis, t.keyspace),
+    grantContexts: grantContextsOf(t),
+    provider: () => t.app,
+  });
 }
 
 /** Every Consent recorded for a patient (up to 100), newest first as the store lists them. */
@@ -141,7 +156,13 @@ export async function consentsOf(t: TestApp, patientId: string): Promise<StoredC
  * login prompt as `accountId` and consent with `grantConsent`, by writing the interaction result
  * directly (what the interaction pages do after their forms) and resuming.
  */
-export async function followAuthorization(t: TestApp, agent: Agent, first: supertest.Response, accountId: string, choice: ConsentChoice = {}): Promise<FlowResult> {
+export async function followAuthorization(
+  t: TestApp,
+  agent: Agent,
+  first: supertest.Response,
+  accountId: string,
+  choice: ConsentChoice = {},
+): Promise<FlowResult> {
   let res = first;
   for (let step = 0; step < 10; step += 1) {
     if (res.status !== 302 && res.status !== 303) return { agent, last: res };
@@ -189,7 +210,10 @@ export interface AuthorizeParams {
 }
 
 /** Starts an authorization by GET in a fresh browser, with state and PKCE S256; a parameter given as '' is left out. */
-export async function startAuthorization(t: TestApp, params: AuthorizeParams): Promise<{ agent: Agent; first: supertest.Response; verifier: string }> {
+export async function startAuthorization(
+  t: TestApp,
+  params: AuthorizeParams,
+): Promise<{ agent: Agent; first: supertest.Response; verifier: string }> {
   const agent = supertest.agent(t.app.callback());
   const { verifier, challenge } = pkcePair();
   const query: Record<string, string> = { response_type: 'code', state: 'st-1', code_challenge: challenge, code_challenge_method: 'S256' };
@@ -212,7 +236,13 @@ export async function authorizeAndExchange(
   const token = await t.request
     .post('/token')
     .type('form')
-    .send({ grant_type: 'authorization_code', code: flow.code, redirect_uri: params.redirect_uri, code_verifier: verifier, client_id: params.client_id });
+    .send({
+      grant_type: 'authorization_code',
+      code: flow.code,
+      redirect_uri: params.redirect_uri,
+      code_verifier: verifier,
+      client_id: params.client_id,
+    });
   return { flow, token, verifier };
 }
 
@@ -284,25 +314,42 @@ export async function browse(agent: Agent, from: supertest.Response): Promise<Br
 }
 
 /** Posts a page's form: `fields` plus the page's CSRF token (pass csrf: '' to leave it out). */
-export async function postForm(agent: Agent, uid: string, action: string, page: supertest.Response, fields: Record<string, string | string[]>): Promise<supertest.Response> {
+export async function postForm(
+  agent: Agent,
+  uid: string,
+  action: string,
+  page: supertest.Response,
+  fields: Record<string, string | string[]>,
+): Promise<supertest.Response> {
   const form = new URLSearchParams();
   if (!('csrf' in fields)) form.append('csrf', csrfFrom(page.text));
-  for (const [name, value] of Object.entries(fields)) for (const v of ([] as string[]).concat(value)) if (name !== 'csrf' || v) form.append(name, v);
+  for (const [name, value] of Object.entries(fields))
+    for (const v of ([] as string[]).concat(value)) if (name !== 'csrf' || v) form.append(name, v);
   return agent.post(`/interaction/${uid}/${action}`).type('form').set('Accept', 'text/html').send(form.toString());
 }
 
 /** The page a browse stopped at; anything else throws, saying where it stopped. */
 export function pageOf(stop: BrowserStop): Extract<BrowserStop, { kind: 'page' }> {
-  if (stop.kind !== 'page') throw new Error(`expected a page, got ${stop.kind} ${stop.res.status} ${stop.kind === 'app' ? stop.location.href : stop.res.text.slice(0, 300)}`);
+  if (stop.kind !== 'page')
+    throw new Error(
+      `expected a page, got ${stop.kind} ${stop.res.status} ${stop.kind === 'app' ? stop.location.href : stop.res.text.slice(0, 300)}`,
+    );
   return stop;
 }
 
 /** Starts an authorization in a fresh browser, signs in on the login page as `who` and stops at whatever comes next. */
-export async function signIn(t: TestApp, params: AuthorizeParams, who: { username: string; password: string }): Promise<{ agent: Agent; verifier: string; stop: BrowserStop }> {
+export async function signIn(
+  t: TestApp,
+  params: AuthorizeParams,
+  who: { username: string; password: string },
+): Promise<{ agent: Agent; verifier: string; stop: BrowserStop }> {
   const { agent, first, verifier } = await startAuthorization(t, params);
   const login = pageOf(await browse(agent, first));
   if (login.prompt !== 'login') throw new Error(`expected the login page, got ${login.prompt}`);
-  const stop = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }));
+  const stop = await browse(
+    agent,
+    await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }),
+  );
   return { agent, verifier, stop };
 }
 
@@ -342,14 +389,19 @@ export interface PageFlow {
 }
 
 /** Answers the page in front of the browser; undefined when there is nothing to answer with. */
-async function answerPage(agent: Agent, stop: Extract<BrowserStop, { kind: 'page' }>, answers: PageAnswers): Promise<supertest.Response | undefined> {
+async function answerPage(
+  agent: Agent,
+  stop: Extract<BrowserStop, { kind: 'page' }>,
+  answers: PageAnswers,
+): Promise<supertest.Response | undefined> {
   const { uid, res } = stop;
   switch (stop.prompt) {
     case 'login':
       return postForm(agent, uid, 'login', res, { username: answers.username, password: answers.password });
     case 'select_patient': {
       const offered = inputValues(res.text, 'radio', 'patient');
-      if (!offered.length && answers.search && res.text.includes('/patient-search"')) return postForm(agent, uid, 'patient-search', res, answers.search);
+      if (!offered.length && answers.search && res.text.includes('/patient-search"'))
+        return postForm(agent, uid, 'patient-search', res, answers.search);
       const patient = answers.patient ?? offered[0];
       return patient === undefined ? undefined : postForm(agent, uid, 'patient', res, { patient });
     }
@@ -381,25 +433,46 @@ export async function authorizeThroughPages(t: TestApp, params: AuthorizeParams,
     if (!next) break;
     if (next.status !== 302 && next.status !== 303) {
       // A page answered with a page (search results, a refused choice): keep answering it.
-      stop = next.status === 200 ? { kind: 'page', uid: stop.uid, prompt: promptOfPage(next.text), res: next } : { kind: 'error', res: next };
+      stop =
+        next.status === 200 ? { kind: 'page', uid: stop.uid, prompt: promptOfPage(next.text), res: next } : { kind: 'error', res: next };
       continue;
     }
     stop = await browse(agent, next);
   }
-  return { agent, verifier, pages, stop, ...(stop.kind === 'app' && stop.code ? { code: stop.code } : {}), ...(stop.kind === 'app' && stop.error ? { error: stop.error } : {}) };
+  return {
+    agent,
+    verifier,
+    pages,
+    stop,
+    ...(stop.kind === 'app' && stop.code ? { code: stop.code } : {}),
+    ...(stop.kind === 'app' && stop.error ? { error: stop.error } : {}),
+  };
 }
 
 /** Exchanges a flow's code at /token as the public app of `params`. */
-export async function exchangeCode(t: TestApp, flow: PageFlow, params: Pick<AuthorizeParams, 'client_id' | 'redirect_uri'>): Promise<supertest.Response> {
+export async function exchangeCode(
+  t: TestApp,
+  flow: PageFlow,
+  params: Pick<AuthorizeParams, 'client_id' | 'redirect_uri'>,
+): Promise<supertest.Response> {
   if (!flow.code) throw new Error(`no code to exchange (stopped at ${flow.stop.kind}${flow.error ? `: ${flow.error}` : ''})`);
   return t.request
     .post('/token')
     .type('form')
-    .send({ grant_type: 'authorization_code', code: flow.code, redirect_uri: params.redirect_uri, code_verifier: flow.verifier, client_id: params.client_id });
+    .send({
+      grant_type: 'authorization_code',
+      code: flow.code,
+      redirect_uri: params.redirect_uri,
+      code_verifier: flow.verifier,
+      client_id: params.client_id,
+    });
 }
 
 /** Starts another authorization in an existing browser (its SSO session and cookies kept). */
-export async function startAuthorizationIn(agent: Agent, params: AuthorizeParams): Promise<{ first: supertest.Response; verifier: string }> {
+export async function startAuthorizationIn(
+  agent: Agent,
+  params: AuthorizeParams,
+): Promise<{ first: supertest.Response; verifier: string }> {
   const { verifier, challenge } = pkcePair();
   const query: Record<string, string> = { response_type: 'code', state: 'st-1', code_challenge: challenge, code_challenge_method: 'S256' };
   for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') query[k] = v;
@@ -407,8 +480,22 @@ export async function startAuthorizationIn(agent: Agent, params: AuthorizeParams
 }
 
 /** Exchanges a code at /token as a public app. */
-export function exchange(t: TestApp, code: string, verifier: string, params: Pick<AuthorizeParams, 'client_id' | 'redirect_uri'>): Promise<supertest.Response> {
-  return t.request.post('/token').type('form').send({ grant_type: 'authorization_code', code, redirect_uri: params.redirect_uri, code_verifier: verifier, client_id: params.client_id });
+export function exchange(
+  t: TestApp,
+  code: string,
+  verifier: string,
+  params: Pick<AuthorizeParams, 'client_id' | 'redirect_uri'>,
+): Promise<supertest.Response> {
+  return t.request
+    .post('/token')
+    .type('form')
+    .send({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: params.redirect_uri,
+      code_verifier: verifier,
+      client_id: params.client_id,
+    });
 }
 
 /** Follows redirects that stay on this server (its issuer or the test host), as a browser would. */
@@ -424,12 +511,20 @@ export async function followOnServer(t: TestApp, agent: Agent, from: supertest.R
 }
 
 /** A fresh browser signed in on `path` (the management page) as `who`, through this server's sign-in page. */
-export async function signedInOn(t: TestApp, path: string, who: { username: string; password: string }): Promise<{ agent: Agent; page: supertest.Response }> {
+export async function signedInOn(
+  t: TestApp,
+  path: string,
+  who: { username: string; password: string },
+): Promise<{ agent: Agent; page: supertest.Response }> {
   const agent = supertest.agent(t.app.callback());
   const res = await followOnServer(t, agent, await agent.get(path).set('Accept', 'text/html'));
   const login = /action="\/interaction\/([^/"]+)\/login"/.exec(res.text);
   if (!login) throw new Error(`no sign-in page on ${path}: ${res.status}`);
   const form = new URLSearchParams({ csrf: csrfFrom(res.text), username: who.username, password: who.password });
-  const page = await followOnServer(t, agent, await agent.post(`/interaction/${login[1]}/login`).type('form').set('Accept', 'text/html').send(form.toString()));
+  const page = await followOnServer(
+    t,
+    agent,
+    await agent.post(`/interaction/${login[1]}/login`).type('form').set('Accept', 'text/html').send(form.toString()),
+  );
   return { agent, page };
 }

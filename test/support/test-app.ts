@@ -31,7 +31,10 @@ export interface TestApp {
  * A fully assembled app on the suite's real Redis, isolated by its own key prefix. Pass `prefix`
  * to build a second "instance" sharing the first one's data, `logger` to capture its log lines.
  */
-export async function createTestApp(env: Record<string, string> = {}, opts: { prefix?: string; redisUrl?: string; logger?: Logger } = {}): Promise<TestApp> {
+export async function createTestApp(
+  env: Record<string, string> = {},
+  opts: { prefix?: string; redisUrl?: string; logger?: Logger } = {},
+): Promise<TestApp> {
   const prefix = opts.prefix ?? `t-${randomUUID().slice(0, 8)}:`;
   const config = loadConfig({
     REDIS_URL: opts.redisUrl ?? process.env.REDIS_URL!,

@@ -45,9 +45,16 @@ export async function authenticateAuditCaller(authorization: string, lookup: Api
   if (!may.size) throw forbidden('the token carries no patient/AuditEvent scope');
   const patientId = typeof token.extra.patient === 'string' ? patientIdOf(token.extra.patient) : undefined;
   if (!patientId) throw forbidden('the token has no patient context');
-  return { kind: 'patient', clientId: token.clientId, patient: `Patient/${patientId}`, ...(token.accountId ? { accountId: token.accountId } : {}), may };
+  return {
+    kind: 'patient',
+    clientId: token.clientId,
+    patient: `Patient/${patientId}`,
+    ...(token.accountId ? { accountId: token.accountId } : {}),
+    may,
+  };
 }
 
 export function requireAuditAction(caller: AuditCaller, action: AuditAction): void {
-  if (!caller.may.has(action)) throw forbidden(`the token's AuditEvent scope does not permit ${action} (needs ${action === 'read' ? 'r' : 's'})`);
+  if (!caller.may.has(action))
+    throw forbidden(`the token's AuditEvent scope does not permit ${action} (needs ${action === 'read' ? 'r' : 's'})`);
 }

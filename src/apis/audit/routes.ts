@@ -75,16 +75,28 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
   });
 
   /** The patient's own view of one event, or the event itself for an officer. */
-  const shown = (who: AuditCaller, event: AuditEvent): AuditEvent => (who.kind === 'patient' ? disclosureView(event, who.patient, policy) : event);
+  const shown = (who: AuditCaller, event: AuditEvent): AuditEvent =>
+    who.kind === 'patient' ? disclosureView(event, who.patient, policy) : event;
 
   /** Appends the record of this read, or refuses the read: the trail is never read unrecorded. */
   async function recordAccess(ctx: Context, who: AuditCaller, access: TrailAccess): Promise<void> {
-    const reader = { client: { clientId: who.clientId, ...(ctx.ip ? { ip: ctx.ip } : {}) }, ...(who.kind === 'patient' && who.accountId ? { user: { accountId: who.accountId } } : {}) };
+    const reader = {
+      client: { clientId: who.clientId, ...(ctx.ip ? { ip: ctx.ip } : {}) },
+      ...(who.kind === 'patient' && who.accountId ? { user: { accountId: who.accountId } } : {}),
+    };
     try {
       await deps.trail.record(trailAccessed(config.issuer, { reader, access }));
     } catch (err) {
-      deps.logger.error({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'an AuditEvent API read could not be audited: refused');
-      throw new FhirError(503, 'transient', 'this read of the audit trail cannot be recorded right now, so it was not performed; try again later', { 'Retry-After': '5' });
+      deps.logger.error(
+        { err: { message: (err as Error).message }, requestId: ctx.state.requestId },
+        'an AuditEvent API read could not be audited: refused',
+      );
+      throw new FhirError(
+        503,
+        'transient',
+        'this read of the audit trail cannot be recorded right now, so it was not performed; try again later',
+        { 'Retry-After': '5' },
+      );
     }
   }
 
@@ -96,18 +108,48 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
     if (who.kind === 'patient') {
       const other = Object.keys(query).find((name) => !PATIENT_PARAMS.has(name) && !q.ignored.includes(name));
       if (other) throw forbidden(`a patient's token may search its own disclosures by date only (${other} is for security officers)`);
-      for (const clause of q.clauses) if (clause.values.some((v) => v !== who.patient)) throw forbidden("the token's patient may see only its own record");
+      for (const clause of q.clauses)
+        if (clause.values.some((v) => v !== who.patient)) throw forbidden("the token's patient may see only its own record");
       q.clauses = [{ param: 'disclosure', values: [who.patient] }];
     }
-    await recordAccess(ctx, who, { kind: 'search', query: ctx.querystring, ...(who.kind === 'patient' ? { restrictedTo: who.patient } : {}) });
+    await recordAccess(ctx, who, {
+      kind: 'search',
+      query: ctx.querystring,
+      ...(who.kind === 'patient' ? { restrictedTo: who.patient } : {}),
+    });
     const page = await search(store, q);
     const offset = q.offset ?? 0;
-    const links = [{ relation: 'self', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset, asOf: page.asOf, after: q.after, before: q.before })}` }];
-    if (q.count > 0 && page.last && offset + q.count < page.total) links.push({ relation: 'next', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: offset + q.count, asOf: page.asOf, after: page.last })}` });
-    if (offset > 0 && page.first) links.push({ relation: 'previous', url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: Math.max(0, offset - q.count), asOf: page.asOf, before: page.first })}` });
+    const links = [
+      {
+        relation: 'self',
+        url: `${base}?${pageQuery(query, q.ignored, q.count, { offset, asOf: page.asOf, after: q.after, before: q.before })}`,
+      },
+    ];
+    if (q.count > 0 && page.last && offset + q.count < page.total)
+      links.push({
+        relation: 'next',
+        url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: offset + q.count, asOf: page.asOf, after: page.last })}`,
+      });
+    if (offset > 0 && page.first)
+      links.push({
+        relation: 'previous',
+        url: `${base}?${pageQuery(query, q.ignored, q.count, { offset: Math.max(0, offset - q.count), asOf: page.asOf, before: page.first })}`,
+      });
     const entry: unknown[] = page.events.map((e) => ({ fullUrl: `${base}/${e.id}`, resource: shown(who, e), search: { mode: 'match' } }));
     if (q.ignored.length) {
-      entry.push({ resource: { ...operationOutcome('not-supported', `ignored: ${q.ignored.join(', ')}`), issue: [{ severity: 'warning', code: 'not-supported', diagnostics: `search parameters ignored (handling=lenient): ${q.ignored.join(', ')}` }] }, search: { mode: 'outcome' } });
+      entry.push({
+        resource: {
+          ...operationOutcome('not-supported', `ignored: ${q.ignored.join(', ')}`),
+          issue: [
+            {
+              severity: 'warning',
+              code: 'not-supported',
+              diagnostics: `search parameters ignored (handling=lenient): ${q.ignored.join(', ')}`,
+            },
+          ],
+        },
+        search: { mode: 'outcome' },
+      });
     }
     sendFhir(ctx, 200, { resourceType: 'Bundle', type: 'searchset', total: page.total, link: links, entry });
   });
@@ -116,11 +158,22 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
     const who = caller(ctx);
     if (who.kind !== 'officer') throw forbidden('only a security officer (system/AuditEvent scope) may export the trail');
     requireAuditAction(who, 'search');
-    if (/respond-async/.test(ctx.get('Prefer'))) throw new FhirError(400, 'not-supported', 'this export is synchronous: drop Prefer: respond-async and read the NDJSON response as it streams');
+    if (/respond-async/.test(ctx.get('Prefer')))
+      throw new FhirError(
+        400,
+        'not-supported',
+        'this export is synchronous: drop Prefer: respond-async and read the NDJSON response as it streams',
+      );
     const query = ctx.query as Query;
-    const q = { ...parseAuditSearch({ ...query, _sort: query._sort ?? 'date' }, { lenient: lenient(ctx) }), limits: { maxCandidates: config.audit.searchMaxCandidates } };
-    if (query._count !== undefined || query._cursor !== undefined) throw new FhirError(400, 'not-supported', 'an export has no pages: leave out _count and _cursor');
-    const description = new URLSearchParams(Object.entries(query).flatMap(([k, v]) => (Array.isArray(v) ? v : v === undefined ? [] : [v]).map((x): [string, string] => [k, x]))).toString();
+    const q = {
+      ...parseAuditSearch({ ...query, _sort: query._sort ?? 'date' }, { lenient: lenient(ctx) }),
+      limits: { maxCandidates: config.audit.searchMaxCandidates },
+    };
+    if (query._count !== undefined || query._cursor !== undefined)
+      throw new FhirError(400, 'not-supported', 'an export has no pages: leave out _count and _cursor');
+    const description = new URLSearchParams(
+      Object.entries(query).flatMap(([k, v]) => (Array.isArray(v) ? v : v === undefined ? [] : [v]).map((x): [string, string] => [k, x])),
+    ).toString();
     await recordAccess(ctx, who, { kind: 'export', query: description });
     const asOf = Date.now() + 1;
     const actor = { client: { clientId: who.clientId, ...(ctx.ip ? { ip: ctx.ip } : {}) } };
@@ -139,7 +192,9 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
         complete = true;
       } finally {
         if (!complete) {
-          trail.record(trailExported(config.issuer, { actor, query: description, count, outcome: '4' })).catch((err: unknown) => logger.error({ err }, 'could not audit an interrupted export'));
+          trail
+            .record(trailExported(config.issuer, { actor, query: description, count, outcome: '4' }))
+            .catch((err: unknown) => logger.error({ err }, 'could not audit an interrupted export'));
         }
       }
     }

@@ -32,7 +32,6 @@ export interface ConsentCaller {
   may: ReadonlySet<ConsentAction>;
 }
 
-
 const REALM = 'Bearer realm="consent"';
 /** R4 Provenance.agent.who target types. */
 const AGENT_TYPES = new Set(['Practitioner', 'PractitionerRole', 'RelatedPerson', 'Patient', 'Device', 'Organization']);
@@ -62,7 +61,12 @@ function patientAgent(token: FoundToken, patientId: string): Reference {
  * The caller of the Consent API, or (with `resourceType` Provenance) of the Provenance of Consents,
  * which follows the same rules with Provenance scopes.
  */
-export async function authenticateConsentCaller(authorization: string, lookup: ApiTokens, issuer: string, resourceType: ConsentApiResource = 'Consent'): Promise<ConsentCaller> {
+export async function authenticateConsentCaller(
+  authorization: string,
+  lookup: ApiTokens,
+  issuer: string,
+  resourceType: ConsentApiResource = 'Consent',
+): Promise<ConsentCaller> {
   const token = await bearerAccessToken(authorization, lookup, REALM);
   const scopes = (token.scope ?? '').split(' ').filter(Boolean);
   if (token.kind === 'ClientCredentials') {

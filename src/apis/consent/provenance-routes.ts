@@ -32,7 +32,10 @@ type Query = Record<string, string | string[] | undefined>;
 
 function requireProvenanceAction(caller: ConsentCaller, action: Extract<ConsentAction, 'read' | 'search'>): void {
   if (!caller.may.has(action)) {
-    throw insufficientScope('Bearer realm="consent"', `the token's Provenance scope does not permit ${action} (needs ${action === 'read' ? 'r' : 's'})`);
+    throw insufficientScope(
+      'Bearer realm="consent"',
+      `the token's Provenance scope does not permit ${action} (needs ${action === 'read' ? 'r' : 's'})`,
+    );
   }
 }
 
@@ -53,7 +56,9 @@ export function provenanceRoutes(deps: ProvenanceRoutesDeps): Router {
   const caller = (ctx: Context): ConsentCaller => ctx.state.provenanceCaller as ConsentCaller;
 
   router.use(
-    fhirErrorBoundary(deps.logger, 'Provenance API', (err) => (err instanceof ConsentSearchTooBroadError ? new FhirError(400, 'too-costly', err.message) : undefined)),
+    fhirErrorBoundary(deps.logger, 'Provenance API', (err) =>
+      err instanceof ConsentSearchTooBroadError ? new FhirError(400, 'too-costly', err.message) : undefined,
+    ),
   );
   router.use(async (ctx, next) => {
     ctx.state.routeLabel = 'provenance';

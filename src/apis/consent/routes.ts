@@ -106,7 +106,9 @@ export function consentRoutes(deps: ConsentRoutesDeps): Router {
       link: links,
       entry: [
         ...page.consents.map((c) => ({ fullUrl: `${base}/${c.resource.id}`, resource: c.resource, search: { mode: 'match' } })),
-        ...[...(provenances?.values() ?? [])].flat().map((p) => ({ fullUrl: `${config.issuer}${PROVENANCE_PATH}/${p.id}`, resource: p, search: { mode: 'include' } })),
+        ...[...(provenances?.values() ?? [])]
+          .flat()
+          .map((p) => ({ fullUrl: `${config.issuer}${PROVENANCE_PATH}/${p.id}`, resource: p, search: { mode: 'include' } })),
       ],
     });
   });
@@ -141,7 +143,11 @@ export function consentRoutes(deps: ConsentRoutesDeps): Router {
   });
 
   router.post(CONSENT_PATH, () => {
-    throw new FhirError(405, 'not-supported', 'Consents are recorded by the authorization flow; the API can read, search and withdraw them');
+    throw new FhirError(
+      405,
+      'not-supported',
+      'Consents are recorded by the authorization flow; the API can read, search and withdraw them',
+    );
   });
 
   return router;

@@ -33,7 +33,11 @@ export function inForce(consent: StoredConsent, now: number): boolean {
   return consent.status === 'active' && consent.resource.provision?.type === 'permit' && consent.end !== undefined && consent.end > now;
 }
 
-export async function consentsToManage(store: Pick<ConsentStore, 'search' | 'decidedBy'>, manager: Manager, now: number = Date.now()): Promise<StoredConsent[]> {
+export async function consentsToManage(
+  store: Pick<ConsentStore, 'search' | 'decidedBy'>,
+  manager: Manager,
+  now: number = Date.now(),
+): Promise<StoredConsent[]> {
   const [byPatient, decided] = await Promise.all([
     Promise.all(manager.patients.map((patient) => store.search({ patient, status: ['active'], count: LIST_LIMIT, offset: 0 }))),
     manager.performer ? store.decidedBy(manager.performer, LIST_LIMIT) : Promise.resolve([]),

@@ -25,7 +25,8 @@ export function pickRecord(): Step {
   return async function pickRecord(ctx, next) {
     const manager = ctx.state.manager!;
     const asked = typeof ctx.query.patient === 'string' ? ctx.query.patient : undefined;
-    if (asked !== undefined && !manager.patients.includes(asked)) throw new HttpError(404, 'not_found', 'There is no such record among those you look after.');
+    if (asked !== undefined && !manager.patients.includes(asked))
+      throw new HttpError(404, 'not_found', 'There is no such record among those you look after.');
     ctx.state.patientId = asked ?? manager.patients[0];
     await next();
   };
@@ -44,13 +45,30 @@ export function recordView(m: Manage, audit: Audit, format: Format): Step {
   return async function recordView(ctx, next) {
     const { session, user, patientId } = ctx.state;
     if (patientId) {
-      const reader = { accountId: session!.sub, ...(user!.fhirUser ? { fhirUser: user!.fhirUser } : {}), ...(user!.displayName ? { name: user!.displayName } : {}), ...(ctx.ip ? { ip: ctx.ip } : {}) };
+      const reader = {
+        accountId: session!.sub,
+        ...(user!.fhirUser ? { fhirUser: user!.fhirUser } : {}),
+        ...(user!.displayName ? { name: user!.displayName } : {}),
+        ...(ctx.ip ? { ip: ctx.ip } : {}),
+      };
       try {
-        await audit.trail.record(trailAccessed(m.config.issuer, { reader: { client: { clientId: MANAGE_CLIENT_ID }, user: reader }, access: { kind: 'disclosures', patient: patientId, format } }));
+        await audit.trail.record(
+          trailAccessed(m.config.issuer, {
+            reader: { client: { clientId: MANAGE_CLIENT_ID }, user: reader },
+            access: { kind: 'disclosures', patient: patientId, format },
+          }),
+        );
       } catch (err) {
-        m.deps.logger?.error({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'a view of the accounting of disclosures could not be audited: refused');
+        m.deps.logger?.error(
+          { err: { message: (err as Error).message }, requestId: ctx.state.requestId },
+          'a view of the accounting of disclosures could not be audited: refused',
+        );
         ctx.set('Retry-After', '5');
-        throw new HttpError(503, 'temporarily_unavailable', 'Who accessed your record cannot be shown right now, because showing it could not be recorded. Nothing was shown. Try again in a few minutes.');
+        throw new HttpError(
+          503,
+          'temporarily_unavailable',
+          'Who accessed your record cannot be shown right now, because showing it could not be recorded. Nothing was shown. Try again in a few minutes.',
+        );
       }
     }
     await next();
@@ -62,7 +80,9 @@ export function showDisclosures(m: Manage, audit: Audit): Step {
   return async function showDisclosures(ctx) {
     const { user, manager, patientId } = ctx.state;
     const { events, total } = patientId ? await disclosureEvents(audit.store, `Patient/${patientId}`) : { events: [], total: 0 };
-    const rows = patientId ? disclosureRows(events, `Patient/${patientId}`, policy).map((r) => ({ ...r, when: longDate(Date.parse(r.last)) })) : [];
+    const rows = patientId
+      ? disclosureRows(events, `Patient/${patientId}`, policy).map((r) => ({ ...r, when: longDate(Date.parse(r.last)) }))
+      : [];
     const records = manager!.patients.map((id) => ({ id, name: patientName(user!, id).name, current: id === patientId }));
     ctx.status = 200;
     ctx.type = 'html';

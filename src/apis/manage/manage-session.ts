@@ -57,7 +57,15 @@ export class ManageSessions {
   }
 
   private cookieOptions(maxAgeSeconds: number) {
-    return { signed: true, httpOnly: true, sameSite: 'lax' as const, secure: this.opts.secure, path: COOKIE_PATH, maxAge: Math.max(0, maxAgeSeconds) * 1000, overwrite: true };
+    return {
+      signed: true,
+      httpOnly: true,
+      sameSite: 'lax' as const,
+      secure: this.opts.secure,
+      path: COOKIE_PATH,
+      maxAge: Math.max(0, maxAgeSeconds) * 1000,
+      overwrite: true,
+    };
   }
 
   savePending(ctx: Context, pending: PendingSignIn): void {
@@ -70,7 +78,14 @@ export class ManageSessions {
     ctx.cookies.set(PENDING_COOKIE, '', this.cookieOptions(0));
     if (!value) return undefined;
     const { state, nonce, verifier, exp, returnTo } = value;
-    if (typeof state !== 'string' || typeof nonce !== 'string' || typeof verifier !== 'string' || typeof exp !== 'number' || exp <= nowSeconds()) return undefined;
+    if (
+      typeof state !== 'string' ||
+      typeof nonce !== 'string' ||
+      typeof verifier !== 'string' ||
+      typeof exp !== 'number' ||
+      exp <= nowSeconds()
+    )
+      return undefined;
     return { state, nonce, verifier, exp, ...(typeof returnTo === 'string' ? { returnTo } : {}) };
   }
 
@@ -85,7 +100,13 @@ export class ManageSessions {
     const value = decode(ctx.cookies.get(SESSION_COOKIE, { signed: true }));
     if (!value) return undefined;
     const { sid, sub, exp } = value;
-    if (typeof sid !== 'string' || typeof sub !== 'string' || typeof exp !== 'number' || exp <= nowSeconds() || !(await this.signedInAs(ctx, sub))) {
+    if (
+      typeof sid !== 'string' ||
+      typeof sub !== 'string' ||
+      typeof exp !== 'number' ||
+      exp <= nowSeconds() ||
+      !(await this.signedInAs(ctx, sub))
+    ) {
       this.end(ctx);
       return undefined;
     }

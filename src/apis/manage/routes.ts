@@ -30,9 +30,22 @@ export function manageRoutes(deps: ManageRouteDeps): Router<ManageState> {
   router.post(`${MANAGE_PATHS.page}/logout`, verifiedForm(m, 'optional'), signOut(m));
   const audit = deps.audit;
   if (audit) {
-    router.get(DISCLOSURES_PATH, signedInOrSignIn(m, DISCLOSURES_PATH), pickRecord(), recordView(m, audit, 'page'), showDisclosures(m, audit));
+    router.get(
+      DISCLOSURES_PATH,
+      signedInOrSignIn(m, DISCLOSURES_PATH),
+      pickRecord(),
+      recordView(m, audit, 'page'),
+      showDisclosures(m, audit),
+    );
     router.get(`${DISCLOSURES_PATH}.csv`, signedIn(m), pickRecord(), requireRecord(), recordView(m, audit, 'csv'), downloadCsv(m, audit));
-    router.get(`${DISCLOSURES_PATH}.json`, signedIn(m), pickRecord(), requireRecord(), recordView(m, audit, 'json'), downloadBundle(m, audit));
+    router.get(
+      `${DISCLOSURES_PATH}.json`,
+      signedIn(m),
+      pickRecord(),
+      requireRecord(),
+      recordView(m, audit, 'json'),
+      downloadBundle(m, audit),
+    );
   }
   router.get(MANAGE_PATHS.signedOut, signedOutPage(m));
   return router;

@@ -94,7 +94,10 @@ export function finishSignIn(m: Manage): Step {
 export function signOut(m: Manage): Step {
   return async function signOut(ctx) {
     m.sessions.end(ctx);
-    const query = new URLSearchParams({ client_id: MANAGE_CLIENT_ID, post_logout_redirect_uri: `${m.config.issuer}${MANAGE_PATHS.signedOut}` });
+    const query = new URLSearchParams({
+      client_id: MANAGE_CLIENT_ID,
+      post_logout_redirect_uri: `${m.config.issuer}${MANAGE_PATHS.signedOut}`,
+    });
     ctx.status = 303;
     ctx.redirect(`${ROUTES.end_session}?${query.toString()}`);
   };

@@ -92,7 +92,9 @@ export async function completeSignIn(deps: CompleteDeps, pending: PendingSignIn,
     throw new SignInError(`the token endpoint answered ${res.status} without JSON`);
   }
   if (res.status !== 200 || typeof body.id_token !== 'string') {
-    throw new SignInError(`the token endpoint refused the code (${res.status} ${typeof body.error === 'string' ? body.error : 'no error code'})`);
+    throw new SignInError(
+      `the token endpoint refused the code (${res.status} ${typeof body.error === 'string' ? body.error : 'no error code'})`,
+    );
   }
   const { payload } = await jwtVerify(body.id_token, createLocalJWKSet(publicJwks(deps.jwks)), {
     issuer: deps.issuer,

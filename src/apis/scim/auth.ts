@@ -19,7 +19,9 @@ export type ScimTokens = ApiTokens;
 const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
 
 function invalidToken(detail: string): ScimError {
-  return new ScimError(401, undefined, detail, { 'WWW-Authenticate': challenge('Bearer', { realm: 'scim', error: 'invalid_token', error_description: detail }) });
+  return new ScimError(401, undefined, detail, {
+    'WWW-Authenticate': challenge('Bearer', { realm: 'scim', error: 'invalid_token', error_description: detail }),
+  });
 }
 
 export function requireScimToken(tokens: ScimTokens) {
@@ -27,7 +29,9 @@ export function requireScimToken(tokens: ScimTokens) {
     const header = ctx.get('Authorization');
     const m = BEARER.exec(header);
     if (!m) {
-      throw new ScimError(401, undefined, 'an access token with the scim scope is required (Authorization: Bearer …)', { 'WWW-Authenticate': challenge('Bearer', { realm: 'scim' }) });
+      throw new ScimError(401, undefined, 'an access token with the scim scope is required (Authorization: Bearer …)', {
+        'WWW-Authenticate': challenge('Bearer', { realm: 'scim' }),
+      });
     }
     const token = await tokens.find(m[1]!);
     if (!token) throw invalidToken('the access token is not valid (unknown, expired or revoked)');
@@ -37,7 +41,8 @@ export function requireScimToken(tokens: ScimTokens) {
         'WWW-Authenticate': challenge('Bearer', { realm: 'scim', error: 'insufficient_scope', scope: SCIM_SCOPE }),
       });
     }
-    if (!issuedFor(token, tokens.audience)) throw invalidToken(`the access token was not issued for SCIM (request one with scope=scim and resource=${tokens.audience})`);
+    if (!issuedFor(token, tokens.audience))
+      throw invalidToken(`the access token was not issued for SCIM (request one with scope=scim and resource=${tokens.audience})`);
     if (!(await tokens.sessionOpen(token))) throw invalidToken('the sign-in session this access token belonged to has ended');
     ctx.state.scimClient = token.clientId;
     await next();

@@ -1,4 +1,10 @@
-import { ALL_SCHEMAS, RESOURCE_TYPES, type AttributeDef, type ResourceTypeDef, type SchemaDef } from '../../records/directory/scim/schema-definitions.js';
+import {
+  ALL_SCHEMAS,
+  RESOURCE_TYPES,
+  type AttributeDef,
+  type ResourceTypeDef,
+  type SchemaDef,
+} from '../../records/directory/scim/schema-definitions.js';
 
 /**
  * The discovery endpoints (RFC 7644 §4): what this server supports, truthfully. Bulk is not

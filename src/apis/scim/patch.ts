@@ -57,7 +57,8 @@ function parsePath(rt: ResourceTypeDef, path: string): ParsedPath | 'schemas' {
   const filter = m[2];
   const sub = m[3] !== undefined ? findAttribute(attr.subAttributes, m[3]) : undefined;
   if (m[3] !== undefined && !sub) throw invalidPath(`${attr.name} has no sub-attribute ${JSON.stringify(m[3])}`);
-  if (filter !== undefined && (attr.type !== 'complex' || !attr.multiValued)) throw invalidPath(`${attr.name} is not a multi-valued complex attribute, so it takes no value filter`);
+  if (filter !== undefined && (attr.type !== 'complex' || !attr.multiValued))
+    throw invalidPath(`${attr.name} is not a multi-valued complex attribute, so it takes no value filter`);
   const text = `${extension ? `${schema.id}:` : ''}${attr.name}${filter !== undefined ? '[…]' : ''}${sub ? `.${sub.name}` : ''}`;
   return { schema, extension, attr, ...(filter !== undefined ? { filter } : {}), ...(sub ? { sub } : {}), text };
 }
@@ -77,10 +78,15 @@ function readOperations(body: unknown): Operation[] {
     const fields = Object.fromEntries(Object.entries(raw).map(([k, v]) => [k.toLowerCase(), v]));
     const op = typeof fields.op === 'string' ? fields.op.toLowerCase() : '';
     if (op !== 'add' && op !== 'replace' && op !== 'remove') throw invalidSyntax(`Operations[${i}].op must be add, replace or remove`);
-    if (fields.path !== undefined && (typeof fields.path !== 'string' || !fields.path.trim())) throw invalidPath(`Operations[${i}].path must be a non-empty string`);
+    if (fields.path !== undefined && (typeof fields.path !== 'string' || !fields.path.trim()))
+      throw invalidPath(`Operations[${i}].path must be a non-empty string`);
     if (op !== 'remove' && fields.value === undefined) throw invalidSyntax(`Operations[${i}] (${op}) needs a value`);
     if (op === 'remove' && fields.path === undefined) throw noTarget(`Operations[${i}] (remove) needs a path`);
-    return { op, ...(fields.path !== undefined ? { path: fields.path as string } : {}), ...(fields.value !== undefined ? { value: fields.value } : {}) };
+    return {
+      op,
+      ...(fields.path !== undefined ? { path: fields.path as string } : {}),
+      ...(fields.value !== undefined ? { value: fields.value } : {}),
+    };
   });
 }
 
@@ -122,7 +128,8 @@ function matchesGiven(def: AttributeDef, item: unknown, given: unknown): boolean
   return Object.entries(given).every(([k, v]) => {
     const sub = findAttribute(def.subAttributes, k);
     const key = sub?.name ?? k;
-    if (sub && !sub.caseExact && typeof v === 'string' && typeof item[key] === 'string') return v.toLowerCase() === (item[key] as string).toLowerCase();
+    if (sub && !sub.caseExact && typeof v === 'string' && typeof item[key] === 'string')
+      return v.toLowerCase() === (item[key] as string).toLowerCase();
     return isDeepStrictEqual(item[key], v);
   });
 }
@@ -143,15 +150,23 @@ function currentValue(holder: Record<string, unknown> | undefined, p: ParsedPath
   return isPlainObject(v) ? v[p.sub.name] : undefined;
 }
 
-function checkMutability(doc: Record<string, unknown>, rt: ResourceTypeDef, op: Operation, p: ParsedPath, value: unknown): 'apply' | 'skip' {
+function checkMutability(
+  doc: Record<string, unknown>,
+  rt: ResourceTypeDef,
+  op: Operation,
+  p: ParsedPath,
+  value: unknown,
+): 'apply' | 'skip' {
   const target = p.sub ?? p.attr;
   if (p.attr.mutability === 'readOnly' || target.mutability === 'readOnly') {
     if (op.op !== 'remove' && p.filter === undefined && isDeepStrictEqual(currentValue(holderFor(doc, p, false), p), value)) return 'skip';
     throw mutability(`${p.text} is read-only`);
   }
-  if (p.sub && target.mutability === 'immutable') throw mutability(`${p.text} cannot be changed once set (replace the whole value instead)`);
+  if (p.sub && target.mutability === 'immutable')
+    throw mutability(`${p.text} cannot be changed once set (replace the whole value instead)`);
   if (op.op === 'remove' && target.mutability === 'writeOnly') throw mutability(`${p.text} cannot be removed; set a new value instead`);
-  if (op.op === 'remove' && p.extension && rt.name === 'User' && p.attr.name === 'locked') throw mutability(`${p.text} cannot be removed; set it to false to lift a lock-out`);
+  if (op.op === 'remove' && p.extension && rt.name === 'User' && p.attr.name === 'locked')
+    throw mutability(`${p.text} cannot be removed; set it to false to lift a lock-out`);
   return 'apply';
 }
 
@@ -249,7 +264,9 @@ function tidy(doc: Record<string, unknown>, rt: ResourceTypeDef, primariesBefore
     for (const def of schema.attributes) {
       const items = holder[def.name];
       if (!def.multiValued || def.type !== 'complex' || !Array.isArray(items)) continue;
-      const kept = findAttribute(def.subAttributes, 'value') ? items.filter((i) => !isPlainObject(i) || (i.value !== undefined && i.value !== null)) : items;
+      const kept = findAttribute(def.subAttributes, 'value')
+        ? items.filter((i) => !isPlainObject(i) || (i.value !== undefined && i.value !== null))
+        : items;
       const primaries = kept.filter((i) => isPlainObject(i) && readBoolean(i.primary) === true) as Array<Record<string, unknown>>;
       if (primaries.length > 1) {
         // RFC 7644 §3.5.2: a value newly made primary takes over; the others stop being primary.
@@ -271,7 +288,11 @@ function primaries(doc: Record<string, unknown>, rt: ResourceTypeDef): Map<strin
     if (!isPlainObject(holder)) continue;
     for (const def of schema.attributes) {
       const items = holder[def.name];
-      if (Array.isArray(items)) out.set(`${schema.id}:${def.name}`, items.filter((i) => isPlainObject(i) && i.primary === true).map((i) => JSON.stringify((i as Record<string, unknown>).value)));
+      if (Array.isArray(items))
+        out.set(
+          `${schema.id}:${def.name}`,
+          items.filter((i) => isPlainObject(i) && i.primary === true).map((i) => JSON.stringify((i as Record<string, unknown>).value)),
+        );
     }
   }
   return out;

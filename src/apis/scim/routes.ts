@@ -77,13 +77,17 @@ function listRequest(source: Record<string, unknown>): ListRequest {
 
 function projectionOf(ctx: Context): Projection {
   const r = listRequest(ctx.query as Record<string, unknown>);
-  return { ...(r.attributes ? { attributes: r.attributes } : {}), ...(r.excludedAttributes ? { excludedAttributes: r.excludedAttributes } : {}) };
+  return {
+    ...(r.attributes ? { attributes: r.attributes } : {}),
+    ...(r.excludedAttributes ? { excludedAttributes: r.excludedAttributes } : {}),
+  };
 }
 
 function searchBody(body: unknown): ListRequest {
   if (!isPlainObject(body)) throw invalidSyntax('the body must be a SearchRequest');
   const schemas = body.schemas;
-  if (!Array.isArray(schemas) || !schemas.includes(SEARCH_REQUEST_SCHEMA)) throw invalidSyntax(`schemas must contain ${SEARCH_REQUEST_SCHEMA}`);
+  if (!Array.isArray(schemas) || !schemas.includes(SEARCH_REQUEST_SCHEMA))
+    throw invalidSyntax(`schemas must contain ${SEARCH_REQUEST_SCHEMA}`);
   return listRequest(body);
 }
 
@@ -96,7 +100,13 @@ function wantsMembers(p: Projection): boolean {
 }
 
 function listResponse(page: QueryPage<Record<string, unknown>>, items: Array<Record<string, unknown>>): Record<string, unknown> {
-  return { schemas: [LIST_RESPONSE_SCHEMA], totalResults: page.totalResults, itemsPerPage: items.length, startIndex: page.startIndex, Resources: items };
+  return {
+    schemas: [LIST_RESPONSE_SCHEMA],
+    totalResults: page.totalResults,
+    itemsPerPage: items.length,
+    startIndex: page.startIndex,
+    Resources: items,
+  };
 }
 
 function ifMatch(ctx: Context): { ifMatch?: string } {
@@ -120,7 +130,13 @@ export function scimRoutes(deps: ScimDeps): Router {
     const [, resource, change] = /^scim\.(user|group)\.(created|replaced|patched|deleted)$/.exec(event)!;
     const kinds = { created: 'create', replaced: 'update', patched: 'patch', deleted: 'delete' } as const;
     const actor = { client: { clientId: String(ctx.state.scimClient), ip: ctx.ip } };
-    for (const e of scimChangeEvents(config.issuer, actor, { resource: resource === 'user' ? 'User' : 'Group', change: kinds[change as keyof typeof kinds], id, ...facts })) await deps.audit.record(e);
+    for (const e of scimChangeEvents(config.issuer, actor, {
+      resource: resource === 'user' ? 'User' : 'Group',
+      change: kinds[change as keyof typeof kinds],
+      id,
+      ...facts,
+    }))
+      await deps.audit.record(e);
   };
 
   router.use(scimErrorBoundary(logger));
@@ -133,7 +149,13 @@ export function scimRoutes(deps: ScimDeps): Router {
   router.get('/ServiceProviderConfig', (ctx) => sendScim(ctx, 200, serviceProviderConfig(base, config.scim)));
   router.get('/ResourceTypes', (ctx) => {
     const items = allResourceTypes(base);
-    sendScim(ctx, 200, { schemas: [LIST_RESPONSE_SCHEMA], totalResults: items.length, itemsPerPage: items.length, startIndex: 1, Resources: items });
+    sendScim(ctx, 200, {
+      schemas: [LIST_RESPONSE_SCHEMA],
+      totalResults: items.length,
+      itemsPerPage: items.length,
+      startIndex: 1,
+      Resources: items,
+    });
   });
   router.get('/ResourceTypes/:id', (ctx) => {
     const rt = RESOURCE_TYPES.find((r) => r.name === ctx.params.id);
@@ -142,7 +164,13 @@ export function scimRoutes(deps: ScimDeps): Router {
   });
   router.get('/Schemas', (ctx) => {
     const items = allSchemas(base);
-    sendScim(ctx, 200, { schemas: [LIST_RESPONSE_SCHEMA], totalResults: items.length, itemsPerPage: items.length, startIndex: 1, Resources: items });
+    sendScim(ctx, 200, {
+      schemas: [LIST_RESPONSE_SCHEMA],
+      totalResults: items.length,
+      itemsPerPage: items.length,
+      startIndex: 1,
+      Resources: items,
+    });
   });
   router.get('/Schemas/:id', (ctx) => {
     const schema = ALL_SCHEMAS.find((s) => s.id.toLowerCase() === ctx.params.id!.toLowerCase());
@@ -182,7 +210,11 @@ export function scimRoutes(deps: ScimDeps): Router {
   });
   router.patch('/Users/:id', async (ctx) => {
     const body = await readScimJson(ctx, bodyLimit);
-    const user = await store.update(ctx.params.id!, (current) => applyPatch(current as unknown as Record<string, unknown>, body, USER_RESOURCE), ifMatch(ctx));
+    const user = await store.update(
+      ctx.params.id!,
+      (current) => applyPatch(current as unknown as Record<string, unknown>, body, USER_RESOURCE),
+      ifMatch(ctx),
+    );
     await audit(ctx, 'scim.user.patched', user.id, { name: user.userName, body });
     sendResource(ctx, 200, user, project(user as unknown as Record<string, unknown>, USER_RESOURCE, projectionOf(ctx)));
   });
@@ -223,7 +255,11 @@ export function scimRoutes(deps: ScimDeps): Router {
   });
   router.patch('/Groups/:id', async (ctx) => {
     const body = await readScimJson(ctx, bodyLimit);
-    const group = await groups.update(ctx.params.id!, (current) => applyPatch(current as unknown as Record<string, unknown>, body, GROUP_RESOURCE), ifMatch(ctx));
+    const group = await groups.update(
+      ctx.params.id!,
+      (current) => applyPatch(current as unknown as Record<string, unknown>, body, GROUP_RESOURCE),
+      ifMatch(ctx),
+    );
     await audit(ctx, 'scim.group.patched', group.id, { name: group.displayName });
     sendGroup(ctx, 200, group);
   });
@@ -250,7 +286,9 @@ export function scimRoutes(deps: ScimDeps): Router {
     const usersTotal = users instanceof ScimError ? 0 : users.totalResults;
     const userItems = users instanceof ScimError ? [] : users.resources;
     const left = count - userItems.length;
-    const groupsPage = await attempt(() => groups.search({ ...req, startIndex: Math.max(1, startIndex - usersTotal), count: left }, { members: wantsMembers(req) }));
+    const groupsPage = await attempt(() =>
+      groups.search({ ...req, startIndex: Math.max(1, startIndex - usersTotal), count: left }, { members: wantsMembers(req) }),
+    );
     if (users instanceof ScimError && groupsPage instanceof ScimError) throw users;
     const groupItems = groupsPage instanceof ScimError ? [] : groupsPage.resources;
     const items = [
@@ -267,9 +305,27 @@ export function scimRoutes(deps: ScimDeps): Router {
   router.all('/Me', () => {
     throw new ScimError(501, undefined, '/Me is not supported: SCIM here is for administration clients, not for users');
   });
-  for (const path of ['/Users', '/Groups', '/Users/:id', '/Groups/:id', '/ServiceProviderConfig', '/ResourceTypes', '/Schemas', '/.search']) {
+  for (const path of [
+    '/Users',
+    '/Groups',
+    '/Users/:id',
+    '/Groups/:id',
+    '/ServiceProviderConfig',
+    '/ResourceTypes',
+    '/Schemas',
+    '/.search',
+  ]) {
     router.all(path, (ctx) => {
-      ctx.set('Allow', path.includes(':id') ? 'GET, PUT, PATCH, DELETE' : path === '/.search' ? 'POST' : path === '/Users' || path === '/Groups' ? 'GET, POST' : 'GET');
+      ctx.set(
+        'Allow',
+        path.includes(':id')
+          ? 'GET, PUT, PATCH, DELETE'
+          : path === '/.search'
+            ? 'POST'
+            : path === '/Users' || path === '/Groups'
+              ? 'GET, POST'
+              : 'GET',
+      );
       throw new ScimError(405, undefined, `${ctx.method} is not supported on ${path}`);
     });
   }

@@ -34,7 +34,16 @@ export function scimChangeEvents(
 ): AuditEvent[] {
   const scope = { issuer, now: new Date() };
   const passwordSet = input.resource === 'User' && input.change !== 'delete' && setsPassword(input.change, input.body);
-  const events = [directoryChanged(scope, { actor, resource: input.resource, change: input.change, id: input.id, ...(input.name ? { name: input.name } : {}), ...(passwordSet ? { passwordSet } : {}) })];
+  const events = [
+    directoryChanged(scope, {
+      actor,
+      resource: input.resource,
+      change: input.change,
+      id: input.id,
+      ...(input.name ? { name: input.name } : {}),
+      ...(passwordSet ? { passwordSet } : {}),
+    }),
+  ];
   if (passwordSet) events.push(passwordChanged(scope, { actor, userId: input.id, ...(input.name ? { userName: input.name } : {}) }));
   return events;
 }

@@ -56,7 +56,8 @@ export function dateRange(value: string): [number, number] {
   if (h === undefined) {
     const day = d === undefined ? undefined : Number(d);
     const start = Date.UTC(year, month ?? 0, day ?? 1);
-    const end = day !== undefined ? Date.UTC(year, month!, day + 1) : month !== undefined ? Date.UTC(year, month + 1, 1) : Date.UTC(year + 1, 0, 1);
+    const end =
+      day !== undefined ? Date.UTC(year, month!, day + 1) : month !== undefined ? Date.UTC(year, month + 1, 1) : Date.UTC(year + 1, 0, 1);
     if (day !== undefined && new Date(start).getUTCDate() !== day) throw badValue(`date ${JSON.stringify(value)} has no such day`);
     return [start, end - 1];
   }
@@ -110,7 +111,11 @@ function pageQuery(query: Record<string, string | string[] | undefined>, count: 
 }
 
 /** A searchset's `self`, `next` and `previous` links for one page of `total` matches. */
-export function pageLinks(base: string, query: Record<string, string | string[] | undefined>, page: { count: number; offset: number; total: number }): Array<{ relation: string; url: string }> {
+export function pageLinks(
+  base: string,
+  query: Record<string, string | string[] | undefined>,
+  page: { count: number; offset: number; total: number },
+): Array<{ relation: string; url: string }> {
   const { count, offset, total } = page;
   const links = [{ relation: 'self', url: `${base}?${pageQuery(query, count, offset)}` }];
   if (count > 0 && offset + count < total) links.push({ relation: 'next', url: `${base}?${pageQuery(query, count, offset + count)}` });

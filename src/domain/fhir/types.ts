@@ -87,7 +87,21 @@ export interface Provenance {
 export type IssueSeverity = 'fatal' | 'error' | 'warning' | 'information';
 
 /** The R4 issue-type codes this module uses. */
-export type IssueType = 'invalid' | 'structure' | 'required' | 'value' | 'security' | 'login' | 'forbidden' | 'not-found' | 'not-supported' | 'business-rule' | 'conflict' | 'too-costly' | 'exception' | 'transient';
+export type IssueType =
+  | 'invalid'
+  | 'structure'
+  | 'required'
+  | 'value'
+  | 'security'
+  | 'login'
+  | 'forbidden'
+  | 'not-found'
+  | 'not-supported'
+  | 'business-rule'
+  | 'conflict'
+  | 'too-costly'
+  | 'exception'
+  | 'transient';
 
 export interface OperationOutcome {
   resourceType: 'OperationOutcome';

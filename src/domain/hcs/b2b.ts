@@ -34,7 +34,8 @@ function text(b2b: Record<string, unknown>, name: string, required = false): str
 
 function uri(b2b: Record<string, unknown>, name: string, required = false): string | undefined {
   const value = text(b2b, name, required);
-  if (value !== undefined && !URL.canParse(value)) throw new B2bInputError(`hl7-b2b.${name} must be an absolute URI (for example urn:oid:2.16.840.1.113883.19)`);
+  if (value !== undefined && !URL.canParse(value))
+    throw new B2bInputError(`hl7-b2b.${name} must be an absolute URI (for example urn:oid:2.16.840.1.113883.19)`);
   return value;
 }
 
@@ -57,7 +58,9 @@ function roleOf(value: string): Coding {
     const oid = system.startsWith('urn:oid:') ? SYSTEM_OIDS[system.slice('urn:oid:'.length)] : undefined;
     if (code && URL.canParse(system)) return roleCoding({ system: oid ?? system, code });
   }
-  throw new B2bInputError('hl7-b2b.subject_role must be a NUCC taxonomy code (e.g. 207Q00000X), a SNOMED CT code, or <code system URI>#<code>');
+  throw new B2bInputError(
+    'hl7-b2b.subject_role must be a NUCC taxonomy code (e.g. 207Q00000X), a SNOMED CT code, or <code system URI>#<code>',
+  );
 }
 
 /** `subject_id`: UDAP prefers the NPI as `urn:oid:2.16.840.1.113883.4.6#<npi>`. */
@@ -72,7 +75,8 @@ function npiOf(subjectId: string | undefined): string | undefined {
 export function b2bAssertionOf(claims: Record<string, unknown>): B2bAssertion | undefined {
   const extensions = claims.extensions;
   if (extensions === undefined) return undefined;
-  if (typeof extensions !== 'object' || extensions === null || Array.isArray(extensions)) throw new B2bInputError('the assertion claim extensions must be a JSON object');
+  if (typeof extensions !== 'object' || extensions === null || Array.isArray(extensions))
+    throw new B2bInputError('the assertion claim extensions must be a JSON object');
   const raw = (extensions as Record<string, unknown>)['hl7-b2b'];
   if (raw === undefined) return undefined;
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new B2bInputError('extensions.hl7-b2b must be a JSON object');
@@ -80,7 +84,8 @@ export function b2bAssertionOf(claims: Record<string, unknown>): B2bAssertion | 
   if (b2b.version !== '1') throw new B2bInputError('hl7-b2b.version must be "1"');
   const organizationId = uri(b2b, 'organization_id', true)!;
   const list = b2b.purpose_of_use;
-  if (!Array.isArray(list) || !list.length) throw new B2bInputError('hl7-b2b.purpose_of_use is required: an array such as ["urn:oid:2.16.840.1.113883.5.8#TREAT"]');
+  if (!Array.isArray(list) || !list.length)
+    throw new B2bInputError('hl7-b2b.purpose_of_use is required: an array such as ["urn:oid:2.16.840.1.113883.5.8#TREAT"]');
   let purposes: string[];
   try {
     purposes = purposeCodes(list);

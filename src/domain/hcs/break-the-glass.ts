@@ -19,7 +19,8 @@ export class ReasonError extends Error {}
 export function breakTheGlassReason(raw: string | null | undefined, minLength: number): string {
   const reason = (raw ?? '').replace(CONTROL, '').replace(/\s+/g, ' ').trim();
   if (!reason) throw new ReasonError('Emergency access needs a reason. Say why you need this record now.');
-  if (reason.length < minLength) throw new ReasonError(`The reason is too short: write at least ${minLength} characters so a reviewer can understand it.`);
+  if (reason.length < minLength)
+    throw new ReasonError(`The reason is too short: write at least ${minLength} characters so a reviewer can understand it.`);
   if (reason.length > MAX_REASON) throw new ReasonError(`The reason is too long: at most ${MAX_REASON} characters.`);
   return reason;
 }
@@ -57,15 +58,25 @@ export class BreakTheGlassAlerts {
   private async deliver(event: BreakTheGlassEvent): Promise<void> {
     const body = JSON.stringify({ type: 'break-the-glass', ...event });
     const headers: Record<string, string> = { 'Content-Type': 'application/json' };
-    if (this.policy.webhookSecret) headers[WEBHOOK_SIGNATURE_HEADER] = `sha256=${createHmac('sha256', this.policy.webhookSecret).update(body).digest('hex')}`;
+    if (this.policy.webhookSecret)
+      headers[WEBHOOK_SIGNATURE_HEADER] = `sha256=${createHmac('sha256', this.policy.webhookSecret).update(body).digest('hex')}`;
     for (let attempt = 1; attempt <= WEBHOOK_ATTEMPTS; attempt++) {
       try {
-        const res = await this.fetchImpl(this.policy.webhookUrl!, { method: 'POST', headers, body, redirect: 'error', signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS) });
+        const res = await this.fetchImpl(this.policy.webhookUrl!, {
+          method: 'POST',
+          headers,
+          body,
+          redirect: 'error',
+          signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
+        });
         await res.body?.cancel();
         if (res.ok) return;
         this.logger?.error({ status: res.status, attempt, grantId: event.grantId }, 'break-the-glass webhook answered with an error');
       } catch (err) {
-        this.logger?.error({ err: { message: (err as Error).message }, attempt, grantId: event.grantId }, 'break-the-glass webhook could not be reached');
+        this.logger?.error(
+          { err: { message: (err as Error).message }, attempt, grantId: event.grantId },
+          'break-the-glass webhook could not be reached',
+        );
       }
       if (attempt < WEBHOOK_ATTEMPTS) await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
     }

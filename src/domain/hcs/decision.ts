@@ -91,15 +91,30 @@ function testPurposes(requested: readonly string[]): string[] {
   return ['HTEST'];
 }
 
-function checkClient(checks: Checks, policy: HcsPolicy, client: ClientHcsFacts, purposes: readonly string[], requireRegistration: boolean, testData: boolean): void {
+function checkClient(
+  checks: Checks,
+  policy: HcsPolicy,
+  client: ClientHcsFacts,
+  purposes: readonly string[],
+  requireRegistration: boolean,
+  testData: boolean,
+): void {
   for (const p of purposes) {
     // HTEST is imposed on test accounts, not asserted by the client.
     if (testData && p === 'HTEST') continue;
     if (!client.purposes) {
-      checks.run('clientPurposes', !requireRegistration, `purpose of use ${p} is not registered for client ${client.clientId} (purposes_of_use)`);
+      checks.run(
+        'clientPurposes',
+        !requireRegistration,
+        `purpose of use ${p} is not registered for client ${client.clientId} (purposes_of_use)`,
+      );
       continue;
     }
-    checks.run('clientPurposes', permits(policy, client.purposes, p), `purpose of use ${p} is not registered for client ${client.clientId} (purposes_of_use)`);
+    checks.run(
+      'clientPurposes',
+      permits(policy, client.purposes, p),
+      `purpose of use ${p} is not registered for client ${client.clientId} (purposes_of_use)`,
+    );
   }
 }
 
@@ -112,15 +127,27 @@ export function mayBreakTheGlass(policy: HcsPolicy, user: UserHcsFacts): boolean
 function ceilingOf(policy: HcsPolicy, own: Confidentiality, emergency: boolean, ruleCeiling: Confidentiality | undefined): Confidentiality {
   let ceiling = own;
   // Emergency access may see more than the user's everyday clearance, up to the policy's level.
-  if (emergency && CONFIDENTIALITY.indexOf(policy.breakTheGlass.ceiling) > CONFIDENTIALITY.indexOf(ceiling)) ceiling = policy.breakTheGlass.ceiling;
+  if (emergency && CONFIDENTIALITY.indexOf(policy.breakTheGlass.ceiling) > CONFIDENTIALITY.indexOf(ceiling))
+    ceiling = policy.breakTheGlass.ceiling;
   return ruleCeiling ? lowerCeiling(ceiling, ruleCeiling) : ceiling;
 }
 
-function finish(policy: HcsPolicy, checks: Checks, purposes: string[], roles: readonly Coding[], own: Confidentiality, subject: HcsSubject | undefined, testData: boolean): HcsDecision {
+function finish(
+  policy: HcsPolicy,
+  checks: Checks,
+  purposes: string[],
+  roles: readonly Coding[],
+  own: Confidentiality,
+  subject: HcsSubject | undefined,
+  testData: boolean,
+): HcsDecision {
   const emergency = purposes.some(isEmergencyPurpose);
   const rules = applyRules(policy, purposes, roles);
   for (const w of rules.wouldApply) {
-    checks.findings.push({ check: 'rule', detail: `rule ${w.rule} (audit-only) would add ${[...w.obligations, ...(w.ceiling ? [`ceiling ${w.ceiling}`] : [])].join(', ')}` });
+    checks.findings.push({
+      check: 'rule',
+      detail: `rule ${w.rule} (audit-only) would add ${[...w.obligations, ...(w.ceiling ? [`ceiling ${w.ceiling}`] : [])].join(', ')}`,
+    });
   }
   const grant: HcsGrant = {
     purposes,
@@ -138,7 +165,10 @@ function finish(policy: HcsPolicy, checks: Checks, purposes: string[], roles: re
  * `purpose_of_use` codes (already known to be v3-PurposeOfUse codes). Without any, the client's
  * default applies, else PATRQT for patients and caregivers acting on their own request.
  */
-export function decideForUser(policy: HcsPolicy, input: { requested: readonly string[]; client: ClientHcsFacts; user: UserHcsFacts }): HcsDecision {
+export function decideForUser(
+  policy: HcsPolicy,
+  input: { requested: readonly string[]; client: ClientHcsFacts; user: UserHcsFacts },
+): HcsDecision {
   const { client, user } = input;
   const checks = new Checks(policy);
   const testData = client.testAccount || user.testAccount;
@@ -153,7 +183,11 @@ export function decideForUser(policy: HcsPolicy, input: { requested: readonly st
   for (const p of purposes) {
     if (testData && p === 'HTEST') continue;
     if (isEmergencyPurpose(p)) {
-      checks.run('breakTheGlass', mayBreakTheGlass(policy, user), `you are not permitted to break the glass (purpose of use ${p}); ask your administrator`);
+      checks.run(
+        'breakTheGlass',
+        mayBreakTheGlass(policy, user),
+        `you are not permitted to break the glass (purpose of use ${p}); ask your administrator`,
+      );
     } else {
       checks.run('userPurposes', permits(policy, userList, p), `you are not permitted to assert purpose of use ${p}`);
     }

@@ -46,12 +46,51 @@ export type PolicyRule = z.infer<typeof ruleSchema>;
 
 /** Shipped defaults: the examples of the FHIR security module, conservative for secondary uses. */
 export const DEFAULT_RULES: PolicyRule[] = [
-  { id: 'research-deidentified', description: 'Research sees de-identified data and may not reuse it for anything else.', mode: 'enforce', purposes: ['HRESCH'], obligations: ['DEID', 'NOREUSE'], ceiling: 'N' },
-  { id: 'payment-minimum-necessary', description: 'Payers get the minimum necessary, nothing above normal confidentiality.', mode: 'enforce', purposes: ['HPAYMT'], obligations: ['MINEC'], ceiling: 'N' },
-  { id: 'operations-minimum-necessary', description: 'Operations get the minimum necessary.', mode: 'enforce', purposes: ['HOPERAT'], obligations: ['MINEC'] },
-  { id: 'marketing-deidentified', description: 'Marketing never sees identifiable or sensitive data.', mode: 'enforce', purposes: ['HMARKT'], obligations: ['DEID', 'NOREUSE'], ceiling: 'M' },
-  { id: 'public-health-minimum-necessary', description: 'Public health reporting: minimum necessary, no redisclosure without consent.', mode: 'enforce', purposes: ['PUBHLTH'], obligations: ['MINEC', 'NORDSCLCD'] },
-  { id: 'emergency-audit-trail', description: 'Emergency access is kept in an audit trail and deleted after use.', mode: 'enforce', purposes: ['ETREAT'], obligations: ['AUDTR', 'DELAU'] },
+  {
+    id: 'research-deidentified',
+    description: 'Research sees de-identified data and may not reuse it for anything else.',
+    mode: 'enforce',
+    purposes: ['HRESCH'],
+    obligations: ['DEID', 'NOREUSE'],
+    ceiling: 'N',
+  },
+  {
+    id: 'payment-minimum-necessary',
+    description: 'Payers get the minimum necessary, nothing above normal confidentiality.',
+    mode: 'enforce',
+    purposes: ['HPAYMT'],
+    obligations: ['MINEC'],
+    ceiling: 'N',
+  },
+  {
+    id: 'operations-minimum-necessary',
+    description: 'Operations get the minimum necessary.',
+    mode: 'enforce',
+    purposes: ['HOPERAT'],
+    obligations: ['MINEC'],
+  },
+  {
+    id: 'marketing-deidentified',
+    description: 'Marketing never sees identifiable or sensitive data.',
+    mode: 'enforce',
+    purposes: ['HMARKT'],
+    obligations: ['DEID', 'NOREUSE'],
+    ceiling: 'M',
+  },
+  {
+    id: 'public-health-minimum-necessary',
+    description: 'Public health reporting: minimum necessary, no redisclosure without consent.',
+    mode: 'enforce',
+    purposes: ['PUBHLTH'],
+    obligations: ['MINEC', 'NORDSCLCD'],
+  },
+  {
+    id: 'emergency-audit-trail',
+    description: 'Emergency access is kept in an audit trail and deleted after use.',
+    mode: 'enforce',
+    purposes: ['ETREAT'],
+    obligations: ['AUDTR', 'DELAU'],
+  },
 ];
 
 const purposeList = z.array(purpose);
@@ -67,7 +106,9 @@ export const DEFAULT_STAFF_ROLES: Coding[] = [
 ];
 
 export const hcsPolicySchema = z.object({
-  defaultCeiling: ceiling.default('N').describe("confidentiality ceiling of subjects without a clearance of their own (users' SCIM `clearance`)"),
+  defaultCeiling: ceiling
+    .default('N')
+    .describe("confidentiality ceiling of subjects without a clearance of their own (users' SCIM `clearance`)"),
   /**
    * Permitting a purpose permits the purposes under it (TREAT permits COC). Emergency purposes
    * (ETREAT and below) are never permitted through a non-emergency parent: they are break-the-glass.
@@ -76,7 +117,9 @@ export const hcsPolicySchema = z.object({
   checks: z
     .object({
       clientPurposes: mode.default('enforce').describe("requested purposes of use must be among the client's registered `purposes_of_use`"),
-      userPurposes: mode.default('enforce').describe("requested purposes of use must be among the user's SCIM `purposesOfUse` (or the policy's `userDefaults`)"),
+      userPurposes: mode
+        .default('enforce')
+        .describe("requested purposes of use must be among the user's SCIM `purposesOfUse` (or the policy's `userDefaults`)"),
       breakTheGlass: mode.default('enforce').describe("emergency purposes of use need the user's break-the-glass permission"),
     })
     .prefault({}),
@@ -106,7 +149,9 @@ export const hcsPolicySchema = z.object({
         .min(60)
         .max(3600)
         .default(900)
-        .describe('lifetime of emergency (break-the-glass) access tokens, seconds; never above the normal one, and no refresh token is issued'),
+        .describe(
+          'lifetime of emergency (break-the-glass) access tokens, seconds; never above the normal one, and no refresh token is issued',
+        ),
       /** Ceiling of emergency access when it is higher than the user's own. */
       ceiling: ceiling.default('R'),
       reasonMinLength: z.number().int().min(1).max(200).default(10),

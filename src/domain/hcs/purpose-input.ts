@@ -25,7 +25,10 @@ function shown(value: string): string {
 }
 
 function checkedCode(code: string, original: string): string {
-  if (!CODE.test(code) || !isPurpose(code)) throw new PurposeInputError(`purpose of use ${shown(original)} is not a v3-PurposeOfUse code (for example TREAT, HPAYMT, HOPERAT, HRESCH, PUBHLTH, ETREAT)`);
+  if (!CODE.test(code) || !isPurpose(code))
+    throw new PurposeInputError(
+      `purpose of use ${shown(original)} is not a v3-PurposeOfUse code (for example TREAT, HPAYMT, HOPERAT, HRESCH, PUBHLTH, ETREAT)`,
+    );
   return code;
 }
 
@@ -34,7 +37,9 @@ function fromQualified(value: string): string {
   if (at <= 0) return checkedCode(value, value);
   const system = value.slice(0, at);
   if (!ACT_REASON_SYSTEMS.has(system)) {
-    throw new PurposeInputError(`purpose of use ${shown(value)} names the code system ${shown(system)}; use v3-ActReason (${SYSTEMS.actReason} or urn:oid:2.16.840.1.113883.5.8)`);
+    throw new PurposeInputError(
+      `purpose of use ${shown(value)} names the code system ${shown(system)}; use v3-ActReason (${SYSTEMS.actReason} or urn:oid:2.16.840.1.113883.5.8)`,
+    );
   }
   return checkedCode(value.slice(at + 1), value);
 }

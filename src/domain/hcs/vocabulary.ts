@@ -7,7 +7,6 @@
 
 import type { Coding } from '../fhir/types.js';
 
-
 export const SYSTEMS = {
   actReason: 'http://terminology.hl7.org/CodeSystem/v3-ActReason',
   confidentiality: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality',
@@ -260,6 +259,9 @@ export const PERSON_ROLE_CODES: Readonly<Record<string, Readonly<Record<string, 
 
 /** A role Coding with THO's display filled in when the code is one we know. */
 export function roleCoding(role: Coding): Coding {
-  const display = role.display ?? PERSON_ROLE_CODES[role.system]?.[role.code] ?? (role.system === SYSTEMS.securityRoleType ? SECURITY_ROLE_TYPES[role.code] : undefined);
+  const display =
+    role.display ??
+    PERSON_ROLE_CODES[role.system]?.[role.code] ??
+    (role.system === SYSTEMS.securityRoleType ? SECURITY_ROLE_TYPES[role.code] : undefined);
   return display ? { system: role.system, code: role.code, display } : { system: role.system, code: role.code };
 }

@@ -36,6 +36,7 @@ export const invalidFilter = (detail: string) => new ScimError(400, 'invalidFilt
 export const invalidPath = (detail: string) => new ScimError(400, 'invalidPath', detail);
 export const mutability = (detail: string) => new ScimError(400, 'mutability', detail);
 export const noTarget = (detail: string) => new ScimError(400, 'noTarget', detail);
-export const notFound = (resourceType: string, id: string) => new ScimError(404, undefined, `${resourceType} ${JSON.stringify(id)} not found`);
+export const notFound = (resourceType: string, id: string) =>
+  new ScimError(404, undefined, `${resourceType} ${JSON.stringify(id)} not found`);
 export const preconditionFailed = (current: string) =>
   new ScimError(412, undefined, `If-Match does not match the current version (${current}); read the resource again and retry`);

@@ -106,7 +106,13 @@ export function parseScope(s: string): ParsedScope {
     const prefix = s.slice(0, slash);
     if (scopeContexts.has(prefix)) return parseResourceScope(s, prefix as ScopeContext, s.slice(slash + 1));
     // Looks like someone meant a resource scope (word/Type.perm); saying why beats calling it unknown.
-    if (WORD.test(prefix) && s.slice(slash + 1).split('?')[0]?.includes('.')) {
+    if (
+      WORD.test(prefix) &&
+      s
+        .slice(slash + 1)
+        .split('?')[0]
+        ?.includes('.')
+    ) {
       return invalid(s, `${NOT_A_SCOPE} (the context "${prefix}" must be patient, user or system)`);
     }
   }
@@ -120,7 +126,10 @@ function parseLaunchScope(s: string): ParsedScope {
   if (name === 'launch') return invalid(s, `${NOT_A_SCOPE} (only launch/<type> scopes may carry ?role=)`);
   if (!type) return invalid(s, `${NOT_A_SCOPE} (the context type after launch/ is missing)`);
   if (!LAUNCH_TYPE.test(type)) {
-    return invalid(s, `${NOT_A_SCOPE} (launch context types are written in lower case letters, e.g. launch/${type.toLowerCase().replace(/[^a-z]/g, '') || 'patient'})`);
+    return invalid(
+      s,
+      `${NOT_A_SCOPE} (launch context types are written in lower case letters, e.g. launch/${type.toLowerCase().replace(/[^a-z]/g, '') || 'patient'})`,
+    );
   }
   if (q < 0) return { kind: 'context', name, raw: s };
   const query = s.slice(q + 1);
@@ -213,7 +222,14 @@ export function formatScope(p: ParsedScope, syntax?: ScopeSyntax): string {
 /** Builds a resource scope and its `raw` text from parts (e.g. the result of an intersection). */
 export function resourceScope(parts: Omit<ResourceScope, 'kind' | 'raw' | 'syntax'>, syntax: ScopeSyntax): ResourceScope {
   const effective: ScopeSyntax = syntax === 'v1' && v1Keyword(parts.permissions) ? 'v1' : 'v2';
-  const base = { kind: 'resource', context: parts.context, resourceType: parts.resourceType, permissions: parts.permissions, syntax: effective, raw: '' } as const;
+  const base = {
+    kind: 'resource',
+    context: parts.context,
+    resourceType: parts.resourceType,
+    permissions: parts.permissions,
+    syntax: effective,
+    raw: '',
+  } as const;
   const scope: ResourceScope = parts.query ? { ...base, query: parts.query } : base;
   return { ...scope, raw: formatScope(scope) };
 }

@@ -11,7 +11,6 @@ import {
   type ScopeSyntax,
 } from './scope-syntax.js';
 
-
 /**
  * Downscoping: what a client gets is what it asked for intersected with what it may have
  * (SMART GR-02/GR-08: requested ∩ allowed, never more than requested). Every result is itself
@@ -27,7 +26,8 @@ import {
  */
 export function scopeAllows(allowed: ParsedScope, requested: ParsedScope): ParsedScope | undefined {
   if (allowed.kind !== 'resource' || requested.kind !== 'resource') {
-    const exact = (allowed.kind === 'context' || allowed.kind === 'other') && allowed.kind === requested.kind && allowed.raw === requested.raw;
+    const exact =
+      (allowed.kind === 'context' || allowed.kind === 'other') && allowed.kind === requested.kind && allowed.raw === requested.raw;
     return exact ? requested : undefined;
   }
   if (allowed.context !== requested.context) return undefined;
@@ -132,7 +132,12 @@ function grantedParts(requested: ResourceScope, allowed: ResourceScope[]): Resou
 
 function covers(wider: ResourceScope, narrower: ResourceScope): boolean {
   const common = scopeAllows(wider, narrower);
-  return common?.kind === 'resource' && common.resourceType === narrower.resourceType && common.permissions.size === narrower.permissions.size && sameQuery(common.query, narrower.query);
+  return (
+    common?.kind === 'resource' &&
+    common.resourceType === narrower.resourceType &&
+    common.permissions.size === narrower.permissions.size &&
+    sameQuery(common.query, narrower.query)
+  );
 }
 
 /**

@@ -36,7 +36,8 @@ export function assertionProblem({ claims, header, client, audiences, now, clock
   if (typeof header.kid !== 'string' || !header.kid) return 'the client assertion header must name the signing key with kid';
   if (header.jku !== undefined) {
     const allowed = [client.jwksUri, ...(client.jkuAllowlist ?? [])].filter(Boolean);
-    if (typeof header.jku !== 'string' || !allowed.includes(header.jku)) return 'the jku header is not one of the URLs registered for this client';
+    if (typeof header.jku !== 'string' || !allowed.includes(header.jku))
+      return 'the jku header is not one of the URLs registered for this client';
   }
   if (claims.iss !== client.clientId) return 'iss must be the client_id';
   if (claims.sub !== client.clientId) return 'sub must equal iss (the client_id)';
@@ -49,7 +50,8 @@ export function assertionProblem({ claims, header, client, audiences, now, clock
   if (claims.exp < now - clockTolerance) return 'the client assertion has expired';
   if (claims.iat !== undefined) {
     if (typeof claims.iat !== 'number' || !Number.isFinite(claims.iat)) return 'iat must be a NumericDate (seconds since the epoch)';
-    if (claims.iat > now + clockTolerance) return `iat is in the future (more than the ${clockTolerance} s clock tolerance ahead of this server): check the client's clock`;
+    if (claims.iat > now + clockTolerance)
+      return `iat is in the future (more than the ${clockTolerance} s clock tolerance ahead of this server): check the client's clock`;
   }
   if (typeof claims.jti !== 'string' || !claims.jti) return 'jti is required';
   if (claims.jti.length > 256) return 'jti is longer than 256 characters';

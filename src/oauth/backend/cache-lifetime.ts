@@ -23,7 +23,13 @@ function directives(cacheControl: string): Map<string, string | undefined> {
     const [rawName, ...rest] = part.split('=');
     const name = rawName?.trim().toLowerCase();
     if (!name) continue;
-    const value = rest.length > 0 ? rest.join('=').trim().replace(/^"(.*)"$/, '$1') : undefined;
+    const value =
+      rest.length > 0
+        ? rest
+            .join('=')
+            .trim()
+            .replace(/^"(.*)"$/, '$1')
+        : undefined;
     if (!out.has(name)) out.set(name, value);
   }
   return out;

@@ -16,7 +16,8 @@ export const CLOCK_TOLERANCE_SECONDS = 15;
  */
 export function assertionAudiences(issuer: string, route: string | undefined): string[] {
   const token = `${issuer}${ROUTES.token}`;
-  const here = route === 'introspection' ? `${issuer}${ROUTES.introspection}` : route === 'revocation' ? `${issuer}${ROUTES.revocation}` : undefined;
+  const here =
+    route === 'introspection' ? `${issuer}${ROUTES.introspection}` : route === 'revocation' ? `${issuer}${ROUTES.revocation}` : undefined;
   return here ? [token, issuer, here] : [token, issuer];
 }
 
@@ -48,7 +49,13 @@ export function clientAssertionHook(issuer: string, redis: RedisClient, keyspace
     if (client.jwksUri && fetcher && !(await fetcher.findKey(client.jwksUri, header.kid as string))) {
       throw new errors.InvalidClientAuth("the assertion's kid is no longer in the client's jwks_uri key set");
     }
-    const first = await claimOnce(redis, keyspace, 'client-assertion', `${client.clientId}\n${claims.jti as string}`, jtiMemorySeconds(claims.exp as number, now, CLOCK_TOLERANCE_SECONDS));
+    const first = await claimOnce(
+      redis,
+      keyspace,
+      'client-assertion',
+      `${client.clientId}\n${claims.jti as string}`,
+      jtiMemorySeconds(claims.exp as number, now, CLOCK_TOLERANCE_SECONDS),
+    );
     if (!first) throw new errors.InvalidClientAuth('jti has already been used (client assertions are single-use)');
     // The UDAP hl7-b2b context (purpose of use, subject) rides in the assertion; the token's claims use it.
     rememberB2bAssertion(ctx, claims);

@@ -10,7 +10,8 @@ function reword(detail: string, allowedAlgs: readonly string[], claims: Record<s
   // honest rule to name is that one, not "client not found".
   if (detail === 'client not found' && claims && claims.iss !== claims.sub) return 'sub must equal iss (the client_id)';
   if (detail === 'alg mismatch') return `the signing algorithm is not allowed (allowed: ${allowedAlgs.join(', ')})`;
-  if (/no matching key|no applicable key|JWKSNoMatchingKey/i.test(detail)) return 'no key in the client\'s registered key set matches the assertion (kid/alg)';
+  if (/no matching key|no applicable key|JWKSNoMatchingKey/i.test(detail))
+    return "no key in the client's registered key set matches the assertion (kid/alg)";
   if (/signature verification failed|invalid signature/i.test(detail)) return 'the client assertion signature is invalid';
   if (/client authentication must only be provided using one mechanism/.test(detail)) return detail;
   return detail;

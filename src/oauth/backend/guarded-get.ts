@@ -40,8 +40,8 @@ function vettingLookup(url: URL, options: GuardedGetOptions): LookupFunction {
   const resolve = options.resolve ?? defaultResolve;
   const where = describeJwksUri(url);
   return (hostname, lookupOptions, callback) => {
-    resolve(hostname).then(
-      (resolved) => {
+    resolve(hostname)
+      .then((resolved) => {
         if (resolved.length === 0) throw new JwksFetchError('dns', `${where}: host does not resolve`);
         if (!options.allowPrivateNetworks && !allPublic(resolved.map(({ address }) => address))) {
           throw new JwksFetchError('private-address', `${where}: host resolves to a private address`);
@@ -52,14 +52,11 @@ function vettingLookup(url: URL, options: GuardedGetOptions): LookupFunction {
         if (first === undefined) throw new JwksFetchError('dns', `${where}: host does not resolve`);
         if (lookupOptions.all) callback(null, usable);
         else callback(null, first.address, first.family);
-      },
-    ).catch((err: unknown) => {
-      const error =
-        err instanceof JwksFetchError
-          ? err
-          : new JwksFetchError('dns', `${where}: host does not resolve`, { cause: err });
-      callback(error as NodeJS.ErrnoException, '', 0);
-    });
+      })
+      .catch((err: unknown) => {
+        const error = err instanceof JwksFetchError ? err : new JwksFetchError('dns', `${where}: host does not resolve`, { cause: err });
+        callback(error as NodeJS.ErrnoException, '', 0);
+      });
   };
 }
 
@@ -119,8 +116,7 @@ export function guardedGet(url: URL, options: GuardedGetOptions): Promise<Guarde
         fail(new JwksFetchError('http-status', `${where}: HTTP ${status}`, { status }));
         return;
       }
-      const tooLarge = (): JwksFetchError =>
-        new JwksFetchError('too-large', `${where}: response exceeds ${options.maxBytes} bytes`);
+      const tooLarge = (): JwksFetchError => new JwksFetchError('too-large', `${where}: response exceeds ${options.maxBytes} bytes`);
       const declared = Number(res.headers['content-length']);
       if (Number.isFinite(declared) && declared > options.maxBytes) {
         fail(tooLarge());

@@ -35,8 +35,7 @@ export class JwksFetchError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     const { status } = options;
     this.transient =
-      !PERMANENT.has(failure) &&
-      !(failure === 'http-status' && status !== undefined && status < 500 && status !== 408 && status !== 429);
+      !PERMANENT.has(failure) && !(failure === 'http-status' && status !== undefined && status < 500 && status !== 408 && status !== 429);
   }
 }
 

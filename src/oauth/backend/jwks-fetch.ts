@@ -5,7 +5,6 @@ import { guardedGet } from './guarded-get.js';
 import type { Resolver } from './guarded-get.js';
 import { JwksFetchError, describeJwksUri } from './jwks-fetch-error.js';
 
-
 /**
  * Client JWK Sets fetched from `jwks_uri` (SMART Backend Services, private_key_jwt), kept in memory
  * per URL:
@@ -190,9 +189,7 @@ export class JwksFetcher {
       return jwks;
     } catch (err) {
       const error =
-        err instanceof JwksFetchError
-          ? err
-          : new JwksFetchError('network', `${describeJwksUri(target)}: request failed`, { cause: err });
+        err instanceof JwksFetchError ? err : new JwksFetchError('network', `${describeJwksUri(target)}: request failed`, { cause: err });
       entry.lastError = error;
       const now = options.now();
       if (!error.transient) delete entry.good;

@@ -65,7 +65,11 @@ export function applyKindDefaults(input: Record<string, unknown>): Record<string
   if (out.token_endpoint_auth_method === undefined) {
     const hasKeys = out.jwks !== undefined || out.jwks_uri !== undefined;
     out.token_endpoint_auth_method =
-      rules.authMethods.length === 1 ? rules.authMethods[0] : hasKeys && rules.authMethods.includes('private_key_jwt') ? 'private_key_jwt' : rules.authMethods[0];
+      rules.authMethods.length === 1
+        ? rules.authMethods[0]
+        : hasKeys && rules.authMethods.includes('private_key_jwt')
+          ? 'private_key_jwt'
+          : rules.authMethods[0];
   }
   if (rules.flow !== 'app') out.redirect_uris ??= [];
   if (kind === 'resource_server') out.smart_scopes ??= [];
@@ -99,7 +103,9 @@ export function inferKind(metadata: Record<string, unknown>): KindInference {
   const method = metadata.token_endpoint_auth_method ?? RFC7591_DEFAULT_AUTH_METHOD;
   const grants = metadata.grant_types ?? RFC7591_DEFAULT_GRANTS;
   const basis = `token_endpoint_auth_method ${JSON.stringify(method)} and grant_types ${JSON.stringify(grants)}`;
-  const unknown = (): KindInference => ({ problem: `smart_client_kind is missing and ${basis} name no single SMART client kind: ${HOW_TO_NAME_A_KIND}` });
+  const unknown = (): KindInference => ({
+    problem: `smart_client_kind is missing and ${basis} name no single SMART client kind: ${HOW_TO_NAME_A_KIND}`,
+  });
   if (typeof method !== 'string' || !Array.isArray(grants) || !grants.every((g) => typeof g === 'string')) return unknown();
   const grantSet = new Set(grants as string[]);
   const appFlow = grantSet.has('authorization_code') && [...grantSet].every((g) => g === 'authorization_code' || g === 'refresh_token');

@@ -46,7 +46,13 @@ const VIA_RECORDED = 'the initial access token this client was registered with';
  * the kind implies and holds the result to `ceiling`. Runs once the ceiling is known, so a request
  * with a spent or unknown token is answered as such whatever its metadata says.
  */
-function boundMetadata(ctx: KoaContextWithOIDC, properties: Record<string, unknown>, ceiling: RegistrationCeiling, via: string, currentScopes?: string[]): void {
+function boundMetadata(
+  ctx: KoaContextWithOIDC,
+  properties: Record<string, unknown>,
+  ceiling: RegistrationCeiling,
+  via: string,
+  currentScopes?: string[],
+): void {
   const allowedKinds = `${via} allows ${ceiling.kinds.join(', ') || 'no kind'}`;
   const reading = readStandardMetadata(properties, { allowedKinds, ...(currentScopes ? { currentScopes } : {}) });
   settleKindAndSecret(ctx, properties);

@@ -56,7 +56,9 @@ export function administrativeReason(scope: string): string | undefined {
   const parsed = parseScope(scope);
   if (parsed.kind !== 'resource' || parsed.context !== 'system') return undefined;
   if (ADMIN_RESOURCE_TYPES.has(parsed.resourceType)) {
-    return parsed.resourceType === 'AuditEvent' ? 'it reads the audit trail of every patient' : 'it reads or withdraws the consents of every patient';
+    return parsed.resourceType === 'AuditEvent'
+      ? 'it reads the audit trail of every patient'
+      : 'it reads or withdraws the consents of every patient';
   }
   if (parsed.permissions.has('c') || parsed.permissions.has('u') || parsed.permissions.has('d')) return 'it writes data of every patient';
   return undefined;
@@ -119,11 +121,19 @@ function withinCeiling(scope: string, ceiling: readonly string[]): boolean {
  * A kind inferred from standard metadata (standard-metadata.ts) is held to the same ceiling, and
  * its refusal says what it was inferred from.
  */
-export function assertWithinCeiling(properties: Record<string, unknown>, ceiling: RegistrationCeiling, via: string, inferredKindBasis?: string): void {
+export function assertWithinCeiling(
+  properties: Record<string, unknown>,
+  ceiling: RegistrationCeiling,
+  via: string,
+  inferredKindBasis?: string,
+): void {
   const scopes = requestedScopes(properties);
   for (const scope of scopes.all) {
     const reason = administrativeReason(scope);
-    if (reason) fail(`scope ${quote(scope)} is administrative (${reason}) and cannot be registered dynamically; only an operator can grant it (smart-authz clients or the clients file)`);
+    if (reason)
+      fail(
+        `scope ${quote(scope)} is administrative (${reason}) and cannot be registered dynamically; only an operator can grant it (smart-authz clients or the clients file)`,
+      );
   }
   // Operator-only metadata too, whatever the ceiling says.
   const operatorOnly = operatorOnlyMetadataProblem(properties);
@@ -136,7 +146,8 @@ export function assertWithinCeiling(properties: Record<string, unknown>, ceiling
     fail(`smart_client_kind ${quote(kind)}${inferred} is not allowed by ${via} (it allows ${allowedKinds})`);
   }
   for (const scope of scopes.bounded) {
-    if (!withinCeiling(scope, ceiling.scopes)) fail(`scope ${quote(scope)} is not allowed by ${via} (it allows scopes within: ${ceiling.scopes.join(' ') || 'none'})`);
+    if (!withinCeiling(scope, ceiling.scopes))
+      fail(`scope ${quote(scope)} is not allowed by ${via} (it allows scopes within: ${ceiling.scopes.join(' ') || 'none'})`);
   }
 }
 
@@ -160,7 +171,8 @@ export function ceilingProblem(ceiling: RegistrationCeiling): string | undefined
     const parsed = parseScopePattern(scope);
     if ('problem' in parsed) return `scope ${quote(scope)} ${parsed.problem}`;
     const reason = administrativeReason(scope);
-    if (reason) return `scope ${quote(scope)} is administrative (${reason}); it can never be registered dynamically (use smart-authz clients add)`;
+    if (reason)
+      return `scope ${quote(scope)} is administrative (${reason}); it can never be registered dynamically (use smart-authz clients add)`;
   }
   return undefined;
 }

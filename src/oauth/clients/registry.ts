@@ -127,7 +127,10 @@ export class ClientRegistry {
 
     let clientSecret: string | undefined;
     if (!usesClientSecret(payload.token_endpoint_auth_method)) {
-      if (payload.client_secret !== undefined) fail(`client_secret is only used with client_secret_basic or client_secret_post, not ${String(payload.token_endpoint_auth_method)}`);
+      if (payload.client_secret !== undefined)
+        fail(
+          `client_secret is only used with client_secret_basic or client_secret_post, not ${String(payload.token_endpoint_auth_method)}`,
+        );
     } else if (payload.client_secret !== undefined) {
       if (typeof payload.client_secret !== 'string' || !payload.client_secret) fail('client_secret must be a non-empty string');
       if (!isHashedClientSecret(payload.client_secret)) payload.client_secret = hashClientSecret(payload.client_secret as string);
@@ -137,7 +140,9 @@ export class ClientRegistry {
       clientSecret = generateClientSecret();
       payload.client_secret = hashClientSecret(clientSecret);
     } else {
-      fail(`client_secret is required for token_endpoint_auth_method ${String(payload.token_endpoint_auth_method)} (give it in plaintext or as a sha256$ hash)`);
+      fail(
+        `client_secret is required for token_endpoint_auth_method ${String(payload.token_endpoint_auth_method)} (give it in plaintext or as a sha256$ hash)`,
+      );
     }
 
     if (typeof existing?.client_id_issued_at === 'number') payload.client_id_issued_at = existing.client_id_issued_at;
@@ -210,7 +215,9 @@ export class ClientRegistry {
   async rotateSecret(id: string): Promise<string> {
     const existing = await this.requireStored(id);
     if (!usesClientSecret(existing.token_endpoint_auth_method)) {
-      throw new ClientRegistryError(`client "${id}": token_endpoint_auth_method is ${String(existing.token_endpoint_auth_method)}, which uses no client secret`);
+      throw new ClientRegistryError(
+        `client "${id}": token_endpoint_auth_method is ${String(existing.token_endpoint_auth_method)}, which uses no client secret`,
+      );
     }
     const secret = generateClientSecret();
     await this.upsert({ ...existing, client_secret: hashClientSecret(secret) });
@@ -221,7 +228,9 @@ export class ClientRegistry {
   async setJwks(id: string, keys: ClientKeys): Promise<UpsertResult> {
     const existing = await this.requireStored(id);
     if (existing.token_endpoint_auth_method !== 'private_key_jwt') {
-      throw new ClientRegistryError(`client "${id}": token_endpoint_auth_method is ${String(existing.token_endpoint_auth_method)}; keys are only used with private_key_jwt`);
+      throw new ClientRegistryError(
+        `client "${id}": token_endpoint_auth_method is ${String(existing.token_endpoint_auth_method)}; keys are only used with private_key_jwt`,
+      );
     }
     const { jwks: _jwks, jwks_uri: _uri, ...rest } = existing;
     const next =

@@ -6,7 +6,6 @@ import { isEmergencyPurpose, isPurpose } from '../../domain/hcs/vocabulary.js';
 import { listPermits } from '../../domain/hcs/policy.js';
 import { asCeiling, registrationPolicyApplied } from './registration-policy.js';
 
-
 /**
  * SMART client metadata, validated by oidc-provider's `extraClientMetadata.validator` hook so the
  * same rules apply to every way a client arrives: dynamic registration, clients read back through
@@ -54,7 +53,7 @@ function fail(description: string): never {
 }
 
 function quote(value: unknown): string {
-  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
   return JSON.stringify(text.length > 80 ? `${text.slice(0, 77)}...` : text);
 }
 
@@ -89,7 +88,9 @@ function checkKindAgainstOAuth(kind: SmartClientKind, m: Record<string, unknown>
   const rules = KIND_RULES[kind];
   const method = m.token_endpoint_auth_method;
   if (typeof method !== 'string' || !rules.authMethods.includes(method)) {
-    fail(`token_endpoint_auth_method must be ${rules.authMethods.map((a) => `"${a}"`).join(' or ')} for ${kind} clients (got ${quote(method)})`);
+    fail(
+      `token_endpoint_auth_method must be ${rules.authMethods.map((a) => `"${a}"`).join(' or ')} for ${kind} clients (got ${quote(method)})`,
+    );
   }
   const grants = m.grant_types;
   const responses = m.response_types;
@@ -104,12 +105,14 @@ function checkKindAgainstOAuth(kind: SmartClientKind, m: Record<string, unknown>
       if (!sameList(responses, ['code'])) fail(`response_types for ${kind} clients must be ["code"] (got ${quote(responses)})`);
       break;
     case 'client_credentials':
-      if (!sameList(grants, ['client_credentials'])) fail(`grant_types for ${kind} clients must be exactly ["client_credentials"] (got ${quote(grants)})`);
+      if (!sameList(grants, ['client_credentials']))
+        fail(`grant_types for ${kind} clients must be exactly ["client_credentials"] (got ${quote(grants)})`);
       if (responses.length) fail(`response_types for ${kind} clients must be empty (got ${quote(responses)})`);
       if (Array.isArray(redirects) && redirects.length) fail(`redirect_uris must be empty for ${kind} clients`);
       break;
     case 'none':
-      if (grants.length) fail(`grant_types for ${kind} clients must be empty: a resource server is never issued tokens (got ${quote(grants)})`);
+      if (grants.length)
+        fail(`grant_types for ${kind} clients must be empty: a resource server is never issued tokens (got ${quote(grants)})`);
       if (responses.length) fail(`response_types for ${kind} clients must be empty (got ${quote(responses)})`);
       if (Array.isArray(redirects) && redirects.length) fail(`redirect_uris must be empty for ${kind} clients`);
       break;
@@ -153,7 +156,9 @@ function checkRedirectUris(kind: SmartClientKind, m: Record<string, unknown>, pr
     if (!production || url.protocol === 'https:') return;
     if (nativePublic && url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname)) return;
     if (nativePublic && url.protocol !== 'http:') return;
-    fail(`${field} must use https in production${kind === 'public_app' ? ' (native apps may use http on a loopback address or a private-use scheme)' : ''}`);
+    fail(
+      `${field} must use https in production${kind === 'public_app' ? ' (native apps may use http on a loopback address or a private-use scheme)' : ''}`,
+    );
   });
 }
 
@@ -199,7 +204,8 @@ function checkFhirServers(value: unknown, m: Record<string, unknown>, policy: Cl
   if (!servers.length) fail('fhir_servers must list at least one FHIR base URL (omit it to allow all configured servers)');
   const normalised = servers.map((s, i) => {
     const base = normaliseFhirBase(s);
-    if (!known.includes(base)) fail(`fhir_servers[${i}] ${quote(s)} is not a FHIR server of this authorization server (known: ${known.join(', ')})`);
+    if (!known.includes(base))
+      fail(`fhir_servers[${i}] ${quote(s)} is not a FHIR server of this authorization server (known: ${known.join(', ')})`);
     return base;
   });
   m.fhir_servers = [...new Set(normalised)];
@@ -214,7 +220,9 @@ export function createClientMetadataValidator(policy: ClientMetadataPolicy): Cli
         // (clients/registration-http.ts); an initial access token minted without it registers nothing.
         const route = routeOf(ctx);
         if (route !== undefined && DYNAMIC_WRITE_ROUTES.has(route) && !registrationPolicyApplied(ctx)) {
-          fail('this registration is not bound to a registration policy; ask the operator for an initial access token from "smart-authz registration token"');
+          fail(
+            'this registration is not bound to a registration policy; ask the operator for an initial access token from "smart-authz registration token"',
+          );
         }
         if (value === undefined) fail(`smart_client_kind is required: one of ${SMART_CLIENT_KINDS.join(', ')}`);
         if (!isSmartClientKind(value)) fail(`smart_client_kind ${quote(value)} is not known: use one of ${SMART_CLIENT_KINDS.join(', ')}`);
@@ -232,7 +240,8 @@ export function createClientMetadataValidator(policy: ClientMetadataPolicy): Cli
         return;
       case 'launch_url':
         if (value === undefined) return;
-        if (isSmartClientKind(kind) && !KIND_RULES[kind].launchable) fail(`launch_url is only for apps launched from the EHR, not ${kind} clients`);
+        if (isSmartClientKind(kind) && !KIND_RULES[kind].launchable)
+          fail(`launch_url is only for apps launched from the EHR, not ${kind} clients`);
         checkServiceUrl('launch_url', value, policy.production);
         return;
       case 'purposes_of_use':
@@ -248,8 +257,12 @@ export function createClientMetadataValidator(policy: ClientMetadataPolicy): Cli
         const registered = Array.isArray(metadata.purposes_of_use) ? (metadata.purposes_of_use as string[]) : undefined;
         stringArray('default_purposes_of_use', value).forEach((code, i) => {
           if (!isPurpose(code)) fail(`default_purposes_of_use[${i}] ${quote(code)} must be a v3-PurposeOfUse code like TREAT or HPAYMT`);
-          if (isEmergencyPurpose(code)) fail(`default_purposes_of_use[${i}] ${quote(code)} is an emergency purpose: break the glass is asserted per request, never by default`);
-          if (registered && !listPermits(registered, code, true)) fail(`default_purposes_of_use[${i}] ${quote(code)} is not among purposes_of_use`);
+          if (isEmergencyPurpose(code))
+            fail(
+              `default_purposes_of_use[${i}] ${quote(code)} is an emergency purpose: break the glass is asserted per request, never by default`,
+            );
+          if (registered && !listPermits(registered, code, true))
+            fail(`default_purposes_of_use[${i}] ${quote(code)} is not among purposes_of_use`);
         });
         return;
       }
@@ -262,7 +275,8 @@ export function createClientMetadataValidator(policy: ClientMetadataPolicy): Cli
         if (value !== undefined && typeof value !== 'boolean') fail('smart_remember_consent must be true or false');
         return;
       case 'smart_registration_ceiling':
-        if (value !== undefined && !asCeiling(value)) fail('smart_registration_ceiling must be {"kinds": [SMART client kinds], "scopes": [scope patterns]}');
+        if (value !== undefined && !asCeiling(value))
+          fail('smart_registration_ceiling must be {"kinds": [SMART client kinds], "scopes": [scope patterns]}');
         return;
       case 'jku_allowlist':
         if (value === undefined) return;

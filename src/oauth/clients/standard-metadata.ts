@@ -67,8 +67,13 @@ function adoptScopeMember(properties: Record<string, unknown>, currentScopes: re
   if (currentScopes && sameScopes(fromScope, currentScopes)) return;
   const onlyScope = fromScope.filter((s) => !smart.includes(s));
   const onlySmart = [...new Set(smart as string[])].filter((s) => !fromScope.includes(s));
-  const parts = [...(onlyScope.length ? [`only in scope: ${onlyScope.join(' ')}`] : []), ...(onlySmart.length ? [`only in smart_scopes: ${onlySmart.join(' ')}`] : [])];
-  fail(`scope and smart_scopes name different scopes (${parts.join('; ')}); send the client's scopes in one of them, or the same scopes in both`);
+  const parts = [
+    ...(onlyScope.length ? [`only in scope: ${onlyScope.join(' ')}`] : []),
+    ...(onlySmart.length ? [`only in smart_scopes: ${onlySmart.join(' ')}`] : []),
+  ];
+  fail(
+    `scope and smart_scopes name different scopes (${parts.join('; ')}); send the client's scopes in one of them, or the same scopes in both`,
+  );
 }
 
 export interface ReadingContext {

@@ -81,7 +81,8 @@ export class CallerAuthenticator {
     // Same work whether or not the client exists, so timing does not reveal client ids.
     const ok = verifyClientSecret(client?.client_secret ?? 'sha256$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', secret);
     if (!client || !ok) throw new CallerAuthError('invalid client credentials');
-    if (client.token_endpoint_auth_method !== method) throw new CallerAuthError(`this client is registered for ${String(client.token_endpoint_auth_method)}`);
+    if (client.token_endpoint_auth_method !== method)
+      throw new CallerAuthError(`this client is registered for ${String(client.token_endpoint_auth_method)}`);
     return client;
   }
 
@@ -96,12 +97,17 @@ export class CallerAuthenticator {
     if (clientIdParam !== null && clientIdParam !== id) throw new CallerAuthError('client_id does not match the assertion iss');
     const client = id ? await this.client(id) : undefined;
     if (!client) throw new CallerAuthError('unknown client');
-    if (client.token_endpoint_auth_method !== 'private_key_jwt') throw new CallerAuthError(`this client is registered for ${String(client.token_endpoint_auth_method)}`);
-    const algorithms = typeof client.token_endpoint_auth_signing_alg === 'string' ? [client.token_endpoint_auth_signing_alg] : this.deps.algorithms;
+    if (client.token_endpoint_auth_method !== 'private_key_jwt')
+      throw new CallerAuthError(`this client is registered for ${String(client.token_endpoint_auth_method)}`);
+    const algorithms =
+      typeof client.token_endpoint_auth_signing_alg === 'string' ? [client.token_endpoint_auth_signing_alg] : this.deps.algorithms;
 
     let verified: { payload: Record<string, unknown>; protectedHeader: Record<string, unknown> };
     try {
-      verified = (await jwtVerify(assertion, await this.keySet(client), { algorithms, clockTolerance: CLOCK_TOLERANCE_SECONDS })) as typeof verified;
+      verified = (await jwtVerify(assertion, await this.keySet(client), {
+        algorithms,
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      })) as typeof verified;
     } catch (err) {
       throw new CallerAuthError(describeJoseError(err, algorithms));
     }
@@ -109,14 +115,24 @@ export class CallerAuthenticator {
     const problem = assertionProblem({
       claims: verified.payload,
       header: verified.protectedHeader,
-      client: { clientId: client.client_id, jwksUri: client.jwks_uri as string | undefined, jkuAllowlist: client.jku_allowlist as string[] | undefined },
+      client: {
+        clientId: client.client_id,
+        jwksUri: client.jwks_uri as string | undefined,
+        jkuAllowlist: client.jku_allowlist as string[] | undefined,
+      },
       audiences: [`${this.deps.issuer}/token`, this.deps.issuer, endpointUrl],
       now,
       clockTolerance: CLOCK_TOLERANCE_SECONDS,
     });
     if (problem) throw new CallerAuthError(problem);
     const exp = verified.payload.exp as number;
-    const first = await claimOnce(this.deps.redis, this.deps.keyspace, 'client-assertion', `${client.client_id}\n${verified.payload.jti as string}`, jtiMemorySeconds(exp, now, CLOCK_TOLERANCE_SECONDS));
+    const first = await claimOnce(
+      this.deps.redis,
+      this.deps.keyspace,
+      'client-assertion',
+      `${client.client_id}\n${verified.payload.jti as string}`,
+      jtiMemorySeconds(exp, now, CLOCK_TOLERANCE_SECONDS),
+    );
     if (!first) throw new CallerAuthError('jti has already been used (client assertions are single-use)');
     return client;
   }

@@ -158,7 +158,8 @@ function describeToken(deps: IntrospectionDeps): Step<Introspection> {
 function recordIntrospection(deps: IntrospectionDeps): Step<Introspection> {
   return async function recordIntrospection(ctx, next) {
     const { caller, token, active, value } = ctx.state;
-    if (deps.config.audit.introspection) await deps.audit.record(introspectionRecord(deps.config.issuer, { callerId: caller.client_id, ip: ctx.ip, token, active, value }));
+    if (deps.config.audit.introspection)
+      await deps.audit.record(introspectionRecord(deps.config.issuer, { callerId: caller.client_id, ip: ctx.ip, token, active, value }));
     await next();
   };
 }
@@ -169,7 +170,8 @@ function answer(deps: IntrospectionDeps): Step<Introspection> {
   const signingKey = () => {
     signer ??= (async () => {
       // The first RSA key that may sign (next/retired keys are marked verify-only).
-      const jwk = deps.jwks.keys.find((k) => k.kty === 'RSA' && !(k as { key_ops?: string[] }).key_ops?.every((op) => op === 'verify')) as JWK | undefined;
+      const jwk = deps.jwks.keys.find((k) => k.kty === 'RSA' && !(k as { key_ops?: string[] }).key_ops?.every((op) => op === 'verify')) as
+        JWK | undefined;
       if (!jwk) throw new Error('no RSA signing key');
       return { key: await importJWK(jwk, 'RS256'), kid: jwk.kid };
     })();

@@ -20,7 +20,14 @@ function presentedName(value: string | null | undefined): TokenName | undefined 
 
 export function revocationEvent(
   issuer: string,
-  input: { callerId?: string; ip: string; token?: FoundToken; value?: string | null; grantRevoked?: boolean; error?: { error: string; description?: string; status: number } },
+  input: {
+    callerId?: string;
+    ip: string;
+    token?: FoundToken;
+    value?: string | null;
+    grantRevoked?: boolean;
+    error?: { error: string; description?: string; status: number };
+  },
 ): AuditEvent {
   const t = input.token;
   const presented = t ? undefined : presentedName(input.value);
@@ -28,7 +35,17 @@ export function revocationEvent(
     { issuer },
     {
       ...(input.callerId ? { caller: { clientId: input.callerId, ip: input.ip } } : { ip: input.ip }),
-      ...(t ? { token: { name: nameOf(t), kind: t.kind, clientId: t.clientId, ...(t.grantId ? { grantId: t.grantId } : {}), ...(t.accountId ? { accountId: t.accountId } : {}) } } : {}),
+      ...(t
+        ? {
+            token: {
+              name: nameOf(t),
+              kind: t.kind,
+              clientId: t.clientId,
+              ...(t.grantId ? { grantId: t.grantId } : {}),
+              ...(t.accountId ? { accountId: t.accountId } : {}),
+            },
+          }
+        : {}),
       ...(presented ? { presented } : {}),
       ...(input.grantRevoked ? { grantRevoked: true } : {}),
       ...(input.error ? { error: input.error } : {}),

@@ -68,7 +68,14 @@ function refuseUnknownOrForeign(deps: RevocationDeps): Step {
     }
     if (token.clientId !== caller.client_id) {
       const refusal = new OAuthError(400, 'invalid_request', 'this token was not issued to the authenticated client');
-      await deps.audit.record(revocationEvent(issuer, { callerId: caller.client_id, ip: ctx.ip, value, error: { error: refusal.error, description: refusal.description, status: refusal.status } }));
+      await deps.audit.record(
+        revocationEvent(issuer, {
+          callerId: caller.client_id,
+          ip: ctx.ip,
+          value,
+          error: { error: refusal.error, description: refusal.description, status: refusal.status },
+        }),
+      );
       throw refusal;
     }
     await next();
@@ -95,5 +102,14 @@ function revoke(deps: RevocationDeps): Step {
 }
 
 export function revocationEndpoint(deps: RevocationDeps): Step[] {
-  return [noStore, oauthErrors(clientAuthFailure), readTokenForm, authenticateAnyClient(deps), requireToken, findToken(deps.lookup), refuseUnknownOrForeign(deps), revoke(deps)];
+  return [
+    noStore,
+    oauthErrors(clientAuthFailure),
+    readTokenForm,
+    authenticateAnyClient(deps),
+    requireToken,
+    findToken(deps.lookup),
+    refuseUnknownOrForeign(deps),
+    revoke(deps),
+  ];
 }

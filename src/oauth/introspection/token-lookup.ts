@@ -69,8 +69,16 @@ export interface ApiTokens {
   sessionOpen(token: FoundToken): Promise<boolean>;
 }
 
-export function apiTokens(lookup: { find(value: string): Promise<FoundToken | undefined> }, adapters: (model: string) => Adapter, audience: string): ApiTokens {
-  return { audience: normaliseAudience(audience), find: (value) => lookup.find(value), sessionOpen: (token) => sessionStillOpen(adapters, token) };
+export function apiTokens(
+  lookup: { find(value: string): Promise<FoundToken | undefined> },
+  adapters: (model: string) => Adapter,
+  audience: string,
+): ApiTokens {
+  return {
+    audience: normaliseAudience(audience),
+    find: (value) => lookup.find(value),
+    sessionOpen: (token) => sessionStillOpen(adapters, token),
+  };
 }
 
 /** Whether `token` was issued for `audience`. Absence of an audience is no audience: fail closed. */
@@ -108,7 +116,10 @@ export class TokenLookup {
     // Resource servers introspect access tokens; refresh tokens come from their own clients. So
     // the two access-token models are read together (one round trip) and refresh tokens only on
     // a miss, or first when the caller hints so. Every token is still found whatever the hint.
-    const hit = hint === 'refresh_token' ? (await this.read(['RefreshToken'], value)) ?? (await this.read(ACCESS_KINDS, value)) : (await this.read(ACCESS_KINDS, value)) ?? (await this.read(['RefreshToken'], value));
+    const hit =
+      hint === 'refresh_token'
+        ? ((await this.read(['RefreshToken'], value)) ?? (await this.read(ACCESS_KINDS, value)))
+        : ((await this.read(ACCESS_KINDS, value)) ?? (await this.read(['RefreshToken'], value)));
     if (!hit) return undefined;
     const [kind, payload] = hit;
     if (payload.consumed) return undefined;

@@ -22,7 +22,11 @@ function originOf(uri: string): string | undefined {
 }
 
 /** oidc-provider `clientBasedCORS`: may `client` be called from `origin`? */
-export function browserClientOrigin(ctx: KoaContextWithOIDC, origin: string, client: { clientAuthMethod?: string; redirectUris?: readonly string[] | undefined }): boolean {
+export function browserClientOrigin(
+  ctx: KoaContextWithOIDC,
+  origin: string,
+  client: { clientAuthMethod?: string; redirectUris?: readonly string[] | undefined },
+): boolean {
   // Sandboxed frames and file: pages send "null", which any page can produce.
   if (origin === 'null') return false;
   if (ctx.oidc.route !== 'userinfo' && client.clientAuthMethod !== 'none') return false;

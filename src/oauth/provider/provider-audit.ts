@@ -26,7 +26,18 @@ import { requestState } from '../../platform/http/request-state.js';
  * and keeps the events and knows nothing of oidc-provider.
  */
 
-type Entity = { jti?: string; grantId?: string; accountId?: string; scope?: string; extra?: Record<string, unknown>; aud?: unknown; expiration?: number; consumed?: unknown; kind?: string; clientId?: string };
+type Entity = {
+  jti?: string;
+  grantId?: string;
+  accountId?: string;
+  scope?: string;
+  extra?: Record<string, unknown>;
+  aud?: unknown;
+  expiration?: number;
+  consumed?: unknown;
+  kind?: string;
+  clientId?: string;
+};
 
 interface OidcFacts {
   route?: string;
@@ -67,7 +78,11 @@ export function noteProviderOutcomes(provider: Provider): void {
   on('end_session.success', (ctx) => {
     const c = ctx as ProviderCtx | undefined;
     if (!c?.oidc) return;
-    noted(c).logout = { accountId: c.oidc.session?.accountId, clientId: c.oidc.entities.Client?.clientId ?? c.oidc.client?.clientId, everywhere: Boolean(c.oidc.params?.logout) };
+    noted(c).logout = {
+      accountId: c.oidc.session?.accountId,
+      clientId: c.oidc.entities.Client?.clientId ?? c.oidc.client?.clientId,
+      everywhere: Boolean(c.oidc.params?.logout),
+    };
   });
 }
 
@@ -118,10 +133,24 @@ function tokenEvent(scope: AuditScope, ctx: ProviderCtx): AuditEvent | undefined
   if (ctx.status === 200) {
     const at = oidc.entities.AccessToken ?? oidc.entities.ClientCredentials;
     const extra = at?.extra ?? {};
-    const user: UserInfo | undefined = account ? userFromClaims(account, extra, at?.jti && typeof body.access_token === 'string' && body.access_token !== at.jti ? at.jti : undefined) : undefined;
+    const user: UserInfo | undefined = account
+      ? userFromClaims(
+          account,
+          extra,
+          at?.jti && typeof body.access_token === 'string' && body.access_token !== at.jti ? at.jti : undefined,
+        )
+      : undefined;
     // A rotated or new refresh token is only in the body; it is hashed, never copied.
-    const refresh = typeof body.refresh_token === 'string' ? ({ name: { opaqueValue: body.refresh_token }, kind: 'RefreshToken' } satisfies IssuedToken) : undefined;
-    const accessToken = issued(at, oidc.entities.ClientCredentials ? 'ClientCredentials' : 'AccessToken', body.access_token, body.expires_in);
+    const refresh =
+      typeof body.refresh_token === 'string'
+        ? ({ name: { opaqueValue: body.refresh_token }, kind: 'RefreshToken' } satisfies IssuedToken)
+        : undefined;
+    const accessToken = issued(
+      at,
+      oidc.entities.ClientCredentials ? 'ClientCredentials' : 'AccessToken',
+      body.access_token,
+      body.expires_in,
+    );
     const patient = reference(extra.patient) ?? reference(body.patient);
     const consent = reference(extra.consent);
     const grantId = at?.grantId ?? oidc.entities.RefreshToken?.grantId;
@@ -141,7 +170,13 @@ function tokenEvent(scope: AuditScope, ctx: ProviderCtx): AuditEvent | undefined
   if (ctx.status < 400) return undefined;
   const error = typeof body.error === 'string' ? body.error : 'server_error';
   const rt = oidc.entities.RefreshToken;
-  if (grantType === 'refresh_token' && error === 'invalid_grant' && rt?.consumed && client && typeof oidc.params?.refresh_token === 'string') {
+  if (
+    grantType === 'refresh_token' &&
+    error === 'invalid_grant' &&
+    rt?.consumed &&
+    client &&
+    typeof oidc.params?.refresh_token === 'string'
+  ) {
     return refreshReuse(scope, {
       client,
       refreshToken: { opaqueValue: oidc.params.refresh_token },
@@ -150,7 +185,10 @@ function tokenEvent(scope: AuditScope, ctx: ProviderCtx): AuditEvent | undefined
     });
   }
   const err = noted(ctx).error;
-  const reason = err?.error_detail ?? (ctx.state.clientAuthProblem as string | undefined) ?? (typeof body.error_description === 'string' ? body.error_description : undefined);
+  const reason =
+    err?.error_detail ??
+    (ctx.state.clientAuthProblem as string | undefined) ??
+    (typeof body.error_description === 'string' ? body.error_description : undefined);
   return tokenRefused(scope, {
     ...(client ? { client } : { ip: ctx.ip }),
     grantType,
@@ -158,7 +196,9 @@ function tokenEvent(scope: AuditScope, ctx: ProviderCtx): AuditEvent | undefined
     ...(reason ? { reason: clip(reason)! } : {}),
     status: ctx.status,
     ...(account ? { user: { accountId: account } } : {}),
-    ...((oidc.entities.AuthorizationCode?.grantId ?? rt?.grantId) ? { grantId: (oidc.entities.AuthorizationCode?.grantId ?? rt?.grantId)! } : {}),
+    ...((oidc.entities.AuthorizationCode?.grantId ?? rt?.grantId)
+      ? { grantId: (oidc.entities.AuthorizationCode?.grantId ?? rt?.grantId)! }
+      : {}),
   });
 }
 
@@ -168,7 +208,11 @@ function stillInteracting(ctx: Context): boolean {
   return Boolean(location) && /^(?:https?:\/\/[^/]+)?\/interaction\//.test(location);
 }
 
-async function authorizationEvent(scope: AuditScope, ctx: ProviderCtx, context: (grantId: string) => Promise<{ patient?: string; consentId?: string; fhirUser?: string } | undefined>): Promise<AuditEvent | undefined> {
+async function authorizationEvent(
+  scope: AuditScope,
+  ctx: ProviderCtx,
+  context: (grantId: string) => Promise<{ patient?: string; consentId?: string; fhirUser?: string } | undefined>,
+): Promise<AuditEvent | undefined> {
   const oidc = ctx.oidc!;
   if (stillInteracting(ctx)) return undefined;
   const code = oidc.entities.AuthorizationCode;
@@ -178,7 +222,9 @@ async function authorizationEvent(scope: AuditScope, ctx: ProviderCtx, context: 
   const accountId = code?.accountId ?? oidc.entities.Account?.accountId ?? oidc.session?.accountId;
   const grantId = code?.grantId ?? oidc.entities.Grant?.jti;
   const facts = grantId ? await context(grantId) : undefined;
-  const user: UserInfo | undefined = accountId ? { accountId, ...(facts?.fhirUser ? { fhirUser: facts.fhirUser } : {}), ip: ctx.ip } : undefined;
+  const user: UserInfo | undefined = accountId
+    ? { accountId, ...(facts?.fhirUser ? { fhirUser: facts.fhirUser } : {}), ip: ctx.ip }
+    : undefined;
   const requested = typeof oidc.params?.scope === 'string' ? oidc.params.scope : undefined;
   const scopeText = code?.scope ?? requested;
   const reason = err?.error_description ?? err?.error_detail;
@@ -214,7 +260,8 @@ function registrationEvent(scope: AuditScope, ctx: ProviderCtx, change: 'create'
   if (!ok) return undefined;
   const oidc = ctx.oidc!;
   const body = (typeof ctx.body === 'object' && ctx.body !== null ? ctx.body : {}) as Record<string, unknown>;
-  const clientId = oidc.entities.Client?.clientId ?? oidc.client?.clientId ?? (typeof body.client_id === 'string' ? body.client_id : undefined);
+  const clientId =
+    oidc.entities.Client?.clientId ?? oidc.client?.clientId ?? (typeof body.client_id === 'string' ? body.client_id : undefined);
   if (!clientId) return undefined;
   // Names of the metadata fields sent, never their values (client_secret, jwks, …).
   const fields = Object.keys((oidc.body ?? {}) as Record<string, unknown>).sort();

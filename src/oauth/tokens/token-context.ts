@@ -64,7 +64,11 @@ export function grantContextOf(store: Pick<GrantContextStore, 'get'>, ctx: unkno
  * Post-middleware of the token endpoint. `Pragma: no-cache` goes on every token response,
  * errors included (SMART: Cache-Control: no-store, which oidc-provider sets, and Pragma).
  */
-export function tokenResponseContext(deps: { tokenPath: string; grantContexts: Pick<GrantContextStore, 'get'>; fhirServers: readonly FhirServer[] }) {
+export function tokenResponseContext(deps: {
+  tokenPath: string;
+  grantContexts: Pick<GrantContextStore, 'get'>;
+  fhirServers: readonly FhirServer[];
+}) {
   return async function addLaunchContext(ctx: TokenCtx, next: Next): Promise<void> {
     if (ctx.path !== deps.tokenPath) return next();
     ctx.set('Pragma', 'no-cache');
@@ -76,7 +80,11 @@ export function tokenResponseContext(deps: { tokenPath: string; grantContexts: P
     const grantId = oidc.entities.AuthorizationCode?.grantId ?? oidc.entities.RefreshToken?.grantId;
     const body = ctx.body as Record<string, unknown> | undefined;
     if (!grantId || typeof body !== 'object' || body === null) return;
-    const fields = launchContextFields(await grantContextOf(deps.grantContexts, ctx, grantId), oidc.entities.AccessToken?.aud, deps.fhirServers);
+    const fields = launchContextFields(
+      await grantContextOf(deps.grantContexts, ctx, grantId),
+      oidc.entities.AccessToken?.aud,
+      deps.fhirServers,
+    );
     ctx.body = { ...body, ...fields };
   };
 }
@@ -100,14 +108,20 @@ function atTokenEndpoint(ctx: unknown): boolean {
  * tokens name the Consent as `consent: "Consent/<id>"`, a reference into this server's
  * /fhir/Consent API. Tokens minted in-process (no token request) are not checked.
  */
-export function launchContextClaims(deps: { grantContexts: Pick<GrantContextStore, 'get'>; fhirServers: readonly FhirServer[]; consents?: TokenConsentCheck }) {
+export function launchContextClaims(deps: {
+  grantContexts: Pick<GrantContextStore, 'get'>;
+  fhirServers: readonly FhirServer[];
+  consents?: TokenConsentCheck;
+}) {
   return async (
     ctx: unknown,
     token: { kind: string; grantId?: string; scope?: string; aud?: unknown; resourceServer?: { audience?: unknown } },
   ): Promise<Record<string, unknown> | undefined> => {
     if (token.kind !== 'AccessToken' || !token.grantId) return undefined;
     const context = await grantContextOf(deps.grantContexts, ctx, token.grantId);
-    const claims: Record<string, unknown> = { ...launchContextFields(context, token.resourceServer?.audience ?? token.aud, deps.fhirServers) };
+    const claims: Record<string, unknown> = {
+      ...launchContextFields(context, token.resourceServer?.audience ?? token.aud, deps.fhirServers),
+    };
     if (context?.fhirUser) claims.fhirUser = context.fhirUser;
     if (context?.hcs) claims.extensions = tokenExtensions(context.hcs);
     let consentId = context?.consentId;

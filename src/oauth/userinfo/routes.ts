@@ -42,7 +42,12 @@ export function userinfoRoutes(deps: UserinfoDeps): Router {
     const header = ctx.get('Authorization');
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) {
-      throw new OAuthError(401, 'invalid_request', 'send the access token in the Authorization header (Bearer)', challenge('Bearer', { realm: 'userinfo' }));
+      throw new OAuthError(
+        401,
+        'invalid_request',
+        'send the access token in the Authorization header (Bearer)',
+        challenge('Bearer', { realm: 'userinfo' }),
+      );
     }
     const token = await deps.lookup.find(match[1]!, 'access_token');
     if (!token || token.kind !== 'AccessToken' || !token.accountId || !(await sessionStillOpen(deps.adapters, token))) {

@@ -110,7 +110,10 @@ function convert(name: string, kind: Kind, raw: string): unknown {
       if (/^(0|false|no|off)$/i.test(value)) return false;
       throw new ConfigError(`config error: ${name} must be true or false, got "${value}"`);
     case 'list':
-      return value.split(',').map((s) => s.trim()).filter(Boolean);
+      return value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
     case 'words':
       return value.split(/\s+/).filter(Boolean);
     case 'hostports':

@@ -19,11 +19,11 @@ const postgresUrl = z
   .string()
   .meta({ docType: '`postgres://` or `postgresql://` URL' })
   .refine((v) => {
-  try {
-    return ['postgres:', 'postgresql:'].includes(new URL(v).protocol);
-  } catch {
-    return false;
-  }
+    try {
+      return ['postgres:', 'postgresql:'].includes(new URL(v).protocol);
+    } catch {
+      return false;
+    }
   }, 'must be a postgres:// or postgresql:// URL');
 
 const absoluteHttpUrl = z
@@ -48,7 +48,11 @@ export const redisSchema = z
       .string()
       .refine((v) => /^rediss?:\/\//.test(v), 'must start with redis:// or rediss://')
       .optional()
-      .meta({ description: 'single Redis (`rediss://` for TLS)', docType: '`redis://` or `rediss://` URL', docDefault: '`redis://127.0.0.1:6379`' }),
+      .meta({
+        description: 'single Redis (`rediss://` for TLS)',
+        docType: '`redis://` or `rediss://` URL',
+        docDefault: '`redis://127.0.0.1:6379`',
+      }),
     sentinels: z.array(hostPort).min(1).optional().describe('the sentinels of a Sentinel group (use instead of the URL)'),
     sentinelName: z.string().min(1).optional().describe('the master name the sentinels watch'),
     clusterNodes: z.array(hostPort).min(1).optional().describe('seed nodes of a Redis Cluster (use instead of the URL)'),
@@ -60,17 +64,11 @@ export const redisSchema = z
       .default('authz:')
       .describe('key prefix, to share a Redis between deployments (letters, digits, `_ . -` and an optional trailing colon)'),
     // Unacknowledged writes → 503, nothing handed out (platform/redis/write-acks.ts).
-    minReplicas: z
-      .number()
-      .int()
-      .min(0)
-      .max(16)
-      .optional()
-      .meta({
-        description:
-          'single Redis or Sentinel (not a Cluster): a request that wrote waits (`WAIT`) until this many replicas have its writes, else answers 503 and hands nothing out ([operations](operations.md#redis-sentinel-and-failover))',
-        docDefault: '`0` (off)',
-      }),
+    minReplicas: z.number().int().min(0).max(16).optional().meta({
+      description:
+        'single Redis or Sentinel (not a Cluster): a request that wrote waits (`WAIT`) until this many replicas have its writes, else answers 503 and hands nothing out ([operations](operations.md#redis-sentinel-and-failover))',
+      docDefault: '`0` (off)',
+    }),
     // Below the serving budget of one command (http.redisCommandTimeoutMs, 500 ms by default).
     waitTimeoutMs: z
       .number()
@@ -105,26 +103,30 @@ export const ttlSchema = z.object({
   accessToken: seconds.default(3600).describe('lifetime of user access tokens (seconds)'),
   backendAccessToken: seconds.max(3600).default(300).describe('lifetime of client-credentials access tokens (seconds)'),
   authorizationCode: seconds.max(600).default(60).describe('lifetime of authorization codes (seconds)'),
-  refreshToken: seconds.default(90 * 24 * 3600).describe('lifetime of refresh tokens (seconds); also how long a Consent given with `offline_access` lasts'),
+  refreshToken: seconds
+    .default(90 * 24 * 3600)
+    .describe('lifetime of refresh tokens (seconds); also how long a Consent given with `offline_access` lasts'),
   idToken: seconds.default(3600).describe('lifetime of id_tokens (seconds)'),
-  session: seconds.default(8 * 3600).describe('lifetime of a sign-in session (seconds); also how long a Consent given without `offline_access` lasts'),
+  session: seconds
+    .default(8 * 3600)
+    .describe('lifetime of a sign-in session (seconds); also how long a Consent given without `offline_access` lasts'),
   interaction: seconds.default(3600).describe('how long one authorization may spend on its pages: sign-in, pickers, consent (seconds)'),
   grant: seconds.default(365 * 24 * 3600).describe('lifetime of a grant and the launch context kept with it (seconds)'),
   // SMART EHR-02.
-  launch: seconds.max(3600).default(300).describe('how long an EHR `launch` value stays usable before the app\'s authorization starts (seconds)'),
+  launch: seconds
+    .max(3600)
+    .default(300)
+    .describe("how long an EHR `launch` value stays usable before the app's authorization starts (seconds)"),
 });
 
 const signingAlg = z.enum(['RS384', 'ES384', 'RS256', 'ES256', 'PS256']);
 
 export const configSchema = z
   .object({
-    mode: z
-      .enum(['development', 'production'])
-      .default('development')
-      .meta({
-        description: 'production refuses unsafe settings and never seeds demo data',
-        docDefault: '`development` (`production` when `NODE_ENV=production`)',
-      }),
+    mode: z.enum(['development', 'production']).default('development').meta({
+      description: 'production refuses unsafe settings and never seeds demo data',
+      docDefault: '`development` (`production` when `NODE_ENV=production`)',
+    }),
     // Served at the root of its origin: oidc-provider derives every route from the issuer path,
     // so a path prefix belongs to the reverse proxy, not here.
     issuer: baseUrl
@@ -133,10 +135,16 @@ export const configSchema = z
       .describe('public URL; no path (put a prefix on the proxy). Production: https, or http only behind `AUTHZ_PROXY`'),
     host: z.string().min(1).default('0.0.0.0').describe('listening address'),
     port: z.number().int().min(0).max(65535).default(3000).describe('listening port'),
-    proxy: z.boolean().default(false).describe('trust `X-Forwarded-*` from a TLS-terminating proxy (forward `Host` and `X-Forwarded-Proto`)'),
+    proxy: z
+      .boolean()
+      .default(false)
+      .describe('trust `X-Forwarded-*` from a TLS-terminating proxy (forward `Host` and `X-Forwarded-Proto`)'),
     tls: z
       .object({
-        certFile: z.string().min(1).meta({ description: 'certificate file: serve HTTPS directly (TLS 1.2 minimum), with the key below', docType: 'file path' }),
+        certFile: z
+          .string()
+          .min(1)
+          .meta({ description: 'certificate file: serve HTTPS directly (TLS 1.2 minimum), with the key below', docType: 'file path' }),
         keyFile: z.string().min(1).meta({ description: 'private key file of that certificate', docType: 'file path' }),
       })
       .optional(),
@@ -157,14 +165,11 @@ export const configSchema = z
         docDefault: '`http://localhost:8080/fhir`',
       }),
     ttl: ttlSchema.default(ttlSchema.parse({})),
-    cookieKeys: z
-      .array(z.string().min(32, 'each cookie key needs at least 32 characters'))
-      .min(1)
-      .optional()
-      .meta({
-        description: 'keys that sign cookies, 32+ characters each; the first signs, all verify (rotate by prepending). Required in production',
-        docDefault: 'development: generated once and kept in Redis',
-      }),
+    cookieKeys: z.array(z.string().min(32, 'each cookie key needs at least 32 characters')).min(1).optional().meta({
+      description:
+        'keys that sign cookies, 32+ characters each; the first signs, all verify (rotate by prepending). Required in production',
+      docDefault: 'development: generated once and kept in Redis',
+    }),
     // Unencrypted, a copy of a Redis backup would be enough to mint tokens.
     keyEncryptionSecret: z
       .string()
@@ -175,7 +180,11 @@ export const configSchema = z
       .string()
       .min(1)
       .optional()
-      .meta({ description: 'JSON file of clients upserted at every start, all or nothing (see `config/clients.example.json` and [clients](clients.md))', docType: 'file path' }),
+      .meta({
+        description:
+          'JSON file of clients upserted at every start, all or nothing (see `config/clients.example.json` and [clients](clients.md))',
+        docType: 'file path',
+      }),
     clientAuthSigningAlgs: z
       .array(signingAlg)
       .min(1)
@@ -187,8 +196,11 @@ export const configSchema = z
         allowPrivateNetworks: z
           .boolean()
           .optional()
-          .meta({ description: 'let client `jwks_uri` hosts be private, loopback or link-local addresses', docDefault: 'development `true`, production `false`' }),
-        timeoutMs: z.number().int().min(100).max(30_000).default(2500).describe('how long fetching a client\'s `jwks_uri` may take (ms)'),
+          .meta({
+            description: 'let client `jwks_uri` hosts be private, loopback or link-local addresses',
+            docDefault: 'development `true`, production `false`',
+          }),
+        timeoutMs: z.number().int().min(100).max(30_000).default(2500).describe("how long fetching a client's `jwks_uri` may take (ms)"),
       })
       .default({ timeoutMs: 2500 }),
     /** argon2id parameters for user passwords; defaults are OWASP's minimum (19 MiB, t=2, p=1). */
@@ -200,7 +212,12 @@ export const configSchema = z
           .min(19_456, 'must be at least 19456 (OWASP minimum)')
           .default(19_456)
           .describe('argon2id memory cost of user passwords (KiB; OWASP minimum enforced); a raised cost re-hashes at the next sign-in'),
-        timeCost: z.number().int().min(2, 'must be at least 2 (OWASP minimum)').default(2).describe('argon2id iterations (OWASP minimum enforced)'),
+        timeCost: z
+          .number()
+          .int()
+          .min(2, 'must be at least 2 (OWASP minimum)')
+          .default(2)
+          .describe('argon2id iterations (OWASP minimum enforced)'),
         parallelism: z.number().int().min(1).max(16).default(1).describe('argon2id parallelism'),
       })
       .default({ memoryKiB: 19_456, timeCost: 2, parallelism: 1 }),
@@ -211,7 +228,9 @@ export const configSchema = z
           .int()
           .min(1)
           .default(5)
-          .describe('consecutive sign-in failures that lock an account until an administrator or the timer clears it ([lock-out](security/lockout.md))'),
+          .describe(
+            'consecutive sign-in failures that lock an account until an administrator or the timer clears it ([lock-out](security/lockout.md))',
+          ),
         lockoutSeconds: z.number().int().min(1).default(900).describe('how long a lock-out lasts (seconds)'),
         maxAttemptsPerIpPerMinute: z
           .number()
@@ -229,7 +248,13 @@ export const configSchema = z
           .min(100)
           .default(10_000)
           .describe('most users a SCIM filter that is not an index lookup may examine before it is refused (`400 tooMany`)'),
-        maxPageSize: z.number().int().min(1).max(1000).default(200).describe('most resources one SCIM page holds (`count` is capped at it)'),
+        maxPageSize: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .default(200)
+          .describe('most resources one SCIM page holds (`count` is capped at it)'),
       })
       .default({ maxFilterScan: 10_000, maxPageSize: 200 }),
     registration: z
@@ -249,17 +274,18 @@ export const configSchema = z
           .min(1)
           .default(["'none'"])
           .describe("CSP `frame-ancestors` sources; `'none'` forbids framing entirely"),
-        shutdownGraceMs: z.number().int().min(0).default(10_000).describe('on SIGTERM, how long in-flight requests may take to finish (ms)'),
-        // Load balancers notice the 503 and stop sending before the listener closes.
-        shutdownDrainMs: z
+        shutdownGraceMs: z
           .number()
           .int()
           .min(0)
-          .optional()
-          .meta({
-            description: 'after SIGTERM, how long `/readyz` answers 503 and responses close their connections before the listener closes (ms)',
-            docDefault: '`5000` production, `1000` development',
-          }),
+          .default(10_000)
+          .describe('on SIGTERM, how long in-flight requests may take to finish (ms)'),
+        // Load balancers notice the 503 and stop sending before the listener closes.
+        shutdownDrainMs: z.number().int().min(0).optional().meta({
+          description:
+            'after SIGTERM, how long `/readyz` answers 503 and responses close their connections before the listener closes (ms)',
+          docDefault: '`5000` production, `1000` development',
+        }),
         redisCommandTimeoutMs: z
           .number()
           .int()
@@ -276,14 +302,15 @@ export const configSchema = z
      */
     metrics: z
       .object({
-        token: z.string().min(32, 'must be at least 32 characters').optional().describe('bearer token (32+ characters) a scraper must send to read `/metrics`'),
-        open: z
-          .boolean()
+        token: z
+          .string()
+          .min(32, 'must be at least 32 characters')
           .optional()
-          .meta({
-            description: 'without a token: serve `/metrics` to anyone (only on a private network); otherwise it answers 404',
-            docDefault: 'development `true`, production `false`',
-          }),
+          .describe('bearer token (32+ characters) a scraper must send to read `/metrics`'),
+        open: z.boolean().optional().meta({
+          description: 'without a token: serve `/metrics` to anyone (only on a private network); otherwise it answers 404',
+          docDefault: 'development `true`, production `false`',
+        }),
       })
       .default({}),
     log: z
@@ -293,7 +320,9 @@ export const configSchema = z
       .object({
         fhirServer: baseUrl
           .optional()
-          .describe('also write every Consent to this FHIR base (`PUT Consent/<id>`) through a durable outbox ([consent](consent.md#write-through-to-a-fhir-server)); https in production when a token is set'),
+          .describe(
+            'also write every Consent to this FHIR base (`PUT Consent/<id>`) through a durable outbox ([consent](consent.md#write-through-to-a-fhir-server)); https in production when a token is set',
+          ),
         fhirServerToken: z.string().min(1).optional().describe('bearer token sent to that FHIR server'),
         // Applied in smart/interaction/consent/consent-gate.ts.
         remember: z
@@ -332,23 +361,28 @@ export const configSchema = z
           .default(300)
           .describe('`audit verify` fails when the newest checkpoint is older than the interval plus this (seconds)'),
         // Checkpoints kept only in Redis do not survive an attacker with Redis access (records/audit/anchor.ts).
-        anchorDir: z
-          .string()
-          .min(1)
-          .optional()
-          .meta({
-            description: 'every checkpoint is also appended (O_APPEND, fsync) to a file here, outside Redis ([audit anchoring](security/audit-anchoring.md)); required in production',
-            docType: 'directory',
-            docDefault: 'development `<dataDir>/audit-anchor`; none in production',
-          }),
+        anchorDir: z.string().min(1).optional().meta({
+          description:
+            'every checkpoint is also appended (O_APPEND, fsync) to a file here, outside Redis ([audit anchoring](security/audit-anchoring.md)); required in production',
+          docType: 'directory',
+          docDefault: 'development `<dataDir>/audit-anchor`; none in production',
+        }),
         anchorUrl: absoluteHttpUrl.optional().describe('also POST every checkpoint as JSON to this collector (a SIEM)'),
-        anchorTimeoutMs: z.number().int().min(100).max(60_000).default(5000).describe('how long one POST to the anchor URL may take before it counts as failed (ms)'),
+        anchorTimeoutMs: z
+          .number()
+          .int()
+          .min(100)
+          .max(60_000)
+          .default(5000)
+          .describe('how long one POST to the anchor URL may take before it counts as failed (ms)'),
         retentionDays: z
           .number()
           .int()
           .min(1)
           .default(365)
-          .describe('`smart-authz audit purge` removes events older than this (days; disclosures are kept for `audit.disclosureRetentionDays`)'),
+          .describe(
+            '`smart-authz audit purge` removes events older than this (days; disclosures are kept for `audit.disclosureRetentionDays`)',
+          ),
         // HIPAA §164.528 gives patients an accounting of disclosures for the six years before the
         // request, so the default is six years (2192 days: six years including leap days).
         disclosureRetentionDays: z
@@ -356,24 +390,25 @@ export const configSchema = z
           .int()
           .min(1)
           .default(2192)
-          .describe('disclosure events are kept this long (days; six years by default), in the archive chain; must be at least `audit.retentionDays`'),
+          .describe(
+            'disclosure events are kept this long (days; six years by default), in the archive chain; must be at least `audit.retentionDays`',
+          ),
         disclosureShowStaffNames: z
           .boolean()
           .default(false)
           .describe("the patient's disclosure report names staff members; `false` shows role and organisation only"),
         // Off in production, where it would cost the introspection hot path ~15 µs per request to
         // re-check shapes the builders' types and tests already guarantee.
-        validateEvents: z
-          .boolean()
-          .optional()
-          .meta({
-            description: 'check every AuditEvent against the R4 structure before appending it (the test suite checks every builder)',
-            docDefault: 'development `true`, production `false`',
-          }),
+        validateEvents: z.boolean().optional().meta({
+          description: 'check every AuditEvent against the R4 structure before appending it (the test suite checks every builder)',
+          docDefault: 'development `true`, production `false`',
+        }),
         introspection: z
           .boolean()
           .default(true)
-          .describe('record an AuditEvent for every introspection (BALP); off trades the trail for throughput ([benchmarks](benchmarks.md))'),
+          .describe(
+            'record an AuditEvent for every introspection (BALP); off trades the trail for throughput ([benchmarks](benchmarks.md))',
+          ),
         // At most 2000, as Lua unpacks a batch onto its stack (limit 8000).
         maxBatch: z.number().int().min(1).max(2000).default(500).describe('most events one append script writes (group commit)'),
         // Instead of tying Redis up (records/audit/search.ts).
@@ -382,7 +417,9 @@ export const configSchema = z
           .int()
           .min(100)
           .default(100_000)
-          .describe('a search with several parameters that would check more events (its smallest parameter, in its date range) is refused with `too-costly`'),
+          .describe(
+            'a search with several parameters that would check more events (its smallest parameter, in its date range) is refused with `too-costly`',
+          ),
         // records/audit/chain.ts
         chains: z
           .number()
@@ -394,22 +431,17 @@ export const configSchema = z
             'hash chains the trail is spread over. One is right for a single Redis or Sentinel; in a Redis Cluster use about twice the number of masters, so audit writes spread over them and move to another chain while one master fails over ([operations](operations.md#audit-trail-in-a-cluster))',
           ),
         // records/audit/pg/
-        store: z
-          .enum(['postgres', 'redis'])
-          .optional()
-          .meta({
-            description:
-              'where the trail lives for good: `postgres` (Redis is only its intake: a shipper moves entries to PostgreSQL and trims them from Redis) or `redis` (kept in Redis, bounded by the retention); production requires a database URL unless this is `redis` ([audit-postgres](audit-postgres.md))',
-            docDefault:
-              '`postgres` when a database URL is set (development: also when one answers at `postgres://postgres@127.0.0.1:5432/smart_authz_dev`), else `redis` with a warning',
-          }),
+        store: z.enum(['postgres', 'redis']).optional().meta({
+          description:
+            'where the trail lives for good: `postgres` (Redis is only its intake: a shipper moves entries to PostgreSQL and trims them from Redis) or `redis` (kept in Redis, bounded by the retention); production requires a database URL unless this is `redis` ([audit-postgres](audit-postgres.md))',
+          docDefault:
+            '`postgres` when a database URL is set (development: also when one answers at `postgres://postgres@127.0.0.1:5432/smart_authz_dev`), else `redis` with a warning',
+        }),
         databaseUrl: postgresUrl.optional().describe('PostgreSQL of the audit trail, as the application role (INSERT and SELECT only)'),
-        databaseOwnerUrl: postgresUrl
-          .optional()
-          .meta({
-            description: 'the same database as the schema owner, for `smart-authz audit db migrate` and retention',
-            docDefault: 'the database URL',
-          }),
+        databaseOwnerUrl: postgresUrl.optional().meta({
+          description: 'the same database as the schema owner, for `smart-authz audit db migrate` and retention',
+          docDefault: 'the database URL',
+        }),
         intakeMaxEvents: z
           .number()
           .int()
@@ -463,26 +495,47 @@ export const configSchema = z
       }
     });
     if (c.audit.disclosureRetentionDays < c.audit.retentionDays) {
-      ctx.addIssue({ code: 'custom', path: ['audit', 'disclosureRetentionDays'], message: 'must be at least audit.retentionDays (disclosures are kept at least as long as other events)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['audit', 'disclosureRetentionDays'],
+        message: 'must be at least audit.retentionDays (disclosures are kept at least as long as other events)',
+      });
     }
     if (c.mode !== 'production') return;
     const issuer = new URL(c.issuer);
     if (issuer.protocol === 'http:' && !c.proxy) {
-      ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'must be https in production unless behind a declared proxy (proxy=true)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['issuer'],
+        message: 'must be https in production unless behind a declared proxy (proxy=true)',
+      });
     }
     if (issuer.protocol === 'https:' && !c.proxy && !c.tls) {
-      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'an https issuer needs a TLS certificate and key, or proxy=true behind a TLS-terminating proxy' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tls'],
+        message: 'an https issuer needs a TLS certificate and key, or proxy=true behind a TLS-terminating proxy',
+      });
     }
     if (c.consents.fhirServerToken && c.consents.fhirServer?.startsWith('http:')) {
       ctx.addIssue({ code: 'custom', path: ['consents', 'fhirServer'], message: 'must be https in production when a token is sent to it' });
     }
     if (c.audit.store !== 'redis' && !c.audit.databaseUrl) {
       // A trail kept in Redis grows with every request and lives in RAM: production names its home (docs/audit-postgres.md).
-      ctx.addIssue({ code: 'custom', path: ['audit', 'databaseUrl'], message: 'is required in production (the audit trail is kept in PostgreSQL), unless the trail is kept in Redis on purpose: AUTHZ_AUDIT_STORE=redis' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['audit', 'databaseUrl'],
+        message:
+          'is required in production (the audit trail is kept in PostgreSQL), unless the trail is kept in Redis on purpose: AUTHZ_AUDIT_STORE=redis',
+      });
     }
     if (!c.audit.anchorDir) {
       // Checkpoints kept only in Redis do not survive an attacker with Redis access (docs/security/audit-anchoring.md).
-      ctx.addIssue({ code: 'custom', path: ['audit', 'anchorDir'], message: 'is required in production: signed audit checkpoints must also be written outside Redis' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['audit', 'anchorDir'],
+        message: 'is required in production: signed audit checkpoints must also be written outside Redis',
+      });
     }
     if (c.smart.styleUrl?.startsWith('http:')) {
       ctx.addIssue({ code: 'custom', path: ['smart', 'styleUrl'], message: 'must be https in production' });
@@ -492,7 +545,11 @@ export const configSchema = z
     }
     // Signing keys live in Redis: unencrypted, a copy of a Redis backup is enough to mint tokens.
     if (!c.keyEncryptionSecret) {
-      ctx.addIssue({ code: 'custom', path: ['keyEncryptionSecret'], message: 'is required in production (it encrypts the signing keys kept in Redis)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['keyEncryptionSecret'],
+        message: 'is required in production (it encrypts the signing keys kept in Redis)',
+      });
     }
   });
 

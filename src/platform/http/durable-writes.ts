@@ -28,12 +28,18 @@ export function durableWrites(tracker: WriteTracker | undefined, logger: Logger)
     }
     const unavailable = failure ?? scope.unavailable;
     if (unavailable) {
-      logger.warn({ requestId: ctx.state.requestId, err: { message: (unavailable as Error).message } }, 'request refused: the data store failed it mid-way');
+      logger.warn(
+        { requestId: ctx.state.requestId, err: { message: (unavailable as Error).message } },
+        'request refused: the data store failed it mid-way',
+      );
       await refuse(ctx);
       return;
     }
     if (!(await tracker.confirmed(scope))) {
-      logger.warn({ requestId: ctx.state.requestId, minReplicas: tracker.minReplicas }, 'request refused: its writes were not acknowledged by the replicas');
+      logger.warn(
+        { requestId: ctx.state.requestId, minReplicas: tracker.minReplicas },
+        'request refused: its writes were not acknowledged by the replicas',
+      );
       await refuse(ctx);
     }
   };
@@ -43,5 +49,8 @@ async function refuse(ctx: Context): Promise<void> {
   ctx.remove('Location');
   ctx.remove('Set-Cookie');
   // In the endpoint's own wire format (SCIM error, OperationOutcome, OAuth JSON or a page).
-  await respondStoreUnavailable(ctx, { description: 'The service could not confirm that this request was stored safely. Try again shortly.', retryAfterSeconds: 1 });
+  await respondStoreUnavailable(ctx, {
+    description: 'The service could not confirm that this request was stored safely. Try again shortly.',
+    retryAfterSeconds: 1,
+  });
 }

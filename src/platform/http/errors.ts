@@ -15,7 +15,18 @@ import { sendScimError } from './scim.js';
  */
 
 /** Paths whose callers are programs: they always get JSON errors, whatever they `Accept`. */
-const API_PATHS = [/^\/token$/, /^\/introspect$/, /^\/revoke$/, /^\/register(\/|$)/, /^\/userinfo$/, /^\/\.well-known\//, /^\/metrics$/, /^\/(healthz|readyz)$/, /^\/api\//, /^\/scim\//];
+const API_PATHS = [
+  /^\/token$/,
+  /^\/introspect$/,
+  /^\/revoke$/,
+  /^\/register(\/|$)/,
+  /^\/userinfo$/,
+  /^\/\.well-known\//,
+  /^\/metrics$/,
+  /^\/(healthz|readyz)$/,
+  /^\/api\//,
+  /^\/scim\//,
+];
 
 export function isApiRequest(ctx: Context): boolean {
   if (API_PATHS.some((re) => re.test(ctx.path))) return true;
@@ -49,7 +60,10 @@ const UNAVAILABLE = 'The service cannot reach its data store. Try again shortly.
  * error under /scim/, an OperationOutcome under /fhir/, OAuth error JSON for programs, an HTML
  * page for people.
  */
-export async function respondStoreUnavailable(ctx: Context, opts: { description?: string; retryAfterSeconds?: number } = {}): Promise<void> {
+export async function respondStoreUnavailable(
+  ctx: Context,
+  opts: { description?: string; retryAfterSeconds?: number } = {},
+): Promise<void> {
   const description = opts.description ?? UNAVAILABLE;
   ctx.set('Retry-After', String(opts.retryAfterSeconds ?? STORE_RETRY_AFTER_SECONDS));
   if (ctx.path.startsWith('/scim/')) sendScimError(ctx, new ScimError(503, undefined, description));
@@ -89,7 +103,10 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
       const expose = (err as { expose?: boolean }).expose;
       if (status && status >= 400 && status < 500 && expose) {
         // Koa/http-errors thrown deliberately (e.g. body too large); their message is safe.
-        await respondWithError(ctx, new HttpError(status, status === 413 ? 'request_too_large' : 'invalid_request', (err as Error).message));
+        await respondWithError(
+          ctx,
+          new HttpError(status, status === 413 ? 'request_too_large' : 'invalid_request', (err as Error).message),
+        );
         return;
       }
       if (isRedisOutage(err) || !redisReady()) {

@@ -54,7 +54,9 @@ export function fhirErrorBoundary(logger: Logger, api: string, translate: (err: 
         if ((err as { expose?: boolean }).expose && status < 500) problem = new FhirError(status, 'invalid', (err as Error).message);
         else if (isRedisOutage(err)) {
           logger.warn({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, `${api} request: store unavailable`);
-          problem = new FhirError(503, 'transient', 'The service cannot reach its data store. Try again shortly.', { 'Retry-After': String(STORE_RETRY_AFTER_SECONDS) });
+          problem = new FhirError(503, 'transient', 'The service cannot reach its data store. Try again shortly.', {
+            'Retry-After': String(STORE_RETRY_AFTER_SECONDS),
+          });
         } else {
           logger.error({ err, requestId: ctx.state.requestId }, `${api} request failed`);
           problem = new FhirError(500, 'exception', 'an unexpected error occurred');

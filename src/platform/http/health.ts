@@ -66,7 +66,10 @@ function metricsGuard(access: MetricsAccess): (ctx: Context) => boolean {
   if ('open' in access) {
     return (ctx) => {
       if (access.open) return true;
-      sendOAuthError(ctx, new OAuthError(404, 'not_found', '/metrics is off: set AUTHZ_METRICS_TOKEN (or AUTHZ_METRICS_OPEN=true on a private network)'));
+      sendOAuthError(
+        ctx,
+        new OAuthError(404, 'not_found', '/metrics is off: set AUTHZ_METRICS_TOKEN (or AUTHZ_METRICS_OPEN=true on a private network)'),
+      );
       return false;
     };
   }
@@ -74,7 +77,10 @@ function metricsGuard(access: MetricsAccess): (ctx: Context) => boolean {
   return (ctx) => {
     const match = /^Bearer ([\x21-\x7e]+)$/.exec(ctx.get('authorization'));
     if (match && timingSafeEqual(sha256(match[1]!), expected)) return true;
-    sendOAuthError(ctx, new OAuthError(401, 'invalid_token', 'metrics need the configured bearer token', challenge('Bearer', { realm: 'metrics' })));
+    sendOAuthError(
+      ctx,
+      new OAuthError(401, 'invalid_token', 'metrics need the configured bearer token', challenge('Bearer', { realm: 'metrics' })),
+    );
     return false;
   };
 }

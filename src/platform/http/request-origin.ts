@@ -11,7 +11,10 @@ export function requireValidOrigin() {
   return async function validOrigin(ctx: Context, next: Next): Promise<void> {
     const protocol = ctx.protocol;
     if ((protocol !== 'http' && protocol !== 'https') || !URL.canParse(ctx.href)) {
-      await respondWithError(ctx, new HttpError(400, 'invalid_request', 'The Host or X-Forwarded-Proto/X-Forwarded-Host header of this request is not valid.'));
+      await respondWithError(
+        ctx,
+        new HttpError(400, 'invalid_request', 'The Host or X-Forwarded-Proto/X-Forwarded-Host header of this request is not valid.'),
+      );
       return;
     }
     await next();

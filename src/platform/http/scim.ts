@@ -64,10 +64,13 @@ export function scimErrorBoundary(logger: Logger) {
 function asScimError(err: unknown, ctx: Context, logger: Logger): ScimError {
   if (err instanceof ScimError) return err;
   const status = (err as { status?: number }).status;
-  if (status && status >= 400 && status < 500 && (err as { expose?: boolean }).expose) return new ScimError(status, undefined, (err as Error).message);
+  if (status && status >= 400 && status < 500 && (err as { expose?: boolean }).expose)
+    return new ScimError(status, undefined, (err as Error).message);
   if (isRedisOutage(err)) {
     logger.warn({ err: { message: (err as Error).message }, requestId: ctx.state.requestId }, 'SCIM request: data store unavailable');
-    return new ScimError(503, undefined, 'the service cannot reach its data store; try again shortly', { 'Retry-After': String(STORE_RETRY_AFTER_SECONDS) });
+    return new ScimError(503, undefined, 'the service cannot reach its data store; try again shortly', {
+      'Retry-After': String(STORE_RETRY_AFTER_SECONDS),
+    });
   }
   logger.error({ err, requestId: ctx.state.requestId }, 'SCIM request failed');
   return new ScimError(500, undefined, 'an unexpected error occurred');

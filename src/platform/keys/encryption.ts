@@ -7,9 +7,7 @@ import { KeyStoreError } from './errors.js';
  * and a random salt per record (the secret is a passphrase, not a uniformly random key). The kid is
  * the additional authenticated data, so a ciphertext cannot be moved onto another key's record.
  */
-export type SealedKey =
-  | { enc: 'none'; jwk: JWK }
-  | { enc: 'A256GCM'; salt: string; iv: string; ct: string; tag: string };
+export type SealedKey = { enc: 'none'; jwk: JWK } | { enc: 'A256GCM'; salt: string; iv: string; ct: string; tag: string };
 
 const HKDF_INFO = Buffer.from('smart-authz signing-key encryption v1');
 export const MIN_SECRET_LENGTH = 32;
@@ -59,12 +57,19 @@ export function unseal(sealed: SealedKey, kid: string, secret: string | undefine
   }
   let plaintext: string;
   try {
-    const decipher = createDecipheriv('aes-256-gcm', deriveKey(secret, Buffer.from(sealed.salt, 'base64url')), Buffer.from(sealed.iv, 'base64url'));
+    const decipher = createDecipheriv(
+      'aes-256-gcm',
+      deriveKey(secret, Buffer.from(sealed.salt, 'base64url')),
+      Buffer.from(sealed.iv, 'base64url'),
+    );
     decipher.setAAD(Buffer.from(kid, 'utf8'));
     decipher.setAuthTag(Buffer.from(sealed.tag, 'base64url'));
     plaintext = Buffer.concat([decipher.update(Buffer.from(sealed.ct, 'base64url')), decipher.final()]).toString('utf8');
   } catch {
-    throw new KeyStoreError('wrong-secret', `cannot decrypt signing key ${kid}: keyEncryptionSecret is not the one it was encrypted with, or the record was altered`);
+    throw new KeyStoreError(
+      'wrong-secret',
+      `cannot decrypt signing key ${kid}: keyEncryptionSecret is not the one it was encrypted with, or the record was altered`,
+    );
   }
   try {
     return JSON.parse(plaintext) as JWK;

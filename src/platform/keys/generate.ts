@@ -13,8 +13,7 @@ export interface GeneratedKey {
 const generate = promisify(generateKeyPair);
 
 export async function generateSigningKey(kty: SigningKty): Promise<GeneratedKey> {
-  const { privateKey } =
-    kty === 'RSA' ? await generate('rsa', { modulusLength: 2048 }) : await generate('ec', { namedCurve: 'P-384' });
+  const { privateKey } = kty === 'RSA' ? await generate('rsa', { modulusLength: 2048 }) : await generate('ec', { namedCurve: 'P-384' });
   const jwk = privateKey.export({ format: 'jwk' }) as JWK;
   return { kid: await thumbprint(jwk), jwk };
 }

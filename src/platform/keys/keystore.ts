@@ -9,7 +9,6 @@ import { infoOf, parseRecord, serializeRecord, type KeyRecord } from './record.j
 import { KeyStorage } from './storage.js';
 import { SIGNING_KTYS, type SigningKeyInfo, type SigningKty } from './types.js';
 
-
 /*
  * Signing keys live in Redis, shared by every instance, and change only through the steps below.
  *
@@ -121,9 +120,18 @@ export class KeyStore {
     const { result } = await this.mutateWith(async (snap) => {
       const waiting = snap.records.find((r) => r.kty === kty && r.status === 'next');
       if (waiting) {
-        throw new KeyStoreError('invalid-transition', `${kty} key ${waiting.kid} is already waiting to be promoted; promote or remove it first`);
+        throw new KeyStoreError(
+          'invalid-transition',
+          `${kty} key ${waiting.kid} is already waiting to be promoted; promote or remove it first`,
+        );
       }
-      const record: KeyRecord = { kid: key.kid, kty, status: 'next', createdAt: new Date().toISOString(), key: seal(key.jwk, key.kid, this.secret) };
+      const record: KeyRecord = {
+        kid: key.kid,
+        kty,
+        status: 'next',
+        createdAt: new Date().toISOString(),
+        key: seal(key.jwk, key.kid, this.secret),
+      };
       return { result: infoOf(record), set: [record] };
     });
     return result;

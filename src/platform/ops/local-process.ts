@@ -40,7 +40,10 @@ export function launchWatched(bin: string, args: string[], name: string, opts: {
   const child =
     process.platform === 'win32'
       ? spawn(bin, args, { stdio: ['ignore', 'ignore', opts.stderr ? 'pipe' : 'ignore'] })
-      : spawn('/bin/sh', ['-c', WATCHDOG, `${name}-watchdog`, bin, ...args], { stdio: ['pipe', 'ignore', opts.stderr ? 'pipe' : 'ignore'], detached: true });
+      : spawn('/bin/sh', ['-c', WATCHDOG, `${name}-watchdog`, bin, ...args], {
+          stdio: ['pipe', 'ignore', opts.stderr ? 'pipe' : 'ignore'],
+          detached: true,
+        });
   const onExit = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   };

@@ -44,7 +44,20 @@ export interface StoreHealth {
 type Send = (command: Command, stream?: unknown, node?: unknown) => unknown;
 
 /** Commands whose own argument says how long they may block; a short budget would break them. */
-const OWN_TIMEOUT = new Set(['wait', 'waitaof', 'blpop', 'brpop', 'brpoplpush', 'blmove', 'blmpop', 'bzpopmin', 'bzpopmax', 'bzmpop', 'xread', 'xreadgroup']);
+const OWN_TIMEOUT = new Set([
+  'wait',
+  'waitaof',
+  'blpop',
+  'brpop',
+  'brpoplpush',
+  'blmove',
+  'blmpop',
+  'bzpopmin',
+  'bzpopmax',
+  'bzmpop',
+  'xread',
+  'xreadgroup',
+]);
 
 export class RedisCircuitBreaker implements StoreHealth {
   /** Standalone or Sentinel: the one breaker. */
@@ -212,7 +225,10 @@ export function connectionHealth(client: RedisClient): StoreHealth {
       if (client.status !== 'ready') return false;
       let timer: NodeJS.Timeout | undefined;
       try {
-        const answer = await Promise.race([client.ping(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), timeoutMs)))]);
+        const answer = await Promise.race([
+          client.ping(),
+          new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), timeoutMs))),
+        ]);
         return answer === 'PONG';
       } catch {
         return false;

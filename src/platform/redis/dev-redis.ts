@@ -49,14 +49,21 @@ export async function ensureDevRedis(opts: DevRedisOptions): Promise<DevRedis | 
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const logFile = join(dir, 'redis.log');
   const args = [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--dir', dir,
-    '--appendonly', 'yes',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--appendonly',
+    'yes',
     // One persistence format: the AOF. RDB snapshots would only duplicate it.
-    '--save', '',
-    '--daemonize', 'no',
-    '--logfile', logFile,
+    '--save',
+    '',
+    '--daemonize',
+    'no',
+    '--logfile',
+    logFile,
   ];
   logger.warn({ url: redactUrl(url) }, 'no Redis answers; starting a private redis-server (development mode)');
 

@@ -22,12 +22,70 @@ import { isRedisOutage } from './outage.js';
 
 /** Commands that never change data. Anything else, unknown commands included, counts as a write. */
 const READ_ONLY = new Set([
-  'get', 'mget', 'getrange', 'strlen', 'exists', 'ttl', 'pttl', 'expiretime', 'type', 'keys', 'scan', 'randomkey', 'dbsize',
-  'hget', 'hmget', 'hgetall', 'hkeys', 'hvals', 'hlen', 'hexists', 'hscan', 'hstrlen',
-  'smembers', 'sismember', 'smismember', 'scard', 'sscan', 'srandmember', 'sinter', 'sunion', 'sdiff',
-  'zrange', 'zrangebyscore', 'zrevrange', 'zrevrangebyscore', 'zrangebylex', 'zscore', 'zmscore', 'zcard', 'zcount', 'zrank', 'zrevrank', 'zscan',
-  'lrange', 'llen', 'lindex', 'xrange', 'xrevrange', 'xlen', 'xinfo',
-  'evalsha_ro', 'eval_ro', 'fcall_ro', 'ping', 'echo', 'time', 'info', 'role', 'wait', 'script', 'select', 'auth', 'hello', 'client',
+  'get',
+  'mget',
+  'getrange',
+  'strlen',
+  'exists',
+  'ttl',
+  'pttl',
+  'expiretime',
+  'type',
+  'keys',
+  'scan',
+  'randomkey',
+  'dbsize',
+  'hget',
+  'hmget',
+  'hgetall',
+  'hkeys',
+  'hvals',
+  'hlen',
+  'hexists',
+  'hscan',
+  'hstrlen',
+  'smembers',
+  'sismember',
+  'smismember',
+  'scard',
+  'sscan',
+  'srandmember',
+  'sinter',
+  'sunion',
+  'sdiff',
+  'zrange',
+  'zrangebyscore',
+  'zrevrange',
+  'zrevrangebyscore',
+  'zrangebylex',
+  'zscore',
+  'zmscore',
+  'zcard',
+  'zcount',
+  'zrank',
+  'zrevrank',
+  'zscan',
+  'lrange',
+  'llen',
+  'lindex',
+  'xrange',
+  'xrevrange',
+  'xlen',
+  'xinfo',
+  'evalsha_ro',
+  'eval_ro',
+  'fcall_ro',
+  'ping',
+  'echo',
+  'time',
+  'info',
+  'role',
+  'wait',
+  'script',
+  'select',
+  'auth',
+  'hello',
+  'client',
 ]);
 
 export function isWriteCommand(name: string): boolean {
@@ -208,7 +266,10 @@ const trackers = new WeakMap<RedisClient, WriteTracker>();
  * (READONLY) answers 503, and with minReplicas > 0 to confirm its writes. A single node, Sentinel
  * or not; not a Cluster (WAIT answers for one node only). One tracker per client.
  */
-export function writeTrackerFor(redis: RedisClient, settings: { minReplicas?: number | undefined; waitTimeoutMs?: number | undefined }): WriteTracker | undefined {
+export function writeTrackerFor(
+  redis: RedisClient,
+  settings: { minReplicas?: number | undefined; waitTimeoutMs?: number | undefined },
+): WriteTracker | undefined {
   const minReplicas = settings.minReplicas ?? 0;
   if (redis.isCluster) return undefined;
   let tracker = trackers.get(redis);
@@ -229,6 +290,7 @@ export async function replicated<T>(redis: RedisClient, work: () => Promise<T>):
   if (!tracker) return work();
   const scope = new WriteScope(tracker);
   const result = await tracker.run(scope, work);
-  if (scope.unavailable || !(await tracker.confirmed(scope))) throw new ReplicaAckError(`not acknowledged by ${tracker.minReplicas} replica(s) within ${tracker.waitTimeoutMs} ms`);
+  if (scope.unavailable || !(await tracker.confirmed(scope)))
+    throw new ReplicaAckError(`not acknowledged by ${tracker.minReplicas} replica(s) within ${tracker.waitTimeoutMs} ms`);
   return result;
 }

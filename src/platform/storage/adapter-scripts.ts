@@ -119,7 +119,14 @@ return members
 export interface AdapterScripts {
   oidcWriteEntry(entry: string, payload: string, ttlMs: string, consumed: string): Promise<number>;
   oidcConsumeEntry(entry: string, now: string): Promise<number | string | null>;
-  oidcGrantIndexAdd(index: string, revoked: string, member: string, ttlMs: string, pruneGraceMs: string, evenIfRevoked?: '0' | '1'): Promise<number>;
+  oidcGrantIndexAdd(
+    index: string,
+    revoked: string,
+    member: string,
+    ttlMs: string,
+    pruneGraceMs: string,
+    evenIfRevoked?: '0' | '1',
+  ): Promise<number>;
   oidcGrantTeardown(index: string, revoked: string, grantEntry: string, dead: '0' | '1', revokedTtlSeconds: string): Promise<string[]>;
   oidcOwnerTeardown(index: string, revoked: string, revokedTtlSeconds: string, onlyIfIndexed: '0' | '1'): Promise<string[]>;
   oidcOwnerReinstate(index: string, revoked: string, onlyIfRevoked: '0' | '1'): Promise<string[]>;

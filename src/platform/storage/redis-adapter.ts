@@ -35,7 +35,6 @@ import { alreadyConsumed, consumedEntryMissing } from './consume-errors.js';
 import { GrantIndex } from './grant-index.js';
 import { OwnerIndex, ownersOf, type Owner } from './owner-index.js';
 
-
 /** Models whose entries `revokeByGrantId` must find (the same list as oidc-provider's memory adapter). */
 const GRANT_BOUND = new Set([
   'AccessToken',
@@ -124,7 +123,10 @@ export class RedisAdapter implements Adapter {
   private async upsertOwned(id: string, key: string, payload: AdapterPayload, ttlMs: number | undefined, owners: Owner[]): Promise<void> {
     const member = `${this.name}:${id}`;
     const evenIfRevoked = this.name === 'Session';
-    const results = await Promise.all([...owners.map((o) => this.owners.add(o, member, ttlMs, { evenIfRevoked })), ...this.writes(id, key, payload, ttlMs)]);
+    const results = await Promise.all([
+      ...owners.map((o) => this.owners.add(o, member, ttlMs, { evenIfRevoked })),
+      ...this.writes(id, key, payload, ttlMs),
+    ]);
     const refused = results.slice(0, owners.length).includes(false);
     const kept = !refused && (await Promise.all(owners.map((o) => this.owners.contains(o, member)))).every(Boolean);
     if (kept) return;

@@ -102,7 +102,12 @@ class HttpSink implements Sink {
   ) {}
 
   async write(text: string): Promise<void> {
-    const res = await fetch(this.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: text, signal: AbortSignal.timeout(this.timeoutMs) });
+    const res = await fetch(this.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: text,
+      signal: AbortSignal.timeout(this.timeoutMs),
+    });
     await res.body?.cancel().catch(() => {});
     if (!res.ok) throw new Error(`the collector answered HTTP ${res.status}`);
   }
@@ -142,7 +147,10 @@ class SinkQueue {
 
   private failed(line: AnchorLine, err: unknown): void {
     this.metrics?.auditAnchorWrites.inc({ sink: this.sink.name, result: 'error' });
-    this.logger.error({ err: { message: (err as Error).message }, sink: this.sink.name, chain: line.chain, seq: line.seq }, 'audit checkpoint could not be written to the anchor');
+    this.logger.error(
+      { err: { message: (err as Error).message }, sink: this.sink.name, chain: line.chain, seq: line.seq },
+      'audit checkpoint could not be written to the anchor',
+    );
   }
 
   flush(): Promise<void> {
@@ -166,7 +174,8 @@ export function createAnchor({ config, logger, metrics }: AnchorDeps): Checkpoin
   const queues: SinkQueue[] = [];
   const dir = anchorDirOf(config);
   if (dir) queues.push(new SinkQueue(new FileSink(dir, anchorFileName(config.redis.prefix)), logger, metrics, Number.POSITIVE_INFINITY));
-  if (config.audit.anchorUrl) queues.push(new SinkQueue(new HttpSink(config.audit.anchorUrl, config.audit.anchorTimeoutMs), logger, metrics, MAX_HTTP_QUEUE));
+  if (config.audit.anchorUrl)
+    queues.push(new SinkQueue(new HttpSink(config.audit.anchorUrl, config.audit.anchorTimeoutMs), logger, metrics, MAX_HTTP_QUEUE));
   if (!queues.length) return undefined;
   return {
     record(line) {

@@ -95,8 +95,10 @@ export interface AuditEvent {
 /** FHIR id: 1-64 of [A-Za-z0-9-.]. */
 export const fhirIdPattern = /^[A-Za-z0-9\-.]{1,64}$/;
 /** FHIR instant (R4 regex, simplified to the same language). */
-const instantPattern = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))$/;
-const dateTimePattern = /^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])(T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00)))?)?)?$/;
+const instantPattern =
+  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))$/;
+const dateTimePattern =
+  /^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])(T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00)))?)?)?$/;
 const base64Pattern = /^(\s*([0-9a-zA-Z+/=]){4}\s*)+$/;
 
 /** FHIR string: non-empty, no leading/trailing-only whitespace requirement here, bounded for safety. */
@@ -104,7 +106,18 @@ const str = z.string().min(1).max(10_000);
 const uri = z.string().min(1).max(4096).regex(/^\S*$/, 'must not contain whitespace');
 
 export const codingSchema = z
-  .object({ system: uri.optional(), version: str.optional(), code: z.string().min(1).max(1000).regex(/^\S+( \S+)*$/, 'invalid code').optional(), display: str.optional(), userSelected: z.boolean().optional() })
+  .object({
+    system: uri.optional(),
+    version: str.optional(),
+    code: z
+      .string()
+      .min(1)
+      .max(1000)
+      .regex(/^\S+( \S+)*$/, 'invalid code')
+      .optional(),
+    display: str.optional(),
+    userSelected: z.boolean().optional(),
+  })
   .passthrough();
 
 export const codeableConceptSchema = z.object({ coding: z.array(codingSchema).min(1).optional(), text: str.optional() }).passthrough();
@@ -133,7 +146,10 @@ const agentSchema = z
     location: referenceSchema.optional(),
     policy: z.array(uri).min(1).optional(),
     media: codingSchema.optional(),
-    network: z.object({ address: str.optional(), type: z.enum(['1', '2', '3', '4', '5']).optional() }).passthrough().optional(),
+    network: z
+      .object({ address: str.optional(), type: z.enum(['1', '2', '3', '4', '5']).optional() })
+      .passthrough()
+      .optional(),
     purposeOfUse: z.array(codeableConceptSchema).min(1).optional(),
   })
   .passthrough();
@@ -154,7 +170,10 @@ const entitySchema = z
           .object({ type: str, valueString: str.optional(), valueBase64Binary: z.string().regex(base64Pattern).optional() })
           .passthrough()
           // value[x] is 1..1 with a choice of two types.
-          .refine((d) => (d.valueString === undefined) !== (d.valueBase64Binary === undefined), 'needs exactly one of valueString or valueBase64Binary'),
+          .refine(
+            (d) => (d.valueString === undefined) !== (d.valueBase64Binary === undefined),
+            'needs exactly one of valueString or valueBase64Binary',
+          ),
       )
       .min(1)
       .optional(),
@@ -171,7 +190,10 @@ export const auditEventSchema = z
     type: codingSchema,
     subtype: z.array(codingSchema).min(1).optional(),
     action: z.enum(['C', 'R', 'U', 'D', 'E']).optional(),
-    period: z.object({ start: z.string().regex(dateTimePattern).optional(), end: z.string().regex(dateTimePattern).optional() }).passthrough().optional(),
+    period: z
+      .object({ start: z.string().regex(dateTimePattern).optional(), end: z.string().regex(dateTimePattern).optional() })
+      .passthrough()
+      .optional(),
     recorded: z.string().regex(instantPattern, 'must be a FHIR instant'),
     outcome: z.enum(['0', '4', '8', '12']).optional(),
     outcomeDesc: str.optional(),

@@ -101,7 +101,10 @@ function serialiseObject(value: object): string | undefined {
     }
     return `${out}]`;
   }
-  const source = typeof (value as { toJSON?: unknown }).toJSON === 'function' ? ((value as { toJSON(): unknown }).toJSON() as Record<string, unknown>) : (value as Record<string, unknown>);
+  const source =
+    typeof (value as { toJSON?: unknown }).toJSON === 'function'
+      ? ((value as { toJSON(): unknown }).toJSON() as Record<string, unknown>)
+      : (value as Record<string, unknown>);
   if (source !== value) return serialise(source);
   const keys = Object.keys(source).sort();
   let out = '{';

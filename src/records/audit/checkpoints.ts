@@ -113,7 +113,9 @@ export async function signCheckpoint(keys: CheckpointKeys, payload: CheckpointPa
     key = importJWK(jwk, alg);
     imported.set(jwk, key);
   }
-  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg, kid: jwk.kid, typ: CHECKPOINT_TYP }).sign(await key);
+  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+    .setProtectedHeader({ alg, kid: jwk.kid, typ: CHECKPOINT_TYP })
+    .sign(await key);
 }
 
 export class CheckpointError extends Error {
@@ -140,7 +142,8 @@ export async function verifyCheckpoint(jws: string, keys: JWK[]): Promise<Checkp
     throw new CheckpointError('has an invalid signature');
   }
   const p = payload as Partial<CheckpointPayload>;
-  if (typeof p.seq !== 'number' || typeof p.hash !== 'string' || !isChainName(p.chain)) throw new CheckpointError('has an unexpected payload');
+  if (typeof p.seq !== 'number' || typeof p.hash !== 'string' || !isChainName(p.chain))
+    throw new CheckpointError('has an unexpected payload');
   return p as CheckpointPayload;
 }
 
@@ -232,7 +235,12 @@ export class CheckpointStore {
  * knows those hashes first-hand (it computed them), so whichever instance appended the batch that
  * crossed a multiple signs it: no coordination needed, and nothing read back from Redis is signed.
  */
-export async function signCadence(checkpoints: CheckpointStore, chain: ChainName, appended: { head: Head; hashes: string[] }, every: number): Promise<void> {
+export async function signCadence(
+  checkpoints: CheckpointStore,
+  chain: ChainName,
+  appended: { head: Head; hashes: string[] },
+  every: number,
+): Promise<void> {
   const first = appended.head.seq - appended.hashes.length + 1;
   for (let seq = Math.ceil(first / every) * every; seq <= appended.head.seq; seq += every) {
     await checkpoints.writeAt(chain, { seq, hash: appended.hashes[seq - first]!, sid: streamId(seq) }, 'cadence');

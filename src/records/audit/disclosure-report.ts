@@ -126,7 +126,18 @@ export function disclosureRows(events: AuditEvent[], patient: string, policy: Di
     const key = JSON.stringify([day, app, who.person, who.role, who.organization, purpose]);
     const row = rows.get(key);
     if (!row) {
-      rows.set(key, { day, first: event.recorded, last: event.recorded, count: 1, app, ...who, resourceTypes: resourceTypesOf(scopes), scopes, purpose, addresses: addressesOf(event) });
+      rows.set(key, {
+        day,
+        first: event.recorded,
+        last: event.recorded,
+        count: 1,
+        app,
+        ...who,
+        resourceTypes: resourceTypesOf(scopes),
+        scopes,
+        purpose,
+        addresses: addressesOf(event),
+      });
       continue;
     }
     row.count++;
@@ -142,7 +153,18 @@ export function disclosureRows(events: AuditEvent[], patient: string, policy: Di
 /** One event as a patient may see it (see the file comment). */
 export function disclosureView(event: AuditEvent, patient: string, policy: DisclosurePolicy): AuditEvent {
   const agent = event.agent.map((a): AuditEventAgent => {
-    if (!isPerson(a)) return { ...a, ...(a.who ? { who: { ...(a.who.display ? { display: a.who.display } : {}), ...(isApp(a) && a.who.identifier ? { identifier: a.who.identifier } : {}) } } : {}) };
+    if (!isPerson(a))
+      return {
+        ...a,
+        ...(a.who
+          ? {
+              who: {
+                ...(a.who.display ? { display: a.who.display } : {}),
+                ...(isApp(a) && a.who.identifier ? { identifier: a.who.identifier } : {}),
+              },
+            }
+          : {}),
+      };
     const who = personOf(event, patient, policy);
     const { who: _who, name: _name, altId: _alt, policy: _policy, ...rest } = a;
     const display = who.person === 'You' ? undefined : who.person || undefined;
@@ -150,7 +172,15 @@ export function disclosureView(event: AuditEvent, patient: string, policy: Discl
   });
   const entity = (event.entity ?? [])
     .filter((e) => e.role?.code === '1' || e.detail?.some((d) => d.type === 'scope'))
-    .map((e) => (e.role?.code === '1' ? e : { ...(e.type ? { type: e.type } : {}), ...(e.role ? { role: e.role } : {}), detail: (e.detail ?? []).filter((d) => d.type === 'scope') }));
+    .map((e) =>
+      e.role?.code === '1'
+        ? e
+        : {
+            ...(e.type ? { type: e.type } : {}),
+            ...(e.role ? { role: e.role } : {}),
+            detail: (e.detail ?? []).filter((d) => d.type === 'scope'),
+          },
+    );
   return { ...event, agent, ...(entity.length ? { entity } : {}) };
 }
 
@@ -161,12 +191,42 @@ export function csvCell(value: string | number): string {
   return `"${text.replace(/"/g, '""')}"`;
 }
 
-export const CSV_HEADER = ['Day', 'First access', 'Last access', 'Times', 'App', 'Person', 'Role', 'Organisation', 'Resource types', 'Scopes', 'Purpose', 'Network addresses'];
+export const CSV_HEADER = [
+  'Day',
+  'First access',
+  'Last access',
+  'Times',
+  'App',
+  'Person',
+  'Role',
+  'Organisation',
+  'Resource types',
+  'Scopes',
+  'Purpose',
+  'Network addresses',
+];
 
 export function disclosureCsv(rows: DisclosureRow[]): string {
   const lines = [CSV_HEADER.map(csvCell).join(',')];
   for (const r of rows) {
-    lines.push([r.day, r.first, r.last, r.count, r.app, r.person, r.role, r.organization, r.resourceTypes.join(' '), r.scopes.join(' '), r.purpose, r.addresses.join(' ')].map(csvCell).join(','));
+    lines.push(
+      [
+        r.day,
+        r.first,
+        r.last,
+        r.count,
+        r.app,
+        r.person,
+        r.role,
+        r.organization,
+        r.resourceTypes.join(' '),
+        r.scopes.join(' '),
+        r.purpose,
+        r.addresses.join(' '),
+      ]
+        .map(csvCell)
+        .join(','),
+    );
   }
   // CRLF per RFC 4180; the BOM makes spreadsheet programs read it as UTF-8.
   return `\uFEFF${lines.join('\r\n')}\r\n`;
@@ -187,7 +247,11 @@ export function disclosureBundle(events: AuditEvent[], patient: string, policy: 
 export const REPORT_LIMIT = 5000;
 
 /** A patient's disclosure events, newest first, from both chains (the archive keeps old ones). */
-export async function disclosureEvents(store: AuditStore, patient: string, limit = REPORT_LIMIT): Promise<{ events: AuditEvent[]; total: number }> {
+export async function disclosureEvents(
+  store: AuditStore,
+  patient: string,
+  limit = REPORT_LIMIT,
+): Promise<{ events: AuditEvent[]; total: number }> {
   const { total, events } = await search(store, { clauses: [{ param: 'disclosure', values: [patient] }], count: limit, sort: '-date' });
   return { events, total };
 }

@@ -17,14 +17,20 @@ import { patientOfReference } from './indexes.js';
 
 export const LOCAL_SUBTYPE_SYSTEM = 'https://smart-authz.dev/fhir/CodeSystem/audit-event-subtype';
 
-export const DISCLOSURE_SUBTYPES: ReadonlySet<string> = new Set(['token-issued', 'token-refreshed', 'token-introspected', 'break-the-glass']);
+export const DISCLOSURE_SUBTYPES: ReadonlySet<string> = new Set([
+  'token-issued',
+  'token-refreshed',
+  'token-introspected',
+  'break-the-glass',
+]);
 
 const OBJECT_ROLE_SYSTEM = 'http://terminology.hl7.org/CodeSystem/object-role';
 
 /** The patients (`Patient/<id>`) whose data this event discloses; empty when it is no disclosure. */
 export function disclosedPatients(event: AuditEvent): string[] {
   if (event.outcome !== '0') return [];
-  if (!(event.subtype ?? []).some((c) => c.system === LOCAL_SUBTYPE_SYSTEM && c.code !== undefined && DISCLOSURE_SUBTYPES.has(c.code))) return [];
+  if (!(event.subtype ?? []).some((c) => c.system === LOCAL_SUBTYPE_SYSTEM && c.code !== undefined && DISCLOSURE_SUBTYPES.has(c.code)))
+    return [];
   const patients = new Set<string>();
   for (const e of event.entity ?? []) {
     if (e.role?.code !== '1' || (e.role.system !== undefined && e.role.system !== OBJECT_ROLE_SYSTEM)) continue;

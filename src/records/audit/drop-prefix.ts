@@ -20,7 +20,8 @@ export async function dropPrefix(store: AuditStore, chain: ChainName, prefix: Ch
   for (const entry of prefix) {
     const event = parseEvent(entry);
     ids.push(entry.id);
-    for (const [param, value] of allIndexEntries(event, disclosedPatients(event))) postingKeys.add(keyspace.auditPostings(chain, param, value));
+    for (const [param, value] of allIndexEntries(event, disclosedPatients(event)))
+      postingKeys.add(keyspace.auditPostings(chain, param, value));
   }
   await trimPostings(redis, [...postingKeys], last.seq);
   const multi = redis.multi();

@@ -32,7 +32,9 @@ export class LegacyTrailError extends Error {
 export async function requireCurrentLayout(store: AuditStore): Promise<void> {
   for (const chain of ['main', 'archive'] as const) {
     if ((await trailLayout(store, chain)) === 'legacy') {
-      throw new LegacyTrailError(`the audit trail (${chain} chain) was written by an earlier version of this server: stop every instance and run \`smart-authz audit migrate\` once`);
+      throw new LegacyTrailError(
+        `the audit trail (${chain} chain) was written by an earlier version of this server: stop every instance and run \`smart-authz audit migrate\` once`,
+      );
     }
   }
 }
@@ -56,7 +58,22 @@ export async function migrateChain(store: AuditStore, chain: ChainName): Promise
   for await (const entry of store.walk(chain, PAGE)) {
     const item = JSON.parse(entry.event) as Recordable;
     t = Math.max(Date.parse(item.recorded ?? '') || 0, t);
-    multi.xadd(staging, streamId(entry.seq), 'seq', String(entry.seq), 'prev', entry.prev, 'hash', entry.hash, 'id', entry.id, 'event', entry.event, 't', String(t));
+    multi.xadd(
+      staging,
+      streamId(entry.seq),
+      'seq',
+      String(entry.seq),
+      'prev',
+      entry.prev,
+      'hash',
+      entry.hash,
+      'id',
+      entry.id,
+      'event',
+      entry.event,
+      't',
+      String(t),
+    );
     multi.hset(stagingLocation, entry.id, String(entry.seq));
     for (const [param, value] of indexEntriesOf(item)) multi.append(keyspace.auditPostings(chain, param, value), encodeSeq(entry.seq));
     if (++copied % PAGE === 0) {
@@ -78,15 +95,20 @@ export async function migrateChain(store: AuditStore, chain: ChainName): Promise
 
 /** Migrates both chains and drops the old sorted-set indexes. */
 export async function migrateTrail(store: AuditStore): Promise<{ main: number; archive: number }> {
-  return withMaintenanceLock(store.redis, store.keyspace, () => new LegacyTrailError('a purge or another migration is running'), async () => {
-    const out = { main: 0, archive: 0 };
-    for (const chain of ['main', 'archive'] as const) {
-      if ((await trailLayout(store, chain)) === 'legacy') out[chain] = await migrateChain(store, chain);
-    }
-    await unlinkMatching(store, store.keyspace.key('{audit}:idx:*'));
-    await unlinkMatching(store, store.keyspace.key('{audit}:scratch:*'));
-    return out;
-  });
+  return withMaintenanceLock(
+    store.redis,
+    store.keyspace,
+    () => new LegacyTrailError('a purge or another migration is running'),
+    async () => {
+      const out = { main: 0, archive: 0 };
+      for (const chain of ['main', 'archive'] as const) {
+        if ((await trailLayout(store, chain)) === 'legacy') out[chain] = await migrateChain(store, chain);
+      }
+      await unlinkMatching(store, store.keyspace.key('{audit}:idx:*'));
+      await unlinkMatching(store, store.keyspace.key('{audit}:scratch:*'));
+      return out;
+    },
+  );
 }
 
 async function unlinkMatching(store: AuditStore, pattern: string): Promise<void> {

@@ -172,7 +172,12 @@ export async function sliceContains(redis: RedisClient, slice: Slice, seqs: numb
 }
 
 /** Seqs of a chain whose time lies in [from, to], and the chain's first and last seq. */
-export async function seqWindow(redis: RedisClient, stream: string, from: number, to: number): Promise<{ lo: number; hi: number; first: number; last: number }> {
+export async function seqWindow(
+  redis: RedisClient,
+  stream: string,
+  from: number,
+  to: number,
+): Promise<{ lo: number; hi: number; first: number; last: number }> {
   const fmt = (n: number, inf: string) => (Number.isFinite(n) ? String(Math.floor(n)) : inf);
   const [lo, hi, first, last] = await postingScripts(redis).auditSeqWindow(1, stream, fmt(from, '-inf'), fmt(to, '+inf'));
   return { lo: Number(lo), hi: Number(hi), first: Number(first), last: Number(last) };

@@ -66,62 +66,86 @@ export async function purge(deps: PurgeDeps): Promise<PurgeResult> {
   const now = (deps.now ?? new Date()).getTime();
   const cutoff = now - config.audit.retentionDays * DAY_MS;
   const disclosureCutoff = now - config.audit.disclosureRetentionDays * DAY_MS;
-  return withMaintenanceLock(redis, keyspace, () => new PurgeRefusedError('another purge or a migration is running (or was interrupted less than an hour ago)'), async () => {
-    const shards = await store.shards();
-    for (const chain of [...shards, 'archive'] as const) {
-      const report = await verifyChain(store, deps.keys, chain, verifyPolicy(config));
-      if (!report.ok) throw new PurgeRefusedError(`the ${chain} chain does not verify; nothing was purged: ${report.problem!.message}`, report);
-    }
-    const archiver = new ChainAppender(redis, keyspace, 'archive');
-    let removed = 0;
-    let archived = 0;
-    let cutSeq = 0;
+  return withMaintenanceLock(
+    redis,
+    keyspace,
+    () => new PurgeRefusedError('another purge or a migration is running (or was interrupted less than an hour ago)'),
+    async () => {
+      const shards = await store.shards();
+      for (const chain of [...shards, 'archive'] as const) {
+        const report = await verifyChain(store, deps.keys, chain, verifyPolicy(config));
+        if (!report.ok)
+          throw new PurgeRefusedError(`the ${chain} chain does not verify; nothing was purged: ${report.problem!.message}`, report);
+      }
+      const archiver = new ChainAppender(redis, keyspace, 'archive');
+      let removed = 0;
+      let archived = 0;
+      let cutSeq = 0;
 
-    // Each shard: the prefix of entries recorded before the cutoff.
-    for (const chain of shards) {
-      if (chain !== 'main' && !(await redis.exists(keyspace.auditHead(chain)))) continue;
-      await checkpoints.write(chain, 'purge-before');
-      for (;;) {
-        const batch = await store.entries(chain, undefined, BATCH);
-        const prefix = takePrefix(batch, cutoff);
-        if (!prefix.length) break;
-        const keep = prefix.filter(({ event }) => Date.parse(event.recorded) >= disclosureCutoff && disclosedPatients(event).length > 0);
-        if (keep.length) {
-          // The stored form is copied as it is, so a compact record stays compact in the archive.
-          const copied = await archiver.append(keep.map(({ entry }) => prepareEvent(JSON.parse(entry.event) as Recordable, true, { mayRepeat: true })));
-          // The archive is held to the same cadence as the shards (verify.ts).
-          await signCadence(checkpoints, 'archive', copied, config.audit.checkpointEvery);
-          archived += keep.length;
+      // Each shard: the prefix of entries recorded before the cutoff.
+      for (const chain of shards) {
+        if (chain !== 'main' && !(await redis.exists(keyspace.auditHead(chain)))) continue;
+        await checkpoints.write(chain, 'purge-before');
+        for (;;) {
+          const batch = await store.entries(chain, undefined, BATCH);
+          const prefix = takePrefix(batch, cutoff);
+          if (!prefix.length) break;
+          const keep = prefix.filter(({ event }) => Date.parse(event.recorded) >= disclosureCutoff && disclosedPatients(event).length > 0);
+          if (keep.length) {
+            // The stored form is copied as it is, so a compact record stays compact in the archive.
+            const copied = await archiver.append(
+              keep.map(({ entry }) => prepareEvent(JSON.parse(entry.event) as Recordable, true, { mayRepeat: true })),
+            );
+            // The archive is held to the same cadence as the shards (verify.ts).
+            await signCadence(checkpoints, 'archive', copied, config.audit.checkpointEvery);
+            archived += keep.length;
+          }
+          const last = prefix[prefix.length - 1]!.entry;
+          await checkpoints.writeAt(chain, { seq: last.seq, hash: last.hash, sid: last.sid }, 'purge-cut');
+          await dropPrefix(
+            store,
+            chain,
+            prefix.map((p) => p.entry),
+          );
+          if (chain === 'main') cutSeq = last.seq;
+          removed += prefix.length - keep.length;
+          if (prefix.length < batch.length) break;
         }
+      }
+      if (archived) await checkpoints.write('archive', 'archive');
+
+      // Archive: disclosures past their own retention.
+      let archiveRemoved = 0;
+      for (;;) {
+        const batch = await store.entries('archive', undefined, BATCH);
+        const prefix = takePrefix(batch, disclosureCutoff);
+        if (!prefix.length) break;
         const last = prefix[prefix.length - 1]!.entry;
-        await checkpoints.writeAt(chain, { seq: last.seq, hash: last.hash, sid: last.sid }, 'purge-cut');
-        await dropPrefix(store, chain, prefix.map((p) => p.entry));
-        if (chain === 'main') cutSeq = last.seq;
-        removed += prefix.length - keep.length;
+        await checkpoints.writeAt('archive', { seq: last.seq, hash: last.hash, sid: last.sid }, 'purge-cut');
+        await dropPrefix(
+          store,
+          'archive',
+          prefix.map((p) => p.entry),
+        );
+        archiveRemoved += prefix.length;
         if (prefix.length < batch.length) break;
       }
-    }
-    if (archived) await checkpoints.write('archive', 'archive');
 
-    // Archive: disclosures past their own retention.
-    let archiveRemoved = 0;
-    for (;;) {
-      const batch = await store.entries('archive', undefined, BATCH);
-      const prefix = takePrefix(batch, disclosureCutoff);
-      if (!prefix.length) break;
-      const last = prefix[prefix.length - 1]!.entry;
-      await checkpoints.writeAt('archive', { seq: last.seq, hash: last.hash, sid: last.sid }, 'purge-cut');
-      await dropPrefix(store, 'archive', prefix.map((p) => p.entry));
-      archiveRemoved += prefix.length;
-      if (prefix.length < batch.length) break;
-    }
-
-    const facts: PurgeFacts = { removed, archived, archiveRemoved, cutSeq, cutoff: new Date(cutoff).toISOString(), disclosureCutoff: new Date(disclosureCutoff).toISOString() };
-    const event = trailPurged(config.issuer, { actor: deps.actor, facts });
-    await deps.trail.record(event);
-    for (const chain of shards) if (chain === 'main' || (await redis.exists(keyspace.auditHead(chain)))) await checkpoints.write(chain, 'purge-after');
-    return { ...facts, event };
-  });
+      const facts: PurgeFacts = {
+        removed,
+        archived,
+        archiveRemoved,
+        cutSeq,
+        cutoff: new Date(cutoff).toISOString(),
+        disclosureCutoff: new Date(disclosureCutoff).toISOString(),
+      };
+      const event = trailPurged(config.issuer, { actor: deps.actor, facts });
+      await deps.trail.record(event);
+      for (const chain of shards)
+        if (chain === 'main' || (await redis.exists(keyspace.auditHead(chain)))) await checkpoints.write(chain, 'purge-after');
+      return { ...facts, event };
+    },
+  );
 }
 
 interface Parsed {

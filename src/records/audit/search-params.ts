@@ -55,7 +55,8 @@ function token(name: string, value: string): string {
   if (bar < 0) return value;
   const system = value.slice(0, bar);
   const code = value.slice(bar + 1);
-  if (!code) throw new FhirError(400, 'not-supported', `${name}=${value}: a system without a code is not supported (use system|code or code)`);
+  if (!code)
+    throw new FhirError(400, 'not-supported', `${name}=${value}: a system without a code is not supported (use system|code or code)`);
   return system ? `${system}|${code}` : code;
 }
 
@@ -114,7 +115,12 @@ export function parseAuditSearch(query: Query, opts: { lenient?: boolean } = {})
   for (const name of Object.keys(query)) {
     if (KNOWN.has(name)) continue;
     if (opts.lenient) ignored.push(name);
-    else throw new FhirError(400, 'not-supported', `the search parameter ${JSON.stringify(name)} is not supported (patient, agent, entity, altid, type, subtype, outcome, action, date, _count, _sort)`);
+    else
+      throw new FhirError(
+        400,
+        'not-supported',
+        `the search parameter ${JSON.stringify(name)} is not supported (patient, agent, entity, altid, type, subtype, outcome, action, date, _count, _sort)`,
+      );
   }
   const clauses: Clause[] = [];
   for (const raw of all(query.patient)) {
@@ -128,7 +134,12 @@ export function parseAuditSearch(query: Query, opts: { lenient?: boolean } = {})
     });
   }
   for (const raw of all(query.agent)) {
-    clauses.push({ param: 'agent', values: alternatives('agent', raw).map((v) => (v.includes('|') ? token('agent', v).split('|').pop()! : (relativeReference(v)?.reference ?? v))) });
+    clauses.push({
+      param: 'agent',
+      values: alternatives('agent', raw).map((v) =>
+        v.includes('|') ? token('agent', v).split('|').pop()! : (relativeReference(v)?.reference ?? v),
+      ),
+    });
   }
   for (const raw of all(query.entity)) {
     clauses.push({
@@ -160,7 +171,8 @@ export function parseAuditSearch(query: Query, opts: { lenient?: boolean } = {})
     count = Math.min(Number(countRaw), MAX_COUNT);
   }
   const sortRaw = single('_sort', query) ?? '-date';
-  if (sortRaw !== '-date' && sortRaw !== 'date') throw new FhirError(400, 'not-supported', '_sort may be -date (newest first, the default) or date');
+  if (sortRaw !== '-date' && sortRaw !== 'date')
+    throw new FhirError(400, 'not-supported', '_sort may be -date (newest first, the default) or date');
   const cursorRaw = single('_cursor', query);
   const cursor = cursorRaw === undefined ? undefined : decodeCursor(cursorRaw);
   const format = single('_format', query);

@@ -25,8 +25,6 @@ import type { AuditStore } from './store.js';
  * search ignore events recorded afterwards, so offsets do not shift while an officer pages.
  */
 
-
-
 export interface AuditSearch {
   clauses: Clause[];
   dateFrom?: number;
@@ -53,7 +51,6 @@ export interface SearchResult {
   first?: Key;
   last?: Key;
 }
-
 
 /**
  * Most seqs a multi-parameter search starts from (its smallest clause, in the date range). Beyond
@@ -94,7 +91,16 @@ function mergeUnique(lists: number[][]): number[] {
   return out;
 }
 
-async function chainMatches(store: AuditStore, chain: ChainName, clauses: Clause[], from: number, to: number, limits: AuditSearch['limits'] = {}, after = 0, before = Infinity): Promise<Matches> {
+async function chainMatches(
+  store: AuditStore,
+  chain: ChainName,
+  clauses: Clause[],
+  from: number,
+  to: number,
+  limits: AuditSearch['limits'] = {},
+  after = 0,
+  before = Infinity,
+): Promise<Matches> {
   const maxCandidates = limits.maxCandidates ?? MAX_CANDIDATES;
   const readWhole = limits.readWhole ?? 4 * maxCandidates;
   const { redis, keyspace } = store;
@@ -118,7 +124,11 @@ async function chainMatches(store: AuditStore, chain: ChainName, clauses: Clause
   if (!driver || driver.size === 0) return NONE;
   if (bySize.length === 1 && driver.slices.length === 1) return { kind: 'slice', slice: driver.slices[0]! };
   if (driver.size > maxCandidates) {
-    throw new FhirError(400, 'too-costly', `this search would have to check ${driver.size} events; narrow it with a date range, a patient or an agent (at most ${maxCandidates})`);
+    throw new FhirError(
+      400,
+      'too-costly',
+      `this search would have to check ${driver.size} events; narrow it with a date range, a patient or an agent (at most ${maxCandidates})`,
+    );
   }
   let seqs = mergeUnique(await Promise.all(driver.slices.map((s) => readSlice(redis, s))));
   for (const clause of rest) {
@@ -206,7 +216,10 @@ async function lanesOf(store: AuditStore, q: AuditSearch, from: number, to: numb
   const shipped = home ? await store.shippedSeqs(chains) : chains.map(() => 0);
   const matches = await Promise.all(chains.map((chain, i) => chainMatches(store, chain, q.clauses, from, to, q.limits, shipped[i]!)));
   const lanes = chains.map((chain, i) => redisLane(store, chain, q, from, to, shipped[i]!, matches[i]!));
-  if (home) lanes.unshift(...(await home.lanes({ clauses: q.clauses, dateFrom: from, dateTo: to }, Object.fromEntries(chains.map((c, i) => [c, shipped[i]!])))));
+  if (home)
+    lanes.unshift(
+      ...(await home.lanes({ clauses: q.clauses, dateFrom: from, dateTo: to }, Object.fromEntries(chains.map((c, i) => [c, shipped[i]!])))),
+    );
   return lanes;
 }
 
@@ -224,8 +237,13 @@ export async function searchMatches(store: AuditStore, q: AuditSearch): Promise<
   const offset = q.offset ?? 0;
   if (!after && offset > 0) {
     // A link without a key: walk to the offset, page by page.
-    if (offset > MAX_SEEK) throw new FhirError(400, 'too-costly', 'this page link does not say where it is in the trail (it is from an earlier version): search again from the first page');
-    for (let skipped = 0; skipped < offset; ) {
+    if (offset > MAX_SEEK)
+      throw new FhirError(
+        400,
+        'too-costly',
+        'this page link does not say where it is in the trail (it is from an earlier version): search again from the first page',
+      );
+    for (let skipped = 0; skipped < offset;) {
       const step = await mergeAfter(lanes, after, Math.min(1000, offset - skipped), desc);
       if (!step.length) return { total: sum, items: [], asOf };
       skipped += step.length;
@@ -246,7 +264,11 @@ export async function search(store: AuditStore, q: AuditSearch): Promise<SearchR
 }
 
 /** Every match, page by page (exports): each page starts after the last match of the one before. */
-export async function* searchAll(store: AuditStore, q: Omit<AuditSearch, 'count' | 'offset' | 'after' | 'before'>, pageSize: number): AsyncGenerator<AuditEvent[]> {
+export async function* searchAll(
+  store: AuditStore,
+  q: Omit<AuditSearch, 'count' | 'offset' | 'after' | 'before'>,
+  pageSize: number,
+): AsyncGenerator<AuditEvent[]> {
   const asOf = q.asOf ?? Date.now() + 1;
   let after: Key | undefined;
   for (;;) {

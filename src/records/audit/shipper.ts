@@ -96,7 +96,14 @@ export class AuditShipper {
     const { redis, keyspace } = this.deps;
     await Promise.all(
       [...this.held.keys()].map((chain) =>
-        redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, keyspace.auditShipLease(chain), this.instance).catch(() => {}),
+        redis
+          .eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            1,
+            keyspace.auditShipLease(chain),
+            this.instance,
+          )
+          .catch(() => {}),
       ),
     );
     this.held.clear();

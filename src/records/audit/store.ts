@@ -41,7 +41,9 @@ export class AuditStore {
       if (!isRedisOutage(err) || !this.shardList) throw err;
       return this.shardList.chains;
     }
-    const chains = [...new Set<ChainName>([...shardChains(this.configuredShards), ...registered.filter(isChainName).filter((c) => c !== 'archive')])].sort(byShardOrder);
+    const chains = [
+      ...new Set<ChainName>([...shardChains(this.configuredShards), ...registered.filter(isChainName).filter((c) => c !== 'archive')]),
+    ].sort(byShardOrder);
     this.shardList = { at: now, chains };
     return chains;
   }
@@ -112,7 +114,12 @@ export class AuditStore {
     if (!refs.length) return [];
     // One read per entry, all sent at once: in a Cluster the chains live in different slots, so
     // they cannot share a pipeline (auto-pipelining groups what can go together).
-    const rows = await Promise.all(refs.map(({ chain, seq }) => this.redis.xrange(this.keyspace.auditStream(chain), streamId(seq), streamId(seq)) as Promise<Array<[string, string[]]>>));
+    const rows = await Promise.all(
+      refs.map(
+        ({ chain, seq }) =>
+          this.redis.xrange(this.keyspace.auditStream(chain), streamId(seq), streamId(seq)) as Promise<Array<[string, string[]]>>,
+      ),
+    );
     return rows.map((r) => (r.length ? parseStreamEntry(r[0]![0], r[0]![1]) : undefined));
   }
 

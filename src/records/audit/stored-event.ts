@@ -1,5 +1,11 @@
 import type { AuditEvent } from './audit-event.js';
-import { introspectionIndexEntries, introspectionRecordSchema, isIntrospectionRecord, renderIntrospection, type IntrospectionRecord } from './forms/introspection.js';
+import {
+  introspectionIndexEntries,
+  introspectionRecordSchema,
+  isIntrospectionRecord,
+  renderIntrospection,
+  type IntrospectionRecord,
+} from './forms/introspection.js';
 import { allIndexEntries, type IndexParam } from './indexes.js';
 import { disclosedPatients } from './disclosure.js';
 
@@ -24,7 +30,10 @@ export function decodeStored(text: string): AuditEvent {
   }
   if (isIntrospectionRecord(value)) {
     const parsed = introspectionRecordSchema.safeParse(value);
-    if (!parsed.success) throw new UnreadableAuditEntryError(`an introspection record does not have its form: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    if (!parsed.success)
+      throw new UnreadableAuditEntryError(
+        `an introspection record does not have its form: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
+      );
     return renderIntrospection(parsed.data);
   }
   return value as AuditEvent;

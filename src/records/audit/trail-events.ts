@@ -1,6 +1,19 @@
 import type { AuditEvent, AuditEventEntity as Entity } from './audit-event.js';
 import { LOCAL_SUBTYPE_SYSTEM } from './disclosure.js';
-import { auditEvent, authServerAgent, clientAgent, details, operatorAgent, patientEntity, patientReference, securityObject, userAgents, type Details, type OperatorInfo, type UserInfo } from './events/agents.js';
+import {
+  auditEvent,
+  authServerAgent,
+  clientAgent,
+  details,
+  operatorAgent,
+  patientEntity,
+  patientReference,
+  securityObject,
+  userAgents,
+  type Details,
+  type OperatorInfo,
+  type UserInfo,
+} from './events/agents.js';
 import { ENTITY_TYPES, EVENT_TYPES, OBJECT_ROLES, STANDARD_SUBTYPES, SYSTEMS } from './events/vocabulary.js';
 
 /**
@@ -22,17 +35,27 @@ const EXPORT_TYPE = { system: SYSTEMS.dcm, code: '110106', display: 'Export' };
 const APPLICATION_ACTIVITY = { system: SYSTEMS.dcm, code: '110100', display: 'Application Activity' };
 
 function trailObject(issuer: string, values: Details) {
-  return securityObject({ system: `${issuer.replace(/\/$/, '')}/audit`, value: 'AuditEvent' }, OBJECT_ROLES.securityResource, values, 'audit trail');
+  return securityObject(
+    { system: `${issuer.replace(/\/$/, '')}/audit`, value: 'AuditEvent' },
+    OBJECT_ROLES.securityResource,
+    values,
+    'audit trail',
+  );
 }
 
 export type TrailActor = { client: { clientId: string; ip?: string } } | { operator: OperatorInfo };
 
 function actorAgents(issuer: string, actor: TrailActor) {
-  return 'client' in actor ? [clientAgent({ issuer }, actor.client, true), authServerAgent({ issuer })] : [operatorAgent(actor.operator), authServerAgent({ issuer })];
+  return 'client' in actor
+    ? [clientAgent({ issuer }, actor.client, true), authServerAgent({ issuer })]
+    : [operatorAgent(actor.operator), authServerAgent({ issuer })];
 }
 
 /** An NDJSON export of the trail (GET /fhir/AuditEvent/$export or the CLI), with the query and how many events left. */
-export function trailExported(issuer: string, input: { actor: TrailActor; query: string; count: number; outcome?: '0' | '4' | '8' }): AuditEvent {
+export function trailExported(
+  issuer: string,
+  input: { actor: TrailActor; query: string; count: number; outcome?: '0' | '4' | '8' },
+): AuditEvent {
   return auditEvent(
     { issuer },
     {
@@ -43,7 +66,12 @@ export function trailExported(issuer: string, input: { actor: TrailActor; query:
       agents: actorAgents(issuer, input.actor),
       entities: [
         { ...trailObject(issuer, { events: input.count }) },
-        { type: { system: SYSTEMS.auditEntityType, code: '2', display: 'System Object' }, role: OBJECT_ROLES.query, query: Buffer.from(input.query || '(all)').toString('base64'), detail: details({ events: input.count }) },
+        {
+          type: { system: SYSTEMS.auditEntityType, code: '2', display: 'System Object' },
+          role: OBJECT_ROLES.query,
+          query: Buffer.from(input.query || '(all)').toString('base64'),
+          detail: details({ events: input.count }),
+        },
       ],
     },
   );
@@ -62,9 +90,14 @@ export interface PurgeFacts {
  * A retention purge: how many events left the trail, how many disclosures moved to the archive, and where the cut is.
  * In PostgreSQL (`postgres`), "archived" are the disclosures kept in audit.kept, and the months dropped are named.
  */
-export function trailPurged(issuer: string, input: { actor: TrailActor; facts: PurgeFacts; postgres?: { months: string[]; keptMonths: string[] } }): AuditEvent {
+export function trailPurged(
+  issuer: string,
+  input: { actor: TrailActor; facts: PurgeFacts; postgres?: { months: string[]; keptMonths: string[] } },
+): AuditEvent {
   const f = input.facts;
-  const pg = input.postgres ? { store: 'postgres', months_dropped: input.postgres.months.join(' '), kept_months_dropped: input.postgres.keptMonths.join(' ') } : {};
+  const pg = input.postgres
+    ? { store: 'postgres', months_dropped: input.postgres.months.join(' '), kept_months_dropped: input.postgres.keptMonths.join(' ') }
+    : {};
   return auditEvent(
     { issuer },
     {
@@ -73,7 +106,17 @@ export function trailPurged(issuer: string, input: { actor: TrailActor; facts: P
       action: 'D',
       outcome: '0',
       agents: actorAgents(issuer, input.actor),
-      entities: [trailObject(issuer, { removed: f.removed, archived: f.archived, archive_removed: f.archiveRemoved, cut_seq: f.cutSeq, cutoff: f.cutoff, disclosure_cutoff: f.disclosureCutoff, ...pg })],
+      entities: [
+        trailObject(issuer, {
+          removed: f.removed,
+          archived: f.archived,
+          archive_removed: f.archiveRemoved,
+          cut_seq: f.cutSeq,
+          cutoff: f.cutoff,
+          disclosure_cutoff: f.disclosureCutoff,
+          ...pg,
+        }),
+      ],
     },
   );
 }
@@ -116,7 +159,12 @@ function accessEntities(access: TrailAccess): Entity[] {
     case 'disclosures': {
       const patient = patientReference(access.patient);
       return [
-        { type: ENTITY_TYPES.systemObject, role: OBJECT_ROLES.query, query: Buffer.from(`disclosure=${patient}`).toString('base64'), detail: details({ resource: 'AuditEvent', report: 'disclosures', format: access.format }) },
+        {
+          type: ENTITY_TYPES.systemObject,
+          role: OBJECT_ROLES.query,
+          query: Buffer.from(`disclosure=${patient}`).toString('base64'),
+          detail: details({ resource: 'AuditEvent', report: 'disclosures', format: access.format }),
+        },
         patientEntity(patient),
       ];
     }
@@ -126,7 +174,11 @@ function accessEntities(access: TrailAccess): Entity[] {
           type: ENTITY_TYPES.systemObject,
           role: OBJECT_ROLES.query,
           query: Buffer.from(access.query || '(all)').toString('base64'),
-          detail: details({ resource: 'AuditEvent', operation: access.kind === 'export' ? '$export' : undefined, restricted_to: access.kind === 'search' ? access.restrictedTo : undefined }),
+          detail: details({
+            resource: 'AuditEvent',
+            operation: access.kind === 'export' ? '$export' : undefined,
+            restricted_to: access.kind === 'search' ? access.restrictedTo : undefined,
+          }),
         },
       ];
   }
@@ -146,7 +198,11 @@ export function trailAccessed(issuer: string, input: { reader: TrailReader; acce
       subtype: [...ACCESS_SUBTYPES[access.kind]],
       action: access.kind === 'read' ? 'R' : 'E',
       outcome: '0',
-      agents: [...userAgents({ issuer }, reader.user, true), clientAgent({ issuer }, reader.client, !reader.user), authServerAgent({ issuer })],
+      agents: [
+        ...userAgents({ issuer }, reader.user, true),
+        clientAgent({ issuer }, reader.client, !reader.user),
+        authServerAgent({ issuer }),
+      ],
       entities: accessEntities(access),
     },
   );

@@ -16,7 +16,6 @@ import { isRedisOutage } from '../../platform/redis/outage.js';
 import { AuditStore } from './store.js';
 import { StoreUnavailableError } from '../../platform/redis/circuit-breaker.js';
 
-
 export interface AuditTrail {
   /** Resolves once the event is durably appended to the hash-chained Redis stream; rejects if it could not be. */
   record(event: Recordable): Promise<void>;
@@ -104,14 +103,21 @@ function certainlyNotAppended(err: unknown): boolean {
  * AuditEvent it stands for, so development catches a record that would read back wrong.
  */
 export function prepareEvent(input: Recordable, validate = true, opts: { mayRepeat?: boolean } = {}): PreparedEvent {
-  const item: Recordable = isIntrospectionRecord(input) ? input : { ...input, id: input.id ?? randomUUID(), recorded: input.recorded ?? new Date().toISOString() };
+  const item: Recordable = isIntrospectionRecord(input)
+    ? input
+    : { ...input, id: input.id ?? randomUUID(), recorded: input.recorded ?? new Date().toISOString() };
   if (validate) {
     const problems = auditEventProblems(eventOf(item));
     if (problems.length) throw new InvalidAuditEventError(`not a valid R4 AuditEvent: ${problems.slice(0, 5).join('; ')}`);
   }
   const score = Date.parse(item.recorded!);
   if (!Number.isFinite(score)) throw new InvalidAuditEventError(`recorded is not a date-time: ${String(item.recorded)}`);
-  const prepared: PreparedEvent = { id: item.id!, json: isIntrospectionRecord(item) ? introspectionRecordJson(item) : canonicalJson(item), score, index: indexEntriesOf(item) };
+  const prepared: PreparedEvent = {
+    id: item.id!,
+    json: isIntrospectionRecord(item) ? introspectionRecordJson(item) : canonicalJson(item),
+    score,
+    index: indexEntriesOf(item),
+  };
   // A new record's id is a fresh UUID; an event may come with its own, and a copy (retention's
   // archive, re-run after an interruption) may already be there.
   if (opts.mayRepeat || (!isIntrospectionRecord(input) && input.id !== undefined)) prepared.mayRepeat = true;
@@ -158,7 +164,12 @@ class RedisAuditTrail implements AuditTrail {
   constructor(private readonly deps: AuditTrailDeps) {
     this.validate = deps.config.audit.validateEvents ?? deps.config.mode !== 'production';
     this.store = new AuditStore(deps.redis, deps.keyspace, deps.config.audit.chains);
-    this.shards = shardChains(deps.config.audit.chains).map((chain) => ({ chain, appender: new ChainAppender(deps.redis, deps.keyspace, chain), inFlight: 0, avoidUntil: 0 }));
+    this.shards = shardChains(deps.config.audit.chains).map((chain) => ({
+      chain,
+      appender: new ChainAppender(deps.redis, deps.keyspace, chain),
+      inFlight: 0,
+      avoidUntil: 0,
+    }));
     const keys = deps.checkpointKeys ?? keyStoreCheckpointKeys(deps.redis, deps.keyspace, deps.config.keyEncryptionSecret);
     this.anchor = deps.anchor ?? createAnchor({ config: deps.config, logger: deps.logger, metrics: deps.metrics });
     this.checkpoints = new CheckpointStore(deps.redis, deps.keyspace, keys, deps.config.issuer, this.anchor);
@@ -186,7 +197,10 @@ class RedisAuditTrail implements AuditTrail {
     const over = new Set<ChainName>();
     await Promise.all(
       this.shards.map(async ({ chain }) => {
-        const [[head], [shipped]] = await Promise.all([redis.hmget(keyspace.auditHead(chain), 'seq'), redis.hmget(keyspace.auditShipped(chain), 'seq')]);
+        const [[head], [shipped]] = await Promise.all([
+          redis.hmget(keyspace.auditHead(chain), 'seq'),
+          redis.hmget(keyspace.auditShipped(chain), 'seq'),
+        ]);
         const confirmed = Number(shipped ?? 0);
         const events = Math.max(0, Number(head ?? 0) - confirmed);
         // The age of the oldest entry waiting: the one right after the watermark.
@@ -204,10 +218,17 @@ class RedisAuditTrail implements AuditTrail {
     // the intake is full and audited requests are refused.
     this.overBound = over;
     const full = over.size === this.shards.length;
-    if (full && !this.intakeFull) this.deps.logger.error({ chains: [...over] }, 'the audit intake is full: PostgreSQL has not confirmed the trail for a while; audited requests get 503 until it catches up');
-    else if (over.size && !full) this.deps.logger.warn({ chains: [...over] }, 'audit chains over the intake bound take no appends until PostgreSQL confirms them');
+    if (full && !this.intakeFull)
+      this.deps.logger.error(
+        { chains: [...over] },
+        'the audit intake is full: PostgreSQL has not confirmed the trail for a while; audited requests get 503 until it catches up',
+      );
+    else if (over.size && !full)
+      this.deps.logger.warn({ chains: [...over] }, 'audit chains over the intake bound take no appends until PostgreSQL confirms them');
     if (!full && this.intakeFull) this.deps.logger.info('the audit intake takes events again');
-    this.intakeFull = full ? `the audit intake holds more than ${config.audit.intakeMaxEvents} events PostgreSQL has not confirmed` : undefined;
+    this.intakeFull = full
+      ? `the audit intake holds more than ${config.audit.intakeMaxEvents} events PostgreSQL has not confirmed`
+      : undefined;
   }
 
   record(event: Recordable): Promise<void> {
@@ -303,11 +324,17 @@ class RedisAuditTrail implements AuditTrail {
         // Another chain (another hash tag, in a Cluster usually another master) may take it.
         const next = certainlyNotAppended(err) ? this.pick(tried, true) : undefined;
         if (next) {
-          this.deps.logger.warn({ err: { message: (err as Error).message }, chain: shard.chain, to: next.chain, events: batch.length }, 'audit append moved to another chain');
+          this.deps.logger.warn(
+            { err: { message: (err as Error).message }, chain: shard.chain, to: next.chain, events: batch.length },
+            'audit append moved to another chain',
+          );
           shard = next;
           continue;
         }
-        this.deps.logger.error({ err: { message: (err as Error).message }, chain: shard.chain, events: batch.length }, 'audit events could not be appended');
+        this.deps.logger.error(
+          { err: { message: (err as Error).message }, chain: shard.chain, events: batch.length },
+          'audit events could not be appended',
+        );
         this.deps.metrics?.auditEvents.inc({ result: 'error' }, batch.length);
         for (const p of batch) p.reject(err);
         return;
@@ -336,7 +363,9 @@ class RedisAuditTrail implements AuditTrail {
   /** Keeps a checkpoint write for close() to wait on; its failure is logged (the chain is intact, only less anchored). */
   private track(work: Promise<unknown>): void {
     const p = work
-      .catch((err: unknown) => this.deps.logger.error({ err: { message: (err as Error).message } }, 'audit checkpoint could not be written'))
+      .catch((err: unknown) =>
+        this.deps.logger.error({ err: { message: (err as Error).message } }, 'audit checkpoint could not be written'),
+      )
       .finally(() => this.signing.delete(p));
     this.signing.add(p);
   }
@@ -379,7 +408,9 @@ class RedisAuditTrail implements AuditTrail {
       await this.checkpoints.dropSuperseded(chain, cp);
     } catch (err) {
       // Let the next tick (on any instance) try again rather than wait out the lease.
-      await redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, lease, this.instance).catch(() => {});
+      await redis
+        .eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, lease, this.instance)
+        .catch(() => {});
       throw err;
     }
   }
@@ -409,6 +440,13 @@ class RedisAuditTrail implements AuditTrail {
   }
 }
 
-export function createAuditTrail(deps: AuditTrailDeps): AuditTrail & { readonly checkpoints: CheckpointStore; checkpoint(reason: string): Promise<void>; settled(): Promise<void>; close(): Promise<void> } {
+export function createAuditTrail(
+  deps: AuditTrailDeps,
+): AuditTrail & {
+  readonly checkpoints: CheckpointStore;
+  checkpoint(reason: string): Promise<void>;
+  settled(): Promise<void>;
+  close(): Promise<void>;
+} {
   return new RedisAuditTrail(deps);
 }

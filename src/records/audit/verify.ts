@@ -82,7 +82,12 @@ export const CUT_REASONS = new Set(['purge-cut', 'ship-cut']);
 /** How far ahead a missing seq is looked for before it counts as removed rather than moved. */
 const REORDER_WINDOW = 10_000;
 
-export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[], chain: ChainName, policy: VerifyPolicy): Promise<VerifyReport> {
+export async function verifyChain(
+  store: AuditStore,
+  keys: CheckpointKeys | JWK[],
+  chain: ChainName,
+  policy: VerifyPolicy,
+): Promise<VerifyReport> {
   const jwks = Array.isArray(keys) ? keys : await keys.verificationKeys();
   const { redis, keyspace } = store;
   const report = (r: Omit<VerifyReport, 'chain' | 'ok'>): VerifyReport => ({ chain, ok: !r.problem, ...r });
@@ -93,17 +98,30 @@ export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[
     const seq = Number(rawCheckpoints[i + 1]);
     try {
       const payload = await verifyCheckpoint(rawCheckpoints[i]!, jwks);
-      if (payload.seq !== seq || payload.chain !== chain) throw new CheckpointError(`is stored at seq ${seq} of ${chain} but signs seq ${payload.seq} of ${payload.chain}`);
+      if (payload.seq !== seq || payload.chain !== chain)
+        throw new CheckpointError(`is stored at seq ${seq} of ${chain} but signs seq ${payload.seq} of ${payload.chain}`);
       checkpoints.push(payload);
     } catch (err) {
-      return report({ entries: 0, anchorSeq: 0, lastSeq: 0, checkpoints: 0, problem: { kind: 'checkpoint', chain, seq, message: `checkpoint at seq ${seq} ${(err as Error).message}` } });
+      return report({
+        entries: 0,
+        anchorSeq: 0,
+        lastSeq: 0,
+        checkpoints: 0,
+        problem: { kind: 'checkpoint', chain, seq, message: `checkpoint at seq ${seq} ${(err as Error).message}` },
+      });
     }
   }
   const bySeq = new Map<number, CheckpointPayload>();
   for (const c of checkpoints) if (!bySeq.has(c.seq)) bySeq.set(c.seq, c);
   for (const c of checkpoints) {
     if (bySeq.get(c.seq)!.hash !== c.hash) {
-      return report({ entries: 0, anchorSeq: 0, lastSeq: 0, checkpoints: 0, problem: { kind: 'checkpoint', chain, seq: c.seq, message: `two signed checkpoints disagree about the hash at seq ${c.seq}` } });
+      return report({
+        entries: 0,
+        anchorSeq: 0,
+        lastSeq: 0,
+        checkpoints: 0,
+        problem: { kind: 'checkpoint', chain, seq: c.seq, message: `two signed checkpoints disagree about the hash at seq ${c.seq}` },
+      });
     }
   }
 
@@ -128,7 +146,12 @@ export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[
         anchorSeq: 0,
         lastSeq: 0,
         checkpoints: checkpoints.length,
-        problem: { kind: 'removed', chain, seq: from, message: `the chain starts at seq ${start + 1}${first ? ` (${first.sid})` : ''} but no signed cut checkpoint (purge or shipped) anchors seq ${start}: entries before it were removed` },
+        problem: {
+          kind: 'removed',
+          chain,
+          seq: from,
+          message: `the chain starts at seq ${start + 1}${first ? ` (${first.sid})` : ''} but no signed cut checkpoint (purge or shipped) anchors seq ${start}: entries before it were removed`,
+        },
       });
     }
     anchorSeq = anchor.seq;
@@ -147,35 +170,96 @@ export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[
   for await (const entry of store.walk(chain)) {
     entries++;
     if (!Number.isInteger(entry.seq)) {
-      return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length, problem: { kind: 'altered', chain, seq: expectedSeq, sid: entry.sid, message: `entry ${entry.sid} has no valid seq` } });
+      return report({
+        entries,
+        anchorSeq,
+        lastSeq,
+        checkpoints: checkpoints.length,
+        problem: { kind: 'altered', chain, seq: expectedSeq, sid: entry.sid, message: `entry ${entry.sid} has no valid seq` },
+      });
     }
     if (entry.seq !== expectedSeq) {
       if (entry.seq < expectedSeq) {
-        return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length, problem: { kind: 'reordered', chain, seq: entry.seq, sid: entry.sid, message: `entry seq ${entry.seq} (${entry.sid}) appears after seq ${expectedSeq - 1}` } });
+        return report({
+          entries,
+          anchorSeq,
+          lastSeq,
+          checkpoints: checkpoints.length,
+          problem: {
+            kind: 'reordered',
+            chain,
+            seq: entry.seq,
+            sid: entry.sid,
+            message: `entry seq ${entry.seq} (${entry.sid}) appears after seq ${expectedSeq - 1}`,
+          },
+        });
       }
       const later = await findLater(store, chain, entry.sid, expectedSeq);
       if (later) {
-        return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length, problem: { kind: 'reordered', chain, seq: expectedSeq, sid: later, message: `entry seq ${expectedSeq} (${later}) appears after seq ${entry.seq} (${entry.sid})` } });
+        return report({
+          entries,
+          anchorSeq,
+          lastSeq,
+          checkpoints: checkpoints.length,
+          problem: {
+            kind: 'reordered',
+            chain,
+            seq: expectedSeq,
+            sid: later,
+            message: `entry seq ${expectedSeq} (${later}) appears after seq ${entry.seq} (${entry.sid})`,
+          },
+        });
       }
       return report({
         entries,
         anchorSeq,
         lastSeq,
         checkpoints: checkpoints.length,
-        problem: { kind: 'removed', chain, seq: expectedSeq, message: `entries seq ${expectedSeq}${entry.seq - 1 > expectedSeq ? `–${entry.seq - 1}` : ''} are missing (next present: seq ${entry.seq}, ${entry.sid})` },
+        problem: {
+          kind: 'removed',
+          chain,
+          seq: expectedSeq,
+          message: `entries seq ${expectedSeq}${entry.seq - 1 > expectedSeq ? `–${entry.seq - 1}` : ''} are missing (next present: seq ${entry.seq}, ${entry.sid})`,
+        },
       });
     }
     if (entryHash(entry.seq, entry.prev, entry.event) !== entry.hash) {
-      return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length, problem: { kind: 'altered', chain, seq: entry.seq, sid: entry.sid, message: `entry seq ${entry.seq} (${entry.sid}) does not match its hash` } });
+      return report({
+        entries,
+        anchorSeq,
+        lastSeq,
+        checkpoints: checkpoints.length,
+        problem: {
+          kind: 'altered',
+          chain,
+          seq: entry.seq,
+          sid: entry.sid,
+          message: `entry seq ${entry.seq} (${entry.sid}) does not match its hash`,
+        },
+      });
     }
     if (entry.prev !== prevHash) {
       const culprit = previous ? { seq: previous.seq, sid: previous.sid } : { seq: entry.seq, sid: entry.sid };
-      const what = previous ? `entry seq ${previous.seq} (${previous.sid}) was rewritten: its hash is not the one entry seq ${entry.seq} links to` : `entry seq ${entry.seq} (${entry.sid}) does not link to the signed checkpoint at seq ${anchorSeq}`;
-      return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length, problem: { kind: 'altered', chain, ...culprit, message: what } });
+      const what = previous
+        ? `entry seq ${previous.seq} (${previous.sid}) was rewritten: its hash is not the one entry seq ${entry.seq} links to`
+        : `entry seq ${entry.seq} (${entry.sid}) does not link to the signed checkpoint at seq ${anchorSeq}`;
+      return report({
+        entries,
+        anchorSeq,
+        lastSeq,
+        checkpoints: checkpoints.length,
+        problem: { kind: 'altered', chain, ...culprit, message: what },
+      });
     }
     const placement = misplaced(entry, previous);
     if (placement) {
-      return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length, problem: { kind: 'altered', chain, seq: entry.seq, sid: entry.sid, message: `entry seq ${entry.seq} (${entry.sid}) ${placement}` } });
+      return report({
+        entries,
+        anchorSeq,
+        lastSeq,
+        checkpoints: checkpoints.length,
+        problem: { kind: 'altered', chain, seq: entry.seq, sid: entry.sid, message: `entry seq ${entry.seq} (${entry.sid}) ${placement}` },
+      });
     }
     const signed = bySeq.get(entry.seq);
     if (signed && signed.hash !== entry.hash) {
@@ -184,7 +268,13 @@ export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[
         anchorSeq,
         lastSeq,
         checkpoints: checkpoints.length,
-        problem: { kind: 'altered', chain, seq: entry.seq, sid: entry.sid, message: `entry seq ${entry.seq} (${entry.sid}) or one before it was rewritten: its hash differs from the signed checkpoint` },
+        problem: {
+          kind: 'altered',
+          chain,
+          seq: entry.seq,
+          sid: entry.sid,
+          message: `entry seq ${entry.seq} (${entry.sid}) or one before it was rewritten: its hash differs from the signed checkpoint`,
+        },
       });
     }
     prevHash = entry.hash;
@@ -202,15 +292,28 @@ export async function verifyChain(store: AuditStore, keys: CheckpointKeys | JWK[
       anchorSeq,
       lastSeq,
       checkpoints: checkpoints.length,
-      problem: { kind: 'removed', chain, seq: lastSeq + 1, message: `entries seq ${lastSeq + 1}–${mustReach} are missing from the end of the chain` },
+      problem: {
+        kind: 'removed',
+        chain,
+        seq: lastSeq + 1,
+        message: `entries seq ${lastSeq + 1}–${mustReach} are missing from the end of the chain`,
+      },
     });
   }
-  const problem = cadenceProblem(chain, checkpoints, anchorSeq, lastSeq, policy.every) ?? (chain !== 'archive' ? ageProblem(chain, checkpoints, policy) : undefined);
+  const problem =
+    cadenceProblem(chain, checkpoints, anchorSeq, lastSeq, policy.every) ??
+    (chain !== 'archive' ? ageProblem(chain, checkpoints, policy) : undefined);
   return report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length, ...(problem ? { problem } : {}) });
 }
 
 /** The first multiple of the cadence after the start that has no signed checkpoint. */
-function cadenceProblem(chain: ChainName, checkpoints: CheckpointPayload[], anchorSeq: number, lastSeq: number, every: number): VerifyProblem | undefined {
+function cadenceProblem(
+  chain: ChainName,
+  checkpoints: CheckpointPayload[],
+  anchorSeq: number,
+  lastSeq: number,
+  every: number,
+): VerifyProblem | undefined {
   const signed = new Set(checkpoints.map((c) => c.seq));
   // A trail written before cadence checkpoints is held to them from a signed `cadence-start` on
   // (`smart-authz audit migrate` writes it). Only the oldest counts, and deleting it puts the whole
@@ -236,7 +339,13 @@ function ageProblem(chain: ChainName, checkpoints: CheckpointPayload[], policy: 
   if (policy.maxAgeSeconds === undefined) return undefined;
   const now = Math.floor((policy.now ?? Date.now()) / 1000);
   const newest = checkpoints.reduce<CheckpointPayload | undefined>((m, c) => (!m || c.iat > m.iat ? c : m), undefined);
-  if (!newest) return { kind: 'checkpoint', chain, seq: 1, message: 'there is no signed checkpoint: checkpoints were deleted, or no server has run yet' };
+  if (!newest)
+    return {
+      kind: 'checkpoint',
+      chain,
+      seq: 1,
+      message: 'there is no signed checkpoint: checkpoints were deleted, or no server has run yet',
+    };
   const age = now - newest.iat;
   if (age <= policy.maxAgeSeconds) return undefined;
   return {
@@ -252,7 +361,13 @@ function ageProblem(chain: ChainName, checkpoints: CheckpointPayload[], policy: 
  * in Redis, with the same hash. The first one that is not is where the rewrite ends at the latest;
  * it began after the anchored checkpoint before it.
  */
-async function againstAnchor(lines: AnchorLine[], jwks: JWK[], chain: ChainName, startSeq: number, bySeq: Map<number, CheckpointPayload>): Promise<VerifyProblem | undefined> {
+async function againstAnchor(
+  lines: AnchorLine[],
+  jwks: JWK[],
+  chain: ChainName,
+  startSeq: number,
+  bySeq: Map<number, CheckpointPayload>,
+): Promise<VerifyProblem | undefined> {
   const anchored: CheckpointPayload[] = [];
   for (const line of lines) {
     if (line.chain !== chain) continue;
@@ -290,7 +405,8 @@ async function againstAnchor(lines: AnchorLine[], jwks: JWK[], chain: ChainName,
  * searches while the chain verifies.
  */
 function misplaced(entry: ChainEntry, previous: ChainEntry | undefined): string | undefined {
-  if (entry.sid !== streamId(entry.seq)) return `is stored under stream id ${entry.sid} instead of ${streamId(entry.seq)}, where search looks for it`;
+  if (entry.sid !== streamId(entry.seq))
+    return `is stored under stream id ${entry.sid} instead of ${streamId(entry.seq)}, where search looks for it`;
   let recorded = Number.NaN;
   try {
     recorded = Date.parse((JSON.parse(entry.event) as { recorded?: string }).recorded ?? '');

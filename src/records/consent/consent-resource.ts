@@ -5,7 +5,20 @@ import { ConsentInputError } from './errors.js';
 import type { CodeableConcept, Coding, Consent, ConsentProvision, Provenance, Reference } from '../../domain/fhir/types.js';
 import { consentNarrative } from './narrative.js';
 import { clientReference, patientIdOf, relativeReference } from '../../domain/fhir/references.js';
-import { ACCESS, AUTHOR, CORRECT, DATA_OPERATIONS, INFORMATION_DISCLOSURE, INFORMATION_RECIPIENT, OPT_IN, OPT_OUT, PATIENT_CONSENT, PATIENT_PRIVACY, SYSTEMS, labelsAbove } from './vocabulary.js';
+import {
+  ACCESS,
+  AUTHOR,
+  CORRECT,
+  DATA_OPERATIONS,
+  INFORMATION_DISCLOSURE,
+  INFORMATION_RECIPIENT,
+  OPT_IN,
+  OPT_OUT,
+  PATIENT_CONSENT,
+  PATIENT_PRIVACY,
+  SYSTEMS,
+  labelsAbove,
+} from './vocabulary.js';
 import { isPurpose, purposeCoding } from '../../domain/hcs/vocabulary.js';
 
 /** What someone decided on the consent page (or anywhere else a person allows or refuses an app). */
@@ -55,7 +68,9 @@ function concept(coding: Coding): CodeableConcept {
 function performerOf(decision: ConsentDecision): Reference & { reference: string } {
   const ref = relativeReference(decision.performer.reference);
   if (!ref || !PERFORMER_TYPES.has(ref.type)) {
-    throw new ConsentInputError(`the performer must reference a ${[...PERFORMER_TYPES].join(', ')} (got ${JSON.stringify(decision.performer.reference)})`);
+    throw new ConsentInputError(
+      `the performer must reference a ${[...PERFORMER_TYPES].join(', ')} (got ${JSON.stringify(decision.performer.reference)})`,
+    );
   }
   const display = decision.performer.display?.trim().slice(0, 200);
   return display ? { reference: ref.reference, display } : { reference: ref.reference };
@@ -94,7 +109,8 @@ export function buildConsent(decision: ConsentDecision, now: Date, context: Cons
   const patientId = patientIdOf(decision.patientId);
   if (!patientId) throw new ConsentInputError(`patientId ${JSON.stringify(decision.patientId)} is not a Patient id or reference`);
   if (!decision.clientId) throw new ConsentInputError('clientId is required');
-  if (!Number.isInteger(decision.periodSeconds) || decision.periodSeconds <= 0) throw new ConsentInputError('periodSeconds must be a positive whole number');
+  if (!Number.isInteger(decision.periodSeconds) || decision.periodSeconds <= 0)
+    throw new ConsentInputError('periodSeconds must be a positive whole number');
   const permit = decision.kind === 'permit';
   const performer = performerOf(decision);
   const performerType = performer.reference.split('/')[0]!;

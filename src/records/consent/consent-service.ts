@@ -37,11 +37,22 @@ export class ConsentService {
     const stored = await this.store.create(buildConsent(decision, now, { issuer: this.deps.issuer }), { scopes: decision.scopes, now });
     if (decision.grantId && decision.kind === 'permit') await this.store.linkGrant(stored.resource.id, decision.grantId);
     // The newest permit is the person's current choice for this app and patient: only it is remembered.
-    if (decision.kind === 'permit') await this.store.rememberOnly({ performerRef: decision.performer.reference, clientId: decision.clientId, patientId: decision.patientId }, stored.resource.id);
+    if (decision.kind === 'permit')
+      await this.store.rememberOnly(
+        { performerRef: decision.performer.reference, clientId: decision.clientId, patientId: decision.patientId },
+        stored.resource.id,
+      );
     await this.deps.audit?.record(
       consentRecorded(
         { issuer: this.deps.issuer, now },
-        { consentId: stored.resource.id, patient: decision.patientId, performer: decision.performer.reference, client: { clientId: decision.clientId, ...(decision.clientName ? { name: decision.clientName } : {}) }, decision: decision.kind, scopes: decision.scopes },
+        {
+          consentId: stored.resource.id,
+          patient: decision.patientId,
+          performer: decision.performer.reference,
+          client: { clientId: decision.clientId, ...(decision.clientName ? { name: decision.clientName } : {}) },
+          decision: decision.kind,
+          scopes: decision.scopes,
+        },
       ),
     );
     return stored.resource;
@@ -60,7 +71,16 @@ export class ConsentService {
     if (result.changed) {
       const c = result.consent;
       await this.deps.audit?.record(
-        consentWithdrawn({ issuer: this.deps.issuer, now }, { consentId: id, patient: c.patientId, ...(by.reference ? { performer: by.reference } : {}), client: { clientId: c.clientId }, grantsRevoked: result.grantIds.length }),
+        consentWithdrawn(
+          { issuer: this.deps.issuer, now },
+          {
+            consentId: id,
+            patient: c.patientId,
+            ...(by.reference ? { performer: by.reference } : {}),
+            client: { clientId: c.clientId },
+            grantsRevoked: result.grantIds.length,
+          },
+        ),
       );
     }
     await this.revokeAll(result.grantIds, id);
@@ -71,7 +91,10 @@ export class ConsentService {
     const outcomes = await Promise.allSettled(grantIds.map((g) => this.deps.revokeGrant(g)));
     const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (!failed.length) return;
-    this.deps.logger?.error({ consentId, failed: failed.length, err: failed[0]!.reason }, 'could not revoke every grant of a withdrawn consent');
+    this.deps.logger?.error(
+      { consentId, failed: failed.length, err: failed[0]!.reason },
+      'could not revoke every grant of a withdrawn consent',
+    );
     throw new Error(`${failed.length} of ${grantIds.length} grants of Consent ${consentId} could not be revoked`);
   }
 
@@ -86,7 +109,8 @@ export class ConsentService {
     const consent = await this.store.consentForGrant(grantId);
     if (!consent) return this.endGrant(new ConsentRequiredError('missing', grantId));
     if (consent.status !== 'active') return this.endGrant(new ConsentRequiredError('inactive', grantId, consent.resource.id));
-    if (consent.end === undefined || consent.end <= now.getTime()) return this.endGrant(new ConsentRequiredError('expired', grantId, consent.resource.id));
+    if (consent.end === undefined || consent.end <= now.getTime())
+      return this.endGrant(new ConsentRequiredError('expired', grantId, consent.resource.id));
     if (!coversAll(consent.scopes, requested)) throw new ConsentRequiredError('not-covered', grantId, consent.resource.id);
     return consent;
   }

@@ -134,7 +134,9 @@ export class ConsentStore {
   }
 
   private rememberedKey(performer: string, clientId: string, patientId: string): string {
-    const digest = createHash('sha256').update(JSON.stringify([performerKey(performer), clientId, patientId])).digest('base64url');
+    const digest = createHash('sha256')
+      .update(JSON.stringify([performerKey(performer), clientId, patientId]))
+      .digest('base64url');
     return this.keyspace.consentsRemembered(digest);
   }
 
@@ -230,9 +232,13 @@ export class ConsentStore {
     else {
       const index = q.patient !== undefined ? this.keyspace.consentsByPatient(q.patient) : this.keyspace.consentsAll();
       ids = await this.redis.zrevrange(index, 0, this.maxScan);
-      if (ids.length > this.maxScan) throw new ConsentSearchTooBroadError(`the search covers more than ${this.maxScan} Consents; narrow it (target, patient)`);
+      if (ids.length > this.maxScan)
+        throw new ConsentSearchTooBroadError(`the search covers more than ${this.maxScan} Consents; narrow it (target, patient)`);
     }
-    const [patients, lists] = await Promise.all([Promise.all(ids.map((id) => this.redis.hget(this.keyspace.consent(id), 'patient'))), Promise.all(ids.map((id) => this.provenance(id)))]);
+    const [patients, lists] = await Promise.all([
+      Promise.all(ids.map((id) => this.redis.hget(this.keyspace.consent(id), 'patient'))),
+      Promise.all(ids.map((id) => this.provenance(id))),
+    ]);
     const found: Array<StoredProvenance & { at: number }> = [];
     ids.forEach((id, i) => {
       const patientId = patients[i];
@@ -246,12 +252,21 @@ export class ConsentStore {
       }
     });
     found.sort((a, b) => b.at - a.at || (a.resource.id < b.resource.id ? 1 : -1));
-    return { total: found.length, provenances: found.slice(q.offset, q.offset + q.count).map(({ resource, patientId }) => ({ resource, patientId })) };
+    return {
+      total: found.length,
+      provenances: found.slice(q.offset, q.offset + q.count).map(({ resource, patientId }) => ({ resource, patientId })),
+    };
   }
 
   /** Ties a grant to an active Consent; refuses when the Consent is gone or no longer active. */
   async linkGrant(consentId: string, grantId: string): Promise<void> {
-    const reply = await this.redis.consentLinkGrant(this.keyspace.consent(consentId), this.keyspace.consentGrants(consentId), this.keyspace.grantConsent(grantId), grantId, consentId);
+    const reply = await this.redis.consentLinkGrant(
+      this.keyspace.consent(consentId),
+      this.keyspace.consentGrants(consentId),
+      this.keyspace.grantConsent(grantId),
+      grantId,
+      consentId,
+    );
     if (reply === 'ok') return;
     if (reply === 'gone') throw new ConsentNotFoundError(consentId);
     throw new ConsentStateError(consentId, reply, `Consent ${consentId} is ${reply}; a grant can only be tied to an active Consent`);
@@ -276,9 +291,14 @@ export class ConsentStore {
       const current = await this.get(id);
       if (!current) throw new ConsentNotFoundError(id);
       if (current.status === 'inactive') return { consent: current, grantIds: await this.grantsOf(id), changed: false };
-      if (current.status !== 'active') throw new ConsentStateError(id, current.status, `Consent ${id} is ${current.status}; only an active Consent can be withdrawn`);
+      if (current.status !== 'active')
+        throw new ConsentStateError(id, current.status, `Consent ${id} is ${current.status}; only an active Consent can be withdrawn`);
       const version = current.version + 1;
-      const withdrawn: StoredResource = { ...current.resource, status: 'inactive', meta: { versionId: String(version), lastUpdated: fhirInstant(now) } };
+      const withdrawn: StoredResource = {
+        ...current.resource,
+        status: 'inactive',
+        meta: { versionId: String(version), lastUpdated: fhirInstant(now) },
+      };
       withdrawn.text = consentNarrative(withdrawn);
       const provenance = buildProvenance(withdrawn, 'UPDATE', by, now);
       const reply = await this.redis.consentWithdraw(
@@ -314,18 +334,29 @@ export class ConsentStore {
     const patientId = q.patient === undefined ? undefined : patientIdOf(q.patient);
     if (q.patient !== undefined && !patientId) return { total: 0, consents: [] };
     const clientId = q.actor === undefined ? undefined : q.actor.startsWith('Device/') ? q.actor.slice('Device/'.length) : q.actor;
-    const index = patientId !== undefined ? this.keyspace.consentsByPatient(patientId) : clientId !== undefined ? this.keyspace.consentsByClient(clientId) : this.keyspace.consentsAll();
+    const index =
+      patientId !== undefined
+        ? this.keyspace.consentsByPatient(patientId)
+        : clientId !== undefined
+          ? this.keyspace.consentsByClient(clientId)
+          : this.keyspace.consentsAll();
     const min = q.dateFrom === undefined ? '-inf' : String(q.dateFrom);
     const max = q.dateTo === undefined ? '+inf' : String(q.dateTo);
     const statuses = q.status?.length ? new Set(q.status) : undefined;
     const needsFilter = statuses !== undefined || (patientId !== undefined && clientId !== undefined);
 
     if (!needsFilter) {
-      const [total, ids] = await Promise.all([this.redis.zcount(index, min, max), q.count > 0 ? this.redis.zrevrangebyscore(index, max, min, 'LIMIT', q.offset, q.count) : []]);
+      const [total, ids] = await Promise.all([
+        this.redis.zcount(index, min, max),
+        q.count > 0 ? this.redis.zrevrangebyscore(index, max, min, 'LIMIT', q.offset, q.count) : [],
+      ]);
       return { total, consents: await this.load(ids) };
     }
     const ids = await this.redis.zrevrangebyscore(index, max, min, 'LIMIT', 0, this.maxScan + 1);
-    if (ids.length > this.maxScan) throw new ConsentSearchTooBroadError(`the search matches more than ${this.maxScan} Consents before filtering; narrow it (patient, actor, date)`);
+    if (ids.length > this.maxScan)
+      throw new ConsentSearchTooBroadError(
+        `the search matches more than ${this.maxScan} Consents before filtering; narrow it (patient, actor, date)`,
+      );
     const facts = await Promise.all(ids.map((id) => this.redis.hmget(this.keyspace.consent(id), 'status', 'client')));
     const matching = ids.filter((_, i) => {
       const [status, client] = facts[i]!;

@@ -153,7 +153,16 @@ export class ConsentOutboxWorker {
       await this.handle(entry);
       tried++;
     }
-    const fresh = (await this.redis.xreadgroup('GROUP', OUTBOX_GROUP, this.consumer, 'COUNT', this.batch, 'STREAMS', this.stream, '>')) as Array<[string, StreamEntry[]]> | null;
+    const fresh = (await this.redis.xreadgroup(
+      'GROUP',
+      OUTBOX_GROUP,
+      this.consumer,
+      'COUNT',
+      this.batch,
+      'STREAMS',
+      this.stream,
+      '>',
+    )) as Array<[string, StreamEntry[]]> | null;
     for (const entry of fresh?.[0]?.[1] ?? []) {
       if (this.abort.signal.aborted) break;
       await this.handle(entry);
@@ -164,7 +173,9 @@ export class ConsentOutboxWorker {
 
   private async claimDue(): Promise<StreamEntry[]> {
     const minIdle = this.retryDelay(1);
-    const pending = (await this.redis.xpending(this.stream, OUTBOX_GROUP, 'IDLE', minIdle, '-', '+', this.batch)) as Array<[string, string, number, number]>;
+    const pending = (await this.redis.xpending(this.stream, OUTBOX_GROUP, 'IDLE', minIdle, '-', '+', this.batch)) as Array<
+      [string, string, number, number]
+    >;
     const claimed: StreamEntry[] = [];
     for (const [id, , idle, deliveries] of pending) {
       const delay = this.retryDelay(deliveries);
@@ -196,12 +207,22 @@ export class ConsentOutboxWorker {
       this.opts.logger.warn({ consentId, entryId, reason }, 'consent outbox: FHIR server write failed; will retry');
       return;
     }
-    if (outcome === 'dead') this.opts.logger.error({ consentId, entryId, reason }, 'consent outbox: FHIR server refused the Consent; moved to the dead letters');
+    if (outcome === 'dead')
+      this.opts.logger.error({ consentId, entryId, reason }, 'consent outbox: FHIR server refused the Consent; moved to the dead letters');
     await this.settle(entryId, outcome, consentId, reason);
   }
 
   private async settle(entryId: string, outcome: Exclude<Outcome, 'retry'>, consentId: string, reason: string): Promise<void> {
-    await this.redis.consentSettleOutbox(this.stream, this.opts.keyspace.consentOutboxDead(), entryId, outcome === 'dead' ? '1' : '0', consentId, reason, String(DEAD_LETTER_CAP), OUTBOX_GROUP);
+    await this.redis.consentSettleOutbox(
+      this.stream,
+      this.opts.keyspace.consentOutboxDead(),
+      entryId,
+      outcome === 'dead' ? '1' : '0',
+      consentId,
+      reason,
+      String(DEAD_LETTER_CAP),
+      OUTBOX_GROUP,
+    );
   }
 
   private async deliver(consentId: string): Promise<[Outcome, string]> {
@@ -239,7 +260,9 @@ export class ConsentOutboxWorker {
 }
 
 /** Starts the write-through worker when a FHIR server is configured for consents; undefined otherwise. */
-export function startConsentOutbox(opts: Omit<OutboxWorkerOptions, 'fhirServer' | 'token'> & { fhirServer: string | undefined; token?: string }): ConsentOutboxWorker | undefined {
+export function startConsentOutbox(
+  opts: Omit<OutboxWorkerOptions, 'fhirServer' | 'token'> & { fhirServer: string | undefined; token?: string },
+): ConsentOutboxWorker | undefined {
   if (!opts.fhirServer) return undefined;
   const worker = new ConsentOutboxWorker({ ...opts, fhirServer: opts.fhirServer });
   worker.start();

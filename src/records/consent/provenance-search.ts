@@ -22,9 +22,17 @@ export type ParsedProvenanceSearch = ProvenanceSearch & { matchesNothing?: boole
 
 export function parseProvenanceSearch(query: Record<string, string | string[] | undefined>): ParsedProvenanceSearch {
   for (const name of Object.keys(query)) {
-    if (!KNOWN.has(name)) throw new FhirError(400, 'not-supported', `the search parameter ${JSON.stringify(name)} is not supported (target, patient, recorded, _count, _offset)`);
+    if (!KNOWN.has(name))
+      throw new FhirError(
+        400,
+        'not-supported',
+        `the search parameter ${JSON.stringify(name)} is not supported (target, patient, recorded, _count, _offset)`,
+      );
   }
-  const q: ParsedProvenanceSearch = { count: pageCount(single('_count', query._count)), offset: pageOffset(single('_offset', query._offset)) };
+  const q: ParsedProvenanceSearch = {
+    count: pageCount(single('_count', query._count)),
+    offset: pageOffset(single('_offset', query._offset)),
+  };
   const target = single('target', query.target);
   if (target !== undefined) {
     const ref = relativeReference(target);

@@ -14,7 +14,8 @@ function covered(consented: readonly ParsedScope[], requested: ParsedScope): boo
   const permissions = new Set<Permission>();
   for (const c of consented) {
     const common = scopeAllows(c, requested);
-    if (common?.kind !== 'resource' || common.resourceType !== requested.resourceType || !sameQuery(common.query, requested.query)) continue;
+    if (common?.kind !== 'resource' || common.resourceType !== requested.resourceType || !sameQuery(common.query, requested.query))
+      continue;
     for (const p of common.permissions) permissions.add(p);
   }
   return [...requested.permissions].every((p) => permissions.has(p));

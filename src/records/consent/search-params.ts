@@ -15,7 +15,12 @@ const KNOWN = new Set(['patient', 'status', 'actor', 'date', '_count', '_offset'
 
 export function parseConsentSearch(query: Record<string, string | string[] | undefined>): ConsentSearch {
   for (const name of Object.keys(query)) {
-    if (!KNOWN.has(name)) throw new FhirError(400, 'not-supported', `the search parameter ${JSON.stringify(name)} is not supported (patient, status, actor, date, _count, _offset, _revinclude)`);
+    if (!KNOWN.has(name))
+      throw new FhirError(
+        400,
+        'not-supported',
+        `the search parameter ${JSON.stringify(name)} is not supported (patient, status, actor, date, _count, _offset, _revinclude)`,
+      );
   }
   const q: ConsentSearch = {
     count: pageCount(single('_count', query._count)),
@@ -49,7 +54,8 @@ export function wantsProvenance(query: Record<string, string | string[] | undefi
   const raw = query._revinclude;
   if (raw === undefined) return false;
   for (const value of Array.isArray(raw) ? raw : [raw]) {
-    if (value !== 'Provenance:target') throw new FhirError(400, 'not-supported', `_revinclude=${value} is not supported (only Provenance:target)`);
+    if (value !== 'Provenance:target')
+      throw new FhirError(400, 'not-supported', `_revinclude=${value} is not supported (only Provenance:target)`);
   }
   return true;
 }

@@ -34,7 +34,8 @@ export function checkPutBody(body: unknown, id: string, current: StoredResource)
   if (!isPlainObject(body) || body.resourceType !== 'Consent') throw new FhirError(400, 'invalid', 'the body must be a Consent resource');
   if (body.id !== id) throw new FhirError(400, 'invalid', 'the Consent in the body must carry the id of the URL');
   if (body.status !== 'inactive') throw onlyInactive();
-  if (canonical(withoutServerOwned(body)) !== canonical(withoutServerOwned(current as unknown as Record<string, unknown>))) throw onlyInactive();
+  if (canonical(withoutServerOwned(body)) !== canonical(withoutServerOwned(current as unknown as Record<string, unknown>)))
+    throw onlyInactive();
 }
 
 /** RFC 6901 JSON Pointer, or undefined when it points at nothing. */
@@ -59,11 +60,13 @@ export function checkPatch(body: unknown, current: StoredResource): void {
   if (!Array.isArray(body) || body.length === 0) throw new FhirError(400, 'invalid', 'the body must be a non-empty JSON Patch array');
   let replaces = 0;
   for (const op of body) {
-    if (!isPlainObject(op) || typeof op.op !== 'string' || typeof op.path !== 'string') throw new FhirError(400, 'invalid', 'each JSON Patch operation needs "op" and "path"');
+    if (!isPlainObject(op) || typeof op.op !== 'string' || typeof op.path !== 'string')
+      throw new FhirError(400, 'invalid', 'each JSON Patch operation needs "op" and "path"');
     if (op.op === 'test') {
       if (!Object.hasOwn(op, 'value')) throw new FhirError(400, 'invalid', 'a test operation needs a value');
       const target = pointer(current, op.path);
-      if (!target.found || canonical(target.value) !== canonical(op.value)) throw new FhirError(422, 'conflict', `the test of ${op.path} failed`);
+      if (!target.found || canonical(target.value) !== canonical(op.value))
+        throw new FhirError(422, 'conflict', `the test of ${op.path} failed`);
       continue;
     }
     if (op.op !== 'replace' || op.path !== '/status' || op.value !== 'inactive') throw onlyInactive();

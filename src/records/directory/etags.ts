@@ -8,6 +8,11 @@ export function etagMatches(ifMatch: string, version: string): boolean {
   if (value === '*') return true;
   return value
     .split(',')
-    .map((tag) => tag.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1'))
+    .map((tag) =>
+      tag
+        .trim()
+        .replace(/^W\//, '')
+        .replace(/^"(.*)"$/, '$1'),
+    )
     .some((tag) => tag === version);
 }

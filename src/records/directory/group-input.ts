@@ -30,7 +30,8 @@ export function parseGroupInput(input: unknown): ParsedGroup {
   if (!displayName.trim()) throw invalidValue('displayName must not be empty');
   const ext = resource[SMART_GROUP_SCHEMA] as SmartGroupExtension | undefined;
   ext?.roles?.forEach((r, i) => {
-    if (!URL.canParse(r.system)) throw invalidValue(`${SMART_GROUP_SCHEMA}:roles[${i}].system must be an absolute URI naming the code system`);
+    if (!URL.canParse(r.system))
+      throw invalidValue(`${SMART_GROUP_SCHEMA}:roles[${i}].system must be an absolute URI naming the code system`);
   });
   return { group: resource, members: readMembers(rawMembers) };
 }

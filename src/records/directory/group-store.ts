@@ -29,7 +29,12 @@ export interface GroupStoreDeps {
 /** Builds the next state of a group from the current one (whose members carry only `value`). */
 export type GroupChange = (current: ScimGroup) => unknown;
 
-export const GROUP_INDEXED: IndexedAttributes = { id: 'id', displayName: 'displayName', externalId: 'externalId', 'members.value': 'member' };
+export const GROUP_INDEXED: IndexedAttributes = {
+  id: 'id',
+  displayName: 'displayName',
+  externalId: 'externalId',
+  'members.value': 'member',
+};
 
 const MAX_WRITE_ATTEMPTS = 5;
 
@@ -82,7 +87,11 @@ export class GroupStore {
       if (!record) throw notFound('Group', id);
       if (opts.ifMatch !== undefined && !etagMatches(opts.ifMatch, record.v)) throw preconditionFailed(versionTag(record.v));
       const old = JSON.parse(record.json) as StoredGroup;
-      const current = this.present(old, record, memberIds.map((value) => ({ value, type: 'User' as const })));
+      const current = this.present(
+        old,
+        record,
+        memberIds.map((value) => ({ value, type: 'User' as const })),
+      );
       const parsed = parseGroupInput(await change(structuredClone(current)));
       const stored = storedGroup(id, parsed.group, old.meta.created);
       const before = new Set(this.indexKeys(old));
@@ -116,7 +125,13 @@ export class GroupStore {
       const indexes = this.indexKeys(JSON.parse(record.json) as StoredGroup);
       const reply = await this.redis.scimGroupDelete(
         ...keysThenArgs(
-          [this.keys.scimGroup(id), this.keys.scimGroups(), this.keys.scimGroupMembers(id), ...indexes, ...memberIds.map((m) => this.keys.scimUserGroups(m))],
+          [
+            this.keys.scimGroup(id),
+            this.keys.scimGroups(),
+            this.keys.scimGroupMembers(id),
+            ...indexes,
+            ...memberIds.map((m) => this.keys.scimUserGroups(m)),
+          ],
           [id, record.v, String(indexes.length)],
         ),
       );
@@ -145,7 +160,8 @@ export class GroupStore {
               : this.redis.zrange(this.keys.scimGroups(), String(offset), String(offset + count - 1)),
         idsFor: (lookup) => this.idsFor(lookup),
         // Members are needed to evaluate a members filter; they are dropped again below if unwanted.
-        load: async (ids, load) => (await this.load(ids, { members: load.members || opts.members })) as unknown as Array<Record<string, unknown>>,
+        load: async (ids, load) =>
+          (await this.load(ids, { members: load.members || opts.members })) as unknown as Array<Record<string, unknown>>,
       },
       GROUP_INDEXED,
       query,
@@ -162,7 +178,10 @@ export class GroupStore {
   async load(ids: string[], opts: LoadOptions = { members: true }): Promise<ScimGroup[]> {
     const rows = await Promise.all(
       ids.map(async (id) => {
-        const [record, members] = await Promise.all([this.record(id), opts.members ? this.memberIds(id).then((m) => this.memberDetails(m)) : undefined]);
+        const [record, members] = await Promise.all([
+          this.record(id),
+          opts.members ? this.memberIds(id).then((m) => this.memberDetails(m)) : undefined,
+        ]);
         return record ? this.present(JSON.parse(record.json) as StoredGroup, record, members) : undefined;
       }),
     );
@@ -244,7 +263,9 @@ export class GroupStore {
       const j = json[i];
       if (!j) return [];
       const user = JSON.parse(j) as ScimUser;
-      return [{ value, ...(base ? { $ref: `${base}/Users/${value}` } : {}), display: user.displayName ?? user.userName, type: 'User' as const }];
+      return [
+        { value, ...(base ? { $ref: `${base}/Users/${value}` } : {}), display: user.displayName ?? user.userName, type: 'User' as const },
+      ];
     });
   }
 
@@ -272,7 +293,12 @@ export class GroupStore {
 
 function storedGroup(id: string, fields: Record<string, unknown>, created: string): StoredGroup {
   const { schemas, ...rest } = fields;
-  return { schemas: (schemas as string[] | undefined) ?? [CORE_GROUP_SCHEMA], id, ...rest, meta: { resourceType: 'Group', created } } as StoredGroup;
+  return {
+    schemas: (schemas as string[] | undefined) ?? [CORE_GROUP_SCHEMA],
+    id,
+    ...rest,
+    meta: { resourceType: 'Group', created },
+  } as StoredGroup;
 }
 
 export function createGroupStore(config: Config, redis: RedisClient, keyspace: Keyspace): GroupStore {

@@ -13,7 +13,6 @@ export const SMART_USER_SCHEMA = 'urn:smart-authz:params:scim:schemas:extension:
 export const CORE_GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 export const SMART_GROUP_SCHEMA = 'urn:smart-authz:params:scim:schemas:extension:smart:2.0:Group';
 
-
 export interface MultiValue {
   value: string;
   display?: string;

@@ -59,7 +59,13 @@ export function hashParameters(hash: string): HashParameters | undefined {
 export function needsRehash(hash: string, policy: PasswordPolicy): boolean {
   const p = hashParameters(hash);
   if (!p) return true;
-  return p.type !== 'argon2id' || p.version < 0x13 || p.memoryKiB < policy.memoryKiB || p.timeCost < policy.timeCost || p.parallelism < policy.parallelism;
+  return (
+    p.type !== 'argon2id' ||
+    p.version < 0x13 ||
+    p.memoryKiB < policy.memoryKiB ||
+    p.timeCost < policy.timeCost ||
+    p.parallelism < policy.parallelism
+  );
 }
 
 const dummyHashes = new Map<string, Promise<string>>();

@@ -33,13 +33,21 @@ export interface ParsedUser {
 export function isValidFhirUser(value: string): boolean {
   if (RELATIVE_FHIR_USER.test(value)) return true;
   const url = URL.parse(value);
-  return !!url && (url.protocol === 'https:' || url.protocol === 'http:') && !url.search && !url.hash && ABSOLUTE_FHIR_USER_PATH.test(url.pathname);
+  return (
+    !!url &&
+    (url.protocol === 'https:' || url.protocol === 'http:') &&
+    !url.search &&
+    !url.hash &&
+    ABSOLUTE_FHIR_USER_PATH.test(url.pathname)
+  );
 }
 
 function checkSmartExtension(ext: SmartUserExtension): void {
   const label = SMART_USER_SCHEMA;
   if (ext.fhirUser !== undefined && !isValidFhirUser(ext.fhirUser)) {
-    throw invalidValue(`${label}:fhirUser must be Practitioner/<id>, Patient/<id>, RelatedPerson/<id> or Person/<id>, or an absolute http(s) URL ending in one`);
+    throw invalidValue(
+      `${label}:fhirUser must be Practitioner/<id>, Patient/<id>, RelatedPerson/<id> or Person/<id>, or an absolute http(s) URL ending in one`,
+    );
   }
   ext.proxyPatients?.forEach((p, i) => {
     if (!PATIENT_REFERENCE.test(p.value)) throw invalidValue(`${label}:proxyPatients[${i}].value must be a Patient id or Patient/<id>`);
@@ -60,7 +68,8 @@ function checkSmartExtension(ext: SmartUserExtension): void {
     if (!isPurpose(code)) throw invalidValue(`${label}:purposesOfUse[${i}] must be a v3-PurposeOfUse code such as TREAT, HPAYMT or HRESCH`);
   });
   if (ext.purposesOfUse) ext.purposesOfUse = [...new Set(ext.purposesOfUse)];
-  if (ext.npi !== undefined && !isValidNpi(ext.npi)) throw invalidValue(`${label}:npi must be a National Provider Identifier: 10 digits with a valid check digit`);
+  if (ext.npi !== undefined && !isValidNpi(ext.npi))
+    throw invalidValue(`${label}:npi must be a National Provider Identifier: 10 digits with a valid check digit`);
   if (ext.organizationId !== undefined && (!URL.canParse(ext.organizationId) || CONTROL.test(ext.organizationId))) {
     throw invalidValue(`${label}:organizationId must be an absolute URI such as urn:oid:2.16.840.1.113883.19`);
   }
@@ -70,7 +79,8 @@ export function parseUserInput(input: unknown, current: { locked: boolean } = { 
   const { resource, writeOnly } = readResource(input, USER_RESOURCE, { active: true });
   const userName = resource.userName as string;
   if (!userName.length || userName.length > MAX_USER_NAME) throw invalidValue(`userName must have 1 to ${MAX_USER_NAME} characters`);
-  if (userName.trim() !== userName || CONTROL.test(userName)) throw invalidValue('userName must not start or end with white space or contain control characters');
+  if (userName.trim() !== userName || CONTROL.test(userName))
+    throw invalidValue('userName must not start or end with white space or contain control characters');
 
   const parsed: ParsedUser = { user: resource };
   if (writeOnly.password !== undefined) {
@@ -85,7 +95,10 @@ export function parseUserInput(input: unknown, current: { locked: boolean } = { 
   if (ext) {
     checkSmartExtension(ext);
     if (ext.locked !== undefined) {
-      if (ext.locked && !current.locked) throw mutability(`${SMART_USER_SCHEMA}:locked can only be set to false (to lift a lock-out); accounts lock themselves after repeated failed sign-ins`);
+      if (ext.locked && !current.locked)
+        throw mutability(
+          `${SMART_USER_SCHEMA}:locked can only be set to false (to lift a lock-out); accounts lock themselves after repeated failed sign-ins`,
+        );
       parsed.locked = ext.locked;
       delete ext.locked;
     }

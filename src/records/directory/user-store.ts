@@ -104,7 +104,10 @@ export class UserStore {
     const name = this.keys.scimUserName(stored.userName.toLowerCase());
     const join = this.indexKeys(stored);
     const reply = await this.redis.scimUserWrite(
-      ...keysThenArgs([this.keys.scimUser(id), this.keys.scimUsers(), name, name, ...join], [id, '', JSON.stringify(stored), now, String(Date.now()), passwordHash, '0']),
+      ...keysThenArgs(
+        [this.keys.scimUser(id), this.keys.scimUsers(), name, name, ...join],
+        [id, '', JSON.stringify(stored), now, String(Date.now()), passwordHash, '0'],
+      ),
     );
     if (reply[0] === 'taken') throw userNameTaken();
     if (reply[0] !== 'ok') throw new Error(`unexpected reply ${reply[0]} creating a user`);
@@ -134,7 +137,14 @@ export class UserStore {
       const now = new Date().toISOString();
       const reply = await this.redis.scimUserWrite(
         ...keysThenArgs(
-          [this.keys.scimUser(id), this.keys.scimUsers(), this.keys.scimUserName(stored.userName.toLowerCase()), this.keys.scimUserName(old.userName.toLowerCase()), ...leave, ...join],
+          [
+            this.keys.scimUser(id),
+            this.keys.scimUsers(),
+            this.keys.scimUserName(stored.userName.toLowerCase()),
+            this.keys.scimUserName(old.userName.toLowerCase()),
+            ...leave,
+            ...join,
+          ],
           [id, record.v, JSON.stringify(stored), now, '0', passwordHash, String(leave.length)],
         ),
       );
@@ -201,7 +211,14 @@ export class UserStore {
       const groupKeys = groupIds.flatMap((g) => [this.keys.scimGroup(g), this.keys.scimGroupMembers(g)]);
       const reply = await this.redis.scimUserDelete(
         ...keysThenArgs(
-          [this.keys.scimUser(id), this.keys.scimUsers(), this.keys.scimUserName(stored.userName.toLowerCase()), this.keys.scimUserGroups(id), ...indexes, ...groupKeys],
+          [
+            this.keys.scimUser(id),
+            this.keys.scimUsers(),
+            this.keys.scimUserName(stored.userName.toLowerCase()),
+            this.keys.scimUserGroups(id),
+            ...indexes,
+            ...groupKeys,
+          ],
           [id, record.v, String(indexes.length), new Date().toISOString(), ...groupIds],
         ),
       );
@@ -220,7 +237,10 @@ export class UserStore {
 
   /** The user's own roles and those of every group it is in, without duplicates (system|code). */
   async effectiveRoles(id: string): Promise<Coding[]> {
-    const [json, groupIds] = await Promise.all([this.redis.hget(this.keys.scimUser(id), 'json'), this.redis.smembers(this.keys.scimUserGroups(id))]);
+    const [json, groupIds] = await Promise.all([
+      this.redis.hget(this.keys.scimUser(id), 'json'),
+      this.redis.smembers(this.keys.scimUserGroups(id)),
+    ]);
     if (!json) return [];
     const own = (JSON.parse(json) as StoredUser)[SMART_USER_SCHEMA]?.roles ?? [];
     const groupJson = await Promise.all(groupIds.sort().map((g) => this.redis.hget(this.keys.scimGroup(g), 'json')));
@@ -258,7 +278,11 @@ export class UserStore {
     return {
       total: () => this.count(),
       idsInOrder: (offset, count, descending) =>
-        count <= 0 ? Promise.resolve([]) : descending ? this.redis.zrevrange(this.keys.scimUsers(), offset, offset + count - 1) : this.redis.zrange(this.keys.scimUsers(), String(offset), String(offset + count - 1)),
+        count <= 0
+          ? Promise.resolve([])
+          : descending
+            ? this.redis.zrevrange(this.keys.scimUsers(), offset, offset + count - 1)
+            : this.redis.zrange(this.keys.scimUsers(), String(offset), String(offset + count - 1)),
       idsFor: (lookup) => this.idsFor(lookup),
       load: async (ids) => (await this.load(ids)) as unknown as Array<Record<string, unknown>>,
     };
@@ -320,12 +344,22 @@ export class UserStore {
     return [...keys];
   }
 
-  private present(stored: StoredUser, record: Pick<StoredRecord, 'v' | 'lm'>, groups: Array<{ id: string; display?: string }>, locked: boolean): ScimUser {
+  private present(
+    stored: StoredUser,
+    record: Pick<StoredRecord, 'v' | 'lm'>,
+    groups: Array<{ id: string; display?: string }>,
+    locked: boolean,
+  ): ScimUser {
     const { meta, ...rest } = structuredClone(stored);
     const base = this.deps.scimBase;
     const user = rest as ScimUser;
     if (groups.length) {
-      user.groups = groups.map((g) => ({ value: g.id, ...(base ? { $ref: `${base}/Groups/${g.id}` } : {}), ...(g.display ? { display: g.display } : {}), type: 'direct' as const }));
+      user.groups = groups.map((g) => ({
+        value: g.id,
+        ...(base ? { $ref: `${base}/Groups/${g.id}` } : {}),
+        ...(g.display ? { display: g.display } : {}),
+        type: 'direct' as const,
+      }));
     }
     if (locked) {
       user[SMART_USER_SCHEMA] = { ...user[SMART_USER_SCHEMA], locked: true };
@@ -348,7 +382,12 @@ function userNameTaken(): ScimError {
 
 function storedUser(id: string, fields: Record<string, unknown>, created: string): StoredUser {
   const { schemas, ...rest } = fields;
-  return { schemas: (schemas as string[] | undefined) ?? [CORE_USER_SCHEMA], id, ...rest, meta: { resourceType: 'User', created } } as StoredUser;
+  return {
+    schemas: (schemas as string[] | undefined) ?? [CORE_USER_SCHEMA],
+    id,
+    ...rest,
+    meta: { resourceType: 'User', created },
+  } as StoredUser;
 }
 
 /** The user directory as the app and the sign-in page build it from configuration. */

@@ -21,7 +21,11 @@ function refuseForm(problem: FormProblem): HttpError {
   switch (problem.kind) {
     case 'missing':
     case 'media-type':
-      return new HttpError(400, 'invalid_request', 'An authorization request sent with POST must be an HTML form (application/x-www-form-urlencoded).');
+      return new HttpError(
+        400,
+        'invalid_request',
+        'An authorization request sent with POST must be an HTML form (application/x-www-form-urlencoded).',
+      );
     case 'too-large':
       return new HttpError(413, 'request_too_large', 'The authorization request is too large.');
     case 'repeated':

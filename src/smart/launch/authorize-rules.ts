@@ -48,7 +48,8 @@ export function purposesOfUse(value: string, client: ClientHcsMetadata, policy: 
   const unregistered = registered && mode !== 'disabled' ? codes.filter((c) => !listPermits(registered, c, policy.permitDescendants)) : [];
   // Enforced here, before anyone signs in; an audit-only finding is logged once, with the grant
   // it ends up in (domain/hcs/decision.ts runs the same check then).
-  if (unregistered.length && mode === 'enforce') throw new errors.InvalidRequest(`purpose_of_use ${shown(unregistered.join(' '))} is not registered for this app`);
+  if (unregistered.length && mode === 'enforce')
+    throw new errors.InvalidRequest(`purpose_of_use ${shown(unregistered.join(' '))} is not registered for this app`);
   return codes;
 }
 
@@ -106,7 +107,8 @@ export function smartAuthorizationParams(deps: AuthorizeRuleDeps) {
       if (isManageClient(client.clientId)) return;
       const resource = (ctx.oidc.params as { resource?: unknown }).resource;
       if (value === undefined || value === '') {
-        if (resource === undefined) throw new errors.InvalidRequest('aud is required: the base URL of the FHIR server the app wants to use');
+        if (resource === undefined)
+          throw new errors.InvalidRequest('aud is required: the base URL of the FHIR server the app wants to use');
         return;
       }
       const audience = audienceFor(deps, client, value);

@@ -26,7 +26,10 @@ export class GrantUsage {
   async lastUsed(grantIds: readonly string[]): Promise<number | undefined> {
     // One GET per grant: the keys live in different hash slots (auto-pipelined all the same).
     const values = await Promise.all(grantIds.map((g) => this.redis.get(this.keyspace.grantLastUsed(g))));
-    const times = values.filter((v): v is string => v !== null).map(Number).filter(Number.isFinite);
+    const times = values
+      .filter((v): v is string => v !== null)
+      .map(Number)
+      .filter(Number.isFinite);
     return times.length ? Math.max(...times) : undefined;
   }
 }
@@ -43,6 +46,8 @@ export function grantUsageTracking(deps: { tokenPath: string; usage: Pick<GrantU
     const grantId = oidc.entities.AuthorizationCode?.grantId ?? oidc.entities.RefreshToken?.grantId;
     if (!grantId) return;
     // The tokens are already issued: a failed mark only makes "last used" older.
-    await deps.usage.touch(grantId).catch((err: unknown) => deps.logger?.warn({ err, grantId }, 'could not record when a grant was last used'));
+    await deps.usage
+      .touch(grantId)
+      .catch((err: unknown) => deps.logger?.warn({ err, grantId }, 'could not record when a grant was last used'));
   };
 }

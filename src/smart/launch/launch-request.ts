@@ -54,7 +54,10 @@ const fhirContextItem = z
         .refine((v) => isAbsoluteUri(v.split('|')[0] ?? ''), 'must be a canonical URL, optionally with |version')
         .optional(),
       identifier: z
-        .object({ system: absoluteUri.optional(), value: str().min(1, 'must not be empty').max(256, 'must be at most 256 characters') }, { error: 'must be an object with a value' })
+        .object(
+          { system: absoluteUri.optional(), value: str().min(1, 'must not be empty').max(256, 'must be at most 256 characters') },
+          { error: 'must be an object with a value' },
+        )
         .strict()
         .optional(),
       type: str().regex(RESOURCE_TYPE, 'must be a FHIR resource type such as ImagingStudy').optional(),
@@ -66,15 +69,15 @@ const fhirContextItem = z
     { error: 'must be an object' },
   )
   .strict()
-  .refine((item) => item.reference !== undefined || item.canonical !== undefined || item.identifier !== undefined, 'must have a reference, canonical or identifier')
   .refine(
-    (item) => {
-      const type = item.type ?? REFERENCE.exec(item.reference ?? '')?.[1];
-      const launchRole = item.role === undefined || item.role === 'launch';
-      return !(launchRole && (type === 'Patient' || type === 'Encounter'));
-    },
-    'may name a Patient or Encounter only with a role other than "launch"; use the patient and encounter fields',
-  );
+    (item) => item.reference !== undefined || item.canonical !== undefined || item.identifier !== undefined,
+    'must have a reference, canonical or identifier',
+  )
+  .refine((item) => {
+    const type = item.type ?? REFERENCE.exec(item.reference ?? '')?.[1];
+    const launchRole = item.role === undefined || item.role === 'launch';
+    return !(launchRole && (type === 'Patient' || type === 'Encounter'));
+  }, 'may name a Patient or Encounter only with a role other than "launch"; use the patient and encounter fields');
 
 function launchSchema(config: LaunchRequestDeps['config']) {
   const production = config.mode === 'production';
@@ -87,11 +90,14 @@ function launchSchema(config: LaunchRequestDeps['config']) {
         intent: str().min(1, 'must not be empty').max(100, 'must be at most 100 characters').optional(),
         need_patient_banner: z.boolean({ error: 'must be true or false' }).optional(),
         smart_style_url: str()
-          .refine((v) => {
-            const url = v.length <= MAX_URI ? URL.parse(v) : null;
-            if (!url || url.hash) return false;
-            return url.protocol === 'https:' || (!production && url.protocol === 'http:' && LOOPBACK.has(url.hostname));
-          }, production ? 'must be an absolute https URL' : 'must be an absolute https URL (http only for localhost outside production)')
+          .refine(
+            (v) => {
+              const url = v.length <= MAX_URI ? URL.parse(v) : null;
+              if (!url || url.hash) return false;
+              return url.protocol === 'https:' || (!production && url.protocol === 'http:' && LOOPBACK.has(url.hostname));
+            },
+            production ? 'must be an absolute https URL' : 'must be an absolute https URL (http only for localhost outside production)',
+          )
           .optional(),
         tenant: str()
           .refine((v) => findTenant(config.fhirServers, v) !== undefined, 'is not a tenant of this server')
@@ -122,7 +128,11 @@ function firstProblem(error: z.ZodError): LaunchRequestError {
  * `user` resolved to a SCIM id, and `createdBy` the EHR-launcher client that asked. Every launch
  * is bound to one FHIR server (`launchAudience`).
  */
-export async function parseLaunchRequest(body: unknown, launcher: { client_id: string; fhir_servers?: unknown }, deps: LaunchRequestDeps): Promise<LaunchContext> {
+export async function parseLaunchRequest(
+  body: unknown,
+  launcher: { client_id: string; fhir_servers?: unknown },
+  deps: LaunchRequestDeps,
+): Promise<LaunchContext> {
   const parsed = launchSchema(deps.config).safeParse(body);
   if (!parsed.success) throw firstProblem(parsed.error);
   const input = parsed.data;
@@ -172,15 +182,24 @@ export async function parseLaunchRequest(body: unknown, launcher: { client_id: s
  */
 function launchAudience(named: string | undefined, launcher: { fhir_servers?: unknown }, servers: readonly FhirServer[]): string {
   const configured = servers.map((s) => s.base);
-  const listed = Array.isArray(launcher.fhir_servers) ? launcher.fhir_servers.filter((b): b is string => typeof b === 'string').map(normaliseBase) : configured;
+  const listed = Array.isArray(launcher.fhir_servers)
+    ? launcher.fhir_servers.filter((b): b is string => typeof b === 'string').map(normaliseBase)
+    : configured;
   const allowed = configured.filter((base) => listed.includes(base));
   if (named !== undefined) {
     if (!allowed.includes(named)) throw new LaunchRequestError('aud', 'is not a FHIR server this EHR client may launch for');
     return named;
   }
   if (allowed.length === 1) return allowed[0]!;
-  if (allowed.length === 0) throw new LaunchRequestError('aud', 'cannot be chosen: this EHR client may launch for none of the FHIR servers of this authorization server');
-  throw new LaunchRequestError('aud', `is required: this EHR client may launch for more than one FHIR server (${allowed.join(', ')}), so the launch must name the one the app will use`);
+  if (allowed.length === 0)
+    throw new LaunchRequestError(
+      'aud',
+      'cannot be chosen: this EHR client may launch for none of the FHIR servers of this authorization server',
+    );
+  throw new LaunchRequestError(
+    'aud',
+    `is required: this EHR client may launch for more than one FHIR server (${allowed.join(', ')}), so the launch must name the one the app will use`,
+  );
 }
 
 function compactItem(item: FhirContextItem): FhirContextItem {

@@ -54,7 +54,12 @@ type Step = Middleware<LaunchRequest>;
 /** The one place the API turns a failed authentication or a refused field into its wire error. */
 function launchFailure(err: unknown): OAuthError | undefined {
   if (err instanceof CallerAuthError) {
-    return new OAuthError(401, 'invalid_client', `client authentication failed: ${err.problem}`, challenge('Basic', { realm: 'launch', error: 'invalid_client' }));
+    return new OAuthError(
+      401,
+      'invalid_client',
+      `client authentication failed: ${err.problem}`,
+      challenge('Basic', { realm: 'launch', error: 'invalid_client' }),
+    );
   }
   if (err instanceof LaunchRequestError) return new OAuthError(400, 'invalid_request', err.message);
   return undefined;
@@ -85,7 +90,8 @@ const LAUNCH_BODY: BodyRules<JsonProblem> = {
 /** A JSON object; its credentials (client_secret_post, private_key_jwt) are split off for the authenticator. */
 const readLaunchBody: Step = async function readLaunchBody(ctx, next) {
   const body = await readJson(ctx, LAUNCH_BODY);
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError(400, 'invalid_request', 'the request body must be a JSON object');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new OAuthError(400, 'invalid_request', 'the request body must be a JSON object');
   const credentials = new URLSearchParams();
   const context = { ...(body as Record<string, unknown>) };
   for (const field of CREDENTIAL_FIELDS) {
@@ -104,7 +110,8 @@ function authenticateLauncher(deps: LaunchRouteDeps): Step {
   const url = `${deps.config.issuer}${LAUNCH_PATH}`;
   return async function authenticateLauncher(ctx, next) {
     const caller = await deps.auth.authenticate(ctx.get('Authorization') || undefined, ctx.state.credentials, url);
-    if (caller.smart_client_kind !== 'ehr_launcher') throw new OAuthError(403, 'unauthorized_client', 'only ehr_launcher clients may create launch contexts');
+    if (caller.smart_client_kind !== 'ehr_launcher')
+      throw new OAuthError(403, 'unauthorized_client', 'only ehr_launcher clients may create launch contexts');
     ctx.state.caller = caller;
     await next();
   };

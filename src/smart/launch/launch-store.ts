@@ -61,6 +61,12 @@ function decode(raw: string | null): LaunchContext | undefined {
   if (raw === null) return undefined;
   const parsed = JSON.parse(raw) as unknown;
   // A launch without an audience (stored before every launch had one) is not usable: fail closed.
-  if (typeof parsed !== 'object' || parsed === null || typeof (parsed as LaunchContext).createdBy !== 'string' || typeof (parsed as LaunchContext).aud !== 'string') return undefined;
+  if (
+    typeof parsed !== 'object' ||
+    parsed === null ||
+    typeof (parsed as LaunchContext).createdBy !== 'string' ||
+    typeof (parsed as LaunchContext).aud !== 'string'
+  )
+    return undefined;
   return parsed as LaunchContext;
 }

@@ -47,7 +47,14 @@ async function grantWithTokens(patient: string, scope = 'patient/*.rs', resource
   const payload = JSON.parse((await t.redis.hget(key, 'payload'))!);
   payload.extra = { patient };
   await t.redis.hset(key, 'payload', JSON.stringify(payload));
-  const rt = new t.app.RefreshToken({ accountId: accountId, client, grantId, scope: `openid offline_access ${scope}`, resource, gty: 'authorization_code' });
+  const rt = new t.app.RefreshToken({
+    accountId: accountId,
+    client,
+    grantId,
+    scope: `openid offline_access ${scope}`,
+    resource,
+    gty: 'authorization_code',
+  });
   const refreshToken = await rt.save();
   return { grantId, accessToken, refreshToken };
 }
@@ -78,14 +85,17 @@ async function refreshTokenLive(value: string): Promise<boolean> {
   return Boolean(rt && !rt.consumed && !rt.isExpired);
 }
 
-const refresh = (refreshToken: string) => t.request.post('/token').type('form').send({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: 'app' });
+const refresh = (refreshToken: string) =>
+  t.request.post('/token').type('form').send({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: 'app' });
 
 const api = (token?: string) => {
   const auth = (req: ReturnType<TestApp['request']['get']>) => (token ? req.set('Authorization', `Bearer ${token}`) : req);
   return {
     get: (path: string) => auth(t.request.get(path)),
-    put: (path: string, body: unknown, type = 'application/fhir+json') => auth(t.request.put(path)).set('Content-Type', type).send(JSON.stringify(body)),
-    patch: (path: string, body: unknown, type = 'application/json-patch+json') => auth(t.request.patch(path)).set('Content-Type', type).send(JSON.stringify(body)),
+    put: (path: string, body: unknown, type = 'application/fhir+json') =>
+      auth(t.request.put(path)).set('Content-Type', type).send(JSON.stringify(body)),
+    patch: (path: string, body: unknown, type = 'application/json-patch+json') =>
+      auth(t.request.patch(path)).set('Content-Type', type).send(JSON.stringify(body)),
     delete: (path: string) => auth(t.request.delete(path)),
   };
 };
@@ -102,8 +112,13 @@ beforeAll(async () => {
   await registerBackend(t, 'consent-reader', [adminKey], { smart_scopes: ['system/Consent.rs'] });
   await registerBackend(t, 'bulk', [adminKey], { smart_scopes: ['system/*.cruds'] });
   await registerResourceServer(t, { id: 'rs', secret: 'rs-secret' }, { fhir_servers: [FHIR_BASE] });
-  await registerSmartApp(t, { id: 'app', redirectUri: 'https://app.example.org/cb', scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.cruds'] });
-  accountId = (await createUserStore(t.config, t.redis, t.keyspace).create({ schemas: [CORE_USER_SCHEMA], userName: 'consenting-user' })).id;
+  await registerSmartApp(t, {
+    id: 'app',
+    redirectUri: 'https://app.example.org/cb',
+    scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.cruds'],
+  });
+  accountId = (await createUserStore(t.config, t.redis, t.keyspace).create({ schemas: [CORE_USER_SCHEMA], userName: 'consenting-user' }))
+    .id;
   consents = createConsentService({
     config: t.config,
     redis: t.redis,
@@ -160,7 +175,9 @@ describe('authorization', () => {
     await permit('pa-2');
     const search = JSON.parse((await api(own).get('/fhir/Consent')).text);
     expect(search.total).toBeGreaterThanOrEqual(1);
-    expect(search.entry.every((e: { resource: { patient: { reference: string } } }) => e.resource.patient.reference === 'Patient/pa-1')).toBe(true);
+    expect(
+      search.entry.every((e: { resource: { patient: { reference: string } } }) => e.resource.patient.reference === 'Patient/pa-1'),
+    ).toBe(true);
   });
 
   test('an administrator token reads any Consent; a read-only one may not withdraw', async () => {
@@ -192,7 +209,14 @@ describe('search', () => {
   beforeAll(async () => {
     await permit(patient, { clientId: 'app', clientName: 'A' });
     await permit(patient, { clientId: 'other-app' });
-    await consents.recordDecision({ kind: 'deny', patientId: patient, performer: { reference: `Patient/${patient}` }, clientId: 'app', scopes: ['patient/*.rs'], periodSeconds: 3600 });
+    await consents.recordDecision({
+      kind: 'deny',
+      patientId: patient,
+      performer: { reference: `Patient/${patient}` },
+      clientId: 'app',
+      scopes: ['patient/*.rs'],
+      periodSeconds: 3600,
+    });
   });
 
   test('a searchset Bundle with total, absolute self/next links and full URLs', async () => {
@@ -278,7 +302,10 @@ describe('withdrawal revokes every grant tied to the Consent', () => {
     await expectRevoked(tokens);
     await expectRevoked(second);
     const provenance = await consents.store.provenance(consent.id);
-    expect(provenance.at(-1)).toMatchObject({ activity: { coding: [{ code: 'UPDATE' }] }, agent: [{ who: { reference: `Patient/${patient}` } }] });
+    expect(provenance.at(-1)).toMatchObject({
+      activity: { coding: [{ code: 'UPDATE' }] },
+      agent: [{ who: { reference: `Patient/${patient}` } }],
+    });
   });
 
   test('PATCH replacing /status (by an administrator)', async () => {
@@ -313,7 +340,10 @@ describe('withdrawal revokes every grant tied to the Consent', () => {
     await expectRevoked(tokens);
     expect(await contexts.get(tokens.grantId)).toBeUndefined();
     expect(await t.app.Grant.find(tokens.grantId)).toBeUndefined();
-    await expect(consents.assertActiveForGrant(tokens.grantId, 'patient/*.rs')).rejects.toMatchObject({ problem: 'inactive', error: 'invalid_grant' });
+    await expect(consents.assertActiveForGrant(tokens.grantId, 'patient/*.rs')).rejects.toMatchObject({
+      problem: 'inactive',
+      error: 'invalid_grant',
+    });
   });
 });
 
@@ -340,7 +370,14 @@ describe('what withdrawal does not accept', () => {
   test.each([
     ['a replace of another path', 422, [{ op: 'replace', path: '/dateTime', value: '2020-01-01T00:00:00Z' }]],
     ['an add', 422, [{ op: 'add', path: '/status', value: 'inactive' }]],
-    ['a failing test', 422, [{ op: 'test', path: '/status', value: 'inactive' }, { op: 'replace', path: '/status', value: 'inactive' }]],
+    [
+      'a failing test',
+      422,
+      [
+        { op: 'test', path: '/status', value: 'inactive' },
+        { op: 'replace', path: '/status', value: 'inactive' },
+      ],
+    ],
     ['no array', 400, { op: 'replace' }],
   ])('PATCH with %s → %d', async (_name, status, body) => {
     const res = await api(adminToken).patch(`/fhir/Consent/${id}`, body);
@@ -349,7 +386,10 @@ describe('what withdrawal does not accept', () => {
   });
 
   test('wrong media types → 415; a stale If-Match → 412', async () => {
-    expect((await api(adminToken).patch(`/fhir/Consent/${id}`, [{ op: 'replace', path: '/status', value: 'inactive' }], 'application/json')).status).toBe(415);
+    expect(
+      (await api(adminToken).patch(`/fhir/Consent/${id}`, [{ op: 'replace', path: '/status', value: 'inactive' }], 'application/json'))
+        .status,
+    ).toBe(415);
     expect((await api(adminToken).put(`/fhir/Consent/${id}`, { ...current, status: 'inactive' }, 'text/plain')).status).toBe(415);
     const stale = await api(adminToken).delete(`/fhir/Consent/${id}`).set('If-Match', 'W/"7"');
     expect(stale.status).toBe(412);
@@ -357,7 +397,14 @@ describe('what withdrawal does not accept', () => {
   });
 
   test('a refusal cannot be withdrawn (422)', async () => {
-    const refused = await consents.recordDecision({ kind: 'deny', patientId: 'pn-x', performer: { reference: 'Patient/pn-x' }, clientId: 'app', scopes: ['patient/*.rs'], periodSeconds: 60 });
+    const refused = await consents.recordDecision({
+      kind: 'deny',
+      patientId: 'pn-x',
+      performer: { reference: 'Patient/pn-x' },
+      clientId: 'app',
+      scopes: ['patient/*.rs'],
+      periodSeconds: 60,
+    });
     const res = await api(adminToken).delete(`/fhir/Consent/${refused.id}`);
     expect(res.status).toBe(422);
     expect(JSON.parse(res.text).issue[0].code).toBe('business-rule');

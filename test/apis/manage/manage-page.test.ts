@@ -54,14 +54,20 @@ async function follow(agent: Agent, from: supertest.Response): Promise<supertest
 }
 
 /** Opens /manage in a browser, signing in on this server's sign-in page when asked. */
-async function openManage(who: PageAnswers, agent: Agent = supertest.agent(t.app.callback())): Promise<{ agent: Agent; page: supertest.Response; steps: string[] }> {
+async function openManage(
+  who: PageAnswers,
+  agent: Agent = supertest.agent(t.app.callback()),
+): Promise<{ agent: Agent; page: supertest.Response; steps: string[] }> {
   const steps: string[] = [];
   let res = await follow(agent, await agent.get('/manage').set('Accept', 'text/html'));
   const login = /action="\/interaction\/([^/"]+)\/login"/.exec(res.text);
   if (login) {
     steps.push('login');
     const form = new URLSearchParams({ csrf: csrfFrom(res.text), username: who.username, password: who.password });
-    res = await follow(agent, await agent.post(`/interaction/${login[1]}/login`).type('form').set('Accept', 'text/html').send(form.toString()));
+    res = await follow(
+      agent,
+      await agent.post(`/interaction/${login[1]}/login`).type('form').set('Accept', 'text/html').send(form.toString()),
+    );
   }
   if (/action="\/interaction\/[^/"]+\/consent"/.test(res.text)) steps.push('consent');
   return { agent, page: res, steps };
@@ -72,7 +78,11 @@ function withdrawForms(html: string): string[] {
 }
 
 async function withdraw(agent: Agent, page: supertest.Response, id: string, csrf = csrfFrom(page.text)) {
-  return agent.post(`/manage/consents/${id}/withdraw`).type('form').set('Accept', 'text/html').send(new URLSearchParams({ csrf }).toString());
+  return agent
+    .post(`/manage/consents/${id}/withdraw`)
+    .type('form')
+    .set('Accept', 'text/html')
+    .send(new URLSearchParams({ csrf }).toString());
 }
 
 async function consentFor(patientId: string, clientId: string) {
@@ -116,7 +126,11 @@ describe('signing in', () => {
     expect(page.headers['content-security-policy']).toContain("default-src 'none'");
     expect(page.text).not.toMatch(/<script|\sstyle=|\son[a-z]+=/i);
     const client = await t.registry.get(MANAGE_CLIENT_ID);
-    expect(client).toMatchObject({ smart_client_kind: 'public_app', redirect_uris: [`${ISSUER}/manage/callback`], smart_scopes: ['openid'] });
+    expect(client).toMatchObject({
+      smart_client_kind: 'public_app',
+      redirect_uris: [`${ISSUER}/manage/callback`],
+      smart_scopes: ['openid'],
+    });
   });
 
   test('PKCE, no FHIR server; the sign-in state and the session live in signed, httpOnly, SameSite=Lax cookies for /manage', async () => {
@@ -125,7 +139,13 @@ describe('signing in', () => {
     expect(start.status).toBe(303);
     const authorize = new URL(start.headers.location!, ISSUER);
     expect(authorize.pathname).toBe('/authorize');
-    expect(Object.fromEntries(authorize.searchParams)).toMatchObject({ client_id: MANAGE_CLIENT_ID, response_type: 'code', scope: 'openid', code_challenge_method: 'S256', redirect_uri: `${ISSUER}/manage/callback` });
+    expect(Object.fromEntries(authorize.searchParams)).toMatchObject({
+      client_id: MANAGE_CLIENT_ID,
+      response_type: 'code',
+      scope: 'openid',
+      code_challenge_method: 'S256',
+      redirect_uri: `${ISSUER}/manage/callback`,
+    });
     expect(authorize.searchParams.has('aud')).toBe(false);
     const pending = ([] as string[]).concat(start.headers['set-cookie'] ?? []).find((c) => c.startsWith('manage_signin='));
     expect(pending).toMatch(/path=\/manage; .*samesite=lax; httponly/i);
@@ -158,7 +178,11 @@ describe('signing in', () => {
 
   test('signing out ends the page’s session and the sign-in session', async () => {
     const { agent, page } = await openManage(patient);
-    const out = await agent.post('/manage/logout').type('form').set('Accept', 'text/html').send(new URLSearchParams({ csrf: csrfFrom(page.text) }).toString());
+    const out = await agent
+      .post('/manage/logout')
+      .type('form')
+      .set('Accept', 'text/html')
+      .send(new URLSearchParams({ csrf: csrfFrom(page.text) }).toString());
     expect(out.status).toBe(303);
     const confirm = await agent.get(out.headers.location!);
     const xsrf = /name="xsrf" value="([^"]+)"/.exec(confirm.text)?.[1];
@@ -195,7 +219,9 @@ describe('the list', () => {
     const alphaConsent = await consentFor(patientId, 'alpha');
     const section = html.slice(html.indexOf('>App Alpha</h2>'), html.indexOf('</li>\n    \n', html.indexOf('>App Alpha</h2>')));
     expect(section).toContain(`<dt>Since</dt><dd><time datetime="${new Date(Date.parse(alphaConsent.resource.dateTime)).toISOString()}">`);
-    expect(section).toContain(`<dt>Until</dt><dd><time datetime="${new Date(alphaConsent.end!).toISOString()}">${longDate(alphaConsent.end!)}</time>`);
+    expect(section).toContain(
+      `<dt>Until</dt><dd><time datetime="${new Date(alphaConsent.end!).toISOString()}">${longDate(alphaConsent.end!)}</time>`,
+    );
     expect(section).toMatch(new RegExp(`<dt>Last used</dt><dd><time datetime="[^"]+">${longDate(Date.now())}</time>`));
     expect(section).toContain('<dt>Allowed by</dt><dd>you</dd>');
     const betaSection = html.slice(html.indexOf('>App Beta</h2>'));
@@ -204,7 +230,16 @@ describe('the list', () => {
   });
 
   test('a caregiver sees the apps of the patients they act for, whoever allowed them', async () => {
-    const carer = await newUser({ fhirUser: `RelatedPerson/rp-${randomUUID().slice(0, 6)}`, proxyPatients: [{ value: patientId, display: 'Pat Jones' }, { value: sibling, display: 'Sam Jones' }] }, { givenName: 'Chris', familyName: 'Jones' });
+    const carer = await newUser(
+      {
+        fhirUser: `RelatedPerson/rp-${randomUUID().slice(0, 6)}`,
+        proxyPatients: [
+          { value: patientId, display: 'Pat Jones' },
+          { value: sibling, display: 'Sam Jones' },
+        ],
+      },
+      { givenName: 'Chris', familyName: 'Jones' },
+    );
     await authorizeThroughPages(t, params('alpha', 'launch/patient patient/Immunization.rs'), { ...carer, patient: sibling });
     const { page } = await openManage(carer);
     expect(withdrawForms(page.text)).toHaveLength(3);
@@ -255,9 +290,14 @@ describe('withdrawing', () => {
     const stored = await consentServiceOf(t).store.get(consent.resource.id);
     expect(stored?.status).toBe('inactive');
     const provenance = await consentServiceOf(t).store.provenance(consent.resource.id);
-    expect(provenance.at(-1)).toMatchObject({ activity: { coding: [{ code: 'UPDATE' }] }, agent: [{ who: { reference: `Patient/${patientId}` } }] });
+    expect(provenance.at(-1)).toMatchObject({
+      activity: { coding: [{ code: 'UPDATE' }] },
+      agent: [{ who: { reference: `Patient/${patientId}` } }],
+    });
     // The app has to ask again.
-    expect((await authorizeThroughPages(t, params('alpha', 'openid launch/patient patient/Observation.rs offline_access'), patient)).pages).toEqual(['login', 'consent']);
+    expect(
+      (await authorizeThroughPages(t, params('alpha', 'openid launch/patient patient/Observation.rs offline_access'), patient)).pages,
+    ).toEqual(['login', 'consent']);
   });
 
   test('needs the session’s form token and a same-site post; nothing changes otherwise', async () => {
@@ -265,12 +305,24 @@ describe('withdrawing', () => {
     const id = withdrawForms(page.text)[0]!;
     const other = await openManage(await newUser({ fhirUser: `Patient/x-${randomUUID().slice(0, 6)}` }));
     for (const csrf of ['', 'forged', csrfFrom(other.page.text)]) {
-      const res = await agent.post(`/manage/consents/${id}/withdraw`).type('form').set('Accept', 'text/html').send(csrf ? `csrf=${encodeURIComponent(csrf)}` : '');
+      const res = await agent
+        .post(`/manage/consents/${id}/withdraw`)
+        .type('form')
+        .set('Accept', 'text/html')
+        .send(csrf ? `csrf=${encodeURIComponent(csrf)}` : '');
       expect(res.status).toBe(403);
     }
-    const crossSite = await agent.post(`/manage/consents/${id}/withdraw`).type('form').set('Sec-Fetch-Site', 'cross-site').send(`csrf=${encodeURIComponent(csrfFrom(page.text))}`);
+    const crossSite = await agent
+      .post(`/manage/consents/${id}/withdraw`)
+      .type('form')
+      .set('Sec-Fetch-Site', 'cross-site')
+      .send(`csrf=${encodeURIComponent(csrfFrom(page.text))}`);
     expect(crossSite.status).toBe(403);
-    const anonymous = await t.request.post(`/manage/consents/${id}/withdraw`).type('form').set('Accept', 'text/html').send(`csrf=${encodeURIComponent(csrfFrom(page.text))}`);
+    const anonymous = await t.request
+      .post(`/manage/consents/${id}/withdraw`)
+      .type('form')
+      .set('Accept', 'text/html')
+      .send(`csrf=${encodeURIComponent(csrfFrom(page.text))}`);
     expect(anonymous.status).toBe(401);
     expect((await consentServiceOf(t).store.get(id))?.status).toBe('active');
   });
@@ -286,7 +338,10 @@ describe('withdrawing', () => {
   });
 
   test('a caregiver may withdraw a Consent the patient gave', async () => {
-    const carer = await newUser({ fhirUser: `RelatedPerson/rp-${randomUUID().slice(0, 6)}`, proxyPatients: [{ value: patientId, display: 'Pat Jones' }] });
+    const carer = await newUser({
+      fhirUser: `RelatedPerson/rp-${randomUUID().slice(0, 6)}`,
+      proxyPatients: [{ value: patientId, display: 'Pat Jones' }],
+    });
     const { agent, page } = await openManage(carer);
     const beta = await consentFor(patientId, 'beta');
     expect(withdrawForms(page.text)).toContain(beta.resource.id);

@@ -25,9 +25,21 @@ beforeAll(async () => {
       { value: 'babs@jensen.org', type: 'home' },
     ],
     [ENTERPRISE]: { employeeNumber: '701984', department: 'Tour Operations' },
-    [SMART]: { fhirUser: 'Practitioner/p1', clearance: 'N', purposesOfUse: ['TREAT'], roles: [{ system: 'http://snomed.info/sct', code: '158965000', display: 'Medical practitioner' }] },
+    [SMART]: {
+      fhirUser: 'Practitioner/p1',
+      clearance: 'N',
+      purposesOfUse: ['TREAT'],
+      roles: [{ system: 'http://snomed.info/sct', code: '158965000', display: 'Medical practitioner' }],
+    },
   });
-  await create({ userName: 'JSmith', externalId: 'bj-001', name: { familyName: 'Smith', givenName: 'John' }, userType: 'Intern', active: false, emails: [{ value: 'john.smith@example.org', type: 'work' }] });
+  await create({
+    userName: 'JSmith',
+    externalId: 'bj-001',
+    name: { familyName: 'Smith', givenName: 'John' },
+    userType: 'Intern',
+    active: false,
+    emails: [{ value: 'john.smith@example.org', type: 'work' }],
+  });
   await create({
     userName: 'omalley',
     name: { familyName: "O'Malley" },
@@ -80,8 +92,16 @@ describe('filter expressions (RFC 7644 §3.4.2.2) over real users', () => {
     ['not (…)', () => 'not (title pr)', ['JSmith', 'pat.one@example.net', 'zed']],
     ['pr and eq', () => 'title pr and userType eq "Employee"', ['bjensen', 'omalley']],
     ['pr or eq', () => 'title pr or userType eq "Intern"', ['JSmith', 'bjensen', 'omalley']],
-    ['RFC example with parentheses', () => 'userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")', ['bjensen', 'omalley']],
-    ['RFC example with not', () => 'userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")', ['pat.one@example.net', 'zed']],
+    [
+      'RFC example with parentheses',
+      () => 'userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")',
+      ['bjensen', 'omalley'],
+    ],
+    [
+      'RFC example with not',
+      () => 'userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")',
+      ['pat.one@example.net', 'zed'],
+    ],
     ['boolean eq false', () => 'active eq false', ['JSmith']],
     ['boolean and not pr', () => 'active eq true and not (emails pr)', ['zed']],
     ['lastModified gt a date', () => `meta.lastModified gt "${mid}"`, ['pat.one@example.net', 'zed']],
@@ -144,7 +164,11 @@ describe('filter expressions (RFC 7644 §3.4.2.2) over real users', () => {
   });
 
   test('filters also work in POST /Users/.search', async () => {
-    const res = await t.post('/Users/.search', { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'], filter: 'userType eq "employee"', attributes: ['userName'] });
+    const res = await t.post('/Users/.search', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'],
+      filter: 'userType eq "employee"',
+      attributes: ['userName'],
+    });
     expect(res.status).toBe(200);
     expect(res.body.Resources.map((u: { userName: string }) => u.userName).sort()).toEqual(['bjensen', 'omalley']);
     expect(Object.keys(res.body.Resources[0]).sort()).toEqual(['id', 'schemas', 'userName']);

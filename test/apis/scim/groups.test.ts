@@ -34,10 +34,22 @@ describe('Groups CRUD', () => {
   test('POST with members and roles; GET with and without members', async () => {
     const a = await user();
     const b = await user({ displayName: undefined });
-    const res = await t.post('/Groups', { schemas: [GROUP_SCHEMA, SMART_GROUP], displayName: 'Ward 7 Doctors', externalId: 'okta-00g1', members: [{ value: a.id, display: 'ignored' }, { value: b.id }], [SMART_GROUP]: { roles: [DOCTOR] } });
+    const res = await t.post('/Groups', {
+      schemas: [GROUP_SCHEMA, SMART_GROUP],
+      displayName: 'Ward 7 Doctors',
+      externalId: 'okta-00g1',
+      members: [{ value: a.id, display: 'ignored' }, { value: b.id }],
+      [SMART_GROUP]: { roles: [DOCTOR] },
+    });
     expect(res.status).toBe(201);
     expect(res.headers.location).toBe(`http://localhost:3000/scim/v2/Groups/${res.body.id}`);
-    expect(res.body).toMatchObject({ schemas: [GROUP_SCHEMA, SMART_GROUP], displayName: 'Ward 7 Doctors', externalId: 'okta-00g1', [SMART_GROUP]: { roles: [DOCTOR] }, meta: { resourceType: 'Group', version: 'W/"1"' } });
+    expect(res.body).toMatchObject({
+      schemas: [GROUP_SCHEMA, SMART_GROUP],
+      displayName: 'Ward 7 Doctors',
+      externalId: 'okta-00g1',
+      [SMART_GROUP]: { roles: [DOCTOR] },
+      meta: { resourceType: 'Group', version: 'W/"1"' },
+    });
     expect(res.body.members).toEqual(
       expect.arrayContaining([
         { value: a.id, $ref: `http://localhost:3000/scim/v2/Users/${a.id}`, display: 'Member ' + a.userName.slice(6), type: 'User' },
@@ -80,7 +92,11 @@ describe('Groups CRUD', () => {
   test('PUT replaces attributes and the member list', async () => {
     const [a, b, c] = [await user(), await user(), await user()];
     const g = await group('Replace me', [a.id, b.id]);
-    const res = await t.put(`/Groups/${g.id}`, { schemas: [GROUP_SCHEMA], displayName: 'Replaced', members: [{ value: b.id }, { value: c.id }] });
+    const res = await t.put(`/Groups/${g.id}`, {
+      schemas: [GROUP_SCHEMA],
+      displayName: 'Replaced',
+      members: [{ value: b.id }, { value: c.id }],
+    });
     expect(res.status).toBe(200);
     expect(res.body.displayName).toBe('Replaced');
     expect(memberIds(res.body)).toEqual([b.id, c.id].sort());
@@ -137,7 +153,13 @@ describe('Groups: listing and searching', () => {
     expect(names.indexOf('List one')).toBeLessThan(names.indexOf('List two'));
     const page = await t.get('/Groups?startIndex=2&count=1');
     expect(page.body).toMatchObject({ startIndex: 2, itemsPerPage: 1, totalResults: all.body.totalResults });
-    const searched = await t.post('/Groups/.search', { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'], filter: 'displayName sw "list "', sortBy: 'displayName', sortOrder: 'descending', excludedAttributes: ['members'] });
+    const searched = await t.post('/Groups/.search', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'],
+      filter: 'displayName sw "list "',
+      sortBy: 'displayName',
+      sortOrder: 'descending',
+      excludedAttributes: ['members'],
+    });
     expect(searched.status).toBe(200);
     expect(searched.body.Resources.map((g: { displayName: string }) => g.displayName)).toEqual(['List two', 'List one']);
     expect(searched.body.Resources[1].id).toBe(first.id);
@@ -149,11 +171,17 @@ describe('Groups: PATCH members (RFC 7644, Entra ID and Okta shapes)', () => {
   test('Entra: Add members with a value array, Remove with a value array', async () => {
     const [a, b, c] = [await user(), await user(), await user()];
     const g = await group('Entra group', [a.id]);
-    const added = await t.patch(`/Groups/${g.id}`, patchOps({ op: 'Add', path: 'members', value: [{ value: b.id }, { value: c.id }, { value: a.id }] }));
+    const added = await t.patch(
+      `/Groups/${g.id}`,
+      patchOps({ op: 'Add', path: 'members', value: [{ value: b.id }, { value: c.id }, { value: a.id }] }),
+    );
     expect(added.status).toBe(200);
     expect(memberIds(added.body)).toEqual([a.id, b.id, c.id].sort());
     expect(added.body.meta.version).toBe('W/"2"');
-    const removed = await t.patch(`/Groups/${g.id}`, patchOps({ op: 'Remove', path: 'members', value: [{ value: a.id }, { value: c.id }] }));
+    const removed = await t.patch(
+      `/Groups/${g.id}`,
+      patchOps({ op: 'Remove', path: 'members', value: [{ value: a.id }, { value: c.id }] }),
+    );
     expect(removed.status).toBe(200);
     expect(memberIds(removed.body)).toEqual([b.id]);
   });
@@ -174,9 +202,15 @@ describe('Groups: PATCH members (RFC 7644, Entra ID and Okta shapes)', () => {
   test('RFC 7644: replace members, remove all members, then add back', async () => {
     const [a, b, c] = [await user(), await user(), await user()];
     const g = await group('RFC group', [a.id]);
-    const replaced = await t.patch(`/Groups/${g.id}`, patchOps({ op: 'replace', path: 'members', value: [{ display: 'B', $ref: 'ignored', value: b.id }, { value: c.id }] }));
+    const replaced = await t.patch(
+      `/Groups/${g.id}`,
+      patchOps({ op: 'replace', path: 'members', value: [{ display: 'B', $ref: 'ignored', value: b.id }, { value: c.id }] }),
+    );
     expect(memberIds(replaced.body)).toEqual([b.id, c.id].sort());
-    const emptied = await t.patch(`/Groups/${g.id}`, patchOps({ op: 'remove', path: 'members' }, { op: 'add', path: 'members', value: [{ value: a.id }] }));
+    const emptied = await t.patch(
+      `/Groups/${g.id}`,
+      patchOps({ op: 'remove', path: 'members' }, { op: 'add', path: 'members', value: [{ value: a.id }] }),
+    );
     expect(memberIds(emptied.body)).toEqual([a.id]);
     expect((await t.get(`/Users/${b.id}`)).body.groups).toBeUndefined();
     const none = await t.patch(`/Groups/${g.id}`, patchOps({ op: 'remove', path: 'members' }));
@@ -203,11 +237,16 @@ describe('Groups: PATCH members (RFC 7644, Entra ID and Okta shapes)', () => {
     expect(ghost.body.scimType).toBe('invalidValue');
     const display = await t.patch(`/Groups/${g.id}`, patchOps({ op: 'replace', path: `members[value eq "${u.id}"].display`, value: 'x' }));
     expect(display.body.scimType).toBe('mutability');
-    const renumber = await t.patch(`/Groups/${g.id}`, patchOps({ op: 'replace', path: `members[value eq "${u.id}"].value`, value: 'someone-else' }));
+    const renumber = await t.patch(
+      `/Groups/${g.id}`,
+      patchOps({ op: 'replace', path: `members[value eq "${u.id}"].value`, value: 'someone-else' }),
+    );
     expect(renumber.body.scimType).toBe('mutability');
     const stale = await t.patch(`/Groups/${g.id}`, patchOps({ op: 'replace', path: 'displayName', value: 'x' })).set('If-Match', 'W/"999"');
     expect(stale.status).toBe(412);
-    const fresh = await t.patch(`/Groups/${g.id}`, patchOps({ op: 'replace', path: 'displayName', value: 'x' })).set('If-Match', g.meta.version);
+    const fresh = await t
+      .patch(`/Groups/${g.id}`, patchOps({ op: 'replace', path: 'displayName', value: 'x' }))
+      .set('If-Match', g.meta.version);
     expect(fresh.status).toBe(200);
   });
 });

@@ -23,7 +23,9 @@ async function babs(extra: Record<string, unknown> = {}): Promise<Resource> {
       { value: `bjensen${n}@example.com`, type: 'work', primary: true },
       { value: 'babs@jensen.org', type: 'home' },
     ],
-    addresses: [{ type: 'work', streetAddress: '100 Universal City Plaza', locality: 'Hollywood', region: 'CA', postalCode: '91608', country: 'US' }],
+    addresses: [
+      { type: 'work', streetAddress: '100 Universal City Plaza', locality: 'Hollywood', region: 'CA', postalCode: '91608', country: 'US' },
+    ],
     ...extra,
   });
   expect(res.status).toBe(201);
@@ -47,7 +49,10 @@ describe('PATCH /Users: RFC 7644 §3.5.2 examples', () => {
 
   test('replace without path: multi-valued attributes are replaced whole', async () => {
     const u = await babs();
-    const res = await patch(u.id, { op: 'replace', value: { emails: [{ value: 'bjensen@example.com', type: 'work', primary: true }], nickName: 'Babs' } });
+    const res = await patch(u.id, {
+      op: 'replace',
+      value: { emails: [{ value: 'bjensen@example.com', type: 'work', primary: true }], nickName: 'Babs' },
+    });
     expect(res.status).toBe(200);
     expect(res.body.emails).toEqual([{ value: 'bjensen@example.com', type: 'work', primary: true }]);
     expect(res.body.nickName).toBe('Babs');
@@ -58,7 +63,16 @@ describe('PATCH /Users: RFC 7644 §3.5.2 examples', () => {
     const res = await patch(u.id, {
       op: 'replace',
       path: 'addresses[type eq "work"]',
-      value: { type: 'work', streetAddress: '911 Universal City Plaza', locality: 'Hollywood', region: 'CA', postalCode: '91608', country: 'US', formatted: '911 Universal City Plaza\nHollywood, CA 91608 US', primary: true },
+      value: {
+        type: 'work',
+        streetAddress: '911 Universal City Plaza',
+        locality: 'Hollywood',
+        region: 'CA',
+        postalCode: '91608',
+        country: 'US',
+        formatted: '911 Universal City Plaza\nHollywood, CA 91608 US',
+        primary: true,
+      },
     });
     expect(res.status).toBe(200);
     expect(res.body.addresses).toHaveLength(1);
@@ -98,7 +112,9 @@ describe('PATCH /Users: RFC 7644 §3.5.2 examples', () => {
     const u = await babs();
     const res = await patch(u.id, { op: 'add', path: 'emails', value: [{ value: 'new@example.com', type: 'work', primary: true }] });
     expect(res.status).toBe(200);
-    expect(res.body.emails.filter((e: { primary?: boolean }) => e.primary).map((e: { value: string }) => e.value)).toEqual(['new@example.com']);
+    expect(res.body.emails.filter((e: { primary?: boolean }) => e.primary).map((e: { value: string }) => e.value)).toEqual([
+      'new@example.com',
+    ]);
   });
 
   test('removing the value of a filtered email drops that email', async () => {
@@ -119,7 +135,10 @@ describe('PATCH /Users: RFC 7644 §3.5.2 examples', () => {
 describe('PATCH /Users: Entra ID request shapes', () => {
   test('Replace active with the string "False", then "True"', async () => {
     const u = await babs();
-    const off = await t.patch(`/Users/${u.id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'Replace', path: 'active', value: 'False' }] });
+    const off = await t.patch(`/Users/${u.id}`, {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+      Operations: [{ op: 'Replace', path: 'active', value: 'False' }],
+    });
     expect(off.status).toBe(200);
     expect(off.body.active).toBe(false);
     const on = await patch(u.id, { op: 'Replace', path: 'active', value: 'True' });
@@ -168,7 +187,10 @@ describe('PATCH /Users: Entra ID request shapes', () => {
 
   test('Replace without path with URN-qualified keys', async () => {
     const u = await babs();
-    const res = await patch(u.id, { op: 'Replace', value: { displayName: 'B. Jensen', [`${ENTERPRISE}:department`]: 'Tours', 'name.givenName': 'Babs' } });
+    const res = await patch(u.id, {
+      op: 'Replace',
+      value: { displayName: 'B. Jensen', [`${ENTERPRISE}:department`]: 'Tours', 'name.givenName': 'Babs' },
+    });
     expect(res.status).toBe(200);
     expect(res.body.displayName).toBe('B. Jensen');
     expect(res.body[ENTERPRISE].department).toBe('Tours');
@@ -225,7 +247,10 @@ describe('PATCH /Users: the SMART extension', () => {
       [{ op: 'replace', path: `${SMART}:fhirUser`, value: 'Observation/1' }, /fhirUser must be/],
       [{ op: 'add', path: `${SMART}:purposesOfUse`, value: ['treat'] }, /purposesOfUse\[2\]/],
       [{ op: 'add', path: `${SMART}:roles`, value: [{ code: 'X' }] }, /roles\[1\]\.system is required/],
-      [{ op: 'add', path: `${SMART}:proxyPatients`, value: [{ value: 'Observation/9' }] }, /proxyPatients\[0\]\.value must be a Patient id/],
+      [
+        { op: 'add', path: `${SMART}:proxyPatients`, value: [{ value: 'Observation/9' }] },
+        /proxyPatients\[0\]\.value must be a Patient id/,
+      ],
       [{ op: 'add', path: `${SMART}:unknownThing`, value: 1 }, /path does not name an attribute/],
     ];
     for (const [op, detail] of cases) {
@@ -261,9 +286,24 @@ describe('PATCH /Users: errors', () => {
     ['removing the password', () => patchOps({ op: 'remove', path: 'password' }), 400, 'mutability'],
     ['an unknown attribute', () => patchOps({ op: 'replace', path: 'nosuch', value: 1 }), 400, 'invalidPath'],
     ['a malformed value filter', () => patchOps({ op: 'replace', path: 'emails[type eq].value', value: 'x' }), 400, 'invalidPath'],
-    ['a value filter on a single-valued attribute', () => patchOps({ op: 'replace', path: 'name[givenName eq "x"]', value: {} }), 400, 'invalidPath'],
-    ['replace with a filter that matches nothing and is not an equality', () => patchOps({ op: 'replace', path: 'emails[type eq "work" and primary eq false].display', value: 'x' }), 400, 'noTarget'],
-    ['replace of a whole value that matches nothing, by a non-equality', () => patchOps({ op: 'replace', path: 'emails[value sw "zzz"]', value: { display: 'x' } }), 400, 'noTarget'],
+    [
+      'a value filter on a single-valued attribute',
+      () => patchOps({ op: 'replace', path: 'name[givenName eq "x"]', value: {} }),
+      400,
+      'invalidPath',
+    ],
+    [
+      'replace with a filter that matches nothing and is not an equality',
+      () => patchOps({ op: 'replace', path: 'emails[type eq "work" and primary eq false].display', value: 'x' }),
+      400,
+      'noTarget',
+    ],
+    [
+      'replace of a whole value that matches nothing, by a non-equality',
+      () => patchOps({ op: 'replace', path: 'emails[value sw "zzz"]', value: { display: 'x' } }),
+      400,
+      'noTarget',
+    ],
     ['remove without path', () => patchOps({ op: 'remove' }), 400, 'noTarget'],
     ['an unknown op', () => patchOps({ op: 'merge', path: 'nickName', value: 'x' }), 400, 'invalidSyntax'],
     ['no PatchOp schema', () => ({ Operations: [{ op: 'add', path: 'nickName', value: 'x' }] }), 400, 'invalidSyntax'],
@@ -284,7 +324,11 @@ describe('PATCH /Users: errors', () => {
 
   test('attribute names are case-insensitive', async () => {
     const u = await babs();
-    const res = await patch(u.id, { op: 'replace', path: 'DISPLAYNAME', value: 'Loud' }, { op: 'replace', path: 'Name.GivenName', value: 'B' });
+    const res = await patch(
+      u.id,
+      { op: 'replace', path: 'DISPLAYNAME', value: 'Loud' },
+      { op: 'replace', path: 'Name.GivenName', value: 'B' },
+    );
     expect(res.status).toBe(200);
     expect(res.body.displayName).toBe('Loud');
     expect(res.body.name.givenName).toBe('B');
@@ -298,7 +342,7 @@ describe('PATCH /Users: errors', () => {
     expect(res.body.scimType).toBe('uniqueness');
   });
 
-  test('changing the case of one\'s own userName is allowed', async () => {
+  test("changing the case of one's own userName is allowed", async () => {
     const a = await babs();
     const res = await patch(a.id, { op: 'replace', path: 'userName', value: a.userName.toUpperCase() });
     expect(res.status).toBe(200);

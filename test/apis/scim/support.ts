@@ -46,9 +46,12 @@ export async function createScimApp(env: Record<string, string> = {}, opts: { lo
     token,
     tokenWithoutScim,
     get: (path) => t.request.get(`${SCIM}${path}`).set('Authorization', auth),
-    post: (path, body) => t.request.post(`${SCIM}${path}`).set('Authorization', auth).set('Content-Type', SCIM_JSON).send(JSON.stringify(body)),
-    put: (path, body) => t.request.put(`${SCIM}${path}`).set('Authorization', auth).set('Content-Type', SCIM_JSON).send(JSON.stringify(body)),
-    patch: (path, body) => t.request.patch(`${SCIM}${path}`).set('Authorization', auth).set('Content-Type', SCIM_JSON).send(JSON.stringify(body)),
+    post: (path, body) =>
+      t.request.post(`${SCIM}${path}`).set('Authorization', auth).set('Content-Type', SCIM_JSON).send(JSON.stringify(body)),
+    put: (path, body) =>
+      t.request.put(`${SCIM}${path}`).set('Authorization', auth).set('Content-Type', SCIM_JSON).send(JSON.stringify(body)),
+    patch: (path, body) =>
+      t.request.patch(`${SCIM}${path}`).set('Authorization', auth).set('Content-Type', SCIM_JSON).send(JSON.stringify(body)),
     del: (path) => t.request.delete(`${SCIM}${path}`).set('Authorization', auth),
   };
 }

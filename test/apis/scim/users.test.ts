@@ -50,13 +50,22 @@ describe('authentication', () => {
       expect(res.headers['www-authenticate']).toMatch(/error="insufficient_scope", scope="scim"/);
       expect(res.body.status).toBe('403');
     }
-    const write = await t.request.post(`${SCIM}/Users`).set('Authorization', `Bearer ${t.tokenWithoutScim}`).set('Content-Type', SCIM_JSON).send(JSON.stringify(someone()));
+    const write = await t.request
+      .post(`${SCIM}/Users`)
+      .set('Authorization', `Bearer ${t.tokenWithoutScim}`)
+      .set('Content-Type', SCIM_JSON)
+      .send(JSON.stringify(someone()));
     expect(write.status).toBe(403);
   });
 
   test('the scim scope can be registered only for backend_service clients', async () => {
     await expect(
-      t.registry.upsert({ client_id: 'app-with-scim', smart_client_kind: 'public_app', redirect_uris: ['https://app.example.org/cb'], smart_scopes: ['patient/*.rs', 'scim'] }),
+      t.registry.upsert({
+        client_id: 'app-with-scim',
+        smart_client_kind: 'public_app',
+        redirect_uris: ['https://app.example.org/cb'],
+        smart_scopes: ['patient/*.rs', 'scim'],
+      }),
     ).rejects.toThrow(/scim.*only backend_service clients may have administration scopes/);
   });
 
@@ -87,20 +96,49 @@ describe('discovery endpoints', () => {
     const res = await t.get('/ResourceTypes');
     expect(res.body.totalResults).toBe(2);
     const user = res.body.Resources.find((r: { id: string }) => r.id === 'User');
-    expect(user).toMatchObject({ endpoint: '/Users', schema: USER_SCHEMA, schemaExtensions: [{ schema: ENTERPRISE, required: false }, { schema: SMART, required: false }] });
+    expect(user).toMatchObject({
+      endpoint: '/Users',
+      schema: USER_SCHEMA,
+      schemaExtensions: [
+        { schema: ENTERPRISE, required: false },
+        { schema: SMART, required: false },
+      ],
+    });
     expect((await t.get('/ResourceTypes/Group')).body).toMatchObject({ endpoint: '/Groups', schema: GROUP_SCHEMA });
     expect((await t.get('/ResourceTypes/Nope')).status).toBe(404);
   });
 
   test('Schemas describe the attributes, password write-only and never returned', async () => {
     const res = await t.get('/Schemas');
-    expect(res.body.Resources.map((s: { id: string }) => s.id)).toEqual([USER_SCHEMA, ENTERPRISE, SMART, GROUP_SCHEMA, 'urn:smart-authz:params:scim:schemas:extension:smart:2.0:Group']);
+    expect(res.body.Resources.map((s: { id: string }) => s.id)).toEqual([
+      USER_SCHEMA,
+      ENTERPRISE,
+      SMART,
+      GROUP_SCHEMA,
+      'urn:smart-authz:params:scim:schemas:extension:smart:2.0:Group',
+    ]);
     const user = (await t.get(`/Schemas/${USER_SCHEMA}`)).body;
     const password = user.attributes.find((a: { name: string }) => a.name === 'password');
     expect(password).toMatchObject({ mutability: 'writeOnly', returned: 'never' });
-    expect(user.attributes.find((a: { name: string }) => a.name === 'userName')).toMatchObject({ uniqueness: 'server', caseExact: false, required: true });
+    expect(user.attributes.find((a: { name: string }) => a.name === 'userName')).toMatchObject({
+      uniqueness: 'server',
+      caseExact: false,
+      required: true,
+    });
     const smart = (await t.get(`/Schemas/${SMART}`)).body;
-    expect(smart.attributes.map((a: { name: string }) => a.name)).toEqual(['fhirUser', 'proxyPatients', 'roles', 'staff', 'purposesOfUse', 'clearance', 'npi', 'organizationId', 'breakTheGlass', 'testAccount', 'locked']);
+    expect(smart.attributes.map((a: { name: string }) => a.name)).toEqual([
+      'fhirUser',
+      'proxyPatients',
+      'roles',
+      'staff',
+      'purposesOfUse',
+      'clearance',
+      'npi',
+      'organizationId',
+      'breakTheGlass',
+      'testAccount',
+      'locked',
+    ]);
     expect(smart.attributes.find((a: { name: string }) => a.name === 'clearance').canonicalValues).toEqual(['U', 'L', 'M', 'N', 'R', 'V']);
   });
 });
@@ -118,17 +156,33 @@ describe('Users: create, read, replace, delete', () => {
   });
 
   test('application/json is accepted too; other media types and bad JSON are refused', async () => {
-    const json = await t.request.post(`${SCIM}/Users`).set('Authorization', `Bearer ${t.token}`).set('Content-Type', 'application/json').send(JSON.stringify(someone()));
+    const json = await t.request
+      .post(`${SCIM}/Users`)
+      .set('Authorization', `Bearer ${t.token}`)
+      .set('Content-Type', 'application/json')
+      .send(JSON.stringify(someone()));
     expect(json.status).toBe(201);
-    const text = await t.request.post(`${SCIM}/Users`).set('Authorization', `Bearer ${t.token}`).set('Content-Type', 'text/plain').send('{}');
+    const text = await t.request
+      .post(`${SCIM}/Users`)
+      .set('Authorization', `Bearer ${t.token}`)
+      .set('Content-Type', 'text/plain')
+      .send('{}');
     expect(text.status).toBe(415);
-    const bad = await t.request.post(`${SCIM}/Users`).set('Authorization', `Bearer ${t.token}`).set('Content-Type', SCIM_JSON).send('{"userName": ');
+    const bad = await t.request
+      .post(`${SCIM}/Users`)
+      .set('Authorization', `Bearer ${t.token}`)
+      .set('Content-Type', SCIM_JSON)
+      .send('{"userName": ');
     expect(bad.status).toBe(400);
     expect(bad.body.scimType).toBe('invalidSyntax');
   });
 
   test('userName is required and unique regardless of case (409 uniqueness)', async () => {
-    expect((await t.post('/Users', { schemas: [USER_SCHEMA] })).body).toMatchObject({ status: '400', scimType: 'invalidValue', detail: 'userName is required' });
+    expect((await t.post('/Users', { schemas: [USER_SCHEMA] })).body).toMatchObject({
+      status: '400',
+      scimType: 'invalidValue',
+      detail: 'userName is required',
+    });
     const first = await t.post('/Users', someone({ userName: 'Dup.User@Example.org' }));
     expect(first.status).toBe(201);
     const again = await t.post('/Users', someone({ userName: 'dup.user@example.ORG' }));
@@ -137,7 +191,9 @@ describe('Users: create, read, replace, delete', () => {
   });
 
   test('concurrent creates of one userName: exactly one wins', async () => {
-    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => t.post('/Users', someone({ userName: i % 2 ? 'RACE' : 'race' }))));
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => t.post('/Users', someone({ userName: i % 2 ? 'RACE' : 'race' }))),
+    );
     expect(results.map((r) => r.status).sort()).toEqual([201, 409, 409, 409, 409, 409]);
   });
 
@@ -155,7 +211,13 @@ describe('Users: create, read, replace, delete', () => {
 
   test('PUT replaces every attribute but keeps the password; id and meta in the body are ignored', async () => {
     const created = (await t.post('/Users', someone({ password: 'Keep-Me-1', title: 'Chief', nickName: 'Nick' }))).body;
-    const replacement = { schemas: [USER_SCHEMA], id: 'ignored', userName: `${created.userName}-renamed`, nickName: 'New', meta: { created: '2000-01-01T00:00:00Z' } };
+    const replacement = {
+      schemas: [USER_SCHEMA],
+      id: 'ignored',
+      userName: `${created.userName}-renamed`,
+      nickName: 'New',
+      meta: { created: '2000-01-01T00:00:00Z' },
+    };
     const res = await t.put(`/Users/${created.id}`, replacement);
     expect(res.status).toBe(200);
     expect(res.body.id).toBe(created.id);
@@ -192,18 +254,24 @@ describe('ETags and If-Match', () => {
     const stalePut = await t.put(`/Users/${created.id}`, { ...created, nickName: 'b' }).set('If-Match', v1);
     expect(stalePut.status).toBe(412);
     expect(stalePut.body.status).toBe('412');
-    expect((await t.patch(`/Users/${created.id}`, patchOps({ op: 'replace', path: 'nickName', value: 'c' })).set('If-Match', v1)).status).toBe(412);
+    expect(
+      (await t.patch(`/Users/${created.id}`, patchOps({ op: 'replace', path: 'nickName', value: 'c' })).set('If-Match', v1)).status,
+    ).toBe(412);
     expect((await t.del(`/Users/${created.id}`).set('If-Match', v1)).status).toBe(412);
     expect((await t.get(`/Users/${created.id}`)).body.nickName).toBe('a');
     expect((await t.put(`/Users/${created.id}`, { ...created, nickName: 'd' }).set('If-Match', v2)).status).toBe(200);
-    expect((await t.patch(`/Users/${created.id}`, patchOps({ op: 'replace', path: 'nickName', value: 'e' })).set('If-Match', '*')).status).toBe(200);
+    expect(
+      (await t.patch(`/Users/${created.id}`, patchOps({ op: 'replace', path: 'nickName', value: 'e' })).set('If-Match', '*')).status,
+    ).toBe(200);
     expect((await t.del(`/Users/${created.id}`).set('If-Match', `"${v2.slice(3, -1)}", W/"4"`)).status).toBe(204);
   });
 
   test('concurrent PATCHes without If-Match all land (compare-and-set with retry)', async () => {
     const created = (await t.post('/Users', someone())).body;
     const results = await Promise.all(
-      ['a@x.org', 'b@x.org', 'c@x.org', 'd@x.org'].map((value) => t.patch(`/Users/${created.id}`, patchOps({ op: 'add', path: 'emails', value: [{ value }] }))),
+      ['a@x.org', 'b@x.org', 'c@x.org', 'd@x.org'].map((value) =>
+        t.patch(`/Users/${created.id}`, patchOps({ op: 'add', path: 'emails', value: [{ value }] })),
+      ),
     );
     expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200]);
     const final = (await t.get(`/Users/${created.id}`)).body;
@@ -220,7 +288,13 @@ describe('listing: paging, sorting, attributes', () => {
     listApp = await createScimApp({ AUTHZ_SCIM_MAX_PAGE_SIZE: '5' });
     for (const [i, userName] of names.entries()) {
       const family = i % 3 === 0 ? undefined : `F${(7 - i) % 7}`;
-      const res = await listApp.post('/Users', { schemas: [USER_SCHEMA], userName, ...(family ? { name: { familyName: family } } : {}), emails: [{ value: `${userName}@x.org`, type: 'work' }], [ENTERPRISE]: { department: `D${i}` } });
+      const res = await listApp.post('/Users', {
+        schemas: [USER_SCHEMA],
+        userName,
+        ...(family ? { name: { familyName: family } } : {}),
+        emails: [{ value: `${userName}@x.org`, type: 'work' }],
+        [ENTERPRISE]: { department: `D${i}` },
+      });
       expect(res.status).toBe(201);
     }
   });
@@ -247,26 +321,53 @@ describe('listing: paging, sorting, attributes', () => {
 
   test('sortBy/sortOrder: case-insensitive strings, unassigned values last', async () => {
     expect(userNames(await listApp.get('/Users?sortBy=userName&count=5'))).toEqual(['Alpha', 'bravo', 'charlie', 'delta', 'echo']);
-    expect(userNames(await listApp.get('/Users?sortBy=userName&sortOrder=descending&startIndex=4'))).toEqual(['delta', 'charlie', 'bravo', 'Alpha']);
+    expect(userNames(await listApp.get('/Users?sortBy=userName&sortOrder=descending&startIndex=4'))).toEqual([
+      'delta',
+      'charlie',
+      'bravo',
+      'Alpha',
+    ]);
     const byFamily = await listApp.get('/Users?sortBy=name.familyName&count=5&attributes=name');
-    expect(byFamily.body.Resources.map((u: { name?: { familyName: string } }) => u.name?.familyName ?? null)).toEqual(['F2', 'F3', 'F5', 'F6', null]);
+    expect(byFamily.body.Resources.map((u: { name?: { familyName: string } }) => u.name?.familyName ?? null)).toEqual([
+      'F2',
+      'F3',
+      'F5',
+      'F6',
+      null,
+    ]);
     expect(userNames(await listApp.get('/Users?sortBy=meta.created&sortOrder=descending&count=2'))).toEqual(['foxtrot', 'golf']);
-    expect(userNames(await listApp.get(`/Users?sortBy=${encodeURIComponent(`${ENTERPRISE}:department`)}&sortOrder=descending&count=2`))).toEqual(['foxtrot', 'golf']);
+    expect(
+      userNames(await listApp.get(`/Users?sortBy=${encodeURIComponent(`${ENTERPRISE}:department`)}&sortOrder=descending&count=2`)),
+    ).toEqual(['foxtrot', 'golf']);
     expect((await listApp.get('/Users?sortBy=password')).status).toBe(400);
     expect((await listApp.get('/Users?sortOrder=sideways')).status).toBe(400);
   });
 
   test('filter with sort and paging', async () => {
-    const res = await listApp.get(`/Users?filter=${encodeURIComponent('emails.value ew "x.org" and not (userName eq "golf")')}&sortBy=userName&startIndex=2&count=3`);
+    const res = await listApp.get(
+      `/Users?filter=${encodeURIComponent('emails.value ew "x.org" and not (userName eq "golf")')}&sortBy=userName&startIndex=2&count=3`,
+    );
     expect(res.body).toMatchObject({ totalResults: 6, itemsPerPage: 3, startIndex: 2 });
     expect(userNames(res)).toEqual(['bravo', 'charlie', 'delta']);
   });
 
   test('attributes and excludedAttributes', async () => {
     const some = await listApp.get(`/Users?count=1&attributes=${encodeURIComponent(`userName,emails.value,${ENTERPRISE}:department`)}`);
-    expect(some.body.Resources[0]).toEqual({ schemas: [USER_SCHEMA, ENTERPRISE], id: expect.any(String), userName: 'delta', emails: [{ value: 'delta@x.org' }], [ENTERPRISE]: { department: 'D0' } });
+    expect(some.body.Resources[0]).toEqual({
+      schemas: [USER_SCHEMA, ENTERPRISE],
+      id: expect.any(String),
+      userName: 'delta',
+      emails: [{ value: 'delta@x.org' }],
+      [ENTERPRISE]: { department: 'D0' },
+    });
     const fewer = await listApp.get('/Users?count=1&excludedAttributes=emails,meta,id');
-    expect(Object.keys(fewer.body.Resources[0]).sort()).toEqual(['active', 'id', 'schemas', 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User', 'userName']);
+    expect(Object.keys(fewer.body.Resources[0]).sort()).toEqual([
+      'active',
+      'id',
+      'schemas',
+      'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User',
+      'userName',
+    ]);
     const one = await listApp.get(`/Users/${fewer.body.Resources[0].id}?attributes=active`);
     expect(Object.keys(one.body).sort()).toEqual(['active', 'id', 'schemas']);
   });
@@ -283,7 +384,16 @@ describe('bounded filters', () => {
   beforeAll(async () => {
     small = await createScimApp({ AUTHZ_SCIM_MAX_FILTER_SCAN: '100' });
     const store = new UserStore({ redis: small.redis, keyspace: small.keyspace, passwords: small.config.passwords });
-    await Promise.all(Array.from({ length: 120 }, (_, i) => store.create({ userName: `bulk${i}`, externalId: `ext-${i}`, emails: [{ value: `bulk${i}@x.org` }], title: i === 7 ? 'Seven' : 'Other' })));
+    await Promise.all(
+      Array.from({ length: 120 }, (_, i) =>
+        store.create({
+          userName: `bulk${i}`,
+          externalId: `ext-${i}`,
+          emails: [{ value: `bulk${i}@x.org` }],
+          title: i === 7 ? 'Seven' : 'Other',
+        }),
+      ),
+    );
   });
   afterAll(() => small.close());
 
@@ -291,14 +401,26 @@ describe('bounded filters', () => {
     const byName = await small.get(`/Users?filter=${encodeURIComponent('userName eq "BULK7"')}`);
     expect(byName.body.totalResults).toBe(1);
     const id = byName.body.Resources[0].id;
-    for (const filter of ['externalId eq "ext-7"', 'emails.value eq "bulk7@X.org"', `id eq "${id}"`, 'emails[value eq "bulk7@x.org"]', 'userName eq "bulk7" and title eq "Seven"', 'userName eq "bulk7" or userName eq "nobody"']) {
+    for (const filter of [
+      'externalId eq "ext-7"',
+      'emails.value eq "bulk7@X.org"',
+      `id eq "${id}"`,
+      'emails[value eq "bulk7@x.org"]',
+      'userName eq "bulk7" and title eq "Seven"',
+      'userName eq "bulk7" or userName eq "nobody"',
+    ]) {
       const res = await small.get(`/Users?filter=${encodeURIComponent(filter)}`);
       expect([filter, res.status, res.body.totalResults]).toEqual([filter, 200, 1]);
     }
   });
 
   test('a filter that needs a scan is refused with 400 tooMany beyond the limit, with a clear reason', async () => {
-    for (const filter of ['title eq "Seven"', 'userName sw "bulk7"', 'userName eq "bulk7" or title eq "Seven"', 'not (userName eq "bulk7")']) {
+    for (const filter of [
+      'title eq "Seven"',
+      'userName sw "bulk7"',
+      'userName eq "bulk7" or title eq "Seven"',
+      'not (userName eq "bulk7")',
+    ]) {
       const res = await small.get(`/Users?filter=${encodeURIComponent(filter)}`);
       expect(res.status).toBe(400);
       expect(res.body.scimType).toBe('tooMany');
@@ -322,11 +444,18 @@ describe('other endpoints and errors', () => {
   test('POST /.search searches Users and Groups together', async () => {
     const u = (await t.post('/Users', someone({ userName: 'searchable-person' }))).body;
     const g = (await t.post('/Groups', { schemas: [GROUP_SCHEMA], displayName: 'searchable-group', members: [{ value: u.id }] })).body;
-    const res = await t.post('/.search', { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'], filter: `id eq "${u.id}" or id eq "${g.id}"` });
+    const res = await t.post('/.search', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'],
+      filter: `id eq "${u.id}" or id eq "${g.id}"`,
+    });
     expect(res.status).toBe(200);
     expect(res.body.totalResults).toBe(2);
     expect(res.body.Resources.map((r: { meta: { resourceType: string } }) => r.meta.resourceType)).toEqual(['User', 'Group']);
-    const names = await t.post('/.search', { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'], filter: 'displayName sw "searchable"', count: 5 });
+    const names = await t.post('/.search', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'],
+      filter: 'displayName sw "searchable"',
+      count: 5,
+    });
     expect(names.body.Resources.map((r: { displayName?: string }) => r.displayName)).toEqual(['searchable-group']);
     const bad = await t.post('/.search', { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'], filter: 'nosuch eq "x"' });
     expect(bad.body.scimType).toBe('invalidFilter');
@@ -350,7 +479,12 @@ describe('passwords are write-only', () => {
     keep(await t.get(`/Users/${id}`));
     keep(await t.get(`/Users/${id}?attributes=password,userName`));
     keep(await t.get(`/Users?filter=${encodeURIComponent('userName eq "pw-holder"')}&attributes=password`));
-    keep(await t.post('/Users/.search', { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'], filter: 'userName eq "pw-holder"' }));
+    keep(
+      await t.post('/Users/.search', {
+        schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'],
+        filter: 'userName eq "pw-holder"',
+      }),
+    );
     keep(await t.get(`/Users?filter=${encodeURIComponent(`password eq "${SECRET}"`)}`));
     keep(await t.post('/Users', someone({ userName: 'PW-HOLDER', password: SECRET })));
     keep(await t.post('/Users', someone({ password: 12345 })));
@@ -359,7 +493,13 @@ describe('passwords are write-only', () => {
     keep(await t.patch(`/Users/${id}`, patchOps({ op: 'replace', value: { password: SECRET2, nosuch: SECRET } })));
     keep(await t.patch(`/Users/${id}`, patchOps({ op: 'replace', path: 'passwrd', value: SECRET })));
     keep(await t.patch(`/Users/${id}`, patchOps({ op: 'replace', path: 'password', value: 'x'.repeat(2000) })));
-    keep(await t.request.post(`${SCIM}/Users`).set('Authorization', `Bearer ${t.token}`).set('Content-Type', SCIM_JSON).send(`{"userName":"x","password":"${SECRET}"`));
+    keep(
+      await t.request
+        .post(`${SCIM}/Users`)
+        .set('Authorization', `Bearer ${t.token}`)
+        .set('Content-Type', SCIM_JSON)
+        .send(`{"userName":"x","password":"${SECRET}"`),
+    );
     keep(await t.get(`/Users?filter=${encodeURIComponent(`userName eq "${SECRET}`)}`));
 
     for (const text of [...responses, ...logLines]) {
@@ -387,9 +527,22 @@ describe('passwords are write-only', () => {
   });
 
   test('the SMART extension is validated on create', async () => {
-    const res = await t.post('/Users', someone({ [SMART]: { fhirUser: 'https://fhir.example.org/r4/Patient/77', proxyPatients: [{ value: '88', display: 'Child' }, { value: 'Patient/88' }], clearance: 'M' } }));
+    const res = await t.post(
+      '/Users',
+      someone({
+        [SMART]: {
+          fhirUser: 'https://fhir.example.org/r4/Patient/77',
+          proxyPatients: [{ value: '88', display: 'Child' }, { value: 'Patient/88' }],
+          clearance: 'M',
+        },
+      }),
+    );
     expect(res.status).toBe(201);
-    expect(res.body[SMART]).toEqual({ fhirUser: 'https://fhir.example.org/r4/Patient/77', proxyPatients: [{ value: '88', display: 'Child' }], clearance: 'M' });
+    expect(res.body[SMART]).toEqual({
+      fhirUser: 'https://fhir.example.org/r4/Patient/77',
+      proxyPatients: [{ value: '88', display: 'Child' }],
+      clearance: 'M',
+    });
     for (const [ext, detail] of [
       [{ fhirUser: 'ftp://x/Patient/1' }, /fhirUser/],
       [{ fhirUser: 'Patient/has space' }, /fhirUser/],

@@ -1,6 +1,16 @@
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../../support/backend-client.js';
 import type { TestApp } from '../../support/test-app.js';
-import { ACT_CODE, ACT_REASON, CONFIDENTIALITY, JWT_BASE, OPAQUE_BASE, createHcsApp, introspect, jwtClaims, type HcsApp } from './support.js';
+import {
+  ACT_CODE,
+  ACT_REASON,
+  CONFIDENTIALITY,
+  JWT_BASE,
+  OPAQUE_BASE,
+  createHcsApp,
+  introspect,
+  jwtClaims,
+  type HcsApp,
+} from './support.js';
 
 /** Backend services assert purpose of use and subject in the client assertion (UDAP hl7-b2b). */
 
@@ -34,7 +44,12 @@ afterAll(async () => {
 });
 
 function request(clientId: string, b2b?: unknown, form: Record<string, string> = {}) {
-  return (async () => tokenRequest(t, await signAssertion(key, clientId, TOKEN_URL, b2b === undefined ? {} : { extra: { extensions: { 'hl7-b2b': b2b } } }), { resource: OPAQUE_BASE, udap: '1', ...form }))();
+  return (async () =>
+    tokenRequest(t, await signAssertion(key, clientId, TOKEN_URL, b2b === undefined ? {} : { extra: { extensions: { 'hl7-b2b': b2b } } }), {
+      resource: OPAQUE_BASE,
+      udap: '1',
+      ...form,
+    }))();
 }
 
 test('hl7-b2b with urn:oid purposes: IUA claims in introspection, exactly', async () => {
@@ -81,10 +96,30 @@ test('a test client gets HTEST', async () => {
 });
 
 test.each([
-  ['a purpose not registered for the client', 'hie-gateway', { ...B2B, purpose_of_use: ['urn:oid:2.16.840.1.113883.5.8#HRESCH'] }, 'purpose of use HRESCH is not registered for client hie-gateway (purposes_of_use)'],
-  ['a backend with no registered purposes', 'no-purposes', B2B, 'purpose of use TREAT is not registered for client no-purposes (purposes_of_use)'],
-  ['an unknown purpose', 'hie-gateway', { ...B2B, purpose_of_use: ['urn:oid:2.16.840.1.113883.5.8#SHOPPING'] }, /^hl7-b2b.purpose_of_use: purpose of use "urn:oid:2.16.840.1.113883.5.8#SHOPPING" is not a v3-PurposeOfUse code/],
-  ['an emergency nobody registered', 'hie-gateway', { ...B2B, purpose_of_use: ['urn:oid:2.16.840.1.113883.5.8#ETREAT'] }, 'purpose of use ETREAT is not registered for client hie-gateway (purposes_of_use)'],
+  [
+    'a purpose not registered for the client',
+    'hie-gateway',
+    { ...B2B, purpose_of_use: ['urn:oid:2.16.840.1.113883.5.8#HRESCH'] },
+    'purpose of use HRESCH is not registered for client hie-gateway (purposes_of_use)',
+  ],
+  [
+    'a backend with no registered purposes',
+    'no-purposes',
+    B2B,
+    'purpose of use TREAT is not registered for client no-purposes (purposes_of_use)',
+  ],
+  [
+    'an unknown purpose',
+    'hie-gateway',
+    { ...B2B, purpose_of_use: ['urn:oid:2.16.840.1.113883.5.8#SHOPPING'] },
+    /^hl7-b2b.purpose_of_use: purpose of use "urn:oid:2.16.840.1.113883.5.8#SHOPPING" is not a v3-PurposeOfUse code/,
+  ],
+  [
+    'an emergency nobody registered',
+    'hie-gateway',
+    { ...B2B, purpose_of_use: ['urn:oid:2.16.840.1.113883.5.8#ETREAT'] },
+    'purpose of use ETREAT is not registered for client hie-gateway (purposes_of_use)',
+  ],
   ['no organization_id', 'hie-gateway', { ...B2B, organization_id: undefined }, 'hl7-b2b.organization_id is required'],
   ['a test client asserting TREAT', 'test-harness', B2B, 'this is a test account: it may only assert purpose of use HTEST, not TREAT'],
 ])('%s: 400 invalid_request saying why, no token', async (_name, clientId, b2b, description) => {

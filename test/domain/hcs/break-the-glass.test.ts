@@ -1,7 +1,16 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { browse, exchange, inputValues, grantContextsOf, launchStoreOf, postForm, startAuthorization, type Agent } from '../../support/smart-flow.js';
+import {
+  browse,
+  exchange,
+  inputValues,
+  grantContextsOf,
+  launchStoreOf,
+  postForm,
+  startAuthorization,
+  type Agent,
+} from '../../support/smart-flow.js';
 import type { TestApp } from '../../support/test-app.js';
 import { ACT_REASON, APP, createHcsApp, introspect, newUser, params, registerApp, type HcsApp } from './support.js';
 import { WEBHOOK_SIGNATURE_HEADER } from '../../../src/domain/hcs/break-the-glass.js';
@@ -31,7 +40,10 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/alerts`;
-  h = await createHcsApp({ AUTHZ_BTG_ACCESS_TOKEN_TTL: '600', AUTHZ_BTG_WEBHOOK_URL: url, AUTHZ_BTG_WEBHOOK_SECRET: SECRET }, { breakTheGlass: { roles: [ER_ROLE] } });
+  h = await createHcsApp(
+    { AUTHZ_BTG_ACCESS_TOKEN_TTL: '600', AUTHZ_BTG_WEBHOOK_URL: url, AUTHZ_BTG_WEBHOOK_SECRET: SECRET },
+    { breakTheGlass: { roles: [ER_ROLE] } },
+  );
   t = h.t;
   await registerApp(t, APP, { purposes_of_use: ['TREAT', 'ETREAT'] });
 });
@@ -42,22 +54,40 @@ afterAll(async () => {
 });
 
 function clinician(extra: Record<string, unknown>) {
-  return newUser(t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, staff: true, purposesOfUse: ['TREAT'], clearance: 'N', ...extra });
+  return newUser(t, {
+    fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`,
+    staff: true,
+    purposesOfUse: ['TREAT'],
+    clearance: 'N',
+    ...extra,
+  });
 }
 
 /** Signs in and stops on the consent page of an emergency EHR launch. */
-async function toConsent(who: { username: string; password: string }, purpose = 'BTG', scope = 'launch openid fhirUser patient/*.rs offline_access', patient = `pat-${randomUUID().slice(0, 6)}`) {
+async function toConsent(
+  who: { username: string; password: string },
+  purpose = 'BTG',
+  scope = 'launch openid fhirUser patient/*.rs offline_access',
+  patient = `pat-${randomUUID().slice(0, 6)}`,
+) {
   const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr', aud: params(APP, '').aud! });
   const { agent, first, verifier } = await startAuthorization(t, params(APP, scope, { launch, purpose_of_use: purpose }));
   const login = await browse(agent, first);
   if (login.kind !== 'page') throw new Error('expected the login page');
-  const next = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }));
+  const next = await browse(
+    agent,
+    await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }),
+  );
   return { agent, verifier, patient, next };
 }
 
 async function allow(agent: Agent, page: Extract<Awaited<ReturnType<typeof browse>>, { kind: 'page' }>, fields: Record<string, string>) {
   // Every offered choice ticked, plus offline_access, which an emergency must not get even if posted.
-  return postForm(agent, page.uid, 'consent', page.res, { decision: 'allow', scope: [...inputValues(page.res.text, 'checkbox', 'scope'), 'offline_access'], ...fields });
+  return postForm(agent, page.uid, 'consent', page.res, {
+    decision: 'allow',
+    scope: [...inputValues(page.res.text, 'checkbox', 'scope'), 'offline_access'],
+    ...fields,
+  });
 }
 
 async function waitFor<T>(probe: () => T | undefined, ms = 3000): Promise<T> {
@@ -90,7 +120,8 @@ test('a permitted clinician: reason required, short-lived token, no refresh, fla
 
   const reason = 'Unconscious patient in the emergency department, allergies unknown';
   const done = await browse(agent, await allow(agent, next, { reason }));
-  if (done.kind !== 'app' || !done.code) throw new Error(`expected a code, got ${done.kind} ${done.kind === 'app' ? done.location.href : ''}`);
+  if (done.kind !== 'app' || !done.code)
+    throw new Error(`expected a code, got ${done.kind} ${done.kind === 'app' ? done.location.href : ''}`);
   const token = await exchange(t, done.code, verifier, params(APP, ''));
   expect(token.status).toBe(200);
   expect(token.body.expires_in).toBe(600);
@@ -113,7 +144,11 @@ test('a permitted clinician: reason required, short-lived token, no refresh, fla
   expect((await grantContextsOf(t).get(grantId))?.breakTheGlass).toEqual({ reason, at: expect.any(String) });
 
   const line = h.logs.find((l) => (l.breakTheGlass as { grantId?: string } | undefined)?.grantId === grantId);
-  expect(line).toMatchObject({ level: 40, msg: 'break the glass: emergency access granted, flagged for review', breakTheGlass: { clientId: APP, patient, reason, purposes: ['BTG'] } });
+  expect(line).toMatchObject({
+    level: 40,
+    msg: 'break the glass: emergency access granted, flagged for review',
+    breakTheGlass: { clientId: APP, patient, reason, purposes: ['BTG'] },
+  });
 
   expect(await t.metrics.registry.getSingleMetricAsString('hcs_break_the_glass_total')).toMatch(/^hcs_break_the_glass_total [1-9]/m);
 
@@ -153,7 +188,9 @@ test('a clinician without the permission is refused (invalid_request), before an
   const { next } = await toConsent(who);
   if (next.kind !== 'app') throw new Error(`expected a redirect to the app, got ${next.kind}`);
   expect(next.location.searchParams.get('error')).toBe('invalid_request');
-  expect(next.location.searchParams.get('error_description')).toBe('you are not permitted to break the glass (purpose of use BTG); ask your administrator');
+  expect(next.location.searchParams.get('error_description')).toBe(
+    'you are not permitted to break the glass (purpose of use BTG); ask your administrator',
+  );
   expect(next.code).toBeUndefined();
 });
 
@@ -165,7 +202,10 @@ test('prompt=none never breaks the glass silently', async () => {
   await browse(agent, await allow(agent, next, {}));
   const launch = await launchStoreOf(t).create({ patient: 'pat-none', clientId: APP, createdBy: 'ehr', aud: params(APP, '').aud! });
   const { startAuthorizationIn } = await import('../../support/smart-flow.js');
-  const { first } = await startAuthorizationIn(agent, params(APP, 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'BTG', prompt: 'none' }));
+  const { first } = await startAuthorizationIn(
+    agent,
+    params(APP, 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'BTG', prompt: 'none' }),
+  );
   const back = await browse(agent, first);
   if (back.kind !== 'app') throw new Error('expected a redirect to the app');
   expect(back.location.searchParams.get('error')).toBe('consent_required');

@@ -1,5 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { authorizeThroughPages, browse, exchange, exchangeCode, inputValues, launchStoreOf, postForm, startAuthorization } from '../../support/smart-flow.js';
+import {
+  authorizeThroughPages,
+  browse,
+  exchange,
+  exchangeCode,
+  inputValues,
+  launchStoreOf,
+  postForm,
+  startAuthorization,
+} from '../../support/smart-flow.js';
 import { APP, createHcsApp, introspect, newUser, params, registerApp, type HcsApp } from './support.js';
 
 /**
@@ -21,7 +30,9 @@ afterAll(async () => {
 });
 
 function findings(h: HcsApp): Array<{ check: string; detail: string }> {
-  return h.logs.filter((l) => l.msg === 'HCS policy findings (audit-only)').flatMap((l) => l.findings as Array<{ check: string; detail: string }>);
+  return h.logs
+    .filter((l) => l.msg === 'HCS policy findings (audit-only)')
+    .flatMap((l) => l.findings as Array<{ check: string; detail: string }>);
 }
 
 async function userFlow(h: HcsApp, smart: Record<string, unknown>, purpose: string, clientId = APP) {
@@ -46,7 +57,9 @@ describe('the user purpose check', () => {
     const flow = await userFlow(h, { purposesOfUse: ['TREAT'] }, 'HRESCH');
     expect(await purposesOf(h, flow)).toEqual(['HRESCH']);
     expect(findings(h)).toEqual([{ check: 'userPurposes', detail: 'you are not permitted to assert purpose of use HRESCH' }]);
-    expect(await h.t.metrics.registry.getSingleMetricAsString('hcs_policy_findings_total')).toContain('hcs_policy_findings_total{check="userPurposes"} 1');
+    expect(await h.t.metrics.registry.getSingleMetricAsString('hcs_policy_findings_total')).toContain(
+      'hcs_policy_findings_total{check="userPurposes"} 1',
+    );
   });
 
   test('disabled: granted, nothing logged', async () => {
@@ -64,7 +77,11 @@ describe('the client purpose check (at the authorization endpoint)', () => {
       const flow = await userFlow(h, { purposesOfUse: ['TREAT', 'PUBHLTH'] }, 'PUBHLTH');
       expect(await purposesOf(h, flow)).toEqual(['PUBHLTH']);
       const logged = findings(h).filter((f) => f.check === 'clientPurposes');
-      expect(logged).toEqual(mode === 'audit-only' ? [{ check: 'clientPurposes', detail: `purpose of use PUBHLTH is not registered for client ${APP} (purposes_of_use)` }] : []);
+      expect(logged).toEqual(
+        mode === 'audit-only'
+          ? [{ check: 'clientPurposes', detail: `purpose of use PUBHLTH is not registered for client ${APP} (purposes_of_use)` }]
+          : [],
+      );
     }
   });
 });
@@ -74,30 +91,63 @@ describe('the break-the-glass check', () => {
     const h = await app({ AUTHZ_HCS_CHECK_BREAK_THE_GLASS: 'audit-only' });
     await registerApp(h.t, 'er-app', { purposes_of_use: ['ETREAT'] });
     const who = await newUser(h.t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, staff: true });
-    const launch = await launchStoreOf(h.t).create({ patient: 'pat-er', clientId: 'er-app', createdBy: 'ehr', aud: params('er-app', '').aud! });
-    const { agent, first, verifier } = await startAuthorization(h.t, params('er-app', 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'ETREAT' }));
+    const launch = await launchStoreOf(h.t).create({
+      patient: 'pat-er',
+      clientId: 'er-app',
+      createdBy: 'ehr',
+      aud: params('er-app', '').aud!,
+    });
+    const { agent, first, verifier } = await startAuthorization(
+      h.t,
+      params('er-app', 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'ETREAT' }),
+    );
     const login = await browse(agent, first);
     if (login.kind !== 'page') throw new Error('expected the login page');
-    const consent = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }));
+    const consent = await browse(
+      agent,
+      await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }),
+    );
     if (consent.kind !== 'page') throw new Error('expected the consent page');
-    const done = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: inputValues(consent.res.text, 'checkbox', 'scope'), reason: 'Trauma bay, patient unresponsive' }));
+    const done = await browse(
+      agent,
+      await postForm(agent, consent.uid, 'consent', consent.res, {
+        decision: 'allow',
+        scope: inputValues(consent.res.text, 'checkbox', 'scope'),
+        reason: 'Trauma bay, patient unresponsive',
+      }),
+    );
     if (done.kind !== 'app' || !done.code) throw new Error('expected a code');
     const token = await exchange(h.t, done.code, verifier, params('er-app', ''));
-    expect(((await introspect(h.t, token.body.access_token)).extensions as { smart_authz_hcs: unknown }).smart_authz_hcs).toMatchObject({ break_the_glass: true });
-    expect(findings(h)).toEqual([{ check: 'breakTheGlass', detail: 'you are not permitted to break the glass (purpose of use ETREAT); ask your administrator' }]);
+    expect(((await introspect(h.t, token.body.access_token)).extensions as { smart_authz_hcs: unknown }).smart_authz_hcs).toMatchObject({
+      break_the_glass: true,
+    });
+    expect(findings(h)).toEqual([
+      { check: 'breakTheGlass', detail: 'you are not permitted to break the glass (purpose of use ETREAT); ask your administrator' },
+    ]);
   });
 });
 
 describe('policy rules', () => {
   test('audit-only: the obligations are not applied, what they would have been is logged; disabled: neither', async () => {
     for (const mode of ['audit-only', 'disabled'] as const) {
-      const h = await app({}, { rules: [{ id: 'research-deidentified', mode, purposes: ['HRESCH'], obligations: ['DEID', 'NOREUSE'], ceiling: 'L' }] });
+      const h = await app(
+        {},
+        { rules: [{ id: 'research-deidentified', mode, purposes: ['HRESCH'], obligations: ['DEID', 'NOREUSE'], ceiling: 'L' }] },
+      );
       const flow = await userFlow(h, { purposesOfUse: ['HRESCH'], clearance: 'N' }, 'HRESCH');
       const token = await exchangeCode(h.t, flow, params(APP, ''));
-      const hcs = ((await introspect(h.t, token.body.access_token)).extensions as { smart_authz_hcs: { obligations: unknown[]; confidentiality: { code: string } } }).smart_authz_hcs;
+      const hcs = (
+        (await introspect(h.t, token.body.access_token)).extensions as {
+          smart_authz_hcs: { obligations: unknown[]; confidentiality: { code: string } };
+        }
+      ).smart_authz_hcs;
       expect(hcs.obligations).toEqual([]);
       expect(hcs.confidentiality.code).toBe('N');
-      expect(findings(h)).toEqual(mode === 'audit-only' ? [{ check: 'rule', detail: 'rule research-deidentified (audit-only) would add DEID, NOREUSE, ceiling L' }] : []);
+      expect(findings(h)).toEqual(
+        mode === 'audit-only'
+          ? [{ check: 'rule', detail: 'rule research-deidentified (audit-only) would add DEID, NOREUSE, ceiling L' }]
+          : [],
+      );
     }
   });
 

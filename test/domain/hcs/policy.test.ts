@@ -31,7 +31,11 @@ describe('purposes of use in every spelling the standards use', () => {
     ['an unknown code', 'MARKETING', /"MARKETING" is not a v3-PurposeOfUse code/],
     ['lower case', 'treat', /"treat" is not a v3-PurposeOfUse code/],
     ['another code system', 'urn:oid:1.2.3#TREAT', /names the code system "urn:oid:1.2.3"/],
-    ['a non-purpose ActReason-looking code', 'urn:oid:2.16.840.1.113883.5.8#DEID', /"urn:oid:2.16.840.1.113883.5.8#DEID" is not a v3-PurposeOfUse code/],
+    [
+      'a non-purpose ActReason-looking code',
+      'urn:oid:2.16.840.1.113883.5.8#DEID',
+      /"urn:oid:2.16.840.1.113883.5.8#DEID" is not a v3-PurposeOfUse code/,
+    ],
     ['a Coding of another system', { system: 'http://snomed.info/sct', code: 'TREAT' }, /names the code system/],
     ['a number', 42, /a code, a system#code string or a Coding/],
   ])('%s is refused with a sentence saying why', (_name, input, message) => {
@@ -69,7 +73,11 @@ describe('policy rules', () => {
   const policy = hcsPolicySchema.parse({});
 
   test('the shipped rules: research and payment get obligations and a ceiling; children inherit', () => {
-    expect(applyRules(policy, ['HRESCH'], [])).toMatchObject({ obligations: ['DEID', 'NOREUSE'], ceiling: 'N', applied: ['research-deidentified'] });
+    expect(applyRules(policy, ['HRESCH'], [])).toMatchObject({
+      obligations: ['DEID', 'NOREUSE'],
+      ceiling: 'N',
+      applied: ['research-deidentified'],
+    });
     expect(applyRules(policy, ['CLINTRCH'], [])).toMatchObject({ obligations: ['DEID', 'NOREUSE'], ceiling: 'N' });
     expect(applyRules(policy, ['HPAYMT'], [])).toMatchObject({ obligations: ['MINEC'], ceiling: 'N' });
     expect(applyRules(policy, ['TREAT'], [])).toEqual({ obligations: [], applied: [], wouldApply: [] });
@@ -83,7 +91,13 @@ describe('policy rules', () => {
     const nurseRole = { system: 'http://snomed.info/sct', code: '106292003' };
     const custom = hcsPolicySchema.parse({
       rules: [
-        { id: 'students-masked', purposes: ['TREAT'], roles: [{ system: 'http://snomed.info/sct', code: '106292003' }], obligations: ['MASK'], ceiling: 'M' },
+        {
+          id: 'students-masked',
+          purposes: ['TREAT'],
+          roles: [{ system: 'http://snomed.info/sct', code: '106292003' }],
+          obligations: ['MASK'],
+          ceiling: 'M',
+        },
         { id: 'trial-redact', mode: 'audit-only', purposes: ['TREAT'], obligations: ['REDACT'] },
         { id: 'off', mode: 'disabled', purposes: ['TREAT'], obligations: ['DELAU'] },
       ],
@@ -94,31 +108,63 @@ describe('policy rules', () => {
       applied: ['students-masked'],
       wouldApply: [{ rule: 'trial-redact', obligations: ['REDACT'] }],
     });
-    expect(applyRules(custom, ['TREAT'], [{ system: 'http://snomed.info/sct', code: '309343006' }])).toEqual({ obligations: [], applied: [], wouldApply: [{ rule: 'trial-redact', obligations: ['REDACT'] }] });
+    expect(applyRules(custom, ['TREAT'], [{ system: 'http://snomed.info/sct', code: '309343006' }])).toEqual({
+      obligations: [],
+      applied: [],
+      wouldApply: [{ rule: 'trial-redact', obligations: ['REDACT'] }],
+    });
   });
 
   test('a policy file is validated at start-up, one line naming what is wrong', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hcs-policy-'));
     const file = join(dir, 'policy.json');
     writeFileSync(file, JSON.stringify({ rules: [{ id: 'x', purposes: ['HRESCH'], obligations: ['DEIDENTIFY'] }] }));
-    expect(() => loadConfig({ AUTHZ_HCS_POLICY: file })).toThrow(/^config error: AUTHZ_HCS_POLICY \(hcs\.rules\.0\.obligations\.0\) must be a v3 ObligationPolicy or RefrainPolicy code/);
+    expect(() => loadConfig({ AUTHZ_HCS_POLICY: file })).toThrow(
+      /^config error: AUTHZ_HCS_POLICY \(hcs\.rules\.0\.obligations\.0\) must be a v3 ObligationPolicy or RefrainPolicy code/,
+    );
     writeFileSync(file, JSON.stringify({ defaultCeiling: 'R', rules: [{ id: 'research', purposes: ['HRESCH'], obligations: ['DEID'] }] }));
     const config = loadConfig({ AUTHZ_HCS_POLICY: file, AUTHZ_HCS_CHECK_USER_PURPOSES: 'audit-only' });
-    expect(config.hcs).toMatchObject({ defaultCeiling: 'R', checks: { clientPurposes: 'enforce', userPurposes: 'audit-only', breakTheGlass: 'enforce' }, rules: [{ id: 'research', mode: 'enforce' }] });
+    expect(config.hcs).toMatchObject({
+      defaultCeiling: 'R',
+      checks: { clientPurposes: 'enforce', userPurposes: 'audit-only', breakTheGlass: 'enforce' },
+      rules: [{ id: 'research', mode: 'enforce' }],
+    });
     expect(() => loadConfig({ AUTHZ_HCS_CHECK_BREAK_THE_GLASS: 'sometimes' })).toThrow(/^config error: AUTHZ_HCS_CHECK_BREAK_THE_GLASS/);
-    expect(() => loadConfig({ AUTHZ_HCS_POLICY: join(dir, 'missing.json') })).toThrow(/^config error: AUTHZ_HCS_POLICY file .* cannot be read/);
+    expect(() => loadConfig({ AUTHZ_HCS_POLICY: join(dir, 'missing.json') })).toThrow(
+      /^config error: AUTHZ_HCS_POLICY file .* cannot be read/,
+    );
   });
 });
 
 describe('UDAP hl7-b2b', () => {
-  const good = { version: '1', organization_id: 'urn:oid:2.16.840.1.113883.19', organization_name: 'Good Health Clinic', purpose_of_use: ['urn:oid:2.16.840.1.113883.5.8#TREAT'] };
+  const good = {
+    version: '1',
+    organization_id: 'urn:oid:2.16.840.1.113883.19',
+    organization_name: 'Good Health Clinic',
+    purpose_of_use: ['urn:oid:2.16.840.1.113883.5.8#TREAT'],
+  };
 
   test('a full assertion', () => {
     expect(
-      b2bAssertionOf({ extensions: { 'hl7-b2b': { ...good, subject_name: 'Dr Ana Ortiz', subject_id: 'urn:oid:2.16.840.1.113883.4.6#1234567893', subject_role: '207Q00000X' } } }),
+      b2bAssertionOf({
+        extensions: {
+          'hl7-b2b': {
+            ...good,
+            subject_name: 'Dr Ana Ortiz',
+            subject_id: 'urn:oid:2.16.840.1.113883.4.6#1234567893',
+            subject_role: '207Q00000X',
+          },
+        },
+      }),
     ).toEqual({
       purposes: ['TREAT'],
-      subject: { name: 'Dr Ana Ortiz', organization: 'Good Health Clinic', organizationId: 'urn:oid:2.16.840.1.113883.19', roles: [{ system: 'http://nucc.org/provider-taxonomy', code: '207Q00000X' }], npi: '1234567893' },
+      subject: {
+        name: 'Dr Ana Ortiz',
+        organization: 'Good Health Clinic',
+        organizationId: 'urn:oid:2.16.840.1.113883.19',
+        roles: [{ system: 'http://nucc.org/provider-taxonomy', code: '207Q00000X' }],
+        npi: '1234567893',
+      },
     });
     expect(b2bAssertionOf({})).toBeUndefined();
   });
@@ -128,8 +174,16 @@ describe('UDAP hl7-b2b', () => {
     ['no organization_id', { ...good, organization_id: undefined }, /organization_id is required/],
     ['organization_id not a URI', { ...good, organization_id: 'clinic' }, /organization_id must be an absolute URI/],
     ['no purpose', { ...good, purpose_of_use: [] }, /purpose_of_use is required/],
-    ['an unknown purpose', { ...good, purpose_of_use: ['urn:oid:2.16.840.1.113883.5.8#SHOPPING'] }, /purpose_of_use: purpose of use "urn:oid:2.16.840.1.113883.5.8#SHOPPING" is not a v3-PurposeOfUse code/],
-    ['a bad NPI', { ...good, subject_id: 'urn:oid:2.16.840.1.113883.4.6#1234567890' }, /NPI that is not 10 digits with a valid check digit/],
+    [
+      'an unknown purpose',
+      { ...good, purpose_of_use: ['urn:oid:2.16.840.1.113883.5.8#SHOPPING'] },
+      /purpose_of_use: purpose of use "urn:oid:2.16.840.1.113883.5.8#SHOPPING" is not a v3-PurposeOfUse code/,
+    ],
+    [
+      'a bad NPI',
+      { ...good, subject_id: 'urn:oid:2.16.840.1.113883.4.6#1234567890' },
+      /NPI that is not 10 digits with a valid check digit/,
+    ],
     ['a role nobody can read', { ...good, subject_role: 'doctor' }, /subject_role must be a NUCC taxonomy code/],
   ])('%s is refused', (_name, b2b, message) => {
     expect(() => b2bAssertionOf({ extensions: { 'hl7-b2b': b2b } })).toThrow(B2bInputError);
@@ -144,7 +198,9 @@ test('NPI check digits (CMS Luhn with the 80840 prefix)', () => {
 });
 
 test('a break-the-glass reason is required, meaningful and bounded', () => {
-  expect(breakTheGlassReason('  Unconscious patient in ED,\n\tno records available  ', 10)).toBe('Unconscious patient in ED, no records available');
+  expect(breakTheGlassReason('  Unconscious patient in ED,\n\tno records available  ', 10)).toBe(
+    'Unconscious patient in ED, no records available',
+  );
   expect(() => breakTheGlassReason('', 10)).toThrow(ReasonError);
   expect(() => breakTheGlassReason('urgent', 10)).toThrow(/at least 10 characters/);
   expect(() => breakTheGlassReason('x'.repeat(501), 10)).toThrow(/at most 500/);

@@ -6,7 +6,13 @@ import { decodeJwt } from 'jose';
 import { createLogger } from '../../../src/platform/ops/logger.js';
 import { ENTERPRISE_USER_SCHEMA } from '../../../src/records/directory/model.js';
 import type { AuthorizeParams } from '../../support/smart-flow.js';
-import { createPerson, introspect as postIntrospect, registerResourceServer, registerSmartApp, type Person } from '../../support/fixtures.js';
+import {
+  createPerson,
+  introspect as postIntrospect,
+  registerResourceServer,
+  registerSmartApp,
+  type Person,
+} from '../../support/fixtures.js';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 
 export const OPAQUE_BASE = 'http://localhost:8080/fhir';
@@ -39,7 +45,10 @@ export async function createHcsApp(env: Record<string, string> = {}, policy?: un
       done();
     },
   });
-  const t = await createTestApp({ AUTHZ_CONFIG: configFile, AUTHZ_FHIR_SERVERS: '', AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', ...extra, ...env }, { logger: createLogger('info', sink) });
+  const t = await createTestApp(
+    { AUTHZ_CONFIG: configFile, AUTHZ_FHIR_SERVERS: '', AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', ...extra, ...env },
+    { logger: createLogger('info', sink) },
+  );
   await registerResourceServer(t);
   return { t, logs };
 }

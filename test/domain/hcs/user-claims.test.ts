@@ -1,7 +1,30 @@
 import { randomUUID } from 'node:crypto';
-import { authorizeThroughPages, browse, consentServiceOf, exchangeCode, inputValues, launchStoreOf, postForm, startAuthorization } from '../../support/smart-flow.js';
+import {
+  authorizeThroughPages,
+  browse,
+  consentServiceOf,
+  exchangeCode,
+  inputValues,
+  launchStoreOf,
+  postForm,
+  startAuthorization,
+} from '../../support/smart-flow.js';
 import type { TestApp } from '../../support/test-app.js';
-import { ACT_CODE, ACT_REASON, APP, CONFIDENTIALITY, JWT_BASE, REDIRECT, createHcsApp, introspect, jwtClaims, newUser, params, registerApp, type HcsApp } from './support.js';
+import {
+  ACT_CODE,
+  ACT_REASON,
+  APP,
+  CONFIDENTIALITY,
+  JWT_BASE,
+  REDIRECT,
+  createHcsApp,
+  introspect,
+  jwtClaims,
+  newUser,
+  params,
+  registerApp,
+  type HcsApp,
+} from './support.js';
 
 /**
  * Interactive launches: the purpose of use asserted (parameter, system-qualified, client default),
@@ -27,10 +50,28 @@ afterAll(async () => {
 });
 
 function clinician(extra: Record<string, unknown> = {}) {
-  return newUser(t, { fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`, staff: true, roles: [PHYSICIAN], purposesOfUse: ['TREAT'], clearance: 'R', npi: '1234567893', organizationId: ORG_ID, ...extra }, { organization: 'Good Health Clinic' });
+  return newUser(
+    t,
+    {
+      fhirUser: `Practitioner/dr-${randomUUID().slice(0, 6)}`,
+      staff: true,
+      roles: [PHYSICIAN],
+      purposesOfUse: ['TREAT'],
+      clearance: 'R',
+      npi: '1234567893',
+      organizationId: ORG_ID,
+      ...extra,
+    },
+    { organization: 'Good Health Clinic' },
+  );
 }
 
-async function ehrLaunch(clientId: string, extra: Record<string, string>, who: Awaited<ReturnType<typeof clinician>>, aud = params(clientId, '').aud!) {
+async function ehrLaunch(
+  clientId: string,
+  extra: Record<string, string>,
+  who: Awaited<ReturnType<typeof clinician>>,
+  aud = params(clientId, '').aud!,
+) {
   const patient = `pat-${randomUUID().slice(0, 6)}`;
   const launch = await launchStoreOf(t).create({ patient, clientId, createdBy: 'ehr', aud });
   const flow = await authorizeThroughPages(t, params(clientId, 'launch openid fhirUser patient/*.rs', { launch, aud, ...extra }), who);
@@ -68,17 +109,26 @@ describe('a clinician asserts a purpose of use', () => {
     const claims = jwtClaims(token.body.access_token);
     expect(claims.aud).toBe(JWT_BASE);
     expect(claims.extensions).toEqual((await introspect(t, token.body.access_token)).extensions);
-    expect((claims.extensions as { ihe_iua: { purpose_of_use: unknown } }).ihe_iua.purpose_of_use).toEqual([{ system: ACT_REASON, code: 'TREAT', display: 'treatment' }]);
+    expect((claims.extensions as { ihe_iua: { purpose_of_use: unknown } }).ihe_iua.purpose_of_use).toEqual([
+      { system: ACT_REASON, code: 'TREAT', display: 'treatment' },
+    ]);
   });
 
   test('a system-qualified purpose with the THO URL, and a refresh keeps the claims', async () => {
     const who = await clinician();
     const patient = `pat-${randomUUID().slice(0, 6)}`;
     const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr', aud: params(APP, '').aud! });
-    const flow = await authorizeThroughPages(t, params(APP, 'launch openid fhirUser patient/*.rs offline_access', { launch, purpose_of_use: `${ACT_REASON}|TREAT` }), who);
+    const flow = await authorizeThroughPages(
+      t,
+      params(APP, 'launch openid fhirUser patient/*.rs offline_access', { launch, purpose_of_use: `${ACT_REASON}|TREAT` }),
+      who,
+    );
     const token = await exchangeCode(t, flow, params(APP, ''));
     expect(token.body.refresh_token).toBeDefined();
-    const refreshed = await t.request.post('/token').type('form').send({ grant_type: 'refresh_token', refresh_token: token.body.refresh_token, client_id: APP });
+    const refreshed = await t.request
+      .post('/token')
+      .type('form')
+      .send({ grant_type: 'refresh_token', refresh_token: token.body.refresh_token, client_id: APP });
     expect(refreshed.status).toBe(200);
     const [first, second] = [await introspect(t, token.body.access_token), await introspect(t, refreshed.body.access_token)];
     expect(second.extensions).toEqual(first.extensions);
@@ -89,7 +139,9 @@ describe('a clinician asserts a purpose of use', () => {
     const { flow } = await ehrLaunch('coc-app', {}, who);
     const token = await exchangeCode(t, flow, params('coc-app', ''));
     const active = await introspect(t, token.body.access_token);
-    expect((active.extensions as { ihe_iua: unknown }).ihe_iua).toMatchObject({ purpose_of_use: [{ system: ACT_REASON, code: 'COC', display: 'coordination of care' }] });
+    expect((active.extensions as { ihe_iua: unknown }).ihe_iua).toMatchObject({
+      purpose_of_use: [{ system: ACT_REASON, code: 'COC', display: 'coordination of care' }],
+    });
   });
 
   test('a patient acting for themselves asserts PATRQT without asking', async () => {
@@ -122,17 +174,29 @@ describe('purposes nobody may assert are refused, never dropped', () => {
   }
 
   test('an unknown code, or another code system, at the authorization endpoint', async () => {
-    expect(await refusal(APP, 'MARKETING')).toEqual({ error: 'invalid_request', description: expect.stringMatching(/purpose_of_use: purpose of use "MARKETING" is not a v3-PurposeOfUse code/) });
-    expect(await refusal(APP, 'urn:oid:1.2.3#TREAT')).toEqual({ error: 'invalid_request', description: expect.stringMatching(/names the code system "urn:oid:1.2.3"/) });
+    expect(await refusal(APP, 'MARKETING')).toEqual({
+      error: 'invalid_request',
+      description: expect.stringMatching(/purpose_of_use: purpose of use "MARKETING" is not a v3-PurposeOfUse code/),
+    });
+    expect(await refusal(APP, 'urn:oid:1.2.3#TREAT')).toEqual({
+      error: 'invalid_request',
+      description: expect.stringMatching(/names the code system "urn:oid:1.2.3"/),
+    });
   });
 
   test('a purpose the client did not register', async () => {
-    expect(await refusal('coc-app', 'HPAYMT')).toEqual({ error: 'invalid_request', description: 'purpose_of_use HPAYMT is not registered for this app' });
+    expect(await refusal('coc-app', 'HPAYMT')).toEqual({
+      error: 'invalid_request',
+      description: 'purpose_of_use HPAYMT is not registered for this app',
+    });
   });
 
   test('a purpose the user may not assert: back to the app after sign-in', async () => {
     const who = await clinician();
-    expect(await refusal(APP, 'HRESCH', who)).toEqual({ error: 'invalid_request', description: 'you are not permitted to assert purpose of use HRESCH' });
+    expect(await refusal(APP, 'HRESCH', who)).toEqual({
+      error: 'invalid_request',
+      description: 'you are not permitted to assert purpose of use HRESCH',
+    });
   });
 });
 
@@ -167,12 +231,21 @@ describe('test accounts get HTEST', () => {
     const who = await clinician({ testAccount: true });
     const { flow } = await ehrLaunch('coc-app', {}, who);
     const token = await exchangeCode(t, flow, params('coc-app', ''));
-    const ext = (await introspect(t, token.body.access_token)).extensions as { ihe_iua: { purpose_of_use: unknown }; smart_authz_hcs: { test_data?: boolean } };
+    const ext = (await introspect(t, token.body.access_token)).extensions as {
+      ihe_iua: { purpose_of_use: unknown };
+      smart_authz_hcs: { test_data?: boolean };
+    };
     expect(ext.ihe_iua.purpose_of_use).toEqual([{ system: ACT_REASON, code: 'HTEST', display: 'test health data' }]);
     expect(ext.smart_authz_hcs.test_data).toBe(true);
-    const refused = await authorizeThroughPages(t, params(APP, 'openid fhirUser user/*.rs', { purpose_of_use: 'TREAT' }), await clinician({ testAccount: true }));
+    const refused = await authorizeThroughPages(
+      t,
+      params(APP, 'openid fhirUser user/*.rs', { purpose_of_use: 'TREAT' }),
+      await clinician({ testAccount: true }),
+    );
     expect(refused.error).toBe('invalid_request');
-    expect((refused.stop as { location: URL }).location.searchParams.get('error_description')).toBe('this is a test account: it may only assert purpose of use HTEST, not TREAT');
+    expect((refused.stop as { location: URL }).location.searchParams.get('error_description')).toBe(
+      'this is a test account: it may only assert purpose of use HTEST, not TREAT',
+    );
   });
 
   test('a test client: every user of it gets HTEST', async () => {
@@ -180,7 +253,9 @@ describe('test accounts get HTEST', () => {
     const who = await clinician();
     const flow = await authorizeThroughPages(t, params('test-client-app', 'openid fhirUser user/*.rs'), who);
     const token = await exchangeCode(t, flow, params('test-client-app', ''));
-    expect(((await introspect(t, token.body.access_token)).extensions as { smart_authz_hcs: unknown }).smart_authz_hcs).toMatchObject({ test_data: true });
+    expect(((await introspect(t, token.body.access_token)).extensions as { smart_authz_hcs: unknown }).smart_authz_hcs).toMatchObject({
+      test_data: true,
+    });
   });
 });
 
@@ -189,10 +264,16 @@ describe('the consent page shows the purpose', () => {
     const who = await clinician({ purposesOfUse: ['TREAT', 'HRESCH'] });
     const patient = `pat-${randomUUID().slice(0, 6)}`;
     const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr', aud: params(APP, '').aud! });
-    const { agent, first } = await startAuthorization(t, params(APP, 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'HRESCH' }));
+    const { agent, first } = await startAuthorization(
+      t,
+      params(APP, 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'HRESCH' }),
+    );
     const login = await browse(agent, first);
     if (login.kind !== 'page') throw new Error('expected the login page');
-    const consent = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }));
+    const consent = await browse(
+      agent,
+      await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }),
+    );
     if (consent.kind !== 'page') throw new Error('expected the consent page');
     expect(consent.res.text).toContain('<strong>Why:</strong> for health research.');
     const scopes = inputValues(consent.res.text, 'checkbox', 'scope');

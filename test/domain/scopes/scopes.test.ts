@@ -48,12 +48,15 @@ describe('parseScope', () => {
     expect(parseScope(raw)).toEqual({ kind: 'context', name: 'launch/diagnosticreport', role: 'https://example.org/roles/primary', raw });
   });
 
-  test.each(['__introspect', 'https://ehr.example.org/scopes/dark-mode', 'email', 'foo/bar', 'http://smarthealthit.org/fhir/scopes/patient/*.r'])(
-    '%s is some other scope',
-    (raw) => {
-      expect(parseScope(raw)).toEqual({ kind: 'other', raw });
-    },
-  );
+  test.each([
+    '__introspect',
+    'https://ehr.example.org/scopes/dark-mode',
+    'email',
+    'foo/bar',
+    'http://smarthealthit.org/fhir/scopes/patient/*.r',
+  ])('%s is some other scope', (raw) => {
+    expect(parseScope(raw)).toEqual({ kind: 'other', raw });
+  });
 
   test.each([
     ['patient/Observation.xyz', /has permissions "xyz"/],
@@ -139,7 +142,10 @@ describe('scopeAllows', () => {
   });
 
   test('a v1 request narrowed to something v1 cannot say falls back to v2', () => {
-    expect(scopeAllows(parseScope('patient/*.r'), parseScope('patient/Observation.read'))).toMatchObject({ syntax: 'v2', raw: 'patient/Observation.r' });
+    expect(scopeAllows(parseScope('patient/*.r'), parseScope('patient/Observation.read'))).toMatchObject({
+      syntax: 'v2',
+      raw: 'patient/Observation.r',
+    });
   });
 });
 
@@ -152,24 +158,108 @@ describe('downscope', () => {
     ['v1 stays v1', ['system/*.rs'], ['system/*.read'], ['system'], ['system/*.read'], []],
     ['no permission left', ['system/*.rs'], ['system/Observation.write'], ['system'], [], ['system/Observation.write']],
     ['wrong context', ['system/*.rs'], ['patient/Observation.rs'], ['system'], [], ['patient/Observation.rs']],
-    ['allowed query imposed', ['system/Observation.rs?category=laboratory'], ['system/Observation.rs'], ['system'], ['system/Observation.rs?category=laboratory'], []],
-    ['requested query kept', ['system/Observation.rs'], ['system/Observation.rs?category=vital-signs'], ['system'], ['system/Observation.rs?category=vital-signs'], []],
+    [
+      'allowed query imposed',
+      ['system/Observation.rs?category=laboratory'],
+      ['system/Observation.rs'],
+      ['system'],
+      ['system/Observation.rs?category=laboratory'],
+      [],
+    ],
+    [
+      'requested query kept',
+      ['system/Observation.rs'],
+      ['system/Observation.rs?category=vital-signs'],
+      ['system'],
+      ['system/Observation.rs?category=vital-signs'],
+      [],
+    ],
     ['v1 pattern, v2 request', ['system/*.read'], ['system/Observation.s'], ['system'], ['system/Observation.s'], []],
     ['v1 request under v2 pattern', ['user/*.cruds'], ['user/Patient.*'], ['user'], ['user/Patient.*'], []],
     ['out-of-order permissions', ['system/*.rs'], ['system/Observation.rsc'], ['system'], [], ['system/Observation.rsc']],
     ['lower-case type', ['system/*.rs'], ['system/observation.rs'], ['system'], [], ['system/observation.rs']],
-    ['duplicates', ['system/*.rs'], ['system/Observation.rs', 'system/Observation.rs', 'system/Observation.rsc', 'system/Observation.rsc'], ['system'], ['system/Observation.rs'], ['system/Observation.rsc']],
-    ['duplicates after cutting down', ['system/*.rs'], ['system/Observation.rs', 'system/Observation.cruds'], ['system'], ['system/Observation.rs'], []],
+    [
+      'duplicates',
+      ['system/*.rs'],
+      ['system/Observation.rs', 'system/Observation.rs', 'system/Observation.rsc', 'system/Observation.rsc'],
+      ['system'],
+      ['system/Observation.rs'],
+      ['system/Observation.rsc'],
+    ],
+    [
+      'duplicates after cutting down',
+      ['system/*.rs'],
+      ['system/Observation.rs', 'system/Observation.cruds'],
+      ['system'],
+      ['system/Observation.rs'],
+      [],
+    ],
     ['union of patterns', ['system/Observation.r', 'system/*.s'], ['system/Observation.rs'], ['system'], ['system/Observation.rs'], []],
-    ['union of v1 request parts renders v1', ['system/Observation.r', 'system/*.s'], ['system/Observation.read'], ['system'], ['system/Observation.read'], []],
-    ['wildcard request meets typed patterns', ['patient/Observation.rs', 'patient/Patient.r'], ['patient/*.read'], ['patient'], ['patient/Observation.read', 'patient/Patient.r'], []],
-    ['covered part dropped', ['patient/*.rs', 'patient/Observation.r'], ['patient/Observation.rs'], ['patient'], ['patient/Observation.rs'], []],
-    ['constrained and unconstrained parts both kept', ['patient/Observation.rs?category=laboratory', 'patient/Observation.r'], ['patient/Observation.rs'], ['patient'], ['patient/Observation.rs?category=laboratory', 'patient/Observation.r'], []],
-    ['constrained part covered by a wider unconstrained one', ['patient/Observation.r?category=laboratory', 'patient/Observation.rs'], ['patient/Observation.rs'], ['patient'], ['patient/Observation.rs'], []],
-    ['conflicting queries', ['patient/Observation.rs?category=laboratory'], ['patient/Observation.rs?category=vital-signs'], ['patient'], [], ['patient/Observation.rs?category=vital-signs']],
-    ['context scopes need an exact pattern', ['openid', 'launch/patient', 'patient/*.rs'], ['openid', 'fhirUser', 'launch/patient', 'launch'], ['patient'], ['openid', 'launch/patient'], ['fhirUser', 'launch']],
+    [
+      'union of v1 request parts renders v1',
+      ['system/Observation.r', 'system/*.s'],
+      ['system/Observation.read'],
+      ['system'],
+      ['system/Observation.read'],
+      [],
+    ],
+    [
+      'wildcard request meets typed patterns',
+      ['patient/Observation.rs', 'patient/Patient.r'],
+      ['patient/*.read'],
+      ['patient'],
+      ['patient/Observation.read', 'patient/Patient.r'],
+      [],
+    ],
+    [
+      'covered part dropped',
+      ['patient/*.rs', 'patient/Observation.r'],
+      ['patient/Observation.rs'],
+      ['patient'],
+      ['patient/Observation.rs'],
+      [],
+    ],
+    [
+      'constrained and unconstrained parts both kept',
+      ['patient/Observation.rs?category=laboratory', 'patient/Observation.r'],
+      ['patient/Observation.rs'],
+      ['patient'],
+      ['patient/Observation.rs?category=laboratory', 'patient/Observation.r'],
+      [],
+    ],
+    [
+      'constrained part covered by a wider unconstrained one',
+      ['patient/Observation.r?category=laboratory', 'patient/Observation.rs'],
+      ['patient/Observation.rs'],
+      ['patient'],
+      ['patient/Observation.rs'],
+      [],
+    ],
+    [
+      'conflicting queries',
+      ['patient/Observation.rs?category=laboratory'],
+      ['patient/Observation.rs?category=vital-signs'],
+      ['patient'],
+      [],
+      ['patient/Observation.rs?category=vital-signs'],
+    ],
+    [
+      'context scopes need an exact pattern',
+      ['openid', 'launch/patient', 'patient/*.rs'],
+      ['openid', 'fhirUser', 'launch/patient', 'launch'],
+      ['patient'],
+      ['openid', 'launch/patient'],
+      ['fhirUser', 'launch'],
+    ],
     ['extension scopes need an exact pattern', ['__introspect'], ['__introspect', '__other'], [], ['__introspect'], ['__other']],
-    ['without a list of known types any well-formed type is trusted', ['patient/*.cruds'], ['patient/Observation.rs', 'patient/Bogus.rs', 'patient/Observation.dus'], ['patient', 'user'], ['patient/Observation.rs', 'patient/Bogus.rs'], ['patient/Observation.dus']],
+    [
+      'without a list of known types any well-formed type is trusted',
+      ['patient/*.cruds'],
+      ['patient/Observation.rs', 'patient/Bogus.rs', 'patient/Observation.dus'],
+      ['patient', 'user'],
+      ['patient/Observation.rs', 'patient/Bogus.rs'],
+      ['patient/Observation.dus'],
+    ],
     ['no contexts at all', ['system/*.rs'], ['system/*.rs'], [], [], ['system/*.rs']],
   ];
 
@@ -180,10 +270,14 @@ describe('downscope', () => {
   });
 
   test('unknown resource types are refused when the server says which it knows (GR-03)', () => {
-    const result = downscope(['patient/Observation.rs', 'patient/Bogus.rs', 'patient/Observation.dus', 'patient/*.r'], ['patient/*.cruds'], {
-      contexts: ['patient'],
-      resourceTypes: ['Observation', 'Patient'],
-    });
+    const result = downscope(
+      ['patient/Observation.rs', 'patient/Bogus.rs', 'patient/Observation.dus', 'patient/*.r'],
+      ['patient/*.cruds'],
+      {
+        contexts: ['patient'],
+        resourceTypes: ['Observation', 'Patient'],
+      },
+    );
     expect(result.granted).toEqual(['patient/Observation.rs', 'patient/*.r']);
     expect(result.refused).toEqual([
       { scope: 'patient/Bogus.rs', reason: 'names the resource type "Bogus", which this server does not know' },
@@ -192,26 +286,41 @@ describe('downscope', () => {
   });
 
   test('keeps the order of the request and of its query', () => {
-    const result = downscope(['system/Patient.rs', 'system/Observation.rs?code=x&category=laboratory', 'system/Encounter.r'], ['system/*.cruds'], { contexts: ['system'] });
+    const result = downscope(
+      ['system/Patient.rs', 'system/Observation.rs?code=x&category=laboratory', 'system/Encounter.r'],
+      ['system/*.cruds'],
+      { contexts: ['system'] },
+    );
     expect(result.granted).toEqual(['system/Patient.rs', 'system/Observation.rs?code=x&category=laboratory', 'system/Encounter.r']);
   });
 
   test('keepV1Syntax: false prints every grant in v2', () => {
-    expect(downscope(['system/*.read', 'system/Patient.*'], ['system/*.cruds'], { contexts: ['system'], keepV1Syntax: false }).granted).toEqual(['system/*.rs', 'system/Patient.cruds']);
+    expect(
+      downscope(['system/*.read', 'system/Patient.*'], ['system/*.cruds'], { contexts: ['system'], keepV1Syntax: false }).granted,
+    ).toEqual(['system/*.rs', 'system/Patient.cruds']);
   });
 
   test('refusals say why', () => {
-    const { refused } = downscope(['patient/Observation.rs', 'system/Observation.rsc', 'system/Observation.write', 'fhirUser'], ['system/*.rs'], { contexts: ['system'] });
+    const { refused } = downscope(
+      ['patient/Observation.rs', 'system/Observation.rsc', 'system/Observation.write', 'fhirUser'],
+      ['system/*.rs'],
+      { contexts: ['system'] },
+    );
     expect(refused).toEqual([
       { scope: 'patient/Observation.rs', reason: 'is a patient/ scope; this client may only be granted system/ scopes' },
-      { scope: 'system/Observation.rsc', reason: 'has permissions "rsc"; use read, write or * (v1) or an in-order subset of cruds such as rs (v2)' },
+      {
+        scope: 'system/Observation.rsc',
+        reason: 'has permissions "rsc"; use read, write or * (v1) or an in-order subset of cruds such as rs (v2)',
+      },
       { scope: 'system/Observation.write', reason: 'is not permitted by any scope this client may be granted' },
       { scope: 'fhirUser', reason: 'is not among the scopes this client may be granted' },
     ]);
   });
 
   test('invalid allowed patterns permit nothing', () => {
-    expect(downscope(['system/Observation.rs'], ['system/Observation.sr', 'system/observation.rs'], { contexts: ['system'] }).granted).toEqual([]);
+    expect(
+      downscope(['system/Observation.rs'], ['system/Observation.sr', 'system/observation.rs'], { contexts: ['system'] }).granted,
+    ).toEqual([]);
   });
 });
 
@@ -231,7 +340,15 @@ describe('downscope never widens (randomised)', () => {
   const contexts = ['patient', 'user', 'system'] as const;
   const types = ['Observation', 'Patient', '*'];
   const suffixes = ['read', 'write', '*', 'r', 's', 'rs', 'cud', 'cruds', 'c', 'ud', 'rd', 'sr', 'x'];
-  const queries = ['', '', '', '?category=laboratory', '?category=vital-signs', '?code=x&category=laboratory', '?category=laboratory&code=x'];
+  const queries = [
+    '',
+    '',
+    '',
+    '?category=laboratory',
+    '?category=vital-signs',
+    '?code=x&category=laboratory',
+    '?category=laboratory&code=x',
+  ];
   const randomScope = (): string => `${pick(contexts)}/${pick(types)}.${pick(suffixes)}${pick(queries)}`;
 
   // Grants merge permissions from several patterns (allowed r + s gives rs), so the claim is made
@@ -279,14 +396,19 @@ describe('downscope never widens (randomised)', () => {
 
 describe('resourceTypesOf', () => {
   test('lists types once, wildcard first, ignoring other scopes', () => {
-    expect(resourceTypesOf(['openid', 'patient/Patient.rs', 'patient/Observation.read', 'user/Observation.c', 'patient/*.s', 'patient/bad.rs'])).toEqual(['*', 'Observation', 'Patient']);
+    expect(
+      resourceTypesOf(['openid', 'patient/Patient.rs', 'patient/Observation.read', 'user/Observation.c', 'patient/*.s', 'patient/bad.rs']),
+    ).toEqual(['*', 'Observation', 'Patient']);
   });
 });
 
 describe('registration view (src/oauth/clients/scope-patterns.ts)', () => {
   test.each([
     ['system/*.read', { kind: 'resource', context: 'system', resourceType: '*', permissions: 'read' }],
-    ['patient/Observation.rs?category=laboratory', { kind: 'resource', context: 'patient', resourceType: 'Observation', permissions: 'rs', query: 'category=laboratory' }],
+    [
+      'patient/Observation.rs?category=laboratory',
+      { kind: 'resource', context: 'patient', resourceType: 'Observation', permissions: 'rs', query: 'category=laboratory' },
+    ],
     ['launch/imagingstudy', { kind: 'non-resource', scope: 'launch/imagingstudy' }],
     ['openid', { kind: 'non-resource', scope: 'openid' }],
   ])('%s', (scope, parsed) => {
@@ -294,10 +416,14 @@ describe('registration view (src/oauth/clients/scope-patterns.ts)', () => {
   });
 
   test('extension scopes are not registrable', () => {
-    expect(parseScopePattern('__introspect')).toEqual({ problem: expect.stringMatching(/^is neither one of openid, .* nor a resource scope like/) });
+    expect(parseScopePattern('__introspect')).toEqual({
+      problem: expect.stringMatching(/^is neither one of openid, .* nor a resource scope like/),
+    });
   });
 
   test('problems come from the one parser', () => {
-    expect(parseScopePattern('system/Observation.rsc')).toEqual({ problem: (parseScope('system/Observation.rsc') as { problem: string }).problem });
+    expect(parseScopePattern('system/Observation.rsc')).toEqual({
+      problem: (parseScope('system/Observation.rsc') as { problem: string }).problem,
+    });
   });
 });

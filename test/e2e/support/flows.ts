@@ -76,10 +76,15 @@ export async function allowIfAsked(s: BrowserSession): Promise<void> {
 /** The example app's callback page once it has read the patient (or shown an error). */
 export async function appResult(page: Page): Promise<{ name?: string; id?: string; error?: string; scope?: string }> {
   await page.locator('#patient:not([hidden]), #error:not([hidden])').first().waitFor({ timeout: 20_000 });
-  const text = async (sel: string) => ((await page.locator(`${sel}:not([hidden])`).count()) ? (await page.locator(sel).textContent()) ?? undefined : undefined);
+  const text = async (sel: string) =>
+    (await page.locator(`${sel}:not([hidden])`).count()) ? ((await page.locator(sel).textContent()) ?? undefined) : undefined;
   const error = await text('#error');
   if (error) return { error };
-  return { name: await page.locator('#patient-name').textContent() ?? '', id: await page.locator('#patient-id').textContent() ?? '', scope: (await page.locator('#scope').textContent()) ?? '' };
+  return {
+    name: (await page.locator('#patient-name').textContent()) ?? '',
+    id: (await page.locator('#patient-id').textContent()) ?? '',
+    scope: (await page.locator('#scope').textContent()) ?? '',
+  };
 }
 
 /**
@@ -87,7 +92,12 @@ export async function appResult(page: Page): Promise<{ name?: string; id?: strin
  * lands on the party's redirect URI (answered here: no server behind it). Returns that URL, code
  * and all, for the party to exchange.
  */
-export async function authorizeAtRelyingParty(s: BrowserSession, authorizationUrl: string, redirectUri: string, user: { userName: string; password: string }): Promise<URL> {
+export async function authorizeAtRelyingParty(
+  s: BrowserSession,
+  authorizationUrl: string,
+  redirectUri: string,
+  user: { userName: string; password: string },
+): Promise<URL> {
   await s.page.route(`${redirectUri}**`, (route) => route.fulfill({ status: 200, contentType: 'text/plain', body: 'signed in' }));
   await s.page.goto(authorizationUrl);
   await signIn(s, user.userName, user.password);

@@ -57,7 +57,13 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const port = await freeLoopbackPort();
   const issuer = `${tls ? 'https' : 'http'}://localhost:${port}`;
   const rsLog: RsLogLine[] = [];
-  const rs = await startResourceServer({ issuer, clientId: 'demo-fhir-server', clientSecret: 'demo-fhir-server-secret', fetch: nodeFetch, onRequest: (l) => rsLog.push(l) });
+  const rs = await startResourceServer({
+    issuer,
+    clientId: 'demo-fhir-server',
+    clientSecret: 'demo-fhir-server-secret',
+    fetch: nodeFetch,
+    onRequest: (l) => rsLog.push(l),
+  });
   const app = await startAppServer({ clientId: APP_CLIENT_ID, fhirBase: rs.base, connectTo: [issuer, rs.base] });
   const appB = await startAppServer({ clientId: SECOND_APP_CLIENT_ID, fhirBase: rs.base, connectTo: [issuer, rs.base] });
 

@@ -22,7 +22,25 @@ export function makeTestCertificate(): TestCertificate {
   const keyFile = join(dir, 'key.pem');
   execFileSync(
     'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyFile, '-out', certFile],
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+    ],
     { stdio: 'ignore' },
   );
   const pem = readFileSync(certFile, 'utf8');
@@ -41,21 +59,25 @@ export function fetchTrusting(ca: string): typeof fetch {
     const url = new URL(req.url);
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise<Response>((resolve, reject) => {
-      const r = send(url, { method: req.method, headers: Object.fromEntries(req.headers), ...(url.protocol === 'https:' ? { ca } : {}) }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          const headers = new Headers();
-          for (const [k, v] of Object.entries(res.headers)) {
-            if (Array.isArray(v)) v.forEach((x) => headers.append(k, x));
-            else if (v !== undefined) headers.set(k, v);
-          }
-          const status = res.statusCode ?? 0;
-          const nullBody = status === 204 || status === 304 || req.method === 'HEAD';
-          resolve(new Response(nullBody ? null : Buffer.concat(chunks), { status, headers }));
-        });
-      });
+      const r = send(
+        url,
+        { method: req.method, headers: Object.fromEntries(req.headers), ...(url.protocol === 'https:' ? { ca } : {}) },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            const headers = new Headers();
+            for (const [k, v] of Object.entries(res.headers)) {
+              if (Array.isArray(v)) v.forEach((x) => headers.append(k, x));
+              else if (v !== undefined) headers.set(k, v);
+            }
+            const status = res.statusCode ?? 0;
+            const nullBody = status === 204 || status === 304 || req.method === 'HEAD';
+            resolve(new Response(nullBody ? null : Buffer.concat(chunks), { status, headers }));
+          });
+        },
+      );
       r.on('error', reject);
       if (body) r.write(body);
       r.end();

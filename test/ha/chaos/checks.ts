@@ -70,7 +70,11 @@ export async function issuedInTrail(env: Record<string, string>): Promise<Set<st
  * background, so a verify right after the load may find the newest entries not yet covered: it
  * is tried again for up to `patienceMs` before its failure counts.
  */
-export async function verifyTrail(env: Record<string, string>, anchorDir: string | undefined, patienceMs = 20_000): Promise<{ ok: boolean; output: string }> {
+export async function verifyTrail(
+  env: Record<string, string>,
+  anchorDir: string | undefined,
+  patienceMs = 20_000,
+): Promise<{ ok: boolean; output: string }> {
   const deadline = Date.now() + patienceMs;
   for (;;) {
     const r = await runCli(env, ['audit', 'verify', ...(anchorDir ? ['--anchor', anchorDir] : [])]);
@@ -86,7 +90,13 @@ export async function verifyTrail(env: Record<string, string>, anchorDir: string
  * connection is retried (the service is recovering) for up to `patienceMs`; what is still not
  * answered then counts as unknown, and an answer `active: false` as lost.
  */
-export async function introspectAll(lb: Balancer, rs: { id: string; secret: string }, tokens: string[], workers: number, patienceMs = 30_000): Promise<{ lost: string[]; unknown: string[] }> {
+export async function introspectAll(
+  lb: Balancer,
+  rs: { id: string; secret: string },
+  tokens: string[],
+  workers: number,
+  patienceMs = 30_000,
+): Promise<{ lost: string[]; unknown: string[] }> {
   const basic = `Basic ${Buffer.from(`${rs.id}:${rs.secret}`).toString('base64')}`;
   const lost: string[] = [];
   const unknown: string[] = [];
@@ -101,7 +111,12 @@ export async function introspectAll(lb: Balancer, rs: { id: string; secret: stri
           let active: unknown;
           if (i !== undefined) {
             try {
-              const res = await fetch(`${lb.urls[i]}/introspect`, { method: 'POST', headers: { authorization: basic }, body: new URLSearchParams({ token }), signal: AbortSignal.timeout(10_000) });
+              const res = await fetch(`${lb.urls[i]}/introspect`, {
+                method: 'POST',
+                headers: { authorization: basic },
+                body: new URLSearchParams({ token }),
+                signal: AbortSignal.timeout(10_000),
+              });
               status = res.status;
               active = ((await res.json().catch(() => ({}))) as { active?: unknown }).active;
             } catch {

@@ -128,7 +128,14 @@ export interface LoadOptions {
 }
 
 /** Sends one request through the balancer; a refused connection is retried on another instance. */
-async function send(o: LoadOptions, r: LoadResult, kind: Kind, path: string, init: RequestInit, avoid?: number): Promise<{ instance: number; status: number; body?: Record<string, unknown> }> {
+async function send(
+  o: LoadOptions,
+  r: LoadResult,
+  kind: Kind,
+  path: string,
+  init: RequestInit,
+  avoid?: number,
+): Promise<{ instance: number; status: number; body?: Record<string, unknown> }> {
   for (let attempt = 0; ; attempt++) {
     const instance = o.lb.pick(avoid);
     if (instance === undefined) {
@@ -165,7 +172,15 @@ async function send(o: LoadOptions, r: LoadResult, kind: Kind, path: string, ini
 
 /** Starts the load; `result` fills as it goes (read it live), `finished` resolves once every worker stopped. */
 export function startLoad(o: LoadOptions): { result: LoadResult; finished: Promise<LoadResult> } {
-  const r: LoadResult = { answers: [], acknowledged: [], inactiveAtOnce: [], replaysAccepted: 0, replaysSent: 0, started: Date.now(), elapsedMs: 0 };
+  const r: LoadResult = {
+    answers: [],
+    acknowledged: [],
+    inactiveAtOnce: [],
+    replaysAccepted: 0,
+    replaysSent: 0,
+    started: Date.now(),
+    elapsedMs: 0,
+  };
   const basic = `Basic ${Buffer.from(`${o.rs.id}:${o.rs.secret}`).toString('base64')}`;
   const worker = async () => {
     for (let i = 0; !o.stop(Date.now() - r.started, r); i++) {
@@ -184,7 +199,14 @@ export function startLoad(o: LoadOptions): { result: LoadResult; finished: Promi
       const access = token.status === 200 ? (token.body?.access_token as string | undefined) : undefined;
       if (!access) continue;
       r.acknowledged.push({ token: access, instance: token.instance, at: Date.now() - r.started });
-      const intro = await send(o, r, 'introspect', '/introspect', { method: 'POST', headers: { authorization: basic }, body: new URLSearchParams({ token: access }) }, token.instance);
+      const intro = await send(
+        o,
+        r,
+        'introspect',
+        '/introspect',
+        { method: 'POST', headers: { authorization: basic }, body: new URLSearchParams({ token: access }) },
+        token.instance,
+      );
       if (intro.status === 200 && intro.body?.active !== true) r.inactiveAtOnce.push(access);
       if (i % 8 === 0) {
         // The same client assertion again, to another instance: its jti was used, so it must be refused.

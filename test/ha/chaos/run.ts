@@ -67,7 +67,20 @@ interface Setup {
 }
 
 /** The Redis settings docs/operations.md recommends for Sentinel data nodes. */
-const SENTINEL_NODE_ARGS = ['--appendonly', 'yes', '--appendfsync', opts['sentinel-fsync']!, '--min-replicas-to-write', '1', '--min-replicas-max-lag', '10', '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0'];
+const SENTINEL_NODE_ARGS = [
+  '--appendonly',
+  'yes',
+  '--appendfsync',
+  opts['sentinel-fsync']!,
+  '--min-replicas-to-write',
+  '1',
+  '--min-replicas-max-lag',
+  '10',
+  '--repl-diskless-sync',
+  'yes',
+  '--repl-diskless-sync-delay',
+  '0',
+];
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -102,13 +115,29 @@ async function startSetup(kind: SetupKind): Promise<Setup> {
     return {
       kind,
       sentinel,
-      env: { AUTHZ_REDIS_SENTINELS: sentinel.sentinels, AUTHZ_REDIS_SENTINEL_NAME: sentinel.name, AUTHZ_REDIS_MIN_REPLICAS: '1', AUTHZ_REDIS_WAIT_TIMEOUT_MS: '500' },
-      healthy: () => until('the Sentinel master to have its replicas online', async () => (await replicasOnline(await sentinel.masterPort())) >= replicas, 60_000),
+      env: {
+        AUTHZ_REDIS_SENTINELS: sentinel.sentinels,
+        AUTHZ_REDIS_SENTINEL_NAME: sentinel.name,
+        AUTHZ_REDIS_MIN_REPLICAS: '1',
+        AUTHZ_REDIS_WAIT_TIMEOUT_MS: '500',
+      },
+      healthy: () =>
+        until(
+          'the Sentinel master to have its replicas online',
+          async () => (await replicasOnline(await sentinel.masterPort())) >= replicas,
+          60_000,
+        ),
       stop: () => sentinel.stop(),
     };
   }
   const cluster = await startRedisCluster();
-  return { kind, cluster, env: { AUTHZ_REDIS_CLUSTER_NODES: cluster.nodesEnv }, healthy: () => cluster.waitUntilOk(30_000), stop: () => cluster.stop() };
+  return {
+    kind,
+    cluster,
+    env: { AUTHZ_REDIS_CLUSTER_NODES: cluster.nodesEnv },
+    healthy: () => cluster.waitUntilOk(30_000),
+    stop: () => cluster.stop(),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,7 +358,16 @@ async function killSentinelMaster(ctx: Ctx, asReplica: boolean): Promise<void> {
 
 /** Sentinel's own announcements during a scenario, with their time (to see where a failover's time goes). */
 async function watchSentinel(group: SentinelGroup, ctx: Ctx): Promise<() => void> {
-  const wanted = new Set(['+sdown', '+odown', '+elected-leader', '+promoted-slave', '+switch-master', '+convert-to-slave', '+slave-reconf-done', '+failover-end']);
+  const wanted = new Set([
+    '+sdown',
+    '+odown',
+    '+elected-leader',
+    '+promoted-slave',
+    '+switch-master',
+    '+convert-to-slave',
+    '+slave-reconf-done',
+    '+failover-end',
+  ]);
   // Each sentinel announces what it does itself: listen to all of them, note each announcement once.
   const seen = new Set<string>();
   const subs = group.sentinelPorts.map((port) => {
@@ -344,10 +382,12 @@ async function watchSentinel(group: SentinelGroup, ctx: Ctx): Promise<() => void
     });
     return sub;
   });
-  await Promise.all(subs.map(async (sub) => {
-    await sub.connect();
-    await sub.psubscribe('*');
-  }));
+  await Promise.all(
+    subs.map(async (sub) => {
+      await sub.connect();
+      await sub.psubscribe('*');
+    }),
+  );
   return () => subs.forEach((sub) => sub.disconnect());
 }
 
@@ -475,7 +515,10 @@ async function runScenario(sc: Scenario, setup: Setup, clientsFile: string, key:
   const failures = main.filter(failed);
   const windowS = failures.length ? (failures.at(-1)!.at - failures[0]!.at) / 1000 : 0;
   if (failures.length) {
-    timeline.push(`${(failures[0]!.at / 1000).toFixed(2)} s first failed request`, `${(failures.at(-1)!.at / 1000).toFixed(2)} s last failed request`);
+    timeline.push(
+      `${(failures[0]!.at / 1000).toFixed(2)} s first failed request`,
+      `${(failures.at(-1)!.at / 1000).toFixed(2)} s last failed request`,
+    );
     timeline.sort((a, b) => parseFloat(a) - parseFloat(b));
   }
 
@@ -527,8 +570,14 @@ async function runScenario(sc: Scenario, setup: Setup, clientsFile: string, key:
   };
   check(o.other5xx === 0, `${o.other5xx} answers 5xx other than 503`);
   check(o.no503RetryAfter === 0, `${o.no503RetryAfter} answers 503 without Retry-After`);
-  check(o.other4xx === 0, `${o.other4xx} token/introspection answers 4xx: ${summary(main.filter((a) => a.status >= 400 && a.status < 500))}`);
-  check(o.connErrors <= sc.connErrors, `${o.connErrors} requests without an answer (bound ${sc.connErrors}): ${summary(main.filter((a) => a.status === 0))}`);
+  check(
+    o.other4xx === 0,
+    `${o.other4xx} token/introspection answers 4xx: ${summary(main.filter((a) => a.status >= 400 && a.status < 500))}`,
+  );
+  check(
+    o.connErrors <= sc.connErrors,
+    `${o.connErrors} requests without an answer (bound ${sc.connErrors}): ${summary(main.filter((a) => a.status === 0))}`,
+  );
   check(o.lost === 0, `${o.lost} acknowledged tokens inactive afterwards`);
   check(o.unknown === 0, `${o.unknown} acknowledged tokens could not be introspected afterwards`);
   check(o.inactiveAtOnce === 0, `${o.inactiveAtOnce} acknowledged tokens inactive at their first introspection`);
@@ -541,7 +590,16 @@ async function runScenario(sc: Scenario, setup: Setup, clientsFile: string, key:
   if (violations.length) {
     // What the servers said (without the per-request lines), kept for whoever looks into it.
     const dir = mkdtempSync(join(tmpdir(), 'chaos-logs-'));
-    servers.forEach((s, i) => writeFileSync(join(dir, `server-${i}.log`), `${s.stdout().split('\n').filter((l) => !l.includes('"msg":"request"')).join('\n')}\n${s.stderr()}`));
+    servers.forEach((s, i) =>
+      writeFileSync(
+        join(dir, `server-${i}.log`),
+        `${s
+          .stdout()
+          .split('\n')
+          .filter((l) => !l.includes('"msg":"request"'))
+          .join('\n')}\n${s.stderr()}`,
+      ),
+    );
     const byInstance = servers.map((_, i) => `instance ${i}: ${summary(failures.filter((a) => a.instance === i))}`).join('; ');
     violations.push(`(failures by instance: ${byInstance}; server logs in ${dir})`);
   }
@@ -552,7 +610,8 @@ const failed = (a: Answer) => a.kind !== 'replay' && a.status !== 200;
 
 function summary(answers: Answer[]): string {
   const by = new Map<string, number>();
-  for (const a of answers) by.set(`${a.kind} ${a.status} ${a.error ?? ''}`.trim(), (by.get(`${a.kind} ${a.status} ${a.error ?? ''}`.trim()) ?? 0) + 1);
+  for (const a of answers)
+    by.set(`${a.kind} ${a.status} ${a.error ?? ''}`.trim(), (by.get(`${a.kind} ${a.status} ${a.error ?? ''}`.trim()) ?? 0) + 1);
   return [...by].map(([k, n]) => `${n} × ${k}`).join(', ');
 }
 
@@ -560,7 +619,21 @@ function summary(answers: Answer[]): string {
 // Table, results, main
 
 function table(outcomes: Outcome[]): string {
-  const head = ['scenario', 'requests', '200', '503', 'other 5xx', 'no answer', 'acknowledged tokens lost', 'audit events missing', 'replays accepted', 'error window (s)', 'bound (s)', 'verify', 'result'];
+  const head = [
+    'scenario',
+    'requests',
+    '200',
+    '503',
+    'other 5xx',
+    'no answer',
+    'acknowledged tokens lost',
+    'audit events missing',
+    'replays accepted',
+    'error window (s)',
+    'bound (s)',
+    'verify',
+    'result',
+  ];
   const rows = outcomes.map((o) => [
     o.name,
     String(o.requests),
@@ -583,10 +656,12 @@ function table(outcomes: Outcome[]): string {
 async function main(): Promise<void> {
   const only = opts.only?.split(',').map((s) => s.trim().toLowerCase());
   // A term matches names that contain it; ending in `$`, only the name that is exactly it.
-  const matches = (name: string, term: string) => (term.endsWith('$') ? name.toLowerCase() === term.slice(0, -1) : name.toLowerCase().includes(term));
+  const matches = (name: string, term: string) =>
+    term.endsWith('$') ? name.toLowerCase() === term.slice(0, -1) : name.toLowerCase().includes(term);
   const chosen = SCENARIOS.filter((s) => (only ? only.some((o) => matches(s.name, o)) : !SHORT || s.short));
   if (!chosen.length) throw new Error(`no scenario matches ${opts.only}`);
-  if (chosen.some((s) => s.setup === 'cluster') && !clusterToolsAvailable()) throw new Error('redis-server and redis-cli (Debian: redis-server, redis-tools) are needed');
+  if (chosen.some((s) => s.setup === 'cluster') && !clusterToolsAvailable())
+    throw new Error('redis-server and redis-cli (Debian: redis-server, redis-tools) are needed');
 
   const key = await backendKey('ES384');
   const clientsFile = join(tmp('chaos-clients-'), 'clients.json');
@@ -601,7 +676,9 @@ async function main(): Promise<void> {
   );
 
   const startedAt = new Date();
-  process.stdout.write(`chaos suite${SHORT ? ' (short)' : ''}: ${chosen.length} scenarios, ${WORKERS} workers, ${startedAt.toISOString()}, redis ${await redisVersion()}\n`);
+  process.stdout.write(
+    `chaos suite${SHORT ? ' (short)' : ''}: ${chosen.length} scenarios, ${WORKERS} workers, ${startedAt.toISOString()}, redis ${await redisVersion()}\n`,
+  );
   const outcomes: Outcome[] = [];
   for (const [i, sc] of chosen.entries()) {
     process.stdout.write(`\n== ${sc.name}: ${sc.what}\n`);
@@ -630,11 +707,15 @@ async function main(): Promise<void> {
       `   ${outcome.requests} requests (${outcome.ok200} × 200, ${outcome.s503} × 503, ${outcome.connErrors} without answer), ${outcome.acknowledged} tokens acknowledged, error window ${outcome.windowS.toFixed(2)} s` +
         `${outcome.faultToLastErrorS !== null ? `, fault to last error ${outcome.faultToLastErrorS.toFixed(2)} s` : ''}; ${((Date.now() - t0) / 1000).toFixed(0)} s in all\n`,
     );
-    process.stdout.write(outcome.violations.length ? outcome.violations.map((v) => `   VIOLATED: ${v}\n`).join('') : '   all bounds held\n');
+    process.stdout.write(
+      outcome.violations.length ? outcome.violations.map((v) => `   VIOLATED: ${v}\n`).join('') : '   all bounds held\n',
+    );
   }
 
   const failedCount = outcomes.filter((o) => o.violations.length).length;
-  process.stdout.write(`\n${table(outcomes)}\n\n${outcomes.length - failedCount} scenarios passed, ${failedCount} failed (${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s)\n`);
+  process.stdout.write(
+    `\n${table(outcomes)}\n\n${outcomes.length - failedCount} scenarios passed, ${failedCount} failed (${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s)\n`,
+  );
   if (opts.json) {
     // The shape .ci/run's summary reads from jest's --json output: one "test" per scenario.
     writeFileSync(
@@ -643,7 +724,16 @@ async function main(): Promise<void> {
         {
           numPassedTests: outcomes.length - failedCount,
           numFailedTests: failedCount,
-          testResults: [{ status: failedCount ? 'failed' : 'passed', assertionResults: outcomes.map((o) => ({ title: o.name, status: o.violations.length ? 'failed' : 'passed', failureMessages: o.violations })) }],
+          testResults: [
+            {
+              status: failedCount ? 'failed' : 'passed',
+              assertionResults: outcomes.map((o) => ({
+                title: o.name,
+                status: o.violations.length ? 'failed' : 'passed',
+                failureMessages: o.violations,
+              })),
+            },
+          ],
           chaos: { date: startedAt.toISOString(), short: SHORT, workers: WORKERS, outcomes },
         },
         null,
@@ -656,8 +746,30 @@ async function main(): Promise<void> {
 
 function failedOutcome(sc: Scenario, error: string): Outcome {
   return {
-    name: sc.name, requests: 0, ok200: 0, s503: 0, other5xx: 0, no503RetryAfter: 0, other4xx: 0, connErrors: 0, acknowledged: 0, lost: 0, unknown: 0, inactiveAtOnce: 0, auditMissing: 0,
-    replaysSent: 0, replaysAccepted: 0, windowS: 0, windowBoundS: sc.windowS, faultToLastErrorS: null, recovered: false, verify: false, verifyOutput: '', timeline: [], violations: [`the scenario could not run: ${error}`], elapsedS: 0,
+    name: sc.name,
+    requests: 0,
+    ok200: 0,
+    s503: 0,
+    other5xx: 0,
+    no503RetryAfter: 0,
+    other4xx: 0,
+    connErrors: 0,
+    acknowledged: 0,
+    lost: 0,
+    unknown: 0,
+    inactiveAtOnce: 0,
+    auditMissing: 0,
+    replaysSent: 0,
+    replaysAccepted: 0,
+    windowS: 0,
+    windowBoundS: sc.windowS,
+    faultToLastErrorS: null,
+    recovered: false,
+    verify: false,
+    verifyOutput: '',
+    timeline: [],
+    violations: [`the scenario could not run: ${error}`],
+    elapsedS: 0,
   };
 }
 

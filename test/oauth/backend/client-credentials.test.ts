@@ -40,7 +40,11 @@ describe('SMART Backend Services: client_credentials with private_key_jwt', () =
   });
 
   const refusals: Array<[string, () => Promise<string>, RegExp]> = [
-    ['a disallowed algorithm (RS256)', async () => signAssertion({ ...rsa, alg: 'RS256' }, 'bulk-rsa', TOKEN_URL, { alg: 'RS256' }), /signing algorithm is not allowed/],
+    [
+      'a disallowed algorithm (RS256)',
+      async () => signAssertion({ ...rsa, alg: 'RS256' }, 'bulk-rsa', TOKEN_URL, { alg: 'RS256' }),
+      /signing algorithm is not allowed/,
+    ],
     [
       'alg none',
       async () => {
@@ -69,17 +73,37 @@ describe('SMART Backend Services: client_credentials with private_key_jwt', () =
       },
       /signature is invalid|signature/,
     ],
-    ['an expired assertion', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { exp: Math.floor(Date.now() / 1000) - 120 }), /expired|exp/],
-    ['exp too far ahead', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { exp: Math.floor(Date.now() / 1000) + 400 }), /exp must be at most 5 minutes in the future/],
+    [
+      'an expired assertion',
+      async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { exp: Math.floor(Date.now() / 1000) - 120 }),
+      /expired|exp/,
+    ],
+    [
+      'exp too far ahead',
+      async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { exp: Math.floor(Date.now() / 1000) + 400 }),
+      /exp must be at most 5 minutes in the future/,
+    ],
     ['missing exp', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { exp: null }), /expiration must be specified/],
     ['missing jti', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { jti: null }), /jti/],
     ['wrong aud', async () => signAssertion(rsa, 'bulk-rsa', 'https://elsewhere.example.org/token'), /aud/],
-    ['aud = the introspection endpoint at the token endpoint', async () => signAssertion(rsa, 'bulk-rsa', 'http://localhost:3000/introspect'), /aud/],
+    [
+      'aud = the introspection endpoint at the token endpoint',
+      async () => signAssertion(rsa, 'bulk-rsa', 'http://localhost:3000/introspect'),
+      /aud/,
+    ],
     ['iss different from sub', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { sub: 'someone-else' }), /sub must equal iss/],
     ['an unknown kid', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { kid: 'not-a-registered-kid' }), /no key|kid/],
     ['a missing kid', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { kid: null }), /kid/],
-    ['a key not in the client set', async () => signAssertion(await backendKey('RS384'), 'bulk-rsa', TOKEN_URL, { kid: rsa.kid }), /signature/],
-    ['jku not allow-listed', async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { header: { jku: 'https://attacker.example/jwks' } }), /jku/],
+    [
+      'a key not in the client set',
+      async () => signAssertion(await backendKey('RS384'), 'bulk-rsa', TOKEN_URL, { kid: rsa.kid }),
+      /signature/,
+    ],
+    [
+      'jku not allow-listed',
+      async () => signAssertion(rsa, 'bulk-rsa', TOKEN_URL, { header: { jku: 'https://attacker.example/jwks' } }),
+      /jku/,
+    ],
   ];
 
   test.each(refusals)('refuses %s with 401 invalid_client naming the rule', async (_name, make, pattern) => {
@@ -122,7 +146,10 @@ describe('SMART Backend Services: client_credentials with private_key_jwt', () =
   test('a jku equal to a registered allow-listed URL is accepted', async () => {
     const key = await backendKey('ES384');
     await registerBackend(t, 'bulk-jku', [key], { jku_allowlist: ['https://bulk.example.org/.well-known/jwks.json'] });
-    const res = await tokenRequest(t, await signAssertion(key, 'bulk-jku', TOKEN_URL, { header: { jku: 'https://bulk.example.org/.well-known/jwks.json' } }));
+    const res = await tokenRequest(
+      t,
+      await signAssertion(key, 'bulk-jku', TOKEN_URL, { header: { jku: 'https://bulk.example.org/.well-known/jwks.json' } }),
+    );
     expect(res.status).toBe(200);
   });
 });
@@ -170,7 +197,12 @@ describe('backend services with a jwks_uri', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
     jwksUrl = `http://127.0.0.1:${port}/jwks.json`;
-    await t.registry.upsert({ client_id: 'bulk-uri', smart_client_kind: 'backend_service', jwks_uri: jwksUrl, smart_scopes: ['system/*.rs'] });
+    await t.registry.upsert({
+      client_id: 'bulk-uri',
+      smart_client_kind: 'backend_service',
+      jwks_uri: jwksUrl,
+      smart_scopes: ['system/*.rs'],
+    });
   });
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 

@@ -2,14 +2,7 @@ import { exportJWK, generateKeyPair } from 'jose';
 import type { JWK } from 'jose';
 import { JwksFetchError } from '../../../src/oauth/backend/jwks-fetch-error.js';
 import type { JwksFetchFailure } from '../../../src/oauth/backend/jwks-fetch-error.js';
-import {
-  TestClock,
-  fetcherFor,
-  fixedLookup,
-  selfSignedCertificate,
-  serveJson,
-  startKeyHost,
-} from './jwks-support.js';
+import { TestClock, fetcherFor, fixedLookup, selfSignedCertificate, serveJson, startKeyHost } from './jwks-support.js';
 import type { KeyHost } from './jwks-support.js';
 
 async function publicJwk(kid: string): Promise<JWK> {
@@ -398,7 +391,11 @@ describe('refusals', () => {
     });
     const { fetcher } = fetcherFor(new TestClock());
     for (const host of [declared, streamed]) {
-      await expectFailure(fetcher.getJwks(`${host.origin}/jwks`), 'too-large', `jwks_uri ${host.origin}/jwks: response exceeds 65536 bytes`);
+      await expectFailure(
+        fetcher.getJwks(`${host.origin}/jwks`),
+        'too-large',
+        `jwks_uri ${host.origin}/jwks: response exceeds 65536 bytes`,
+      );
     }
   });
 

@@ -58,7 +58,10 @@ export class TestClock {
   }
 }
 
-export function fetcherFor(clock: TestClock, options: Partial<JwksFetcherOptions> = {}): {
+export function fetcherFor(
+  clock: TestClock,
+  options: Partial<JwksFetcherOptions> = {},
+): {
   fetcher: JwksFetcher;
   events: JwksFetchEvent[];
 } {
@@ -91,9 +94,23 @@ export function selfSignedCertificate(): { key: string; cert: string } {
     execFileSync(
       'openssl',
       [
-        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-        '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=jwks.test',
-        '-addext', 'subjectAltName=DNS:jwks.test,IP:127.0.0.1',
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=jwks.test',
+        '-addext',
+        'subjectAltName=DNS:jwks.test,IP:127.0.0.1',
       ],
       { stdio: 'ignore' },
     );

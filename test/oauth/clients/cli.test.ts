@@ -1,7 +1,17 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { addClient, CLIENT_COMMANDS, CLIENTS_USAGE, listClients, removeClient, rotateClientSecret, setClientJwks, showClient, updateClient } from '../../../src/cli/clients.js';
+import {
+  addClient,
+  CLIENT_COMMANDS,
+  CLIENTS_USAGE,
+  listClients,
+  removeClient,
+  rotateClientSecret,
+  setClientJwks,
+  showClient,
+  updateClient,
+} from '../../../src/cli/clients.js';
 import { CliUsageError } from '../../../src/cli/errors.js';
 import { ClientRegistryError } from '../../../src/oauth/clients/registry.js';
 import { verifyClientSecret } from '../../../src/oauth/clients/secrets.js';
@@ -47,7 +57,22 @@ async function thrown(promise: Promise<unknown>): Promise<Error> {
 
 test('add a backend service from flags and a JWKS file', async () => {
   const keys = json('keys.json', { keys: [rsa.publicJwk] });
-  await addClient(h.registry, ['--kind', 'backend_service', '--id', 'bulk-exporter', '--jwks-file', keys, '--scopes', 'system/*.rs system/Patient.r', '--name', 'Bulk exporter'], out);
+  await addClient(
+    h.registry,
+    [
+      '--kind',
+      'backend_service',
+      '--id',
+      'bulk-exporter',
+      '--jwks-file',
+      keys,
+      '--scopes',
+      'system/*.rs system/Patient.r',
+      '--name',
+      'Bulk exporter',
+    ],
+    out,
+  );
   expect(lines).toEqual(['created client "bulk-exporter" (backend_service, private_key_jwt)']);
   expect(await h.registry.get('bulk-exporter')).toMatchObject({
     client_name: 'Bulk exporter',
@@ -60,7 +85,29 @@ test('add a backend service from flags and a JWKS file', async () => {
 test('add a symmetric app prints the generated secret once, with a warning, and stores its hash', async () => {
   await addClient(
     h.registry,
-    ['--kind', 'confidential_symmetric', '--id', 'clinic', '--redirect-uri', 'https://clinic.example.org/cb', '--redirect-uri', 'https://clinic.example.org/cb2', '--scopes', 'openid', '--scopes', 'user/*.rs', '--fhir-server', FHIR_BASE, '--launch-url', 'https://clinic.example.org/launch', '--purpose', 'TREAT', '--default-purpose', 'COC', '--test-account'],
+    [
+      '--kind',
+      'confidential_symmetric',
+      '--id',
+      'clinic',
+      '--redirect-uri',
+      'https://clinic.example.org/cb',
+      '--redirect-uri',
+      'https://clinic.example.org/cb2',
+      '--scopes',
+      'openid',
+      '--scopes',
+      'user/*.rs',
+      '--fhir-server',
+      FHIR_BASE,
+      '--launch-url',
+      'https://clinic.example.org/launch',
+      '--purpose',
+      'TREAT',
+      '--default-purpose',
+      'COC',
+      '--test-account',
+    ],
     out,
   );
   expect(lines[0]).toBe('created client "clinic" (confidential_symmetric, client_secret_basic)');
@@ -80,7 +127,12 @@ test('add a symmetric app prints the generated secret once, with a warning, and 
 });
 
 test('add from a JSON definition, flags overriding it; generates an id when none is given', async () => {
-  const definition = json('client.json', { smart_client_kind: 'public_app', redirect_uris: ['https://app.example.org/cb'], smart_scopes: ['openid'], client_name: 'From JSON' });
+  const definition = json('client.json', {
+    smart_client_kind: 'public_app',
+    redirect_uris: ['https://app.example.org/cb'],
+    smart_scopes: ['openid'],
+    client_name: 'From JSON',
+  });
   await addClient(h.registry, ['--json', definition, '--name', 'Overridden'], out);
   const id = /^created client "([^"]+)"/.exec(lines[0]!)?.[1];
   expect(id).toMatch(/^[0-9a-f-]{36}$/);
@@ -89,10 +141,14 @@ test('add from a JSON definition, flags overriding it; generates an id when none
 
 test('add refuses an existing id, a private key and bad arguments', async () => {
   await addClient(h.registry, ['--kind', 'resource_server', '--id', 'rs'], out);
-  expect((await thrown(addClient(h.registry, ['--kind', 'resource_server', '--id', 'rs'], out))).message).toBe('client "rs" already exists');
+  expect((await thrown(addClient(h.registry, ['--kind', 'resource_server', '--id', 'rs'], out))).message).toBe(
+    'client "rs" already exists',
+  );
 
   const privateKeys = json('private.json', rsa.privateJwk);
-  const err = await thrown(addClient(h.registry, ['--kind', 'backend_service', '--id', 'b', '--jwks-file', privateKeys, '--scopes', 'system/*.rs'], out));
+  const err = await thrown(
+    addClient(h.registry, ['--kind', 'backend_service', '--id', 'b', '--jwks-file', privateKeys, '--scopes', 'system/*.rs'], out),
+  );
   expect(err).toBeInstanceOf(ClientRegistryError);
   expect(err.message).toBe('client "b": jwks.keys[0] contains private key material ("d"); register the public key only');
   expect(err.message).not.toContain(String(rsa.privateJwk.d));
@@ -108,7 +164,11 @@ test('list shows one aligned row per client, sorted by id', async () => {
   expect(lines).toEqual(['no clients registered']);
   lines = [];
   await addClient(h.registry, ['--kind', 'resource_server', '--id', 'fhir', '--name', 'FHIR server'], out);
-  await addClient(h.registry, ['--kind', 'backend_service', '--id', 'bulk', '--jwks-uri', 'https://bulk.example.org/jwks', '--scopes', 'system/*.rs'], out);
+  await addClient(
+    h.registry,
+    ['--kind', 'backend_service', '--id', 'bulk', '--jwks-uri', 'https://bulk.example.org/jwks', '--scopes', 'system/*.rs'],
+    out,
+  );
   lines = [];
   await listClients(h.registry, [], out);
   expect(lines).toEqual([
@@ -152,11 +212,30 @@ test('show prints the client without its secret', async () => {
 });
 
 test('update changes the given fields only', async () => {
-  await addClient(h.registry, ['--kind', 'public_app', '--id', 'app', '--redirect-uri', 'https://app.example.org/cb', '--scopes', 'openid patient/*.rs', '--name', 'Old'], out);
+  await addClient(
+    h.registry,
+    [
+      '--kind',
+      'public_app',
+      '--id',
+      'app',
+      '--redirect-uri',
+      'https://app.example.org/cb',
+      '--scopes',
+      'openid patient/*.rs',
+      '--name',
+      'Old',
+    ],
+    out,
+  );
   lines = [];
   await updateClient(h.registry, ['app', '--name', 'New', '--scopes', 'openid patient/Patient.r'], out);
   expect(lines).toEqual(['updated client "app" (public_app, none)']);
-  expect(await h.registry.get('app')).toMatchObject({ client_name: 'New', smart_scopes: ['openid', 'patient/Patient.r'], redirect_uris: ['https://app.example.org/cb'] });
+  expect(await h.registry.get('app')).toMatchObject({
+    client_name: 'New',
+    smart_scopes: ['openid', 'patient/Patient.r'],
+    redirect_uris: ['https://app.example.org/cb'],
+  });
   lines = [];
   await updateClient(h.registry, ['app', '--name', 'New'], out);
   expect(lines).toEqual(['client "app" unchanged']);
@@ -186,7 +265,11 @@ test('rotate-secret prints a new secret once and the old one stops working', asy
 });
 
 test('set-jwks replaces the keys of a private_key_jwt client', async () => {
-  await addClient(h.registry, ['--kind', 'backend_service', '--id', 'bulk', '--jwks-uri', 'https://bulk.example.org/jwks', '--scopes', 'system/*.rs'], out);
+  await addClient(
+    h.registry,
+    ['--kind', 'backend_service', '--id', 'bulk', '--jwks-uri', 'https://bulk.example.org/jwks', '--scopes', 'system/*.rs'],
+    out,
+  );
   lines = [];
   const next = rsaKeyPair('bulk-2').publicJwk;
   await setClientJwks(h.registry, ['bulk', '--jwks-file', json('next.json', next)], out);

@@ -61,7 +61,10 @@ const symmetric = {
 };
 
 test('the secret is returned once in plaintext and stored hashed; it authenticates the client', async () => {
-  const res = await request.post('/reg').set('Authorization', `Bearer ${await initialAccessToken()}`).send(symmetric);
+  const res = await request
+    .post('/reg')
+    .set('Authorization', `Bearer ${await initialAccessToken()}`)
+    .send(symmetric);
   expect(res.status).toBe(201);
   const { client_id: clientId, client_secret: secret } = res.body as { client_id: string; client_secret: string };
   expect(secret).toMatch(/^[A-Za-z0-9_-]{20,}$/);
@@ -72,7 +75,8 @@ test('the secret is returned once in plaintext and stored hashed; it authenticat
   const stored = (JSON.parse(raw) as { client_secret: string }).client_secret;
   expect(stored).toBe(hashClientSecret(secret));
 
-  const introspect = (password: string) => request.post('/token/introspection').auth(clientId, password).type('form').send({ token: 'not-a-token' });
+  const introspect = (password: string) =>
+    request.post('/token/introspection').auth(clientId, password).type('form').send({ token: 'not-a-token' });
   const ok = await introspect(secret);
   expect(ok.status).toBe(200);
   expect(ok.body).toEqual({ active: false });
@@ -88,7 +92,8 @@ test('registration is refused with the validator message', async () => {
   expect(res.status).toBe(400);
   expect(res.body).toEqual({
     error: 'invalid_client_metadata',
-    error_description: 'smart_scopes[0] "patient/Observation.dus" has permissions "dus"; use read, write or * (v1) or an in-order subset of cruds such as rs (v2)',
+    error_description:
+      'smart_scopes[0] "patient/Observation.dus" has permissions "dus"; use read, write or * (v1) or an in-order subset of cruds such as rs (v2)',
   });
 });
 

@@ -42,7 +42,14 @@ describe('the example file', () => {
 
   test('has one client of every kind and only public keys', () => {
     const kinds = new Set(example.clients.map((c) => c.smart_client_kind));
-    expect([...kinds].sort()).toEqual(['backend_service', 'confidential_asymmetric', 'confidential_symmetric', 'ehr_launcher', 'public_app', 'resource_server']);
+    expect([...kinds].sort()).toEqual([
+      'backend_service',
+      'confidential_asymmetric',
+      'confidential_symmetric',
+      'ehr_launcher',
+      'public_app',
+      'resource_server',
+    ]);
     const keys = example.clients.flatMap((c) => (c.jwks as { keys: Record<string, unknown>[] } | undefined)?.keys ?? []);
     expect(keys.length).toBeGreaterThan(0);
     for (const key of keys) for (const member of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k']) expect(key).not.toHaveProperty(member);
@@ -128,8 +135,12 @@ describe('malformed files', () => {
 
   test('not JSON, no clients array, a missing file, a non-object entry', async () => {
     expect((await fileError(loadClientsFile(file('{ nope'), h.registry))).problems[0]).toMatch(/^is not valid JSON: /);
-    expect((await fileError(loadClientsFile(file({ client: [] }), h.registry))).problems).toEqual(['must be an object with a "clients" array']);
+    expect((await fileError(loadClientsFile(file({ client: [] }), h.registry))).problems).toEqual([
+      'must be an object with a "clients" array',
+    ]);
     expect((await fileError(loadClientsFile(join(dir, 'absent.json'), h.registry))).problems[0]).toMatch(/^cannot be read: ENOENT/);
-    expect((await fileError(loadClientsFile(file({ clients: ['pub'] }), h.registry))).problems).toEqual(['clients[0]: must be a JSON object']);
+    expect((await fileError(loadClientsFile(file({ clients: ['pub'] }), h.registry))).problems).toEqual([
+      'clients[0]: must be a JSON object',
+    ]);
   });
 });

@@ -51,7 +51,10 @@ describe('RFC 7591 dynamic registration and RFC 7592 management', () => {
   test.each([
     [{ smart_client_kind: 'robot' }, /smart_client_kind/],
     [{ smart_client_kind: 'backend_service', smart_scopes: ['patient/*.rs'], jwks_uri: 'https://backend.example.org/jwks' }, /system\//],
-    [{ smart_client_kind: 'backend_service', smart_scopes: ['system/*.rs'], jwks_uri: 'https://example.org/jwks', jwks: { keys: [] } }, /jwks/],
+    [
+      { smart_client_kind: 'backend_service', smart_scopes: ['system/*.rs'], jwks_uri: 'https://example.org/jwks', jwks: { keys: [] } },
+      /jwks/,
+    ],
     [{ smart_client_kind: 'resource_server', fhir_servers: ['https://other.example.org/fhir'] }, /fhir_servers/],
   ])('rejects %j with invalid_client_metadata and a precise description', async (body, pattern) => {
     const res = await t.request.post('/register').set('Authorization', `Bearer ${iat}`).send(body);
@@ -85,7 +88,11 @@ describe('RFC 7591 dynamic registration and RFC 7592 management', () => {
 
     const token = await t.request.post('/token').auth(id, secret).type('form').send({ grant_type: 'client_credentials', scope: 'launch' });
     expect(token.status).toBe(200);
-    const wrong = await t.request.post('/token').auth(id, `${secret}x`).type('form').send({ grant_type: 'client_credentials', scope: 'launch' });
+    const wrong = await t.request
+      .post('/token')
+      .auth(id, `${secret}x`)
+      .type('form')
+      .send({ grant_type: 'client_credentials', scope: 'launch' });
     expect(wrong.status).toBe(401);
 
     // RFC 7592 read never hands out the stored hash.
@@ -104,11 +111,23 @@ describe('RFC 7591 dynamic registration and RFC 7592 management', () => {
     const res = await t.request.post('/register').set('Authorization', `Bearer ${iat}`).send({ smart_client_kind: 'resource_server' });
     expect(res.status).toBe(201);
     const path = new URL(res.body.registration_client_uri).pathname;
-    const { registration_access_token: rat, registration_client_uri: _u, client_secret_expires_at: _e, client_id_issued_at: _i, ...metadata } = res.body;
-    const bad = await t.request.put(path).set('Authorization', `Bearer ${rat}`).send({ ...metadata, fhir_servers: ['https://elsewhere.example/fhir'] });
+    const {
+      registration_access_token: rat,
+      registration_client_uri: _u,
+      client_secret_expires_at: _e,
+      client_id_issued_at: _i,
+      ...metadata
+    } = res.body;
+    const bad = await t.request
+      .put(path)
+      .set('Authorization', `Bearer ${rat}`)
+      .send({ ...metadata, fhir_servers: ['https://elsewhere.example/fhir'] });
     expect(bad.status).toBe(400);
     expect(bad.body.error).toBe('invalid_client_metadata');
-    const good = await t.request.put(path).set('Authorization', `Bearer ${rat}`).send({ ...metadata, client_name: 'Renamed FHIR server' });
+    const good = await t.request
+      .put(path)
+      .set('Authorization', `Bearer ${rat}`)
+      .send({ ...metadata, client_name: 'Renamed FHIR server' });
     expect(good.status).toBe(200);
     expect(good.body.client_name).toBe('Renamed FHIR server');
   });

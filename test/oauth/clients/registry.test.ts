@@ -123,12 +123,18 @@ describe('upsert', () => {
   });
 
   test('refuses unknown properties instead of dropping them', async () => {
-    expect(await registryError(h.registry.upsert({ ...defs.backend_service, fhir_server: [FHIR_BASE] }))).toBe('client "bulk": unknown property "fhir_server"');
+    expect(await registryError(h.registry.upsert({ ...defs.backend_service, fhir_server: [FHIR_BASE] }))).toBe(
+      'client "bulk": unknown property "fhir_server"',
+    );
   });
 
   test('requires a plain client_id', async () => {
-    expect(await registryError(h.registry.upsert({ smart_client_kind: 'public_app' }))).toBe('client_id is required and must be a non-empty string');
-    expect(await registryError(h.registry.upsert({ ...defs.public_app, client_id: 'a}b' }))).toBe('client_id "a}b" must be 1 to 128 letters, digits, or . _ ~ : -');
+    expect(await registryError(h.registry.upsert({ smart_client_kind: 'public_app' }))).toBe(
+      'client_id is required and must be a non-empty string',
+    );
+    expect(await registryError(h.registry.upsert({ ...defs.public_app, client_id: 'a}b' }))).toBe(
+      'client_id "a}b" must be 1 to 128 letters, digits, or . _ ~ : -',
+    );
   });
 
   test('an unchanged client missing from the index is added to it', async () => {
@@ -185,7 +191,9 @@ describe('rotateSecret', () => {
 
   test('refuses clients that use no secret, and unknown clients', async () => {
     await h.registry.upsert(defs.backend_service!);
-    expect(await registryError(h.registry.rotateSecret('bulk'))).toBe('client "bulk": token_endpoint_auth_method is private_key_jwt, which uses no client secret');
+    expect(await registryError(h.registry.rotateSecret('bulk'))).toBe(
+      'client "bulk": token_endpoint_auth_method is private_key_jwt, which uses no client secret',
+    );
     expect(await registryError(h.registry.rotateSecret('nobody'))).toBe('client "nobody" does not exist');
   });
 });

@@ -3,7 +3,11 @@ import Provider from 'oidc-provider';
 import type { Adapter, AdapterPayload, Configuration } from 'oidc-provider';
 import { connectRedis, createRedis, type RedisClient } from '../../../src/platform/redis/connection.js';
 import { Keyspace } from '../../../src/platform/redis/keyspace.js';
-import { SMART_CLIENT_PROPERTIES, createClientMetadataValidator, type ClientMetadataPolicy } from '../../../src/oauth/clients/smart-metadata.js';
+import {
+  SMART_CLIENT_PROPERTIES,
+  createClientMetadataValidator,
+  type ClientMetadataPolicy,
+} from '../../../src/oauth/clients/smart-metadata.js';
 import { wrapClientAdapter } from '../../../src/oauth/clients/client-adapter.js';
 import { ClientRegistry } from '../../../src/oauth/clients/registry.js';
 
@@ -71,7 +75,12 @@ export interface Harness {
 }
 
 /** The provider's own signing key (it signs nothing here; this just avoids the dev-keys warning). */
-const signingKey = { ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }), kid: 'test-signing', alg: 'RS256', use: 'sig' };
+const signingKey = {
+  ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
+  kid: 'test-signing',
+  alg: 'RS256',
+  use: 'sig',
+};
 
 export function providerConfig(
   redis: RedisClient,

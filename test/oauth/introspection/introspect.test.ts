@@ -38,7 +38,11 @@ async function backendToken(resource: string, scope = 'system/*.rs'): Promise<st
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
 
 function introspectBasic(app: TestApp, token: string, id = 'rs-opaque', secret = 'rs-opaque-secret', extra: Record<string, string> = {}) {
-  return app.request.post('/introspect').set('Authorization', basic(id, secret)).type('form').send({ token, ...extra });
+  return app.request
+    .post('/introspect')
+    .set('Authorization', basic(id, secret))
+    .type('form')
+    .send({ token, ...extra });
 }
 
 async function introspectJwtAuth(app: TestApp, token: string) {
@@ -59,7 +63,14 @@ async function userTokens(app: TestApp, clientId: string) {
   grant.addOIDCScope('openid fhirUser launch offline_access');
   grant.addResourceScope(OPAQUE_BASE, 'patient/*.rs');
   const grantId = await grant.save();
-  const at = new app.app.AccessToken({ accountId: 'user-1', client, grantId, scope: 'patient/*.rs', aud: OPAQUE_BASE, gty: 'authorization_code' });
+  const at = new app.app.AccessToken({
+    accountId: 'user-1',
+    client,
+    grantId,
+    scope: 'patient/*.rs',
+    aud: OPAQUE_BASE,
+    gty: 'authorization_code',
+  });
   const accessToken = await at.save();
   // What extraTokenClaims stores for a launch (the SMART launch issue fills it from the launch
   // context); written the way oidc-provider persists it.
@@ -67,7 +78,14 @@ async function userTokens(app: TestApp, clientId: string) {
   const payload = JSON.parse((await app.redis.hget(key, 'payload'))!);
   payload.extra = { patient: 'pat-1', encounter: 'enc-9', fhirContext: [{ reference: 'Encounter/enc-9' }], fhirUser: 'Practitioner/dr-1' };
   await app.redis.hset(key, 'payload', JSON.stringify(payload));
-  const rt = new app.app.RefreshToken({ accountId: 'user-1', client, grantId, scope: 'openid offline_access patient/*.rs', resource: OPAQUE_BASE, gty: 'authorization_code' });
+  const rt = new app.app.RefreshToken({
+    accountId: 'user-1',
+    client,
+    grantId,
+    scope: 'openid offline_access patient/*.rs',
+    resource: OPAQUE_BASE,
+    gty: 'authorization_code',
+  });
   const refreshToken = await rt.save();
   return { grantId, accessToken, refreshToken };
 }
@@ -80,9 +98,18 @@ beforeAll(async () => {
   rsKey = await backendKey('ES384');
   await registerBackend(t, 'bulk', [backend]);
   await registerResourceServer(t, { id: 'rs-opaque', secret: 'rs-opaque-secret' }, { fhir_servers: [OPAQUE_BASE] });
-  await t.registry.upsert({ client_id: 'rs-jwt', smart_client_kind: 'resource_server', jwks: { keys: [rsKey.publicJwk] }, fhir_servers: [JWT_BASE] });
+  await t.registry.upsert({
+    client_id: 'rs-jwt',
+    smart_client_kind: 'resource_server',
+    jwks: { keys: [rsKey.publicJwk] },
+    fhir_servers: [JWT_BASE],
+  });
   await registerEhrLauncher(t, { id: 'ehr', secret: 'ehr-secret' });
-  await registerSmartApp(t, { id: 'app', redirectUri: 'https://app.example.org/cb', scopes: ['openid', 'fhirUser', 'launch', 'offline_access', 'patient/*.rs'] });
+  await registerSmartApp(t, {
+    id: 'app',
+    redirectUri: 'https://app.example.org/cb',
+    scopes: ['openid', 'fhirUser', 'launch', 'offline_access', 'patient/*.rs'],
+  });
 });
 afterAll(async () => {
   await t.close();
@@ -91,7 +118,10 @@ afterAll(async () => {
 
 describe('introspection: authentication of the caller', () => {
   test('no authentication → 401 invalid_client', async () => {
-    const res = await t.request.post('/introspect').type('form').send({ token: 'x'.repeat(43) });
+    const res = await t.request
+      .post('/introspect')
+      .type('form')
+      .send({ token: 'x'.repeat(43) });
     expect(res.status).toBe(401);
     expect(res.body.error).toBe('invalid_client');
     expect(res.headers['www-authenticate']).toMatch(/^Basic/);
@@ -112,7 +142,10 @@ describe('introspection: authentication of the caller', () => {
     const token = await backendToken(JWT_BASE);
     const assertion = await signAssertion(rsKey, 'rs-jwt', INTROSPECT_URL);
     const send = () =>
-      t.request.post('/introspect').type('form').send({ token, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion });
+      t.request
+        .post('/introspect')
+        .type('form')
+        .send({ token, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion });
     expect((await send()).status).toBe(200);
     const again = await send();
     expect(again.status).toBe(401);
@@ -120,7 +153,11 @@ describe('introspection: authentication of the caller', () => {
   });
 
   test('repeated parameters are invalid_request', async () => {
-    const res = await t.request.post('/introspect').set('Authorization', basic('rs-opaque', 'rs-opaque-secret')).type('form').send('token=a&token=b');
+    const res = await t.request
+      .post('/introspect')
+      .set('Authorization', basic('rs-opaque', 'rs-opaque-secret'))
+      .type('form')
+      .send('token=a&token=b');
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_request');
   });
@@ -143,7 +180,12 @@ describe('introspection of each token kind', () => {
       exp: expect.any(Number),
       iat: expect.any(Number),
       // No purpose or subject asserted: only the ceiling a resource server must enforce (hcs/).
-      extensions: { smart_authz_hcs: { confidentiality: { system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'N', display: 'normal' }, obligations: [] } },
+      extensions: {
+        smart_authz_hcs: {
+          confidentiality: { system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'N', display: 'normal' },
+          obligations: [],
+        },
+      },
     });
     expect(res.body.exp - res.body.iat).toBeLessThanOrEqual(300);
   });
@@ -155,12 +197,23 @@ describe('introspection of each token kind', () => {
     expect(claims.aud).toBe(JWT_BASE);
     const res = await introspectJwtAuth(t, token);
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ active: true, client_id: 'bulk', scope: 'system/*.rs', aud: JWT_BASE, iss: 'http://localhost:3000', token_type: 'Bearer' });
+    expect(res.body).toMatchObject({
+      active: true,
+      client_id: 'bulk',
+      scope: 'system/*.rs',
+      aud: JWT_BASE,
+      iss: 'http://localhost:3000',
+      token_type: 'Bearer',
+    });
 
     const revoke = await t.request
       .post('/revoke')
       .type('form')
-      .send({ token, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: await signAssertion(backend, 'bulk', TOKEN_URL) });
+      .send({
+        token,
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: await signAssertion(backend, 'bulk', TOKEN_URL),
+      });
     expect(revoke.status).toBe(200);
     expect((await introspectJwtAuth(second, token)).body).toEqual({ active: false });
   });
@@ -229,7 +282,10 @@ describe('introspection of each token kind', () => {
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toMatch(/^application\/token-introspection\+jwt/);
     const jwks = (await t.request.get('/.well-known/jwks.json')).body;
-    const { payload, protectedHeader } = await jwtVerify(res.text, createLocalJWKSet(jwks), { issuer: 'http://localhost:3000', audience: 'rs-opaque' });
+    const { payload, protectedHeader } = await jwtVerify(res.text, createLocalJWKSet(jwks), {
+      issuer: 'http://localhost:3000',
+      audience: 'rs-opaque',
+    });
     expect(protectedHeader.typ).toBe('token-introspection+jwt');
     expect((payload.token_introspection as { active: boolean; client_id: string }).client_id).toBe('bulk');
   });
@@ -239,11 +295,19 @@ describe('revocation (RFC 7009)', () => {
   const ehrAuth = basic('ehr', 'ehr-secret');
 
   test('revoking an access token makes it inactive at once on another instance', async () => {
-    const login = await t.request.post('/token').set('Authorization', ehrAuth).type('form').send({ grant_type: 'client_credentials', scope: 'launch', resource: OPAQUE_BASE });
+    const login = await t.request
+      .post('/token')
+      .set('Authorization', ehrAuth)
+      .type('form')
+      .send({ grant_type: 'client_credentials', scope: 'launch', resource: OPAQUE_BASE });
     expect(login.status).toBe(200);
     const token = login.body.access_token as string;
     expect((await introspectBasic(second, token)).body.active).toBe(true);
-    const res = await t.request.post('/revoke').set('Authorization', ehrAuth).type('form').send({ token, token_type_hint: 'refresh_token' });
+    const res = await t.request
+      .post('/revoke')
+      .set('Authorization', ehrAuth)
+      .type('form')
+      .send({ token, token_type_hint: 'refresh_token' });
     expect(res.status).toBe(200);
     expect((await introspectBasic(second, token)).body).toEqual({ active: false });
   });
@@ -264,7 +328,15 @@ describe('revocation (RFC 7009)', () => {
   });
 
   test('unknown tokens revoke successfully; other clients cannot revoke your token', async () => {
-    expect((await t.request.post('/revoke').set('Authorization', ehrAuth).type('form').send({ token: 'B'.repeat(43) })).status).toBe(200);
+    expect(
+      (
+        await t.request
+          .post('/revoke')
+          .set('Authorization', ehrAuth)
+          .type('form')
+          .send({ token: 'B'.repeat(43) })
+      ).status,
+    ).toBe(200);
     const token = await backendToken(OPAQUE_BASE);
     const res = await t.request.post('/revoke').set('Authorization', ehrAuth).type('form').send({ token });
     expect(res.status).toBe(400);
@@ -272,7 +344,10 @@ describe('revocation (RFC 7009)', () => {
   });
 
   test('revocation needs client authentication unless the client is public', async () => {
-    const res = await t.request.post('/revoke').type('form').send({ token: 'C'.repeat(43), client_id: 'ehr' });
+    const res = await t.request
+      .post('/revoke')
+      .type('form')
+      .send({ token: 'C'.repeat(43), client_id: 'ehr' });
     expect(res.status).toBe(401);
   });
 });
@@ -294,7 +369,13 @@ describe('introspection with a bearer token carrying the introspect permission',
   let gatewayKey: BackendKey;
   beforeAll(async () => {
     gatewayKey = await backendKey('ES384');
-    await t.registry.upsert({ client_id: 'gateway', smart_client_kind: 'backend_service', jwks: { keys: [gatewayKey.publicJwk] }, smart_scopes: ['introspect', 'system/*.rs'], fhir_servers: [OPAQUE_BASE] });
+    await t.registry.upsert({
+      client_id: 'gateway',
+      smart_client_kind: 'backend_service',
+      jwks: { keys: [gatewayKey.publicJwk] },
+      smart_scopes: ['introspect', 'system/*.rs'],
+      fhir_servers: [OPAQUE_BASE],
+    });
   });
 
   async function gatewayToken(scope: string): Promise<string> {
@@ -310,7 +391,9 @@ describe('introspection with a bearer token carrying the introspect permission',
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ active: true, client_id: 'bulk' });
     const foreign = await backendToken(JWT_BASE);
-    expect((await t.request.post('/introspect').set('Authorization', `Bearer ${bearer}`).type('form').send({ token: foreign })).body).toEqual({ active: false });
+    expect(
+      (await t.request.post('/introspect').set('Authorization', `Bearer ${bearer}`).type('form').send({ token: foreign })).body,
+    ).toEqual({ active: false });
   });
 
   test('without the scope → 403; an unknown bearer → 401', async () => {
@@ -319,7 +402,11 @@ describe('introspection with a bearer token carrying the introspect permission',
     const res = await t.request.post('/introspect').set('Authorization', `Bearer ${bearer}`).type('form').send({ token });
     expect(res.status).toBe(403);
     expect(res.body.error).toBe('insufficient_scope');
-    const unknown = await t.request.post('/introspect').set('Authorization', `Bearer ${'Z'.repeat(43)}`).type('form').send({ token });
+    const unknown = await t.request
+      .post('/introspect')
+      .set('Authorization', `Bearer ${'Z'.repeat(43)}`)
+      .type('form')
+      .send({ token });
     expect(unknown.status).toBe(401);
     expect(unknown.headers['www-authenticate']).toMatch(/^Bearer/);
   });

@@ -16,7 +16,11 @@ let t: TestApp;
 
 beforeAll(async () => {
   t = await createTestApp({ AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
-  await registerSmartApp(t, { id: 'ui-app', redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'profile', 'online_access', 'user/*.rs'] });
+  await registerSmartApp(t, {
+    id: 'ui-app',
+    redirectUri: REDIRECT,
+    scopes: ['openid', 'fhirUser', 'profile', 'online_access', 'user/*.rs'],
+  });
 });
 
 afterAll(async () => {
@@ -26,7 +30,11 @@ afterAll(async () => {
 const params = paramsFor({ client_id: 'ui-app', redirect_uri: REDIRECT, aud: FHIR });
 
 async function userToken(scope: string): Promise<{ token: string; sub: string }> {
-  const user = await createPerson(t, { fhirUser: 'Practitioner/uma', staff: true }, { userName: `ui-${randomUUID().slice(0, 8)}`, name: { givenName: 'Uma', familyName: 'Info' } });
+  const user = await createPerson(
+    t,
+    { fhirUser: 'Practitioner/uma', staff: true },
+    { userName: `ui-${randomUUID().slice(0, 8)}`, name: { givenName: 'Uma', familyName: 'Info' } },
+  );
   const flow = await authorizeThroughPages(t, params(scope), user);
   const res = await exchangeCode(t, flow, params(''));
   expect(res.status).toBe(200);
@@ -39,7 +47,15 @@ test('claims follow the granted scopes; GET and POST; no-store; any origin may r
   expect(res.status).toBe(200);
   expect(res.headers['cache-control']).toBe('no-store');
   expect(res.headers['access-control-allow-origin']).toBe('*');
-  expect(res.body).toEqual({ sub, fhirUser: `${FHIR}/Practitioner/uma`, name: 'Uma Info', given_name: 'Uma', family_name: 'Info', preferred_username: expect.any(String), updated_at: expect.any(Number) });
+  expect(res.body).toEqual({
+    sub,
+    fhirUser: `${FHIR}/Practitioner/uma`,
+    name: 'Uma Info',
+    given_name: 'Uma',
+    family_name: 'Info',
+    preferred_username: expect.any(String),
+    updated_at: expect.any(Number),
+  });
   expect((await t.request.post('/userinfo').set('Authorization', `Bearer ${token}`)).body).toEqual(res.body);
 
   const narrow = await userToken('openid user/*.rs');

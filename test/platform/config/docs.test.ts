@@ -18,13 +18,17 @@ describe('docs/configuration.md', () => {
   test('names every environment variable, each on a row with a type, a default and a description', () => {
     const table = configurationTable();
     const rows = table.split('\n').slice(2);
-    const missing = ENV_VARS.map(([name]) => name).filter((name) => !rows.some((row) => row.startsWith('| ') && row.includes(`\`${name}\``)));
+    const missing = ENV_VARS.map(([name]) => name).filter(
+      (name) => !rows.some((row) => row.startsWith('| ') && row.includes(`\`${name}\``)),
+    );
     expect(missing).toEqual([]);
     for (const row of rows) {
-      const cells = row.split(/(?<!\\)\|/).slice(1, -1).map((c) => c.trim());
+      const cells = row
+        .split(/(?<!\\)\|/)
+        .slice(1, -1)
+        .map((c) => c.trim());
       expect(cells).toHaveLength(5);
       expect(cells.every(Boolean)).toBe(true);
     }
   });
-
 });

@@ -47,7 +47,10 @@ describe('configuration', () => {
       ['east', 'https://east.example.org/fhir'],
     ]);
     expect(c.ttl.accessToken).toBe(600);
-    expect(c.redis.sentinels).toEqual([{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }]);
+    expect(c.redis.sentinels).toEqual([
+      { host: 's1', port: 26379 },
+      { host: 's2', port: 26379 },
+    ]);
     expect(c.http.frameAncestors).toEqual(["'self'", 'https://ehr.example.org']);
   });
 
@@ -89,7 +92,15 @@ describe('configuration', () => {
   });
 
   describe('production mode', () => {
-    const base = { AUTHZ_MODE: 'production', AUTHZ_COOKIE_KEYS: key, AUTHZ_PROXY: 'true', AUTHZ_ISSUER: 'https://auth.example.org', AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40), AUTHZ_AUDIT_ANCHOR_DIR: '/var/lib/smart-authz/anchor', AUTHZ_AUDIT_DATABASE_URL: 'postgres://authz@db.example.org/audit' };
+    const base = {
+      AUTHZ_MODE: 'production',
+      AUTHZ_COOKIE_KEYS: key,
+      AUTHZ_PROXY: 'true',
+      AUTHZ_ISSUER: 'https://auth.example.org',
+      AUTHZ_KEY_ENCRYPTION_SECRET: 's'.repeat(40),
+      AUTHZ_AUDIT_ANCHOR_DIR: '/var/lib/smart-authz/anchor',
+      AUTHZ_AUDIT_DATABASE_URL: 'postgres://authz@db.example.org/audit',
+    };
 
     test('a complete production configuration is accepted and disables demo data and dev Redis', () => {
       const c = loadConfig({ ...base, AUTHZ_DEMO_DATA: 'true', AUTHZ_DEV_REDIS: 'true' });
@@ -102,7 +113,9 @@ describe('configuration', () => {
       const { AUTHZ_AUDIT_DATABASE_URL: _url, ...rest } = base;
       expect(errorOf(rest)).toMatch(/AUTHZ_AUDIT_DATABASE_URL \(audit\.databaseUrl\) is required in production .*AUTHZ_AUDIT_STORE=redis/);
       expect(loadConfig({ ...rest, AUTHZ_AUDIT_STORE: 'redis' }).audit.store).toBe('redis');
-      expect(errorOf({ ...base, AUTHZ_AUDIT_DATABASE_URL: 'mysql://db.example.org/audit' })).toMatch(/must be a postgres:\/\/ or postgresql:\/\/ URL/);
+      expect(errorOf({ ...base, AUTHZ_AUDIT_DATABASE_URL: 'mysql://db.example.org/audit' })).toMatch(
+        /must be a postgres:\/\/ or postgresql:\/\/ URL/,
+      );
       expect(loadConfig(base).audit.databaseUrl).toBe('postgres://authz@db.example.org/audit');
     });
 

@@ -28,9 +28,12 @@ function app(): Koa {
   });
   koa.use(async (ctx) => {
     const refuse = (problem: JsonProblem | FormProblem) => new Refused(problem);
-    if (ctx.path === '/json') ctx.body = { read: await readJson(ctx, { types: ['application/json', 'application/scim+json'], limit: LIMIT, refuse }) };
-    else if (ctx.path === '/json-required') ctx.body = { read: await readJson(ctx, { types: ['application/json'], limit: LIMIT, required: true, refuse }) };
-    else if (ctx.path === '/form') ctx.body = { read: Object.fromEntries(await readForm(ctx, { types: ['application/x-www-form-urlencoded'], limit: LIMIT, refuse })) };
+    if (ctx.path === '/json')
+      ctx.body = { read: await readJson(ctx, { types: ['application/json', 'application/scim+json'], limit: LIMIT, refuse }) };
+    else if (ctx.path === '/json-required')
+      ctx.body = { read: await readJson(ctx, { types: ['application/json'], limit: LIMIT, required: true, refuse }) };
+    else if (ctx.path === '/form')
+      ctx.body = { read: Object.fromEntries(await readForm(ctx, { types: ['application/x-www-form-urlencoded'], limit: LIMIT, refuse })) };
   });
   return koa;
 }
@@ -42,7 +45,11 @@ beforeAll(async () => {
 afterAll(() => s.close());
 
 const post = (path: string, body: string | undefined, type?: string) =>
-  fetch(`${s.url}${path}`, { method: 'POST', ...(type ? { headers: { 'content-type': type } } : {}), ...(body !== undefined ? { body } : {}) });
+  fetch(`${s.url}${path}`, {
+    method: 'POST',
+    ...(type ? { headers: { 'content-type': type } } : {}),
+    ...(body !== undefined ? { body } : {}),
+  });
 
 describe('readJson', () => {
   test('parses a body of any of the accepted media types', async () => {
@@ -116,7 +123,10 @@ describe('readForm', () => {
   });
 
   test('JSON is not a form; an oversized form is too-large', async () => {
-    expect(await (await post('/form', '{"token":"x"}', 'application/json')).json()).toEqual({ kind: 'media-type', types: ['application/x-www-form-urlencoded'] });
+    expect(await (await post('/form', '{"token":"x"}', 'application/json')).json()).toEqual({
+      kind: 'media-type',
+      types: ['application/x-www-form-urlencoded'],
+    });
     const big = await post('/form', `token=${'x'.repeat(LIMIT)}`, 'application/x-www-form-urlencoded');
     expect(big.status).toBe(413);
   });

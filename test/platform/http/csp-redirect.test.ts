@@ -6,7 +6,12 @@ let t: TestApp;
 beforeAll(async () => {
   t = await createTestApp();
   await registerSmartApp(t, { id: 'csp-web', redirectUri: 'https://app.example.org/cb', scopes: ['openid', 'fhirUser', 'patient/*.rs'] });
-  await registerSmartApp(t, { id: 'csp-native', redirectUri: 'org.example.app:/callback', scopes: ['openid', 'fhirUser', 'patient/*.rs'], metadata: { application_type: 'native' } });
+  await registerSmartApp(t, {
+    id: 'csp-native',
+    redirectUri: 'org.example.app:/callback',
+    scopes: ['openid', 'fhirUser', 'patient/*.rs'],
+    metadata: { application_type: 'native' },
+  });
 });
 afterAll(() => t.close());
 
@@ -17,7 +22,12 @@ describe('CSP form-action on interaction pages', () => {
     ['csp-web', 'https://app.example.org/cb', "form-action 'self' https://app.example.org;"],
     ['csp-native', 'org.example.app:/callback', "form-action 'self' org.example.app:;"],
   ])('the %s sign-in page allows exactly its redirect target', async (client_id, redirect_uri, expected) => {
-    const { agent, first } = await startAuthorization(t, { client_id, redirect_uri, scope: 'openid fhirUser', aud: 'http://localhost:8080/fhir' });
+    const { agent, first } = await startAuthorization(t, {
+      client_id,
+      redirect_uri,
+      scope: 'openid fhirUser',
+      aud: 'http://localhost:8080/fhir',
+    });
     const stop = await browse(agent, first);
     expect(stop.kind).toBe('page');
     const csp = stop.res.headers['content-security-policy'] as string;

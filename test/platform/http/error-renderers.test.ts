@@ -20,7 +20,8 @@ class TranslatedError extends Error {}
 /** Throws what `GET /<kind>` names, behind the boundary of each format. */
 function thrower(ctx: Context): never {
   const kind = ctx.path.split('/').pop();
-  if (kind === 'oauth') throw new OAuthError(401, 'invalid_token', 'the token has expired', challenge('Bearer', { realm: 'api', error: 'invalid_token' }));
+  if (kind === 'oauth')
+    throw new OAuthError(401, 'invalid_token', 'the token has expired', challenge('Bearer', { realm: 'api', error: 'invalid_token' }));
   if (kind === 'http') throw new HttpError(403, 'access_denied', 'You may not see <this> page.');
   if (kind === 'scim') throw new ScimError(401, undefined, 'a token is required', { 'WWW-Authenticate': 'Bearer realm="scim"' });
   if (kind === 'scim-filter') throw invalidFilter('the filter is not valid');
@@ -42,9 +43,16 @@ function app(): Koa {
   koa.use(errorBoundary(logger, () => redisUp));
   koa.use(requireRedis(() => redisUp, /^\/healthz$/));
   koa.use(async (ctx, next) => {
-    if (ctx.path.startsWith('/oauth/')) return oauthErrors((err) => (err instanceof TranslatedError ? new OAuthError(400, 'invalid_request', err.message) : undefined))(ctx, next);
+    if (ctx.path.startsWith('/oauth/'))
+      return oauthErrors((err) => (err instanceof TranslatedError ? new OAuthError(400, 'invalid_request', err.message) : undefined))(
+        ctx,
+        next,
+      );
     if (ctx.path.startsWith('/scim/')) return scimErrorBoundary(logger)(ctx, next);
-    if (ctx.path.startsWith('/fhir/')) return fhirErrorBoundary(logger, 'test API', (err) => (err instanceof TranslatedError ? new FhirError(422, 'business-rule', err.message) : undefined))(ctx, next);
+    if (ctx.path.startsWith('/fhir/'))
+      return fhirErrorBoundary(logger, 'test API', (err) =>
+        err instanceof TranslatedError ? new FhirError(422, 'business-rule', err.message) : undefined,
+      )(ctx, next);
     return next();
   });
   koa.use(async (ctx) => {
@@ -97,7 +105,9 @@ describe('OAuth JSON (oauth-error.ts)', () => {
   });
 
   test('challenge() quotes each parameter, in order', () => {
-    expect(challenge('Basic', { realm: 'introspection', error: 'invalid_client' })).toBe('Basic realm="introspection", error="invalid_client"');
+    expect(challenge('Basic', { realm: 'introspection', error: 'invalid_client' })).toBe(
+      'Basic realm="introspection", error="invalid_client"',
+    );
     expect(challenge('Bearer', { error_description: 'say "hi" \\ bye' })).toBe('Bearer error_description="say \\"hi\\" \\\\ bye"');
     expect(challenge('Bearer')).toBe('Bearer');
   });
@@ -114,9 +124,18 @@ describe('SCIM (scim.ts)', () => {
     const res = await get('/scim/scim');
     expect(res.status).toBe(401);
     expect(res.headers.get('www-authenticate')).toBe('Bearer realm="scim"');
-    expect(await scimError(res)).toEqual({ schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '401', detail: 'a token is required' });
+    expect(await scimError(res)).toEqual({
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'],
+      status: '401',
+      detail: 'a token is required',
+    });
     const filter = await get('/scim/scim-filter');
-    expect(await scimError(filter)).toEqual({ schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '400', scimType: 'invalidFilter', detail: 'the filter is not valid' });
+    expect(await scimError(filter)).toEqual({
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'],
+      status: '400',
+      scimType: 'invalidFilter',
+      detail: 'the filter is not valid',
+    });
   });
 
   test("Koa's client errors keep their status; a failing store is 503 + Retry-After; a bug is a bare 500", async () => {
@@ -143,7 +162,10 @@ describe('FHIR OperationOutcome (fhir.ts)', () => {
   test('a FhirError, and an API error through its translation', async () => {
     const res = await get('/fhir/fhir');
     expect(res.status).toBe(412);
-    expect(await outcome(res)).toEqual({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'conflict', diagnostics: 'If-Match does not match' }] });
+    expect(await outcome(res)).toEqual({
+      resourceType: 'OperationOutcome',
+      issue: [{ severity: 'error', code: 'conflict', diagnostics: 'If-Match does not match' }],
+    });
     const translated = await get('/fhir/translated');
     expect(translated.status).toBe(422);
     expect((await outcome(translated)).issue[0]).toMatchObject({ code: 'business-rule', diagnostics: 'a domain error' });
@@ -199,11 +221,22 @@ describe('the generic boundary (errors.ts) and the error page (error-page.ts)', 
     expect(scim.status).toBe(503);
     expect(scim.headers.get('retry-after')).toBe('5');
     expect(scim.headers.get('content-type')).toBe('application/scim+json; charset=utf-8');
-    expect(await scim.json()).toEqual({ schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '503', detail: 'The service cannot reach its data store. Try again shortly.' });
+    expect(await scim.json()).toEqual({
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'],
+      status: '503',
+      detail: 'The service cannot reach its data store. Try again shortly.',
+    });
     const fhir = await get('/fhir/Consent');
     expect(fhir.headers.get('content-type')).toBe('application/fhir+json; charset=utf-8');
-    expect(((await fhir.json()) as { issue: unknown[] }).issue[0]).toEqual({ severity: 'error', code: 'transient', diagnostics: 'The service cannot reach its data store. Try again shortly.' });
-    expect(await (await get('/token')).json()).toEqual({ error: 'temporarily_unavailable', error_description: 'The service cannot reach its data store. Try again shortly.' });
+    expect(((await fhir.json()) as { issue: unknown[] }).issue[0]).toEqual({
+      severity: 'error',
+      code: 'transient',
+      diagnostics: 'The service cannot reach its data store. Try again shortly.',
+    });
+    expect(await (await get('/token')).json()).toEqual({
+      error: 'temporarily_unavailable',
+      error_description: 'The service cannot reach its data store. Try again shortly.',
+    });
     const page = await get('/manage', 'text/html');
     expect(page.status).toBe(503);
     expect(await page.text()).toContain('Service temporarily unavailable');

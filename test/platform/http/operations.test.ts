@@ -62,14 +62,20 @@ describe('operations endpoints and HTTP hygiene', () => {
   });
 
   test('error pages escape what the request put in them', async () => {
-    const res = await t.request.get('/authorize').query({ client_id: '<script>alert(1)</script>', response_type: 'code' }).set('Accept', 'text/html');
+    const res = await t.request
+      .get('/authorize')
+      .query({ client_id: '<script>alert(1)</script>', response_type: 'code' })
+      .set('Accept', 'text/html');
     expect(res.status).toBe(400);
     expect(res.text).not.toContain('<script>alert(1)</script>');
     expect(res.text).not.toMatch(/node_modules|at Object\./);
   });
 
   test('bodies over the configured limit are refused with 413', async () => {
-    const res = await t.request.post('/token').type('form').send({ grant_type: 'client_credentials', pad: 'x'.repeat(4096) });
+    const res = await t.request
+      .post('/token')
+      .type('form')
+      .send({ grant_type: 'client_credentials', pad: 'x'.repeat(4096) });
     expect(res.status).toBe(413);
     expect(res.body.error).toBe('request_too_large');
   });
@@ -112,6 +118,8 @@ describe('Redis outage', () => {
       if (Date.now() > deadline) throw new Error('did not recover');
       await new Promise((r) => setTimeout(r, 100));
     }
-    expect((await request.post('/token').type('form').send({ grant_type: 'client_credentials', client_id: 'x', client_secret: 'y' })).status).toBe(401);
+    expect(
+      (await request.post('/token').type('form').send({ grant_type: 'client_credentials', client_id: 'x', client_secret: 'y' })).status,
+    ).toBe(401);
   });
 });

@@ -13,7 +13,9 @@ async function rawRecords(keyspace: Keyspace): Promise<Record<string, string>> {
 }
 
 function privateValues(jwks: { keys: JWK[] }): string[] {
-  return jwks.keys.flatMap((k) => PRIVATE_MEMBERS.map((m) => (k as Record<string, unknown>)[m]).filter((v): v is string => typeof v === 'string'));
+  return jwks.keys.flatMap((k) =>
+    PRIVATE_MEMBERS.map((m) => (k as Record<string, unknown>)[m]).filter((v): v is string => typeof v === 'string'),
+  );
 }
 
 describe('encryption at rest', () => {

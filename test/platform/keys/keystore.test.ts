@@ -61,7 +61,12 @@ describe('first start and restart', () => {
       const stores = await Promise.all([1, 2, 3, 4].map(() => instances.store(keyspace)));
       const results = await Promise.all(stores.map((s) => s.ensureKeys()));
 
-      const kidSets = results.map((r) => r.keys.map((k) => k.kid).sort().join());
+      const kidSets = results.map((r) =>
+        r.keys
+          .map((k) => k.kid)
+          .sort()
+          .join(),
+      );
       expect(new Set(kidSets).size).toBe(1);
       expect(results.flatMap((r) => r.created)).toHaveLength(2);
       const { keys } = await stores[0]!.list();

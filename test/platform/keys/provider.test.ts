@@ -142,10 +142,15 @@ describe('rotation across two instances sharing Redis', () => {
     const startB = await storeB.ensureKeys();
     let providerB = buildProvider(startB.jwks);
     let reloadsB = 0;
-    const stopB = startKeyWatcher(storeB, 20, (jwks) => {
-      providerB = buildProvider(jwks);
-      reloadsB++;
-    }, { since: startB.version });
+    const stopB = startKeyWatcher(
+      storeB,
+      20,
+      (jwks) => {
+        providerB = buildProvider(jwks);
+        reloadsB++;
+      },
+      { since: startB.version },
+    );
 
     try {
       const oldKid = await currentKid(storeA, 'RSA');

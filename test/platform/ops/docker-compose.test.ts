@@ -36,17 +36,24 @@ describe('docker-compose.yml', () => {
   test('defines redis, postgres and authz by default; the rest only in the ha profile', () => {
     const byDefault = Object.entries(compose.services).filter(([, s]) => !s.profiles);
     expect(byDefault.map(([name]) => name).sort()).toEqual(['authz', 'postgres', 'redis']);
-    for (const [name, s] of Object.entries(compose.services)) if (s.profiles) expect({ name, profiles: s.profiles }).toEqual({ name, profiles: ['ha'] });
+    for (const [name, s] of Object.entries(compose.services))
+      if (s.profiles) expect({ name, profiles: s.profiles }).toEqual({ name, profiles: ['ha'] });
   });
 
   test('ha profile: a master, a replica and three sentinels that refuse writes without a replica, and the server waiting for one', () => {
     const nodes = ['redis-ha-1', 'redis-ha-2'].map((n) => words(compose.services[n]?.command));
     for (const command of nodes) {
       const arg = (flag: string) => command[command.indexOf(flag) + 1];
-      expect([arg('--appendonly'), arg('--appendfsync'), arg('--min-replicas-to-write'), arg('--min-replicas-max-lag')]).toEqual(['yes', 'everysec', '1', '10']);
+      expect([arg('--appendonly'), arg('--appendfsync'), arg('--min-replicas-to-write'), arg('--min-replicas-max-lag')]).toEqual([
+        'yes',
+        'everysec',
+        '1',
+        '10',
+      ]);
     }
     expect(nodes[1]!.join(' ')).toContain('--replicaof redis-ha-1 6379');
-    for (const n of ['sentinel-1', 'sentinel-2', 'sentinel-3']) expect(words(compose.services[n]?.entrypoint).join(' ')).toMatch(/sentinel monitor authz redis-ha-1 6379 2[\s\S]*--sentinel/);
+    for (const n of ['sentinel-1', 'sentinel-2', 'sentinel-3'])
+      expect(words(compose.services[n]?.entrypoint).join(' ')).toMatch(/sentinel monitor authz redis-ha-1 6379 2[\s\S]*--sentinel/);
     expect(compose.services['authz-ha']?.environment).toMatchObject({
       AUTHZ_REDIS_SENTINELS: 'sentinel-1:26379,sentinel-2:26379,sentinel-3:26379',
       AUTHZ_REDIS_SENTINEL_NAME: 'authz',
@@ -111,14 +118,19 @@ describe('Dockerfile', () => {
   });
 
   test('the start command matches npm start', () => {
-    const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { scripts: Record<string, string>; dependencies: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as {
+      scripts: Record<string, string>;
+      dependencies: Record<string, string>;
+    };
     expect(pkg.scripts.start).toBe('node --import tsx src/main.ts');
     // --omit=dev drops devDependencies, so tsx must be a runtime dependency.
     expect(pkg.dependencies).toHaveProperty('tsx');
   });
 
   test('.dockerignore keeps local state and secrets out of the image', () => {
-    const ignored = readFileSync(`${root}.dockerignore`, 'utf8').split('\n').map((l) => l.trim());
+    const ignored = readFileSync(`${root}.dockerignore`, 'utf8')
+      .split('\n')
+      .map((l) => l.trim());
     expect(ignored).toEqual(expect.arrayContaining(['node_modules', 'var', '.git', '.env', 'coverage', 'artifacts']));
   });
 });

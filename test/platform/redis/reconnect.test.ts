@@ -43,14 +43,20 @@ describe('a connection attempt through the sentinels cancelled half-way', () => 
   });
 
   test('the client connects again; a client closed on purpose does not', async () => {
-    const client = createRedis({ prefix: 'r:', sentinels: group.sentinels.split(',').map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })), sentinelName: group.name });
+    const client = createRedis({
+      prefix: 'r:',
+      sentinels: group.sentinels.split(',').map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })),
+      sentinelName: group.name,
+    });
     client.on('error', () => {});
     try {
       await connectRedis(client);
       // A reconnection starts, and the attempt in progress is cancelled as the failover detector
       // does (connector.disconnect, once the connector has begun resolving the master).
       const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
-      client.once('connecting', () => process.nextTick(() => (client as unknown as { connector: { disconnect(): void } }).connector.disconnect()));
+      client.once('connecting', () =>
+        process.nextTick(() => (client as unknown as { connector: { disconnect(): void } }).connector.disconnect()),
+      );
       client.disconnect(true);
       await ended;
       const deadline = Date.now() + 5_000;

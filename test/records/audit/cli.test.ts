@@ -5,7 +5,13 @@ import { auditFixture, sampleEvent, type AuditFixture } from './support.js';
 import { rewriteStream } from './tamper.js';
 
 const prefix = `cli-audit-${randomUUID().slice(0, 8)}:`;
-const env = { REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: prefix, AUTHZ_LOG_LEVEL: 'silent', AUTHZ_AUDIT_RETENTION_DAYS: '30', AUTHZ_AUDIT_DISCLOSURE_RETENTION_DAYS: '60' };
+const env = {
+  REDIS_URL: process.env.REDIS_URL!,
+  AUTHZ_REDIS_PREFIX: prefix,
+  AUTHZ_LOG_LEVEL: 'silent',
+  AUTHZ_AUDIT_RETENTION_DAYS: '30',
+  AUTHZ_AUDIT_DISCLOSURE_RETENTION_DAYS: '60',
+};
 const saved = { ...process.env };
 let f: AuditFixture;
 
@@ -28,7 +34,10 @@ afterAll(async () => {
 
 describe('smart-authz audit', () => {
   test('migrate on a trail already in the current layout changes nothing and says it verifies', async () => {
-    expect(await cli('audit', 'migrate')).toEqual([expect.stringMatching(/^main: 0 entries migrated; verifies \(10 entries\)$/), expect.stringMatching(/^archive: 0 entries migrated; verifies/)]);
+    expect(await cli('audit', 'migrate')).toEqual([
+      expect.stringMatching(/^main: 0 entries migrated; verifies \(10 entries\)$/),
+      expect.stringMatching(/^archive: 0 entries migrated; verifies/),
+    ]);
     expect(process.exitCode ?? 0).toBe(0);
   });
 
@@ -57,7 +66,9 @@ describe('smart-authz audit', () => {
     });
     const second = (await f.store.entries('main', undefined, 2))[1]!;
     const out = await cli('audit', 'verify', '--chain', 'main');
-    expect(out[0]).toBe(`main: FAILED: altered entry at seq ${second.seq} (stream id ${second.sid}): entry seq ${second.seq} (${second.sid}) does not match its hash`);
+    expect(out[0]).toBe(
+      `main: FAILED: altered entry at seq ${second.seq} (stream id ${second.sid}): entry seq ${second.seq} (${second.sid}) does not match its hash`,
+    );
     expect(process.exitCode).toBe(1);
     process.exitCode = 0;
     expect(await cli('audit', 'purge')).toEqual([expect.stringMatching(/^purge refused: the main chain does not verify/)]);

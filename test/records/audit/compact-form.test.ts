@@ -4,7 +4,13 @@ import { canonicalJson } from '../../../src/records/audit/chain.js';
 import { disclosedPatients, LOCAL_SUBTYPE_SYSTEM } from '../../../src/records/audit/disclosure.js';
 import { EVENT_TYPES, STANDARD_SUBTYPES } from '../../../src/records/audit/events/vocabulary.js';
 import { tokenIntrospected, type IntrospectedToken } from '../../../src/records/audit/events/token-events.js';
-import { introspectionIndexEntries, introspectionRecord, introspectionRecordJson, renderIntrospection, type IntrospectionFacts } from '../../../src/records/audit/forms/introspection.js';
+import {
+  introspectionIndexEntries,
+  introspectionRecord,
+  introspectionRecordJson,
+  renderIntrospection,
+  type IntrospectionFacts,
+} from '../../../src/records/audit/forms/introspection.js';
 import { allIndexEntries, codeSearchValues, EVENT_CODE_SYSTEMS } from '../../../src/records/audit/indexes.js';
 import { decodeStored, UnreadableAuditEntryError } from '../../../src/records/audit/stored-event.js';
 
@@ -23,14 +29,42 @@ type TokenSpec = Partial<Omit<FoundPart, 'extra'>> & { fhirUser?: string | undef
 /** A token as the lookup finds it: the launch context (fhirUser, patient) sits in `extra`. */
 const token = (spec: TokenSpec = {}): FoundPart => {
   const { fhirUser, patient, ...rest } = { fhirUser: 'Practitioner/dr-1', patient: 'pat-1', ...spec };
-  return { format: 'opaque', id: OPAQUE, kind: 'AccessToken', clientId: 'app', accountId: 'acc-1', scope: 'openid fhirUser patient/*.rs', grantId: 'grant-1', ...rest, extra: { fhirUser, patient } };
+  return {
+    format: 'opaque',
+    id: OPAQUE,
+    kind: 'AccessToken',
+    clientId: 'app',
+    accountId: 'acc-1',
+    scope: 'openid fhirUser patient/*.rs',
+    grantId: 'grant-1',
+    ...rest,
+    extra: { fhirUser, patient },
+  };
 };
 
 const cases: Array<[string, IntrospectionFacts]> = [
   ['active opaque token with user and patient', { callerId: 'rs', ip: '10.0.0.9', active: true, value: OPAQUE, token: token() }],
   ['active JWT', { callerId: 'rs', ip: '::1', active: true, value: 'a.b.c', token: token({ format: 'jwt', id: 'jti-77' }) }],
-  ['patient user with an absolute fhirUser', { callerId: 'rs', ip: '127.0.0.1', active: true, value: OPAQUE, token: token({ fhirUser: 'https://ehr.example.org/fhir/Patient/pat-1', accountId: 'pat-acct' }) }],
-  ['backend token (no user, no patient)', { callerId: 'rs', ip: '127.0.0.1', active: true, value: OPAQUE, token: token({ accountId: undefined, fhirUser: undefined, patient: undefined, kind: 'ClientCredentials', grantId: undefined }) }],
+  [
+    'patient user with an absolute fhirUser',
+    {
+      callerId: 'rs',
+      ip: '127.0.0.1',
+      active: true,
+      value: OPAQUE,
+      token: token({ fhirUser: 'https://ehr.example.org/fhir/Patient/pat-1', accountId: 'pat-acct' }),
+    },
+  ],
+  [
+    'backend token (no user, no patient)',
+    {
+      callerId: 'rs',
+      ip: '127.0.0.1',
+      active: true,
+      value: OPAQUE,
+      token: token({ accountId: undefined, fhirUser: undefined, patient: undefined, kind: 'ClientCredentials', grantId: undefined }),
+    },
+  ],
   ['token of the caller itself', { callerId: 'app', ip: '127.0.0.1', active: true, value: OPAQUE, token: token() }],
   ['found but refused (inactive for this caller)', { callerId: 'other-rs', ip: '127.0.0.1', active: false, value: OPAQUE, token: token() }],
   ['unknown token', { callerId: 'rs', ip: 'rs.internal', active: false, value: 'no-such-token' }],
@@ -39,12 +73,25 @@ const cases: Array<[string, IntrospectionFacts]> = [
 /** The event as the builder makes it from the raw facts (the token value hashed by the builder). */
 function built(facts: IntrospectionFacts, recorded: string) {
   const t = facts.token;
-  const found = t && { kind: t.kind, clientId: t.clientId, accountId: t.accountId, scope: t.scope, grantId: t.grantId, fhirUser: t.extra.fhirUser, patient: t.extra.patient };
-  const tokenFacts = found && (Object.fromEntries(Object.entries(found).filter(([, v]) => v !== undefined)) as Omit<IntrospectedToken, 'name'>);
+  const found = t && {
+    kind: t.kind,
+    clientId: t.clientId,
+    accountId: t.accountId,
+    scope: t.scope,
+    grantId: t.grantId,
+    fhirUser: t.extra.fhirUser,
+    patient: t.extra.patient,
+  };
+  const tokenFacts =
+    found && (Object.fromEntries(Object.entries(found).filter(([, v]) => v !== undefined)) as Omit<IntrospectedToken, 'name'>);
   const name = t ? (t.format === 'jwt' ? { jti: t.id } : { opaqueValue: t.id }) : undefined;
   return tokenIntrospected(
     { issuer: ISSUER, now: new Date(recorded) },
-    { caller: { clientId: facts.callerId, ip: facts.ip }, active: facts.active, ...(t ? { token: { ...tokenFacts!, name: name! } } : { presented: { opaqueValue: facts.value } }) },
+    {
+      caller: { clientId: facts.callerId, ip: facts.ip },
+      active: facts.active,
+      ...(t ? { token: { ...tokenFacts!, name: name! } } : { presented: { opaqueValue: facts.value } }),
+    },
   );
 }
 

@@ -45,9 +45,26 @@ beforeAll(async () => {
   other = await newUser(OTHER);
   const dr = { accountId: 'dr', fhirUser: 'Practitioner/dr-1', name: 'Dr <b>Smith</b>', role: 'Physician', org: 'General Hospital' };
   // Same app, person, purpose, day: one row with a count of 3.
-  for (const h of ['08', '09', '10']) await record({ patient: ME, clientId: 'ehr', user: dr, purpose: 'TREAT', ip: '10.1.1.1', recorded: `2026-04-01T${h}:00:00Z`, scope: 'patient/Observation.rs' });
+  for (const h of ['08', '09', '10'])
+    await record({
+      patient: ME,
+      clientId: 'ehr',
+      user: dr,
+      purpose: 'TREAT',
+      ip: '10.1.1.1',
+      recorded: `2026-04-01T${h}:00:00Z`,
+      scope: 'patient/Observation.rs',
+    });
   // Another day, another purpose → separate rows.
-  await record({ patient: ME, clientId: 'ehr', user: dr, purpose: 'HPAYMT', ip: '10.1.1.2', recorded: '2026-04-01T12:00:00Z', scope: 'patient/Condition.rs' });
+  await record({
+    patient: ME,
+    clientId: 'ehr',
+    user: dr,
+    purpose: 'HPAYMT',
+    ip: '10.1.1.2',
+    recorded: '2026-04-01T12:00:00Z',
+    scope: 'patient/Condition.rs',
+  });
   await record({ patient: ME, clientId: 'ehr', user: dr, purpose: 'TREAT', recorded: '2026-04-02T08:00:00Z' });
   // An app with a hostile name and a formula-like scope.
   await record({ patient: ME, clientId: '=HYPERLINK("http://evil")', recorded: '2026-04-03T08:00:00Z', scope: 'patient/*.rs' });
@@ -105,9 +122,14 @@ describe('the page', () => {
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('text/csv; charset=utf-8');
     expect(res.headers['content-disposition']).toMatch(/^attachment; filename="disclosures-/);
-    const lines = res.text.replace(/^\uFEFF/, '').trim().split('\r\n');
+    const lines = res.text
+      .replace(/^\uFEFF/, '')
+      .trim()
+      .split('\r\n');
     expect(lines).toHaveLength(5);
-    expect(lines[0]).toBe('"Day","First access","Last access","Times","App","Person","Role","Organisation","Resource types","Scopes","Purpose","Network addresses"');
+    expect(lines[0]).toBe(
+      '"Day","First access","Last access","Times","App","Person","Role","Organisation","Resource types","Scopes","Purpose","Network addresses"',
+    );
     expect(res.text).toContain('"App =HYPERLINK(""http://evil"")"');
     expect(lines.find((l) => l.includes('"3"'))).toContain('"2026-04-01T08:00:00Z","2026-04-01T10:00:00Z","3"');
   });
@@ -116,7 +138,11 @@ describe('the page', () => {
     const agent = await signedIn(me);
     const res = await agent.get('/manage/disclosures.json');
     expect(res.status).toBe(200);
-    const b = JSON.parse(res.text) as { resourceType: string; type: string; entry: Array<{ resource: { resourceType: string; agent: unknown[]; entity: unknown[] } }> };
+    const b = JSON.parse(res.text) as {
+      resourceType: string;
+      type: string;
+      entry: Array<{ resource: { resourceType: string; agent: unknown[]; entity: unknown[] } }>;
+    };
     expect(b).toMatchObject({ resourceType: 'Bundle', type: 'collection' });
     expect(b.entry).toHaveLength(6);
     expect(res.text).not.toContain('Smith');
@@ -150,7 +176,13 @@ describe('policy and helpers', () => {
 describe('with the real event wiring', () => {
   test('an app that got a token for the patient shows up on the page', async () => {
     await t.registry.upsert(
-      { client_id: `alpha-${tag}`, client_name: 'App Alpha', smart_client_kind: 'public_app', redirect_uris: [REDIRECT], smart_scopes: ['openid', 'fhirUser', 'launch/patient', 'patient/*.rs'] },
+      {
+        client_id: `alpha-${tag}`,
+        client_name: 'App Alpha',
+        smart_client_kind: 'public_app',
+        redirect_uris: [REDIRECT],
+        smart_scopes: ['openid', 'fhirUser', 'launch/patient', 'patient/*.rs'],
+      },
       { generateSecret: false },
     );
     const params = { client_id: `alpha-${tag}`, redirect_uri: REDIRECT, scope: 'openid launch/patient patient/Observation.rs', aud: FHIR };

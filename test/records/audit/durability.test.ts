@@ -27,7 +27,12 @@ const basic = `Basic ${Buffer.from('demo-fhir-server:demo-fhir-server-secret').t
 
 describe('durability', () => {
   test('SIGKILL mid-load: every answered introspection is in the trail, and the chain verifies', async () => {
-    const server = await startServerProcess({ REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: prefix, AUTHZ_LOG_LEVEL: 'info', AUTHZ_DEV_REDIS: 'false' });
+    const server = await startServerProcess({
+      REDIS_URL: process.env.REDIS_URL!,
+      AUTHZ_REDIS_PREFIX: prefix,
+      AUTHZ_LOG_LEVEL: 'info',
+      AUTHZ_DEV_REDIS: 'false',
+    });
     try {
       const answered: string[] = [];
       let failed = 0;

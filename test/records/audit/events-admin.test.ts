@@ -17,7 +17,12 @@ import { tokenIssued } from '../../../src/records/audit/events/token-events.js';
 
 let t: ScimTestApp;
 const prefix = `audit-admin-${randomUUID().slice(0, 8)}:`;
-const env = { REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: prefix, AUTHZ_LOG_LEVEL: 'silent', AUTHZ_FHIR_SERVERS: 'http://localhost:8080/fhir' };
+const env = {
+  REDIS_URL: process.env.REDIS_URL!,
+  AUTHZ_REDIS_PREFIX: prefix,
+  AUTHZ_LOG_LEVEL: 'silent',
+  AUTHZ_FHIR_SERVERS: 'http://localhost:8080/fhir',
+};
 const saved = { ...process.env };
 
 beforeAll(async () => {
@@ -34,7 +39,9 @@ describe('SCIM', () => {
   test('user created with a password, password patched, user deleted: each recorded, no password in any', async () => {
     const first = 'first password for audit 123';
     const second = 'second password for audit 456';
-    const { result: created, events } = await recordedBy(t, () => t.post('/Users', { schemas: [USER_SCHEMA], userName: 'audited.user', password: first }));
+    const { result: created, events } = await recordedBy(t, () =>
+      t.post('/Users', { schemas: [USER_SCHEMA], userName: 'audited.user', password: first }),
+    );
     expect(created.status).toBe(201);
     const id = JSON.parse(created.text).id as string;
     const c = one(events, 'user-created');
@@ -46,16 +53,22 @@ describe('SCIM', () => {
     expectValid(pw);
     expect(subtypeCodes(pw)).toContain('110137');
 
-    const { events: patched } = await recordedBy(t, () => t.patch(`/Users/${id}`, patchOps({ op: 'replace', path: 'password', value: second })));
+    const { events: patched } = await recordedBy(t, () =>
+      t.patch(`/Users/${id}`, patchOps({ op: 'replace', path: 'password', value: second })),
+    );
     expect(one(patched, 'user-updated').action).toBe('U');
     expectValid(one(patched, 'password-changed'));
 
     // A PATCH without a path carries the attributes in its value.
     const third = 'third password for audit 789';
-    const { events: pathless } = await recordedBy(t, () => t.patch(`/Users/${id}`, patchOps({ op: 'replace', value: { password: third } })));
+    const { events: pathless } = await recordedBy(t, () =>
+      t.patch(`/Users/${id}`, patchOps({ op: 'replace', value: { password: third } })),
+    );
     expectValid(one(pathless, 'password-changed'));
 
-    const { events: renamed } = await recordedBy(t, () => t.patch(`/Users/${id}`, patchOps({ op: 'replace', path: 'displayName', value: 'Audited' })));
+    const { events: renamed } = await recordedBy(t, () =>
+      t.patch(`/Users/${id}`, patchOps({ op: 'replace', path: 'displayName', value: 'Audited' })),
+    );
     expect(withLocal(renamed, 'password-changed')).toHaveLength(0);
     expectValid(one(renamed, 'user-updated'));
 
@@ -70,9 +83,13 @@ describe('SCIM', () => {
     const { result, events } = await recordedBy(t, () => t.post('/Groups', { schemas: [GROUP_SCHEMA], displayName: 'Audited group' }));
     const id = JSON.parse(result.text).id as string;
     expectValid(one(events, 'group-created'));
-    const { events: replaced } = await recordedBy(t, () => t.put(`/Groups/${id}`, { schemas: [GROUP_SCHEMA], displayName: 'Audited group 2' }));
+    const { events: replaced } = await recordedBy(t, () =>
+      t.put(`/Groups/${id}`, { schemas: [GROUP_SCHEMA], displayName: 'Audited group 2' }),
+    );
     expectValid(one(replaced, 'group-updated'));
-    const { events: patched } = await recordedBy(t, () => t.patch(`/Groups/${id}`, patchOps({ op: 'replace', path: 'displayName', value: 'Audited group 3' })));
+    const { events: patched } = await recordedBy(t, () =>
+      t.patch(`/Groups/${id}`, patchOps({ op: 'replace', path: 'displayName', value: 'Audited group 3' })),
+    );
     expectValid(one(patched, 'group-updated'));
     const { events: deleted } = await recordedBy(t, () => t.del(`/Groups/${id}`));
     const d = one(deleted, 'group-deleted');
@@ -83,8 +100,16 @@ describe('SCIM', () => {
 
 describe('dynamic client registration (RFC 7591/7592)', () => {
   test('registered, updated, deleted: the client id and field names, never a secret or registration token', async () => {
-    const { token: iat } = await new RegistrationTokens(t.redis, t.keyspace).issue(t.app, { ...DEFAULT_REGISTRATION_CEILING, uses: 1, expiresIn: 600 });
-    const body = { smart_client_kind: 'confidential_symmetric', redirect_uris: ['https://reg.example.org/cb'], smart_scopes: ['openid', 'patient/*.rs'] };
+    const { token: iat } = await new RegistrationTokens(t.redis, t.keyspace).issue(t.app, {
+      ...DEFAULT_REGISTRATION_CEILING,
+      uses: 1,
+      expiresIn: 600,
+    });
+    const body = {
+      smart_client_kind: 'confidential_symmetric',
+      redirect_uris: ['https://reg.example.org/cb'],
+      smart_scopes: ['openid', 'patient/*.rs'],
+    };
     const { result: res, events } = await recordedBy(t, () => t.request.post('/register').set('Authorization', `Bearer ${iat}`).send(body));
     expect(res.status).toBe(201);
     const { client_id: clientId, client_secret: secret, registration_access_token: rat } = res.body as Record<string, string>;
@@ -104,7 +129,9 @@ describe('dynamic client registration (RFC 7591/7592)', () => {
     expectValid(u);
     const rotated = (upd.body as Record<string, string>).registration_access_token ?? rat;
 
-    const { result: del, events: deleted } = await recordedBy(t, () => t.request.delete(`/register/${clientId}`).set('Authorization', `Bearer ${rotated}`));
+    const { result: del, events: deleted } = await recordedBy(t, () =>
+      t.request.delete(`/register/${clientId}`).set('Authorization', `Bearer ${rotated}`),
+    );
     expect(del.status).toBe(204);
     expectValid(one(deleted, 'client-deleted'));
     for (const e of [...events, ...updated, ...deleted]) expectNoSecrets(e, [iat, secret, rat, rotated]);
@@ -113,7 +140,20 @@ describe('dynamic client registration (RFC 7591/7592)', () => {
 
 describe('CLI', () => {
   test('clients add, update, rotate-secret, remove: the operator as actor, no secret', async () => {
-    const { result: added, events } = await recordedBy(t, () => cli('clients', 'add', '--id', 'cli-audited', '--kind', 'confidential_symmetric', '--redirect-uri', 'https://cli.example.org/cb', '--scopes', 'openid'));
+    const { result: added, events } = await recordedBy(t, () =>
+      cli(
+        'clients',
+        'add',
+        '--id',
+        'cli-audited',
+        '--kind',
+        'confidential_symmetric',
+        '--redirect-uri',
+        'https://cli.example.org/cb',
+        '--scopes',
+        'openid',
+      ),
+    );
     const secrets = added.join('\n').match(/[A-Za-z0-9_-]{30,}/g) ?? [];
     const c = one(events, 'client-registered');
     expectValid(c);
@@ -173,7 +213,16 @@ describe('CLI', () => {
 test('break-the-glass builder: Security Alert, ETREAT + BTG, the reason, a disclosure of the patient', () => {
   const e = breakTheGlass(
     { issuer: 'https://as.example.org' },
-    { reason: 'unconscious patient in the ED', user: { accountId: 'u-1', fhirUser: 'Practitioner/dr-1', roles: [{ system: 'http://snomed.info/sct', code: '309343006', display: 'Physician' }] }, patient: 'pat-7', tokenJti: 'abc123' },
+    {
+      reason: 'unconscious patient in the ED',
+      user: {
+        accountId: 'u-1',
+        fhirUser: 'Practitioner/dr-1',
+        roles: [{ system: 'http://snomed.info/sct', code: '309343006', display: 'Physician' }],
+      },
+      patient: 'pat-7',
+      tokenJti: 'abc123',
+    },
   );
   expect(auditEventProblems(e)).toEqual([]);
   expect(e.type.code).toBe('110113');
@@ -192,15 +241,28 @@ test('IUA identity claims (extensions.ihe_iua) become the user agent’s role, p
         subject_name: 'Dr Smith',
         subject_organization: 'General Hospital',
         subject_organization_id: 'urn:oid:1.2.3',
-        subject_role: [{ system: 'http://snomed.info/sct', code: '309343006', display: 'Physician' }, { system: 'not a uri', code: 'x' }],
+        subject_role: [
+          { system: 'http://snomed.info/sct', code: '309343006', display: 'Physician' },
+          { system: 'not a uri', code: 'x' },
+        ],
         purpose_of_use: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'TREAT' }],
       },
     },
   });
-  const e = tokenIssued({ issuer: 'https://as.example.org' }, { client: { clientId: 'app' }, grantType: 'authorization_code', user, patient: 'pat-1' });
+  const e = tokenIssued(
+    { issuer: 'https://as.example.org' },
+    { client: { clientId: 'app' }, grantType: 'authorization_code', user, patient: 'pat-1' },
+  );
   expect(auditEventProblems(e)).toEqual([]);
   const [agent] = e.agent.filter((a) => a.type?.coding?.[0]?.code === 'IRCP');
-  expect(agent).toMatchObject({ who: { reference: 'Practitioner/dr-1', display: 'Dr Smith' }, role: [{ coding: [{ code: '309343006' }] }], purposeOfUse: [{ coding: [{ code: 'TREAT' }] }] });
-  expect(e.agent.find((a) => a.type?.coding?.[0]?.code === 'PROV')?.who).toEqual({ identifier: { value: 'urn:oid:1.2.3' }, display: 'General Hospital' });
+  expect(agent).toMatchObject({
+    who: { reference: 'Practitioner/dr-1', display: 'Dr Smith' },
+    role: [{ coding: [{ code: '309343006' }] }],
+    purposeOfUse: [{ coding: [{ code: 'TREAT' }] }],
+  });
+  expect(e.agent.find((a) => a.type?.coding?.[0]?.code === 'PROV')?.who).toEqual({
+    identifier: { value: 'urn:oid:1.2.3' },
+    display: 'General Hospital',
+  });
   expect(e.purposeOfEvent?.[0]?.coding?.[0]?.code).toBe('TREAT');
 });

@@ -1,16 +1,22 @@
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { directoryOf } from '../../smart/interaction/login/support.js';
-import {
-  authorizeThroughPages,
-  browse,
-  exchangeCode,
-  postForm,
-  startAuthorization,
-} from '../../support/smart-flow.js';
+import { authorizeThroughPages, browse, exchangeCode, postForm, startAuthorization } from '../../support/smart-flow.js';
 import { createPerson, EHR, ehrLaunch, paramsFor, PASSWORD, registerEhrLauncher, registerSmartApp } from '../../support/fixtures.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest } from '../../support/backend-client.js';
 import { startFakeFhir, type FakeFhir } from '../../smart/interaction/fake-fhir.js';
-import { agentByType, clientIds, detail, expectNoSecrets, expectValid, localCode, one, patientOf, recordedBy, subtypeCodes, withLocal } from './events-support.js';
+import {
+  agentByType,
+  clientIds,
+  detail,
+  expectNoSecrets,
+  expectValid,
+  localCode,
+  one,
+  patientOf,
+  recordedBy,
+  subtypeCodes,
+  withLocal,
+} from './events-support.js';
 import { isDisclosure } from '../../../src/records/audit/disclosure.js';
 
 /*
@@ -33,9 +39,16 @@ async function launch(context: Record<string, unknown>) {
 
 beforeAll(async () => {
   fake = await startFakeFhir();
-  fake.patients.push({ id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23' }, { id: 'pat-2', given: 'Sam', family: 'Jones', birthDate: '2015-09-01' });
+  fake.patients.push(
+    { id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23' },
+    { id: 'pat-2', given: 'Sam', family: 'Jones', birthDate: '2015-09-01' },
+  );
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', AUTHZ_LOGIN_MAX_FAILURES: '3' });
-  await registerSmartApp(t, { id: CLIENT, redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'patient/*.rs', 'offline_access'] });
+  await registerSmartApp(t, {
+    id: CLIENT,
+    redirectUri: REDIRECT,
+    scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'patient/*.rs', 'offline_access'],
+  });
   await registerEhrLauncher(t);
   drId = (await createPerson(t, { fhirUser: 'Practitioner/dr-1', staff: true }, { userName: 'dr' })).id;
   await createPerson(t, { fhirUser: 'Practitioner/dr-9', staff: true }, { userName: 'dr.locked' });
@@ -57,12 +70,23 @@ describe('EHR launch, sign-in, consent and token, through the pages', () => {
     value = created.result.body.launch;
     events = created.events;
     const run = await recordedBy(t, async () => {
-      const flow = await authorizeThroughPages(t, params('launch openid fhirUser patient/*.rs', { launch: value }), { username: 'dr', password: PASSWORD });
+      const flow = await authorizeThroughPages(t, params('launch openid fhirUser patient/*.rs', { launch: value }), {
+        username: 'dr',
+        password: PASSWORD,
+      });
       return { flow, token: await exchangeCode(t, flow, params('')) };
     });
     expect(run.result.token.status).toBe(200);
     events = [...events, ...run.events];
-    flowSecrets = [value, PASSWORD, EHR.secret, run.result.flow.code!, run.result.flow.verifier, run.result.token.body.access_token, run.result.token.body.id_token];
+    flowSecrets = [
+      value,
+      PASSWORD,
+      EHR.secret,
+      run.result.flow.code!,
+      run.result.flow.verifier,
+      run.result.token.body.access_token,
+      run.result.token.body.id_token,
+    ];
   });
 
   test('every event is structurally valid and carries no secret of the flow', () => {
@@ -87,7 +111,11 @@ describe('EHR launch, sign-in, consent and token, through the pages', () => {
     expect(e).toBeDefined();
     expect(e.type.code).toBe('110114');
     const [user] = agentByType(e, 'IRCP');
-    expect(user).toMatchObject({ requestor: true, who: { reference: 'Practitioner/dr-1', identifier: { value: drId } }, network: { type: '2' } });
+    expect(user).toMatchObject({
+      requestor: true,
+      who: { reference: 'Practitioner/dr-1', identifier: { value: drId } },
+      network: { type: '2' },
+    });
   });
 
   test('consent recorded (permit) and authorization granted, both naming the patient and the Consent', () => {
@@ -100,7 +128,9 @@ describe('EHR launch, sign-in, consent and token, through the pages', () => {
     const granted = one(events, 'authorization-granted');
     expect(granted.outcome).toBe('0');
     expect(patientOf(granted)).toBe('Patient/pat-1');
-    expect(granted.entity!.find((x) => x.type?.code === 'Consent')?.what?.reference).toBe(consent.entity!.find((x) => x.type?.code === 'Consent')?.what?.reference);
+    expect(granted.entity!.find((x) => x.type?.code === 'Consent')?.what?.reference).toBe(
+      consent.entity!.find((x) => x.type?.code === 'Consent')?.what?.reference,
+    );
   });
 
   test('the token issued with the patient in context is a disclosure', () => {
@@ -117,7 +147,8 @@ describe('refusals', () => {
     const { agent, first } = await startAuthorization(t, params('launch openid patient/*.rs', { launch: created.body.launch }));
     const { events } = await recordedBy(t, async () => {
       let stop = await browse(agent, first);
-      if (stop.kind === 'page' && stop.prompt === 'login') stop = await browse(agent, await postForm(agent, stop.uid, 'login', stop.res, { username: 'dr', password: PASSWORD }));
+      if (stop.kind === 'page' && stop.prompt === 'login')
+        stop = await browse(agent, await postForm(agent, stop.uid, 'login', stop.res, { username: 'dr', password: PASSWORD }));
       expect(stop).toMatchObject({ kind: 'page', prompt: 'consent' });
       if (stop.kind !== 'page') return;
       const back = await browse(agent, await postForm(agent, stop.uid, 'consent', stop.res, { decision: 'deny' }));
@@ -140,7 +171,9 @@ describe('refusals', () => {
     const stop = await browse(agent, first);
     if (stop.kind !== 'page') throw new Error('no login page');
     const typedSecret = 'MyS3cretTypedInTheWrongField!';
-    const { events: unknown } = await recordedBy(t, () => postForm(agent, stop.uid, 'login', stop.res, { username: typedSecret, password: 'whatever-1' }));
+    const { events: unknown } = await recordedBy(t, () =>
+      postForm(agent, stop.uid, 'login', stop.res, { username: typedSecret, password: 'whatever-1' }),
+    );
     const u = one(unknown, 'login-failed');
     expectValid(u);
     expect(u.outcome).toBe('4');
@@ -151,7 +184,8 @@ describe('refusals', () => {
 
     const lockedId = (await directoryOf(t).users.findByUserName('dr.locked'))!.id;
     const { events: wrong } = await recordedBy(t, async () => {
-      for (let i = 0; i < 3; i += 1) await postForm(agent, stop.uid, 'login', stop.res, { username: 'dr.locked', password: `wrong password ${i}` });
+      for (let i = 0; i < 3; i += 1)
+        await postForm(agent, stop.uid, 'login', stop.res, { username: 'dr.locked', password: `wrong password ${i}` });
     });
     const failures = withLocal(wrong, 'login-failed');
     expect(failures).toHaveLength(3);
@@ -171,7 +205,11 @@ describe('refusals', () => {
 });
 
 test('logout: DCM 110123 with the account', async () => {
-  const flow = await authorizeThroughPages(t, params('openid fhirUser launch/patient patient/*.rs'), { username: 'dr', password: PASSWORD, patient: 'pat-1' });
+  const flow = await authorizeThroughPages(t, params('openid fhirUser launch/patient patient/*.rs'), {
+    username: 'dr',
+    password: PASSWORD,
+    patient: 'pat-1',
+  });
   expect(flow.code).toBeDefined();
   const page = await flow.agent.get('/logout');
   expect(page.status).toBe(200);
@@ -189,13 +227,19 @@ test('logout: DCM 110123 with the account', async () => {
 test('consent withdrawn through the Consent API: the patient, the Consent, the grants revoked', async () => {
   const key = await backendKey('ES384');
   await registerBackend(t, 'consent-admin', [key], { smart_scopes: ['system/Consent.cruds'] });
-  const tokenRes = await tokenRequest(t, await signAssertion(key, 'consent-admin', 'http://localhost:3000/token'), { scope: 'system/Consent.cruds' });
+  const tokenRes = await tokenRequest(t, await signAssertion(key, 'consent-admin', 'http://localhost:3000/token'), {
+    scope: 'system/Consent.cruds',
+  });
   expect(tokenRes.status).toBe(200);
   const admin = tokenRes.body.access_token as string;
-  const run = await recordedBy(t, () => authorizeThroughPages(t, params('launch/patient openid patient/*.rs'), { username: 'dr', password: PASSWORD, patient: 'pat-2' }));
+  const run = await recordedBy(t, () =>
+    authorizeThroughPages(t, params('launch/patient openid patient/*.rs'), { username: 'dr', password: PASSWORD, patient: 'pat-2' }),
+  );
   const recorded = withLocal(run.events, 'consent-recorded').at(-1)!;
   const consentRef = recorded.entity!.find((x) => x.type?.code === 'Consent')!.what!.reference!;
-  const { result: res, events } = await recordedBy(t, () => t.request.delete(`/fhir/${consentRef}`).set('Authorization', `Bearer ${admin}`));
+  const { result: res, events } = await recordedBy(t, () =>
+    t.request.delete(`/fhir/${consentRef}`).set('Authorization', `Bearer ${admin}`),
+  );
   expect(res.status).toBeLessThan(300);
   const e = one(events, 'consent-withdrawn');
   expectValid(e);

@@ -11,7 +11,10 @@ export async function trailOf(t: Pick<TestApp, 'redis' | 'keyspace' | 'config'>)
 }
 
 /** The events recorded by `action` (read the trail before and after). */
-export async function recordedBy<T>(t: Pick<TestApp, 'redis' | 'keyspace' | 'config'>, action: () => Promise<T>): Promise<{ result: T; events: AuditEvent[] }> {
+export async function recordedBy<T>(
+  t: Pick<TestApp, 'redis' | 'keyspace' | 'config'>,
+  action: () => Promise<T>,
+): Promise<{ result: T; events: AuditEvent[] }> {
   const before = (await trailOf(t)).length;
   const result = await action();
   const events = (await trailOf(t)).slice(before);
@@ -32,7 +35,10 @@ export function withLocal(events: AuditEvent[], code: string): AuditEvent[] {
 
 export function one(events: AuditEvent[], code: string): AuditEvent {
   const found = withLocal(events, code);
-  if (found.length !== 1) throw new Error(`expected one ${code} event, found ${found.length} among [${events.map((e) => localCode(e) ?? subtypeCodes(e).join('+')).join(', ')}]`);
+  if (found.length !== 1)
+    throw new Error(
+      `expected one ${code} event, found ${found.length} among [${events.map((e) => localCode(e) ?? subtypeCodes(e).join('+')).join(', ')}]`,
+    );
   return found[0]!;
 }
 
@@ -57,7 +63,8 @@ export function expectNoSecrets(e: AuditEvent, secrets: Array<string | undefined
 }
 
 export function patientOf(e: AuditEvent): string | undefined {
-  return e.entity?.find((x) => x.role?.code === '1' && x.role.system === 'http://terminology.hl7.org/CodeSystem/object-role')?.what?.reference;
+  return e.entity?.find((x) => x.role?.code === '1' && x.role.system === 'http://terminology.hl7.org/CodeSystem/object-role')?.what
+    ?.reference;
 }
 
 export function agentByType(e: AuditEvent, code: string) {

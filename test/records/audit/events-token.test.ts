@@ -2,7 +2,19 @@ import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { authorizeAndExchange, launchStoreOf } from '../../support/smart-flow.js';
 import { createPerson, introspect, PASSWORD, registerResourceServer, registerSmartApp, RS } from '../../support/fixtures.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../../support/backend-client.js';
-import { agentByType, clientIds, detail, expectNoSecrets, expectValid, hashedToken, one, patientOf, recordedBy, subtypeCodes, tokenIdentifiers } from './events-support.js';
+import {
+  agentByType,
+  clientIds,
+  detail,
+  expectNoSecrets,
+  expectValid,
+  hashedToken,
+  one,
+  patientOf,
+  recordedBy,
+  subtypeCodes,
+  tokenIdentifiers,
+} from './events-support.js';
 
 /*
  * Token endpoint, introspection and revocation events, each produced by a real request and read
@@ -21,7 +33,11 @@ beforeAll(async () => {
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: FHIR });
   key = await backendKey('ES384');
   await registerBackend(t, 'audit-backend', [key]);
-  await registerSmartApp(t, { id: 'chart', redirectUri: CB, scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs'] });
+  await registerSmartApp(t, {
+    id: 'chart',
+    redirectUri: CB,
+    scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs'],
+  });
   await registerResourceServer(t, RS, { fhir_servers: [FHIR] });
   drId = (await createPerson(t, { fhirUser: 'Practitioner/dr-1', staff: true }, { userName: 'dr.audit' })).id;
 });
@@ -33,7 +49,8 @@ async function ehrFlow(patient: string, scope = 'launch openid fhirUser patient/
   return authorizeAndExchange(t, { client_id: 'chart', redirect_uri: CB, scope, aud: FHIR, launch }, drId);
 }
 
-const refresh = (refreshToken: string) => t.request.post('/token').type('form').send({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: 'chart' });
+const refresh = (refreshToken: string) =>
+  t.request.post('/token').type('form').send({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: 'chart' });
 
 describe('client_credentials', () => {
   test('issued: ITI-71 token-issued, the client as requestor with its address, the token by hash or jti only', async () => {
@@ -73,7 +90,9 @@ describe('client_credentials', () => {
   });
 
   test('an unsupported grant type is refused and recorded with its grant_type', async () => {
-    const { result: res, events } = await recordedBy(t, () => t.request.post('/token').type('form').send({ grant_type: 'password', username: 'dr.audit', password: PASSWORD, client_id: 'chart' }));
+    const { result: res, events } = await recordedBy(t, () =>
+      t.request.post('/token').type('form').send({ grant_type: 'password', username: 'dr.audit', password: PASSWORD, client_id: 'chart' }),
+    );
     expect(res.status).toBe(400);
     const e = one(events, 'token-refused');
     expectValid(e);
@@ -93,7 +112,13 @@ describe('authorization code, refresh, reuse, introspection, revocation', () => 
 
   beforeAll(async () => {
     const launch = await launchStoreOf(t).create({ patient: 'pat-1', aud: FHIR, clientId: 'chart', createdBy: 'ehr' });
-    const run = await recordedBy(t, () => authorizeAndExchange(t, { client_id: 'chart', redirect_uri: CB, scope: 'launch openid fhirUser patient/*.rs offline_access', aud: FHIR, launch }, drId));
+    const run = await recordedBy(t, () =>
+      authorizeAndExchange(
+        t,
+        { client_id: 'chart', redirect_uri: CB, scope: 'launch openid fhirUser patient/*.rs offline_access', aud: FHIR, launch },
+        drId,
+      ),
+    );
     events = run.events;
     const { flow, token } = run.result;
     expect(token.status).toBe(200);
@@ -134,7 +159,10 @@ describe('authorization code, refresh, reuse, introspection, revocation', () => 
     const other = await ehrFlow('pat-4');
     const used = other.flow.code!;
     const { events: ev } = await recordedBy(t, () =>
-      t.request.post('/token').type('form').send({ grant_type: 'authorization_code', code: used, redirect_uri: CB, code_verifier: other.verifier, client_id: 'chart' }),
+      t.request
+        .post('/token')
+        .type('form')
+        .send({ grant_type: 'authorization_code', code: used, redirect_uri: CB, code_verifier: other.verifier, client_id: 'chart' }),
     );
     const e = one(ev, 'token-refused');
     expectValid(e);
@@ -188,7 +216,9 @@ describe('authorization code, refresh, reuse, introspection, revocation', () => 
   test('revocation: the token by hash, with its grant; an unknown token is recorded as a no-op', async () => {
     const fresh = await ehrFlow('pat-3');
     const rt = fresh.token.body.refresh_token as string;
-    const { result: res, events: ev } = await recordedBy(t, () => t.request.post('/revoke').type('form').send({ token: rt, token_type_hint: 'refresh_token', client_id: 'chart' }));
+    const { result: res, events: ev } = await recordedBy(t, () =>
+      t.request.post('/revoke').type('form').send({ token: rt, token_type_hint: 'refresh_token', client_id: 'chart' }),
+    );
     expect(res.status).toBe(200);
     const e = one(ev, 'token-revoked');
     expectValid(e);

@@ -18,8 +18,21 @@ beforeEach(async () => {
   f = await auditFixture();
   ids.length = 0;
   const items = [
-    ...[1, 2, 3].map((i) => ({ ...sampleEvent({ patient: 'legacy-p', recorded: new Date(Date.UTC(2026, 0, i)).toISOString() }), id: `legacy-${i}` })),
-    introspectionRecord('http://localhost:3000', { callerId: 'rs', ip: '10.0.0.1', active: true, value: 'v', token: { format: 'jwt', id: 'jti-1', kind: 'AccessToken', clientId: 'app', extra: { patient: 'legacy-p' } } }, new Date(Date.UTC(2026, 0, 4))),
+    ...[1, 2, 3].map((i) => ({
+      ...sampleEvent({ patient: 'legacy-p', recorded: new Date(Date.UTC(2026, 0, i)).toISOString() }),
+      id: `legacy-${i}`,
+    })),
+    introspectionRecord(
+      'http://localhost:3000',
+      {
+        callerId: 'rs',
+        ip: '10.0.0.1',
+        active: true,
+        value: 'v',
+        token: { format: 'jwt', id: 'jti-1', kind: 'AccessToken', clientId: 'app', extra: { patient: 'legacy-p' } },
+      },
+      new Date(Date.UTC(2026, 0, 4)),
+    ),
   ];
   let prev = GENESIS_HASH;
   let sid = '';
@@ -27,7 +40,20 @@ beforeEach(async () => {
     const seq = n + 1;
     const json = canonicalJson(item);
     const hash = entryHash(seq, prev, json);
-    sid = (await f.redis.xadd(f.keyspace.auditStream('main'), '*', 'seq', String(seq), 'prev', prev, 'hash', hash, 'id', item.id!, 'event', json))!;
+    sid = (await f.redis.xadd(
+      f.keyspace.auditStream('main'),
+      '*',
+      'seq',
+      String(seq),
+      'prev',
+      prev,
+      'hash',
+      hash,
+      'id',
+      item.id!,
+      'event',
+      json,
+    ))!;
     await f.redis.hset(f.keyspace.auditLocation('main'), item.id!, `main ${sid}`);
     await f.redis.zadd(f.keyspace.key('{audit}:idx:patient:Patient/legacy-p'), Date.parse(item.recorded!), item.id!);
     ids.push(item.id!);

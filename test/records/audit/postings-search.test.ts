@@ -72,9 +72,15 @@ const queries: Array<[string, AuditSearch]> = [
   ['one value in a date range', { clauses: [agent('app-b')], count: 100, dateFrom: T0 + 100 * MINUTE, dateTo: T0 + 150 * MINUTE }],
   ['alternatives (a union)', { clauses: [patient('p1', 'p2')], count: 15, offset: 5 }],
   ['two parameters (an intersection)', { clauses: [patient('p4'), outcome('4')], count: 50 }],
-  ['three parameters with alternatives', { clauses: [agent('app-a'), subtype('token-introspected'), patient('p0', 'p5', 'p6')], count: 7, offset: 3 }],
+  [
+    'three parameters with alternatives',
+    { clauses: [agent('app-a'), subtype('token-introspected'), patient('p0', 'p5', 'p6')], count: 7, offset: 3 },
+  ],
   ['a user agent and a patient', { clauses: [agent('u1'), patient('p5')], count: 50 }],
-  ['an intersection in a date range', { clauses: [agent('app-a'), outcome('0')], count: 30, dateFrom: T0 + 10 * MINUTE, dateTo: T0 + 90 * MINUTE, sort: 'date' }],
+  [
+    'an intersection in a date range',
+    { clauses: [agent('app-a'), outcome('0')], count: 30, dateFrom: T0 + 10 * MINUTE, dateTo: T0 + 90 * MINUTE, sort: 'date' },
+  ],
   ['nothing matches', { clauses: [patient('nobody'), outcome('0')], count: 10 }],
   ['a page past the end', { clauses: [patient('p2')], count: 10, offset: 1000 }],
 ];
@@ -104,7 +110,9 @@ test('a multi-parameter search whose smallest parameter is too large is refused 
   const narrowed = { ...q, dateFrom: T0, dateTo: T0 + 40 * MINUTE };
   expect((await search(f.store, { ...narrowed, limits: { maxCandidates: 50 } })).total).toBe(reference(narrowed).total);
   // One parameter alone is a slice and never too costly.
-  expect((await search(f.store, { clauses: [agent('app-a')], count: 1, limits: { maxCandidates: 50 } })).total).toBe(reference({ clauses: [agent('app-a')], count: 1 }).total);
+  expect((await search(f.store, { clauses: [agent('app-a')], count: 1, limits: { maxCandidates: 50 } })).total).toBe(
+    reference({ clauses: [agent('app-a')], count: 1 }).total,
+  );
 });
 
 test('an event stamped earlier than the entry before it is found at that entryâ€™s time (trail time never goes back)', async () => {
@@ -112,7 +120,8 @@ test('an event stamped earlier than the entry before it is found at that entryâ€
   try {
     await g.trail.record({ ...sampleEvent({ patient: 'late', recorded: '2026-06-01T12:00:00Z' }), id: 'first' });
     await g.trail.record({ ...sampleEvent({ patient: 'late', recorded: '2026-06-01T11:59:59.990Z' }), id: 'skewed' });
-    const at = (from: string, to: string) => search(g.store, { clauses: [patient('late')], count: 10, dateFrom: Date.parse(from), dateTo: Date.parse(to) });
+    const at = (from: string, to: string) =>
+      search(g.store, { clauses: [patient('late')], count: 10, dateFrom: Date.parse(from), dateTo: Date.parse(to) });
     expect((await at('2026-06-01T12:00:00Z', '2026-06-01T12:00:00Z')).events.map((e) => e.id)).toEqual(['skewed', 'first']);
     // The event itself keeps the time it was stamped with.
     expect((await at('2026-06-01T12:00:00Z', '2026-06-01T12:00:00Z')).events[0]!.recorded).toBe('2026-06-01T11:59:59.990Z');

@@ -22,7 +22,9 @@ describe('audit purge (retention) keeps the chains verifiable', () => {
     for (let i = 0; i < 3; i++) await f.trail.record(sampleEvent({ patient: `ancient-${i}`, recorded: daysAgo(400 - i) }));
     for (let i = 0; i < 6; i++) {
       const disclosure = i % 3 === 0;
-      await f.trail.record(sampleEvent({ patient: `old-${i}`, subtype: disclosure ? 'token-issued' : 'login-failed', recorded: daysAgo(100 - i) }));
+      await f.trail.record(
+        sampleEvent({ patient: `old-${i}`, subtype: disclosure ? 'token-issued' : 'login-failed', recorded: daysAgo(100 - i) }),
+      );
     }
     for (let i = 0; i < 4; i++) await f.trail.record(sampleEvent({ patient: `recent-${i}`, recorded: daysAgo(5 - i) }));
   });
@@ -36,12 +38,22 @@ describe('audit purge (retention) keeps the chains verifiable', () => {
     expect(result).toMatchObject({ removed: 7, archived: 2, archiveRemoved: 0, cutSeq: 9 });
     const main = await f.store.entries('main', undefined, 100);
     expect(main.map((e) => e.seq)).toEqual([10, 11, 12, 13, 14]);
-    const purgeEvent = JSON.parse(main.at(-1)!.event) as { subtype: Array<{ code: string }>; entity: Array<{ detail?: Array<{ type: string; valueString: string }> }> };
+    const purgeEvent = JSON.parse(main.at(-1)!.event) as {
+      subtype: Array<{ code: string }>;
+      entity: Array<{ detail?: Array<{ type: string; valueString: string }> }>;
+    };
     expect(purgeEvent.subtype[0]!.code).toBe('audit-purged');
-    expect(purgeEvent.entity[0]!.detail).toEqual(expect.arrayContaining([{ type: 'removed', valueString: '7' }, { type: 'archived', valueString: '2' }]));
+    expect(purgeEvent.entity[0]!.detail).toEqual(
+      expect.arrayContaining([
+        { type: 'removed', valueString: '7' },
+        { type: 'archived', valueString: '2' },
+      ]),
+    );
 
     const archive = await f.store.entries('archive', undefined, 100);
-    expect(archive.map((e) => (JSON.parse(e.event) as { entity: Array<{ what?: { reference: string } }> }).entity[0]!.what!.reference)).toEqual(['Patient/old-0', 'Patient/old-3']);
+    expect(
+      archive.map((e) => (JSON.parse(e.event) as { entity: Array<{ what?: { reference: string } }> }).entity[0]!.what!.reference),
+    ).toEqual(['Patient/old-0', 'Patient/old-3']);
 
     // Both chains verify, the main one from the signed cut.
     expect(await verifyChain(f.store, f.keys, 'main', verifyPolicy(f.config))).toMatchObject({ ok: true, anchorSeq: 9, lastSeq: 14 });
@@ -70,7 +82,15 @@ describe('audit purge (retention) keeps the chains verifiable', () => {
   test('archived disclosures are purged once past the disclosure retention; the archive verifies from its cut', async () => {
     await purge({ config: f.config, store: f.store, checkpoints, keys: f.keys, trail: f.trail, actor: operator });
     const later = new Date(Date.now() + 300 * DAY);
-    const result = await purge({ config: f.config, store: f.store, checkpoints, keys: f.keys, trail: f.trail, actor: operator, now: later });
+    const result = await purge({
+      config: f.config,
+      store: f.store,
+      checkpoints,
+      keys: f.keys,
+      trail: f.trail,
+      actor: operator,
+      now: later,
+    });
     expect(result.archiveRemoved).toBe(2);
     // By then the 4 recent disclosures have left the main chain for the archive in their turn.
     expect(result.archived).toBe(4);
@@ -87,7 +107,9 @@ describe('audit purge (retention) keeps the chains verifiable', () => {
 
   test('a chain that does not verify is not purged', async () => {
     await rewriteStream(f, 'main', (entries) => entries.filter((e) => e.seq !== 11));
-    await expect(purge({ config: f.config, store: f.store, checkpoints, keys: f.keys, trail: f.trail, actor: operator })).rejects.toThrow(PurgeRefusedError);
+    await expect(purge({ config: f.config, store: f.store, checkpoints, keys: f.keys, trail: f.trail, actor: operator })).rejects.toThrow(
+      PurgeRefusedError,
+    );
     expect(await f.redis.xlen(f.keyspace.auditStream('main'))).toBe(12);
   });
 });

@@ -26,7 +26,13 @@ let bulk: string;
 let trail: ReturnType<typeof createAuditTrail>;
 const recorded: AuditEvent[] = [];
 
-type Bundle = { resourceType: string; type: string; total: number; link: Array<{ relation: string; url: string }>; entry?: Array<{ resource: AuditEvent; search: { mode: string } }> };
+type Bundle = {
+  resourceType: string;
+  type: string;
+  total: number;
+  link: Array<{ relation: string; url: string }>;
+  entry?: Array<{ resource: AuditEvent; search: { mode: string } }>;
+};
 
 async function backendToken(clientId: string, scope: string, resource = API): Promise<string> {
   const res = await tokenRequest(t, await signAssertion(key, clientId, TOKEN_URL), { scope, resource });
@@ -67,13 +73,31 @@ beforeAll(async () => {
   t = await createTestApp();
   trail = createAuditTrail({ config: t.config, redis: t.redis, keyspace: t.keyspace, logger: createLogger('silent') });
   const day = (d: number, h = 10) => `2026-03-${String(d).padStart(2, '0')}T${String(h).padStart(2, '0')}:00:00Z`;
-  await add({ patient: P1, clientId: APP, recorded: day(1), user: { accountId: 'u1', fhirUser: 'Practitioner/dr-1', name: 'Dr Smith', role: 'Physician', org: 'General Hospital' }, purpose: 'TREAT', ip: '10.0.0.1' });
-  await add({ patient: P1, clientId: APP, recorded: day(1, 11), user: { accountId: 'u1', fhirUser: 'Practitioner/dr-1', name: 'Dr Smith', role: 'Physician', org: 'General Hospital' }, purpose: 'TREAT', ip: '10.0.0.1' });
+  await add({
+    patient: P1,
+    clientId: APP,
+    recorded: day(1),
+    user: { accountId: 'u1', fhirUser: 'Practitioner/dr-1', name: 'Dr Smith', role: 'Physician', org: 'General Hospital' },
+    purpose: 'TREAT',
+    ip: '10.0.0.1',
+  });
+  await add({
+    patient: P1,
+    clientId: APP,
+    recorded: day(1, 11),
+    user: { accountId: 'u1', fhirUser: 'Practitioner/dr-1', name: 'Dr Smith', role: 'Physician', org: 'General Hospital' },
+    purpose: 'TREAT',
+    ip: '10.0.0.1',
+  });
   await add({ patient: P1, clientId: OTHER_APP, recorded: day(2), subtype: 'token-introspected' });
   await add({ patient: P1, clientId: APP, recorded: day(3), subtype: 'token-refused', outcome: '4' });
   await add({ patient: P2, clientId: APP, recorded: day(4) });
   await add({ patient: P2, clientId: OTHER_APP, recorded: day(5), outcome: '8', subtype: 'refresh-reuse' });
-  await add({ patient: P1, clientId: APP, recorded: day(6) }, (e) => ({ ...e, type: { system: DCM, code: '110113', display: 'Security Alert' }, action: 'R' }));
+  await add({ patient: P1, clientId: APP, recorded: day(6) }, (e) => ({
+    ...e,
+    type: { system: DCM, code: '110113', display: 'Security Alert' },
+    action: 'R',
+  }));
   // The events of getting the officer's tokens come after the March ones: the trail's time only
   // moves forward (an event stamped earlier than the one before it is found at that one's time).
   key = await backendKey('ES384');
@@ -125,7 +149,9 @@ describe('search by each parameter (officer)', () => {
 
   test('agent: client id, system|value, a user reference', async () => {
     expect(bundle(await get(`/fhir/AuditEvent?agent=${OTHER_APP}`, officer)).total).toBe(2);
-    expect(bundle(await get(`/fhir/AuditEvent?agent=${encodeURIComponent(`http://localhost:3000/clients|${APP}`)}`, officer)).total).toBe(5);
+    expect(bundle(await get(`/fhir/AuditEvent?agent=${encodeURIComponent(`http://localhost:3000/clients|${APP}`)}`, officer)).total).toBe(
+      5,
+    );
     const b = bundle(await get(`/fhir/AuditEvent?agent=Practitioner/dr-1&patient=${P1}`, officer));
     expect(ids(b).sort()).toEqual([recorded[0]!.id, recorded[1]!.id].sort());
   });
@@ -135,7 +161,9 @@ describe('search by each parameter (officer)', () => {
     expect(ids(bundle(await get(`/fhir/AuditEvent?type=110113${scoped}`, officer)))).toEqual([recorded[6]!.id]);
     expect(bundle(await get(`/fhir/AuditEvent?type=${encodeURIComponent(`${DCM}|110114`)}${scoped}`, officer)).total).toBe(6);
     expect(ids(bundle(await get(`/fhir/AuditEvent?subtype=token-introspected${scoped}`, officer)))).toEqual([recorded[2]!.id]);
-    expect(bundle(await get(`/fhir/AuditEvent?subtype=${encodeURIComponent('urn:ihe:event-type-code|ITI-71')}${scoped}`, officer)).total).toBe(7);
+    expect(
+      bundle(await get(`/fhir/AuditEvent?subtype=${encodeURIComponent('urn:ihe:event-type-code|ITI-71')}${scoped}`, officer)).total,
+    ).toBe(7);
     expect(ids(bundle(await get(`/fhir/AuditEvent?outcome=4${scoped}`, officer)))).toEqual([recorded[3]!.id]);
     expect(bundle(await get(`/fhir/AuditEvent?outcome=4,8${scoped}`, officer)).total).toBe(2);
     expect(ids(bundle(await get(`/fhir/AuditEvent?action=R${scoped}`, officer)))).toEqual([recorded[6]!.id]);
@@ -166,7 +194,16 @@ describe('search by each parameter (officer)', () => {
     expect(b.total).toBe(5);
     expect(b.entry!.at(-1)).toMatchObject({ search: { mode: 'outcome' } });
     expect(b.link[0]!.url).not.toContain('entity-name');
-    for (const bad of ['outcome=3', 'action=X', 'date=2026-13-01', '_count=abc', '_sort=agent', '_cursor=zzz', 'date=ne2026-01-01', 'type=sys|']) {
+    for (const bad of [
+      'outcome=3',
+      'action=X',
+      'date=2026-13-01',
+      '_count=abc',
+      '_sort=agent',
+      '_cursor=zzz',
+      'date=ne2026-01-01',
+      'type=sys|',
+    ]) {
       expect([bad, (await get(`/fhir/AuditEvent?${bad}`, officer)).status]).toEqual([bad, 400]);
     }
   });
@@ -191,7 +228,12 @@ describe('paging and sorting', () => {
     }
     expect(pages).toBe(3);
     expect(previousSeen).toBe(true);
-    expect(seen).toEqual(recorded.slice(0, 7).map((e) => e.id).reverse());
+    expect(seen).toEqual(
+      recorded
+        .slice(0, 7)
+        .map((e) => e.id)
+        .reverse(),
+    );
   });
 
   test('_sort=date is oldest first; _count is capped; _count=0 gives only the total', async () => {
@@ -214,14 +256,19 @@ describe('read and export', () => {
   });
 
   test('$export streams NDJSON of the matches, oldest first, and is audited', async () => {
-    const res = await get(`/fhir/AuditEvent/$export?patient=${P2}`, officer).buffer(true).parse((r, cb) => {
-      let text = '';
-      r.on('data', (c: Buffer) => (text += c.toString()));
-      r.on('end', () => cb(null, text));
-    });
+    const res = await get(`/fhir/AuditEvent/$export?patient=${P2}`, officer)
+      .buffer(true)
+      .parse((r, cb) => {
+        let text = '';
+        r.on('data', (c: Buffer) => (text += c.toString()));
+        r.on('end', () => cb(null, text));
+      });
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toMatch(/^application\/fhir\+ndjson/);
-    const lines = (res.body as string).trim().split('\n').map((l) => JSON.parse(l) as AuditEvent);
+    const lines = (res.body as string)
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as AuditEvent);
     expect(lines.map((e) => e.id)).toEqual([recorded[4]!.id, recorded[5]!.id]);
     const audit = bundle(await get(`/fhir/AuditEvent?subtype=audit-exported&agent=auditor-${tag}`, officer));
     expect(audit.total).toBe(1);

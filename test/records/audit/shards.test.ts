@@ -28,7 +28,13 @@ beforeAll(async () => {
   for (let wave = 0; wave < 6; wave++) {
     await Promise.all(
       Array.from({ length: EVENTS / 6 }, (_, i) =>
-        f.trail.record(sampleEvent({ patient: `shard-p${(wave * 100 + i) % PATIENTS}`, clientId: `app-${i % 3}`, recorded: new Date(base + wave * 1000 + (i % 10) * 10).toISOString() })),
+        f.trail.record(
+          sampleEvent({
+            patient: `shard-p${(wave * 100 + i) % PATIENTS}`,
+            clientId: `app-${i % 3}`,
+            recorded: new Date(base + wave * 1000 + (i % 10) * 10).toISOString(),
+          }),
+        ),
       ),
     );
   }
@@ -43,15 +49,19 @@ afterAll(async () => {
 
 /** Every entry in the order a search must return it. */
 function reference(desc: boolean, keep: (e: ChainEntry) => boolean = () => true): string[] {
-  return entries
-    .filter(keep)
-    // Trail time, then chain name (byte order), then seq; newest first reverses all three.
-    .sort((a, b) => (desc ? -1 : 1) * (a.t !== b.t ? a.t - b.t : a.chain !== b.chain ? (a.chain < b.chain ? -1 : 1) : a.seq - b.seq))
-    .map((e) => e.id);
+  return (
+    entries
+      .filter(keep)
+      // Trail time, then chain name (byte order), then seq; newest first reverses all three.
+      .sort((a, b) => (desc ? -1 : 1) * (a.t !== b.t ? a.t - b.t : a.chain !== b.chain ? (a.chain < b.chain ? -1 : 1) : a.seq - b.seq))
+      .map((e) => e.id)
+  );
 }
 
 /** Follows next links (the last match's key) to the end; returns every page's ids and each page's first match. */
-async function pageThrough(q: Omit<AuditSearch, 'offset' | 'after' | 'before'>): Promise<{ pages: string[][]; firsts: Array<{ offset: number; first?: Key }>; asOf: number }> {
+async function pageThrough(
+  q: Omit<AuditSearch, 'offset' | 'after' | 'before'>,
+): Promise<{ pages: string[][]; firsts: Array<{ offset: number; first?: Key }>; asOf: number }> {
   const pages: string[][] = [];
   const firsts: Array<{ offset: number; first?: Key }> = [];
   let offset = 0;
@@ -86,7 +96,10 @@ describe('audit trail over several chains', () => {
   test('a server configured with fewer chains still reads every chain an earlier setting wrote', async () => {
     const narrow = new AuditStore(f.redis, f.keyspace, 1);
     expect(await narrow.chains()).toEqual(['main', 'main-1', 'main-2', 'archive']);
-    const some = entries.filter((e) => e.chain === 'main-2').slice(0, 5).map((e) => e.id);
+    const some = entries
+      .filter((e) => e.chain === 'main-2')
+      .slice(0, 5)
+      .map((e) => e.id);
     expect((await narrow.events(some)).map((e) => e.id)).toEqual(some);
   });
 
@@ -107,7 +120,11 @@ describe('audit trail over several chains', () => {
   });
 
   test('entity: the events whose entity.what references the resource, as absolute URL or Type/id', async () => {
-    const byEntity = await pageThrough({ ...parseAuditSearch({ entity: 'http://fhir.example.org/r4/Patient/shard-p5' }), count: 25, sort: '-date' });
+    const byEntity = await pageThrough({
+      ...parseAuditSearch({ entity: 'http://fhir.example.org/r4/Patient/shard-p5' }),
+      count: 25,
+      sort: '-date',
+    });
     const expected = reference(true, (e) => e.event.includes('"Patient/shard-p5"'));
     expect(expected.length).toBeGreaterThan(40);
     expect(byEntity.pages.flat()).toEqual(expected);
@@ -144,8 +161,16 @@ describe('audit trail over several chains', () => {
     const second = await search(f.store, parsed);
     expect(second.events.map((e) => e.id)).toEqual(reference(true).slice(10, 20));
     // Keys that name no chain, or are not (t, chain, seq), are not a cursor of this server.
-    for (const forged of [[10, page.asOf, [1, 'main-99', 3], 'a'], [10, page.asOf, [1, 'main'], 'a'], [10, page.asOf, [1, 'main', 0], 'a'], [10, page.asOf, [1, 'main', 2], 'x'], [10, page.asOf, [10]]]) {
-      expect(() => parseAuditSearch({ _cursor: Buffer.from(JSON.stringify(forged)).toString('base64url') })).toThrow(/_cursor is not a paging token/);
+    for (const forged of [
+      [10, page.asOf, [1, 'main-99', 3], 'a'],
+      [10, page.asOf, [1, 'main'], 'a'],
+      [10, page.asOf, [1, 'main', 0], 'a'],
+      [10, page.asOf, [1, 'main', 2], 'x'],
+      [10, page.asOf, [10]],
+    ]) {
+      expect(() => parseAuditSearch({ _cursor: Buffer.from(JSON.stringify(forged)).toString('base64url') })).toThrow(
+        /_cursor is not a paging token/,
+      );
     }
   });
 });

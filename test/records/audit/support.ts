@@ -28,7 +28,13 @@ export interface AuditFixture {
 export async function auditFixture(env: Record<string, string> = {}, prefix = `t-${randomUUID().slice(0, 8)}:`): Promise<AuditFixture> {
   // Each fixture anchors its checkpoints in a directory of its own (not the development default under var/).
   const anchorDir = mkdtempSync(join(tmpdir(), 'audit-anchor-'));
-  const config = loadConfig({ REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: prefix, AUTHZ_LOG_LEVEL: 'silent', AUTHZ_AUDIT_ANCHOR_DIR: anchorDir, ...env });
+  const config = loadConfig({
+    REDIS_URL: process.env.REDIS_URL!,
+    AUTHZ_REDIS_PREFIX: prefix,
+    AUTHZ_LOG_LEVEL: 'silent',
+    AUTHZ_AUDIT_ANCHOR_DIR: anchorDir,
+    ...env,
+  });
   const redis = createRedis(config.redis);
   redis.on('error', () => {});
   await connectRedis(redis);
@@ -76,7 +82,9 @@ export function sampleEvent(spec: EventSpec = {}): AuditEvent {
     action: 'E',
     recorded: spec.recorded ?? new Date().toISOString(),
     outcome: spec.outcome ?? '0',
-    ...(spec.purpose ? { purposeOfEvent: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: spec.purpose }] }] } : {}),
+    ...(spec.purpose
+      ? { purposeOfEvent: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: spec.purpose }] }] }
+      : {}),
     agent: [
       {
         type: { coding: [{ system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110150', display: 'Application' }] },
@@ -88,21 +96,53 @@ export function sampleEvent(spec: EventSpec = {}): AuditEvent {
         ? [
             {
               type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] },
-              who: { ...(spec.user.fhirUser ? { reference: spec.user.fhirUser } : {}), identifier: { system: 'http://localhost:3000', value: spec.user.accountId }, ...(spec.user.name ? { display: spec.user.name } : {}) },
-              ...(spec.user.role ? { role: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-RoleCode', code: spec.user.role, display: spec.user.role }] }] } : {}),
+              who: {
+                ...(spec.user.fhirUser ? { reference: spec.user.fhirUser } : {}),
+                identifier: { system: 'http://localhost:3000', value: spec.user.accountId },
+                ...(spec.user.name ? { display: spec.user.name } : {}),
+              },
+              ...(spec.user.role
+                ? {
+                    role: [
+                      {
+                        coding: [
+                          { system: 'http://terminology.hl7.org/CodeSystem/v3-RoleCode', code: spec.user.role, display: spec.user.role },
+                        ],
+                      },
+                    ],
+                  }
+                : {}),
               requestor: true,
               ...(spec.ip ? { network: { address: spec.ip, type: '2' as const } } : {}),
             },
-            ...(spec.user.org ? [{ type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-RoleClass', code: 'PROV' }] }, who: { display: spec.user.org }, requestor: false }] : []),
+            ...(spec.user.org
+              ? [
+                  {
+                    type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-RoleClass', code: 'PROV' }] },
+                    who: { display: spec.user.org },
+                    requestor: false,
+                  },
+                ]
+              : []),
           ]
         : []),
     ],
     source: { site: 'localhost:3000', observer: { reference: 'Device/smart-authz' } },
     entity: [
       ...(spec.patient
-        ? [{ what: { reference: `Patient/${spec.patient}` }, type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '1' }, role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '1' } }]
+        ? [
+            {
+              what: { reference: `Patient/${spec.patient}` },
+              type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '1' },
+              role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '1' },
+            },
+          ]
         : []),
-      { type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '2' }, role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '13' }, detail: [{ type: 'scope', valueString: spec.scope ?? 'launch/patient patient/*.rs' }] },
+      {
+        type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '2' },
+        role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '13' },
+        detail: [{ type: 'scope', valueString: spec.scope ?? 'launch/patient patient/*.rs' }],
+      },
     ],
   };
 }

@@ -6,7 +6,12 @@ import { decodePostings, encodeSeq, streamId } from '../../../src/records/audit/
  * Rewrites a chain's stream the way someone with write access to Redis would have to: a stream
  * cannot be edited in place, so it is deleted and written again with the original stream ids.
  */
-export async function rewriteStream(f: AuditFixture, chain: ChainName, change: (entries: ChainEntry[]) => ChainEntry[], opts: { ownSids?: boolean } = {}): Promise<void> {
+export async function rewriteStream(
+  f: AuditFixture,
+  chain: ChainName,
+  change: (entries: ChainEntry[]) => ChainEntry[],
+  opts: { ownSids?: boolean } = {},
+): Promise<void> {
   const entries = await f.store.entries(chain, undefined, 1_000_000);
   const originalSids = entries.map((e) => e.sid);
   const changed = change(entries.map((e) => ({ ...e })));
@@ -39,7 +44,14 @@ export async function removeAndRenumber(f: AuditFixture, chain: ChainName, seq: 
     const n = e.seq - 1;
     const prev = previous?.hash ?? GENESIS_HASH;
     const recorded = Date.parse((JSON.parse(e.event) as { recorded: string }).recorded);
-    const moved: ChainEntry = { ...e, seq: n, sid: streamId(n), prev, hash: entryHash(n, prev, e.event), t: Math.max(recorded, previous?.t ?? 0) };
+    const moved: ChainEntry = {
+      ...e,
+      seq: n,
+      sid: streamId(n),
+      prev,
+      hash: entryHash(n, prev, e.event),
+      t: Math.max(recorded, previous?.t ?? 0),
+    };
     changed.push(moved);
     previous = moved;
   }

@@ -66,7 +66,13 @@ describe('audit trail: append', () => {
     const redis2 = createRedis(f.config.redis);
     redis2.on('error', () => {});
     await connectRedis(redis2);
-    const other = createAuditTrail({ config: f.config, redis: redis2, keyspace: f.keyspace, logger: createLogger('silent'), checkpointKeys: f.keys });
+    const other = createAuditTrail({
+      config: f.config,
+      redis: redis2,
+      keyspace: f.keyspace,
+      logger: createLogger('silent'),
+      checkpointKeys: f.keys,
+    });
     const before = Number(await f.redis.hget(f.keyspace.auditHead('main'), 'seq'));
     const writes: Array<Promise<void>> = [];
     for (let round = 0; round < 20; round++) {
@@ -105,7 +111,9 @@ describe('audit trail: append', () => {
     expect(auditEventProblems({ ...ok, agent: [{ who: { display: 'x' } }] })).not.toEqual([]);
     expect(auditEventProblems({ ...ok, action: 'X' })).not.toEqual([]);
     expect(auditEventProblems({ ...ok, recorded: '2026-01-01' })).not.toEqual([]);
-    expect(auditEventProblems({ ...ok, entity: [{ name: 'a', query: 'YWJj' }] })).toEqual(['entity.0: sev-1: either a name or a query (not both)']);
+    expect(auditEventProblems({ ...ok, entity: [{ name: 'a', query: 'YWJj' }] })).toEqual([
+      'entity.0: sev-1: either a name or a query (not both)',
+    ]);
     expect(auditEventProblems({ ...ok, entity: [{ query: 'YWJj' }] })).toEqual([]);
   });
 });

@@ -103,7 +103,9 @@ describe('audit verify: chain and checkpoints on real Redis', () => {
   });
 
   test('an entry stored under another stream id than <seq>-0 is reported', async () => {
-    await rewriteStream(f, 'main', (entries) => entries.map((e) => (e.seq >= 15 ? { ...e, sid: `${e.seq + 100}-0` } : e)), { ownSids: true });
+    await rewriteStream(f, 'main', (entries) => entries.map((e) => (e.seq >= 15 ? { ...e, sid: `${e.seq + 100}-0` } : e)), {
+      ownSids: true,
+    });
     expect((await verify()).problem).toMatchObject({ kind: 'altered', seq: 15 });
   });
 

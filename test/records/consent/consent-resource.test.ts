@@ -40,7 +40,9 @@ describe('buildConsent: a permit', () => {
     expect(c.patient).toEqual({ reference: 'Patient/pat-1' });
     expect(c.performer).toEqual([{ reference: 'Patient/pat-1', display: 'Pat One' }]);
     expect(c.dateTime).toBe('2026-03-01T10:00:00Z');
-    expect(c.verification).toEqual([{ verified: true, verifiedWith: { reference: 'Patient/pat-1' }, verificationDate: '2026-03-01T10:00:00Z' }]);
+    expect(c.verification).toEqual([
+      { verified: true, verifiedWith: { reference: 'Patient/pat-1' }, verificationDate: '2026-03-01T10:00:00Z' },
+    ]);
   });
 
   test('provision: permit for the grant lifetime, the app as information recipient, access only for read scopes', () => {
@@ -49,8 +51,17 @@ describe('buildConsent: a permit', () => {
     expect(p.period).toEqual({ start: '2026-03-01T10:00:00Z', end: '2026-03-01T11:00:00Z' });
     expect(p.actor).toEqual([
       {
-        role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP', display: 'information recipient' }] },
-        reference: { reference: 'Device/growth-chart', type: 'Device', identifier: { system: `${ISSUER}/clients`, value: 'growth-chart' }, display: 'Growth Chart (client_id=growth-chart)' },
+        role: {
+          coding: [
+            { system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP', display: 'information recipient' },
+          ],
+        },
+        reference: {
+          reference: 'Device/growth-chart',
+          type: 'Device',
+          identifier: { system: `${ISSUER}/clients`, value: 'growth-chart' },
+          display: 'Growth Chart (client_id=growth-chart)',
+        },
       },
     ]);
     expect(p.action!.map((a) => a.coding[0]!.code)).toEqual(['access']);
@@ -62,7 +73,9 @@ describe('buildConsent: a permit', () => {
       { system: 'http://hl7.org/fhir/resource-types', code: 'Observation' },
       { system: 'http://hl7.org/fhir/resource-types', code: 'Patient' },
     ]);
-    expect(p.purpose).toEqual([{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'PATRQT', display: 'patient requested' }]);
+    expect(p.purpose).toEqual([
+      { system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'PATRQT', display: 'patient requested' },
+    ]);
     for (const x of [...p.class!, ...p.purpose!, ...p.provision![0]!.securityLabel!]) expect(x).not.toHaveProperty('coding');
   });
 
@@ -101,7 +114,11 @@ describe('buildConsent: a permit', () => {
 
   test('a client id that is not a FHIR id is referenced by identifier only', () => {
     const c2 = build(decision({ clientId: 'https://apps.example/app one' }));
-    expect(c2.provision!.actor![0]!.reference).toEqual({ type: 'Device', identifier: { system: `${ISSUER}/clients`, value: 'https://apps.example/app one' }, display: 'Growth Chart (client_id=https://apps.example/app one)' });
+    expect(c2.provision!.actor![0]!.reference).toEqual({
+      type: 'Device',
+      identifier: { system: `${ISSUER}/clients`, value: 'https://apps.example/app one' },
+      display: 'Growth Chart (client_id=https://apps.example/app one)',
+    });
     expect(consentProblems(c2 as unknown as Record<string, unknown>)).toEqual([]);
   });
 
@@ -161,7 +178,14 @@ describe('buildProvenance', () => {
       target: [{ reference: 'Consent/c-1/_history/2' }],
       recorded: '2026-03-01T10:00:00Z',
       activity: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-DataOperation', code: 'UPDATE', display: 'revise' }] },
-      agent: [{ type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type', code: 'author', display: 'Author' }] }, who: { reference: 'Patient/pat-1' } }],
+      agent: [
+        {
+          type: {
+            coding: [{ system: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type', code: 'author', display: 'Author' }],
+          },
+          who: { reference: 'Patient/pat-1' },
+        },
+      ],
     });
   });
 });

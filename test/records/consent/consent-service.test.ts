@@ -102,28 +102,39 @@ describe('assertActiveForGrant', () => {
     const consent = await service.recordDecision(decision({ grantId: 'g-wd' }));
     await service.withdraw(consent.id, { reference: 'Patient/pat-1' });
     revoked = [];
-    await expect(service.assertActiveForGrant('g-wd', ['patient/Observation.r'])).rejects.toMatchObject({ problem: 'inactive', consentId: consent.id });
+    await expect(service.assertActiveForGrant('g-wd', ['patient/Observation.r'])).rejects.toMatchObject({
+      problem: 'inactive',
+      consentId: consent.id,
+    });
     expect(revoked).toEqual(['g-wd']);
   });
 
   test('expired → expired, revoked', async () => {
     await service.recordDecision(decision({ grantId: 'g-exp', periodSeconds: 60 }));
-    await expect(service.assertActiveForGrant('g-exp', ['patient/Observation.r'], new Date(Date.now() + 61_000))).rejects.toMatchObject({ problem: 'expired' });
+    await expect(service.assertActiveForGrant('g-exp', ['patient/Observation.r'], new Date(Date.now() + 61_000))).rejects.toMatchObject({
+      problem: 'expired',
+    });
     expect(revoked).toEqual(['g-exp']);
   });
 
   test('scopes beyond the Consent → not-covered, and the grant stays', async () => {
     await service.recordDecision(decision({ grantId: 'g-more' }));
-    await expect(service.assertActiveForGrant('g-more', ['patient/Observation.rs', 'patient/MedicationRequest.r'])).rejects.toMatchObject({ problem: 'not-covered' });
+    await expect(service.assertActiveForGrant('g-more', ['patient/Observation.rs', 'patient/MedicationRequest.r'])).rejects.toMatchObject({
+      problem: 'not-covered',
+    });
     expect(revoked).toEqual([]);
   });
 });
 
 describe('remembered consent through the service', () => {
   test('covering consent and the missing difference', async () => {
-    const consent = await service.recordDecision(decision({ patientId: 'pat-r', performer: { reference: 'RelatedPerson/rp-9' }, clientId: 'app-r' }));
+    const consent = await service.recordDecision(
+      decision({ patientId: 'pat-r', performer: { reference: 'RelatedPerson/rp-9' }, clientId: 'app-r' }),
+    );
     const who = { performerRef: 'RelatedPerson/rp-9', clientId: 'app-r', patientId: 'pat-r' };
     expect((await service.coveringConsent({ ...who, scopes: ['patient/Observation.r'] }))?.resource.id).toBe(consent.id);
-    expect(await service.missingScopes({ ...who, scopes: ['patient/Observation.r', 'patient/Encounter.r'] })).toEqual(['patient/Encounter.r']);
+    expect(await service.missingScopes({ ...who, scopes: ['patient/Observation.r', 'patient/Encounter.r'] })).toEqual([
+      'patient/Encounter.r',
+    ]);
   });
 });

@@ -45,14 +45,26 @@ describe('create and get', () => {
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
     const got = (await store.get(id))!;
     expect(got.resource).toEqual(created.resource);
-    expect(got).toMatchObject({ version: 1, status: 'active', patientId: 'pat-1', clientId: 'app-a', performer: 'Patient/pat-1', scopes: decision().scopes });
+    expect(got).toMatchObject({
+      version: 1,
+      status: 'active',
+      patientId: 'pat-1',
+      clientId: 'app-a',
+      performer: 'Patient/pat-1',
+      scopes: decision().scopes,
+    });
     expect(got.resource.meta.versionId).toBe('1');
     expect(got.end).toBe(Date.parse(got.resource.provision!.period!.end!));
     expect(consentProblems(got.resource as unknown as Record<string, unknown>)).toEqual([]);
     // The granted scope strings stay beside the resource, not inside it.
     expect(JSON.stringify(got.resource)).not.toContain('launch/patient');
     const [prov] = await store.provenance(id);
-    expect(prov).toMatchObject({ resourceType: 'Provenance', target: [{ reference: `Consent/${id}/_history/1` }], activity: { coding: [{ code: 'CREATE' }] }, agent: [{ who: { reference: 'Patient/pat-1' } }] });
+    expect(prov).toMatchObject({
+      resourceType: 'Provenance',
+      target: [{ reference: `Consent/${id}/_history/1` }],
+      activity: { coding: [{ code: 'CREATE' }] },
+      agent: [{ who: { reference: 'Patient/pat-1' } }],
+    });
   });
 
   test('a refusal is stored too', async () => {
@@ -109,7 +121,10 @@ describe('withdraw', () => {
     expect(consentProblems(got.resource as unknown as Record<string, unknown>)).toEqual([]);
     const provenance = await store.provenance(c.resource.id);
     expect(provenance.map((p) => p.activity.coding[0]!.code)).toEqual(['CREATE', 'UPDATE']);
-    expect(provenance[1]).toMatchObject({ target: [{ reference: `Consent/${c.resource.id}/_history/2` }], agent: [{ who: { reference: 'Device/admin' } }] });
+    expect(provenance[1]).toMatchObject({
+      target: [{ reference: `Consent/${c.resource.id}/_history/2` }],
+      agent: [{ who: { reference: 'Device/admin' } }],
+    });
 
     const again = await store.withdraw(c.resource.id, { reference: 'Patient/pat-1' });
     expect(again).toMatchObject({ changed: false, grantIds: ['gw-1'] });
@@ -150,7 +165,8 @@ describe('search', () => {
     await local.withdraw(ids.p1a1late!, { reference: 'Patient/p1' });
   });
 
-  const found = (page: { consents: Array<{ resource: { id: string } }> }) => page.consents.map((c) => Object.keys(ids).find((k) => ids[k] === c.resource.id));
+  const found = (page: { consents: Array<{ resource: { id: string } }> }) =>
+    page.consents.map((c) => Object.keys(ids).find((k) => ids[k] === c.resource.id));
 
   test('by patient, newest first, with total', async () => {
     const page = await local.search({ patient: 'p1', count: 10, offset: 0 });
@@ -203,7 +219,12 @@ describe('remembered consent', () => {
 
   beforeAll(async () => {
     permit = (
-      await record({ patientId: 'pr-1', performer: { reference: 'Patient/pr-1' }, clientId: 'app-r', scopes: ['openid', 'launch/patient', 'patient/Observation.r', 'patient/Observation.s', 'patient/Condition.rs'] })
+      await record({
+        patientId: 'pr-1',
+        performer: { reference: 'Patient/pr-1' },
+        clientId: 'app-r',
+        scopes: ['openid', 'launch/patient', 'patient/Observation.r', 'patient/Observation.s', 'patient/Condition.rs'],
+      })
     ).resource.id;
   });
 
@@ -214,13 +235,27 @@ describe('remembered consent', () => {
   });
 
   test('an absolute fhirUser URL is the same person', async () => {
-    expect((await store.coveringConsent({ ...who, performerRef: 'https://fhir.example/r4/Patient/pr-1', scopes: ['patient/Observation.r'] }))?.resource.id).toBe(permit);
+    expect(
+      (await store.coveringConsent({ ...who, performerRef: 'https://fhir.example/r4/Patient/pr-1', scopes: ['patient/Observation.r'] }))
+        ?.resource.id,
+    ).toBe(permit);
   });
 
   test('new scopes are not covered; only the difference is missing', async () => {
-    const scopes = ['openid', 'offline_access', 'patient/Observation.rs', 'patient/Observation.cruds', 'patient/Condition.rs?category=x', 'patient/MedicationRequest.r'];
+    const scopes = [
+      'openid',
+      'offline_access',
+      'patient/Observation.rs',
+      'patient/Observation.cruds',
+      'patient/Condition.rs?category=x',
+      'patient/MedicationRequest.r',
+    ];
     expect(await store.coveringConsent({ ...who, scopes })).toBeUndefined();
-    expect(await store.missingScopes({ ...who, scopes })).toEqual(['offline_access', 'patient/Observation.cruds', 'patient/MedicationRequest.r']);
+    expect(await store.missingScopes({ ...who, scopes })).toEqual([
+      'offline_access',
+      'patient/Observation.cruds',
+      'patient/MedicationRequest.r',
+    ]);
     expect(await store.missingScopes({ ...who, scopes: ['patient/*.rs'] })).toEqual(['patient/*.rs']);
   });
 

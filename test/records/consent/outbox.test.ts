@@ -61,7 +61,9 @@ class FakeFhirServer {
       return;
     }
     res.writeHead(outcome, { 'Content-Type': 'application/fhir+json' });
-    res.end(JSON.stringify(outcome < 300 ? entry.body : { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient' }] }));
+    res.end(
+      JSON.stringify(outcome < 300 ? entry.body : { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient' }] }),
+    );
   }
 
   async close(): Promise<void> {
@@ -99,14 +101,33 @@ function setup() {
   const record = (patient = 'pat-1') =>
     store.create(
       buildConsent(
-        { kind: 'permit', patientId: patient, performer: { reference: `Patient/${patient}` }, clientId: 'app', scopes: ['patient/Observation.rs'], periodSeconds: 3600 },
+        {
+          kind: 'permit',
+          patientId: patient,
+          performer: { reference: `Patient/${patient}` },
+          clientId: 'app',
+          scopes: ['patient/Observation.rs'],
+          periodSeconds: 3600,
+        },
         new Date(),
         { issuer: ISSUER },
       ),
       { scopes: ['patient/Observation.rs'] },
     );
   const worker = (server: FakeFhirServer, consumer: string) =>
-    new ConsentOutboxWorker({ redis, keyspace, store, fhirServer: `http://127.0.0.1:${server.port}/fhir`, token: TOKEN, logger, consumer, pollMs: 20, baseDelayMs: 50, maxDelayMs: 400, requestTimeoutMs: 200 });
+    new ConsentOutboxWorker({
+      redis,
+      keyspace,
+      store,
+      fhirServer: `http://127.0.0.1:${server.port}/fhir`,
+      token: TOKEN,
+      logger,
+      consumer,
+      pollMs: 20,
+      baseDelayMs: 50,
+      maxDelayMs: 400,
+      requestTimeoutMs: 200,
+    });
   return { keyspace, store, record, worker };
 }
 
@@ -119,14 +140,24 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
 }
 
 async function outboxSettled(keyspace: Keyspace): Promise<boolean> {
-  const [length, pending] = await Promise.all([redis.xlen(keyspace.consentOutbox()), redis.xpending(keyspace.consentOutbox(), OUTBOX_GROUP) as Promise<[number, ...unknown[]]>]);
+  const [length, pending] = await Promise.all([
+    redis.xlen(keyspace.consentOutbox()),
+    redis.xpending(keyspace.consentOutbox(), OUTBOX_GROUP) as Promise<[number, ...unknown[]]>,
+  ]);
   return length === 0 && pending[0] === 0;
 }
 
 test('without a FHIR server configured nothing is enqueued', async () => {
   const keyspace = new Keyspace(`test-${randomUUID()}:`);
   const store = new ConsentStore(redis, keyspace);
-  const c = await store.create(buildConsent({ kind: 'permit', patientId: 'p', performer: { reference: 'Patient/p' }, clientId: 'app', scopes: [], periodSeconds: 60 }, new Date(), { issuer: ISSUER }), { scopes: [] });
+  const c = await store.create(
+    buildConsent(
+      { kind: 'permit', patientId: 'p', performer: { reference: 'Patient/p' }, clientId: 'app', scopes: [], periodSeconds: 60 },
+      new Date(),
+      { issuer: ISSUER },
+    ),
+    { scopes: [] },
+  );
   await store.withdraw(c.resource.id, { reference: 'Patient/p' });
   expect(await redis.exists(keyspace.consentOutbox())).toBe(0);
 });
@@ -144,7 +175,10 @@ test('a FHIR server that is down, then failing, then up: the Consent arrives exa
   const w = worker(server, 'w-1');
   w.start();
   try {
-    await until('a first failed attempt', async () => ((await redis.xpending(keyspace.consentOutbox(), OUTBOX_GROUP)) as [number])[0] === 1);
+    await until(
+      'a first failed attempt',
+      async () => ((await redis.xpending(keyspace.consentOutbox(), OUTBOX_GROUP)) as [number])[0] === 1,
+    );
     await sleep(300);
     expect(server.received).toHaveLength(0);
 
@@ -156,7 +190,12 @@ test('a FHIR server that is down, then failing, then up: the Consent arrives exa
     expect(server.accepted).toHaveLength(1);
     expect(server.received.map((r) => r.answered)).toEqual([503, 503, 200]);
     const put = server.accepted[0]!;
-    expect(put).toMatchObject({ method: 'PUT', url: `/fhir/Consent/${consent.resource.id}`, auth: `Bearer ${TOKEN}`, contentType: 'application/fhir+json; charset=utf-8' });
+    expect(put).toMatchObject({
+      method: 'PUT',
+      url: `/fhir/Consent/${consent.resource.id}`,
+      auth: `Bearer ${TOKEN}`,
+      contentType: 'application/fhir+json; charset=utf-8',
+    });
     expect(put.body).toMatchObject({ resourceType: 'Consent', id: consent.resource.id, status: 'active' });
 
     await store.withdraw(consent.resource.id, { reference: 'Patient/pat-1' });

@@ -45,7 +45,11 @@ async function scimError(p: Promise<unknown>): Promise<ScimError> {
 describe('UserStore', () => {
   test('create, get, findByUserName (any case) and credentials', async () => {
     const user = await store.create({ userName: 'Dr.Who@Example.org', password: 'tardis-1963', name: { givenName: 'John' } });
-    expect(user).toMatchObject({ userName: 'Dr.Who@Example.org', active: true, meta: { resourceType: 'User', version: 'W/"1"', location: `https://auth.example.org/scim/v2/Users/${user.id}` } });
+    expect(user).toMatchObject({
+      userName: 'Dr.Who@Example.org',
+      active: true,
+      meta: { resourceType: 'User', version: 'W/"1"', location: `https://auth.example.org/scim/v2/Users/${user.id}` },
+    });
     expect(await store.get(user.id)).toEqual(user);
     expect(await store.findByUserName('dr.who@example.ORG')).toEqual(user);
     expect(await store.findByUserName('dr.who')).toBeUndefined();
@@ -136,12 +140,20 @@ describe('UserStore', () => {
     expect((await scimError(store.delete(u.id, { ifMatch: 'W/"2"' }))).status).toBe(412);
   });
 
-  test('effectiveRoles: the user\'s roles and its groups\' roles', async () => {
+  test("effectiveRoles: the user's roles and its groups' roles", async () => {
     const groups = new GroupStore({ redis, keyspace });
     const role = (code: string) => ({ system: 'http://terminology.hl7.org/CodeSystem/v3-RoleCode', code });
     const u = await store.create({ userName: 'roles', [SMART_USER_SCHEMA]: { roles: [role('A')] } });
-    await groups.create({ displayName: 'G1', members: [{ value: u.id }], 'urn:smart-authz:params:scim:schemas:extension:smart:2.0:Group': { roles: [role('B'), role('A')] } });
-    await groups.create({ displayName: 'G2', members: [{ value: u.id }], 'urn:smart-authz:params:scim:schemas:extension:smart:2.0:Group': { roles: [role('C')] } });
+    await groups.create({
+      displayName: 'G1',
+      members: [{ value: u.id }],
+      'urn:smart-authz:params:scim:schemas:extension:smart:2.0:Group': { roles: [role('B'), role('A')] },
+    });
+    await groups.create({
+      displayName: 'G2',
+      members: [{ value: u.id }],
+      'urn:smart-authz:params:scim:schemas:extension:smart:2.0:Group': { roles: [role('C')] },
+    });
     const roles = await store.effectiveRoles(u.id);
     expect(roles.map((r) => r.code).sort()).toEqual(['A', 'B', 'C']);
     expect(roles[0]!.code).toBe('A');

@@ -79,9 +79,22 @@ export const headerText: fc.Arbitrary<string> = fc.oneof(
 /** A random base64url segment of JSON (or not). */
 const segment = fc.oneof(
   fc.jsonValue({ maxDepth: 2 }).map((v) => Buffer.from(JSON.stringify(v)).toString('base64url')),
-  fc.record({ alg: fc.constantFrom('none', 'HS256', 'RS256', 'ES384', 'RS384', 'PS256', 'EdDSA', 'nope'), kid: fc.option(fc.string()), typ: fc.option(fc.string()) }).map((h) => Buffer.from(JSON.stringify(h)).toString('base64url')),
   fc
-    .record({ iss: hostile, sub: hostile, aud: fc.oneof(hostile, fc.array(hostile)), exp: fc.oneof(fc.integer(), fc.double(), hostile), jti: fc.option(hostile), iat: fc.option(fc.integer()) })
+    .record({
+      alg: fc.constantFrom('none', 'HS256', 'RS256', 'ES384', 'RS384', 'PS256', 'EdDSA', 'nope'),
+      kid: fc.option(fc.string()),
+      typ: fc.option(fc.string()),
+    })
+    .map((h) => Buffer.from(JSON.stringify(h)).toString('base64url')),
+  fc
+    .record({
+      iss: hostile,
+      sub: hostile,
+      aud: fc.oneof(hostile, fc.array(hostile)),
+      exp: fc.oneof(fc.integer(), fc.double(), hostile),
+      jti: fc.option(hostile),
+      iat: fc.option(fc.integer()),
+    })
     .map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')),
   fc.base64String({ maxLength: 40 }),
   fc.string({ maxLength: 20 }),
@@ -114,7 +127,10 @@ export function mutatedParams(base: Record<string, string>, extra: fc.Arbitrary<
   return fc
     .tuple(
       fc.tuple(...keys.map(() => action(extra))),
-      fc.array(fc.tuple(fc.oneof(fc.constantFrom(...keys, '__proto__', 'constructor', 'a[b]', 'a[]', ''), fc.string({ maxLength: 12 })), hostile), { maxLength: 3 }),
+      fc.array(
+        fc.tuple(fc.oneof(fc.constantFrom(...keys, '__proto__', 'constructor', 'a[b]', 'a[]', ''), fc.string({ maxLength: 12 })), hostile),
+        { maxLength: 3 },
+      ),
     )
     .map(([actions, added]) => {
       const out: Params = [];
@@ -130,7 +146,11 @@ export function mutatedParams(base: Record<string, string>, extra: fc.Arbitrary<
 
 /** Percent-encodes the UTF-8 bytes (lone surrogates become U+FFFD, as a browser would send them). */
 export function pct(value: string): string {
-  return [...Buffer.from(value, 'utf8')].map((b) => (/[A-Za-z0-9\-_.~]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
+  return [...Buffer.from(value, 'utf8')]
+    .map((b) =>
+      /[A-Za-z0-9\-_.~]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`,
+    )
+    .join('');
 }
 
 export function encodeParams(params: Params): string {
@@ -139,7 +159,16 @@ export function encodeParams(params: Params): string {
 
 /** A raw body: mostly the encoded parameters, sometimes bytes that are not urlencoded at all. */
 export function formBody(params: fc.Arbitrary<Params>): fc.Arbitrary<string> {
-  return fc.oneof({ weight: 6, arbitrary: params.map(encodeParams) }, { weight: 1, arbitrary: fc.oneof(fc.string({ maxLength: 80 }), fc.constantFrom('%', '=&=&', 'a=%E0%A4%A', 'scope=%FF%FE&client_id=%C0%AF', '&&&', 'a=1&a[b]=2&a[c][d]=3')) });
+  return fc.oneof(
+    { weight: 6, arbitrary: params.map(encodeParams) },
+    {
+      weight: 1,
+      arbitrary: fc.oneof(
+        fc.string({ maxLength: 80 }),
+        fc.constantFrom('%', '=&=&', 'a=%E0%A4%A', 'scope=%FF%FE&client_id=%C0%AF', '&&&', 'a=1&a[b]=2&a[c][d]=3'),
+      ),
+    },
+  );
 }
 
 /**
@@ -155,17 +184,40 @@ export function mutatedJson(template: Record<string, unknown>): fc.Arbitrary<unk
       { weight: 1, arbitrary: fc.constant(undefined) },
       { weight: 2, arbitrary: anyJson },
       { weight: 1, arbitrary: hostile },
-      ...(template[k] && typeof template[k] === 'object' && !Array.isArray(template[k]) ? [{ weight: 2, arbitrary: mutatedJson(template[k] as Record<string, unknown>) }] : []),
-      ...(Array.isArray(template[k]) ? [{ weight: 2, arbitrary: fc.array(fc.oneof(anyJson, ...(template[k] as unknown[]).map((v) => (v && typeof v === 'object' && !Array.isArray(v) ? mutatedJson(v as Record<string, unknown>) : fc.constant(v)))), { maxLength: 3 }) }] : []),
+      ...(template[k] && typeof template[k] === 'object' && !Array.isArray(template[k])
+        ? [{ weight: 2, arbitrary: mutatedJson(template[k] as Record<string, unknown>) }]
+        : []),
+      ...(Array.isArray(template[k])
+        ? [
+            {
+              weight: 2,
+              arbitrary: fc.array(
+                fc.oneof(
+                  anyJson,
+                  ...(template[k] as unknown[]).map((v) =>
+                    v && typeof v === 'object' && !Array.isArray(v) ? mutatedJson(v as Record<string, unknown>) : fc.constant(v),
+                  ),
+                ),
+                { maxLength: 3 },
+              ),
+            },
+          ]
+        : []),
     );
   const mutated = fc
-    .tuple(fc.tuple(...keys.map(member)), fc.dictionary(fc.oneof(fc.string({ maxLength: 10 }), fc.constantFrom('__proto__', 'constructor', 'schemas', 'id', 'meta')), anyJson, { maxKeys: 2 }))
+    .tuple(
+      fc.tuple(...keys.map(member)),
+      fc.dictionary(fc.oneof(fc.string({ maxLength: 10 }), fc.constantFrom('__proto__', 'constructor', 'schemas', 'id', 'meta')), anyJson, {
+        maxKeys: 2,
+      }),
+    )
     .map(([values, added]) => {
       const out: Record<string, unknown> = {};
       keys.forEach((k, i) => {
         if (values[i] !== undefined) out[k] = values[i];
       });
-      for (const [k, v] of Object.entries(added)) Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+      for (const [k, v] of Object.entries(added))
+        Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
       return out;
     });
   return fc.oneof({ weight: 8, arbitrary: mutated }, { weight: 1, arbitrary: anyJson });
@@ -173,7 +225,16 @@ export function mutatedJson(template: Record<string, unknown>): fc.Arbitrary<unk
 
 /** A body as sent: usually JSON, sometimes malformed text. */
 export function jsonBody(doc: fc.Arbitrary<unknown>): fc.Arbitrary<string> {
-  return fc.oneof({ weight: 8, arbitrary: doc.map((d) => JSON.stringify(d) ?? 'null') }, { weight: 1, arbitrary: fc.oneof(fc.string({ maxLength: 60 }), fc.constantFrom('{', '{"a":', '[1,', '{"__proto__":{"x":1}}', '1'.repeat(400), '"x"', '\uFEFF{}')) });
+  return fc.oneof(
+    { weight: 8, arbitrary: doc.map((d) => JSON.stringify(d) ?? 'null') },
+    {
+      weight: 1,
+      arbitrary: fc.oneof(
+        fc.string({ maxLength: 60 }),
+        fc.constantFrom('{', '{"a":', '[1,', '{"__proto__":{"x":1}}', '1'.repeat(400), '"x"', '\uFEFF{}'),
+      ),
+    },
+  );
 }
 
 /** Authorization header shapes: Bearer/Basic/DPoP with garbage, or garbage. */
@@ -191,7 +252,25 @@ export const authorizationHeader: fc.Arbitrary<string | undefined> = fc.oneof(
 export const cookieHeader: fc.Arbitrary<string | undefined> = fc.oneof(
   fc.constant(undefined),
   fc
-    .array(fc.tuple(fc.constantFrom('_session', '_session.sig', '_interaction', '_interaction.sig', '_interaction_resume', '_interaction_resume.sig', '_session.legacy', 'manage', 'manage.sig', '__proto__', 'x'), headerText.map((s) => s.replace(/[;,]/g, ''))), { maxLength: 5 })
+    .array(
+      fc.tuple(
+        fc.constantFrom(
+          '_session',
+          '_session.sig',
+          '_interaction',
+          '_interaction.sig',
+          '_interaction_resume',
+          '_interaction_resume.sig',
+          '_session.legacy',
+          'manage',
+          'manage.sig',
+          '__proto__',
+          'x',
+        ),
+        headerText.map((s) => s.replace(/[;,]/g, '')),
+      ),
+      { maxLength: 5 },
+    )
     .map((pairs) => pairs.map(([k, v]) => `${k}=${v}`).join('; ')),
   headerText,
 );
@@ -215,18 +294,26 @@ export const contentType: fc.Arbitrary<string | undefined> = fc.oneof(
   headerText,
 );
 
-export const acceptHeader: fc.Arbitrary<string | undefined> = fc.oneof(fc.constant(undefined), fc.constantFrom('text/html', 'application/json', 'application/fhir+json', '*/*', 'text/html;q=0, */*;q=0', 'image/png'), headerText);
+export const acceptHeader: fc.Arbitrary<string | undefined> = fc.oneof(
+  fc.constant(undefined),
+  fc.constantFrom('text/html', 'application/json', 'application/fhir+json', '*/*', 'text/html;q=0, */*;q=0', 'image/png'),
+  headerText,
+);
 
 /** X-Forwarded-* and other headers a proxy or attacker sets. */
-export const forwardedHeaders: fc.Arbitrary<Record<string, string>> = fc
-  .record(
-    {
-      'X-Forwarded-For': fc.oneof(headerText, fc.ipV4(), fc.ipV6(), fc.array(fc.oneof(fc.ipV4(), fc.ipV6()), { maxLength: 4 }).map((a) => a.join(', '))),
-      'X-Forwarded-Proto': fc.oneof(fc.constantFrom('http', 'https', 'https, http', 'gopher'), headerText),
-      'X-Forwarded-Host': fc.oneof(fc.constantFrom('localhost:3000', 'evil.example', 'a:b:c', '[::1]:80'), headerText),
-      'X-Request-Id': headerText,
-      Origin: fc.oneof(fc.webUrl(), headerText),
-      Host: fc.oneof(fc.constantFrom('localhost:3000', 'evil.example', '[::1]', 'a b'), headerText),
-    },
-    { requiredKeys: [] },
-  );
+export const forwardedHeaders: fc.Arbitrary<Record<string, string>> = fc.record(
+  {
+    'X-Forwarded-For': fc.oneof(
+      headerText,
+      fc.ipV4(),
+      fc.ipV6(),
+      fc.array(fc.oneof(fc.ipV4(), fc.ipV6()), { maxLength: 4 }).map((a) => a.join(', ')),
+    ),
+    'X-Forwarded-Proto': fc.oneof(fc.constantFrom('http', 'https', 'https, http', 'gopher'), headerText),
+    'X-Forwarded-Host': fc.oneof(fc.constantFrom('localhost:3000', 'evil.example', 'a:b:c', '[::1]:80'), headerText),
+    'X-Request-Id': headerText,
+    Origin: fc.oneof(fc.webUrl(), headerText),
+    Host: fc.oneof(fc.constantFrom('localhost:3000', 'evil.example', '[::1]', 'a b'), headerText),
+  },
+  { requiredKeys: [] },
+);

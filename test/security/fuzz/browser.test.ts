@@ -8,7 +8,19 @@ import fc from 'fast-check';
 import supertest from 'supertest';
 import { CLIENTS, FHIR_BASE, REDIRECT_URI, USER, createFuzzWorld, type FuzzWorld } from './world.js';
 import { fuzz, reportFigures, timeoutFor } from './properties.js';
-import { acceptHeader, authorizationHeader, contentType, cookieHeader, encodeParams, formBody, forwardedHeaders, headerText, hostile, mutatedParams, pct } from './arbitraries.js';
+import {
+  acceptHeader,
+  authorizationHeader,
+  contentType,
+  cookieHeader,
+  encodeParams,
+  formBody,
+  forwardedHeaders,
+  headerText,
+  hostile,
+  mutatedParams,
+  pct,
+} from './arbitraries.js';
 import { sendRaw, type Method } from './send.js';
 import { csrfFrom, pkcePair } from '../../support/smart-flow.js';
 
@@ -54,7 +66,18 @@ describe('browser-facing routes: no 5xx, no internals, no state change on refusa
           action: fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...ACTIONS) }, { weight: 1, arbitrary: hostile.map(pct) }),
           uid: fc.constantFrom('live', 'live', 'live', 'other', '%00', '..'),
           cookies: fc.constantFrom('kept', 'kept', 'none', 'forged'),
-          form: mutatedParams({ csrf: 'CSRF', username: USER.userName, password: USER.password, decision: 'allow', scope: 'patient/*.rs', patient: 'pat-1', encounter: 'none', name: 'Smith', birthdate: '1970-01-01', identifier: 'x' }),
+          form: mutatedParams({
+            csrf: 'CSRF',
+            username: USER.userName,
+            password: USER.password,
+            decision: 'allow',
+            scope: 'patient/*.rs',
+            patient: 'pat-1',
+            encounter: 'none',
+            name: 'Smith',
+            birthdate: '1970-01-01',
+            identifier: 'x',
+          }),
           forged: cookieHeader,
           origin: fc.option(fc.oneof(fc.constant('http://localhost:3000'), fc.webUrl(), headerText)),
           fetchSite: fc.option(fc.constantFrom('same-origin', 'cross-site', 'none', 'same-site')),
@@ -68,7 +91,13 @@ describe('browser-facing routes: no 5xx, no internals, no state change on refusa
           return sendRaw(client, {
             method: 'post',
             path: `/interaction/${uid}/${input.action}`,
-            headers: { 'Content-Type': input.type, Accept: 'text/html', Cookie: input.cookies === 'forged' ? input.forged : undefined, Origin: input.origin ?? undefined, 'Sec-Fetch-Site': input.fetchSite ?? undefined },
+            headers: {
+              'Content-Type': input.type,
+              Accept: 'text/html',
+              Cookie: input.cookies === 'forged' ? input.forged : undefined,
+              Origin: input.origin ?? undefined,
+              'Sec-Fetch-Site': input.fetchSite ?? undefined,
+            },
             body,
           });
         },
@@ -83,9 +112,35 @@ describe('browser-facing routes: no 5xx, no internals, no state change on refusa
         w,
         '/manage and /logout',
         fc.tuple(
-          fc.constantFrom<[Method, string]>(['get', '/manage'], ['get', '/manage/callback'], ['get', '/manage/signed-out'], ['get', '/manage/disclosures'], ['get', '/manage/disclosures.csv'], ['get', '/manage/disclosures.json'], ['post', '/manage/consents/ID/withdraw'], ['post', '/manage/logout'], ['get', '/logout'], ['post', '/logout'], ['get', '/session/end'], ['get', '/interaction/ID']),
+          fc.constantFrom<[Method, string]>(
+            ['get', '/manage'],
+            ['get', '/manage/callback'],
+            ['get', '/manage/signed-out'],
+            ['get', '/manage/disclosures'],
+            ['get', '/manage/disclosures.csv'],
+            ['get', '/manage/disclosures.json'],
+            ['post', '/manage/consents/ID/withdraw'],
+            ['post', '/manage/logout'],
+            ['get', '/logout'],
+            ['post', '/logout'],
+            ['get', '/session/end'],
+            ['get', '/interaction/ID'],
+          ),
           hostile.map(pct),
-          mutatedParams({ code: 'x', state: 'y', iss: 'http://localhost:3000', csrf: 'z', xsrf: 'z', post_logout_redirect_uri: REDIRECT_URI, id_token_hint: 'x', client_id: CLIENTS.publicApp, logout: 'yes', from: '2024-01-01', to: '2024-12-31', page: '2' }),
+          mutatedParams({
+            code: 'x',
+            state: 'y',
+            iss: 'http://localhost:3000',
+            csrf: 'z',
+            xsrf: 'z',
+            post_logout_redirect_uri: REDIRECT_URI,
+            id_token_hint: 'x',
+            client_id: CLIENTS.publicApp,
+            logout: 'yes',
+            from: '2024-01-01',
+            to: '2024-12-31',
+            page: '2',
+          }),
           cookieHeader,
           acceptHeader,
         ),
@@ -109,17 +164,80 @@ describe('browser-facing routes: no 5xx, no internals, no state change on refusa
         fc.record({
           method: fc.constantFrom<Method>('get', 'post', 'put', 'patch', 'delete', 'head', 'options'),
           path: fc.oneof(
-            { weight: 3, arbitrary: fc.constantFrom('/authorize', '/token', '/introspect', '/revoke', '/register', '/register/fuzz-app', '/userinfo', '/api/launch', '/interaction/x/login', '/scim/v2/Users', '/scim/v2/Groups', '/fhir/Consent', '/fhir/AuditEvent', '/fhir/AuditEvent/$export', '/manage', '/logout', '/.well-known/openid-configuration', '/.well-known/smart-configuration', '/.well-known/jwks.json', '/healthz', '/readyz', '/static/app.css', '/') },
+            {
+              weight: 3,
+              arbitrary: fc.constantFrom(
+                '/authorize',
+                '/token',
+                '/introspect',
+                '/revoke',
+                '/register',
+                '/register/fuzz-app',
+                '/userinfo',
+                '/api/launch',
+                '/interaction/x/login',
+                '/scim/v2/Users',
+                '/scim/v2/Groups',
+                '/fhir/Consent',
+                '/fhir/AuditEvent',
+                '/fhir/AuditEvent/$export',
+                '/manage',
+                '/logout',
+                '/.well-known/openid-configuration',
+                '/.well-known/smart-configuration',
+                '/.well-known/jwks.json',
+                '/healthz',
+                '/readyz',
+                '/static/app.css',
+                '/',
+              ),
+            },
             { weight: 1, arbitrary: fc.array(hostile.map(pct), { minLength: 1, maxLength: 4 }).map((segs) => `/${segs.join('/')}`) },
-            { weight: 1, arbitrary: fc.constantFrom('//', '/%2e%2e/%2e%2e/etc/passwd', '/scim/v2/../../token', '/token/', '/TOKEN', '/fhir/Consent/..', '/%ZZ', '/a?b=%') },
+            {
+              weight: 1,
+              arbitrary: fc.constantFrom(
+                '//',
+                '/%2e%2e/%2e%2e/etc/passwd',
+                '/scim/v2/../../token',
+                '/token/',
+                '/TOKEN',
+                '/fhir/Consent/..',
+                '/%ZZ',
+                '/a?b=%',
+              ),
+            },
           ),
           query: fc.option(formBody(fc.array(fc.tuple(hostile, hostile), { maxLength: 4 }))),
-          headers: fc.tuple(forwardedHeaders, contentType, authorizationHeader, cookieHeader, acceptHeader).map(([fwd, type, auth, cookie, accept]): Record<string, string | undefined> => ({ ...fwd, 'Content-Type': type, Authorization: auth, Cookie: cookie, Accept: accept })),
+          headers: fc
+            .tuple(forwardedHeaders, contentType, authorizationHeader, cookieHeader, acceptHeader)
+            .map(([fwd, type, auth, cookie, accept]): Record<string, string | undefined> => ({
+              ...fwd,
+              'Content-Type': type,
+              Authorization: auth,
+              Cookie: cookie,
+              Accept: accept,
+            })),
           body: fc.option(fc.oneof(hostile, fc.json({ maxDepth: 3 }), formBody(fc.array(fc.tuple(hostile, hostile), { maxLength: 4 })))),
         }),
-        ({ method, path, query, headers, body }) => sendRaw(w.t.request, { method, path: `${path}${query ? `${path.includes('?') ? '&' : '?'}${query}` : ''}`, headers, ...(body !== null ? { body } : {}) }),
+        ({ method, path, query, headers, body }) =>
+          sendRaw(w.t.request, {
+            method,
+            path: `${path}${query ? `${path.includes('?') ? '&' : '?'}${query}` : ''}`,
+            headers,
+            ...(body !== null ? { body } : {}),
+          }),
         // Found by this property: a forwarded protocol that is not a URL scheme was a 500 at /logout.
-        { examples: [{ method: 'get', path: '/logout', query: null, headers: { 'X-Forwarded-Proto': ';', 'Content-Type': '', Authorization: 'Bearer ', Cookie: undefined, Accept: undefined }, body: null }] },
+        {
+          examples: [
+            {
+              method: 'get',
+              path: '/logout',
+              query: null,
+              headers: { 'X-Forwarded-Proto': ';', 'Content-Type': '', Authorization: 'Bearer ', Cookie: undefined, Accept: undefined },
+              body: null,
+            },
+          ],
+        },
       ),
     timeoutFor(),
   );

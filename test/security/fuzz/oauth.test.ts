@@ -6,7 +6,21 @@
 import fc from 'fast-check';
 import { CLIENTS, FHIR_BASE, REDIRECT_URI, createFuzzWorld, type FuzzWorld } from './world.js';
 import { fuzz, reportFigures, timeoutFor } from './properties.js';
-import { VALID_ASSERTION, acceptHeader, authorizationHeader, contentType, encodeParams, formBody, garbageJwt, hostile, mutatedJson, mutatedParams, jsonBody, pct, type Params } from './arbitraries.js';
+import {
+  VALID_ASSERTION,
+  acceptHeader,
+  authorizationHeader,
+  contentType,
+  encodeParams,
+  formBody,
+  garbageJwt,
+  hostile,
+  mutatedJson,
+  mutatedParams,
+  jsonBody,
+  pct,
+  type Params,
+} from './arbitraries.js';
 import { basic, sendRaw } from './send.js';
 
 let w: FuzzWorld;
@@ -81,7 +95,8 @@ describe('OAuth endpoints: no 5xx, no internals, no state change on refusal', ()
           },
           fc.oneof(garbageJwt, fc.constant(VALID_ASSERTION)),
         ),
-        async (params) => sendRaw(w.t.request, { method: 'post', path: '/token', headers: { 'Content-Type': FORM }, body: await withAssertion(params) }),
+        async (params) =>
+          sendRaw(w.t.request, { method: 'post', path: '/token', headers: { 'Content-Type': FORM }, body: await withAssertion(params) }),
       ),
     timeoutFor(),
   );
@@ -104,12 +119,25 @@ describe('OAuth endpoints: no 5xx, no internals, no state change on refusal', ()
               refresh_token: 'not-a-refresh-token',
               scope: 'patient/*.rs',
             },
-            fc.constantFrom('refresh_token', 'authorization_code', 'urn:ietf:params:oauth:grant-type:device_code', 'password', 'implicit', CLIENTS.publicApp),
+            fc.constantFrom(
+              'refresh_token',
+              'authorization_code',
+              'urn:ietf:params:oauth:grant-type:device_code',
+              'password',
+              'implicit',
+              CLIENTS.publicApp,
+            ),
           ),
           fc.oneof(fc.constant(undefined), fc.constant(basic(CLIENTS.confidential, CLIENTS.confidentialSecret)), authorizationHeader),
           contentType,
         ),
-        ([params, auth, type]) => sendRaw(w.t.request, { method: 'post', path: '/token', headers: { 'Content-Type': type ?? FORM, Authorization: auth }, body: encodeParams(params) }),
+        ([params, auth, type]) =>
+          sendRaw(w.t.request, {
+            method: 'post',
+            path: '/token',
+            headers: { 'Content-Type': type ?? FORM, Authorization: auth },
+            body: encodeParams(params),
+          }),
       ),
     timeoutFor(),
   );
@@ -120,8 +148,14 @@ describe('OAuth endpoints: no 5xx, no internals, no state change on refusal', ()
       fuzz(
         w,
         '/userinfo',
-        fc.tuple(fc.constantFrom('get', 'post') as fc.Arbitrary<'get' | 'post'>, fc.oneof(fc.constant(`Bearer ${w.tokens.patientApp}`), authorizationHeader), formBody(mutatedParams({ access_token: w.tokens.patientApp })), acceptHeader),
-        ([method, auth, body, accept]) => sendRaw(w.t.request, { method, path: '/userinfo', headers: { Authorization: auth, Accept: accept, 'Content-Type': FORM }, body }),
+        fc.tuple(
+          fc.constantFrom('get', 'post') as fc.Arbitrary<'get' | 'post'>,
+          fc.oneof(fc.constant(`Bearer ${w.tokens.patientApp}`), authorizationHeader),
+          formBody(mutatedParams({ access_token: w.tokens.patientApp })),
+          acceptHeader,
+        ),
+        ([method, auth, body, accept]) =>
+          sendRaw(w.t.request, { method, path: '/userinfo', headers: { Authorization: auth, Accept: accept, 'Content-Type': FORM }, body }),
       ),
     timeoutFor(),
   );
@@ -133,11 +167,20 @@ describe('OAuth endpoints: no 5xx, no internals, no state change on refusal', ()
         w,
         'POST /introspect',
         fc.tuple(
-          mutatedParams({ token: w.tokens.patientApp, token_type_hint: 'access_token' }, fc.oneof(garbageJwt, fc.constantFrom(w.tokens.scim, 'refresh_token', 'jwt'))),
+          mutatedParams(
+            { token: w.tokens.patientApp, token_type_hint: 'access_token' },
+            fc.oneof(garbageJwt, fc.constantFrom(w.tokens.scim, 'refresh_token', 'jwt')),
+          ),
           fc.oneof(fc.constant(basic(CLIENTS.resourceServer, CLIENTS.resourceServerSecret)), authorizationHeader),
           acceptHeader,
         ),
-        ([params, auth, accept]) => sendRaw(w.t.request, { method: 'post', path: '/introspect', headers: { Authorization: auth, Accept: accept, 'Content-Type': FORM }, body: encodeParams(params) }),
+        ([params, auth, accept]) =>
+          sendRaw(w.t.request, {
+            method: 'post',
+            path: '/introspect',
+            headers: { Authorization: auth, Accept: accept, 'Content-Type': FORM },
+            body: encodeParams(params),
+          }),
       ),
     timeoutFor(),
   );
@@ -162,10 +205,14 @@ describe('OAuth endpoints: no 5xx, no internals, no state change on refusal', ()
               fhirContext: [{ reference: 'Observation/o-1' }, { canonical: 'http://example.org/Questionnaire/q|1', type: 'Questionnaire' }],
             }),
           ),
-          fc.oneof({ weight: 4, arbitrary: fc.constant(basic(CLIENTS.launcher, CLIENTS.launcherSecret)) }, { weight: 1, arbitrary: authorizationHeader }),
+          fc.oneof(
+            { weight: 4, arbitrary: fc.constant(basic(CLIENTS.launcher, CLIENTS.launcherSecret)) },
+            { weight: 1, arbitrary: authorizationHeader },
+          ),
           fc.oneof(fc.constant('application/json'), contentType),
         ),
-        ([body, auth, type]) => sendRaw(w.t.request, { method: 'post', path: '/api/launch', headers: { Authorization: auth, 'Content-Type': type }, body }),
+        ([body, auth, type]) =>
+          sendRaw(w.t.request, { method: 'post', path: '/api/launch', headers: { Authorization: auth, 'Content-Type': type }, body }),
       ),
     timeoutFor(),
   );
@@ -193,7 +240,8 @@ describe('OAuth endpoints: no 5xx, no internals, no state change on refusal', ()
           fc.oneof({ weight: 4, arbitrary: fc.constant(`Bearer ${w.initialAccessToken}`) }, { weight: 1, arbitrary: authorizationHeader }),
           fc.oneof(fc.constant('application/json'), contentType),
         ),
-        ([body, auth, type]) => sendRaw(w.t.request, { method: 'post', path: '/register', headers: { Authorization: auth, 'Content-Type': type }, body }),
+        ([body, auth, type]) =>
+          sendRaw(w.t.request, { method: 'post', path: '/register', headers: { Authorization: auth, 'Content-Type': type }, body }),
       ),
     timeoutFor(),
   );
@@ -208,9 +256,22 @@ describe('OAuth endpoints: no 5xx, no internals, no state change on refusal', ()
           fc.constantFrom('get', 'put', 'delete') as fc.Arbitrary<'get' | 'put' | 'delete'>,
           fc.oneof(fc.constantFrom(CLIENTS.publicApp, CLIENTS.admin, 'nope'), hostile.map(pct)),
           authorizationHeader,
-          jsonBody(mutatedJson({ client_id: CLIENTS.publicApp, smart_client_kind: 'public_app', redirect_uris: [REDIRECT_URI], smart_scopes: ['system/*.cruds'] })),
+          jsonBody(
+            mutatedJson({
+              client_id: CLIENTS.publicApp,
+              smart_client_kind: 'public_app',
+              redirect_uris: [REDIRECT_URI],
+              smart_scopes: ['system/*.cruds'],
+            }),
+          ),
         ),
-        ([method, id, auth, body]) => sendRaw(w.t.request, { method, path: `/register/${id}`, headers: { Authorization: auth, 'Content-Type': 'application/json' }, body }),
+        ([method, id, auth, body]) =>
+          sendRaw(w.t.request, {
+            method,
+            path: `/register/${id}`,
+            headers: { Authorization: auth, 'Content-Type': 'application/json' },
+            body,
+          }),
       ),
     timeoutFor(),
   );
@@ -221,7 +282,18 @@ describe('OAuth endpoints: no 5xx, no internals, no state change on refusal', ()
       fuzz(
         w,
         'discovery',
-        fc.tuple(fc.constantFrom('/.well-known/openid-configuration', '/.well-known/smart-configuration', '/.well-known/jwks.json', '/.well-known/oauth-authorization-server', '/fhir/.well-known/smart-configuration'), fc.constantFrom('get', 'post', 'options', 'head') as fc.Arbitrary<'get'>, hostile, acceptHeader),
+        fc.tuple(
+          fc.constantFrom(
+            '/.well-known/openid-configuration',
+            '/.well-known/smart-configuration',
+            '/.well-known/jwks.json',
+            '/.well-known/oauth-authorization-server',
+            '/fhir/.well-known/smart-configuration',
+          ),
+          fc.constantFrom('get', 'post', 'options', 'head') as fc.Arbitrary<'get'>,
+          hostile,
+          acceptHeader,
+        ),
         ([path, method, q, accept]) => sendRaw(w.t.request, { method, path: `${path}?${pct(q)}=${pct(q)}`, headers: { Accept: accept } }),
       ),
     timeoutFor(),
@@ -235,12 +307,24 @@ describe('OAuth endpoints: no 5xx, no internals, no state change on refusal', ()
         w,
         'POST /revoke',
         fc.tuple(
-          mutatedParams({ token: 'not-a-token', token_type_hint: 'refresh_token', client_id: CLIENTS.confidential }, fc.oneof(garbageJwt, fc.constantFrom('access_token', w.tokens.scim))),
-          fc.oneof(fc.constant(basic(CLIENTS.confidential, CLIENTS.confidentialSecret)), fc.constant(basic(CLIENTS.resourceServer, CLIENTS.resourceServerSecret)), authorizationHeader),
+          mutatedParams(
+            { token: 'not-a-token', token_type_hint: 'refresh_token', client_id: CLIENTS.confidential },
+            fc.oneof(garbageJwt, fc.constantFrom('access_token', w.tokens.scim)),
+          ),
+          fc.oneof(
+            fc.constant(basic(CLIENTS.confidential, CLIENTS.confidentialSecret)),
+            fc.constant(basic(CLIENTS.resourceServer, CLIENTS.resourceServerSecret)),
+            authorizationHeader,
+          ),
         ),
-        ([params, auth]) => sendRaw(w.t.request, { method: 'post', path: '/revoke', headers: { Authorization: auth, 'Content-Type': FORM }, body: encodeParams(params) }),
+        ([params, auth]) =>
+          sendRaw(w.t.request, {
+            method: 'post',
+            path: '/revoke',
+            headers: { Authorization: auth, 'Content-Type': FORM },
+            body: encodeParams(params),
+          }),
       ),
     timeoutFor(),
   );
 });
-

@@ -22,7 +22,10 @@ export function timeoutFor(runs = RUNS, msPerRun = 150): number {
 const LEAKS: Array<[string, RegExp]> = [
   ['a stack frame', /\bat (?:async )?[\w$.<>[\]]+ \(|\n\s+at [^\n]*:\d+:\d+/],
   ['a source path', /(?:\/src\/|\/node_modules\/|\/test\/|file:\/\/\/|\.ts:\d+|\.js:\d+)/],
-  ['a JavaScript error', /\b(?:TypeError|ReferenceError|RangeError|InternalError|AggregateError)\b|Cannot read propert|is not a function|is not iterable|of undefined|of null\b/],
+  [
+    'a JavaScript error',
+    /\b(?:TypeError|ReferenceError|RangeError|InternalError|AggregateError)\b|Cannot read propert|is not a function|is not iterable|of undefined|of null\b/,
+  ],
   ['a Redis error', /\b(?:WRONGTYPE|NOSCRIPT|ReplyError|ioredis|ERR (?:Error|wrong|value|syntax))/],
   ['oidc-provider internals', /oops! something went wrong|\bnode:internal\b/i],
 ];
@@ -106,7 +109,13 @@ export interface FuzzOptions<T> {
  * properties. On failure fast-check shrinks the input and reports it with its seed (re-run with
  * FUZZ_SEED=<seed> FUZZ_PATH=<path> to reproduce).
  */
-export async function fuzz<T>(world: FuzzWorld, endpoint: string, arb: fc.Arbitrary<T>, send: (input: T) => Promise<Response>, opts: FuzzOptions<T> = {}): Promise<void> {
+export async function fuzz<T>(
+  world: FuzzWorld,
+  endpoint: string,
+  arb: fc.Arbitrary<T>,
+  send: (input: T) => Promise<Response>,
+  opts: FuzzOptions<T> = {},
+): Promise<void> {
   const figure: Figure = { endpoint, inputs: 0, ms: 0, failed: false, statuses: {} };
   figures.push(figure);
   const started = Date.now();
@@ -118,7 +127,9 @@ export async function fuzz<T>(world: FuzzWorld, endpoint: string, arb: fc.Arbitr
     figure.statuses[res.status] = (figure.statuses[res.status] ?? 0) + 1;
     const body = bodyText(res);
     if (res.status >= 500 && !opts.prescribed5xx?.(res)) {
-      throw new Error(`${endpoint} answered ${res.status}: ${body.slice(0, 300)}\nserver log: ${world.errors.slice(errorsBefore).join('\n').slice(0, 1500)}`);
+      throw new Error(
+        `${endpoint} answered ${res.status}: ${body.slice(0, 300)}\nserver log: ${world.errors.slice(errorsBefore).join('\n').slice(0, 1500)}`,
+      );
     }
     const leak = leakIn(body, echoable(input));
     if (leak) throw new Error(`${endpoint} (${res.status}) shows ${leak}: ${body.slice(0, 400)}`);

@@ -36,14 +36,39 @@ afterAll(async () => {
   await w.close();
 });
 
-const ATTRS = ['userName', 'name.givenName', 'name.familyName', 'emails.value', 'emails[type eq "work"].value', 'active', 'externalId', 'meta.lastModified', 'displayName', 'members.value', 'id', `${SMART}:fhirUser`, 'groups', 'title', 'x'];
+const ATTRS = [
+  'userName',
+  'name.givenName',
+  'name.familyName',
+  'emails.value',
+  'emails[type eq "work"].value',
+  'active',
+  'externalId',
+  'meta.lastModified',
+  'displayName',
+  'members.value',
+  'id',
+  `${SMART}:fhirUser`,
+  'groups',
+  'title',
+  'x',
+];
 const OPS = ['eq', 'ne', 'co', 'sw', 'ew', 'gt', 'ge', 'lt', 'le', 'pr', 'EQ', 'xx'];
 
 /** SCIM filters from the RFC 7644 grammar, with broken pieces mixed in. */
 const filter: fc.Arbitrary<string> = fc.letrec<{ f: string }>((tie) => ({
   f: fc.oneof(
     { depthSize: 'small', withCrossShrink: true },
-    fc.tuple(fc.oneof(fc.constantFrom(...ATTRS), hostile), fc.constantFrom(...OPS), fc.oneof(hostile.map((v) => JSON.stringify(v)), fc.constantFrom('true', 'null', '2024-01-01T00:00:00Z', '1', '"fuzz.user"', '"unterminated'))).map(([a, o, v]) => (o.toLowerCase() === 'pr' ? `${a} pr` : `${a} ${o} ${v}`)),
+    fc
+      .tuple(
+        fc.oneof(fc.constantFrom(...ATTRS), hostile),
+        fc.constantFrom(...OPS),
+        fc.oneof(
+          hostile.map((v) => JSON.stringify(v)),
+          fc.constantFrom('true', 'null', '2024-01-01T00:00:00Z', '1', '"fuzz.user"', '"unterminated'),
+        ),
+      )
+      .map(([a, o, v]) => (o.toLowerCase() === 'pr' ? `${a} pr` : `${a} ${o} ${v}`)),
     fc.tuple(tie('f'), fc.constantFrom('and', 'or', 'AND', 'xor'), tie('f')).map(([a, op, b]) => `${a} ${op} ${b}`),
     tie('f').map((f) => `not (${f})`),
     tie('f').map((f) => `(${f}`),
@@ -52,7 +77,18 @@ const filter: fc.Arbitrary<string> = fc.letrec<{ f: string }>((tie) => ({
   ),
 })).f;
 
-const scimQuery = mutatedParams({ filter: 'userName eq "fuzz.user"', attributes: 'userName,name', excludedAttributes: 'emails', sortBy: 'userName', sortOrder: 'descending', startIndex: '1', count: '10' }, fc.oneof(filter, fc.constantFrom('0', '-1', '99999999999', 'ascending', 'meta.created')));
+const scimQuery = mutatedParams(
+  {
+    filter: 'userName eq "fuzz.user"',
+    attributes: 'userName,name',
+    excludedAttributes: 'emails',
+    sortBy: 'userName',
+    sortOrder: 'descending',
+    startIndex: '1',
+    count: '10',
+  },
+  fc.oneof(filter, fc.constantFrom('0', '-1', '99999999999', 'ascending', 'meta.created')),
+);
 
 const userDoc = {
   schemas: [USER_SCHEMA, SMART],
@@ -73,7 +109,12 @@ const patchDoc = fc.record({
       fc.record(
         {
           op: fc.oneof(fc.constantFrom('add', 'remove', 'replace', 'Add', 'REPLACE', 'move', 'copy'), hostile),
-          path: fc.oneof(fc.constantFrom(...ATTRS), filter.map((f) => `emails[${f}].value`), filter.map((f) => `members[${f}]`), hostile),
+          path: fc.oneof(
+            fc.constantFrom(...ATTRS),
+            filter.map((f) => `emails[${f}].value`),
+            filter.map((f) => `members[${f}]`),
+            hostile,
+          ),
           value: fc.oneof(fc.jsonValue({ maxDepth: 3 }), mutatedJson(userDoc), fc.constantFrom(false, 'false', [{ value: 'nobody' }])),
         },
         { requiredKeys: [] },
@@ -94,7 +135,11 @@ describe('SCIM and FHIR APIs with a valid token: no 5xx, no internals, no state 
     'GET /scim/v2/Users and /Groups: filter, attributes, sortBy, startIndex, count',
     () =>
       fuzz(w, 'GET /scim/v2 list', fc.tuple(fc.constantFrom('Users', 'Groups'), scimQuery), ([type, params]) =>
-        sendRaw(w.t.request, { method: 'get', path: `/scim/v2/${type}?${encodeParams(params)}`, headers: { Authorization: `Bearer ${w.tokens.scim}` } }),
+        sendRaw(w.t.request, {
+          method: 'get',
+          path: `/scim/v2/${type}?${encodeParams(params)}`,
+          headers: { Authorization: `Bearer ${w.tokens.scim}` },
+        }),
       ),
     timeoutFor(),
   );
@@ -107,9 +152,27 @@ describe('SCIM and FHIR APIs with a valid token: no 5xx, no internals, no state 
         'POST /scim/v2 .search',
         fc.tuple(
           fc.constantFrom('/.search', '/Users/.search', '/Groups/.search'),
-          jsonBody(fc.record({ schemas: fc.oneof(fc.constant([SEARCH_OP]), fc.jsonValue({ maxDepth: 1 })), filter: fc.oneof(filter, fc.jsonValue({ maxDepth: 1 })), attributes: fc.oneof(fc.constant(['userName']), fc.jsonValue({ maxDepth: 1 })), startIndex: fc.jsonValue({ maxDepth: 0 }), count: fc.jsonValue({ maxDepth: 0 }), sortBy: hostile }, { requiredKeys: [] })),
+          jsonBody(
+            fc.record(
+              {
+                schemas: fc.oneof(fc.constant([SEARCH_OP]), fc.jsonValue({ maxDepth: 1 })),
+                filter: fc.oneof(filter, fc.jsonValue({ maxDepth: 1 })),
+                attributes: fc.oneof(fc.constant(['userName']), fc.jsonValue({ maxDepth: 1 })),
+                startIndex: fc.jsonValue({ maxDepth: 0 }),
+                count: fc.jsonValue({ maxDepth: 0 }),
+                sortBy: hostile,
+              },
+              { requiredKeys: [] },
+            ),
+          ),
         ),
-        ([path, body]) => sendRaw(w.t.request, { method: 'post', path: `/scim/v2${path}`, headers: { Authorization: `Bearer ${w.tokens.scim}`, 'Content-Type': 'application/scim+json' }, body }),
+        ([path, body]) =>
+          sendRaw(w.t.request, {
+            method: 'post',
+            path: `/scim/v2${path}`,
+            headers: { Authorization: `Bearer ${w.tokens.scim}`, 'Content-Type': 'application/scim+json' },
+            body,
+          }),
       ),
     timeoutFor(),
   );
@@ -121,13 +184,24 @@ describe('SCIM and FHIR APIs with a valid token: no 5xx, no internals, no state 
         w,
         'POST/PUT /scim/v2 documents',
         fc.tuple(
-          fc.constantFrom<[Method, string]>(['post', '/Users'], ['post', '/Groups'], ['put', '/Users/ID'], ['put', '/Groups/nope'], ['put', '/Users/nope']),
-                    fc.oneof(jsonBody(mutatedJson(userDoc)), jsonBody(mutatedJson(groupDoc))),
+          fc.constantFrom<[Method, string]>(
+            ['post', '/Users'],
+            ['post', '/Groups'],
+            ['put', '/Users/ID'],
+            ['put', '/Groups/nope'],
+            ['put', '/Users/nope'],
+          ),
+          fc.oneof(jsonBody(mutatedJson(userDoc)), jsonBody(mutatedJson(groupDoc))),
           fc.oneof({ weight: 4, arbitrary: fc.constant('application/scim+json') }, { weight: 1, arbitrary: contentType }),
           fc.option(fc.constantFrom('W/"1"', '*', 'garbage', 'W/"999"')),
         ),
         ([[method, path], body, type, ifMatch]) =>
-          sendRaw(w.t.request, { method, path: `/scim/v2${path.replace('ID', w.userId)}`, headers: { Authorization: `Bearer ${w.tokens.scim}`, 'Content-Type': type, 'If-Match': ifMatch ?? undefined }, body }),
+          sendRaw(w.t.request, {
+            method,
+            path: `/scim/v2${path.replace('ID', w.userId)}`,
+            headers: { Authorization: `Bearer ${w.tokens.scim}`, 'Content-Type': type, 'If-Match': ifMatch ?? undefined },
+            body,
+          }),
       ),
     timeoutFor(),
   );
@@ -138,9 +212,22 @@ describe('SCIM and FHIR APIs with a valid token: no 5xx, no internals, no state 
       fuzz(
         w,
         'PATCH /scim/v2',
-        fc.tuple(fc.constantFrom('/Users/ID', '/Users/nope', '/Groups/nope'), jsonBody(patchDoc), fc.option(fc.constantFrom('W/"1"', '*', 'garbage'))),
+        fc.tuple(
+          fc.constantFrom('/Users/ID', '/Users/nope', '/Groups/nope'),
+          jsonBody(patchDoc),
+          fc.option(fc.constantFrom('W/"1"', '*', 'garbage')),
+        ),
         ([path, body, ifMatch]) =>
-          sendRaw(w.t.request, { method: 'patch', path: `/scim/v2${path.replace('ID', w.userId)}`, headers: { Authorization: `Bearer ${w.tokens.scim}`, 'Content-Type': 'application/scim+json', 'If-Match': ifMatch ?? undefined }, body }),
+          sendRaw(w.t.request, {
+            method: 'patch',
+            path: `/scim/v2${path.replace('ID', w.userId)}`,
+            headers: {
+              Authorization: `Bearer ${w.tokens.scim}`,
+              'Content-Type': 'application/scim+json',
+              'If-Match': ifMatch ?? undefined,
+            },
+            body,
+          }),
       ),
     timeoutFor(),
   );
@@ -153,7 +240,21 @@ describe('SCIM and FHIR APIs with a valid token: no 5xx, no internals, no state 
         'SCIM paths',
         fc.tuple(
           fc.constantFrom<Method>('get', 'delete', 'post', 'put', 'patch'),
-          fc.oneof(fc.constantFrom('/Users/nope', '/Groups/x', '/Schemas/x', '/ResourceTypes/User', '/ServiceProviderConfig', '/Bulk', '/Me', '/Users/%00', '/Users/..%2F..'), hostile.map((h) => `/${pct(h)}`), hostile.map((h) => `/Users/${pct(h)}`)),
+          fc.oneof(
+            fc.constantFrom(
+              '/Users/nope',
+              '/Groups/x',
+              '/Schemas/x',
+              '/ResourceTypes/User',
+              '/ServiceProviderConfig',
+              '/Bulk',
+              '/Me',
+              '/Users/%00',
+              '/Users/..%2F..',
+            ),
+            hostile.map((h) => `/${pct(h)}`),
+            hostile.map((h) => `/Users/${pct(h)}`),
+          ),
           fc.oneof({ weight: 3, arbitrary: fc.constant(`Bearer ${w.tokens.scim}`) }, { weight: 1, arbitrary: authorizationHeader }),
         ),
         ([method, path, auth]) => sendRaw(w.t.request, { method, path: `/scim/v2${path}`, headers: { Authorization: auth } }),
@@ -170,11 +271,31 @@ describe('SCIM and FHIR APIs with a valid token: no 5xx, no internals, no state 
         w,
         'GET /fhir/Consent',
         fc.tuple(
-          mutatedParams({ patient: 'pat-1', status: 'active,inactive', actor: 'Patient/pat-1', date: 'ge2020-01-01', _count: '10', _offset: '0', _format: 'json' }, fc.constantFrom('Patient/x', 'ge2024-13-40', 'lt', '2024-01-01T25:00:00Z', '101', '1000001')),
-          fc.oneof(fc.constant(''), fc.constant('/ID'), hostile.map((h) => `/${pct(h)}`)),
+          mutatedParams(
+            {
+              patient: 'pat-1',
+              status: 'active,inactive',
+              actor: 'Patient/pat-1',
+              date: 'ge2020-01-01',
+              _count: '10',
+              _offset: '0',
+              _format: 'json',
+            },
+            fc.constantFrom('Patient/x', 'ge2024-13-40', 'lt', '2024-01-01T25:00:00Z', '101', '1000001'),
+          ),
+          fc.oneof(
+            fc.constant(''),
+            fc.constant('/ID'),
+            hostile.map((h) => `/${pct(h)}`),
+          ),
           fc.oneof({ weight: 4, arbitrary: fc.constant(`Bearer ${w.tokens.fhirAdmin}`) }, { weight: 1, arbitrary: authorizationHeader }),
         ),
-        ([params, id, auth]) => sendRaw(w.t.request, { method: 'get', path: `/fhir/Consent${id.replace('ID', consentId)}?${encodeParams(params)}`, headers: { Authorization: auth } }),
+        ([params, id, auth]) =>
+          sendRaw(w.t.request, {
+            method: 'get',
+            path: `/fhir/Consent${id.replace('ID', consentId)}?${encodeParams(params)}`,
+            headers: { Authorization: auth },
+          }),
       ),
     timeoutFor(),
   );
@@ -186,7 +307,14 @@ describe('SCIM and FHIR APIs with a valid token: no 5xx, no internals, no state 
         w,
         'write /fhir/Consent',
         fc.tuple(
-          fc.constantFrom<[Method, string]>(['put', '/ID'], ['patch', '/ID'], ['post', ''], ['delete', '/ID'], ['put', '/nope'], ['patch', '/nope']),
+          fc.constantFrom<[Method, string]>(
+            ['put', '/ID'],
+            ['patch', '/ID'],
+            ['post', ''],
+            ['delete', '/ID'],
+            ['put', '/nope'],
+            ['patch', '/nope'],
+          ),
           fc.oneof(
             jsonBody(mutatedJson({ resourceType: 'Consent', id: 'ID', status: 'inactive', patient: { reference: 'Patient/pat-1' } })),
             jsonBody(fc.array(mutatedJson({ op: 'replace', path: '/status', value: 'inactive' }), { maxLength: 3 })),
@@ -195,7 +323,12 @@ describe('SCIM and FHIR APIs with a valid token: no 5xx, no internals, no state 
           fc.option(fc.constantFrom('W/"1"', 'W/"2"', '*', 'x')),
         ),
         ([[method, path], body, type, ifMatch]) =>
-          sendRaw(w.t.request, { method, path: `/fhir/Consent${path.replace('ID', consentId)}`, headers: { Authorization: `Bearer ${w.tokens.fhirAdmin}`, 'Content-Type': type, 'If-Match': ifMatch ?? undefined }, body: body.replace('"ID"', JSON.stringify(consentId)) }),
+          sendRaw(w.t.request, {
+            method,
+            path: `/fhir/Consent${path.replace('ID', consentId)}`,
+            headers: { Authorization: `Bearer ${w.tokens.fhirAdmin}`, 'Content-Type': type, 'If-Match': ifMatch ?? undefined },
+            body: body.replace('"ID"', JSON.stringify(consentId)),
+          }),
       ),
     timeoutFor(),
   );
@@ -207,11 +340,32 @@ describe('SCIM and FHIR APIs with a valid token: no 5xx, no internals, no state 
         w,
         'GET /fhir/AuditEvent',
         fc.tuple(
-          mutatedParams({ patient: 'pat-1', agent: 'fuzz-app', date: 'ge2020-01-01', type: 'http://dicom.nema.org/resources/ontology/DCM|110112', subtype: 'token-refused', outcome: '0', action: 'E', altid: 'x', _count: '5', _sort: '-date', _cursor: 'abc', _format: 'json' }, fc.constantFrom('|', 'a|b|c', '12', 'Z', 'Patient/pat-1,Patient/x')),
+          mutatedParams(
+            {
+              patient: 'pat-1',
+              agent: 'fuzz-app',
+              date: 'ge2020-01-01',
+              type: 'http://dicom.nema.org/resources/ontology/DCM|110112',
+              subtype: 'token-refused',
+              outcome: '0',
+              action: 'E',
+              altid: 'x',
+              _count: '5',
+              _sort: '-date',
+              _cursor: 'abc',
+              _format: 'json',
+            },
+            fc.constantFrom('|', 'a|b|c', '12', 'Z', 'Patient/pat-1,Patient/x'),
+          ),
           fc.constantFrom('', '/$export', '/nope', '/1'),
           fc.oneof({ weight: 4, arbitrary: fc.constant(`Bearer ${w.tokens.fhirAdmin}`) }, { weight: 1, arbitrary: authorizationHeader }),
         ),
-        ([params, path, auth]) => sendRaw(w.t.request, { method: 'get', path: `/fhir/AuditEvent${path}?${encodeParams(params)}`, headers: { Authorization: auth } }),
+        ([params, path, auth]) =>
+          sendRaw(w.t.request, {
+            method: 'get',
+            path: `/fhir/AuditEvent${path}?${encodeParams(params)}`,
+            headers: { Authorization: auth },
+          }),
       ),
     timeoutFor(),
   );

@@ -67,7 +67,15 @@ export interface FuzzWorld {
  * Everything else (clients, users, groups, grants, tokens, consents, launches, keys, …) must be
  * byte-identical after a refusal.
  */
-export const VOLATILE = ['{audit}:', 'ratelimit:', 'once:', 'oidc:ReplayDetection:', 'oidc:Session:', 'oidc:sessionUid:', 'oidc:Interaction:'];
+export const VOLATILE = [
+  '{audit}:',
+  'ratelimit:',
+  'once:',
+  'oidc:ReplayDetection:',
+  'oidc:Session:',
+  'oidc:sessionUid:',
+  'oidc:Interaction:',
+];
 
 /*
  * One pass over the database: key → SHA-1 of its DUMP (type and content) and its PTTL, skipping
@@ -131,8 +139,15 @@ export async function createFuzzWorld(db: number, env: Record<string, string> = 
 
   const key = await backendKey('ES384');
   await registerBackend(fresh, CLIENTS.backend, [key], { smart_scopes: ['system/*.rs'] });
-  await registerBackend(fresh, CLIENTS.admin, [key], { smart_scopes: ['scim', 'system/Consent.cruds', 'system/AuditEvent.rs', 'system/*.rs'] });
-  await registerSmartApp(fresh, { id: CLIENTS.publicApp, name: 'Fuzz app', redirectUri: REDIRECT_URI, scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs', 'user/*.rs'] });
+  await registerBackend(fresh, CLIENTS.admin, [key], {
+    smart_scopes: ['scim', 'system/Consent.cruds', 'system/AuditEvent.rs', 'system/*.rs'],
+  });
+  await registerSmartApp(fresh, {
+    id: CLIENTS.publicApp,
+    name: 'Fuzz app',
+    redirectUri: REDIRECT_URI,
+    scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'patient/*.rs', 'user/*.rs'],
+  });
   await registerSmartApp(fresh, {
     id: CLIENTS.confidential,
     name: 'Fuzz confidential',
@@ -140,7 +155,11 @@ export async function createFuzzWorld(db: number, env: Record<string, string> = 
     redirectUri: REDIRECT_URI,
     scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'patient/*.rs'],
   });
-  await registerResourceServer(fresh, { id: CLIENTS.resourceServer, secret: CLIENTS.resourceServerSecret }, { client_name: 'Fuzz FHIR server' });
+  await registerResourceServer(
+    fresh,
+    { id: CLIENTS.resourceServer, secret: CLIENTS.resourceServerSecret },
+    { client_name: 'Fuzz FHIR server' },
+  );
   await registerEhrLauncher(fresh, { id: CLIENTS.launcher, secret: CLIENTS.launcherSecret });
   const userId = (await createPerson(fresh, { fhirUser: 'Practitioner/fuzz-1' }, { userName: USER.userName, password: USER.password })).id;
 
@@ -191,7 +210,14 @@ async function patientAppToken(t: TestApp, accountId: string): Promise<string> {
   grant.addOIDCScope('openid fhirUser launch/patient');
   grant.addResourceScope(FHIR_BASE, 'patient/*.rs');
   const grantId = await grant.save();
-  return new t.app.AccessToken({ accountId, client, grantId, scope: 'openid fhirUser patient/*.rs', aud: FHIR_BASE, gty: 'authorization_code' }).save();
+  return new t.app.AccessToken({
+    accountId,
+    client,
+    grantId,
+    scope: 'openid fhirUser patient/*.rs',
+    aud: FHIR_BASE,
+    gty: 'authorization_code',
+  }).save();
 }
 
 export type Response = supertest.Response;

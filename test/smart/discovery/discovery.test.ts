@@ -64,7 +64,20 @@ describe('SMART discovery', () => {
     ]);
     expect(doc.capabilities).not.toContain('smart-app-state');
     expect(doc.management_endpoint).toBe('http://localhost:3000/manage');
-    expect(doc.scopes_supported).toEqual(expect.arrayContaining(['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'online_access', 'patient/*.rs', 'user/*.rs', 'system/*.rs', 'patient/*.read']));
+    expect(doc.scopes_supported).toEqual(
+      expect.arrayContaining([
+        'openid',
+        'fhirUser',
+        'launch',
+        'launch/patient',
+        'offline_access',
+        'online_access',
+        'patient/*.rs',
+        'user/*.rs',
+        'system/*.rs',
+        'patient/*.read',
+      ]),
+    );
     // sso-openid-connect needs the issuer and its keys
     expect(doc.issuer).toBe('http://localhost:3000');
   });

@@ -40,11 +40,21 @@ const FULL_CONTEXT = {
 
 beforeAll(async () => {
   fake = await startFakeFhir();
-  fake.patients.push({ id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23' }, { id: 'sam-1', given: 'Sam', family: 'Jones', birthDate: '2015-09-01' });
+  fake.patients.push(
+    { id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23' },
+    { id: 'sam-1', given: 'Sam', family: 'Jones', birthDate: '2015-09-01' },
+  );
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
-  await registerSmartApp(t, { id: CLIENT, redirectUri: REDIRECT, scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'patient/*.rs', 'user/*.rs'] });
+  await registerSmartApp(t, {
+    id: CLIENT,
+    redirectUri: REDIRECT,
+    scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'patient/*.rs', 'user/*.rs'],
+  });
   await registerEhrLauncher(t);
-  ({ dr: doctor } = await createPeople(t, { dr: { fhirUser: 'Practitioner/dr-1', staff: true }, 'dr.other': { fhirUser: 'Practitioner/dr-2', staff: true } }));
+  ({ dr: doctor } = await createPeople(t, {
+    dr: { fhirUser: 'Practitioner/dr-1', staff: true },
+    'dr.other': { fhirUser: 'Practitioner/dr-2', staff: true },
+  }));
 });
 
 afterAll(async () => {
@@ -65,7 +75,11 @@ describe('EHR launch', () => {
   });
 
   test('launch/patient next to an EHR launch with a patient is only a hint: no picker', async () => {
-    const flow = await authorizeThroughPages(t, params('launch launch/patient launch/encounter patient/*.rs', { launch: await launch(FULL_CONTEXT) }), doctor);
+    const flow = await authorizeThroughPages(
+      t,
+      params('launch launch/patient launch/encounter patient/*.rs', { launch: await launch(FULL_CONTEXT) }),
+      doctor,
+    );
     // The consent page itself may be skipped: this doctor's Consent for pat-1 is remembered.
     expect(flow.pages).not.toContain('select_patient');
     const token = await exchangeCode(t, flow, params(''));
@@ -91,9 +105,15 @@ describe('EHR launch', () => {
 
     // Same patient (the doctor's Consent for pat-1 covers it), different launch context.
     const second = await launch({ patient: 'pat-1', need_patient_banner: true });
-    const { first: res, verifier } = await startAuthorizationIn(first.agent, params('launch openid patient/*.rs', { launch: second, prompt: 'none', state: 'silent' }));
+    const { first: res, verifier } = await startAuthorizationIn(
+      first.agent,
+      params('launch openid patient/*.rs', { launch: second, prompt: 'none', state: 'silent' }),
+    );
     const back = await browse(first.agent, res);
-    if (back.kind !== 'app' || !back.code) throw new Error(`expected a code without interaction, got ${back.kind} ${back.kind === 'app' ? back.location.search : back.res.status}`);
+    if (back.kind !== 'app' || !back.code)
+      throw new Error(
+        `expected a code without interaction, got ${back.kind} ${back.kind === 'app' ? back.location.search : back.res.status}`,
+      );
     expect(back.location.searchParams.get('state')).toBe('silent');
     const token = await exchange(t, back.code, verifier, params(''));
     expect(token.body).toMatchObject({ patient: 'pat-1', need_patient_banner: true });
@@ -102,14 +122,21 @@ describe('EHR launch', () => {
     expect(await launchStoreOf(t).get(second)).toBeUndefined();
 
     // A used launch never yields a code, silently or not.
-    const { first: reused } = await startAuthorizationIn(first.agent, params('launch openid patient/*.rs', { launch: second, prompt: 'none' }));
+    const { first: reused } = await startAuthorizationIn(
+      first.agent,
+      params('launch openid patient/*.rs', { launch: second, prompt: 'none' }),
+    );
     const refused = await browse(first.agent, reused);
     expect(refused.kind === 'app' && refused.error).toBe('invalid_request');
     expect(refused.kind === 'app' && refused.code).toBeFalsy();
   });
 
   test('a silent re-launch for a patient nobody consented for gives consent_required, and uses nothing up', async () => {
-    const first = await authorizeThroughPages(t, params('launch openid patient/*.rs', { launch: await launch({ patient: 'pat-1' }) }), doctor);
+    const first = await authorizeThroughPages(
+      t,
+      params('launch openid patient/*.rs', { launch: await launch({ patient: 'pat-1' }) }),
+      doctor,
+    );
     expect(first.code).toBeDefined();
     const other = await launch({ patient: 'silent-2' });
     const { first: res } = await startAuthorizationIn(first.agent, params('launch openid patient/*.rs', { launch: other, prompt: 'none' }));
@@ -120,16 +147,27 @@ describe('EHR launch', () => {
   });
 
   test('prompt=none cannot ask for consent: scopes not yet approved give consent_required', async () => {
-    const first = await authorizeThroughPages(t, params('launch patient/Observation.rs', { launch: await launch({ patient: 'pat-1' }) }), doctor);
+    const first = await authorizeThroughPages(
+      t,
+      params('launch patient/Observation.rs', { launch: await launch({ patient: 'pat-1' }) }),
+      doctor,
+    );
     expect(first.code).toBeDefined();
-    const { first: res } = await startAuthorizationIn(first.agent, params('launch patient/Observation.rs patient/Condition.rs', { launch: await launch({ patient: 'pat-1' }), prompt: 'none' }));
+    const { first: res } = await startAuthorizationIn(
+      first.agent,
+      params('launch patient/Observation.rs patient/Condition.rs', { launch: await launch({ patient: 'pat-1' }), prompt: 'none' }),
+    );
     const back = await browse(first.agent, res);
     expect(back.kind === 'app' && back.error).toBe('consent_required');
   });
 
   test('a launch without a patient asks the practitioner to pick one for launch/patient', async () => {
     fake.requests.length = 0;
-    const flow = await authorizeThroughPages(t, params('launch launch/patient patient/*.rs', { launch: await launch({ encounter: 'enc-2' }) }), { ...doctor, search: { name: 'sam' } });
+    const flow = await authorizeThroughPages(
+      t,
+      params('launch launch/patient patient/*.rs', { launch: await launch({ encounter: 'enc-2' }) }),
+      { ...doctor, search: { name: 'sam' } },
+    );
     expect(flow.pages).toEqual(['login', 'select_patient', 'consent']);
     const token = await exchangeCode(t, flow, params(''));
     expect(token.body).toMatchObject({ patient: 'sam-1', encounter: 'enc-2' });
@@ -151,7 +189,10 @@ describe('EHR launch', () => {
     const consent = await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: 'dr', password: PASSWORD }));
     if (consent.kind !== 'page') throw new Error('no consent page');
     await launchStoreOf(t).consume(value);
-    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }));
+    const back = await browse(
+      agent,
+      await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }),
+    );
     expect(back.kind === 'app' && back.error).toBe('invalid_request');
     expect(back.kind === 'app' && back.location.searchParams.get('error_description')).toContain('expired or was already used');
     expect(back.kind === 'app' && back.code).toBeFalsy();

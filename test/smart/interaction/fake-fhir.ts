@@ -75,13 +75,21 @@ export async function startFakeFhir(): Promise<FakeFhir> {
     const count = Number(url.searchParams.get('_count') ?? 10);
     const offset = Number(url.searchParams.get('_offset') ?? 0);
     const page = resources.slice(offset, offset + count);
-    const link: Array<{ relation: string; url: string }> = [{ relation: 'self', url: `${base}${url.pathname.slice('/fhir'.length)}${url.search}` }];
+    const link: Array<{ relation: string; url: string }> = [
+      { relation: 'self', url: `${base}${url.pathname.slice('/fhir'.length)}${url.search}` },
+    ];
     if (offset + count < resources.length) {
       const next = new URL(url.href);
       next.searchParams.set('_offset', String(offset + count));
       link.push({ relation: 'next', url: fake.nextLink ?? `${base}${next.pathname.slice('/fhir'.length)}${next.search}` });
     }
-    return { resourceType: 'Bundle', type: 'searchset', total: resources.length, link, entry: page.map((resource) => ({ resource, search: { mode: 'match' } })) };
+    return {
+      resourceType: 'Bundle',
+      type: 'searchset',
+      total: resources.length,
+      link,
+      entry: page.map((resource) => ({ resource, search: { mode: 'match' } })),
+    };
   }
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
@@ -103,7 +111,8 @@ export async function startFakeFhir(): Promise<FakeFhir> {
       res.writeHead(200, { 'Content-Type': 'text/html' }).end('<html>maintenance</html>');
       return;
     }
-    const send = (status: number, body: unknown) => res.writeHead(status, { 'Content-Type': 'application/fhir+json' }).end(JSON.stringify(body));
+    const send = (status: number, body: unknown) =>
+      res.writeHead(status, { 'Content-Type': 'application/fhir+json' }).end(JSON.stringify(body));
     const path = url.pathname.replace(/^\/fhir/, '');
     const read = /^\/(Patient|Encounter)\/([^/]+)$/.exec(path);
     if (read) {
@@ -116,7 +125,10 @@ export async function startFakeFhir(): Promise<FakeFhir> {
       const birthdate = url.searchParams.get('birthdate');
       const identifier = url.searchParams.get('identifier');
       const matches = fake.patients.filter(
-        (p) => (!name || `${p.given} ${p.family}`.toLowerCase().includes(name)) && (!birthdate || p.birthDate.startsWith(birthdate)) && (!identifier || p.mrn === identifier),
+        (p) =>
+          (!name || `${p.given} ${p.family}`.toLowerCase().includes(name)) &&
+          (!birthdate || p.birthDate.startsWith(birthdate)) &&
+          (!identifier || p.mrn === identifier),
       );
       return void send(200, bundle(fake.base, matches.map(patientResource), url));
     }

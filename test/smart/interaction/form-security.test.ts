@@ -28,7 +28,11 @@ beforeAll(async () => {
   fake.patients.push({ id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23' });
   fake.encounters.push({ id: 'enc-1', patient: 'pat-1', start: '2025-01-01', type: 'Visit' });
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000' });
-  await registerSmartApp(t, { id: CLIENT, redirectUri: REDIRECT, scopes: ['openid', 'launch/patient', 'launch/encounter', 'patient/*.rs'] });
+  await registerSmartApp(t, {
+    id: CLIENT,
+    redirectUri: REDIRECT,
+    scopes: ['openid', 'launch/patient', 'launch/encounter', 'patient/*.rs'],
+  });
   await createPeople(t, {
     carer: { fhirUser: 'RelatedPerson/c-1', proxyPatients: [{ value: 'pat-1', display: 'Pat Jones' }] },
     pat: { fhirUser: 'Patient/pat-1' },
@@ -53,25 +57,41 @@ describe.each(FORMS)('the $action form', ({ user, scope, action, fields }) => {
     const { agent, uid, html } = await pageFor(user, scope);
     const other = await pageFor(user, scope);
     for (const csrf of ['', 'forged', `${csrfFrom(html)}x`, csrfFrom(other.html)]) {
-      const res = await agent.post(`/interaction/${uid}/${action}`).type('form').set('Accept', 'text/html').send(new URLSearchParams({ ...fields, ...(csrf ? { csrf } : {}) }).toString());
+      const res = await agent
+        .post(`/interaction/${uid}/${action}`)
+        .type('form')
+        .set('Accept', 'text/html')
+        .send(new URLSearchParams({ ...fields, ...(csrf ? { csrf } : {}) }).toString());
       expect(res.status).toBe(403);
       expect(res.text).toContain('invalid_csrf');
       expect(res.text).toMatch(/^<!doctype html>/);
     }
     // The page still works afterwards: the failures changed nothing.
-    const ok = await agent.post(`/interaction/${uid}/${action}`).type('form').set('Accept', 'text/html').send(new URLSearchParams({ ...fields, csrf: csrfFrom(html) }).toString());
+    const ok = await agent
+      .post(`/interaction/${uid}/${action}`)
+      .type('form')
+      .set('Accept', 'text/html')
+      .send(new URLSearchParams({ ...fields, csrf: csrfFrom(html) }).toString());
     expect([200, 303]).toContain(ok.status);
   });
 
   test('is refused cross-site', async () => {
     const { agent, uid, html } = await pageFor(user, scope);
-    const res = await agent.post(`/interaction/${uid}/${action}`).type('form').set('Sec-Fetch-Site', 'cross-site').send(new URLSearchParams({ ...fields, csrf: csrfFrom(html) }).toString());
+    const res = await agent
+      .post(`/interaction/${uid}/${action}`)
+      .type('form')
+      .set('Sec-Fetch-Site', 'cross-site')
+      .send(new URLSearchParams({ ...fields, csrf: csrfFrom(html) }).toString());
     expect(res.status).toBe(403);
   });
 
   test('must name the interaction its cookie belongs to', async () => {
     const { agent, html } = await pageFor(user, scope);
-    const res = await agent.post(`/interaction/not-this-one/${action}`).type('form').set('Accept', 'text/html').send(new URLSearchParams({ ...fields, csrf: csrfFrom(html) }).toString());
+    const res = await agent
+      .post(`/interaction/not-this-one/${action}`)
+      .type('form')
+      .set('Accept', 'text/html')
+      .send(new URLSearchParams({ ...fields, csrf: csrfFrom(html) }).toString());
     expect(res.status).toBe(400);
     expect(res.text).toContain('expired or was already used');
   });
@@ -81,7 +101,11 @@ test('a form for another step than the one waiting is refused', async () => {
   const { agent, uid, html, prompt } = await pageFor('carer', 'launch/patient patient/*.rs');
   expect(prompt).toBe('select_patient');
   for (const action of ['consent', 'encounter']) {
-    const res = await agent.post(`/interaction/${uid}/${action}`).type('form').set('Accept', 'text/html').send(new URLSearchParams({ decision: 'allow', encounter: 'enc-1', csrf: csrfFrom(html) }).toString());
+    const res = await agent
+      .post(`/interaction/${uid}/${action}`)
+      .type('form')
+      .set('Accept', 'text/html')
+      .send(new URLSearchParams({ decision: 'allow', encounter: 'enc-1', csrf: csrfFrom(html) }).toString());
     expect(res.status).toBe(400);
     expect(res.text).toContain('This step is already done for this request');
   }
@@ -89,7 +113,10 @@ test('a form for another step than the one waiting is refused', async () => {
 
 test('a body that is not a form is refused', async () => {
   const { agent, uid, html } = await pageFor('carer', 'launch/patient patient/*.rs');
-  const res = await agent.post(`/interaction/${uid}/patient`).set('Content-Type', 'application/json').send(JSON.stringify({ patient: 'pat-1', csrf: csrfFrom(html) }));
+  const res = await agent
+    .post(`/interaction/${uid}/patient`)
+    .set('Content-Type', 'application/json')
+    .send(JSON.stringify({ patient: 'pat-1', csrf: csrfFrom(html) }));
   expect(res.status).toBe(400);
 });
 
@@ -109,5 +136,6 @@ test.each([
   expect(res.text).toContain('<html lang="en">');
   expect(res.text).toMatch(/<input type="hidden" name="csrf" value="[^"]+">/);
   // Every visible input has a label.
-  for (const [, id] of res.text.matchAll(/<input (?:type="(?:text|radio|checkbox)" )?id="([^"]+)"/g)) expect(res.text).toContain(`for="${id}"`);
+  for (const [, id] of res.text.matchAll(/<input (?:type="(?:text|radio|checkbox)" )?id="([^"]+)"/g))
+    expect(res.text).toContain(`for="${id}"`);
 });

@@ -13,8 +13,16 @@ test.each([
   ['patient/*.read', { self: false }, 'Read and search all of the patient’s records'],
   ['user/Patient.r', self, 'Read Patient records (demographics: name, birth date, contact details) that you may see'],
   ['user/*.rs', self, 'Read and search all records that you may see'],
-  ['patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs', self, 'Read and search your Observation records (lab results, vital signs and other measurements), only those in the category “vital signs”'],
-  ['patient/Observation.rs?code=http://loinc.org|1234-5', self, 'Read and search your Observation records (lab results, vital signs and other measurements), only those where code is “1234-5”'],
+  [
+    'patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs',
+    self,
+    'Read and search your Observation records (lab results, vital signs and other measurements), only those in the category “vital signs”',
+  ],
+  [
+    'patient/Observation.rs?code=http://loinc.org|1234-5',
+    self,
+    'Read and search your Observation records (lab results, vital signs and other measurements), only those where code is “1234-5”',
+  ],
   ['patient/Zebra.rs', self, 'Read and search your Zebra records'],
   ['offline_access', self, 'Keep access while you are away'],
   ['online_access', self, 'Keep access while you are signed in'],
@@ -26,8 +34,10 @@ test.each([
 });
 
 test('identity and launch context are required; data and refresh are choices', () => {
-  for (const s of ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'launch/imagingstudy?role=https://x.example/r']) expect(isRequiredScope(s)).toBe(true);
-  for (const s of ['profile', 'offline_access', 'online_access', 'patient/*.rs', 'user/Observation.read']) expect(isRequiredScope(s)).toBe(false);
+  for (const s of ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'launch/imagingstudy?role=https://x.example/r'])
+    expect(isRequiredScope(s)).toBe(true);
+  for (const s of ['profile', 'offline_access', 'online_access', 'patient/*.rs', 'user/Observation.read'])
+    expect(isRequiredScope(s)).toBe(false);
 });
 
 test('FHIR references and patient ids in the forms the directory and launches use', () => {

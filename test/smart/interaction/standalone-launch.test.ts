@@ -36,7 +36,17 @@ beforeAll(async () => {
   await registerSmartApp(t, {
     id: CLIENT,
     redirectUri: REDIRECT,
-    scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'offline_access', 'online_access', 'patient/*.rs', 'user/*.rs'],
+    scopes: [
+      'openid',
+      'fhirUser',
+      'launch',
+      'launch/patient',
+      'launch/encounter',
+      'offline_access',
+      'online_access',
+      'patient/*.rs',
+      'user/*.rs',
+    ],
   });
   await registerResourceServer(t);
   fake.patients.push(
@@ -88,13 +98,25 @@ describe('a patient', () => {
 
   test('asking for user/ scopes gets none of them: they are shown as not available and not granted', async () => {
     // Another patient: pat-1's Consent for patient/Observation.rs would skip the page.
-    const { agent, verifier, stop } = await signIn(t, params('openid fhirUser launch/patient patient/Observation.rs user/Observation.rs'), await createPerson(t, { fhirUser: 'Patient/pat-u' }, { userName: 'pat.u' }));
+    const { agent, verifier, stop } = await signIn(
+      t,
+      params('openid fhirUser launch/patient patient/Observation.rs user/Observation.rs'),
+      await createPerson(t, { fhirUser: 'Patient/pat-u' }, { userName: 'pat.u' }),
+    );
     const consent = pageOf(stop);
     expect(consent.prompt).toBe('consent');
     expect(checkedValues(consent.res.text, 'scope')).toEqual(['patient/Observation.rs']);
     expect(consent.res.text).toContain('Also asked for, but not available to this app');
-    expect(consent.res.text).toContain('Read and search Observation records (lab results, vital signs and other measurements) that you may see');
-    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: ['patient/Observation.rs', 'user/Observation.rs'] }));
+    expect(consent.res.text).toContain(
+      'Read and search Observation records (lab results, vital signs and other measurements) that you may see',
+    );
+    const back = await browse(
+      agent,
+      await postForm(agent, consent.uid, 'consent', consent.res, {
+        decision: 'allow',
+        scope: ['patient/Observation.rs', 'user/Observation.rs'],
+      }),
+    );
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
     const token = await exchange(t, back.code, verifier, params(''));
     expect(token.status).toBe(200);
@@ -118,7 +140,10 @@ describe('a patient', () => {
     expect(fake.requests[0]!.path).toBe('/fhir/Encounter?patient=pat-1&_count=10&_sort=-date');
     const consent = pageOf(await browse(agent, await postForm(agent, picker.uid, 'encounter', picker.res, { encounter: 'enc-old' })));
     expect(consent.prompt).toBe('consent');
-    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }));
+    const back = await browse(
+      agent,
+      await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }),
+    );
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
     const token = await exchange(t, back.code, verifier, params(''));
     expect(token.body).toMatchObject({ patient: 'pat-1', encounter: 'enc-old' });
@@ -157,7 +182,10 @@ describe('a caregiver', () => {
     expect(consent.prompt).toBe('consent');
     expect(consent.res.text).not.toMatch(/<script/i);
     expect(consent.res.text).toContain('to <strong>Sam &lt;script&gt;');
-    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }));
+    const back = await browse(
+      agent,
+      await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }),
+    );
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
     const token = await exchange(t, back.code, verifier, params(''));
     expect(token.body.patient).toBe('sam-1');
@@ -224,7 +252,10 @@ describe('a practitioner', () => {
 
     const consent = pageOf(await browse(agent, await postForm(agent, form.uid, 'patient', byId, { patient: 'sam-1' })));
     expect(consent.res.text).toContain('to <strong>Sam Jones</strong>');
-    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }));
+    const back = await browse(
+      agent,
+      await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: checkedValues(consent.res.text, 'scope') }),
+    );
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
     const token = await exchange(t, back.code, verifier, params(''));
     expect(token.body.patient).toBe('sam-1');
@@ -257,7 +288,10 @@ describe('a practitioner', () => {
       expect(inputValues(first.text, 'radio', 'patient')).toHaveLength(10);
       expect(first.text).not.toContain('name="page"');
       const before = fake.requests.length;
-      const forged = await postForm(agent, form.uid, 'patient-search', form.res, { name: 'away', page: `${fake.base.replace('/fhir', '/other')}/Patient` });
+      const forged = await postForm(agent, form.uid, 'patient-search', form.res, {
+        name: 'away',
+        page: `${fake.base.replace('/fhir', '/other')}/Patient`,
+      });
       expect(forged.status).toBe(502);
       expect(forged.text).toContain('role="alert"');
       expect(fake.requests.length).toBe(before);
@@ -327,8 +361,11 @@ describe('users without a patient context', () => {
 
 describe('consent', () => {
   test('describes each scope, fixes the required ones and lets the user untick the rest', async () => {
-    const { agent, verifier, stop } = await signIn(t, 
-      params('openid fhirUser launch/patient patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.read offline_access'),
+    const { agent, verifier, stop } = await signIn(
+      t,
+      params(
+        'openid fhirUser launch/patient patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.read offline_access',
+      ),
       await createPerson(t, { fhirUser: 'Patient/pat-d' }, { userName: 'pat.d' }),
     );
     const consent = pageOf(stop);
@@ -340,7 +377,9 @@ describe('consent', () => {
     expect(html).toContain('<li>Confirm who you are when you sign in to it</li>');
     expect(html).toContain('<li>Know which patient record is open</li>');
     expect(html).toContain('<legend>You choose whether the app may</legend>');
-    expect(html).toContain('Read and search your Observation records (lab results, vital signs and other measurements), only those in the category “laboratory results”');
+    expect(html).toContain(
+      'Read and search your Observation records (lab results, vital signs and other measurements), only those in the category “laboratory results”',
+    );
     expect(html).toContain('Read and search your Condition records (problems and diagnoses)');
     expect(html).toContain('Keep access while you are away');
     expect(checkedValues(html, 'scope')).toEqual([
@@ -352,7 +391,10 @@ describe('consent', () => {
     expect(html).toContain('name="decision" value="allow"');
     expect(html).toContain('name="decision" value="deny"');
 
-    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: ['patient/Condition.read'] }));
+    const back = await browse(
+      agent,
+      await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: ['patient/Condition.read'] }),
+    );
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
     const token = await exchange(t, back.code, verifier, params(''));
     expect(token.status).toBe(200);
@@ -368,9 +410,15 @@ describe('consent', () => {
   });
 
   test('offline_access asks for consent (prompt=consent), yet a Consent that covers the request skips the page', async () => {
-    const first = await authorizeThroughPages(t, params('launch/patient patient/Observation.rs offline_access'), { ...caregiver, patient: 'pat-1' });
+    const first = await authorizeThroughPages(t, params('launch/patient patient/Observation.rs offline_access'), {
+      ...caregiver,
+      patient: 'pat-1',
+    });
     expect(first.pages).toEqual(['login', 'select_patient', 'consent']);
-    const { first: res, verifier } = await startAuthorizationIn(first.agent, params('launch/patient patient/Observation.rs offline_access', { state: 's4' }));
+    const { first: res, verifier } = await startAuthorizationIn(
+      first.agent,
+      params('launch/patient patient/Observation.rs offline_access', { state: 's4' }),
+    );
     const picker = pageOf(await browse(first.agent, res));
     expect(picker.prompt).toBe('select_patient');
     const back = await browse(first.agent, await postForm(first.agent, picker.uid, 'patient', picker.res, { patient: 'pat-1' }));
@@ -382,7 +430,10 @@ describe('consent', () => {
   });
 
   test('Deny sends access_denied to the app, with the state', async () => {
-    const flow = await authorizeThroughPages(t, params('openid launch/patient patient/*.rs', { state: 'opaque state/with=chars' }), { ...patient, consent: 'deny' });
+    const flow = await authorizeThroughPages(t, params('openid launch/patient patient/*.rs', { state: 'opaque state/with=chars' }), {
+      ...patient,
+      consent: 'deny',
+    });
     if (flow.stop.kind !== 'app') throw new Error('not back at the app');
     const back = flow.stop.location;
     expect(`${back.origin}${back.pathname}`).toBe(REDIRECT);
@@ -393,9 +444,16 @@ describe('consent', () => {
   });
 
   test('is skipped when the user’s grant already covers the request', async () => {
-    const first = await authorizeThroughPages(t, params('openid launch/patient patient/Observation.rs'), await createPerson(t, { fhirUser: 'Patient/pat-s' }, { userName: 'pat.s' }));
+    const first = await authorizeThroughPages(
+      t,
+      params('openid launch/patient patient/Observation.rs'),
+      await createPerson(t, { fhirUser: 'Patient/pat-s' }, { userName: 'pat.s' }),
+    );
     expect(first.pages).toEqual(['login', 'consent']);
-    const { first: res, verifier } = await startAuthorizationIn(first.agent, params('openid launch/patient patient/Observation.rs', { state: 's3' }));
+    const { first: res, verifier } = await startAuthorizationIn(
+      first.agent,
+      params('openid launch/patient patient/Observation.rs', { state: 's3' }),
+    );
     const back = await browse(first.agent, res);
     if (back.kind !== 'app' || !back.code) throw new Error('expected a code without any page');
     const token = await exchange(t, back.code, verifier, params(''));

@@ -188,7 +188,17 @@ describe('the rest of the request', () => {
 describe('POST /authorize', () => {
   function form(extra: Record<string, string> = {}): Record<string, string> {
     const { challenge } = pkcePair();
-    return { response_type: 'code', client_id: 'chart', redirect_uri: CB, scope: 'openid fhirUser patient/*.rs', aud: FHIR, state: 'x y+z', code_challenge: challenge, code_challenge_method: 'S256', ...extra };
+    return {
+      response_type: 'code',
+      client_id: 'chart',
+      redirect_uri: CB,
+      scope: 'openid fhirUser patient/*.rs',
+      aud: FHIR,
+      state: 'x y+z',
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      ...extra,
+    };
   }
 
   test('answers 303 to GET /authorize with the same parameters, which then carries on', async () => {
@@ -205,7 +215,10 @@ describe('POST /authorize', () => {
   });
 
   test('errors after the 303 behave as for GET: a bad aud gets no code', async () => {
-    const res = await t.request.post('/authorize').type('form').send(form({ aud: 'https://evil.example.org/fhir' }));
+    const res = await t.request
+      .post('/authorize')
+      .type('form')
+      .send(form({ aud: 'https://evil.example.org/fhir' }));
     const location = new URL(res.headers.location!, 'http://as.local');
     const r = outcome(await t.request.get(`${location.pathname}${location.search}`));
     expect(r.error).toBe('invalid_request');
@@ -213,7 +226,11 @@ describe('POST /authorize', () => {
   });
 
   test('a repeated parameter gets an error page', async () => {
-    const res = await t.request.post('/authorize').set('Accept', 'text/html').type('form').send(`${new URLSearchParams(form()).toString()}&scope=launch`);
+    const res = await t.request
+      .post('/authorize')
+      .set('Accept', 'text/html')
+      .type('form')
+      .send(`${new URLSearchParams(form()).toString()}&scope=launch`);
     expect(res.status).toBe(400);
     expect(res.headers.location).toBeUndefined();
     expect(res.headers['content-type']).toMatch(/^text\/html/);
@@ -221,9 +238,17 @@ describe('POST /authorize', () => {
   });
 
   test('a body that is not a form, or too large, is refused', async () => {
-    const json = await t.request.post('/authorize').set('Accept', 'text/html').set('Content-Type', 'application/json').send(JSON.stringify(form()));
+    const json = await t.request
+      .post('/authorize')
+      .set('Accept', 'text/html')
+      .set('Content-Type', 'application/json')
+      .send(JSON.stringify(form()));
     expect(json.status).toBe(400);
-    const big = await t.request.post('/authorize').set('Accept', 'text/html').type('form').send(new URLSearchParams(form({ state: 'x'.repeat(10_000) })).toString());
+    const big = await t.request
+      .post('/authorize')
+      .set('Accept', 'text/html')
+      .type('form')
+      .send(new URLSearchParams(form({ state: 'x'.repeat(10_000) })).toString());
     expect(big.status).toBe(413);
     expect(big.headers.location).toBeUndefined();
   });

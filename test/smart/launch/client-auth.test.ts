@@ -21,14 +21,24 @@ beforeAll(async () => {
   esKey = await backendKey('ES384');
   const app = { redirectUri: CB, scopes: SCOPES };
   await registerSmartApp(t, { id: 'sym-basic', secret: 'basic-secret-0123456789', ...app });
-  await registerSmartApp(t, { id: 'sym-post', secret: 'post-secret-0123456789', metadata: { token_endpoint_auth_method: 'client_secret_post' }, ...app });
+  await registerSmartApp(t, {
+    id: 'sym-post',
+    secret: 'post-secret-0123456789',
+    metadata: { token_endpoint_auth_method: 'client_secret_post' },
+    ...app,
+  });
   await registerSmartApp(t, { id: 'asym', jwks: { keys: [rsKey.publicJwk, esKey.publicJwk] }, ...app });
   userId = (await createPerson(t, { fhirUser: 'Practitioner/dr-auth', staff: true }, { userName: 'dr.auth' })).id;
 });
 afterAll(() => t.close());
 
 async function codeFor(clientId: string): Promise<{ code: string; verifier: string }> {
-  const { agent, first, verifier } = await startAuthorization(t, { client_id: clientId, redirect_uri: CB, scope: SCOPES.join(' '), aud: FHIR });
+  const { agent, first, verifier } = await startAuthorization(t, {
+    client_id: clientId,
+    redirect_uri: CB,
+    scope: SCOPES.join(' '),
+    aud: FHIR,
+  });
   const flow = await followAuthorization(t, agent, first, userId);
   if (!flow.code) throw new Error(`no code: ${flow.error}`);
   return { code: flow.code, verifier };
@@ -67,7 +77,14 @@ test('client_secret_post', async () => {
   const res = await t.request
     .post('/token')
     .type('form')
-    .send({ grant_type: 'authorization_code', code, redirect_uri: CB, code_verifier: verifier, client_id: 'sym-post', client_secret: 'post-secret-0123456789' });
+    .send({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: CB,
+      code_verifier: verifier,
+      client_id: 'sym-post',
+      client_secret: 'post-secret-0123456789',
+    });
   expect(res.status).toBe(200);
   expect(typeof res.body.refresh_token).toBe('string');
 });
@@ -75,7 +92,10 @@ test('client_secret_post', async () => {
 test.each(['RS384', 'ES384'] as const)('private_key_jwt %s, for the code and the refresh', async (alg) => {
   const key = alg === 'RS384' ? rsKey : esKey;
   const { code, verifier } = await codeFor('asym');
-  const assertion = async () => ({ client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: await signAssertion(key, 'asym', TOKEN_URL) });
+  const assertion = async () => ({
+    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+    client_assertion: await signAssertion(key, 'asym', TOKEN_URL),
+  });
   const res = await t.request
     .post('/token')
     .type('form')

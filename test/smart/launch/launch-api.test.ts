@@ -123,9 +123,17 @@ describe('POST /api/launch', () => {
 
   test('a body that is not a JSON object is refused', async () => {
     expect((await post([1, 2])).status).toBe(400);
-    const text = await t.request.post('/api/launch').set('Authorization', basicAuth('ehr', 'ehr-secret-value')).type('form').send('patient=p');
+    const text = await t.request
+      .post('/api/launch')
+      .set('Authorization', basicAuth('ehr', 'ehr-secret-value'))
+      .type('form')
+      .send('patient=p');
     expect(text.status).toBe(415);
-    const broken = await t.request.post('/api/launch').set('Authorization', basicAuth('ehr', 'ehr-secret-value')).set('Content-Type', 'application/json').send('{"patient":');
+    const broken = await t.request
+      .post('/api/launch')
+      .set('Authorization', basicAuth('ehr', 'ehr-secret-value'))
+      .set('Content-Type', 'application/json')
+      .send('{"patient":');
     expect(broken.status).toBe(400);
     expect(broken.body.error_description).toContain('not valid JSON');
   });

@@ -21,7 +21,12 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 async function codeAndChallenge(): Promise<{ code: string; verifier: string; challenge: string }> {
-  const { agent, first, verifier } = await startAuthorization(t, { client_id: 'neg-app', redirect_uri: CB, scope: SCOPES.join(' '), aud: FHIR });
+  const { agent, first, verifier } = await startAuthorization(t, {
+    client_id: 'neg-app',
+    redirect_uri: CB,
+    scope: SCOPES.join(' '),
+    aud: FHIR,
+  });
   const flow = await followAuthorization(t, agent, first, userId);
   if (!flow.code) throw new Error(`no code: ${flow.error}`);
   return { code: flow.code, verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
@@ -31,7 +36,13 @@ function exchange(code: string, verifier?: string) {
   return t.request
     .post('/token')
     .type('form')
-    .send({ grant_type: 'authorization_code', code, redirect_uri: CB, client_id: 'neg-app', ...(verifier === undefined ? {} : { code_verifier: verifier }) });
+    .send({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: CB,
+      client_id: 'neg-app',
+      ...(verifier === undefined ? {} : { code_verifier: verifier }),
+    });
 }
 
 describe('code exchange negatives', () => {
@@ -71,21 +82,25 @@ describe('code exchange negatives', () => {
 });
 
 describe('authorization request negatives', () => {
-  test.each([
-    ['patient/Observation.xyz'],
-    ['patient/.rs'],
-    ['user/observation.rs'],
-    ['%%%'],
-    ['patient/Observation.rs?category'],
-  ])('a malformed scope %j never yields a server error', async (scope) => {
-    const { agent, first } = await startAuthorization(t, { client_id: 'neg-app', redirect_uri: CB, scope: `openid ${scope}`, aud: FHIR });
-    expect(first.status).toBeLessThan(500);
-    const stop = await browse(agent, first);
-    expect(stop.res.status).toBeLessThan(500);
-  });
+  test.each([['patient/Observation.xyz'], ['patient/.rs'], ['user/observation.rs'], ['%%%'], ['patient/Observation.rs?category']])(
+    'a malformed scope %j never yields a server error',
+    async (scope) => {
+      const { agent, first } = await startAuthorization(t, { client_id: 'neg-app', redirect_uri: CB, scope: `openid ${scope}`, aud: FHIR });
+      expect(first.status).toBeLessThan(500);
+      const stop = await browse(agent, first);
+      expect(stop.res.status).toBeLessThan(500);
+    },
+  );
 
   test('prompt=none without a session answers login_required at the redirect_uri', async () => {
-    const { agent, first } = await startAuthorization(t, { client_id: 'neg-app', redirect_uri: CB, scope: SCOPES.join(' '), aud: FHIR, prompt: 'none', state: 'quiet' });
+    const { agent, first } = await startAuthorization(t, {
+      client_id: 'neg-app',
+      redirect_uri: CB,
+      scope: SCOPES.join(' '),
+      aud: FHIR,
+      prompt: 'none',
+      state: 'quiet',
+    });
     const stop = await browse(agent, first);
     expect(stop.kind).toBe('app');
     if (stop.kind !== 'app') return;
@@ -95,7 +110,14 @@ describe('authorization request negatives', () => {
   });
 
   test('code_challenge_method=plain is refused', async () => {
-    const { agent, first } = await startAuthorization(t, { client_id: 'neg-app', redirect_uri: CB, scope: SCOPES.join(' '), aud: FHIR, code_challenge: 'p'.repeat(43), code_challenge_method: 'plain' });
+    const { agent, first } = await startAuthorization(t, {
+      client_id: 'neg-app',
+      redirect_uri: CB,
+      scope: SCOPES.join(' '),
+      aud: FHIR,
+      code_challenge: 'p'.repeat(43),
+      code_challenge_method: 'plain',
+    });
     const stop = await browse(agent, first);
     expect(stop.kind).toBe('app');
     if (stop.kind === 'app') {

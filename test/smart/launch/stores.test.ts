@@ -68,10 +68,13 @@ describe('LaunchStore', () => {
     expect(await launches.get(launch)).toBeUndefined();
   });
 
-  test.each(['', 'short', 'x'.repeat(43).replace(/x/g, '!'), 'A'.repeat(44), 'A'.repeat(5000)])('a value that cannot be a launch (%#) is unknown', async (value) => {
-    expect(await store().get(value)).toBeUndefined();
-    expect(await store().consume(value)).toBeUndefined();
-  });
+  test.each(['', 'short', 'x'.repeat(43).replace(/x/g, '!'), 'A'.repeat(44), 'A'.repeat(5000)])(
+    'a value that cannot be a launch (%#) is unknown',
+    async (value) => {
+      expect(await store().get(value)).toBeUndefined();
+      expect(await store().consume(value)).toBeUndefined();
+    },
+  );
 });
 
 describe('GrantContextStore', () => {

@@ -1,13 +1,7 @@
 import { jest } from '@jest/globals';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
-import {
-  authorizeAndExchange,
-  grantContextsOf,
-  launchStoreOf,
-  type Agent,
-  type AuthorizeParams,
-} from '../../support/smart-flow.js';
+import { authorizeAndExchange, grantContextsOf, launchStoreOf, type Agent, type AuthorizeParams } from '../../support/smart-flow.js';
 import { createPerson, introspect, registerResourceServer, registerSmartApp } from '../../support/fixtures.js';
 
 const FHIR = 'http://localhost:8080/fhir';
@@ -20,9 +14,18 @@ let patId: string;
 
 beforeAll(async () => {
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: `${FHIR},east=${EAST}` });
-  await registerSmartApp(t, { id: 'chart', redirectUri: CB, scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'online_access', 'patient/*.rs', 'user/*.rs'] });
+  await registerSmartApp(t, {
+    id: 'chart',
+    redirectUri: CB,
+    scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'online_access', 'patient/*.rs', 'user/*.rs'],
+  });
   await registerSmartApp(t, { id: 'narrow', redirectUri: CB, scopes: ['openid', 'offline_access', 'patient/Observation.rs'] });
-  await registerSmartApp(t, { id: 'no-refresh', redirectUri: CB, scopes: ['openid', 'online_access', 'offline_access', 'user/*.rs'], metadata: { grant_types: ['authorization_code'] } });
+  await registerSmartApp(t, {
+    id: 'no-refresh',
+    redirectUri: CB,
+    scopes: ['openid', 'online_access', 'offline_access', 'user/*.rs'],
+    metadata: { grant_types: ['authorization_code'] },
+  });
   await registerResourceServer(t);
   drId = (await createPerson(t, { fhirUser: 'Practitioner/dr-1', staff: true }, { userName: 'dr.token' })).id;
   patId = (await createPerson(t, { fhirUser: 'Patient/pat-1' }, { userName: 'pat.token' })).id;
@@ -95,7 +98,11 @@ describe('EHR launch token response', () => {
     const idToken = result.token.body.id_token as string;
     expect(decodeProtectedHeader(idToken).alg).toBe('RS256');
     const jwks = (await t.request.get('/.well-known/jwks.json')).body;
-    const { payload: claims } = await jwtVerify(idToken, createLocalJWKSet(jwks), { issuer: 'http://localhost:3000', audience: 'chart', algorithms: ['RS256'] });
+    const { payload: claims } = await jwtVerify(idToken, createLocalJWKSet(jwks), {
+      issuer: 'http://localhost:3000',
+      audience: 'chart',
+      algorithms: ['RS256'],
+    });
     expect(claims.aud).toBe('chart');
     expect(claims.sub).toBe(drId);
     expect(claims.fhirUser).toBe(`${FHIR}/Practitioner/dr-1`);
@@ -210,7 +217,11 @@ describe('offline and online refresh tokens', () => {
   test('no refresh scope, or a client without the refresh_token grant, gets no refresh token', async () => {
     const { token } = await ehrLaunch('launch openid patient/*.rs');
     expect(token.body.refresh_token).toBeUndefined();
-    const other = await authorizeAndExchange(t, { client_id: 'no-refresh', redirect_uri: CB, scope: 'openid online_access user/*.rs', aud: FHIR }, drId);
+    const other = await authorizeAndExchange(
+      t,
+      { client_id: 'no-refresh', redirect_uri: CB, scope: 'openid online_access user/*.rs', aud: FHIR },
+      drId,
+    );
     expect(other.token.status).toBe(200);
     expect(other.token.body.refresh_token).toBeUndefined();
   });
@@ -218,29 +229,50 @@ describe('offline and online refresh tokens', () => {
 
 describe('standalone grants', () => {
   test('tenant comes from the FHIR server when the launch names none', async () => {
-    const east = await authorizeAndExchange(t, { client_id: 'chart', redirect_uri: CB, scope: 'openid fhirUser user/*.rs', aud: EAST }, drId);
+    const east = await authorizeAndExchange(
+      t,
+      { client_id: 'chart', redirect_uri: CB, scope: 'openid fhirUser user/*.rs', aud: EAST },
+      drId,
+    );
     expect(east.token.body.tenant).toBe('east');
     expect(east.token.body.patient).toBeUndefined();
     expect((await introspect(t, east.token.body.access_token)).body.tenant).toBe('east');
-    const main = await authorizeAndExchange(t, { client_id: 'chart', redirect_uri: CB, scope: 'openid fhirUser user/*.rs', aud: FHIR }, drId);
+    const main = await authorizeAndExchange(
+      t,
+      { client_id: 'chart', redirect_uri: CB, scope: 'openid fhirUser user/*.rs', aud: FHIR },
+      drId,
+    );
     expect(main.token.body.tenant).toBeUndefined();
   });
 
   test('a narrowed grant reaches the token: patient/*.rs for an app that may only read Observations', async () => {
-    const { token } = await authorizeAndExchange(t, { client_id: 'narrow', redirect_uri: CB, scope: 'openid patient/*.rs', aud: FHIR }, patId, { patient: 'pat-1' });
+    const { token } = await authorizeAndExchange(
+      t,
+      { client_id: 'narrow', redirect_uri: CB, scope: 'openid patient/*.rs', aud: FHIR },
+      patId,
+      { patient: 'pat-1' },
+    );
     expect(token.status).toBe(200);
     expect(scopeSet(token.body.scope)).toEqual(['openid', 'patient/Observation.rs']);
     expect(token.body.patient).toBe('pat-1');
   });
 
   test('v1 requests come back in v1, narrowed too', async () => {
-    const { token } = await authorizeAndExchange(t, { client_id: 'narrow', redirect_uri: CB, scope: 'openid patient/*.read', aud: FHIR }, patId, { patient: 'pat-1' });
+    const { token } = await authorizeAndExchange(
+      t,
+      { client_id: 'narrow', redirect_uri: CB, scope: 'openid patient/*.read', aud: FHIR },
+      patId,
+      { patient: 'pat-1' },
+    );
     expect(scopeSet(token.body.scope)).toEqual(['openid', 'patient/Observation.read']);
   });
 
   test('granular scopes keep their query through code, token and refresh', async () => {
-    const scope = 'openid offline_access patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory';
-    const { token } = await authorizeAndExchange(t, { client_id: 'chart', redirect_uri: CB, scope, aud: FHIR }, patId, { patient: 'pat-1' });
+    const scope =
+      'openid offline_access patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory';
+    const { token } = await authorizeAndExchange(t, { client_id: 'chart', redirect_uri: CB, scope, aud: FHIR }, patId, {
+      patient: 'pat-1',
+    });
     expect(scopeSet(token.body.scope)).toEqual(scopeSet(scope));
     expect(scopeSet((await introspect(t, token.body.access_token)).body.scope)).toEqual(scopeSet(scope));
     const next = await refresh('chart', token.body.refresh_token);
@@ -248,7 +280,12 @@ describe('standalone grants', () => {
   });
 
   test('a patient user gets no user/ scopes', async () => {
-    const { token } = await authorizeAndExchange(t, { client_id: 'chart', redirect_uri: CB, scope: 'openid patient/*.rs user/*.rs', aud: FHIR }, patId, { patient: 'pat-1' });
+    const { token } = await authorizeAndExchange(
+      t,
+      { client_id: 'chart', redirect_uri: CB, scope: 'openid patient/*.rs user/*.rs', aud: FHIR },
+      patId,
+      { patient: 'pat-1' },
+    );
     expect(scopeSet(token.body.scope)).toEqual(['openid', 'patient/*.rs']);
   });
 });
@@ -259,7 +296,11 @@ describe('scopes_supported', () => {
     const appScopes = SCOPES_SUPPORTED.filter((s) => !s.startsWith('system/'));
     await registerSmartApp(t, { id: 'everything', redirectUri: CB, scopes: appScopes });
     const launch = await launchStoreOf(t).create({ patient: 'pat-1', encounter: 'enc-1', createdBy: 'ehr', aud: FHIR });
-    const { token } = await authorizeAndExchange(t, { client_id: 'everything', redirect_uri: CB, scope: appScopes.join(' '), aud: FHIR, launch }, drId);
+    const { token } = await authorizeAndExchange(
+      t,
+      { client_id: 'everything', redirect_uri: CB, scope: appScopes.join(' '), aud: FHIR, launch },
+      drId,
+    );
     expect(token.status).toBe(200);
     expect(scopeSet(token.body.scope)).toEqual(scopeSet(appScopes.join(' ')));
     expect(token.body).toMatchObject({ patient: 'pat-1', encounter: 'enc-1' });
@@ -270,7 +311,11 @@ describe('scopes_supported', () => {
 describe('one grant-context read per token request', () => {
   test('a refresh reads the launch context once for both the token and the response', async () => {
     const { GrantContextStore } = await import('../../../src/oauth/tokens/grant-context.js');
-    const flow = await authorizeAndExchange(t, { client_id: 'chart', redirect_uri: CB, scope: 'openid fhirUser offline_access user/*.rs', aud: FHIR }, drId);
+    const flow = await authorizeAndExchange(
+      t,
+      { client_id: 'chart', redirect_uri: CB, scope: 'openid fhirUser offline_access user/*.rs', aud: FHIR },
+      drId,
+    );
     const spy = jest.spyOn(GrantContextStore.prototype, 'get');
     try {
       const res = await refresh('chart', flow.token.body.refresh_token);

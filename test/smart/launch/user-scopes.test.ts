@@ -7,17 +7,36 @@ const APP = ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access',
 describe('grantableScopes', () => {
   test('staff may grant patient/ and user/ scopes the client may have, in the syntax asked', () => {
     const r = grantableScopes({
-      requested: ['openid', 'fhirUser', 'launch', 'patient/Observation.read', 'user/Patient.rs', 'patient/Observation.rs?category=laboratory'],
+      requested: [
+        'openid',
+        'fhirUser',
+        'launch',
+        'patient/Observation.read',
+        'user/Patient.rs',
+        'patient/Observation.rs?category=laboratory',
+      ],
       clientAllowed: APP,
       access: 'staff',
       hasPatient: true,
     });
-    expect(r.granted).toEqual(['openid', 'fhirUser', 'launch', 'patient/Observation.read', 'user/Patient.rs', 'patient/Observation.rs?category=laboratory']);
+    expect(r.granted).toEqual([
+      'openid',
+      'fhirUser',
+      'launch',
+      'patient/Observation.read',
+      'user/Patient.rs',
+      'patient/Observation.rs?category=laboratory',
+    ]);
     expect(r.refused).toEqual([]);
   });
 
   test.each(['patient', 'caregiver'] as const)('a %s account grants patient/ scopes only', (access) => {
-    const r = grantableScopes({ requested: ['patient/*.rs', 'user/*.rs', 'system/*.rs'], clientAllowed: [...APP, 'system/*.rs'], access, hasPatient: true });
+    const r = grantableScopes({
+      requested: ['patient/*.rs', 'user/*.rs', 'system/*.rs'],
+      clientAllowed: [...APP, 'system/*.rs'],
+      access,
+      hasPatient: true,
+    });
     expect(r.granted).toEqual(['patient/*.rs']);
     expect(r.refused.map((x) => x.scope)).toEqual(['user/*.rs', 'system/*.rs']);
     expect(r.refused[0]!.reason).toContain(`a ${access} account may only grant patient/ scopes`);
@@ -33,18 +52,40 @@ describe('grantableScopes', () => {
 
   test('an account linked to nothing grants openid, fhirUser and profile at most: no data, no context, no refresh token', () => {
     const r = grantableScopes({
-      requested: ['openid', 'fhirUser', 'profile', 'offline_access', 'online_access', 'launch', 'launch/patient', 'patient/*.rs', 'user/*.rs'],
+      requested: [
+        'openid',
+        'fhirUser',
+        'profile',
+        'offline_access',
+        'online_access',
+        'launch',
+        'launch/patient',
+        'patient/*.rs',
+        'user/*.rs',
+      ],
       clientAllowed: [...APP, 'profile', 'online_access'],
       access: 'none',
       hasPatient: true,
     });
     expect(r.granted).toEqual(['openid', 'fhirUser', 'profile']);
-    expect(r.refused.map((x) => x.scope)).toEqual(['offline_access', 'online_access', 'launch', 'launch/patient', 'patient/*.rs', 'user/*.rs']);
+    expect(r.refused.map((x) => x.scope)).toEqual([
+      'offline_access',
+      'online_access',
+      'launch',
+      'launch/patient',
+      'patient/*.rs',
+      'user/*.rs',
+    ]);
     expect(r.refused.at(-1)!.reason).toBe('is a user/ scope; it needs an account linked to a patient record or a staff role');
   });
 
   test('without a patient in context, patient/ scopes and launch/patient are refused', () => {
-    const r = grantableScopes({ requested: ['launch/patient', 'patient/*.rs', 'user/*.rs', 'openid'], clientAllowed: APP, access: 'staff', hasPatient: false });
+    const r = grantableScopes({
+      requested: ['launch/patient', 'patient/*.rs', 'user/*.rs', 'openid'],
+      clientAllowed: APP,
+      access: 'staff',
+      hasPatient: false,
+    });
     expect(r.granted).toEqual(['user/*.rs', 'openid']);
     expect(r.refused).toEqual([
       { scope: 'launch/patient', reason: 'no patient in context' },
@@ -53,7 +94,12 @@ describe('grantableScopes', () => {
   });
 
   test('context scopes need the client to be allowed them exactly', () => {
-    const r = grantableScopes({ requested: ['openid', 'online_access', 'launch/encounter', 'profile'], clientAllowed: APP, access: 'patient', hasPatient: true });
+    const r = grantableScopes({
+      requested: ['openid', 'online_access', 'launch/encounter', 'profile'],
+      clientAllowed: APP,
+      access: 'patient',
+      hasPatient: true,
+    });
     expect(r.granted).toEqual(['openid']);
     expect(r.refused.map((x) => x.scope)).toEqual(['online_access', 'launch/encounter', 'profile']);
   });
@@ -76,7 +122,12 @@ describe('grantableScopes', () => {
   });
 
   test('a v1 request stays v1 when the grant can say it in v1', () => {
-    const r = grantableScopes({ requested: ['patient/*.read'], clientAllowed: ['patient/Observation.rs'], access: 'patient', hasPatient: true });
+    const r = grantableScopes({
+      requested: ['patient/*.read'],
+      clientAllowed: ['patient/Observation.rs'],
+      access: 'patient',
+      hasPatient: true,
+    });
     expect(r.granted).toEqual(['patient/Observation.read']);
   });
 });
@@ -128,13 +179,29 @@ describe('scopeWithGrantedNarrowings', () => {
     expect(
       scopeWithGrantedNarrowings(
         ['openid', 'patient/*.rs', 'patient/*.read'],
-        ['openid', 'patient/Observation.rs', 'patient/Observation.read', 'user/Patient.rs', 'patient/Condition.cruds', 'patient/Observation.rs?category=laboratory'],
+        [
+          'openid',
+          'patient/Observation.rs',
+          'patient/Observation.read',
+          'user/Patient.rs',
+          'patient/Condition.cruds',
+          'patient/Observation.rs?category=laboratory',
+        ],
       ),
-    ).toEqual(['openid', 'patient/*.rs', 'patient/*.read', 'patient/Observation.rs', 'patient/Observation.read', 'patient/Observation.rs?category=laboratory']);
+    ).toEqual([
+      'openid',
+      'patient/*.rs',
+      'patient/*.read',
+      'patient/Observation.rs',
+      'patient/Observation.read',
+      'patient/Observation.rs?category=laboratory',
+    ]);
   });
 
   test('a constrained request does not cover an unconstrained grant', () => {
-    expect(scopeWithGrantedNarrowings(['patient/Observation.rs?category=laboratory'], ['patient/Observation.rs'])).toEqual(['patient/Observation.rs?category=laboratory']);
+    expect(scopeWithGrantedNarrowings(['patient/Observation.rs?category=laboratory'], ['patient/Observation.rs'])).toEqual([
+      'patient/Observation.rs?category=laboratory',
+    ]);
   });
 });
 
@@ -146,12 +213,20 @@ describe('withConsentForRefresh', () => {
     expect(withConsentForRefresh(q)).toBe(expected);
   });
 
-  test.each(['scope=openid', 'scope=offline_access&prompt=consent', 'scope=offline_access&prompt=none', 'scope=offline_access&scope=x', 'client_id=a'])('%s is left alone', (q) => {
+  test.each([
+    'scope=openid',
+    'scope=offline_access&prompt=consent',
+    'scope=offline_access&prompt=none',
+    'scope=offline_access&scope=x',
+    'client_id=a',
+  ])('%s is left alone', (q) => {
     expect(withConsentForRefresh(q)).toBeUndefined();
   });
 
   test('a client cannot mark its own prompt=consent as added by this server: the marker it sends is removed', () => {
-    expect(withConsentForRefresh('scope=offline_access&prompt=consent&smart_added_prompt=consent')).toBe('scope=offline_access&prompt=consent');
+    expect(withConsentForRefresh('scope=offline_access&prompt=consent&smart_added_prompt=consent')).toBe(
+      'scope=offline_access&prompt=consent',
+    );
     expect(withConsentForRefresh('smart_added_prompt=consent&scope=openid')).toBe('scope=openid');
   });
 });

@@ -53,10 +53,21 @@ export function launchCreated(scope: AuditScope, input: LaunchCreatedInput): Aud
     subtype: [STANDARD_SUBTYPES.create, local('launch-created')],
     action: 'C',
     outcome: '0',
-    agents: [clientAgent(scope, input.launcher, true, [AGENT_TYPES.applicationLauncher]), ...(input.appClientId ? [clientAgent(scope, { clientId: input.appClientId }, false)] : []), authServerAgent(scope)],
+    agents: [
+      clientAgent(scope, input.launcher, true, [AGENT_TYPES.applicationLauncher]),
+      ...(input.appClientId ? [clientAgent(scope, { clientId: input.appClientId }, false)] : []),
+      authServerAgent(scope),
+    ],
     entities: [
       ...(input.patient ? [patientEntity(input.patient)] : []),
-      securityObject(tokenIdentifier({ opaqueValue: input.launch }), OBJECT_ROLES.securityResource, { kind: 'launch', client_id: input.appClientId, encounter: input.encounter, user: input.accountId, aud: input.aud, expires_in: input.expiresIn }),
+      securityObject(tokenIdentifier({ opaqueValue: input.launch }), OBJECT_ROLES.securityResource, {
+        kind: 'launch',
+        client_id: input.appClientId,
+        encounter: input.encounter,
+        user: input.accountId,
+        aud: input.aud,
+        expires_in: input.expiresIn,
+      }),
     ],
   });
 }
@@ -95,7 +106,12 @@ export function directoryChanged(scope: AuditScope, input: DirectoryChangeInput)
     outcome: '0',
     agents: actorAgents(scope, input.actor),
     entities: [
-      securityObject({ system, value: input.id }, input.resource === 'User' ? OBJECT_ROLES.securityUser : OBJECT_ROLES.securityGroup, { active: input.active, password_set: input.passwordSet, unlocked: input.unlocked }, input.name),
+      securityObject(
+        { system, value: input.id },
+        input.resource === 'User' ? OBJECT_ROLES.securityUser : OBJECT_ROLES.securityGroup,
+        { active: input.active, password_set: input.passwordSet, unlocked: input.unlocked },
+        input.name,
+      ),
     ],
   });
 }
@@ -108,7 +124,14 @@ export function passwordChanged(scope: AuditScope, input: { actor: Actor; userId
     action: 'U',
     outcome: '0',
     agents: actorAgents(scope, input.actor),
-    entities: [securityObject({ system: scimSystem(scope.issuer, 'Users'), value: input.userId }, OBJECT_ROLES.securityUser, { attribute: 'password' }, input.userName)],
+    entities: [
+      securityObject(
+        { system: scimSystem(scope.issuer, 'Users'), value: input.userId },
+        OBJECT_ROLES.securityUser,
+        { attribute: 'password' },
+        input.userName,
+      ),
+    ],
   });
 }
 
@@ -148,10 +171,18 @@ export function clientChanged(scope: AuditScope, input: ClientChangeInput): Audi
 
 export type KeyChange = 'introduced' | 'promoted' | 'removed' | 'reencrypted';
 
-const KEY_SUBTYPE: Record<KeyChange, LocalSubtype> = { introduced: 'key-introduced', promoted: 'key-promoted', removed: 'key-removed', reencrypted: 'keys-reencrypted' };
+const KEY_SUBTYPE: Record<KeyChange, LocalSubtype> = {
+  introduced: 'key-introduced',
+  promoted: 'key-promoted',
+  removed: 'key-removed',
+  reencrypted: 'keys-reencrypted',
+};
 
 /** Signing-key rotation steps; a kid is public (it is in the JWKS), key material never appears. */
-export function keyChanged(scope: AuditScope, input: { actor: Actor; change: KeyChange; kid?: string; kty?: string; retired?: string[]; count?: number }): AuditEvent {
+export function keyChanged(
+  scope: AuditScope,
+  input: { actor: Actor; change: KeyChange; kid?: string; kty?: string; retired?: string[]; count?: number },
+): AuditEvent {
   const values: Details = { kty: input.kty, retired: input.retired?.join(' '), keys: input.count };
   return auditEvent(scope, {
     type: EVENT_TYPES.securityAlert,
@@ -159,6 +190,13 @@ export function keyChanged(scope: AuditScope, input: { actor: Actor; change: Key
     action: input.change === 'introduced' ? 'C' : input.change === 'removed' ? 'D' : 'U',
     outcome: '0',
     agents: actorAgents(scope, input.actor),
-    entities: [securityObject({ system: `${scope.issuer.replace(/\/$/, '')}/.well-known/jwks.json`, value: input.kid ?? 'all' }, OBJECT_ROLES.securityResource, values, input.kid ? `signing key ${input.kid}` : 'signing keys')],
+    entities: [
+      securityObject(
+        { system: `${scope.issuer.replace(/\/$/, '')}/.well-known/jwks.json`, value: input.kid ?? 'all' },
+        OBJECT_ROLES.securityResource,
+        values,
+        input.kid ? `signing key ${input.kid}` : 'signing keys',
+      ),
+    ],
   });
 }

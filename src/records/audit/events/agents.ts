@@ -1,7 +1,16 @@
 import { hash } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { AuditEvent } from '../audit-event.js';
-import { AGENT_TYPES, ENTITY_TYPES, OBJECT_ROLES, SECURITY_SERVER, TOKEN_SHA256_SYSTEM, frozen, type Coding, type Outcome } from './vocabulary.js';
+import {
+  AGENT_TYPES,
+  ENTITY_TYPES,
+  OBJECT_ROLES,
+  SECURITY_SERVER,
+  TOKEN_SHA256_SYSTEM,
+  frozen,
+  type Coding,
+  type Outcome,
+} from './vocabulary.js';
 
 /**
  * The parts every event is made of: agents (client, user, this server, an operator), entities
@@ -184,7 +193,12 @@ export function operatorAgent(operator: OperatorInfo): Agent {
 
 /** A user whose sign-in attempt named no known account: only where it came from is recorded. */
 export function anonymousUserAgent(ip: string | undefined): Agent {
-  return { type: concept(AGENT_TYPES.informationRecipient), who: { display: 'unknown account' }, requestor: true, ...(ip ? { network: network(ip) } : {}) };
+  return {
+    type: concept(AGENT_TYPES.informationRecipient),
+    who: { display: 'unknown account' },
+    requestor: true,
+    ...(ip ? { network: network(ip) } : {}),
+  };
 }
 
 export function patientReference(patient: string): string {
@@ -288,4 +302,3 @@ export function auditEvent(scope: AuditScope, e: Envelope): AuditEvent {
     ...(entities.length ? { entity: entities } : {}),
   } as AuditEvent;
 }
-

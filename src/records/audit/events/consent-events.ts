@@ -62,7 +62,10 @@ export function authorizationDecision(scope: AuditScope, input: AuthorizationDec
   const entities: Entity[] = [];
   if (input.patient) entities.push(patientEntity(input.patient));
   if (input.consentId) entities.push(consentEntity(input.consentId, decided));
-  else entities.push(tokenEntity(undefined, { kind: 'authorization', scope: input.scope, client_id: input.client.clientId, grant_id: input.grantId }));
+  else
+    entities.push(
+      tokenEntity(undefined, { kind: 'authorization', scope: input.scope, client_id: input.client.clientId, grant_id: input.grantId }),
+    );
   const agents = [clientAgent(scope, client, false), ...userAgents(scope, user, true), authorizerAgent(scope)];
   const meetsAuthZconsent = Boolean(clientIp && input.user && userOrganizationAgent(input.user) && input.patient && input.consentId);
   return auditEvent(scope, {
@@ -71,7 +74,9 @@ export function authorizationDecision(scope: AuditScope, input: AuthorizationDec
     subtype: [STANDARD_SUBTYPES.authzConsent, local(input.granted ? 'authorization-granted' : 'authorization-denied')],
     action: 'E',
     outcome: input.granted ? '0' : input.deniedByUser ? '8' : '4',
-    ...(input.granted ? {} : { outcomeDesc: input.reason ? `${input.error ?? 'access_denied'}: ${input.reason}` : (input.error ?? 'access_denied') }),
+    ...(input.granted
+      ? {}
+      : { outcomeDesc: input.reason ? `${input.error ?? 'access_denied'}: ${input.reason}` : (input.error ?? 'access_denied') }),
     purposeOfEvent: input.user?.purposeOfUse,
     agents,
     entities,
@@ -96,7 +101,12 @@ export interface ConsentEventInput {
 function consentAgents(scope: AuditScope, input: ConsentEventInput) {
   const agents = [...userAgents(scope, input.user, true)];
   if (!input.user && input.performer) {
-    agents.push({ type: { coding: [AGENT_TYPES.consenter] }, who: { reference: input.performer }, requestor: true, ...(input.ip ? { network: { address: input.ip, type: '2' as const } } : {}) });
+    agents.push({
+      type: { coding: [AGENT_TYPES.consenter] },
+      who: { reference: input.performer },
+      requestor: true,
+      ...(input.ip ? { network: { address: input.ip, type: '2' as const } } : {}),
+    });
   }
   if (input.client) agents.push(clientAgent(scope, input.client, agents.length === 0));
   agents.push(authServerAgent(scope));
@@ -111,7 +121,10 @@ export function consentRecorded(scope: AuditScope, input: ConsentEventInput): Au
     outcome: '0',
     outcomeDesc: input.decision === 'deny' ? 'Consent recorded: deny' : 'Consent recorded: permit',
     agents: consentAgents(scope, input),
-    entities: [patientEntity(input.patient), consentEntity(input.consentId, details({ decision: input.decision, scopes: input.scopes?.join(' '), performer: input.performer }))],
+    entities: [
+      patientEntity(input.patient),
+      consentEntity(input.consentId, details({ decision: input.decision, scopes: input.scopes?.join(' '), performer: input.performer })),
+    ],
   });
 }
 
@@ -123,7 +136,10 @@ export function consentWithdrawn(scope: AuditScope, input: ConsentEventInput & {
     outcome: '0',
     outcomeDesc: 'Consent withdrawn; every grant it authorized was revoked',
     agents: consentAgents(scope, input),
-    entities: [patientEntity(input.patient), consentEntity(input.consentId, details({ status: 'inactive', withdrawn_by: input.performer, grants_revoked: input.grantsRevoked }))],
+    entities: [
+      patientEntity(input.patient),
+      consentEntity(input.consentId, details({ status: 'inactive', withdrawn_by: input.performer, grants_revoked: input.grantsRevoked })),
+    ],
   });
 }
 
@@ -146,10 +162,18 @@ export interface BreakTheGlassInput {
  */
 export function breakTheGlass(scope: AuditScope, input: BreakTheGlassInput): AuditEvent {
   const purposes = [PURPOSES.emergencyTreatment, PURPOSES.breakTheGlass, ...(input.purposeOfUse ?? [])];
-  const user: UserInfo = { ...input.user, purposeOfUse: [...(input.user.purposeOfUse ?? []), ...purposes.filter((p) => !input.user.purposeOfUse?.some((q) => q.code === p.code && q.system === p.system))] };
+  const user: UserInfo = {
+    ...input.user,
+    purposeOfUse: [
+      ...(input.user.purposeOfUse ?? []),
+      ...purposes.filter((p) => !input.user.purposeOfUse?.some((q) => q.code === p.code && q.system === p.system)),
+    ],
+  };
   const entities: Entity[] = [];
   if (input.patient) entities.push(patientEntity(input.patient));
-  entities.push(tokenEntity(input.tokenJti ? { jti: input.tokenJti } : undefined, { reason: input.reason, scope: input.scope }, 'break-the-glass'));
+  entities.push(
+    tokenEntity(input.tokenJti ? { jti: input.tokenJti } : undefined, { reason: input.reason, scope: input.scope }, 'break-the-glass'),
+  );
   return auditEvent(scope, {
     type: EVENT_TYPES.securityAlert,
     subtype: [local('break-the-glass'), STANDARD_SUBTYPES.emergencyOverrideStarted],

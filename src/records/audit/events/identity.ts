@@ -14,10 +14,17 @@ const URI = /^\S+$/;
 function codings(value: unknown): Coding[] {
   if (!Array.isArray(value)) return [];
   return value
-    .filter((c): c is Coding => typeof c === 'object' && c !== null && typeof (c as Coding).system === 'string' && typeof (c as Coding).code === 'string')
+    .filter(
+      (c): c is Coding =>
+        typeof c === 'object' && c !== null && typeof (c as Coding).system === 'string' && typeof (c as Coding).code === 'string',
+    )
     .filter((c) => URI.test(c.system) && c.system.length <= 1024 && CODE.test(c.code) && c.code.length <= 256)
     .slice(0, 16)
-    .map((c) => ({ system: c.system, code: c.code, ...(typeof c.display === 'string' && c.display ? { display: c.display.slice(0, 256) } : {}) }));
+    .map((c) => ({
+      system: c.system,
+      code: c.code,
+      ...(typeof c.display === 'string' && c.display ? { display: c.display.slice(0, 256) } : {}),
+    }));
 }
 
 function text(value: unknown): string | undefined {
@@ -38,7 +45,9 @@ export function userFromClaims(accountId: string, claims: Record<string, unknown
     ...(name ? { name } : {}),
     ...(roles.length ? { roles } : {}),
     ...(purposeOfUse.length ? { purposeOfUse } : {}),
-    ...(orgName || orgId ? { organization: { ...(orgName ? { name: orgName } : {}), ...(orgId ? { identifier: { value: orgId } } : {}) } } : {}),
+    ...(orgName || orgId
+      ? { organization: { ...(orgName ? { name: orgName } : {}), ...(orgId ? { identifier: { value: orgId } } : {}) } }
+      : {}),
     ...(tokenJti ? { tokenJti } : {}),
   };
 }

@@ -1,5 +1,15 @@
 import type { AuditEvent } from '../audit-event.js';
-import { anonymousUserAgent, auditEvent, authServerAgent, clientAgent, securityObject, userAgents, type AuditScope, type ClientInfo, type UserInfo } from './agents.js';
+import {
+  anonymousUserAgent,
+  auditEvent,
+  authServerAgent,
+  clientAgent,
+  securityObject,
+  userAgents,
+  type AuditScope,
+  type ClientInfo,
+  type UserInfo,
+} from './agents.js';
 import { EVENT_TYPES, OBJECT_ROLES, STANDARD_SUBTYPES, local } from './vocabulary.js';
 
 /**
@@ -19,7 +29,11 @@ export function loginSucceeded(scope: AuditScope, input: { user: UserInfo; clien
     subtype: [STANDARD_SUBTYPES.login],
     action: 'E',
     outcome: '0',
-    agents: [...userAgents(scope, input.user, true), authServerAgent(scope), ...(input.client ? [clientAgent(scope, input.client, false)] : [])],
+    agents: [
+      ...userAgents(scope, input.user, true),
+      authServerAgent(scope),
+      ...(input.client ? [clientAgent(scope, input.client, false)] : []),
+    ],
   });
 }
 
@@ -28,7 +42,11 @@ export function loginFailed(
   input: { accountId?: string; fhirUser?: string; ip?: string; client?: ForClient; description: string },
 ): AuditEvent {
   const user = input.accountId
-    ? userAgents(scope, { accountId: input.accountId, ...(input.fhirUser ? { fhirUser: input.fhirUser } : {}), ...(input.ip ? { ip: input.ip } : {}) }, true)
+    ? userAgents(
+        scope,
+        { accountId: input.accountId, ...(input.fhirUser ? { fhirUser: input.fhirUser } : {}), ...(input.ip ? { ip: input.ip } : {}) },
+        true,
+      )
     : [anonymousUserAgent(input.ip)];
   return auditEvent(scope, {
     type: EVENT_TYPES.userAuthentication,
@@ -41,20 +59,37 @@ export function loginFailed(
 }
 
 /** Repeated wrong passwords locked an account: a security alert (serious). */
-export function accountLocked(scope: AuditScope, input: { accountId: string; fhirUser?: string; ip?: string; failures?: number; lockSeconds?: number }): AuditEvent {
+export function accountLocked(
+  scope: AuditScope,
+  input: { accountId: string; fhirUser?: string; ip?: string; failures?: number; lockSeconds?: number },
+): AuditEvent {
   return auditEvent(scope, {
     type: EVENT_TYPES.securityAlert,
     subtype: [local('account-locked'), STANDARD_SUBTYPES.userSecurityAttributesChanged],
     action: 'U',
     outcome: '8',
     outcomeDesc: 'account locked after repeated wrong passwords',
-    agents: [...userAgents(scope, { accountId: input.accountId, ...(input.fhirUser ? { fhirUser: input.fhirUser } : {}), ...(input.ip ? { ip: input.ip } : {}) }, true), authServerAgent(scope)],
-    entities: [securityObject({ system: scope.issuer, value: input.accountId }, OBJECT_ROLES.securityUser, { failures: input.failures, lock_seconds: input.lockSeconds })],
+    agents: [
+      ...userAgents(
+        scope,
+        { accountId: input.accountId, ...(input.fhirUser ? { fhirUser: input.fhirUser } : {}), ...(input.ip ? { ip: input.ip } : {}) },
+        true,
+      ),
+      authServerAgent(scope),
+    ],
+    entities: [
+      securityObject({ system: scope.issuer, value: input.accountId }, OBJECT_ROLES.securityUser, {
+        failures: input.failures,
+        lock_seconds: input.lockSeconds,
+      }),
+    ],
   });
 }
 
 export function loggedOut(scope: AuditScope, input: { user?: UserInfo; client?: ForClient; ip?: string; everywhere: boolean }): AuditEvent {
-  const agents = input.user ? userAgents(scope, { ...input.user, ...(input.ip ? { ip: input.ip } : {}) }, true) : [anonymousUserAgent(input.ip)];
+  const agents = input.user
+    ? userAgents(scope, { ...input.user, ...(input.ip ? { ip: input.ip } : {}) }, true)
+    : [anonymousUserAgent(input.ip)];
   return auditEvent(scope, {
     type: EVENT_TYPES.userAuthentication,
     subtype: [STANDARD_SUBTYPES.logout],

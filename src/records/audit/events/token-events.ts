@@ -45,7 +45,9 @@ export interface TokenIssuedInput {
 }
 
 function grantEntity(scope: AuditScope, grantId: string | undefined): Entity[] {
-  return grantId ? [securityObject({ system: grantIdSystem(scope.issuer), value: grantId }, OBJECT_ROLES.securityResource, { kind: 'Grant' })] : [];
+  return grantId
+    ? [securityObject({ system: grantIdSystem(scope.issuer), value: grantId }, OBJECT_ROLES.securityResource, { kind: 'Grant' })]
+    : [];
 }
 
 function tokenEntities(input: { accessToken?: IssuedToken; refreshToken?: IssuedToken; grantType: string; clientId: string }): Entity[] {
@@ -53,7 +55,17 @@ function tokenEntities(input: { accessToken?: IssuedToken; refreshToken?: Issued
   for (const t of [input.accessToken, input.refreshToken]) {
     if (!t) continue;
     const audience = Array.isArray(t.audience) ? t.audience.join(' ') : t.audience;
-    out.push(tokenEntity(t.name, { token_kind: t.kind, token_format: t.format, grant_type: input.grantType, client_id: input.clientId, scope: t.scope, aud: audience, expires_in: t.expiresIn }));
+    out.push(
+      tokenEntity(t.name, {
+        token_kind: t.kind,
+        token_format: t.format,
+        grant_type: input.grantType,
+        client_id: input.clientId,
+        scope: t.scope,
+        aud: audience,
+        expires_in: t.expiresIn,
+      }),
+    );
   }
   return out;
 }
@@ -144,7 +156,12 @@ export function refreshReuse(scope: AuditScope, input: RefreshReuseInput): Audit
     agents: [clientAgent(scope, input.client, true), authServerAgent(scope), ...userAgents(scope, input.user, false)],
     entities: [
       ...(input.patient ? [patientEntity(input.patient)] : []),
-      tokenEntity(input.refreshToken, { token_kind: 'RefreshToken', grant_type: 'refresh_token', client_id: input.client.clientId, grant_revoked: true }),
+      tokenEntity(input.refreshToken, {
+        token_kind: 'RefreshToken',
+        grant_type: 'refresh_token',
+        client_id: input.client.clientId,
+        grant_revoked: true,
+      }),
       ...grantEntity(scope, input.grantId),
     ],
   });
@@ -218,8 +235,20 @@ export function tokenRevoked(scope: AuditScope, input: TokenRevokedInput): Audit
     subtype: [local('token-revoked')],
     action: 'D',
     outcome: failure ? (failure.status >= 500 ? '8' : '4') : '0',
-    outcomeDesc: failure ? (failure.description ? `${failure.error}: ${failure.description}` : failure.error) : t ? (input.grantRevoked ? 'revoked with its grant' : 'revoked') : 'unknown token (nothing to revoke)',
-    agents: [...requestorAgents(scope, input.caller, input.ip), authServerAgent(scope), ...(t?.accountId ? userAgents(scope, { accountId: t.accountId }, false) : [])],
+    outcomeDesc: failure
+      ? failure.description
+        ? `${failure.error}: ${failure.description}`
+        : failure.error
+      : t
+        ? input.grantRevoked
+          ? 'revoked with its grant'
+          : 'revoked'
+        : 'unknown token (nothing to revoke)',
+    agents: [
+      ...requestorAgents(scope, input.caller, input.ip),
+      authServerAgent(scope),
+      ...(t?.accountId ? userAgents(scope, { accountId: t.accountId }, false) : []),
+    ],
     entities: [
       tokenEntity(t?.name ?? input.presented, { token_kind: t?.kind, client_id: t?.clientId, grant_revoked: input.grantRevoked }),
       ...(t ? grantEntity(scope, t.grantId) : []),

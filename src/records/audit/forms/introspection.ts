@@ -92,7 +92,15 @@ function storedName(format: 'opaque' | 'jwt', id: string): StoredTokenName {
  * by spreading optional parts: this runs once per introspection and every spread is a garbage object.
  */
 export function introspectionRecord(issuer: string, facts: IntrospectionFacts, now = new Date()): IntrospectionRecord {
-  const record: IntrospectionRecord = { form: INTROSPECTION_FORM, id: randomUUID(), recorded: now.toISOString(), issuer, caller: facts.callerId, ip: facts.ip, active: facts.active };
+  const record: IntrospectionRecord = {
+    form: INTROSPECTION_FORM,
+    id: randomUUID(),
+    recorded: now.toISOString(),
+    issuer,
+    caller: facts.callerId,
+    ip: facts.ip,
+    active: facts.active,
+  };
   const t = facts.token;
   if (t) {
     const token: NonNullable<IntrospectionRecord['token']> = { name: storedName(t.format, t.id), kind: t.kind, clientId: t.clientId };

@@ -48,7 +48,10 @@ export function auditDatabaseUrls(config: Config): { url: string; ownerUrl: stri
   const { store, databaseUrl, databaseOwnerUrl } = config.audit;
   if (store === 'redis') return undefined;
   const url = databaseUrl ?? (config.mode === 'development' ? DEV_DATABASE_URL : undefined);
-  if (!url) throw new AuditDatabaseError('the audit trail is kept in PostgreSQL but no database is configured: set AUTHZ_AUDIT_DATABASE_URL (or AUTHZ_AUDIT_STORE=redis)');
+  if (!url)
+    throw new AuditDatabaseError(
+      'the audit trail is kept in PostgreSQL but no database is configured: set AUTHZ_AUDIT_DATABASE_URL (or AUTHZ_AUDIT_STORE=redis)',
+    );
   const ownerUrl = databaseOwnerUrl ?? url;
   return ownerUrl === url ? { url, ownerUrl } : { url, ownerUrl, appRole: roleOf(url) };
 }
@@ -71,7 +74,10 @@ export async function openAuditDatabase(config: Config, logger: Logger): Promise
     if (optional && isPgOutage(err)) {
       const own = await privateDevDatabase(config, logger);
       if (own) return own;
-      logger.warn({ url: redactUrl(url) }, 'no PostgreSQL answers: the audit trail stays in Redis (development). Start PostgreSQL or set AUTHZ_AUDIT_DATABASE_URL to keep it there');
+      logger.warn(
+        { url: redactUrl(url) },
+        'no PostgreSQL answers: the audit trail stays in Redis (development). Start PostgreSQL or set AUTHZ_AUDIT_DATABASE_URL to keep it there',
+      );
       return undefined;
     }
     if (err instanceof AuditDatabaseError) throw err;
@@ -108,7 +114,10 @@ async function privateDevDatabase(config: Config, logger: Logger): Promise<Audit
     const url = u.toString();
     await ensureDatabase(url);
     await migrateAuditDatabase(url);
-    logger.warn({ port: server.port, dataDir: server.dataDir }, 'no PostgreSQL answered; started a private one for the audit trail (development mode)');
+    logger.warn(
+      { port: server.port, dataDir: server.dataDir },
+      'no PostgreSQL answered; started a private one for the audit trail (development mode)',
+    );
     return open(url, url, logger, server);
   } catch (err) {
     await server?.stop();
@@ -119,7 +128,10 @@ async function privateDevDatabase(config: Config, logger: Logger): Promise<Audit
 
 function roleOf(url: string): string {
   const name = decodeURIComponent(new URL(url).username);
-  if (!name) throw new AuditDatabaseError('AUTHZ_AUDIT_DATABASE_URL must name the application role (postgres://<role>@host/db) when an owner URL is set');
+  if (!name)
+    throw new AuditDatabaseError(
+      'AUTHZ_AUDIT_DATABASE_URL must name the application role (postgres://<role>@host/db) when an owner URL is set',
+    );
   return name;
 }
 
@@ -165,7 +177,9 @@ async function requireCurrentSchema(url: string): Promise<void> {
   });
   const missing = expected.filter((name) => !applied.has(name));
   if (missing.length) {
-    throw new AuditDatabaseError(`the audit database schema is not current (missing: ${missing.join(', ')}): run \`smart-authz audit db migrate\` with AUTHZ_AUDIT_DATABASE_OWNER_URL set`);
+    throw new AuditDatabaseError(
+      `the audit database schema is not current (missing: ${missing.join(', ')}): run \`smart-authz audit db migrate\` with AUTHZ_AUDIT_DATABASE_OWNER_URL set`,
+    );
   }
 }
 

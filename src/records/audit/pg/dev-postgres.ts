@@ -33,7 +33,11 @@ export function postgresBinaries(): PostgresBinaries | undefined {
   if (initdb && postgres) return { initdb, postgres };
   // Debian keeps them off PATH, one directory per major version: the newest wins.
   const base = '/usr/lib/postgresql';
-  const versions = existsSync(base) ? readdirSync(base).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
+  const versions = existsSync(base)
+    ? readdirSync(base)
+        .filter((v) => /^\d+$/.test(v))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
   for (const v of versions) {
     const bin = `${base}/${v}/bin`;
     if (existsSync(`${bin}/initdb`) && existsSync(`${bin}/postgres`)) return { initdb: `${bin}/initdb`, postgres: `${bin}/postgres` };
@@ -62,7 +66,15 @@ export async function startPostgres(opts: { dataDir: string; port?: number; read
       const gid = Number(spawnSync('id', ['-g', 'postgres']).stdout.toString().trim());
       chownSync(dataDir, uid, gid);
     }
-    const [bin, args] = asPostgresUser(bins.initdb, ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-instructions']);
+    const [bin, args] = asPostgresUser(bins.initdb, [
+      '-D',
+      dataDir,
+      '-U',
+      'postgres',
+      '--auth=trust',
+      '--encoding=UTF8',
+      '--no-instructions',
+    ]);
     const init = spawnSync(bin, args, { encoding: 'utf8' });
     if (init.status !== 0) throw new Error(`initdb failed: ${(init.stderr || init.stdout).trim().split('\n').slice(-3).join(' ')}`);
   }
@@ -74,7 +86,8 @@ export async function startPostgres(opts: { dataDir: string; port?: number; read
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`postgres exited during start-up: ${stderr.trim().split('\n').slice(-3).join(' ')}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`postgres exited during start-up: ${stderr.trim().split('\n').slice(-3).join(' ')}`);
     if (await answers(url)) break;
     if (Date.now() > deadline) {
       await stop(child);

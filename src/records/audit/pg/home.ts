@@ -37,7 +37,10 @@ async function lanes(store: PgAuditStore, q: LaneQuery, shipped: Partial<Record<
   const bounds = Object.entries(shipped).filter((e): e is [ChainName, number] => (e[1] ?? 0) > 0);
   const live = (params: unknown[]): string => {
     const matches = matchesSql(search, params);
-    params.push(bounds.map(([c]) => c), bounds.map(([, n]) => n));
+    params.push(
+      bounds.map(([c]) => c),
+      bounds.map(([, n]) => n),
+    );
     return `(${matches}) m JOIN unnest($${params.length - 1}::text[], $${params.length}::bigint[]) AS b(chain, hi) ON b.chain = m.chain AND m.seq <= b.hi`;
   };
   const kept = (params: unknown[]): string => `(${matchesSql(search, params, KEPT_TABLES)}) m`;

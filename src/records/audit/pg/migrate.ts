@@ -55,7 +55,9 @@ export async function grantAuditWriter(client: pg.ClientBase, appRole: string): 
   const role = pg.escapeIdentifier(appRole);
   await client.query(`GRANT USAGE ON SCHEMA ${AUDIT_SCHEMA} TO ${role}`);
   await client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA ${AUDIT_SCHEMA} FROM ${role}`);
-  await client.query(`GRANT SELECT, INSERT ON ${AUDIT_SCHEMA}.entries, ${AUDIT_SCHEMA}.entry_values, ${AUDIT_SCHEMA}.checkpoints TO ${role}`);
+  await client.query(
+    `GRANT SELECT, INSERT ON ${AUDIT_SCHEMA}.entries, ${AUDIT_SCHEMA}.entry_values, ${AUDIT_SCHEMA}.checkpoints TO ${role}`,
+  );
   await client.query(`GRANT SELECT ON ${AUDIT_SCHEMA}.retention_cuts TO ${role}`);
   // Disclosures retention kept past their month (pg/retention.ts): read, never written, by the application.
   await client.query(`GRANT SELECT ON ${AUDIT_SCHEMA}.kept, ${AUDIT_SCHEMA}.kept_values TO ${role}`);

@@ -7,7 +7,13 @@ const SQLSTATE_OUTAGE = /^(08|57P0[1-3]|53300|57014|40001|40P01)/;
 
 const NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 
-const MESSAGES = [/^Connection terminated/, /timeout exceeded when trying to connect/, /^Client has encountered a connection error/, /^Cannot use a pool after calling end/, /Connection terminated due to connection timeout/];
+const MESSAGES = [
+  /^Connection terminated/,
+  /timeout exceeded when trying to connect/,
+  /^Client has encountered a connection error/,
+  /^Cannot use a pool after calling end/,
+  /Connection terminated due to connection timeout/,
+];
 
 export function isPgOutage(err: unknown): boolean {
   if (!err || typeof err !== 'object') return false;

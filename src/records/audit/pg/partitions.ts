@@ -16,7 +16,9 @@ export function monthStart(at: Date | number): Date {
 /** Creates the partitions for the months of these instants ahead of use (e.g. this month and next). */
 export async function ensurePartitions(db: pg.Pool | pg.ClientBase, instants: Array<Date | number>): Promise<number> {
   if (!instants.length) return 0;
-  const { rows } = await db.query<{ created: number }>('SELECT audit.ensure_partitions($1::timestamptz[]) AS created', [instants.map((i) => new Date(i).toISOString())]);
+  const { rows } = await db.query<{ created: number }>('SELECT audit.ensure_partitions($1::timestamptz[]) AS created', [
+    instants.map((i) => new Date(i).toISOString()),
+  ]);
   return rows[0]!.created;
 }
 

@@ -21,7 +21,14 @@ export class ResumeRefusedError extends Error {
  * intake takes PostgreSQL's trail id. What the intake held and had not shipped when it was lost is
  * gone; verify cannot see it, so the operator's incident record has to (docs/audit-postgres.md).
  */
-export async function resumeIntake(deps: { db: AuditDatabase; redis: RedisClient; keyspace: Keyspace; checkpoints: CheckpointStore; keys: CheckpointKeys; every: number }): Promise<Array<{ chain: ChainName; seq: number }>> {
+export async function resumeIntake(deps: {
+  db: AuditDatabase;
+  redis: RedisClient;
+  keyspace: Keyspace;
+  checkpoints: CheckpointStore;
+  keys: CheckpointKeys;
+  every: number;
+}): Promise<Array<{ chain: ChainName; seq: number }>> {
   const { db, redis, keyspace, checkpoints } = deps;
   const chains = (await db.store.chains()).filter(isChainName);
   for (const chain of chains) {
@@ -34,14 +41,18 @@ export async function resumeIntake(deps: { db: AuditDatabase; redis: RedisClient
   if (!trailId) throw new ResumeRefusedError('the audit database holds no trail yet: nothing to resume');
   const reports = await verifyChains(db.store, { keys: deps.keys, every: deps.every });
   const bad = reports.find((r) => !r.ok);
-  if (bad) throw new ResumeRefusedError(`the ${bad.chain} chain does not verify in PostgreSQL, so nothing was resumed: ${bad.problem!.message}`);
+  if (bad)
+    throw new ResumeRefusedError(`the ${bad.chain} chain does not verify in PostgreSQL, so nothing was resumed: ${bad.problem!.message}`);
 
   const resumed: Array<{ chain: ChainName; seq: number }> = [];
   for (const chain of chains) {
     const seq = await db.store.highestSeq(chain);
     if (!seq) continue;
     const [last] = await db.store.entries(chain, seq - 1, 1);
-    if (!last || last.seq !== seq) throw new ResumeRefusedError(`the ${chain} chain's head (seq ${seq}) is not in PostgreSQL any more (retention dropped it): nothing to continue from`);
+    if (!last || last.seq !== seq)
+      throw new ResumeRefusedError(
+        `the ${chain} chain's head (seq ${seq}) is not in PostgreSQL any more (retention dropped it): nothing to continue from`,
+      );
     const signed = await checkpoints.writeAt(chain, { seq, hash: last.hash, sid: streamId(seq) }, 'ship-cut');
     await db.store.insertCheckpoint(signed.jws);
     const multi = redis.multi();

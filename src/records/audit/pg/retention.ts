@@ -97,23 +97,38 @@ export async function pgPurge(deps: PgPurgeDeps): Promise<PgPurgeResult> {
   const reader = new PgAuditStore(deps.ownerUrl, { max: 2, statementTimeoutMs: 0 });
   let locked = false;
   try {
-    const { rows: owner } = await client.query<{ owner: boolean }>("SELECT pg_has_role(current_user, c.relowner, 'USAGE') AS owner FROM pg_class c WHERE c.oid = 'audit.entries'::regclass");
-    if (!owner[0]?.owner) throw new PgPurgeRefusedError('retention must connect as the owner of the audit schema (AUTHZ_AUDIT_DATABASE_OWNER_URL): the application role may not drop anything');
+    const { rows: owner } = await client.query<{ owner: boolean }>(
+      "SELECT pg_has_role(current_user, c.relowner, 'USAGE') AS owner FROM pg_class c WHERE c.oid = 'audit.entries'::regclass",
+    );
+    if (!owner[0]?.owner)
+      throw new PgPurgeRefusedError(
+        'retention must connect as the owner of the audit schema (AUTHZ_AUDIT_DATABASE_OWNER_URL): the application role may not drop anything',
+      );
     locked = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [LOCK])).rows[0]!.ok;
     if (!locked) throw new PgPurgeRefusedError('another retention run holds the lock on this audit database');
 
-    const reports = await verifyChains(reader, { keys: deps.keys, every: config.audit.checkpointEvery, entriesBefore: before, keptBefore: keptFromKey, page });
+    const reports = await verifyChains(reader, {
+      keys: deps.keys,
+      every: config.audit.checkpointEvery,
+      entriesBefore: before,
+      keptBefore: keptFromKey,
+      page,
+    });
     const bad = reports.filter((r) => !r.ok);
     if (bad.length) {
       const p = bad[0]!.problem!;
-      throw new PgPurgeRefusedError(`the ${p.chain} chain does not verify in PostgreSQL; nothing was purged: ${p.kind} at seq ${p.seq}: ${p.message}`, reports);
+      throw new PgPurgeRefusedError(
+        `the ${p.chain} chain does not verify in PostgreSQL; nothing was purged: ${p.kind} at seq ${p.seq}: ${p.message}`,
+        reports,
+      );
     }
 
     const parts = await partitions(client);
     const facts = { removed: 0, kept: 0, keptRemoved: 0 };
     const signed: Array<CheckpointPayload & { jws: string }> = [];
     const anchorAll = () => {
-      for (const s of signed.splice(0)) deps.anchor?.record({ chain: s.chain, seq: s.seq, hash: s.hash, iat: s.iat, reason: s.reason, jws: s.jws });
+      for (const s of signed.splice(0))
+        deps.anchor?.record({ chain: s.chain, seq: s.seq, hash: s.hash, iat: s.iat, reason: s.reason, jws: s.jws });
     };
 
     // Kept months past the disclosure retention first: they are older than anything else dropped.
@@ -123,14 +138,18 @@ export async function pgPurge(deps: PgPurgeDeps): Promise<PgPurgeResult> {
       await inTransaction(client, async () => {
         const keptParts = expiring.filter((p) => p.parent === 'kept');
         const { rows } = keptParts.length
-          ? await client.query<{ chain: string; n: string }>(`SELECT chain, count(*) AS n FROM (${keptParts.map((p) => `SELECT chain FROM audit.${pg.escapeIdentifier(p.name)}`).join(' UNION ALL ')}) k GROUP BY chain ORDER BY chain`)
+          ? await client.query<{ chain: string; n: string }>(
+              `SELECT chain, count(*) AS n FROM (${keptParts.map((p) => `SELECT chain FROM audit.${pg.escapeIdentifier(p.name)}`).join(' UNION ALL ')}) k GROUP BY chain ORDER BY chain`,
+            )
           : { rows: [] };
         const cuts = await currentCuts(client);
         for (const r of rows) {
           facts.keptRemoved += Number(r.n);
           const cut = cuts.get(r.chain);
           if (!cut) throw new Error(`audit.kept holds entries of ${r.chain}, which retention never cut`);
-          signed.push(await signCut(client, deps, r.chain, cut, { from: cut.seq + 1, keptFrom: keptFromKey, kept: 0, keptDigest: EMPTY_KEPT_DIGEST }));
+          signed.push(
+            await signCut(client, deps, r.chain, cut, { from: cut.seq + 1, keptFrom: keptFromKey, kept: 0, keptDigest: EMPTY_KEPT_DIGEST }),
+          );
         }
         for (const p of expiring) await dropPartition(client, p);
       });
@@ -172,11 +191,27 @@ export async function pgPurge(deps: PgPurgeDeps): Promise<PgPurgeResult> {
         const cuts = await currentCuts(client);
         for (const end of ends) {
           const from = (cuts.get(end.chain)?.seq ?? 0) + 1;
-          if (Number(end.lo) !== from) throw new Error(`the ${end.chain} chain's entries of ${key} start at seq ${end.lo}, not after its cut (seq ${from - 1}): run \`smart-authz audit verify\``);
+          if (Number(end.lo) !== from)
+            throw new Error(
+              `the ${end.chain} chain's entries of ${key} start at seq ${end.lo}, not after its cut (seq ${from - 1}): run \`smart-authz audit verify\``,
+            );
           const digest = keep ? await digestKept(client, end.chain, month.from, page) : new KeptDigest();
           const cut = { seq: Number(end.hi), hash: end.hash.toString('hex') };
-          signed.push(await signCut(client, deps, end.chain, cut, { month: key, from, keptFrom: keptFromKey, kept: digest.count, keptDigest: digest.hex() }));
-          await client.query(`INSERT INTO audit.retention_cuts (chain, seq, hash, before) VALUES ($1, $2, $3, $4)`, [end.chain, cut.seq, end.hash, new Date(monthEndOf(month.from)).toISOString()]);
+          signed.push(
+            await signCut(client, deps, end.chain, cut, {
+              month: key,
+              from,
+              keptFrom: keptFromKey,
+              kept: digest.count,
+              keptDigest: digest.hex(),
+            }),
+          );
+          await client.query(`INSERT INTO audit.retention_cuts (chain, seq, hash, before) VALUES ($1, $2, $3, $4)`, [
+            end.chain,
+            cut.seq,
+            end.hash,
+            new Date(monthEndOf(month.from)).toISOString(),
+          ]);
           facts.removed += Number(end.n);
         }
         facts.removed -= keptHere;
@@ -240,7 +275,9 @@ async function partitions(client: pg.Client): Promise<Partition[]> {
 
 /** Each chain's newest cut (audit.retention_cuts). */
 async function currentCuts(client: pg.Client): Promise<Map<string, { seq: number; hash: string }>> {
-  const { rows } = await client.query<{ chain: string; seq: string; hash: Buffer }>('SELECT DISTINCT ON (chain) chain, seq, hash FROM audit.retention_cuts ORDER BY chain, seq DESC');
+  const { rows } = await client.query<{ chain: string; seq: string; hash: Buffer }>(
+    'SELECT DISTINCT ON (chain) chain, seq, hash FROM audit.retention_cuts ORDER BY chain, seq DESC',
+  );
   return new Map(rows.map((r) => [r.chain, { seq: Number(r.seq), hash: r.hash.toString('hex') }]));
 }
 
@@ -249,8 +286,13 @@ async function ensureKeptPartitions(client: pg.Client, from: number): Promise<{ 
   const lo = new Date(from).toISOString();
   const hi = new Date(monthEndOf(from)).toISOString();
   const names = { entries: `kept_${suffix}`, values: `kept_values_${suffix}` };
-  for (const [parent, name] of [['kept', names.entries], ['kept_values', names.values]] as const) {
-    await client.query(`CREATE TABLE IF NOT EXISTS audit.${pg.escapeIdentifier(name)} PARTITION OF audit.${parent} FOR VALUES FROM ('${lo}') TO ('${hi}')`);
+  for (const [parent, name] of [
+    ['kept', names.entries],
+    ['kept_values', names.values],
+  ] as const) {
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS audit.${pg.escapeIdentifier(name)} PARTITION OF audit.${parent} FOR VALUES FROM ('${lo}') TO ('${hi}')`,
+    );
   }
   return names;
 }
@@ -265,7 +307,7 @@ async function digestKept(client: pg.Client, chain: string, from: number, page: 
   const digest = new KeptDigest();
   const lo = new Date(from).toISOString();
   const hi = new Date(monthEndOf(from)).toISOString();
-  for (let after = 0; ; ) {
+  for (let after = 0; ;) {
     const { rows } = await client.query<Parameters<typeof entryOf>[0]>(
       `SELECT ${ENTRY_COLUMNS} FROM audit.kept WHERE chain = $1 AND t >= $2 AND t < $3 AND seq > $4 ORDER BY seq LIMIT $5`,
       [chain, lo, hi, after, page],
@@ -277,10 +319,31 @@ async function digestKept(client: pg.Client, chain: string, from: number, page: 
 }
 
 /** Signs a `retention-cut` checkpoint at a chain's cut and stores it (in the caller's transaction). */
-async function signCut(client: pg.Client, deps: PgPurgeDeps, chain: string, cut: { seq: number; hash: string }, retention: RetentionCutFacts): Promise<CheckpointPayload & { jws: string }> {
+async function signCut(
+  client: pg.Client,
+  deps: PgPurgeDeps,
+  chain: string,
+  cut: { seq: number; hash: string },
+  retention: RetentionCutFacts,
+): Promise<CheckpointPayload & { jws: string }> {
   if (!isChainName(chain)) throw new Error(`cannot sign a checkpoint for the chain ${JSON.stringify(chain)}: not a trail chain name`);
-  const payload: CheckpointPayload = { iss: deps.config.issuer, chain, seq: cut.seq, hash: cut.hash, iat: Math.floor(Date.now() / 1000), reason: 'retention-cut', retention };
+  const payload: CheckpointPayload = {
+    iss: deps.config.issuer,
+    chain,
+    seq: cut.seq,
+    hash: cut.hash,
+    iat: Math.floor(Date.now() / 1000),
+    reason: 'retention-cut',
+    retention,
+  };
   const jws = await signCheckpoint(deps.keys, payload);
-  await client.query("INSERT INTO audit.checkpoints (chain, seq, hash, iat, reason, jws) VALUES ($1, $2, decode($3, 'hex'), $4, $5, $6)", [chain, cut.seq, cut.hash, payload.iat, payload.reason, jws]);
+  await client.query("INSERT INTO audit.checkpoints (chain, seq, hash, iat, reason, jws) VALUES ($1, $2, decode($3, 'hex'), $4, $5, $6)", [
+    chain,
+    cut.seq,
+    cut.hash,
+    payload.iat,
+    payload.reason,
+    jws,
+  ]);
   return { ...payload, jws };
 }

@@ -46,7 +46,8 @@ export function matchesSql(q: AuditSearch, params: unknown[], tables: MatchTable
     params.push(from);
     fromIndex = params.length;
   }
-  const window = (alias: string) => `${alias}.t <= audit.ms_to_ts($${toIndex}::bigint)${from === undefined ? '' : ` AND ${alias}.t >= audit.ms_to_ts($${fromIndex}::bigint)`}`;
+  const window = (alias: string) =>
+    `${alias}.t <= audit.ms_to_ts($${toIndex}::bigint)${from === undefined ? '' : ` AND ${alias}.t >= audit.ms_to_ts($${fromIndex}::bigint)`}`;
   if (!q.clauses.length) return `SELECT e.t, e.chain, e.seq FROM ${tables.entries} e WHERE ${window('e')}`;
   const termsParam = (values: string[], param: string) => {
     params.push(values.map((v) => encodeTerm(param, v)));

@@ -69,7 +69,15 @@ interface EntryRow {
 export const ENTRY_COLUMNS = 'chain, seq, prev, hash, id, event, audit.ts_to_ms(t) AS t';
 
 export function entryOf(r: EntryRow): PgEntry {
-  return { chain: r.chain, seq: Number(r.seq), prev: r.prev.toString('hex'), hash: r.hash.toString('hex'), id: r.id, event: r.event, t: Number(r.t) };
+  return {
+    chain: r.chain,
+    seq: Number(r.seq),
+    prev: r.prev.toString('hex'),
+    hash: r.hash.toString('hex'),
+    id: r.id,
+    event: r.event,
+    t: Number(r.t),
+  };
 }
 
 function payloadOf(jws: string): Partial<PgCheckpoint> {
@@ -91,7 +99,12 @@ export class PgAuditStore {
   readonly pool: pg.Pool;
 
   constructor(url: string, opts: PgAuditStoreOptions = {}) {
-    this.pool = new pg.Pool({ connectionString: url, max: opts.max ?? 4, statement_timeout: opts.statementTimeoutMs ?? 30_000, application_name: 'smart-authz-audit' });
+    this.pool = new pg.Pool({
+      connectionString: url,
+      max: opts.max ?? 4,
+      statement_timeout: opts.statementTimeoutMs ?? 30_000,
+      application_name: 'smart-authz-audit',
+    });
     // An idle client's error (PostgreSQL restarted) must not crash the process; the next query reports it.
     this.pool.on('error', () => {});
   }
@@ -115,7 +128,17 @@ export class PgAuditStore {
     try {
       const { rows } = await this.pool.query<{ n: number }>(
         'SELECT audit.insert_entries($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::int[], $9::text[]) AS n',
-        [entries.map((e) => e.chain), entries.map((e) => e.seq), entries.map((e) => e.prev), entries.map((e) => e.hash), entries.map((e) => e.id), entries.map((e) => e.event), entries.map((e) => e.t), termEntry, terms],
+        [
+          entries.map((e) => e.chain),
+          entries.map((e) => e.seq),
+          entries.map((e) => e.prev),
+          entries.map((e) => e.hash),
+          entries.map((e) => e.id),
+          entries.map((e) => e.event),
+          entries.map((e) => e.t),
+          termEntry,
+          terms,
+        ],
       );
       return rows[0]!.n;
     } catch (err) {
@@ -137,13 +160,19 @@ export class PgAuditStore {
 
   /** Up to `count` entries of a chain in seq order, after `afterSeq` (keyset paging, for verify and export). */
   async entries(chain: string, afterSeq: number, count: number): Promise<PgEntry[]> {
-    const { rows } = await this.pool.query<EntryRow>(`SELECT ${ENTRY_COLUMNS} FROM audit.entries WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [chain, afterSeq, count]);
+    const { rows } = await this.pool.query<EntryRow>(
+      `SELECT ${ENTRY_COLUMNS} FROM audit.entries WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+      [chain, afterSeq, count],
+    );
     return rows.map(entryOf);
   }
 
   /** Up to `count` kept disclosures of a chain (audit.kept, retention) in seq order, after `afterSeq`. */
   async kept(chain: string, afterSeq: number, count: number): Promise<PgEntry[]> {
-    const { rows } = await this.pool.query<EntryRow>(`SELECT ${ENTRY_COLUMNS} FROM audit.kept WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [chain, afterSeq, count]);
+    const { rows } = await this.pool.query<EntryRow>(
+      `SELECT ${ENTRY_COLUMNS} FROM audit.kept WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+      [chain, afterSeq, count],
+    );
     return rows.map(entryOf);
   }
 
@@ -192,7 +221,13 @@ export class PgAuditStore {
   /** Stores a signed checkpoint (idempotent). Its fields are read unverified: verify checks the signature. */
   async insertCheckpoint(jws: string): Promise<boolean> {
     const p = payloadOf(jws);
-    if (typeof p.chain !== 'string' || !Number.isInteger(p.seq) || typeof p.hash !== 'string' || !/^[0-9a-f]{64}$/.test(p.hash) || !Number.isInteger(p.iat)) {
+    if (
+      typeof p.chain !== 'string' ||
+      !Number.isInteger(p.seq) ||
+      typeof p.hash !== 'string' ||
+      !/^[0-9a-f]{64}$/.test(p.hash) ||
+      !Number.isInteger(p.iat)
+    ) {
       throw new AuditIntegrityError('not an audit checkpoint (compact JWS with chain, seq, hash, iat)', 'AU000');
     }
     const { rowCount } = await this.pool.query(
@@ -208,12 +243,21 @@ export class PgAuditStore {
       'SELECT chain, seq, hash, iat, reason, jws FROM audit.checkpoints WHERE chain = $1 ORDER BY seq, iat, jws',
       [chain],
     );
-    return rows.map((r) => ({ chain: r.chain, seq: Number(r.seq), hash: r.hash.toString('hex'), iat: Number(r.iat), reason: r.reason, jws: r.jws }));
+    return rows.map((r) => ({
+      chain: r.chain,
+      seq: Number(r.seq),
+      hash: r.hash.toString('hex'),
+      iat: Number(r.iat),
+      reason: r.reason,
+      jws: r.jws,
+    }));
   }
 
   /** Where retention cut each chain (the last entry dropped), if it did. */
   async retentionCuts(): Promise<Map<string, { seq: number; hash: string }>> {
-    const { rows } = await this.pool.query<{ chain: string; seq: string; hash: Buffer }>('SELECT DISTINCT ON (chain) chain, seq, hash FROM audit.retention_cuts ORDER BY chain, seq DESC');
+    const { rows } = await this.pool.query<{ chain: string; seq: string; hash: Buffer }>(
+      'SELECT DISTINCT ON (chain) chain, seq, hash FROM audit.retention_cuts ORDER BY chain, seq DESC',
+    );
     return new Map(rows.map((r) => [r.chain, { seq: Number(r.seq), hash: r.hash.toString('hex') }]));
   }
 

@@ -85,7 +85,13 @@ export async function verifyChains(store: PgAuditStore, opts: PgVerifyOptions = 
   return out;
 }
 
-async function verifyOne(store: PgAuditStore, chain: string, recordedCut: { seq: number; hash: string } | undefined, jwks: JWK[] | undefined, opts: PgVerifyOptions): Promise<PgVerifyReport> {
+async function verifyOne(
+  store: PgAuditStore,
+  chain: string,
+  recordedCut: { seq: number; hash: string } | undefined,
+  jwks: JWK[] | undefined,
+  opts: PgVerifyOptions,
+): Promise<PgVerifyReport> {
   const all = await store.checkpoints(chain);
   let entries = 0;
   let kept = 0;
@@ -93,7 +99,17 @@ async function verifyOne(store: PgAuditStore, chain: string, recordedCut: { seq:
   let lastSeq = 0;
   let checkpoints: PgCheckpoint[] = [];
   let retentionCuts = 0;
-  const report = (problem?: PgVerifyProblem): PgVerifyReport => ({ chain, ok: !problem, entries, startSeq, lastSeq, checkpoints: checkpoints.length, kept, retentionCuts, ...(problem ? { problem } : {}) });
+  const report = (problem?: PgVerifyProblem): PgVerifyReport => ({
+    chain,
+    ok: !problem,
+    entries,
+    startSeq,
+    lastSeq,
+    checkpoints: checkpoints.length,
+    kept,
+    retentionCuts,
+    ...(problem ? { problem } : {}),
+  });
 
   const signed = await signedCutsOf(chain, all, jwks);
   if (!Array.isArray(signed)) return report(signed);
@@ -114,13 +130,15 @@ async function verifyOne(store: PgAuditStore, chain: string, recordedCut: { seq:
     if (jwks) {
       try {
         const payload = await verifyCheckpoint(c.jws, jwks);
-        if (payload.chain !== chain || payload.seq !== c.seq || payload.hash !== c.hash) throw new CheckpointError(`is stored as seq ${c.seq} of ${chain} but signs seq ${payload.seq} of ${payload.chain}`);
+        if (payload.chain !== chain || payload.seq !== c.seq || payload.hash !== c.hash)
+          throw new CheckpointError(`is stored as seq ${c.seq} of ${chain} but signs seq ${payload.seq} of ${payload.chain}`);
       } catch (err) {
         return report({ kind: 'checkpoint', chain, seq: c.seq, message: `checkpoint at seq ${c.seq} ${(err as Error).message}` });
       }
     }
     const same = bySeq.get(c.seq) ?? [];
-    if (same.some((s) => s.hash !== c.hash)) return report({ kind: 'checkpoint', chain, seq: c.seq, message: `two checkpoints disagree about the hash at seq ${c.seq}` });
+    if (same.some((s) => s.hash !== c.hash))
+      return report({ kind: 'checkpoint', chain, seq: c.seq, message: `two checkpoints disagree about the hash at seq ${c.seq}` });
     bySeq.set(c.seq, [...same, c]);
   }
 
@@ -129,27 +147,45 @@ async function verifyOne(store: PgAuditStore, chain: string, recordedCut: { seq:
   let previous: PgEntry | undefined;
   const page = opts.page ?? 1000;
   let bounded = false;
-  for (let after = startSeq; !bounded; ) {
+  for (let after = startSeq; !bounded;) {
     const batch = await store.entries(chain, after, page);
     for (const e of batch) {
       entries++;
       if (e.seq !== expectedSeq) {
         // Pages are in seq order, so a higher seq means the ones between are not stored.
-        return report({ kind: 'removed', chain, seq: expectedSeq, message: `entries seq ${expectedSeq}${e.seq - 1 > expectedSeq ? `–${e.seq - 1}` : ''} are missing (next present: seq ${e.seq})` });
+        return report({
+          kind: 'removed',
+          chain,
+          seq: expectedSeq,
+          message: `entries seq ${expectedSeq}${e.seq - 1 > expectedSeq ? `–${e.seq - 1}` : ''} are missing (next present: seq ${e.seq})`,
+        });
       }
-      if (entryHash(e.seq, e.prev, e.event) !== e.hash) return report({ kind: 'altered', chain, seq: e.seq, message: `entry seq ${e.seq} does not match its hash` });
+      if (entryHash(e.seq, e.prev, e.event) !== e.hash)
+        return report({ kind: 'altered', chain, seq: e.seq, message: `entry seq ${e.seq} does not match its hash` });
       if (e.prev !== prevHash) {
-        const message = previous ? `entry seq ${previous.seq} was rewritten: its hash is not the one entry seq ${e.seq} links to` : `entry seq ${e.seq} does not link to ${cut ? `retention's signed cut at seq ${cut.seq}` : 'the genesis'}`;
+        const message = previous
+          ? `entry seq ${previous.seq} was rewritten: its hash is not the one entry seq ${e.seq} links to`
+          : `entry seq ${e.seq} does not link to ${cut ? `retention's signed cut at seq ${cut.seq}` : 'the genesis'}`;
         return report({ kind: 'altered', chain, seq: previous?.seq ?? e.seq, message });
       }
       const recorded = recordedOf(e.event);
       const expectedT = previous ? Math.max(recorded, previous.t) : undefined;
       if (!(e.t >= recorded) || (expectedT !== undefined && e.t !== expectedT)) {
-        return report({ kind: 'altered', chain, seq: e.seq, message: `entry seq ${e.seq} has trail time ${e.t} where ${expectedT ?? `at least ${recorded}`} was written: its place in date searches was changed` });
+        return report({
+          kind: 'altered',
+          chain,
+          seq: e.seq,
+          message: `entry seq ${e.seq} has trail time ${e.t} where ${expectedT ?? `at least ${recorded}`} was written: its place in date searches was changed`,
+        });
       }
       const signed = bySeq.get(e.seq)?.[0];
       if (signed && signed.hash !== e.hash) {
-        return report({ kind: 'altered', chain, seq: e.seq, message: `entry seq ${e.seq} or one before it was rewritten: its hash differs from the checkpoint's` });
+        return report({
+          kind: 'altered',
+          chain,
+          seq: e.seq,
+          message: `entry seq ${e.seq} or one before it was rewritten: its hash differs from the checkpoint's`,
+        });
       }
       prevHash = e.hash;
       lastSeq = e.seq;
@@ -166,11 +202,22 @@ async function verifyOne(store: PgAuditStore, chain: string, recordedCut: { seq:
   if (opts.entriesBefore !== undefined) return report();
   const lastCheckpoint = checkpoints.reduce((m, c) => Math.max(m, c.seq), 0);
   if (lastSeq < lastCheckpoint) {
-    return report({ kind: 'removed', chain, seq: lastSeq + 1, message: `entries seq ${lastSeq + 1}–${lastCheckpoint} are missing from the end of the chain (a checkpoint signs seq ${lastCheckpoint})` });
+    return report({
+      kind: 'removed',
+      chain,
+      seq: lastSeq + 1,
+      message: `entries seq ${lastSeq + 1}–${lastCheckpoint} are missing from the end of the chain (a checkpoint signs seq ${lastCheckpoint})`,
+    });
   }
   if (opts.every) {
     for (let seq = (Math.floor(startSeq / opts.every) + 1) * opts.every; seq <= lastSeq; seq += opts.every) {
-      if (!bySeq.has(seq)) return report({ kind: 'checkpoint', chain, seq, message: `no checkpoint at seq ${seq}, where one is required every ${opts.every} entries` });
+      if (!bySeq.has(seq))
+        return report({
+          kind: 'checkpoint',
+          chain,
+          seq,
+          message: `no checkpoint at seq ${seq}, where one is required every ${opts.every} entries`,
+        });
     }
   }
   return report();
@@ -217,11 +264,27 @@ async function signedCutsOf(chain: string, all: PgCheckpoint[], jwks: JWK[] | un
       try {
         payload = await verifyCheckpoint(c.jws, jwks);
       } catch (err) {
-        return { kind: 'checkpoint', chain, seq: c.seq, message: `the retention cut checkpoint at seq ${c.seq} ${(err as Error).message}: the cut is forged or signed by a key no longer published` };
+        return {
+          kind: 'checkpoint',
+          chain,
+          seq: c.seq,
+          message: `the retention cut checkpoint at seq ${c.seq} ${(err as Error).message}: the cut is forged or signed by a key no longer published`,
+        };
       }
     }
-    if (payload.reason !== 'retention-cut' || payload.chain !== chain || payload.seq !== c.seq || payload.hash !== c.hash || !isFacts(payload.retention)) {
-      return { kind: 'checkpoint', chain, seq: c.seq, message: `the retention cut checkpoint at seq ${c.seq} does not sign what it is stored as (chain, seq, hash and the retention facts)` };
+    if (
+      payload.reason !== 'retention-cut' ||
+      payload.chain !== chain ||
+      payload.seq !== c.seq ||
+      payload.hash !== c.hash ||
+      !isFacts(payload.retention)
+    ) {
+      return {
+        kind: 'checkpoint',
+        chain,
+        seq: c.seq,
+        message: `the retention cut checkpoint at seq ${c.seq} does not sign what it is stored as (chain, seq, hash and the retention facts)`,
+      };
     }
     out.push({ ...payload.retention, seq: c.seq, hash: c.hash });
   }
@@ -237,12 +300,22 @@ interface Retention {
   keptFrom: string;
 }
 
-function retentionOf(chain: string, signed: SignedCut[], recorded: { seq: number; hash: string } | undefined): Retention | { problem: PgVerifyProblem } {
+function retentionOf(
+  chain: string,
+  signed: SignedCut[],
+  recorded: { seq: number; hash: string } | undefined,
+): Retention | { problem: PgVerifyProblem } {
   const fail = (seq: number, message: string) => ({ problem: { kind: 'checkpoint' as const, chain, seq, message } });
-  const ranges = signed.filter((c): c is SignedCut & { month: string } => c.month !== undefined).sort((a, b) => a.from - b.from || a.seq - b.seq);
+  const ranges = signed
+    .filter((c): c is SignedCut & { month: string } => c.month !== undefined)
+    .sort((a, b) => a.from - b.from || a.seq - b.seq);
   let next = 1;
   for (const r of ranges) {
-    if (r.from > next) return fail(next, `entries seq ${next}–${r.from - 1} were dropped without a signed retention cut (the signed cuts resume at seq ${r.from})`);
+    if (r.from > next)
+      return fail(
+        next,
+        `entries seq ${next}–${r.from - 1} were dropped without a signed retention cut (the signed cuts resume at seq ${r.from})`,
+      );
     if (r.from < next || r.seq < r.from) return fail(r.from, `two signed retention cuts overlap at seq ${r.from}`);
     next = r.seq + 1;
   }
@@ -255,9 +328,13 @@ function retentionOf(chain: string, signed: SignedCut[], recorded: { seq: number
   }
   const cut = last ? { seq: last.seq, hash: last.hash } : undefined;
   if (recorded && (!cut || recorded.seq !== cut.seq || recorded.hash !== cut.hash)) {
-    return fail(recorded.seq, `retention cut the chain at seq ${recorded.seq}, but no valid signed retention-cut checkpoint is there${cut ? ` (the newest signed cut is at seq ${cut.seq})` : ''}: the cut is unsigned, or its checkpoint was removed or forged`);
+    return fail(
+      recorded.seq,
+      `retention cut the chain at seq ${recorded.seq}, but no valid signed retention-cut checkpoint is there${cut ? ` (the newest signed cut is at seq ${cut.seq})` : ''}: the cut is unsigned, or its checkpoint was removed or forged`,
+    );
   }
-  if (cut && !recorded) return fail(cut.seq, `a signed retention cut at seq ${cut.seq} has no record in audit.retention_cuts: the record was removed`);
+  if (cut && !recorded)
+    return fail(cut.seq, `a signed retention cut at seq ${cut.seq} has no record in audit.retention_cuts: the record was removed`);
   const keptFrom = signed.reduce((m, c) => (c.keptFrom > m ? c.keptFrom : m), '0000-01');
   return { ...(cut ? { cut } : {}), ranges, keptFrom };
 }
@@ -267,7 +344,14 @@ function retentionOf(chain: string, signed: SignedCut[], recorded: { seq: number
  * kept entries (unless the range's month is past the disclosure floor) must recompute to their
  * hash, lie in the signed month and hash to the signed digest; none may lie outside every range.
  */
-async function checkKept(store: PgAuditStore, chain: string, ranges: Retention['ranges'], keptFrom: string, opts: PgVerifyOptions, count: (n: number) => void): Promise<PgVerifyProblem | undefined> {
+async function checkKept(
+  store: PgAuditStore,
+  chain: string,
+  ranges: Retention['ranges'],
+  keptFrom: string,
+  opts: PgVerifyOptions,
+  count: (n: number) => void,
+): Promise<PgVerifyProblem | undefined> {
   const page = opts.page ?? 1000;
   let buf: PgEntry[] = [];
   let after = 0;
@@ -288,15 +372,27 @@ async function checkKept(store: PgAuditStore, chain: string, ranges: Retention['
     for (let e = await next(); e && e.seq <= r.seq; e = await next()) {
       buf.shift();
       if (expired) continue;
-      if (entryHash(e.seq, e.prev, e.event) !== e.hash) return { kind: 'altered', chain, seq: e.seq, message: `kept disclosure seq ${e.seq} (${r.month}) does not match its hash` };
-      if (monthKey(e.t) !== r.month) return { kind: 'altered', chain, seq: e.seq, message: `kept disclosure seq ${e.seq} has trail time ${e.t}, outside ${r.month} where retention kept it` };
+      if (entryHash(e.seq, e.prev, e.event) !== e.hash)
+        return { kind: 'altered', chain, seq: e.seq, message: `kept disclosure seq ${e.seq} (${r.month}) does not match its hash` };
+      if (monthKey(e.t) !== r.month)
+        return {
+          kind: 'altered',
+          chain,
+          seq: e.seq,
+          message: `kept disclosure seq ${e.seq} has trail time ${e.t}, outside ${r.month} where retention kept it`,
+        };
       digest.add(e);
       count(++checked);
     }
     if (expired) continue;
     const hex = digest.hex();
     if (digest.count !== r.kept || hex !== r.keptDigest) {
-      const what = digest.count < r.kept ? `${r.kept - digest.count} were removed` : digest.count > r.kept ? `${digest.count - r.kept} were added` : 'one was altered (its hash, time or id)';
+      const what =
+        digest.count < r.kept
+          ? `${r.kept - digest.count} were removed`
+          : digest.count > r.kept
+            ? `${digest.count - r.kept} were added`
+            : 'one was altered (its hash, time or id)';
       return {
         kind: digest.count < r.kept ? 'removed' : 'altered',
         chain,
@@ -307,6 +403,12 @@ async function checkKept(store: PgAuditStore, chain: string, ranges: Retention['
   }
   if (opts.keptBefore !== undefined) return undefined;
   const stray = await next();
-  if (stray) return { kind: 'altered', chain, seq: stray.seq, message: `kept disclosure seq ${stray.seq} is not covered by any signed retention cut` };
+  if (stray)
+    return {
+      kind: 'altered',
+      chain,
+      seq: stray.seq,
+      message: `kept disclosure seq ${stray.seq} is not covered by any signed retention cut`,
+    };
   return undefined;
 }

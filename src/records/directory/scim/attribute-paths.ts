@@ -61,7 +61,10 @@ export function resolveAttributePath(rt: ResourceTypeDef, path: string): Resolve
 }
 
 /** The object holding a resolved attribute: the resource itself or its extension object. */
-export function container(resource: Record<string, unknown>, resolved: Pick<ResolvedAttribute, 'schema' | 'extension'>): Record<string, unknown> | undefined {
+export function container(
+  resource: Record<string, unknown>,
+  resolved: Pick<ResolvedAttribute, 'schema' | 'extension'>,
+): Record<string, unknown> | undefined {
   if (!resolved.extension) return resource;
   const ext = resource[resolved.schema.id];
   return ext && typeof ext === 'object' && !Array.isArray(ext) ? (ext as Record<string, unknown>) : undefined;

@@ -123,10 +123,16 @@ function comparison(def: AttributeDef, path: string, op: CompareOp, compValue: u
   }
   const ordering = op === 'gt' || op === 'ge' || op === 'lt' || op === 'le';
   const substring = op === 'co' || op === 'sw' || op === 'ew';
-  const order = (c: number): boolean => (op === 'gt' ? c > 0 : op === 'ge' ? c >= 0 : op === 'lt' ? c < 0 : op === 'le' ? c <= 0 : op === 'eq' ? c === 0 : c !== 0);
+  const order = (c: number): boolean =>
+    op === 'gt' ? c > 0 : op === 'ge' ? c >= 0 : op === 'lt' ? c < 0 : op === 'le' ? c <= 0 : op === 'eq' ? c === 0 : c !== 0;
   switch (def.type) {
     case 'boolean': {
-      const want = typeof compValue === 'boolean' ? compValue : typeof compValue === 'string' ? { true: true, false: false }[compValue.toLowerCase()] : undefined;
+      const want =
+        typeof compValue === 'boolean'
+          ? compValue
+          : typeof compValue === 'string'
+            ? { true: true, false: false }[compValue.toLowerCase()]
+            : undefined;
       if (want === undefined) throw invalidFilter(`${label} is a boolean; compare it with true or false`);
       if (ordering || substring) throw invalidFilter(`${label} is a boolean; only eq, ne and pr apply`);
       return (v) => v === want;
@@ -141,7 +147,8 @@ function comparison(def: AttributeDef, path: string, op: CompareOp, compValue: u
       if (typeof compValue !== 'string') throw invalidFilter(`${label} is a dateTime; compare it with a quoted xsd:dateTime`);
       if (!substring) {
         const want = Date.parse(compValue);
-        if (!Number.isFinite(want)) throw invalidFilter(`${label} is a dateTime; the value is not an xsd:dateTime such as 2024-05-01T12:00:00Z`);
+        if (!Number.isFinite(want))
+          throw invalidFilter(`${label} is a dateTime; the value is not an xsd:dateTime such as 2024-05-01T12:00:00Z`);
         return (v) => typeof v === 'string' && Number.isFinite(Date.parse(v)) && order(Date.parse(v) - want);
       }
       break;
@@ -154,7 +161,8 @@ function comparison(def: AttributeDef, path: string, op: CompareOp, compValue: u
     default:
       break;
   }
-  if (typeof compValue !== 'string' && typeof compValue !== 'number') throw invalidFilter(`${label} is a string; compare it with a quoted string`);
+  if (typeof compValue !== 'string' && typeof compValue !== 'number')
+    throw invalidFilter(`${label} is a string; compare it with a quoted string`);
   const want = lower(String(compValue), def.caseExact);
   const text = (v: unknown): string | undefined => (typeof v === 'string' ? lower(v, def.caseExact) : undefined);
   switch (op) {
@@ -317,7 +325,12 @@ export function compileFilter(text: string, rt: ResourceTypeDef, indexed: Indexe
 }
 
 /** Compiles a filter that applies to the items of one multi-valued attribute (PATCH `path` filters). */
-export function compileValueFilter(text: string, rt: ResourceTypeDef, parent: AttributeDef, parentPath: string): (item: Record<string, unknown>) => boolean {
+export function compileValueFilter(
+  text: string,
+  rt: ResourceTypeDef,
+  parent: AttributeDef,
+  parentPath: string,
+): (item: Record<string, unknown>) => boolean {
   const ast = parseFilterText(text);
   return compileNode(ast, { rt, parent: { def: parent, path: parentPath }, reads: new Set() });
 }

@@ -60,7 +60,9 @@ function sortKey(resolved: ResolvedAttribute): (r: Record<string, unknown>) => s
     const values = valuesAt(r, resolved);
     // Multi-valued: the primary value when there is one (RFC 7644 §3.4.2.3), else the first.
     const items = resolved.attr.multiValued && !resolved.sub ? values : undefined;
-    const v = items ? ((items.find((i) => (i as { primary?: boolean }).primary) ?? items[0]) as Record<string, unknown> | undefined)?.value : values[0];
+    const v = items
+      ? ((items.find((i) => (i as { primary?: boolean }).primary) ?? items[0]) as Record<string, unknown> | undefined)?.value
+      : values[0];
     if (v === undefined || v === null) return undefined;
     if (target.type === 'dateTime' && typeof v === 'string') return Date.parse(v);
     if (typeof v === 'string') return target.caseExact ? v : v.toLowerCase();
@@ -119,7 +121,11 @@ export async function runQuery<T extends Record<string, unknown>>(
       const why = filter
         ? `the filter can use no index (equality on ${Object.keys(indexed).join(', ')} can)`
         : `sorting by ${sort!.path} needs every ${rt.name} record`;
-      throw new ScimError(400, 'tooMany', `${why} and there are ${total} ${rt.name} resources, more than the ${limits.maxFilterScan} this server examines per request; narrow the filter with an indexed equality`);
+      throw new ScimError(
+        400,
+        'tooMany',
+        `${why} and there are ${total} ${rt.name} resources, more than the ${limits.maxFilterScan} this server examines per request; narrow the filter with an indexed equality`,
+      );
     }
     candidates = await source.idsInOrder(0, total, false);
   }

@@ -104,7 +104,14 @@ export function readAttribute(def: AttributeDef, value: unknown, label: string, 
   return out.length ? out : undefined;
 }
 
-function readAttributes(rt: ResourceTypeDef, schema: SchemaDef, input: Record<string, unknown>, labelPrefix: string, into: ReadResource, target: Record<string, unknown>): void {
+function readAttributes(
+  rt: ResourceTypeDef,
+  schema: SchemaDef,
+  input: Record<string, unknown>,
+  labelPrefix: string,
+  into: ReadResource,
+  target: Record<string, unknown>,
+): void {
   const defs = topLevelAttributes(rt, schema);
   for (const [key, raw] of Object.entries(input)) {
     const def = findAttribute(defs, key);
@@ -161,7 +168,9 @@ export function readResource(input: unknown, rt: ResourceTypeDef, defaults: Reco
 
 /** Attributes in the order the schemas list them, so stored and returned resources read alike. */
 function inSchemaOrder(rt: ResourceTypeDef, resource: Record<string, unknown>): Record<string, unknown> {
-  const ordered: Record<string, unknown> = { schemas: [rt.schema.id, ...rt.extensions.filter((e) => resource[e.id] !== undefined).map((e) => e.id)] };
+  const ordered: Record<string, unknown> = {
+    schemas: [rt.schema.id, ...rt.extensions.filter((e) => resource[e.id] !== undefined).map((e) => e.id)],
+  };
   for (const def of topLevelAttributes(rt, rt.schema)) {
     if (resource[def.name] !== undefined) ordered[def.name] = resource[def.name];
   }

@@ -61,10 +61,17 @@ function attr(name: string, type: AttributeType, description: string, o: Options
 }
 
 const str = (name: string, description: string, o: Options = {}) => attr(name, 'string', description, o);
-const complex = (name: string, description: string, subAttributes: AttributeDef[], o: Options = {}) => attr(name, 'complex', description, { ...o, subAttributes });
+const complex = (name: string, description: string, subAttributes: AttributeDef[], o: Options = {}) =>
+  attr(name, 'complex', description, { ...o, subAttributes });
 
 /** The usual shape of multi-valued attributes such as emails (RFC 7643 §2.4). */
-function multiValued(name: string, description: string, types: readonly string[], valueType: AttributeType = 'string', extra: AttributeDef[] = []): AttributeDef {
+function multiValued(
+  name: string,
+  description: string,
+  types: readonly string[],
+  valueType: AttributeType = 'string',
+  extra: AttributeDef[] = [],
+): AttributeDef {
   return complex(
     name,
     description,
@@ -92,7 +99,9 @@ export const ID_ATTRIBUTE = str('id', 'Unique identifier of the resource, assign
   uniqueness: 'server',
 });
 
-export const EXTERNAL_ID_ATTRIBUTE = str('externalId', 'Identifier of the resource as defined by the provisioning client.', { caseExact: true });
+export const EXTERNAL_ID_ATTRIBUTE = str('externalId', 'Identifier of the resource as defined by the provisioning client.', {
+  caseExact: true,
+});
 
 export const META_ATTRIBUTE = complex(
   'meta',
@@ -117,7 +126,10 @@ export const USER_SCHEMA: SchemaDef = {
   name: 'User',
   description: 'User Account',
   attributes: [
-    str('userName', 'Unique identifier for the user, used to sign in. Unique regardless of case.', { required: true, uniqueness: 'server' }),
+    str('userName', 'Unique identifier for the user, used to sign in. Unique regardless of case.', {
+      required: true,
+      uniqueness: 'server',
+    }),
     complex('name', "The components of the user's name.", [
       str('formatted', 'The full name, formatted for display.'),
       str('familyName', 'The family name.'),
@@ -135,7 +147,11 @@ export const USER_SCHEMA: SchemaDef = {
     str('locale', 'Default location for localizing, e.g. en-US.'),
     str('timezone', 'Time zone in IANA form, e.g. Europe/Berlin.'),
     attr('active', 'boolean', 'Whether the user may sign in. Inactive users cannot.'),
-    str('password', 'The password; write-only, never returned, stored as an argon2id hash.', { mutability: 'writeOnly', returned: 'never', caseExact: true }),
+    str('password', 'The password; write-only, never returned, stored as an argon2id hash.', {
+      mutability: 'writeOnly',
+      returned: 'never',
+      caseExact: true,
+    }),
     multiValued('emails', 'Email addresses of the user.', EMAIL_TYPES),
     multiValued('phoneNumbers', 'Phone numbers of the user.', ['work', 'home', 'mobile', 'fax', 'pager', 'other']),
     multiValued('ims', 'Instant messaging addresses of the user.', ['aim', 'gtalk', 'icq', 'xmpp', 'msn', 'skype', 'qq', 'yahoo']),
@@ -196,10 +212,15 @@ export const SMART_USER_SCHEMA_DEF: SchemaDef = {
   description: 'What a SMART on FHIR authorization server needs to know about a user',
   strict: true,
   attributes: [
-    attr('fhirUser', 'reference', "The user's FHIR resource: Practitioner/<id>, Patient/<id>, RelatedPerson/<id> or Person/<id>, or an absolute http(s) URL ending in one.", {
-      caseExact: true,
-      referenceTypes: ['Practitioner', 'Patient', 'RelatedPerson', 'Person'],
-    }),
+    attr(
+      'fhirUser',
+      'reference',
+      "The user's FHIR resource: Practitioner/<id>, Patient/<id>, RelatedPerson/<id> or Person/<id>, or an absolute http(s) URL ending in one.",
+      {
+        caseExact: true,
+        referenceTypes: ['Practitioner', 'Patient', 'RelatedPerson', 'Person'],
+      },
+    ),
     complex(
       'proxyPatients',
       'Patients this user may act for (proxy access), e.g. a parent for a child.',
@@ -209,17 +230,37 @@ export const SMART_USER_SCHEMA_DEF: SchemaDef = {
       ],
       { multiValued: true },
     ),
-    complex('roles', 'Healthcare-security roles (Codings) of the user; members of groups also hold the roles of their groups.', codingAttributes('role'), { multiValued: true }),
-    attr('staff', 'boolean', 'A member of staff: with a Practitioner fhirUser, may let apps have user/ scopes (as may holders of a staff role of the HCS policy).'),
+    complex(
+      'roles',
+      'Healthcare-security roles (Codings) of the user; members of groups also hold the roles of their groups.',
+      codingAttributes('role'),
+      { multiValued: true },
+    ),
+    attr(
+      'staff',
+      'boolean',
+      'A member of staff: with a Practitioner fhirUser, may let apps have user/ scopes (as may holders of a staff role of the HCS policy).',
+    ),
     str('purposesOfUse', 'Purposes of use the user may assert (v3-ActReason codes such as TREAT).', { multiValued: true, caseExact: true }),
     str('clearance', 'The highest v3-Confidentiality label the user may see (U < L < M < N < R < V).', {
       caseExact: true,
       canonicalValues: CONFIDENTIALITY,
       restrictValues: true,
     }),
-    str('npi', 'National Provider Identifier (10 digits with a valid check digit), sent to resource servers in tokens.', { caseExact: true }),
-    attr('organizationId', 'reference', "The user's organization as a URI such as urn:oid:1.2.3 (its name is the enterprise extension's organization).", { caseExact: true, referenceTypes: ['uri'] }),
-    attr('breakTheGlass', 'boolean', 'May assert an emergency purpose of use (ETREAT, BTG) with a stated reason; every use is flagged for review.'),
+    str('npi', 'National Provider Identifier (10 digits with a valid check digit), sent to resource servers in tokens.', {
+      caseExact: true,
+    }),
+    attr(
+      'organizationId',
+      'reference',
+      "The user's organization as a URI such as urn:oid:1.2.3 (its name is the enterprise extension's organization).",
+      { caseExact: true, referenceTypes: ['uri'] },
+    ),
+    attr(
+      'breakTheGlass',
+      'boolean',
+      'May assert an emergency purpose of use (ETREAT, BTG) with a stated reason; every use is flagged for review.',
+    ),
     attr('testAccount', 'boolean', 'A test account: its tokens carry purpose of use HTEST only, so resource servers serve it test data.'),
     attr('locked', 'boolean', 'True while sign-in is locked after repeated failures; write false to unlock. Other writes are refused.'),
   ],
@@ -250,7 +291,9 @@ export const SMART_GROUP_SCHEMA_DEF: SchemaDef = {
   name: 'SmartGroup',
   description: 'Roles a group confers on its members',
   strict: true,
-  attributes: [complex('roles', 'Healthcare-security roles (Codings) every member holds.', codingAttributes('role'), { multiValued: true })],
+  attributes: [
+    complex('roles', 'Healthcare-security roles (Codings) every member holds.', codingAttributes('role'), { multiValued: true }),
+  ],
 };
 
 export const USER_RESOURCE: ResourceTypeDef = {

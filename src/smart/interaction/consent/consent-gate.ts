@@ -108,7 +108,12 @@ export interface Remembered {
   covered: string[];
 }
 
-export async function rememberedConsent(consents: ConsentGateDeps, facts: AuthorizationFacts, patient: string, scopes: readonly string[]): Promise<Remembered> {
+export async function rememberedConsent(
+  consents: ConsentGateDeps,
+  facts: AuthorizationFacts,
+  patient: string,
+  scopes: readonly string[],
+): Promise<Remembered> {
   const choices = choicesOf(scopes);
   const performer = consentPerformer(facts.user);
   if (!facts.rememberConsent || !performer) return { missing: choices, covered: [] };

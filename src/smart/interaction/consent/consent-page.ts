@@ -1,6 +1,14 @@
 import type { Context } from 'koa';
 import { readForm } from '../pages/form.js';
-import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction, type PromptPage } from '../pages/interaction-http.js';
+import {
+  checkCsrf,
+  finish,
+  interactionFor,
+  refuseCrossSite,
+  requirePrompt,
+  type Interaction,
+  type PromptPage,
+} from '../pages/interaction-http.js';
 import { isManageClient, manageRedirectUri } from '../../../oauth/clients/manage-client.js';
 import { longDate, safeClientUri, safeLogoUri } from '../pages/client-display.js';
 import { RecordError, type AuthorizationPlan, type ConsentStep } from '../record-context/context-recorder.js';
@@ -89,11 +97,22 @@ function describeChoices(scopes: readonly string[], reader: ScopeReader): Descri
 
 /** Whether a Consent that covers this authorization may spare the page (consent-gate.ts mayRemember). */
 function rememberHere(deps: SmartPageDeps, facts: PageFacts, interaction: Interaction): boolean {
-  return mayRemember({ mode: deps.rememberConsent ?? 'silent', ehrLaunch: facts.launch !== undefined, promptNone: false, clientAskedConsent: clientAskedForConsent(interaction.params) });
+  return mayRemember({
+    mode: deps.rememberConsent ?? 'silent',
+    ehrLaunch: facts.launch !== undefined,
+    promptNone: false,
+    clientAskedConsent: clientAskedForConsent(interaction.params),
+  });
 }
 
 /** What this person decides about: everything, or only what no remembered Consent covers. */
-async function rememberedFor(deps: SmartPageDeps, facts: PageFacts, interaction: Interaction, patient: string, grantable: readonly string[]): Promise<Remembered> {
+async function rememberedFor(
+  deps: SmartPageDeps,
+  facts: PageFacts,
+  interaction: Interaction,
+  patient: string,
+  grantable: readonly string[],
+): Promise<Remembered> {
   if (!rememberHere(deps, facts, interaction)) return { missing: choicesOf(grantable), covered: [] };
   return rememberedConsent(deps.consents, facts, patient, grantable);
 }
@@ -124,7 +143,15 @@ function ownManageClient(deps: SmartPageDeps, facts: PageFacts): boolean {
   return isManageClient(facts.clientId) && facts.redirectUris.length === 1 && facts.redirectUris[0] === manageRedirectUri(deps.issuer);
 }
 
-async function approve(ctx: Context, deps: SmartPageDeps, facts: PageFacts, plan: AuthorizationPlan, approved: readonly string[], consent?: ConsentStep, options?: RecordOptions): Promise<void> {
+async function approve(
+  ctx: Context,
+  deps: SmartPageDeps,
+  facts: PageFacts,
+  plan: AuthorizationPlan,
+  approved: readonly string[],
+  consent?: ConsentStep,
+  options?: RecordOptions,
+): Promise<void> {
   const recorded = await deps.recorder.record(deps.provider, facts, plan, approved, consent, options);
   await finish(ctx, deps.provider, { consent: { grantId: recorded.grantId } }, { merge: true });
 }
@@ -140,7 +167,15 @@ interface Retry {
   reason: string;
 }
 
-async function render(ctx: Context, deps: SmartPageDeps, interaction: Interaction, facts: PageFacts, plan: AuthorizationPlan, remembered: Remembered, retry?: Retry): Promise<void> {
+async function render(
+  ctx: Context,
+  deps: SmartPageDeps,
+  interaction: Interaction,
+  facts: PageFacts,
+  plan: AuthorizationPlan,
+  remembered: Remembered,
+  retry?: Retry,
+): Promise<void> {
   const patient = await patientLabel(deps, facts, plan);
   const reader: ScopeReader = { self: patient.self, ...(patient.name && !patient.self ? { patientName: patient.name } : {}) };
   await renderPage(ctx, 'consent', retry?.status ?? 200, {
@@ -159,7 +194,10 @@ async function render(ctx: Context, deps: SmartPageDeps, interaction: Interactio
     required: describe(plan.grantable.filter(isRequiredScope), reader),
     allowed: describe(remembered.covered, reader),
     optional: describeChoices(remembered.missing, reader),
-    refused: describe(plan.refused.map((r) => r.scope), reader),
+    refused: describe(
+      plan.refused.map((r) => r.scope),
+      reader,
+    ),
     error: retry?.error ?? '',
   });
 }
@@ -169,7 +207,14 @@ function noAccessReason(facts: PageFacts, plan: AuthorizationPlan): string | und
   return identityRefusal(facts.user.access, facts.requested, plan.grantable);
 }
 
-async function renderNoAccess(ctx: Context, deps: SmartPageDeps, interaction: Interaction, facts: PageFacts, plan: AuthorizationPlan, reason: string): Promise<void> {
+async function renderNoAccess(
+  ctx: Context,
+  deps: SmartPageDeps,
+  interaction: Interaction,
+  facts: PageFacts,
+  plan: AuthorizationPlan,
+  reason: string,
+): Promise<void> {
   await renderPage(ctx, 'no-access', 200, {
     title: NO_ACCESS_TITLE,
     uid: interaction.uid,
@@ -177,7 +222,10 @@ async function renderNoAccess(ctx: Context, deps: SmartPageDeps, interaction: In
     clientName: facts.clientName,
     clientId: facts.clientId,
     reason,
-    refused: describe(plan.refused.map((r) => r.scope), { self: false }),
+    refused: describe(
+      plan.refused.map((r) => r.scope),
+      { self: false },
+    ),
   });
 }
 
@@ -258,7 +306,9 @@ async function decide(ctx: Context, deps: SmartPageDeps): Promise<void> {
   // Allow cannot turn an account that may give nothing into one that may: the app learns why.
   if (await refusedForIdentity(ctx, deps, facts)) return;
   if (form.get('decision') !== 'allow') {
-    await recordRefusal(deps, facts).catch((err: unknown) => deps.logger?.error({ err, clientId: facts.clientId }, 'could not record a refusal as a Consent'));
+    await recordRefusal(deps, facts).catch((err: unknown) =>
+      deps.logger?.error({ err, clientId: facts.clientId }, 'could not record a refusal as a Consent'),
+    );
     await failToApp(ctx, deps.provider, 'access_denied', DENIED);
     return;
   }

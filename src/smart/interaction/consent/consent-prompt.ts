@@ -41,30 +41,36 @@ function emergencyAccessCheck(deps: SmartPromptDeps) {
 }
 
 function patientConsentCheck(deps: SmartPromptDeps) {
-  return new Check('smart_patient_consent_missing', 'no active patient consent covers the requested scopes', 'consent_required', async (ctx) => {
-    if (decided(ctx) || !deps.consents) return Check.NO_NEED_TO_PROMPT;
-    let silent: SilentPlan | undefined;
-    try {
-      silent = await silentPlanOf(ctx, deps);
-    } catch (err) {
-      // A used-up launch and the like: record_context reports it to the app.
-      if (err instanceof RecordError) return Check.NO_NEED_TO_PROMPT;
-      throw err;
-    }
-    if (!silent || isManageClient(silent.facts.clientId) || !needsConsent(silent.plan.patient, silent.approved)) return Check.NO_NEED_TO_PROMPT;
-    if (!consentPerformer(silent.facts.user)) return Check.REQUEST_PROMPT;
-    const situation = {
-      mode: deps.rememberConsent ?? 'silent',
-      ehrLaunch: silent.facts.launch !== undefined,
-      promptNone: ctx.oidc.prompts.has('none'),
-      clientAskedConsent: clientAskedForConsent(ctx.oidc.params as Record<string, unknown>),
-    } as const;
-    if (!mayRemember(situation)) return Check.REQUEST_PROMPT;
-    const remembered = await rememberedConsent(deps.consents, silent.facts, silent.plan.patient, silent.approved);
-    if (!remembered.covering) return Check.REQUEST_PROMPT;
-    requestState(ctx).coveringConsentId = remembered.covering.resource.id;
-    return Check.NO_NEED_TO_PROMPT;
-  });
+  return new Check(
+    'smart_patient_consent_missing',
+    'no active patient consent covers the requested scopes',
+    'consent_required',
+    async (ctx) => {
+      if (decided(ctx) || !deps.consents) return Check.NO_NEED_TO_PROMPT;
+      let silent: SilentPlan | undefined;
+      try {
+        silent = await silentPlanOf(ctx, deps);
+      } catch (err) {
+        // A used-up launch and the like: record_context reports it to the app.
+        if (err instanceof RecordError) return Check.NO_NEED_TO_PROMPT;
+        throw err;
+      }
+      if (!silent || isManageClient(silent.facts.clientId) || !needsConsent(silent.plan.patient, silent.approved))
+        return Check.NO_NEED_TO_PROMPT;
+      if (!consentPerformer(silent.facts.user)) return Check.REQUEST_PROMPT;
+      const situation = {
+        mode: deps.rememberConsent ?? 'silent',
+        ehrLaunch: silent.facts.launch !== undefined,
+        promptNone: ctx.oidc.prompts.has('none'),
+        clientAskedConsent: clientAskedForConsent(ctx.oidc.params as Record<string, unknown>),
+      } as const;
+      if (!mayRemember(situation)) return Check.REQUEST_PROMPT;
+      const remembered = await rememberedConsent(deps.consents, silent.facts, silent.plan.patient, silent.approved);
+      if (!remembered.covering) return Check.REQUEST_PROMPT;
+      requestState(ctx).coveringConsentId = remembered.covering.resource.id;
+      return Check.NO_NEED_TO_PROMPT;
+    },
+  );
 }
 
 /** The SMART checks added to oidc-provider's consent prompt, in the order they run. */

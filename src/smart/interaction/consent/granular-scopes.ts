@@ -18,7 +18,11 @@ const US_CORE_CATEGORY = 'http://hl7.org/fhir/us/core/CodeSystem/us-core-categor
 
 /** The sub-resource categories the (g)(10) guide requires, per resource type, in page order. */
 export const GRANULAR_CATEGORIES: Readonly<Record<string, readonly string[]>> = {
-  Condition: [`${CONDITION_CATEGORY}|encounter-diagnosis`, `${CONDITION_CATEGORY}|problem-list-item`, `${US_CORE_CONDITION_CATEGORY}|health-concern`],
+  Condition: [
+    `${CONDITION_CATEGORY}|encounter-diagnosis`,
+    `${CONDITION_CATEGORY}|problem-list-item`,
+    `${US_CORE_CONDITION_CATEGORY}|health-concern`,
+  ],
   Observation: [
     `${US_CORE_CATEGORY}|clinical-test`,
     `${OBSERVATION_CATEGORY}|laboratory`,

@@ -108,7 +108,9 @@ function filterText(scope: ResourceScope): string {
 }
 
 function describeResource(scope: ResourceScope, reader: ScopeReader): string {
-  const verbs = capitalise(sentenceList(['c', 'r', 'u', 'd', 's'].filter((p) => scope.permissions.has(p as Permission)).map((p) => VERBS[p as Permission])));
+  const verbs = capitalise(
+    sentenceList(['c', 'r', 'u', 'd', 's'].filter((p) => scope.permissions.has(p as Permission)).map((p) => VERBS[p as Permission])),
+  );
   const owner = whose(scope, reader);
   const hint = TYPE_HINTS[scope.resourceType];
   let what: string;

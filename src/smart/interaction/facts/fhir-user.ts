@@ -7,7 +7,6 @@ import type { UserAccess, UserKind } from '../../launch/user-scopes.js';
 import type { Clearance } from '../../../domain/hcs/vocabulary.js';
 import type { Coding } from '../../../domain/fhir/types.js';
 
-
 export interface FhirReference {
   resourceType: string;
   id: string;

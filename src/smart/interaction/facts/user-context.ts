@@ -5,7 +5,6 @@ import { roleMatches } from '../../../domain/hcs/policy.js';
 import { accessOf, userKindOf } from '../../launch/user-scopes.js';
 import { ownPatientOf, patientIdOf, type ProxyPatient, type UserContext } from './fhir-user.js';
 
-
 function nameOf(user: ScimUser): string | undefined {
   const n = user.name;
   return n?.formatted || [n?.givenName, n?.familyName].filter(Boolean).join(' ') || user.displayName || undefined;
@@ -22,7 +21,12 @@ export interface StaffFacts {
  * absolute the same way the account claims do (records/directory/accounts.ts), so tokens and pages agree.
  * `effectiveRoles` are the user's own roles and those of their groups (UserStore.effectiveRoles).
  */
-export function userContextOf(user: ScimUser | undefined, fhirBase: string, effectiveRoles: Coding[] | undefined, staff: StaffFacts): UserContext {
+export function userContextOf(
+  user: ScimUser | undefined,
+  fhirBase: string,
+  effectiveRoles: Coding[] | undefined,
+  staff: StaffFacts,
+): UserContext {
   if (!user) return { kind: 'other', access: 'none', proxies: [] };
   const smart = user[SMART_USER_SCHEMA];
   const organization = user[ENTERPRISE_USER_SCHEMA]?.organization;

@@ -12,7 +12,10 @@ import type { ServiceCredential } from './service-credential.js';
  */
 
 export class FhirLookupError extends Error {
-  constructor(readonly userMessage: string, detail: string) {
+  constructor(
+    readonly userMessage: string,
+    detail: string,
+  ) {
     super(detail);
   }
 }
@@ -76,7 +79,9 @@ function humanName(names: unknown): string | undefined {
   if (!pick) return undefined;
   const text = str(pick.text);
   if (text) return text;
-  const parts = [...(Array.isArray(pick.prefix) ? pick.prefix : []), ...(Array.isArray(pick.given) ? pick.given : []), pick.family].map(str).filter(Boolean);
+  const parts = [...(Array.isArray(pick.prefix) ? pick.prefix : []), ...(Array.isArray(pick.given) ? pick.given : []), pick.family]
+    .map(str)
+    .filter(Boolean);
   return parts.length ? parts.join(' ') : undefined;
 }
 
@@ -179,7 +184,11 @@ export class FhirDirectory {
 
   /** The page a previous search's `next` link names; refused unless it is on the same base. */
   async patientsAt(server: FhirServer, url: string): Promise<Page<PatientSummary>> {
-    if (!onBase(url, server.base)) throw new FhirLookupError('That page of results is not available. Search again.', `next link off the FHIR base: ${url.slice(0, 200)}`);
+    if (!onBase(url, server.base))
+      throw new FhirLookupError(
+        'That page of results is not available. Search again.',
+        `next link off the FHIR base: ${url.slice(0, 200)}`,
+      );
     return this.searchPage(server, url, patientSummary);
   }
 

@@ -21,7 +21,10 @@ function sameScopes(value: unknown): boolean {
 }
 
 /** Registers the internal client, or repairs it if someone changed its kind or scopes. */
-export async function ensurePatientSearchClient(registry: Pick<ClientRegistry, 'get' | 'upsert'>, clientAuthSigningAlgs: readonly string[]): Promise<void> {
+export async function ensurePatientSearchClient(
+  registry: Pick<ClientRegistry, 'get' | 'upsert'>,
+  clientAuthSigningAlgs: readonly string[],
+): Promise<void> {
   const existing = await registry.get(PATIENT_SEARCH_CLIENT_ID);
   if (existing?.smart_client_kind === 'backend_service' && sameScopes(existing.smart_scopes) && existing.jwks !== undefined) return;
   const alg = clientAuthSigningAlgs.includes('ES384') ? 'ES384' : 'RS384';

@@ -37,9 +37,23 @@ export class IpRateLimiter {
   private readonly attempts: RateLimiterRedis;
   private readonly strikes: RateLimiterRedis;
 
-  constructor(redis: RedisClient, keyspace: Keyspace, private readonly perMinute: number) {
-    this.attempts = new RateLimiterRedis({ storeClient: redis, keyPrefix: keyspace.rateLimit('login-ip'), points: perMinute, duration: 60 });
-    this.strikes = new RateLimiterRedis({ storeClient: redis, keyPrefix: keyspace.rateLimit('login-ip-strikes'), points: Number.MAX_SAFE_INTEGER, duration: STRIKE_MEMORY_SECONDS });
+  constructor(
+    redis: RedisClient,
+    keyspace: Keyspace,
+    private readonly perMinute: number,
+  ) {
+    this.attempts = new RateLimiterRedis({
+      storeClient: redis,
+      keyPrefix: keyspace.rateLimit('login-ip'),
+      points: perMinute,
+      duration: 60,
+    });
+    this.strikes = new RateLimiterRedis({
+      storeClient: redis,
+      keyPrefix: keyspace.rateLimit('login-ip-strikes'),
+      points: Number.MAX_SAFE_INTEGER,
+      duration: STRIKE_MEMORY_SECONDS,
+    });
   }
 
   async consume(ip: string): Promise<IpDecision> {
@@ -50,7 +64,8 @@ export class IpRateLimiter {
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) throw err;
       // Exactly one request sees the first overrun (INCRBY is atomic): it sets the back-off.
-      if (err.consumedPoints !== this.perMinute + 1) return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(err.msBeforeNext / 1000)) };
+      if (err.consumedPoints !== this.perMinute + 1)
+        return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(err.msBeforeNext / 1000)) };
       const { consumedPoints: strike } = await this.strikes.penalty(network);
       const seconds = Math.min(FIRST_BACKOFF_SECONDS * 2 ** Math.min(strike - 1, 16), MAX_BACKOFF_SECONDS);
       await this.attempts.block(network, seconds);

@@ -10,10 +10,17 @@ export function loginAttemptEvents(issuer: string, outcome: LoginOutcome, at: { 
   const client = typeof at.clientId === 'string' ? { clientId: at.clientId } : undefined;
   if (outcome.ok) {
     const fhirUser = outcome.user[SMART_USER_SCHEMA]?.fhirUser;
-    return [loginSucceeded(scope, { user: { accountId: outcome.user.id, ...(fhirUser ? { fhirUser } : {}), ip: at.ip }, ...(client ? { client } : {}) })];
+    return [
+      loginSucceeded(scope, {
+        user: { accountId: outcome.user.id, ...(fhirUser ? { fhirUser } : {}), ip: at.ip },
+        ...(client ? { client } : {}),
+      }),
+    ];
   }
   if (outcome.reason === 'rate_limited') {
-    return [loginFailed(scope, { ip: at.ip, ...(client ? { client } : {}), description: 'too many sign-in attempts from this network address' })];
+    return [
+      loginFailed(scope, { ip: at.ip, ...(client ? { client } : {}), description: 'too many sign-in attempts from this network address' }),
+    ];
   }
   const account = outcome.account;
   const events = [
@@ -24,6 +31,7 @@ export function loginAttemptEvents(issuer: string, outcome: LoginOutcome, at: { 
       description: GENERIC_FAILURE,
     }),
   ];
-  if (account && outcome.lockedNow) events.push(accountLocked(scope, { accountId: account.id, ...(account.fhirUser ? { fhirUser: account.fhirUser } : {}), ip: at.ip }));
+  if (account && outcome.lockedNow)
+    events.push(accountLocked(scope, { accountId: account.id, ...(account.fhirUser ? { fhirUser: account.fhirUser } : {}), ip: at.ip }));
   return events;
 }

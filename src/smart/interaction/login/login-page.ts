@@ -4,7 +4,15 @@ import { HttpError } from '../../../platform/http/errors.js';
 import { renderView } from '../../../platform/http/views.js';
 import type { InteractionCsrf } from '../pages/csrf.js';
 import { readForm } from '../pages/form.js';
-import { checkCsrf, clientLabel, finish, interactionFor, refuseCrossSite, type Interaction, type PromptPage } from '../pages/interaction-http.js';
+import {
+  checkCsrf,
+  clientLabel,
+  finish,
+  interactionFor,
+  refuseCrossSite,
+  type Interaction,
+  type PromptPage,
+} from '../pages/interaction-http.js';
 import { GENERIC_FAILURE, type PasswordLogin } from './password-login.js';
 import type { AuditRecorder } from '../../../records/audit/trail.js';
 import { loginAttemptEvents } from './login-audit.js';
@@ -52,12 +60,19 @@ async function signIn(ctx: Context, deps: LoginPageDeps): Promise<void> {
   const { provider, login } = deps;
   refuseCrossSite(ctx);
   const interaction = await interactionFor(provider, ctx);
-  if (interaction.prompt.name !== 'login') throw new HttpError(400, 'invalid_request', 'You are already signed in for this request. Return to the app and start again.');
+  if (interaction.prompt.name !== 'login')
+    throw new HttpError(400, 'invalid_request', 'You are already signed in for this request. Return to the app and start again.');
   const form = await readForm(ctx);
   checkCsrf(deps.csrf, interaction.uid, form);
   const username = form.get('username') ?? '';
-  const outcome = await login.attempt({ username, password: form.get('password') ?? '', ip: ctx.ip, requestId: ctx.state.requestId as string | undefined });
-  for (const event of loginAttemptEvents(deps.issuer, outcome, { ip: ctx.ip, clientId: interaction.params.client_id })) await deps.audit.record(event);
+  const outcome = await login.attempt({
+    username,
+    password: form.get('password') ?? '',
+    ip: ctx.ip,
+    requestId: ctx.state.requestId as string | undefined,
+  });
+  for (const event of loginAttemptEvents(deps.issuer, outcome, { ip: ctx.ip, clientId: interaction.params.client_id }))
+    await deps.audit.record(event);
   if (outcome.ok) {
     await finish(ctx, provider, { login: { accountId: outcome.user.id, amr: ['pwd'], remember: false } }, { merge: false });
     return;

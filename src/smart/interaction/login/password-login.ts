@@ -47,7 +47,10 @@ export class PasswordLogin {
 
     const network = await ipLimiter.consume(input.ip);
     if (!network.allowed) {
-      this.deps.logger.warn({ ...log, event: 'login.rate_limited', retryAfterSeconds: network.retryAfterSeconds }, 'sign-in attempts from this network are being limited');
+      this.deps.logger.warn(
+        { ...log, event: 'login.rate_limited', retryAfterSeconds: network.retryAfterSeconds },
+        'sign-in attempts from this network are being limited',
+      );
       return { ok: false, reason: 'rate_limited', retryAfterSeconds: network.retryAfterSeconds };
     }
 
@@ -102,6 +105,11 @@ export class PasswordLogin {
     this.deps.logger.info({ ...log, event: 'login.failure', reason }, 'sign-in refused');
     if (!user) return { ok: false, reason: 'refused' };
     const fhirUser = user[SMART_USER_SCHEMA]?.fhirUser;
-    return { ok: false, reason: 'refused', account: { id: user.id, ...(fhirUser ? { fhirUser } : {}) }, ...(lockedNow ? { lockedNow } : {}) };
+    return {
+      ok: false,
+      reason: 'refused',
+      account: { id: user.id, ...(fhirUser ? { fhirUser } : {}) },
+      ...(lockedNow ? { lockedNow } : {}),
+    };
   }
 }

@@ -43,12 +43,17 @@ export async function interactionFor(provider: Provider, ctx: Context): Promise<
 
 /** Browsers say where a form post came from; a cross-site post is refused before anything else. */
 export function refuseCrossSite(ctx: Context): void {
-  if (ctx.get('Sec-Fetch-Site') === 'cross-site') throw new HttpError(403, 'invalid_request', 'This form can only be submitted from this site.');
+  if (ctx.get('Sec-Fetch-Site') === 'cross-site')
+    throw new HttpError(403, 'invalid_request', 'This form can only be submitted from this site.');
 }
 
 export function checkCsrf(csrf: InteractionCsrf, uid: string, form: URLSearchParams): void {
   if (!csrf.verify(uid, form.get('csrf'))) {
-    throw new HttpError(403, 'invalid_csrf', 'The form could not be verified: it may be out of date. Go back, reload the page and try again.');
+    throw new HttpError(
+      403,
+      'invalid_csrf',
+      'The form could not be verified: it may be out of date. Go back, reload the page and try again.',
+    );
   }
 }
 

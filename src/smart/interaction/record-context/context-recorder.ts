@@ -172,7 +172,8 @@ export class ContextRecorder {
     const launch = await this.launchFor(facts);
     // An account linked to nothing never has a patient in context, not even the one an EHR launch
     // names: it gets identity scopes at most, and the consent page says why.
-    const patient = facts.user.access === 'none' ? undefined : (patientIdOf(launch?.patient) ?? facts.picks.patient ?? facts.user.ownPatient);
+    const patient =
+      facts.user.access === 'none' ? undefined : (patientIdOf(launch?.patient) ?? facts.picks.patient ?? facts.user.ownPatient);
     const allowed = allowedPatientsOf(facts.user);
     if (patient && allowed && !allowed.includes(patient)) {
       throw new RecordError('access_denied', 'You may not open this patient record.');
@@ -197,7 +198,14 @@ export class ContextRecorder {
    * EHR launch. The launch is consumed last but before anything is saved: of two authorizations
    * racing on one launch, exactly one gets a grant.
    */
-  async record(provider: Provider, facts: AuthorizationFacts, plan: AuthorizationPlan, approved: readonly string[], consent?: ConsentStep, options: RecordOptions = {}): Promise<RecordedGrant> {
+  async record(
+    provider: Provider,
+    facts: AuthorizationFacts,
+    plan: AuthorizationPlan,
+    approved: readonly string[],
+    consent?: ConsentStep,
+    options: RecordOptions = {},
+  ): Promise<RecordedGrant> {
     // What the plan allows, or a category of it the person narrowed it to (consent/granular-scopes.ts).
     const scopes = withinGrantable(plan.grantable, approved);
     if (!usableGrant(facts.requested, scopes)) {
@@ -205,7 +213,8 @@ export class ContextRecorder {
     }
     const emergency = plan.hcs?.grant.breakTheGlass === true;
     // Emergency access is only ever granted on the consent page, where the reason is typed.
-    if (emergency && !options.breakTheGlassReason) throw new RecordError('invalid_request', 'Emergency access needs a reason stated on the consent page.');
+    if (emergency && !options.breakTheGlassReason)
+      throw new RecordError('invalid_request', 'Emergency access needs a reason stated on the consent page.');
     if (facts.launch && !(await this.deps.launches.consume(facts.launch))) {
       throw new RecordError('invalid_request', LAUNCH_GONE);
     }
@@ -215,7 +224,13 @@ export class ContextRecorder {
     if (consentId) context.consentId = consentId;
     const at = new Date().toISOString();
     if (emergency) context.breakTheGlass = { reason: options.breakTheGlassReason!, at };
-    const grant = buildGrant(provider, { accountId: facts.accountId, clientId: facts.clientId, audience: facts.audience, requested: facts.requested, approved: scopes });
+    const grant = buildGrant(provider, {
+      accountId: facts.accountId,
+      clientId: facts.clientId,
+      audience: facts.audience,
+      requested: facts.requested,
+      approved: scopes,
+    });
     const grantId = await grant.save();
     await this.deps.contexts.save(grantId, context, this.deps.grantTtlSeconds);
     if (consentId && consent) {
@@ -236,7 +251,10 @@ export class ContextRecorder {
       }
     }
     if (plan.hcs?.findings.length) {
-      this.deps.logger?.warn({ clientId: facts.clientId, accountId: facts.accountId, grantId, findings: plan.hcs.findings }, 'HCS policy findings (audit-only)');
+      this.deps.logger?.warn(
+        { clientId: facts.clientId, accountId: facts.accountId, grantId, findings: plan.hcs.findings },
+        'HCS policy findings (audit-only)',
+      );
       for (const f of plan.hcs.findings) this.deps.metrics?.hcsFindings.inc({ check: f.check });
     }
     if (emergency) {
@@ -269,7 +287,12 @@ export class ContextRecorder {
           ...(subject?.name ? { name: subject.name } : {}),
           ...(subject?.roles.length ? { roles: subject.roles } : {}),
           ...(subject?.organization || subject?.organizationId
-            ? { organization: { ...(subject.organization ? { name: subject.organization } : {}), ...(subject.organizationId ? { identifier: { value: subject.organizationId } } : {}) } }
+            ? {
+                organization: {
+                  ...(subject.organization ? { name: subject.organization } : {}),
+                  ...(subject.organizationId ? { identifier: { value: subject.organizationId } } : {}),
+                },
+              }
             : {}),
         },
         client: { clientId: facts.clientId },
@@ -309,7 +332,12 @@ function checkLaunch(launch: LaunchContext, facts: AuthorizationFacts): void {
  * style, intent and fhirContext only come from an EHR launch (SMART: they are EHR-launch context).
  * Every EHR launch has a banner and a style: the EHR's, else the configured `defaults`.
  */
-export function contextOf(facts: AuthorizationFacts, plan: AuthorizationPlan, approved: readonly string[], defaults?: EhrLaunchDefaults): GrantContext {
+export function contextOf(
+  facts: AuthorizationFacts,
+  plan: AuthorizationPlan,
+  approved: readonly string[],
+  defaults?: EhrLaunchDefaults,
+): GrantContext {
   const has = new Set(approved);
   const launch = plan.launch && has.has('launch') ? plan.launch : undefined;
   const patientScopes = approved.some((s) => {

@@ -84,7 +84,8 @@ async function recordSilently(ctx: KoaContextWithOIDC, deps: SmartPromptDeps): P
   let consent: ConsentStep | undefined;
   let consentId: string | undefined;
   if (deps.consents && !isManageClient(facts.clientId) && needsConsent(plan.patient, approved)) {
-    consentId = requestState(ctx).coveringConsentId ?? (await rememberedConsent(deps.consents, facts, plan.patient, approved)).covering?.resource.id;
+    consentId =
+      requestState(ctx).coveringConsentId ?? (await rememberedConsent(deps.consents, facts, plan.patient, approved)).covering?.resource.id;
     if (!consentId) throw new errors.ConsentRequired('no active patient consent covers the requested scopes');
     consent = existingConsentStep(deps.consents, consentId);
   }

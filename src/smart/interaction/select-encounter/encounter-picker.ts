@@ -1,7 +1,15 @@
 import type { Context } from 'koa';
 import { HttpError } from '../../../platform/http/errors.js';
 import { readForm } from '../pages/form.js';
-import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction, type PromptPage } from '../pages/interaction-http.js';
+import {
+  checkCsrf,
+  finish,
+  interactionFor,
+  refuseCrossSite,
+  requirePrompt,
+  type Interaction,
+  type PromptPage,
+} from '../pages/interaction-http.js';
 import { FhirLookupError, type EncounterSummary } from '../fhir-search/fhir-directory.js';
 import { factsFor, renderPage, type PageFacts, type SmartPageDeps } from '../pages/page-context.js';
 import { withPicks } from '../facts/picks.js';
@@ -23,7 +31,13 @@ function patientOf(facts: PageFacts): { id: string; name: string } {
   return { id, name };
 }
 
-async function render(ctx: Context, deps: SmartPageDeps, interaction: Interaction, facts: PageFacts, view: { status?: number; encounters: EncounterSummary[]; error?: string }): Promise<void> {
+async function render(
+  ctx: Context,
+  deps: SmartPageDeps,
+  interaction: Interaction,
+  facts: PageFacts,
+  view: { status?: number; encounters: EncounterSummary[]; error?: string },
+): Promise<void> {
   await renderPage(ctx, 'encounter-picker', view.status ?? 200, {
     title: TITLE,
     uid: interaction.uid,
@@ -48,9 +62,14 @@ async function show(ctx: Context, deps: SmartPageDeps, interaction: Interaction)
   } catch (err) {
     if (!(err instanceof FhirLookupError)) throw err;
     deps.logger?.warn({ err: { message: err.message } }, 'encounter lookup failed');
-    return render(ctx, deps, interaction, facts, { status: 502, encounters: [], error: `${err.userMessage} You can go on without choosing a visit.` });
+    return render(ctx, deps, interaction, facts, {
+      status: 502,
+      encounters: [],
+      error: `${err.userMessage} You can go on without choosing a visit.`,
+    });
   }
-  if (!encounters.length) return finish(ctx, deps.provider, withPicks(interaction.lastSubmission, { encounterDecided: true }), { merge: true });
+  if (!encounters.length)
+    return finish(ctx, deps.provider, withPicks(interaction.lastSubmission, { encounterDecided: true }), { merge: true });
   return render(ctx, deps, interaction, facts, { encounters });
 }
 
@@ -62,20 +81,27 @@ async function choose(ctx: Context, deps: SmartPageDeps): Promise<void> {
   checkCsrf(deps.csrf, interaction.uid, form);
   const facts = await factsFor(deps, interaction);
   const wanted = form.get('encounter') ?? '';
-  if (wanted === 'none') return finish(ctx, deps.provider, withPicks(interaction.lastSubmission, { encounterDecided: true }), { merge: true });
+  if (wanted === 'none')
+    return finish(ctx, deps.provider, withPicks(interaction.lastSubmission, { encounterDecided: true }), { merge: true });
   const patient = patientOf(facts);
   let found: EncounterSummary | undefined;
   try {
     found = facts.fhirServer && wanted ? await deps.directory.readEncounter(facts.fhirServer, wanted) : undefined;
   } catch (err) {
     if (!(err instanceof FhirLookupError)) throw err;
-    return render(ctx, deps, interaction, facts, { status: 502, encounters: [], error: `${err.userMessage} You can go on without choosing a visit.` });
+    return render(ctx, deps, interaction, facts, {
+      status: 502,
+      encounters: [],
+      error: `${err.userMessage} You can go on without choosing a visit.`,
+    });
   }
   if (!found || found.patient !== patient.id) {
     const encounters = await encountersOf(deps, facts).catch(() => []);
     return render(ctx, deps, interaction, facts, { status: 400, encounters, error: 'Choose one of the visits listed.' });
   }
-  return finish(ctx, deps.provider, withPicks(interaction.lastSubmission, { encounter: found.id, encounterDecided: true }), { merge: true });
+  return finish(ctx, deps.provider, withPicks(interaction.lastSubmission, { encounter: found.id, encounterDecided: true }), {
+    merge: true,
+  });
 }
 
 export function encounterPicker(deps: SmartPageDeps): PromptPage {

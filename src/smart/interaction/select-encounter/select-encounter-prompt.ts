@@ -18,9 +18,10 @@ export function selectEncounterPrompt(deps: SmartPromptDeps) {
       if (decided(ctx)) return Check.NO_NEED_TO_PROMPT;
       const facts = await factsOf(ctx, deps);
       // In an EHR launch the EHR supplies the encounter (launch/encounter is only a hint there).
-      if (!facts || facts.launch || !facts.requested.includes('launch/encounter') || !clientMayHave(facts, 'launch/encounter')) return Check.NO_NEED_TO_PROMPT;
+      if (!facts || facts.launch || !facts.requested.includes('launch/encounter') || !clientMayHave(facts, 'launch/encounter'))
+        return Check.NO_NEED_TO_PROMPT;
       if (facts.picks.encounterDecided) return Check.NO_NEED_TO_PROMPT;
-      return facts.picks.patient ?? facts.user.ownPatient ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+      return (facts.picks.patient ?? facts.user.ownPatient) ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
     }),
   );
 }

@@ -1,7 +1,15 @@
 import type { Context } from 'koa';
 import { HttpError } from '../../../platform/http/errors.js';
 import { readForm } from '../pages/form.js';
-import { checkCsrf, finish, interactionFor, refuseCrossSite, requirePrompt, type Interaction, type PromptPage } from '../pages/interaction-http.js';
+import {
+  checkCsrf,
+  finish,
+  interactionFor,
+  refuseCrossSite,
+  requirePrompt,
+  type Interaction,
+  type PromptPage,
+} from '../pages/interaction-http.js';
 import { FhirLookupError, normaliseCriteria, type Page, type PatientCriteria, type PatientSummary } from '../fhir-search/fhir-directory.js';
 import { patientIdOf } from '../facts/fhir-user.js';
 import { factsFor, renderPage, type PageFacts, type SmartPageDeps } from '../pages/page-context.js';
@@ -48,7 +56,9 @@ function noPatientReason(facts: PageFacts): string | undefined {
   if (!facts.fhirServer) return 'The FHIR server this app asked for is not one this server knows.';
   switch (facts.user.access) {
     case 'caregiver':
-      return facts.user.proxies.length ? undefined : 'Your account is not linked to any patient you may act for, so there is no patient record to open.';
+      return facts.user.proxies.length
+        ? undefined
+        : 'Your account is not linked to any patient you may act for, so there is no patient record to open.';
     case 'staff':
       return undefined;
     default:
@@ -66,9 +76,14 @@ async function show(ctx: Context, deps: SmartPageDeps, interaction: Interaction)
 
 async function search(ctx: Context, deps: SmartPageDeps, interaction: Interaction, facts: PageFacts, form: URLSearchParams): Promise<void> {
   const server = facts.fhirServer!;
-  const input: PatientCriteria = { name: form.get('name') ?? '', birthdate: form.get('birthdate') ?? '', identifier: form.get('identifier') ?? '' };
+  const input: PatientCriteria = {
+    name: form.get('name') ?? '',
+    birthdate: form.get('birthdate') ?? '',
+    identifier: form.get('identifier') ?? '',
+  };
   const criteria = normaliseCriteria(input);
-  if ('problem' in criteria) return render(ctx, deps, interaction, facts, { status: 400, mode: 'search', criteria: input, error: criteria.problem });
+  if ('problem' in criteria)
+    return render(ctx, deps, interaction, facts, { status: 400, mode: 'search', criteria: input, error: criteria.problem });
   const page = form.get('page');
   try {
     const results = page ? await deps.directory.patientsAt(server, page) : await deps.directory.searchPatients(server, criteria);
@@ -84,8 +99,16 @@ async function choose(ctx: Context, deps: SmartPageDeps, interaction: Interactio
   const wanted = patientIdOf(form.get('patient') ?? undefined);
   if (facts.user.access === 'caregiver') {
     const proxy = facts.user.proxies.find((p) => p.id === wanted);
-    if (!proxy) return render(ctx, deps, interaction, facts, { status: 400, mode: 'choose', patients: facts.user.proxies, error: 'Choose one of the patients listed.' });
-    return finish(ctx, deps.provider, withPicks(interaction.lastSubmission, { patient: proxy.id, patientDisplay: proxy.display }), { merge: true });
+    if (!proxy)
+      return render(ctx, deps, interaction, facts, {
+        status: 400,
+        mode: 'choose',
+        patients: facts.user.proxies,
+        error: 'Choose one of the patients listed.',
+      });
+    return finish(ctx, deps.provider, withPicks(interaction.lastSubmission, { patient: proxy.id, patientDisplay: proxy.display }), {
+      merge: true,
+    });
   }
   const server = facts.fhirServer!;
   let found: PatientSummary | undefined;
@@ -95,12 +118,23 @@ async function choose(ctx: Context, deps: SmartPageDeps, interaction: Interactio
     if (!(err instanceof FhirLookupError)) throw err;
     return render(ctx, deps, interaction, facts, { status: 502, mode: 'search', error: err.userMessage });
   }
-  if (!found) return render(ctx, deps, interaction, facts, { status: 400, mode: 'search', error: 'That patient could not be found. Search again and choose a patient from the results.' });
-  return finish(ctx, deps.provider, withPicks(interaction.lastSubmission, { patient: found.id, patientDisplay: found.name }), { merge: true });
+  if (!found)
+    return render(ctx, deps, interaction, facts, {
+      status: 400,
+      mode: 'search',
+      error: 'That patient could not be found. Search again and choose a patient from the results.',
+    });
+  return finish(ctx, deps.provider, withPicks(interaction.lastSubmission, { patient: found.id, patientDisplay: found.name }), {
+    merge: true,
+  });
 }
 
 /** The form posts of the step; the page itself is shown by GET /interaction/:uid. */
-async function formPost(ctx: Context, deps: SmartPageDeps, handle: (ctx: Context, deps: SmartPageDeps, i: Interaction, f: PageFacts, form: URLSearchParams) => Promise<void>): Promise<void> {
+async function formPost(
+  ctx: Context,
+  deps: SmartPageDeps,
+  handle: (ctx: Context, deps: SmartPageDeps, i: Interaction, f: PageFacts, form: URLSearchParams) => Promise<void>,
+): Promise<void> {
   refuseCrossSite(ctx);
   const interaction = await interactionFor(deps.provider, ctx);
   requirePrompt(interaction, SELECT_PATIENT);

@@ -12,7 +12,12 @@ const saved = { ...process.env };
 
 beforeAll(async () => {
   db = await createPgTestDatabase({ migrate: false });
-  Object.assign(process.env, { AUTHZ_AUDIT_STORE: 'postgres', AUTHZ_AUDIT_DATABASE_URL: db.appUrl, AUTHZ_AUDIT_DATABASE_OWNER_URL: db.ownerUrl, AUTHZ_LOG_LEVEL: 'silent' });
+  Object.assign(process.env, {
+    AUTHZ_AUDIT_STORE: 'postgres',
+    AUTHZ_AUDIT_DATABASE_URL: db.appUrl,
+    AUTHZ_AUDIT_DATABASE_OWNER_URL: db.ownerUrl,
+    AUTHZ_LOG_LEVEL: 'silent',
+  });
 });
 
 afterAll(async () => {
@@ -22,8 +27,14 @@ afterAll(async () => {
 
 test('creates the schema as its owner, grants the application role append-only rights, and is idempotent', async () => {
   const first = await cliLines('audit', 'db', 'migrate');
-  expect(first).toEqual([expect.stringMatching(/^applied 1767225600000_audit-store, .* to postgres:\/\/authz_audit_owner_/), `granted ${db.appRole} read and append rights (no UPDATE, DELETE or TRUNCATE)`]);
-  expect(await cliLines('audit', 'db', 'migrate')).toEqual([expect.stringMatching(/the audit database schema at .* is current$/), expect.stringMatching(/^granted /)]);
+  expect(first).toEqual([
+    expect.stringMatching(/^applied 1767225600000_audit-store, .* to postgres:\/\/authz_audit_owner_/),
+    `granted ${db.appRole} read and append rights (no UPDATE, DELETE or TRUNCATE)`,
+  ]);
+  expect(await cliLines('audit', 'db', 'migrate')).toEqual([
+    expect.stringMatching(/the audit database schema at .* is current$/),
+    expect.stringMatching(/^granted /),
+  ]);
   // The application role reads, and may not delete.
   await asRole(db.appUrl, async (c) => {
     expect((await c.query('SELECT count(*)::int AS n FROM audit.entries')).rows[0]).toEqual({ n: 0 });

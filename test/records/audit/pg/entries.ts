@@ -7,7 +7,11 @@ import type { PgEntry } from '../../../../src/records/audit/pg/store.js';
  * Chain entries as the Redis append script writes them (append.ts): canonical JSON, hash over
  * (seq, prev, event), trail time the later of `recorded` and the entry before's.
  */
-export function chainOf(chain: string, items: Recordable[], from: { seq: number; hash: string; t: number } = { seq: 0, hash: GENESIS_HASH, t: 0 }): PgEntry[] {
+export function chainOf(
+  chain: string,
+  items: Recordable[],
+  from: { seq: number; hash: string; t: number } = { seq: 0, hash: GENESIS_HASH, t: 0 },
+): PgEntry[] {
   let { seq, hash: prev, t } = from;
   return items.map((item) => {
     const p = prepareEvent(item, false, { mayRepeat: true });

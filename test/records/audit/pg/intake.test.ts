@@ -33,7 +33,14 @@ const workers: ChildProcess[] = [];
 
 function startWorker(): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/records/audit/pg/ship-worker.ts'], {
-    env: { ...process.env, AUTHZ_REDIS_PREFIX: f.config.redis.prefix, AUTHZ_AUDIT_DATABASE_URL: pgServer.appUrl, AUTHZ_AUDIT_CHAINS: '2', AUTHZ_LOG_LEVEL: 'silent', SHIP_TRIM_MS: '400' },
+    env: {
+      ...process.env,
+      AUTHZ_REDIS_PREFIX: f.config.redis.prefix,
+      AUTHZ_AUDIT_DATABASE_URL: pgServer.appUrl,
+      AUTHZ_AUDIT_CHAINS: '2',
+      AUTHZ_LOG_LEVEL: 'silent',
+      SHIP_TRIM_MS: '400',
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   workers.push(child);
@@ -110,7 +117,8 @@ describe('the Redis intake ships to PostgreSQL', () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     // Trim rounds follow the last batch (after the trim delay): Redis keeps only a short tail.
-    const tailOf = async () => (await Promise.all(['main', 'main-1'].map((c) => f.redis.xlen(f.keyspace.auditStream(c as 'main'))))).reduce((a, b) => a + b, 0);
+    const tailOf = async () =>
+      (await Promise.all(['main', 'main-1'].map((c) => f.redis.xlen(f.keyspace.auditStream(c as 'main'))))).reduce((a, b) => a + b, 0);
     let tail = await tailOf();
     for (const until = Date.now() + 20_000; tail >= acknowledged.length / 10 && Date.now() < until; tail = await tailOf()) await sleep(200);
     console.log(
@@ -147,7 +155,14 @@ describe('the Redis intake ships to PostgreSQL', () => {
     let total: number;
     let asOf: number | undefined;
     for (;;) {
-      const page = await search(store, { clauses: [], count: 1000, sort: '-date', offset, ...(after ? { after } : {}), ...(asOf ? { asOf } : {}) });
+      const page = await search(store, {
+        clauses: [],
+        count: 1000,
+        sort: '-date',
+        offset,
+        ...(after ? { after } : {}),
+        ...(asOf ? { asOf } : {}),
+      });
       asOf = page.asOf;
       total = page.total;
       for (const e of page.events) seen.add(e.id!);
@@ -202,7 +217,14 @@ describe('the Redis intake ships to PostgreSQL', () => {
       const page2 = await search(store, { clauses: [], count: 100, sort: '-date', offset: 100, after: page1.last!, asOf: page1.asOf });
       expect(page2.total).toBe(300);
       expect(page2.events.map((e) => e.id)).toEqual(newestFirst.slice(100, 200));
-      const page3 = await search(store, { clauses: [{ param: 'patient', values: ['Patient/paging'] }], count: 100, sort: '-date', offset: 200, after: page2.last!, asOf: page1.asOf });
+      const page3 = await search(store, {
+        clauses: [{ param: 'patient', values: ['Patient/paging'] }],
+        count: 100,
+        sort: '-date',
+        offset: 200,
+        after: page2.last!,
+        asOf: page1.asOf,
+      });
       expect(page3.events.map((e) => e.id)).toEqual(newestFirst.slice(200, 300));
       const back = await search(store, { clauses: [], count: 100, sort: '-date', offset: 100, before: page3.first!, asOf: page1.asOf });
       expect(back.events.map((e) => e.id)).toEqual(newestFirst.slice(100, 200));
@@ -217,9 +239,17 @@ describe('the Redis intake ships to PostgreSQL', () => {
   test('a chain over the bound takes no appends while another is under it; when every chain is over, the intake refuses', async () => {
     const g = await auditFixture({ AUTHZ_AUDIT_CHAINS: '2', AUTHZ_AUDIT_INTAKE_MAX_EVENTS: '1000', AUTHZ_AUDIT_MAX_BATCH: '100' });
     const { createAuditTrail } = await import('../../../../src/records/audit/trail.js');
-    const trail = createAuditTrail({ config: g.config, redis: g.redis, keyspace: g.keyspace, logger: createLogger('silent'), checkpointKeys: g.keys, intake: true });
+    const trail = createAuditTrail({
+      config: g.config,
+      redis: g.redis,
+      keyspace: g.keyspace,
+      logger: createLogger('silent'),
+      checkpointKeys: g.keys,
+      intake: true,
+    });
     const head = async (chain: 'main' | 'main-1') => Number(await g.redis.hget(g.keyspace.auditHead(chain), 'seq'));
-    const confirm = (chain: 'main' | 'main-1', seq: number) => g.redis.hset(g.keyspace.auditShipped(chain), 'seq', String(seq), 'at', String(Date.now()));
+    const confirm = (chain: 'main' | 'main-1', seq: number) =>
+      g.redis.hset(g.keyspace.auditShipped(chain), 'seq', String(seq), 'at', String(Date.now()));
     try {
       await Promise.all(Array.from({ length: 2_600 }, () => trail.record(sampleEvent({ patient: 'bound-2' }))));
       expect(await head('main')).toBeGreaterThan(1000);
@@ -245,7 +275,14 @@ describe('the Redis intake ships to PostgreSQL', () => {
     const own = await startPrivatePostgres();
     const home = new PgAuditStore(own.appUrl);
     const { createAuditTrail } = await import('../../../../src/records/audit/trail.js');
-    const trail = createAuditTrail({ config: g.config, redis: g.redis, keyspace: g.keyspace, logger: createLogger('silent'), checkpointKeys: g.keys, intake: true });
+    const trail = createAuditTrail({
+      config: g.config,
+      redis: g.redis,
+      keyspace: g.keyspace,
+      logger: createLogger('silent'),
+      checkpointKeys: g.keys,
+      intake: true,
+    });
     try {
       await Promise.all(Array.from({ length: 1_200 }, () => trail.record(sampleEvent({ patient: 'bound' }))));
       // The watch reads the lag every second.

@@ -47,7 +47,15 @@ afterAll(async () => {
 });
 
 function shipper(store: AuditStore, checkpoints: AuditFixture['trail']['checkpoints']): AuditShipper {
-  return new AuditShipper({ redis: f.redis, keyspace: f.keyspace, store, pg, checkpoints, logger: createLogger('silent'), options: { trimDelayMs: 0, trimEveryMs: 0 } });
+  return new AuditShipper({
+    redis: f.redis,
+    keyspace: f.keyspace,
+    store,
+    pg,
+    checkpoints,
+    logger: createLogger('silent'),
+    options: { trimDelayMs: 0, trimEveryMs: 0 },
+  });
 }
 
 describe('smart-authz audit db resume', () => {
@@ -66,9 +74,21 @@ describe('smart-authz audit db resume', () => {
     await f.redis.del(...lost);
 
     const lines = await cliLines('audit', 'db', 'resume');
-    expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^main: continues after seq \d+ \(signed ship-cut checkpoint\)$/), expect.stringMatching(/^main-1: continues after seq \d+/)]));
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^main: continues after seq \d+ \(signed ship-cut checkpoint\)$/),
+        expect.stringMatching(/^main-1: continues after seq \d+/),
+      ]),
+    );
 
-    const trail = createAuditTrail({ config: f.config, redis: f.redis, keyspace: f.keyspace, logger: createLogger('silent'), checkpointKeys: f.keys, intake: true });
+    const trail = createAuditTrail({
+      config: f.config,
+      redis: f.redis,
+      keyspace: f.keyspace,
+      logger: createLogger('silent'),
+      checkpointKeys: f.keys,
+      intake: true,
+    });
     try {
       await trail.settled();
       await Promise.all(Array.from({ length: 30 }, () => trail.record(sampleEvent({ patient: 'after-resume' }))));

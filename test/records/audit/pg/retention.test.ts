@@ -53,15 +53,23 @@ async function record(name: string, spec: Parameters<typeof sampleEvent>[0]): Pr
 }
 
 async function ship(): Promise<void> {
-  const shipper = new AuditShipper({ redis: f.redis, keyspace: f.keyspace, store, pg: pgStore, checkpoints: new CheckpointStore(f.redis, f.keyspace, f.keys, f.config.issuer), logger, options: { trimDelayMs: 0, trimEveryMs: 0 } });
+  const shipper = new AuditShipper({
+    redis: f.redis,
+    keyspace: f.keyspace,
+    store,
+    pg: pgStore,
+    checkpoints: new CheckpointStore(f.redis, f.keyspace, f.keys, f.config.issuer),
+    logger,
+    options: { trimDelayMs: 0, trimEveryMs: 0 },
+  });
   await shipper.drain();
   await shipper.stop();
 }
 
-
-
-const patientTotal = async (patient: string) => (await search(store, { clauses: [{ param: 'patient', values: [`Patient/${patient}`] }], count: 10 })).total;
-const verifyMain = async (keys: CheckpointKeys = f.keys) => (await verifyChains(pgStore, { keys, every: f.config.audit.checkpointEvery, chains: ['main'], page: 3 }))[0]!;
+const patientTotal = async (patient: string) =>
+  (await search(store, { clauses: [{ param: 'patient', values: [`Patient/${patient}`] }], count: 10 })).total;
+const verifyMain = async (keys: CheckpointKeys = f.keys) =>
+  (await verifyChains(pgStore, { keys, every: f.config.audit.checkpointEvery, chains: ['main'], page: 3 }))[0]!;
 
 beforeAll(async () => {
   db = await createPgTestDatabase();
@@ -106,8 +114,12 @@ describe('audit purge with the trail in PostgreSQL', () => {
   let first: PgPurgeResult;
 
   test('the application role cannot run retention, nor do its steps by hand', async () => {
-    await expect(pgPurge({ config: f.config, ownerUrl: db.appUrl, keys: f.keys, trail: f.trail, actor: operator })).rejects.toThrow(PgPurgeRefusedError);
-    await expect(pgPurge({ config: f.config, ownerUrl: db.appUrl, keys: f.keys, trail: f.trail, actor: operator })).rejects.toThrow(/owner/);
+    await expect(pgPurge({ config: f.config, ownerUrl: db.appUrl, keys: f.keys, trail: f.trail, actor: operator })).rejects.toThrow(
+      PgPurgeRefusedError,
+    );
+    await expect(pgPurge({ config: f.config, ownerUrl: db.appUrl, keys: f.keys, trail: f.trail, actor: operator })).rejects.toThrow(
+      /owner/,
+    );
     const month = monthsAgo(84).slice(0, 7).replace('-', '');
     await asRole(db.appUrl, async (c) => {
       for (const sql of [
@@ -144,7 +156,13 @@ describe('audit purge with the trail in PostgreSQL', () => {
     expect(await patientTotal('a-2')).toBe(1);
     expect(await patientTotal('b-1')).toBe(1);
     for (const gone of ['ancient-0', 'ancient-1', 'a-1', 'b-0', 'b-2']) expect(await patientTotal(gone)).toBe(0);
-    const byAgent = await search(store, { clauses: [{ param: 'agent', values: ['ehr'] }, { param: 'subtype', values: codeSearchValues('break-the-glass') }], count: 10 });
+    const byAgent = await search(store, {
+      clauses: [
+        { param: 'agent', values: ['ehr'] },
+        { param: 'subtype', values: codeSearchValues('break-the-glass') },
+      ],
+      count: 10,
+    });
     expect(byAgent.events.map((e) => e.id)).toEqual([ids['a-disclosure-1']]);
     const read = await store.events([ids['b-disclosure']!, ids['a-other']!, ids['a-disclosure-0']!]);
     expect(read.map((e) => e.id)).toEqual([ids['b-disclosure'], ids['a-disclosure-0']]);
@@ -156,13 +174,23 @@ describe('audit purge with the trail in PostgreSQL', () => {
     const named = exported.map((e) => Object.entries(ids).find(([, id]) => id === e.id)?.[0]).filter(Boolean);
     expect(named).toEqual(['a-disclosure-0', 'a-disclosure-1', 'b-disclosure', 'recent-0', 'recent-1']);
     // Newest first, across the kept and the live entries, a page at a time.
-    const newest = await search(store, { clauses: [{ param: 'patient', values: ['Patient/a-0', 'Patient/b-1', 'Patient/recent-0'] }], count: 2, offset: 1 });
+    const newest = await search(store, {
+      clauses: [{ param: 'patient', values: ['Patient/a-0', 'Patient/b-1', 'Patient/recent-0'] }],
+      count: 2,
+      offset: 1,
+    });
     expect(newest.events.map((e) => e.id)).toEqual([ids['recent-0'], ids['b-disclosure']]);
 
     // The purge is an AuditEvent in the trail.
     const purged = await search(store, { clauses: [{ param: 'subtype', values: codeSearchValues('audit-purged') }], count: 10 });
     expect(purged.total).toBe(1);
-    expect(purged.events[0]!.entity![0]!.detail).toEqual(expect.arrayContaining([{ type: 'removed', valueString: '5' }, { type: 'archived', valueString: '3' }, { type: 'store', valueString: 'postgres' }]));
+    expect(purged.events[0]!.entity![0]!.detail).toEqual(
+      expect.arrayContaining([
+        { type: 'removed', valueString: '5' },
+        { type: 'archived', valueString: '3' },
+        { type: 'store', valueString: 'postgres' },
+      ]),
+    );
 
     // The cut is signed (retention-cut), stored in PostgreSQL and in the anchor.
     const cps = (await pgStore.checkpoints('main')).filter((c) => c.reason === 'retention-cut');
@@ -185,26 +213,53 @@ describe('audit purge with the trail in PostgreSQL', () => {
     const b = kept[2]!;
     const edited = b.event.replace('"outcome":"0"', '"outcome":"8"');
     await tamper(db, "UPDATE audit.kept SET event = $1 WHERE chain = 'main' AND seq = $2", [edited, b.seq]);
-    expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'altered', seq: b.seq, message: expect.stringMatching(/kept disclosure .* does not match its hash/) } });
+    expect(await verifyMain()).toMatchObject({
+      ok: false,
+      problem: { kind: 'altered', seq: b.seq, message: expect.stringMatching(/kept disclosure .* does not match its hash/) },
+    });
     // Re-hashed to match: the signed digest still tells.
-    await tamper(db, "UPDATE audit.kept SET hash = decode($1, 'hex') WHERE chain = 'main' AND seq = $2", [entryHash(b.seq, b.prev, edited), b.seq]);
-    expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'altered', message: expect.stringMatching(/not those the retention cut signed: 1 here, 1 signed; one was altered/) } });
+    await tamper(db, "UPDATE audit.kept SET hash = decode($1, 'hex') WHERE chain = 'main' AND seq = $2", [
+      entryHash(b.seq, b.prev, edited),
+      b.seq,
+    ]);
+    expect(await verifyMain()).toMatchObject({
+      ok: false,
+      problem: { kind: 'altered', message: expect.stringMatching(/not those the retention cut signed: 1 here, 1 signed; one was altered/) },
+    });
     // Moved in time within its month (search would file it elsewhere).
-    await tamper(db, "UPDATE audit.kept SET event = $1, hash = decode($2, 'hex'), t = t + interval '1 second' WHERE chain = 'main' AND seq = $3", [b.event, b.hash, b.seq]);
+    await tamper(
+      db,
+      "UPDATE audit.kept SET event = $1, hash = decode($2, 'hex'), t = t + interval '1 second' WHERE chain = 'main' AND seq = $3",
+      [b.event, b.hash, b.seq],
+    );
     expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'altered' } });
     await tamper(db, "UPDATE audit.kept SET t = t - interval '1 second' WHERE chain = 'main' AND seq = $1", [b.seq]);
     expect((await verifyMain()).ok).toBe(true);
 
     // Removed.
     await tamper(db, "DELETE FROM audit.kept WHERE chain = 'main' AND seq = $1", [kept[0]!.seq]);
-    expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'removed', message: expect.stringMatching(/1 here, 2 signed; 1 were removed/) } });
-    await tamper(db, "INSERT INTO audit.kept SELECT chain, seq, audit.ms_to_ts($2), decode($3, 'hex'), decode($4, 'hex'), $5, $6 FROM (SELECT 'main' AS chain, $1::bigint AS seq) x", [kept[0]!.seq, kept[0]!.t, kept[0]!.prev, kept[0]!.hash, kept[0]!.id, kept[0]!.event]);
+    expect(await verifyMain()).toMatchObject({
+      ok: false,
+      problem: { kind: 'removed', message: expect.stringMatching(/1 here, 2 signed; 1 were removed/) },
+    });
+    await tamper(
+      db,
+      "INSERT INTO audit.kept SELECT chain, seq, audit.ms_to_ts($2), decode($3, 'hex'), decode($4, 'hex'), $5, $6 FROM (SELECT 'main' AS chain, $1::bigint AS seq) x",
+      [kept[0]!.seq, kept[0]!.t, kept[0]!.prev, kept[0]!.hash, kept[0]!.id, kept[0]!.event],
+    );
     expect((await verifyMain()).ok).toBe(true);
 
     // A self-consistent entry added to the kept table (a back-dated "disclosure"), in b's month.
     const forged = { ...b, seq: b.seq - 1, id: 'forged' };
     forged.hash = entryHash(forged.seq, forged.prev, forged.event);
-    await tamper(db, "INSERT INTO audit.kept VALUES ('main', $1, audit.ms_to_ts($2), decode($3, 'hex'), decode($4, 'hex'), $5, $6)", [forged.seq, forged.t, forged.prev, forged.hash, forged.id, forged.event]);
+    await tamper(db, "INSERT INTO audit.kept VALUES ('main', $1, audit.ms_to_ts($2), decode($3, 'hex'), decode($4, 'hex'), $5, $6)", [
+      forged.seq,
+      forged.t,
+      forged.prev,
+      forged.hash,
+      forged.id,
+      forged.event,
+    ]);
     expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'altered', message: expect.stringMatching(/were added/) } });
     await tamper(db, "DELETE FROM audit.kept WHERE id = 'forged'");
     expect((await verifyMain()).ok).toBe(true);
@@ -215,28 +270,63 @@ describe('audit purge with the trail in PostgreSQL', () => {
     const [newest] = (await pgStore.checkpoints('main')).filter((c) => c.reason === 'retention-cut' && c.seq === cut);
     // The signed cut removed: retention_cuts still says where the chain starts, unsigned.
     await tamper(db, "DELETE FROM audit.checkpoints WHERE chain = 'main' AND jws = $1", [newest!.jws]);
-    expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'checkpoint', seq: cut, message: expect.stringMatching(/no valid signed retention-cut checkpoint/) } });
-    await expect(pgPurge({ config: f.config, ownerUrl: db.ownerUrl, keys: f.keys, trail: f.trail, actor: operator })).rejects.toThrow(/main chain does not verify in PostgreSQL; nothing was purged/);
+    expect(await verifyMain()).toMatchObject({
+      ok: false,
+      problem: { kind: 'checkpoint', seq: cut, message: expect.stringMatching(/no valid signed retention-cut checkpoint/) },
+    });
+    await expect(pgPurge({ config: f.config, ownerUrl: db.ownerUrl, keys: f.keys, trail: f.trail, actor: operator })).rejects.toThrow(
+      /main chain does not verify in PostgreSQL; nothing was purged/,
+    );
     // ... and the record too: the chain now starts at the previous signed cut, with entries missing.
-    const [record] = (await asRole(PG_ADMIN_URL.replace(/\/[^/]*$/, `/${db.database}`), (c) => c.query("SELECT * FROM audit.retention_cuts WHERE chain = 'main' AND seq = $1", [cut]))).rows as Array<{ before: Date; at: Date; hash: Buffer }>;
+    const [record] = (
+      await asRole(PG_ADMIN_URL.replace(/\/[^/]*$/, `/${db.database}`), (c) =>
+        c.query("SELECT * FROM audit.retention_cuts WHERE chain = 'main' AND seq = $1", [cut]),
+      )
+    ).rows as Array<{ before: Date; at: Date; hash: Buffer }>;
     await tamper(db, "DELETE FROM audit.retention_cuts WHERE chain = 'main' AND seq = $1", [cut]);
-    expect(await verifyMain()).toMatchObject({ ok: false, problem: { message: expect.stringMatching(/kept disclosure seq \d+ is not covered by any signed retention cut/) } });
+    expect(await verifyMain()).toMatchObject({
+      ok: false,
+      problem: { message: expect.stringMatching(/kept disclosure seq \d+ is not covered by any signed retention cut/) },
+    });
     // Without kept entries in the way, the entries the cut dropped show as removed.
     const reports = await verifyChains(pgStore, { keys: f.keys, chains: ['main'], keptBefore: '0000-01' });
     expect(reports[0]).toMatchObject({ ok: false, problem: { kind: 'removed', message: expect.stringMatching(/are missing/) } });
-    await tamper(db, 'INSERT INTO audit.retention_cuts (chain, seq, hash, before, at) VALUES ($1, $2, $3, $4, $5)', ['main', cut, record!.hash, record!.before, record!.at]);
-    await tamper(db, "INSERT INTO audit.checkpoints (chain, seq, hash, iat, reason, jws) VALUES ('main', $1, decode($2, 'hex'), $3, 'retention-cut', $4)", [cut, newest!.hash, newest!.iat, newest!.jws]);
+    await tamper(db, 'INSERT INTO audit.retention_cuts (chain, seq, hash, before, at) VALUES ($1, $2, $3, $4, $5)', [
+      'main',
+      cut,
+      record!.hash,
+      record!.before,
+      record!.at,
+    ]);
+    await tamper(
+      db,
+      "INSERT INTO audit.checkpoints (chain, seq, hash, iat, reason, jws) VALUES ('main', $1, decode($2, 'hex'), $3, 'retention-cut', $4)",
+      [cut, newest!.hash, newest!.iat, newest!.jws],
+    );
     expect((await verifyMain()).ok).toBe(true);
 
     // A cut signed with a key the server never had (or edited after signing).
     const { privateKey, publicKey } = await generateKeyPair('ES384', { extractable: true });
     const priv: JWK = { ...(await exportJWK(privateKey)), kid: 'intruder' };
-    const intruder: CheckpointKeys = { signingKey: async () => ({ jwk: priv, alg: 'ES384' }), verificationKeys: async () => [{ ...(await exportJWK(publicKey)), kid: 'intruder' }] };
-    const payload = JSON.parse(Buffer.from(newest!.jws.split('.')[1]!, 'base64url').toString('utf8')) as Parameters<typeof signCheckpoint>[1];
+    const intruder: CheckpointKeys = {
+      signingKey: async () => ({ jwk: priv, alg: 'ES384' }),
+      verificationKeys: async () => [{ ...(await exportJWK(publicKey)), kid: 'intruder' }],
+    };
+    const payload = JSON.parse(Buffer.from(newest!.jws.split('.')[1]!, 'base64url').toString('utf8')) as Parameters<
+      typeof signCheckpoint
+    >[1];
     const forged = await signCheckpoint(intruder, { ...payload, retention: { ...payload.retention!, kept: 0 } });
     await pgStore.insertCheckpoint(forged);
-    expect(await verifyMain()).toMatchObject({ ok: false, problem: { kind: 'checkpoint', message: expect.stringMatching(/retention cut checkpoint at seq \d+ was signed by key intruder.*forged/) } });
-    await expect(pgPurge({ config: f.config, ownerUrl: db.ownerUrl, keys: f.keys, trail: f.trail, actor: operator })).rejects.toThrow(PgPurgeRefusedError);
+    expect(await verifyMain()).toMatchObject({
+      ok: false,
+      problem: {
+        kind: 'checkpoint',
+        message: expect.stringMatching(/retention cut checkpoint at seq \d+ was signed by key intruder.*forged/),
+      },
+    });
+    await expect(pgPurge({ config: f.config, ownerUrl: db.ownerUrl, keys: f.keys, trail: f.trail, actor: operator })).rejects.toThrow(
+      PgPurgeRefusedError,
+    );
     await tamper(db, 'DELETE FROM audit.checkpoints WHERE jws = $1', [forged]);
     expect((await verifyMain()).ok).toBe(true);
   });
@@ -258,7 +348,11 @@ describe('audit purge with the trail in PostgreSQL', () => {
     expect(loadConfig().audit.store).toBe('postgres');
     const out = await cli('audit', 'purge');
     expect(process.exitCode ?? 0).toBe(0);
-    expect(out[0]).toMatch(new RegExp(`^dropped no month .*: 0 events removed, 0 disclosures kept .*; kept disclosures of ${monthsAgo(60).slice(0, 7)} \\(2\\) removed`));
+    expect(out[0]).toMatch(
+      new RegExp(
+        `^dropped no month .*: 0 events removed, 0 disclosures kept .*; kept disclosures of ${monthsAgo(60).slice(0, 7)} \\(2\\) removed`,
+      ),
+    );
     expect(out[1]).toMatch(/^main \(PostgreSQL\) now starts after the signed retention cut at seq \d+$/);
     expect((await pgStore.kept('main', 0, 100)).map((e) => e.id)).toEqual([ids['b-disclosure']]);
     expect(await patientTotal('a-2')).toBe(0);
@@ -267,13 +361,17 @@ describe('audit purge with the trail in PostgreSQL', () => {
 
     const verified = await cli('audit', 'verify');
     expect(process.exitCode ?? 0).toBe(0);
-    expect(verified[0]).toMatch(/^main \(PostgreSQL\): OK, \d+ entries \(seq \d+–\d+, from the signed retention cut at seq \d+\), \d+ signed checkpoints, 1 kept disclosures match 4 signed retention cuts$/);
+    expect(verified[0]).toMatch(
+      /^main \(PostgreSQL\): OK, \d+ entries \(seq \d+–\d+, from the signed retention cut at seq \d+\), \d+ signed checkpoints, 1 kept disclosures match 4 signed retention cuts$/,
+    );
 
     // Removing the remaining kept disclosure now shows.
     const [b] = await pgStore.kept('main', 0, 1);
     await tamper(db, "DELETE FROM audit.kept WHERE chain = 'main' AND seq = $1", [b!.seq]);
     const failed = await cli('audit', 'verify');
-    expect(failed[0]).toMatch(/^main \(PostgreSQL\): FAILED: removed entry at seq \d+: the kept disclosures of .* are not those the retention cut signed: 0 here, 1 signed/);
+    expect(failed[0]).toMatch(
+      /^main \(PostgreSQL\): FAILED: removed entry at seq \d+: the kept disclosures of .* are not those the retention cut signed: 0 here, 1 signed/,
+    );
     expect(process.exitCode).toBe(1);
   });
 });

@@ -33,10 +33,37 @@ function fixtureEvents(): { main: Recordable[]; archive: Recordable[] } {
     const recorded = at(i);
     switch (i % 6) {
       case 0:
-        main.push(sampleEvent({ patient, clientId: 'app-a', recorded, user: { accountId: `u${i % 3}`, fhirUser: `Practitioner/dr-${i % 3}` }, purpose: 'TREAT' }));
+        main.push(
+          sampleEvent({
+            patient,
+            clientId: 'app-a',
+            recorded,
+            user: { accountId: `u${i % 3}`, fhirUser: `Practitioner/dr-${i % 3}` },
+            purpose: 'TREAT',
+          }),
+        );
         break;
       case 1:
-        main.push(introspectionRecord(ISSUER, { callerId: 'rs-1', ip: '10.0.0.1', active: true, value: 'v', token: { format: 'jwt', id: `jti-${i}`, kind: 'AccessToken', clientId: i % 4 ? 'app-a' : 'app-b', scope: 'patient/*.rs', extra: { patient } } }, new Date(recorded)));
+        main.push(
+          introspectionRecord(
+            ISSUER,
+            {
+              callerId: 'rs-1',
+              ip: '10.0.0.1',
+              active: true,
+              value: 'v',
+              token: {
+                format: 'jwt',
+                id: `jti-${i}`,
+                kind: 'AccessToken',
+                clientId: i % 4 ? 'app-a' : 'app-b',
+                scope: 'patient/*.rs',
+                extra: { patient },
+              },
+            },
+            new Date(recorded),
+          ),
+        );
         break;
       case 2:
         main.push(sampleEvent({ patient, clientId: 'app-b', recorded, subtype: 'token-refused', outcome: '4' }));
@@ -46,15 +73,29 @@ function fixtureEvents(): { main: Recordable[]; archive: Recordable[] } {
         break;
       case 4:
         // A type of another system: indexed as code and system|code, so a bare-code search matches it twice.
-        main.push({ ...sampleEvent({ patient, clientId: 'app-a', recorded }), type: { system: 'urn:example:other', code: '110114' }, action: 'R' } as AuditEvent);
+        main.push({
+          ...sampleEvent({ patient, clientId: 'app-a', recorded }),
+          type: { system: 'urn:example:other', code: '110114' },
+          action: 'R',
+        } as AuditEvent);
         break;
       default:
         // Recorded a little before the entry ahead of it: the trail time clamps it forward.
-        main.push(sampleEvent({ patient, clientId: 'app-c', recorded: new Date(Date.parse(at(i - 1)) - 60_000).toISOString(), outcome: '8', subtype: 'refresh-reuse' }));
+        main.push(
+          sampleEvent({
+            patient,
+            clientId: 'app-c',
+            recorded: new Date(Date.parse(at(i - 1)) - 60_000).toISOString(),
+            outcome: '8',
+            subtype: 'refresh-reuse',
+          }),
+        );
     }
   }
   // Retention's archive chain: older disclosures, its own seqs.
-  const archive: Recordable[] = Array.from({ length: 8 }, (_, i) => sampleEvent({ patient: `p${i % 2}`, clientId: 'app-a', recorded: new Date(Date.UTC(2025, 11, 1) + i * 86_400_000).toISOString() }));
+  const archive: Recordable[] = Array.from({ length: 8 }, (_, i) =>
+    sampleEvent({ patient: `p${i % 2}`, clientId: 'app-a', recorded: new Date(Date.UTC(2025, 11, 1) + i * 86_400_000).toISOString() }),
+  );
   return { main, archive };
 }
 

@@ -46,7 +46,11 @@ afterAll(async () => {
 describe('a server with a PostgreSQL home', () => {
   test('migrates at start-up, ships every audited request, and the CLI verifies and exports both parts', async () => {
     for (let i = 0; i < CALLS; i++) {
-      const res = await fetch(`${server.url}/introspect`, { method: 'POST', headers: { Authorization: INTROSPECTOR, 'Content-Type': 'application/x-www-form-urlencoded' }, body: `token=not-a-token-${i}` });
+      const res = await fetch(`${server.url}/introspect`, {
+        method: 'POST',
+        headers: { Authorization: INTROSPECTOR, 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: `token=not-a-token-${i}`,
+      });
       expect(res.status).toBe(200);
     }
     const client = new pg.Client({ connectionString: db.ownerUrl });
@@ -60,7 +64,9 @@ describe('a server with a PostgreSQL home', () => {
         await new Promise((r) => setTimeout(r, 200));
       }
       expect(shipped).toBeGreaterThanOrEqual(CALLS);
-      const chains = (await client.query<{ chain: string }>('SELECT DISTINCT chain FROM audit.entries ORDER BY 1')).rows.map((r) => r.chain);
+      const chains = (await client.query<{ chain: string }>('SELECT DISTINCT chain FROM audit.entries ORDER BY 1')).rows.map(
+        (r) => r.chain,
+      );
       expect(chains).toEqual(['main', 'main-1']);
       const migrations = (await client.query<{ name: string }>('SELECT name FROM audit.pgmigrations ORDER BY 1')).rows.map((r) => r.name);
       expect(migrations.length).toBeGreaterThanOrEqual(2);
@@ -71,14 +77,24 @@ describe('a server with a PostgreSQL home', () => {
     Object.assign(process.env, env, { AUTHZ_LOG_LEVEL: 'silent' });
     const verified = await cliLines('audit', 'verify');
     expect(verified.filter((l) => l.includes('FAILED'))).toEqual([]);
-    expect(verified).toEqual(expect.arrayContaining([expect.stringMatching(/^main \(PostgreSQL\): OK, \d+ entries/), expect.stringMatching(/^main-1 \(Redis\): OK/)]));
+    expect(verified).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^main \(PostgreSQL\): OK, \d+ entries/),
+        expect.stringMatching(/^main-1 \(Redis\): OK/),
+      ]),
+    );
     const exported = await cliLines('audit', 'export');
-    const introspections = exported.map((l) => JSON.parse(l) as { subtype?: Array<{ code?: string }> }).filter((e) => e.subtype?.some((c) => c.code === 'token-introspected'));
+    const introspections = exported
+      .map((l) => JSON.parse(l) as { subtype?: Array<{ code?: string }> })
+      .filter((e) => e.subtype?.some((c) => c.code === 'token-introspected'));
     expect(introspections.length).toBeGreaterThanOrEqual(CALLS);
   }, 60_000);
 
   test('a database that holds another trail is refused at start-up with one line', async () => {
-    const other = await startServerProcess({ ...env, AUTHZ_REDIS_PREFIX: `pgsrv-other-${randomBytes(3).toString('hex')}:` }, { waitReady: false });
+    const other = await startServerProcess(
+      { ...env, AUTHZ_REDIS_PREFIX: `pgsrv-other-${randomBytes(3).toString('hex')}:` },
+      { waitReady: false },
+    );
     const code = await other.exited;
     expect(code).toBe(1);
     expect(other.stderr().trim()).toMatch(/^the audit database holds another trail \([0-9a-f-]{36}\) than this server's Redis/);

@@ -10,8 +10,8 @@ let db: PgTestDatabase;
 let store: PgAuditStore;
 
 const at = (iso: string, i: number) => sampleEvent({ patient: `p-${i % 3}`, clientId: `app-${i % 2}`, recorded: iso });
-const events = (n: number, start = Date.UTC(2026, 0, 10)) => Array.from({ length: n }, (_, i) => ({ ...at(new Date(start + i * 60_000).toISOString(), i), id: `ev-${start}-${i}` }));
-
+const events = (n: number, start = Date.UTC(2026, 0, 10)) =>
+  Array.from({ length: n }, (_, i) => ({ ...at(new Date(start + i * 60_000).toISOString(), i), id: `ev-${start}-${i}` }));
 
 beforeAll(async () => {
   db = await createPgTestDatabase();
@@ -29,7 +29,10 @@ describe('insert', () => {
       const a = new PgAuditStore(db.appUrl);
       const b = new PgAuditStore(db.appUrl);
       try {
-        const results = await Promise.allSettled([a.insert(chainOf(`race-a-${round}`, events(100, start))), b.insert(chainOf(`race-b-${round}`, events(100, start)))]);
+        const results = await Promise.allSettled([
+          a.insert(chainOf(`race-a-${round}`, events(100, start))),
+          b.insert(chainOf(`race-b-${round}`, events(100, start))),
+        ]);
         expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).toEqual([100, 100]);
       } finally {
         await a.close();
@@ -105,7 +108,9 @@ describe('insert', () => {
     const jws = `eyJhbGciOiJFUzM4NCJ9.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.sig`;
     expect(await store.insertCheckpoint(jws)).toBe(true);
     expect(await store.insertCheckpoint(jws)).toBe(false);
-    expect(await store.checkpoints('cp')).toEqual([{ chain: 'cp', seq: 3, hash: 'a'.repeat(64), iat: 1_767_225_600, reason: 'cadence', jws }]);
+    expect(await store.checkpoints('cp')).toEqual([
+      { chain: 'cp', seq: 3, hash: 'a'.repeat(64), iat: 1_767_225_600, reason: 'cadence', jws },
+    ]);
     await expect(store.insertCheckpoint('not.a.jws')).rejects.toBeInstanceOf(AuditIntegrityError);
   });
 });
@@ -122,7 +127,7 @@ describe('append-only', () => {
         'DELETE FROM audit.entry_values',
         'DELETE FROM audit.checkpoints',
         'DROP TABLE audit.entries_202601',
-        "ALTER TABLE audit.entries DETACH PARTITION audit.entries_202601",
+        'ALTER TABLE audit.entries DETACH PARTITION audit.entries_202601',
         "INSERT INTO audit.retention_cuts (chain, seq, hash, before) VALUES ('ro', 1, '\\x00', now())",
         "INSERT INTO audit.kept SELECT * FROM audit.entries WHERE chain = 'ro'",
         'DELETE FROM audit.kept',
@@ -134,7 +139,9 @@ describe('append-only', () => {
     });
     // Even the owner cannot change a row: the trigger refuses (retention drops partitions instead).
     await asRole(db.ownerUrl, async (c) => {
-      await expect(c.query("UPDATE audit.entries SET id = 'x' WHERE chain = 'ro'")).rejects.toMatchObject({ code: AUDIT_SQLSTATE.appendOnly });
+      await expect(c.query("UPDATE audit.entries SET id = 'x' WHERE chain = 'ro'")).rejects.toMatchObject({
+        code: AUDIT_SQLSTATE.appendOnly,
+      });
       await expect(c.query("DELETE FROM audit.entries WHERE chain = 'ro'")).rejects.toMatchObject({ code: AUDIT_SQLSTATE.appendOnly });
     });
     expect(await store.highestSeq('ro')).toBe(2);
@@ -143,10 +150,22 @@ describe('append-only', () => {
 
 describe('partitions', () => {
   test('entries land in their UTC month, one partition per month, created on demand or ahead', async () => {
-    const times = ['2025-11-30T23:59:59.999Z', '2025-12-01T00:00:00.000Z', '2025-12-31T23:59:59.999Z', '2026-02-01T00:00:00.000Z', '2026-02-03T00:00:00.000Z'];
-    const chain = chainOf('months', times.map((iso, i) => ({ ...at(iso, i), id: `m-${i}` })));
+    const times = [
+      '2025-11-30T23:59:59.999Z',
+      '2025-12-01T00:00:00.000Z',
+      '2025-12-31T23:59:59.999Z',
+      '2026-02-01T00:00:00.000Z',
+      '2026-02-03T00:00:00.000Z',
+    ];
+    const chain = chainOf(
+      'months',
+      times.map((iso, i) => ({ ...at(iso, i), id: `m-${i}` })),
+    );
     // Another chain that also has December entries: its cut is recorded separately.
-    const other = chainOf('months-1', [{ ...at('2025-12-15T00:00:00Z', 1), id: 'o-0' }, { ...at('2026-02-02T00:00:00Z', 2), id: 'o-1' }]);
+    const other = chainOf('months-1', [
+      { ...at('2025-12-15T00:00:00Z', 1), id: 'o-0' },
+      { ...at('2026-02-02T00:00:00Z', 2), id: 'o-1' },
+    ]);
     await store.insert([...chain, ...other]);
     // Ahead of time too (the next month), idempotently.
     expect(await ensurePartitions(store.pool, [Date.UTC(2026, 2, 5)])).toBe(2);
@@ -154,8 +173,14 @@ describe('partitions', () => {
     const months = (await listPartitions(store.pool)).map((p) => p.month);
     expect(months).toEqual(expect.arrayContaining(['2025-11', '2025-12', '2026-01', '2026-02', '2026-03']));
     expect(months).not.toContain('2026-04');
-    const counts = await asRole(PG_ADMIN_URL.replace(/\/[^/]*$/, `/${db.database}`), async (c) =>
-      (await c.query<{ p: string; n: string }>("SELECT tableoid::regclass::text AS p, count(*) AS n FROM audit.entries WHERE chain = 'months' GROUP BY 1 ORDER BY 1")).rows,
+    const counts = await asRole(
+      PG_ADMIN_URL.replace(/\/[^/]*$/, `/${db.database}`),
+      async (c) =>
+        (
+          await c.query<{ p: string; n: string }>(
+            "SELECT tableoid::regclass::text AS p, count(*) AS n FROM audit.entries WHERE chain = 'months' GROUP BY 1 ORDER BY 1",
+          )
+        ).rows,
     );
     expect(counts).toEqual([
       { p: 'audit.entries_202511', n: '1' },

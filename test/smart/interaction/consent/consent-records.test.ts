@@ -18,7 +18,15 @@ import {
   postForm,
   startAuthorization,
 } from '../../../support/smart-flow.js';
-import { createPerson, introspect, paramsFor, registerEhrLauncher, registerResourceServer, registerSmartApp, type Person } from '../../../support/fixtures.js';
+import {
+  createPerson,
+  introspect,
+  paramsFor,
+  registerEhrLauncher,
+  registerResourceServer,
+  registerSmartApp,
+  type Person,
+} from '../../../support/fixtures.js';
 import { startFakeFhir, type FakeFhir } from '../fake-fhir.js';
 
 /**
@@ -40,7 +48,14 @@ const params = paramsFor(() => ({ client_id: APP, redirect_uri: REDIRECT, aud: f
 /** A patient user with a record of their own nobody has consented for yet. */
 async function newPatient(): Promise<Person & { patientId: string }> {
   const patientId = `p-${randomUUID().slice(0, 8)}`;
-  return { ...(await createPerson(t, { fhirUser: `Patient/${patientId}` }, { userName: patientId, name: { givenName: 'Pat', familyName: patientId } })), patientId };
+  return {
+    ...(await createPerson(
+      t,
+      { fhirUser: `Patient/${patientId}` },
+      { userName: patientId, name: { givenName: 'Pat', familyName: patientId } },
+    )),
+    patientId,
+  };
 }
 
 function newUser(smart: Record<string, unknown>): Promise<Person> {
@@ -59,7 +74,10 @@ async function grantOfCode(code: string): Promise<string> {
 
 beforeAll(async () => {
   fake = await startFakeFhir();
-  fake.patients.push({ id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23' }, { id: 'sam-1', given: 'Sam', family: 'Jones', birthDate: '2015-09-01' });
+  fake.patients.push(
+    { id: 'pat-1', given: 'Pat', family: 'Jones', birthDate: '1980-04-23' },
+    { id: 'sam-1', given: 'Sam', family: 'Jones', birthDate: '2015-09-01' },
+  );
   // Remembered consent as it applies to standalone launches (AUTHZ_CONSENT_REMEMBER=always); the
   // default, where a standalone launch always shows the page, is tested in test/interop/limited-access.test.ts.
   t = await createTestApp({ AUTHZ_FHIR_SERVERS: fake.base, AUTHZ_LOGIN_MAX_PER_IP_PER_MINUTE: '1000', AUTHZ_CONSENT_REMEMBER: 'always' });
@@ -68,9 +86,19 @@ beforeAll(async () => {
     name: 'Growth Tracker',
     redirectUri: REDIRECT,
     scopes: SCOPES,
-    metadata: { logo_uri: 'https://cdn.example.org/growth/logo.png', client_uri: 'https://growth.example.org/about', purposes_of_use: ['TREAT', 'PATRQT', 'HRESCH'] },
+    metadata: {
+      logo_uri: 'https://cdn.example.org/growth/logo.png',
+      client_uri: 'https://growth.example.org/about',
+      purposes_of_use: ['TREAT', 'PATRQT', 'HRESCH'],
+    },
   });
-  await registerSmartApp(t, { id: FORGETFUL, name: 'Forgetful', redirectUri: REDIRECT, scopes: SCOPES, metadata: { smart_remember_consent: false } });
+  await registerSmartApp(t, {
+    id: FORGETFUL,
+    name: 'Forgetful',
+    redirectUri: REDIRECT,
+    scopes: SCOPES,
+    metadata: { smart_remember_consent: false },
+  });
   await registerEhrLauncher(t);
   await registerResourceServer(t);
 });
@@ -83,12 +111,19 @@ afterAll(async () => {
 describe('the consent page', () => {
   test('shows the app (https logo, home page), the patient, why and for how long', async () => {
     const who = await newPatient();
-    const { html } = await openConsentPage(t, params('openid launch/patient patient/Observation.rs offline_access', { purpose_of_use: 'PATRQT' }), who);
+    const { html } = await openConsentPage(
+      t,
+      params('openid launch/patient patient/Observation.rs offline_access', { purpose_of_use: 'PATRQT' }),
+      who,
+    );
     expect(html).toContain('<img src="https://cdn.example.org/growth/logo.png" alt="" width="48" height="48" class="app-logo">');
     expect(html).toContain('<a href="https://growth.example.org/about" rel="noopener noreferrer">About this app</a>');
     expect(html).toContain('<strong>Growth Tracker</strong> is asking for access to <strong>your own record</strong>');
     expect(html).toContain('<strong>Why:</strong> at the patient’s own request.');
-    const until = /<time datetime="([^"]+)">([^<]+)<\/time> if you let it keep access while you are away; otherwise only while you are signed in/.exec(html);
+    const until =
+      /<time datetime="([^"]+)">([^<]+)<\/time> if you let it keep access while you are away; otherwise only while you are signed in/.exec(
+        html,
+      );
     expect(until).not.toBeNull();
     const expected = Date.now() + t.config.ttl.refreshToken * 1000;
     expect(Math.abs(Date.parse(until![1]!) - expected)).toBeLessThan(60_000);
@@ -112,7 +147,9 @@ describe('the consent page', () => {
     expect(html).toContain('>Read and search your Observation records (lab results, vital signs and other measurements)</label>');
     expect(html).toContain('>Read and search your Condition records (problems and diagnoses)</label>');
     expect(html).toContain('>Create, read, update, delete and search your MedicationRequest records (prescriptions)</label>');
-    expect(html).toContain('>Read and search your Observation records (lab results, vital signs and other measurements), only those in the category “vital signs”</label>');
+    expect(html).toContain(
+      '>Read and search your Observation records (lab results, vital signs and other measurements), only those in the category “vital signs”</label>',
+    );
     expect(html).toContain('<strong>For how long:</strong>\n    only while you are signed in.');
     // No purpose_of_use: a patient acting for themselves asserts PATRQT (domain/hcs/decision.ts).
     expect(html).toContain('<strong>Why:</strong> at the patient’s own request.');
@@ -135,7 +172,9 @@ describe('the consent page', () => {
     const flow = await authorizeThroughPages(t, params('launch patient/*.rs', { launch }), who);
     expect(flow.error).toBe('access_denied');
     // An account linked to nothing gets no patient context at all (identity-access.md), so the refusal says that.
-    expect(flow.stop.kind === 'app' && flow.stop.location.searchParams.get('error_description')).toMatch(/not linked to a patient record or a staff role/);
+    expect(flow.stop.kind === 'app' && flow.stop.location.searchParams.get('error_description')).toMatch(
+      /not linked to a patient record or a staff role/,
+    );
     expect(await consentsOf(t, patientId)).toEqual([]);
   });
 });
@@ -143,7 +182,11 @@ describe('the consent page', () => {
 describe('Allow and Deny become R4 Consents', () => {
   test('Allow records an active permit, tied to the grant, named by the token', async () => {
     const who = await newPatient();
-    const flow = await authorizeThroughPages(t, params('openid fhirUser launch/patient patient/Observation.rs patient/Condition.write'), who);
+    const flow = await authorizeThroughPages(
+      t,
+      params('openid fhirUser launch/patient patient/Observation.rs patient/Condition.write'),
+      who,
+    );
     const grantId = await grantOfCode(flow.code!);
     const [consent, ...others] = await consentsOf(t, who.patientId);
     expect(others).toEqual([]);
@@ -180,7 +223,11 @@ describe('Allow and Deny become R4 Consents', () => {
 
   test('unticking a scope narrows the token and the Consent', async () => {
     const who = await newPatient();
-    const flow = await authorizeThroughPages(t, params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'), { ...who, untick: ['patient/Condition.rs', 'offline_access'] });
+    const flow = await authorizeThroughPages(
+      t,
+      params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'),
+      { ...who, untick: ['patient/Condition.rs', 'offline_access'] },
+    );
     const token = await exchangeCode(t, flow, params(''));
     expect(token.body.scope.split(' ').sort()).toEqual(['launch/patient', 'openid', 'patient/Observation.rs']);
     expect(token.body.refresh_token).toBeUndefined();
@@ -192,7 +239,10 @@ describe('Allow and Deny become R4 Consents', () => {
   test('Deny records a rejected Consent of what was asked, and the app gets access_denied', async () => {
     const who = await newUser({ fhirUser: `Patient/p-${randomUUID().slice(0, 8)}`, purposesOfUse: ['PATRQT', 'HRESCH'] });
     const patientId = (await directoryOf(t).users.findByUserName(who.username))![SMART_USER_SCHEMA]!.fhirUser!.split('/')[1]!;
-    const flow = await authorizeThroughPages(t, params('openid launch/patient patient/*.rs', { purpose_of_use: 'HRESCH' }), { ...who, consent: 'deny' });
+    const flow = await authorizeThroughPages(t, params('openid launch/patient patient/*.rs', { purpose_of_use: 'HRESCH' }), {
+      ...who,
+      consent: 'deny',
+    });
     expect(flow.error).toBe('access_denied');
     const [consent, ...others] = await consentsOf(t, patientId);
     expect(others).toEqual([]);
@@ -300,12 +350,19 @@ describe('remembered consent', () => {
   test('new scopes: only the difference is asked, and Allow records a Consent for the union', async () => {
     const who = await newPatient();
     await authorizeThroughPages(t, params('openid launch/patient patient/Observation.rs'), who);
-    const { agent, verifier, consent, html } = await openConsentPage(t, params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'), who);
+    const { agent, verifier, consent, html } = await openConsentPage(
+      t,
+      params('openid launch/patient patient/Observation.rs patient/Condition.rs offline_access'),
+      who,
+    );
     expect(html).toContain('<h2 id="allowed-heading">You have already allowed the app to</h2>');
     expect(html).toMatch(/allowed-heading[\s\S]*<li>Read and search your Observation records[^<]*<\/li>[\s\S]*<\/section>/);
     expect(html).toContain('<legend>New: you choose whether the app may also</legend>');
     expect(checkedValues(html, 'scope')).toEqual(['patient/Condition.rs', 'offline_access']);
-    const back = await browse(agent, await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: ['patient/Condition.rs'] }));
+    const back = await browse(
+      agent,
+      await postForm(agent, consent.uid, 'consent', consent.res, { decision: 'allow', scope: ['patient/Condition.rs'] }),
+    );
     if (back.kind !== 'app' || !back.code) throw new Error('no code');
     const token = await exchange(t, back.code, verifier, params(''));
     expect(token.body.scope.split(' ').sort()).toEqual(['launch/patient', 'openid', 'patient/Condition.rs', 'patient/Observation.rs']);
@@ -353,7 +410,16 @@ describe('remembered consent', () => {
 
   test('smart_remember_consent must be a boolean', async () => {
     await expect(
-      t.registry.upsert({ client_id: 'bad-remember', smart_client_kind: 'public_app', redirect_uris: [REDIRECT], smart_scopes: ['openid'], smart_remember_consent: 'yes' }, { generateSecret: false }),
+      t.registry.upsert(
+        {
+          client_id: 'bad-remember',
+          smart_client_kind: 'public_app',
+          redirect_uris: [REDIRECT],
+          smart_scopes: ['openid'],
+          smart_remember_consent: 'yes',
+        },
+        { generateSecret: false },
+      ),
     ).rejects.toThrow(/smart_remember_consent must be true or false/);
   });
 });
@@ -376,17 +442,35 @@ describe('hostile client metadata', () => {
 
     for (const field of ['logo_uri', 'client_uri']) {
       await expect(
-        t.registry.upsert({ client_id: 'hostile-js', smart_client_kind: 'public_app', redirect_uris: [REDIRECT], smart_scopes: ['openid'], [field]: 'javascript:alert(1)' }, { generateSecret: false }),
+        t.registry.upsert(
+          {
+            client_id: 'hostile-js',
+            smart_client_kind: 'public_app',
+            redirect_uris: [REDIRECT],
+            smart_scopes: ['openid'],
+            [field]: 'javascript:alert(1)',
+          },
+          { generateSecret: false },
+        ),
       ).rejects.toThrow(new RegExp(`${field} must be a web uri`));
     }
   });
 
   test('only https logos and http(s) home pages pass, whatever is stored', () => {
     expect(safeLogoUri('https://cdn.example.org/a.png')).toBe('https://cdn.example.org/a.png');
-    for (const bad of ['http://cdn.example.org/a.png', 'javascript:alert(1)', 'data:image/png;base64,AAAA', '//cdn.example.org/a.png', 'not a url', undefined, 42]) {
+    for (const bad of [
+      'http://cdn.example.org/a.png',
+      'javascript:alert(1)',
+      'data:image/png;base64,AAAA',
+      '//cdn.example.org/a.png',
+      'not a url',
+      undefined,
+      42,
+    ]) {
       expect(safeLogoUri(bad)).toBeUndefined();
     }
     expect(safeClientUri('http://app.example.org/')).toBe('http://app.example.org/');
-    for (const bad of ['javascript:alert(1)', 'data:text/html,<script>', 'vbscript:x', 'mailto:a@b.c', '']) expect(safeClientUri(bad)).toBeUndefined();
+    for (const bad of ['javascript:alert(1)', 'data:text/html,<script>', 'vbscript:x', 'mailto:a@b.c', ''])
+      expect(safeClientUri(bad)).toBeUndefined();
   });
 });

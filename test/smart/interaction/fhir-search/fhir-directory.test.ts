@@ -1,4 +1,10 @@
-import { FhirDirectory, FhirLookupError, encounterSummary, onBase, patientSummary } from '../../../../src/smart/interaction/fhir-search/fhir-directory.js';
+import {
+  FhirDirectory,
+  FhirLookupError,
+  encounterSummary,
+  onBase,
+  patientSummary,
+} from '../../../../src/smart/interaction/fhir-search/fhir-directory.js';
 import type { FhirServer } from '../../../../src/platform/config/schema.js';
 import { startFakeFhir, type FakeFhir } from '../fake-fhir.js';
 
@@ -95,11 +101,23 @@ test('onBase accepts only the base origin and path', () => {
 });
 
 test('summaries fall back sensibly and ignore resources of other types', () => {
-  expect(patientSummary({ resourceType: 'Patient', id: 'p', name: [{ text: 'Dr. Who' }] })).toEqual({ id: 'p', name: 'Dr. Who', identifiers: [] });
+  expect(patientSummary({ resourceType: 'Patient', id: 'p', name: [{ text: 'Dr. Who' }] })).toEqual({
+    id: 'p',
+    name: 'Dr. Who',
+    identifiers: [],
+  });
   expect(patientSummary({ resourceType: 'Patient', id: 'p' })?.name).toBe('Patient p');
   expect(patientSummary({ resourceType: 'Observation', id: 'p' })).toBeUndefined();
   expect(patientSummary({ resourceType: 'Patient', id: 'bad id' })).toBeUndefined();
-  expect(encounterSummary({ resourceType: 'Encounter', id: 'e', class: { code: 'IMP' }, period: { start: '2024-02-03T10:00:00Z' }, subject: { reference: 'Patient/p-1' } })).toEqual({
+  expect(
+    encounterSummary({
+      resourceType: 'Encounter',
+      id: 'e',
+      class: { code: 'IMP' },
+      period: { start: '2024-02-03T10:00:00Z' },
+      subject: { reference: 'Patient/p-1' },
+    }),
+  ).toEqual({
     id: 'e',
     description: 'IMP',
     date: '2024-02-03',

@@ -1,6 +1,10 @@
 import { createTestApp, type TestApp } from '../../../support/test-app.js';
 import { introspect, registerResourceServer } from '../../../support/fixtures.js';
-import { PATIENT_SEARCH_CLIENT_ID, ServiceCredential, ensurePatientSearchClient } from '../../../../src/smart/interaction/fhir-search/service-credential.js';
+import {
+  PATIENT_SEARCH_CLIENT_ID,
+  ServiceCredential,
+  ensurePatientSearchClient,
+} from '../../../../src/smart/interaction/fhir-search/service-credential.js';
 
 const FHIR = 'http://localhost:8080/fhir';
 let t: TestApp;
@@ -14,7 +18,12 @@ afterAll(() => t.close());
 test('the internal client is a backend service with only the picker scopes, registered once', async () => {
   await ensurePatientSearchClient(t.registry, t.config.clientAuthSigningAlgs);
   const first = await t.registry.get(PATIENT_SEARCH_CLIENT_ID);
-  expect(first).toMatchObject({ smart_client_kind: 'backend_service', token_endpoint_auth_method: 'private_key_jwt', grant_types: ['client_credentials'], smart_scopes: ['system/Patient.rs', 'system/Encounter.rs'] });
+  expect(first).toMatchObject({
+    smart_client_kind: 'backend_service',
+    token_endpoint_auth_method: 'private_key_jwt',
+    grant_types: ['client_credentials'],
+    smart_scopes: ['system/Patient.rs', 'system/Encounter.rs'],
+  });
   const keys = (first!.jwks as { keys: Array<Record<string, unknown>> }).keys;
   expect(keys).toHaveLength(1);
   expect(keys[0]).not.toHaveProperty('d');
@@ -44,7 +53,13 @@ test('mints a token for the FHIR server, reuses it while fresh and replaces it b
   expect(a).toBe(b);
   expect(registrations).toBe(1);
   const info = await introspect(t, a);
-  expect(info.body).toMatchObject({ active: true, client_id: PATIENT_SEARCH_CLIENT_ID, sub: PATIENT_SEARCH_CLIENT_ID, aud: FHIR, scope: 'system/Patient.rs system/Encounter.rs' });
+  expect(info.body).toMatchObject({
+    active: true,
+    client_id: PATIENT_SEARCH_CLIENT_ID,
+    sub: PATIENT_SEARCH_CLIENT_ID,
+    aud: FHIR,
+    scope: 'system/Patient.rs system/Encounter.rs',
+  });
   expect(info.body.exp - info.body.iat).toBe(300);
 
   now += 200_000;

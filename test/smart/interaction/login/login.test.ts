@@ -13,7 +13,10 @@ function median(values: number[]): number {
 
 /** The page without what legitimately differs between two renderings: interaction, token, echoed name. */
 function normalised(html: string, uid: string, username: string): string {
-  return html.replaceAll(uid, 'UID').replace(/name="csrf" value="[^"]+"/g, 'name="csrf" value="CSRF"').replace(`value="${username}"`, 'value="USER"');
+  return html
+    .replaceAll(uid, 'UID')
+    .replace(/name="csrf" value="[^"]+"/g, 'name="csrf" value="CSRF"')
+    .replace(`value="${username}"`, 'value="USER"');
 }
 
 describe('the sign-in page', () => {
@@ -130,7 +133,11 @@ describe('the sign-in page', () => {
   test('empty and oversized fields are refused with the same message', async () => {
     const { agent, uid, page } = await startLogin(t, client);
     const csrf = csrfOf(page.text);
-    for (const form of [{ username: '', password: PASSWORD }, { username: 'alex', password: '' }, { username: 'alex', password: 'x'.repeat(2000) }]) {
+    for (const form of [
+      { username: '', password: PASSWORD },
+      { username: 'alex', password: '' },
+      { username: 'alex', password: 'x'.repeat(2000) },
+    ]) {
       const res = await submitLogin(agent, uid, { ...form, csrf });
       expect(res.status).toBe(400);
       expect(res.text).toContain(GENERIC_FAILURE);
@@ -160,7 +167,10 @@ describe('the sign-in page', () => {
 
   test('cancelling returns access_denied to the app', async () => {
     const { agent, uid, page } = await startLogin(t, client);
-    const res = await agent.post(`/interaction/${uid}/abort`).type('form').send({ csrf: csrfOf(page.text) });
+    const res = await agent
+      .post(`/interaction/${uid}/abort`)
+      .type('form')
+      .send({ csrf: csrfOf(page.text) });
     expect(res.status).toBe(303);
     const resumed = await agent.get(new URL(res.headers.location!).pathname);
     expect(resumed.status).toBe(303);
@@ -175,26 +185,35 @@ describe('the sign-in page', () => {
     const { agent, uid, page } = await startLogin(t, client);
     const { users } = directoryOf(t);
     const alex = (await users.findByUserName('alex'))!;
-    const counters = async () => t.redis.mget(`${t.keyspace.rateLimit('login-account')}:${alex.id}`, `${t.keyspace.rateLimit('login-ip')}:127.0.0.1`);
+    const counters = async () =>
+      t.redis.mget(`${t.keyspace.rateLimit('login-account')}:${alex.id}`, `${t.keyspace.rateLimit('login-ip')}:127.0.0.1`);
     const wrong = await submitLogin(agent, uid, { username: 'alex', password: 'wrong', csrf: csrfOf(page.text) });
     expect(wrong.status).toBe(400);
     const before = await counters();
     expect(before.every((v) => Number(v) > 0)).toBe(true);
-    const forms: Record<string, string>[] = [{ username: 'alex', password: 'wrong' }, { username: 'alex', password: 'wrong', csrf: 'forged' }, { username: 'alex', password: 'wrong', csrf: `${csrfOf(page.text)}x` }];
+    const forms: Record<string, string>[] = [
+      { username: 'alex', password: 'wrong' },
+      { username: 'alex', password: 'wrong', csrf: 'forged' },
+      { username: 'alex', password: 'wrong', csrf: `${csrfOf(page.text)}x` },
+    ];
     for (const form of forms) {
       const res = await submitLogin(agent, uid, form);
       expect(res.status).toBe(403);
       expect(res.text).toContain('invalid_csrf');
       expect(res.text).toMatch(/^<!doctype html>/);
     }
-    const crossSite = await agent.post(`/interaction/${uid}/login`).type('form').set('Sec-Fetch-Site', 'cross-site').send({ username: 'alex', password: 'wrong', csrf: csrfOf(page.text) });
+    const crossSite = await agent
+      .post(`/interaction/${uid}/login`)
+      .type('form')
+      .set('Sec-Fetch-Site', 'cross-site')
+      .send({ username: 'alex', password: 'wrong', csrf: csrfOf(page.text) });
     expect(crossSite.status).toBe(403);
     const abort = await agent.post(`/interaction/${uid}/abort`).type('form').send({ csrf: 'forged' });
     expect(abort.status).toBe(403);
     expect(await counters()).toEqual(before);
   });
 
-  test("a token for one interaction does not work for another", async () => {
+  test('a token for one interaction does not work for another', async () => {
     const first = await startLogin(t, client);
     const second = await startLogin(t, client);
     const res = await submitLogin(second.agent, second.uid, { username: 'alex', password: PASSWORD, csrf: csrfOf(first.page.text) });
@@ -208,7 +227,10 @@ describe('the sign-in page', () => {
     expect(page.headers['cache-control']).toBe('no-store');
     const { agent, uid } = await startLogin(t, client);
     // The interaction cookie is scoped to its own path; another uid has no interaction behind it.
-    const other = await agent.post('/interaction/someone-else/login').type('form').send({ username: 'alex', password: PASSWORD, csrf: 'x' });
+    const other = await agent
+      .post('/interaction/someone-else/login')
+      .type('form')
+      .send({ username: 'alex', password: PASSWORD, csrf: 'x' });
     expect(other.status).toBe(400);
     expect(uid).toBeTruthy();
   });
@@ -301,7 +323,9 @@ test('a raised hashing cost upgrades the stored hash at the next sign-in', async
     expect(hashParameters(after)?.timeCost).toBe(3);
     // The new hash still verifies, on either instance.
     const again = await startLogin(first, client);
-    expect((await submitLogin(again.agent, again.uid, { username: 'alex', password: PASSWORD, csrf: csrfOf(again.page.text) })).status).toBe(303);
+    expect(
+      (await submitLogin(again.agent, again.uid, { username: 'alex', password: PASSWORD, csrf: csrfOf(again.page.text) })).status,
+    ).toBe(303);
   } finally {
     await first.close();
     await second.close();
@@ -316,7 +340,8 @@ test('the password never reaches the logs', async () => {
     const client = await registerApp(t);
     const secret = 'Very-Distinctive-Passw0rd-7f3a';
     await createUser(directoryOf(t).users, 'alex', secret);
-    const attempt = async (agent: Agent, uid: string, html: string, username: string, password: string) => submitLogin(agent, uid, { username, password, csrf: csrfOf(html) });
+    const attempt = async (agent: Agent, uid: string, html: string, username: string, password: string) =>
+      submitLogin(agent, uid, { username, password, csrf: csrfOf(html) });
     const a = await startLogin(t, client);
     await attempt(a.agent, a.uid, a.page.text, 'alex', `${secret}-wrong`);
     await attempt(a.agent, a.uid, a.page.text, secret, secret); // a password typed into the user name field

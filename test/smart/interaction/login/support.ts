@@ -18,11 +18,21 @@ export function directoryOf(t: TestApp): { users: UserStore; lockout: LoginLocko
 }
 
 export async function registerApp(t: TestApp, clientId = 'login-test-app', clientName = 'Growth Chart'): Promise<string> {
-  await registerSmartApp(t, { id: clientId, name: clientName, redirectUri: REDIRECT_URI, scopes: ['openid', 'fhirUser', 'launch/patient', 'patient/*.rs'] });
+  await registerSmartApp(t, {
+    id: clientId,
+    name: clientName,
+    redirectUri: REDIRECT_URI,
+    scopes: ['openid', 'fhirUser', 'launch/patient', 'patient/*.rs'],
+  });
   return clientId;
 }
 
-export async function createUser(users: UserStore, userName: string, password: string, extra: Record<string, unknown> = {}): Promise<ScimUser> {
+export async function createUser(
+  users: UserStore,
+  userName: string,
+  password: string,
+  extra: Record<string, unknown> = {},
+): Promise<ScimUser> {
   return users.create({
     schemas: ['urn:ietf:params:scim:schemas:core:2.0:User', SMART_USER_SCHEMA],
     userName,

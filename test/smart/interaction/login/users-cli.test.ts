@@ -8,7 +8,17 @@ import { verifyPassword } from '../../../../src/records/directory/passwords.js';
 import { SMART_USER_SCHEMA } from '../../../../src/records/directory/model.js';
 import { ScimError } from '../../../../src/domain/scim/errors.js';
 import { CliUsageError } from '../../../../src/cli/errors.js';
-import { USERS_USAGE, USER_COMMANDS, addUser, disableUser, enableUser, listUsers, setUserPassword, unlockUser, type UsersCliDeps } from '../../../../src/cli/users.js';
+import {
+  USERS_USAGE,
+  USER_COMMANDS,
+  addUser,
+  disableUser,
+  enableUser,
+  listUsers,
+  setUserPassword,
+  unlockUser,
+  type UsersCliDeps,
+} from '../../../../src/cli/users.js';
 
 let redis: RedisClient;
 let keyspace: Keyspace;
@@ -54,7 +64,23 @@ test('add with every option, the password from standard input', async () => {
   stdin = 's3cret pass phrase\n';
   await addUser(
     deps(),
-    ['--username', 'dr.who', '--password-stdin', '--given', 'John', '--family', 'Smith', '--email', 'who@example.org', '--fhir-user', 'Practitioner/42', '--role', 'http://snomed.info/sct|309343006', '--role', 'http://terminology.hl7.org/CodeSystem/v3-RoleClass|PROV|healthcare provider'],
+    [
+      '--username',
+      'dr.who',
+      '--password-stdin',
+      '--given',
+      'John',
+      '--family',
+      'Smith',
+      '--email',
+      'who@example.org',
+      '--fhir-user',
+      'Practitioner/42',
+      '--role',
+      'http://snomed.info/sct|309343006',
+      '--role',
+      'http://terminology.hl7.org/CodeSystem/v3-RoleClass|PROV|healthcare provider',
+    ],
     out,
   );
   const user = (await users.findByUserName('dr.who'))!;
@@ -163,7 +189,11 @@ test('disable and enable change whether the user may sign in', async () => {
   await disableUser(deps(), ['amy'], out);
   await enableUser(deps(), ['amy'], out);
   expect((await users.findByUserName('amy'))?.active).toBe(true);
-  expect(lines).toEqual(['user "amy" disabled: it can no longer sign in, and its sessions and tokens have ended', 'user "amy" is already disabled', 'user "amy" enabled']);
+  expect(lines).toEqual([
+    'user "amy" disabled: it can no longer sign in, and its sessions and tokens have ended',
+    'user "amy" is already disabled',
+    'user "amy" enabled',
+  ]);
   expect((await thrown(enableUser(deps(), ['ghost'], out))).message).toBe('user "ghost" does not exist');
 });
 
