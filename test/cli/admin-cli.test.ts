@@ -63,15 +63,12 @@ describe('admin CLI', () => {
       logger: createLogger('silent'),
     } as never);
     const [assertion] = await cli('demo', 'assertion');
-    const res = await t.request
-      .post('/token')
-      .type('form')
-      .send({
-        grant_type: 'client_credentials',
-        scope: 'system/*.rs',
-        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-        client_assertion: assertion,
-      });
+    const res = await t.request.post('/token').type('form').send({
+      grant_type: 'client_credentials',
+      scope: 'system/*.rs',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: assertion,
+    });
     expect(res.status).toBe(200);
   });
 

@@ -233,16 +233,13 @@ export async function authorizeAndExchange(
   const { agent, first, verifier } = await startAuthorization(t, params);
   const flow = await followAuthorization(t, agent, first, accountId, choice);
   if (!flow.code) throw new Error(`no code: ${flow.error ?? flow.last.status} ${flow.location?.search ?? flow.last.text.slice(0, 300)}`);
-  const token = await t.request
-    .post('/token')
-    .type('form')
-    .send({
-      grant_type: 'authorization_code',
-      code: flow.code,
-      redirect_uri: params.redirect_uri,
-      code_verifier: verifier,
-      client_id: params.client_id,
-    });
+  const token = await t.request.post('/token').type('form').send({
+    grant_type: 'authorization_code',
+    code: flow.code,
+    redirect_uri: params.redirect_uri,
+    code_verifier: verifier,
+    client_id: params.client_id,
+  });
   return { flow, token, verifier };
 }
 
@@ -456,16 +453,13 @@ export async function exchangeCode(
   params: Pick<AuthorizeParams, 'client_id' | 'redirect_uri'>,
 ): Promise<supertest.Response> {
   if (!flow.code) throw new Error(`no code to exchange (stopped at ${flow.stop.kind}${flow.error ? `: ${flow.error}` : ''})`);
-  return t.request
-    .post('/token')
-    .type('form')
-    .send({
-      grant_type: 'authorization_code',
-      code: flow.code,
-      redirect_uri: params.redirect_uri,
-      code_verifier: flow.verifier,
-      client_id: params.client_id,
-    });
+  return t.request.post('/token').type('form').send({
+    grant_type: 'authorization_code',
+    code: flow.code,
+    redirect_uri: params.redirect_uri,
+    code_verifier: flow.verifier,
+    client_id: params.client_id,
+  });
 }
 
 /** Starts another authorization in an existing browser (its SSO session and cookies kept). */
@@ -486,16 +480,13 @@ export function exchange(
   verifier: string,
   params: Pick<AuthorizeParams, 'client_id' | 'redirect_uri'>,
 ): Promise<supertest.Response> {
-  return t.request
-    .post('/token')
-    .type('form')
-    .send({
-      grant_type: 'authorization_code',
-      code,
-      redirect_uri: params.redirect_uri,
-      code_verifier: verifier,
-      client_id: params.client_id,
-    });
+  return t.request.post('/token').type('form').send({
+    grant_type: 'authorization_code',
+    code,
+    redirect_uri: params.redirect_uri,
+    code_verifier: verifier,
+    client_id: params.client_id,
+  });
 }
 
 /** Follows redirects that stay on this server (its issuer or the test host), as a browser would. */

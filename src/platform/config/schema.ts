@@ -176,15 +176,11 @@ export const configSchema = z
       .min(32, 'needs at least 32 characters')
       .optional()
       .describe('encrypts private signing keys at rest in Redis (AES-256-GCM, key from HKDF-SHA256). Required in production'),
-    clientsFile: z
-      .string()
-      .min(1)
-      .optional()
-      .meta({
-        description:
-          'JSON file of clients upserted at every start, all or nothing (see `config/clients.example.json` and [clients](clients.md))',
-        docType: 'file path',
-      }),
+    clientsFile: z.string().min(1).optional().meta({
+      description:
+        'JSON file of clients upserted at every start, all or nothing (see `config/clients.example.json` and [clients](clients.md))',
+      docType: 'file path',
+    }),
     clientAuthSigningAlgs: z
       .array(signingAlg)
       .min(1)
@@ -193,13 +189,10 @@ export const configSchema = z
       .describe('algorithms client assertions (`private_key_jwt`) may use; must include RS384 or ES384 (SMART)'),
     jwksFetch: z
       .object({
-        allowPrivateNetworks: z
-          .boolean()
-          .optional()
-          .meta({
-            description: 'let client `jwks_uri` hosts be private, loopback or link-local addresses',
-            docDefault: 'development `true`, production `false`',
-          }),
+        allowPrivateNetworks: z.boolean().optional().meta({
+          description: 'let client `jwks_uri` hosts be private, loopback or link-local addresses',
+          docDefault: 'development `true`, production `false`',
+        }),
         timeoutMs: z.number().int().min(100).max(30_000).default(2500).describe("how long fetching a client's `jwks_uri` may take (ms)"),
       })
       .default({ timeoutMs: 2500 }),

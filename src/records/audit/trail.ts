@@ -440,9 +440,7 @@ class RedisAuditTrail implements AuditTrail {
   }
 }
 
-export function createAuditTrail(
-  deps: AuditTrailDeps,
-): AuditTrail & {
+export function createAuditTrail(deps: AuditTrailDeps): AuditTrail & {
   readonly checkpoints: CheckpointStore;
   checkpoint(reason: string): Promise<void>;
   settled(): Promise<void>;

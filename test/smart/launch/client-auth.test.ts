@@ -74,17 +74,14 @@ test('client_secret_basic with a wrong secret is 401 with WWW-Authenticate', asy
 
 test('client_secret_post', async () => {
   const { code, verifier } = await codeFor('sym-post');
-  const res = await t.request
-    .post('/token')
-    .type('form')
-    .send({
-      grant_type: 'authorization_code',
-      code,
-      redirect_uri: CB,
-      code_verifier: verifier,
-      client_id: 'sym-post',
-      client_secret: 'post-secret-0123456789',
-    });
+  const res = await t.request.post('/token').type('form').send({
+    grant_type: 'authorization_code',
+    code,
+    redirect_uri: CB,
+    code_verifier: verifier,
+    client_id: 'sym-post',
+    client_secret: 'post-secret-0123456789',
+  });
   expect(res.status).toBe(200);
   expect(typeof res.body.refresh_token).toBe('string');
 });
