@@ -19,7 +19,7 @@ export type AuditCaller =
   | { kind: 'officer'; clientId: string; may: ReadonlySet<AuditAction> }
   | { kind: 'patient'; clientId: string; patient: string; accountId?: string; may: ReadonlySet<AuditAction> };
 
-const REALM = 'Bearer realm="audit"';
+const REALM = 'audit' as const;
 
 function actions(scopes: string[], context: 'patient' | 'system'): Set<AuditAction> {
   const permissions = resourcePermissions(scopes, context, 'AuditEvent');

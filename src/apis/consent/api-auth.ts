@@ -32,7 +32,7 @@ export interface ConsentCaller {
   may: ReadonlySet<ConsentAction>;
 }
 
-const REALM = 'Bearer realm="consent"';
+const REALM = 'consent' as const;
 /** R4 Provenance.agent.who target types. */
 const AGENT_TYPES = new Set(['Practitioner', 'PractitionerRole', 'RelatedPerson', 'Patient', 'Device', 'Organization']);
 

@@ -32,10 +32,7 @@ type Query = Record<string, string | string[] | undefined>;
 
 function requireProvenanceAction(caller: ConsentCaller, action: Extract<ConsentAction, 'read' | 'search'>): void {
   if (!caller.may.has(action)) {
-    throw insufficientScope(
-      'Bearer realm="consent"',
-      `the token's Provenance scope does not permit ${action} (needs ${action === 'read' ? 'r' : 's'})`,
-    );
+    throw insufficientScope('consent', `the token's Provenance scope does not permit ${action} (needs ${action === 'read' ? 'r' : 's'})`);
   }
 }
 
@@ -43,7 +40,7 @@ function requireProvenanceAction(caller: ConsentCaller, action: Extract<ConsentA
 export async function provenanceIncludeCaller(authorization: string, lookup: ApiTokens, issuer: string): Promise<ConsentCaller> {
   const caller = await authenticateConsentCaller(authorization, lookup, issuer, 'Provenance');
   if (!caller.may.has('read') && !caller.may.has('search')) {
-    throw insufficientScope('Bearer realm="consent"', '_revinclude=Provenance:target needs a Provenance scope with r or s');
+    throw insufficientScope('consent', '_revinclude=Provenance:target needs a Provenance scope with r or s');
   }
   return caller;
 }
