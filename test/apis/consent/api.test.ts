@@ -145,12 +145,16 @@ describe('authorization', () => {
     const res = await api().get(`/fhir/Consent/${id}`);
     expect(res.status).toBe(401);
     expect(res.headers['content-type']).toBe('application/fhir+json; charset=utf-8');
-    expect(res.headers['www-authenticate']).toMatch(/^Bearer/);
+    expect(res.headers['www-authenticate']).toBe('Bearer realm="consent"');
     expect(JSON.parse(res.text)).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'login' }] });
   });
 
   test('an unknown token or a refresh token → 401', async () => {
-    expect((await api('x'.repeat(43)).get(`/fhir/Consent/${id}`)).status).toBe(401);
+    const unknown = await api('x'.repeat(43)).get(`/fhir/Consent/${id}`);
+    expect(unknown.status).toBe(401);
+    expect(unknown.headers['www-authenticate']).toBe(
+      'Bearer realm="consent", error="invalid_token", error_description="the access token is not valid (unknown, expired or revoked)"',
+    );
     const { refreshToken } = await grantWithTokens('pa-1', 'patient/Consent.rs', API);
     expect((await api(refreshToken).get(`/fhir/Consent/${id}`)).status).toBe(401);
   });
@@ -160,6 +164,7 @@ describe('authorization', () => {
     const res = await api(other).get(`/fhir/Consent/${id}`);
     expect(res.status).toBe(403);
     expect(JSON.parse(res.text).issue[0].code).toBe('forbidden');
+    expect(res.headers['www-authenticate']).toBe('Bearer realm="consent", error="insufficient_scope"');
     expect((await api(other).get('/fhir/Consent?patient=pa-1')).status).toBe(403);
   });
 

@@ -116,7 +116,7 @@ describe('authorization', () => {
   test('no token → 401, a bulk FHIR token → 401 (not for this API), a token without an AuditEvent scope → 403 (system/*.rs is not an officer)', async () => {
     const none = await get(`/fhir/AuditEvent?patient=${P1}`);
     expect(none.status).toBe(401);
-    expect(none.headers['www-authenticate']).toMatch(/^Bearer/);
+    expect(none.headers['www-authenticate']).toBe('Bearer realm="audit"');
     expect(JSON.parse(none.text)).toMatchObject({ resourceType: 'OperationOutcome' });
     expect((await get(`/fhir/AuditEvent?patient=${P1}`, bulk)).status).toBe(401);
     // A wildcard data scope is refused by the API itself too (patientToken mints it for this API).
