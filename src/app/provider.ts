@@ -7,6 +7,7 @@ import { assertionAudiences } from '../oauth/backend/client-assertion-hook.js';
 import { createProviderFetch } from '../oauth/backend/provider-fetch.js';
 import { includeGrantedNarrowings } from '../smart/launch/code-scope.js';
 import { noteProviderOutcomes } from '../oauth/provider/provider-audit.js';
+import { requestState } from '../platform/http/request-state.js';
 
 /**
  * oidc-provider, adapted to this server: its configuration (app/provider-configuration.ts), the two
@@ -95,7 +96,7 @@ export function createProvider(services: Services): Provider {
   // Emitted synchronously right before the authorization code is made from the grant.
   provider.on('authorization.accepted', (ctx) => includeGrantedNarrowings(ctx));
   provider.on('server_error', (ctx, err) => {
-    ctx.state.serverError = err;
+    requestState(ctx).serverError = err;
     if (isRedisOutage(err))
       return logger.warn({ err: { message: err.message }, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'store unavailable');
     logger.error({ err, requestId: ctx.state.requestId, route: ctx.oidc?.route }, 'oidc-provider server error');

@@ -16,6 +16,7 @@ import { search, searchAll } from '../../records/audit/search.js';
 import type { AuditStore } from '../../records/audit/store.js';
 import type { AuditTrail } from '../../records/audit/trail.js';
 import { trailAccessed, trailExported, type TrailAccess } from '../../records/audit/trail-events.js';
+import { requestState } from '../../platform/http/request-state.js';
 
 /**
  * The audit trail as FHIR, at /fhir/AuditEvent:
@@ -68,7 +69,7 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
 
   router.use(AUDIT_PATH, auditErrors(deps.logger));
   router.use(AUDIT_PATH, async (ctx, next) => {
-    ctx.state.routeLabel = 'audit';
+    requestState(ctx).routeLabel = 'audit';
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new FhirError(405, 'not-supported', 'the audit trail is read-only');
     ctx.state.auditCaller = await authenticateAuditCaller(ctx.get('Authorization'), deps.lookup);
     await next();

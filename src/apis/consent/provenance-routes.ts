@@ -11,6 +11,7 @@ import { fhirErrorBoundary, sendFhir } from '../../platform/http/fhir.js';
 import { insufficientScope } from '../fhir-api.js';
 import { pageLinks } from '../../domain/fhir/search-params.js';
 import { parseProvenanceSearch } from '../../records/consent/provenance-search.js';
+import { requestState } from '../../platform/http/request-state.js';
 
 /**
  * The Provenance of Consents, FHIR REST style at /fhir/Provenance: read and search. Each Consent
@@ -58,7 +59,7 @@ export function provenanceRoutes(deps: ProvenanceRoutesDeps): Router {
     ),
   );
   router.use(async (ctx, next) => {
-    ctx.state.routeLabel = 'provenance';
+    requestState(ctx).routeLabel = 'provenance';
     ctx.state.provenanceCaller = await authenticateConsentCaller(ctx.get('Authorization'), deps.lookup, config.issuer, 'Provenance');
     await next();
   });

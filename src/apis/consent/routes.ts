@@ -14,6 +14,7 @@ import { pageLinks } from '../../domain/fhir/search-params.js';
 import { parseConsentSearch, wantsProvenance } from '../../records/consent/search-params.js';
 import { PROVENANCE_PATH, provenanceIncludeCaller } from './provenance-routes.js';
 import { checkPatch, checkPutBody } from '../../records/consent/withdrawal-input.js';
+import { requestState } from '../../platform/http/request-state.js';
 
 /**
  * The Consent API, FHIR REST style at /fhir/Consent: read, search, and withdrawal (PUT or PATCH
@@ -82,7 +83,7 @@ export function consentRoutes(deps: ConsentRoutesDeps): Router {
 
   router.use(fhirErrors(deps.logger));
   router.use(async (ctx, next) => {
-    ctx.state.routeLabel = 'consent';
+    requestState(ctx).routeLabel = 'consent';
     ctx.state.consentCaller = await authenticateConsentCaller(ctx.get('Authorization'), deps.lookup, config.issuer);
     await next();
   });

@@ -17,6 +17,7 @@ import { isPlainObject } from '../../records/directory/scim/resource-input.js';
 import { ALL_SCHEMAS, GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE } from '../../records/directory/scim/schema-definitions.js';
 import type { AuditRecorder } from '../../records/audit/trail.js';
 import { scimChangeEvents } from './scim-audit.js';
+import { requestState } from '../../platform/http/request-state.js';
 
 /**
  * SCIM 2.0 (RFC 7644) at /scim/v2: Users, Groups, searches, and the discovery endpoints, for an
@@ -142,7 +143,7 @@ export function scimRoutes(deps: ScimDeps): Router {
   router.use(scimErrorBoundary(logger));
   router.use(requireScimToken(deps.lookup));
   router.use(async (ctx, next) => {
-    ctx.state.routeLabel = 'scim';
+    requestState(ctx).routeLabel = 'scim';
     await next();
   });
 

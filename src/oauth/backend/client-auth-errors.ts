@@ -1,6 +1,14 @@
 import type { Context, Next } from 'koa';
 import type Provider from 'oidc-provider';
 import { decodeJwt } from 'jose';
+import { requestState } from '../../platform/http/request-state.js';
+
+declare module '../../platform/http/request-state.js' {
+  interface RequestState {
+    /** Why client authentication failed, reworded for the client and the audit trail (oidc-provider says only invalid_client). */
+    clientAuthProblem?: string;
+  }
+}
 
 const AUTH_ERROR_EVENTS = ['grant.error', 'introspection.error', 'revocation.error'] as const;
 
@@ -46,13 +54,13 @@ export function exposeClientAuthProblems(provider: Provider, allowedAlgs: readon
     on(event, (ctx, err) => {
       if ((err as { error?: string }).error !== 'invalid_client') return;
       const detail = detailOf(err);
-      if (detail) ctx.state.clientAuthProblem = reword(detail, allowedAlgs, assertionClaims(ctx));
+      if (detail) requestState(ctx).clientAuthProblem = reword(detail, allowedAlgs, assertionClaims(ctx));
     });
   }
   return async function clientAuthProblems(ctx: Context, next: Next): Promise<void> {
     await next();
     const body = ctx.body as { error?: string; error_description?: string } | undefined;
-    const problem = ctx.state.clientAuthProblem as string | undefined;
+    const problem = requestState(ctx).clientAuthProblem;
     if (problem && body?.error === 'invalid_client') body.error_description = `client authentication failed: ${problem}`;
   };
 }

@@ -13,6 +13,7 @@ import { launchContextFields } from '../tokens/token-context.js';
 import type { CallerAuthenticator, ClientRecord } from './caller-auth.js';
 import { issuedFor, sessionStillOpen, type FoundToken, type TokenLookup } from './token-lookup.js';
 import { clientAuthFailure, findToken, readTokenForm, requireToken, type Step, type TokenRequest } from './endpoint-steps.js';
+import { requestState } from '../../platform/http/request-state.js';
 
 /**
  * RFC 7662 token introspection, as a sequence of steps:
@@ -58,7 +59,7 @@ function audiences(aud: FoundToken['aud']): string[] {
 }
 
 const noStore: Step<Introspection> = async function noStore(ctx, next) {
-  ctx.state.routeLabel = 'introspection';
+  requestState(ctx).routeLabel = 'introspection';
   ctx.set('Cache-Control', 'no-store');
   ctx.set('Pragma', 'no-cache');
   await next();

@@ -8,6 +8,7 @@ import { CallerAuthError, type CallerAuthenticator } from './caller-auth.js';
 import { revocationEvent } from './revocation-audit.js';
 import { JWT_MARKER_MODEL, type TokenLookup } from './token-lookup.js';
 import { clientAuthFailure, findToken, readTokenForm, requireToken, type Step } from './endpoint-steps.js';
+import { requestState } from '../../platform/http/request-state.js';
 
 /**
  * RFC 7009 token revocation, as a sequence of steps:
@@ -29,7 +30,7 @@ export interface RevocationDeps {
 }
 
 const noStore: Step = async function noStore(ctx, next) {
-  ctx.state.routeLabel = 'revocation';
+  requestState(ctx).routeLabel = 'revocation';
   ctx.set('Cache-Control', 'no-store');
   await next();
 };

@@ -187,7 +187,7 @@ function tokenEvent(scope: AuditScope, ctx: ProviderCtx): AuditEvent | undefined
   const err = noted(ctx).error;
   const reason =
     err?.error_detail ??
-    (ctx.state.clientAuthProblem as string | undefined) ??
+    requestState(ctx).clientAuthProblem ??
     (typeof body.error_description === 'string' ? body.error_description : undefined);
   return tokenRefused(scope, {
     ...(client ? { client } : { ip: ctx.ip }),

@@ -4,6 +4,7 @@ import type { Adapter, FindAccount } from 'oidc-provider';
 import { OAuthError, challenge, oauthErrors } from '../../platform/http/oauth-error.js';
 import { ROUTES } from '../paths.js';
 import { sessionStillOpen, type TokenLookup } from '../introspection/token-lookup.js';
+import { requestState } from '../../platform/http/request-state.js';
 
 /**
  * OpenID Connect UserInfo (Core §5.3) for SMART access tokens. oidc-provider's own endpoint only
@@ -34,7 +35,7 @@ export function userinfoRoutes(deps: UserinfoDeps): Router {
   const router = new Router();
 
   async function answer(ctx: Context): Promise<void> {
-    ctx.state.routeLabel = 'userinfo';
+    requestState(ctx).routeLabel = 'userinfo';
     ctx.set('Cache-Control', 'no-store');
     ctx.set('Pragma', 'no-cache');
     // Browser apps call this with a bearer token and no cookies: any origin may read the answer.

@@ -7,6 +7,14 @@ import { sendErrorPage } from './error-page.js';
 import { sendOperationOutcome } from './fhir.js';
 import { OAuthError, sendOAuthError } from './oauth-error.js';
 import { sendScimError } from './scim.js';
+import { requestState } from './request-state.js';
+
+declare module './request-state.js' {
+  interface RequestState {
+    /** The error behind oidc-provider's generic server_error answer (its `server_error` event, app/provider.ts). */
+    serverError?: unknown;
+  }
+}
 
 /**
  * The generic error boundary, for everything outside the APIs' own boundaries and oidc-provider's
@@ -82,9 +90,9 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) {
         await respondWithError(ctx, new HttpError(404, 'not_found', `Nothing is served at ${ctx.method} ${ctx.path}.`));
-      } else if (ctx.status >= 500 && ctx.status !== 503 && (!redisReady() || isRedisOutage(ctx.state.serverError))) {
+      } else if (ctx.status >= 500 && ctx.status !== 503 && (!redisReady() || isRedisOutage(requestState(ctx).serverError))) {
         // oidc-provider turns a failed store call into server_error ("oops! something went
-        // wrong"; its error is kept in ctx.state.serverError by app.ts); when the cause is the
+        // wrong"; its error is kept in the request state by app/provider.ts); when the cause is the
         // store being down, hung or failing over, say so: clients should retry later rather than
         // treat it as a bug.
         await respondStoreUnavailable(ctx);

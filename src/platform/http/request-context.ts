@@ -2,6 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import type { Metrics } from '../ops/metrics.js';
+import { requestState } from './request-state.js';
+
+declare module './request-state.js' {
+  interface RequestState {
+    /** The metrics label of a route our own routers answer outside their pattern (e.g. `introspection`). */
+    routeLabel?: string;
+  }
+}
 
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._-]{8,128}$/;
 
@@ -11,7 +19,7 @@ function routeLabel(ctx: Context): string {
   if (oidcRoute) return oidcRoute;
   const matched = (ctx as Context & { _matchedRoute?: string | RegExp })._matchedRoute;
   if (typeof matched === 'string') return matched;
-  return ctx.state.routeLabel ?? 'unmatched';
+  return requestState(ctx).routeLabel ?? 'unmatched';
 }
 
 /**

@@ -1,4 +1,12 @@
 import type { Context, Next } from 'koa';
+import { requestState } from './request-state.js';
+
+declare module './request-state.js' {
+  interface RequestState {
+    /** The CSP settings of this response, kept so an interaction page can allow its one redirect target. */
+    cspOptions?: { frameAncestors: string[] };
+  }
+}
 
 /**
  * Strict defaults on every response. Pages are server-rendered without JavaScript, so the CSP
@@ -22,7 +30,7 @@ export function contentSecurityPolicy(opts: { frameAncestors: string[]; formTarg
  */
 export function allowFormRedirectTo(ctx: Context, redirectUri: unknown): void {
   const parsed = typeof redirectUri === 'string' ? URL.parse(redirectUri) : null;
-  const options = ctx.state.cspOptions as { frameAncestors: string[] } | undefined;
+  const options = requestState(ctx).cspOptions;
   if (!parsed || !options) return;
   const target = parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.origin : parsed.protocol;
   if (!/^[A-Za-z0-9+.:/[\]-]+$/.test(target)) return;
@@ -33,7 +41,7 @@ export function securityHeaders(opts: { frameAncestors: string[] }) {
   const csp = contentSecurityPolicy(opts);
   const denyFraming = opts.frameAncestors.length === 1 && opts.frameAncestors[0] === "'none'";
   return async function headers(ctx: Context, next: Next): Promise<void> {
-    ctx.state.cspOptions = opts;
+    requestState(ctx).cspOptions = opts;
     ctx.set('Content-Security-Policy', csp);
     ctx.set('X-Content-Type-Options', 'nosniff');
     ctx.set('Referrer-Policy', 'no-referrer');

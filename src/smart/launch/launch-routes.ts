@@ -9,6 +9,7 @@ import { LaunchRequestError, parseLaunchRequest } from './launch-request.js';
 import type { LaunchContext, LaunchStore } from './launch-store.js';
 import type { AuditRecorder } from '../../records/audit/trail.js';
 import { launchCreated } from '../../records/audit/events/admin-events.js';
+import { requestState } from '../../platform/http/request-state.js';
 
 /**
  * The EHR launch API: an `ehr_launcher` client posts the context an app should receive and gets
@@ -66,7 +67,7 @@ function launchFailure(err: unknown): OAuthError | undefined {
 }
 
 const noStore: Step = async function noStore(ctx, next) {
-  ctx.state.routeLabel = LAUNCH_PATH;
+  requestState(ctx).routeLabel = LAUNCH_PATH;
   ctx.set('Cache-Control', 'no-store');
   await next();
 };
