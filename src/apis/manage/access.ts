@@ -1,7 +1,7 @@
 import type Provider from 'oidc-provider';
 import type { StoredConsent } from '../../records/consent/consent-store.js';
 import { FHIR_ID } from '../../domain/fhir/references.js';
-import { HttpError } from '../../platform/http/errors.js';
+import { PageError } from '../../platform/http/error-page.js';
 import { longDate } from '../../smart/interaction/pages/client-display.js';
 import { choicesOf } from '../../smart/interaction/consent/consent-gate.js';
 import { describeScope } from '../../smart/interaction/consent/scope-descriptions.js';
@@ -92,7 +92,7 @@ export function withdrawAccess(m: Manage): Step {
     const consent = FHIR_ID.test(id) ? await m.deps.consents.store.get(id) : undefined;
     // Someone else's Consent looks exactly like one that does not exist.
     if (!consent || !mayManage(manager!, consent) || consent.status === 'rejected' || !manager!.performer) {
-      throw new HttpError(404, 'not_found', 'There is no such app access to withdraw. Go back to the list and reload it.');
+      throw new PageError(404, 'not_found', 'There is no such app access to withdraw. Go back to the list and reload it.');
     }
     await m.deps.consents.withdraw(id, { reference: manager!.performer, ...(user!.displayName ? { display: user!.displayName } : {}) });
     ctx.status = 303;

@@ -1,4 +1,4 @@
-import { HttpError } from '../../platform/http/errors.js';
+import { PageError } from '../../platform/http/error-page.js';
 import { renderView } from '../../platform/http/views.js';
 import { longDate } from '../../smart/interaction/pages/client-display.js';
 import { MANAGE_CLIENT_ID } from '../../oauth/clients/manage-client.js';
@@ -26,7 +26,7 @@ export function pickRecord(): Step {
     const manager = ctx.state.manager!;
     const asked = typeof ctx.query.patient === 'string' ? ctx.query.patient : undefined;
     if (asked !== undefined && !manager.patients.includes(asked))
-      throw new HttpError(404, 'not_found', 'There is no such record among those you look after.');
+      throw new PageError(404, 'not_found', 'There is no such record among those you look after.');
     ctx.state.patientId = asked ?? manager.patients[0];
     await next();
   };
@@ -35,7 +35,7 @@ export function pickRecord(): Step {
 /** A download needs a record. */
 export function requireRecord(): Step {
   return async function requireRecord(ctx, next) {
-    if (!ctx.state.patientId) throw new HttpError(404, 'not_found', 'No patient record is linked to your account.');
+    if (!ctx.state.patientId) throw new PageError(404, 'not_found', 'No patient record is linked to your account.');
     await next();
   };
 }
@@ -64,7 +64,7 @@ export function recordView(m: Manage, audit: Audit, format: Format): Step {
           'a view of the accounting of disclosures could not be audited: refused',
         );
         ctx.set('Retry-After', '5');
-        throw new HttpError(
+        throw new PageError(
           503,
           'temporarily_unavailable',
           'Who accessed your record cannot be shown right now, because showing it could not be recorded. Nothing was shown. Try again in a few minutes.',

@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import { HttpError } from '../../platform/http/errors.js';
+import { PageError } from '../../platform/http/error-page.js';
 import { readForm } from '../../smart/interaction/pages/form.js';
 import { refuseCrossSite } from '../../smart/interaction/pages/interaction-http.js';
 import { ROUTES } from '../../oauth/paths.js';
@@ -40,7 +40,7 @@ export function signedInOrSignIn(m: Manage, returnTo: string): Step {
 /** A download: someone must be signed in, or it is refused (401). */
 export function signedIn(m: Manage): Step {
   return async function signedIn(ctx, next) {
-    if (!(await loadSignedIn(m, ctx))) throw new HttpError(401, 'login_required', SESSION_ENDED);
+    if (!(await loadSignedIn(m, ctx))) throw new PageError(401, 'login_required', SESSION_ENDED);
     await next();
   };
 }
@@ -54,9 +54,9 @@ export function verifiedForm(m: Manage, session: 'required' | 'optional'): Step 
   return async function verifiedForm(ctx, next) {
     refuseCrossSite(ctx);
     const current = await m.sessions.current(ctx);
-    if (!current && session === 'required') throw new HttpError(401, 'login_required', SESSION_ENDED);
+    if (!current && session === 'required') throw new PageError(401, 'login_required', SESSION_ENDED);
     const form = await readForm(ctx);
-    if (current && !m.sessions.verifyCsrf(current, form.get('csrf'))) throw new HttpError(403, 'invalid_csrf', STALE_FORM);
+    if (current && !m.sessions.verifyCsrf(current, form.get('csrf'))) throw new PageError(403, 'invalid_csrf', STALE_FORM);
     ctx.state.form = form;
     await next();
   };
@@ -73,7 +73,7 @@ export function finishSignIn(m: Manage): Step {
       return;
     }
     if (!pending || typeof state !== 'string' || state !== pending.state || typeof code !== 'string' || !code) {
-      throw new HttpError(400, 'invalid_request', 'This sign-in link has expired or was already used. Open the page again to sign in.');
+      throw new PageError(400, 'invalid_request', 'This sign-in link has expired or was already used. Open the page again to sign in.');
     }
     let signedInUser;
     try {
@@ -81,7 +81,7 @@ export function finishSignIn(m: Manage): Step {
     } catch (err) {
       if (!(err instanceof SignInError)) throw err;
       m.deps.logger?.warn({ err: { message: err.message } }, 'management sign-in failed');
-      throw new HttpError(400, 'invalid_request', 'The sign-in could not be completed. Open the page again to sign in.');
+      throw new PageError(400, 'invalid_request', 'The sign-in could not be completed. Open the page again to sign in.');
     }
     m.sessions.start(ctx, signedInUser.sub);
     ctx.status = 303;

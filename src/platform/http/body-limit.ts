@@ -1,5 +1,5 @@
 import type { Context, Next } from 'koa';
-import { HttpError } from './errors.js';
+import { PageError } from './error-page.js';
 
 export function parseSize(size: string): number {
   const m = /^(\d+)(kb|mb)$/i.exec(size);
@@ -15,7 +15,7 @@ export function bodyLimit(limit: string) {
   const max = parseSize(limit);
   return async function limitBody(ctx: Context, next: Next): Promise<void> {
     const length = Number(ctx.get('Content-Length') || 0);
-    if (length > max) throw new HttpError(413, 'request_too_large', `The request body exceeds ${limit}.`);
+    if (length > max) throw new PageError(413, 'request_too_large', `The request body exceeds ${limit}.`);
     await next();
   };
 }

@@ -17,6 +17,21 @@ const TITLES: Record<number, string> = {
   503: 'Service temporarily unavailable',
 };
 
+/**
+ * The error type of the HTML-page wire format: an error of a browser flow, or of any route outside
+ * the APIs, thrown on purpose with a status, an OAuth-style code and a safe description. The generic
+ * boundary (errors.ts) renders it here as a page for a person, and as OAuth JSON for a program.
+ */
+export class PageError extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    readonly description: string,
+  ) {
+    super(description);
+  }
+}
+
 export interface ErrorPage {
   status: number;
   /** The page's heading; by default one for the status. */

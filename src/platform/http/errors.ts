@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { FhirError } from '../../domain/fhir/errors.js';
 import { ScimError } from '../../domain/scim/errors.js';
 import { isRedisOutage, STORE_RETRY_AFTER_SECONDS } from '../redis/outage.js';
-import { sendErrorPage } from './error-page.js';
+import { PageError, sendErrorPage } from './error-page.js';
 import { sendOperationOutcome } from './fhir.js';
 import { OAuthError, sendOAuthError } from './oauth-error.js';
 import { sendScimError } from './scim.js';
@@ -41,22 +41,8 @@ export function isApiRequest(ctx: Context): boolean {
   return ctx.accepts('html', 'json') !== 'html';
 }
 
-/**
- * An error of a browser flow, or of any route outside the APIs, thrown on purpose: status,
- * OAuth-style code and a safe description. A person gets an HTML page, a program OAuth JSON.
- */
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly error: string,
-    readonly description: string,
-  ) {
-    super(description);
-  }
-}
-
 /** Answers `err` for whoever asked: OAuth JSON for a program, an HTML page for a person. */
-export async function respondWithError(ctx: Context, err: HttpError): Promise<void> {
+export async function respondWithError(ctx: Context, err: PageError): Promise<void> {
   if (isApiRequest(ctx)) sendOAuthError(ctx, err);
   else await sendErrorPage(ctx, err);
 }
@@ -76,7 +62,7 @@ export async function respondStoreUnavailable(
   ctx.set('Retry-After', String(opts.retryAfterSeconds ?? STORE_RETRY_AFTER_SECONDS));
   if (ctx.path.startsWith('/scim/')) sendScimError(ctx, new ScimError(503, undefined, description));
   else if (ctx.path.startsWith('/fhir/')) sendOperationOutcome(ctx, new FhirError(503, 'transient', description));
-  else await respondWithError(ctx, new HttpError(503, 'temporarily_unavailable', description));
+  else await respondWithError(ctx, new PageError(503, 'temporarily_unavailable', description));
 }
 
 /**
@@ -89,7 +75,7 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
     try {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) {
-        await respondWithError(ctx, new HttpError(404, 'not_found', `Nothing is served at ${ctx.method} ${ctx.path}.`));
+        await respondWithError(ctx, new PageError(404, 'not_found', `Nothing is served at ${ctx.method} ${ctx.path}.`));
       } else if (ctx.status >= 500 && ctx.status !== 503 && (!redisReady() || isRedisOutage(requestState(ctx).serverError))) {
         // oidc-provider turns a failed store call into server_error ("oops! something went
         // wrong"; its error is kept in the request state by app/provider.ts); when the cause is the
@@ -103,7 +89,7 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
         sendOAuthError(ctx, err);
         return;
       }
-      if (err instanceof HttpError) {
+      if (err instanceof PageError) {
         await respondWithError(ctx, err);
         return;
       }
@@ -113,7 +99,7 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
         // Koa/http-errors thrown deliberately (e.g. body too large); their message is safe.
         await respondWithError(
           ctx,
-          new HttpError(status, status === 413 ? 'request_too_large' : 'invalid_request', (err as Error).message),
+          new PageError(status, status === 413 ? 'request_too_large' : 'invalid_request', (err as Error).message),
         );
         return;
       }
@@ -123,7 +109,7 @@ export function errorBoundary(logger: Logger, redisReady: () => boolean) {
         return;
       }
       logger.error({ err, requestId: ctx.state.requestId }, 'unhandled error');
-      await respondWithError(ctx, new HttpError(500, 'server_error', 'An unexpected error occurred.'));
+      await respondWithError(ctx, new PageError(500, 'server_error', 'An unexpected error occurred.'));
     }
   };
 }

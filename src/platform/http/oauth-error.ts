@@ -31,7 +31,7 @@ export class OAuthError extends Error {
   }
 }
 
-/** The fields the JSON carries: an OAuthError, or the generic boundary's HttpError. */
+/** The fields the JSON carries: an OAuthError, or the generic boundary's PageError. */
 export interface OAuthErrorFields {
   status: number;
   error: string;

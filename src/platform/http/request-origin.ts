@@ -1,5 +1,6 @@
 import type { Context, Next } from 'koa';
-import { HttpError, respondWithError } from './errors.js';
+import { respondWithError } from './errors.js';
+import { PageError } from './error-page.js';
 
 /**
  * Refuses a request whose Host (or, behind a proxy, X-Forwarded-Proto / X-Forwarded-Host) does not
@@ -13,7 +14,7 @@ export function requireValidOrigin() {
     if ((protocol !== 'http' && protocol !== 'https') || !URL.canParse(ctx.href)) {
       await respondWithError(
         ctx,
-        new HttpError(400, 'invalid_request', 'The Host or X-Forwarded-Proto/X-Forwarded-Host header of this request is not valid.'),
+        new PageError(400, 'invalid_request', 'The Host or X-Forwarded-Proto/X-Forwarded-Host header of this request is not valid.'),
       );
       return;
     }

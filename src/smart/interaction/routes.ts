@@ -1,6 +1,6 @@
 import Router from '@koa/router';
 import type { InteractionResults } from 'oidc-provider';
-import { HttpError } from '../../platform/http/errors.js';
+import { PageError } from '../../platform/http/error-page.js';
 import { readForm } from './pages/form.js';
 import { checkCsrf, finish, interactionFor, refuseCrossSite, type PromptPage } from './pages/interaction-http.js';
 import type { SmartPageDeps } from './pages/page-context.js';
@@ -54,7 +54,7 @@ export function interactionRoutes(deps: InteractionRouteDeps): Router {
       await page.show(ctx, interaction);
       return;
     }
-    throw new HttpError(503, 'interaction_unavailable', 'You are signed in, but this step of the request is not available on this server.');
+    throw new PageError(503, 'interaction_unavailable', 'You are signed in, but this step of the request is not available on this server.');
   });
 
   router.post('/interaction/:uid/abort', async (ctx) => {

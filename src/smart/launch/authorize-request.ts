@@ -1,5 +1,5 @@
 import type { Context, Next } from 'koa';
-import { HttpError } from '../../platform/http/errors.js';
+import { PageError } from '../../platform/http/error-page.js';
 import { readForm, type BodyRules, type FormProblem } from '../../platform/http/body.js';
 
 /**
@@ -17,19 +17,19 @@ import { readForm, type BodyRules, type FormProblem } from '../../platform/http/
 const FORM_LIMIT = 8 * 1024;
 const REFRESH_SCOPES = new Set(['offline_access', 'online_access']);
 
-function refuseForm(problem: FormProblem): HttpError {
+function refuseForm(problem: FormProblem): PageError {
   switch (problem.kind) {
     case 'missing':
     case 'media-type':
-      return new HttpError(
+      return new PageError(
         400,
         'invalid_request',
         'An authorization request sent with POST must be an HTML form (application/x-www-form-urlencoded).',
       );
     case 'too-large':
-      return new HttpError(413, 'request_too_large', 'The authorization request is too large.');
+      return new PageError(413, 'request_too_large', 'The authorization request is too large.');
     case 'repeated':
-      return new HttpError(400, 'invalid_request', `The authorization request repeats the parameter "${problem.name.slice(0, 64)}".`);
+      return new PageError(400, 'invalid_request', `The authorization request repeats the parameter "${problem.name.slice(0, 64)}".`);
   }
 }
 

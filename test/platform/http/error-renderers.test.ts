@@ -2,7 +2,8 @@ import Koa, { type Context } from 'koa';
 import { pino } from 'pino';
 import { FhirError } from '../../../src/domain/fhir/errors.js';
 import { ScimError, invalidFilter } from '../../../src/domain/scim/errors.js';
-import { HttpError, errorBoundary, requireRedis } from '../../../src/platform/http/errors.js';
+import { errorBoundary, requireRedis } from '../../../src/platform/http/errors.js';
+import { PageError } from '../../../src/platform/http/error-page.js';
 import { fhirErrorBoundary } from '../../../src/platform/http/fhir.js';
 import { OAuthError, challenge, oauthErrors } from '../../../src/platform/http/oauth-error.js';
 import { scimErrorBoundary } from '../../../src/platform/http/scim.js';
@@ -22,7 +23,7 @@ function thrower(ctx: Context): never {
   const kind = ctx.path.split('/').pop();
   if (kind === 'oauth')
     throw new OAuthError(401, 'invalid_token', 'the token has expired', challenge('Bearer', { realm: 'api', error: 'invalid_token' }));
-  if (kind === 'http') throw new HttpError(403, 'access_denied', 'You may not see <this> page.');
+  if (kind === 'http') throw new PageError(403, 'access_denied', 'You may not see <this> page.');
   if (kind === 'scim') throw new ScimError(401, undefined, 'a token is required', { 'WWW-Authenticate': 'Bearer realm="scim"' });
   if (kind === 'scim-filter') throw invalidFilter('the filter is not valid');
   if (kind === 'fhir') throw new FhirError(412, 'conflict', 'If-Match does not match');
@@ -183,7 +184,7 @@ describe('FHIR OperationOutcome (fhir.ts)', () => {
 });
 
 describe('the generic boundary (errors.ts) and the error page (error-page.ts)', () => {
-  test('an HttpError is a page for a person: title, escaped message, code, request id', async () => {
+  test('an PageError is a page for a person: title, escaped message, code, request id', async () => {
     const res = await get('/page/http', 'text/html');
     expect(res.status).toBe(403);
     expect(res.headers.get('content-type')).toMatch(/^text\/html/);
@@ -195,7 +196,7 @@ describe('the generic boundary (errors.ts) and the error page (error-page.ts)', 
     expect(html).toContain('req-1234');
   });
 
-  test('the same HttpError is OAuth JSON for a program', async () => {
+  test('the same PageError is OAuth JSON for a program', async () => {
     const res = await get('/page/http');
     expect(res.status).toBe(403);
     expect(await res.json()).toEqual({ error: 'access_denied', error_description: 'You may not see <this> page.' });

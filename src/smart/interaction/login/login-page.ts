@@ -1,6 +1,6 @@
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
-import { HttpError } from '../../../platform/http/errors.js';
+import { PageError } from '../../../platform/http/error-page.js';
 import { renderView } from '../../../platform/http/views.js';
 import type { InteractionCsrf } from '../pages/csrf.js';
 import { readForm } from '../pages/form.js';
@@ -61,7 +61,7 @@ async function signIn(ctx: Context, deps: LoginPageDeps): Promise<void> {
   refuseCrossSite(ctx);
   const interaction = await interactionFor(provider, ctx);
   if (interaction.prompt.name !== 'login')
-    throw new HttpError(400, 'invalid_request', 'You are already signed in for this request. Return to the app and start again.');
+    throw new PageError(400, 'invalid_request', 'You are already signed in for this request. Return to the app and start again.');
   const form = await readForm(ctx);
   checkCsrf(deps.csrf, interaction.uid, form);
   const username = form.get('username') ?? '';

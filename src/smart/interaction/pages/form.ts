@@ -1,11 +1,11 @@
 import type { Context } from 'koa';
 import { readForm as readBody, type FormProblem, type FormRules } from '../../../platform/http/body.js';
-import { HttpError } from '../../../platform/http/errors.js';
+import { PageError } from '../../../platform/http/error-page.js';
 
 /** How a page tells a person their form was refused (an HTML error page). */
-function refuse(problem: FormProblem): HttpError {
-  if (problem.kind === 'too-large') return new HttpError(413, 'request_too_large', 'The submitted form is too large.');
-  return new HttpError(400, 'invalid_request', 'This page accepts only its own form. Go back and submit the form again.');
+function refuse(problem: FormProblem): PageError {
+  if (problem.kind === 'too-large') return new PageError(413, 'request_too_large', 'The submitted form is too large.');
+  return new PageError(400, 'invalid_request', 'This page accepts only its own form. Go back and submit the form again.');
 }
 
 /**

@@ -2,7 +2,7 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import type { InteractionResults } from 'oidc-provider';
-import { HttpError } from '../../../platform/http/errors.js';
+import { PageError } from '../../../platform/http/error-page.js';
 import { allowFormRedirectTo } from '../../../platform/http/security-headers.js';
 import type { InteractionCsrf } from './csrf.js';
 
@@ -33,10 +33,10 @@ export async function interactionFor(provider: Provider, ctx: Context): Promise<
   try {
     interaction = await provider.interactionDetails(ctx.req, ctx.res);
   } catch (err) {
-    if ((err as { name?: string }).name === 'SessionNotFound') throw new HttpError(400, 'invalid_request', EXPIRED);
+    if ((err as { name?: string }).name === 'SessionNotFound') throw new PageError(400, 'invalid_request', EXPIRED);
     throw err;
   }
-  if (interaction.uid !== ctx.params.uid) throw new HttpError(400, 'invalid_request', EXPIRED);
+  if (interaction.uid !== ctx.params.uid) throw new PageError(400, 'invalid_request', EXPIRED);
   allowFormRedirectTo(ctx, interaction.params.redirect_uri);
   return interaction;
 }
@@ -44,12 +44,12 @@ export async function interactionFor(provider: Provider, ctx: Context): Promise<
 /** Browsers say where a form post came from; a cross-site post is refused before anything else. */
 export function refuseCrossSite(ctx: Context): void {
   if (ctx.get('Sec-Fetch-Site') === 'cross-site')
-    throw new HttpError(403, 'invalid_request', 'This form can only be submitted from this site.');
+    throw new PageError(403, 'invalid_request', 'This form can only be submitted from this site.');
 }
 
 export function checkCsrf(csrf: InteractionCsrf, uid: string, form: URLSearchParams): void {
   if (!csrf.verify(uid, form.get('csrf'))) {
-    throw new HttpError(
+    throw new PageError(
       403,
       'invalid_csrf',
       'The form could not be verified: it may be out of date. Go back, reload the page and try again.',
@@ -60,7 +60,7 @@ export function checkCsrf(csrf: InteractionCsrf, uid: string, form: URLSearchPar
 /** The step this form belongs to is the one the interaction is waiting for, or the form is stale. */
 export function requirePrompt(interaction: Interaction, name: string): void {
   if (interaction.prompt.name !== name) {
-    throw new HttpError(400, 'invalid_request', 'This step is already done for this request. Return to the app and start again.');
+    throw new PageError(400, 'invalid_request', 'This step is already done for this request. Return to the app and start again.');
   }
 }
 
@@ -73,7 +73,7 @@ export async function finish(ctx: Context, provider: Provider, result: Interacti
   try {
     returnTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: opts.merge });
   } catch (err) {
-    if ((err as { name?: string }).name === 'SessionNotFound') throw new HttpError(400, 'invalid_request', EXPIRED);
+    if ((err as { name?: string }).name === 'SessionNotFound') throw new PageError(400, 'invalid_request', EXPIRED);
     throw err;
   }
   ctx.status = 303;

@@ -2,7 +2,7 @@ import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { FhirServer } from '../../../platform/config/schema.js';
-import { HttpError } from '../../../platform/http/errors.js';
+import { PageError } from '../../../platform/http/error-page.js';
 import { renderView } from '../../../platform/http/views.js';
 import type { InteractionCsrf } from './csrf.js';
 import { EXPIRED, finish, type Interaction } from './interaction-http.js';
@@ -49,9 +49,9 @@ export interface PageFacts extends AuthorizationFacts {
 export async function factsFor(deps: SmartPageDeps, interaction: Interaction): Promise<PageFacts> {
   const accountId = interaction.session?.accountId;
   const clientId = typeof interaction.params.client_id === 'string' ? interaction.params.client_id : undefined;
-  if (!accountId || !clientId) throw new HttpError(400, 'invalid_request', EXPIRED);
+  if (!accountId || !clientId) throw new PageError(400, 'invalid_request', EXPIRED);
   const client = await deps.provider.Client.find(clientId);
-  if (!client) throw new HttpError(400, 'invalid_request', EXPIRED);
+  if (!client) throw new PageError(400, 'invalid_request', EXPIRED);
   const [record, roles] = await Promise.all([deps.users.get(accountId), deps.users.effectiveRoles(accountId)]);
   const user = userContextOf(record, deps.fhirUserBase, roles, { staffRoles: deps.staffRoles });
   const facts = authorizationFacts({

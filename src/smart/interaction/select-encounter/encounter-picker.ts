@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import { HttpError } from '../../../platform/http/errors.js';
+import { PageError } from '../../../platform/http/error-page.js';
 import { readForm } from '../pages/form.js';
 import {
   checkCsrf,
@@ -26,7 +26,7 @@ const TITLE = 'Choose a visit';
 
 function patientOf(facts: PageFacts): { id: string; name: string } {
   const id = facts.picks.patient ?? facts.user.ownPatient;
-  if (!id) throw new HttpError(400, 'invalid_request', 'No patient has been chosen for this request. Return to the app and start again.');
+  if (!id) throw new PageError(400, 'invalid_request', 'No patient has been chosen for this request. Return to the app and start again.');
   const name = facts.picks.patientDisplay ?? (facts.user.ownPatient === id ? (facts.user.displayName ?? 'you') : `Patient ${id}`);
   return { id, name };
 }

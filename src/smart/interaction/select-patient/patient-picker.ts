@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import { HttpError } from '../../../platform/http/errors.js';
+import { PageError } from '../../../platform/http/error-page.js';
 import { readForm } from '../pages/form.js';
 import {
   checkCsrf,
@@ -141,7 +141,7 @@ async function formPost(
   const form = await readForm(ctx);
   checkCsrf(deps.csrf, interaction.uid, form);
   const facts = await factsFor(deps, interaction);
-  if (noPatientReason(facts)) throw new HttpError(403, 'access_denied', 'There is no patient you may choose for this request.');
+  if (noPatientReason(facts)) throw new PageError(403, 'access_denied', 'There is no patient you may choose for this request.');
   await handle(ctx, deps, interaction, facts, form);
 }
 
@@ -151,7 +151,7 @@ export function patientPicker(deps: SmartPageDeps): PromptPage {
     register(router) {
       router.post('/interaction/:uid/patient-search', (ctx) =>
         formPost(ctx, deps, async (c, d, i, f, form) => {
-          if (f.user.access !== 'staff') throw new HttpError(403, 'access_denied', 'Only staff may search for patients.');
+          if (f.user.access !== 'staff') throw new PageError(403, 'access_denied', 'Only staff may search for patients.');
           await search(c, d, i, f, form);
         }),
       );
