@@ -167,75 +167,48 @@ export async function verifyChain(
   let entries = 0;
   let lastSeq = anchorSeq;
   let previous: ChainEntry | undefined;
+  /** The report of a problem found while walking: how far the walk got, and what is wrong there. */
+  const failed = (problem: VerifyProblem): VerifyReport =>
+    report({ entries, anchorSeq, lastSeq, checkpoints: checkpoints.length, problem });
   for await (const entry of store.walk(chain)) {
     entries++;
     if (!Number.isInteger(entry.seq)) {
-      return report({
-        entries,
-        anchorSeq,
-        lastSeq,
-        checkpoints: checkpoints.length,
-        problem: { kind: 'altered', chain, seq: expectedSeq, sid: entry.sid, message: `entry ${entry.sid} has no valid seq` },
-      });
+      return failed({ kind: 'altered', chain, seq: expectedSeq, sid: entry.sid, message: `entry ${entry.sid} has no valid seq` });
     }
     if (entry.seq !== expectedSeq) {
       if (entry.seq < expectedSeq) {
-        return report({
-          entries,
-          anchorSeq,
-          lastSeq,
-          checkpoints: checkpoints.length,
-          problem: {
-            kind: 'reordered',
-            chain,
-            seq: entry.seq,
-            sid: entry.sid,
-            message: `entry seq ${entry.seq} (${entry.sid}) appears after seq ${expectedSeq - 1}`,
-          },
+        return failed({
+          kind: 'reordered',
+          chain,
+          seq: entry.seq,
+          sid: entry.sid,
+          message: `entry seq ${entry.seq} (${entry.sid}) appears after seq ${expectedSeq - 1}`,
         });
       }
       const later = await findLater(store, chain, entry.sid, expectedSeq);
       if (later) {
-        return report({
-          entries,
-          anchorSeq,
-          lastSeq,
-          checkpoints: checkpoints.length,
-          problem: {
-            kind: 'reordered',
-            chain,
-            seq: expectedSeq,
-            sid: later,
-            message: `entry seq ${expectedSeq} (${later}) appears after seq ${entry.seq} (${entry.sid})`,
-          },
-        });
-      }
-      return report({
-        entries,
-        anchorSeq,
-        lastSeq,
-        checkpoints: checkpoints.length,
-        problem: {
-          kind: 'removed',
+        return failed({
+          kind: 'reordered',
           chain,
           seq: expectedSeq,
-          message: `entries seq ${expectedSeq}${entry.seq - 1 > expectedSeq ? `–${entry.seq - 1}` : ''} are missing (next present: seq ${entry.seq}, ${entry.sid})`,
-        },
+          sid: later,
+          message: `entry seq ${expectedSeq} (${later}) appears after seq ${entry.seq} (${entry.sid})`,
+        });
+      }
+      return failed({
+        kind: 'removed',
+        chain,
+        seq: expectedSeq,
+        message: `entries seq ${expectedSeq}${entry.seq - 1 > expectedSeq ? `–${entry.seq - 1}` : ''} are missing (next present: seq ${entry.seq}, ${entry.sid})`,
       });
     }
     if (entryHash(entry.seq, entry.prev, entry.event) !== entry.hash) {
-      return report({
-        entries,
-        anchorSeq,
-        lastSeq,
-        checkpoints: checkpoints.length,
-        problem: {
-          kind: 'altered',
-          chain,
-          seq: entry.seq,
-          sid: entry.sid,
-          message: `entry seq ${entry.seq} (${entry.sid}) does not match its hash`,
-        },
+      return failed({
+        kind: 'altered',
+        chain,
+        seq: entry.seq,
+        sid: entry.sid,
+        message: `entry seq ${entry.seq} (${entry.sid}) does not match its hash`,
       });
     }
     if (entry.prev !== prevHash) {
@@ -243,38 +216,26 @@ export async function verifyChain(
       const what = previous
         ? `entry seq ${previous.seq} (${previous.sid}) was rewritten: its hash is not the one entry seq ${entry.seq} links to`
         : `entry seq ${entry.seq} (${entry.sid}) does not link to the signed checkpoint at seq ${anchorSeq}`;
-      return report({
-        entries,
-        anchorSeq,
-        lastSeq,
-        checkpoints: checkpoints.length,
-        problem: { kind: 'altered', chain, ...culprit, message: what },
-      });
+      return failed({ kind: 'altered', chain, ...culprit, message: what });
     }
     const placement = misplaced(entry, previous);
     if (placement) {
-      return report({
-        entries,
-        anchorSeq,
-        lastSeq,
-        checkpoints: checkpoints.length,
-        problem: { kind: 'altered', chain, seq: entry.seq, sid: entry.sid, message: `entry seq ${entry.seq} (${entry.sid}) ${placement}` },
+      return failed({
+        kind: 'altered',
+        chain,
+        seq: entry.seq,
+        sid: entry.sid,
+        message: `entry seq ${entry.seq} (${entry.sid}) ${placement}`,
       });
     }
     const signed = bySeq.get(entry.seq);
     if (signed && signed.hash !== entry.hash) {
-      return report({
-        entries,
-        anchorSeq,
-        lastSeq,
-        checkpoints: checkpoints.length,
-        problem: {
-          kind: 'altered',
-          chain,
-          seq: entry.seq,
-          sid: entry.sid,
-          message: `entry seq ${entry.seq} (${entry.sid}) or one before it was rewritten: its hash differs from the signed checkpoint`,
-        },
+      return failed({
+        kind: 'altered',
+        chain,
+        seq: entry.seq,
+        sid: entry.sid,
+        message: `entry seq ${entry.seq} (${entry.sid}) or one before it was rewritten: its hash differs from the signed checkpoint`,
       });
     }
     prevHash = entry.hash;
@@ -287,17 +248,11 @@ export async function verifyChain(
   const lastCheckpoint = checkpoints.reduce((m, c) => Math.max(m, c.seq), 0);
   const mustReach = Math.max(headSeq, lastCheckpoint);
   if (lastSeq < mustReach) {
-    return report({
-      entries,
-      anchorSeq,
-      lastSeq,
-      checkpoints: checkpoints.length,
-      problem: {
-        kind: 'removed',
-        chain,
-        seq: lastSeq + 1,
-        message: `entries seq ${lastSeq + 1}–${mustReach} are missing from the end of the chain`,
-      },
+    return failed({
+      kind: 'removed',
+      chain,
+      seq: lastSeq + 1,
+      message: `entries seq ${lastSeq + 1}–${mustReach} are missing from the end of the chain`,
     });
   }
   const problem =
