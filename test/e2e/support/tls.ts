@@ -1,10 +1,7 @@
-import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { selfSignedCertificate } from '../../support/certificate.js';
 
 export interface TestCertificate {
   certFile: string;
@@ -15,35 +12,9 @@ export interface TestCertificate {
   spkiHash: string;
 }
 
-/** A throw-away self-signed certificate for localhost and 127.0.0.1, made with openssl. */
+/** A throw-away self-signed certificate for localhost and 127.0.0.1, and its key hash for Chromium. */
 export function makeTestCertificate(): TestCertificate {
-  const dir = mkdtempSync(join(tmpdir(), 'smart-authz-e2e-tls-'));
-  const certFile = join(dir, 'cert.pem');
-  const keyFile = join(dir, 'key.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-    ],
-    { stdio: 'ignore' },
-  );
-  const pem = readFileSync(certFile, 'utf8');
+  const { certFile, keyFile, cert: pem } = selfSignedCertificate('localhost');
   const spki = new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' });
   return { certFile, keyFile, pem, spkiHash: createHash('sha256').update(spki).digest('base64') };
 }

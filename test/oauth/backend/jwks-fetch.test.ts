@@ -2,7 +2,8 @@ import { exportJWK, generateKeyPair } from 'jose';
 import type { JWK } from 'jose';
 import { JwksFetchError } from '../../../src/oauth/backend/jwks-fetch-error.js';
 import type { JwksFetchFailure } from '../../../src/oauth/backend/jwks-fetch-error.js';
-import { TestClock, fetcherFor, fixedLookup, selfSignedCertificate, serveJson, startKeyHost } from './jwks-support.js';
+import { TestClock, fetcherFor, fixedLookup, serveJson, startKeyHost } from './jwks-support.js';
+import { selfSignedCertificate } from '../../support/certificate.js';
 import type { KeyHost } from './jwks-support.js';
 
 async function publicJwk(kid: string): Promise<JWK> {
@@ -427,7 +428,7 @@ describe('refusals', () => {
 describe('https', () => {
   let tls: { key: string; cert: string };
   beforeAll(() => {
-    tls = selfSignedCertificate();
+    tls = selfSignedCertificate('jwks.test');
   });
 
   test('production fetch over TLS, connecting to the address the lookup vetted', async () => {

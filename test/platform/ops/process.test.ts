@@ -1,11 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { request as httpRequest, Agent } from 'node:http';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { getStatus, startServerProcess } from '../../support/server-process.js';
+import { selfSignedCertificate } from '../../support/certificate.js';
 
 const base = () => ({ REDIS_URL: process.env.REDIS_URL!, AUTHZ_REDIS_PREFIX: `p-${randomUUID().slice(0, 8)}:`, AUTHZ_LOG_LEVEL: 'info' });
 
@@ -106,30 +103,7 @@ describe('the server process', () => {
   });
 
   test('serves HTTPS itself with a certificate, TLS 1.2 at least', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tls-'));
-    const cert = join(dir, 'cert.pem');
-    const key = join(dir, 'key.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-      ],
-      { stdio: 'ignore' },
-    );
+    const { certFile: cert, keyFile: key } = selfSignedCertificate('localhost');
     const server = await startServerProcess(
       { ...base(), AUTHZ_TLS_CERT: cert, AUTHZ_TLS_KEY: key, AUTHZ_ISSUER: 'https://localhost:3443' },
       { https: true },
