@@ -88,8 +88,6 @@ export function providerConfiguration({
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
     assertJwtClientAuthClaimsAndHeader: clientAssertionHook(
       config.issuer,
-      redis,
-      keyspace,
       jwksFetcher,
     ) as unknown as Configuration['assertJwtClientAuthClaimsAndHeader'],
     ...(fetch ? { fetch } : {}),

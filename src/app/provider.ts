@@ -2,6 +2,7 @@ import Provider from 'oidc-provider';
 import { providerConfiguration } from './provider-configuration.js';
 import type { Services } from './services.js';
 import { isRedisOutage } from '../platform/redis/outage.js';
+import { claimOnce } from '../platform/storage/claim-once.js';
 import { verifyClientSecret } from '../oauth/clients/secrets.js';
 import { assertionAudiences } from '../oauth/backend/client-assertion-hook.js';
 import { createProviderFetch } from '../oauth/backend/provider-fetch.js';
@@ -10,8 +11,8 @@ import { noteProviderOutcomes } from '../oauth/provider/provider-audit.js';
 import { requestState } from '../platform/http/request-state.js';
 
 /**
- * oidc-provider, adapted to this server: its configuration (app/provider-configuration.ts), the two
- * behaviours we replace on its prototypes, and the provider events we act on. Everything that
+ * oidc-provider, adapted to this server: its configuration (app/provider-configuration.ts), the
+ * behaviours we replace on its prototypes and its replay check, and the provider events we act on. Everything that
  * reaches into the library's internals is here, so an upgrade has one file to check.
  */
 export function createProvider(services: Services): Provider {
@@ -74,6 +75,12 @@ export function createProvider(services: Services): Provider {
   oidcContext.clientJwtAuthExpectedAudience = function expectedAudience(this: { route?: string }) {
     return new Set(assertionAudiences(config.issuer, this.route));
   };
+
+  // One replay check per one-time value, and an atomic one: client assertions (token,
+  // introspection, revocation) and DPoP proofs are claimed with one SET NX. The library's own
+  // check is a find and then a save (two round trips) that two concurrent requests can both pass.
+  provider.ReplayDetection.unique = (iss: string, jti: string, exp: number) =>
+    claimOnce(redis, keyspace, 'client-assertion', `${iss}\n${jti}`, exp - Math.floor(Date.now() / 1000));
 
   // Stored secrets are SHA-256 hashes (see oauth/clients/secrets.ts); compare against those.
   provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {

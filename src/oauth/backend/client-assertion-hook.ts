@@ -1,8 +1,5 @@
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
-import type { RedisClient } from '../../platform/redis/connection.js';
-import type { Keyspace } from '../../platform/redis/keyspace.js';
-import { claimOnce } from '../../platform/storage/claim-once.js';
-import { assertionProblem, jtiMemorySeconds } from './assertion-rules.js';
+import { assertionProblem } from './assertion-rules.js';
 import { ROUTES } from '../paths.js';
 import type { JwksFetcher } from './jwks-fetch.js';
 import { rememberB2bAssertion } from './hcs-claims.js';
@@ -22,12 +19,11 @@ export function assertionAudiences(issuer: string, route: string | undefined): s
 }
 
 /**
- * oidc-provider's `assertJwtClientAuthClaimsAndHeader`: runs after it verified the signature.
- * The `jti` is claimed atomically here (SET NX), so two concurrent requests carrying the same
- * assertion cannot both pass, on one instance or many; oidc-provider's own replay check that
- * follows is find-then-save and would let both through.
+ * oidc-provider's `assertJwtClientAuthClaimsAndHeader`: runs after it verified the signature and
+ * before its replay check, which app/provider.ts makes one atomic claim of the `jti` (SET NX), so
+ * two concurrent requests carrying the same assertion cannot both pass, on one instance or many.
  */
-export function clientAssertionHook(issuer: string, redis: RedisClient, keyspace: Keyspace, fetcher?: Pick<JwksFetcher, 'findKey'>) {
+export function clientAssertionHook(issuer: string, fetcher?: Pick<JwksFetcher, 'findKey'>) {
   return async function assertJwtClientAuthClaimsAndHeader(
     ctx: KoaContextWithOIDC,
     claims: Record<string, unknown>,
@@ -49,14 +45,6 @@ export function clientAssertionHook(issuer: string, redis: RedisClient, keyspace
     if (client.jwksUri && fetcher && !(await fetcher.findKey(client.jwksUri, header.kid as string))) {
       throw new errors.InvalidClientAuth("the assertion's kid is no longer in the client's jwks_uri key set");
     }
-    const first = await claimOnce(
-      redis,
-      keyspace,
-      'client-assertion',
-      `${client.clientId}\n${claims.jti as string}`,
-      jtiMemorySeconds(claims.exp as number, now, CLOCK_TOLERANCE_SECONDS),
-    );
-    if (!first) throw new errors.InvalidClientAuth('jti has already been used (client assertions are single-use)');
     // The UDAP hl7-b2b context (purpose of use, subject) rides in the assertion; the token's claims use it.
     rememberB2bAssertion(ctx, claims);
   };

@@ -133,7 +133,7 @@ export class CallerAuthenticator {
       `${client.client_id}\n${verified.payload.jti as string}`,
       jtiMemorySeconds(exp, now, CLOCK_TOLERANCE_SECONDS),
     );
-    if (!first) throw new CallerAuthError('jti has already been used (client assertions are single-use)');
+    if (!first) throw new CallerAuthError('client assertion tokens must only be used once');
     return client;
   }
 

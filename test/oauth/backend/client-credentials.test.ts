@@ -125,7 +125,7 @@ describe('SMART Backend Services: client_credentials with private_key_jwt', () =
     expect((await tokenRequest(t, assertion)).status).toBe(200);
     const again = await tokenRequest(t, assertion);
     expect(again.status).toBe(401);
-    expect(again.body.error_description).toMatch(/jti has already been used/);
+    expect(again.body.error_description).toMatch(/client assertion tokens must only be used once/);
 
     const racing = await signAssertion(ec, 'bulk-ec', TOKEN_URL);
     const results = await Promise.all(Array.from({ length: 8 }, () => tokenRequest(t, racing)));

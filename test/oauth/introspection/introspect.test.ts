@@ -149,7 +149,7 @@ describe('introspection: authentication of the caller', () => {
     expect((await send()).status).toBe(200);
     const again = await send();
     expect(again.status).toBe(401);
-    expect(again.body.error_description).toMatch(/jti has already been used/);
+    expect(again.body.error_description).toMatch(/client assertion tokens must only be used once/);
   });
 
   test('repeated parameters are invalid_request', async () => {

@@ -59,23 +59,15 @@ export interface FuzzWorld {
  * Keys whose change on a refused request is expected, with why:
  *  - `{audit}:`      refusals are audit events by design (token, authorization, login failures…);
  *  - `ratelimit:`    counting attempts, refused ones included, is what a limiter/lock-out is for;
- *  - `once:`, `oidc:ReplayDetection:`  a client assertion's jti is spent as soon as its signature
- *                    checks, before a later rule refuses the request, so it cannot be replayed;
+ *  - `once:`         a client assertion's jti is spent as soon as its signature checks, before a
+ *                    later rule refuses the request, so it cannot be replayed;
  *  - `oidc:Session:`, `oidc:sessionUid:`, `oidc:Interaction:` are browser state: oidc-provider saves
  *    the (anonymous) session of every authorization-endpoint visit and the interaction of a shown
  *    page; neither grants anything, and both expire.
  * Everything else (clients, users, groups, grants, tokens, consents, launches, keys, …) must be
  * byte-identical after a refusal.
  */
-export const VOLATILE = [
-  '{audit}:',
-  'ratelimit:',
-  'once:',
-  'oidc:ReplayDetection:',
-  'oidc:Session:',
-  'oidc:sessionUid:',
-  'oidc:Interaction:',
-];
+export const VOLATILE = ['{audit}:', 'ratelimit:', 'once:', 'oidc:Session:', 'oidc:sessionUid:', 'oidc:Interaction:'];
 
 /*
  * One pass over the database: key → SHA-1 of its DUMP (type and content) and its PTTL, skipping
