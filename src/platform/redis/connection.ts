@@ -80,6 +80,8 @@ export function createRedis(settings: RedisSettings, options: RedisOptions = {})
 
 /** Clients closed on purpose (disconnect or quit): no reconnect for them. */
 const closing = new WeakSet<object>();
+/** Clients that superviseReconnects brings back after an unintended "end". */
+const supervised = new WeakSet<object>();
 
 /**
  * ioredis gives a client up for good ("end") when a connection attempt is cancelled half-way,
@@ -92,6 +94,7 @@ const closing = new WeakSet<object>();
  * so) connects again.
  */
 export function superviseReconnects(client: Redis): Redis {
+  supervised.add(client);
   const disconnect = client.disconnect.bind(client);
   client.disconnect = (reconnect = false) => {
     if (!reconnect) closing.add(client);
@@ -110,6 +113,11 @@ export function superviseReconnects(client: Redis): Redis {
     timer.unref();
   });
   return client;
+}
+
+/** After "end": whether the client stays closed (closed on purpose, or not one that reconnects by itself). */
+export function staysClosed(client: RedisClient): boolean {
+  return closing.has(client) || !supervised.has(client);
 }
 
 /** Connects, waiting for the first successful connection up to `timeoutMs`. */

@@ -33,6 +33,11 @@ export class Keyspace {
     return `${this.prefix}clients`;
   }
 
+  /** Pub/sub channel on which writers announce changed records (platform/redis/invalidation.ts). */
+  invalidations(): string {
+    return `${this.prefix}invalidate`;
+  }
+
   /** Hash of signing keys, field = kid. Shares a hash tag with its version counter (one script writes both). */
   signingKeys(): string {
     return `${this.prefix}{signing-keys}`;

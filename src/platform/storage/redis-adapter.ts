@@ -28,6 +28,7 @@
  */
 import { errors } from 'oidc-provider';
 import type { Adapter, AdapterFactory, AdapterPayload } from 'oidc-provider';
+import { publishInvalidation } from '../redis/invalidation.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import { adapterScripts, type AdapterScripts } from './adapter-scripts.js';
@@ -106,6 +107,9 @@ export class RedisAdapter implements Adapter {
     }
 
     await Promise.all(this.writes(id, key, payload, ttlMs));
+    // Instances cache client records (oauth/clients/client-cache.ts); after the write, not with it,
+    // or a reader could cache the old record again after the announcement.
+    if (this.name === 'Client') await publishInvalidation(this.redis, this.keyspace, 'Client', id);
 
     if (grantId !== undefined && !(await this.grants.contains(grantId, key))) {
       // A revocation emptied the index between our index add and our write; its DEL of our key
@@ -215,6 +219,7 @@ export class RedisAdapter implements Adapter {
       // deletion below fail, a retry (CLI remove) ends nothing twice and deletes the record.
       await this.owners.end({ kind: 'client', id });
       await Promise.all([this.redis.del(key), this.redis.srem(this.keyspace.clientIndex(), id)]);
+      await publishInvalidation(this.redis, this.keyspace, 'Client', id);
       return;
     }
     await this.redis.del(key);
