@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Agent, get as httpGet } from 'node:http';
 import { Redis } from 'ioredis';
 import { KeyStore } from '../../../src/platform/keys/keystore.js';
@@ -174,6 +177,32 @@ describe('worker processes (AUTHZ_WORKERS)', () => {
 });
 
 describe('worker processes: start-up errors', () => {
+  test('workers that keep failing at start-up stop the primary with one line', async () => {
+    // Workers read the configuration again (a rolling restart picks up a changed file): one that
+    // became unreadable after the primary started makes every replacement fail at once.
+    const file = join(mkdtempSync(join(tmpdir(), 'workers-')), 'config.json');
+    writeFileSync(file, '{}');
+    const server = await startServerProcess({ ...base(), AUTHZ_CONFIG: file });
+    try {
+      await allReady(server);
+      writeFileSync(file, '{ broken');
+      const [, pid] = [...liveWorkers(server)][0]!;
+      process.kill(pid, 'SIGKILL');
+      expect(await server.exited).toBe(1);
+      const stderr = server.stderr().trim().split('\n');
+      expect(stderr.filter((l) => l.startsWith('config error: AUTHZ_CONFIG file'))).toHaveLength(5);
+      expect(stderr.at(-1)).toMatch(/^workers keep failing at start-up \(5 in a row, the last: exit code 1\): stopping$/);
+      // The worker that was still serving was stopped gracefully.
+      expect(
+        lines(server)
+          .filter((l) => l.msg === 'worker exited')
+          .map((l) => l.code),
+      ).toEqual([0]);
+    } finally {
+      await stop(server);
+    }
+  }, 60_000);
+
   test('a bad AUTHZ_WORKERS is one config-error line', async () => {
     const server = await startServerProcess({ ...base(), AUTHZ_WORKERS: '0' }, { waitReady: false });
     expect(await server.exited).toBe(1);
