@@ -105,6 +105,24 @@ describe('worker processes (AUTHZ_WORKERS)', () => {
     }
   });
 
+  test('a scrape while one worker does not answer is a 503, not a partial total', async () => {
+    const [, pid] = [...liveWorkers(server)][0]!;
+    process.kill(pid, 'SIGSTOP');
+    // Two fresh connections: the primary hands one to each worker; the stopped one's waits.
+    const scrapes = [getOnce(`${server.url}/metrics`), getOnce(`${server.url}/metrics`)];
+    try {
+      const answered = await Promise.race(scrapes);
+      expect(answered.status).toBe(503);
+      expect(JSON.parse(answered.body)).toMatchObject({
+        error: 'temporarily_unavailable',
+        error_description: expect.stringMatching(/^metrics unavailable: 1 worker\(s\) did not send their metrics within 2000 ms$/),
+      });
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await Promise.allSettled(scrapes);
+    }
+  });
+
   test('a signing key introduced in Redis is published by every worker', async () => {
     const redis = new Redis(process.env.REDIS_URL!);
     try {
