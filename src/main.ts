@@ -1,16 +1,21 @@
+import cluster from 'node:cluster';
 import { loadConfig, ConfigError } from './platform/config/load.js';
+import { workerCount } from './platform/config/schema.js';
 import { createLogger } from './platform/ops/logger.js';
 import { Metrics } from './platform/ops/metrics.js';
 import { openRuntime, StartupError } from './app/runtime.js';
 import { resolveCookieKeys } from './platform/keys/cookie-keys.js';
-import { listen, readTls } from './app/server.js';
+import { drainMsFor, listen, readTls } from './app/server.js';
+import { clusterWorker, superviseWorkers, METRICS_SCRAPE_TIMEOUT_MS } from './app/cluster.js';
+import { workerMetrics } from './platform/ops/cluster-metrics.js';
 import { startKeyWatcher } from './platform/keys/watcher.js';
 import { KeyStoreError } from './platform/keys/errors.js';
 import { circuitBreakerFor, connectionHealth, type StoreHealth } from './platform/redis/circuit-breaker.js';
 import { superviseReconnects, type RedisClient } from './platform/redis/connection.js';
 import type { Redis } from 'ioredis';
 
-const KEY_RELOAD_INTERVAL_MS = 30_000;
+/** A worker's own clean-up after its grace period (outbox, trail, shipper, Redis) before the primary kills it. */
+const WORKER_STOP_MARGIN_MS = 10_000;
 
 /** Problems an operator can fix get one line on stderr and exit code 1, never a stack trace. */
 function fail(message: string): never {
@@ -27,7 +32,19 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
   }
-  const logger = createLogger(config.log.level);
+  const workers = workerCount(config);
+  if (cluster.isPrimary && workers > 1) {
+    await superviseWorkers({
+      workers,
+      logger: createLogger(config.log.level),
+      stopTimeoutMs: drainMsFor(config) + config.http.shutdownGraceMs + WORKER_STOP_MARGIN_MS,
+    });
+  }
+  const worker = clusterWorker();
+  // A private development Redis would belong to the worker that started it and stop with it,
+  // under the other workers' feet: workers connect to the configured one.
+  if (worker) config = { ...config, devRedis: false };
+  const logger = worker ? createLogger(config.log.level).child({ worker: worker.id }) : createLogger(config.log.level);
   const runtime = await openRuntime(config, logger);
   // The trail's home (PostgreSQL) when it has one; Redis is then only its intake.
   const { openAuditDatabase, bindTrail, AuditDatabaseError } = await import('./records/audit/pg/connect.js');
@@ -58,7 +75,8 @@ async function main(): Promise<void> {
   const { seedDemoData } = await import('./app/demo-seed.js');
   const { ensurePatientSearchClient } = await import('./smart/interaction/fhir-search/service-credential.js');
   const { redis, keyspace, keystore } = runtime;
-  const metrics = new Metrics();
+  // In a worker, a scrape gets the total over all workers (the primary sums their registries).
+  const metrics = new Metrics(worker ? { scrape: (registry) => workerMetrics(registry, METRICS_SCRAPE_TIMEOUT_MS) } : {});
   let shuttingDown = false;
   // Until the server listens, start-up work keeps the client's own timeouts; then the circuit
   // breaker gives each command the serving budget and fails fast while Redis does not answer.
@@ -123,6 +141,7 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
+  worker?.onStopRequest(() => onSignal('SIGTERM'));
   const http = await listen(config, app.callback(), logger);
 
   // Consents also go to a FHIR server when one is configured; the outbox in Redis holds them
@@ -163,7 +182,7 @@ async function main(): Promise<void> {
   // provider built with the new keys; in-flight requests finish on the old one.
   const stopWatching = startKeyWatcher(
     keystore,
-    KEY_RELOAD_INTERVAL_MS,
+    config.keyReloadIntervalMs,
     (jwks) => {
       app = build(jwks);
       http.setHandler(app.callback());
@@ -172,7 +191,7 @@ async function main(): Promise<void> {
     { since: keys.version, onError: (err) => logger.error({ err: { message: (err as Error).message } }, 'signing key reload failed') },
   );
 
-  const drainMs = config.http.shutdownDrainMs ?? (config.mode === 'production' ? 5_000 : 1_000);
+  const drainMs = drainMsFor(config);
   const shutdown = async (signal: string) => {
     if (shuttingDown) return;
     // From here /readyz answers 503; the port stays open for the drain so that a load balancer
@@ -196,6 +215,7 @@ async function main(): Promise<void> {
   };
   signals.shutdown = shutdown;
   if (signals.pending) void shutdown(signals.pending);
+  else worker?.ready();
 }
 
 main().catch((err: unknown) => {

@@ -22,6 +22,11 @@ export interface HttpServer {
   close(graceMs: number): Promise<void>;
 }
 
+/** How long `/readyz` answers 503 before the listener closes on SIGTERM (`http.shutdownDrainMs`). */
+export function drainMsFor(config: Config): number {
+  return config.http.shutdownDrainMs ?? (config.mode === 'production' ? 5_000 : 1_000);
+}
+
 /** Reads the certificate and key; a file that cannot be read is a ConfigError naming its setting. */
 export function readTls(config: Config): { cert: Buffer; key: Buffer } | undefined {
   if (!config.tls) return undefined;

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { hcsPolicySchema } from '../../domain/hcs/policy.js';
 
@@ -119,6 +120,9 @@ export const ttlSchema = z.object({
     .describe("how long an EHR `launch` value stays usable before the app's authorization starts (seconds)"),
 });
 
+/** More would only add memory: each worker holds its own provider, Redis connections and caches. */
+export const MAX_WORKERS = 64;
+
 const signingAlg = z.enum(['RS384', 'ES384', 'RS256', 'ES256', 'PS256']);
 
 export const configSchema = z
@@ -135,6 +139,18 @@ export const configSchema = z
       .describe('public URL; no path (put a prefix on the proxy). Production: https, or http only behind `AUTHZ_PROXY`'),
     host: z.string().min(1).default('0.0.0.0').describe('listening address'),
     port: z.number().int().min(0).max(65535).default(3000).describe('listening port'),
+    // Resolved by workerCount() (below): the mode decides the default.
+    workers: z
+      .number()
+      .int()
+      .min(1, 'must be at least 1')
+      .max(MAX_WORKERS, `must be at most ${MAX_WORKERS}`)
+      .optional()
+      .meta({
+        description:
+          'server processes sharing the port (node:cluster), so every core serves; SIGHUP restarts them one at a time ([operations](operations.md#workers))',
+        docDefault: `production: the cores available (\`os.availableParallelism()\`, at most ${MAX_WORKERS}); development \`1\``,
+      }),
     proxy: z
       .boolean()
       .default(false)
@@ -176,6 +192,14 @@ export const configSchema = z
       .min(32, 'needs at least 32 characters')
       .optional()
       .describe('encrypts private signing keys at rest in Redis (AES-256-GCM, key from HKDF-SHA256). Required in production'),
+    // Rotation steps wait at least this long so that every instance has the new key set.
+    keyReloadIntervalMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(300_000)
+      .default(30_000)
+      .describe('how often every server process checks Redis for rotated signing keys (ms); a rotation step waits at least this long'),
     clientsFile: z.string().min(1).optional().meta({
       description:
         'JSON file of clients upserted at every start, all or nothing (see `config/clients.example.json` and [clients](clients.md))',
@@ -494,6 +518,15 @@ export const configSchema = z
         message: 'must be at least audit.retentionDays (disclosures are kept at least as long as other events)',
       });
     }
+    // A private Redis or PostgreSQL would belong to the worker that started it and stop with it.
+    if (c.workers !== undefined && c.workers > 1 && c.mode === 'development' && c.audit.store === undefined && !c.audit.databaseUrl) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['workers'],
+        message:
+          'above 1 in development needs the audit trail named: AUTHZ_AUDIT_DATABASE_URL, or AUTHZ_AUDIT_STORE=redis (workers do not start a private PostgreSQL)',
+      });
+    }
     if (c.mode !== 'production') return;
     const issuer = new URL(c.issuer);
     if (issuer.protocol === 'http:' && !c.proxy) {
@@ -554,4 +587,12 @@ export type FhirServer = z.infer<typeof fhirServerSchema>;
 export function effectiveConfig(c: Config): Config {
   if (c.mode === 'production') return { ...c, demoData: false, devRedis: false };
   return c;
+}
+
+/**
+ * Server processes to run: the setting, else one per available core in production (capped) and
+ * one in development, where a single process is easier to debug and owns its private Redis.
+ */
+export function workerCount(c: Pick<Config, 'workers' | 'mode'>): number {
+  return c.workers ?? (c.mode === 'production' ? Math.min(MAX_WORKERS, availableParallelism()) : 1);
 }

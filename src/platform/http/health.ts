@@ -3,6 +3,7 @@ import type { Context } from 'koa';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { StoreHealth } from '../redis/circuit-breaker.js';
 import type { Metrics } from '../ops/metrics.js';
+import { MetricsUnavailableError } from '../ops/cluster-metrics.js';
 import { STATIC_CSS } from './views.js';
 import { OAuthError, challenge, sendOAuthError } from './oauth-error.js';
 
@@ -45,9 +46,18 @@ export function opsRoutes(store: StoreHealth, metrics: Metrics, isShuttingDown: 
   });
   router.get('/metrics', async (ctx) => {
     if (!mayReadMetrics(ctx)) return;
-    ctx.type = metrics.registry.contentType;
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = await metrics.registry.metrics();
+    let text: string;
+    try {
+      text = await metrics.scrape();
+    } catch (err) {
+      // A partial total would read as counters going down; the scraper retries at its next interval.
+      if (!(err instanceof MetricsUnavailableError)) throw err;
+      sendOAuthError(ctx, new OAuthError(503, 'temporarily_unavailable', `metrics unavailable: ${err.message}`));
+      return;
+    }
+    ctx.type = metrics.registry.contentType;
+    ctx.body = text;
   });
   router.get('/static/app.css', (ctx) => {
     ctx.type = 'text/css';

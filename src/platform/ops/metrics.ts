@@ -97,7 +97,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(opts: { defaultMetrics?: boolean } = {}) {
+  /**
+   * The text a scrape of `/metrics` gets: this registry's own, or with several worker processes the
+   * total over all of them (cluster-metrics.ts), which may fail with MetricsUnavailableError.
+   */
+  readonly scrape: () => Promise<string>;
+
+  constructor(opts: { defaultMetrics?: boolean; scrape?: (registry: Registry) => () => Promise<string> } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    this.scrape = opts.scrape?.(this.registry) ?? (() => this.registry.metrics());
   }
 }

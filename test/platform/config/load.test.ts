@@ -1,7 +1,8 @@
 import { writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, ConfigError } from '../../../src/platform/config/load.js';
+import { workerCount } from '../../../src/platform/config/schema.js';
 
 const key = 'k'.repeat(40);
 
@@ -79,9 +80,19 @@ describe('configuration', () => {
     [{ AUTHZ_LOG_LEVEL: 'loud' }, /AUTHZ_LOG_LEVEL \(log\.level\)/],
     [{ AUTHZ_CLIENT_AUTH_ALGS: 'RS256' }, /must include RS384 or ES384/],
     [{ AUTHZ_TTL_AUTHORIZATION_CODE: '3600' }, /AUTHZ_TTL_AUTHORIZATION_CODE \(ttl\.authorizationCode\)/],
+    [{ AUTHZ_WORKERS: 'two' }, /^config error: AUTHZ_WORKERS must be a whole number, got "two"$/],
+    [{ AUTHZ_WORKERS: '0' }, /^config error: AUTHZ_WORKERS \(workers\) must be at least 1$/],
+    [{ AUTHZ_WORKERS: '65', AUTHZ_AUDIT_STORE: 'redis' }, /^config error: AUTHZ_WORKERS \(workers\) must be at most 64$/],
+    [{ AUTHZ_WORKERS: '2' }, /AUTHZ_WORKERS \(workers\) above 1 in development needs the audit trail named/],
     [{ AUTHZ_CONFIG: '/nonexistent/config.json' }, /AUTHZ_CONFIG file \/nonexistent\/config\.json cannot be read \(ENOENT\)/],
   ])('%j is refused with one line naming the setting', (env, pattern) => {
     expect(errorOf(env as Record<string, string>)).toMatch(pattern);
+  });
+
+  test('one server process in development unless AUTHZ_WORKERS says otherwise', () => {
+    expect(workerCount(loadConfig({}))).toBe(1);
+    expect(workerCount(loadConfig({ AUTHZ_WORKERS: '3', AUTHZ_AUDIT_STORE: 'redis' }))).toBe(3);
+    expect(loadConfig({ AUTHZ_WORKERS: '1' }).workers).toBe(1);
   });
 
   test('a config file that is not JSON is refused clearly', () => {
@@ -117,6 +128,11 @@ describe('configuration', () => {
         /must be a postgres:\/\/ or postgresql:\/\/ URL/,
       );
       expect(loadConfig(base).audit.databaseUrl).toBe('postgres://authz@db.example.org/audit');
+    });
+
+    test('production runs one worker per available core unless AUTHZ_WORKERS says otherwise', () => {
+      expect(workerCount(loadConfig(base))).toBe(Math.min(64, availableParallelism()));
+      expect(workerCount(loadConfig({ ...base, AUTHZ_WORKERS: '1' }))).toBe(1);
     });
 
     test('NODE_ENV=production selects production mode', () => {
