@@ -4,7 +4,9 @@ import type { AuditEvent } from '../../records/audit/audit-event.js';
 import type { AuditRecorder } from '../../records/audit/trail.js';
 import type { AuditScope, ClientInfo, TokenName, UserInfo } from '../../records/audit/events/agents.js';
 import { clip } from '../../records/audit/events/agents.js';
-import { refreshReuse, tokenIssued, tokenRefused, type IssuedToken } from '../../records/audit/events/token-events.js';
+import { refreshReuse, tokenRefused, type IssuedToken } from '../../records/audit/events/token-events.js';
+import { tokenIssuedRecord } from '../../records/audit/forms/token-issued.js';
+import type { Recordable } from '../../records/audit/stored-event.js';
 import { authorizationDecision } from '../../records/audit/events/consent-events.js';
 import { loggedOut } from '../../records/audit/events/login-events.js';
 import { clientChanged } from '../../records/audit/events/admin-events.js';
@@ -124,7 +126,7 @@ function reference(value: unknown): string | undefined {
   return typeof value === 'string' && value ? value : undefined;
 }
 
-function tokenEvent(scope: AuditScope, ctx: ProviderCtx): AuditEvent | undefined {
+function tokenEvent(scope: AuditScope, ctx: ProviderCtx): Recordable | undefined {
   const oidc = ctx.oidc!;
   const grantType = clip(String(oidc.params?.grant_type ?? 'unknown'), 200)!;
   const body = (typeof ctx.body === 'object' && ctx.body !== null ? ctx.body : {}) as Record<string, unknown>;
@@ -154,18 +156,23 @@ function tokenEvent(scope: AuditScope, ctx: ProviderCtx): AuditEvent | undefined
     const patient = reference(extra.patient) ?? reference(body.patient);
     const consent = reference(extra.consent);
     const grantId = at?.grantId ?? oidc.entities.RefreshToken?.grantId;
-    return tokenIssued(scope, {
-      client: client ?? { clientId: 'unidentified', ip: ctx.ip },
-      grantType,
-      ...(user ? { user } : {}),
-      ...(patient ? { patient } : {}),
-      ...(reference(extra.encounter) ? { encounter: reference(extra.encounter)! } : {}),
-      ...(consent ? { consentId: consent } : {}),
-      ...(grantId ? { grantId } : {}),
-      ...(accessToken ? { accessToken } : {}),
-      ...(refresh ? { refreshToken: refresh } : {}),
-      idTokenIssued: typeof body.id_token === 'string',
-    });
+    // Stored compact (records/audit/forms/token-issued.ts): the most frequent event there is.
+    return tokenIssuedRecord(
+      scope.issuer,
+      {
+        client: client ?? { clientId: 'unidentified', ip: ctx.ip },
+        grantType,
+        ...(user ? { user } : {}),
+        ...(patient ? { patient } : {}),
+        ...(reference(extra.encounter) ? { encounter: reference(extra.encounter)! } : {}),
+        ...(consent ? { consentId: consent } : {}),
+        ...(grantId ? { grantId } : {}),
+        ...(accessToken ? { accessToken } : {}),
+        ...(refresh ? { refreshToken: refresh } : {}),
+        idTokenIssued: typeof body.id_token === 'string',
+      },
+      scope.now,
+    );
   }
   if (ctx.status < 400) return undefined;
   const error = typeof body.error === 'string' ? body.error : 'server_error';
@@ -290,7 +297,7 @@ export function providerAudit(deps: ProviderAuditDeps) {
     await next();
     const route = ctx.oidc?.route;
     if (!route) return;
-    let event: AuditEvent | undefined;
+    let event: Recordable | undefined;
     const now = { ...scope, now: new Date() };
     if (route === 'token') event = tokenEvent(now, ctx);
     else if (route === 'authorization' || route === 'resume') event = await authorizationEvent(now, ctx, deps.grantContext);

@@ -6,15 +6,32 @@ import {
   renderIntrospection,
   type IntrospectionRecord,
 } from './forms/introspection.js';
+import {
+  isTokenIssuedRecord,
+  renderTokenIssued,
+  tokenIssuedIndexEntries,
+  tokenIssuedRecordSchema,
+  type TokenIssuedRecord,
+} from './forms/token-issued.js';
 import { allIndexEntries, type IndexParam } from './indexes.js';
 import { disclosedPatients } from './disclosure.js';
 
 /**
- * What the trail stores for an event: the AuditEvent itself, or for introspection its compact
- * record (forms/introspection.ts). Everything that reads the trail goes through `decodeStored`,
- * so search, export, the disclosure report and retention all see AuditEvents either way.
+ * What the trail stores for an event: the AuditEvent itself, or for the two events a busy server
+ * writes most, introspection and token responses, a compact record (forms/). Everything that reads
+ * the trail goes through `decodeStored`, so search, export, the disclosure report and retention
+ * all see AuditEvents either way.
  */
-export type Recordable = AuditEvent | IntrospectionRecord;
+export type Recordable = AuditEvent | CompactRecord;
+export type CompactRecord = IntrospectionRecord | TokenIssuedRecord;
+
+export function isCompactRecord(item: unknown): item is CompactRecord {
+  return isIntrospectionRecord(item) || isTokenIssuedRecord(item);
+}
+
+function unreadable(kind: string, error: { issues: Array<{ message: string }> }): never {
+  throw new UnreadableAuditEntryError(`${kind} record does not have its form: ${error.issues[0]?.message ?? 'invalid'}`);
+}
 
 export class UnreadableAuditEntryError extends Error {
   override name = 'UnreadableAuditEntryError';
@@ -30,21 +47,25 @@ export function decodeStored(text: string): AuditEvent {
   }
   if (isIntrospectionRecord(value)) {
     const parsed = introspectionRecordSchema.safeParse(value);
-    if (!parsed.success)
-      throw new UnreadableAuditEntryError(
-        `an introspection record does not have its form: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
-      );
-    return renderIntrospection(parsed.data);
+    return parsed.success ? renderIntrospection(parsed.data) : unreadable('an introspection', parsed.error);
+  }
+  if (isTokenIssuedRecord(value)) {
+    const parsed = tokenIssuedRecordSchema.safeParse(value);
+    return parsed.success ? renderTokenIssued(parsed.data) : unreadable('a token response', parsed.error);
   }
   return value as AuditEvent;
 }
 
 /** The event a recordable stands for (renders a compact record). */
 export function eventOf(item: Recordable): AuditEvent {
-  return isIntrospectionRecord(item) ? renderIntrospection(item) : item;
+  if (isIntrospectionRecord(item)) return renderIntrospection(item);
+  if (isTokenIssuedRecord(item)) return renderTokenIssued(item);
+  return item;
 }
 
 /** Index entries, disclosures included, without rendering a compact record. */
 export function indexEntriesOf(item: Recordable): Array<[IndexParam, string]> {
-  return isIntrospectionRecord(item) ? introspectionIndexEntries(item) : allIndexEntries(item, disclosedPatients(item));
+  if (isIntrospectionRecord(item)) return introspectionIndexEntries(item);
+  if (isTokenIssuedRecord(item)) return tokenIssuedIndexEntries(item);
+  return allIndexEntries(item, disclosedPatients(item));
 }

@@ -7,7 +7,7 @@ import type { Metrics } from '../../platform/ops/metrics.js';
 import { auditEventProblems } from './audit-event.js';
 import { canonicalJson, shardChains, type ChainName } from './chain.js';
 import { ChainAppender, type PreparedEvent } from './append.js';
-import { eventOf, indexEntriesOf, type Recordable } from './stored-event.js';
+import { eventOf, indexEntriesOf, isCompactRecord, type Recordable } from './stored-event.js';
 import { introspectionRecordJson, isIntrospectionRecord } from './forms/introspection.js';
 import { CheckpointStore, keyStoreCheckpointKeys, signCadence, type CheckpointKeys } from './checkpoints.js';
 import { createAnchor, type CheckpointAnchor } from './anchor.js';
@@ -103,7 +103,7 @@ function certainlyNotAppended(err: unknown): boolean {
  * AuditEvent it stands for, so development catches a record that would read back wrong.
  */
 export function prepareEvent(input: Recordable, validate = true, opts: { mayRepeat?: boolean } = {}): PreparedEvent {
-  const item: Recordable = isIntrospectionRecord(input)
+  const item: Recordable = isCompactRecord(input)
     ? input
     : { ...input, id: input.id ?? randomUUID(), recorded: input.recorded ?? new Date().toISOString() };
   if (validate) {
@@ -120,7 +120,7 @@ export function prepareEvent(input: Recordable, validate = true, opts: { mayRepe
   };
   // A new record's id is a fresh UUID; an event may come with its own, and a copy (retention's
   // archive, re-run after an interruption) may already be there.
-  if (opts.mayRepeat || (!isIntrospectionRecord(input) && input.id !== undefined)) prepared.mayRepeat = true;
+  if (opts.mayRepeat || (!isCompactRecord(input) && input.id !== undefined)) prepared.mayRepeat = true;
   return prepared;
 }
 
