@@ -82,6 +82,12 @@ export function createProvider(services: Services): Provider {
   provider.ReplayDetection.unique = (iss: string, jti: string, exp: number) =>
     claimOnce(redis, keyspace, 'client-assertion', `${iss}\n${jti}`, exp - Math.floor(Date.now() / 1000));
 
+  // Each lookup of a client would read its record, parse it, hash it and find the built Client
+  // by that hash (oidc-provider's own cache); the built Client is kept instead, and every instance
+  // drops it when any writer changes the client (oauth/clients/client-cache.ts).
+  const findClient = provider.Client.find.bind(provider.Client);
+  provider.Client.find = (id: string) => (typeof id === 'string' && id ? services.clients.get(id, findClient) : findClient(id));
+
   // Stored secrets are SHA-256 hashes (see oauth/clients/secrets.ts); compare against those.
   provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
     return Promise.resolve(typeof this.clientSecret === 'string' && verifyClientSecret(this.clientSecret, actual));

@@ -1,4 +1,4 @@
-import type { Adapter, JWKS } from 'oidc-provider';
+import type { Adapter, Client, JWKS } from 'oidc-provider';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { Config } from '../platform/config/schema.js';
@@ -8,7 +8,7 @@ import type { Metrics } from '../platform/ops/metrics.js';
 import { connectionHealth, type StoreHealth } from '../platform/redis/circuit-breaker.js';
 import { redisAdapterFactory } from '../platform/storage/redis-adapter.js';
 import { wrapClientAdapter } from '../oauth/clients/client-adapter.js';
-import { cachedClientAdapter } from '../oauth/clients/client-cache.js';
+import { ClientCache } from '../oauth/clients/client-cache.js';
 import { InvalidationFeed } from '../platform/redis/invalidation.js';
 import { JwksFetcher } from '../oauth/backend/jwks-fetch.js';
 import { JWT_MARKER_MODEL } from '../oauth/introspection/token-lookup.js';
@@ -63,6 +63,8 @@ export interface Services {
   /** Revocable markers of JWT access tokens, one per jti. */
   jwtMarkers: Adapter;
   jwksFetcher: JwksFetcher;
+  /** Clients built by oidc-provider, kept per instance and dropped on every instance when one changes. */
+  clients: ClientCache<Client>;
   lockout: LoginLockout;
   users: UserStore;
   groups: GroupStore;
@@ -87,19 +89,15 @@ function createJwksFetcher(config: Config, logger: Logger): JwksFetcher {
   });
 }
 
-/**
- * The Redis adapter for every model, with client secrets hashed before they are stored and, given
- * the invalidation feed, client records cached.
- */
-export function modelAdapter(redis: RedisClient, keyspace: Keyspace, clientFeed?: InvalidationFeed): (name: string) => Adapter {
+/** The Redis adapter for every model, with client secrets hashed before they are stored. */
+export function modelAdapter(redis: RedisClient, keyspace: Keyspace): (name: string) => Adapter {
   const base = redisAdapterFactory(redis, keyspace);
   // One instance per model: introspection asks for adapters on every request.
   const instances = new Map<string, Adapter>();
-  const clients = (adapter: Adapter) => (clientFeed ? cachedClientAdapter(adapter, clientFeed) : adapter);
   return (name: string) => {
     let adapter = instances.get(name);
     if (!adapter) {
-      adapter = name === 'Client' ? clients(wrapClientAdapter(base(name))) : base(name);
+      adapter = name === 'Client' ? wrapClientAdapter(base(name)) : base(name);
       instances.set(name, adapter);
     }
     return adapter;
@@ -111,8 +109,7 @@ export function createServices(deps: AppDeps, provider: () => Provider): Service
   const { config, logger, redis, keyspace, metrics } = deps;
   defineLuaScripts(redis);
   const audit = deps.audit ?? createAuditTrail({ config, redis, keyspace, logger, metrics });
-  // Client records are cached per instance and dropped on every instance when one changes.
-  const adapters = modelAdapter(redis, keyspace, new InvalidationFeed(redis, keyspace, logger).start());
+  const adapters = modelAdapter(redis, keyspace);
   const lockout = new LoginLockout(redis, keyspace, config.login);
   const users = createUserStore(config, redis, keyspace, lockout);
   const launches = new LaunchStore(redis, keyspace, config.ttl.launch);
@@ -125,6 +122,7 @@ export function createServices(deps: AppDeps, provider: () => Provider): Service
     adapters,
     jwtMarkers: adapters(JWT_MARKER_MODEL),
     jwksFetcher: deps.jwksFetcher ?? createJwksFetcher(config, logger),
+    clients: new ClientCache(new InvalidationFeed(redis, keyspace, logger).start()),
     lockout,
     users,
     groups: createGroupStore(config, redis, keyspace),

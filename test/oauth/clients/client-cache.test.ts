@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../../support/backend-client.js';
 import { InvalidationFeed } from '../../../src/platform/redis/invalidation.js';
-import { cachedClientAdapter } from '../../../src/oauth/clients/client-cache.js';
+import { ClientCache } from '../../../src/oauth/clients/client-cache.js';
 import { redisAdapterFactory } from '../../../src/platform/storage/redis-adapter.js';
 
 const TOKEN_URL = 'http://localhost:3000/token';
@@ -77,16 +77,18 @@ describe('client records cached per instance, invalidated on every instance at o
   });
 });
 
-describe('the cache trusts nothing while its feed is down', () => {
-  const readClient = async (adapter: ReturnType<typeof cachedClientAdapter>, id: string) =>
-    ((await adapter.find(id)) as { client_name?: string } | undefined)?.client_name;
+describe('the client cache trusts nothing while its feed is down', () => {
+  type Stored = { client_name?: string };
+  const base = () => redisAdapterFactory(a.redis, a.keyspace)('Client');
+  /** What the cache answers for `id`, loading the record from Redis on a miss. */
+  const readClient = async (cache: ClientCache<Stored>, id: string) =>
+    (await cache.get(id, async (key) => (await base().find(key)) as Stored | undefined))?.client_name;
 
   test('served from memory while the feed is live, read through while it is not, and emptied when it is back', async () => {
-    const base = redisAdapterFactory(a.redis, a.keyspace)('Client');
-    await base.upsert('cache-feed', { client_id: 'cache-feed', client_name: 'one' });
+    await base().upsert('cache-feed', { client_id: 'cache-feed', client_name: 'one' });
     const feed = new InvalidationFeed(a.redis, a.keyspace).start();
     await until(() => feed.live);
-    const cached = cachedClientAdapter(base, feed);
+    const cached = new ClientCache<Stored>(feed);
     expect(await readClient(cached, 'cache-feed')).toBe('one');
 
     // A write that bypasses the adapters (no announcement) is not seen while the feed is live...
@@ -120,11 +122,10 @@ describe('the cache trusts nothing while its feed is down', () => {
   });
 
   test('unknown client ids are not kept (an attacker varies them)', async () => {
-    const base = redisAdapterFactory(a.redis, a.keyspace)('Client');
     const feed = new InvalidationFeed(a.redis, a.keyspace).start();
     await until(() => feed.live);
-    const cached = cachedClientAdapter(base, feed);
-    expect(await cached.find('cache-nobody')).toBeUndefined();
+    const cached = new ClientCache<Stored>(feed);
+    expect(await readClient(cached, 'cache-nobody')).toBeUndefined();
     // Written past the adapters, so no announcement: only not having kept the miss shows it.
     await a.redis.hset(
       a.keyspace.model('Client', 'cache-nobody'),
