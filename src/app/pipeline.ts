@@ -11,6 +11,7 @@ import { bodyLimit } from '../platform/http/body-limit.js';
 import { requireValidOrigin } from '../platform/http/request-origin.js';
 import { metricsAccessFor, opsRoutes } from '../platform/http/health.js';
 import { writeTrackerFor } from '../platform/redis/write-acks.js';
+import { gatedRoutes } from '../platform/http/router-gate.js';
 import { PublicClientOrigins, browserPreflight } from '../oauth/provider/browser-cors.js';
 import { ownApiAudience } from '../oauth/provider/own-api.js';
 import { adminApiAudience } from '../oauth/provider/admin-apis.js';
@@ -85,8 +86,9 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
     ensureClient: () => ensurePatientSearchClient(registry, config.clientAuthSigningAlgs),
     ttlSeconds: config.ttl.backendAccessToken,
   });
-  // A router step: its middleware, and the router itself so its routes can be listed.
-  const routes = (router: Router) => ({ middleware: router.routes() as unknown as Step['middleware'], router });
+  // A router step: its middleware (skipped at once by paths it has no route for), and the router
+  // itself so its routes can be listed.
+  const routes = (router: Router) => ({ middleware: gatedRoutes(router) as unknown as Step['middleware'], router });
 
   return [
     {
