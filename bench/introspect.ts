@@ -63,7 +63,7 @@ if (values.pin) {
   }
   spawnSync('taskset', ['-cp', '0', String(process.pid)], { stdio: 'ignore' });
 }
-const targets = new URL('./targets.ts', import.meta.url).pathname;
+const targets = new URL('./targets/introspect.ts', import.meta.url).pathname;
 const child = values.pin
   ? spawn('taskset', ['-c', '1', process.execPath, '--import', 'tsx', targets], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   : fork(targets, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });

@@ -5,14 +5,14 @@ import Koa from 'koa';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { loadConfig } from '../src/platform/config/load.js';
-import { createLogger } from '../src/platform/ops/logger.js';
-import { Metrics } from '../src/platform/ops/metrics.js';
-import { connectRedis, createRedis } from '../src/platform/redis/connection.js';
-import { Keyspace } from '../src/platform/redis/keyspace.js';
-import { KeyStore } from '../src/platform/keys/keystore.js';
-import { buildApp } from '../src/app/app.js';
-import { clientRegistryFor } from '../src/oauth/clients/wiring.js';
+import { loadConfig } from '../../src/platform/config/load.js';
+import { createLogger } from '../../src/platform/ops/logger.js';
+import { Metrics } from '../../src/platform/ops/metrics.js';
+import { connectRedis, createRedis } from '../../src/platform/redis/connection.js';
+import { Keyspace } from '../../src/platform/redis/keyspace.js';
+import { KeyStore } from '../../src/platform/keys/keystore.js';
+import { buildApp } from '../../src/app/app.js';
+import { clientRegistryFor } from '../../src/oauth/clients/wiring.js';
 
 // Event validation off, as in production (AUTHZ_AUDIT_VALIDATE_EVENTS defaults to false there).
 const config = loadConfig({
