@@ -6,13 +6,14 @@
 //
 // Usage: npm run bench -- [--seconds 6] [--connections 32] [--rounds 2] [--only backend-rs384,introspect] [--markdown]
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes, randomUUID, sign, verify, createPublicKey } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, verify, createPublicKey } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
-import { APP, BACKEND_CLIENTS, BACKEND_SCOPE, ISSUER, RS, clientKey, type Alg, type ClientKey, type PublicFixture } from './lib/fixture.js';
+import { APP, RS, clientKey, type Alg, type ClientKey, type PublicFixture } from './lib/fixture.js';
 import type { TargetAsk } from './lib/target-ipc.js';
+import { assertion, backendBody } from './lib/assertions.js';
 
 const SCENARIOS = ['backend-rs384', 'backend-es384', 'code', 'refresh', 'introspect'] as const;
 type Scenario = (typeof SCENARIOS)[number];
@@ -95,40 +96,16 @@ async function startTarget(name: Target['name']): Promise<Target> {
 
 // ---- what each scenario sends ----------------------------------------------------------------
 
-const b64 = (v: object) => Buffer.from(JSON.stringify(v)).toString('base64url');
-/** A client assertion as a backend service signs it (RFC 7523, SMART Backend Services). */
-function assertion(alg: Alg): string {
-  const key = keys[alg];
-  const now = Math.floor(Date.now() / 1000);
-  const clientId = BACKEND_CLIENTS[alg];
-  const input = `${b64({ alg, kid: key.kid, typ: 'JWT' })}.${b64({ iss: clientId, sub: clientId, aud: ISSUER, iat: now, exp: now + 240, jti: randomUUID() })}`;
-  const signature = sign(
-    'sha384',
-    Buffer.from(input),
-    alg === 'ES384' ? { key: key.privateKey, dsaEncoding: 'ieee-p1363' } : key.privateKey,
-  );
-  return `${input}.${signature.toString('base64url')}`;
-}
-
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 const basic = `Basic ${Buffer.from(`${RS.id}:${RS.secret}`).toString('base64')}`;
 const verifier = randomBytes(32).toString('base64url');
 const challenge = createHash('sha256').update(verifier).digest('base64url');
 
-function backendBody(a: string): string {
-  return new URLSearchParams({
-    grant_type: 'client_credentials',
-    scope: BACKEND_SCOPE,
-    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-    client_assertion: a,
-  }).toString();
-}
-
 async function backendToken(target: Target): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${target.port}/token`, {
     method: 'POST',
     headers: FORM,
-    body: backendBody(assertion('RS384')),
+    body: backendBody(assertion(keys.RS384)),
   });
   const body = (await res.json()) as { access_token?: string };
   if (!body.access_token) throw new Error(`${target.name}: no token (${res.status} ${JSON.stringify(body)})`);
@@ -144,7 +121,7 @@ async function bodies(scenario: Scenario, target: Target, n: number, shared: Map
       const cached = shared.get(scenario);
       if (cached && cached.length >= n) return cached;
       const alg: Alg = scenario === 'backend-rs384' ? 'RS384' : 'ES384';
-      const made = Array.from({ length: n }, () => backendBody(assertion(alg)));
+      const made = Array.from({ length: n }, () => backendBody(assertion(keys[alg])));
       shared.set(scenario, made);
       return made;
     }
@@ -220,7 +197,7 @@ async function measure(scenario: Scenario, target: Target, pool: string[], durat
 
 /** ES384 signature verifications per second on one core: the ceiling for ES384 client assertions. */
 function es384VerifyLimit(): number {
-  const a = assertion('ES384');
+  const a = assertion(keys.ES384);
   const [h, p, s] = a.split('.');
   const key = createPublicKey({ key: keys.ES384.publicJwk as never, format: 'jwk' });
   const data = Buffer.from(`${h}.${p}`);
