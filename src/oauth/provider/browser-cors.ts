@@ -85,11 +85,15 @@ export class PublicClientOrigins {
  */
 export function browserPreflight(paths: readonly string[], origins: Pick<PublicClientOrigins, 'has'>) {
   const guarded = new Set(paths);
-  return async function preflight(ctx: Context, next: Next): Promise<void> {
+  // Not async: every request passes here and only preflights stop (an async wrapper is a promise per request).
+  return function preflight(ctx: Context, next: Next): Promise<void> {
     const origin = ctx.get('Origin');
     if (ctx.method !== 'OPTIONS' || !guarded.has(ctx.path) || !origin || !ctx.get('Access-Control-Request-Method')) return next();
+    return answerPreflight(ctx, next, origin);
+  };
+  async function answerPreflight(ctx: Context, next: Next, origin: string): Promise<void> {
     if (await origins.has(origin)) return next();
     ctx.vary('Origin');
     ctx.status = 204;
-  };
+  }
 }

@@ -13,9 +13,10 @@ export function parseSize(size: string): number {
  */
 export function bodyLimit(limit: string) {
   const max = parseSize(limit);
-  return async function limitBody(ctx: Context, next: Next): Promise<void> {
+  return function limitBody(ctx: Context, next: Next): Promise<void> {
     const length = Number(ctx.get('Content-Length') || 0);
+    // Thrown synchronously: koa-compose turns it into the rejection the error boundary answers.
     if (length > max) throw new PageError(413, 'request_too_large', `The request body exceeds ${limit}.`);
-    await next();
+    return next();
   };
 }

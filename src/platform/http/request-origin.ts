@@ -9,15 +9,28 @@ import { PageError } from './error-page.js';
  * client's error, so it gets a 400 before any route runs.
  */
 export function requireValidOrigin() {
-  return async function validOrigin(ctx: Context, next: Next): Promise<void> {
-    const protocol = ctx.protocol;
-    if ((protocol !== 'http' && protocol !== 'https') || !URL.canParse(ctx.href)) {
-      await respondWithError(
-        ctx,
-        new PageError(400, 'invalid_request', 'The Host or X-Forwarded-Proto/X-Forwarded-Host header of this request is not valid.'),
-      );
-      return;
+  // For a path-only request target (almost all) whether a URL can be made depends on the origin
+  // only (any path parses after it), and a server sees few origins: the answer is kept per origin
+  // instead of parsing every request's URL. Other targets (`*`, an absolute URL) are parsed whole.
+  const valid = new Map<string, boolean>();
+  const originIsValid = (origin: string) => {
+    let ok = valid.get(origin);
+    if (ok === undefined) {
+      ok = URL.canParse(`${origin}/`);
+      if (valid.size >= 1000) valid.clear();
+      valid.set(origin, ok);
     }
-    await next();
+    return ok;
+  };
+  return function validOrigin(ctx: Context, next: Next): Promise<void> {
+    const protocol = ctx.protocol;
+    const ok =
+      (protocol === 'http' || protocol === 'https') &&
+      (ctx.originalUrl.startsWith('/') ? originIsValid(`${protocol}://${ctx.host}`) : URL.canParse(ctx.href));
+    if (ok) return next();
+    return respondWithError(
+      ctx,
+      new PageError(400, 'invalid_request', 'The Host or X-Forwarded-Proto/X-Forwarded-Host header of this request is not valid.'),
+    );
   };
 }

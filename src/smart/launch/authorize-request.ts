@@ -68,8 +68,11 @@ export function withConsentForRefresh(sent: string): string | undefined {
 }
 
 export function authorizationRequestRewrites(authorizationPath: string) {
-  return async function rewriteAuthorizationRequest(ctx: Context, next: Next): Promise<void> {
-    if (ctx.path !== authorizationPath) return next();
+  // Not async at the top: every request passes here and only /authorize is rewritten.
+  return function rewriteAuthorizationRequest(ctx: Context, next: Next): Promise<void> {
+    return ctx.path === authorizationPath ? rewrite(ctx, next) : next();
+  };
+  async function rewrite(ctx: Context, next: Next): Promise<void> {
     if (ctx.method === 'POST') {
       const form = await readForm(ctx, AUTHORIZATION_FORM);
       ctx.set('Cache-Control', 'no-store');
@@ -82,5 +85,5 @@ export function authorizationRequestRewrites(authorizationPath: string) {
       if (rewritten !== undefined) ctx.querystring = rewritten;
     }
     return next();
-  };
+  }
 }

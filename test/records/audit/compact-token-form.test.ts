@@ -60,6 +60,31 @@ const cases: Array<[string, TokenIssuedInput]> = [
     },
   ],
   [
+    'a clinician with an organisation, an absolute patient reference and a Consent reference',
+    {
+      client: { clientId: 'ehr-app' },
+      grantType: 'authorization_code',
+      user: {
+        accountId: 'acc-3',
+        fhirUser: 'https://fhir.example.org/r4/Practitioner/dr-9',
+        organization: { identifier: { value: 'org-9' } },
+      },
+      patient: 'https://fhir.example.org/r4/Patient/pat-9',
+      consentId: 'Consent/c-9',
+      accessToken: { name: { opaqueValue: ACCESS }, kind: 'AccessToken', format: 'opaque' },
+    },
+  ],
+  [
+    'a patient signing in for their own record (the user is the patient)',
+    {
+      client: { clientId: 'app' },
+      grantType: 'authorization_code',
+      user: { accountId: 'acc-4', fhirUser: 'Patient/pat-4', name: 'Pat Four' },
+      patient: 'pat-4',
+      accessToken: { name: { opaqueValue: ACCESS }, kind: 'AccessToken' },
+    },
+  ],
+  [
     'a refresh (rotating)',
     {
       client: { clientId: 'app' },
