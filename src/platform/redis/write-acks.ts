@@ -89,8 +89,12 @@ const READ_ONLY = new Set([
 ]);
 
 export function isWriteCommand(name: string): boolean {
-  return !READ_ONLY.has(name.toLowerCase());
+  // ioredis names its commands in lower case; anything else is lowered first.
+  return !READ_ONLY.has(name) && !READ_ONLY.has(name.toLowerCase());
 }
+
+/** Set on a command once it is noted: a pipeline's commands pass sendCommand twice. */
+const NOTED = Symbol('noted');
 
 /** One request's writes. */
 export class WriteScope {
@@ -145,7 +149,6 @@ type CommandSender = (command: Command, ...rest: unknown[]) => unknown;
 export class WriteTracker {
   /** Moves on every connect and close of the client's connection. */
   epoch = 0;
-  private readonly seen = new WeakSet<Command>();
   /** The WAIT that callers arriving now join; sent once the one before it has answered. */
   private nextWait: Promise<WaitResult> | undefined;
   private lastWait: Promise<unknown> = Promise.resolve();
@@ -196,8 +199,10 @@ export class WriteTracker {
   }
 
   private note(command: Command): void {
-    if (this.seen.has(command)) return;
-    this.seen.add(command);
+    // A mark on the command, not a WeakSet of every command ever sent (its upkeep showed in profiles).
+    const marked = command as Command & { [NOTED]?: true };
+    if (marked[NOTED]) return;
+    marked[NOTED] = true;
     const scope = scopes.getStore();
     if (!scope) return;
     const write = isWriteCommand(command.name);
