@@ -16,6 +16,7 @@ import { LoginLockout } from '../src/records/directory/lockout.js';
 import { SMART_USER_SCHEMA } from '../src/records/directory/model.js';
 import { PasswordLogin } from '../src/smart/interaction/login/password-login.js';
 import { IpRateLimiter } from '../src/smart/interaction/login/ip-limiter.js';
+import { removePrefix } from './lib/target-ipc.js';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' } } });
 const seconds = Number(values.seconds);
@@ -87,11 +88,6 @@ try {
     `| ${cores} at a time (every core) | ${all.perSecond.toFixed(1)} | ${all.p99.toFixed(0)} ms | ${(all.perSecond / cores).toFixed(1)} | ${KEYCLOAK_PER_VCPU * cores}/s for ${cores} vCPUs |`,
   );
 } finally {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redis.prefix}*`, 'COUNT', 1000);
-    if (keys.length) await redis.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
+  await removePrefix(redis, config.redis.prefix);
   redis.disconnect();
 }

@@ -16,6 +16,7 @@ import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { BACKEND_CLIENTS, BACKEND_SCOPE, ISSUER, clientKey } from './lib/fixture.js';
 import { assertion, backendBody } from './lib/assertions.js';
+import { removePrefix } from './lib/target-ipc.js';
 
 const { values } = parseArgs({
   options: {
@@ -107,12 +108,7 @@ async function stop(server: Server): Promise<void> {
   server.proc.kill('SIGTERM');
   await exited;
   const redis = new Redis(redisUrl);
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${server.prefix}*`, 'COUNT', 1000);
-    if (keys.length) await redis.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
+  await removePrefix(redis, server.prefix);
   redis.disconnect();
 }
 

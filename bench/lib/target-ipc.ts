@@ -38,7 +38,8 @@ export function answerRunner(handlers: TargetHandlers, redis: Redis, prefix: str
   });
 }
 
-async function removePrefix(redis: Redis, prefix: string): Promise<void> {
+/** Deletes every key under `prefix`: benchmarks leave nothing behind in a shared Redis. */
+export async function removePrefix(redis: Pick<Redis, 'scan' | 'unlink'>, prefix: string): Promise<void> {
   let cursor = '0';
   do {
     const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);

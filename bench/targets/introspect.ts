@@ -13,6 +13,7 @@ import { Keyspace } from '../../src/platform/redis/keyspace.js';
 import { KeyStore } from '../../src/platform/keys/keystore.js';
 import { buildApp } from '../../src/app/app.js';
 import { clientRegistryFor } from '../../src/oauth/clients/wiring.js';
+import { removePrefix } from '../lib/target-ipc.js';
 
 // Event validation off, as in production (AUTHZ_AUDIT_VALIDATE_EVENTS defaults to false there).
 const config = loadConfig({
@@ -82,14 +83,7 @@ const tokenRes = await fetch(`http://127.0.0.1:${appPort}/token`, {
 const { access_token: token } = (await tokenRes.json()) as { access_token: string };
 process.send?.({ appPort, unauditedPort, basePort, token });
 // Leave nothing behind in a shared Redis: the audited runs append hundreds of thousands of entries.
-async function cleanup(): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redis.prefix}*`, 'COUNT', 1000);
-    if (keys.length) await redis.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
+const cleanup = () => removePrefix(redis, config.redis.prefix);
 process.on('message', (m) => {
   if (m === 'cpu') {
     const { user, system } = process.cpuUsage();

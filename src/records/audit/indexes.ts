@@ -105,6 +105,23 @@ export function indexEntries(event: AuditEvent): Array<[IndexParam, string]> {
   return [...pairs.values()];
 }
 
+/**
+ * A short list of index entries that keeps each (param, value) once and drops what cannot be a key
+ * part (empty, or over 512 characters): for the compact forms, which read their entries straight
+ * off a record. At most a dozen entries, so a scan is cheaper than a Map's key per entry.
+ */
+export function entryList(): { out: Array<[IndexParam, string]>; add(param: IndexParam, value: string | undefined): void } {
+  const out: Array<[IndexParam, string]> = [];
+  return {
+    out,
+    add(param, value) {
+      if (!value || value.length > 512) return;
+      for (const [p, v] of out) if (p === param && v === value) return;
+      out.push([param, value]);
+    },
+  };
+}
+
 /** Index pairs of an event including `disclosure` (the patients whose data it disclosed). */
 export function allIndexEntries(event: AuditEvent, disclosed: string[]): Array<[IndexParam, string]> {
   return [...indexEntries(event), ...disclosed.map((p): [IndexParam, string] => ['disclosure', p])];

@@ -4,7 +4,7 @@ import type { AuditEvent } from '../audit-event.js';
 import { patientReference, tokenSha256 } from '../events/agents.js';
 import { tokenIntrospected } from '../events/token-events.js';
 import { LOCAL_SUBTYPE_SYSTEM } from '../disclosure.js';
-import { patientOfReference, relativeOf, type IndexParam } from '../indexes.js';
+import { entryList, patientOfReference, relativeOf, type IndexParam } from '../indexes.js';
 import { EVENT_TYPES } from '../events/vocabulary.js';
 
 /**
@@ -171,13 +171,7 @@ const USER_AUTHENTICATION = `${EVENT_TYPES.userAuthentication.system}|${EVENT_TY
  * whole event to find a dozen strings would cost more than the rest of the append.
  */
 export function introspectionIndexEntries(record: IntrospectionRecord): Array<[IndexParam, string]> {
-  const out: Array<[IndexParam, string]> = [];
-  const add = (param: IndexParam, value: string | undefined) => {
-    if (!value || value.length > 512) return;
-    // At most a dozen entries: a scan is cheaper than building a key per entry for a Map.
-    for (const [p, v] of out) if (p === param && v === value) return;
-    out.push([param, value]);
-  };
+  const { out, add } = entryList();
   const t = record.active ? record.token : undefined;
   const entityPatient = t?.patient ? patientOfReference(patientReference(t.patient)) : undefined;
   add('patient', t?.accountId ? patientOfReference(t.fhirUser) : undefined);

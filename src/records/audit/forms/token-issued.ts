@@ -4,7 +4,7 @@ import type { AuditEvent } from '../audit-event.js';
 import { patientReference, tokenSha256, type TokenName } from '../events/agents.js';
 import { EVENT_TYPES, STANDARD_SUBTYPES } from '../events/vocabulary.js';
 import { tokenIssued, type IssuedToken, type TokenIssuedInput } from '../events/token-events.js';
-import { patientOfReference, relativeOf, type IndexParam } from '../indexes.js';
+import { entryList, patientOfReference, relativeOf, type IndexParam } from '../indexes.js';
 import { LOCAL_SUBTYPE_SYSTEM } from '../disclosure.js';
 
 /**
@@ -121,12 +121,7 @@ const GET_ACCESS_TOKEN = `${STANDARD_SUBTYPES.getAccessToken.system}|${STANDARD_
  * the rest of the append. test/records/audit/compact-token-form.test.ts holds the two together.
  */
 export function tokenIssuedIndexEntries(record: TokenIssuedRecord): Array<[IndexParam, string]> {
-  const out: Array<[IndexParam, string]> = [];
-  const add = (param: IndexParam, value: string | undefined) => {
-    if (!value || value.length > 512) return;
-    for (const [p, v] of out) if (p === param && v === value) return;
-    out.push([param, value]);
-  };
+  const { out, add } = entryList();
   const user = record.user;
   const patient = record.patient ? patientReference(record.patient) : undefined;
   const consent = record.consentId
