@@ -9,7 +9,7 @@ import { connectionHealth, type StoreHealth } from '../platform/redis/circuit-br
 import { redisAdapterFactory } from '../platform/storage/redis-adapter.js';
 import { wrapClientAdapter } from '../oauth/clients/client-adapter.js';
 import { ClientCache } from '../oauth/clients/client-cache.js';
-import { InvalidationFeed } from '../platform/redis/invalidation.js';
+import { invalidationFeedFor } from '../platform/redis/invalidation.js';
 import { JwksFetcher } from '../oauth/backend/jwks-fetch.js';
 import { JWT_MARKER_MODEL } from '../oauth/introspection/token-lookup.js';
 import { GrantContextStore } from '../oauth/tokens/grant-context.js';
@@ -122,7 +122,7 @@ export function createServices(deps: AppDeps, provider: () => Provider): Service
     adapters,
     jwtMarkers: adapters(JWT_MARKER_MODEL),
     jwksFetcher: deps.jwksFetcher ?? createJwksFetcher(config, logger),
-    clients: new ClientCache(new InvalidationFeed(redis, keyspace, logger).start()),
+    clients: new ClientCache(invalidationFeedFor(redis, keyspace, logger)),
     lockout,
     users,
     groups: createGroupStore(config, redis, keyspace),

@@ -1,4 +1,4 @@
-import type { InvalidationFeed } from '../../platform/redis/invalidation.js';
+import type { Invalidatable, InvalidationFeed } from '../../platform/redis/invalidation.js';
 
 export interface ClientCacheSettings {
   /** Most clients kept; the least recently stored goes first. */
@@ -25,17 +25,19 @@ interface Entry<T> {
  * read it from Redis. Only found clients are kept (unknown ids are what an attacker varies), and a
  * lookup that overlapped an invalidation or an outage of the feed keeps nothing.
  */
-export class ClientCache<T> {
+export class ClientCache<T> implements Invalidatable {
   private readonly entries = new Map<string, Entry<T>>();
 
   constructor(
     private readonly feed: InvalidationFeed,
     private readonly settings: ClientCacheSettings = CLIENT_CACHE_DEFAULTS,
   ) {
-    feed.onInvalidate((kind, id) => {
-      if (kind === '*') this.entries.clear();
-      else if (kind === 'Client') this.entries.delete(id);
-    });
+    feed.register(this);
+  }
+
+  invalidate(kind: string, id: string): void {
+    if (kind === '*') this.entries.clear();
+    else if (kind === 'Client') this.entries.delete(id);
   }
 
   async get(id: string, load: (id: string) => Promise<T | undefined>): Promise<T | undefined> {

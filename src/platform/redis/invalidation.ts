@@ -16,12 +16,32 @@ import type { Keyspace } from './keyspace.js';
  *    invalidation (or an outage) cannot store what it read (see `cacheable`).
  * In a Cluster a PUBLISH reaches the subscribers of every node.
  */
+export interface Invalidatable {
+  invalidate(kind: string, id: string): void;
+}
+
+const feeds = new WeakMap<RedisClient, InvalidationFeed>();
+
+/** The one feed of a Redis client (one subscriber connection however often the app is rebuilt), started. */
+export function invalidationFeedFor(redis: RedisClient, keyspace: Keyspace, logger?: Logger): InvalidationFeed {
+  let feed = feeds.get(redis);
+  if (!feed) {
+    feed = new InvalidationFeed(redis, keyspace, logger).start();
+    feeds.set(redis, feed);
+  }
+  return feed;
+}
+
 export class InvalidationFeed {
   private subscriber: RedisClient | undefined;
   private up = false;
   private closed = false;
   private gen = 0;
-  private readonly listeners = new Set<(kind: string, id: string) => void>();
+  /**
+   * Held weakly: a provider rebuilt with rotated keys gets a cache of its own, and the feed must
+   * not keep the old provider's cache (and with it the old provider) alive.
+   */
+  private readonly listeners = new Set<WeakRef<Invalidatable>>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -43,8 +63,17 @@ export class InvalidationFeed {
     return this.up && generation === this.gen;
   }
 
-  onInvalidate(listener: (kind: string, id: string) => void): void {
-    this.listeners.add(listener);
+  /** `target.invalidate(kind, id)` on every announcement, and `('*', '*')` when everything must go. */
+  register(target: Invalidatable): void {
+    this.listeners.add(new WeakRef(target));
+  }
+
+  private tell(kind: string, id: string): void {
+    for (const ref of this.listeners) {
+      const target = ref.deref();
+      if (target) target.invalidate(kind, id);
+      else this.listeners.delete(ref);
+    }
   }
 
   /** Starts listening; the subscription's connection closes with the main connection. */
@@ -84,7 +113,7 @@ export class InvalidationFeed {
       const colon = message.indexOf(':');
       const kind = message.slice(0, colon);
       const id = message.slice(colon + 1);
-      for (const listener of this.listeners) listener(kind, id);
+      this.tell(kind, id);
     });
     this.redis.on('end', () => {
       if (staysClosed(this.redis)) this.close();
@@ -101,7 +130,7 @@ export class InvalidationFeed {
   }
 
   private dropAll(): void {
-    for (const listener of this.listeners) listener('*', '*');
+    this.tell('*', '*');
   }
 }
 

@@ -1,4 +1,8 @@
 import { Redis } from 'ioredis';
+import supertest from 'supertest';
+import { buildApp } from '../../../src/app/app.js';
+import { createLogger } from '../../../src/platform/ops/logger.js';
+import { Metrics } from '../../../src/platform/ops/metrics.js';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../../support/backend-client.js';
 import { InvalidationFeed } from '../../../src/platform/redis/invalidation.js';
@@ -78,6 +82,36 @@ describe('client records cached per instance, invalidated on every instance at o
     expect(afterWithNew.length).toBeGreaterThan(5);
     expect(afterWithNew.every((o) => o.status === 200)).toBe(true);
   });
+});
+
+test('an app rebuilt on the same connection (key rotation) shares its one subscription, and its cache is invalidated too', async () => {
+  const subscriptions = async () => {
+    const admin = new Redis(process.env.REDIS_URL!);
+    try {
+      return String(await admin.client('LIST'))
+        .split('\n')
+        .filter((line) => line.includes(` name=${a.keyspace.prefix}invalidations `)).length;
+    } finally {
+      admin.disconnect();
+    }
+  };
+  const before = await subscriptions();
+  const rebuilt = buildApp({
+    config: a.config,
+    logger: createLogger('silent'),
+    redis: a.redis,
+    keyspace: a.keyspace,
+    metrics: new Metrics({ defaultMetrics: false }),
+    jwks: await a.keystore.providerJwks(),
+    cookieKeys: ['rebuilt-cookie-key-0000000000000000000000'],
+  });
+  expect(await subscriptions()).toBe(before);
+
+  await registerBackend(a, 'cache-rebuilt', [first]);
+  const viaRebuilt = { ...a, app: rebuilt, request: supertest(rebuilt.callback()) };
+  expect((await tokenRequest(viaRebuilt, await signAssertion(first, 'cache-rebuilt', TOKEN_URL))).status).toBe(200);
+  expect(await b.registry.remove('cache-rebuilt')).toBe(true);
+  expect((await tokenRequest(viaRebuilt, await signAssertion(first, 'cache-rebuilt', TOKEN_URL))).status).toBe(401);
 });
 
 describe('the client cache trusts nothing while its feed is down', () => {
