@@ -12,6 +12,7 @@ import { requireValidOrigin } from '../platform/http/request-origin.js';
 import { metricsAccessFor, opsRoutes } from '../platform/http/health.js';
 import { writeTrackerFor } from '../platform/redis/write-acks.js';
 import { gatedRoutes } from '../platform/http/router-gate.js';
+import { ClientCache } from '../oauth/clients/client-cache.js';
 import { PublicClientOrigins, browserPreflight } from '../oauth/provider/browser-cors.js';
 import { ownApiAudience } from '../oauth/provider/own-api.js';
 import { adminApiAudience } from '../oauth/provider/admin-apis.js';
@@ -71,6 +72,7 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
   const lookup = new TokenLookup(adapters, jwks, config.issuer);
   const callerAuth = new CallerAuthenticator({
     clientAdapter,
+    records: new ClientCache(services.invalidations),
     redis,
     keyspace,
     fetcher: services.jwksFetcher,

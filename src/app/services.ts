@@ -9,7 +9,7 @@ import { connectionHealth, type StoreHealth } from '../platform/redis/circuit-br
 import { redisAdapterFactory } from '../platform/storage/redis-adapter.js';
 import { wrapClientAdapter } from '../oauth/clients/client-adapter.js';
 import { ClientCache } from '../oauth/clients/client-cache.js';
-import { invalidationFeedFor } from '../platform/redis/invalidation.js';
+import { invalidationFeedFor, type InvalidationFeed } from '../platform/redis/invalidation.js';
 import { JwksFetcher } from '../oauth/backend/jwks-fetch.js';
 import { JWT_MARKER_MODEL } from '../oauth/introspection/token-lookup.js';
 import { GrantContextStore } from '../oauth/tokens/grant-context.js';
@@ -63,6 +63,8 @@ export interface Services {
   /** Revocable markers of JWT access tokens, one per jti. */
   jwtMarkers: Adapter;
   jwksFetcher: JwksFetcher;
+  /** Announcements of changed records (client writes), one subscription per Redis connection. */
+  invalidations: InvalidationFeed;
   /** Clients built by oidc-provider, kept per instance and dropped on every instance when one changes. */
   clients: ClientCache<Client>;
   lockout: LoginLockout;
@@ -110,6 +112,7 @@ export function createServices(deps: AppDeps, provider: () => Provider): Service
   defineLuaScripts(redis);
   const audit = deps.audit ?? createAuditTrail({ config, redis, keyspace, logger, metrics });
   const adapters = modelAdapter(redis, keyspace);
+  const invalidations = invalidationFeedFor(redis, keyspace, logger);
   const lockout = new LoginLockout(redis, keyspace, config.login);
   const users = createUserStore(config, redis, keyspace, lockout);
   const launches = new LaunchStore(redis, keyspace, config.ttl.launch);
@@ -122,7 +125,8 @@ export function createServices(deps: AppDeps, provider: () => Provider): Service
     adapters,
     jwtMarkers: adapters(JWT_MARKER_MODEL),
     jwksFetcher: deps.jwksFetcher ?? createJwksFetcher(config, logger),
-    clients: new ClientCache(invalidationFeedFor(redis, keyspace, logger)),
+    invalidations,
+    clients: new ClientCache(invalidations),
     lockout,
     users,
     groups: createGroupStore(config, redis, keyspace),

@@ -5,6 +5,7 @@ import type { Keyspace } from '../../platform/redis/keyspace.js';
 import { verifyClientSecret } from '../clients/secrets.js';
 import { claimOnce } from '../../platform/storage/claim-once.js';
 import { assertionProblem, jtiMemorySeconds } from '../backend/assertion-rules.js';
+import type { ClientCache } from '../clients/client-cache.js';
 import { CLOCK_TOLERANCE_SECONDS } from '../backend/client-assertion-hook.js';
 import type { JwksFetcher } from '../backend/jwks-fetch.js';
 
@@ -18,23 +19,23 @@ export class CallerAuthError extends Error {
 }
 
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
-const CLIENT_CACHE_MS = 5_000;
-const CLIENT_CACHE_MAX = 1_000;
 
 /**
  * Client authentication for our own endpoints (introspection and JWT revocation), with the same
  * rules oidc-provider applies at /token: client_secret_basic/post against the stored SHA-256
- * hash, or a SMART private_key_jwt assertion. Client records are cached for five seconds: a
- * rotated secret or removed client stops working within that window on every instance. Parsed
- * inline key sets are cached per client record; `jwks_uri` sets come from the fetcher's cache.
+ * hash, or a SMART private_key_jwt assertion. Client records are cached behind the invalidation
+ * feed (oauth/clients/client-cache.ts): a rotated secret or a removed client stops working on
+ * every instance as soon as the change is announced. Parsed inline key sets are cached per client
+ * record; `jwks_uri` sets come from the fetcher's cache.
  */
 export class CallerAuthenticator {
-  private readonly clients = new Map<string, { at: number; record: ClientRecord | undefined }>();
   private readonly keySets = new WeakMap<ClientRecord, JWTVerifyGetKey>();
 
   constructor(
     private readonly deps: {
       clientAdapter: Adapter;
+      /** Records read through `clientAdapter`, kept until a client write is announced. */
+      records: ClientCache<ClientRecord>;
       redis: RedisClient;
       keyspace: Keyspace;
       fetcher: JwksFetcher;
@@ -43,14 +44,8 @@ export class CallerAuthenticator {
     },
   ) {}
 
-  async client(id: string): Promise<ClientRecord | undefined> {
-    const now = Date.now();
-    const hit = this.clients.get(id);
-    if (hit && now - hit.at < CLIENT_CACHE_MS) return hit.record;
-    const record = (await this.deps.clientAdapter.find(id)) as ClientRecord | undefined;
-    if (this.clients.size >= CLIENT_CACHE_MAX) this.clients.delete(this.clients.keys().next().value!);
-    this.clients.set(id, { at: now, record });
-    return record;
+  client(id: string): Promise<ClientRecord | undefined> {
+    return this.deps.records.get(id, async (key) => (await this.deps.clientAdapter.find(key)) as ClientRecord | undefined);
   }
 
   /** Authenticates the caller of `endpointUrl` from the Authorization header and form fields. */

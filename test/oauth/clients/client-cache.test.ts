@@ -6,6 +6,7 @@ import { Metrics } from '../../../src/platform/ops/metrics.js';
 import { createTestApp, type TestApp } from '../../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../../support/backend-client.js';
 import { InvalidationFeed } from '../../../src/platform/redis/invalidation.js';
+import { introspect, registerResourceServer, RS } from '../../support/fixtures.js';
 import { ClientCache } from '../../../src/oauth/clients/client-cache.js';
 import { redisAdapterFactory } from '../../../src/platform/storage/redis-adapter.js';
 
@@ -45,6 +46,18 @@ describe('client records cached per instance, invalidated on every instance at o
     const res = await tokenRequest(a, await signAssertion(first, 'cache-removed', TOKEN_URL));
     expect(res.status).toBe(401);
     expect(res.body.error).toBe('invalid_client');
+  });
+
+  test("a resource server's secret rotated on one instance is refused at the other's /introspect on the very next request", async () => {
+    await registerResourceServer(a, RS);
+    await registerBackend(a, 'cache-introspected', [first]);
+    const token = (await tokenRequest(a, await signAssertion(first, 'cache-introspected', TOKEN_URL))).body.access_token as string;
+    expect((await introspect(a, token)).body.active).toBe(true);
+    expect((await introspect(a, token)).body.active).toBe(true);
+
+    const rotated = await b.registry.rotateSecret(RS.id);
+    expect((await introspect(a, token)).status).toBe(401);
+    expect((await introspect(a, token, { id: RS.id, secret: rotated })).body.active).toBe(true);
   });
 
   test('a key rotated on one instance under concurrent load: no request started after the rotation succeeds with the old key', async () => {
