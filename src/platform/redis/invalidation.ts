@@ -2,20 +2,6 @@ import type { Logger } from 'pino';
 import { staysClosed, type RedisClient } from './connection.js';
 import type { Keyspace } from './keyspace.js';
 
-/**
- * Tells every instance at once that a stored record changed, so each can drop what it cached of it.
- *
- * Writers PUBLISH `<kind>:<id>` on the deployment's channel after the write is stored (the
- * adapters do it for every write, whoever makes it: a server, the CLI, a test). Each instance
- * listens on a connection of its own. Redis delivers a message to every subscriber connected when
- * it is published, and to none that is not, so a cache is only trusted while its subscription is
- * known to be up:
- *  - `live` is false until the subscription is confirmed, and again from the moment the
- *    connection drops until it is confirmed anew; callers read through to Redis meanwhile;
- *  - every change of state and every message bumps `generation`, so a read that started before an
- *    invalidation (or an outage) cannot store what it read (see `cacheable`).
- * In a Cluster a PUBLISH reaches the subscribers of every node.
- */
 export interface Invalidatable {
   invalidate(kind: string, id: string): void;
 }
@@ -32,6 +18,23 @@ export function invalidationFeedFor(redis: RedisClient, keyspace: Keyspace, logg
   return feed;
 }
 
+/**
+ * Tells every instance at once that a stored record changed, so each can drop what it cached of it.
+ *
+ * Writers PUBLISH `<kind>:<id>` on the deployment's channel after the write is stored (the
+ * adapters do it for every write, whoever makes it: a server, the CLI, a test). Each instance
+ * listens on a connection of its own. Redis delivers a message to every subscriber connected when
+ * it is published, and to none that is not, so a cache is only trusted while its subscription is
+ * known to be up:
+ *  - `live` is false until the subscription is confirmed, and again from the moment the
+ *    connection drops until it is confirmed anew; callers read through to Redis meanwhile;
+ *  - every change of state and every message bumps `generation`, so a read that started before an
+ *    invalidation (or an outage) cannot store what it read (see `cacheable`).
+ * In a Cluster a PUBLISH reaches the subscribers of every node.
+ *
+ * A connection that dies without closing (no FIN) goes unnoticed until TCP gives up; caches bound
+ * what they keep by age as well (oauth/clients/client-cache.ts: 60 s).
+ */
 export class InvalidationFeed {
   private subscriber: RedisClient | undefined;
   private up = false;
@@ -94,6 +97,7 @@ export class InvalidationFeed {
     const subscribe = () => {
       subscriber.subscribe(channel).then(
         () => {
+          if (this.closed) return;
           // Anything published while the feed was down was missed: start from nothing.
           this.gen++;
           this.dropAll();
