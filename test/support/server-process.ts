@@ -54,7 +54,9 @@ export async function startServerProcess(
   });
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  // "close", not "exit": it comes once the output pipes are read to the end, so what the process
+  // wrote last (a final log line, a one-line error) is in stdout()/stderr() when `exited` resolves.
+  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
   let url = 'http://127.0.0.1:0';
   if (opts.waitReady !== false) {
     const deadline = Date.now() + 20_000;
