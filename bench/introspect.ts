@@ -89,43 +89,22 @@ async function run(title: string, opts: autocannon.Options) {
 
 const auth = `Basic ${Buffer.from('bench-rs:bench-rs-secret').toString('base64')}`;
 const body = `token=${encodeURIComponent(ready.token)}`;
-// Warm both up so JIT and connection pools are comparable.
-const form = { method: 'POST' as const, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body };
-await autocannon({ url: `http://127.0.0.1:${ready.basePort}/`, ...form, connections: 10, duration: 2 });
-await autocannon({
-  url: `http://127.0.0.1:${ready.appPort}/introspect`,
-  method: 'POST',
-  headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' },
-  body,
-  connections: 10,
-  duration: 2,
-});
-await autocannon({
-  url: `http://127.0.0.1:${ready.unauditedPort}/introspect`,
-  method: 'POST',
-  headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' },
-  body,
-  connections: 10,
-  duration: 2,
-});
-
-const base = await run('baseline (Koa form POST + one Redis GET)', { url: `http://127.0.0.1:${ready.basePort}/`, ...form });
-const intro = await run('POST /introspect (active opaque token)', {
-  url: `http://127.0.0.1:${ready.appPort}/introspect`,
-  method: 'POST',
-  headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' },
-  body,
-});
-console.log(
-  `ratio: introspection throughput ${(intro.requests.average / base.requests.average).toFixed(2)} x baseline; p99 ${(intro.latency.p99 / Math.max(1, base.latency.p99)).toFixed(2)} x baseline`,
-);
-
 const introspect = (port: number) => ({
   url: `http://127.0.0.1:${port}/introspect`,
   method: 'POST' as const,
   headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' },
   body,
 });
+const form = { method: 'POST' as const, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body };
+// Warm them all up so JIT and connection pools are comparable.
+await autocannon({ url: `http://127.0.0.1:${ready.basePort}/`, ...form, connections: 10, duration: 2 });
+for (const port of [ready.appPort, ready.unauditedPort]) await autocannon({ ...introspect(port), connections: 10, duration: 2 });
+
+const base = await run('baseline (Koa form POST + one Redis GET)', { url: `http://127.0.0.1:${ready.basePort}/`, ...form });
+const intro = await run('POST /introspect (active opaque token)', introspect(ready.appPort));
+console.log(
+  `ratio: introspection throughput ${(intro.requests.average / base.requests.average).toFixed(2)} x baseline; p99 ${(intro.latency.p99 / Math.max(1, base.latency.p99)).toFixed(2)} x baseline`,
+);
 
 // CPU time per request, of the server process and of Redis: unlike requests/s on two cores shared
 // with the load generator, it hardly moves with what else the machine is doing, and its ratio is

@@ -1,7 +1,5 @@
-import { modelAdapter } from '../../src/app/services.js';
+import { consentServiceOf } from '../support/smart-flow.js';
 import type { ConsentService } from '../../src/records/consent/consent-service.js';
-import { createConsentService } from '../../src/records/consent/wiring.js';
-import { GrantContextStore } from '../../src/oauth/tokens/grant-context.js';
 import { CORE_USER_SCHEMA } from '../../src/records/directory/model.js';
 import { createUserStore } from '../../src/records/directory/user-store.js';
 import { createTestApp, type TestApp } from '../support/test-app.js';
@@ -74,14 +72,7 @@ beforeAll(async () => {
   await registerBackend(t, 'consent-admin', [key], { smart_scopes: ['system/Consent.rs'] });
   await registerSmartApp(t, { id: 'app', redirectUri: 'https://app.example.org/cb', scopes: ['patient/*.cruds'] });
   accountId = (await createUserStore(t.config, t.redis, t.keyspace).create({ schemas: [CORE_USER_SCHEMA], userName: 'prov-user' })).id;
-  consents = createConsentService({
-    config: t.config,
-    redis: t.redis,
-    keyspace: t.keyspace,
-    adapters: modelAdapter(t.redis, t.keyspace),
-    grantContexts: new GrantContextStore(t.redis, t.keyspace),
-    provider: () => t.app,
-  });
+  consents = consentServiceOf(t);
   admin = await backendToken('prov-admin', 'system/Consent.rs system/Provenance.rs');
   consentOnlyAdmin = await backendToken('consent-admin', 'system/Consent.rs');
   withdrawnId = await permit('pv-1');

@@ -1,5 +1,4 @@
-import { modelAdapter } from '../../src/app/services.js';
-import { createConsentService } from '../../src/records/consent/wiring.js';
+import { consentServiceOf } from '../support/smart-flow.js';
 import { GrantContextStore } from '../../src/oauth/tokens/grant-context.js';
 import { createTestApp, type TestApp } from '../support/test-app.js';
 import { backendKey, registerBackend, signAssertion, tokenRequest, type BackendKey } from '../support/backend-client.js';
@@ -77,14 +76,7 @@ describe('an app introspecting its own refresh token', () => {
 
 describe('Consent search _count', () => {
   test('above the maximum is capped (as AuditEvent does), not refused', async () => {
-    const consents = createConsentService({
-      config: t.config,
-      redis: t.redis,
-      keyspace: t.keyspace,
-      adapters: modelAdapter(t.redis, t.keyspace),
-      grantContexts: new GrantContextStore(t.redis, t.keyspace),
-      provider: () => t.app,
-    });
+    const consents = consentServiceOf(t);
     await consents.recordDecision({
       kind: 'permit',
       patientId: 'cap-1',

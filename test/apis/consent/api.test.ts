@@ -1,8 +1,7 @@
+import { consentServiceOf } from '../../support/smart-flow.js';
 import { randomUUID } from 'node:crypto';
-import { modelAdapter } from '../../../src/app/services.js';
 import type { ConsentDecision } from '../../../src/records/consent/consent-resource.js';
 import type { ConsentService } from '../../../src/records/consent/consent-service.js';
-import { createConsentService } from '../../../src/records/consent/wiring.js';
 import { GrantContextStore } from '../../../src/oauth/tokens/grant-context.js';
 import { CORE_USER_SCHEMA } from '../../../src/records/directory/model.js';
 import { createUserStore } from '../../../src/records/directory/user-store.js';
@@ -119,14 +118,7 @@ beforeAll(async () => {
   });
   accountId = (await createUserStore(t.config, t.redis, t.keyspace).create({ schemas: [CORE_USER_SCHEMA], userName: 'consenting-user' }))
     .id;
-  consents = createConsentService({
-    config: t.config,
-    redis: t.redis,
-    keyspace: t.keyspace,
-    adapters: modelAdapter(t.redis, t.keyspace),
-    grantContexts: new GrantContextStore(t.redis, t.keyspace),
-    provider: () => t.app,
-  });
+  consents = consentServiceOf(t);
   adminToken = await backendToken('consent-admin', 'system/Consent.cruds');
   readerToken = await backendToken('consent-reader', 'system/Consent.rs');
   bulkToken = await backendToken('bulk', 'system/*.cruds', FHIR_BASE);
