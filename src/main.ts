@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { loadConfig, ConfigError } from './platform/config/load.js';
 import { workerCount } from './platform/config/schema.js';
-import { createLogger } from './platform/ops/logger.js';
+import { createLogger, syncStdout } from './platform/ops/logger.js';
 import { Metrics } from './platform/ops/metrics.js';
 import { openRuntime, StartupError } from './app/runtime.js';
 import { resolveCookieKeys } from './platform/keys/cookie-keys.js';
@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   if (cluster.isPrimary && workers > 1) {
     await superviseWorkers({
       workers,
-      logger: createLogger(config.log.level),
+      logger: createLogger(config.log.level, syncStdout()),
       stopTimeoutMs: drainMsFor(config) + config.http.shutdownGraceMs + WORKER_STOP_MARGIN_MS,
     });
   }

@@ -35,4 +35,11 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   );
 }
 
+/**
+ * Standard output written synchronously: for a process that logs little and ends with
+ * `process.exit` (the workers' supervisor), whose last lines an asynchronous write still in
+ * flight at exit could lose.
+ */
+export const syncStdout = (): pino.DestinationStream => pino.destination({ dest: 1, sync: true });
+
 export type { Logger };
