@@ -38,6 +38,43 @@ const absoluteHttpUrl = z
 /** Trailing slashes are dropped so `aud` comparison and URL joining have one spelling. */
 const baseUrl = absoluteHttpUrl.transform((v) => v.replace(/\/+$/, ''));
 
+/** Which ID-token (or userinfo) claim names which SCIM attribute, for linking a federated user. */
+const claimLinkSchema = z.object({
+  claim: z.string().min(1).describe('the upstream claim, e.g. `oid`, `preferred_username`, `email`'),
+  attribute: z.enum(['externalId', 'userName', 'emails']).describe('the SCIM attribute it must equal'),
+});
+
+/** One upstream OpenID Connect provider (Entra ID, Okta, Ping, Keycloak, ADFS). */
+export const federationProviderSchema = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'must be 1-32 lower-case letters, digits or dashes')
+      .describe('short name, in the callback URL `{issuer}/federation/<id>/callback`'),
+    displayName: z.string().min(1).max(80).describe('the button text: "Sign in with <displayName>"'),
+    issuer: absoluteHttpUrl.describe('the upstream issuer; its discovery document is read from it'),
+    clientId: z.string().min(1),
+    clientSecret: z.string().min(1).optional().describe('client_secret_basic; or give a private key'),
+    privateKeyFile: z.string().min(1).optional().describe('a PEM or JWK file: private_key_jwt client authentication'),
+    scopes: z.array(z.string().min(1)).default(['openid', 'profile', 'email']),
+    link: z.array(claimLinkSchema).min(1).describe('how an upstream user is found in the directory, tried in order'),
+    jit: z
+      .object({
+        enabled: z.boolean().default(false),
+        attributes: z
+          .array(z.enum(['userName', 'externalId', 'displayName', 'name.givenName', 'name.familyName', 'emails']))
+          .default(['userName', 'externalId', 'displayName', 'name.givenName', 'name.familyName', 'emails']),
+      })
+      .prefault({})
+      .describe('just-in-time creation of unknown users (off by default; never roles or patient links)'),
+    trustUpstreamMfa: z
+      .boolean()
+      .default(true)
+      .describe('an upstream sign-in whose `amr` has `mfa` (or whose `acr` is listed below) counts as multi-factor here'),
+    mfaAcrValues: z.array(z.string().min(1)).default([]).describe('upstream `acr` values that mean multi-factor'),
+  })
+  .refine((p) => Boolean(p.clientSecret) !== Boolean(p.privateKeyFile), 'needs exactly one of clientSecret and privateKeyFile');
+
 const hostPort = z.object({
   host: z.string().min(1),
   port: z.number().int().min(1).max(65535),
@@ -257,6 +294,52 @@ export const configSchema = z
           .describe('sign-in attempts per IP address per minute, whatever the account; then 429 with back-off doubling up to an hour'),
       })
       .default({ maxFailuresPerAccount: 5, lockoutSeconds: 900, maxAttemptsPerIpPerMinute: 30 }),
+    // Second factors: smart/interaction/second-factor/ and records/directory/factors/ ([MFA](mfa.md)).
+    mfa: z
+      .object({
+        requireEveryone: z.boolean().default(false).describe('every user needs a second factor to sign in'),
+        requireRoles: z
+          .array(z.string().min(1))
+          .default([])
+          .describe("users holding any of these HCS role codes (their own or a group's) need a second factor"),
+        requireGroups: z
+          .array(z.string().min(1))
+          .default([])
+          .describe('members of these groups (SCIM Group id or displayName) need a second factor'),
+        requireFhirUserTypes: z
+          .array(z.enum(['Practitioner', 'PractitionerRole', 'Patient', 'RelatedPerson', 'Person']))
+          .default([])
+          .describe('users whose fhirUser is of one of these FHIR types need a second factor (e.g. `Practitioner`)'),
+        breakTheGlassFreshSeconds: z
+          .number()
+          .int()
+          .min(30)
+          .max(3600)
+          .default(300)
+          .describe('breaking the glass needs a second factor verified within this many seconds; older, it is asked for again'),
+        maxFailures: z
+          .number()
+          .int()
+          .min(1)
+          .default(5)
+          .describe('consecutive wrong second-factor codes or assertions that lock the account, as wrong passwords do'),
+        recoveryCodes: z.number().int().min(4).max(20).default(10).describe('one-time recovery codes made at a time'),
+        totpIssuer: z.string().min(1).max(64).optional().meta({
+          description: 'the name authenticator apps show for this server',
+          docDefault: "the issuer's host name",
+        }),
+      })
+      .prefault({}),
+    // Upstream identity providers: smart/interaction/federation/ ([federation](federation.md)).
+    federation: z
+      .object({
+        providers: z.array(federationProviderSchema).default([]).describe('OpenID Connect providers people may sign in with'),
+        passwordSignIn: z
+          .boolean()
+          .default(true)
+          .describe('offer the password form beside the providers; `false` leaves only the providers (needs at least one)'),
+      })
+      .prefault({}),
     scim: z
       .object({
         maxFilterScan: z
@@ -511,6 +594,20 @@ export const configSchema = z
         tenants.add(s.tenant);
       }
     });
+    const providerIds = new Set<string>();
+    c.federation.providers.forEach((p, i) => {
+      if (providerIds.has(p.id)) ctx.addIssue({ code: 'custom', path: ['federation', 'providers', i, 'id'], message: 'is listed twice' });
+      providerIds.add(p.id);
+      if (c.mode === 'production' && p.issuer.startsWith('http:'))
+        ctx.addIssue({ code: 'custom', path: ['federation', 'providers', i, 'issuer'], message: 'must be https in production' });
+    });
+    if (!c.federation.passwordSignIn && c.federation.providers.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['federation', 'passwordSignIn'],
+        message: 'can only be false when at least one provider is configured (nobody could sign in)',
+      });
+    }
     if (c.audit.disclosureRetentionDays < c.audit.retentionDays) {
       ctx.addIssue({
         code: 'custom',
