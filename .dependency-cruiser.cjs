@@ -7,7 +7,7 @@
  * import each other; and no module is part of an import cycle.
  */
 const LAYERS = [
-  ['domain', ['fhir', 'scim', 'scopes', 'hcs']],
+  ['domain', ['fhir', 'scim', 'scopes', 'hcs', 'authn']],
   ['platform', ['config', 'ops', 'redis', 'storage', 'keys', 'http']],
   ['records', ['directory', 'audit', 'consent']],
   ['oauth', ['paths.ts', 'clients', 'provider', 'tokens', 'backend', 'introspection', 'userinfo']],

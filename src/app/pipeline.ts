@@ -34,6 +34,7 @@ import { InteractionCsrf } from '../smart/interaction/pages/csrf.js';
 import { IpRateLimiter } from '../smart/interaction/login/ip-limiter.js';
 import { PasswordLogin } from '../smart/interaction/login/password-login.js';
 import { interactionRoutes } from '../smart/interaction/routes.js';
+import { SignInCompletion } from '../smart/interaction/second-factor/sign-in-completion.js';
 import { FhirDirectory } from '../smart/interaction/fhir-search/fhir-directory.js';
 import { ServiceCredential, ensurePatientSearchClient } from '../smart/interaction/fhir-search/service-credential.js';
 import { apiTokens } from '../oauth/introspection/token-lookup.js';
@@ -83,6 +84,15 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
   const ownApiTokens = apiTokens(lookup, adapters, ownApiAudience(config.issuer));
   const fhirUserBase = config.fhirServers[0]!.base;
   const csrf = new InteractionCsrf(cookieKeys);
+  // One budget per network for every sign-in secret: passwords and second factors alike.
+  const ipLimiter = new IpRateLimiter(redis, keyspace, config.login.maxAttemptsPerIpPerMinute);
+  const signIns = new SignInCompletion({
+    provider,
+    users,
+    progress: services.signInProgress,
+    policy: config.mfa,
+    freshSeconds: config.mfa.breakTheGlassFreshSeconds,
+  });
   const credential = new ServiceCredential({
     provider,
     ensureClient: () => ensurePatientSearchClient(registry, config.clientAuthSigningAlgs),
@@ -236,13 +246,20 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
           csrf,
           audit,
           issuer: config.issuer,
-          login: new PasswordLogin({
+          login: new PasswordLogin({ users, lockout: services.lockout, ipLimiter, passwords: config.passwords, logger }),
+          afterFirstFactor: signIns.afterFirstFactor,
+          secondFactor: {
+            provider,
+            csrf,
             users,
-            lockout: services.lockout,
-            ipLimiter: new IpRateLimiter(redis, keyspace, config.login.maxAttemptsPerIpPerMinute),
-            passwords: config.passwords,
-            logger,
-          }),
+            factors: services.secondFactors,
+            progress: services.signInProgress,
+            completion: signIns,
+            ipLimiter,
+            audit,
+            issuer: config.issuer,
+            freshSeconds: config.mfa.breakTheGlassFreshSeconds,
+          },
           pages: {
             provider,
             csrf,
@@ -256,6 +273,7 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
             consentLifetimes: { refreshToken: config.ttl.refreshToken, session: config.ttl.session },
             rememberConsent: config.consents.remember,
             issuer: config.issuer,
+            breakTheGlassFreshSeconds: config.mfa.breakTheGlassFreshSeconds,
             logger,
           },
         }),

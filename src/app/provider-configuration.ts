@@ -11,6 +11,8 @@ import type { RedisClient } from '../platform/redis/connection.js';
 import type { Keyspace } from '../platform/redis/keyspace.js';
 import type { JwksFetcher } from '../oauth/backend/jwks-fetch.js';
 import { interactionPolicyWithAccountCheck } from '../smart/interaction/policy.js';
+import type { StepUpDeps } from '../smart/interaction/second-factor/step-up-check.js';
+import { SUPPORTED_ACR_VALUES } from '../domain/authn/assurance.js';
 import type { SmartPromptDeps } from '../smart/interaction/prompt-facts.js';
 import type { LaunchStore } from '../smart/launch/launch-store.js';
 import type { GrantContextStore } from '../oauth/tokens/grant-context.js';
@@ -43,6 +45,8 @@ export interface ProviderDeps {
   consents?: Pick<ConsentService, 'assertActiveForGrant'>;
   /** The SMART steps between login and consent (patient/encounter pickers, context recording). */
   smartPrompts?: SmartPromptDeps;
+  /** Who needs a (fresh) second factor: the login prompt's step-up check. */
+  stepUp?: StepUpDeps;
   logger?: Logger;
   metrics?: Pick<Metrics, 'hcsFindings'>;
   /** Awaited while a JWT access token is issued: records its revocable marker. */
@@ -69,6 +73,7 @@ export function providerConfiguration({
   grantContexts,
   consents,
   smartPrompts,
+  stepUp,
   onJwtAccessToken,
   logger,
   metrics,
@@ -130,6 +135,8 @@ export function providerConfiguration({
     // Emergency (break-the-glass) grants never hold a refresh scope (context-recorder.ts).
     issueRefreshToken: (_ctx, client, source) =>
       client.grantTypeAllowed('refresh_token') && REFRESH_SCOPES.some((s) => source.scopes.has(s)),
+    // The levels id_tokens state (domain/authn/assurance.ts); discovery lists them as acr_values_supported.
+    acrValues: [...SUPPORTED_ACR_VALUES],
     claims: {
       openid: ['sub'],
       fhirUser: ['fhirUser'],
@@ -165,7 +172,7 @@ export function providerConfiguration({
       }),
     },
     interactions: {
-      policy: interactionPolicyWithAccountCheck(smartPrompts),
+      policy: interactionPolicyWithAccountCheck(smartPrompts, stepUp),
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
     },
     features: {

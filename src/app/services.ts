@@ -28,6 +28,9 @@ import { GrantUsage } from '../smart/launch/grant-usage.js';
 import { ContextRecorder } from '../smart/interaction/record-context/context-recorder.js';
 import { ehrLaunchDefaults } from '../smart/discovery/smart-style.js';
 import { defineLuaScripts } from './lua-scripts.js';
+import { SecondFactors } from '../records/directory/factors/second-factors.js';
+import type { SecondFactorSettings } from '../records/directory/factors/types.js';
+import { SignInProgressStore } from '../smart/interaction/login/sign-in-progress.js';
 
 /** What the process hands the app: configuration, connections, keys and the long-lived parts. */
 export interface AppDeps {
@@ -68,6 +71,10 @@ export interface Services {
   /** Clients built by oidc-provider, kept per instance and dropped on every instance when one changes. */
   clients: ClientCache<Client>;
   lockout: LoginLockout;
+  /** Second factors: TOTP apps, passkeys and security keys, recovery codes. */
+  secondFactors: SecondFactors;
+  /** Sign-ins between their first factor and their second, one per interaction. */
+  signInProgress: SignInProgressStore;
   users: UserStore;
   groups: GroupStore;
   accounts: ReturnType<typeof findAccount>;
@@ -106,6 +113,22 @@ export function modelAdapter(redis: RedisClient, keyspace: Keyspace): (name: str
   };
 }
 
+/**
+ * WebAuthn credentials are bound to the issuer's origin and host: a passkey made here works on no
+ * other site, and an assertion made for another origin is refused.
+ */
+function secondFactorSettings(config: Config): SecondFactorSettings {
+  const issuer = new URL(config.issuer);
+  return {
+    rpId: issuer.hostname,
+    rpName: config.mfa.totpIssuer ?? issuer.hostname,
+    origin: issuer.origin,
+    totpIssuer: config.mfa.totpIssuer ?? issuer.hostname,
+    recoveryCodes: config.mfa.recoveryCodes,
+    ...(config.keyEncryptionSecret ? { encryptionSecret: config.keyEncryptionSecret } : {}),
+  };
+}
+
 /** Makes the service graph. `provider` is called only once requests flow, after it exists. */
 export function createServices(deps: AppDeps, provider: () => Provider): Services {
   const { config, logger, redis, keyspace, metrics } = deps;
@@ -128,6 +151,8 @@ export function createServices(deps: AppDeps, provider: () => Provider): Service
     invalidations,
     clients: new ClientCache(invalidations),
     lockout,
+    secondFactors: new SecondFactors(redis, keyspace, lockout, secondFactorSettings(config)),
+    signInProgress: new SignInProgressStore(redis, keyspace, config.ttl.interaction),
     users,
     groups: createGroupStore(config, redis, keyspace),
     accounts: findAccount(users, { fhirBase: config.fhirServers[0]!.base }),

@@ -4,7 +4,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { StoreHealth } from '../redis/circuit-breaker.js';
 import type { Metrics } from '../ops/metrics.js';
 import { MetricsUnavailableError } from '../ops/cluster-metrics.js';
-import { STATIC_CSS } from './views.js';
+import { STATIC_CSS, STATIC_SCRIPTS } from './views.js';
 import { OAuthError, challenge, sendOAuthError } from './oauth-error.js';
 
 /**
@@ -64,6 +64,13 @@ export function opsRoutes(store: StoreHealth, metrics: Metrics, isShuttingDown: 
     ctx.set('Cache-Control', 'public, max-age=3600');
     ctx.body = STATIC_CSS;
   });
+  for (const [path, script] of STATIC_SCRIPTS) {
+    router.get(path, (ctx) => {
+      ctx.type = 'text/javascript';
+      ctx.set('Cache-Control', 'public, max-age=3600');
+      ctx.body = script;
+    });
+  }
   return router;
 }
 

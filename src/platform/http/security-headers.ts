@@ -4,17 +4,26 @@ import { requestState } from './request-state.js';
 declare module './request-state.js' {
   interface RequestState {
     /** The CSP settings of this response, kept so an interaction page can allow its one redirect target. */
-    cspOptions?: { frameAncestors: string[] };
+    cspOptions?: CspOptions;
   }
+}
+
+export interface CspOptions {
+  frameAncestors: string[];
+  formTargets?: string[];
+  /** The page runs this server's own scripts (WebAuthn needs the browser's credential API). */
+  scripts?: boolean;
 }
 
 /**
  * Strict defaults on every response. Pages are server-rendered without JavaScript, so the CSP
- * allows no script at all; forms may only post back to this origin.
+ * allows no script at all, except the few pages that use WebAuthn, which may run this server's
+ * own script files (never inline script); forms may only post back to this origin.
  */
-export function contentSecurityPolicy(opts: { frameAncestors: string[]; formTargets?: string[] }): string {
+export function contentSecurityPolicy(opts: CspOptions): string {
   return [
     "default-src 'none'",
+    ...(opts.scripts ? ["script-src 'self'", "connect-src 'self'"] : []),
     "style-src 'self'",
     "img-src 'self' https: data:",
     `form-action 'self'${opts.formTargets?.length ? ` ${opts.formTargets.join(' ')}` : ''}`,
@@ -30,11 +39,22 @@ export function contentSecurityPolicy(opts: { frameAncestors: string[]; formTarg
  */
 export function allowFormRedirectTo(ctx: Context, redirectUri: unknown): void {
   const parsed = typeof redirectUri === 'string' ? URL.parse(redirectUri) : null;
-  const options = requestState(ctx).cspOptions;
-  if (!parsed || !options) return;
+  if (!parsed) return;
   const target = parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.origin : parsed.protocol;
   if (!/^[A-Za-z0-9+.:/[\]-]+$/.test(target)) return;
-  ctx.set('Content-Security-Policy', contentSecurityPolicy({ ...options, formTargets: [target] }));
+  changeCsp(ctx, { formTargets: [target] });
+}
+
+/** This page runs this server's own script files (the WebAuthn pages); still no inline script. */
+export function allowOwnScripts(ctx: Context): void {
+  changeCsp(ctx, { scripts: true });
+}
+
+function changeCsp(ctx: Context, change: Partial<CspOptions>): void {
+  const state = requestState(ctx);
+  if (!state.cspOptions) return;
+  state.cspOptions = { ...state.cspOptions, ...change };
+  ctx.set('Content-Security-Policy', contentSecurityPolicy(state.cspOptions));
 }
 
 export function securityHeaders(opts: { frameAncestors: string[] }) {

@@ -104,6 +104,15 @@ export class Keyspace {
     return `${this.prefix}registration-token:{${digest}}`;
   }
 
+  /**
+   * A sign-in between its first factor and its second (smart/interaction/login/sign-in-progress.ts),
+   * keyed by the interaction's uid: the browser holding that interaction's cookie is the only one
+   * that can go on with it.
+   */
+  signInProgress(interactionUid: string): string {
+    return `${this.prefix}signin:{${interactionUid}}`;
+  }
+
   /** A one-time claim (`claimOnce`), e.g. a client-assertion `jti`; `digest` is a hash of the id. */
   once(namespace: string, digest: string): string {
     return `${this.prefix}once:${namespace}:{${digest}}`;

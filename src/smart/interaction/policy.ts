@@ -5,6 +5,7 @@ import { selectEncounterPrompt } from './select-encounter/select-encounter-promp
 import { consentChecks } from './consent/consent-prompt.js';
 import { recordContextPrompt } from './record-context/record-context-prompt.js';
 import type { SmartPromptDeps } from './prompt-facts.js';
+import { secondFactorCheck, type StepUpDeps } from './second-factor/step-up-check.js';
 
 const { base } = interactionPolicy;
 
@@ -15,9 +16,12 @@ const { base } = interactionPolicy;
  * (routes.ts, GET /interaction/:uid), and when none does the authorization completes.
  *
  *   1. login            sign in with username and password. oidc-provider's prompt, plus a check
- *                       that the session's account still exists (login/login-prompt.ts). Page:
- *                       login/login-page.ts (password-login.ts: network limit, account lock-out;
- *                       login-audit.ts: every attempt in the audit trail).
+ *                       that the session's account still exists (login/login-prompt.ts) and one
+ *                       that its sign-in is strong and fresh enough for this authorization: a
+ *                       second factor by policy, for `acr_values`, and within minutes to break the
+ *                       glass (second-factor/step-up-check.ts). Pages: login/login-page.ts
+ *                       (password-login.ts: network limit, account lock-out; login-audit.ts: every
+ *                       attempt in the audit trail), then second-factor/second-factor-page.ts.
  *   2. select_patient   a standalone launch with launch/patient and no patient yet
  *                       (select-patient/select-patient-prompt.ts). Page: a caregiver's patients or
  *                       a staff search (select-patient/patient-picker.ts, through fhir-search/).
@@ -39,9 +43,10 @@ const { base } = interactionPolicy;
  *
  * Without `smart`, only oidc-provider's login (with the account check) and consent prompts.
  */
-export function interactionPolicyWithAccountCheck(smart?: SmartPromptDeps): interactionPolicy.DefaultPolicy {
+export function interactionPolicyWithAccountCheck(smart?: SmartPromptDeps, stepUp?: StepUpDeps): interactionPolicy.DefaultPolicy {
   const policy = base();
   policy.get('login')!.checks.add(accountUnavailableCheck());
+  if (stepUp) policy.get('login')!.checks.add(secondFactorCheck(stepUp));
   if (!smart) return policy;
   const consentAt = policy.findIndex((p) => p.name === 'consent');
   if (consentAt < 0) throw new Error('the interaction policy has no consent prompt');

@@ -10,12 +10,14 @@ import { patientPicker } from './select-patient/patient-picker.js';
 import { SELECT_ENCOUNTER } from './select-encounter/select-encounter-prompt.js';
 import { encounterPicker } from './select-encounter/encounter-picker.js';
 import { consentPage } from './consent/consent-page.js';
+import { secondFactorPage, type SecondFactorPageDeps } from './second-factor/second-factor-page.js';
 
 /**
  * The pages oidc-provider sends the browser to while it needs the user (the flow: policy.ts):
  *
  *   GET  /interaction/:uid                   the page of the prompt the interaction waits for
  *   POST /interaction/:uid/login             username and password (login/login-page.ts)
+ *   POST /interaction/:uid/second-factor…    a second factor, verified or set up (second-factor/second-factor-page.ts)
  *   POST /interaction/:uid/patient-search    practitioner patient search, and its next pages
  *   POST /interaction/:uid/patient           the chosen patient (select-patient/patient-picker.ts)
  *   POST /interaction/:uid/encounter         the chosen encounter, or "none" (select-encounter/encounter-picker.ts)
@@ -28,6 +30,26 @@ import { consentPage } from './consent/consent-page.js';
 export interface InteractionRouteDeps extends LoginPageDeps {
   /** What the pages after sign-in need. */
   pages: SmartPageDeps;
+  /** The second step of a sign-in, and step-up. */
+  secondFactor: SecondFactorPageDeps;
+}
+
+/**
+ * The login prompt's page: the second step when a sign-in is in progress or the session only
+ * needs a stronger or fresher factor, otherwise the sign-in form.
+ */
+function signInPage(deps: InteractionRouteDeps): PromptPage {
+  const password = loginPage(deps);
+  const second = secondFactorPage(deps.secondFactor);
+  return {
+    async show(ctx, interaction) {
+      if (!(await second.showIfNeeded(ctx, interaction))) await password.show(ctx, interaction);
+    },
+    register(router) {
+      password.register(router);
+      second.register(router);
+    },
+  };
 }
 
 const CANCELLED: InteractionResults = { error: 'access_denied', error_description: 'The user cancelled the sign-in.' };
@@ -36,7 +58,7 @@ export function interactionRoutes(deps: InteractionRouteDeps): Router {
   const { provider } = deps;
   const router = new Router();
   const pages = new Map<string, PromptPage>([
-    ['login', loginPage(deps)],
+    ['login', signInPage(deps)],
     [SELECT_PATIENT, patientPicker(deps.pages)],
     [SELECT_ENCOUNTER, encounterPicker(deps.pages)],
     ['consent', consentPage(deps.pages)],

@@ -146,6 +146,8 @@ export function consentWithdrawn(scope: AuditScope, input: ConsentEventInput & {
 export interface BreakTheGlassInput {
   /** Why the user overrode the normal access rules (their own words; kept as text). */
   reason: string;
+  /** The fresh second factor the override rested on: its methods (RFC 8176 amr) and when it was verified. */
+  secondFactor?: { amr: string[]; verifiedAt: string };
   user: UserInfo;
   client?: ClientInfo;
   patient?: string;
@@ -172,7 +174,15 @@ export function breakTheGlass(scope: AuditScope, input: BreakTheGlassInput): Aud
   const entities: Entity[] = [];
   if (input.patient) entities.push(patientEntity(input.patient));
   entities.push(
-    tokenEntity(input.tokenJti ? { jti: input.tokenJti } : undefined, { reason: input.reason, scope: input.scope }, 'break-the-glass'),
+    tokenEntity(
+      input.tokenJti ? { jti: input.tokenJti } : undefined,
+      {
+        reason: input.reason,
+        scope: input.scope,
+        ...(input.secondFactor ? { second_factor_amr: input.secondFactor.amr.join(' '), second_factor_at: input.secondFactor.verifiedAt } : {}),
+      },
+      'break-the-glass',
+    ),
   );
   return auditEvent(scope, {
     type: EVENT_TYPES.securityAlert,

@@ -2,6 +2,7 @@ import type { Context } from 'koa';
 import { readForm } from '../pages/form.js';
 import {
   checkCsrf,
+  EXPIRED,
   finish,
   interactionFor,
   refuseCrossSite,
@@ -30,7 +31,9 @@ import { chosenScopes, granularOptions } from './granular-scopes.js';
 import { failToApp, factsFor, orFailToApp, renderPage, type PageFacts, type SmartPageDeps } from '../pages/page-context.js';
 import { describePurpose, describeScope, isRequiredScope, type ScopeReader } from './scope-descriptions.js';
 import { ReasonError, breakTheGlassReason } from '../../../domain/hcs/break-the-glass.js';
-import type { RecordOptions } from '../record-context/context-recorder.js';
+import type { RecordOptions, SecondFactorProof } from '../record-context/context-recorder.js';
+import { PageError } from '../../../platform/http/error-page.js';
+import { isMet } from '../second-factor/assurance-need.js';
 import { identityRefusal } from '../../launch/user-scopes.js';
 
 /**
@@ -330,9 +333,10 @@ async function decide(ctx: Context, deps: SmartPageDeps): Promise<void> {
     }
     let options: RecordOptions = {};
     if (isEmergency(plan)) {
+      const secondFactor = await freshSecondFactor(deps, interaction);
       const typed = form.get('reason') ?? '';
       try {
-        options = { breakTheGlassReason: breakTheGlassReason(typed, deps.recorder.reasonMinLength) };
+        options = { breakTheGlassReason: breakTheGlassReason(typed, deps.recorder.reasonMinLength), secondFactor };
       } catch (err) {
         if (!(err instanceof ReasonError)) throw err;
         // The same page again, with what was typed and why it is not enough.
@@ -344,6 +348,31 @@ async function decide(ctx: Context, deps: SmartPageDeps): Promise<void> {
     const approved = [...plan.grantable.filter(isRequiredScope), ...remembered.covered, ...chosenScopes(remembered.missing, ticked)];
     await approve(ctx, deps, facts, plan, approved, consent, options);
   });
+}
+
+/**
+ * Breaking the glass needs a second factor verified within the last few minutes. The login
+ * prompt asked for one before this page (second-factor/step-up-check.ts); it is checked again
+ * here, at the moment of the decision, from the session itself, since a page can sit open for
+ * longer than the window. Its methods and time go into the break-the-glass AuditEvent.
+ */
+async function freshSecondFactor(deps: SmartPageDeps, interaction: Interaction): Promise<SecondFactorProof> {
+  const cookie = interaction.session?.cookie;
+  const session = cookie ? await deps.provider.Session.find(cookie) : undefined;
+  const authTime = session?.authTime();
+  const need = { level: 2 as const, reasons: ['break_the_glass' as const] };
+  if (!session || session.accountId !== interaction.session?.accountId || authTime === undefined) {
+    throw new PageError(400, 'invalid_request', EXPIRED);
+  }
+  if (!isMet(need, { amr: session.amr, authTime }, Math.floor(Date.now() / 1000), deps.breakTheGlassFreshSeconds)) {
+    const minutes = Math.max(1, Math.round(deps.breakTheGlassFreshSeconds / 60));
+    throw new PageError(
+      403,
+      'access_denied',
+      `Emergency access needs a second factor verified within the last ${minutes === 1 ? 'minute' : `${minutes} minutes`}, and yours is older. Return to the app and start again: you will be asked for it.`,
+    );
+  }
+  return { amr: [...(session.amr ?? [])], verifiedAt: new Date(authTime * 1000).toISOString() };
 }
 
 export function consentPage(deps: SmartPageDeps): PromptPage {

@@ -79,7 +79,7 @@ export function authorizationFacts(s: FactSources): AuthorizationFacts {
 }
 
 /** The parameter was validated when the request came in; anything unparseable here asserts nothing. */
-function purposesOf(value: unknown): string[] {
+export function purposesOf(value: unknown): string[] {
   const raw = text(value);
   if (!raw) return [];
   try {

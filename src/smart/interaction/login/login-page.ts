@@ -7,7 +7,6 @@ import { readForm } from '../pages/form.js';
 import {
   checkCsrf,
   clientLabel,
-  finish,
   interactionFor,
   refuseCrossSite,
   type Interaction,
@@ -15,12 +14,15 @@ import {
 } from '../pages/interaction-http.js';
 import { GENERIC_FAILURE, type PasswordLogin } from './password-login.js';
 import type { AuditRecorder } from '../../../records/audit/trail.js';
+import { AMR } from '../../../domain/authn/assurance.js';
 import { loginAttemptEvents } from './login-audit.js';
+import type { AfterFirstFactor } from './first-factor.js';
 
 /**
  * The `login` step: the sign-in form, and its post checked by password-login.ts (network limit,
  * account lock-out). Every attempt is recorded in the audit trail (login-audit.ts) before its page
- * or redirect is sent.
+ * or redirect is sent. A correct password is a first factor: `afterFirstFactor` decides whether
+ * a second one is needed.
  */
 
 export interface LoginPageDeps {
@@ -30,6 +32,8 @@ export interface LoginPageDeps {
   /** Every sign-in attempt is recorded before its page or redirect is sent. */
   audit: AuditRecorder;
   issuer: string;
+  /** What a correct password leads to: a second factor, or the end of the sign-in. */
+  afterFirstFactor: AfterFirstFactor;
 }
 
 async function renderLogin(
@@ -74,7 +78,7 @@ async function signIn(ctx: Context, deps: LoginPageDeps): Promise<void> {
   for (const event of loginAttemptEvents(deps.issuer, outcome, { ip: ctx.ip, clientId: interaction.params.client_id }))
     await deps.audit.record(event);
   if (outcome.ok) {
-    await finish(ctx, provider, { login: { accountId: outcome.user.id, amr: ['pwd'], remember: false } }, { merge: false });
+    await deps.afterFirstFactor(ctx, interaction, { accountId: outcome.user.id, amr: [AMR.password] });
     return;
   }
   if (outcome.reason === 'rate_limited') {

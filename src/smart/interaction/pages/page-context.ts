@@ -34,6 +34,8 @@ export interface SmartPageDeps {
   rememberConsent?: RememberMode;
   /** This server's issuer: its own management client redirects here and nowhere else. */
   issuer: string;
+  /** Breaking the glass needs a second factor verified within this many seconds (config mfa). */
+  breakTheGlassFreshSeconds: number;
   logger?: Logger;
 }
 

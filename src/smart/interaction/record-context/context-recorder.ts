@@ -95,10 +95,19 @@ export interface EhrLaunchDefaults {
   smart_style_url: string;
 }
 
+/** The second factor an emergency access rests on: its methods (RFC 8176) and when it was verified. */
+export interface SecondFactorProof {
+  amr: string[];
+  /** ISO 8601 */
+  verifiedAt: string;
+}
+
 /** Options of one recording. */
 export interface RecordOptions {
   /** The reason typed on the consent page; required when the plan is emergency access. */
   breakTheGlassReason?: string;
+  /** The fresh second factor; required when the plan is emergency access. */
+  secondFactor?: SecondFactorProof;
 }
 
 function encounterIdOf(value: string | undefined): string | undefined {
@@ -215,6 +224,8 @@ export class ContextRecorder {
     // Emergency access is only ever granted on the consent page, where the reason is typed.
     if (emergency && !options.breakTheGlassReason)
       throw new RecordError('invalid_request', 'Emergency access needs a reason stated on the consent page.');
+    if (emergency && !options.secondFactor)
+      throw new RecordError('invalid_request', 'Emergency access needs a second factor verified within the last few minutes.');
     if (facts.launch && !(await this.deps.launches.consume(facts.launch))) {
       throw new RecordError('invalid_request', LAUNCH_GONE);
     }
@@ -244,7 +255,7 @@ export class ContextRecorder {
     if (emergency && this.deps.audit) {
       // No audit record, no emergency access: the grant is undone if the trail cannot take it.
       try {
-        await this.deps.audit.trail.record(this.emergencyEvent(facts, plan, context, options.breakTheGlassReason!));
+        await this.deps.audit.trail.record(this.emergencyEvent(facts, plan, context, options.breakTheGlassReason!, options.secondFactor!));
       } catch (err) {
         await this.discard(provider, grantId).catch(() => undefined);
         throw err;
@@ -275,12 +286,19 @@ export class ContextRecorder {
     return { grantId, approved: scopes, context };
   }
 
-  private emergencyEvent(facts: AuthorizationFacts, plan: AuthorizationPlan, context: GrantContext, reason: string) {
+  private emergencyEvent(
+    facts: AuthorizationFacts,
+    plan: AuthorizationPlan,
+    context: GrantContext,
+    reason: string,
+    secondFactor: SecondFactorProof,
+  ) {
     const subject = plan.hcs?.grant.subject;
     return breakTheGlass(
       { issuer: this.deps.audit!.issuer },
       {
         reason,
+        secondFactor,
         user: {
           accountId: facts.accountId,
           ...(facts.user.fhirUser ? { fhirUser: facts.user.fhirUser } : {}),
