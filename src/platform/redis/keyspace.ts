@@ -135,6 +135,52 @@ export class Keyspace {
   }
 
   /*
+   * A user's second factors (records/directory/factors/). Every key of one user shares the
+   * `{mfa:<user id>}` hash tag: the scripts that accept a TOTP step, advance a WebAuthn counter,
+   * confirm an enrolment or reset everything touch several of them at once (Cluster-safe), while
+   * different users spread over the slots.
+   */
+
+  private mfaTag(userId: string): string {
+    return `${this.prefix}{mfa:${userId}}`;
+  }
+
+  /** Hash of the user's TOTP and WebAuthn factors: field = factor id, value = its JSON record (TOTP secret sealed). */
+  mfaFactors(userId: string): string {
+    return `${this.mfaTag(userId)}:factors`;
+  }
+
+  /** Hash of what changes with use: `counter:<factor id>` (WebAuthn signature counter), `used:<factor id>` (ISO time). */
+  mfaUsage(userId: string): string {
+    return `${this.mfaTag(userId)}:usage`;
+  }
+
+  /** The last TOTP time step accepted for the user: a code is accepted only for a later step (single use). */
+  mfaTotpStep(userId: string): string {
+    return `${this.mfaTag(userId)}:totp-step`;
+  }
+
+  /** A TOTP secret shown to the user and not yet confirmed with a code (short TTL). */
+  mfaTotpPending(userId: string): string {
+    return `${this.mfaTag(userId)}:totp-pending`;
+  }
+
+  /** Set of SHA-256 hashes (base64url) of the user's unused recovery codes. */
+  mfaRecoveryCodes(userId: string): string {
+    return `${this.mfaTag(userId)}:recovery`;
+  }
+
+  /** A WebAuthn challenge for one binding (interaction or management session), single use; `digest` hashes the binding. */
+  mfaChallenge(userId: string, digest: string): string {
+    return `${this.mfaTag(userId)}:challenge:${digest}`;
+  }
+
+  /** Bumped by every reset: challenges handed out before it are refused. */
+  mfaGeneration(userId: string): string {
+    return `${this.mfaTag(userId)}:generation`;
+  }
+
+  /*
    * The SCIM user directory. Every user and group key shares the `{scim}` hash tag: one script
    * then writes a record, its unique userName index, its lookup indexes and group memberships
    * atomically, Cluster-safe. The price is that the whole directory lives in one slot.
