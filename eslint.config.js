@@ -20,6 +20,8 @@ export default tseslint.config(
     files: ['examples/smart-app/public/**/*.js'],
     languageOptions: { sourceType: 'script', globals: { ...globals.browser, FHIR: 'readonly' } },
   },
+  // The server's own pages run one script: WebAuthn glue over @simplewebauthn/browser's global.
+  { files: ['views/static/**/*.js'], languageOptions: { sourceType: 'script', globals: { ...globals.browser } } },
   {
     files: ['**/*.cjs'],
     languageOptions: { sourceType: 'commonjs', globals: { ...globals.node } },

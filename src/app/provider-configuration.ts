@@ -137,8 +137,12 @@ export function providerConfiguration({
       client.grantTypeAllowed('refresh_token') && REFRESH_SCOPES.some((s) => source.scopes.has(s)),
     // The levels id_tokens state (domain/authn/assurance.ts); discovery lists them as acr_values_supported.
     acrValues: [...SUPPORTED_ACR_VALUES],
+    // Every id_token says how and when the person signed in (acr, amr, auth_time), not only when
+    // an app asked (oidc-provider's default): apps and their step-up decisions depend on them.
     claims: {
-      openid: ['sub'],
+      sid: null,
+      iss: null,
+      openid: ['sub', 'acr', 'amr', 'auth_time'],
       fhirUser: ['fhirUser'],
       profile: ['name', 'family_name', 'given_name', 'preferred_username', 'updated_at'],
     },

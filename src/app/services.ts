@@ -28,8 +28,7 @@ import { GrantUsage } from '../smart/launch/grant-usage.js';
 import { ContextRecorder } from '../smart/interaction/record-context/context-recorder.js';
 import { ehrLaunchDefaults } from '../smart/discovery/smart-style.js';
 import { defineLuaScripts } from './lua-scripts.js';
-import { SecondFactors } from '../records/directory/factors/second-factors.js';
-import type { SecondFactorSettings } from '../records/directory/factors/types.js';
+import { createSecondFactors, type SecondFactors } from '../records/directory/factors/second-factors.js';
 import { SignInProgressStore } from '../smart/interaction/login/sign-in-progress.js';
 
 /** What the process hands the app: configuration, connections, keys and the long-lived parts. */
@@ -113,22 +112,6 @@ export function modelAdapter(redis: RedisClient, keyspace: Keyspace): (name: str
   };
 }
 
-/**
- * WebAuthn credentials are bound to the issuer's origin and host: a passkey made here works on no
- * other site, and an assertion made for another origin is refused.
- */
-function secondFactorSettings(config: Config): SecondFactorSettings {
-  const issuer = new URL(config.issuer);
-  return {
-    rpId: issuer.hostname,
-    rpName: config.mfa.totpIssuer ?? issuer.hostname,
-    origin: issuer.origin,
-    totpIssuer: config.mfa.totpIssuer ?? issuer.hostname,
-    recoveryCodes: config.mfa.recoveryCodes,
-    ...(config.keyEncryptionSecret ? { encryptionSecret: config.keyEncryptionSecret } : {}),
-  };
-}
-
 /** Makes the service graph. `provider` is called only once requests flow, after it exists. */
 export function createServices(deps: AppDeps, provider: () => Provider): Services {
   const { config, logger, redis, keyspace, metrics } = deps;
@@ -151,7 +134,7 @@ export function createServices(deps: AppDeps, provider: () => Provider): Service
     invalidations,
     clients: new ClientCache(invalidations),
     lockout,
-    secondFactors: new SecondFactors(redis, keyspace, lockout, secondFactorSettings(config)),
+    secondFactors: createSecondFactors(config, redis, keyspace, lockout),
     signInProgress: new SignInProgressStore(redis, keyspace, config.ttl.interaction),
     users,
     groups: createGroupStore(config, redis, keyspace),

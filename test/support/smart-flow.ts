@@ -249,7 +249,8 @@ export async function authorizeAndExchange(
  * (with the CSRF token the page carries), until the browser is sent back to the app.
  */
 
-export type PromptPage = 'login' | 'select_patient' | 'select_encounter' | 'consent' | 'unknown';
+export type PromptPage =
+  'login' | 'second_factor' | 'enrol_factor' | 'factor_enrolled' | 'select_patient' | 'select_encounter' | 'consent' | 'unknown';
 
 export type BrowserStop =
   | { kind: 'page'; uid: string; prompt: PromptPage; res: supertest.Response }
@@ -280,6 +281,9 @@ export function checkedValues(html: string, name: string): string[] {
 }
 
 export function promptOfPage(html: string): PromptPage {
+  if (/action="\/interaction\/[^/"]+\/second-factor\/continue"/.test(html)) return 'factor_enrolled';
+  if (/action="\/interaction\/[^/"]+\/second-factor\/enrol-/.test(html)) return 'enrol_factor';
+  if (/action="\/interaction\/[^/"]+\/second-factor"/.test(html)) return 'second_factor';
   if (/action="\/interaction\/[^/"]+\/login"/.test(html)) return 'login';
   if (/action="\/interaction\/[^/"]+\/consent"/.test(html)) return 'consent';
   if (/action="\/interaction\/[^/"]+\/encounter"/.test(html)) return 'select_encounter';
@@ -372,6 +376,10 @@ export interface PageAnswers {
   untick?: string[];
   /** Boxes to tick on the consent page that it shows unticked (e.g. granular categories). */
   tick?: string[];
+  /** The second-factor page: a code from the person's authenticator app (second-factor.ts nextTotpCode). */
+  totpCode?: () => Promise<string>;
+  /** The enrolment page: "scan" the app's secret from the page and give its first code. */
+  enrolTotp?: (html: string) => Promise<string>;
 }
 
 export interface PageFlow {
@@ -395,6 +403,14 @@ async function answerPage(
   switch (stop.prompt) {
     case 'login':
       return postForm(agent, uid, 'login', res, { username: answers.username, password: answers.password });
+    case 'second_factor':
+      return answers.totpCode ? postForm(agent, uid, 'second-factor', res, { method: 'totp', code: await answers.totpCode() }) : undefined;
+    case 'enrol_factor':
+      return answers.enrolTotp
+        ? postForm(agent, uid, 'second-factor/enrol-totp', res, { code: await answers.enrolTotp(res.text) })
+        : undefined;
+    case 'factor_enrolled':
+      return postForm(agent, uid, 'second-factor/continue', res, {});
     case 'select_patient': {
       const offered = inputValues(res.text, 'radio', 'patient');
       if (!offered.length && answers.search && res.text.includes('/patient-search"'))

@@ -8,9 +8,13 @@ import {
   grantContextsOf,
   launchStoreOf,
   postForm,
+  promptOfPage,
   startAuthorization,
+  startAuthorizationIn,
   type Agent,
+  type BrowserStop,
 } from '../../support/smart-flow.js';
+import { nextTotpCode, secondFactorsOf, totpSecretOnPage } from '../../support/second-factor.js';
 import type { TestApp } from '../../support/test-app.js';
 import { ACT_REASON, APP, createHcsApp, introspect, newUser, params, registerApp, type HcsApp } from './support.js';
 import { WEBHOOK_SIGNATURE_HEADER } from '../../../src/domain/hcs/break-the-glass.js';
@@ -74,11 +78,37 @@ async function toConsent(
   const { agent, first, verifier } = await startAuthorization(t, params(APP, scope, { launch, purpose_of_use: purpose }));
   const login = await browse(agent, first);
   if (login.kind !== 'page') throw new Error('expected the login page');
-  const next = await browse(
+  const next = await passSecondFactor(
     agent,
-    await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }),
+    who.username,
+    await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password })),
   );
   return { agent, verifier, patient, next };
+}
+
+/** Each person's authenticator app secret, once they have set one up. */
+const secrets = new Map<string, string>();
+
+/**
+ * Breaking the glass needs a fresh second factor: a person without one sets up an authenticator
+ * app on the way (and goes on past the recovery codes), one with one gives its next code.
+ */
+async function passSecondFactor(agent: Agent, username: string, stop: BrowserStop): Promise<BrowserStop> {
+  for (let i = 0; i < 3 && stop.kind === 'page'; i++) {
+    const { uid, res } = stop;
+    if (stop.prompt === 'enrol_factor') {
+      const secret = totpSecretOnPage(res.text);
+      secrets.set(username, secret);
+      const enrolled = await postForm(agent, uid, 'second-factor/enrol-totp', res, { code: await nextTotpCode(secret) });
+      stop = { kind: 'page', uid, prompt: promptOfPage(enrolled.text), res: enrolled };
+    } else if (stop.prompt === 'factor_enrolled') {
+      stop = await browse(agent, await postForm(agent, uid, 'second-factor/continue', res, {}));
+    } else if (stop.prompt === 'second_factor') {
+      const code = await nextTotpCode(secrets.get(username)!);
+      stop = await browse(agent, await postForm(agent, uid, 'second-factor', res, { method: 'totp', code }));
+    } else break;
+  }
+  return stop;
 }
 
 async function allow(agent: Agent, page: Extract<Awaited<ReturnType<typeof browse>>, { kind: 'page' }>, fields: Record<string, string>) {
@@ -201,12 +231,83 @@ test('prompt=none never breaks the glass silently', async () => {
   if (next.kind !== 'page') throw new Error('expected the consent page');
   await browse(agent, await allow(agent, next, {}));
   const launch = await launchStoreOf(t).create({ patient: 'pat-none', clientId: APP, createdBy: 'ehr', aud: params(APP, '').aud! });
-  const { startAuthorizationIn } = await import('../../support/smart-flow.js');
   const { first } = await startAuthorizationIn(
     agent,
     params(APP, 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'BTG', prompt: 'none' }),
   );
   const back = await browse(agent, first);
   if (back.kind !== 'app') throw new Error('expected a redirect to the app');
-  expect(back.location.searchParams.get('error')).toBe('consent_required');
+  // The session's sign-in had no second factor: that is asked for first, and cannot be silently.
+  expect(back.location.searchParams.get('error')).toBe('login_required');
+});
+
+/** Moves the sign-in time of every session of the account back, as if it had happened `seconds` earlier. */
+async function ageSessions(accountId: string, seconds: number): Promise<void> {
+  const members = await t.redis.zrange(t.keyspace.ownerIndex('account', accountId), '0', '-1');
+  const ids = members.filter((m) => m.startsWith('Session:')).map((m) => m.slice('Session:'.length));
+  expect(ids.length).toBeGreaterThan(0);
+  for (const id of ids) {
+    const session = await t.app.Session.find(id);
+    if (!session) continue;
+    session.loginTs = session.loginTs! - seconds;
+    await session.save(3600);
+  }
+}
+
+test('break the glass demands a fresh second factor: an older one is asked for again, and the AuditEvent records it', async () => {
+  const who = await clinician({ breakTheGlass: true });
+  const patient = `pat-${randomUUID().slice(0, 6)}`;
+  // A first emergency: a second factor is set up on the way, the glass is broken.
+  const { agent, next } = await toConsent(who, 'BTG', 'launch openid fhirUser patient/*.rs', patient);
+  if (next.kind !== 'page' || next.prompt !== 'consent') throw new Error('expected the consent page');
+  const firstDone = await browse(agent, await allow(agent, next, { reason: 'Unconscious patient in the emergency department' }));
+  expect(firstDone.kind === 'app' && firstDone.code).toBeTruthy();
+  // Ten minutes later (the window is five), an emergency.
+  await ageSessions(who.id, 600);
+  const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr', aud: params(APP, '').aud! });
+  const { first } = await startAuthorizationIn(
+    agent,
+    params(APP, 'launch openid fhirUser patient/*.rs', { launch, purpose_of_use: 'BTG' }),
+  );
+  const stepUp = await browse(agent, first);
+  if (stepUp.kind !== 'page') throw new Error(`expected the second-factor page, got ${stepUp.kind}`);
+  expect(stepUp.prompt).toBe('second_factor');
+  expect(stepUp.res.text).toContain('Emergency access needs a second factor verified within the last 5 minutes');
+  expect(stepUp.res.text).not.toContain('name="password"');
+  const consent = await passSecondFactor(agent, who.username, stepUp);
+  if (consent.kind !== 'page' || consent.prompt !== 'consent') throw new Error('expected the consent page');
+
+  // The page sat open past the window: Allow is refused, nothing is granted.
+  await ageSessions(who.id, 600);
+  const late = await allow(agent, consent, { reason: 'Unconscious patient in the emergency department, allergies unknown' });
+  expect(late.status).toBe(403);
+  expect(late.text).toContain('Emergency access needs a second factor verified within the last 5 minutes');
+
+  // Fresh again: granted, and the alert names the factor and when it was verified.
+  const again = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr', aud: params(APP, '').aud! });
+  const retry = await startAuthorizationIn(
+    agent,
+    params(APP, 'launch openid fhirUser patient/*.rs', { launch: again, purpose_of_use: 'BTG' }),
+  );
+  // A third code within one 30-second step is not to be had: a recovery code stands in for it.
+  const retryPage = await browse(agent, retry.first);
+  if (retryPage.kind !== 'page' || retryPage.prompt !== 'second_factor') throw new Error('expected the second-factor page');
+  const [recovery] = await secondFactorsOf(t).newRecoveryCodes(who.id);
+  const retryConsent = await browse(
+    agent,
+    await postForm(agent, retryPage.uid, 'second-factor', retryPage.res, { method: 'recovery', code: recovery! }),
+  );
+  if (retryConsent.kind !== 'page' || retryConsent.prompt !== 'consent') throw new Error('expected the consent page');
+  const reason = `Collapsed in the waiting room ${randomUUID().slice(0, 6)}`;
+  const done = await browse(agent, await allow(agent, retryConsent, { reason }));
+  expect(done.kind === 'app' && done.code).toBeTruthy();
+  const alertEvent = (await readTrail(t)).find(
+    (e) => e.subtype?.some((s) => s.code === 'break-the-glass') && JSON.stringify(e).includes(reason),
+  );
+  const detail = Object.fromEntries(
+    (alertEvent!.entity ?? []).flatMap((e) => (e.detail ?? []).map((d) => [d.type, (d as { valueString?: string }).valueString])),
+  );
+  expect(detail.second_factor_amr).toBe('pwd otp mfa');
+  expect(Math.abs(Date.parse(detail.second_factor_at!) - Date.now())).toBeLessThan(60_000);
+  expect(auditEventProblems(alertEvent)).toEqual([]);
 });

@@ -179,7 +179,9 @@ export function breakTheGlass(scope: AuditScope, input: BreakTheGlassInput): Aud
       {
         reason: input.reason,
         scope: input.scope,
-        ...(input.secondFactor ? { second_factor_amr: input.secondFactor.amr.join(' '), second_factor_at: input.secondFactor.verifiedAt } : {}),
+        ...(input.secondFactor
+          ? { second_factor_amr: input.secondFactor.amr.join(' '), second_factor_at: input.secondFactor.verifiedAt }
+          : {}),
       },
       'break-the-glass',
     ),

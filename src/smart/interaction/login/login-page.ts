@@ -4,14 +4,7 @@ import { PageError } from '../../../platform/http/error-page.js';
 import { renderView } from '../../../platform/http/views.js';
 import type { InteractionCsrf } from '../pages/csrf.js';
 import { readForm } from '../pages/form.js';
-import {
-  checkCsrf,
-  clientLabel,
-  interactionFor,
-  refuseCrossSite,
-  type Interaction,
-  type PromptPage,
-} from '../pages/interaction-http.js';
+import { checkCsrf, clientLabel, interactionFor, refuseCrossSite, type Interaction, type PromptPage } from '../pages/interaction-http.js';
 import { GENERIC_FAILURE, type PasswordLogin } from './password-login.js';
 import type { AuditRecorder } from '../../../records/audit/trail.js';
 import { AMR } from '../../../domain/authn/assurance.js';

@@ -64,7 +64,12 @@ export function assuranceNeed(input: {
  * Whether a sign-in (its methods, and when it happened in epoch seconds) meets the need. Breaking
  * the glass wants the sign-in that included the second factor to be at most `freshSeconds` old.
  */
-export function isMet(need: AssuranceNeed, signIn: { amr?: readonly string[]; authTime?: number }, now: number, freshSeconds: number): boolean {
+export function isMet(
+  need: AssuranceNeed,
+  signIn: { amr?: readonly string[]; authTime?: number },
+  now: number,
+  freshSeconds: number,
+): boolean {
   if (levelOfAmr(signIn.amr) < need.level) return false;
   if (need.reasons.includes('break_the_glass')) {
     if (signIn.authTime === undefined || now - signIn.authTime > freshSeconds) return false;

@@ -40,7 +40,14 @@ export interface SecondFactorPageDeps {
   users: Pick<UserStore, 'get'>;
   factors: Pick<
     SecondFactors,
-    'list' | 'beginTotp' | 'confirmTotp' | 'registrationOptions' | 'verifyRegistration' | 'authenticationOptions' | 'verify' | 'newRecoveryCodes'
+    | 'list'
+    | 'beginTotp'
+    | 'confirmTotp'
+    | 'registrationOptions'
+    | 'verifyRegistration'
+    | 'authenticationOptions'
+    | 'verify'
+    | 'newRecoveryCodes'
   >;
   progress: SignInProgressStore;
   completion: SignInCompletion;
@@ -119,7 +126,9 @@ export function secondFactorPage(deps: SecondFactorPageDeps) {
       csrf: deps.csrf.token(interaction.uid),
       error: view.error ?? '',
       passkeyOptions: asAttribute(await factors.registrationOptions(progress.accountId, name, interaction.uid)),
-      totp: totp ? { secret: totp.secret, qrDataUri: `data:image/svg+xml;base64,${Buffer.from(totp.qrSvg).toString('base64')}` } : undefined,
+      totp: totp
+        ? { secret: totp.secret, qrDataUri: `data:image/svg+xml;base64,${Buffer.from(totp.qrSvg).toString('base64')}` }
+        : undefined,
     });
   }
 
@@ -158,7 +167,10 @@ export function secondFactorPage(deps: SecondFactorPageDeps) {
     const network = await deps.ipLimiter.consume(ctx.ip);
     if (network.allowed) return true;
     ctx.set('Retry-After', String(network.retryAfterSeconds));
-    await showVerify(ctx, interaction, progress, { status: 429, error: 'Too many attempts from your network. Wait a few minutes and try again.' });
+    await showVerify(ctx, interaction, progress, {
+      status: 429,
+      error: 'Too many attempts from your network. Wait a few minutes and try again.',
+    });
     return false;
   }
 
@@ -221,7 +233,11 @@ export function secondFactorPage(deps: SecondFactorPageDeps) {
     if (!(await withinBudget(ctx, interaction, progress))) return;
     const code = (form.get('code') ?? '').replace(/\s+/g, '');
     const factor = code.length <= 16 ? await factors.confirmTotp(progress.accountId, code, 'Authenticator app') : undefined;
-    if (!factor) return showEnrol(ctx, interaction, progress, { status: 400, error: 'That code did not match. Scan the new code below and try again.' });
+    if (!factor)
+      return showEnrol(ctx, interaction, progress, {
+        status: 400,
+        error: 'That code did not match. Scan the new code below and try again.',
+      });
     await enrolled(ctx, interaction, progress, factor, ['otp']);
   }
 

@@ -3,7 +3,7 @@ import type Provider from 'oidc-provider';
 import { AMR, levelOfAmr, withSecondFactor } from '../../../domain/authn/assurance.js';
 import { PageError } from '../../../platform/http/error-page.js';
 import type { UserStore } from '../../../records/directory/user-store.js';
-import type { AfterFirstFactor, FirstFactor } from '../login/first-factor.js';
+import type { AfterFirstFactor } from '../login/first-factor.js';
 import type { SignInProgress, SignInProgressStore } from '../login/sign-in-progress.js';
 import { finish, type Interaction } from '../pages/interaction-http.js';
 import { acrFor, assuranceNeed, isMet } from './assurance-need.js';
@@ -95,10 +95,18 @@ export class SignInCompletion {
     const progress = await this.deps.progress.take(interaction.uid);
     if (!progress) throw new PageError(400, 'invalid_request', 'This sign-in was already completed. Return to the app and start again.');
     await activeUser(this.deps.users, progress.accountId);
-    await this.login(ctx, interaction, { accountId: progress.accountId, amr: withSecondFactor(progress.amr, secondAmr), authTime: epochNow() });
+    await this.login(ctx, interaction, {
+      accountId: progress.accountId,
+      amr: withSecondFactor(progress.amr, secondAmr),
+      authTime: epochNow(),
+    });
   }
 
-  private async login(ctx: Context, interaction: Interaction, signIn: { accountId: string; amr: string[]; authTime: number }): Promise<void> {
+  private async login(
+    ctx: Context,
+    interaction: Interaction,
+    signIn: { accountId: string; amr: string[]; authTime: number },
+  ): Promise<void> {
     const acr = acrFor(levelOfAmr(signIn.amr), interaction.params);
     await finish(
       ctx,
