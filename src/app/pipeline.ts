@@ -183,6 +183,7 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
         scimRoutes({
           store: users,
           groups: services.groups,
+          factors: services.factors,
           lookup: apiTokens(lookup, adapters, adminApiAudience(config.issuer, 'scim')),
           config,
           logger,

@@ -15,6 +15,7 @@ import { JWT_MARKER_MODEL } from '../oauth/introspection/token-lookup.js';
 import { GrantContextStore } from '../oauth/tokens/grant-context.js';
 import { LoginLockout } from '../records/directory/lockout.js';
 import { createUserStore, type UserStore } from '../records/directory/user-store.js';
+import { createSecondFactors, type SecondFactors } from '../records/directory/factors/second-factors.js';
 import { createGroupStore, type GroupStore } from '../records/directory/group-store.js';
 import { findAccount } from '../records/directory/accounts.js';
 import { createConsentService } from '../records/consent/wiring.js';
@@ -68,6 +69,8 @@ export interface Services {
   /** Clients built by oidc-provider, kept per instance and dropped on every instance when one changes. */
   clients: ClientCache<Client>;
   lockout: LoginLockout;
+  /** TOTP, WebAuthn and recovery codes; `verify` shares the account's lock-out with the password. */
+  factors: SecondFactors;
   users: UserStore;
   groups: GroupStore;
   accounts: ReturnType<typeof findAccount>;
@@ -114,7 +117,8 @@ export function createServices(deps: AppDeps, provider: () => Provider): Service
   const adapters = modelAdapter(redis, keyspace);
   const invalidations = invalidationFeedFor(redis, keyspace, logger);
   const lockout = new LoginLockout(redis, keyspace, config.login);
-  const users = createUserStore(config, redis, keyspace, lockout);
+  const factors = createSecondFactors(config, redis, keyspace, lockout);
+  const users = createUserStore(config, redis, keyspace, lockout, factors);
   const launches = new LaunchStore(redis, keyspace, config.ttl.launch);
   const grantContexts = new GrantContextStore(redis, keyspace);
   return {
@@ -128,6 +132,7 @@ export function createServices(deps: AppDeps, provider: () => Provider): Service
     invalidations,
     clients: new ClientCache(invalidations),
     lockout,
+    factors,
     users,
     groups: createGroupStore(config, redis, keyspace),
     accounts: findAccount(users, { fhirBase: config.fhirServers[0]!.base }),
