@@ -1,4 +1,3 @@
-import { isDeepStrictEqual } from 'node:util';
 import { invalidPath, mutability } from '../../domain/scim/errors.js';
 import { findAttribute } from '../../records/directory/scim/attribute-paths.js';
 import { compileValueFilter } from '../../records/directory/scim/filter.js';
@@ -123,7 +122,7 @@ export function refuseFactorWrites(body: unknown, current: ScimUser | undefined)
   const given = givenValues(body);
   const smart = current?.[SMART_USER_SCHEMA];
   const currentIds = (smart?.secondFactors ?? []).map((f) => f.value).sort();
-  if (given.secondFactors !== undefined && !isDeepStrictEqual(idsOf(given.secondFactors), currentIds)) {
+  if (given.secondFactors !== undefined && idsOf(given.secondFactors).join(' ') !== currentIds.join(' ')) {
     throw mutability(`${SMART_USER_SCHEMA}:secondFactors is read-only: ${HOW_TO_RESET}`);
   }
   if (given.recoveryCodesLeft !== undefined && Number(given.recoveryCodesLeft) !== (smart?.recoveryCodesLeft ?? 0)) {
