@@ -193,6 +193,7 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
         scimRoutes({
           store: users,
           groups: services.groups,
+          factors: services.factors,
           lookup: apiTokens(lookup, adapters, adminApiAudience(config.issuer, 'scim')),
           config,
           logger,
@@ -252,7 +253,7 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
             provider,
             csrf,
             users,
-            factors: services.secondFactors,
+            factors: services.factors,
             progress: services.signInProgress,
             completion: signIns,
             ipLimiter,

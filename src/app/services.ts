@@ -15,6 +15,7 @@ import { JWT_MARKER_MODEL } from '../oauth/introspection/token-lookup.js';
 import { GrantContextStore } from '../oauth/tokens/grant-context.js';
 import { LoginLockout } from '../records/directory/lockout.js';
 import { createUserStore, type UserStore } from '../records/directory/user-store.js';
+import { createSecondFactors, type SecondFactors } from '../records/directory/factors/second-factors.js';
 import { createGroupStore, type GroupStore } from '../records/directory/group-store.js';
 import { findAccount } from '../records/directory/accounts.js';
 import { createConsentService } from '../records/consent/wiring.js';
@@ -28,7 +29,6 @@ import { GrantUsage } from '../smart/launch/grant-usage.js';
 import { ContextRecorder } from '../smart/interaction/record-context/context-recorder.js';
 import { ehrLaunchDefaults } from '../smart/discovery/smart-style.js';
 import { defineLuaScripts } from './lua-scripts.js';
-import { createSecondFactors, type SecondFactors } from '../records/directory/factors/second-factors.js';
 import { SignInProgressStore } from '../smart/interaction/login/sign-in-progress.js';
 
 /** What the process hands the app: configuration, connections, keys and the long-lived parts. */
@@ -70,8 +70,8 @@ export interface Services {
   /** Clients built by oidc-provider, kept per instance and dropped on every instance when one changes. */
   clients: ClientCache<Client>;
   lockout: LoginLockout;
-  /** Second factors: TOTP apps, passkeys and security keys, recovery codes. */
-  secondFactors: SecondFactors;
+  /** TOTP, WebAuthn and recovery codes; `verify` shares the account's lock-out with the password. */
+  factors: SecondFactors;
   /** Sign-ins between their first factor and their second, one per interaction. */
   signInProgress: SignInProgressStore;
   users: UserStore;
@@ -120,7 +120,8 @@ export function createServices(deps: AppDeps, provider: () => Provider): Service
   const adapters = modelAdapter(redis, keyspace);
   const invalidations = invalidationFeedFor(redis, keyspace, logger);
   const lockout = new LoginLockout(redis, keyspace, config.login);
-  const users = createUserStore(config, redis, keyspace, lockout);
+  const factors = createSecondFactors(config, redis, keyspace, lockout);
+  const users = createUserStore(config, redis, keyspace, lockout, factors);
   const launches = new LaunchStore(redis, keyspace, config.ttl.launch);
   const grantContexts = new GrantContextStore(redis, keyspace);
   return {
@@ -134,7 +135,7 @@ export function createServices(deps: AppDeps, provider: () => Provider): Service
     invalidations,
     clients: new ClientCache(invalidations),
     lockout,
-    secondFactors: createSecondFactors(config, redis, keyspace, lockout),
+    factors,
     signInProgress: new SignInProgressStore(redis, keyspace, config.ttl.interaction),
     users,
     groups: createGroupStore(config, redis, keyspace),

@@ -17,6 +17,8 @@ import { isPlainObject } from '../../records/directory/scim/resource-input.js';
 import { ALL_SCHEMAS, GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE } from '../../records/directory/scim/schema-definitions.js';
 import type { AuditRecorder } from '../../records/audit/trail.js';
 import { scimChangeEvents } from './scim-audit.js';
+import { factorRemovals, refuseFactorWrites, removeFactors } from './second-factors.js';
+import type { SecondFactors } from '../../records/directory/factors/second-factors.js';
 import { requestState } from '../../platform/http/request-state.js';
 
 /**
@@ -38,6 +40,8 @@ export interface ScimDeps {
   logger: Logger;
   /** Every change is recorded before it is answered. */
   audit: AuditRecorder;
+  /** An administrator resets a user's second factors with PATCH remove `secondFactors`. */
+  factors: Pick<SecondFactors, 'reset' | 'remove'>;
 }
 
 interface ListRequest extends ResourceQuery, Projection {}
@@ -189,6 +193,7 @@ export function scimRoutes(deps: ScimDeps): Router {
   router.post('/Users/.search', async (ctx) => listUsers(ctx, searchBody(await readScimJson(ctx, bodyLimit))));
   router.post('/Users', async (ctx) => {
     const body = await readScimJson(ctx, bodyLimit);
+    refuseFactorWrites(body, undefined);
     const user = await store.create(body);
     await audit(ctx, 'scim.user.created', user.id, { name: user.userName, body });
     sendResource(ctx, 201, user, project(user as unknown as Record<string, unknown>, USER_RESOURCE, projectionOf(ctx)));
@@ -205,17 +210,37 @@ export function scimRoutes(deps: ScimDeps): Router {
   });
   router.put('/Users/:id', async (ctx) => {
     const body = await readScimJson(ctx, bodyLimit);
-    const user = await store.replace(ctx.params.id!, body, ifMatch(ctx));
+    const user = await store.update(
+      ctx.params.id!,
+      (current) => {
+        refuseFactorWrites(body, current);
+        return body;
+      },
+      ifMatch(ctx),
+    );
     await audit(ctx, 'scim.user.replaced', user.id, { name: user.userName, body });
     sendResource(ctx, 200, user, project(user as unknown as Record<string, unknown>, USER_RESOURCE, projectionOf(ctx)));
   });
   router.patch('/Users/:id', async (ctx) => {
     const body = await readScimJson(ctx, bodyLimit);
-    const user = await store.update(
+    // Removing secondFactors resets them (second-factors.ts); the rest of the message is applied
+    // first, so a message refused as a whole resets nothing. The record is written either way,
+    // so the version (ETag) moves when the factors do.
+    const { removals, rest } = factorRemovals(body);
+    let user = await store.update(
       ctx.params.id!,
-      (current) => applyPatch(current as unknown as Record<string, unknown>, body, USER_RESOURCE),
+      (current) => (rest === undefined ? current : applyPatch(current as unknown as Record<string, unknown>, rest, USER_RESOURCE)),
       ifMatch(ctx),
     );
+    if (removals.length) {
+      const actor = { client: { clientId: String(ctx.state.scimClient), ip: ctx.ip } };
+      await removeFactors({ factors: deps.factors, audit: deps.audit, issuer: config.issuer }, actor, user, removals);
+      logger.info(
+        { event: 'scim.user.factors_removed', id: user.id, client: ctx.state.scimClient, requestId: ctx.state.requestId },
+        'SCIM change',
+      );
+      user = (await store.get(user.id)) ?? user;
+    }
     await audit(ctx, 'scim.user.patched', user.id, { name: user.userName, body });
     sendResource(ctx, 200, user, project(user as unknown as Record<string, unknown>, USER_RESOURCE, projectionOf(ctx)));
   });

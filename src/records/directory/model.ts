@@ -72,6 +72,10 @@ export interface SmartUserExtension {
   testAccount?: boolean;
   /** True while sign-in is locked after too many failures; only `false` may be written (unlocks). */
   locked?: boolean;
+  /** Read-only: the enrolled second factors (records/directory/factors/); removing them resets them. */
+  secondFactors?: Array<{ value: string; type: 'totp' | 'webauthn'; display: string; created: string }>;
+  /** Read-only: unused recovery codes. */
+  recoveryCodesLeft?: number;
 }
 
 export interface SmartGroupExtension {

@@ -14,6 +14,7 @@ import { hashPassword, type PasswordPolicy } from './passwords.js';
 import { parseUserInput } from './user-input.js';
 import { OwnerIndex, accountAccess, type AccountAccess } from '../../platform/storage/owner-index.js';
 import { GrantIndex } from '../../platform/storage/grant-index.js';
+import type { FactorSnapshot } from './factors/types.js';
 
 /**
  * The user directory in Redis (layout in Keyspace, scripts in directory-scripts.ts). Reads never
@@ -31,11 +32,19 @@ export interface LockStateReader {
   clear(id: string): Promise<void>;
 }
 
+/** What the directory shows of a user's second factors (records/directory/factors/), and forgets with the user. */
+export interface FactorDirectory {
+  snapshot(userId: string): Promise<FactorSnapshot>;
+  forget(userId: string): Promise<void>;
+}
+
 export interface UserStoreDeps {
   redis: RedisClient;
   keyspace: Keyspace;
   passwords: PasswordPolicy;
   lockState?: LockStateReader;
+  /** Second factors: shown read-only (SCIM `secondFactors`, `recoveryCodesLeft`) and removed with the user. */
+  factors?: FactorDirectory;
   /**
    * Ends a user's grants, tokens and sessions. `createUserStore` always wires it; left out only by
    * tests of the directory alone.
@@ -66,7 +75,7 @@ interface StoredRecord {
   pw?: string;
 }
 
-/** The resource as stored: no lastModified/version/location (separate fields), no groups, no lock. */
+/** The resource as stored: no lastModified/version/location (separate fields), no groups, no lock, no second factors. */
 type StoredUser = Omit<ScimUser, 'meta' | 'groups'> & { meta: { resourceType: 'User'; created: string } };
 
 export class UserStore {
@@ -125,8 +134,8 @@ export class UserStore {
       if (!record) throw notFound('User', id);
       if (opts.ifMatch !== undefined && !etagMatches(opts.ifMatch, record.v)) throw preconditionFailed(versionTag(record.v));
       const old = JSON.parse(record.json) as StoredUser;
-      const [groups, locked] = await Promise.all([this.groupRefs(id), this.isLocked(id)]);
-      const current = this.present(old, record, groups, locked);
+      const [groups, locked, factors] = await Promise.all([this.groupRefs(id), this.isLocked(id), this.factorSnapshot(id)]);
+      const current = this.present(old, record, groups, locked, factors);
       const parsed = parseUserInput(await change(structuredClone(current)), { locked });
       const stored = storedUser(id, parsed.user, old.meta.created);
       const passwordHash = parsed.password !== undefined ? await hashPassword(parsed.password, this.deps.passwords) : '';
@@ -156,7 +165,7 @@ export class UserStore {
           // of a disable whose ending failed half-way then finishes it.
           if (!stored.active) await this.endAccess(id);
           else if (!old.active) await this.deps.access?.reinstate(id);
-          return this.present(stored, { v: reply[1]!, lm: now }, groups, locked && !unlock);
+          return this.present(stored, { v: reply[1]!, lm: now }, groups, locked && !unlock, factors);
         }
         case 'taken':
           throw userNameTaken();
@@ -223,7 +232,7 @@ export class UserStore {
         ),
       );
       if (reply[0] === 'ok') {
-        await Promise.all([this.deps.lockState?.clear(id), this.endAccess(id)]);
+        await Promise.all([this.deps.lockState?.clear(id), this.deps.factors?.forget(id), this.endAccess(id)]);
         return true;
       }
       if (reply[0] === 'gone') {
@@ -267,8 +276,14 @@ export class UserStore {
   async load(ids: string[]): Promise<ScimUser[]> {
     const rows = await Promise.all(
       ids.map(async (id) => {
-        const [record, groups, locked] = await Promise.all([this.record(id), this.groupRefs(id), this.isLocked(id)]);
-        return record ? this.present(JSON.parse(record.json) as StoredUser, record, groups, locked) : undefined;
+        // Issued together: on a single Redis they share one auto-pipelined round trip.
+        const [record, groups, locked, factors] = await Promise.all([
+          this.record(id),
+          this.groupRefs(id),
+          this.isLocked(id),
+          this.factorSnapshot(id),
+        ]);
+        return record ? this.present(JSON.parse(record.json) as StoredUser, record, groups, locked, factors) : undefined;
       }),
     );
     return rows.filter((u): u is ScimUser => u !== undefined);
@@ -328,6 +343,10 @@ export class UserStore {
     return this.deps.lockState ? this.deps.lockState.isLocked(id) : false;
   }
 
+  private async factorSnapshot(id: string): Promise<FactorSnapshot | undefined> {
+    return this.deps.factors?.snapshot(id);
+  }
+
   private async groupRefs(id: string): Promise<Array<{ id: string; display?: string }>> {
     const ids = (await this.redis.smembers(this.keys.scimUserGroups(id))).sort();
     const json = await Promise.all(ids.map((g) => this.redis.hget(this.keys.scimGroup(g), 'json')));
@@ -349,6 +368,7 @@ export class UserStore {
     record: Pick<StoredRecord, 'v' | 'lm'>,
     groups: Array<{ id: string; display?: string }>,
     locked: boolean,
+    factors?: FactorSnapshot,
   ): ScimUser {
     const { meta, ...rest } = structuredClone(stored);
     const base = this.deps.scimBase;
@@ -361,10 +381,16 @@ export class UserStore {
         type: 'direct' as const,
       }));
     }
-    if (locked) {
-      user[SMART_USER_SCHEMA] = { ...user[SMART_USER_SCHEMA], locked: true };
-      if (!user.schemas.includes(SMART_USER_SCHEMA)) user.schemas = [...user.schemas, SMART_USER_SCHEMA];
+    if (locked) user[SMART_USER_SCHEMA] = { ...user[SMART_USER_SCHEMA], locked: true };
+    // Shown only when there is something: a user without factors looks as before.
+    if (factors && (factors.factors.length || factors.recoveryCodesLeft)) {
+      user[SMART_USER_SCHEMA] = {
+        ...user[SMART_USER_SCHEMA],
+        secondFactors: factors.factors.map((f) => ({ value: f.id, type: f.kind, display: f.label, created: f.createdAt })),
+        recoveryCodesLeft: factors.recoveryCodesLeft,
+      };
     }
+    if (user[SMART_USER_SCHEMA] && !user.schemas.includes(SMART_USER_SCHEMA)) user.schemas = [...user.schemas, SMART_USER_SCHEMA];
     user.meta = {
       resourceType: 'User',
       created: meta.created,
@@ -391,12 +417,19 @@ function storedUser(id: string, fields: Record<string, unknown>, created: string
 }
 
 /** The user directory as the app and the sign-in page build it from configuration. */
-export function createUserStore(config: Config, redis: RedisClient, keyspace: Keyspace, lockState?: LockStateReader): UserStore {
+export function createUserStore(
+  config: Config,
+  redis: RedisClient,
+  keyspace: Keyspace,
+  lockState?: LockStateReader,
+  factors?: FactorDirectory,
+): UserStore {
   return new UserStore({
     redis,
     keyspace,
     passwords: config.passwords,
     ...(lockState ? { lockState } : {}),
+    ...(factors ? { factors } : {}),
     access: accountAccess(new OwnerIndex(redis, keyspace, new GrantIndex(redis, keyspace))),
     scimBase: `${config.issuer}/scim/v2`,
     limits: config.scim,

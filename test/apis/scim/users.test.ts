@@ -138,7 +138,16 @@ describe('discovery endpoints', () => {
       'breakTheGlass',
       'testAccount',
       'locked',
+      'secondFactors',
+      'recoveryCodesLeft',
     ]);
+    const factors = smart.attributes.find((a: { name: string }) => a.name === 'secondFactors');
+    expect(factors).toMatchObject({ mutability: 'readOnly', multiValued: true, type: 'complex' });
+    expect(factors.subAttributes.map((a: { name: string }) => a.name)).toEqual(['value', 'type', 'display', 'created']);
+    expect(smart.attributes.find((a: { name: string }) => a.name === 'recoveryCodesLeft')).toMatchObject({
+      mutability: 'readOnly',
+      type: 'integer',
+    });
     expect(smart.attributes.find((a: { name: string }) => a.name === 'clearance').canonicalValues).toEqual(['U', 'L', 'M', 'N', 'R', 'V']);
   });
 });

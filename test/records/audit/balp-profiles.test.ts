@@ -16,6 +16,13 @@ import {
 } from '../../../src/records/audit/events/consent-events.js';
 import { accountLocked, loggedOut, loginFailed, loginSucceeded } from '../../../src/records/audit/events/login-events.js';
 import {
+  factorEnrolled,
+  factorRemoved,
+  factorsReset,
+  secondFactorFailed,
+  secondFactorVerified,
+} from '../../../src/records/audit/events/factor-events.js';
+import {
   refreshReuse,
   tokenIntrospected,
   tokenIssued,
@@ -159,6 +166,29 @@ const events: Array<[string, AuditEvent]> = [
   ['login failed', loginFailed(scope, { ip: '192.0.2.1', description: 'Invalid user name or password' })],
   ['account locked', accountLocked(scope, { accountId: 'u-1', ip: '192.0.2.1', failures: 5, lockSeconds: 900 })],
   ['logout', loggedOut(scope, { user, everywhere: true })],
+  [
+    'second factor enrolled (WebAuthn, by the user)',
+    factorEnrolled(scope, { actor: { user }, accountId: 'u-1', kind: 'webauthn', factorId: 'f-1', label: 'Blue key', keyType: 'hwk' }),
+  ],
+  ['recovery codes issued', factorEnrolled(scope, { actor: { user }, accountId: 'u-1', kind: 'recovery', count: 10 })],
+  [
+    'second factor removed (by SCIM)',
+    factorRemoved(scope, { actor: { client }, accountId: 'u-1', factorId: 'f-1', kind: 'totp', userName: 'jane' }),
+  ],
+  [
+    'second factors reset (CLI)',
+    factorsReset(scope, {
+      actor: { operator: { display: 'smart-authz CLI (ops@host)', host: 'host-1' } },
+      accountId: 'u-1',
+      factors: 2,
+      recoveryCodes: 9,
+    }),
+  ],
+  [
+    'second factor verified',
+    secondFactorVerified(scope, { user, client: { clientId: 'chart' }, kind: 'webauthn', factorId: 'f-1', amr: ['hwk'] }),
+  ],
+  ['second factor failed', secondFactorFailed(scope, { user, kind: 'totp', reason: 'reused' })],
   [
     'launch created',
     launchCreated(scope, { launcher: client, appClientId: 'chart', patient: 'p-1', launch: 'launch-value', accountId: 'u-1' }),

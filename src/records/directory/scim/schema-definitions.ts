@@ -263,6 +263,24 @@ export const SMART_USER_SCHEMA_DEF: SchemaDef = {
     ),
     attr('testAccount', 'boolean', 'A test account: its tokens carry purpose of use HTEST only, so resource servers serve it test data.'),
     attr('locked', 'boolean', 'True while sign-in is locked after repeated failures; write false to unlock. Other writes are refused.'),
+    complex(
+      'secondFactors',
+      'The second factors the user has enrolled (authenticator apps, security keys, passkeys). Read-only: PATCH remove resets them all, or one with a filter such as [value eq "<id>"].',
+      [
+        str('value', 'The id of the factor.', { mutability: 'readOnly', caseExact: true }),
+        str('type', 'totp (an authenticator app) or webauthn (a security key or passkey).', {
+          mutability: 'readOnly',
+          caseExact: true,
+          canonicalValues: ['totp', 'webauthn'],
+        }),
+        str('display', 'The name the user gave it.', { mutability: 'readOnly' }),
+        attr('created', 'dateTime', 'When it was enrolled.', { mutability: 'readOnly' }),
+      ],
+      { multiValued: true, mutability: 'readOnly' },
+    ),
+    attr('recoveryCodesLeft', 'integer', 'Unused one-time recovery codes. Read-only; removing secondFactors removes them too.', {
+      mutability: 'readOnly',
+    }),
   ],
 };
 
