@@ -7,7 +7,7 @@ import { allowOwnScripts } from '../../../platform/http/security-headers.js';
 import { renderView } from '../../../platform/http/views.js';
 import type { UserStore } from '../../../records/directory/user-store.js';
 import type { SecondFactors } from '../../../records/directory/factors/second-factors.js';
-import { FactorError, type FactorSummary, type VerifyAttempt, type VerifyOutcome } from '../../../records/directory/factors/types.js';
+import { FactorError, type FactorSummary, type VerifyAttempt } from '../../../records/directory/factors/types.js';
 import type { AuditRecorder } from '../../../records/audit/trail.js';
 import type { InteractionCsrf } from '../pages/csrf.js';
 import { readForm } from '../pages/form.js';
@@ -15,7 +15,7 @@ import { checkCsrf, EXPIRED, interactionFor, refuseCrossSite, requirePrompt, typ
 import type { IpRateLimiter } from '../login/ip-limiter.js';
 import type { SignInProgress, SignInProgressStore } from '../login/sign-in-progress.js';
 import type { SignInCompletion } from './sign-in-completion.js';
-import { secondFactorEvents } from './second-factor-audit.js';
+import { enrolledEvent, verifyEvents } from './second-factor-audit.js';
 
 /**
  * The second step of a sign-in (and the whole of a step-up): verify a factor the person has, or,
@@ -187,11 +187,6 @@ export function secondFactorPage(deps: SecondFactorPageDeps) {
     return undefined;
   }
 
-  async function record(ctx: Context, interaction: Interaction, progress: SignInProgress, outcome: VerifyOutcome, kind: string) {
-    for (const event of secondFactorEvents(deps.issuer, { progress, outcome, kind, ip: ctx.ip, clientId: interaction.params.client_id }))
-      await deps.audit.record(event);
-  }
-
   async function verify(ctx: Context): Promise<void> {
     const { interaction, form, progress } = await postedStep(ctx);
     if (!(await withinBudget(ctx, interaction, progress))) return;
@@ -201,7 +196,9 @@ export function secondFactorPage(deps: SecondFactorPageDeps) {
       return showVerify(ctx, interaction, progress, { status: 400, error: 'This app asks for a passkey or security key.' });
     }
     const outcome = await factors.verify(progress.accountId, attempt, interaction.uid);
-    await record(ctx, interaction, progress, outcome, attempt.kind);
+    // On record before the page or redirect is sent, as every sign-in attempt is.
+    for (const event of verifyEvents(deps.issuer, progress, attempt.kind, outcome, { ip: ctx.ip, clientId: interaction.params.client_id }))
+      await deps.audit.record(event);
     if (outcome.ok) return deps.completion.complete(ctx, interaction, outcome.amr);
     if (outcome.reason === 'locked') return showVerify(ctx, interaction, progress, { status: 403, error: LOCKED });
     return showVerify(ctx, interaction, progress, { status: 400, error: FAILED });
@@ -221,7 +218,7 @@ export function secondFactorPage(deps: SecondFactorPageDeps) {
   async function enrolled(ctx: Context, interaction: Interaction, progress: SignInProgress, factor: FactorSummary, amr: string[]) {
     const verified: SignInProgress = { ...progress, verified: { amr, kind: factor.kind } };
     await store.save(interaction.uid, verified);
-    await record(ctx, interaction, progress, { ok: true, kind: factor.kind, factorId: factor.id, amr }, `enrol-${factor.kind}`);
+    await deps.audit.record(enrolledEvent(deps.issuer, progress, factor, { ip: ctx.ip, clientId: interaction.params.client_id }));
     await showEnrolled(ctx, interaction, verified, await factors.newRecoveryCodes(progress.accountId));
   }
 

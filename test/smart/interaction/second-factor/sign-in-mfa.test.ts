@@ -26,6 +26,8 @@ import { ACR } from '../../../../src/domain/authn/assurance.js';
 import { createUserStore } from '../../../../src/records/directory/user-store.js';
 import { SMART_USER_SCHEMA } from '../../../../src/records/directory/model.js';
 import { startFakeFhir, type FakeFhir } from '../fake-fhir.js';
+import { readTrail } from '../../../records/audit/trail-reader.js';
+import { auditEventProblems } from '../../../../src/records/audit/audit-event.js';
 
 /**
  * The second step of sign-in, through the real pages: who must have a second factor (policy,
@@ -218,6 +220,40 @@ describe('verifying a factor', () => {
     const page = pageOf(signedIn.stop);
     const noCsrf = await postForm(signedIn.agent, page.uid, 'second-factor', page.res, { csrf: '', method: 'totp', code: '123456' });
     expect(noCsrf.status).toBe(403);
+  });
+});
+
+describe('the audit trail', () => {
+  test('enrolment, a failed code and a verified one are each an AuditEvent naming the account, never the code', async () => {
+    const dr = await clinician();
+    let secret = '';
+    let firstCode = '';
+    const flow = await authorizeThroughPages(
+      t,
+      params('openid fhirUser user/*.rs'),
+      answersOf(dr, {
+        enrolTotp: async (html) => {
+          secret = totpSecretOnPage(html);
+          return (firstCode = await nextTotpCode(secret));
+        },
+      }),
+    );
+    expect(flow.code).toBeDefined();
+    const { agent, stop } = await signIn(t, params('openid fhirUser user/*.rs'), dr);
+    const page = pageOf(stop);
+    const wrong = firstCode === '000000' ? '111111' : '000000';
+    await postForm(agent, page.uid, 'second-factor', page.res, { method: 'totp', code: wrong });
+    const code = await nextTotpCode(secret);
+    expect((await postForm(agent, page.uid, 'second-factor', page.res, { method: 'totp', code })).status).toBe(303);
+
+    const mine = (await readTrail(t)).filter((e) => JSON.stringify(e).includes(dr.id));
+    const subtypes = mine.flatMap((e) => (e.subtype ?? []).map((s) => s.code)).filter((c) => c?.startsWith('mfa-'));
+    expect(subtypes).toEqual(['mfa-enrolled', 'mfa-failed', 'mfa-verified']);
+    for (const event of mine) {
+      expect(auditEventProblems(event)).toEqual([]);
+      expect(JSON.stringify(event)).not.toContain(code);
+      expect(JSON.stringify(event)).not.toContain(secret);
+    }
   });
 });
 
