@@ -89,6 +89,7 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
   const signIns = new SignInCompletion({
     provider,
     users,
+    factors: services.factors,
     progress: services.signInProgress,
     policy: config.mfa,
     freshSeconds: config.mfa.breakTheGlassFreshSeconds,

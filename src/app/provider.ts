@@ -46,7 +46,7 @@ export function createProvider(services: Services): Provider {
         consents,
         rememberConsent: config.consents.remember,
       },
-      stepUp: { users, policy: config.mfa, freshSeconds: config.mfa.breakTheGlassFreshSeconds },
+      stepUp: { users, factors: services.factors, policy: config.mfa, freshSeconds: config.mfa.breakTheGlassFreshSeconds },
       // JWT access tokens are self-contained, so revocation needs server-side state: a marker
       // per jti, in the grant index like any token, that introspection and revocation consult.
       onJwtAccessToken: async (token, payload) => {

@@ -3,7 +3,7 @@ import type { Keyspace } from '../../../platform/redis/keyspace.js';
 import type { Level } from '../../../domain/authn/assurance.js';
 
 /** Why a sign-in needs a second factor; the page says which, the audit trail records it. */
-export type SecondFactorReason = 'policy' | 'acr_values' | 'break_the_glass';
+export type SecondFactorReason = 'policy' | 'enrolled' | 'acr_values' | 'break_the_glass';
 
 /**
  * A sign-in whose first factor is done (a password, an upstream provider, or the session being
@@ -54,7 +54,7 @@ export class SignInProgressStore {
     await this.redis.set(this.keyspace.signInProgress(interactionUid), JSON.stringify(progress), 'EX', this.ttlSeconds);
   }
 
-  /** Ends the sign-in in progress; true only for the one caller that ended it (two racing posts complete once). */
+  /** Ends the sign-in in progress and returns it, to one caller only (two racing posts complete it once). */
   async take(interactionUid: string): Promise<SignInProgress | undefined> {
     const raw = await this.redis.getdel(this.keyspace.signInProgress(interactionUid));
     if (!raw) return undefined;

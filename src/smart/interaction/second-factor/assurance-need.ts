@@ -33,19 +33,25 @@ function requestedAcrValues(params: Record<string, unknown>): string[] {
 
 /**
  * The second factor this authorization needs, or undefined when one factor is enough: the policy
- * names the user, the app asks for a level above one factor, or the request breaks the glass
- * (which also wants the factor fresh: see isMet).
+ * names the user, the user has set one up (a person who enrolled a factor expects to be asked for
+ * it, or it protects nothing), the app asks for a level above one factor, or the request breaks
+ * the glass (which also wants the factor fresh: see isMet).
  */
 export function assuranceNeed(input: {
   policy: MfaPolicy;
   user: ScimUser;
   roles: readonly Coding[];
+  /** The user has a second factor set up. */
+  enrolled: boolean;
   params: Record<string, unknown>;
 }): AssuranceNeed | undefined {
   const reasons: SecondFactorReason[] = [];
   let level: Level = 1;
   if (needsSecondFactor(input.policy, input.user, input.roles)) {
     reasons.push('policy');
+    level = 2;
+  } else if (input.enrolled) {
+    reasons.push('enrolled');
     level = 2;
   }
   const asked = requestedLevel(requestedAcrValues(input.params).join(' '));

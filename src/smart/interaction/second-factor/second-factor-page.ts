@@ -67,7 +67,8 @@ function whyText(progress: SignInProgress, freshSeconds: number, clientName: str
     return `Emergency access needs a second factor verified within the last ${minutes === 1 ? 'minute' : `${minutes} minutes`}.`;
   if (progress.level === 3) return `${clientName ?? 'This app'} asks for a passkey or security key.`;
   if (progress.reasons.includes('acr_values')) return `${clientName ?? 'This app'} asks for a second factor.`;
-  return 'Your organisation requires a second factor for your account.';
+  if (progress.reasons.includes('policy')) return 'Your organisation requires a second factor for your account.';
+  return 'Your account is protected by a second factor.';
 }
 
 /** Factors that reach the level: a passkey or security key only, for a phishing-resistant sign-in. */

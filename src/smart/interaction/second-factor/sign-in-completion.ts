@@ -3,6 +3,7 @@ import type Provider from 'oidc-provider';
 import { AMR, levelOfAmr, withSecondFactor } from '../../../domain/authn/assurance.js';
 import { PageError } from '../../../platform/http/error-page.js';
 import type { UserStore } from '../../../records/directory/user-store.js';
+import type { SecondFactors } from '../../../records/directory/factors/second-factors.js';
 import type { AfterFirstFactor } from '../login/first-factor.js';
 import type { SignInProgress, SignInProgressStore } from '../login/sign-in-progress.js';
 import { finish, type Interaction } from '../pages/interaction-http.js';
@@ -13,6 +14,7 @@ import { isStepUpOnly } from './step-up-check.js';
 export interface SignInCompletionDeps {
   provider: Provider;
   users: Pick<UserStore, 'get' | 'effectiveRoles'>;
+  factors: Pick<SecondFactors, 'hasAny'>;
   progress: SignInProgressStore;
   policy: MfaPolicy;
   /** mfa.breakTheGlassFreshSeconds */
@@ -21,13 +23,17 @@ export interface SignInCompletionDeps {
 
 const epochNow = () => Math.floor(Date.now() / 1000);
 
-/** The account a sign-in is for, if it may still sign in: a person disabled meanwhile is refused. */
-async function activeUser(users: SignInCompletionDeps['users'], accountId: string) {
-  const [user, roles] = await Promise.all([users.get(accountId), users.effectiveRoles(accountId)]);
+/** The account a sign-in is for, if it may still sign in (a person disabled meanwhile is refused), and what decides its need. */
+async function activeUser(deps: Pick<SignInCompletionDeps, 'users' | 'factors'>, accountId: string) {
+  const [user, roles, enrolled] = await Promise.all([
+    deps.users.get(accountId),
+    deps.users.effectiveRoles(accountId),
+    deps.factors.hasAny(accountId),
+  ]);
   if (!user?.active) {
     throw new PageError(403, 'access_denied', 'This account cannot sign in. Contact your administrator if you think this is wrong.');
   }
-  return { user, roles };
+  return { user, roles, enrolled };
 }
 
 /**
@@ -40,8 +46,8 @@ export class SignInCompletion {
 
   /** Password and federated sign-ins hand over here (login/first-factor.ts). */
   readonly afterFirstFactor: AfterFirstFactor = async (ctx, interaction, factor) => {
-    const { user, roles } = await activeUser(this.deps.users, factor.accountId);
-    const need = assuranceNeed({ policy: this.deps.policy, user, roles, params: interaction.params });
+    const { user, roles, enrolled } = await activeUser(this.deps, factor.accountId);
+    const need = assuranceNeed({ policy: this.deps.policy, user, roles, enrolled, params: interaction.params });
     const now = epochNow();
     const authTime = factor.authTime ?? now;
     // An upstream provider's multi-factor counts when its configuration trusts it (`mfa` in amr, or a listed acr).
@@ -71,10 +77,15 @@ export class SignInCompletion {
   async stepUp(interaction: Interaction): Promise<SignInProgress | undefined> {
     const accountId = interaction.session?.accountId;
     if (!accountId || !isStepUpOnly(interaction.prompt.reasons)) return undefined;
-    const [user, roles] = await Promise.all([this.deps.users.get(accountId), this.deps.users.effectiveRoles(accountId)]);
-    if (!user?.active) return undefined;
+    let signedIn: Awaited<ReturnType<typeof activeUser>>;
+    try {
+      signedIn = await activeUser(this.deps, accountId);
+    } catch {
+      return undefined; // disabled meanwhile: the whole sign-in is asked for, and refused there
+    }
+    const { user, roles, enrolled } = signedIn;
     // An essential acr the session does not state exactly is met by a second factor at its level.
-    const need = assuranceNeed({ policy: this.deps.policy, user, roles, params: interaction.params }) ?? {
+    const need = assuranceNeed({ policy: this.deps.policy, user, roles, enrolled, params: interaction.params }) ?? {
       level: 2,
       reasons: ['acr_values'],
     };
@@ -94,7 +105,7 @@ export class SignInCompletion {
   async complete(ctx: Context, interaction: Interaction, secondAmr: readonly string[]): Promise<void> {
     const progress = await this.deps.progress.take(interaction.uid);
     if (!progress) throw new PageError(400, 'invalid_request', 'This sign-in was already completed. Return to the app and start again.');
-    await activeUser(this.deps.users, progress.accountId);
+    await activeUser(this.deps, progress.accountId);
     await this.login(ctx, interaction, {
       accountId: progress.accountId,
       amr: withSecondFactor(progress.amr, secondAmr),

@@ -1,6 +1,7 @@
 import { interactionPolicy, type KoaContextWithOIDC } from 'oidc-provider';
 import { requestState } from '../../../platform/http/request-state.js';
 import type { UserStore } from '../../../records/directory/user-store.js';
+import type { SecondFactors } from '../../../records/directory/factors/second-factors.js';
 import { assuranceNeed, isMet, type AssuranceNeed } from './assurance-need.js';
 import type { MfaPolicy } from './mfa-policy.js';
 
@@ -22,6 +23,7 @@ export function isStepUpOnly(reasons: readonly string[]): boolean {
 
 export interface StepUpDeps {
   users: Pick<UserStore, 'get' | 'effectiveRoles'>;
+  factors: Pick<SecondFactors, 'hasAny'>;
   policy: MfaPolicy;
   /** mfa.breakTheGlassFreshSeconds */
   freshSeconds: number;
@@ -35,15 +37,19 @@ declare module '../../../platform/http/request-state.js' {
 }
 
 async function needOf(ctx: KoaContextWithOIDC, deps: StepUpDeps, accountId: string): Promise<AssuranceNeed | undefined> {
-  const [user, roles] = await Promise.all([deps.users.get(accountId), deps.users.effectiveRoles(accountId)]);
+  const [user, roles, enrolled] = await Promise.all([
+    deps.users.get(accountId),
+    deps.users.effectiveRoles(accountId),
+    deps.factors.hasAny(accountId),
+  ]);
   if (!user?.active) return undefined; // the account check (login-prompt.ts) asks for a new sign-in then
-  return assuranceNeed({ policy: deps.policy, user, roles, params: ctx.oidc.params as Record<string, unknown> });
+  return assuranceNeed({ policy: deps.policy, user, roles, enrolled, params: ctx.oidc.params as Record<string, unknown> });
 }
 
 /**
  * A check of the login prompt: the session's sign-in must meet what this authorization needs — a
- * second factor when the policy names the person or the app asks for it (`acr_values`, an
- * essential `acr`), and a fresh one to break the glass. A session that falls short is sent back
+ * second factor when the policy names the person, they have set one up, or the app asks for it
+ * (`acr_values`, an essential `acr`), and a fresh one to break the glass. A session that falls short is sent back
  * to sign-in, where only the second factor is asked (second-factor-page.ts); with `prompt=none`
  * the app gets `login_required`. This also catches sessions begun before the policy named the
  * person: they are stepped up at their next authorization, not trusted until they expire.

@@ -82,6 +82,17 @@ describe('who needs a second factor', () => {
     expect(idToken.acr).toBe(ACR.aal1);
   });
 
+  test('a patient who set up an authenticator app is asked for it, though the policy does not name patients', async () => {
+    const pat = await patient();
+    const secret = await enrolTotp(t, pat.id, pat.username);
+    const flow = await authorizeThroughPages(t, params(SCOPE), answersOf(pat, { totpCode: () => nextTotpCode(secret) }));
+    expect(flow.pages).toEqual(['login', 'second_factor', 'consent']);
+    expect(flow.stop.kind).toBe('app');
+    const idToken = await idTokenOf(flow);
+    expect(idToken.amr).toEqual(['pwd', 'otp', 'mfa']);
+    expect(idToken.acr).toBe(ACR.aal2);
+  });
+
   test('a practitioner without a factor is led through enrolment before any grant; the id_token says pwd, otp, mfa at AAL2', async () => {
     const dr = await clinician();
     let secret = '';
@@ -285,10 +296,11 @@ describe('what the app asks for', () => {
 
   test('a session signed in with a password is stepped up for an app that asks for AAL2: only the second factor is asked', async () => {
     const pat = await patient();
-    const secret = await enrolTotp(t, pat.id, pat.username);
     const first = await authorizeThroughPages(t, params(SCOPE), answersOf(pat));
     const firstToken = await idTokenOf(first);
     expect(firstToken.acr).toBe(ACR.aal1);
+    // Set up afterwards (on the account page): the session is from before.
+    const secret = await enrolTotp(t, pat.id, pat.username);
 
     const { first: again, verifier } = await startAuthorizationIn(first.agent, params(SCOPE, { acr_values: ACR.aal2 }));
     const stepUp = pageOf(await browse(first.agent, again));
@@ -334,9 +346,9 @@ describe('what the app asks for', () => {
 
   test('a session from before the policy named the person is stepped up at its next authorization', async () => {
     const pat = await patient();
-    const secret = await enrolTotp(t, pat.id, pat.username);
     const first = await authorizeThroughPages(t, params('openid fhirUser'), answersOf(pat));
     expect(first.pages).toEqual(['login', 'consent']);
+    const secret = await enrolTotp(t, pat.id, pat.username);
     // The directory now makes them a practitioner, whom the policy names: the session is not enough any more.
     await createUserStore(t.config, t.redis, t.keyspace).update(pat.id, (u) => {
       u[SMART_USER_SCHEMA] = { ...u[SMART_USER_SCHEMA], fhirUser: 'Practitioner/now-a-doctor', staff: true };
