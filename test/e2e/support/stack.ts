@@ -46,6 +46,8 @@ export interface StackOptions {
   https?: boolean;
   /** More clients for the clients file (AUTHZ_CLIENTS_FILE); `app` is the example app's origin. */
   clients?: (app: string) => Record<string, unknown>[];
+  /** More environment for the server (e.g. the MFA policy, federation providers); `issuer` is known by then. */
+  env?: (issuer: string) => Record<string, string>;
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
@@ -104,6 +106,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         AUTHZ_AUDIT_DATABASE_URL: auditDb.appUrl,
         AUTHZ_AUDIT_DATABASE_OWNER_URL: auditDb.ownerUrl,
         ...(tls ? { AUTHZ_TLS_CERT: tls.certFile, AUTHZ_TLS_KEY: tls.keyFile } : {}),
+        ...opts.env?.(issuer),
       },
       { https: Boolean(tls) },
     );
