@@ -7,7 +7,7 @@ import { generate } from 'otplib';
 import { LoginLockout } from '../../src/records/directory/lockout.js';
 import { createSecondFactors, type SecondFactors } from '../../src/records/directory/factors/second-factors.js';
 import type { TestApp } from './test-app.js';
-import { unescapeHtml } from './smart-flow.js';
+import { browse, postForm, promptOfPage, unescapeHtml, type Agent, type BrowserStop } from './smart-flow.js';
 
 const PERIOD = 30;
 
@@ -58,4 +58,29 @@ export function totpSecretOnPage(html: string): string {
 /** The recovery codes a page shows once. */
 export function recoveryCodesOnPage(html: string): string[] {
   return [...html.matchAll(/<li><code>([^<]+)<\/code><\/li>/g)].map((m) => unescapeHtml(m[1]!));
+}
+
+/** Each person's authenticator app secret, once they have set one up. */
+const secrets = new Map<string, string>();
+
+/**
+ * Breaking the glass needs a fresh second factor: a person without one sets up an authenticator
+ * app on the way (and goes on past the recovery codes), one with one gives its next code.
+ */
+export async function passSecondFactor(agent: Agent, username: string, stop: BrowserStop): Promise<BrowserStop> {
+  for (let i = 0; i < 3 && stop.kind === 'page'; i++) {
+    const { uid, res } = stop;
+    if (stop.prompt === 'enrol_factor') {
+      const secret = totpSecretOnPage(res.text);
+      secrets.set(username, secret);
+      const enrolled = await postForm(agent, uid, 'second-factor/enrol-totp', res, { code: await nextTotpCode(secret) });
+      stop = { kind: 'page', uid, prompt: promptOfPage(enrolled.text), res: enrolled };
+    } else if (stop.prompt === 'factor_enrolled') {
+      stop = await browse(agent, await postForm(agent, uid, 'second-factor/continue', res, {}));
+    } else if (stop.prompt === 'second_factor') {
+      const code = await nextTotpCode(secrets.get(username)!);
+      stop = await browse(agent, await postForm(agent, uid, 'second-factor', res, { method: 'totp', code }));
+    } else break;
+  }
+  return stop;
 }

@@ -14,7 +14,7 @@ import {
   type Agent,
   type BrowserStop,
 } from '../../support/smart-flow.js';
-import { nextTotpCode, secondFactorsOf, totpSecretOnPage } from '../../support/second-factor.js';
+import { passSecondFactor, secondFactorsOf } from '../../support/second-factor.js';
 import type { TestApp } from '../../support/test-app.js';
 import { ACT_REASON, APP, createHcsApp, introspect, newUser, params, registerApp, type HcsApp } from './support.js';
 import { WEBHOOK_SIGNATURE_HEADER } from '../../../src/domain/hcs/break-the-glass.js';
@@ -84,31 +84,6 @@ async function toConsent(
     await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password })),
   );
   return { agent, verifier, patient, next };
-}
-
-/** Each person's authenticator app secret, once they have set one up. */
-const secrets = new Map<string, string>();
-
-/**
- * Breaking the glass needs a fresh second factor: a person without one sets up an authenticator
- * app on the way (and goes on past the recovery codes), one with one gives its next code.
- */
-async function passSecondFactor(agent: Agent, username: string, stop: BrowserStop): Promise<BrowserStop> {
-  for (let i = 0; i < 3 && stop.kind === 'page'; i++) {
-    const { uid, res } = stop;
-    if (stop.prompt === 'enrol_factor') {
-      const secret = totpSecretOnPage(res.text);
-      secrets.set(username, secret);
-      const enrolled = await postForm(agent, uid, 'second-factor/enrol-totp', res, { code: await nextTotpCode(secret) });
-      stop = { kind: 'page', uid, prompt: promptOfPage(enrolled.text), res: enrolled };
-    } else if (stop.prompt === 'factor_enrolled') {
-      stop = await browse(agent, await postForm(agent, uid, 'second-factor/continue', res, {}));
-    } else if (stop.prompt === 'second_factor') {
-      const code = await nextTotpCode(secrets.get(username)!);
-      stop = await browse(agent, await postForm(agent, uid, 'second-factor', res, { method: 'totp', code }));
-    } else break;
-  }
-  return stop;
 }
 
 async function allow(agent: Agent, page: Extract<Awaited<ReturnType<typeof browse>>, { kind: 'page' }>, fields: Record<string, string>) {

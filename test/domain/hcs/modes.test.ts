@@ -9,6 +9,7 @@ import {
   postForm,
   startAuthorization,
 } from '../../support/smart-flow.js';
+import { passSecondFactor } from '../../support/second-factor.js';
 import { APP, createHcsApp, introspect, newUser, params, registerApp, type HcsApp } from './support.js';
 
 /**
@@ -103,9 +104,11 @@ describe('the break-the-glass check', () => {
     );
     const login = await browse(agent, first);
     if (login.kind !== 'page') throw new Error('expected the login page');
-    const consent = await browse(
+    // Emergency access needs a fresh second factor: set up on the way (test/support/second-factor.ts).
+    const consent = await passSecondFactor(
       agent,
-      await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password }),
+      who.username,
+      await browse(agent, await postForm(agent, login.uid, 'login', login.res, { username: who.username, password: who.password })),
     );
     if (consent.kind !== 'page') throw new Error('expected the consent page');
     const done = await browse(

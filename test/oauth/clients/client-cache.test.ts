@@ -78,7 +78,11 @@ describe('client records cached per instance, invalidated on every instance at o
       }
     };
     const workers = Array.from({ length: 6 }, () => worker());
-    await new Promise((r) => setTimeout(r, 300));
+    // Enough answered requests before the rotation, however slow the machine is today.
+    for (let waited = 0; outcomes.length < 15; waited += 20) {
+      if (waited > 15_000) throw new Error(`only ${outcomes.length} requests answered in 15 s`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
     const rotationBegins = Date.now();
     await b.registry.setJwks('cache-rotated', { keys: [second.publicJwk] });
     rotatedAt = Date.now();
