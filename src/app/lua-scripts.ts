@@ -6,6 +6,7 @@ import { registrationTokenScripts } from '../oauth/clients/registration-tokens.j
 import { appendScripts } from '../records/audit/append.js';
 import { postingScripts } from '../records/audit/postings.js';
 import { lockoutScripts } from '../records/directory/lockout-scripts.js';
+import { upstreamLinkScripts } from '../records/directory/upstream-link-scripts.js';
 
 /**
  * Defines every Lua script on a client before its first command. ioredis copies a client's
@@ -22,6 +23,7 @@ export function defineLuaScripts(redis: RedisClient): void {
     appendScripts,
     postingScripts,
     lockoutScripts,
+    upstreamLinkScripts,
   ])
     define(redis);
 }
