@@ -34,6 +34,7 @@ import { InteractionCsrf } from '../smart/interaction/pages/csrf.js';
 import { IpRateLimiter } from '../smart/interaction/login/ip-limiter.js';
 import { PasswordLogin } from '../smart/interaction/login/password-login.js';
 import { interactionRoutes } from '../smart/interaction/routes.js';
+import { federationFor } from '../smart/interaction/federation/wiring.js';
 import { FhirDirectory } from '../smart/interaction/fhir-search/fhir-directory.js';
 import { ServiceCredential, ensurePatientSearchClient } from '../smart/interaction/fhir-search/service-credential.js';
 import { apiTokens } from '../oauth/introspection/token-lookup.js';
@@ -83,6 +84,8 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
   const ownApiTokens = apiTokens(lookup, adapters, ownApiAudience(config.issuer));
   const fhirUserBase = config.fhirServers[0]!.base;
   const csrf = new InteractionCsrf(cookieKeys);
+  // Reads the providers' key files now: a bad one stops the start-up (ConfigError).
+  const federation = federationFor({ config, redis, keyspace, users, provider, logger });
   const credential = new ServiceCredential({
     provider,
     ensureClient: () => ensurePatientSearchClient(registry, config.clientAuthSigningAlgs),
@@ -229,13 +232,19 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
     },
     {
       name: 'interaction',
-      purpose: 'sign-in and the SMART prompts (/interaction/…): login, patient and encounter pickers, consent',
+      purpose:
+        'sign-in and the SMART prompts (/interaction/…): login (password, or an upstream identity provider: /federation/…), patient and encounter pickers, consent',
       ...routes(
         interactionRoutes({
           provider,
           csrf,
           audit,
           issuer: config.issuer,
+          signInOptions: {
+            passwordSignIn: config.federation.passwordSignIn,
+            providers: config.federation.providers.map((p) => ({ id: p.id, displayName: p.displayName })),
+          },
+          ...(federation ? { federation } : {}),
           login: new PasswordLogin({
             users,
             lockout: services.lockout,

@@ -131,7 +131,9 @@ export function providerConfiguration({
     issueRefreshToken: (_ctx, client, source) =>
       client.grantTypeAllowed('refresh_token') && REFRESH_SCOPES.some((s) => source.scopes.has(s)),
     claims: {
-      openid: ['sub'],
+      // How and when the user signed in go into every ID token: apps (and a relying party's own
+      // step-up checks) see a federated sign-in's upstream `amr`/`acr`/`auth_time`, or `pwd`.
+      openid: ['sub', 'acr', 'amr', 'auth_time'],
       fhirUser: ['fhirUser'],
       profile: ['name', 'family_name', 'given_name', 'preferred_username', 'updated_at'],
     },

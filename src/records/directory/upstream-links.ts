@@ -24,6 +24,9 @@ export type PinOutcome =
   /** The upstream subject is linked to another (existing) user. */
   | { kind: 'subject-linked'; userId: string };
 
+const subjectValue = (upstream: UpstreamSubject) => JSON.stringify([upstream.issuer, upstream.subject]);
+const subjectDigest = (upstream: UpstreamSubject) => createHash('sha256').update(subjectValue(upstream)).digest('base64url');
+
 export class UpstreamLinks {
   private readonly redis: RedisClient & UpstreamLinkScripts;
 
@@ -38,9 +41,11 @@ export class UpstreamLinks {
 
   /** Links `userId` to the upstream subject at its first federated sign-in, or checks the link. */
   async pin(providerId: string, userId: string, upstream: UpstreamSubject): Promise<PinOutcome> {
-    const subject = JSON.stringify([upstream.issuer, upstream.subject]);
-    const digest = createHash('sha256').update(subject).digest('base64url');
-    const keys = [this.keyspace.federationUserLink(providerId, userId), this.keyspace.federationSubjectLink(providerId, digest)] as const;
+    const subject = subjectValue(upstream);
+    const keys = [
+      this.keyspace.federationUserLink(providerId, userId),
+      this.keyspace.federationSubjectLink(providerId, subjectDigest(upstream)),
+    ] as const;
     let replaceable = '';
     for (let attempt = 0; attempt < 2; attempt++) {
       const [kind, other] = await this.redis.upstreamLinkPin(keys[0], keys[1], subject, userId, replaceable);
@@ -52,11 +57,9 @@ export class UpstreamLinks {
     throw new Error('the upstream subject link changed while it was being taken over');
   }
 
-  /** The upstream subject a user is linked to through a provider, if any. */
-  async linkedSubject(providerId: string, userId: string): Promise<UpstreamSubject | undefined> {
-    const value = await this.redis.get(this.keyspace.federationUserLink(providerId, userId));
-    if (!value) return undefined;
-    const [issuer, subject] = JSON.parse(value) as [string, string];
-    return { issuer, subject };
+  /** The (existing) user an upstream subject is linked to through a provider, if any. */
+  async linkedUser(providerId: string, upstream: UpstreamSubject): Promise<string | undefined> {
+    const userId = await this.redis.get(this.keyspace.federationSubjectLink(providerId, subjectDigest(upstream)));
+    return userId && (await this.userExists(userId)) ? userId : undefined;
   }
 }

@@ -10,6 +10,7 @@ import { patientPicker } from './select-patient/patient-picker.js';
 import { SELECT_ENCOUNTER } from './select-encounter/select-encounter-prompt.js';
 import { encounterPicker } from './select-encounter/encounter-picker.js';
 import { consentPage } from './consent/consent-page.js';
+import { federationRoutes, type FederationDeps } from './federation/routes.js';
 
 /**
  * The pages oidc-provider sends the browser to while it needs the user (the flow: policy.ts):
@@ -21,6 +22,8 @@ import { consentPage } from './consent/consent-page.js';
  *   POST /interaction/:uid/encounter         the chosen encounter, or "none" (select-encounter/encounter-picker.ts)
  *   POST /interaction/:uid/consent           Allow (with the ticked scopes) or Deny (consent/consent-page.ts)
  *   POST /interaction/:uid/abort             cancel, at any step: the app gets access_denied
+ *   GET  /interaction/:uid/federate/:provider, /federation/:provider/callback, /interaction/:uid/federated
+ *                                            sign-in through an upstream identity provider (federation/)
  *
  * A prompt without a page (record_context never needs one) ends on a page saying so.
  */
@@ -28,6 +31,8 @@ import { consentPage } from './consent/consent-page.js';
 export interface InteractionRouteDeps extends LoginPageDeps {
   /** What the pages after sign-in need. */
   pages: SmartPageDeps;
+  /** The upstream identity providers, when any are configured. */
+  federation?: FederationDeps;
 }
 
 const CANCELLED: InteractionResults = { error: 'access_denied', error_description: 'The user cancelled the sign-in.' };
@@ -65,5 +70,6 @@ export function interactionRoutes(deps: InteractionRouteDeps): Router {
   });
 
   for (const page of pages.values()) page.register(router);
+  if (deps.federation?.providers.size) federationRoutes(router, deps.federation, deps);
   return router;
 }

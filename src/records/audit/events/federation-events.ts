@@ -26,10 +26,10 @@ import { ENTITY_TYPES, EVENT_TYPES, OBJECT_ROLES, STANDARD_SUBTYPES, local } fro
 
 /** Who the upstream identity provider said signed in. */
 export interface UpstreamIdentityInfo {
-  /** The configured provider id (`federation.providers[].id`). */
-  provider: string;
+  /** The configured provider id (`federation.providers[].id`); unknown for a hand-over nobody made. */
+  provider?: string;
   /** The upstream issuer. */
-  issuer: string;
+  issuer?: string;
   /** The upstream `sub`, once an ID token was verified. */
   subject?: string;
   /** Upstream authentication methods and context class, when it said. */
@@ -59,11 +59,12 @@ function upstreamEntity(upstream: UpstreamIdentityInfo, extra: Record<string, st
     acr: upstream.acr,
     ...extra,
   });
-  if (upstream.subject) {
-    return { ...securityObject({ system: upstream.issuer, value: upstream.subject }, OBJECT_ROLES.securityUser), detail };
+  const more = detail.length ? { detail } : {};
+  if (upstream.subject && upstream.issuer) {
+    return { ...securityObject({ system: upstream.issuer, value: upstream.subject }, OBJECT_ROLES.securityUser), ...more };
   }
   // No verified subject: the entity is the sign-in through that provider, not an identity.
-  return { type: ENTITY_TYPES.systemObject, role: OBJECT_ROLES.securityResource, description: 'federated sign-in', detail };
+  return { type: ENTITY_TYPES.systemObject, role: OBJECT_ROLES.securityResource, description: 'federated sign-in', ...more };
 }
 
 export function federatedLoginSucceeded(

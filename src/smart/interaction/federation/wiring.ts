@@ -1,0 +1,37 @@
+import type Provider from 'oidc-provider';
+import type { Logger } from 'pino';
+import type { Config } from '../../../platform/config/schema.js';
+import type { RedisClient } from '../../../platform/redis/connection.js';
+import type { Keyspace } from '../../../platform/redis/keyspace.js';
+import { UpstreamLinks } from '../../../records/directory/upstream-links.js';
+import type { UserStore } from '../../../records/directory/user-store.js';
+import { finishAfterFirstFactor, type AfterFirstFactor } from './hand-over.js';
+import { UpstreamLinker } from './linking.js';
+import type { FederationDeps } from './routes.js';
+import { FederationStates } from './sign-in-state.js';
+import { upstreamProviders } from './upstream-provider.js';
+
+/**
+ * Federated sign-in as the app builds it from `federation.providers`; undefined when none are
+ * configured. Key files are read here, at start-up.
+ */
+export function federationFor(deps: {
+  config: Config;
+  redis: RedisClient;
+  keyspace: Keyspace;
+  users: Pick<UserStore, 'findBy' | 'create' | 'get'>;
+  provider: Provider;
+  logger?: Logger;
+  /** Default: finish the sign-in with the first factor (until the second-factor step is wired). */
+  afterFirstFactor?: AfterFirstFactor;
+}): FederationDeps | undefined {
+  const { config, redis, keyspace, users } = deps;
+  if (!config.federation.providers.length) return undefined;
+  return {
+    providers: upstreamProviders(config.federation.providers, config.issuer),
+    states: new FederationStates(redis, keyspace),
+    linker: new UpstreamLinker({ users, links: new UpstreamLinks(redis, keyspace, async (id) => Boolean(await users.get(id))) }),
+    afterFirstFactor: deps.afterFirstFactor ?? finishAfterFirstFactor(deps.provider),
+    ...(deps.logger ? { logger: deps.logger } : {}),
+  };
+}
