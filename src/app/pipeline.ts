@@ -244,7 +244,7 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
             passwordSignIn: config.federation.passwordSignIn,
             providers: config.federation.providers.map((p) => ({ id: p.id, displayName: p.displayName })),
           },
-          ...(federation ? { federation } : {}),
+          federation,
           login: new PasswordLogin({
             users,
             lockout: services.lockout,

@@ -70,6 +70,6 @@ export function interactionRoutes(deps: InteractionRouteDeps): Router {
   });
 
   for (const page of pages.values()) page.register(router);
-  if (deps.federation?.providers.size) federationRoutes(router, deps.federation, deps);
+  if (deps.federation) federationRoutes(router, deps.federation, deps);
   return router;
 }

@@ -12,8 +12,8 @@ import { FederationStates } from './sign-in-state.js';
 import { upstreamProviders } from './upstream-provider.js';
 
 /**
- * Federated sign-in as the app builds it from `federation.providers`; undefined when none are
- * configured. Key files are read here, at start-up.
+ * Federated sign-in as the app builds it from `federation.providers` (with none, its routes answer
+ * 404 for every provider). Key files are read here, at start-up.
  */
 export function federationFor(deps: {
   config: Config;
@@ -24,9 +24,8 @@ export function federationFor(deps: {
   logger?: Logger;
   /** Default: finish the sign-in with the first factor (until the second-factor step is wired). */
   afterFirstFactor?: AfterFirstFactor;
-}): FederationDeps | undefined {
+}): FederationDeps {
   const { config, redis, keyspace, users } = deps;
-  if (!config.federation.providers.length) return undefined;
   return {
     providers: upstreamProviders(config.federation.providers, config.issuer),
     states: new FederationStates(redis, keyspace),
