@@ -520,6 +520,29 @@ describe('just-in-time users', () => {
   });
 });
 
+describe('the test upstream (for browsers)', () => {
+  test('without a chosen account it shows a form whose post signs in', async () => {
+    const p = await person({ scim: { externalId: `form-${counter}` }, claims: { oid: `form-${counter}` } });
+    const { agent, page } = await openSignIn();
+    const start = await agent.get(buttonHref(page.text, 'General Hospital')).set('Accept', 'text/html');
+    idp.signInAs(undefined);
+    const upstream = supertest.agent(idp.issuer);
+    let res = await upstream.get(new URL(start.headers.location!).pathname + new URL(start.headers.location!).search);
+    while (res.status === 303 || res.status === 302) res = await upstream.get(new URL(res.headers.location!, idp.issuer).pathname);
+    expect(res.status).toBe(200);
+    const action = /<form method="post" action="([^"]+)"/.exec(res.text)![1]!;
+    res = await upstream.post(action).type('form').send({ sub: p.sub });
+    let location = new URL(res.headers.location!, idp.issuer);
+    while (location.origin === idp.issuer) {
+      res = await upstream.get(`${location.pathname}${location.search}`);
+      location = new URL(res.headers.location!, idp.issuer);
+    }
+    const handed = await agent.get(`${location.pathname}${location.search}`).set('Accept', 'text/html');
+    expect(handed.status).toBe(303);
+    expect(handed.headers.location).toMatch(/\/federated\?result=/);
+  });
+});
+
 describe('password sign-in turned off', () => {
   let only: TestApp;
   beforeAll(async () => {
