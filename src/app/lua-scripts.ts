@@ -7,6 +7,7 @@ import { appendScripts } from '../records/audit/append.js';
 import { postingScripts } from '../records/audit/postings.js';
 import { lockoutScripts } from '../records/directory/lockout-scripts.js';
 import { factorScripts } from '../records/directory/factors/factor-scripts.js';
+import { upstreamLinkScripts } from '../records/directory/upstream-link-scripts.js';
 
 /**
  * Defines every Lua script on a client before its first command. ioredis copies a client's
@@ -24,6 +25,7 @@ export function defineLuaScripts(redis: RedisClient): void {
     postingScripts,
     lockoutScripts,
     factorScripts,
+    upstreamLinkScripts,
   ])
     define(redis);
 }

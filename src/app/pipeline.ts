@@ -35,6 +35,7 @@ import { IpRateLimiter } from '../smart/interaction/login/ip-limiter.js';
 import { PasswordLogin } from '../smart/interaction/login/password-login.js';
 import { interactionRoutes } from '../smart/interaction/routes.js';
 import { SignInCompletion } from '../smart/interaction/second-factor/sign-in-completion.js';
+import { federationFor } from '../smart/interaction/federation/wiring.js';
 import { FhirDirectory } from '../smart/interaction/fhir-search/fhir-directory.js';
 import { ServiceCredential, ensurePatientSearchClient } from '../smart/interaction/fhir-search/service-credential.js';
 import { apiTokens } from '../oauth/introspection/token-lookup.js';
@@ -94,6 +95,8 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
     policy: config.mfa,
     freshSeconds: config.mfa.breakTheGlassFreshSeconds,
   });
+  // Reads the providers' key files now: a bad one stops the start-up (ConfigError).
+  const federation = federationFor({ config, redis, keyspace, users, logger, afterFirstFactor: signIns.afterFirstFactor });
   const credential = new ServiceCredential({
     provider,
     ensureClient: () => ensurePatientSearchClient(registry, config.clientAuthSigningAlgs),
@@ -241,7 +244,8 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
     },
     {
       name: 'interaction',
-      purpose: 'sign-in and the SMART prompts (/interaction/…): login, patient and encounter pickers, consent',
+      purpose:
+        'sign-in and the SMART prompts (/interaction/…): login (password, or an upstream identity provider: /federation/…), patient and encounter pickers, consent',
       ...routes(
         interactionRoutes({
           provider,
@@ -250,6 +254,11 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
           issuer: config.issuer,
           login: new PasswordLogin({ users, lockout: services.lockout, ipLimiter, passwords: config.passwords, logger }),
           afterFirstFactor: signIns.afterFirstFactor,
+          signInOptions: {
+            passwordSignIn: config.federation.passwordSignIn,
+            providers: config.federation.providers.map((p) => ({ id: p.id, displayName: p.displayName })),
+          },
+          federation,
           secondFactor: {
             provider,
             csrf,

@@ -133,7 +133,8 @@ function convert(name: string, kind: Kind, raw: string): unknown {
         return { host: m[1], port: Number(m[2]) };
       });
     case 'jsonFile':
-      return readFile(value, name);
+      // A list (federation.providers) or an object (hcs); the schema checks which.
+      return readFile(value, name, { list: true });
     case 'fhirServers':
       // `https://fhir.example/r4` or `tenantA=https://fhir.example/a`, comma separated.
       return value.split(',').map((entry) => {
@@ -156,7 +157,7 @@ function setPath(target: Record<string, unknown>, path: string, value: unknown):
   node[parts[parts.length - 1]!] = value;
 }
 
-function readFile(path: string, name = 'AUTHZ_CONFIG'): Record<string, unknown> {
+function readFile(path: string, name = 'AUTHZ_CONFIG', opts: { list?: boolean } = {}): Record<string, unknown> | unknown[] {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -165,10 +166,13 @@ function readFile(path: string, name = 'AUTHZ_CONFIG'): Record<string, unknown> 
   }
   try {
     const parsed: unknown = JSON.parse(text);
+    if (opts.list && Array.isArray(parsed)) return parsed as unknown[];
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
     return parsed as Record<string, unknown>;
   } catch (err) {
-    throw new ConfigError(`config error: ${name} file ${path} is not a JSON object (${(err as Error).message})`);
+    throw new ConfigError(
+      `config error: ${name} file ${path} is not a JSON ${opts.list ? 'list or object' : 'object'} (${(err as Error).message})`,
+    );
   }
 }
 
@@ -183,7 +187,7 @@ function envNameFor(path: string, env: NodeJS.ProcessEnv): string | undefined {
  * validates it. Any problem becomes one `ConfigError` line naming the setting.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const raw: Record<string, unknown> = env.AUTHZ_CONFIG ? readFile(env.AUTHZ_CONFIG) : {};
+  const raw = (env.AUTHZ_CONFIG ? readFile(env.AUTHZ_CONFIG) : {}) as Record<string, unknown>;
   if (!env.AUTHZ_MODE && env.NODE_ENV === 'production' && raw.mode === undefined) raw.mode = 'production';
   for (const [name, path, kind] of ENV_VARS) {
     const value = env[name];

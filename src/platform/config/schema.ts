@@ -679,6 +679,7 @@ export const configSchema = z
 export type Config = z.infer<typeof configSchema>;
 export type RedisSettings = z.infer<typeof redisSchema>;
 export type FhirServer = z.infer<typeof fhirServerSchema>;
+export type FederationProvider = z.infer<typeof federationProviderSchema>;
 
 /** Production never seeds demo data or starts a private Redis, whatever the file says. */
 export function effectiveConfig(c: Config): Config {

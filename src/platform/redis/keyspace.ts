@@ -242,6 +242,33 @@ export class Keyspace {
   }
 
   /*
+   * Federated sign-in (smart/interaction/federation/). A sign-in's `state` and what was verified
+   * at the callback are single-use and short-lived, keyed by a digest so keys listed from Redis
+   * are not usable values; one key per command. The links between directory users and upstream
+   * subjects share the `{federation}` hash tag: one script checks and writes both directions.
+   */
+
+  /** String (JSON): one started federated sign-in (interaction, provider, nonce, PKCE verifier), ~10 min. */
+  federationState(digest: string): string {
+    return `${this.prefix}federation:state:{${digest}}`;
+  }
+
+  /** String (JSON): an upstream sign-in verified at the callback, waiting for its interaction page (single-use). */
+  federationResult(digest: string): string {
+    return `${this.prefix}federation:result:{${digest}}`;
+  }
+
+  /** String: the upstream identity (`iss` and `sub`) a user was first linked to through one provider. */
+  federationUserLink(providerId: string, userId: string): string {
+    return `${this.prefix}{federation}:user:${providerId}:${userId}`;
+  }
+
+  /** String: the user an upstream subject (digest of `iss` and `sub`) of one provider is linked to. */
+  federationSubjectLink(providerId: string, digest: string): string {
+    return `${this.prefix}{federation}:subject:${providerId}:${digest}`;
+  }
+
+  /*
    * Consent records (records/consent/consent-store.ts). Every consent key shares the `{consents}` hash
    * tag: one script stores a Consent, its Provenance, its search indexes and its outbox entry
    * together (Cluster-safe, all or nothing), and withdrawal updates them in one step too.

@@ -97,6 +97,22 @@ export class UserStore {
     return (await this.byUserName(userName, false))?.user;
   }
 
+  /**
+   * The users whose attribute equals `value`, through the lookup indexes: `externalId` exactly,
+   * `userName` and `emails[].value` without regard to case (as SCIM compares them). Each user is
+   * checked against the value again, so a stale index entry never names the wrong person.
+   */
+  async findBy(attribute: 'externalId' | 'userName' | 'emails', value: string): Promise<ScimUser[]> {
+    const index = attribute === 'emails' ? 'email' : attribute;
+    const users = await this.load(await this.idsFor({ index, value }));
+    const lower = value.toLowerCase();
+    return users.filter((u) => {
+      if (attribute === 'externalId') return u.externalId === value;
+      if (attribute === 'userName') return u.userName.toLowerCase() === lower;
+      return (u.emails ?? []).some((e) => e.value.toLowerCase() === lower);
+    });
+  }
+
   /** For the sign-in page only: the user and the stored password hash (absent when none is set). */
   async credentials(userName: string): Promise<{ user: ScimUser; passwordHash?: string } | undefined> {
     const found = await this.byUserName(userName, true);

@@ -11,6 +11,7 @@ import { SELECT_ENCOUNTER } from './select-encounter/select-encounter-prompt.js'
 import { encounterPicker } from './select-encounter/encounter-picker.js';
 import { consentPage } from './consent/consent-page.js';
 import { secondFactorPage, type SecondFactorPageDeps } from './second-factor/second-factor-page.js';
+import { federationRoutes, type FederationDeps } from './federation/routes.js';
 
 /**
  * The pages oidc-provider sends the browser to while it needs the user (the flow: policy.ts):
@@ -23,6 +24,8 @@ import { secondFactorPage, type SecondFactorPageDeps } from './second-factor/sec
  *   POST /interaction/:uid/encounter         the chosen encounter, or "none" (select-encounter/encounter-picker.ts)
  *   POST /interaction/:uid/consent           Allow (with the ticked scopes) or Deny (consent/consent-page.ts)
  *   POST /interaction/:uid/abort             cancel, at any step: the app gets access_denied
+ *   GET  /interaction/:uid/federate/:provider, /federation/:provider/callback, /interaction/:uid/federated
+ *                                            sign-in through an upstream identity provider (federation/)
  *
  * A prompt without a page (record_context never needs one) ends on a page saying so.
  */
@@ -32,6 +35,8 @@ export interface InteractionRouteDeps extends LoginPageDeps {
   pages: SmartPageDeps;
   /** The second step of a sign-in, and step-up. */
   secondFactor: SecondFactorPageDeps;
+  /** The upstream identity providers, when any are configured. */
+  federation?: FederationDeps;
 }
 
 /**
@@ -87,5 +92,6 @@ export function interactionRoutes(deps: InteractionRouteDeps): Router {
   });
 
   for (const page of pages.values()) page.register(router);
+  if (deps.federation) federationRoutes(router, deps.federation, deps);
   return router;
 }

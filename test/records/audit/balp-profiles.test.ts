@@ -23,6 +23,11 @@ import {
   secondFactorVerified,
 } from '../../../src/records/audit/events/factor-events.js';
 import {
+  federatedLoginFailed,
+  federatedLoginSucceeded,
+  upstreamIdentityLinked,
+} from '../../../src/records/audit/events/federation-events.js';
+import {
   refreshReuse,
   tokenIntrospected,
   tokenIssued,
@@ -189,6 +194,53 @@ const events: Array<[string, AuditEvent]> = [
     secondFactorVerified(scope, { user, client: { clientId: 'chart' }, kind: 'webauthn', factorId: 'f-1', amr: ['hwk'] }),
   ],
   ['second factor failed', secondFactorFailed(scope, { user, kind: 'totp', reason: 'reused' })],
+  [
+    'federated login',
+    federatedLoginSucceeded(scope, {
+      user,
+      client: { clientId: 'chart' },
+      upstream: { provider: 'entra', issuer: 'https://login.example.com/t/v2.0', subject: 'up-1', amr: ['pwd', 'mfa'], acr: 'c1' },
+    }),
+  ],
+  [
+    'federated login refused (matched user)',
+    federatedLoginFailed(scope, {
+      accountId: 'u-1',
+      ip: '192.0.2.1',
+      upstream: { provider: 'entra', issuer: 'https://login.example.com/t/v2.0', subject: 'up-1' },
+      reason: 'subject_mismatch',
+      description: 'the user is linked to another upstream account',
+    }),
+  ],
+  [
+    'federated login refused (no subject)',
+    federatedLoginFailed(scope, {
+      ip: '192.0.2.1',
+      client: { clientId: 'chart' },
+      upstream: { provider: 'entra', issuer: 'https://login.example.com/t/v2.0' },
+      reason: 'upstream_error',
+      description: 'the identity provider answered with an error',
+      upstreamError: 'access_denied',
+    }),
+  ],
+  [
+    'upstream identity linked',
+    upstreamIdentityLinked(scope, {
+      user,
+      upstream: { provider: 'okta', issuer: 'https://org.okta.example', subject: 'up-2' },
+      created: false,
+    }),
+  ],
+  [
+    'user provisioned at a federated sign-in',
+    upstreamIdentityLinked(scope, {
+      user: { accountId: 'u-3' },
+      upstream: { provider: 'okta', issuer: 'https://org.okta.example', subject: 'up-3' },
+      created: true,
+      attributes: ['userName', 'emails'],
+    }),
+  ],
+
   [
     'launch created',
     launchCreated(scope, { launcher: client, appClientId: 'chart', patient: 'p-1', launch: 'launch-value', accountId: 'u-1' }),

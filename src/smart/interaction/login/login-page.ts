@@ -10,6 +10,7 @@ import type { AuditRecorder } from '../../../records/audit/trail.js';
 import { AMR } from '../../../domain/authn/assurance.js';
 import { loginAttemptEvents } from './login-audit.js';
 import type { AfterFirstFactor } from './first-factor.js';
+import { federateHref } from '../federation/paths.js';
 
 /**
  * The `login` step: the sign-in form, and its post checked by password-login.ts (network limit,
@@ -17,6 +18,13 @@ import type { AfterFirstFactor } from './first-factor.js';
  * or redirect is sent. A correct password is a first factor: `afterFirstFactor` decides whether
  * a second one is needed.
  */
+
+/** The ways of signing in the page offers: the password form, the organisation's identity providers, or both. */
+export interface SignInOptions {
+  passwordSignIn: boolean;
+  /** One "Sign in with <displayName>" button each (federation/). */
+  providers: ReadonlyArray<{ id: string; displayName: string }>;
+}
 
 export interface LoginPageDeps {
   provider: Provider;
@@ -27,23 +35,32 @@ export interface LoginPageDeps {
   issuer: string;
   /** What a correct password leads to: a second factor, or the end of the sign-in. */
   afterFirstFactor: AfterFirstFactor;
+  /** Default: the password form only. */
+  signInOptions?: SignInOptions;
 }
 
-async function renderLogin(
+const PASSWORD_ONLY: SignInOptions = { passwordSignIn: true, providers: [] };
+
+/** The sign-in page of an interaction, with an error when an attempt (of any kind) was refused. */
+export async function renderLogin(
   ctx: Context,
   deps: LoginPageDeps,
   interaction: Interaction,
   view: { status: number; username?: string; error?: string; invalid?: boolean },
 ): Promise<void> {
+  const options = deps.signInOptions ?? PASSWORD_ONLY;
+  const csrf = deps.csrf.token(interaction.uid);
   ctx.status = view.status;
   ctx.type = 'html';
   ctx.body = await renderView('login', {
     title: 'Sign in',
     uid: interaction.uid,
-    csrf: deps.csrf.token(interaction.uid),
+    csrf,
     username: view.username ?? '',
     error: view.error ?? '',
     invalid: view.invalid ?? false,
+    passwordSignIn: options.passwordSignIn,
+    providers: options.providers.map((p) => ({ displayName: p.displayName, href: federateHref(interaction.uid, p.id, csrf) })),
     ...(await clientLabel(deps.provider, interaction)),
   });
 }
@@ -56,6 +73,9 @@ async function show(ctx: Context, deps: LoginPageDeps, interaction: Interaction)
 async function signIn(ctx: Context, deps: LoginPageDeps): Promise<void> {
   const { provider, login } = deps;
   refuseCrossSite(ctx);
+  // Hiding the form is not enough: where only the identity providers may be used, no password is checked.
+  if (deps.signInOptions && !deps.signInOptions.passwordSignIn)
+    throw new PageError(403, 'invalid_request', 'Password sign-in is not offered here. Sign in with your organisation instead.');
   const interaction = await interactionFor(provider, ctx);
   if (interaction.prompt.name !== 'login')
     throw new PageError(400, 'invalid_request', 'You are already signed in for this request. Return to the app and start again.');

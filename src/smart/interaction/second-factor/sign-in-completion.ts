@@ -122,7 +122,16 @@ export class SignInCompletion {
     await finish(
       ctx,
       this.deps.provider,
-      { login: { accountId: signIn.accountId, amr: signIn.amr, acr, ts: signIn.authTime, remember: false } },
+      // An upstream provider that said nothing of how (no `amr`) leaves id_tokens without one, not with [].
+      {
+        login: {
+          accountId: signIn.accountId,
+          ...(signIn.amr.length ? { amr: signIn.amr } : {}),
+          acr,
+          ts: signIn.authTime,
+          remember: false,
+        },
+      },
       { merge: false },
     );
   }
