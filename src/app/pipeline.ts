@@ -91,6 +91,7 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
     provider,
     users,
     factors: services.factors,
+    lockout: services.lockout,
     progress: services.signInProgress,
     policy: config.mfa,
     freshSeconds: config.mfa.breakTheGlassFreshSeconds,

@@ -83,7 +83,11 @@ export class PasswordLogin {
       return this.refuse('inactive', userLog, user);
     }
 
-    await slot.succeeded();
+    // A right password does not end the count of wrong guesses: the sign-in may still need a
+    // second factor, and someone who knows the password could otherwise reset the count between
+    // rounds of code guesses. The slot is given back; the count ends when the sign-in completes
+    // (second-factor/sign-in-completion.ts).
+    await slot.released();
     await this.rehashIfNeeded(user.id, passwordHash, input.password);
     this.deps.logger.info({ ...userLog, event: 'login.success' }, 'signed in');
     return { ok: true, user };

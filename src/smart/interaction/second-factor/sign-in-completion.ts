@@ -4,6 +4,7 @@ import { AMR, levelOfAmr, withSecondFactor } from '../../../domain/authn/assuran
 import { PageError } from '../../../platform/http/error-page.js';
 import type { UserStore } from '../../../records/directory/user-store.js';
 import type { SecondFactors } from '../../../records/directory/factors/second-factors.js';
+import type { LockState } from '../../../records/directory/lockout.js';
 import type { AfterFirstFactor } from '../login/first-factor.js';
 import type { SignInProgress, SignInProgressStore } from '../login/sign-in-progress.js';
 import { finish, type Interaction } from '../pages/interaction-http.js';
@@ -15,6 +16,8 @@ export interface SignInCompletionDeps {
   provider: Provider;
   users: Pick<UserStore, 'get' | 'effectiveRoles'>;
   factors: Pick<SecondFactors, 'hasAny'>;
+  /** A completed sign-in ends the account's count of wrong passwords and codes. */
+  lockout: Pick<LockState, 'clear'>;
   progress: SignInProgressStore;
   policy: MfaPolicy;
   /** mfa.breakTheGlassFreshSeconds */
@@ -119,6 +122,7 @@ export class SignInCompletion {
     signIn: { accountId: string; amr: string[]; authTime: number },
   ): Promise<void> {
     const acr = acrFor(levelOfAmr(signIn.amr), interaction.params);
+    await this.deps.lockout.clear(signIn.accountId);
     await finish(
       ctx,
       this.deps.provider,

@@ -210,6 +210,27 @@ describe('verifying a factor', () => {
     expect(locked.text).toContain('locked');
   });
 
+  test('a right password between rounds of code guesses does not reset the count: the account still locks', async () => {
+    const dr = await clinician();
+    const secret = await enrolTotp(t, dr.id, dr.username);
+    const right = await totpCodeAt(secret, 1);
+    const wrongCode = right === '111111' ? '222222' : '111111';
+    const statuses: number[] = [];
+    // Two rounds of (right password, two wrong codes): four failures, the limit here.
+    for (let round = 0; round < 2; round++) {
+      const { agent, stop } = await signIn(t, params('openid fhirUser user/*.rs'), dr);
+      const page = pageOf(stop);
+      for (let i = 0; i < 2; i++)
+        statuses.push((await postForm(agent, page.uid, 'second-factor', page.res, { method: 'totp', code: wrongCode })).status);
+    }
+    expect(statuses).toEqual([400, 400, 400, 400]);
+    // Locked now: the password itself is refused, with the generic message.
+    const { stop } = await signIn(t, params('openid fhirUser user/*.rs'), dr);
+    expect(stop.kind).toBe('error');
+    expect(stop.res.status).toBe(400);
+    expect(promptOfPage(stop.res.text)).toBe('login');
+  });
+
   test('someone who has a factor cannot set up another one during sign-in (a stolen password cannot add the thief’s app)', async () => {
     const dr = await clinician();
     await enrolTotp(t, dr.id, dr.username);
