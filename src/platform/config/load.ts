@@ -58,7 +58,6 @@ export const ENV_VARS: ReadonlyArray<readonly [string, string, Kind]> = [
   ['AUTHZ_MFA_REQUIRE_GROUPS', 'mfa.requireGroups', 'list'],
   ['AUTHZ_MFA_REQUIRE_FHIR_USER_TYPES', 'mfa.requireFhirUserTypes', 'list'],
   ['AUTHZ_MFA_BTG_FRESH_SECONDS', 'mfa.breakTheGlassFreshSeconds', 'int'],
-  ['AUTHZ_MFA_MAX_FAILURES', 'mfa.maxFailures', 'int'],
   ['AUTHZ_FEDERATION_PROVIDERS', 'federation.providers', 'jsonFile'],
   ['AUTHZ_FEDERATION_PASSWORD_SIGN_IN', 'federation.passwordSignIn', 'bool'],
   ['AUTHZ_SCIM_MAX_FILTER_SCAN', 'scim.maxFilterScan', 'int'],

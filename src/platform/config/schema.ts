@@ -317,12 +317,6 @@ export const configSchema = z
           .max(3600)
           .default(300)
           .describe('breaking the glass needs a second factor verified within this many seconds; older, it is asked for again'),
-        maxFailures: z
-          .number()
-          .int()
-          .min(1)
-          .default(5)
-          .describe('consecutive wrong second-factor codes or assertions that lock the account, as wrong passwords do'),
         recoveryCodes: z.number().int().min(4).max(20).default(10).describe('one-time recovery codes made at a time'),
         totpIssuer: z.string().min(1).max(64).optional().meta({
           description: 'the name authenticator apps show for this server',

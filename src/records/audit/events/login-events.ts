@@ -58,7 +58,7 @@ export function loginFailed(
   });
 }
 
-/** Repeated wrong passwords locked an account: a security alert (serious). */
+/** Repeated wrong passwords or second factors locked an account: a security alert (serious). */
 export function accountLocked(
   scope: AuditScope,
   input: { accountId: string; fhirUser?: string; ip?: string; failures?: number; lockSeconds?: number },
@@ -68,7 +68,7 @@ export function accountLocked(
     subtype: [local('account-locked'), STANDARD_SUBTYPES.userSecurityAttributesChanged],
     action: 'U',
     outcome: '8',
-    outcomeDesc: 'account locked after repeated wrong passwords',
+    outcomeDesc: 'account locked after repeated wrong passwords or second factors',
     agents: [
       ...userAgents(
         scope,
