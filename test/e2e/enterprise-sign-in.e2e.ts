@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import * as client from 'openid-client';
 import type { Browser, CDPSession } from 'playwright-core';
@@ -5,13 +8,15 @@ import { launchChromium } from './support/browser.js';
 import { BrowserSession, allowIfAsked, appResult, signIn } from './support/flows.js';
 import { createLaunch, startStack, type Stack } from './support/stack.js';
 import { nextTotpCode } from '../support/second-factor.js';
+import { startUpstreamIdp, type UpstreamIdp } from '../support/upstream-idp.js';
 
 /**
  * Enterprise sign-in in Chromium against the real server (development mode, demo data), with
- * every practitioner required to use a second factor: a practitioner sets up a passkey on
- * Chromium's virtual authenticator (DevTools WebAuthn domain) during an EHR launch and the app's
- * id_token says so; a patient sets up an authenticator app when an app asks for AAL2, and her next
- * standalone launch asks for its code (computed here, as her phone would).
+ * every practitioner required to use a second factor and a second oidc-provider as the hospital's
+ * identity provider: a practitioner signs in there (Chromium follows the real redirects both
+ * ways), sets up a passkey on Chromium's virtual authenticator (DevTools WebAuthn domain) during
+ * an EHR launch, and the app's id_token says so; a patient sets up an authenticator app when an app
+ * asks for AAL2, and her next standalone launch asks for its code (computed here, as her phone would).
  */
 
 const RP_ID = 'e2e-mfa-rp';
@@ -19,12 +24,32 @@ const AAL2 = 'http://idmanagement.gov/ns/assurance/aal/2';
 const AAL2_PHR = 'http://idmanagement.gov/ns/assurance/aal/2?phishing_resistant=true';
 let stack: Stack;
 let browser: Browser;
+let idp: UpstreamIdp;
 const insecure = { execute: [client.allowInsecureRequests] };
 
 beforeAll(async () => {
   [stack, browser] = await Promise.all([
     startStack({
-      env: () => ({ AUTHZ_MFA_REQUIRE_FHIR_USER_TYPES: 'Practitioner' }),
+      env: async (issuer) => {
+        // The hospital's IdP knows Dr Smith by user name and does no multi-factor of its own.
+        idp = await startUpstreamIdp({ redirectUris: [`${issuer}/federation/hospital/callback`] });
+        idp.addUser({ sub: 'upstream-smith', claims: { preferred_username: 'dr.smith', name: 'Dr Smith' }, amr: ['pwd'] });
+        const providers = join(mkdtempSync(join(tmpdir(), 'smart-authz-e2e-idp-')), 'providers.json');
+        writeFileSync(
+          providers,
+          JSON.stringify([
+            {
+              id: 'hospital',
+              displayName: 'General Hospital',
+              issuer: idp.issuer,
+              clientId: idp.clientId,
+              clientSecret: idp.clientSecret,
+              link: [{ claim: 'preferred_username', attribute: 'userName' }],
+            },
+          ]),
+        );
+        return { AUTHZ_MFA_REQUIRE_FHIR_USER_TYPES: 'Practitioner', AUTHZ_FEDERATION_PROVIDERS: providers };
+      },
       clients: (app) => [
         {
           client_id: RP_ID,
@@ -42,6 +67,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await stack?.close();
+  await idp?.close();
 });
 
 /** Chromium's virtual platform authenticator with user verification (a laptop's fingerprint reader). */
@@ -91,7 +117,7 @@ async function relyingParty(params: Record<string, string>) {
 }
 
 describe('second factors in Chromium', () => {
-  test('a practitioner sets up a passkey during an EHR launch; the id_token says pwd, hwk, mfa at phishing-resistant AAL2', async () => {
+  test('a practitioner signs in at the hospital IdP, sets up a passkey during an EHR launch; the id_token says pwd, hwk, mfa at phishing-resistant AAL2', async () => {
     const s = await BrowserSession.open(browser);
     try {
       const { cdp, authenticatorId } = await virtualAuthenticator(s);
@@ -99,9 +125,16 @@ describe('second factors in Chromium', () => {
       const rp = await relyingParty({ scope: 'launch openid fhirUser patient/*.rs', launch });
       await s.page.route(`${rp.redirectUri}**`, (route) => route.fulfill({ status: 200, contentType: 'text/plain', body: 'signed in' }));
       await s.page.goto(rp.url.href);
-      await signIn(s, 'dr.smith', 'demo-dr-smith-2026');
+      // The sign-in page offers the hospital's IdP beside the password form; its own page asks who.
+      await s.page.locator('form[action$="/login"]').waitFor();
+      await s.check('login with providers', s.page, 'login-federated');
+      await s.page.getByRole('link', { name: /General Hospital/ }).click();
+      await s.page.locator('#sub').waitFor();
+      expect(new URL(s.page.url()).origin).toBe(new URL(idp.issuer).origin);
+      await s.page.fill('#sub', 'upstream-smith');
+      await s.page.click('button[type=submit]');
 
-      // No factor yet, and the policy names practitioners: set one up before anything else.
+      // Back here, linked to dr.smith: no factor yet, and the policy names practitioners: set one up first.
       await s.page.locator('#add-passkey').waitFor();
       await s.check('enrol factor', s.page, 'mfa-enrol');
       await s.page.click('#add-passkey');

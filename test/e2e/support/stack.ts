@@ -47,7 +47,7 @@ export interface StackOptions {
   /** More clients for the clients file (AUTHZ_CLIENTS_FILE); `app` is the example app's origin. */
   clients?: (app: string) => Record<string, unknown>[];
   /** More environment for the server (e.g. the MFA policy, federation providers); `issuer` is known by then. */
-  env?: (issuer: string) => Record<string, string>;
+  env?: (issuer: string) => Record<string, string> | Promise<Record<string, string>>;
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
@@ -89,6 +89,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   // The audit trail's home is a PostgreSQL database of this stack's own, migrated by the server
   // itself at start-up (as owner), with the append-only application role for everything else.
   const auditDb = await createPgTestDatabase({ migrate: false });
+  const extraEnv = (await opts.env?.(issuer)) ?? {};
   let server: ServerProcess;
   try {
     server = await startServerProcess(
@@ -106,7 +107,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         AUTHZ_AUDIT_DATABASE_URL: auditDb.appUrl,
         AUTHZ_AUDIT_DATABASE_OWNER_URL: auditDb.ownerUrl,
         ...(tls ? { AUTHZ_TLS_CERT: tls.certFile, AUTHZ_TLS_KEY: tls.keyFile } : {}),
-        ...opts.env?.(issuer),
+        ...extraEnv,
       },
       { https: Boolean(tls) },
     );
