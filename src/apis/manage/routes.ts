@@ -74,7 +74,12 @@ export function manageRoutes(deps: ManageRouteDeps): Router<ManageState> {
       recentSignIn(m, changed),
       confirmAuthenticatorApp(m, trail),
     );
-    router.get(SECURITY_PATHS.passkey, signedInOrSignIn(m, SECURITY_PATHS.passkey), recentSignIn(m, SECURITY_PATHS.passkey), beginPasskey(m));
+    router.get(
+      SECURITY_PATHS.passkey,
+      signedInOrSignIn(m, SECURITY_PATHS.passkey),
+      recentSignIn(m, SECURITY_PATHS.passkey),
+      beginPasskey(m),
+    );
     router.post(SECURITY_PATHS.passkey, verifiedForm(m, 'required'), signedIn(m), recentSignIn(m, changed), confirmPasskey(m, trail));
     router.post(
       `${SECURITY_PATHS.page}/factors/:id/remove`,
@@ -83,7 +88,13 @@ export function manageRoutes(deps: ManageRouteDeps): Router<ManageState> {
       recentSignIn(m, changed),
       removeFactor(m, trail),
     );
-    router.post(SECURITY_PATHS.recoveryCodes, verifiedForm(m, 'required'), signedIn(m), recentSignIn(m, changed), makeRecoveryCodes(m, trail));
+    router.post(
+      SECURITY_PATHS.recoveryCodes,
+      verifiedForm(m, 'required'),
+      signedIn(m),
+      recentSignIn(m, changed),
+      makeRecoveryCodes(m, trail),
+    );
   }
   router.get(MANAGE_PATHS.signedOut, signedOutPage(m));
   return router;
