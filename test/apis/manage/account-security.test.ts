@@ -208,6 +208,24 @@ describe('adding an authenticator app', () => {
     expect(removeForms(added.text)).toHaveLength(2);
   });
 
+  test('the name given is cleaned, bounded and shown escaped', async () => {
+    const who = await patient();
+    const { agent, page } = await open('/manage/security/authenticator-app', who);
+    const label = `<script>alert(1)</script>\u0000\u0007 ${'x'.repeat(500)}`;
+    const added = await post(agent, '/manage/security/authenticator-app', {
+      csrf: csrfFrom(page.text),
+      code: await nextTotpCode(totpSecretOnPage(page.text)),
+      label,
+    });
+    expect(added.status).toBe(200);
+    expect(added.text).not.toContain('<script>alert(1)');
+    expect(added.text).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+    const [factor] = await secondFactorsOf(t).list(who.id);
+    expect(factor!.label.length).toBeLessThanOrEqual(64);
+    // eslint-disable-next-line no-control-regex
+    expect(factor!.label).not.toMatch(/[\u0000-\u001f]/);
+  });
+
   test('a wrong or missing code adds nothing: a readable page with a new key, the error announced', async () => {
     const who = await patient();
     const { agent, page } = await open('/manage/security/authenticator-app', who);
@@ -280,11 +298,15 @@ describe('adding a passkey', () => {
     const wrong = await post(agent, '/manage/security/passkey', { csrf: csrfFrom(page.text), response: JSON.stringify(phished) });
     expect(wrong.status).toBe(400);
     expect(wrong.text).toMatch(/role="alert">The security key could not be registered/);
-    for (const response of ['', 'not json', '"a string"', '{"id":1}']) {
+    for (const response of ['', 'not json', '"a string"', '{"id":1}', `{"id":"${'x'.repeat(10_000)}"}`]) {
       const bad = await post(agent, '/manage/security/passkey', { csrf: csrfFrom(wrong.text), response });
       expect(bad.status).toBe(400);
       expect(bad.text).toContain('role="alert"');
     }
+    // Beyond the body limit: a readable refusal too.
+    const huge = await post(agent, '/manage/security/passkey', { csrf: csrfFrom(wrong.text), response: 'x'.repeat(20_000) });
+    expect(huge.status).toBe(413);
+    expect(huge.headers['content-type']).toMatch(/^text\/html/);
     expect(await secondFactorsOf(t).list(who.id)).toEqual([]);
   });
 });
