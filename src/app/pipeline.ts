@@ -219,13 +219,14 @@ export function httpPipeline(services: Services, provider: Provider): Step[] {
     },
     {
       name: 'manage',
-      purpose: '/manage: people see and withdraw what they granted; administrators see the trail',
+      purpose: '/manage: people see and withdraw what they granted, manage their own second factors; administrators see the trail',
       ...routes(
         manageRoutes({
           config,
           provider,
           consents,
           users,
+          factors: services.factors,
           usage,
           jwks,
           cookieKeys,

@@ -1,7 +1,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
-import type { PendingSignIn } from './sign-in.js';
+import { withSecondFactor } from '../../domain/authn/assurance.js';
+import type { PendingSignIn, SignedInUser } from './sign-in.js';
 
 /**
  * The management page's own session: a signed, httpOnly, SameSite=Lax cookie scoped to /manage
@@ -11,6 +12,8 @@ import type { PendingSignIn } from './sign-in.js';
  * session may (ttl.session).
  *
  * Form tokens are an HMAC of the session id under the cookie keys, like the interaction forms'.
+ * The session also remembers when and how the person last authenticated (the id_token's
+ * `auth_time` and `amr`), so changes to their second factors can ask for a recent sign-in.
  */
 
 export interface ManageSession {
@@ -20,6 +23,10 @@ export interface ManageSession {
   sub: string;
   /** Epoch seconds. */
   exp: number;
+  /** When the person last authenticated, epoch seconds (absent: unknown, so not recent). */
+  authTime?: number;
+  /** How (RFC 8176), as the id_token said; a factor enrolled on the page is added (see `provedFactor`). */
+  amr?: string[];
 }
 
 export const SESSION_COOKIE = 'manage_session';
@@ -77,7 +84,7 @@ export class ManageSessions {
     const value = decode(ctx.cookies.get(PENDING_COOKIE, { signed: true }));
     ctx.cookies.set(PENDING_COOKIE, '', this.cookieOptions(0));
     if (!value) return undefined;
-    const { state, nonce, verifier, exp, returnTo } = value;
+    const { state, nonce, verifier, exp, returnTo, freshSince } = value;
     if (
       typeof state !== 'string' ||
       typeof nonce !== 'string' ||
@@ -86,20 +93,47 @@ export class ManageSessions {
       exp <= nowSeconds()
     )
       return undefined;
-    return { state, nonce, verifier, exp, ...(typeof returnTo === 'string' ? { returnTo } : {}) };
+    return {
+      state,
+      nonce,
+      verifier,
+      exp,
+      ...(typeof returnTo === 'string' ? { returnTo } : {}),
+      ...(typeof freshSince === 'number' ? { freshSince } : {}),
+    };
   }
 
-  start(ctx: Context, sub: string): ManageSession {
-    const session: ManageSession = { sid: randomBytes(16).toString('base64url'), sub, exp: nowSeconds() + this.opts.sessionSeconds };
-    ctx.cookies.set(SESSION_COOKIE, encode(session), this.cookieOptions(session.exp - nowSeconds()));
+  start(ctx: Context, user: SignedInUser): ManageSession {
+    const session: ManageSession = {
+      sid: randomBytes(16).toString('base64url'),
+      sub: user.sub,
+      exp: nowSeconds() + this.opts.sessionSeconds,
+      ...(user.authTime !== undefined ? { authTime: user.authTime } : {}),
+      ...(user.amr ? { amr: user.amr } : {}),
+    };
+    this.save(ctx, session);
     return session;
+  }
+
+  /**
+   * The person just proved a second factor on the page (enrolled it): the session counts as
+   * signed in with it, as a sign-in that enrols one does. Same id, so open forms stay valid.
+   */
+  provedFactor(ctx: Context, session: ManageSession, amr: readonly string[]): ManageSession {
+    const proved: ManageSession = { ...session, amr: withSecondFactor(session.amr ?? [], amr) };
+    this.save(ctx, proved);
+    return proved;
+  }
+
+  private save(ctx: Context, session: ManageSession): void {
+    ctx.cookies.set(SESSION_COOKIE, encode(session), this.cookieOptions(session.exp - nowSeconds()));
   }
 
   /** The current session, or undefined (and the cookie cleared) when it is over. */
   async current(ctx: Context): Promise<ManageSession | undefined> {
     const value = decode(ctx.cookies.get(SESSION_COOKIE, { signed: true }));
     if (!value) return undefined;
-    const { sid, sub, exp } = value;
+    const { sid, sub, exp, authTime, amr } = value;
     if (
       typeof sid !== 'string' ||
       typeof sub !== 'string' ||
@@ -110,7 +144,13 @@ export class ManageSessions {
       this.end(ctx);
       return undefined;
     }
-    return { sid, sub, exp };
+    return {
+      sid,
+      sub,
+      exp,
+      ...(typeof authTime === 'number' ? { authTime } : {}),
+      ...(Array.isArray(amr) && amr.every((m) => typeof m === 'string') ? { amr: amr as string[] } : {}),
+    };
   }
 
   end(ctx: Context): void {

@@ -6,7 +6,7 @@ import { ROUTES } from '../../oauth/paths.js';
 import { MANAGE_CLIENT_ID, MANAGE_PATHS } from '../../oauth/clients/manage-client.js';
 import { managerOf } from './consent-list.js';
 import { SignInError, completeSignIn } from './sign-in.js';
-import { DISCLOSURES_PATH, SESSION_ENDED, type Manage, type ManageState, type Step } from './context.js';
+import { MANAGE_RETURN_PAGES, SESSION_ENDED, type Manage, type ManageState, type Step } from './context.js';
 
 /**
  * The steps every /manage route is built from: who is signed in, whether a form is really theirs,
@@ -83,10 +83,10 @@ export function finishSignIn(m: Manage): Step {
       m.deps.logger?.warn({ err: { message: err.message } }, 'management sign-in failed');
       throw new PageError(400, 'invalid_request', 'The sign-in could not be completed. Open the page again to sign in.');
     }
-    m.sessions.start(ctx, signedInUser.sub);
+    m.sessions.start(ctx, signedInUser);
     ctx.status = 303;
     // Only a page of this app, never a URL from the request (no open redirect).
-    ctx.redirect(pending.returnTo === DISCLOSURES_PATH ? DISCLOSURES_PATH : MANAGE_PATHS.page);
+    ctx.redirect(pending.returnTo && MANAGE_RETURN_PAGES.has(pending.returnTo) ? pending.returnTo : MANAGE_PATHS.page);
   };
 }
 

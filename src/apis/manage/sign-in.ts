@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import type { JWKS } from 'oidc-provider';
+import { ACR } from '../../domain/authn/assurance.js';
 import { ROUTES } from '../../oauth/paths.js';
 import type { InProcessRequest, InProcessResponse } from './in-process-http.js';
 import { MANAGE_CLIENT_ID, manageRedirectUri } from '../../oauth/clients/manage-client.js';
@@ -21,11 +22,26 @@ export interface PendingSignIn {
   exp: number;
   /** The page to return to after signing in (one of the management pages; see MANAGE_RETURN_PAGES). */
   returnTo?: string;
+  /**
+   * A re-authentication (epoch seconds it was asked for): the id_token must say the person signed
+   * in at or after this moment, not that an older sign-in session was reused.
+   */
+  freshSince?: number;
 }
 
 export interface SignedInUser {
   /** The account id (the id_token `sub`). */
   sub: string;
+  /** When the person last authenticated (id_token `auth_time`, epoch seconds). */
+  authTime?: number;
+  /** How (id_token `amr`). */
+  amr?: string[];
+}
+
+/** Ask the person to sign in again, even with a sign-in session (before their second factors change). */
+export interface Reauthentication {
+  /** They have a second factor: the sign-in must include it (acr_values AAL2), not a password alone. */
+  secondFactor: boolean;
 }
 
 export class SignInError extends Error {
@@ -49,8 +65,19 @@ export function publicJwks(jwks: JWKS): { keys: JWK[] } {
   };
 }
 
-export function beginSignIn(issuer: string, now: number = Date.now()): { pending: PendingSignIn; authorizePath: string } {
-  const pending: PendingSignIn = { state: random(), nonce: random(), verifier: random(), exp: Math.floor(now / 1000) + PENDING_SECONDS };
+export function beginSignIn(
+  issuer: string,
+  now: number = Date.now(),
+  reauth?: Reauthentication,
+): { pending: PendingSignIn; authorizePath: string } {
+  const nowSeconds = Math.floor(now / 1000);
+  const pending: PendingSignIn = {
+    state: random(),
+    nonce: random(),
+    verifier: random(),
+    exp: nowSeconds + PENDING_SECONDS,
+    ...(reauth ? { freshSince: nowSeconds } : {}),
+  };
   const query = new URLSearchParams({
     client_id: MANAGE_CLIENT_ID,
     response_type: 'code',
@@ -60,6 +87,9 @@ export function beginSignIn(issuer: string, now: number = Date.now()): { pending
     nonce: pending.nonce,
     code_challenge: createHash('sha256').update(pending.verifier).digest('base64url'),
     code_challenge_method: 'S256',
+    // prompt=login: the password (and the second factor the acr asks for) again, whatever session there is.
+    ...(reauth ? { prompt: 'login' } : {}),
+    ...(reauth?.secondFactor ? { acr_values: ACR.aal2 } : {}),
   });
   return { pending, authorizePath: `${ROUTES.authorization}?${query.toString()}` };
 }
@@ -106,5 +136,10 @@ export async function completeSignIn(deps: CompleteDeps, pending: PendingSignIn,
   });
   if (payload.nonce !== pending.nonce) throw new SignInError('the id_token nonce does not match this sign-in');
   if (typeof payload.sub !== 'string' || !payload.sub) throw new SignInError('the id_token names no subject');
-  return { sub: payload.sub };
+  const authTime = typeof payload.auth_time === 'number' ? payload.auth_time : undefined;
+  if (pending.freshSince !== undefined && (authTime === undefined || authTime < pending.freshSince - 5)) {
+    throw new SignInError('the id_token does not say the person signed in again');
+  }
+  const amr = Array.isArray(payload.amr) ? payload.amr.filter((m): m is string => typeof m === 'string') : undefined;
+  return { sub: payload.sub, ...(authTime !== undefined ? { authTime } : {}), ...(amr ? { amr } : {}) };
 }
