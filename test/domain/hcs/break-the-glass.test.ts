@@ -8,11 +8,9 @@ import {
   grantContextsOf,
   launchStoreOf,
   postForm,
-  promptOfPage,
   startAuthorization,
   startAuthorizationIn,
   type Agent,
-  type BrowserStop,
 } from '../../support/smart-flow.js';
 import { passSecondFactor, secondFactorsOf } from '../../support/second-factor.js';
 import type { TestApp } from '../../support/test-app.js';

@@ -28,7 +28,6 @@ import { CHALLENGE_SECONDS, authenticationOptionsFor, checkAssertion, checkRegis
 
 export {
   FactorError,
-  type FactorKind,
   type FactorSnapshot,
   type FactorSummary,
   type SecondFactorSettings,
