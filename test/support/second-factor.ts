@@ -84,3 +84,16 @@ export async function passSecondFactor(agent: Agent, username: string, stop: Bro
   }
   return stop;
 }
+
+/** Moves the sign-in time of every session of the account back, as if it had happened `seconds` earlier. */
+export async function ageSessions(t: TestApp, accountId: string, seconds: number): Promise<void> {
+  const members = await t.redis.zrange(t.keyspace.ownerIndex('account', accountId), '0', '-1');
+  const ids = members.filter((m) => m.startsWith('Session:')).map((m) => m.slice('Session:'.length));
+  if (!ids.length) throw new Error(`account ${accountId} has no session`);
+  for (const id of ids) {
+    const session = await t.app.Session.find(id);
+    if (!session) continue;
+    session.loginTs = session.loginTs! - seconds;
+    await session.save(3600);
+  }
+}

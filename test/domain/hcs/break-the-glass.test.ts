@@ -12,7 +12,7 @@ import {
   startAuthorizationIn,
   type Agent,
 } from '../../support/smart-flow.js';
-import { passSecondFactor, secondFactorsOf } from '../../support/second-factor.js';
+import { ageSessions, passSecondFactor, secondFactorsOf } from '../../support/second-factor.js';
 import type { TestApp } from '../../support/test-app.js';
 import { ACT_REASON, APP, createHcsApp, introspect, newUser, params, registerApp, type HcsApp } from './support.js';
 import { WEBHOOK_SIGNATURE_HEADER } from '../../../src/domain/hcs/break-the-glass.js';
@@ -214,19 +214,6 @@ test('prompt=none never breaks the glass silently', async () => {
   expect(back.location.searchParams.get('error')).toBe('login_required');
 });
 
-/** Moves the sign-in time of every session of the account back, as if it had happened `seconds` earlier. */
-async function ageSessions(accountId: string, seconds: number): Promise<void> {
-  const members = await t.redis.zrange(t.keyspace.ownerIndex('account', accountId), '0', '-1');
-  const ids = members.filter((m) => m.startsWith('Session:')).map((m) => m.slice('Session:'.length));
-  expect(ids.length).toBeGreaterThan(0);
-  for (const id of ids) {
-    const session = await t.app.Session.find(id);
-    if (!session) continue;
-    session.loginTs = session.loginTs! - seconds;
-    await session.save(3600);
-  }
-}
-
 test('break the glass demands a fresh second factor: an older one is asked for again, and the AuditEvent records it', async () => {
   const who = await clinician({ breakTheGlass: true });
   const patient = `pat-${randomUUID().slice(0, 6)}`;
@@ -236,7 +223,7 @@ test('break the glass demands a fresh second factor: an older one is asked for a
   const firstDone = await browse(agent, await allow(agent, next, { reason: 'Unconscious patient in the emergency department' }));
   expect(firstDone.kind === 'app' && firstDone.code).toBeTruthy();
   // Ten minutes later (the window is five), an emergency.
-  await ageSessions(who.id, 600);
+  await ageSessions(t, who.id, 600);
   const launch = await launchStoreOf(t).create({ patient, clientId: APP, createdBy: 'ehr', aud: params(APP, '').aud! });
   const { first } = await startAuthorizationIn(
     agent,
@@ -251,7 +238,7 @@ test('break the glass demands a fresh second factor: an older one is asked for a
   if (consent.kind !== 'page' || consent.prompt !== 'consent') throw new Error('expected the consent page');
 
   // The page sat open past the window: Allow is refused, nothing is granted.
-  await ageSessions(who.id, 600);
+  await ageSessions(t, who.id, 600);
   const late = await allow(agent, consent, { reason: 'Unconscious patient in the emergency department, allergies unknown' });
   expect(late.status).toBe(403);
   expect(late.text).toContain('Emergency access needs a second factor verified within the last 5 minutes');

@@ -15,6 +15,7 @@ import {
 } from '../../../support/smart-flow.js';
 import { createPerson, paramsFor, registerSmartApp, type Person } from '../../../support/fixtures.js';
 import {
+  ageSessions,
   enrolTotp,
   nextTotpCode,
   recoveryCodesOnPage,
@@ -353,6 +354,24 @@ describe('what the app asks for', () => {
     expect(idToken.sub).toBe(pat.id);
     expect(idToken.acr).toBe(ACR.aal2);
     expect(idToken.amr).toEqual(['pwd', 'otp', 'mfa']);
+  });
+
+  test('max_age asks for the whole sign-in again, password and second factor, and auth_time is the new one', async () => {
+    const pat = await patient();
+    const secret = await enrolTotp(t, pat.id, pat.username);
+    const first = await authorizeThroughPages(t, params(SCOPE), answersOf(pat, { totpCode: () => nextTotpCode(secret) }));
+    expect(first.code).toBeDefined();
+    await ageSessions(t, pat.id, 600);
+    const { first: again } = await startAuthorizationIn(first.agent, params(SCOPE, { max_age: '300' }));
+    const login = pageOf(await browse(first.agent, again));
+    expect(login.prompt).toBe('login');
+    const second = pageOf(
+      await browse(
+        first.agent,
+        await postForm(first.agent, login.uid, 'login', login.res, { username: pat.username, password: pat.password }),
+      ),
+    );
+    expect(second.prompt).toBe('second_factor');
   });
 
   test('prompt=none with a session below what the app asks for: login_required, never a silent grant', async () => {
