@@ -9,6 +9,8 @@ import { hashedToken, localCode, tokenIdentifiers } from '../records/audit/event
 import { AuditStore } from '../../src/records/audit/store.js';
 import { keyStoreCheckpointKeys } from '../../src/records/audit/checkpoints.js';
 import { verifyChain, verifyPolicy } from '../../src/records/audit/verify.js';
+import { redisAdapterFactory } from '../../src/platform/storage/redis-adapter.js';
+import { expectNoTokenOutlivesRevocation } from '../platform/storage/revocation-race.js';
 import { listen, runLoad, summarize, TOKEN_URL, type LoadResult } from './cluster-load.js';
 
 /*
@@ -156,6 +158,10 @@ describeCluster('Redis Cluster (3 masters, 3 replicas) under 16 concurrent worke
     expect(await withoutIssuedEvent(r.issued)).toEqual([]);
     expect(await verifyMain()).toMatchObject({ ok: true });
   }, 60_000);
+
+  test('tokens written while their grant is revoked never outlive it (the three-step write of a Cluster)', async () => {
+    await expectNoTokenOutlivesRevocation(redisAdapterFactory(t.redis, t.keyspace), t.redis, t.keyspace, 5);
+  }, 30_000);
 
   chaos(
     'SIGKILL of the {audit} master under load: only 503s with Retry-After during failover, then service resumes, nothing acknowledged lost',

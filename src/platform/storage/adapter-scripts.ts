@@ -1,24 +1,32 @@
 import type { RedisClient } from '../redis/connection.js';
 
 /**
- * Lua scripts of the oidc-provider adapter. Each touches only keys of one hash slot (one entry, or
- * one grant's `{grantId}` keys), so they are Redis Cluster safe.
+ * Lua scripts of the oidc-provider adapter. All but INDEXED_WRITE touch only keys of one hash slot
+ * (one entry, or one grant's `{grantId}` keys), so they are Redis Cluster safe; INDEXED_WRITE spans
+ * slots and is used only where there are none (a single node or Sentinel).
  */
 
 /**
  * Replaces an entry wholesale (DEL first, so a stale `consumed` field or an old TTL never survives
- * an upsert). KEYS[1] entry; ARGV payload JSON, TTL in ms or '', consumed or ''.
+ * an upsert). Shared by WRITE_ENTRY and INDEXED_WRITE.
  */
-const WRITE_ENTRY = `
-redis.call('DEL', KEYS[1])
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], 'payload', ARGV[1], 'consumed', ARGV[3])
-else
-  redis.call('HSET', KEYS[1], 'payload', ARGV[1])
+const WRITE_ENTRY_FN = `
+local function writeEntry(key, payload, ttl, consumed)
+  redis.call('DEL', key)
+  if consumed ~= '' then
+    redis.call('HSET', key, 'payload', payload, 'consumed', consumed)
+  else
+    redis.call('HSET', key, 'payload', payload)
+  end
+  if ttl ~= '' then
+    redis.call('PEXPIRE', key, ttl)
+  end
 end
-if ARGV[2] ~= '' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
+`;
+
+/** KEYS[1] entry; ARGV payload JSON, TTL in ms or '', consumed or ''. */
+const WRITE_ENTRY = `${WRITE_ENTRY_FN}
+writeEntry(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 return 1
 `;
 
@@ -39,33 +47,66 @@ return redis.call('HGET', KEYS[1], 'payload')
 `;
 
 /**
- * Adds an entry key to its grant index, refusing (0) when the grant was destroyed, unless ARGV[4]
- * is '1' (index it all the same). Owner indexes (owner-index.ts) use the same script with their
- * own index and revoked mark. Scores are
- * expiry times in ms (+inf when the entry has none) so members that expired can be pruned and the
- * index cannot grow without bound on a long-lived grant. The index TTL only ever grows: it is set
- * when the index is new, extended when shorter than the new member's, and dropped for a member
- * without TTL. KEYS[1] grant index, KEYS[2] revoked-grant mark; ARGV[1] member key, ARGV[2] TTL in
- * ms or '', ARGV[3] prune grace in ms, ARGV[4] '1' to index despite the mark (optional).
+ * Adds a member to an index (a grant's, or an owner's: owner-index.ts). Scores are expiry times in
+ * ms (+inf when the entry has none) so members that expired can be pruned and the index cannot
+ * grow without bound on a long-lived grant. The index TTL only ever grows: it is set when the
+ * index is new, extended when shorter than the new member's, and dropped for a member without TTL.
  */
-const GRANT_INDEX_ADD = `
+const INDEX_ADD_FN = `
+local function indexAdd(index, member, ttl, grace)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local current = redis.call('PTTL', index)
+  if ttl == '' then
+    redis.call('ZADD', index, '+inf', member)
+    redis.call('PERSIST', index)
+  else
+    local ms = tonumber(ttl)
+    redis.call('ZADD', index, string.format('%d', now + ms), member)
+    if current == -2 or (current >= 0 and current < ms) then
+      redis.call('PEXPIRE', index, ms)
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. string.format('%d', now - tonumber(grace)))
+end
+`;
+
+/**
+ * Adds an entry key to its grant index, refusing (0) when the grant was destroyed, unless ARGV[4]
+ * is '1' (index it all the same). Owner indexes use the same script with their own index and
+ * revoked mark. KEYS[1] grant index, KEYS[2] revoked-grant mark; ARGV[1] member key, ARGV[2] TTL
+ * in ms or '', ARGV[3] prune grace in ms, ARGV[4] '1' to index despite the mark (optional).
+ */
+const GRANT_INDEX_ADD = `${INDEX_ADD_FN}
 if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then
   return 0
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local current = redis.call('PTTL', KEYS[1])
-if ARGV[2] == '' then
-  redis.call('ZADD', KEYS[1], '+inf', ARGV[1])
-  redis.call('PERSIST', KEYS[1])
-else
-  local ttl = tonumber(ARGV[2])
-  redis.call('ZADD', KEYS[1], string.format('%d', now + ttl), ARGV[1])
-  if current == -2 or (current >= 0 and current < ttl) then
-    redis.call('PEXPIRE', KEYS[1], ttl)
+indexAdd(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+return 1
+`;
+
+/**
+ * Index adds and the entry write as one atomic step, for a single node or Sentinel: refuses (0,
+ * nothing written) when any index's revoked mark is set, unless ARGV[6] is '1'; otherwise adds the
+ * member to every index and writes the entry. Atomic, so a revocation runs wholly before (its mark
+ * refuses the write) or wholly after (it finds the member): the after-write check of the Cluster
+ * path (grant-index.ts) is not needed, and three round trips become one.
+ * KEYS[1] entry, then pairs of (index, revoked mark); ARGV[1] payload JSON, ARGV[2] TTL in ms or
+ * '', ARGV[3] consumed or '', ARGV[4] member, ARGV[5] prune grace in ms, ARGV[6] '1' to write
+ * despite a mark.
+ */
+const INDEXED_WRITE = `${WRITE_ENTRY_FN}${INDEX_ADD_FN}
+if ARGV[6] ~= '1' then
+  for i = 2, #KEYS, 2 do
+    if redis.call('EXISTS', KEYS[i + 1]) == 1 then
+      return 0
+    end
   end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now - tonumber(ARGV[3])))
+for i = 2, #KEYS, 2 do
+  indexAdd(KEYS[i], ARGV[4], ARGV[2], ARGV[5])
+end
+writeEntry(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 return 1
 `;
 
@@ -118,6 +159,8 @@ return members
 
 export interface AdapterScripts {
   oidcWriteEntry(entry: string, payload: string, ttlMs: string, consumed: string): Promise<number>;
+  /** Variable key count: (numberOfKeys, entry, ...index/mark pairs, ...ARGV). */
+  oidcIndexedWrite(numberOfKeys: number, ...keysAndArgs: string[]): Promise<number>;
   oidcConsumeEntry(entry: string, now: string): Promise<number | string | null>;
   oidcGrantIndexAdd(
     index: string,
@@ -138,6 +181,7 @@ const defined = new WeakSet<RedisClient>();
 export function adapterScripts(redis: RedisClient): RedisClient & AdapterScripts {
   if (!defined.has(redis)) {
     redis.defineCommand('oidcWriteEntry', { numberOfKeys: 1, lua: WRITE_ENTRY });
+    redis.defineCommand('oidcIndexedWrite', { lua: INDEXED_WRITE });
     redis.defineCommand('oidcConsumeEntry', { numberOfKeys: 1, lua: CONSUME_ENTRY });
     redis.defineCommand('oidcGrantIndexAdd', { numberOfKeys: 2, lua: GRANT_INDEX_ADD });
     redis.defineCommand('oidcGrantTeardown', { numberOfKeys: 3, lua: GRANT_TEARDOWN });

@@ -5,8 +5,9 @@ import { adapterScripts } from './adapter-scripts.js';
 /**
  * The per-grant index of entry keys that `revokeByGrantId` deletes, and the "grant is dead" mark.
  *
- * Race rules (the index and the entries live in different hash slots, so no single script can
- * cover both):
+ * Race rules (the index and the entries live in different hash slots, so in Redis Cluster no
+ * single script can cover both; on a single node or Sentinel the adapter writes the entry and its
+ * index entries in one atomic script instead, see INDEXED_WRITE in adapter-scripts.ts):
  *  - a writer adds its key to the index BEFORE writing the entry, so a crash in between leaves
  *    an index member pointing at nothing, never an entry that revocation cannot find;
  *  - a revoker empties the index atomically, then deletes the members;
@@ -21,7 +22,7 @@ import { adapterScripts } from './adapter-scripts.js';
 export const DEAD_GRANT_MARK_SECONDS = 3600;
 
 /** Expired members are pruned only this long after their expiry, well past any in-flight write. */
-const PRUNE_GRACE_MS = 60_000;
+export const PRUNE_GRACE_MS = 60_000;
 
 export class GrantIndex {
   private readonly redis;
@@ -43,6 +44,11 @@ export class GrantIndex {
       String(PRUNE_GRACE_MS),
     );
     return added === 1;
+  }
+
+  /** The index and its revoked mark, for the single-node indexed write (adapter-scripts.ts). */
+  keysOf(grantId: string): [index: string, revoked: string] {
+    return [this.keyspace.grantIndex(grantId), this.keyspace.revokedGrant(grantId)];
   }
 
   async contains(grantId: string, member: string): Promise<boolean> {

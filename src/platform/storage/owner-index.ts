@@ -2,7 +2,7 @@ import type { AdapterPayload } from 'oidc-provider';
 import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import { adapterScripts } from './adapter-scripts.js';
-import type { GrantIndex } from './grant-index.js';
+import { PRUNE_GRACE_MS, type GrantIndex } from './grant-index.js';
 
 /**
  * Revocation follows the account and the client: what an account or a client owns is indexed when
@@ -43,9 +43,6 @@ export interface Owner {
 
 /** Long enough for any request that looked the owner up before it was ended to have finished. */
 export const OWNER_REVOKED_MARK_SECONDS = 3600;
-
-/** Expired members are pruned only this long after their expiry, well past any in-flight write. */
-const PRUNE_GRACE_MS = 60_000;
 
 function present(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0;
@@ -102,6 +99,11 @@ export class OwnerIndex {
       evenIfRevoked ? '1' : '0',
     );
     return added === 1;
+  }
+
+  /** The index and its revoked mark, for the single-node indexed write (adapter-scripts.ts). */
+  keysOf(owner: Owner): [index: string, revoked: string] {
+    return [this.keyspace.ownerIndex(owner.kind, owner.id), this.keyspace.ownerRevoked(owner.kind, owner.id)];
   }
 
   async contains(owner: Owner, member: string): Promise<boolean> {

@@ -21,10 +21,12 @@
  * `oidc:Grant:{g}`, `oidc:grant:{g}` and `oidc:grantRevoked:{g}` share the hash tag `{g}`, which
  * is what lets one script revoke a grant in Redis Cluster; nothing else spans keys.
  *
- * Round trips: `find` 1 (HGETALL); `upsert` 1 for entries neither bound to a grant nor owned (the
- * writes are issued together and auto-pipelined), 2 for owned ones (Grant, Session, client tokens
- * without a grant: index add with the write, then check — owner-index.ts), 3 sequential ones for
- * grant-bound tokens (index, write, check — see grant-index.ts for why each is needed).
+ * Round trips: `find` 1 (HGETALL); `upsert` 1 on a single node or Sentinel (one script writes the
+ * entry and its index entries atomically; pointers go with it, auto-pipelined). In Redis Cluster,
+ * where the entry and its indexes sit in different slots: 1 for entries neither bound to a grant
+ * nor owned, 2 for owned ones (Grant, Session, client tokens without a grant: index add with the
+ * write, then check — owner-index.ts), 3 sequential ones for grant-bound tokens (index, write,
+ * check — see grant-index.ts for why each is needed).
  */
 import { errors } from 'oidc-provider';
 import type { Adapter, AdapterFactory, AdapterPayload } from 'oidc-provider';
@@ -33,7 +35,7 @@ import type { RedisClient } from '../redis/connection.js';
 import type { Keyspace } from '../redis/keyspace.js';
 import { adapterScripts, type AdapterScripts } from './adapter-scripts.js';
 import { alreadyConsumed, consumedEntryMissing } from './consume-errors.js';
-import { GrantIndex } from './grant-index.js';
+import { GrantIndex, PRUNE_GRACE_MS } from './grant-index.js';
 import { OwnerIndex, ownersOf, type Owner } from './owner-index.js';
 
 /** Models whose entries `revokeByGrantId` must find (the same list as oidc-provider's memory adapter). */
@@ -96,11 +98,12 @@ export class RedisAdapter implements Adapter {
     const key = this.key(id);
     const ttlMs = ttlMillis(expiresIn);
     const grantId = GRANT_BOUND.has(this.name) && typeof payload.grantId === 'string' ? payload.grantId : undefined;
+    const owners = grantId === undefined ? ownersOf(this.name, payload) : [];
 
-    if (grantId === undefined) {
-      const owners = ownersOf(this.name, payload);
-      if (owners.length) return this.upsertOwned(id, key, payload, ttlMs, owners);
+    if (!this.redis.isCluster && (grantId !== undefined || owners.length)) {
+      return this.upsertIndexedAtomically(id, key, payload, ttlMs, grantId, owners);
     }
+    if (owners.length) return this.upsertOwned(id, key, payload, ttlMs, owners);
 
     if (grantId !== undefined && !(await this.grants.add(grantId, key, ttlMs))) {
       throw new errors.InvalidGrant('grant has been revoked');
@@ -120,7 +123,41 @@ export class RedisAdapter implements Adapter {
   }
 
   /**
-   * The index adds go out with the write (one round trip): the revoked mark refuses the add of an
+   * Single node or Sentinel: the entry and its index entries in one script, one round trip (the
+   * hot path of every token). Grant-bound entries are members of their grant's index under their
+   * key, owned ones of each owner's index as `<Model>:<id>`. Sessions are written even while their
+   * account is revoked, as in upsertOwned.
+   */
+  private async upsertIndexedAtomically(
+    id: string,
+    key: string,
+    payload: AdapterPayload,
+    ttlMs: number | undefined,
+    grantId: string | undefined,
+    owners: Owner[],
+  ): Promise<void> {
+    const indexes = grantId !== undefined ? this.grants.keysOf(grantId) : owners.flatMap((o) => this.owners.keysOf(o));
+    const member = grantId !== undefined ? key : `${this.name}:${id}`;
+    const [written] = await Promise.all([
+      this.redis.oidcIndexedWrite(
+        1 + indexes.length,
+        key,
+        ...indexes,
+        JSON.stringify(payload),
+        ttlMs === undefined ? '' : String(ttlMs),
+        payload.consumed ? JSON.stringify(payload.consumed) : '',
+        member,
+        String(PRUNE_GRACE_MS),
+        this.name === 'Session' ? '1' : '0',
+      ),
+      ...this.pointerWrites(id, payload, ttlMs),
+    ]);
+    if (written === 1) return;
+    throw grantId !== undefined ? new errors.InvalidGrant('grant has been revoked') : revokedOwnerError(this.name);
+  }
+
+  /**
+   * Redis Cluster: the index adds go out with the write (one round trip): the revoked mark refuses the add of an
    * owner being ended, and the check after the write catches an ending that ran in between. Either
    * way the entry is deleted again, so nothing outlives its owner's revocation (owner-index.ts).
    */
@@ -146,19 +183,25 @@ export class RedisAdapter implements Adapter {
     const consumed = payload.consumed ? JSON.stringify(payload.consumed) : '';
     const writes: Promise<unknown>[] = [
       this.redis.oidcWriteEntry(key, JSON.stringify(payload), ttlMs === undefined ? '' : String(ttlMs), consumed),
+      ...this.pointerWrites(id, payload, ttlMs),
     ];
-    if (this.name === 'Session' && typeof payload.uid === 'string') {
-      writes.push(this.setPointer(this.keyspace.sessionUid(payload.uid), id, ttlMs));
-    }
-    if (this.name === 'DeviceCode' && typeof payload.userCode === 'string') {
-      writes.push(this.setPointer(this.keyspace.userCode(payload.userCode), id, ttlMs));
-    }
     if (this.name === 'Client') {
       // A client registered again under a removed id may have tokens: its revoked mark is lifted
       // (and anything indexed under the id meanwhile ended). A plain update touches nothing.
       writes.push(this.redis.sadd(this.keyspace.clientIndex(), id), this.owners.reinstate({ kind: 'client', id }, { onlyIfRevoked: true }));
     }
     return writes;
+  }
+
+  /** The secondary lookups' pointers (Session by uid, DeviceCode by user code). */
+  private pointerWrites(id: string, payload: AdapterPayload, ttlMs: number | undefined): Promise<unknown>[] {
+    if (this.name === 'Session' && typeof payload.uid === 'string') {
+      return [this.setPointer(this.keyspace.sessionUid(payload.uid), id, ttlMs)];
+    }
+    if (this.name === 'DeviceCode' && typeof payload.userCode === 'string') {
+      return [this.setPointer(this.keyspace.userCode(payload.userCode), id, ttlMs)];
+    }
+    return [];
   }
 
   private setPointer(key: string, id: string, ttlMs: number | undefined): Promise<unknown> {

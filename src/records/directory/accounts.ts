@@ -12,7 +12,7 @@ export function absoluteFhirUser(fhirUser: string | undefined, fhirBase: string)
   return `${fhirBase.replace(/\/+$/, '')}/${fhirUser.replace(/^\/+/, '')}`;
 }
 
-function fullName(user: ScimUser): string | undefined {
+function fullName(user: Omit<ScimUser, 'groups'>): string | undefined {
   const name = user.name;
   if (name?.formatted) return name.formatted;
   const joined = [name?.givenName, name?.familyName].filter(Boolean).join(' ');
@@ -20,7 +20,7 @@ function fullName(user: ScimUser): string | undefined {
 }
 
 /** OpenID claims of a user; oidc-provider keeps only those the granted scopes and claims allow. */
-export function accountClaims(user: ScimUser, fhirBase: string): AccountClaims {
+export function accountClaims(user: Omit<ScimUser, 'groups'>, fhirBase: string): AccountClaims {
   const lastModified = (user.meta as { lastModified?: string } | undefined)?.lastModified;
   const updatedAt = lastModified ? Math.floor(Date.parse(lastModified) / 1000) : undefined;
   const claims: Record<string, unknown> = {
@@ -40,9 +40,9 @@ export function accountClaims(user: ScimUser, fhirBase: string): AccountClaims {
  * oidc-provider's account lookup by subject (our user id). Unknown and deactivated users have no
  * account, so their sessions end and their tokens stop working at the next lookup.
  */
-export function findAccount(store: Pick<UserStore, 'get'>, opts: { fhirBase: string }): FindAccount {
+export function findAccount(store: Pick<UserStore, 'getRecordOnly'>, opts: { fhirBase: string }): FindAccount {
   return async (_ctx, sub): Promise<Account | undefined> => {
-    const user = await store.get(sub);
+    const user = await store.getRecordOnly(sub);
     if (!user?.active) return undefined;
     return { accountId: user.id, claims: () => accountClaims(user, opts.fhirBase) };
   };

@@ -93,6 +93,16 @@ export class UserStore {
     return (await this.load([id]))[0];
   }
 
+  /**
+   * The user as stored, without what is kept beside the record (groups, lock-out, second factors):
+   * one HMGET for the account lookup of every code exchange and refresh, where `get` would send
+   * four or more commands whose answers the id_token never shows (records/directory/accounts.ts).
+   */
+  async getRecordOnly(id: string): Promise<Omit<ScimUser, 'groups'> | undefined> {
+    const record = await this.record(id);
+    return record ? this.present(JSON.parse(record.json) as StoredUser, record, [], false) : undefined;
+  }
+
   async findByUserName(userName: string): Promise<ScimUser | undefined> {
     return (await this.byUserName(userName, false))?.user;
   }

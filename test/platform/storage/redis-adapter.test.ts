@@ -5,6 +5,8 @@ import { Keyspace } from '../../../src/platform/redis/keyspace.js';
 import { DEAD_GRANT_MARK_SECONDS } from '../../../src/platform/storage/grant-index.js';
 import { claimOnce } from '../../../src/platform/storage/claim-once.js';
 import { redisAdapterFactory } from '../../../src/platform/storage/redis-adapter.js';
+import { expectNoTokenOutlivesRevocation } from './revocation-race.js';
+import { commandsSent } from '../../support/redis-monitor.js';
 
 interface ProviderError extends Error {
   error?: string;
@@ -249,32 +251,14 @@ describe('grant index', () => {
   });
 
   test('no token written concurrently with revocations outlives them unindexed', async () => {
-    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-    for (let round = 0; round < 15; round++) {
-      const grantId = uid();
-      const ids = Array.from({ length: 40 }, () => uid());
-      await Promise.all([
-        ...ids.map(async (id, i) => {
-          await sleep(i % 7);
-          await adapter(i % 2 ? 'AccessToken' : 'RefreshToken')
-            .upsert(id, token(grantId), 600)
-            .catch(() => undefined);
-        }),
-        ...[1, 3, 5].map(async (ms) => {
-          await sleep(ms);
-          await adapter('AccessToken').revokeByGrantId(grantId);
-        }),
-      ]);
-      const index = keyspace.grantIndex(grantId);
-      for (const [i, id] of ids.entries()) {
-        const key = keyspace.model(i % 2 ? 'AccessToken' : 'RefreshToken', id);
-        if (await exists(key)) expect(await redis.zscore(index, key)).not.toBeNull();
-      }
-      await adapter('AccessToken').revokeByGrantId(grantId);
-      for (const [i, id] of ids.entries()) {
-        expect(await exists(keyspace.model(i % 2 ? 'AccessToken' : 'RefreshToken', id))).toBe(false);
-      }
-    }
+    await expectNoTokenOutlivesRevocation(adapter, redis, keyspace);
+  });
+
+  test('a single node writes an entry and its index entries in one script, so nothing else is sent', async () => {
+    const grantId = uid();
+    const sent = await commandsSent(redis, grantId, () => adapter('AccessToken').upsert(uid(), token(grantId), 600));
+    expect(sent).toHaveLength(1);
+    expect(['eval', 'evalsha']).toContain(sent[0]);
   });
 });
 

@@ -4,6 +4,7 @@ import { Keyspace } from '../../../../src/platform/redis/keyspace.js';
 import { loadConfig } from '../../../../src/platform/config/load.js';
 import { createUserStore, type UserStore } from '../../../../src/records/directory/user-store.js';
 import { absoluteFhirUser, findAccount } from '../../../../src/records/directory/accounts.js';
+import { commandsSent } from '../../../support/redis-monitor.js';
 import { CORE_USER_SCHEMA, SMART_USER_SCHEMA } from '../../../../src/records/directory/model.js';
 
 const FHIR_BASE = 'https://fhir.example.org/r4';
@@ -50,6 +51,12 @@ test('an active user is an account with OpenID and SMART claims', async () => {
     updated_at: Math.floor(Date.parse(user.meta.lastModified) / 1000),
   });
   expect(JSON.stringify(claims)).not.toContain('argon2');
+});
+
+test('the account lookup of a token request reads the user record alone, with one command', async () => {
+  const user = await users.create({ userName: `lookup-${randomUUID()}`, password: 'irrelevant password' });
+  const sent = await commandsSent(redis, user.id, () => findAccount(users, { fhirBase: FHIR_BASE })(ctx, user.id));
+  expect(sent).toEqual(['hmget']);
 });
 
 test('a formatted name wins; absent attributes are left out', async () => {
