@@ -6,7 +6,7 @@ import type { RedisClient } from '../../src/platform/redis/connection.js';
  * (MONITOR on a connection of its own). Commands run by a script are left out (MONITOR shows them
  * with the source 'lua'): the point is how many commands, round trips and scripts a step costs.
  */
-export async function commandsSent(redis: RedisClient, marker: string, work: () => Promise<unknown>): Promise<string[]> {
+export async function commandsSent(redis: RedisClient, marker: string, work: () => unknown): Promise<string[]> {
   const sent: string[] = [];
   const monitor = await (redis as Redis).monitor();
   monitor.on('monitor', (_time: string, args: string[], source: string) => {
