@@ -1,5 +1,6 @@
 import type { Context } from 'koa';
 import type { RegistrationResponseJSON } from '@simplewebauthn/server';
+import { jsonFormField } from '../../platform/http/body.js';
 import { allowOwnScripts } from '../../platform/http/security-headers.js';
 import { renderView } from '../../platform/http/views.js';
 import type { AuditTrail } from '../../records/audit/trail.js';
@@ -30,16 +31,6 @@ const bindingOf = (ctx: Ctx) => `manage-session:${ctx.state.session!.sid}`;
 function labelOf(form: URLSearchParams): string | undefined {
   const label = (form.get('label') ?? '').trim();
   return label ? label.slice(0, MAX_LABEL) : undefined;
-}
-
-function parseJson<T>(raw: string | null): T | undefined {
-  if (!raw || raw.length > 20_000) return undefined;
-  try {
-    const value = JSON.parse(raw) as unknown;
-    return value && typeof value === 'object' ? (value as T) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 async function render(ctx: Ctx, view: string, status: number, data: Record<string, unknown>): Promise<void> {
@@ -142,7 +133,7 @@ export function beginPasskey(m: Manage): Step {
 export function confirmPasskey(m: Manage, trail: Trail): Step {
   return async function confirmPasskey(ctx) {
     const form = ctx.state.form!;
-    const response = parseJson<RegistrationResponseJSON>(form.get('response'));
+    const response = jsonFormField<RegistrationResponseJSON>(form, 'response');
     if (!response) return showPasskey(m, ctx, 400, 'The passkey or security key could not be registered. Try again.');
     let factor: FactorSummary;
     try {

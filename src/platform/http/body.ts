@@ -95,3 +95,19 @@ function bytesWithin(req: Context['req'], limit: number): Promise<Buffer | undef
     req.once('error', reject);
   });
 }
+
+/**
+ * A form field that carries a JSON object (a WebAuthn answer posted by the page's script), or
+ * undefined when it is missing, over `maxLength` characters, not JSON or not an object: the caller
+ * answers that like any wrong answer, never with a 500.
+ */
+export function jsonFormField<T extends object>(form: URLSearchParams, name: string, maxLength = 20_000): T | undefined {
+  const raw = form.get(name);
+  if (!raw || raw.length > maxLength) return undefined;
+  try {
+    const value = JSON.parse(raw) as unknown;
+    return value && typeof value === 'object' ? (value as T) : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,7 +1,7 @@
 import type { AuditEvent } from '../audit-event.js';
 import { scimSystem } from './admin-events.js';
+import { attemptAgents } from './login-events.js';
 import {
-  anonymousUserAgent,
   auditEvent,
   authServerAgent,
   clientAgent,
@@ -101,13 +101,7 @@ export function federatedLoginFailed(
     upstreamError?: string;
   },
 ): AuditEvent {
-  const user = input.accountId
-    ? userAgents(
-        scope,
-        { accountId: input.accountId, ...(input.fhirUser ? { fhirUser: input.fhirUser } : {}), ...(input.ip ? { ip: input.ip } : {}) },
-        true,
-      )
-    : [anonymousUserAgent(input.ip)];
+  const user = attemptAgents(scope, input);
   return auditEvent(scope, {
     type: EVENT_TYPES.userAuthentication,
     subtype: [STANDARD_SUBTYPES.login, local('login-failed'), local('federated-login')],

@@ -37,17 +37,22 @@ export function loginSucceeded(scope: AuditScope, input: { user: UserInfo; clien
   });
 }
 
-export function loginFailed(
-  scope: AuditScope,
-  input: { accountId?: string; fhirUser?: string; ip?: string; client?: ForClient; description: string },
-): AuditEvent {
-  const user = input.accountId
+/** The person behind a failed sign-in: the account when one was named, otherwise an anonymous user at the address. */
+export function attemptAgents(scope: AuditScope, input: { accountId?: string; fhirUser?: string; ip?: string }) {
+  return input.accountId
     ? userAgents(
         scope,
         { accountId: input.accountId, ...(input.fhirUser ? { fhirUser: input.fhirUser } : {}), ...(input.ip ? { ip: input.ip } : {}) },
         true,
       )
     : [anonymousUserAgent(input.ip)];
+}
+
+export function loginFailed(
+  scope: AuditScope,
+  input: { accountId?: string; fhirUser?: string; ip?: string; client?: ForClient; description: string },
+): AuditEvent {
+  const user = attemptAgents(scope, input);
   return auditEvent(scope, {
     type: EVENT_TYPES.userAuthentication,
     subtype: [STANDARD_SUBTYPES.login, local('login-failed')],

@@ -2,6 +2,7 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import { jsonFormField } from '../../../platform/http/body.js';
 import { PageError } from '../../../platform/http/error-page.js';
 import { allowOwnScripts } from '../../../platform/http/security-headers.js';
 import { renderView } from '../../../platform/http/views.js';
@@ -182,7 +183,7 @@ export function secondFactorPage(deps: SecondFactorPageDeps) {
       return code && code.length <= 64 ? { kind: method, code } : undefined;
     }
     if (method === 'webauthn') {
-      const response = parseJson<AuthenticationResponseJSON>(form.get('response'));
+      const response = jsonFormField<AuthenticationResponseJSON>(form, 'response');
       return response ? { kind: 'webauthn', response } : undefined;
     }
     return undefined;
@@ -243,7 +244,7 @@ export function secondFactorPage(deps: SecondFactorPageDeps) {
     const { interaction, form, progress } = await postedStep(ctx);
     if (progress.verified) return showEnrolled(ctx, interaction, progress, []);
     await requireNoFactor(progress);
-    const response = parseJson<RegistrationResponseJSON>(form.get('response'));
+    const response = jsonFormField<RegistrationResponseJSON>(form, 'response');
     if (!response) return showEnrol(ctx, interaction, progress, { status: 400, error: 'The passkey could not be registered. Try again.' });
     let factor: FactorSummary;
     try {
@@ -279,14 +280,4 @@ export function secondFactorPage(deps: SecondFactorPageDeps) {
       router.post('/interaction/:uid/second-factor/continue', (ctx) => carryOn(ctx));
     },
   };
-}
-
-function parseJson<T>(raw: string | null): T | undefined {
-  if (!raw || raw.length > 20_000) return undefined;
-  try {
-    const value = JSON.parse(raw) as unknown;
-    return value && typeof value === 'object' ? (value as T) : undefined;
-  } catch {
-    return undefined;
-  }
 }
