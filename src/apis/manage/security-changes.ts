@@ -26,14 +26,15 @@ export function removeFactor(m: Manage, trail: Trail): Step {
     // Only the person's own factors are looked up: anyone else's id is one that does not exist.
     const factor = FACTOR_ID.test(id) ? factors.find((f) => f.id === id) : undefined;
     if (!factor) throw new PageError(404, 'not_found', NO_SUCH_FACTOR);
-    if (factors.length === 1 && (await policyRequiresFactor(m, account))) {
+    const removed = await m.deps.factors.remove(account.id, factor.id, { keepLast: await policyRequiresFactor(m, account) });
+    if (removed === 'missing') throw new PageError(404, 'not_found', NO_SUCH_FACTOR);
+    if (removed === 'last-kept') {
       return renderSecurity(m, ctx, {
         status: 409,
         error:
           'This is your only second factor, and your organisation requires one for your account: it was not removed. Add another authenticator app, passkey or security key first, then remove this one.',
       });
     }
-    if (!(await m.deps.factors.remove(account.id, factor.id))) throw new PageError(404, 'not_found', NO_SUCH_FACTOR);
     await trail.record(
       factorRemoved(
         { issuer: m.config.issuer },

@@ -147,7 +147,7 @@ export async function removeFactors(deps: FactorResetDeps, actor: Actor, user: S
   }
   const listed = user[SMART_USER_SCHEMA]?.secondFactors ?? [];
   for (const id of target) {
-    if (!(await deps.factors.remove(user.id, id))) continue;
+    if ((await deps.factors.remove(user.id, id)) !== 'removed') continue;
     const factor = listed.find((f) => f.value === id);
     await deps.audit.record(
       factorRemoved(scope, {

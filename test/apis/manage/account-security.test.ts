@@ -364,6 +364,25 @@ describe('removing a factor', () => {
     expect(removed.status).toBe(200);
     expect(await secondFactorsOf(t).list(dr.id)).toEqual([expect.objectContaining({ kind: 'webauthn', keyType: 'swk' })]);
   });
+
+  test('both factors removed at once from two tabs: one goes, the last one stays', async () => {
+    const dr = await clinician();
+    const secret = await enrolTotp(t, dr.id, dr.username);
+    const { agent, page } = await open('/manage/security', { ...dr, totpSecret: secret });
+    const passkeyPage = await agent.get('/manage/security/passkey');
+    const added = await post(agent, '/manage/security/passkey', {
+      csrf: csrfFrom(passkeyPage.text),
+      response: JSON.stringify(new SoftAuthenticator(rp()).register(registrationOptionsOn(passkeyPage.text))),
+    });
+    const both = removeForms(added.text);
+    expect(both).toHaveLength(2);
+    const answers = await Promise.all(
+      both.map((id) => post(agent, `/manage/security/factors/${id}/remove`, { csrf: csrfFrom(page.text) })),
+    );
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 409]);
+    expect(await secondFactorsOf(t).list(dr.id)).toHaveLength(1);
+    expect((await factorEventsOf(dr.id)).filter((e) => e.code === 'mfa-removed')).toHaveLength(1);
+  });
 });
 
 describe('recovery codes', () => {

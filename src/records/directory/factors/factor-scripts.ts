@@ -68,11 +68,20 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 'ok'
 `;
 
-/** Removes one factor and what its use left. KEYS: factors, usage. ARGV: factor id. Returns 1 if it existed. */
+/**
+ * Removes one factor and what its use left; with the last factor go the recovery codes, which
+ * stand in for a factor and mean nothing without one. With ARGV[2] = '1' the last factor is kept
+ * (a policy requires one): the check and the removal are one step, so two removals at once cannot
+ * both pass it. KEYS: factors, usage, recovery codes. ARGV: factor id, keep-last flag.
+ * Returns 1 when removed, 0 when there is no such factor, -1 when it is the last and was kept.
+ */
 const REMOVE = `
-local n = redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if ARGV[2] == '1' and redis.call('HLEN', KEYS[1]) <= 1 then return -1 end
+redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], 'counter:' .. ARGV[1], 'used:' .. ARGV[1])
-return n
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[3]) end
+return 1
 `;
 
 /**
@@ -122,7 +131,7 @@ export interface FactorScripts {
     most: number,
     credentialId: string,
   ): Promise<'ok' | 'duplicate' | 'full'>;
-  mfaRemove(factors: string, usage: string, factorId: string): Promise<number>;
+  mfaRemove(factors: string, usage: string, recoveryCodes: string, factorId: string, keepLast: '0' | '1'): Promise<number>;
   mfaReset(
     factors: string,
     usage: string,
@@ -141,7 +150,7 @@ const SCRIPTS: Array<[keyof FactorScripts, number, string]> = [
   ['mfaAdvanceCounter', 2, ADVANCE_COUNTER],
   ['mfaConfirmTotp', 3, CONFIRM_TOTP],
   ['mfaAddWebAuthn', 1, ADD_WEBAUTHN],
-  ['mfaRemove', 2, REMOVE],
+  ['mfaRemove', 3, REMOVE],
   ['mfaReset', 6, RESET],
   ['mfaTakeChallenge', 2, TAKE_CHALLENGE],
   ['mfaSnapshot', 3, SNAPSHOT],

@@ -258,8 +258,20 @@ export class SecondFactors {
 
   // Removal
 
-  async remove(userId: string, factorId: string): Promise<boolean> {
-    return (await this.redis.mfaRemove(this.keyspace.mfaFactors(userId), this.keyspace.mfaUsage(userId), factorId)) > 0;
+  /**
+   * `keepLast`: refuse to remove the person's only factor (a policy requires one), checked in the
+   * same atomic step as the removal. Removing the last factor also removes the recovery codes.
+   */
+  async remove(userId: string, factorId: string, { keepLast = false } = {}): Promise<'removed' | 'missing' | 'last-kept'> {
+    const k = this.keyspace;
+    const result = await this.redis.mfaRemove(
+      k.mfaFactors(userId),
+      k.mfaUsage(userId),
+      k.mfaRecoveryCodes(userId),
+      factorId,
+      keepLast ? '1' : '0',
+    );
+    return result === 1 ? 'removed' : result === -1 ? 'last-kept' : 'missing';
   }
 
   /** Every factor, the pending enrolment and the recovery codes; challenges already handed out stop working. */

@@ -403,9 +403,31 @@ describe('removal and reset', () => {
   test('remove one factor', async () => {
     const { id } = await enrolTotp();
     const key = await enrolKey(new SoftAuthenticator(RP));
-    expect(await factors.remove(user, id)).toBe(true);
-    expect(await factors.remove(user, id)).toBe(false);
+    expect(await factors.remove(user, id)).toBe('removed');
+    expect(await factors.remove(user, id)).toBe('missing');
     expect((await factors.list(user)).map((f) => f.id)).toEqual([key.id]);
+  });
+
+  test('keepLast: of many concurrent removals of the only two factors, one succeeds and the last factor stays', async () => {
+    const { id } = await enrolTotp();
+    const key = await enrolKey(new SoftAuthenticator(RP));
+    const before = (await factors.list(user)).map((f) => f.id);
+    expect(before).toHaveLength(2);
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => factors.remove(user, i % 2 ? id : key.id, { keepLast: true })));
+    expect(results.filter((r) => r === 'removed')).toHaveLength(1);
+    expect(await factors.list(user)).toHaveLength(1);
+    const [last] = await factors.list(user);
+    expect(await factors.remove(user, last!.id, { keepLast: true })).toBe('last-kept');
+  });
+
+  test('with the last factor go the recovery codes', async () => {
+    await factors.newRecoveryCodes(user);
+    const { id } = await enrolTotp();
+    const key = await enrolKey(new SoftAuthenticator(RP));
+    expect(await factors.remove(user, id)).toBe('removed');
+    expect(await factors.recoveryCodesLeft(user)).toBeGreaterThan(0);
+    expect(await factors.remove(user, key.id)).toBe('removed');
+    expect(await factors.recoveryCodesLeft(user)).toBe(0);
   });
 
   test('reset removes every factor, the pending enrolment and the recovery codes; earlier challenges stop working', async () => {
