@@ -68,6 +68,11 @@ function parseEntry(hash: Record<string, string>): AdapterPayload | undefined {
   return payload;
 }
 
+/** The entry-writing scripts' arguments (WRITE_ENTRY, INDEXED_WRITE): payload JSON, TTL in ms or '', consumed or ''. */
+function entryArgs(payload: AdapterPayload, ttlMs: number | undefined): [payload: string, ttlMs: string, consumed: string] {
+  return [JSON.stringify(payload), ttlMs === undefined ? '' : String(ttlMs), payload.consumed ? JSON.stringify(payload.consumed) : ''];
+}
+
 function grantIdOf(payloadJson: string): string | undefined {
   const { grantId } = JSON.parse(payloadJson) as AdapterPayload;
   return typeof grantId === 'string' && grantId ? grantId : undefined;
@@ -143,9 +148,7 @@ export class RedisAdapter implements Adapter {
         1 + indexes.length,
         key,
         ...indexes,
-        JSON.stringify(payload),
-        ttlMs === undefined ? '' : String(ttlMs),
-        payload.consumed ? JSON.stringify(payload.consumed) : '',
+        ...entryArgs(payload, ttlMs),
         member,
         String(PRUNE_GRACE_MS),
         this.name === 'Session' ? '1' : '0',
@@ -157,9 +160,10 @@ export class RedisAdapter implements Adapter {
   }
 
   /**
-   * Redis Cluster: the index adds go out with the write (one round trip): the revoked mark refuses the add of an
-   * owner being ended, and the check after the write catches an ending that ran in between. Either
-   * way the entry is deleted again, so nothing outlives its owner's revocation (owner-index.ts).
+   * Redis Cluster: the index adds go out with the write (one round trip): the revoked mark refuses
+   * the add of an owner being ended, and the check after the write catches an ending that ran in
+   * between. Either way the entry is deleted again, so nothing outlives its owner's revocation
+   * (owner-index.ts).
    */
   private async upsertOwned(id: string, key: string, payload: AdapterPayload, ttlMs: number | undefined, owners: Owner[]): Promise<void> {
     const member = `${this.name}:${id}`;
@@ -180,9 +184,8 @@ export class RedisAdapter implements Adapter {
   }
 
   private writes(id: string, key: string, payload: AdapterPayload, ttlMs: number | undefined): Promise<unknown>[] {
-    const consumed = payload.consumed ? JSON.stringify(payload.consumed) : '';
     const writes: Promise<unknown>[] = [
-      this.redis.oidcWriteEntry(key, JSON.stringify(payload), ttlMs === undefined ? '' : String(ttlMs), consumed),
+      this.redis.oidcWriteEntry(key, ...entryArgs(payload, ttlMs)),
       ...this.pointerWrites(id, payload, ttlMs),
     ];
     if (this.name === 'Client') {
